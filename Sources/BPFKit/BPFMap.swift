@@ -1,0 +1,151 @@
+import CLibBPF
+import Glibc
+
+/// What the kernel reports about a map (`bpf_map_info`).
+public struct MapInfo: Sendable, Equatable {
+    public let id: UInt32
+    public let type: MapType
+    public let name: String
+    public let keySize: UInt32
+    public let valueSize: UInt32
+    /// Capacity in entries (bytes for ring buffers).
+    public let maxEntries: UInt32
+    public let flags: UInt32
+    public let btfID: UInt32
+}
+
+/// A BPF map, owning one file descriptor to it.
+public final class BPFMap: @unchecked Sendable {
+    /// The descriptor that keeps the map alive while this object lives.
+    public let descriptor: FileDescriptor
+
+    /// Wraps a descriptor the caller hands over.
+    public init(descriptor: FileDescriptor) {
+        self.descriptor = descriptor
+    }
+
+    /// Opens the map with kernel id `id` (`BPF_MAP_GET_FD_BY_ID`).
+    public convenience init(id: UInt32) throws {
+        let fd = try check(bpf_map_get_fd_by_id(id), "open map", "id \(id)")
+        self.init(descriptor: FileDescriptor(owning: fd))
+    }
+
+    /// Creates a map (`BPF_MAP_CREATE`); used by tests and by the loader for inner maps.
+    public convenience init(type: MapType, name: String, keySize: UInt32, valueSize: UInt32, maxEntries: UInt32, flags: UInt32 = 0) throws {
+        let fd = create_map(type: type, name: name, keySize: keySize, valueSize: valueSize, maxEntries: maxEntries, flags: flags)
+        try check(fd, "create \(type) map", name)
+        self.init(descriptor: FileDescriptor(owning: fd))
+    }
+
+    /// The ids of every map on the host, ascending (`BPF_MAP_GET_NEXT_ID`).
+    public static func allIDs() throws -> [UInt32] {
+        try walkIDs(objectKind: "maps", next: bpf_map_get_next_id)
+    }
+
+    /// Reads `bpf_map_info`.
+    public func info() throws -> MapInfo {
+        var info = zeroed(bpf_map_info.self)
+        var length = UInt32(MemoryLayout<bpf_map_info>.size)
+        try check(bpf_obj_get_info_by_fd(descriptor.rawValue, &info, &length), "read map info", "fd \(descriptor.rawValue)")
+        return MapInfo(
+            id: info.id, type: MapType(rawValue: info.type), name: string(fromCArray: info.name),
+            keySize: info.key_size, valueSize: info.value_size, maxEntries: info.max_entries,
+            flags: info.map_flags, btfID: info.btf_id)
+    }
+
+    /// Writes one entry (`BPF_MAP_UPDATE_ELEM`); key and value must have the map's sizes.
+    public func update(key: [UInt8], value: [UInt8], flags: UInt64 = 0) throws {
+        let result = key.withUnsafeBytes { k in value.withUnsafeBytes { v in
+            bpf_map_update_elem(descriptor.rawValue, k.baseAddress, v.baseAddress, flags)
+        } }
+        try check(result, "update entry of map", "fd \(descriptor.rawValue)")
+    }
+
+    /// Pins the map at `path` on bpffs (`BPF_OBJ_PIN`).
+    public func pin(at path: String) throws {
+        try check(bpf_obj_pin(descriptor.rawValue, path), "pin map to", path)
+    }
+
+    /// How many entries the map holds now, or nil for types without keys to count
+    /// (ring buffers, queues, bloom filters). Uses batch lookups in chunks of
+    /// `batchSize` where the kernel supports them, else walks key by key.
+    public func countEntries(batchSize: Int = 4096) throws -> Int? {
+        let info = try info()
+        if info.type.hasNoKeys { return nil }
+        if info.type.isPlainArray { return Int(info.maxEntries) }
+        if let counted = try countByBatches(info, batchSize: max(1, batchSize)) { return counted }
+        return try countByKeys(info)
+    }
+
+    /// Bytes one lookup writes per entry: per-CPU maps hold one 8-aligned slot per possible CPU.
+    func valueStride(_ info: MapInfo) -> Int {
+        guard info.type.isPerCPU else { return Int(info.valueSize) }
+        return (Int(info.valueSize) + 7) / 8 * 8 * Int(max(1, libbpf_num_possible_cpus()))
+    }
+
+    /// nil when this map type has no batch support (ENOTSUPP/EINVAL on the first call).
+    private func countByBatches(_ info: MapInfo, batchSize initialSize: Int) throws -> Int? {
+        let tokenSize = max(Int(info.keySize), 8)
+        var inToken = [UInt8](repeating: 0, count: tokenSize)
+        var outToken = [UInt8](repeating: 0, count: tokenSize)
+        var batchSize = initialSize
+        var total = 0
+        var first = true
+        while true {
+            var keys = [UInt8](repeating: 0, count: batchSize * Int(info.keySize))
+            var values = [UInt8](repeating: 0, count: batchSize * valueStride(info))
+            var count = UInt32(batchSize)
+            let result = inToken.withUnsafeMutableBytes { inBytes in
+                outToken.withUnsafeMutableBytes { outBytes in
+                    keys.withUnsafeMutableBytes { k in
+                        values.withUnsafeMutableBytes { v in
+                            bpf_map_lookup_batch(descriptor.rawValue, first ? nil : inBytes.baseAddress,
+                                                 outBytes.baseAddress, k.baseAddress, v.baseAddress, &count, nil)
+                        }
+                    }
+                }
+            }
+            switch -result {
+            case 0:
+                total += Int(count)
+                inToken = outToken
+                first = false
+            case ENOENT:
+                return total + Int(count)  // the last batch may still hold entries
+            case ENOSPC where batchSize < 1 << 20:
+                batchSize *= 2  // a hash bucket was larger than the batch
+            case Errno.kernelNotSupported where first, EOPNOTSUPP where first, EINVAL where first:
+                return nil
+            default:
+                try check(result, "batch lookup of map", "id \(info.id) (\(info.name))")
+            }
+        }
+    }
+
+    private func countByKeys(_ info: MapInfo) throws -> Int {
+        var key = [UInt8](repeating: 0, count: Int(info.keySize))
+        var next = key
+        var total = 0
+        var first = true
+        while true {
+            let result = key.withUnsafeMutableBytes { k in
+                next.withUnsafeMutableBytes { n in
+                    bpf_map_get_next_key(descriptor.rawValue, first ? nil : k.baseAddress, n.baseAddress)
+                }
+            }
+            if result == -ENOENT { return total }
+            try check(result, "walk keys of map", "id \(info.id) (\(info.name))")
+            total += 1
+            swap(&key, &next)
+            first = false
+        }
+    }
+}
+
+private func create_map(type: MapType, name: String, keySize: UInt32, valueSize: UInt32, maxEntries: UInt32, flags: UInt32) -> Int32 {
+    withZeroedPointer(to: bpf_map_create_opts.self) { options in
+        options.pointee.sz = MemoryLayout<bpf_map_create_opts>.size
+        options.pointee.map_flags = flags
+        return bpf_map_create(bpf_map_type(rawValue: type.rawValue), name, keySize, valueSize, maxEntries, options)
+    }
+}

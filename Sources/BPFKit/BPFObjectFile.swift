@@ -1,0 +1,73 @@
+import CLibBPF
+import CNetfenceShim
+import Glibc
+
+/// A BPF ELF object opened and loaded into the kernel by libbpf
+/// (`bpf_object__open_mem` + `bpf_object__load`). Its programs and maps are
+/// handed out with descriptors of their own, so they outlive the object.
+public final class BPFObjectFile {
+    private let object: OpaquePointer
+    /// libbpf keeps pointers into the ELF bytes: they live as long as the object.
+    private let elf: UnsafeMutableRawBufferPointer
+    /// The object's name, used in errors.
+    public let name: String
+
+    /// Opens and loads `bytes` (an ELF object compiled with `clang -target bpf`).
+    /// The verifier runs here, once per program.
+    public init(bytes: [UInt8], name: String) throws {
+        nf_libbpf_capture_logs()
+        let elf = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 8)
+        bytes.withUnsafeBytes { elf.copyMemory(from: $0) }
+        self.elf = elf
+        self.name = name
+        let opened = name.withCString { objectName in
+            withZeroedPointer(to: bpf_object_open_opts.self) { options in
+                options.pointee.sz = MemoryLayout<bpf_object_open_opts>.size
+                options.pointee.object_name = objectName
+                return bpf_object__open_mem(elf.baseAddress, elf.count, options)
+            }
+        }
+        let openError = libbpf_get_error(UnsafeRawPointer(opened))
+        guard let opened, openError == 0 else {
+            elf.deallocate()
+            throw BPFError("open BPF object", name, errno: Int32(truncatingIfNeeded: openError),
+                           detail: String(cString: nf_libbpf_last_warning()))
+        }
+        let loaded = bpf_object__load(opened)
+        if loaded < 0 {
+            let detail = String(cString: nf_libbpf_last_warning())
+            bpf_object__close(opened)
+            elf.deallocate()
+            throw BPFError("load BPF object", name, errno: loaded, detail: detail)
+        }
+        object = opened
+    }
+
+    deinit {
+        bpf_object__close(object)
+        elf.deallocate()
+    }
+
+    /// The loaded program called `programName` in the source (the C function name).
+    public func program(named programName: String) throws -> BPFProgram {
+        guard let program = bpf_object__find_program_by_name(object, programName) else {
+            throw BPFError("find program \(programName) in", "BPF object \(name)", errno: ENOENT)
+        }
+        return BPFProgram(descriptor: try duplicate(bpf_program__fd(program), of: "program \(programName)"))
+    }
+
+    /// The map called `mapName` in the source.
+    public func map(named mapName: String) throws -> BPFMap {
+        guard let map = bpf_object__find_map_by_name(object, mapName) else {
+            throw BPFError("find map \(mapName) in", "BPF object \(name)", errno: ENOENT)
+        }
+        return BPFMap(descriptor: try duplicate(bpf_map__fd(map), of: "map \(mapName)"))
+    }
+
+    /// libbpf keeps owning its descriptors: callers get duplicates of their own.
+    private func duplicate(_ libbpfDescriptor: Int32, of what: String) throws -> FileDescriptor {
+        let copy = fcntl(libbpfDescriptor, F_DUPFD_CLOEXEC, 0)
+        if copy < 0 { throw BPFError("duplicate descriptor of", what, errno: errno) }
+        return FileDescriptor(owning: copy)
+    }
+}

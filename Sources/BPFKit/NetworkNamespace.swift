@@ -1,0 +1,66 @@
+import CNetfenceShim
+import Foundation
+import Glibc
+
+/// A network namespace reachable from this process, by a name a person recognises.
+public struct NetworkNamespace: Sendable, Hashable {
+    /// `host` for the init namespace, the `ip netns` name, or `pid:N` for an unnamed one.
+    public let name: String
+    /// A path that opens it (`/run/netns/NAME`, `/proc/PID/ns/net`).
+    public let path: String
+    /// Whether this process already lives in it (no thread needs to enter it).
+    public let isCurrent: Bool
+    let inode: UInt64
+
+    /// Where `ip netns add` bind-mounts named namespaces.
+    public static let namedFolder = "/run/netns"
+
+    /// The named namespace `name` (as `ip netns` knows it).
+    public static func named(_ name: String) throws -> NetworkNamespace {
+        let path = "\(namedFolder)/\(name)"
+        guard let inode = inodeNumber(path) else {
+            throw BPFError("find network namespace", name, errno: ENOENT)
+        }
+        return NetworkNamespace(name: name, path: path, isCurrent: inode == inodeNumber("/proc/self/ns/net"), inode: inode)
+    }
+
+    /// This process's namespace, then every named one, then those only some process holds.
+    /// Each appears once; namespaces that cannot be opened are left out.
+    public static func all() -> [NetworkNamespace] {
+        var seen = Set<UInt64>()
+        var result: [NetworkNamespace] = []
+        let current = inodeNumber("/proc/self/ns/net")
+        let initial = inodeNumber("/proc/1/ns/net")
+        func add(_ name: String, _ path: String) {
+            guard let inode = inodeNumber(path), seen.insert(inode).inserted else { return }
+            let label = inode == initial ? "host" : name
+            result.append(NetworkNamespace(name: label, path: path, isCurrent: inode == current, inode: inode))
+        }
+        add("self", "/proc/self/ns/net")
+        let named = (try? FileManager.default.contentsOfDirectory(atPath: namedFolder)) ?? []
+        for name in named.sorted() { add(name, "\(namedFolder)/\(name)") }
+        let processes = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        for pid in processes.compactMap({ Int($0) }).sorted() { add("pid:\(pid)", "/proc/\(pid)/ns/net") }
+        return result
+    }
+
+    /// An open descriptor to the namespace, or nil when this process already lives in it.
+    public func open() throws -> FileDescriptor? {
+        isCurrent ? nil : try FileDescriptor(opening: path, operation: "open network namespace")
+    }
+
+    static func inodeNumber(_ path: String) -> UInt64? {
+        var info = stat()
+        return stat(path, &info) == 0 ? UInt64(info.st_ino) : nil
+    }
+}
+
+extension NetworkNamespace {
+    /// A socket created inside this namespace (it stays there whichever thread uses it).
+    public func socket(domain: Int32, type: Int32, protocol: Int32 = 0) throws -> FileDescriptor {
+        let nsfd = try open()
+        let fd = nf_socket_in_netns(nsfd?.rawValue ?? -1, domain, type, `protocol`)
+        try check(fd, "open socket in network namespace", name)
+        return FileDescriptor(owning: fd)
+    }
+}

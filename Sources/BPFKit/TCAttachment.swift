@@ -1,0 +1,117 @@
+import CNetfenceShim
+import Glibc
+
+/// The clsact hook a tc program sits on.
+public enum TCDirection: String, Sendable, Codable, CaseIterable {
+    case ingress, egress
+
+    var hook: nf_tc_hook { self == .ingress ? NF_TC_HOOK_INGRESS : NF_TC_HOOK_EGRESS }
+    /// The clsact parent id of the hook (TC_H_MAKE(TC_H_CLSACT, TC_H_MIN_*)).
+    var parent: UInt32 {
+        (UInt32(TC_H_CLSACT) & 0xFFFF_0000) | (UInt32(self == .ingress ? TC_H_MIN_INGRESS : TC_H_MIN_EGRESS) & 0xFFFF)
+    }
+}
+
+/// Where a program is attached: an interface's tc hook or XDP, in some namespace.
+public struct ProgramAttachment: Sendable, Equatable, Codable {
+    /// `tc` or `xdp`.
+    public let kind: String
+    public let namespace: String
+    public let interface: String
+    public let ifindex: UInt32
+    /// For tc: the hook. XDP sees ingress only.
+    public let direction: TCDirection
+    /// For tc: the filter's priority and handle.
+    public let priority: UInt32?
+    public let handle: UInt32?
+    public let programID: UInt32
+
+    /// `veth0@node-ns tc/ingress`.
+    public var summary: String { "\(interface)@\(namespace) \(kind)/\(direction.rawValue)" }
+}
+
+/// Attaching tc programs and finding every program attached to interfaces.
+public enum TCAttachments {
+    /// Attaches `program` as a direct-action filter on `interface`'s `direction`
+    /// hook inside `namespace` (nil: this process's), creating clsact when absent
+    /// and replacing a filter with the same handle and priority atomically.
+    @discardableResult
+    public static func attach(_ program: BPFProgram, interface: String, direction: TCDirection,
+                              in namespace: NetworkNamespace? = nil, handle: UInt32 = 0, priority: UInt32 = 0) throws
+        -> (ifindex: UInt32, handle: UInt32, priority: UInt32) {
+        let nsfd = try namespace?.open()
+        var ifindex: UInt32 = 0, usedHandle: UInt32 = 0, usedPriority: UInt32 = 0
+        let result = interface.withCString { name in
+            var target = nf_tc_target(netns_fd: nsfd?.rawValue ?? -1, ifname: name, hook: direction.hook,
+                                      handle: handle, priority: priority)
+            return nf_tc_attach(&target, program.descriptor.rawValue, &ifindex, &usedHandle, &usedPriority)
+        }
+        try check(result, "attach tc \(direction.rawValue) program to", describe(interface, namespace))
+        return (ifindex, usedHandle, usedPriority)
+    }
+
+    /// Removes the filter with `handle` and `priority` from `interface`'s hook.
+    public static func detach(interface: String, direction: TCDirection, in namespace: NetworkNamespace? = nil,
+                              handle: UInt32, priority: UInt32) throws {
+        let nsfd = try namespace?.open()
+        let result = interface.withCString { name in
+            var target = nf_tc_target(netns_fd: nsfd?.rawValue ?? -1, ifname: name, hook: direction.hook,
+                                      handle: handle, priority: priority)
+            return nf_tc_detach(&target)
+        }
+        try check(result, "detach tc \(direction.rawValue) program from", describe(interface, namespace))
+    }
+
+    private static func describe(_ interface: String, _ namespace: NetworkNamespace?) -> String {
+        namespace.map { "\(interface) in network namespace \($0.name)" } ?? interface
+    }
+
+    /// Every tc (clsact) and XDP program attachment in `namespaces`, found through
+    /// netlink. Namespaces that cannot be entered are skipped.
+    public static func scan(_ namespaces: [NetworkNamespace] = NetworkNamespace.all()) -> [ProgramAttachment] {
+        namespaces.flatMap { namespace in (try? scan(namespace)) ?? [] }
+    }
+
+    static func scan(_ namespace: NetworkNamespace) throws -> [ProgramAttachment] {
+        var netlink = try RouteNetlink(in: namespace)
+        var header = [UInt8](repeating: 0, count: 16)  // struct ifinfomsg
+        header[0] = UInt8(AF_UNSPEC)
+        var result: [ProgramAttachment] = []
+        for link in try netlink.dump(type: UInt16(RTM_GETLINK), header: header) where link.count >= 16 {
+            let ifindex = UInt32(bitPattern: link.hostOrder(Int32.self, at: 4))
+            let attributes = NetlinkAttribute.parse(link[16...])
+            let name = attributes.attribute(IFLA_IFNAME)?.string ?? "if\(ifindex)"
+            if let xdp = attributes.attribute(IFLA_XDP)?.nested, let id = xdp.attribute(IFLA_XDP_PROG_ID)?.uint32, id != 0 {
+                result.append(ProgramAttachment(kind: "xdp", namespace: namespace.name, interface: name, ifindex: ifindex,
+                                                direction: .ingress, priority: nil, handle: nil, programID: id))
+            }
+            for direction in TCDirection.allCases {
+                result += (try? filters(&netlink, ifindex: ifindex, direction: direction)).map { found in
+                    found.map { ProgramAttachment(kind: "tc", namespace: namespace.name, interface: name, ifindex: ifindex,
+                                                  direction: direction, priority: $0.priority, handle: $0.handle, programID: $0.id) }
+                } ?? []
+            }
+        }
+        return result
+    }
+
+    /// The cls_bpf filters on one clsact hook; throws when the interface has no clsact.
+    private static func filters(_ netlink: inout RouteNetlink, ifindex: UInt32, direction: TCDirection) throws
+        -> [(id: UInt32, priority: UInt32, handle: UInt32)] {
+        var header = [UInt8]()  // struct tcmsg
+        header.appendHostOrder(UInt32(AF_UNSPEC))
+        header.appendHostOrder(ifindex)
+        header.appendHostOrder(UInt32(0))
+        header.appendHostOrder(direction.parent)
+        header.appendHostOrder(UInt32(0))
+        return try netlink.dump(type: UInt16(RTM_GETTFILTER), header: header).compactMap { filter in
+            guard filter.count >= 20 else { return nil }
+            let attributes = NetlinkAttribute.parse(filter[20...])
+            guard attributes.attribute(TCA_KIND)?.string == "bpf",
+                  let id = attributes.attribute(TCA_OPTIONS)?.nested.attribute(TCA_BPF_ID)?.uint32 else { return nil }
+            let handle = filter.hostOrder(UInt32.self, at: 8)
+            let info = filter.hostOrder(UInt32.self, at: 16)
+            return (id, info >> 16, handle)
+        }
+    }
+}

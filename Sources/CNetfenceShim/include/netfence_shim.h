@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The thin C layer under BPFKit: only what Swift cannot do safely. libbpf's
+ * option structs are built here with LIBBPF_OPTS (Swift leaves tail padding
+ * dirty, which libbpf rejects), namespace switches happen on a private thread
+ * (setns on a Swift thread would move unrelated work), and glibc calls that
+ * Swift's Glibc module lacks (statfs) are wrapped. Every function returns 0 or
+ * a non-negative result on success and -errno on failure.
+ */
+#ifndef NETFENCE_SHIM_H
+#define NETFENCE_SHIM_H
+
+#include <linux/types.h>
+#include <linux/bpf.h>
+#include <linux/if_link.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <linux/pkt_cls.h>
+#include <linux/pkt_sched.h>
+#include <stddef.h>
+
+#include "../../../bpf/netfence_abi.h"
+
+/* The bpffs superblock magic (BPF_FS_MAGIC in <linux/magic.h>). */
+#define NF_BPF_FS_MAGIC 0xcafe4a11UL
+
+/* Which clsact hook of an interface. */
+enum nf_tc_hook {
+	NF_TC_HOOK_INGRESS = 0,
+	NF_TC_HOOK_EGRESS = 1,
+};
+
+/* Where a tc program goes: an interface by name inside a network namespace. */
+struct nf_tc_target {
+	int netns_fd;       /* an open /run/netns/NAME or /proc/PID/ns/net; -1: this process's */
+	const char *ifname; /* resolved inside that namespace */
+	enum nf_tc_hook hook;
+	__u32 handle;       /* filter handle; 0 lets the kernel choose */
+	__u32 priority;     /* filter priority; 0 lets the kernel choose */
+};
+
+/* The statfs f_type of PATH, to tell whether it lies on bpffs. */
+int nf_statfs_type(const char *path, long *fs_type);
+
+/* Creates the clsact qdisc when absent and attaches PROG_FD as a direct-action
+ * filter, replacing one with the same handle and priority atomically. Writes
+ * the interface index, handle and priority the kernel used. */
+int nf_tc_attach(const struct nf_tc_target *target, int prog_fd, __u32 *ifindex,
+		 __u32 *handle, __u32 *priority);
+
+/* Removes the filter with the target's handle and priority. */
+int nf_tc_detach(const struct nf_tc_target *target);
+
+/* A socket created inside the network namespace NETNS_FD (-1: this one). A
+ * socket stays in the namespace it was created in, so netlink queries made
+ * through it describe that namespace. */
+int nf_socket_in_netns(int netns_fd, int domain, int type, int protocol);
+
+/* Runs a program once or REPEAT times on DATA through BPF_PROG_TEST_RUN. For
+ * tc programs CTX_IFINDEX sets __sk_buff.ifindex (the kernel defaults it to 1). */
+int nf_prog_test_run(int prog_fd, const void *data, __u32 size, __u32 repeat,
+		     __u32 ctx_ifindex, __u32 *retval, __u32 *duration_ns);
+
+/* libbpf prints warnings (verifier logs among them) to stderr by default;
+ * this keeps the last one instead, so a failed load becomes one error line
+ * that names the cause. */
+void nf_libbpf_capture_logs(void);
+
+/* The last libbpf warning captured since the previous call, or "" if none. */
+const char *nf_libbpf_last_warning(void);
+
+#endif /* NETFENCE_SHIM_H */

@@ -1,0 +1,199 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+#define _GNU_SOURCE
+#include "netfence_shim.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <errno.h>
+#include <net/if.h>
+#include <pthread.h>
+#include <sched.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/vfs.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <unistd.h>
+
+int nf_statfs_type(const char *path, long *fs_type)
+{
+	struct statfs st;
+
+	if (statfs(path, &st) != 0)
+		return -errno;
+	*fs_type = (long)st.f_type;
+	return 0;
+}
+
+/* Runs FN(ARG) on a new thread that first enters NETNS_FD, so the caller's
+ * threads never change namespace. */
+struct netns_call {
+	int netns_fd;
+	int (*fn)(void *);
+	void *arg;
+	int result;
+};
+
+static void *netns_thread(void *opaque)
+{
+	struct netns_call *call = opaque;
+
+	if (setns(call->netns_fd, CLONE_NEWNET) != 0)
+		call->result = -errno;
+	else
+		call->result = call->fn(call->arg);
+	return NULL;
+}
+
+static int run_in_netns(int netns_fd, int (*fn)(void *), void *arg)
+{
+	struct netns_call call = { .netns_fd = netns_fd, .fn = fn, .arg = arg };
+	pthread_t thread;
+	int err;
+
+	if (netns_fd < 0)
+		return fn(arg);
+	err = pthread_create(&thread, NULL, netns_thread, &call);
+	if (err)
+		return -err;
+	pthread_join(thread, NULL);
+	return call.result;
+}
+
+static int to_libbpf_hook(enum nf_tc_hook hook)
+{
+	return hook == NF_TC_HOOK_INGRESS ? BPF_TC_INGRESS : BPF_TC_EGRESS;
+}
+
+struct tc_call {
+	const struct nf_tc_target *target;
+	int prog_fd;
+	__u32 ifindex, handle, priority;
+};
+
+static int tc_attach_here(void *opaque)
+{
+	struct tc_call *call = opaque;
+	unsigned int ifindex = if_nametoindex(call->target->ifname);
+	int err;
+
+	if (!ifindex)
+		return -errno;
+	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex,
+		    .attach_point = to_libbpf_hook(call->target->hook));
+	LIBBPF_OPTS(bpf_tc_opts, opts, .handle = call->target->handle,
+		    .priority = call->target->priority, .prog_fd = call->prog_fd,
+		    .flags = BPF_TC_F_REPLACE);
+
+	err = bpf_tc_hook_create(&hook);
+	if (err && err != -EEXIST)
+		return err;
+	err = bpf_tc_attach(&hook, &opts);
+	if (err)
+		return err;
+	call->ifindex = ifindex;
+	call->handle = opts.handle;
+	call->priority = opts.priority;
+	return 0;
+}
+
+int nf_tc_attach(const struct nf_tc_target *target, int prog_fd, __u32 *ifindex,
+		 __u32 *handle, __u32 *priority)
+{
+	struct tc_call call = { .target = target, .prog_fd = prog_fd };
+	int err = run_in_netns(target->netns_fd, tc_attach_here, &call);
+
+	if (err)
+		return err;
+	*ifindex = call.ifindex;
+	*handle = call.handle;
+	*priority = call.priority;
+	return 0;
+}
+
+static int tc_detach_here(void *opaque)
+{
+	struct tc_call *call = opaque;
+	unsigned int ifindex = if_nametoindex(call->target->ifname);
+
+	if (!ifindex)
+		return -errno;
+	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex,
+		    .attach_point = to_libbpf_hook(call->target->hook));
+	LIBBPF_OPTS(bpf_tc_opts, opts, .handle = call->target->handle,
+		    .priority = call->target->priority);
+	return bpf_tc_detach(&hook, &opts);
+}
+
+int nf_tc_detach(const struct nf_tc_target *target)
+{
+	struct tc_call call = { .target = target };
+
+	return run_in_netns(target->netns_fd, tc_detach_here, &call);
+}
+
+struct socket_call {
+	int domain, type, protocol;
+};
+
+static int socket_here(void *opaque)
+{
+	struct socket_call *call = opaque;
+	int fd = socket(call->domain, call->type | SOCK_CLOEXEC, call->protocol);
+
+	return fd < 0 ? -errno : fd;
+}
+
+int nf_socket_in_netns(int netns_fd, int domain, int type, int protocol)
+{
+	struct socket_call call = { .domain = domain, .type = type, .protocol = protocol };
+
+	return run_in_netns(netns_fd, socket_here, &call);
+}
+
+int nf_prog_test_run(int prog_fd, const void *data, __u32 size, __u32 repeat,
+		     __u32 ctx_ifindex, __u32 *retval, __u32 *duration_ns)
+{
+	struct __sk_buff ctx = { .ifindex = ctx_ifindex };
+	LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = data, .data_size_in = size,
+		    .repeat = repeat, .ctx_in = ctx_ifindex ? &ctx : NULL,
+		    .ctx_size_in = ctx_ifindex ? sizeof(ctx) : 0);
+	int err = bpf_prog_test_run_opts(prog_fd, &opts);
+
+	if (err)
+		return err < 0 ? err : -errno;
+	*retval = opts.retval;
+	*duration_ns = opts.duration;
+	return 0;
+}
+
+static _Thread_local char last_warning[512];
+
+static int capture_print(enum libbpf_print_level level, const char *format, va_list args)
+{
+	char line[sizeof(last_warning)];
+	size_t len;
+
+	if (level != LIBBPF_WARN)
+		return 0;
+	vsnprintf(line, sizeof(line), format, args);
+	len = strcspn(line, "\n");
+	line[len] = '\0';
+	if (len)
+		memcpy(last_warning, line, len + 1);
+	return 0;
+}
+
+void nf_libbpf_capture_logs(void)
+{
+	libbpf_set_print(capture_print);
+}
+
+const char *nf_libbpf_last_warning(void)
+{
+	static _Thread_local char taken[sizeof(last_warning)];
+
+	memcpy(taken, last_warning, sizeof(taken));
+	last_warning[0] = '\0';
+	return taken;
+}

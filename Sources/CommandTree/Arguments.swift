@@ -1,0 +1,200 @@
+/// A type an option or positional argument converts its text to.
+public protocol ArgumentValue: Sendable {
+    /// Parses one command-line word; nil when it is not a valid value.
+    init?(argument: String)
+    /// What the help calls the value when the definition names none (`<n>`).
+    static var defaultValueName: String { get }
+    /// The words completion offers, when the set is closed (an enum's cases).
+    static var completionChoices: [String]? { get }
+}
+
+extension ArgumentValue {
+    public static var completionChoices: [String]? { nil }
+}
+
+extension String: ArgumentValue {
+    public init?(argument: String) { self = argument }
+    public static var defaultValueName: String { "value" }
+}
+
+extension Int: ArgumentValue {
+    public init?(argument: String) { self.init(argument, radix: 10) }
+    public static var defaultValueName: String { "n" }
+}
+
+extension UInt32: ArgumentValue {
+    public init?(argument: String) { self.init(argument, radix: 10) }
+    public static var defaultValueName: String { "n" }
+}
+
+extension Double: ArgumentValue {
+    public init?(argument: String) {
+        guard let value = Double(argument), value.isFinite else { return nil }
+        self = value
+    }
+    public static var defaultValueName: String { "number" }
+}
+
+extension Optional: ArgumentValue where Wrapped: ArgumentValue {
+    public init?(argument: String) {
+        guard let value = Wrapped(argument: argument) else { return nil }
+        self = .some(value)
+    }
+    public static var defaultValueName: String { Wrapped.defaultValueName }
+    public static var completionChoices: [String]? { Wrapped.completionChoices }
+}
+
+/// String enums with a closed set of cases parse from their raw values and complete to them.
+extension ArgumentValue where Self: CaseIterable & RawRepresentable, RawValue == String {
+    public init?(argument: String) { self.init(rawValue: argument) }
+    public static var completionChoices: [String]? { allCases.map(\.rawValue) }
+}
+
+/// What the shell should offer for an option's value.
+public enum CompletionKind: Sendable, Equatable {
+    case none
+    case file
+    case directory
+    case choices([String])
+}
+
+/// The untyped description of one flag, option or positional argument: what
+/// parsing, help, completions and the man page all read.
+public struct ArgumentDefinition: Sendable {
+    public enum Kind: Sendable, Equatable {
+        case flag
+        case option
+        /// A positional argument; `repeating` takes every remaining word.
+        case positional(repeating: Bool)
+    }
+
+    public let kind: Kind
+    public let short: Character?
+    /// The long name without dashes; for positionals, the name help shows.
+    public let long: String
+    public let valueName: String
+    public let help: String
+    /// The default as help shows it, if there is one worth showing.
+    public let defaultText: String?
+    /// An environment variable read when the option is not given.
+    public let environment: String?
+    public let completion: CompletionKind
+    /// Whether a positional must be given.
+    public let isRequired: Bool
+    /// Whether one word parses as the value type.
+    let check: @Sendable (String) -> Bool
+
+    /// `-o, --output <format>` / `--all` / `<id> ...`: the words usage and help show.
+    public var synopsis: String {
+        switch kind {
+        case .flag: return names
+        case .option: return "\(names) <\(valueName)>"
+        case .positional(let repeating): return "<\(long)>" + (repeating ? " ..." : "")
+        }
+    }
+
+    /// `-o, --output` or `--all`.
+    public var names: String {
+        (short.map { "-\($0), " } ?? "") + "--\(long)"
+    }
+
+    /// The shortest spelling for a usage line: `[-o <format>]`, `[--all]`, `<id> ...`.
+    var usageToken: String {
+        switch kind {
+        case .flag: return "[--\(long)]"
+        case .option: return "[--\(long) <\(valueName)>]"
+        case .positional(let repeating):
+            let word = "<\(long)>" + (repeating ? " ..." : "")
+            return isRequired ? word : "[\(word)]"
+        }
+    }
+}
+
+/// A boolean switch such as `--all`.
+public struct Flag: Sendable {
+    public let definition: ArgumentDefinition
+
+    public init(short: Character? = nil, long: String, help: String) {
+        definition = ArgumentDefinition(
+            kind: .flag, short: short, long: long, valueName: "", help: help, defaultText: nil,
+            environment: nil, completion: .none, isRequired: false, check: { _ in true })
+    }
+}
+
+/// An option that takes a value, `--name value` or `--name=value`, with a default.
+public struct Option<Value: ArgumentValue>: Sendable {
+    public let definition: ArgumentDefinition
+    let defaultValue: Value
+
+    /// `showDefault: false` hides a default that means "not given".
+    public init(short: Character? = nil, long: String, valueName: String? = nil, help: String,
+                default defaultValue: Value, showDefault: Bool = true, environment: String? = nil,
+                completion: CompletionKind? = nil) {
+        self.defaultValue = defaultValue
+        definition = ArgumentDefinition(
+            kind: .option, short: short, long: long, valueName: valueName ?? Value.defaultValueName, help: help,
+            defaultText: showDefault ? "\(defaultValue)" : nil, environment: environment,
+            completion: completion ?? Value.completionChoices.map(CompletionKind.choices) ?? .none,
+            isRequired: false, check: { Value(argument: $0) != nil })
+    }
+}
+
+/// Positional arguments: zero or more words of one type, after the options.
+public struct Positionals<Value: ArgumentValue>: Sendable {
+    public let definition: ArgumentDefinition
+
+    public init(name: String, help: String, completion: CompletionKind = .none) {
+        definition = ArgumentDefinition(
+            kind: .positional(repeating: true), short: nil, long: name, valueName: name, help: help,
+            defaultText: nil, environment: nil, completion: completion, isRequired: false,
+            check: { Value(argument: $0) != nil })
+    }
+}
+
+/// One positional argument that must be given.
+public struct Positional<Value: ArgumentValue>: Sendable {
+    public let definition: ArgumentDefinition
+
+    public init(name: String, help: String, completion: CompletionKind? = nil) {
+        definition = ArgumentDefinition(
+            kind: .positional(repeating: false), short: nil, long: name, valueName: name, help: help,
+            defaultText: nil, environment: nil,
+            completion: completion ?? Value.completionChoices.map(CompletionKind.choices) ?? .none,
+            isRequired: true, check: { Value(argument: $0) != nil })
+    }
+}
+
+/// What the parser found, read back with the typed definitions:
+/// `parsed[Self.all]`, `parsed[Self.output]`, `parsed[Self.ids]`.
+public struct ParsedArguments: Sendable {
+    var words: [String: [String]] = [:]
+    var flags: Set<String> = []
+
+    public init() {}
+
+    public subscript(flag: Flag) -> Bool { flags.contains(flag.definition.long) }
+
+    /// The last value given (options may repeat), else the environment's, else the default.
+    public subscript<Value>(option: Option<Value>) -> Value {
+        words[option.definition.long]?.last.flatMap(Value.init(argument:)) ?? option.defaultValue
+    }
+
+    public subscript<Value>(positionals: Positionals<Value>) -> [Value] {
+        (words[positionals.definition.long] ?? []).compactMap(Value.init(argument:))
+    }
+
+    /// Present once parsing succeeded: the parser rejects a missing required positional.
+    public subscript<Value>(positional: Positional<Value>) -> Value {
+        words[positional.definition.long]!.compactMap(Value.init(argument:)).first!
+    }
+
+    /// A copy with `option` set as if `word` had been typed (one command running another).
+    public func setting<Value>(_ option: Option<Value>, to word: String) -> ParsedArguments {
+        var copy = self
+        copy.words[option.definition.long] = [word]
+        return copy
+    }
+
+    /// Whether the option was given on the command line or by its environment variable.
+    public func isSet<Value>(_ option: Option<Value>) -> Bool { words[option.definition.long] != nil }
+}

@@ -1,0 +1,43 @@
+import Foundation
+
+/// How a command prints its results: aligned columns for people, JSON for scripts.
+public enum OutputFormat: String, CaseIterable, Sendable, ArgumentValue {
+    case table, json
+    public static var defaultValueName: String { "format" }
+}
+
+/// An aligned text table: a header row and left-aligned columns two spaces apart.
+public struct Table: Sendable {
+    public let headers: [String]
+    public private(set) var rows: [[String]] = []
+
+    public init(headers: [String]) {
+        self.headers = headers
+    }
+
+    /// Adds a row; missing cells print empty, extra cells are dropped.
+    public mutating func append(_ row: [String]) {
+        rows.append((0..<headers.count).map { $0 < row.count ? row[$0] : "" })
+    }
+
+    /// The table as lines; trailing spaces trimmed.
+    public func render(headers showHeaders: Bool = true) -> String {
+        let all = (showHeaders ? [headers] : []) + rows
+        let widths = headers.indices.map { column in all.map { $0[column].count }.max() ?? 0 }
+        return all.map { row in
+            row.enumerated().map { column, cell in
+                column == row.count - 1 ? cell : cell.padding(toLength: widths[column], withPad: " ", startingAt: 0)
+            }.joined(separator: "  ").replacingOccurrences(of: "\\s+$", with: "", options: .regularExpression)
+        }.joined(separator: "\n")
+    }
+}
+
+/// JSON for scripts: sorted keys so field order is stable, ISO-8601 dates.
+public enum JSONOutput {
+    public static func encode(_ value: some Encodable) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .iso8601
+        return String(decoding: try encoder.encode(value), as: UTF8.self)
+    }
+}

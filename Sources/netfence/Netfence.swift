@@ -1,0 +1,42 @@
+import CommandTree
+
+/// The root of the command tree and the options every command accepts.
+struct Netfence: Command {
+    static let version = "0.1.0"
+
+    static let configuration = CommandConfiguration(
+        name: "netfence",
+        abstract: "Kubernetes network policy on eBPF, node side: datapath, loader and introspection.",
+        discussion: """
+            netfence enforces Kubernetes network policy with tc eBPF programs on each pod's host veth. \
+            Its introspection commands read what is loaded on this node and print it in words, or as JSON \
+            for scripts (-o json).
+            Most commands need root (CAP_BPF and CAP_SYS_ADMIN) and bpffs mounted at /sys/fs/bpf.
+            """,
+        subcommands: [EbpfCommand.self, DemoCommand.self, CompletionsCommand.self, ManCommand.self])
+
+    /// `-o table|json`, accepted by every command.
+    static let output = Option<OutputFormat>(
+        short: "o", long: "output", help: "Output format: table for people, json for scripts.", default: .table)
+
+    /// Where netfence pins its programs and maps.
+    static let bpffsRoot = Option<String>(
+        long: "bpffs-root", valueName: "path", help: "The bpffs folder netfence pins its programs and maps under.",
+        default: "/sys/fs/bpf/netfence", environment: "NETFENCE_BPFFS_ROOT", completion: .directory)
+
+    /// The command tree the binary runs, and help, completions and the man page describe.
+    static let tree = CommandTree(
+        root: Netfence.self, globals: [output.definition, bpffsRoot.definition], version: version)
+
+    init(parsed: ParsedArguments) {}
+}
+
+extension CommandContext {
+    /// The output format chosen with `-o`.
+    var outputFormat: OutputFormat { parsed[Netfence.output] }
+    /// The pin root chosen with `--bpffs-root` or NETFENCE_BPFFS_ROOT.
+    var bpffsRoot: String {
+        let root = parsed[Netfence.bpffsRoot]
+        return root.count > 1 && root.hasSuffix("/") ? String(root.dropLast()) : root
+    }
+}

@@ -1,0 +1,58 @@
+import BPFKit
+import CommandTree
+import Foundation
+
+/// What a command needs of the node before it touches the kernel, checked up
+/// front so the failure says what to do instead of surfacing as an errno.
+enum NodeAccess {
+    /// Root, or at least CAP_BPF and CAP_SYS_ADMIN.
+    static func requirePrivileges(_ context: CommandContext) throws {
+        let capabilities = Capabilities.current()
+        guard capabilities.bpf, capabilities.sysAdmin else {
+            throw RuntimeError("'\(context.commandPath)' needs CAP_BPF and CAP_SYS_ADMIN",
+                               hint: "run it as root, e.g. 'sudo \(context.commandPath)'")
+        }
+    }
+
+    /// The pin root lies on bpffs, or does not exist yet below a bpffs mount.
+    static func requireBPFFilesystem(_ context: CommandContext) throws {
+        let root = context.bpffsRoot
+        var folder = root
+        while !FileManager.default.fileExists(atPath: folder), folder != "/" {
+            folder = (folder as NSString).deletingLastPathComponent
+        }
+        guard BPFFilesystem.isBPFFilesystem(folder) else {
+            throw RuntimeError(
+                "\(root) is not on a mounted bpffs",
+                hint: root.hasPrefix(BPFFilesystem.defaultMountPoint + "/")
+                    ? "mount it with 'mount -t bpf bpf \(BPFFilesystem.defaultMountPoint)' (netfence demo does this)"
+                    : "choose a folder on bpffs with --bpffs-root or NETFENCE_BPFFS_ROOT")
+        }
+    }
+
+    /// Turns a kernel error on an explicit id into what the user should do next.
+    static func explainLookup(_ error: Error, kind: String, listCommand: String) -> Error {
+        guard let error = error as? BPFError else { return error }
+        switch error.errno {
+        case ENOENT: return RuntimeError("no \(kind) with \(error.object) is loaded", hint: "list ids with '\(listCommand) --all'")
+        case EPERM, EACCES: return RuntimeError(error.description, hint: "run as root")
+        default: return error
+        }
+    }
+}
+
+/// Formatting shared by the listing commands.
+enum Format {
+    /// `2026-11-23 12:00:01` in local time, for tables.
+    static func time(_ date: Date) -> String {
+        let formatter = DateFormatter()
+        formatter.dateFormat = "yyyy-MM-dd HH:mm:ss"
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        return formatter.string(from: date)
+    }
+
+    /// A list of ids, `3,7`, or `-` for none.
+    static func ids(_ ids: [UInt32]) -> String {
+        ids.isEmpty ? "-" : ids.map(String.init).joined(separator: ",")
+    }
+}

@@ -122,7 +122,7 @@ public final class BPFMap: @unchecked Sendable {
         }
     }
 
-    private func countByKeys(_ info: MapInfo) throws -> Int {
+    func countByKeys(_ info: MapInfo) throws -> Int {
         var key = [UInt8](repeating: 0, count: Int(info.keySize))
         var next = key
         var total = 0
@@ -148,4 +148,10 @@ private func create_map(type: MapType, name: String, keySize: UInt32, valueSize:
         options.pointee.map_flags = flags
         return bpf_map_create(bpf_map_type(rawValue: type.rawValue), name, keySize, valueSize, maxEntries, options)
     }
+}
+
+/// Map creation flags (`BPF_F_*` in <linux/bpf.h>).
+public enum MapFlags {
+    /// Allocate entries on insert; LPM tries require it.
+    public static let noPreallocate = UInt32(BPF_F_NO_PREALLOC)
 }

@@ -1,4 +1,5 @@
 import CLibBPF
+import CNetfenceShim
 import Glibc
 
 /// What the kernel reports about a loaded program (`bpf_prog_info`).
@@ -69,6 +70,26 @@ public final class BPFProgram: @unchecked Sendable {
             tag: tag, loadTimeNanoseconds: info.load_time, ownerUID: info.created_by_uid,
             mapIDs: mapIDs, btfID: info.btf_id, translatedBytes: info.xlated_prog_len,
             jitedBytes: info.jited_prog_len, runCount: info.run_cnt, runTimeNanoseconds: info.run_time_ns)
+    }
+
+    /// What one `BPF_PROG_TEST_RUN` returned.
+    public struct TestRunResult: Sendable, Equatable {
+        /// The program's return value (a TC_ACT_* verdict for tc programs).
+        public let verdict: UInt32
+        /// Mean ns per run, as the kernel measured it.
+        public let nanosecondsPerRun: UInt32
+    }
+
+    /// Runs the program on `packet` (an Ethernet frame) `repeat` times in the kernel
+    /// (`BPF_PROG_TEST_RUN`); `ifindex` sets `__sk_buff.ifindex` for tc programs and
+    /// must name an interface in this process's namespace (0: the kernel uses 1).
+    public func testRun(packet: [UInt8], repeat count: UInt32 = 1, ifindex: UInt32 = 0) throws -> TestRunResult {
+        var verdict: UInt32 = 0, duration: UInt32 = 0
+        let result = packet.withUnsafeBytes {
+            nf_prog_test_run(descriptor.rawValue, $0.baseAddress, UInt32($0.count), count, ifindex, &verdict, &duration)
+        }
+        try check(result, "test-run program", "fd \(descriptor.rawValue)")
+        return TestRunResult(verdict: verdict, nanosecondsPerRun: duration)
     }
 
     /// Pins the program at `path` on bpffs (`BPF_OBJ_PIN`).

@@ -6,10 +6,13 @@ public protocol ArgumentValue: Sendable {
     static var defaultValueName: String { get }
     /// The words completion offers, when the set is closed (an enum's cases).
     static var completionChoices: [String]? { get }
+    /// What a valid word looks like, for errors: `a whole number`.
+    static var expectedForm: String? { get }
 }
 
 extension ArgumentValue {
     public static var completionChoices: [String]? { nil }
+    public static var expectedForm: String? { completionChoices.map { "one of: \($0.joined(separator: ", "))" } }
 }
 
 extension String: ArgumentValue {
@@ -20,11 +23,13 @@ extension String: ArgumentValue {
 extension Int: ArgumentValue {
     public init?(argument: String) { self.init(argument, radix: 10) }
     public static var defaultValueName: String { "n" }
+    public static var expectedForm: String? { "a whole number" }
 }
 
 extension UInt32: ArgumentValue {
     public init?(argument: String) { self.init(argument, radix: 10) }
     public static var defaultValueName: String { "n" }
+    public static var expectedForm: String? { "a whole number from 0 to \(UInt32.max)" }
 }
 
 extension Double: ArgumentValue {
@@ -33,6 +38,7 @@ extension Double: ArgumentValue {
         self = value
     }
     public static var defaultValueName: String { "number" }
+    public static var expectedForm: String? { "a number" }
 }
 
 extension Optional: ArgumentValue where Wrapped: ArgumentValue {
@@ -42,6 +48,7 @@ extension Optional: ArgumentValue where Wrapped: ArgumentValue {
     }
     public static var defaultValueName: String { Wrapped.defaultValueName }
     public static var completionChoices: [String]? { Wrapped.completionChoices }
+    public static var expectedForm: String? { Wrapped.expectedForm }
 }
 
 /// String enums with a closed set of cases parse from their raw values and complete to them.
@@ -81,6 +88,8 @@ public struct ArgumentDefinition: Sendable {
     public let completion: CompletionKind
     /// Whether a positional must be given.
     public let isRequired: Bool
+    /// What a valid value looks like, for usage errors.
+    public var expectedForm: String? = nil
     /// Whether one word parses as the value type.
     let check: @Sendable (String) -> Bool
 
@@ -135,7 +144,7 @@ public struct Option<Value: ArgumentValue>: Sendable {
             kind: .option, short: short, long: long, valueName: valueName ?? Value.defaultValueName, help: help,
             defaultText: showDefault ? "\(defaultValue)" : nil, environment: environment,
             completion: completion ?? Value.completionChoices.map(CompletionKind.choices) ?? .none,
-            isRequired: false, check: { Value(argument: $0) != nil })
+            isRequired: false, expectedForm: Value.expectedForm, check: { Value(argument: $0) != nil })
     }
 }
 
@@ -147,7 +156,7 @@ public struct Positionals<Value: ArgumentValue>: Sendable {
         definition = ArgumentDefinition(
             kind: .positional(repeating: true), short: nil, long: name, valueName: name, help: help,
             defaultText: nil, environment: nil, completion: completion, isRequired: false,
-            check: { Value(argument: $0) != nil })
+            expectedForm: Value.expectedForm, check: { Value(argument: $0) != nil })
     }
 }
 
@@ -160,7 +169,7 @@ public struct Positional<Value: ArgumentValue>: Sendable {
             kind: .positional(repeating: false), short: nil, long: name, valueName: name, help: help,
             defaultText: nil, environment: nil,
             completion: completion ?? Value.completionChoices.map(CompletionKind.choices) ?? .none,
-            isRequired: true, check: { Value(argument: $0) != nil })
+            isRequired: true, expectedForm: Value.expectedForm, check: { Value(argument: $0) != nil })
     }
 }
 

@@ -209,7 +209,7 @@ public struct CommandTree: Sendable {
 
     private func choicesText(_ definition: ArgumentDefinition) -> String {
         if case .choices(let choices) = definition.completion { return " (one of: \(choices.joined(separator: ", ")))" }
-        return ""
+        return definition.expectedForm.map { " (expected \($0))" } ?? ""
     }
 
     private func oneLine(_ text: String) -> String {

@@ -11,6 +11,7 @@ struct EbpfProgsCommand: Command {
             By default lists the programs pinned under the bpffs root; --all lists every program on the host, \
             and ids list just those. ATTACHED names each interface and hook a program is on (tc ingress/egress, \
             XDP), as IFACE@NETNS, across the host's network namespaces.
+
             --stats enables the kernel's run-time statistics (BPF_ENABLE_STATS) only while the command runs: it \
             holds them on for --stats-window seconds so traffic in that window is counted, then shows each \
             program's run count and average ns per run. Runs outside any such window are not counted.

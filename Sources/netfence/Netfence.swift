@@ -11,6 +11,7 @@ struct Netfence: Command {
             netfence enforces Kubernetes network policy with tc eBPF programs on each pod's host veth. \
             Its introspection commands read what is loaded on this node and print it in words, or as JSON \
             for scripts (-o json).
+
             Most commands need root (CAP_BPF and CAP_SYS_ADMIN) and bpffs mounted at /sys/fs/bpf.
             """,
         subcommands: [EbpfCommand.self, DemoCommand.self, CompletionsCommand.self, ManCommand.self])

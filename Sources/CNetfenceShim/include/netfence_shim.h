@@ -57,7 +57,8 @@ int nf_tc_detach(const struct nf_tc_target *target);
 int nf_socket_in_netns(int netns_fd, int domain, int type, int protocol);
 
 /* Runs a program once or REPEAT times on DATA through BPF_PROG_TEST_RUN. For
- * tc programs CTX_IFINDEX sets __sk_buff.ifindex (the kernel defaults it to 1). */
+ * tc programs CTX_IFINDEX sets __sk_buff.ifindex (0: the kernel uses 1); the
+ * kernel resolves it, so it must name an interface in the caller's namespace. */
 int nf_prog_test_run(int prog_fd, const void *data, __u32 size, __u32 repeat,
 		     __u32 ctx_ifindex, __u32 *retval, __u32 *duration_ns);
 

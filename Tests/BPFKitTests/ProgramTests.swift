@@ -1,0 +1,120 @@
+import BPFObjects
+import Foundation
+import Glibc
+import NodeNetwork
+import Testing
+import TestSupport
+
+@testable import BPFKit
+
+/// An Ethernet + IPv4 + UDP frame from 198.18.0.2 to 198.18.0.1 (checksums unchecked by tc).
+let udpFrame: [UInt8] = [
+    0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2, 0x08, 0x00,
+    0x45, 0, 0, 32, 0, 0, 0x40, 0, 64, 17, 0, 0, 198, 18, 0, 2, 198, 18, 0, 1,
+    0x30, 0x39, 0, 53, 0, 12, 0, 0, 1, 2, 3, 4,
+]
+
+@Suite struct ProgramTests {
+    @Test func theDemoObjectLoadsAndReportsItsInfo() throws {
+        guard Privileges.require() else { return }
+        let object = try BPFObjectFile(bytes: EmbeddedBPFObject.demo.bytes, name: "demo")
+        let program = try object.program(named: "demo_ingress")
+        let map = try object.map(named: "demo_packets")
+        let info = try program.info()
+        #expect(info.type == .schedCls)
+        #expect(info.type.description == "sched_cls")
+        #expect(info.name == "demo_ingress")
+        #expect(info.tag.count == 16)
+        #expect(info.mapIDs == [try map.info().id])
+        let loaded = BootClock.date(bootNanoseconds: info.loadTimeNanoseconds)
+        #expect(abs(loaded.timeIntervalSinceNow) < 60)
+        let mapInfo = try map.info()
+        #expect(mapInfo.type == .hash && mapInfo.keySize == 8 && mapInfo.valueSize == 16 && mapInfo.maxEntries == 1024)
+    }
+
+    @Test func testRunsCountPacketsAndStatisticsSeeThem() throws {
+        guard Privileges.require() else { return }
+        let object = try BPFObjectFile(bytes: EmbeddedBPFObject.demo.bytes, name: "demo")
+        let program = try object.program(named: "demo_egress")
+        let counters = try object.map(named: "demo_packets")
+        let result: BPFProgram.TestRunResult
+        do {
+            let session = try StatisticsSession()
+            result = try program.testRun(packet: udpFrame, repeat: 10, ifindex: 1)
+            withExtendedLifetime(session) {}
+        }
+        #expect(result.verdict == 0, "TC_ACT_OK")
+        #expect(try counters.countEntries() == 1)
+        let info = try program.info()
+        #expect(info.runCount >= 10)
+        #expect(info.runTimeNanoseconds > 0)
+    }
+
+    @Test func openingAnUnknownIDNamesTheIDAndTheErrno() {
+        guard Privileges.require() else { return }
+        #expect(throws: BPFError("open program", "id 4294967295", errno: ENOENT)) { try BPFProgram(id: UInt32.max) }
+        #expect(BPFError("open program", "id 4294967295", errno: ENOENT).description
+            == "open program id 4294967295: No such file or directory (ENOENT)")
+        #expect(BPFError("batch lookup of map", "id 3", errno: -524).description
+            == "batch lookup of map id 3: operation not supported by this kernel (ENOTSUPP)")
+    }
+
+    @Test func aCorruptObjectIsRefusedWithItsName() {
+        guard Privileges.require() else { return }
+        do {
+            _ = try BPFObjectFile(bytes: Array("not an ELF object".utf8), name: "garbage")
+            Issue.record("a corrupt object loaded")
+        } catch let error as BPFError {
+            #expect(error.operation == "open BPF object")
+            #expect(error.object == "garbage")
+            #expect(error.errno != 0)
+        } catch {
+            Issue.record("unexpected error \(error)")
+        }
+    }
+
+    @Test func pinsAreWalkedWithTheirKinds() throws {
+        guard Privileges.require() else { return }
+        let root = try TestPinRoot()
+        let object = try BPFObjectFile(bytes: EmbeddedBPFObject.demo.bytes, name: "demo")
+        try FileManager.default.createDirectory(atPath: root.path + "/sub", withIntermediateDirectories: true)
+        try object.program(named: "demo_ingress").pin(at: root.path + "/sub/prog")
+        try object.map(named: "demo_packets").pin(at: root.path + "/map")
+        let pinned = try BPFFilesystem.pinnedObjects(under: root.path)
+        #expect(pinned.map(\.path) == [root.path + "/map", root.path + "/sub/prog"])
+        #expect(pinned.map(\.kind) == [.map, .program])
+        #expect(try BPFFilesystem.pinnedObjects(under: root.path + "/absent").isEmpty)
+        #expect(BPFFilesystem.isBPFFilesystem(root.path))
+        #expect(!BPFFilesystem.isBPFFilesystem("/tmp"))
+    }
+
+    @Test func tcAttachmentsAreFoundInTheirNamespaceAndRemoved() throws {
+        guard Privileges.require() else { return }
+        let name = UniqueNames.make("nfk")
+        let subnet = testSubnet()
+        let network = try PodNetwork(name: name, hostInterface: name, nodeAddress: subnet.node, podAddress: subnet.pod)
+        defer { network.remove() }
+        let object = try BPFObjectFile(bytes: EmbeddedBPFObject.demo.bytes, name: "demo")
+        let program = try object.program(named: "demo_ingress")
+        let id = try program.info().id
+        let placed = try TCAttachments.attach(program, interface: name, direction: .egress, in: network.node, handle: 1, priority: 7)
+        #expect(placed.handle == 1 && placed.priority == 7)
+
+        let found = TCAttachments.scan([network.node]).filter { $0.programID == id }
+        #expect(found == [ProgramAttachment(kind: "tc", namespace: network.node.name, interface: name, ifindex: placed.ifindex,
+                                            direction: .egress, priority: 7, handle: 1, programID: id)])
+        #expect(found.first?.summary == "\(name)@\(network.node.name) tc/egress")
+
+        try TCAttachments.detach(interface: name, direction: .egress, in: network.node, handle: 1, priority: 7)
+        #expect(TCAttachments.scan([network.node]).filter { $0.programID == id }.isEmpty)
+    }
+
+    @Test func attachingToAMissingInterfaceNamesIt() throws {
+        guard Privileges.require() else { return }
+        let object = try BPFObjectFile(bytes: EmbeddedBPFObject.demo.bytes, name: "demo")
+        let program = try object.program(named: "demo_ingress")
+        #expect(throws: BPFError("attach tc ingress program to", "nf-absent0", errno: ENODEV)) {
+            try TCAttachments.attach(program, interface: "nf-absent0", direction: .ingress)
+        }
+    }
+}

@@ -7,7 +7,7 @@ import Glibc
 /// programs go. Everything lives inside namespaces this type created, and
 /// ``remove()`` (also run on deinit) deletes them, which deletes the veth and
 /// any tc filters with it.
-public final class PodNetwork {
+public final class PodNetwork: @unchecked Sendable {
     public let node: NetworkNamespace
     public let pod: NetworkNamespace
     /// The host veth, in the node namespace.
@@ -17,6 +17,7 @@ public final class PodNetwork {
     public let nodeAddress: String
     public let podAddress: String
     private var removed = false
+    private let removal = NSLock()
 
     /// Creates `NAME-node` and `NAME-pod` with `hostInterface` ↔ eth0 and the
     /// two addresses on a /30 (use the test range 198.18.0.0/15). Names that
@@ -49,8 +50,11 @@ public final class PodNetwork {
 
     /// Deletes both namespaces (and with them the veth pair and its filters).
     public func remove() {
-        guard !removed else { return }
-        removed = true
+        let alreadyRemoved = removal.withLock {
+            defer { removed = true }
+            return removed
+        }
+        guard !alreadyRemoved else { return }
         try? IPRoute.run(["netns", "delete", node.name])
         try? IPRoute.run(["netns", "delete", pod.name])
     }

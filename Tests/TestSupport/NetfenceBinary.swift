@@ -21,16 +21,25 @@ public enum NetfenceBinary {
         return ".build/debug/netfence"
     }()
 
-    /// Runs `netfence arguments…` with `environment` added; `user` drops to that uid/gid first.
-    public static func run(_ arguments: [String], environment: [String: String] = [:], asUser user: UInt32? = nil) throws -> CommandResult {
+    /// Runs `netfence arguments…` as uid/gid `user` with no capabilities (util-linux setpriv).
+    public static func run(_ arguments: [String], asUser user: UInt32) throws -> CommandResult {
+        try run(arguments, wrappedIn: ["/usr/bin/setpriv", "--reuid=\(user)", "--regid=\(user)", "--clear-groups", "--inh-caps=-all"])
+    }
+
+    /// Runs `netfence arguments…` in a private mount namespace where bpffs is not
+    /// mounted at /sys/fs/bpf (the host's mounts are untouched).
+    public static func runWithoutBPFFilesystem(_ arguments: [String]) throws -> CommandResult {
+        let script = "umount -R /sys/fs/bpf 2>/dev/null; mountpoint -q /sys/fs/bpf && exit 99; exec \"$@\""
+        return try run(arguments, wrappedIn: ["/usr/bin/unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", script, "sh"])
+    }
+
+    /// Runs `netfence arguments…` with `environment` added, behind `wrapper` (a command
+    /// that ends by executing its arguments) when one is given.
+    public static func run(_ arguments: [String], environment: [String: String] = [:], wrappedIn wrapper: [String] = []) throws -> CommandResult {
         let process = Process()
-        if let user {
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
-            process.arguments = ["--reuid=\(user)", "--regid=\(user)", "--clear-groups", "--inh-caps=-all", path] + arguments
-        } else {
-            process.executableURL = URL(fileURLWithPath: path)
-            process.arguments = arguments
-        }
+        let command = wrapper + [path] + arguments
+        process.executableURL = URL(fileURLWithPath: command[0])
+        process.arguments = Array(command.dropFirst())
         var merged = ProcessInfo.processInfo.environment
         merged.removeValue(forKey: "NETFENCE_BPFFS_ROOT")
         process.environment = merged.merging(environment) { $1 }

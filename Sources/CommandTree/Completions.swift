@@ -56,6 +56,33 @@ extension CommandTree {
         (option.short.map { ["-\($0)"] } ?? []) + ["--\(option.long)"]
     }
 
+    /// The body of the bash/zsh loop over typed words: skip an option's value,
+    /// and follow a subcommand name or alias to the command's path.
+    private func shellPathStep(word: String) -> String {
+        var out = "        case \"\(word)\" in\n"
+        let valueSpellings = valueOptions().flatMap(spellings)
+        if !valueSpellings.isEmpty {
+            out += "            \(valueSpellings.joined(separator: "|"))) ((i++)); continue ;;\n"
+        }
+        out += "        esac\n        case \"$path \(word)\" in\n"
+        for node in completionNodes() {
+            guard let parent = node.parentPath else { continue }
+            let patterns = node.spellings.map { "\"\(parent) \($0)\"" }.joined(separator: "|")
+            out += "            \(patterns)) path=\"\(node.path)\" ;;\n"
+        }
+        return out + "        esac\n"
+    }
+
+    /// A bash/zsh `case` that completes the value of the option just typed, with
+    /// `action` giving each option's shell command.
+    private func shellValueCases(previousWord: String, action: (ArgumentDefinition) -> String) -> String {
+        var out = "    case \"\(previousWord)\" in\n"
+        for option in valueOptions() {
+            out += "        \(spellings(option).joined(separator: "|"))) \(action(option)); return ;;\n"
+        }
+        return out + "    esac\n"
+    }
+
     // MARK: bash
 
     private func bashCompletion() -> String {
@@ -66,31 +93,18 @@ extension CommandTree {
                 local cur="${COMP_WORDS[COMP_CWORD]}" prev="${COMP_WORDS[COMP_CWORD-1]}"
                 local path="\(name)" i
                 for ((i = 1; i < COMP_CWORD; i++)); do
-                    case "${COMP_WORDS[i]}" in
 
             """
-        let valueSpellings = valueOptions().flatMap(spellings)
-        if !valueSpellings.isEmpty {
-            out += "            \(valueSpellings.joined(separator: "|"))) ((i++)); continue ;;\n"
-        }
-        out += "        esac\n        case \"$path ${COMP_WORDS[i]}\" in\n"
-        for node in completionNodes() {
-            guard let parent = node.parentPath else { continue }
-            let patterns = node.spellings.map { "\"\(parent) \($0)\"" }.joined(separator: "|")
-            out += "            \(patterns)) path=\"\(node.path)\" ;;\n"
-        }
-        out += "        esac\n    done\n    case \"$prev\" in\n"
-        for option in valueOptions() {
-            let action: String
+        out += shellPathStep(word: "${COMP_WORDS[i]}")
+        out += "    done\n" + shellValueCases(previousWord: "$prev") { option in
             switch option.completion {
-            case .choices(let words): action = "COMPREPLY=($(compgen -W \"\(words.joined(separator: " "))\" -- \"$cur\"))"
-            case .file: action = "COMPREPLY=($(compgen -f -- \"$cur\"))"
-            case .directory: action = "COMPREPLY=($(compgen -d -- \"$cur\"))"
-            case .none: action = "COMPREPLY=()"
+            case .choices(let words): "COMPREPLY=($(compgen -W \"\(words.joined(separator: " "))\" -- \"$cur\"))"
+            case .file: "COMPREPLY=($(compgen -f -- \"$cur\"))"
+            case .directory: "COMPREPLY=($(compgen -d -- \"$cur\"))"
+            case .none: "COMPREPLY=()"
             }
-            out += "        \(spellings(option).joined(separator: "|"))) \(action); return ;;\n"
         }
-        out += "    esac\n    case \"$path\" in\n"
+        out += "    case \"$path\" in\n"
         for node in completionNodes() {
             let words = node.subcommands.map(\.name) + node.options.flatMap(spellings)
             out += "        \"\(node.path)\") COMPREPLY=($(compgen -W \"\(words.joined(separator: " "))\" -- \"$cur\")) ;;\n"
@@ -109,31 +123,18 @@ extension CommandTree {
             \(functionName)() {
                 local path="\(name)" i
                 for ((i = 2; i < CURRENT; i++)); do
-                    case "${words[i]}" in
 
             """
-        let valueSpellings = valueOptions().flatMap(spellings)
-        if !valueSpellings.isEmpty {
-            out += "            \(valueSpellings.joined(separator: "|"))) ((i++)); continue ;;\n"
-        }
-        out += "        esac\n        case \"$path ${words[i]}\" in\n"
-        for node in completionNodes() {
-            guard let parent = node.parentPath else { continue }
-            let patterns = node.spellings.map { "\"\(parent) \($0)\"" }.joined(separator: "|")
-            out += "            \(patterns)) path=\"\(node.path)\" ;;\n"
-        }
-        out += "        esac\n    done\n    case \"${words[CURRENT-1]}\" in\n"
-        for option in valueOptions() {
-            let action: String
+        out += shellPathStep(word: "${words[i]}")
+        out += "    done\n" + shellValueCases(previousWord: "${words[CURRENT-1]}") { option in
             switch option.completion {
-            case .choices(let words): action = "compadd -- \(words.joined(separator: " "))"
-            case .file: action = "_files"
-            case .directory: action = "_files -/"
-            case .none: action = "_message '\(option.valueName)'"
+            case .choices(let words): "compadd -- \(words.joined(separator: " "))"
+            case .file: "_files"
+            case .directory: "_files -/"
+            case .none: "_message '\(option.valueName)'"
             }
-            out += "        \(spellings(option).joined(separator: "|"))) \(action); return ;;\n"
         }
-        out += "    esac\n    local -a items\n    case \"$path\" in\n"
+        out += "    local -a items\n    case \"$path\" in\n"
         for node in completionNodes() {
             let items = node.subcommands.map { zshItem($0.name, $0.abstract) }
                 + node.options.flatMap { option in spellings(option).map { zshItem($0, option.help) } }

@@ -30,34 +30,13 @@ struct EbpfMapsCommand: Command {
     }
 
     func run(_ context: CommandContext) throws {
-        try NodeAccess.requirePrivileges(context)
-        if !listAll, mapIDs.isEmpty { try NodeAccess.requireBPFFilesystem(context) }
-        let selection: ObjectSelection = listAll ? .all : mapIDs.isEmpty ? .pinned : .ids(mapIDs)
-        let records: [MapRecord]
-        do {
-            records = try LoadedObjects.maps(selection, pinRoot: context.bpffsRoot)
-        } catch {
-            throw NodeAccess.explainLookup(error, kind: "map", listCommand: "netfence ebpf maps")
-        }
-        let rows = records.map(MapRow.init)
-
-        switch context.outputFormat {
-        case .json:
-            context.print(try JSONOutput.encode(rows))
-        case .table:
-            if rows.isEmpty, selection == .pinned {
-                context.print("No maps pinned under \(context.bpffsRoot); 'netfence ebpf maps --all' lists every map.")
-                return
-            }
-            var table = Table(headers: ["ID", "TYPE", "NAME", "KEY", "VALUE", "MAX", "ENTRIES", "FILL", "PINNED", "USED BY"])
-            for row in rows {
-                table.append([
-                    String(row.id), row.type, row.name, "\(row.keySize)B", "\(row.valueSize)B", String(row.maxEntries),
-                    row.entries.map(String.init) ?? "-", row.fillPercent.map { String(format: "%.1f%%", $0) } ?? "-",
-                    row.pinned.isEmpty ? "-" : row.pinned.joined(separator: ","), Format.ids(row.programIDs),
-                ])
-            }
-            context.print(table.render())
+        let selection = try Listing.selection(context, listAll: listAll, ids: mapIDs)
+        let records = try Listing.load("map", context) { try LoadedObjects.maps(selection, pinRoot: context.bpffsRoot) }
+        let headers = ["ID", "TYPE", "NAME", "KEY", "VALUE", "MAX", "ENTRIES", "FILL", "PINNED", "USED BY"]
+        try Listing.print(records.map(MapRow.init), selection: selection, noun: "maps", context: context, headers: headers) { row in
+            [String(row.id), row.type, row.name, "\(row.keySize)B", "\(row.valueSize)B", String(row.maxEntries),
+             row.entries.map(String.init) ?? "-", row.fillPercent.map { String(format: "%.1f%%", $0) } ?? "-",
+             row.pinned.isEmpty ? "-" : row.pinned.joined(separator: ","), Format.ids(row.programIDs)]
         }
     }
 }

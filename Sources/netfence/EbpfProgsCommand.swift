@@ -42,40 +42,21 @@ struct EbpfProgsCommand: Command {
     }
 
     func run(_ context: CommandContext) throws {
-        try NodeAccess.requirePrivileges(context)
-        if !listAll, programIDs.isEmpty { try NodeAccess.requireBPFFilesystem(context) }
+        let selection = try Listing.selection(context, listAll: listAll, ids: programIDs)
         var session: StatisticsSession?
         if withStats {
             session = try StatisticsSession()
             Thread.sleep(forTimeInterval: window)
         }
-        let selection: ObjectSelection = listAll ? .all : programIDs.isEmpty ? .pinned : .ids(programIDs)
-        let records: [ProgramRecord]
-        do {
-            records = try LoadedObjects.programs(selection, pinRoot: context.bpffsRoot)
-        } catch {
-            throw NodeAccess.explainLookup(error, kind: "program", listCommand: "netfence ebpf progs")
-        }
+        let records = try Listing.load("program", context) { try LoadedObjects.programs(selection, pinRoot: context.bpffsRoot) }
         withExtendedLifetime(session) {}
-        let rows = records.map { ProgramRow($0, withStats: withStats) }
-
-        switch context.outputFormat {
-        case .json:
-            context.print(try JSONOutput.encode(rows))
-        case .table:
-            if rows.isEmpty, selection == .pinned {
-                context.print("No programs pinned under \(context.bpffsRoot); 'netfence ebpf progs --all' lists every program.")
-                return
-            }
-            var table = Table(headers: ["ID", "TYPE", "NAME", "TAG", "LOADED", "MAPS", "ATTACHED"]
-                + (withStats ? ["RUNS", "AVG NS"] : []))
-            for row in rows {
-                let attached = row.attachments.map(\.summary).joined(separator: ", ")
-                table.append([String(row.id), row.type, row.name, row.tag, Format.time(row.loadedAt),
-                              Format.ids(row.mapIDs), attached.isEmpty ? "-" : attached]
-                    + (withStats ? [row.runCount.map(String.init) ?? "-", row.averageNanoseconds.map(String.init) ?? "-"] : []))
-            }
-            context.print(table.render())
+        let headers = ["ID", "TYPE", "NAME", "TAG", "LOADED", "MAPS", "ATTACHED"] + (withStats ? ["RUNS", "AVG NS"] : [])
+        try Listing.print(records.map { ProgramRow($0, withStats: withStats) }, selection: selection, noun: "programs",
+                          context: context, headers: headers) { row in
+            let attached = row.attachments.map(\.summary).joined(separator: ", ")
+            return [String(row.id), row.type, row.name, row.tag, Format.time(row.loadedAt), Format.ids(row.mapIDs),
+                    attached.isEmpty ? "-" : attached]
+                + (withStats ? [row.runCount.map(String.init) ?? "-", row.averageNanoseconds.map(String.init) ?? "-"] : [])
         }
     }
 }

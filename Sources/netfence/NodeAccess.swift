@@ -41,6 +41,43 @@ enum NodeAccess {
     }
 }
 
+/// What `ebpf progs` and `ebpf maps` share: which objects, the checks first, and output.
+enum Listing {
+    /// The selection `--all` and ids describe, after the checks it needs
+    /// (a pinned listing needs bpffs; every listing needs privileges).
+    static func selection(_ context: CommandContext, listAll: Bool, ids: [UInt32]) throws -> ObjectSelection {
+        try NodeAccess.requirePrivileges(context)
+        if !listAll, ids.isEmpty { try NodeAccess.requireBPFFilesystem(context) }
+        return listAll ? .all : ids.isEmpty ? .pinned : .ids(ids)
+    }
+
+    /// Runs `load`, turning a failed lookup of an explicit id into what to do next.
+    static func load<Record>(_ kind: String, _ context: CommandContext, _ load: () throws -> [Record]) throws -> [Record] {
+        do {
+            return try load()
+        } catch {
+            throw NodeAccess.explainLookup(error, kind: kind, listCommand: context.commandPath)
+        }
+    }
+
+    /// Prints `rows` as JSON or as a table; an empty pinned listing says where it looked.
+    static func print<Row: Encodable>(_ rows: [Row], selection: ObjectSelection, noun: String, context: CommandContext,
+                                      headers: [String], cells: (Row) -> [String]) throws {
+        switch context.outputFormat {
+        case .json:
+            context.print(try JSONOutput.encode(rows))
+        case .table:
+            if rows.isEmpty, selection == .pinned {
+                context.print("No \(noun) pinned under \(context.bpffsRoot); '\(context.commandPath) --all' lists every one on the host.")
+                return
+            }
+            var table = Table(headers: headers)
+            rows.forEach { table.append(cells($0)) }
+            context.print(table.render())
+        }
+    }
+}
+
 /// Formatting shared by the listing commands.
 enum Format {
     /// `2026-11-23 12:00:01` in local time, for tables.

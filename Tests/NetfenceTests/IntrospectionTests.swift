@@ -140,7 +140,7 @@ func jsonArray(_ text: String) throws -> [[String: Any]] {
         let root = try TestPinRoot()
         let result = try NetfenceBinary.run(["ebpf", "progs", "--bpffs-root", root.path])
         #expect(result.status == 0)
-        #expect(result.standardOutput == "No programs pinned under \(root.path); 'netfence ebpf progs --all' lists every program.\n")
+        #expect(result.standardOutput == "No programs pinned under \(root.path); 'netfence ebpf progs --all' lists every one on the host.\n")
         #expect(try NetfenceBinary.run(["ebpf", "maps", "-o", "json", "--bpffs-root", root.path]).standardOutput == "[\n\n]\n")
     }
 

@@ -27,15 +27,243 @@ struct nf_demo_counter_key {
 	__u32 direction; /* enum nf_direction */
 };
 
-/* Value of the demo's counters. */
+/* Value of the demo's counters, and of the datapath's per-pod counters. */
 struct nf_packet_counter {
 	__u64 packets;
 	__u64 bytes;
+};
+
+/* ---- Capacities (documented in docs/datapath.md; the loader rejects more) ---- */
+
+/* Port rules one prefix of a pod's trie can carry, after the compiler merged
+ * the rules of every enclosing prefix into it (the AWS agent: 24, silently). */
+#define NF_MAX_RULES_PER_PREFIX 32
+/* Prefixes in one pod's trie for one direction. */
+#define NF_MAX_PREFIXES 65536
+/* Pods one node can register; pod ids are 0 .. NF_MAX_PODS-1. */
+#define NF_MAX_PODS 4096
+/* Connections the global conntrack table keeps (LRU). */
+#define NF_CONNTRACK_ENTRIES (512 * 1024)
+/* Fragmented datagrams whose first fragment's verdict is remembered (LRU). */
+#define NF_FRAGMENT_ENTRIES 16384
+/* Bytes of the verdict event ring buffer. */
+#define NF_EVENT_RING_BYTES (512 * 1024)
+/* IPv6 extension headers walked before giving up on a packet. */
+#define NF_MAX_IPV6_EXTENSIONS 8
+
+/* Addresses are 16 bytes everywhere; IPv4 is mapped (::ffff:a.b.c.d) and its
+ * prefix lengths shifted by 96, so one trie and one code path serve both. */
+#define NF_ADDRESS_BYTES 16
+#define NF_IPV4_MAPPED_PREFIX 96
+
+/* ---- Enumerations ---- */
+
+enum nf_family {
+	NF_FAMILY_IPV4 = 4,
+	NF_FAMILY_IPV6 = 6,
+};
+
+/* Protocols are IANA numbers; a rule may also match any protocol. */
+enum nf_protocol {
+	NF_PROTOCOL_ICMP = 1,
+	NF_PROTOCOL_TCP = 6,
+	NF_PROTOCOL_UDP = 17,
+	NF_PROTOCOL_ICMPV6 = 58,
+	NF_PROTOCOL_SCTP = 132,
+	NF_PROTOCOL_ANY = 255,
+};
+
+/* The tiers, in evaluation order. */
+enum nf_tier {
+	NF_TIER_NONE = 0,           /* no tier decided (conntrack, parse errors) */
+	NF_TIER_ADMIN = 1,          /* ClusterNetworkPolicy, Admin */
+	NF_TIER_NETWORK_POLICY = 2, /* Kubernetes NetworkPolicy (PolicyEndpoints) */
+	NF_TIER_BASELINE = 3,       /* ClusterNetworkPolicy, Baseline */
+	NF_TIER_DEFAULT = 4,        /* the pod's default for the direction */
+};
+
+/* Rule actions; at equal priority the lower value wins (Deny > Accept > Pass). */
+enum nf_action {
+	NF_ACTION_DENY = 0,
+	NF_ACTION_ACCEPT = 1,
+	NF_ACTION_PASS = 2,
+};
+
+/* What a pod does in a direction when no Admin rule decides. */
+enum nf_pod_state {
+	NF_POD_DEFAULT_ALLOW = 0,    /* not selected by a NetworkPolicy: Baseline, then allow */
+	NF_POD_DEFAULT_DENY = 1,     /* strict mode: Baseline, then deny */
+	NF_POD_POLICIES_APPLIED = 2, /* selected by a NetworkPolicy: that tier decides */
+};
+
+enum nf_verdict {
+	NF_VERDICT_DENY = 0,
+	NF_VERDICT_ALLOW = 1,
+};
+
+/* Why a verdict was reached, for events. */
+enum nf_reason {
+	NF_REASON_POLICY = 0,        /* the tiers decided a new flow */
+	NF_REASON_REEVALUATED = 1,   /* a flow of an older policy revision, decided again */
+	NF_REASON_RELATED = 2,       /* an ICMP error of a tracked flow */
+	NF_REASON_FRAGMENT = 3,      /* a later fragment, given its first fragment's verdict */
+	NF_REASON_UNPARSEABLE = 4,   /* headers truncated or malformed */
+	NF_REASON_NO_FIRST_FRAGMENT = 5, /* a later fragment whose first was never seen */
+};
+
+/* Which verdicts produce ring-buffer events (settings.event_level). */
+enum nf_event_level {
+	NF_EVENTS_NONE = 0,
+	NF_EVENTS_DENY = 1,
+	NF_EVENTS_ALL = 2,
+};
+
+/* Node-wide counters (stats map, per CPU). */
+enum nf_stat {
+	NF_STAT_EVENTS_LOST = 0,       /* ring buffer full: an event was not written */
+	NF_STAT_UNPARSEABLE_DROPS = 1, /* packets dropped because they could not be parsed */
+	NF_STAT_UNKNOWN_INTERFACE = 2, /* packets on an interface with no registered pod */
+	NF_STAT_CONNTRACK_FULL = 3,    /* conntrack inserts that failed */
+	NF_STAT_COUNT = 4,
+};
+
+/* ---- Maps: keys and values ---- */
+
+/* pods: the pod behind a host veth, by ifindex. The loader replaces the whole
+ * value in one update, which flips the live slot, states and revision together. */
+struct nf_pod {
+	__u32 pod_id;   /* < NF_MAX_PODS; indexes counters */
+	__u32 revision; /* bumped on every policy change; conntrack entries carry it */
+	__u8 slot;      /* which of the two policy slots is live */
+	__u8 state[NF_DIRECTION_COUNT]; /* enum nf_pod_state, by enum nf_direction */
+	__u8 pad;
+};
+
+/* policies (hash of maps): a pod's trie for one direction and slot. */
+struct nf_policy_key {
+	__u32 pod_id;
+	__u8 direction; /* enum nf_direction */
+	__u8 slot;
+	__u16 pad;
+};
+
+/* Key of a pod's trie: the peer's prefix. */
+struct nf_lpm_key {
+	__u32 prefixlen; /* 0..128; IPv4 prefixes are 96 + n */
+	__u8 address[NF_ADDRESS_BYTES];
+};
+
+/* One rule of a prefix: protocol, ports, and what it does in which tier. */
+struct nf_port_rule {
+	__u32 rule_id;    /* the loader's id, for event attribution */
+	__u16 port_start; /* 0: every port (and protocols without ports) */
+	__u16 port_end;   /* inclusive; equals port_start for a single port */
+	__u16 priority;   /* lower wins within a cluster tier; 0 for NetworkPolicy */
+	__u8 protocol;    /* enum nf_protocol */
+	__u8 tier;        /* enum nf_tier: ADMIN, NETWORK_POLICY or BASELINE */
+	__u8 action;      /* enum nf_action; NetworkPolicy rules are ACCEPT */
+	__u8 pad[3];
+};
+
+/* Value of a pod's trie: every rule that applies to peers in the prefix. */
+struct nf_rule_set {
+	__u32 count; /* rules[0 .. count-1] are valid */
+	__u32 pad;
+	struct nf_port_rule rules[NF_MAX_RULES_PER_PREFIX];
+};
+
+/* conntrack: a flow as its first packet had it, on the pod's interface. */
+struct nf_conntrack_key {
+	__u32 ifindex;
+	__u8 family;   /* enum nf_family */
+	__u8 protocol; /* IANA number */
+	__u16 pad;
+	__u8 saddr[NF_ADDRESS_BYTES];
+	__u8 daddr[NF_ADDRESS_BYTES];
+	__u16 sport; /* host order; ICMP echo: the identifier in both */
+	__u16 dport;
+};
+
+struct nf_conntrack_value {
+	__u64 last_seen_ns; /* CLOCK_MONOTONIC (bpf_ktime_get_ns) */
+	__u32 revision;     /* the pod's policy revision that allowed the flow */
+	__u32 rule_id;      /* the rule that allowed it */
+	__u8 direction;     /* enum nf_direction of the first packet, pod's view */
+	__u8 tier;          /* enum nf_tier that allowed it */
+	__u8 pad[6];
+};
+
+/* fragments: a datagram's first-fragment verdict, for its later fragments. */
+struct nf_fragment_key {
+	__u32 ifindex;
+	__u32 id; /* IPv4 identification or IPv6 fragment identification */
+	__u8 family;
+	__u8 protocol;
+	__u16 pad;
+	__u8 saddr[NF_ADDRESS_BYTES];
+	__u8 daddr[NF_ADDRESS_BYTES];
+};
+
+struct nf_fragment_value {
+	__u32 rule_id;
+	__u16 sport;
+	__u16 dport;
+	__u8 verdict; /* enum nf_verdict */
+	__u8 tier;
+	__u8 pad[2];
+};
+
+/* settings: runtime knobs, one entry, changed without reloading. */
+struct nf_settings {
+	__u32 event_level; /* enum nf_event_level */
+	__u32 pad;
+};
+
+/* counters (per CPU array): index nf_counter_index(pod_id, direction, verdict). */
+#define nf_counter_index(pod_id, direction, verdict) \
+	(((pod_id) * NF_DIRECTION_COUNT + (direction)) * 2 + (verdict))
+#define NF_COUNTER_ENTRIES (NF_MAX_PODS * NF_DIRECTION_COUNT * 2)
+
+/* events (ring buffer): one decision that did not take the conntrack fast path. */
+struct nf_event {
+	__u64 timestamp_ns; /* CLOCK_MONOTONIC */
+	__u32 ifindex;
+	__u32 pod_id;
+	__u32 rule_id;  /* 0 when no rule decided (default, conntrack, parse) */
+	__u32 length;   /* skb->len */
+	__u32 revision; /* the pod's policy revision at the decision */
+	__u8 saddr[NF_ADDRESS_BYTES];
+	__u8 daddr[NF_ADDRESS_BYTES];
+	__u16 sport; /* host order */
+	__u16 dport;
+	__u8 direction; /* enum nf_direction, pod's view */
+	__u8 family;
+	__u8 protocol;
+	__u8 verdict;
+	__u8 tier;
+	__u8 reason; /* enum nf_reason */
+	__u8 pad[10];
 };
 
 _Static_assert(sizeof(struct nf_demo_counter_key) == 8, "nf_demo_counter_key layout");
 _Static_assert(__builtin_offsetof(struct nf_demo_counter_key, direction) == 4, "nf_demo_counter_key.direction");
 _Static_assert(sizeof(struct nf_packet_counter) == 16, "nf_packet_counter layout");
 _Static_assert(__builtin_offsetof(struct nf_packet_counter, bytes) == 8, "nf_packet_counter.bytes");
+_Static_assert(sizeof(struct nf_pod) == 12, "nf_pod layout");
+_Static_assert(__builtin_offsetof(struct nf_pod, state) == 9, "nf_pod.state");
+_Static_assert(sizeof(struct nf_policy_key) == 8, "nf_policy_key layout");
+_Static_assert(sizeof(struct nf_lpm_key) == 20, "nf_lpm_key layout");
+_Static_assert(sizeof(struct nf_port_rule) == 16, "nf_port_rule layout");
+_Static_assert(__builtin_offsetof(struct nf_port_rule, protocol) == 10, "nf_port_rule.protocol");
+_Static_assert(sizeof(struct nf_rule_set) == 8 + 16 * NF_MAX_RULES_PER_PREFIX, "nf_rule_set layout");
+_Static_assert(sizeof(struct nf_conntrack_key) == 44, "nf_conntrack_key layout");
+_Static_assert(__builtin_offsetof(struct nf_conntrack_key, sport) == 40, "nf_conntrack_key.sport");
+_Static_assert(sizeof(struct nf_conntrack_value) == 24, "nf_conntrack_value layout");
+_Static_assert(sizeof(struct nf_fragment_key) == 44, "nf_fragment_key layout");
+_Static_assert(sizeof(struct nf_fragment_value) == 12, "nf_fragment_value layout");
+_Static_assert(sizeof(struct nf_settings) == 8, "nf_settings layout");
+_Static_assert(sizeof(struct nf_event) == 80, "nf_event layout");
+_Static_assert(__builtin_offsetof(struct nf_event, saddr) == 28, "nf_event.saddr");
+_Static_assert(__builtin_offsetof(struct nf_event, direction) == 64, "nf_event.direction");
 
 #endif /* NETFENCE_ABI_H */

@@ -1,0 +1,741 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * The enforcement datapath: one object for every pod. nf_from_pod sits on the
+ * tc ingress hook of a pod's host veth (what the pod sends: its egress) and
+ * nf_to_pod on the tc egress hook (what it receives: its ingress). The pod
+ * behind an interface comes from the pods map, so attaching a pod never runs
+ * the verifier. Decision order: conntrack, then Admin, NetworkPolicy,
+ * Baseline and the pod's default (docs/datapath.md).
+ */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#include "netfence_abi.h"
+
+/* ---- Maps ---- */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, NF_MAX_PODS);
+	__type(key, __u32); /* ifindex of the host veth */
+	__type(value, struct nf_pod);
+} pods SEC(".maps");
+
+/* A pod's trie for one direction and slot; the loader builds a new one aside
+ * and swaps it in (policies + pods), so no packet sees half a policy. The
+ * template states sizes: its key types would reach BTF only as forward
+ * declarations, which libbpf cannot size. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
+	__uint(max_entries, NF_MAX_PODS * NF_DIRECTION_COUNT * 2);
+	__type(key, struct nf_policy_key);
+	__array(values, struct {
+		__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+		__uint(max_entries, NF_MAX_PREFIXES);
+		__uint(map_flags, BPF_F_NO_PREALLOC);
+		__uint(key_size, sizeof(struct nf_lpm_key));
+		__uint(value_size, sizeof(struct nf_rule_set));
+	});
+} policies SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, NF_CONNTRACK_ENTRIES);
+	__type(key, struct nf_conntrack_key);
+	__type(value, struct nf_conntrack_value);
+} conntrack SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, NF_FRAGMENT_ENTRIES);
+	__type(key, struct nf_fragment_key);
+	__type(value, struct nf_fragment_value);
+} fragments SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct nf_settings);
+} settings SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, NF_COUNTER_ENTRIES);
+	__type(key, __u32);
+	__type(value, struct nf_packet_counter);
+} counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, NF_STAT_COUNT);
+	__type(key, __u32);
+	__type(value, __u64);
+} stats SEC(".maps");
+
+/* nf_decide's accumulators. In map memory the verifier does not track their
+ * values, so the rule loop's states prune after one pass per index (on the
+ * stack, every combination of best-so-far values was explored separately and
+ * the program exceeded the verifier's budget). Not reentrant: tc programs do
+ * not nest on a CPU. */
+struct decide_scratch {
+	__u32 admin_score;
+	__u32 admin_rule;
+	__u32 baseline_score;
+	__u32 baseline_rule;
+	__u32 policy_rule;
+	__u32 policy_match;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct decide_scratch);
+} scratch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, NF_EVENT_RING_BYTES);
+} events SEC(".maps");
+
+/* ---- Parsing ---- */
+
+#define ICMP_ECHO_REPLY 0
+#define ICMP_DEST_UNREACHABLE 3
+#define ICMP_ECHO_REQUEST 8
+#define ICMP_TIME_EXCEEDED 11
+#define ICMP_PARAMETER_PROBLEM 12
+#define ICMPV6_DEST_UNREACHABLE 1
+#define ICMPV6_PACKET_TOO_BIG 2
+#define ICMPV6_TIME_EXCEEDED 3
+#define ICMPV6_PARAMETER_PROBLEM 4
+#define ICMPV6_ECHO_REQUEST 128
+#define ICMPV6_ECHO_REPLY 129
+#define ICMPV6_ND_FIRST 133 /* router solicitation .. redirect */
+#define ICMPV6_ND_LAST 137
+#define ICMP_HEADER_BYTES 8
+#define IPV4_FRAGMENT_OFFSET_MASK 0x1fff
+#define IPV4_MORE_FRAGMENTS 0x2000
+#define IPV6_FRAGMENT_OFFSET_SHIFT 3
+#define IPV6_MORE_FRAGMENTS 0x1
+
+enum parse_result {
+	PARSE_OK,
+	PARSE_PASS, /* not ours to judge: non-IP, neighbour discovery */
+	PARSE_BAD,  /* truncated or malformed */
+};
+
+/* A flow's addresses, protocol and ports, as the datapath keys it. */
+struct tuple {
+	__u8 saddr[NF_ADDRESS_BYTES];
+	__u8 daddr[NF_ADDRESS_BYTES];
+	__u16 sport;
+	__u16 dport;
+	__u8 protocol;
+	__u8 pad[3];
+};
+
+struct packet {
+	struct tuple flow;
+	struct tuple inner; /* for ICMP errors: the packet the error is about */
+	__u32 fragment_id;
+	__u8 family;
+	__u8 icmp_error;      /* inner is valid */
+	__u8 first_fragment;  /* offset 0, more fragments follow */
+	__u8 later_fragment;  /* offset > 0: no transport header */
+};
+
+static __always_inline void map_ipv4(__u8 *out, __be32 address)
+{
+	__builtin_memset(out, 0, 10);
+	out[10] = 0xff;
+	out[11] = 0xff;
+	__builtin_memcpy(out + 12, &address, 4);
+}
+
+/* Ports at OFFSET for protocols that have them; ICMP echo uses its identifier. */
+static __always_inline int parse_ports(struct __sk_buff *skb, __u32 offset, struct tuple *t)
+{
+	__be16 ports[2];
+
+	switch (t->protocol) {
+	case NF_PROTOCOL_TCP:
+	case NF_PROTOCOL_UDP:
+	case NF_PROTOCOL_SCTP:
+		if (bpf_skb_load_bytes(skb, offset, ports, sizeof(ports)))
+			return -1;
+		t->sport = bpf_ntohs(ports[0]);
+		t->dport = bpf_ntohs(ports[1]);
+	}
+	return 0;
+}
+
+/* The IPv4 header an ICMP error quotes, at OFFSET. */
+static __always_inline int parse_inner_ipv4(struct __sk_buff *skb, __u32 offset, struct tuple *t)
+{
+	struct iphdr ip;
+
+	if (bpf_skb_load_bytes(skb, offset, &ip, sizeof(ip)) || ip.ihl < 5)
+		return -1;
+	map_ipv4(t->saddr, ip.saddr);
+	map_ipv4(t->daddr, ip.daddr);
+	t->protocol = ip.protocol;
+	return parse_ports(skb, offset + ip.ihl * 4, t);
+}
+
+/* The IPv6 header an ICMPv6 error quotes, at OFFSET (extension headers there
+ * are not walked: such errors are judged as plain ICMPv6). */
+static __always_inline int parse_inner_ipv6(struct __sk_buff *skb, __u32 offset, struct tuple *t)
+{
+	struct ipv6hdr ip;
+
+	if (bpf_skb_load_bytes(skb, offset, &ip, sizeof(ip)))
+		return -1;
+	__builtin_memcpy(t->saddr, &ip.saddr, NF_ADDRESS_BYTES);
+	__builtin_memcpy(t->daddr, &ip.daddr, NF_ADDRESS_BYTES);
+	t->protocol = ip.nexthdr;
+	return parse_ports(skb, offset + sizeof(ip), t);
+}
+
+static __always_inline int parse_transport(struct __sk_buff *skb, __u32 offset, struct packet *p)
+{
+	__u8 icmp[ICMP_HEADER_BYTES];
+
+	if (p->later_fragment)
+		return PARSE_OK;
+	if (p->flow.protocol != NF_PROTOCOL_ICMP && p->flow.protocol != NF_PROTOCOL_ICMPV6)
+		return parse_ports(skb, offset, &p->flow) ? PARSE_BAD : PARSE_OK;
+
+	if (bpf_skb_load_bytes(skb, offset, icmp, sizeof(icmp)))
+		return PARSE_BAD;
+	__u8 type = icmp[0];
+	__u16 identifier = (icmp[4] << 8) | icmp[5];
+
+	if (p->flow.protocol == NF_PROTOCOL_ICMP) {
+		if (type == ICMP_ECHO_REQUEST || type == ICMP_ECHO_REPLY) {
+			p->flow.sport = p->flow.dport = identifier;
+		} else if (type == ICMP_DEST_UNREACHABLE || type == ICMP_TIME_EXCEEDED ||
+			   type == ICMP_PARAMETER_PROBLEM) {
+			p->icmp_error = !parse_inner_ipv4(skb, offset + ICMP_HEADER_BYTES, &p->inner);
+		}
+		return PARSE_OK;
+	}
+	if (type >= ICMPV6_ND_FIRST && type <= ICMPV6_ND_LAST)
+		return PARSE_PASS; /* neighbour discovery keeps the link alive */
+	if (type == ICMPV6_ECHO_REQUEST || type == ICMPV6_ECHO_REPLY) {
+		p->flow.sport = p->flow.dport = identifier;
+	} else if (type >= ICMPV6_DEST_UNREACHABLE && type <= ICMPV6_PARAMETER_PROBLEM) {
+		p->icmp_error = !parse_inner_ipv6(skb, offset + ICMP_HEADER_BYTES, &p->inner);
+	}
+	return PARSE_OK;
+}
+
+static __always_inline int parse_ipv4(struct __sk_buff *skb, struct packet *p)
+{
+	void *data = (void *)(long)skb->data, *data_end = (void *)(long)skb->data_end;
+	struct iphdr *ip = data + sizeof(struct ethhdr);
+
+	if ((void *)(ip + 1) > data_end || ip->version != 4 || ip->ihl < 5)
+		return PARSE_BAD;
+	__u32 header_bytes = ip->ihl * 4; /* options included */
+	if ((void *)ip + header_bytes > data_end)
+		return PARSE_BAD;
+
+	p->family = NF_FAMILY_IPV4;
+	p->flow.protocol = ip->protocol;
+	map_ipv4(p->flow.saddr, ip->saddr);
+	map_ipv4(p->flow.daddr, ip->daddr);
+	__u16 fragment = bpf_ntohs(ip->frag_off);
+	p->fragment_id = bpf_ntohs(ip->id);
+	p->later_fragment = (fragment & IPV4_FRAGMENT_OFFSET_MASK) != 0;
+	p->first_fragment = !p->later_fragment && (fragment & IPV4_MORE_FRAGMENTS);
+	return parse_transport(skb, sizeof(struct ethhdr) + header_bytes, p);
+}
+
+/* Extension headers a packet may carry before its transport header. */
+#define IPV6_HOP_BY_HOP 0
+#define IPV6_ROUTING 43
+#define IPV6_FRAGMENT 44
+#define IPV6_AUTHENTICATION 51
+#define IPV6_NO_NEXT_HEADER 59
+#define IPV6_DESTINATION_OPTIONS 60
+
+static __always_inline int parse_ipv6(struct __sk_buff *skb, struct packet *p)
+{
+	void *data = (void *)(long)skb->data, *data_end = (void *)(long)skb->data_end;
+	struct ipv6hdr *ip = data + sizeof(struct ethhdr);
+
+	if ((void *)(ip + 1) > data_end || ip->version != 6)
+		return PARSE_BAD;
+	p->family = NF_FAMILY_IPV6;
+	__builtin_memcpy(p->flow.saddr, &ip->saddr, NF_ADDRESS_BYTES);
+	__builtin_memcpy(p->flow.daddr, &ip->daddr, NF_ADDRESS_BYTES);
+
+	__u8 next = ip->nexthdr;
+	__u32 offset = sizeof(struct ethhdr) + sizeof(struct ipv6hdr);
+	for (int i = 0; i < NF_MAX_IPV6_EXTENSIONS; i++) {
+		__u8 header[8];
+
+		switch (next) {
+		case IPV6_HOP_BY_HOP:
+		case IPV6_ROUTING:
+		case IPV6_DESTINATION_OPTIONS:
+			if (bpf_skb_load_bytes(skb, offset, header, 2))
+				return PARSE_BAD;
+			next = header[0];
+			offset += (header[1] + 1) * 8;
+			continue;
+		case IPV6_AUTHENTICATION:
+			if (bpf_skb_load_bytes(skb, offset, header, 2))
+				return PARSE_BAD;
+			next = header[0];
+			offset += (header[1] + 2) * 4;
+			continue;
+		case IPV6_FRAGMENT: {
+			if (bpf_skb_load_bytes(skb, offset, header, 8))
+				return PARSE_BAD;
+			__u16 fragment = (header[2] << 8) | header[3];
+			next = header[0];
+			p->fragment_id = ((__u32)header[4] << 24) | (header[5] << 16) | (header[6] << 8) | header[7];
+			p->later_fragment = (fragment >> IPV6_FRAGMENT_OFFSET_SHIFT) != 0;
+			p->first_fragment = !p->later_fragment && (fragment & IPV6_MORE_FRAGMENTS);
+			offset += 8;
+			continue;
+		}
+		case IPV6_NO_NEXT_HEADER:
+			p->flow.protocol = next;
+			return PARSE_OK;
+		default:
+			p->flow.protocol = next;
+			return parse_transport(skb, offset, p);
+		}
+	}
+	return PARSE_BAD; /* more extension headers than we walk */
+}
+
+static __always_inline int parse(struct __sk_buff *skb, struct packet *p)
+{
+	void *data = (void *)(long)skb->data, *data_end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+
+	if ((void *)(eth + 1) > data_end)
+		return PARSE_PASS; /* not even Ethernet: nothing IP to judge */
+	if (eth->h_proto == bpf_htons(ETH_P_IP))
+		return parse_ipv4(skb, p);
+	if (eth->h_proto == bpf_htons(ETH_P_IPV6))
+		return parse_ipv6(skb, p);
+	return PARSE_PASS; /* ARP and other non-IP frames */
+}
+
+/* ---- Policy ---- */
+
+struct decision {
+	__u32 rule_id;
+	__u8 verdict; /* enum nf_verdict */
+	__u8 tier;    /* enum nf_tier */
+};
+
+#define NO_SCORE 0xffffffffu
+
+static __always_inline void *live_trie(const struct nf_pod *pod, __u8 direction)
+{
+	struct nf_policy_key key = { .pod_id = pod->pod_id, .direction = direction, .slot = pod->slot };
+
+	return bpf_map_lookup_elem(&policies, &key);
+}
+
+/* nf_decide's packed arguments and result. It takes scalars only, so the
+ * verifier checks it once as a global function instead of once per caller
+ * path (inlined, its rule loop exceeded the verifier's budget). */
+#define DECIDE_POD_ID_MASK 0xffff
+#define DECIDE_SLOT_SHIFT 16
+#define DECIDE_STATE_SHIFT 17
+#define DECIDE_PORT_SHIFT 16
+#define DECIDE_TIER_SHIFT 8
+#define DECIDE_RULE_SHIFT 32
+
+/* Decides a new flow to/from a peer: Admin, then NetworkPolicy when the pod
+ * is selected, then Baseline, then the pod's default. Within a cluster tier
+ * the lowest priority wins and, at equal priority, Deny > Accept > Pass:
+ * score = priority * 4 + action orders exactly that.
+ *   pod:  pod_id | slot << 16 | state << 17 | direction (bit 31)
+ *   flow: protocol | port << 16
+ *   returns verdict | tier << 8 | rule_id << 32 */
+__attribute__((noinline)) __u64 nf_decide(__u64 peer_high, __u64 peer_low, __u32 pod, __u32 flow)
+{
+	struct nf_policy_key policy = {
+		.pod_id = pod & DECIDE_POD_ID_MASK,
+		.direction = pod >> 31,
+		.slot = (pod >> DECIDE_SLOT_SHIFT) & 1,
+	};
+	__u8 state = (pod >> DECIDE_STATE_SHIFT) & 3;
+	__u8 protocol = flow & 0xff;
+	__u16 port = flow >> DECIDE_PORT_SHIFT;
+	__u32 zero = 0;
+	struct decide_scratch *best = bpf_map_lookup_elem(&scratch, &zero);
+	struct nf_rule_set *set = NULL;
+	void *trie = bpf_map_lookup_elem(&policies, &policy);
+
+	if (!best)
+		return NF_VERDICT_DENY; /* cannot happen: a one-entry array */
+	best->admin_score = best->baseline_score = NO_SCORE;
+	best->admin_rule = best->baseline_rule = best->policy_rule = best->policy_match = 0;
+	if (trie) {
+		struct nf_lpm_key key = { .prefixlen = 8 * NF_ADDRESS_BYTES };
+
+		__builtin_memcpy(key.address, &peer_high, sizeof(peer_high));
+		__builtin_memcpy(key.address + sizeof(peer_high), &peer_low, sizeof(peer_low));
+		set = bpf_map_lookup_elem(trie, &key);
+	}
+	if (set) {
+		for (__u32 i = 0; i < NF_MAX_RULES_PER_PREFIX; i++) {
+			if (i >= set->count)
+				break;
+			struct nf_port_rule *rule = &set->rules[i];
+
+			if (rule->protocol != NF_PROTOCOL_ANY && rule->protocol != protocol)
+				continue;
+			if (rule->port_start && (port < rule->port_start || port > rule->port_end))
+				continue;
+			__u32 score = rule->priority * 4 + rule->action;
+
+			if (rule->tier == NF_TIER_ADMIN && score < best->admin_score) {
+				best->admin_score = score;
+				best->admin_rule = rule->rule_id;
+			} else if (rule->tier == NF_TIER_BASELINE && score < best->baseline_score) {
+				best->baseline_score = score;
+				best->baseline_rule = rule->rule_id;
+			} else if (rule->tier == NF_TIER_NETWORK_POLICY && !best->policy_match) {
+				best->policy_match = 1;
+				best->policy_rule = rule->rule_id;
+			}
+		}
+	}
+
+	__u64 verdict, tier, rule;
+	__u32 admin_score = best->admin_score, baseline_score = best->baseline_score;
+
+	if (admin_score != NO_SCORE && (admin_score & 3) != NF_ACTION_PASS) {
+		tier = NF_TIER_ADMIN;
+		verdict = (admin_score & 3) == NF_ACTION_ACCEPT;
+		rule = best->admin_rule;
+	} else if (state == NF_POD_POLICIES_APPLIED) {
+		tier = NF_TIER_NETWORK_POLICY;
+		verdict = best->policy_match != 0;
+		rule = best->policy_rule;
+	} else if (baseline_score != NO_SCORE && (baseline_score & 3) != NF_ACTION_PASS) {
+		tier = NF_TIER_BASELINE;
+		verdict = (baseline_score & 3) == NF_ACTION_ACCEPT;
+		rule = best->baseline_rule;
+	} else {
+		tier = NF_TIER_DEFAULT;
+		verdict = state != NF_POD_DEFAULT_DENY;
+		rule = 0;
+	}
+	return verdict | tier << DECIDE_TIER_SHIFT | rule << DECIDE_RULE_SHIFT;
+}
+
+/* nf_decide for a pod, direction and flow, unpacked into *d. */
+static __always_inline void evaluate(const struct nf_pod *pod, __u8 direction, const __u8 *peer,
+				     __u8 protocol, __u16 port, struct decision *d)
+{
+	__u64 peer_high, peer_low;
+
+	__builtin_memcpy(&peer_high, peer, sizeof(peer_high));
+	__builtin_memcpy(&peer_low, peer + sizeof(peer_high), sizeof(peer_low));
+	__u32 packed_pod = (pod->pod_id & DECIDE_POD_ID_MASK) | (__u32)(pod->slot & 1) << DECIDE_SLOT_SHIFT |
+			   (__u32)(pod->state[direction & 1] & 3) << DECIDE_STATE_SHIFT | (__u32)(direction & 1) << 31;
+	__u64 result = nf_decide(peer_high, peer_low, packed_pod, protocol | (__u32)port << DECIDE_PORT_SHIFT);
+
+	d->verdict = result & 1;
+	d->tier = (result >> DECIDE_TIER_SHIFT) & 0xff;
+	d->rule_id = result >> DECIDE_RULE_SHIFT;
+}
+
+/* The peer of a flow is the far end: the destination of what the pod sends,
+ * the source of what it receives. Policy ports are always the destination's. */
+static __always_inline const __u8 *peer_of(const struct tuple *t, __u8 direction)
+{
+	return direction == NF_DIRECTION_EGRESS ? t->daddr : t->saddr;
+}
+
+/* Whether this direction of the pod is under any policy: a packet we cannot
+ * read is dropped only there. */
+static __always_inline int enforced(const struct nf_pod *pod, __u8 direction)
+{
+	return pod->state[direction & 1] != NF_POD_DEFAULT_ALLOW || live_trie(pod, direction);
+}
+
+/* ---- Bookkeeping: stats, counters, events ---- */
+
+static __always_inline void count_stat(__u32 stat)
+{
+	__u64 *value = bpf_map_lookup_elem(&stats, &stat);
+
+	if (value)
+		*value += 1;
+}
+
+static __always_inline void count_packet(struct __sk_buff *skb, const struct nf_pod *pod, __u8 direction,
+					 __u8 verdict)
+{
+	__u32 index = nf_counter_index(pod->pod_id, direction, verdict);
+	struct nf_packet_counter *counter = bpf_map_lookup_elem(&counters, &index);
+
+	if (counter) {
+		counter->packets += 1;
+		counter->bytes += skb->len;
+	}
+}
+
+static __always_inline void emit_event(struct __sk_buff *skb, const struct nf_pod *pod, const struct packet *p,
+				       __u8 direction, const struct decision *d, __u8 reason)
+{
+	__u32 zero = 0;
+	struct nf_settings *config = bpf_map_lookup_elem(&settings, &zero);
+	__u32 level = config ? config->event_level : NF_EVENTS_DENY;
+
+	if (level == NF_EVENTS_NONE || (level == NF_EVENTS_DENY && d->verdict != NF_VERDICT_DENY))
+		return;
+	struct nf_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count_stat(NF_STAT_EVENTS_LOST);
+		return;
+	}
+	__builtin_memset(e, 0, sizeof(*e));
+	e->timestamp_ns = bpf_ktime_get_ns();
+	e->ifindex = skb->ifindex;
+	e->pod_id = pod->pod_id;
+	e->rule_id = d->rule_id;
+	e->length = skb->len;
+	e->revision = pod->revision;
+	__builtin_memcpy(e->saddr, p->flow.saddr, NF_ADDRESS_BYTES);
+	__builtin_memcpy(e->daddr, p->flow.daddr, NF_ADDRESS_BYTES);
+	e->sport = p->flow.sport;
+	e->dport = p->flow.dport;
+	e->direction = direction;
+	e->family = p->family;
+	e->protocol = p->flow.protocol;
+	e->verdict = d->verdict;
+	e->tier = d->tier;
+	e->reason = reason;
+	bpf_ringbuf_submit(e, 0);
+}
+
+/* ---- Conntrack and fragments ---- */
+
+static __always_inline void conntrack_key(struct nf_conntrack_key *key, __u32 ifindex, __u8 family,
+					  const struct tuple *t, int reversed)
+{
+	__builtin_memset(key, 0, sizeof(*key));
+	key->ifindex = ifindex;
+	key->family = family;
+	key->protocol = t->protocol;
+	__builtin_memcpy(key->saddr, reversed ? t->daddr : t->saddr, NF_ADDRESS_BYTES);
+	__builtin_memcpy(key->daddr, reversed ? t->saddr : t->daddr, NF_ADDRESS_BYTES);
+	key->sport = reversed ? t->dport : t->sport;
+	key->dport = reversed ? t->sport : t->dport;
+}
+
+/* A tracked flow of an older revision: decide its first direction again.
+ * Returns whether it still stands (its entry refreshed); otherwise deletes it. */
+static __always_inline int revalidate(const struct nf_pod *pod, struct nf_conntrack_key *key,
+				      struct nf_conntrack_value *entry, struct decision *d)
+{
+	struct tuple original = {};
+
+	__builtin_memcpy(original.saddr, key->saddr, NF_ADDRESS_BYTES);
+	__builtin_memcpy(original.daddr, key->daddr, NF_ADDRESS_BYTES);
+	evaluate(pod, entry->direction, peer_of(&original, entry->direction), key->protocol, key->dport, d);
+	if (d->verdict != NF_VERDICT_ALLOW) {
+		bpf_map_delete_elem(&conntrack, key);
+		return 0;
+	}
+	entry->revision = pod->revision;
+	entry->rule_id = d->rule_id;
+	entry->tier = d->tier;
+	return 1;
+}
+
+enum conntrack_result {
+	CONNTRACK_MISS,
+	CONNTRACK_HIT,         /* current revision: the fast path */
+	CONNTRACK_REEVALUATED, /* older revision, still allowed: decision in *d */
+};
+
+static __always_inline int conntrack_lookup(struct __sk_buff *skb, const struct nf_pod *pod,
+					    const struct packet *p, struct decision *d)
+{
+	struct nf_conntrack_key key;
+
+	for (int reversed = 0; reversed < 2; reversed++) {
+		conntrack_key(&key, skb->ifindex, p->family, &p->flow, reversed);
+		struct nf_conntrack_value *entry = bpf_map_lookup_elem(&conntrack, &key);
+
+		if (!entry)
+			continue;
+		entry->last_seen_ns = bpf_ktime_get_ns();
+		if (entry->revision == pod->revision)
+			return CONNTRACK_HIT;
+		return revalidate(pod, &key, entry, d) ? CONNTRACK_REEVALUATED : CONNTRACK_MISS;
+	}
+	return CONNTRACK_MISS;
+}
+
+static __always_inline void conntrack_insert(struct __sk_buff *skb, const struct nf_pod *pod, const struct packet *p,
+					     __u8 direction, const struct decision *d)
+{
+	struct nf_conntrack_key key;
+	struct nf_conntrack_value entry = {
+		.last_seen_ns = bpf_ktime_get_ns(),
+		.revision = pod->revision,
+		.rule_id = d->rule_id,
+		.direction = direction,
+		.tier = d->tier,
+	};
+
+	conntrack_key(&key, skb->ifindex, p->family, &p->flow, 0);
+	if (bpf_map_update_elem(&conntrack, &key, &entry, BPF_ANY))
+		count_stat(NF_STAT_CONNTRACK_FULL);
+}
+
+/* An ICMP error about a tracked flow, in either of its directions. */
+static __always_inline int related_to_tracked_flow(struct __sk_buff *skb, const struct packet *p)
+{
+	struct nf_conntrack_key key;
+
+	for (int reversed = 0; reversed < 2; reversed++) {
+		conntrack_key(&key, skb->ifindex, p->family, &p->inner, reversed);
+		if (bpf_map_lookup_elem(&conntrack, &key))
+			return 1;
+	}
+	return 0;
+}
+
+static __always_inline void fragment_key(struct nf_fragment_key *key, __u32 ifindex, const struct packet *p)
+{
+	__builtin_memset(key, 0, sizeof(*key));
+	key->ifindex = ifindex;
+	key->id = p->fragment_id;
+	key->family = p->family;
+	key->protocol = p->flow.protocol;
+	__builtin_memcpy(key->saddr, p->flow.saddr, NF_ADDRESS_BYTES);
+	__builtin_memcpy(key->daddr, p->flow.daddr, NF_ADDRESS_BYTES);
+}
+
+/* ---- The program ---- */
+
+/* Later fragments of this datagram will get this decision. */
+static __always_inline void remember_fragment(__u32 ifindex, const struct packet *p, const struct decision *d)
+{
+	struct nf_fragment_key key;
+	struct nf_fragment_value value = {
+		.rule_id = d->rule_id,
+		.sport = p->flow.sport,
+		.dport = p->flow.dport,
+		.verdict = d->verdict,
+		.tier = d->tier,
+	};
+
+	fragment_key(&key, ifindex, p);
+	bpf_map_update_elem(&fragments, &key, &value, BPF_ANY);
+}
+
+static __always_inline int finish(struct __sk_buff *skb, const struct nf_pod *pod, const struct packet *p,
+				  __u8 direction, const struct decision *d, __u8 reason)
+{
+	if (p->first_fragment)
+		remember_fragment(skb->ifindex, p, d);
+	count_packet(skb, pod, direction, d->verdict);
+	emit_event(skb, pod, p, direction, d, reason);
+	return d->verdict == NF_VERDICT_ALLOW ? TC_ACT_OK : TC_ACT_SHOT;
+}
+
+static __always_inline int enforce(struct __sk_buff *skb, __u8 direction)
+{
+	__u32 ifindex = skb->ifindex;
+	struct nf_pod *pod = bpf_map_lookup_elem(&pods, &ifindex);
+	struct packet p = {};
+	struct decision d = {};
+
+	if (!pod) {
+		count_stat(NF_STAT_UNKNOWN_INTERFACE);
+		return TC_ACT_OK;
+	}
+	int parsed = parse(skb, &p);
+
+	if (parsed == PARSE_PASS)
+		return TC_ACT_OK;
+	if (parsed == PARSE_BAD) {
+		if (!enforced(pod, direction))
+			return TC_ACT_OK;
+		count_stat(NF_STAT_UNPARSEABLE_DROPS);
+		d.verdict = NF_VERDICT_DENY;
+		return finish(skb, pod, &p, direction, &d, NF_REASON_UNPARSEABLE);
+	}
+
+	if (p.later_fragment) {
+		struct nf_fragment_key key;
+
+		fragment_key(&key, ifindex, &p);
+		struct nf_fragment_value *first = bpf_map_lookup_elem(&fragments, &key);
+		if (first) {
+			d.verdict = first->verdict;
+			d.tier = first->tier;
+			d.rule_id = first->rule_id;
+			p.flow.sport = first->sport;
+			p.flow.dport = first->dport;
+			return finish(skb, pod, &p, direction, &d, NF_REASON_FRAGMENT);
+		}
+		if (!enforced(pod, direction))
+			return TC_ACT_OK;
+		d.verdict = NF_VERDICT_DENY;
+		return finish(skb, pod, &p, direction, &d, NF_REASON_NO_FIRST_FRAGMENT);
+	}
+
+	int tracked = conntrack_lookup(skb, pod, &p, &d);
+
+	if (tracked == CONNTRACK_HIT) {
+		/* replies and later packets of allowed flows skip policy, and events */
+		d.verdict = NF_VERDICT_ALLOW;
+		if (p.first_fragment)
+			remember_fragment(ifindex, &p, &d);
+		count_packet(skb, pod, direction, NF_VERDICT_ALLOW);
+		return TC_ACT_OK;
+	}
+	if (tracked == CONNTRACK_REEVALUATED)
+		return finish(skb, pod, &p, direction, &d, NF_REASON_REEVALUATED);
+
+	if (p.icmp_error && related_to_tracked_flow(skb, &p)) {
+		d.verdict = NF_VERDICT_ALLOW;
+		return finish(skb, pod, &p, direction, &d, NF_REASON_RELATED);
+	}
+
+	evaluate(pod, direction, peer_of(&p.flow, direction), p.flow.protocol, p.flow.dport, &d);
+	if (d.verdict == NF_VERDICT_ALLOW)
+		conntrack_insert(skb, pod, &p, direction, &d);
+	return finish(skb, pod, &p, direction, &d, NF_REASON_POLICY);
+}
+
+/* On the host veth's tc egress hook: what the pod receives. */
+SEC("tc")
+int nf_to_pod(struct __sk_buff *skb)
+{
+	return enforce(skb, NF_DIRECTION_INGRESS);
+}
+
+/* On the host veth's tc ingress hook: what the pod sends. */
+SEC("tc")
+int nf_from_pod(struct __sk_buff *skb)
+{
+	return enforce(skb, NF_DIRECTION_EGRESS);
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

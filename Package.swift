@@ -25,6 +25,12 @@ let package = Package(
         ),
         // Swift over libbpf: types that own file descriptors, typed errors.
         .target(name: "BPFKit", dependencies: ["CNetfenceShim", "CLibBPF"]),
+        // The ABI header (bpf/netfence_abi.h) for Swift: constants and struct layouts.
+        .target(name: "CNetfenceABI"),
+        // The datapath as pure values: ABI codecs, policy compiler, reference evaluator.
+        .target(name: "DatapathModel", dependencies: ["CNetfenceABI"]),
+        // The loaded datapath: programs, maps, pods, atomic policy swaps, events.
+        .target(name: "Datapath", dependencies: ["BPFKit", "BPFObjects", "DatapathModel"]),
         // Throwaway node/pod network namespaces joined by veth, for the demo and tests.
         .target(name: "NodeNetwork", dependencies: ["BPFKit"]),
         // The hand-written command tree: parsing, help, completions, man page.
@@ -35,6 +41,8 @@ let package = Package(
             dependencies: ["BPFKit", "BPFObjects", "CommandTree", "NodeNetwork"]
         ),
         .testTarget(name: "CommandTreeTests", dependencies: ["CommandTree"]),
+        .testTarget(name: "DatapathModelTests", dependencies: ["DatapathModel", "CNetfenceABI"]),
+        .testTarget(name: "DatapathTests", dependencies: ["Datapath", "DatapathModel", "BPFKit", "NodeNetwork", "TestSupport"]),
         .testTarget(name: "BPFKitTests", dependencies: ["BPFKit", "BPFObjects", "TestSupport"]),
         .testTarget(
             name: "NetfenceTests",

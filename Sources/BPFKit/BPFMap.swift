@@ -61,6 +61,34 @@ public final class BPFMap: @unchecked Sendable {
         try check(result, "update entry of map", "fd \(descriptor.rawValue)")
     }
 
+    /// The value stored under `key`, or nil when there is none (`BPF_MAP_LOOKUP_ELEM`).
+    /// Per-CPU maps return one 8-aligned slot per possible CPU.
+    public func lookup(key: [UInt8]) throws -> [UInt8]? {
+        let info = try info()
+        var value = [UInt8](repeating: 0, count: valueStride(info))
+        let result = key.withUnsafeBytes { k in value.withUnsafeMutableBytes { v in
+            bpf_map_lookup_elem(descriptor.rawValue, k.baseAddress, v.baseAddress)
+        } }
+        if result == -ENOENT { return nil }
+        try check(result, "look up entry of map", "id \(info.id) (\(info.name))")
+        return value
+    }
+
+    /// Removes the entry under `key`; returns whether there was one (`BPF_MAP_DELETE_ELEM`).
+    @discardableResult
+    public func delete(key: [UInt8]) throws -> Bool {
+        let result = key.withUnsafeBytes { bpf_map_delete_elem(descriptor.rawValue, $0.baseAddress) }
+        if result == -ENOENT { return false }
+        try check(result, "delete entry of map", "fd \(descriptor.rawValue)")
+        return true
+    }
+
+    /// Stores `inner`'s descriptor under `key` of this map-of-maps: one update
+    /// that swaps what every later lookup sees.
+    public func setInner(key: [UInt8], to inner: BPFMap) throws {
+        try update(key: key, value: withUnsafeBytes(of: UInt32(bitPattern: inner.descriptor.rawValue)) { Array($0) })
+    }
+
     /// Pins the map at `path` on bpffs (`BPF_OBJ_PIN`).
     public func pin(at path: String) throws {
         try check(bpf_obj_pin(descriptor.rawValue, path), "pin map to", path)

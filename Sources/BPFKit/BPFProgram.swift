@@ -81,12 +81,15 @@ public final class BPFProgram: @unchecked Sendable {
     }
 
     /// Runs the program on `packet` (an Ethernet frame) `repeat` times in the kernel
-    /// (`BPF_PROG_TEST_RUN`); `ifindex` sets `__sk_buff.ifindex` for tc programs and
-    /// must name an interface in this process's namespace (0: the kernel uses 1).
-    public func testRun(packet: [UInt8], repeat count: UInt32 = 1, ifindex: UInt32 = 0) throws -> TestRunResult {
+    /// (`BPF_PROG_TEST_RUN`). `ifindex` sets `__sk_buff.ifindex` for tc programs and
+    /// must name an interface in `namespace` (nil: this process's; 0: the kernel uses 1).
+    public func testRun(packet: [UInt8], repeat count: UInt32 = 1, ifindex: UInt32 = 0,
+                        in namespace: NetworkNamespace? = nil) throws -> TestRunResult {
+        let nsfd = try namespace?.open()
         var verdict: UInt32 = 0, duration: UInt32 = 0
         let result = packet.withUnsafeBytes {
-            nf_prog_test_run(descriptor.rawValue, $0.baseAddress, UInt32($0.count), count, ifindex, &verdict, &duration)
+            nf_prog_test_run(nsfd?.rawValue ?? -1, descriptor.rawValue, $0.baseAddress, UInt32($0.count), count, ifindex,
+                             &verdict, &duration)
         }
         try check(result, "test-run program", "fd \(descriptor.rawValue)")
         return TestRunResult(verdict: verdict, nanosecondsPerRun: duration)

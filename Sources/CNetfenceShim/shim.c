@@ -151,20 +151,60 @@ int nf_socket_in_netns(int netns_fd, int domain, int type, int protocol)
 	return run_in_netns(netns_fd, socket_here, &call);
 }
 
-int nf_prog_test_run(int prog_fd, const void *data, __u32 size, __u32 repeat,
+struct test_run_call {
+	int prog_fd;
+	struct bpf_test_run_opts *opts;
+};
+
+static int test_run_here(void *opaque)
+{
+	struct test_run_call *call = opaque;
+	int err = bpf_prog_test_run_opts(call->prog_fd, call->opts);
+
+	return err < 0 ? err : 0;
+}
+
+int nf_prog_test_run(int netns_fd, int prog_fd, const void *data, __u32 size, __u32 repeat,
 		     __u32 ctx_ifindex, __u32 *retval, __u32 *duration_ns)
 {
 	struct __sk_buff ctx = { .ifindex = ctx_ifindex };
 	LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = data, .data_size_in = size,
 		    .repeat = repeat, .ctx_in = ctx_ifindex ? &ctx : NULL,
 		    .ctx_size_in = ctx_ifindex ? sizeof(ctx) : 0);
-	int err = bpf_prog_test_run_opts(prog_fd, &opts);
+	struct test_run_call call = { .prog_fd = prog_fd, .opts = &opts };
+	int err = run_in_netns(netns_fd, test_run_here, &call);
 
 	if (err)
-		return err < 0 ? err : -errno;
+		return err;
 	*retval = opts.retval;
 	*duration_ns = opts.duration;
 	return 0;
+}
+
+static int take_record(void *opaque, void *data, size_t size)
+{
+	struct nf_ring_records *records = opaque;
+
+	if (records->used + sizeof(__u32) + size > records->capacity) {
+		records->dropped += 1;
+		return 0;
+	}
+	__u32 length = size;
+	memcpy(records->data + records->used, &length, sizeof(length));
+	memcpy(records->data + records->used + sizeof(length), data, size);
+	records->used += sizeof(length) + size;
+	records->count += 1;
+	return 0;
+}
+
+struct ring_buffer *nf_ring_open(int map_fd, struct nf_ring_records *records)
+{
+	return ring_buffer__new(map_fd, take_record, records, NULL);
+}
+
+int nf_ring_drain(struct ring_buffer *ring)
+{
+	return ring_buffer__consume(ring);
 }
 
 static _Thread_local char last_warning[512];

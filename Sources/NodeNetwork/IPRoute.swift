@@ -8,7 +8,8 @@ enum IPRoute {
         var description: String { "'\(command)' failed: \(output)" }
     }
 
-    static func run(_ arguments: [String]) throws {
+    @discardableResult
+    static func run(_ arguments: [String]) throws -> String {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
@@ -18,10 +19,11 @@ enum IPRoute {
         try process.run()
         let output = pipe.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
+        let text = String(decoding: output, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         guard process.terminationStatus == 0 else {
-            throw Failure(command: (["ip"] + arguments).joined(separator: " "),
-                          output: String(decoding: output, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+            throw Failure(command: (["ip"] + arguments).joined(separator: " "), output: text)
         }
+        return text
     }
 
     /// `/usr/sbin/ip` or `/sbin/ip`, whichever iproute2 installed.

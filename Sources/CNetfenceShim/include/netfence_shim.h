@@ -56,11 +56,32 @@ int nf_tc_detach(const struct nf_tc_target *target);
  * through it describe that namespace. */
 int nf_socket_in_netns(int netns_fd, int domain, int type, int protocol);
 
-/* Runs a program once or REPEAT times on DATA through BPF_PROG_TEST_RUN. For
- * tc programs CTX_IFINDEX sets __sk_buff.ifindex (0: the kernel uses 1); the
- * kernel resolves it, so it must name an interface in the caller's namespace. */
-int nf_prog_test_run(int prog_fd, const void *data, __u32 size, __u32 repeat,
+/* Runs a program once or REPEAT times on DATA through BPF_PROG_TEST_RUN, on a
+ * thread inside NETNS_FD (-1: this namespace). For tc programs CTX_IFINDEX
+ * sets __sk_buff.ifindex (0: the kernel uses 1); the kernel resolves it, so it
+ * must name an interface in that namespace. */
+int nf_prog_test_run(int netns_fd, int prog_fd, const void *data, __u32 size, __u32 repeat,
 		     __u32 ctx_ifindex, __u32 *retval, __u32 *duration_ns);
+
+/* Records drained from a BPF ring buffer, each as a __u32 length then its
+ * bytes. With CAPACITY at least the ring's size everything the ring holds
+ * fits; a record that does not is counted in DROPPED (libbpf has already
+ * consumed it). */
+struct nf_ring_records {
+	__u8 *data;
+	__u32 capacity;
+	__u32 used;
+	__u32 count;
+	__u32 dropped;
+};
+
+/* A libbpf ring buffer consumer on MAP_FD that drains into RECORDS, or NULL
+ * with errno set. */
+struct ring_buffer *nf_ring_open(int map_fd, struct nf_ring_records *records);
+
+/* Moves every ready record into the consumer's RECORDS; returns how many
+ * were read from the ring, or -errno. */
+int nf_ring_drain(struct ring_buffer *ring);
 
 /* libbpf prints warnings (verifier logs among them) to stderr by default;
  * this keeps the last one instead, so a failed load becomes one error line

@@ -1,0 +1,57 @@
+import CLibBPF
+import CNetfenceShim
+import Glibc
+
+/// The one consumer of a BPF ring buffer map (libbpf `ring_buffer`): drains
+/// whatever records are ready, without waiting.
+public final class RingBufferReader {
+    private let ring: OpaquePointer
+    private let records: UnsafeMutablePointer<nf_ring_records>
+    private let storage: UnsafeMutableRawPointer
+
+    /// A reader on `map` (a `ringbuf` map), whose drains can hold everything
+    /// the ring holds at once.
+    public init(map: BPFMap) throws {
+        let info = try map.info()
+        guard info.type == .ringbuf else {
+            throw BPFError("read ring buffer", "map \(info.name) (a \(info.type) map)", errno: EINVAL)
+        }
+        let capacity = Int(info.maxEntries)
+        storage = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 8)
+        records = .allocate(capacity: 1)
+        records.initialize(to: nf_ring_records(data: storage.assumingMemoryBound(to: UInt8.self), capacity: UInt32(capacity),
+                                               used: 0, count: 0, dropped: 0))
+        guard let ring = nf_ring_open(map.descriptor.rawValue, records) else {
+            let error = errno
+            records.deallocate()
+            storage.deallocate()
+            throw BPFError("open ring buffer", "map \(info.name)", errno: error)
+        }
+        self.ring = ring
+    }
+
+    deinit {
+        ring_buffer__free(ring)
+        records.deallocate()
+        storage.deallocate()
+    }
+
+    /// Every record ready now, oldest first, each as its bytes.
+    public func drain() throws -> [[UInt8]] {
+        records.pointee.used = 0
+        records.pointee.count = 0
+        try check(nf_ring_drain(ring), "drain", "ring buffer")
+        var result: [[UInt8]] = []
+        var offset = 0
+        let used = Int(records.pointee.used)
+        while offset + 4 <= used {
+            let length = Int(storage.loadUnaligned(fromByteOffset: offset, as: UInt32.self))
+            result.append(Array(UnsafeRawBufferPointer(start: storage + offset + 4, count: length)))
+            offset += 4 + length
+        }
+        return result
+    }
+
+    /// Records that did not fit a drain's buffer (never, when sized from the ring).
+    public var droppedRecords: Int { Int(records.pointee.dropped) }
+}

@@ -1,0 +1,269 @@
+import CNetfenceABI
+
+/// The datapath's limits, as `bpf/netfence_abi.h` defines them.
+public enum DatapathLimits {
+    public static let rulesPerPrefix = Int(NF_MAX_RULES_PER_PREFIX)
+    public static let prefixesPerPod = Int(NF_MAX_PREFIXES)
+    public static let pods = Int(NF_MAX_PODS)
+    public static let conntrackEntries = Int(NF_CONNTRACK_ENTRIES)
+    public static let eventRingBytes = Int(NF_EVENT_RING_BYTES)
+    public static let ipv6ExtensionHeaders = Int(NF_MAX_IPV6_EXTENSIONS)
+}
+
+/// Which way traffic crosses the pod's host veth, from the pod's point of view.
+public enum Direction: UInt8, CaseIterable, Sendable, Codable, CustomStringConvertible {
+    case ingress = 0, egress = 1
+    public var description: String { self == .ingress ? "ingress" : "egress" }
+}
+
+/// Policy tiers, in evaluation order.
+public enum Tier: UInt8, Sendable, Codable, CustomStringConvertible {
+    case none = 0, admin = 1, networkPolicy = 2, baseline = 3, podDefault = 4
+    public var description: String {
+        switch self {
+        case .none: "none"
+        case .admin: "admin"
+        case .networkPolicy: "network-policy"
+        case .baseline: "baseline"
+        case .podDefault: "default"
+        }
+    }
+}
+
+/// What a rule does. At equal priority Deny beats Accept beats Pass.
+public enum RuleAction: UInt8, Sendable, Codable {
+    case deny = 0, accept = 1, pass = 2
+}
+
+/// What a pod does in a direction when no Admin rule decides.
+public enum PodState: UInt8, Sendable, Codable {
+    case defaultAllow = 0, defaultDeny = 1, policiesApplied = 2
+}
+
+public enum Verdict: UInt8, Sendable, Codable {
+    case deny = 0, allow = 1
+}
+
+/// Why a verdict was reached (events).
+public enum Reason: UInt8, Sendable, Codable {
+    case policy = 0, reevaluated = 1, related = 2, fragment = 3, unparseable = 4, noFirstFragment = 5
+}
+
+/// Which verdicts produce events.
+public enum EventLevel: UInt32, Sendable, Codable {
+    case none = 0, deny = 1, all = 2
+}
+
+/// Node-wide counters in the stats map.
+public enum DatapathStat: UInt32, CaseIterable, Sendable {
+    case eventsLost = 0, unparseableDrops = 1, unknownInterface = 2, conntrackFull = 3
+}
+
+/// IANA protocol numbers the datapath names, plus "any" for rules.
+public enum IPProtocolNumber {
+    public static let icmp = UInt8(NF_PROTOCOL_ICMP.rawValue)
+    public static let tcp = UInt8(NF_PROTOCOL_TCP.rawValue)
+    public static let udp = UInt8(NF_PROTOCOL_UDP.rawValue)
+    public static let icmpv6 = UInt8(NF_PROTOCOL_ICMPV6.rawValue)
+    public static let sctp = UInt8(NF_PROTOCOL_SCTP.rawValue)
+    public static let any = UInt8(NF_PROTOCOL_ANY.rawValue)
+}
+
+/// `struct nf_port_rule`: one protocol and port range, and what it does in which tier.
+public struct PortRule: Hashable, Sendable {
+    public var ruleID: UInt32
+    /// 0: every port, and protocols without ports.
+    public var portStart: UInt16
+    /// Inclusive; equals `portStart` for one port.
+    public var portEnd: UInt16
+    public var priority: UInt16
+    public var protocolNumber: UInt8
+    public var tier: Tier
+    public var action: RuleAction
+
+    public init(ruleID: UInt32, protocolNumber: UInt8, portStart: UInt16 = 0, portEnd: UInt16? = nil,
+                tier: Tier = .networkPolicy, priority: UInt16 = 0, action: RuleAction = .accept) {
+        self.ruleID = ruleID
+        self.protocolNumber = protocolNumber
+        self.portStart = portStart
+        self.portEnd = portEnd ?? portStart
+        self.tier = tier
+        self.priority = priority
+        self.action = action
+    }
+
+    /// Whether a packet of `protocolNumber` to `port` matches.
+    public func matches(protocolNumber packetProtocol: UInt8, port: UInt16) -> Bool {
+        (protocolNumber == IPProtocolNumber.any || protocolNumber == packetProtocol)
+            && (portStart == 0 || (port >= portStart && port <= portEnd))
+    }
+
+    static let size = MemoryLayout<nf_port_rule>.size
+
+    func encode(into writer: inout ByteWriter) {
+        writer.append(ruleID)
+        writer.append(portStart)
+        writer.append(portEnd)
+        writer.append(priority)
+        writer.append(protocolNumber)
+        writer.append(tier.rawValue)
+        writer.append(action.rawValue)
+        writer.pad(3)
+    }
+
+    static func decode(_ reader: ByteReader, at offset: Int) -> PortRule? {
+        guard let id = reader.integer(UInt32.self, at: offset), let start = reader.integer(UInt16.self, at: offset + 4),
+              let end = reader.integer(UInt16.self, at: offset + 6), let priority = reader.integer(UInt16.self, at: offset + 8),
+              let proto = reader.integer(UInt8.self, at: offset + 10), let tier = reader.integer(UInt8.self, at: offset + 11).flatMap(Tier.init),
+              let action = reader.integer(UInt8.self, at: offset + 12).flatMap(RuleAction.init) else { return nil }
+        return PortRule(ruleID: id, protocolNumber: proto, portStart: start, portEnd: end, tier: tier, priority: priority, action: action)
+    }
+}
+
+/// `struct nf_rule_set`: the value of a trie entry.
+public enum RuleSetCodec {
+    public static let size = MemoryLayout<nf_rule_set>.size
+
+    /// The 520 bytes of a rule set; the caller checked `rules.count <= rulesPerPrefix`.
+    public static func encode(_ rules: [PortRule]) -> [UInt8] {
+        var writer = ByteWriter()
+        writer.append(UInt32(rules.count))
+        writer.pad(4)
+        for rule in rules { rule.encode(into: &writer) }
+        writer.pad(toSize: size)
+        return writer.bytes
+    }
+
+    /// The rules of a trie value, or nil when the bytes are not a rule set.
+    public static func decode(_ bytes: [UInt8]) -> [PortRule]? {
+        let reader = ByteReader(bytes)
+        guard bytes.count == size, let count = reader.integer(UInt32.self, at: 0), count <= DatapathLimits.rulesPerPrefix else { return nil }
+        let rules = (0..<Int(count)).map { PortRule.decode(reader, at: 8 + $0 * PortRule.size) }
+        return rules.contains(where: { $0 == nil }) ? nil : rules.compactMap { $0 }
+    }
+}
+
+/// `struct nf_lpm_key`: a prefix as the trie keys it.
+public enum LPMKeyCodec {
+    public static let size = MemoryLayout<nf_lpm_key>.size
+
+    public static func encode(_ prefix: IPPrefix) -> [UInt8] {
+        var writer = ByteWriter()
+        writer.append(UInt32(prefix.length))
+        writer.append(prefix.address.bytes)
+        return writer.bytes
+    }
+
+    public static func decode(_ bytes: [UInt8]) -> IPPrefix? {
+        let reader = ByteReader(bytes)
+        guard bytes.count == size, let length = reader.integer(UInt32.self, at: 0), length <= 128,
+              let address = reader.slice(at: 4, count: 16) else { return nil }
+        return IPPrefix(address: IPAddress(bytes: address), length: Int(length))
+    }
+}
+
+/// `struct nf_pod`: the pod behind a host veth.
+public struct PodRecord: Equatable, Sendable {
+    public var podID: UInt32
+    public var revision: UInt32
+    public var slot: UInt8
+    public var states: [Direction: PodState]
+
+    public init(podID: UInt32, revision: UInt32 = 0, slot: UInt8 = 0,
+                states: [Direction: PodState] = [.ingress: .defaultAllow, .egress: .defaultAllow]) {
+        self.podID = podID
+        self.revision = revision
+        self.slot = slot
+        self.states = states
+    }
+
+    public static let size = MemoryLayout<nf_pod>.size
+
+    public func encode() -> [UInt8] {
+        var writer = ByteWriter()
+        writer.append(podID)
+        writer.append(revision)
+        writer.append(slot)
+        writer.append(states[.ingress, default: .defaultAllow].rawValue)
+        writer.append(states[.egress, default: .defaultAllow].rawValue)
+        writer.pad(toSize: Self.size)
+        return writer.bytes
+    }
+
+    public static func decode(_ bytes: [UInt8]) -> PodRecord? {
+        let reader = ByteReader(bytes)
+        guard bytes.count == size, let id = reader.integer(UInt32.self, at: 0), let revision = reader.integer(UInt32.self, at: 4),
+              let slot = reader.integer(UInt8.self, at: 8),
+              let ingress = reader.integer(UInt8.self, at: 9).flatMap(PodState.init),
+              let egress = reader.integer(UInt8.self, at: 10).flatMap(PodState.init) else { return nil }
+        return PodRecord(podID: id, revision: revision, slot: slot, states: [.ingress: ingress, .egress: egress])
+    }
+}
+
+/// `struct nf_policy_key`: a pod's trie for one direction and slot.
+public enum PolicyKeyCodec {
+    public static func encode(podID: UInt32, direction: Direction, slot: UInt8) -> [UInt8] {
+        var writer = ByteWriter()
+        writer.append(podID)
+        writer.append(direction.rawValue)
+        writer.append(slot)
+        writer.pad(toSize: MemoryLayout<nf_policy_key>.size)
+        return writer.bytes
+    }
+}
+
+/// `struct nf_settings`.
+public enum SettingsCodec {
+    public static func encode(eventLevel: EventLevel) -> [UInt8] {
+        var writer = ByteWriter()
+        writer.append(eventLevel.rawValue)
+        writer.pad(toSize: MemoryLayout<nf_settings>.size)
+        return writer.bytes
+    }
+}
+
+/// Index of a pod's counter in the counters array (nf_counter_index).
+public func counterIndex(podID: UInt32, direction: Direction, verdict: Verdict) -> UInt32 {
+    (podID * UInt32(NF_DIRECTION_COUNT.rawValue) + UInt32(direction.rawValue)) * 2 + UInt32(verdict.rawValue)
+}
+
+/// `struct nf_event`: one decision, as the ring buffer carries it.
+public struct VerdictEvent: Equatable, Sendable {
+    public let timestampNanoseconds: UInt64
+    public let ifindex: UInt32
+    public let podID: UInt32
+    public let ruleID: UInt32
+    public let length: UInt32
+    public let revision: UInt32
+    public let source: IPAddress
+    public let destination: IPAddress
+    public let sourcePort: UInt16
+    public let destinationPort: UInt16
+    public let direction: Direction
+    public let family: UInt8
+    public let protocolNumber: UInt8
+    public let verdict: Verdict
+    public let tier: Tier
+    public let reason: Reason
+
+    public static let size = MemoryLayout<nf_event>.size
+
+    /// Decodes a ring-buffer record; nil for a record of another size or unknown enum values.
+    public static func decode(_ bytes: [UInt8]) -> VerdictEvent? {
+        let r = ByteReader(bytes)
+        guard bytes.count == size,
+              let time = r.integer(UInt64.self, at: 0), let ifindex = r.integer(UInt32.self, at: 8),
+              let pod = r.integer(UInt32.self, at: 12), let rule = r.integer(UInt32.self, at: 16),
+              let length = r.integer(UInt32.self, at: 20), let revision = r.integer(UInt32.self, at: 24),
+              let source = r.slice(at: 28, count: 16), let destination = r.slice(at: 44, count: 16),
+              let sport = r.integer(UInt16.self, at: 60), let dport = r.integer(UInt16.self, at: 62),
+              let direction = r.integer(UInt8.self, at: 64).flatMap(Direction.init), let family = r.integer(UInt8.self, at: 65),
+              let proto = r.integer(UInt8.self, at: 66), let verdict = r.integer(UInt8.self, at: 67).flatMap(Verdict.init),
+              let tier = r.integer(UInt8.self, at: 68).flatMap(Tier.init),
+              let reason = r.integer(UInt8.self, at: 69).flatMap(Reason.init) else { return nil }
+        return VerdictEvent(timestampNanoseconds: time, ifindex: ifindex, podID: pod, ruleID: rule, length: length,
+                            revision: revision, source: IPAddress(bytes: source), destination: IPAddress(bytes: destination),
+                            sourcePort: sport, destinationPort: dport, direction: direction, family: family,
+                            protocolNumber: proto, verdict: verdict, tier: tier, reason: reason)
+    }
+}

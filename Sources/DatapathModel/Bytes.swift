@@ -1,0 +1,35 @@
+/// Builds a key or value in the host byte order the BPF programs use.
+struct ByteWriter {
+    private(set) var bytes: [UInt8] = []
+
+    mutating func append<T: FixedWidthInteger>(_ value: T) {
+        withUnsafeBytes(of: value) { bytes.append(contentsOf: $0) }
+    }
+
+    mutating func append(_ raw: [UInt8]) { bytes.append(contentsOf: raw) }
+
+    mutating func pad(_ count: Int) { bytes.append(contentsOf: repeatElement(0, count: count)) }
+
+    /// Pads to exactly `size` bytes (the ABI's struct size).
+    mutating func pad(toSize size: Int) { pad(size - bytes.count) }
+}
+
+/// Reads a key or value the BPF programs wrote; never traps on short input.
+public struct ByteReader {
+    private let bytes: [UInt8]
+
+    /// A reader over `bytes`; every read is bounds-checked.
+    public init(_ bytes: [UInt8]) { self.bytes = bytes }
+
+    /// A host-order integer at `offset`, or nil past the end.
+    public func integer<T: FixedWidthInteger>(_ type: T.Type, at offset: Int) -> T? {
+        guard offset >= 0, offset + MemoryLayout<T>.size <= bytes.count else { return nil }
+        return bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset, as: T.self) }
+    }
+
+    /// `count` bytes at `offset`, or nil past the end.
+    public func slice(at offset: Int, count: Int) -> [UInt8]? {
+        guard offset >= 0, offset + count <= bytes.count else { return nil }
+        return Array(bytes[offset..<(offset + count)])
+    }
+}

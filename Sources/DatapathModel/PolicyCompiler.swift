@@ -1,0 +1,172 @@
+/// A port range of a rule: a protocol and one port, a range, or every port.
+public struct PortRange: Hashable, Sendable {
+    public var protocolNumber: UInt8
+    /// 0: every port.
+    public var start: UInt16
+    public var end: UInt16
+
+    public init(protocolNumber: UInt8, start: UInt16 = 0, end: UInt16? = nil) {
+        self.protocolNumber = protocolNumber
+        self.start = start
+        self.end = end ?? start
+    }
+
+    /// Every protocol, every port: a rule that names no ports.
+    public static let everything = PortRange(protocolNumber: IPProtocolNumber.any)
+}
+
+/// One peer block of a rule, resolved: what the compiler takes for one pod and direction.
+public struct PolicyRule: Hashable, Sendable {
+    public var ruleID: UInt32
+    public var tier: Tier
+    public var priority: UInt16
+    public var action: RuleAction
+    /// The peers the rule is about.
+    public var peer: IPPrefix
+    /// Holes in `peer` the rule does not apply to (outside `peer` they mean nothing).
+    public var except: [IPPrefix]
+    /// Empty: every protocol and port.
+    public var ports: [PortRange]
+
+    public init(ruleID: UInt32, peer: IPPrefix, except: [IPPrefix] = [], ports: [PortRange] = [],
+                tier: Tier = .networkPolicy, priority: UInt16 = 0, action: RuleAction = .accept) {
+        self.ruleID = ruleID
+        self.peer = peer
+        self.except = except
+        self.ports = ports
+        self.tier = tier
+        self.priority = priority
+        self.action = action
+    }
+
+    var portRules: [PortRule] {
+        (ports.isEmpty ? [.everything] : ports).map {
+            PortRule(ruleID: ruleID, protocolNumber: $0.protocolNumber, portStart: $0.start, portEnd: $0.end,
+                     tier: tier, priority: priority, action: action)
+        }
+    }
+}
+
+/// A pod's trie for one direction: every prefix with every rule that applies to
+/// peers in it, so the longest match alone decides.
+public struct CompiledPolicy: Equatable, Sendable {
+    public var entries: [IPPrefix: [PortRule]]
+
+    public init(entries: [IPPrefix: [PortRule]] = [:]) { self.entries = entries }
+
+    /// The rules for `address`: those of the longest prefix containing it (the LPM lookup).
+    public func rules(for address: IPAddress) -> [PortRule]? {
+        let lengths = Set(entries.keys.map(\.length)).sorted(by: >)
+        for length in lengths {
+            if let rules = entries[IPPrefix(address: address, length: length)] { return rules }
+        }
+        return nil
+    }
+}
+
+/// Why a policy does not fit the datapath. Never truncated silently.
+public enum CapacityError: Error, Equatable, CustomStringConvertible {
+    case tooManyRules(prefix: IPPrefix, count: Int)
+    case tooManyPrefixes(count: Int)
+
+    public var description: String {
+        switch self {
+        case .tooManyRules(let prefix, let count):
+            "\(count) port rules apply to \(prefix), more than the \(DatapathLimits.rulesPerPrefix) one prefix can hold"
+        case .tooManyPrefixes(let count):
+            "\(count) prefixes, more than the \(DatapathLimits.prefixesPerPod) one pod can hold per direction"
+        }
+    }
+}
+
+/// Turns rules into trie entries. Longest-prefix match returns one entry, so
+/// each prefix carries the rules of every prefix that encloses it, minus the
+/// rules whose except holes enclose it. Prefixes nest or are disjoint, so the
+/// longest prefix holding an address has exactly the rules that apply to it.
+public enum PolicyCompiler {
+    public static func compile(_ rules: [PolicyRule]) throws(CapacityError) -> CompiledPolicy {
+        var starts: [IPPrefix: [Int]] = [:]
+        var holes: [IPPrefix: [Int]] = [:]
+        for (index, rule) in rules.enumerated() {
+            starts[rule.peer, default: []].append(index)
+            for hole in rule.except where rule.peer.contains(hole) && hole != rule.peer {
+                holes[hole, default: []].append(index)
+            }
+        }
+        let prefixes = Set(starts.keys).union(holes.keys)
+        if prefixes.count > DatapathLimits.prefixesPerPod { throw .tooManyPrefixes(count: prefixes.count) }
+        let lengths = Set(prefixes.map(\.length)).sorted()
+
+        var entries: [IPPrefix: [PortRule]] = [:]
+        for prefix in prefixes {
+            var active = Set<Int>()
+            for length in lengths where length <= prefix.length {
+                let enclosing = prefix.truncated(to: length)
+                active.formUnion(starts[enclosing] ?? [])
+                active.subtract(holes[enclosing] ?? [])
+            }
+            let portRules = Set(active.flatMap { rules[$0].portRules }).sorted(by: ruleOrder)
+            if portRules.count > DatapathLimits.rulesPerPrefix {
+                throw .tooManyRules(prefix: prefix, count: portRules.count)
+            }
+            entries[prefix] = portRules
+        }
+        return CompiledPolicy(entries: entries)
+    }
+
+    /// A stable order: tier, priority, action, rule, protocol, ports.
+    static func ruleOrder(_ a: PortRule, _ b: PortRule) -> Bool {
+        let left = [UInt64(a.tier.rawValue), UInt64(a.priority), UInt64(a.action.rawValue), UInt64(a.ruleID),
+                    UInt64(a.protocolNumber), UInt64(a.portStart), UInt64(a.portEnd)]
+        let right = [UInt64(b.tier.rawValue), UInt64(b.priority), UInt64(b.action.rawValue), UInt64(b.ruleID),
+                     UInt64(b.protocolNumber), UInt64(b.portStart), UInt64(b.portEnd)]
+        return left.lexicographicallyPrecedes(right)
+    }
+}
+
+/// What decided a flow.
+public struct Decision: Equatable, Sendable, CustomStringConvertible {
+    public var verdict: Verdict
+    public var tier: Tier
+    public var ruleID: UInt32
+
+    public init(verdict: Verdict, tier: Tier, ruleID: UInt32) {
+        self.verdict = verdict
+        self.tier = tier
+        self.ruleID = ruleID
+    }
+
+    public var description: String { "\(verdict == .allow ? "allow" : "deny") by \(tier) rule \(ruleID)" }
+}
+
+/// The reference for `nf_decide` in bpf/datapath.bpf.c: the same procedure
+/// over the same entries, in Swift.
+public enum PolicyEvaluator {
+    /// Admin, then NetworkPolicy when the pod is selected, then Baseline, then
+    /// the pod's default. Within a cluster tier the lowest priority wins and,
+    /// at equal priority, Deny > Accept > Pass.
+    public static func decide(_ policy: CompiledPolicy?, state: PodState, peer: IPAddress,
+                              protocolNumber: UInt8, port: UInt16) -> Decision {
+        var admin: (score: UInt32, rule: UInt32)?
+        var baseline: (score: UInt32, rule: UInt32)?
+        var networkPolicy: UInt32?
+        for rule in policy?.rules(for: peer) ?? [] where rule.matches(protocolNumber: protocolNumber, port: port) {
+            let score = UInt32(rule.priority) * 4 + UInt32(rule.action.rawValue)
+            switch rule.tier {
+            case .admin where score < admin?.score ?? .max: admin = (score, rule.ruleID)
+            case .baseline where score < baseline?.score ?? .max: baseline = (score, rule.ruleID)
+            case .networkPolicy where networkPolicy == nil: networkPolicy = rule.ruleID
+            default: break
+            }
+        }
+        func decided(_ best: (score: UInt32, rule: UInt32), _ tier: Tier) -> Decision {
+            Decision(verdict: best.score & 3 == UInt32(RuleAction.accept.rawValue) ? .allow : .deny, tier: tier, ruleID: best.rule)
+        }
+        if let admin, admin.score & 3 != UInt32(RuleAction.pass.rawValue) { return decided(admin, .admin) }
+        if state == .policiesApplied {
+            return Decision(verdict: networkPolicy == nil ? .deny : .allow, tier: .networkPolicy, ruleID: networkPolicy ?? 0)
+        }
+        if let baseline, baseline.score & 3 != UInt32(RuleAction.pass.rawValue) { return decided(baseline, .baseline) }
+        return Decision(verdict: state == .defaultDeny ? .deny : .allow, tier: .podDefault, ruleID: 0)
+    }
+}

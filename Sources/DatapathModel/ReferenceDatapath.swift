@@ -1,0 +1,157 @@
+/// The reference for `enforce()` in bpf/datapath.bpf.c: pods, their policies,
+/// conntrack and fragments as Swift values, and the same steps in the same
+/// order. Tests feed it every packet they feed the kernel and compare.
+public struct ReferenceDatapath: Sendable {
+    /// A pod as the reference knows it: record plus compiled policy per direction
+    /// (a direction without an entry has no trie).
+    public struct Pod: Sendable {
+        public var record: PodRecord
+        public var policies: [Direction: CompiledPolicy]
+        public init(record: PodRecord, policies: [Direction: CompiledPolicy]) {
+            self.record = record
+            self.policies = policies
+        }
+    }
+
+    struct ConntrackKey: Hashable {
+        let ifindex: UInt32
+        let family: UInt8
+        let flow: FlowTuple
+    }
+
+    struct ConntrackEntry {
+        var revision: UInt32
+        var decision: Decision
+        let direction: Direction
+    }
+
+    struct FragmentKey: Hashable {
+        let ifindex: UInt32
+        let id: UInt32
+        let family: UInt8
+        let protocolNumber: UInt8
+        let source: IPAddress
+        let destination: IPAddress
+    }
+
+    struct FragmentEntry {
+        let decision: Decision
+        let sourcePort: UInt16
+        let destinationPort: UInt16
+    }
+
+    /// What the datapath did with one packet.
+    public struct Outcome: Equatable, Sendable, CustomStringConvertible {
+        /// Whether the packet went through (TC_ACT_OK) or was dropped (TC_ACT_SHOT).
+        public let passed: Bool
+        /// The decision and why, for packets that produce an event; nil on the
+        /// fast path (conntrack hit) and for packets not judged at all.
+        public let decision: Decision?
+        public let reason: Reason?
+
+        public init(passed: Bool, decision: Decision?, reason: Reason?) {
+            self.passed = passed
+            self.decision = decision
+            self.reason = reason
+        }
+
+        public var description: String {
+            let action = passed ? "pass" : "drop"
+            guard let decision, let reason else { return action }
+            return "\(action) (\(decision), \(reason))"
+        }
+
+        static let untouched = Outcome(passed: true, decision: nil, reason: nil)
+    }
+
+    public var pods: [UInt32: Pod] = [:]
+    var conntrack: [ConntrackKey: ConntrackEntry] = [:]
+    var fragments: [FragmentKey: FragmentEntry] = [:]
+
+    public init() {}
+
+    /// Number of conntrack entries (for tests that check what a flow left behind).
+    public var conntrackCount: Int { conntrack.count }
+
+    /// One packet on the host veth `ifindex` in `direction` (pod's view).
+    public mutating func process(_ frame: [UInt8], ifindex: UInt32, direction: Direction) -> Outcome {
+        guard let pod = pods[ifindex] else { return .untouched }
+        let packet: ParsedPacket
+        switch PacketParser.parse(frame) {
+        case .pass: return .untouched
+        case .unparseable:
+            guard enforced(pod, direction) else { return .untouched }
+            return Outcome(passed: false, decision: Decision(verdict: .deny, tier: .none, ruleID: 0), reason: .unparseable)
+        case .packet(let parsed): packet = parsed
+        }
+
+        if packet.laterFragment {
+            if let first = fragments[fragmentKey(ifindex, packet)] {
+                return finish(packet, first.decision, .fragment, ifindex: ifindex)
+            }
+            guard enforced(pod, direction) else { return .untouched }
+            return Outcome(passed: false, decision: Decision(verdict: .deny, tier: .none, ruleID: 0), reason: .noFirstFragment)
+        }
+
+        for flow in [packet.flow, packet.flow.reversed] {
+            let key = ConntrackKey(ifindex: ifindex, family: packet.family, flow: flow)
+            guard var entry = conntrack[key] else { continue }
+            if entry.revision == pod.record.revision {
+                if packet.firstFragment { remember(packet, .trackedFlow, ifindex: ifindex) }
+                return Outcome(passed: true, decision: nil, reason: nil)
+            }
+            let again = decide(pod, entry.direction, peer: key.flow.peer(entry.direction),
+                               protocolNumber: key.flow.protocolNumber, port: key.flow.destinationPort)
+            guard again.verdict == .allow else {
+                conntrack[key] = nil
+                break
+            }
+            entry.revision = pod.record.revision
+            entry.decision = again
+            conntrack[key] = entry
+            return finish(packet, again, .reevaluated, ifindex: ifindex)
+        }
+
+        if let quoted = packet.quoted,
+           [quoted, quoted.reversed].contains(where: { conntrack[ConntrackKey(ifindex: ifindex, family: packet.family, flow: $0)] != nil }) {
+            return finish(packet, Decision(verdict: .allow, tier: .none, ruleID: 0), .related, ifindex: ifindex)
+        }
+
+        let decision = decide(pod, direction, peer: packet.flow.peer(direction),
+                              protocolNumber: packet.flow.protocolNumber, port: packet.flow.destinationPort)
+        if decision.verdict == .allow {
+            conntrack[ConntrackKey(ifindex: ifindex, family: packet.family, flow: packet.flow)] =
+                ConntrackEntry(revision: pod.record.revision, decision: decision, direction: direction)
+        }
+        return finish(packet, decision, .policy, ifindex: ifindex)
+    }
+
+    private func decide(_ pod: Pod, _ direction: Direction, peer: IPAddress, protocolNumber: UInt8, port: UInt16) -> Decision {
+        PolicyEvaluator.decide(pod.policies[direction], state: pod.record.states[direction, default: .defaultAllow],
+                               peer: peer, protocolNumber: protocolNumber, port: port)
+    }
+
+    private func enforced(_ pod: Pod, _ direction: Direction) -> Bool {
+        pod.record.states[direction, default: .defaultAllow] != .defaultAllow || pod.policies[direction] != nil
+    }
+
+    private func fragmentKey(_ ifindex: UInt32, _ packet: ParsedPacket) -> FragmentKey {
+        FragmentKey(ifindex: ifindex, id: packet.fragmentID, family: packet.family, protocolNumber: packet.flow.protocolNumber,
+                    source: packet.flow.source, destination: packet.flow.destination)
+    }
+
+    private mutating func remember(_ packet: ParsedPacket, _ decision: Decision, ifindex: UInt32) {
+        fragments[fragmentKey(ifindex, packet)] = FragmentEntry(
+            decision: decision, sourcePort: packet.flow.sourcePort, destinationPort: packet.flow.destinationPort)
+    }
+
+    private mutating func finish(_ packet: ParsedPacket, _ decision: Decision, _ reason: Reason, ifindex: UInt32) -> Outcome {
+        if packet.firstFragment { remember(packet, decision, ifindex: ifindex) }
+        return Outcome(passed: decision.verdict == .allow, decision: decision, reason: reason)
+    }
+}
+
+extension Decision {
+    /// What the conntrack fast path passes on to later fragments: allowed, no tier.
+    static let trackedFlow = Decision(verdict: .allow, tier: .none, ruleID: 0)
+}

@@ -1,0 +1,114 @@
+import BPFKit
+import Datapath
+import DatapathModel
+import NodeNetwork
+import Testing
+import TestSupport
+
+/// What a test expects of one packet.
+enum Expect: CustomStringConvertible {
+    /// Decided and passed: by this tier and rule (an event says so).
+    case pass(Tier, rule: UInt32 = 0, reason: Reason = .policy)
+    /// Decided and dropped.
+    case drop(Tier, rule: UInt32 = 0, reason: Reason = .policy)
+    /// Passed on the conntrack fast path: no decision, no event.
+    case tracked
+    /// Not judged at all (non-IP, neighbour discovery, unknown interface, unenforced).
+    case untouched
+
+    var description: String {
+        switch self {
+        case .pass(let tier, let rule, let reason): "pass by \(tier) rule \(rule) (\(reason))"
+        case .drop(let tier, let rule, let reason): "drop by \(tier) rule \(rule) (\(reason))"
+        case .tracked: "pass on the fast path"
+        case .untouched: "pass untouched"
+        }
+    }
+
+    var outcome: ReferenceDatapath.Outcome {
+        switch self {
+        case .pass(let tier, let rule, let reason):
+            .init(passed: true, decision: Decision(verdict: .allow, tier: tier, ruleID: rule), reason: reason)
+        case .drop(let tier, let rule, let reason):
+            .init(passed: false, decision: Decision(verdict: .deny, tier: tier, ruleID: rule), reason: reason)
+        case .tracked, .untouched:
+            .init(passed: true, decision: nil, reason: nil)
+        }
+    }
+}
+
+/// The real datapath and the reference side by side, with pods on veth
+/// interfaces in a throwaway namespace. Every packet goes to both.
+final class VerdictBench {
+    let datapath: Datapath
+    let interfaces: SandboxInterfaces
+    let events: RingBufferReader
+    var reference = ReferenceDatapath()
+    private(set) var cases = 0
+
+    /// Pods `pod0` … `pod{count-1}`, pod ids 0 …, nothing applied yet.
+    init(pods count: Int) throws {
+        datapath = try Datapath()
+        interfaces = try SandboxInterfaces(name: UniqueNames.make("nfv"), interfaces: (0..<count).map { "pod\($0)" })
+        events = try RingBufferReader(map: datapath.events)
+        try datapath.setEventLevel(.all)
+    }
+
+    func ifindex(_ pod: Int) -> UInt32 { interfaces.ifindexes["pod\(pod)"]! }
+
+    /// Compiles `rules` per direction and applies them to the kernel and the reference.
+    func apply(pod: Int, states: [Direction: PodState], rules: [Direction: [PolicyRule]] = [:]) throws {
+        var compiled: [Direction: CompiledPolicy] = [:]
+        for (direction, list) in rules { compiled[direction] = try PolicyCompiler.compile(list) }
+        try datapath.apply(ifindex: ifindex(pod), podID: UInt32(pod), states: states, policies: compiled)
+        let record = try #require(try datapath.pod(ifindex: ifindex(pod)))
+        reference.pods[ifindex(pod)] = ReferenceDatapath.Pod(record: record, policies: compiled)
+    }
+
+    /// Sends `frame` through pod `pod`'s program for `direction`; kernel, reference
+    /// and `expected` must agree on pass/drop, and on the decision the event carries.
+    func send(_ frame: [UInt8], pod: Int, _ direction: Direction, expect expected: Expect, _ note: String = "",
+              sourceLocation: SourceLocation = #_sourceLocation) throws {
+        cases += 1
+        let kernel: BPFProgram.TestRunResult
+        do {
+            kernel = try datapath.run(frame, direction: direction, ifindex: ifindex(pod), in: interfaces.namespace)
+        } catch {
+            Issue.record("\(note): the kernel refused the test run: \(error)", sourceLocation: sourceLocation)
+            return
+        }
+        let decided = try events.drain().compactMap(VerdictEvent.decode)
+        let model = reference.process(frame, ifindex: ifindex(pod), direction: direction)
+        let kernelPassed = kernel.verdict == 0  // TC_ACT_OK; TC_ACT_SHOT is 2
+        let kernelOutcome = ReferenceDatapath.Outcome(
+            passed: kernelPassed,
+            decision: decided.first.map { Decision(verdict: $0.verdict, tier: $0.tier, ruleID: $0.ruleID) },
+            reason: decided.first?.reason)
+        let label = note.isEmpty ? "" : "\(note): "
+        #expect(decided.count <= 1, "\(label)one packet, at most one event", sourceLocation: sourceLocation)
+        #expect(kernel.verdict == 0 || kernel.verdict == 2, "\(label)TC action \(kernel.verdict)", sourceLocation: sourceLocation)
+        #expect(kernelOutcome == model, "\(label)kernel \(kernelOutcome) vs reference \(model)", sourceLocation: sourceLocation)
+        #expect(kernelOutcome == expected.outcome, "\(label)kernel \(kernelOutcome), expected \(expected)", sourceLocation: sourceLocation)
+        if let event = decided.first {
+            #expect(event.ifindex == ifindex(pod) && event.podID == UInt32(pod) && event.direction == direction,
+                    "\(label)event names the pod and direction", sourceLocation: sourceLocation)
+        }
+    }
+}
+
+/// Shorthands for readable cases.
+func ip(_ text: String) -> IPAddress { IPAddress(text)! }
+func cidr(_ text: String) -> IPPrefix { IPPrefix.parse(text)!.prefix }
+func tcp(_ from: String, _ to: String, _ sport: UInt16, _ dport: UInt16) -> [UInt8] {
+    PacketBuilder.frame(from: ip(from), to: ip(to), .tcp(sourcePort: sport, destinationPort: dport))
+}
+func udp(_ from: String, _ to: String, _ sport: UInt16, _ dport: UInt16) -> [UInt8] {
+    PacketBuilder.frame(from: ip(from), to: ip(to), .udp(sourcePort: sport, destinationPort: dport))
+}
+func sctp(_ from: String, _ to: String, _ sport: UInt16, _ dport: UInt16) -> [UInt8] {
+    PacketBuilder.frame(from: ip(from), to: ip(to), .sctp(sourcePort: sport, destinationPort: dport))
+}
+func ping(_ from: String, _ to: String, id: UInt16 = 7, request: Bool = true) -> [UInt8] {
+    PacketBuilder.frame(from: ip(from), to: ip(to), .echo(request: request, identifier: id))
+}
+let TCP = IPProtocolNumber.tcp, UDP = IPProtocolNumber.udp, SCTP = IPProtocolNumber.sctp

@@ -1,0 +1,86 @@
+import CNetfenceABI
+import Testing
+
+@testable import DatapathModel
+
+/// The Swift codecs and the C header must agree byte for byte: sizes and
+/// offsets are pinned here against the structs the BPF programs use.
+@Suite struct ABILayoutTests {
+    @Test func structSizesMatchTheHeader() {
+        #expect(MemoryLayout<nf_pod>.size == 12 && PodRecord.size == 12)
+        #expect(MemoryLayout<nf_policy_key>.size == 8)
+        #expect(MemoryLayout<nf_lpm_key>.size == 20 && LPMKeyCodec.size == 20)
+        #expect(MemoryLayout<nf_port_rule>.size == 16 && PortRule.size == 16)
+        #expect(MemoryLayout<nf_rule_set>.size == 8 + 16 * DatapathLimits.rulesPerPrefix && RuleSetCodec.size == 520)
+        #expect(MemoryLayout<nf_conntrack_key>.size == 44)
+        #expect(MemoryLayout<nf_conntrack_value>.size == 24)
+        #expect(MemoryLayout<nf_event>.size == 80 && VerdictEvent.size == 80)
+        #expect(MemoryLayout<nf_settings>.size == 8)
+    }
+
+    @Test func offsetsMatchTheHeader() {
+        #expect(MemoryLayout<nf_port_rule>.offset(of: \.port_start) == 4)
+        #expect(MemoryLayout<nf_port_rule>.offset(of: \.priority) == 8)
+        #expect(MemoryLayout<nf_port_rule>.offset(of: \.protocol) == 10)
+        #expect(MemoryLayout<nf_port_rule>.offset(of: \.tier) == 11)
+        #expect(MemoryLayout<nf_port_rule>.offset(of: \.action) == 12)
+        #expect(MemoryLayout<nf_pod>.offset(of: \.slot) == 8)
+        #expect(MemoryLayout<nf_pod>.offset(of: \.state) == 9)
+        #expect(MemoryLayout<nf_event>.offset(of: \.revision) == 24)
+        #expect(MemoryLayout<nf_event>.offset(of: \.saddr) == 28)
+        #expect(MemoryLayout<nf_event>.offset(of: \.sport) == 60)
+        #expect(MemoryLayout<nf_event>.offset(of: \.direction) == 64)
+        #expect(MemoryLayout<nf_event>.offset(of: \.reason) == 69)
+    }
+
+    @Test func encodedValuesLandWhereTheCStructsReadThem() {
+        let rule = PortRule(ruleID: 0x0102_0304, protocolNumber: 6, portStart: 80, portEnd: 90, tier: .admin, priority: 7, action: .pass)
+        let bytes = RuleSetCodec.encode([rule])
+        bytes.withUnsafeBytes { raw in
+            let set = raw.loadUnaligned(as: nf_rule_set.self)
+            #expect(set.count == 1)
+            #expect(set.rules.0.rule_id == 0x0102_0304 && set.rules.0.port_start == 80 && set.rules.0.port_end == 90)
+            #expect(set.rules.0.priority == 7 && set.rules.0.protocol == 6 && set.rules.0.tier == 1 && set.rules.0.action == 2)
+        }
+        #expect(RuleSetCodec.decode(bytes) == [rule])
+
+        let record = PodRecord(podID: 9, revision: 3, slot: 1, states: [.ingress: .policiesApplied, .egress: .defaultDeny])
+        record.encode().withUnsafeBytes { raw in
+            let pod = raw.loadUnaligned(as: nf_pod.self)
+            #expect(pod.pod_id == 9 && pod.revision == 3 && pod.slot == 1 && pod.state.0 == 2 && pod.state.1 == 1)
+        }
+        #expect(PodRecord.decode(record.encode()) == record)
+
+        let prefix = IPPrefix.parse("198.18.0.0/15")!.prefix
+        #expect(LPMKeyCodec.encode(prefix) == [111, 0, 0, 0] + [UInt8](repeating: 0, count: 10) + [0xff, 0xff, 198, 18, 0, 0])
+        #expect(LPMKeyCodec.decode(LPMKeyCodec.encode(prefix)) == prefix)
+    }
+
+    /// A ring-buffer record as the datapath writes it, decoded field by field.
+    @Test func aGoldenEventDecodes() {
+        var golden = [UInt8](repeating: 0, count: 80)
+        func put<T: FixedWidthInteger>(_ value: T, at offset: Int) {
+            withUnsafeBytes(of: value) { for (i, byte) in $0.enumerated() { golden[offset + i] = byte } }
+        }
+        put(UInt64(123_456_789), at: 0)
+        put(UInt32(7), at: 8)
+        put(UInt32(2), at: 12)
+        put(UInt32(401), at: 16)
+        put(UInt32(74), at: 20)
+        put(UInt32(5), at: 24)
+        golden.replaceSubrange(28..<44, with: IPAddress("198.18.1.10")!.bytes)
+        golden.replaceSubrange(44..<60, with: IPAddress("198.18.20.1")!.bytes)
+        put(UInt16(5353), at: 60)
+        put(UInt16(53), at: 62)
+        golden[64...69] = [1, 4, 17, 0, 2, 0]
+        let event = VerdictEvent.decode(golden)
+        #expect(event == VerdictEvent(timestampNanoseconds: 123_456_789, ifindex: 7, podID: 2, ruleID: 401, length: 74, revision: 5,
+                                      source: IPAddress("198.18.1.10")!, destination: IPAddress("198.18.20.1")!,
+                                      sourcePort: 5353, destinationPort: 53, direction: .egress, family: 4,
+                                      protocolNumber: 17, verdict: .deny, tier: .networkPolicy, reason: .policy))
+        #expect(VerdictEvent.decode(Array(golden.prefix(79))) == nil, "a short record is refused, not read past")
+        var unknownTier = golden
+        unknownTier[68] = 99
+        #expect(VerdictEvent.decode(unknownTier) == nil)
+    }
+}

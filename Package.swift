@@ -38,7 +38,7 @@ let package = Package(
         // The binary: one file per command, wiring only.
         .executableTarget(
             name: "netfence",
-            dependencies: ["BPFKit", "BPFObjects", "CommandTree", "NodeNetwork"]
+            dependencies: ["BPFKit", "BPFObjects", "CommandTree", "Datapath", "DatapathModel", "NodeNetwork"]
         ),
         .testTarget(name: "CommandTreeTests", dependencies: ["CommandTree"]),
         .testTarget(name: "DatapathModelTests", dependencies: ["DatapathModel", "CNetfenceABI"]),

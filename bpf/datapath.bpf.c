@@ -27,14 +27,21 @@ struct {
 	__type(value, struct nf_pod);
 } pods SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, NF_MAX_PODS);
+	__type(key, __u32); /* pod id */
+	__type(value, __u32);
+} revisions SEC(".maps");
+
 /* A pod's trie for one direction and slot; the loader builds a new one aside
- * and swaps it in (policies + pods), so no packet sees half a policy. The
+ * and swaps it in (policies, then pods), so no packet sees half a policy. The
  * template states sizes: its key types would reach BTF only as forward
  * declarations, which libbpf cannot size. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
-	__uint(max_entries, NF_MAX_PODS * NF_DIRECTION_COUNT * 2);
-	__type(key, struct nf_policy_key);
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, NF_POLICY_ENTRIES);
+	__type(key, __u32); /* nf_policy_index(pod_id, direction, slot) */
 	__array(values, struct {
 		__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 		__uint(max_entries, NF_MAX_PREFIXES);
@@ -160,16 +167,24 @@ static __always_inline void map_ipv4(__u8 *out, __be32 address)
 	__builtin_memcpy(out + 12, &address, 4);
 }
 
+/* Where direct packet access reaches; past it (long IPv6 extension chains)
+ * the ports are copied with bpf_skb_load_bytes. */
+#define DIRECT_ACCESS_REACH 0xff
+
 /* Ports at OFFSET for protocols that have them; ICMP echo uses its identifier. */
 static __always_inline int parse_ports(struct __sk_buff *skb, __u32 offset, struct tuple *t)
 {
-	__be16 ports[2];
+	void *data = (void *)(long)skb->data, *data_end = (void *)(long)skb->data_end;
+	__be16 copied[2];
+	__be16 *ports = copied;
 
 	switch (t->protocol) {
 	case NF_PROTOCOL_TCP:
 	case NF_PROTOCOL_UDP:
 	case NF_PROTOCOL_SCTP:
-		if (bpf_skb_load_bytes(skb, offset, ports, sizeof(ports)))
+		if (offset <= DIRECT_ACCESS_REACH && data + (offset & DIRECT_ACCESS_REACH) + sizeof(copied) <= data_end)
+			ports = data + (offset & DIRECT_ACCESS_REACH);
+		else if (bpf_skb_load_bytes(skb, offset, copied, sizeof(copied)))
 			return -1;
 		t->sport = bpf_ntohs(ports[0]);
 		t->dport = bpf_ntohs(ports[1]);
@@ -182,6 +197,7 @@ static __always_inline int parse_inner_ipv4(struct __sk_buff *skb, __u32 offset,
 {
 	struct iphdr ip;
 
+	__builtin_memset(t, 0, sizeof(*t));
 	if (bpf_skb_load_bytes(skb, offset, &ip, sizeof(ip)) || ip.ihl < 5)
 		return -1;
 	map_ipv4(t->saddr, ip.saddr);
@@ -196,6 +212,7 @@ static __always_inline int parse_inner_ipv6(struct __sk_buff *skb, __u32 offset,
 {
 	struct ipv6hdr ip;
 
+	__builtin_memset(t, 0, sizeof(*t));
 	if (bpf_skb_load_bytes(skb, offset, &ip, sizeof(ip)))
 		return -1;
 	__builtin_memcpy(t->saddr, &ip.saddr, NF_ADDRESS_BYTES);
@@ -320,10 +337,19 @@ static __always_inline int parse_ipv6(struct __sk_buff *skb, struct packet *p)
 	return PARSE_BAD; /* more extension headers than we walk */
 }
 
+/* Fills P from the frame. Only what every path reads is cleared here; the
+ * quoted tuple is written (and cleared) only when an ICMP error is parsed. */
 static __always_inline int parse(struct __sk_buff *skb, struct packet *p)
 {
 	void *data = (void *)(long)skb->data, *data_end = (void *)(long)skb->data_end;
 	struct ethhdr *eth = data;
+
+	__builtin_memset(&p->flow, 0, sizeof(p->flow));
+	p->fragment_id = 0;
+	p->family = 0;
+	p->icmp_error = 0;
+	p->first_fragment = 0;
+	p->later_fragment = 0;
 
 	if ((void *)(eth + 1) > data_end)
 		return PARSE_PASS; /* not even Ethernet: nothing IP to judge */
@@ -346,9 +372,9 @@ struct decision {
 
 static __always_inline void *live_trie(const struct nf_pod *pod, __u8 direction)
 {
-	struct nf_policy_key key = { .pod_id = pod->pod_id, .direction = direction, .slot = pod->slot };
+	__u32 index = nf_policy_index(pod->pod_id, direction & 1, pod->slot);
 
-	return bpf_map_lookup_elem(&policies, &key);
+	return bpf_map_lookup_elem(&policies, &index);
 }
 
 /* nf_decide's packed arguments and result. It takes scalars only, so the
@@ -370,11 +396,7 @@ static __always_inline void *live_trie(const struct nf_pod *pod, __u8 direction)
  *   returns verdict | tier << 8 | rule_id << 32 */
 __attribute__((noinline)) __u64 nf_decide(__u64 peer_high, __u64 peer_low, __u32 pod, __u32 flow)
 {
-	struct nf_policy_key policy = {
-		.pod_id = pod & DECIDE_POD_ID_MASK,
-		.direction = pod >> 31,
-		.slot = (pod >> DECIDE_SLOT_SHIFT) & 1,
-	};
+	__u32 policy = nf_policy_index(pod & DECIDE_POD_ID_MASK, pod >> 31, (pod >> DECIDE_SLOT_SHIFT) & 1);
 	__u8 state = (pod >> DECIDE_STATE_SHIFT) & 3;
 	__u8 protocol = flow & 0xff;
 	__u16 port = flow >> DECIDE_PORT_SHIFT;
@@ -483,10 +505,9 @@ static __always_inline void count_stat(__u32 stat)
 		*value += 1;
 }
 
-static __always_inline void count_packet(struct __sk_buff *skb, const struct nf_pod *pod, __u8 direction,
-					 __u8 verdict)
+static __always_inline void count_packet(struct __sk_buff *skb, __u32 pod_id, __u8 direction, __u8 verdict)
 {
-	__u32 index = nf_counter_index(pod->pod_id, direction, verdict);
+	__u32 index = nf_counter_index(pod_id, direction, verdict);
 	struct nf_packet_counter *counter = bpf_map_lookup_elem(&counters, &index);
 
 	if (counter) {
@@ -531,29 +552,53 @@ static __always_inline void emit_event(struct __sk_buff *skb, const struct nf_po
 
 /* ---- Conntrack and fragments ---- */
 
-static __always_inline void conntrack_key(struct nf_conntrack_key *key, __u32 ifindex, __u8 family,
-					  const struct tuple *t, int reversed)
+/* Whether endpoint A orders after endpoint B (address, then port): any total
+ * order works, as long as both directions of a flow agree on it. */
+static __always_inline int endpoint_after(const __u8 *a, __u16 a_port, const __u8 *b, __u16 b_port)
 {
-	__builtin_memset(key, 0, sizeof(*key));
-	key->ifindex = ifindex;
-	key->family = family;
-	key->protocol = t->protocol;
-	__builtin_memcpy(key->saddr, reversed ? t->daddr : t->saddr, NF_ADDRESS_BYTES);
-	__builtin_memcpy(key->daddr, reversed ? t->saddr : t->daddr, NF_ADDRESS_BYTES);
-	key->sport = reversed ? t->dport : t->sport;
-	key->dport = reversed ? t->sport : t->dport;
+	__u64 a_high, a_low, b_high, b_low;
+
+	__builtin_memcpy(&a_high, a, 8);
+	__builtin_memcpy(&a_low, a + 8, 8);
+	__builtin_memcpy(&b_high, b, 8);
+	__builtin_memcpy(&b_low, b + 8, 8);
+	if (a_high != b_high)
+		return a_high > b_high;
+	if (a_low != b_low)
+		return a_low > b_low;
+	return a_port > b_port;
 }
 
-/* A tracked flow of an older revision: decide its first direction again.
+/* The key of T's flow on IFINDEX; returns whether T runs from the high
+ * endpoint to the low one. */
+static __always_inline int conntrack_key(struct nf_conntrack_key *key, __u32 ifindex, __u8 family,
+					 const struct tuple *t)
+{
+	int from_high = endpoint_after(t->saddr, t->sport, t->daddr, t->dport);
+
+	key->ifindex = ifindex; /* every field is written: no memset on the hot path */
+	key->family = family;
+	key->protocol = t->protocol;
+	key->pad = 0;
+	__builtin_memcpy(key->addr_low, from_high ? t->daddr : t->saddr, NF_ADDRESS_BYTES);
+	__builtin_memcpy(key->addr_high, from_high ? t->saddr : t->daddr, NF_ADDRESS_BYTES);
+	key->port_low = from_high ? t->dport : t->sport;
+	key->port_high = from_high ? t->sport : t->dport;
+	return from_high;
+}
+
+/* A tracked flow of an older revision: decide its first packet again.
  * Returns whether it still stands (its entry refreshed); otherwise deletes it. */
 static __always_inline int revalidate(const struct nf_pod *pod, struct nf_conntrack_key *key,
 				      struct nf_conntrack_value *entry, struct decision *d)
 {
-	struct tuple original = {};
+	int from_high = entry->flags & NF_CONNTRACK_FIRST_FROM_HIGH;
+	struct tuple first = {};
 
-	__builtin_memcpy(original.saddr, key->saddr, NF_ADDRESS_BYTES);
-	__builtin_memcpy(original.daddr, key->daddr, NF_ADDRESS_BYTES);
-	evaluate(pod, entry->direction, peer_of(&original, entry->direction), key->protocol, key->dport, d);
+	__builtin_memcpy(first.saddr, from_high ? key->addr_high : key->addr_low, NF_ADDRESS_BYTES);
+	__builtin_memcpy(first.daddr, from_high ? key->addr_low : key->addr_high, NF_ADDRESS_BYTES);
+	evaluate(pod, entry->direction, peer_of(&first, entry->direction), key->protocol,
+		 from_high ? key->port_low : key->port_high, d);
 	if (d->verdict != NF_VERDICT_ALLOW) {
 		bpf_map_delete_elem(&conntrack, key);
 		return 0;
@@ -564,29 +609,31 @@ static __always_inline int revalidate(const struct nf_pod *pod, struct nf_conntr
 	return 1;
 }
 
-enum conntrack_result {
-	CONNTRACK_MISS,
-	CONNTRACK_HIT,         /* current revision: the fast path */
-	CONNTRACK_REEVALUATED, /* older revision, still allowed: decision in *d */
-};
-
-static __always_inline int conntrack_lookup(struct __sk_buff *skb, const struct nf_pod *pod,
-					    const struct packet *p, struct decision *d)
+/* The flow's entry, its last-seen time refreshed, or NULL. */
+static __always_inline struct nf_conntrack_value *conntrack_lookup(struct __sk_buff *skb, const struct packet *p,
+								  struct nf_conntrack_key *key)
 {
-	struct nf_conntrack_key key;
+	conntrack_key(key, skb->ifindex, p->family, &p->flow);
+	struct nf_conntrack_value *entry = bpf_map_lookup_elem(&conntrack, key);
 
-	for (int reversed = 0; reversed < 2; reversed++) {
-		conntrack_key(&key, skb->ifindex, p->family, &p->flow, reversed);
-		struct nf_conntrack_value *entry = bpf_map_lookup_elem(&conntrack, &key);
+	if (entry) {
+		/* the coarse clock moves every few ms: store only then, so busy
+		 * flows do not bounce the entry's cache line between CPUs */
+		__u64 now = bpf_ktime_get_coarse_ns();
 
-		if (!entry)
-			continue;
-		entry->last_seen_ns = bpf_ktime_get_ns();
-		if (entry->revision == pod->revision)
-			return CONNTRACK_HIT;
-		return revalidate(pod, &key, entry, d) ? CONNTRACK_REEVALUATED : CONNTRACK_MISS;
+		if (entry->last_seen_ns != now)
+			entry->last_seen_ns = now;
 	}
-	return CONNTRACK_MISS;
+	return entry;
+}
+
+/* Whether the entry was allowed under its pod's current revision. */
+static __always_inline int conntrack_current(const struct nf_conntrack_value *entry)
+{
+	__u32 pod_id = entry->pod_id;
+	__u32 *revision = bpf_map_lookup_elem(&revisions, &pod_id);
+
+	return revision && *revision == entry->revision;
 }
 
 static __always_inline void conntrack_insert(struct __sk_buff *skb, const struct nf_pod *pod, const struct packet *p,
@@ -594,14 +641,16 @@ static __always_inline void conntrack_insert(struct __sk_buff *skb, const struct
 {
 	struct nf_conntrack_key key;
 	struct nf_conntrack_value entry = {
-		.last_seen_ns = bpf_ktime_get_ns(),
+		.last_seen_ns = bpf_ktime_get_coarse_ns(),
 		.revision = pod->revision,
 		.rule_id = d->rule_id,
+		.pod_id = pod->pod_id,
 		.direction = direction,
 		.tier = d->tier,
 	};
 
-	conntrack_key(&key, skb->ifindex, p->family, &p->flow, 0);
+	if (conntrack_key(&key, skb->ifindex, p->family, &p->flow))
+		entry.flags = NF_CONNTRACK_FIRST_FROM_HIGH;
 	if (bpf_map_update_elem(&conntrack, &key, &entry, BPF_ANY))
 		count_stat(NF_STAT_CONNTRACK_FULL);
 }
@@ -611,12 +660,8 @@ static __always_inline int related_to_tracked_flow(struct __sk_buff *skb, const 
 {
 	struct nf_conntrack_key key;
 
-	for (int reversed = 0; reversed < 2; reversed++) {
-		conntrack_key(&key, skb->ifindex, p->family, &p->inner, reversed);
-		if (bpf_map_lookup_elem(&conntrack, &key))
-			return 1;
-	}
-	return 0;
+	conntrack_key(&key, skb->ifindex, p->family, &p->inner);
+	return bpf_map_lookup_elem(&conntrack, &key) != NULL;
 }
 
 static __always_inline void fragment_key(struct nf_fragment_key *key, __u32 ifindex, const struct packet *p)
@@ -653,7 +698,7 @@ static __always_inline int finish(struct __sk_buff *skb, const struct nf_pod *po
 {
 	if (p->first_fragment)
 		remember_fragment(skb->ifindex, p, d);
-	count_packet(skb, pod, direction, d->verdict);
+	count_packet(skb, pod->pod_id, direction, d->verdict);
 	emit_event(skb, pod, p, direction, d, reason);
 	return d->verdict == NF_VERDICT_ALLOW ? TC_ACT_OK : TC_ACT_SHOT;
 }
@@ -661,18 +706,35 @@ static __always_inline int finish(struct __sk_buff *skb, const struct nf_pod *po
 static __always_inline int enforce(struct __sk_buff *skb, __u8 direction)
 {
 	__u32 ifindex = skb->ifindex;
-	struct nf_pod *pod = bpf_map_lookup_elem(&pods, &ifindex);
-	struct packet p = {};
+	struct nf_conntrack_key flow_key;
+	struct packet p; /* parse() clears what is read */
 	struct decision d = {};
+	int parsed = parse(skb, &p);
+
+	if (parsed == PARSE_PASS)
+		return TC_ACT_OK;
+
+	/* The fast path: later packets and replies of a flow allowed under the
+	 * pod's current revision, with one hash lookup. */
+	struct nf_conntrack_value *tracked = NULL;
+
+	if (parsed == PARSE_OK && !p.later_fragment) {
+		tracked = conntrack_lookup(skb, &p, &flow_key);
+		if (tracked && conntrack_current(tracked)) {
+			d.verdict = NF_VERDICT_ALLOW;
+			if (p.first_fragment)
+				remember_fragment(ifindex, &p, &d);
+			count_packet(skb, tracked->pod_id, direction, NF_VERDICT_ALLOW);
+			return TC_ACT_OK;
+		}
+	}
+
+	struct nf_pod *pod = bpf_map_lookup_elem(&pods, &ifindex);
 
 	if (!pod) {
 		count_stat(NF_STAT_UNKNOWN_INTERFACE);
 		return TC_ACT_OK;
 	}
-	int parsed = parse(skb, &p);
-
-	if (parsed == PARSE_PASS)
-		return TC_ACT_OK;
 	if (parsed == PARSE_BAD) {
 		if (!enforced(pod, direction))
 			return TC_ACT_OK;
@@ -700,17 +762,8 @@ static __always_inline int enforce(struct __sk_buff *skb, __u8 direction)
 		return finish(skb, pod, &p, direction, &d, NF_REASON_NO_FIRST_FRAGMENT);
 	}
 
-	int tracked = conntrack_lookup(skb, pod, &p, &d);
-
-	if (tracked == CONNTRACK_HIT) {
-		/* replies and later packets of allowed flows skip policy, and events */
-		d.verdict = NF_VERDICT_ALLOW;
-		if (p.first_fragment)
-			remember_fragment(ifindex, &p, &d);
-		count_packet(skb, pod, direction, NF_VERDICT_ALLOW);
-		return TC_ACT_OK;
-	}
-	if (tracked == CONNTRACK_REEVALUATED)
+	/* A flow of an older revision: still allowed, or judged anew below. */
+	if (tracked && revalidate(pod, &flow_key, tracked, &d))
 		return finish(skb, pod, &p, direction, &d, NF_REASON_REEVALUATED);
 
 	if (p.icmp_error && related_to_tracked_flow(skb, &p)) {

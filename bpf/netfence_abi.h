@@ -139,13 +139,15 @@ struct nf_pod {
 	__u8 pad;
 };
 
-/* policies (hash of maps): a pod's trie for one direction and slot. */
-struct nf_policy_key {
-	__u32 pod_id;
-	__u8 direction; /* enum nf_direction */
-	__u8 slot;
-	__u16 pad;
-};
+/* revisions (array, by pod id): each pod's current policy revision, for the
+ * conntrack fast path. The loader writes it after the pods record, so a packet
+ * in between is judged by the old policy or re-evaluated under the new one. */
+
+/* policies (array of maps): a pod's trie for one direction and slot, at this
+ * index. An array lookup is inlined by the verifier; a hash lookup is a call. */
+#define nf_policy_index(pod_id, direction, slot) \
+	((((pod_id) * NF_DIRECTION_COUNT + (direction)) << 1) | ((slot) & 1))
+#define NF_POLICY_ENTRIES (NF_MAX_PODS * NF_DIRECTION_COUNT * 2)
 
 /* Key of a pod's trie: the peer's prefix. */
 struct nf_lpm_key {
@@ -172,25 +174,32 @@ struct nf_rule_set {
 	struct nf_port_rule rules[NF_MAX_RULES_PER_PREFIX];
 };
 
-/* conntrack: a flow as its first packet had it, on the pod's interface. */
+/* conntrack: a flow on the pod's interface, under one key for both of its
+ * directions: the endpoint that orders lower (address, then port) comes first,
+ * so a packet and its reply find the same entry with one lookup. */
 struct nf_conntrack_key {
 	__u32 ifindex;
 	__u8 family;   /* enum nf_family */
 	__u8 protocol; /* IANA number */
 	__u16 pad;
-	__u8 saddr[NF_ADDRESS_BYTES];
-	__u8 daddr[NF_ADDRESS_BYTES];
-	__u16 sport; /* host order; ICMP echo: the identifier in both */
-	__u16 dport;
+	__u8 addr_low[NF_ADDRESS_BYTES];
+	__u8 addr_high[NF_ADDRESS_BYTES];
+	__u16 port_low; /* host order; ICMP echo: the identifier in both */
+	__u16 port_high;
 };
 
+/* The first packet of the flow went from the high endpoint to the low one. */
+#define NF_CONNTRACK_FIRST_FROM_HIGH 0x1
+
 struct nf_conntrack_value {
-	__u64 last_seen_ns; /* CLOCK_MONOTONIC (bpf_ktime_get_ns) */
+	__u64 last_seen_ns; /* CLOCK_MONOTONIC, coarse (bpf_ktime_get_coarse_ns) */
 	__u32 revision;     /* the pod's policy revision that allowed the flow */
 	__u32 rule_id;      /* the rule that allowed it */
+	__u32 pod_id;       /* lets the fast path skip the pods lookup */
 	__u8 direction;     /* enum nf_direction of the first packet, pod's view */
 	__u8 tier;          /* enum nf_tier that allowed it */
-	__u8 pad[6];
+	__u8 flags;         /* NF_CONNTRACK_FIRST_FROM_HIGH */
+	__u8 pad;
 };
 
 /* fragments: a datagram's first-fragment verdict, for its later fragments. */
@@ -251,13 +260,14 @@ _Static_assert(sizeof(struct nf_packet_counter) == 16, "nf_packet_counter layout
 _Static_assert(__builtin_offsetof(struct nf_packet_counter, bytes) == 8, "nf_packet_counter.bytes");
 _Static_assert(sizeof(struct nf_pod) == 12, "nf_pod layout");
 _Static_assert(__builtin_offsetof(struct nf_pod, state) == 9, "nf_pod.state");
-_Static_assert(sizeof(struct nf_policy_key) == 8, "nf_policy_key layout");
 _Static_assert(sizeof(struct nf_lpm_key) == 20, "nf_lpm_key layout");
 _Static_assert(sizeof(struct nf_port_rule) == 16, "nf_port_rule layout");
 _Static_assert(__builtin_offsetof(struct nf_port_rule, protocol) == 10, "nf_port_rule.protocol");
 _Static_assert(sizeof(struct nf_rule_set) == 8 + 16 * NF_MAX_RULES_PER_PREFIX, "nf_rule_set layout");
 _Static_assert(sizeof(struct nf_conntrack_key) == 44, "nf_conntrack_key layout");
-_Static_assert(__builtin_offsetof(struct nf_conntrack_key, sport) == 40, "nf_conntrack_key.sport");
+_Static_assert(__builtin_offsetof(struct nf_conntrack_key, port_low) == 40, "nf_conntrack_key.port_low");
+_Static_assert(__builtin_offsetof(struct nf_conntrack_value, pod_id) == 16, "nf_conntrack_value.pod_id");
+_Static_assert(__builtin_offsetof(struct nf_conntrack_value, flags) == 22, "nf_conntrack_value.flags");
 _Static_assert(sizeof(struct nf_conntrack_value) == 24, "nf_conntrack_value layout");
 _Static_assert(sizeof(struct nf_fragment_key) == 44, "nf_fragment_key layout");
 _Static_assert(sizeof(struct nf_fragment_value) == 12, "nf_fragment_value layout");

@@ -9,7 +9,7 @@ function __netfence_path
             continue
         end
         switch $word
-            case '-o' '--output' '--bpffs-root' '--stats-window'
+            case '-o' '--output' '--bpffs-root' '--stats-window' '--passes'
                 set skip 1
                 continue
         end
@@ -20,6 +20,10 @@ function __netfence_path
                 set path 'netfence ebpf progs'
             case 'netfence ebpf maps' 'netfence ebpf m'
                 set path 'netfence ebpf maps'
+            case 'netfence bench'
+                set path 'netfence bench'
+            case 'netfence bench datapath'
+                set path 'netfence bench datapath'
             case 'netfence demo'
                 set path 'netfence demo'
             case 'netfence completions'
@@ -33,6 +37,7 @@ end
 
 complete -c netfence -f
 complete -c netfence -n 'test (__netfence_path) = "netfence"' -a ebpf -d 'Inspect the eBPF programs and maps on this node.'
+complete -c netfence -n 'test (__netfence_path) = "netfence"' -a bench -d 'Measure netfence on this machine, each figure beside its baseline from the same run.'
 complete -c netfence -n 'test (__netfence_path) = "netfence"' -a demo -d 'Run a throwaway pod with a counting tc program, show it with \'ebpf progs\' and \'ebpf maps\', clean up.'
 complete -c netfence -n 'test (__netfence_path) = "netfence"' -a completions -d 'Print the completion script for bash, zsh or fish.'
 complete -c netfence -n 'test (__netfence_path) = "netfence"' -a man -d 'Print the man page (roff); view it with \'netfence man | man -l -\'.'
@@ -55,6 +60,14 @@ complete -c netfence -n 'test (__netfence_path) = "netfence ebpf maps"' -s o -l 
 complete -c netfence -n 'test (__netfence_path) = "netfence ebpf maps"' -l bpffs-root -x -a '(__fish_complete_directories)' -d 'The bpffs folder netfence pins its programs and maps under.'
 complete -c netfence -n 'test (__netfence_path) = "netfence ebpf maps"' -l all -d 'List every map on the host, not only netfence\'s.'
 complete -c netfence -n 'test (__netfence_path) = "netfence ebpf maps"' -s h -l help -d 'Show help information.'
+complete -c netfence -n 'test (__netfence_path) = "netfence bench"' -a datapath -d 'ns per packet through BPF_PROG_TEST_RUN: established, new allowed and new denied flows.'
+complete -c netfence -n 'test (__netfence_path) = "netfence bench"' -s o -l output -x -a 'table json' -d 'Output format: table for people, json for scripts.'
+complete -c netfence -n 'test (__netfence_path) = "netfence bench"' -l bpffs-root -x -a '(__fish_complete_directories)' -d 'The bpffs folder netfence pins its programs and maps under.'
+complete -c netfence -n 'test (__netfence_path) = "netfence bench"' -s h -l help -d 'Show help information.'
+complete -c netfence -n 'test (__netfence_path) = "netfence bench datapath"' -s o -l output -x -a 'table json' -d 'Output format: table for people, json for scripts.'
+complete -c netfence -n 'test (__netfence_path) = "netfence bench datapath"' -l bpffs-root -x -a '(__fish_complete_directories)' -d 'The bpffs folder netfence pins its programs and maps under.'
+complete -c netfence -n 'test (__netfence_path) = "netfence bench datapath"' -l passes -x -d 'Passes per case; the minimum of their medians is reported.'
+complete -c netfence -n 'test (__netfence_path) = "netfence bench datapath"' -s h -l help -d 'Show help information.'
 complete -c netfence -n 'test (__netfence_path) = "netfence demo"' -s o -l output -x -a 'table json' -d 'Output format: table for people, json for scripts.'
 complete -c netfence -n 'test (__netfence_path) = "netfence demo"' -l bpffs-root -x -a '(__fish_complete_directories)' -d 'The bpffs folder netfence pins its programs and maps under.'
 complete -c netfence -n 'test (__netfence_path) = "netfence demo"' -l keep -d 'Leave the namespaces, filters and pins in place for a look around.'

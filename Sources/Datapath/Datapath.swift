@@ -12,6 +12,8 @@ public final class Datapath {
     /// On the host veth's tc ingress hook: what the pod sends.
     public let fromPod: BPFProgram
     public let pods: BPFMap
+    /// Each pod's current revision by pod id, for the conntrack fast path.
+    public let revisions: BPFMap
     public let policies: BPFMap
     public let conntrack: BPFMap
     public let fragments: BPFMap
@@ -26,6 +28,7 @@ public final class Datapath {
         toPod = try object.program(named: "nf_to_pod")
         fromPod = try object.program(named: "nf_from_pod")
         pods = try object.map(named: "pods")
+        revisions = try object.map(named: "revisions")
         policies = try object.map(named: "policies")
         conntrack = try object.map(named: "conntrack")
         fragments = try object.map(named: "fragments")
@@ -45,15 +48,16 @@ public final class Datapath {
 
     /// Replaces the policy of the pod on `ifindex` atomically: new tries go into
     /// the slot no packet reads, then one update of the pod record flips the
-    /// slot, the states and the revision together; the old slot is cleared
-    /// after. A direction without a policy gets no trie. Registers the pod the
-    /// first time.
+    /// slot, the states and the revision together; then the fast path's
+    /// revision follows (a packet in between is judged by the old policy or
+    /// re-evaluated under the new one), and the old slot is cleared. A
+    /// direction without a policy gets no trie. Registers the pod the first time.
     public func apply(ifindex: UInt32, podID: UInt32, states: [Direction: PodState],
                       policies compiled: [Direction: CompiledPolicy]) throws {
         let current = try pod(ifindex: ifindex)
         let slot: UInt8 = current.map { $0.slot ^ 1 } ?? 0
         for direction in Direction.allCases {
-            let slotKey = PolicyKeyCodec.encode(podID: podID, direction: direction, slot: slot)
+            let slotKey = key(policyIndex(podID: podID, direction: direction, slot: slot))
             if let policy = compiled[direction] {
                 try policies.setInner(key: slotKey, to: try makeTrie(policy))
             } else {
@@ -62,9 +66,10 @@ public final class Datapath {
         }
         let record = PodRecord(podID: podID, revision: (current?.revision ?? 0) &+ 1, slot: slot, states: states)
         try pods.update(key: key(ifindex), value: record.encode())
+        try revisions.update(key: key(podID), value: key(record.revision))
         if let current {
             for direction in Direction.allCases {
-                try policies.delete(key: PolicyKeyCodec.encode(podID: current.podID, direction: direction, slot: current.slot))
+                try policies.delete(key: key(policyIndex(podID: current.podID, direction: direction, slot: current.slot)))
             }
         }
     }

@@ -200,16 +200,9 @@ public struct PodRecord: Equatable, Sendable {
     }
 }
 
-/// `struct nf_policy_key`: a pod's trie for one direction and slot.
-public enum PolicyKeyCodec {
-    public static func encode(podID: UInt32, direction: Direction, slot: UInt8) -> [UInt8] {
-        var writer = ByteWriter()
-        writer.append(podID)
-        writer.append(direction.rawValue)
-        writer.append(slot)
-        writer.pad(toSize: MemoryLayout<nf_policy_key>.size)
-        return writer.bytes
-    }
+/// Where a pod's trie for one direction and slot sits in the policies array (nf_policy_index).
+public func policyIndex(podID: UInt32, direction: Direction, slot: UInt8) -> UInt32 {
+    ((podID * UInt32(NF_DIRECTION_COUNT.rawValue) + UInt32(direction.rawValue)) << 1) | UInt32(slot & 1)
 }
 
 /// `struct nf_settings`.

@@ -8,12 +8,12 @@ import Testing
 @Suite struct ABILayoutTests {
     @Test func structSizesMatchTheHeader() {
         #expect(MemoryLayout<nf_pod>.size == 12 && PodRecord.size == 12)
-        #expect(MemoryLayout<nf_policy_key>.size == 8)
         #expect(MemoryLayout<nf_lpm_key>.size == 20 && LPMKeyCodec.size == 20)
         #expect(MemoryLayout<nf_port_rule>.size == 16 && PortRule.size == 16)
         #expect(MemoryLayout<nf_rule_set>.size == 8 + 16 * DatapathLimits.rulesPerPrefix && RuleSetCodec.size == 520)
         #expect(MemoryLayout<nf_conntrack_key>.size == 44)
         #expect(MemoryLayout<nf_conntrack_value>.size == 24)
+        #expect(MemoryLayout<nf_conntrack_value>.offset(of: \.pod_id) == 16 && MemoryLayout<nf_conntrack_value>.offset(of: \.flags) == 22)
         #expect(MemoryLayout<nf_event>.size == 80 && VerdictEvent.size == 80)
         #expect(MemoryLayout<nf_settings>.size == 8)
     }
@@ -31,6 +31,13 @@ import Testing
         #expect(MemoryLayout<nf_event>.offset(of: \.sport) == 60)
         #expect(MemoryLayout<nf_event>.offset(of: \.direction) == 64)
         #expect(MemoryLayout<nf_event>.offset(of: \.reason) == 69)
+    }
+
+    @Test func policyIndexesMatchTheHeaderMacro() {
+        #expect(policyIndex(podID: 0, direction: .ingress, slot: 0) == 0)
+        #expect(policyIndex(podID: 0, direction: .egress, slot: 1) == 3)
+        #expect(policyIndex(podID: 5, direction: .egress, slot: 0) == 22)
+        #expect(policyIndex(podID: UInt32(DatapathLimits.pods - 1), direction: .egress, slot: 1) == UInt32(DatapathLimits.pods * 4) - 1)
     }
 
     @Test func encodedValuesLandWhereTheCStructsReadThem() {

@@ -6,6 +6,10 @@ let package = Package(
     products: [
         .executable(name: "netfence", targets: ["netfence"]),
     ],
+    dependencies: [
+        // YAML input as kubectl prints it (multi-document included).
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+    ],
     targets: [
         // libbpf from the system (Debian: libbpf-dev, libelf-dev).
         .systemLibrary(
@@ -29,6 +33,8 @@ let package = Package(
         .target(name: "CNetfenceABI"),
         // The datapath as pure values: ABI codecs, policy compiler, reference evaluator.
         .target(name: "DatapathModel", dependencies: ["CNetfenceABI"]),
+        // PolicyEndpoint / ClusterPolicyEndpoint documents: parsing, validation, per-pod rules.
+        .target(name: "PolicyInput", dependencies: ["DatapathModel", .product(name: "Yams", package: "Yams")]),
         // The loaded datapath: programs, maps, pods, atomic policy swaps, events.
         .target(name: "Datapath", dependencies: ["BPFKit", "BPFObjects", "DatapathModel"]),
         // Throwaway node/pod network namespaces joined by veth, for the demo and tests.
@@ -42,6 +48,7 @@ let package = Package(
         ),
         .testTarget(name: "CommandTreeTests", dependencies: ["CommandTree"]),
         .testTarget(name: "DatapathModelTests", dependencies: ["DatapathModel", "CNetfenceABI"]),
+        .testTarget(name: "PolicyInputTests", dependencies: ["PolicyInput", "DatapathModel"]),
         .testTarget(name: "DatapathTests", dependencies: ["Datapath", "DatapathModel", "BPFKit", "NodeNetwork", "TestSupport"]),
         .testTarget(name: "BPFKitTests", dependencies: ["BPFKit", "BPFObjects", "TestSupport"]),
         .testTarget(

@@ -1,0 +1,284 @@
+import DatapathModel
+import Foundation
+import Yams
+
+/// Why an input was refused: where (`items[2].spec.egress[0].ports[1].endPort`) and what.
+public struct PolicyInputError: Error, Equatable, CustomStringConvertible {
+    public let path: String
+    public let message: String
+
+    public init(_ path: String, _ message: String) {
+        self.path = path
+        self.message = message
+    }
+
+    public var description: String { path.isEmpty ? message : "\(path): \(message)" }
+}
+
+/// What a document held: the objects, and warnings about what was corrected.
+public struct ParsedPolicies: Sendable {
+    public var objects: [PolicyObject] = []
+    /// `items[0].spec.ingress[0].cidr: 10.1.2.3/8 is not canonical; using 10.0.0.0/8`.
+    public var warnings: [String] = []
+}
+
+/// Reads PolicyEndpoint and ClusterPolicyEndpoint objects exactly as
+/// `kubectl get -o json|yaml` prints them: one object, a `…List`, or several
+/// YAML documents. The first invalid field fails the whole input.
+public enum PolicyDocumentParser {
+    public static let apiVersion = "networking.k8s.aws/v1alpha1"
+
+    public static func parse(_ text: String) throws(PolicyInputError) -> ParsedPolicies {
+        let documents: [Any]
+        let trimmed = text.drop { $0.isWhitespace }
+        do {
+            if trimmed.first == "{" || trimmed.first == "[" {
+                documents = [try JSONSerialization.jsonObject(with: Data(text.utf8))]
+            } else {
+                documents = try Yams.load_all(yaml: text).compactMap { $0 }
+            }
+        } catch {
+            throw PolicyInputError("", "not valid JSON or YAML: \(oneLine(error))")
+        }
+        if documents.isEmpty { throw PolicyInputError("", "no objects in the input") }
+        var result = ParsedPolicies()
+        for (index, document) in documents.enumerated() {
+            let prefix = documents.count > 1 ? "document[\(index)]" : ""
+            try collect(document, path: prefix, into: &result)
+        }
+        var seen = Set<ObjectKey>()
+        for object in result.objects where !seen.insert(object.key).inserted {
+            throw PolicyInputError("", "\(object.key) appears twice in the input")
+        }
+        return result
+    }
+
+    private static func collect(_ document: Any, path: String, into result: inout ParsedPolicies) throws(PolicyInputError) {
+        if let array = document as? [Any] {
+            for (index, item) in array.enumerated() { try collect(item, path: join(path, "[\(index)]"), into: &result) }
+            return
+        }
+        let object = try dictionary(document, path)
+        let kind = try string(object["kind"], join(path, "kind"))
+        if kind.hasSuffix("List") {
+            let items = try array(object["items"], join(path, "items"))
+            for (index, item) in items.enumerated() { try collect(item, path: join(path, "items[\(index)]"), into: &result) }
+            return
+        }
+        result.objects.append(try parseObject(object, kind: kind, path: path, warnings: &result.warnings))
+    }
+
+    private static func parseObject(_ object: [String: Any], kind: String, path: String, warnings: inout [String]) throws(PolicyInputError) -> PolicyObject {
+        guard let policyKind = PolicyKind(rawValue: kind) else {
+            throw PolicyInputError(join(path, "kind"), "\(kind) is not PolicyEndpoint or ClusterPolicyEndpoint")
+        }
+        if let version = object["apiVersion"] {
+            let given = try string(version, join(path, "apiVersion"))
+            guard given == apiVersion else { throw PolicyInputError(join(path, "apiVersion"), "\(given) is not \(apiVersion)") }
+        }
+        let metadata = try dictionary(object["metadata"], join(path, "metadata"))
+        let name = try string(metadata["name"], join(path, "metadata.name"))
+        let clusterScoped = policyKind == .clusterPolicyEndpoint
+        let namespace = clusterScoped ? "" : try string(metadata["namespace"], join(path, "metadata.namespace"))
+        let specPath = join(path, "spec")
+        let spec = try dictionary(object["spec"], specPath)
+
+        let policyRef: String
+        if let reference = spec["policyRef"] {
+            let ref = try dictionary(reference, join(specPath, "policyRef"))
+            let refName = try string(ref["name"], join(specPath, "policyRef.name"))
+            let refNamespace = try ref["namespace"].map { (value: Any) throws(PolicyInputError) in try string(value, join(specPath, "policyRef.namespace")) }
+            policyRef = refNamespace.map { "\($0)/\(refName)" } ?? refName
+        } else {
+            policyRef = clusterScoped ? name : "\(namespace)/\(name)"
+        }
+
+        var isolation = Set<Direction>()
+        for (index, value) in try optionalArray(spec["podIsolation"], join(specPath, "podIsolation")).enumerated() {
+            let field = join(specPath, "podIsolation[\(index)]")
+            switch try string(value, field) {
+            case "Ingress": isolation.insert(.ingress)
+            case "Egress": isolation.insert(.egress)
+            case let other: throw PolicyInputError(field, "\(other) is not Ingress or Egress")
+            }
+        }
+
+        var pods: [SelectedPod] = []
+        for (index, value) in try optionalArray(spec["podSelectorEndpoints"], join(specPath, "podSelectorEndpoints")).enumerated() {
+            let field = join(specPath, "podSelectorEndpoints[\(index)]")
+            let endpoint = try dictionary(value, field)
+            let podIP = try endpoint["podIP"].map { (value: Any) throws(PolicyInputError) in try address(value, join(field, "podIP")) }
+            let hostIP = try endpoint["hostIP"].map { (value: Any) throws(PolicyInputError) in try address(value, join(field, "hostIP")) }
+            pods.append(SelectedPod(namespace: try string(endpoint["namespace"], join(field, "namespace")),
+                                    name: try string(endpoint["name"], join(field, "name")), podIP: podIP, hostIP: hostIP))
+        }
+
+        var tier: ClusterTier?
+        var priority: UInt16 = 0
+        if clusterScoped {
+            let tierField = join(specPath, "tier")
+            let tierName = try string(spec["tier"], tierField)
+            guard let parsed = ClusterTier(rawValue: tierName) else { throw PolicyInputError(tierField, "\(tierName) is not Admin or Baseline") }
+            tier = parsed
+            let priorityField = join(specPath, "priority")
+            let value = try integer(spec["priority"], priorityField)
+            guard (0...1000).contains(value) else { throw PolicyInputError(priorityField, "\(value) is not a priority from 0 to 1000") }
+            priority = UInt16(value)
+        }
+
+        func rules(_ key: String) throws(PolicyInputError) -> [EndpointRule] {
+            var parsed: [EndpointRule] = []
+            for (index, value) in try optionalArray(spec[key], join(specPath, key)).enumerated() {
+                parsed.append(try rule(value, path: join(specPath, "\(key)[\(index)]"), cluster: clusterScoped,
+                                       egress: key == "egress", warnings: &warnings))
+            }
+            return parsed
+        }
+        return PolicyObject(key: ObjectKey(kind: policyKind, namespace: namespace, name: name), policyRef: policyRef,
+                            isolation: isolation, pods: pods, ingress: try rules("ingress"), egress: try rules("egress"),
+                            tier: tier, priority: priority)
+    }
+
+    private static func rule(_ value: Any, path: String, cluster: Bool, egress: Bool, warnings: inout [String]) throws(PolicyInputError) -> EndpointRule {
+        let rule = try dictionary(value, path)
+        let domainName = try rule["domainName"].map { (value: Any) throws(PolicyInputError) in try string(value, join(path, "domainName")) }
+        if domainName != nil, !egress { throw PolicyInputError(join(path, "domainName"), "domain names apply to egress only") }
+        var cidr: String?
+        if let given = rule["cidr"] {
+            cidr = try prefix(given, join(path, "cidr"), warnings: &warnings)
+        } else if domainName == nil {
+            throw PolicyInputError(join(path, "cidr"), "missing (a rule needs a cidr or a domainName)")
+        }
+        var except: [String] = []
+        for (index, hole) in try optionalArray(rule["except"], join(path, "except")).enumerated() {
+            let field = join(path, "except[\(index)]")
+            let text = try prefix(hole, field, warnings: &warnings)
+            if let cidr, let outer = IPPrefix.parse(cidr)?.prefix, let inner = IPPrefix.parse(text)?.prefix, !outer.contains(inner) || outer == inner {
+                throw PolicyInputError(field, "\(text) is not inside \(cidr)")
+            }
+            except.append(text)
+        }
+        var ports: [PortSpec] = []
+        for (index, entry) in try optionalArray(rule["ports"], join(path, "ports")).enumerated() {
+            ports.append(try port(entry, path: join(path, "ports[\(index)]")))
+        }
+        var action = PolicyAction.accept
+        if cluster {
+            let field = join(path, "action")
+            let name = try string(rule["action"], field)
+            guard let parsed = PolicyAction(rawValue: name) else { throw PolicyInputError(field, "\(name) is not Accept, Deny or Pass") }
+            action = parsed
+        } else if rule["action"] != nil {
+            throw PolicyInputError(join(path, "action"), "only ClusterPolicyEndpoint rules have an action")
+        }
+        return EndpointRule(cidr: cidr, except: except, ports: ports, domainName: domainName, action: action)
+    }
+
+    private static let protocols: [String: UInt8] = ["TCP": IPProtocolNumber.tcp, "UDP": IPProtocolNumber.udp, "SCTP": IPProtocolNumber.sctp]
+
+    private static func port(_ value: Any, path: String) throws(PolicyInputError) -> PortSpec {
+        let entry = try dictionary(value, path)
+        var protocolNumber = IPProtocolNumber.tcp
+        if let given = entry["protocol"] {
+            let name = try string(given, join(path, "protocol"))
+            guard let number = protocols[name] else { throw PolicyInputError(join(path, "protocol"), "\(name) is not TCP, UDP or SCTP") }
+            protocolNumber = number
+        }
+        func portNumber(_ key: String) throws(PolicyInputError) -> UInt16? {
+            guard let given = entry[key] else { return nil }
+            let field = join(path, key)
+            let number = try integer(given, field)
+            guard (1...65535).contains(number) else { throw PolicyInputError(field, "\(number) is not a port") }
+            return UInt16(number)
+        }
+        let port = try portNumber("port")
+        let endPort = try portNumber("endPort")
+        if let endPort {
+            guard let port else { throw PolicyInputError(join(path, "endPort"), "needs a port to start the range") }
+            guard endPort >= port else { throw PolicyInputError(join(path, "endPort"), "\(endPort) is below port \(port)") }
+        }
+        return PortSpec(protocolNumber: protocolNumber, port: port, endPort: endPort)
+    }
+
+    // MARK: typed field access, each failure naming its path
+
+    private static func join(_ path: String, _ field: String) -> String {
+        path.isEmpty ? field : field.hasPrefix("[") ? path + field : "\(path).\(field)"
+    }
+
+    /// A JSON or YAML boolean. Foundation's JSON 0 and 1 also answer `is Bool`,
+    /// so booleans are told apart by their exact type.
+    private static func isBoolean(_ value: Any?) -> Bool {
+        guard let value else { return false }
+        if type(of: value) == Bool.self { return true }
+        if let number = value as? NSNumber { return String(cString: number.objCType) == "c" }
+        return false
+    }
+
+    private static func describe(_ value: Any?) -> String {
+        if isBoolean(value) { return "a boolean" }
+        switch value {
+        case nil: return "missing"
+        case is String: return "a string"
+        case is [Any]: return "a list"
+        case is [String: Any]: return "an object"
+        case is NSNumber, is Int, is Double: return "a number"
+        default: return "of type \(type(of: value!))"
+        }
+    }
+
+    private static func dictionary(_ value: Any?, _ path: String) throws(PolicyInputError) -> [String: Any] {
+        guard let dictionary = value as? [String: Any] else { throw PolicyInputError(path, "\(describe(value)), expected an object") }
+        return dictionary
+    }
+
+    private static func array(_ value: Any?, _ path: String) throws(PolicyInputError) -> [Any] {
+        guard let array = value as? [Any] else { throw PolicyInputError(path, "\(describe(value)), expected a list") }
+        return array
+    }
+
+    /// A missing or null list is an empty one.
+    private static func optionalArray(_ value: Any?, _ path: String) throws(PolicyInputError) -> [Any] {
+        if value == nil || value is NSNull { return [] }
+        return try array(value, path)
+    }
+
+    private static func string(_ value: Any?, _ path: String) throws(PolicyInputError) -> String {
+        guard let string = value as? String, !string.isEmpty else {
+            throw PolicyInputError(path, value is String ? "empty" : "\(describe(value)), expected a string")
+        }
+        return string
+    }
+
+    private static func integer(_ value: Any?, _ path: String) throws(PolicyInputError) -> Int {
+        if !isBoolean(value) {
+            if let number = value as? Int { return number }
+            if let number = value as? NSNumber {
+                guard let exact = Int(exactly: number.doubleValue) else { throw PolicyInputError(path, "\(number) is not a whole number") }
+                return exact
+            }
+            if let number = value as? Double { throw PolicyInputError(path, "\(number) is not a whole number") }
+        }
+        if let text = value as? String { throw PolicyInputError(path, "\"\(text)\" is a string, expected a number") }
+        throw PolicyInputError(path, "\(describe(value)), expected a number")
+    }
+
+    private static func address(_ value: Any, _ path: String) throws(PolicyInputError) -> String {
+        let text = try string(value, path)
+        guard IPAddress(text) != nil else { throw PolicyInputError(path, "\(text) is not an IP address") }
+        return text
+    }
+
+    private static func prefix(_ value: Any, _ path: String, warnings: inout [String]) throws(PolicyInputError) -> String {
+        let text = try string(value, path)
+        guard let parsed = IPPrefix.parse(text) else { throw PolicyInputError(path, "\(text) is not a CIDR") }
+        if !parsed.wasCanonical {
+            warnings.append("\(path): \(text) is not canonical; using \(parsed.prefix)")
+        }
+        return parsed.prefix.description
+    }
+
+    private static func oneLine(_ error: Error) -> String {
+        String(describing: error).split(whereSeparator: \.isNewline).joined(separator: " ")
+    }
+}

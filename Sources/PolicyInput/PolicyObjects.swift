@@ -1,0 +1,95 @@
+import DatapathModel
+
+/// Which kind of object, as `kind:` spells it.
+public enum PolicyKind: String, Sendable, Codable, Hashable {
+    case policyEndpoint = "PolicyEndpoint"
+    case clusterPolicyEndpoint = "ClusterPolicyEndpoint"
+}
+
+/// What identifies an object: re-applying the same kind, namespace and name replaces it.
+public struct ObjectKey: Hashable, Sendable, Codable, Comparable, CustomStringConvertible {
+    public let kind: PolicyKind
+    /// Empty for cluster-scoped objects.
+    public let namespace: String
+    public let name: String
+
+    public init(kind: PolicyKind, namespace: String, name: String) {
+        self.kind = kind
+        self.namespace = namespace
+        self.name = name
+    }
+
+    public var description: String { namespace.isEmpty ? "\(kind.rawValue)/\(name)" : "\(kind.rawValue) \(namespace)/\(name)" }
+
+    public static func < (a: ObjectKey, b: ObjectKey) -> Bool {
+        (a.kind.rawValue, a.namespace, a.name) < (b.kind.rawValue, b.namespace, b.name)
+    }
+}
+
+/// A pod an object selects (`spec.podSelectorEndpoints[]`).
+public struct SelectedPod: Hashable, Sendable, Codable {
+    public let namespace: String
+    public let name: String
+    public let podIP: String?
+    public let hostIP: String?
+}
+
+/// Cluster rule actions (`action:`); NetworkPolicy rules always accept.
+public enum PolicyAction: String, Sendable, Codable, CaseIterable {
+    case accept = "Accept", deny = "Deny", pass = "Pass"
+
+    var ruleAction: RuleAction {
+        switch self {
+        case .accept: .accept
+        case .deny: .deny
+        case .pass: .pass
+        }
+    }
+}
+
+/// Cluster tiers (`spec.tier`).
+public enum ClusterTier: String, Sendable, Codable, CaseIterable {
+    case admin = "Admin", baseline = "Baseline"
+}
+
+/// One `ports[]` entry: protocol (default TCP), and one port, a range, or all.
+public struct PortSpec: Hashable, Sendable, Codable {
+    public let protocolNumber: UInt8
+    public let port: UInt16?
+    public let endPort: UInt16?
+}
+
+/// One `ingress[]` / `egress[]` entry.
+public struct EndpointRule: Hashable, Sendable, Codable {
+    /// nil for a rule by domain name.
+    public let cidr: String?
+    public let except: [String]
+    public let ports: [PortSpec]
+    /// Egress by name (the FQDN issue); until the DNS proxy exists it allows nothing.
+    public let domainName: String?
+    /// Cluster rules only; NetworkPolicy rules are Accept.
+    public let action: PolicyAction
+}
+
+/// A PolicyEndpoint or ClusterPolicyEndpoint, validated.
+public struct PolicyObject: Hashable, Sendable, Codable {
+    public let key: ObjectKey
+    /// `spec.policyRef`: the policy this endpoint object was made from (`namespace/name`).
+    public let policyRef: String
+    /// `spec.podIsolation` (PolicyEndpoint only).
+    public let isolation: Set<Direction>
+    public let pods: [SelectedPod]
+    public let ingress: [EndpointRule]
+    public let egress: [EndpointRule]
+    /// ClusterPolicyEndpoint only.
+    public let tier: ClusterTier?
+    public let priority: UInt16
+
+    /// The rules of `direction`.
+    public func rules(_ direction: Direction) -> [EndpointRule] { direction == .ingress ? ingress : egress }
+
+    /// Whether this object selects the pod `namespace/name`.
+    public func selects(namespace: String, name: String) -> Bool {
+        pods.contains { $0.namespace == namespace && $0.name == name }
+    }
+}

@@ -1,0 +1,167 @@
+import DatapathModel
+import Testing
+
+@testable import PolicyInput
+
+/// A PolicyEndpoint as `kubectl get policyendpoint -o json` prints it.
+let kubectlJSON = """
+{
+    "apiVersion": "networking.k8s.aws/v1alpha1",
+    "kind": "PolicyEndpoint",
+    "metadata": {
+        "creationTimestamp": "2026-11-20T10:00:00Z",
+        "generateName": "allow-web-",
+        "generation": 1,
+        "name": "allow-web-7x2kq",
+        "namespace": "shop",
+        "ownerReferences": [{"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "name": "allow-web", "uid": "1"}],
+        "resourceVersion": "4242",
+        "uid": "8d1c"
+    },
+    "spec": {
+        "podIsolation": ["Ingress", "Egress"],
+        "podSelector": {"matchLabels": {"app": "web"}},
+        "podSelectorEndpoints": [
+            {"hostIP": "198.18.0.1", "name": "web-5d9f-abc", "namespace": "shop", "podIP": "198.18.1.10"}
+        ],
+        "policyRef": {"name": "allow-web", "namespace": "shop"},
+        "ingress": [
+            {"cidr": "198.18.2.0/24", "except": ["198.18.2.128/25"], "ports": [{"port": 80, "protocol": "TCP"}, {"port": 8000, "endPort": 8100}]},
+            {"cidr": "2001:db8:2::/48"}
+        ],
+        "egress": [
+            {"cidr": "198.18.20.0/24", "ports": [{"protocol": "UDP", "port": 53}]},
+            {"domainName": "*.example.com", "ports": [{"protocol": "TCP", "port": 443}]}
+        ]
+    }
+}
+"""
+
+let kubectlYAMLDocuments = """
+apiVersion: networking.k8s.aws/v1alpha1
+kind: PolicyEndpoint
+metadata:
+  name: deny-all-abc
+  namespace: shop
+spec:
+  policyRef:
+    name: deny-all
+    namespace: shop
+  podIsolation:
+  - Ingress
+  podSelectorEndpoints:
+  - hostIP: 198.18.0.1
+    name: web-5d9f-abc
+    namespace: shop
+    podIP: 198.18.1.10
+---
+apiVersion: networking.k8s.aws/v1alpha1
+kind: ClusterPolicyEndpoint
+metadata:
+  name: block-metadata
+spec:
+  policyRef:
+    name: block-metadata
+  tier: Admin
+  priority: 10
+  podSelectorEndpoints:
+  - name: web-5d9f-abc
+    namespace: shop
+    podIP: 198.18.1.10
+  egress:
+  - cidr: 198.18.254.254/32
+    action: Deny
+  - cidr: 10.1.2.3/8
+    action: Pass
+    ports:
+    - protocol: UDP
+      port: 53
+"""
+
+@Suite struct PolicyDocumentParserTests {
+    @Test func aKubectlJSONObjectParses() throws {
+        let parsed = try PolicyDocumentParser.parse(kubectlJSON)
+        let object = try #require(parsed.objects.first)
+        #expect(parsed.objects.count == 1 && parsed.warnings.isEmpty)
+        #expect(object.key == ObjectKey(kind: .policyEndpoint, namespace: "shop", name: "allow-web-7x2kq"))
+        #expect(object.policyRef == "shop/allow-web")
+        #expect(object.isolation == [.ingress, .egress])
+        #expect(object.pods == [SelectedPod(namespace: "shop", name: "web-5d9f-abc", podIP: "198.18.1.10", hostIP: "198.18.0.1")])
+        #expect(object.ingress[0] == EndpointRule(cidr: "198.18.2.0/24", except: ["198.18.2.128/25"], ports: [
+            PortSpec(protocolNumber: 6, port: 80, endPort: nil), PortSpec(protocolNumber: 6, port: 8000, endPort: 8100),
+        ], domainName: nil, action: .accept))
+        #expect(object.ingress[1].ports.isEmpty && object.ingress[1].cidr == "2001:db8:2::/48")
+        #expect(object.egress[1].domainName == "*.example.com" && object.egress[1].cidr == nil)
+    }
+
+    @Test func listsAndMultiDocumentYAMLParse() throws {
+        let list = "{\"apiVersion\": \"v1\", \"kind\": \"List\", \"items\": [\(kubectlJSON)]}"
+        #expect(try PolicyDocumentParser.parse(list).objects.count == 1)
+        let yaml = try PolicyDocumentParser.parse(kubectlYAMLDocuments)
+        #expect(yaml.objects.map(\.key) == [ObjectKey(kind: .policyEndpoint, namespace: "shop", name: "deny-all-abc"),
+                                           ObjectKey(kind: .clusterPolicyEndpoint, namespace: "", name: "block-metadata")])
+        let cluster = yaml.objects[1]
+        #expect(cluster.tier == .admin && cluster.priority == 10)
+        #expect(cluster.egress.map(\.action) == [.deny, .pass])
+        #expect(cluster.egress[1].cidr == "10.0.0.0/8")
+        #expect(yaml.warnings == ["document[1].spec.egress[1].cidr: 10.1.2.3/8 is not canonical; using 10.0.0.0/8"])
+    }
+
+    /// Each invalid field is named by its path, as the issue spells it.
+    @Test(arguments: [
+        ("spec.egress[0].ports[0].endPort", "70000", "spec.egress[0].ports[0].endPort: 70000 is not a port"),
+        ("spec.egress[0].ports[0].endPort", "10", "spec.egress[0].ports[0].endPort: 10 is below port 53"),
+        ("spec.egress[0].ports[0].port", "0", "spec.egress[0].ports[0].port: 0 is not a port"),
+        ("spec.egress[0].ports[0].port", "true", "spec.egress[0].ports[0].port: a boolean, expected a number"),
+        ("spec.egress[0].ports[0].port", "53.5", "spec.egress[0].ports[0].port: 53.5 is not a whole number"),
+        ("spec.egress[0].ports[0].port", "\"http\"", "spec.egress[0].ports[0].port: \"http\" is a string, expected a number"),
+        ("spec.egress[0].ports[0].protocol", "\"ICMP\"", "spec.egress[0].ports[0].protocol: ICMP is not TCP, UDP or SCTP"),
+        ("spec.egress[0].cidr", "\"198.18.20.0/33\"", "spec.egress[0].cidr: 198.18.20.0/33 is not a CIDR"),
+        ("spec.egress[0].cidr", "42", "spec.egress[0].cidr: a number, expected a string"),
+        ("spec.ingress[0].except[0]", "\"198.19.0.0/25\"", "spec.ingress[0].except[0]: 198.19.0.0/25 is not inside 198.18.2.0/24"),
+        ("spec.podIsolation[0]", "\"Sideways\"", "spec.podIsolation[0]: Sideways is not Ingress or Egress"),
+        ("spec.podSelectorEndpoints[0].podIP", "\"pod-ip\"", "spec.podSelectorEndpoints[0].podIP: pod-ip is not an IP address"),
+        ("spec.ingress", "{}", "spec.ingress: an object, expected a list"),
+        ("spec.egress[0].action", "\"Accept\"", "spec.egress[0].action: only ClusterPolicyEndpoint rules have an action"),
+    ])
+    func invalidFieldsAreNamedByPath(path: String, value: String, message: String) throws {
+        let broken = try replace(path, with: value, in: kubectlJSON)
+        #expect(throws: PolicyInputError.self) { try PolicyDocumentParser.parse(broken) }
+        do {
+            _ = try PolicyDocumentParser.parse(broken)
+        } catch {
+            #expect(error.description == message)
+        }
+    }
+
+    @Test func clusterFieldsAreChecked() {
+        let badTier = kubectlYAMLDocuments.replacingOccurrences(of: "tier: Admin", with: "tier: Developer")
+        #expect(throws: PolicyInputError("document[1].spec.tier", "Developer is not Admin or Baseline")) { try PolicyDocumentParser.parse(badTier) }
+        let badAction = kubectlYAMLDocuments.replacingOccurrences(of: "action: Deny", with: "action: Drop")
+        #expect(throws: PolicyInputError("document[1].spec.egress[0].action", "Drop is not Accept, Deny or Pass")) { try PolicyDocumentParser.parse(badAction) }
+        let badPriority = kubectlYAMLDocuments.replacingOccurrences(of: "priority: 10", with: "priority: 5000")
+        #expect(throws: PolicyInputError("document[1].spec.priority", "5000 is not a priority from 0 to 1000")) { try PolicyDocumentParser.parse(badPriority) }
+    }
+
+    @Test func listItemsAreNamedByIndex() throws {
+        let broken = try replace("spec.egress[0].ports[0].port", with: "70000", in: kubectlJSON)
+        let list = "{\"kind\": \"PolicyEndpointList\", \"items\": [\(kubectlJSON.replacingOccurrences(of: "allow-web-7x2kq", with: "other")), \(broken)]}"
+        #expect(throws: PolicyInputError("items[1].spec.egress[0].ports[0].port", "70000 is not a port")) { try PolicyDocumentParser.parse(list) }
+    }
+
+    @Test func garbageAndEmptyInputAreRefused() {
+        #expect(throws: PolicyInputError.self) { try PolicyDocumentParser.parse("{ not json") }
+        #expect(throws: PolicyInputError("", "no objects in the input")) { try PolicyDocumentParser.parse("") }
+        #expect(throws: PolicyInputError("kind", "NetworkPolicy is not PolicyEndpoint or ClusterPolicyEndpoint")) {
+            try PolicyDocumentParser.parse("{\"kind\": \"NetworkPolicy\"}")
+        }
+    }
+}
+
+/// `kubectlJSON` with the field at a dotted path (with [index] parts) set to a JSON literal.
+func replace(_ path: String, with literal: String, in json: String) throws -> String {
+    var root = try JSONValue.parse(json)
+    let value = try JSONValue.parse(literal)
+    root.set(path.replacingOccurrences(of: "[", with: ".").replacingOccurrences(of: "]", with: "").split(separator: ".").map(String.init), value)
+    return root.serialized
+}

@@ -26,6 +26,11 @@ enum IPRoute {
         return text
     }
 
+    /// Deletes a network namespace if it is there; cleanup never fails.
+    static func deleteNamespace(_ name: String) {
+        _ = try? run(["netns", "delete", name])
+    }
+
     /// `/usr/sbin/ip` or `/sbin/ip`, whichever iproute2 installed.
     static let executable = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]
         .first { FileManager.default.isExecutableFile(atPath: $0) } ?? "/usr/sbin/ip"

@@ -39,8 +39,8 @@ public final class PodNetwork: @unchecked Sendable {
             node = try NetworkNamespace.named(nodeName)
             pod = try NetworkNamespace.named(podName)
         } catch {
-            try? IPRoute.run(["netns", "delete", nodeName])
-            try? IPRoute.run(["netns", "delete", podName])
+            IPRoute.deleteNamespace(nodeName)
+            IPRoute.deleteNamespace(podName)
             throw error
         }
         self.hostInterface = hostInterface
@@ -55,8 +55,8 @@ public final class PodNetwork: @unchecked Sendable {
             return removed
         }
         guard !alreadyRemoved else { return }
-        try? IPRoute.run(["netns", "delete", node.name])
-        try? IPRoute.run(["netns", "delete", pod.name])
+        IPRoute.deleteNamespace(node.name)
+        IPRoute.deleteNamespace(pod.name)
     }
 
     deinit { remove() }

@@ -31,14 +31,14 @@ public final class SandboxInterfaces: @unchecked Sendable {
             namespace = try NetworkNamespace.named(name)
             ifindexes = indexes
         } catch {
-            try? IPRoute.run(["netns", "delete", name])
+            IPRoute.deleteNamespace(name)
             throw error
         }
     }
 
     /// Deletes the namespace and its interfaces.
     public func remove() {
-        try? IPRoute.run(["netns", "delete", namespace.name])
+        IPRoute.deleteNamespace(namespace.name)
     }
 
     deinit { remove() }

@@ -58,6 +58,26 @@ public enum BPFFilesystem {
         }
     }
 
+    /// The map pinned at `path`, or nil when nothing is pinned there.
+    public static func pinnedMap(at path: String) throws -> BPFMap? {
+        let fd = bpf_obj_get(path)
+        if fd == -ENOENT { return nil }
+        try check(fd, "open pinned map", path)
+        let descriptor = FileDescriptor(owning: fd)
+        guard kind(of: descriptor) == .map else { throw BPFError("open pinned map", "\(path) (not a map)", errno: EINVAL) }
+        return BPFMap(descriptor: descriptor)
+    }
+
+    /// The program pinned at `path`, or nil when nothing is pinned there.
+    public static func pinnedProgram(at path: String) throws -> BPFProgram? {
+        let fd = bpf_obj_get(path)
+        if fd == -ENOENT { return nil }
+        try check(fd, "open pinned program", path)
+        let descriptor = FileDescriptor(owning: fd)
+        guard kind(of: descriptor) == .program else { throw BPFError("open pinned program", "\(path) (not a program)", errno: EINVAL) }
+        return BPFProgram(descriptor: descriptor)
+    }
+
     /// Removes a pin, and the folders above it up to `root` that it leaves empty.
     public static func unpin(_ path: String, upTo root: String) {
         unlink(path)

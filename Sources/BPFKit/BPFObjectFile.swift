@@ -13,8 +13,10 @@ public final class BPFObjectFile {
     public let name: String
 
     /// Opens and loads `bytes` (an ELF object compiled with `clang -target bpf`).
-    /// The verifier runs here, once per program.
-    public init(bytes: [UInt8], name: String) throws {
+    /// The verifier runs here, once per program. Before loading, `reusing` sees
+    /// each map the object defines and may return an existing map to use in its
+    /// place (a pinned map whose contents must survive), or throw to refuse.
+    public init(bytes: [UInt8], name: String, reusing: (MapSpec) throws -> BPFMap? = { _ in nil }) throws {
         nf_libbpf_capture_logs()
         let elf = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 8)
         bytes.withUnsafeBytes { elf.copyMemory(from: $0) }
@@ -32,6 +34,20 @@ public final class BPFObjectFile {
             elf.deallocate()
             throw BPFError("open BPF object", name, errno: Int32(truncatingIfNeeded: openError),
                            detail: String(cString: nf_libbpf_last_warning()))
+        }
+        do {
+            var map = bpf_object__next_map(opened, nil)
+            while let current = map {
+                if let existing = try reusing(MapSpec(current)) {
+                    let reused = bpf_map__reuse_fd(current, existing.descriptor.rawValue)
+                    if reused < 0 { throw BPFError("reuse map", String(cString: bpf_map__name(current)), errno: reused) }
+                }
+                map = bpf_object__next_map(opened, current)
+            }
+        } catch {
+            bpf_object__close(opened)
+            elf.deallocate()
+            throw error
         }
         let loaded = bpf_object__load(opened)
         if loaded < 0 {
@@ -69,5 +85,46 @@ public final class BPFObjectFile {
         let copy = fcntl(libbpfDescriptor, F_DUPFD_CLOEXEC, 0)
         if copy < 0 { throw BPFError("duplicate descriptor of", what, errno: errno) }
         return FileDescriptor(owning: copy)
+    }
+}
+
+/// A map as an object file defines it, before it is created.
+public struct MapSpec: Sendable, Equatable {
+    public let name: String
+    public let type: MapType
+    public let keySize: UInt32
+    public let valueSize: UInt32
+    public let maxEntries: UInt32
+    public let flags: UInt32
+
+    init(_ map: OpaquePointer) {
+        name = String(cString: bpf_map__name(map))
+        type = MapType(rawValue: bpf_map__type(map).rawValue)
+        keySize = bpf_map__key_size(map)
+        valueSize = bpf_map__value_size(map)
+        maxEntries = bpf_map__max_entries(map)
+        flags = bpf_map__map_flags(map)
+    }
+
+    public init(name: String, type: MapType, keySize: UInt32, valueSize: UInt32, maxEntries: UInt32, flags: UInt32) {
+        self.name = name
+        self.type = type
+        self.keySize = keySize
+        self.valueSize = valueSize
+        self.maxEntries = maxEntries
+        self.flags = flags
+    }
+
+    /// What differs between this spec and an existing map, as `key size 44 (pinned: 40)`;
+    /// empty when the map can be reused as it is (cilium/ebpf's MapSpec.Compatible).
+    public func differences(from existing: MapInfo) -> [String] {
+        var found: [String] = []
+        if existing.type != type { found.append("type \(type) (pinned: \(existing.type))") }
+        if existing.keySize != keySize { found.append("key size \(keySize) (pinned: \(existing.keySize))") }
+        if existing.valueSize != valueSize { found.append("value size \(valueSize) (pinned: \(existing.valueSize))") }
+        // ring buffers report their size in max_entries, other maps their capacity
+        if existing.maxEntries != maxEntries { found.append("max entries \(maxEntries) (pinned: \(existing.maxEntries))") }
+        if existing.flags != flags { found.append("flags 0x\(String(flags, radix: 16)) (pinned: 0x\(String(existing.flags, radix: 16)))") }
+        return found
     }
 }

@@ -1,6 +1,7 @@
 import BPFKit
 import BPFObjects
 import DatapathModel
+import Foundation
 import Glibc
 
 /// The enforcement datapath loaded into the kernel: one object serving every
@@ -22,20 +23,130 @@ public final class Datapath {
     public let stats: BPFMap
     public let events: BPFMap
 
-    /// Loads the embedded datapath object (the verifier runs here, once).
-    public init() throws {
-        let object = try BPFObjectFile(bytes: EmbeddedBPFObject.datapath.bytes, name: "datapath")
-        toPod = try object.program(named: "nf_to_pod")
-        fromPod = try object.program(named: "nf_from_pod")
-        pods = try object.map(named: "pods")
-        revisions = try object.map(named: "revisions")
-        policies = try object.map(named: "policies")
-        conntrack = try object.map(named: "conntrack")
-        fragments = try object.map(named: "fragments")
-        settings = try object.map(named: "settings")
-        counters = try object.map(named: "counters")
-        stats = try object.map(named: "stats")
-        events = try object.map(named: "events")
+    /// Every map of the datapath object, by name, with the key and value sizes the
+    /// ABI header gives it (nil: a size the header does not define).
+    public static let mapLayouts: [String: (key: Int?, value: Int?)] = [
+        "pods": (4, PodRecord.size), "revisions": (4, 4), "policies": (4, 4),
+        "conntrack": (ABISizes.conntrackKey, ABISizes.conntrackValue), "fragments": (ABISizes.fragmentKey, ABISizes.fragmentValue),
+        "settings": (4, ABISizes.settings), "counters": (4, ABISizes.packetCounter), "stats": (4, 8),
+        "events": (nil, nil), "scratch": (4, nil),
+    ]
+    public static let programNames = ["nf_to_pod", "nf_from_pod"]
+
+    /// Loads a fresh datapath that nothing else shares (tests, benchmarks).
+    public convenience init() throws {
+        let object = try Self.loadObject { _ in nil }
+        try self.init(object: object)
+    }
+
+    private init(programs: [String: BPFProgram], maps: [String: BPFMap]) throws {
+        func map(_ name: String) throws -> BPFMap {
+            guard let map = maps[name] else { throw BPFError("find map", name, errno: ENOENT) }
+            return map
+        }
+        guard let toPod = programs["nf_to_pod"], let fromPod = programs["nf_from_pod"] else {
+            throw BPFError("find programs", "nf_to_pod, nf_from_pod", errno: ENOENT)
+        }
+        self.toPod = toPod
+        self.fromPod = fromPod
+        pods = try map("pods")
+        revisions = try map("revisions")
+        policies = try map("policies")
+        conntrack = try map("conntrack")
+        fragments = try map("fragments")
+        settings = try map("settings")
+        counters = try map("counters")
+        stats = try map("stats")
+        events = try map("events")
+    }
+
+    private convenience init(object: BPFObjectFile) throws {
+        var programs: [String: BPFProgram] = [:]
+        for name in Self.programNames { programs[name] = try object.program(named: name) }
+        var maps: [String: BPFMap] = [:]
+        for name in Self.mapLayouts.keys { maps[name] = try object.map(named: name) }
+        try self.init(programs: programs, maps: maps)
+    }
+
+    /// Loads the embedded object after checking each map against the ABI this
+    /// binary was built with (a stale object is refused, never half-used).
+    private static func loadObject(reusing: (MapSpec) throws -> BPFMap?) throws -> BPFObjectFile {
+        try BPFObjectFile(bytes: EmbeddedBPFObject.datapath.bytes, name: "datapath") { spec in
+            if let layout = mapLayouts[spec.name] {
+                var problems: [String] = []
+                if let key = layout.key, key != Int(spec.keySize) { problems.append("key size \(spec.keySize) (ABI: \(key))") }
+                if let value = layout.value, value != Int(spec.valueSize) { problems.append("value size \(spec.valueSize) (ABI: \(value))") }
+                if !problems.isEmpty {
+                    throw DatapathError.staleObject(map: spec.name, differences: problems)
+                }
+            }
+            return try reusing(spec)
+        }
+    }
+
+    /// What `load(pinningUnder:)` did with each map.
+    public struct LoadReport: Sendable {
+        /// Pinned maps kept with their contents (conntrack and counters survive).
+        public var reused: [String] = []
+        /// Maps created and pinned now.
+        public var created: [String] = []
+        /// Incompatible pinned maps replaced (their contents are gone).
+        public var migrated: [String] = []
+    }
+
+    /// Where a pin root keeps its maps and programs.
+    public static func mapPin(_ root: String, _ name: String) -> String { "\(root)/maps/\(name)" }
+    public static func programPin(_ root: String, _ name: String) -> String { "\(root)/programs/\(name)" }
+
+    /// Loads the embedded datapath for the node: pinned maps that match are reused
+    /// (their entries survive); one that does not is refused with what differs,
+    /// unless `migrate` replaces it. New maps and the programs are pinned under
+    /// `root`; a program pin is replaced by an atomic rename.
+    public static func load(pinningUnder root: String, migrate: Bool) throws -> (Datapath, LoadReport) {
+        for folder in ["\(root)/maps", "\(root)/programs"] {
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        }
+        var report = LoadReport()
+        let object = try loadObject { spec in
+            let path = mapPin(root, spec.name)
+            guard let pinned = try BPFFilesystem.pinnedMap(at: path) else { return nil }
+            let differences = spec.differences(from: try pinned.info())
+            if differences.isEmpty {
+                report.reused.append(spec.name)
+                return pinned
+            }
+            guard migrate else { throw DatapathError.incompatiblePin(path: path, differences: differences) }
+            unlink(path)
+            report.migrated.append(spec.name)
+            return nil
+        }
+        let datapath = try Datapath(object: object)
+        for name in mapLayouts.keys.sorted() where !report.reused.contains(name) {
+            try object.map(named: name).pin(at: mapPin(root, name))
+            if !report.migrated.contains(name) { report.created.append(name) }
+        }
+        for name in programNames {
+            let staged = "\(root)/programs/\(name)_next"  // bpffs refuses names with dots
+            unlink(staged)
+            try object.program(named: name).pin(at: staged)
+            if rename(staged, programPin(root, name)) != 0 { throw BPFError("replace program pin", programPin(root, name), errno: errno) }
+        }
+        return (datapath, report)
+    }
+
+    /// The datapath `load(pinningUnder:)` pinned under `root`, for later commands.
+    public static func open(pinnedUnder root: String) throws -> Datapath {
+        var programs: [String: BPFProgram] = [:]
+        for name in programNames {
+            guard let program = try BPFFilesystem.pinnedProgram(at: programPin(root, name)) else { throw DatapathError.notInitialized(root: root) }
+            programs[name] = program
+        }
+        var maps: [String: BPFMap] = [:]
+        for name in mapLayouts.keys {
+            guard let map = try BPFFilesystem.pinnedMap(at: mapPin(root, name)) else { throw DatapathError.notInitialized(root: root) }
+            maps[name] = map
+        }
+        return try Datapath(programs: programs, maps: maps)
     }
 
     /// The program for traffic in `direction` (pod's view).
@@ -121,4 +232,23 @@ public final class Datapath {
     }
 
     private func key(_ value: UInt32) -> [UInt8] { withUnsafeBytes(of: value) { Array($0) } }
+}
+
+/// Why the datapath cannot be loaded or opened.
+public enum DatapathError: Error, Equatable, CustomStringConvertible {
+    case staleObject(map: String, differences: [String])
+    case incompatiblePin(path: String, differences: [String])
+    case notInitialized(root: String)
+
+    public var description: String {
+        switch self {
+        case .staleObject(let map, let differences):
+            "the embedded datapath does not match this binary's ABI: map \(map) has \(differences.joined(separator: ", ")); rebuild netfence"
+        case .incompatiblePin(let path, let differences):
+            "the pinned map \(path) does not match this netfence: \(differences.joined(separator: ", ")); "
+                + "rerun with --migrate to replace it (its entries are lost)"
+        case .notInitialized(let root):
+            "the datapath is not loaded under \(root); run 'netfence loader init' first"
+        }
+    }
 }

@@ -10,6 +10,16 @@ public enum DatapathLimits {
     public static let ipv6ExtensionHeaders = Int(NF_MAX_IPV6_EXTENSIONS)
 }
 
+/// Sizes of ABI structs the loader checks maps against.
+public enum ABISizes {
+    public static let conntrackKey = MemoryLayout<nf_conntrack_key>.size
+    public static let conntrackValue = MemoryLayout<nf_conntrack_value>.size
+    public static let fragmentKey = MemoryLayout<nf_fragment_key>.size
+    public static let fragmentValue = MemoryLayout<nf_fragment_value>.size
+    public static let settings = MemoryLayout<nf_settings>.size
+    public static let packetCounter = MemoryLayout<nf_packet_counter>.size
+}
+
 /// Which way traffic crosses the pod's host veth, from the pod's point of view.
 public enum Direction: UInt8, CaseIterable, Sendable, Codable, CustomStringConvertible {
     case ingress = 0, egress = 1

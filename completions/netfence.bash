@@ -11,6 +11,9 @@ _netfence() {
             "netfence ebpf") path="netfence ebpf" ;;
             "netfence ebpf progs"|"netfence ebpf p") path="netfence ebpf progs" ;;
             "netfence ebpf maps"|"netfence ebpf m") path="netfence ebpf maps" ;;
+            "netfence loader") path="netfence loader" ;;
+            "netfence loader init") path="netfence loader init" ;;
+            "netfence loader status") path="netfence loader status" ;;
             "netfence bench") path="netfence bench" ;;
             "netfence bench datapath") path="netfence bench datapath" ;;
             "netfence demo") path="netfence demo" ;;
@@ -25,10 +28,13 @@ _netfence() {
         --passes) COMPREPLY=(); return ;;
     esac
     case "$path" in
-        "netfence") COMPREPLY=($(compgen -W "ebpf bench demo completions man -o --output --bpffs-root -h --help --version" -- "$cur")) ;;
+        "netfence") COMPREPLY=($(compgen -W "ebpf loader bench demo completions man -o --output --bpffs-root -h --help --version" -- "$cur")) ;;
         "netfence ebpf") COMPREPLY=($(compgen -W "progs maps -o --output --bpffs-root -h --help" -- "$cur")) ;;
         "netfence ebpf progs") COMPREPLY=($(compgen -W "-o --output --bpffs-root --all --stats --stats-window -h --help" -- "$cur")) ;;
         "netfence ebpf maps") COMPREPLY=($(compgen -W "-o --output --bpffs-root --all -h --help" -- "$cur")) ;;
+        "netfence loader") COMPREPLY=($(compgen -W "init status -o --output --bpffs-root -h --help" -- "$cur")) ;;
+        "netfence loader init") COMPREPLY=($(compgen -W "-o --output --bpffs-root --migrate -h --help" -- "$cur")) ;;
+        "netfence loader status") COMPREPLY=($(compgen -W "-o --output --bpffs-root -h --help" -- "$cur")) ;;
         "netfence bench") COMPREPLY=($(compgen -W "datapath -o --output --bpffs-root -h --help" -- "$cur")) ;;
         "netfence bench datapath") COMPREPLY=($(compgen -W "-o --output --bpffs-root --passes -h --help" -- "$cur")) ;;
         "netfence demo") COMPREPLY=($(compgen -W "-o --output --bpffs-root --keep -h --help" -- "$cur")) ;;

@@ -83,6 +83,25 @@ public final class BPFMap: @unchecked Sendable {
         return true
     }
 
+    /// Every key, walked with `BPF_MAP_GET_NEXT_KEY` (entries removed meanwhile are skipped).
+    public func keys() throws -> [[UInt8]] {
+        let info = try info()
+        var keys: [[UInt8]] = []
+        var next = [UInt8](repeating: 0, count: Int(info.keySize))
+        while true {
+            let previous = keys.last
+            let result = next.withUnsafeMutableBytes { n in
+                if let previous {
+                    return previous.withUnsafeBytes { bpf_map_get_next_key(descriptor.rawValue, $0.baseAddress, n.baseAddress) }
+                }
+                return bpf_map_get_next_key(descriptor.rawValue, nil, n.baseAddress)
+            }
+            if result == -ENOENT { return keys }
+            try check(result, "walk keys of map", "id \(info.id) (\(info.name))")
+            keys.append(next)
+        }
+    }
+
     /// Stores `inner`'s descriptor under `key` of this map-of-maps: one update
     /// that swaps what every later lookup sees.
     public func setInner(key: [UInt8], to inner: BPFMap) throws {
@@ -151,22 +170,7 @@ public final class BPFMap: @unchecked Sendable {
     }
 
     func countByKeys(_ info: MapInfo) throws -> Int {
-        var key = [UInt8](repeating: 0, count: Int(info.keySize))
-        var next = key
-        var total = 0
-        var first = true
-        while true {
-            let result = key.withUnsafeMutableBytes { k in
-                next.withUnsafeMutableBytes { n in
-                    bpf_map_get_next_key(descriptor.rawValue, first ? nil : k.baseAddress, n.baseAddress)
-                }
-            }
-            if result == -ENOENT { return total }
-            try check(result, "walk keys of map", "id \(info.id) (\(info.name))")
-            total += 1
-            swap(&key, &next)
-            first = false
-        }
+        try keys().count
     }
 }
 

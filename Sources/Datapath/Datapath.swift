@@ -196,6 +196,16 @@ public final class Datapath {
         return trie
     }
 
+    /// Every registered pod: host veth ifindex and record, by ifindex.
+    public func registeredPods() throws -> [(ifindex: UInt32, record: PodRecord)] {
+        var result: [(ifindex: UInt32, record: PodRecord)] = []
+        for key in try pods.keys() {
+            guard key.count == 4, let value = try pods.lookup(key: key), let record = PodRecord.decode(value) else { continue }
+            result.append((key.withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) }, record))
+        }
+        return result.sorted { $0.ifindex < $1.ifindex }
+    }
+
     /// Which verdicts produce events, switched without reloading.
     public func setEventLevel(_ level: EventLevel) throws {
         try settings.update(key: key(0), value: SettingsCodec.encode(eventLevel: level))

@@ -254,6 +254,48 @@ struct nf_event {
 	__u8 pad[10];
 };
 
+/* ---- Loader state (bpf/loader_state.bpf.c): kept in bpffs so any later
+ * process, or a restarted node agent, sees what the loader did ---- */
+
+#define NF_POD_NAMESPACE_BYTES 64
+#define NF_POD_NAME_BYTES 256
+#define NF_INTERFACE_BYTES 16
+#define NF_NETNS_NAME_BYTES 64
+/* Applied objects are stored as JSON in chunks of this many bytes. */
+#define NF_OBJECT_CHUNK_BYTES 4088
+#define NF_MAX_OBJECTS 65536
+#define NF_MAX_OBJECT_CHUNKS (NF_MAX_OBJECTS * 4)
+
+/* pod_registry: a pod attached on this node, by pod id. */
+struct nf_pod_registration {
+	__u32 ifindex;        /* of the host veth, in its namespace */
+	__u8 defaults[NF_DIRECTION_COUNT]; /* 0 allow, 1 deny, by enum nf_direction */
+	__u16 pad;
+	char pod_namespace[NF_POD_NAMESPACE_BYTES];
+	char pod_name[NF_POD_NAME_BYTES];
+	char interface[NF_INTERFACE_BYTES];
+	char netns[NF_NETNS_NAME_BYTES]; /* ip netns name; empty: the loader's namespace */
+};
+
+/* policy_manifests: an applied object version, by object index. Written after
+ * its chunks, so a manifest always names a complete object. */
+struct nf_object_manifest {
+	__u32 length; /* bytes of JSON */
+	__u32 chunks;
+	__u64 applied_ns; /* CLOCK_REALTIME at apply */
+};
+
+/* policy_chunks: JSON bytes of object versions. */
+struct nf_object_chunk_key {
+	__u32 object_index;
+	__u32 chunk;
+};
+
+struct nf_object_chunk {
+	__u32 length;
+	__u8 data[NF_OBJECT_CHUNK_BYTES];
+};
+
 _Static_assert(sizeof(struct nf_demo_counter_key) == 8, "nf_demo_counter_key layout");
 _Static_assert(__builtin_offsetof(struct nf_demo_counter_key, direction) == 4, "nf_demo_counter_key.direction");
 _Static_assert(sizeof(struct nf_packet_counter) == 16, "nf_packet_counter layout");
@@ -275,5 +317,9 @@ _Static_assert(sizeof(struct nf_settings) == 8, "nf_settings layout");
 _Static_assert(sizeof(struct nf_event) == 80, "nf_event layout");
 _Static_assert(__builtin_offsetof(struct nf_event, saddr) == 28, "nf_event.saddr");
 _Static_assert(__builtin_offsetof(struct nf_event, direction) == 64, "nf_event.direction");
+_Static_assert(sizeof(struct nf_pod_registration) == 408, "nf_pod_registration layout");
+_Static_assert(__builtin_offsetof(struct nf_pod_registration, pod_name) == 72, "nf_pod_registration.pod_name");
+_Static_assert(sizeof(struct nf_object_manifest) == 16, "nf_object_manifest layout");
+_Static_assert(sizeof(struct nf_object_chunk) == 4092, "nf_object_chunk layout");
 
 #endif /* NETFENCE_ABI_H */

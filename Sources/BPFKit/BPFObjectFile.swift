@@ -1,5 +1,6 @@
 import CLibBPF
 import CNetfenceShim
+import Foundation
 import Glibc
 
 /// A BPF ELF object opened and loaded into the kernel by libbpf
@@ -80,6 +81,17 @@ public final class BPFObjectFile {
         return BPFMap(descriptor: try duplicate(bpf_map__fd(map), of: "map \(mapName)"))
     }
 
+    /// The names of the object's maps, in definition order.
+    public var mapNames: [String] {
+        var names: [String] = []
+        var map = bpf_object__next_map(object, nil)
+        while let current = map {
+            names.append(String(cString: bpf_map__name(current)))
+            map = bpf_object__next_map(object, current)
+        }
+        return names
+    }
+
     /// libbpf keeps owning its descriptors: callers get duplicates of their own.
     private func duplicate(_ libbpfDescriptor: Int32, of what: String) throws -> FileDescriptor {
         let copy = fcntl(libbpfDescriptor, F_DUPFD_CLOEXEC, 0)
@@ -126,5 +138,64 @@ public struct MapSpec: Sendable, Equatable {
         if existing.maxEntries != maxEntries { found.append("max entries \(maxEntries) (pinned: \(existing.maxEntries))") }
         if existing.flags != flags { found.append("flags 0x\(String(flags, radix: 16)) (pinned: 0x\(String(existing.flags, radix: 16)))") }
         return found
+    }
+}
+
+/// What loading with pinned maps did with each map.
+public struct PinReport: Sendable, Equatable {
+    /// Pinned maps kept with their contents.
+    public var reused: [String] = []
+    /// Maps created and pinned now.
+    public var created: [String] = []
+    /// Incompatible pinned maps replaced (their contents are gone).
+    public var migrated: [String] = []
+
+    public init() {}
+}
+
+/// A pinned map that cannot be reused as it is.
+public struct IncompatiblePinError: Error, Equatable, CustomStringConvertible {
+    public let path: String
+    public let differences: [String]
+
+    public init(path: String, differences: [String]) {
+        self.path = path
+        self.differences = differences
+    }
+
+    public var description: String {
+        "the pinned map \(path) does not match this netfence: \(differences.joined(separator: ", ")); "
+            + "rerun with --migrate to replace it (its entries are lost)"
+    }
+}
+
+extension BPFObjectFile {
+    /// Loads `bytes` with its maps pinned in `folder` (one pin per map name):
+    /// a pinned map that matches is reused with its entries; one that does not
+    /// is refused with what differs, unless `migrate` replaces it. `validate`
+    /// sees every map spec first and may refuse the object.
+    public static func load(bytes: [UInt8], name: String, pinningMapsIn folder: String, migrate: Bool,
+                            validate: (MapSpec) throws -> Void = { _ in }) throws -> (BPFObjectFile, PinReport) {
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        var report = PinReport()
+        let object = try BPFObjectFile(bytes: bytes, name: name) { spec in
+            try validate(spec)
+            let path = "\(folder)/\(spec.name)"
+            guard let pinned = try BPFFilesystem.pinnedMap(at: path) else { return nil }
+            let differences = spec.differences(from: try pinned.info())
+            if differences.isEmpty {
+                report.reused.append(spec.name)
+                return pinned
+            }
+            guard migrate else { throw IncompatiblePinError(path: path, differences: differences) }
+            unlink(path)
+            report.migrated.append(spec.name)
+            return nil
+        }
+        for mapName in object.mapNames where !report.reused.contains(mapName) {
+            try object.map(named: mapName).pin(at: "\(folder)/\(mapName)")
+            if !report.migrated.contains(mapName) { report.created.append(mapName) }
+        }
+        return (object, report)
     }
 }

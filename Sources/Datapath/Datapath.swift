@@ -35,7 +35,10 @@ public final class Datapath {
 
     /// Loads a fresh datapath that nothing else shares (tests, benchmarks).
     public convenience init() throws {
-        let object = try Self.loadObject { _ in nil }
+        let object = try BPFObjectFile(bytes: EmbeddedBPFObject.datapath.bytes, name: "datapath") { spec in
+            try Self.checkABI(spec)
+            return nil
+        }
         try self.init(object: object)
     }
 
@@ -68,63 +71,29 @@ public final class Datapath {
         try self.init(programs: programs, maps: maps)
     }
 
-    /// Loads the embedded object after checking each map against the ABI this
-    /// binary was built with (a stale object is refused, never half-used).
-    private static func loadObject(reusing: (MapSpec) throws -> BPFMap?) throws -> BPFObjectFile {
-        try BPFObjectFile(bytes: EmbeddedBPFObject.datapath.bytes, name: "datapath") { spec in
-            if let layout = mapLayouts[spec.name] {
-                var problems: [String] = []
-                if let key = layout.key, key != Int(spec.keySize) { problems.append("key size \(spec.keySize) (ABI: \(key))") }
-                if let value = layout.value, value != Int(spec.valueSize) { problems.append("value size \(spec.valueSize) (ABI: \(value))") }
-                if !problems.isEmpty {
-                    throw DatapathError.staleObject(map: spec.name, differences: problems)
-                }
-            }
-            return try reusing(spec)
-        }
-    }
-
-    /// What `load(pinningUnder:)` did with each map.
-    public struct LoadReport: Sendable {
-        /// Pinned maps kept with their contents (conntrack and counters survive).
-        public var reused: [String] = []
-        /// Maps created and pinned now.
-        public var created: [String] = []
-        /// Incompatible pinned maps replaced (their contents are gone).
-        public var migrated: [String] = []
+    /// Refuses an object whose maps do not have the sizes this binary's ABI
+    /// gives them (a stale object is refused, never half-used).
+    static func checkABI(_ spec: MapSpec) throws {
+        guard let layout = mapLayouts[spec.name] else { return }
+        var problems: [String] = []
+        if let key = layout.key, key != Int(spec.keySize) { problems.append("key size \(spec.keySize) (ABI: \(key))") }
+        if let value = layout.value, value != Int(spec.valueSize) { problems.append("value size \(spec.valueSize) (ABI: \(value))") }
+        if !problems.isEmpty { throw DatapathError.staleObject(map: spec.name, differences: problems) }
     }
 
     /// Where a pin root keeps its maps and programs.
     public static func mapPin(_ root: String, _ name: String) -> String { "\(root)/maps/\(name)" }
     public static func programPin(_ root: String, _ name: String) -> String { "\(root)/programs/\(name)" }
 
-    /// Loads the embedded datapath for the node: pinned maps that match are reused
-    /// (their entries survive); one that does not is refused with what differs,
-    /// unless `migrate` replaces it. New maps and the programs are pinned under
-    /// `root`; a program pin is replaced by an atomic rename.
-    public static func load(pinningUnder root: String, migrate: Bool) throws -> (Datapath, LoadReport) {
-        for folder in ["\(root)/maps", "\(root)/programs"] {
-            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-        }
-        var report = LoadReport()
-        let object = try loadObject { spec in
-            let path = mapPin(root, spec.name)
-            guard let pinned = try BPFFilesystem.pinnedMap(at: path) else { return nil }
-            let differences = spec.differences(from: try pinned.info())
-            if differences.isEmpty {
-                report.reused.append(spec.name)
-                return pinned
-            }
-            guard migrate else { throw DatapathError.incompatiblePin(path: path, differences: differences) }
-            unlink(path)
-            report.migrated.append(spec.name)
-            return nil
-        }
+    /// Loads the embedded datapath for the node with its maps pinned under
+    /// `root`/maps (matching pins reused with their entries, an incompatible
+    /// one refused unless `migrate`) and its programs pinned under
+    /// `root`/programs, each pin replaced by an atomic rename.
+    public static func load(pinningUnder root: String, migrate: Bool) throws -> (Datapath, PinReport) {
+        let (object, report) = try BPFObjectFile.load(bytes: EmbeddedBPFObject.datapath.bytes, name: "datapath",
+                                                      pinningMapsIn: "\(root)/maps", migrate: migrate, validate: checkABI)
         let datapath = try Datapath(object: object)
-        for name in mapLayouts.keys.sorted() where !report.reused.contains(name) {
-            try object.map(named: name).pin(at: mapPin(root, name))
-            if !report.migrated.contains(name) { report.created.append(name) }
-        }
+        try FileManager.default.createDirectory(atPath: "\(root)/programs", withIntermediateDirectories: true)
         for name in programNames {
             let staged = "\(root)/programs/\(name)_next"  // bpffs refuses names with dots
             unlink(staged)
@@ -247,16 +216,12 @@ public final class Datapath {
 /// Why the datapath cannot be loaded or opened.
 public enum DatapathError: Error, Equatable, CustomStringConvertible {
     case staleObject(map: String, differences: [String])
-    case incompatiblePin(path: String, differences: [String])
     case notInitialized(root: String)
 
     public var description: String {
         switch self {
         case .staleObject(let map, let differences):
             "the embedded datapath does not match this binary's ABI: map \(map) has \(differences.joined(separator: ", ")); rebuild netfence"
-        case .incompatiblePin(let path, let differences):
-            "the pinned map \(path) does not match this netfence: \(differences.joined(separator: ", ")); "
-                + "rerun with --migrate to replace it (its entries are lost)"
         case .notInitialized(let root):
             "the datapath is not loaded under \(root); run 'netfence loader init' first"
         }

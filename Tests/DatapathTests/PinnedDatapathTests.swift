@@ -34,7 +34,7 @@ import TestSupport
         let stale = try BPFMap(type: .hash, name: "conntrack", keySize: 40, valueSize: ABISizes.conntrackValue.uint32, maxEntries: 1024)
         try stale.pin(at: Datapath.mapPin(root.path, "conntrack"))
         let path = Datapath.mapPin(root.path, "conntrack")
-        #expect(throws: DatapathError.incompatiblePin(path: path, differences: [
+        #expect(throws: IncompatiblePinError(path: path, differences: [
             "type lru_hash (pinned: hash)", "key size 44 (pinned: 40)", "max entries 524288 (pinned: 1024)",
         ])) { try Datapath.load(pinningUnder: root.path, migrate: false) }
         #expect(try BPFFilesystem.pinnedMap(at: path)?.info().id == stale.info().id, "a refused init changes nothing")

@@ -1,0 +1,36 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * The loader's state, kept in bpffs beside the datapath so a fresh process
+ * sees every pod it attached and every object it applied. Maps only: no
+ * program reads them. BTF-defined so bpftool pretty-prints them.
+ */
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+#include "netfence_abi.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, NF_MAX_PODS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32); /* pod id */
+	__type(value, struct nf_pod_registration);
+} pod_registry SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, NF_MAX_OBJECTS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32); /* object index */
+	__type(value, struct nf_object_manifest);
+} policy_manifests SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, NF_MAX_OBJECT_CHUNKS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct nf_object_chunk_key);
+	__type(value, struct nf_object_chunk);
+} policy_chunks SEC(".maps");
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -37,6 +37,8 @@ let package = Package(
         .target(name: "PolicyInput", dependencies: ["DatapathModel", .product(name: "Yams", package: "Yams")]),
         // The loaded datapath: programs, maps, pods, atomic policy swaps, events.
         .target(name: "Datapath", dependencies: ["BPFKit", "BPFObjects", "DatapathModel"]),
+        // The loader a node agent drives: pods, applied objects, state in bpffs.
+        .target(name: "Loader", dependencies: ["BPFKit", "BPFObjects", "Datapath", "DatapathModel", "PolicyInput"]),
         // Throwaway node/pod network namespaces joined by veth, for the demo and tests.
         .target(name: "NodeNetwork", dependencies: ["BPFKit"]),
         // The hand-written command tree: parsing, help, completions, man page.
@@ -44,7 +46,7 @@ let package = Package(
         // The binary: one file per command, wiring only.
         .executableTarget(
             name: "netfence",
-            dependencies: ["BPFKit", "BPFObjects", "CommandTree", "Datapath", "DatapathModel", "NodeNetwork"]
+            dependencies: ["BPFKit", "BPFObjects", "CommandTree", "Datapath", "DatapathModel", "Loader", "NodeNetwork", "PolicyInput"]
         ),
         .testTarget(name: "CommandTreeTests", dependencies: ["CommandTree"]),
         .testTarget(name: "DatapathModelTests", dependencies: ["DatapathModel", "CNetfenceABI"]),

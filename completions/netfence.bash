@@ -5,7 +5,7 @@ _netfence() {
     local path="netfence" i
     for ((i = 1; i < COMP_CWORD; i++)); do
         case "${COMP_WORDS[i]}" in
-            -o|--output|--bpffs-root|--stats-window|--passes) ((i++)); continue ;;
+            -o|--output|--bpffs-root|--stats-window|--pod|--iface|--netns|--ingress-default|--egress-default|-f|--filename|--passes) ((i++)); continue ;;
         esac
         case "$path ${COMP_WORDS[i]}" in
             "netfence ebpf") path="netfence ebpf" ;;
@@ -13,7 +13,12 @@ _netfence() {
             "netfence ebpf maps"|"netfence ebpf m") path="netfence ebpf maps" ;;
             "netfence loader") path="netfence loader" ;;
             "netfence loader init") path="netfence loader init" ;;
+            "netfence loader attach") path="netfence loader attach" ;;
+            "netfence loader apply") path="netfence loader apply" ;;
+            "netfence loader delete") path="netfence loader delete" ;;
+            "netfence loader detach") path="netfence loader detach" ;;
             "netfence loader status") path="netfence loader status" ;;
+            "netfence loader reset") path="netfence loader reset" ;;
             "netfence bench") path="netfence bench" ;;
             "netfence bench datapath") path="netfence bench datapath" ;;
             "netfence demo") path="netfence demo" ;;
@@ -25,6 +30,12 @@ _netfence() {
         -o|--output) COMPREPLY=($(compgen -W "table json" -- "$cur")); return ;;
         --bpffs-root) COMPREPLY=($(compgen -d -- "$cur")); return ;;
         --stats-window) COMPREPLY=(); return ;;
+        --pod) COMPREPLY=(); return ;;
+        --iface) COMPREPLY=(); return ;;
+        --netns) COMPREPLY=(); return ;;
+        --ingress-default) COMPREPLY=($(compgen -W "allow deny" -- "$cur")); return ;;
+        --egress-default) COMPREPLY=($(compgen -W "allow deny" -- "$cur")); return ;;
+        -f|--filename) COMPREPLY=($(compgen -f -- "$cur")); return ;;
         --passes) COMPREPLY=(); return ;;
     esac
     case "$path" in
@@ -32,9 +43,14 @@ _netfence() {
         "netfence ebpf") COMPREPLY=($(compgen -W "progs maps -o --output --bpffs-root -h --help" -- "$cur")) ;;
         "netfence ebpf progs") COMPREPLY=($(compgen -W "-o --output --bpffs-root --all --stats --stats-window -h --help" -- "$cur")) ;;
         "netfence ebpf maps") COMPREPLY=($(compgen -W "-o --output --bpffs-root --all -h --help" -- "$cur")) ;;
-        "netfence loader") COMPREPLY=($(compgen -W "init status -o --output --bpffs-root -h --help" -- "$cur")) ;;
+        "netfence loader") COMPREPLY=($(compgen -W "init attach apply delete detach status reset -o --output --bpffs-root -h --help" -- "$cur")) ;;
         "netfence loader init") COMPREPLY=($(compgen -W "-o --output --bpffs-root --migrate -h --help" -- "$cur")) ;;
+        "netfence loader attach") COMPREPLY=($(compgen -W "-o --output --bpffs-root --pod --iface --netns --ingress-default --egress-default -h --help" -- "$cur")) ;;
+        "netfence loader apply") COMPREPLY=($(compgen -W "-o --output --bpffs-root -f --filename -h --help" -- "$cur")) ;;
+        "netfence loader delete") COMPREPLY=($(compgen -W "-o --output --bpffs-root -f --filename -h --help" -- "$cur")) ;;
+        "netfence loader detach") COMPREPLY=($(compgen -W "-o --output --bpffs-root --pod -h --help" -- "$cur")) ;;
         "netfence loader status") COMPREPLY=($(compgen -W "-o --output --bpffs-root -h --help" -- "$cur")) ;;
+        "netfence loader reset") COMPREPLY=($(compgen -W "-o --output --bpffs-root -h --help" -- "$cur")) ;;
         "netfence bench") COMPREPLY=($(compgen -W "datapath -o --output --bpffs-root -h --help" -- "$cur")) ;;
         "netfence bench datapath") COMPREPLY=($(compgen -W "-o --output --bpffs-root --passes -h --help" -- "$cur")) ;;
         "netfence demo") COMPREPLY=($(compgen -W "-o --output --bpffs-root --keep -h --help" -- "$cur")) ;;

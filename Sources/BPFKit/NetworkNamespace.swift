@@ -64,3 +64,18 @@ extension NetworkNamespace {
         return FileDescriptor(owning: fd)
     }
 }
+
+extension NetworkNamespace {
+    /// The index of `interface` inside this namespace.
+    public func interfaceIndex(_ interface: String) throws -> UInt32 {
+        let nsfd = try open()
+        let index = interface.withCString { nf_ifindex_in_netns(nsfd?.rawValue ?? -1, $0) }
+        try check(index, "find interface", "\(interface) in network namespace \(name)")
+        return UInt32(index)
+    }
+
+    /// This process's own namespace.
+    public static var current: NetworkNamespace {
+        NetworkNamespace(name: "host", path: "/proc/self/ns/net", isCurrent: true, inode: inodeNumber("/proc/self/ns/net") ?? 0)
+    }
+}

@@ -132,6 +132,18 @@ int nf_tc_detach(const struct nf_tc_target *target)
 	return run_in_netns(target->netns_fd, tc_detach_here, &call);
 }
 
+static int ifindex_here(void *opaque)
+{
+	unsigned int ifindex = if_nametoindex(opaque);
+
+	return ifindex ? (int)ifindex : -errno;
+}
+
+int nf_ifindex_in_netns(int netns_fd, const char *ifname)
+{
+	return run_in_netns(netns_fd, ifindex_here, (void *)ifname);
+}
+
 struct socket_call {
 	int domain, type, protocol;
 };

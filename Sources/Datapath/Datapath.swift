@@ -154,6 +154,27 @@ public final class Datapath {
         }
     }
 
+    /// Forgets the pod on `ifindex`: its record first (its packets pass untouched
+    /// from then on), then its tries and its fast-path revision.
+    public func remove(ifindex: UInt32) throws {
+        guard let record = try pod(ifindex: ifindex) else { return }
+        try pods.delete(key: key(ifindex))
+        for direction in Direction.allCases {
+            for slot: UInt8 in [0, 1] { try policies.delete(key: key(policyIndex(podID: record.podID, direction: direction, slot: slot))) }
+        }
+        try revisions.update(key: key(record.podID), value: key(0))
+    }
+
+    /// Deletes every conntrack entry of the interface `ifindex`; returns how many.
+    @discardableResult
+    public func flushConntrack(ifindex: UInt32) throws -> Int {
+        var removed = 0
+        for entry in try conntrack.keys() where entry.prefix(4) == key(ifindex)[...] {
+            if try conntrack.delete(key: entry) { removed += 1 }
+        }
+        return removed
+    }
+
     /// A new trie holding `policy`, not yet visible to any packet.
     public func makeTrie(_ policy: CompiledPolicy) throws -> BPFMap {
         let trie = try BPFMap(type: .lpmTrie, name: "nf_pod_policy", keySize: UInt32(LPMKeyCodec.size),

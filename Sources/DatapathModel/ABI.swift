@@ -8,6 +8,7 @@ public enum DatapathLimits {
     public static let conntrackEntries = Int(NF_CONNTRACK_ENTRIES)
     public static let eventRingBytes = Int(NF_EVENT_RING_BYTES)
     public static let ipv6ExtensionHeaders = Int(NF_MAX_IPV6_EXTENSIONS)
+    public static let maxObjects = Int(NF_MAX_OBJECTS)
 }
 
 /// Sizes of ABI structs the loader checks maps against.

@@ -3,6 +3,7 @@ import CommandTree
 import Datapath
 import DatapathModel
 import Foundation
+import Loader
 
 /// `netfence loader`: how a node agent drives the datapath.
 struct LoaderCommand: Command {
@@ -10,7 +11,8 @@ struct LoaderCommand: Command {
         name: "loader",
         abstract: "Load the datapath and report its state (what a node agent runs).",
         discussion: "State lives in bpffs under the pin root, so any later process sees it.",
-        subcommands: [LoaderInitCommand.self, LoaderStatusCommand.self])
+        subcommands: [LoaderInitCommand.self, LoaderAttachCommand.self, LoaderApplyCommand.self, LoaderDeleteCommand.self,
+                      LoaderDetachCommand.self, LoaderStatusCommand.self, LoaderResetCommand.self])
 
     init(parsed: ParsedArguments) {}
 }
@@ -38,10 +40,12 @@ struct LoaderInitCommand: Command {
             try BPFFilesystem.mountIfNeeded()
         }
         try NodeAccess.requireBPFFilesystem(context)
-        let (datapath, report) = try Datapath.load(pinningUnder: context.bpffsRoot, migrate: migrate)
+        let (loader, report) = try Loader.initialize(root: context.bpffsRoot, migrate: migrate)
+        let datapath = loader.datapath
         let summary = InitSummary(root: context.bpffsRoot, programIDs: [
             "nf_to_pod": try datapath.toPod.info().id, "nf_from_pod": try datapath.fromPod.info().id,
-        ], reused: report.reused.sorted(), created: report.created.sorted(), migrated: report.migrated.sorted())
+        ], reused: report.maps.reused.sorted(), created: report.maps.created.sorted(), migrated: report.maps.migrated.sorted(),
+           reattached: report.reattached)
         switch context.outputFormat {
         case .json:
             context.print(try JSONOutput.encode(summary))
@@ -51,6 +55,7 @@ struct LoaderInitCommand: Command {
             if !summary.reused.isEmpty { context.print("Reused pinned maps: \(summary.reused.joined(separator: ", "))") }
             if !summary.created.isEmpty { context.print("Created maps: \(summary.created.joined(separator: ", "))") }
             if !summary.migrated.isEmpty { context.print("Replaced incompatible maps: \(summary.migrated.joined(separator: ", "))") }
+            if !summary.reattached.isEmpty { context.print("New programs on the interfaces of: \(summary.reattached.joined(separator: ", "))") }
         }
     }
 }
@@ -62,6 +67,7 @@ struct InitSummary: Encodable {
     let reused: [String]
     let created: [String]
     let migrated: [String]
+    let reattached: [String]
 }
 
 /// `netfence loader status`: the loaded datapath, its maps and registered pods.

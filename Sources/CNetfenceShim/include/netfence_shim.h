@@ -51,6 +51,9 @@ int nf_tc_attach(const struct nf_tc_target *target, int prog_fd, __u32 *ifindex,
 /* Removes the filter with the target's handle and priority. */
 int nf_tc_detach(const struct nf_tc_target *target);
 
+/* The index of interface IFNAME inside NETNS_FD (-1: this namespace). */
+int nf_ifindex_in_netns(int netns_fd, const char *ifname);
+
 /* A socket created inside the network namespace NETNS_FD (-1: this one). A
  * socket stays in the namespace it was created in, so netlink queries made
  * through it describe that namespace. */

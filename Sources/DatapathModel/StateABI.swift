@@ -1,0 +1,112 @@
+import CNetfenceABI
+
+/// `struct nf_pod_registration`: a pod the loader attached.
+public struct PodRegistration: Equatable, Sendable, Codable {
+    public var ifindex: UInt32
+    /// What the pod does in a direction when nothing selects it: true = deny.
+    public var denyByDefault: [Direction: Bool]
+    public var namespace: String
+    public var name: String
+    public var interface: String
+    /// `ip netns` name of the interface's namespace; empty: the loader's own.
+    public var netns: String
+
+    public init(ifindex: UInt32, denyByDefault: [Direction: Bool], namespace: String, name: String, interface: String, netns: String) {
+        self.ifindex = ifindex
+        self.denyByDefault = denyByDefault
+        self.namespace = namespace
+        self.name = name
+        self.interface = interface
+        self.netns = netns
+    }
+
+    public static let size = MemoryLayout<nf_pod_registration>.size
+    static let namespaceBytes = Int(NF_POD_NAMESPACE_BYTES)
+    static let nameBytes = Int(NF_POD_NAME_BYTES)
+    static let interfaceBytes = Int(NF_INTERFACE_BYTES)
+    static let netnsBytes = Int(NF_NETNS_NAME_BYTES)
+
+    /// Whether the texts fit the fixed fields (a name that does not is refused, never cut).
+    public var fitsTheABI: Bool {
+        namespace.utf8.count < Self.namespaceBytes && name.utf8.count < Self.nameBytes
+            && interface.utf8.count < Self.interfaceBytes && netns.utf8.count < Self.netnsBytes
+    }
+
+    public func encode() -> [UInt8] {
+        var writer = ByteWriter()
+        writer.append(ifindex)
+        writer.append(UInt8(denyByDefault[.ingress] == true ? 1 : 0))
+        writer.append(UInt8(denyByDefault[.egress] == true ? 1 : 0))
+        writer.pad(2)
+        for (text, bytes) in [(namespace, Self.namespaceBytes), (name, Self.nameBytes), (interface, Self.interfaceBytes), (netns, Self.netnsBytes)] {
+            let utf8 = Array(text.utf8.prefix(bytes - 1))
+            writer.append(utf8)
+            writer.pad(bytes - utf8.count)
+        }
+        return writer.bytes
+    }
+
+    public static func decode(_ bytes: [UInt8]) -> PodRegistration? {
+        let reader = ByteReader(bytes)
+        guard bytes.count == size, let ifindex = reader.integer(UInt32.self, at: 0),
+              let ingress = reader.integer(UInt8.self, at: 4), let egress = reader.integer(UInt8.self, at: 5) else { return nil }
+        var offset = 8
+        var texts: [String] = []
+        for length in [namespaceBytes, nameBytes, interfaceBytes, netnsBytes] {
+            guard let field = reader.slice(at: offset, count: length) else { return nil }
+            texts.append(String(decoding: field.prefix { $0 != 0 }, as: UTF8.self))
+            offset += length
+        }
+        return PodRegistration(ifindex: ifindex, denyByDefault: [.ingress: ingress != 0, .egress: egress != 0],
+                               namespace: texts[0], name: texts[1], interface: texts[2], netns: texts[3])
+    }
+}
+
+/// `struct nf_object_manifest` and chunks: applied objects stored as JSON.
+public enum ObjectStoreCodec {
+    public static let chunkBytes = Int(NF_OBJECT_CHUNK_BYTES)
+    public static let chunkSize = MemoryLayout<nf_object_chunk>.size
+    public static let manifestSize = MemoryLayout<nf_object_manifest>.size
+
+    public static func manifest(length: Int, chunks: Int, appliedNanoseconds: UInt64) -> [UInt8] {
+        var writer = ByteWriter()
+        writer.append(UInt32(length))
+        writer.append(UInt32(chunks))
+        writer.append(appliedNanoseconds)
+        return writer.bytes
+    }
+
+    /// (length, chunks, applied at) of a manifest.
+    public static func decodeManifest(_ bytes: [UInt8]) -> (length: Int, chunks: Int, appliedNanoseconds: UInt64)? {
+        let reader = ByteReader(bytes)
+        guard bytes.count == manifestSize, let length = reader.integer(UInt32.self, at: 0), let chunks = reader.integer(UInt32.self, at: 4),
+              let applied = reader.integer(UInt64.self, at: 8) else { return nil }
+        return (Int(length), Int(chunks), applied)
+    }
+
+    public static func chunkKey(object: UInt32, chunk: Int) -> [UInt8] {
+        var writer = ByteWriter()
+        writer.append(object)
+        writer.append(UInt32(chunk))
+        return writer.bytes
+    }
+
+    /// `data` split into chunk values.
+    public static func chunks(_ data: [UInt8]) -> [[UInt8]] {
+        stride(from: 0, to: max(data.count, 1), by: chunkBytes).map { start in
+            let part = Array(data[start..<min(start + chunkBytes, data.count)])
+            var writer = ByteWriter()
+            writer.append(UInt32(part.count))
+            writer.append(part)
+            writer.pad(toSize: chunkSize)
+            return writer.bytes
+        }
+    }
+
+    /// The bytes a chunk value carries, or nil for a malformed one.
+    public static func chunkData(_ bytes: [UInt8]) -> [UInt8]? {
+        let reader = ByteReader(bytes)
+        guard bytes.count == chunkSize, let length = reader.integer(UInt32.self, at: 0), Int(length) <= chunkBytes else { return nil }
+        return reader.slice(at: 4, count: Int(length))
+    }
+}

@@ -1,0 +1,139 @@
+import BPFKit
+import BPFObjects
+import DatapathModel
+import Foundation
+import Glibc
+import PolicyInput
+
+/// An applied object version and the index its rule ids carry.
+public struct StoredObject: Sendable {
+    public let index: UInt32
+    public let object: PolicyObject
+    public let appliedAt: Date
+}
+
+/// The loader's state in bpffs (`bpf/loader_state.bpf.c`, pinned under ROOT/state):
+/// attached pods and applied objects, so any later process sees them.
+public final class LoaderState {
+    let registry: BPFMap
+    let manifests: BPFMap
+    let chunks: BPFMap
+
+    private init(object: BPFObjectFile) throws {
+        registry = try object.map(named: "pod_registry")
+        manifests = try object.map(named: "policy_manifests")
+        chunks = try object.map(named: "policy_chunks")
+    }
+
+    private init(pinnedUnder root: String) throws {
+        func pinned(_ name: String) throws -> BPFMap {
+            guard let map = try BPFFilesystem.pinnedMap(at: "\(root)/state/\(name)") else { throw LoaderError.notInitialized(root: root) }
+            return map
+        }
+        registry = try pinned("pod_registry")
+        manifests = try pinned("policy_manifests")
+        chunks = try pinned("policy_chunks")
+    }
+
+    /// Creates or reuses the state maps under `root`/state.
+    static func load(pinningUnder root: String, migrate: Bool) throws -> (LoaderState, PinReport) {
+        let (object, report) = try BPFObjectFile.load(bytes: EmbeddedBPFObject.loader_state.bytes, name: "loader_state",
+                                                      pinningMapsIn: "\(root)/state", migrate: migrate)
+        return (try LoaderState(object: object), report)
+    }
+
+    static func open(pinnedUnder root: String) throws -> LoaderState {
+        try LoaderState(pinnedUnder: root)
+    }
+
+    // MARK: pods
+
+    /// Every attached pod by pod id.
+    public func pods() throws -> [UInt32: PodRegistration] {
+        var result: [UInt32: PodRegistration] = [:]
+        for key in try registry.keys() {
+            guard let value = try registry.lookup(key: key), let registration = PodRegistration.decode(value) else { continue }
+            result[uint32(key)] = registration
+        }
+        return result
+    }
+
+    func register(_ registration: PodRegistration, podID: UInt32) throws {
+        try registry.update(key: bytes(podID), value: registration.encode())
+    }
+
+    func unregister(podID: UInt32) throws {
+        try registry.delete(key: bytes(podID))
+    }
+
+    // MARK: objects
+
+    /// The live version of every applied object: where a crash left two, the later one.
+    public func objects() throws -> [StoredObject] {
+        var latest: [ObjectKey: StoredObject] = [:]
+        for stored in try allVersions() where (latest[stored.object.key]?.appliedAt ?? .distantPast) <= stored.appliedAt {
+            latest[stored.object.key] = stored
+        }
+        return latest.values.sorted { $0.index < $1.index }
+    }
+
+    /// Every stored version, complete ones only (a manifest is written after its chunks).
+    func allVersions() throws -> [StoredObject] {
+        var result: [StoredObject] = []
+        for key in try manifests.keys() {
+            let index = uint32(key)
+            guard let value = try manifests.lookup(key: key), let manifest = ObjectStoreCodec.decodeManifest(value) else { continue }
+            var data: [UInt8] = []
+            for chunk in 0..<manifest.chunks {
+                guard let part = try chunks.lookup(key: ObjectStoreCodec.chunkKey(object: index, chunk: chunk)).flatMap(ObjectStoreCodec.chunkData) else {
+                    throw LoaderError.corruptState("object \(index) misses chunk \(chunk)")
+                }
+                data += part
+            }
+            guard data.count == manifest.length, let object = try? JSONDecoder().decode(PolicyObject.self, from: Data(data)) else {
+                throw LoaderError.corruptState("object \(index) does not decode")
+            }
+            result.append(StoredObject(index: index, object: object,
+                                       appliedAt: Date(timeIntervalSince1970: Double(manifest.appliedNanoseconds) / 1e9)))
+        }
+        return result
+    }
+
+    /// Stores a new version under a free index: chunks first, then the manifest
+    /// that makes it visible. Returns the index.
+    func store(_ object: PolicyObject, excluding reserved: Set<UInt32>) throws -> UInt32 {
+        let used = Set(try manifests.keys().map(uint32)).union(reserved)
+        guard let index = (1...UInt32(DatapathLimits.maxObjects)).first(where: { !used.contains($0) }) else {
+            throw LoaderError.full("\(DatapathLimits.maxObjects) objects are applied already")
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        let data = Array(try encoder.encode(object))
+        let parts = ObjectStoreCodec.chunks(data)
+        for (chunk, value) in parts.enumerated() {
+            try chunks.update(key: ObjectStoreCodec.chunkKey(object: index, chunk: chunk), value: value)
+        }
+        let now = BootClock.nanoseconds(CLOCK_REALTIME)
+        try manifests.update(key: bytes(index), value: ObjectStoreCodec.manifest(length: data.count, chunks: parts.count, appliedNanoseconds: now))
+        return index
+    }
+
+    /// Removes a version: the manifest first (it stops counting), then its chunks.
+    func remove(index: UInt32) throws {
+        try manifests.delete(key: bytes(index))
+        try removeChunks(of: [index])
+    }
+
+    /// Deletes chunks no manifest names (left by an apply that was killed).
+    func collectGarbage() throws {
+        let live = Set(try manifests.keys().map(uint32))
+        try removeChunks(of: Set(try chunks.keys().map(uint32)).subtracting(live))
+    }
+
+    private func removeChunks(of indexes: Set<UInt32>) throws {
+        for key in try chunks.keys() where indexes.contains(uint32(key)) { try chunks.delete(key: key) }
+    }
+
+    private func bytes(_ value: UInt32) -> [UInt8] { withUnsafeBytes(of: value) { Array($0) } }
+    private func uint32(_ key: [UInt8]) -> UInt32 { key.withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) } }
+}

@@ -1,0 +1,80 @@
+import BPFKit
+import Foundation
+import Glibc
+
+/// A throwaway node with pods: a node namespace that routes between pod
+/// namespaces, each joined to it by a veth pair (the node end is the pod's host
+/// veth). Addresses from the test ranges: pod i is 198.18.`subnet`.(4i+2) and
+/// 2001:db8:`subnet`:i::2. Everything lives in namespaces this type created and
+/// goes with ``remove()`` (also run on deinit).
+public final class ClusterNetwork: @unchecked Sendable {
+    public struct Pod: Sendable {
+        public let namespace: NetworkNamespace
+        /// The host veth, in the node namespace.
+        public let hostInterface: String
+        public let ipv4: String
+        public let ipv6: String
+    }
+
+    public let node: NetworkNamespace
+    public let pods: [Pod]
+    private let names: [String]
+
+    /// `prefix` at most 10 characters (interface names are prefix + "h" + index).
+    public init(prefix: String, pods count: Int, subnet: Int) throws {
+        let nodeName = "\(prefix)-node"
+        var created = [nodeName]
+        IPRoute.deleteNamespace(nodeName)
+        do {
+            try IPRoute.run(["netns", "add", nodeName])
+            try Self.sysctl(nodeName, ["net/ipv4/ip_forward", "net/ipv6/conf/all/forwarding"])
+            var pods: [Pod] = []
+            for index in 0..<count {
+                let podName = "\(prefix)-p\(index)", host = "\(prefix)h\(index)"
+                IPRoute.deleteNamespace(podName)
+                try IPRoute.run(["netns", "add", podName])
+                created.append(podName)
+                let base = index * 4
+                let (node4, pod4) = ("198.18.\(subnet).\(base + 1)", "198.18.\(subnet).\(base + 2)")
+                let (node6, pod6) = ("2001:db8:\(subnet):\(index)::1", "2001:db8:\(subnet):\(index)::2")
+                try IPRoute.run(["-n", nodeName, "link", "add", host, "type", "veth", "peer", "name", "eth0", "netns", podName])
+                try IPRoute.run(["-n", nodeName, "addr", "add", "\(node4)/30", "dev", host])
+                try IPRoute.run(["-n", nodeName, "addr", "add", "\(node6)/64", "dev", host, "nodad"])
+                try IPRoute.run(["-n", podName, "addr", "add", "\(pod4)/30", "dev", "eth0"])
+                try IPRoute.run(["-n", podName, "addr", "add", "\(pod6)/64", "dev", "eth0", "nodad"])
+                for (namespace, interface) in [(nodeName, host), (podName, "eth0"), (podName, "lo")] {
+                    try IPRoute.run(["-n", namespace, "link", "set", interface, "up"])
+                }
+                try IPRoute.run(["-n", podName, "route", "add", "default", "via", node4])
+                try IPRoute.run(["-n", podName, "-6", "route", "add", "default", "via", node6])
+                pods.append(Pod(namespace: try NetworkNamespace.named(podName), hostInterface: host, ipv4: pod4, ipv6: pod6))
+            }
+            try IPRoute.run(["-n", nodeName, "link", "set", "lo", "up"])
+            node = try NetworkNamespace.named(nodeName)
+            self.pods = pods
+            names = created
+        } catch {
+            created.forEach(IPRoute.deleteNamespace)
+            throw error
+        }
+    }
+
+    /// Deletes every namespace (and with them the veths and filters).
+    public func remove() { names.forEach(IPRoute.deleteNamespace) }
+
+    deinit { remove() }
+
+    /// Writes 1 to each /proc/sys key inside `namespace` (procfs shows the
+    /// opener's namespace; nsenter keeps this process's mounts as they are).
+    static func sysctl(_ namespace: String, _ keys: [String]) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
+        process.arguments = ["--net=\(NetworkNamespace.namedFolder)/\(namespace)", "/bin/sh", "-c",
+                             keys.map { "echo 1 > /proc/sys/\($0)" }.joined(separator: " && ")]
+        try process.run()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw IPRoute.Failure(command: "nsenter sysctl \(keys.joined(separator: " "))", output: "exit \(process.terminationStatus)")
+        }
+    }
+}

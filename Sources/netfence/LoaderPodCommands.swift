@@ -1,0 +1,192 @@
+import BPFKit
+import CommandTree
+import DatapathModel
+import Foundation
+import Loader
+import PolicyInput
+
+/// `NS/NAME` of a pod.
+struct PodName: ArgumentValue {
+    let namespace: String
+    let name: String
+
+    init?(argument: String) {
+        let parts = argument.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else { return nil }
+        namespace = String(parts[0])
+        name = String(parts[1])
+    }
+
+    static var defaultValueName: String { "namespace/name" }
+    static var expectedForm: String? { "NAMESPACE/NAME" }
+    var description: String { "\(namespace)/\(name)" }
+}
+
+extension PodDefault: ArgumentValue {
+    public static var defaultValueName: String { "allow|deny" }
+}
+
+/// Checks shared by the loader commands that change the node.
+enum LoaderAccess {
+    static func open(_ context: CommandContext) throws -> Loader {
+        try NodeAccess.requirePrivileges(context)
+        try NodeAccess.requireBPFFilesystem(context)
+        return try Loader(root: context.bpffsRoot)
+    }
+}
+
+/// `netfence loader attach`.
+struct LoaderAttachCommand: Command {
+    static let configuration = CommandConfiguration(
+        name: "attach",
+        abstract: "Attach the datapath to a pod's host veth and enforce what selects the pod.",
+        discussion: """
+            Attaches the shared programs (no verifier run) to both tc hooks of IFACE, registers the pod and applies \
+            every applied object that selects it. Idempotent; a pod attached elsewhere before is moved. --netns names \
+            the ip-netns namespace IFACE lives in (entered without remounting /sys).
+            """)
+
+    static let pod = Option<PodName?>(long: "pod", help: "The pod, as NAMESPACE/NAME.", default: nil, showDefault: false)
+    static let interface = Option<String?>(long: "iface", valueName: "name", help: "The pod's host veth.", default: nil, showDefault: false)
+    static let netns = Option<String?>(long: "netns", valueName: "name", help: "The network namespace IFACE lives in (ip netns name).",
+                                       default: nil, showDefault: false)
+    static let ingressDefault = Option<PodDefault>(long: "ingress-default", help: "Ingress when nothing selects the pod.", default: .allow)
+    static let egressDefault = Option<PodDefault>(long: "egress-default", help: "Egress when nothing selects the pod.", default: .allow)
+    static let arguments = [pod.definition, interface.definition, netns.definition, ingressDefault.definition, egressDefault.definition]
+
+    let parsed: ParsedArguments
+    init(parsed: ParsedArguments) { self.parsed = parsed }
+
+    func validate() throws {
+        if parsed[Self.pod] == nil { throw UsageError("missing --pod NAMESPACE/NAME") }
+        if parsed[Self.interface] == nil { throw UsageError("missing --iface NAME") }
+    }
+
+    func run(_ context: CommandContext) throws {
+        let loader = try LoaderAccess.open(context)
+        let pod = parsed[Self.pod]!
+        let report = try loader.attach(namespace: pod.namespace, name: pod.name, interface: parsed[Self.interface]!, netns: parsed[Self.netns],
+                                       defaults: [.ingress: parsed[Self.ingressDefault], .egress: parsed[Self.egressDefault]])
+        context.print("\(report.moved ? "Moved" : "Attached") \(pod) on \(parsed[Self.interface]!) (ifindex \(report.ifindex)): pod id "
+            + "\(report.podID), revision \(report.revision), \(report.objects.count) object(s) select it")
+    }
+}
+
+/// `netfence loader detach`.
+struct LoaderDetachCommand: Command {
+    static let configuration = CommandConfiguration(
+        name: "detach",
+        abstract: "Remove a pod's filters, policy and conntrack entries, and forget it.")
+
+    static let pod = Option<PodName?>(long: "pod", help: "The pod, as NAMESPACE/NAME.", default: nil, showDefault: false)
+    static let arguments = [pod.definition]
+
+    let pod: PodName?
+    init(parsed: ParsedArguments) { pod = parsed[Self.pod] }
+
+    func validate() throws {
+        if pod == nil { throw UsageError("missing --pod NAMESPACE/NAME") }
+    }
+
+    func run(_ context: CommandContext) throws {
+        let loader = try LoaderAccess.open(context)
+        try loader.detach(namespace: pod!.namespace, name: pod!.name)
+        context.print("Detached \(pod!)")
+    }
+}
+
+/// Reads `-f FILE` or `-f -` and parses it; the shared part of apply and delete.
+struct PolicyFileInput {
+    static let file = Option<String?>(short: "f", long: "filename", valueName: "file",
+                                      help: "PolicyEndpoint / ClusterPolicyEndpoint objects, JSON or YAML; - reads standard input.",
+                                      default: nil, showDefault: false, completion: .file)
+
+    static func read(_ path: String) throws -> ParsedPolicies {
+        let text: String
+        if path == "-" {
+            text = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
+        } else {
+            guard let data = FileManager.default.contents(atPath: path) else {
+                throw RuntimeError("cannot read \(path)", hint: "check the path and its permissions")
+            }
+            text = String(decoding: data, as: UTF8.self)
+        }
+        do {
+            return try PolicyDocumentParser.parse(text)
+        } catch {
+            throw RuntimeError("\(path == "-" ? "standard input" : path): \(error.description)", hint: "nothing was applied")
+        }
+    }
+}
+
+/// `netfence loader apply -f`.
+struct LoaderApplyCommand: Command {
+    static let configuration = CommandConfiguration(
+        name: "apply",
+        abstract: "Apply PolicyEndpoint and ClusterPolicyEndpoint objects (JSON or YAML, as kubectl prints them).",
+        discussion: """
+            Accepts single objects, ...List objects and multi-document YAML. Re-applying an object (same kind, \
+            namespace, name) replaces its previous version; a pod's policy is the union of every object that selects \
+            it; objects selecting pods not attached here take effect when they attach. The whole input is checked \
+            first: one invalid field, or a pod whose policy would not fit the datapath, and nothing is applied. Each \
+            pod's policy is replaced atomically.
+            """)
+    static let arguments = [PolicyFileInput.file.definition]
+
+    let file: String?
+    init(parsed: ParsedArguments) { file = parsed[PolicyFileInput.file] }
+
+    func validate() throws {
+        if file == nil { throw UsageError("missing -f FILE (or -f - for standard input)") }
+    }
+
+    func run(_ context: CommandContext) throws {
+        let input = try PolicyFileInput.read(file!)
+        let loader = try LoaderAccess.open(context)
+        for warning in input.warnings { context.warn(warning) }
+        let report = try loader.apply(input)
+        context.print("Applied \(report.objects.map(\.description).joined(separator: ", "))")
+        for (pod, revision) in report.pods { context.print("  \(pod): revision \(revision)") }
+    }
+}
+
+/// `netfence loader delete -f`.
+struct LoaderDeleteCommand: Command {
+    static let configuration = CommandConfiguration(
+        name: "delete",
+        abstract: "Remove applied objects (named by the same input apply took).")
+    static let arguments = [PolicyFileInput.file.definition]
+
+    let file: String?
+    init(parsed: ParsedArguments) { file = parsed[PolicyFileInput.file] }
+
+    func validate() throws {
+        if file == nil { throw UsageError("missing -f FILE (or -f - for standard input)") }
+    }
+
+    func run(_ context: CommandContext) throws {
+        let input = try PolicyFileInput.read(file!)
+        let loader = try LoaderAccess.open(context)
+        let report = try loader.delete(input.objects.map(\.key))
+        let missing = Set(input.objects.map(\.key)).subtracting(report.objects)
+        for key in missing.sorted() { context.warn("\(key) was not applied") }
+        context.print("Deleted \(report.objects.isEmpty ? "nothing" : report.objects.map(\.description).joined(separator: ", "))")
+        for (pod, revision) in report.pods { context.print("  \(pod): revision \(revision)") }
+    }
+}
+
+/// `netfence loader reset`.
+struct LoaderResetCommand: Command {
+    static let configuration = CommandConfiguration(
+        name: "reset",
+        abstract: "Remove everything netfence put on the node: filters, pods, policies, pins.")
+
+    init(parsed: ParsedArguments) {}
+
+    func run(_ context: CommandContext) throws {
+        try NodeAccess.requirePrivileges(context)
+        try NodeAccess.requireBPFFilesystem(context)
+        try Loader.reset(root: context.bpffsRoot)
+        context.print("Removed everything under \(context.bpffsRoot)")
+    }
+}

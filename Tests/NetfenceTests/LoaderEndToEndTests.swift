@@ -1,0 +1,99 @@
+import BPFKit
+import Foundation
+import NodeNetwork
+import Testing
+import TestSupport
+
+/// Pods as network namespaces behind a node namespace, the loader driven only
+/// through its CLI, and real TCP/UDP/ICMP between them.
+final class LoaderCluster {
+    let root: TestPinRoot
+    let cluster: ClusterNetwork
+    let servers: [ProbeServer]
+    static let port: UInt16 = 8080
+
+    init(pods: Int = 3, ingressDefault: String = "allow", egressDefault: String = "allow") throws {
+        root = try TestPinRoot()
+        cluster = try ClusterNetwork(prefix: UniqueNames.make("nfe"), pods: pods, subnet: 100 + UniqueNames.next() % 100)
+        servers = try cluster.pods.map { try ProbeServer(in: $0.namespace, port: Self.port) }
+        try cli(["loader", "init"])
+        for (index, pod) in cluster.pods.enumerated() {
+            try cli(["loader", "attach", "--pod", "shop/pod\(index)", "--iface", pod.hostInterface, "--netns", cluster.node.name,
+                     "--ingress-default", ingressDefault, "--egress-default", egressDefault])
+        }
+    }
+
+    deinit {
+        servers.forEach { $0.stop() }
+        _ = try? NetfenceBinary.run(["loader", "reset", "--bpffs-root", root.path])
+        cluster.remove()
+    }
+
+    /// Runs netfence with this cluster's pin root; a failure fails the test with its stderr.
+    @discardableResult
+    func cli(_ words: [String], input: String? = nil, sourceLocation: SourceLocation = #_sourceLocation) throws -> CommandResult {
+        var arguments = words + ["--bpffs-root", root.path]
+        var file: URL?
+        if let input {
+            file = FileManager.default.temporaryDirectory.appendingPathComponent("nf-\(UniqueNames.make("in")).yaml")
+            try input.write(to: file!, atomically: true, encoding: .utf8)
+            arguments += ["-f", file!.path]
+        }
+        defer { file.map { try? FileManager.default.removeItem(at: $0) } }
+        let result = try NetfenceBinary.run(arguments)
+        #expect(result.status == 0, "netfence \(words.joined(separator: " ")): \(result.standardError)", sourceLocation: sourceLocation)
+        return result
+    }
+
+    /// Whether `probe` from pod `from` reaches pod `to` (IPv6 when `ipv6`).
+    func reaches(_ from: Int, _ to: Int, _ probe: Probe, ipv6: Bool = false) throws -> Bool {
+        let target = ipv6 ? cluster.pods[to].ipv6 : cluster.pods[to].ipv4
+        return try cluster.pods[from].namespace.probe(probe, to: target, port: Self.port)
+    }
+}
+
+/// A PolicyEndpoint selecting `pod` with `ingress`/`egress` rules given as YAML lines.
+func policyEndpoint(_ name: String, selecting pods: [Int], isolation: [String], ingress: String = "", egress: String = "") -> String {
+    let endpoints = pods.map { "  - name: pod\($0)\n    namespace: shop\n" }.joined()
+    return """
+    apiVersion: networking.k8s.aws/v1alpha1
+    kind: PolicyEndpoint
+    metadata:
+      name: \(name)
+      namespace: shop
+    spec:
+      policyRef:
+        name: \(name)
+        namespace: shop
+      podIsolation: [\(isolation.joined(separator: ", "))]
+      podSelectorEndpoints:
+    \(endpoints)  ingress:
+    \(ingress)
+      egress:
+    \(egress)
+
+    """
+}
+
+@Suite(.serialized) struct LoaderEndToEndTests {
+    @Test func attachedPodsTalkUntilAPolicyIsolatesOne() throws {
+        guard Privileges.require() else { return }
+        let bench = try LoaderCluster()
+        for probe in Probe.allCases {
+            #expect(try bench.reaches(1, 0, probe), "\(probe) before any policy")
+        }
+        let podIP1 = bench.cluster.pods[1].ipv4
+        try bench.cli(["loader", "apply"], input: policyEndpoint("web", selecting: [0], isolation: ["Ingress"], ingress: """
+          - cidr: \(podIP1)/32
+            ports:
+            - protocol: TCP
+              port: \(LoaderCluster.port)
+        """))
+        #expect(try bench.reaches(1, 0, .tcp), "allowed peer and port")
+        #expect(try !bench.reaches(1, 0, .udp), "UDP not allowed")
+        #expect(try !bench.reaches(1, 0, .icmp), "ICMP not allowed")
+        #expect(try !bench.reaches(2, 0, .tcp), "other peer")
+        #expect(try bench.reaches(0, 2, .tcp), "egress of the isolated pod is not isolated; its replies pass")
+        #expect(try bench.reaches(2, 1, .udp), "other pods unaffected")
+    }
+}

@@ -258,6 +258,51 @@ public final class Loader {
         }
     }
 
+    // MARK: status
+
+    /// One attached pod as status reports it.
+    public struct AttachedPod: Sendable {
+        public let podID: UInt32
+        public let registration: PodRegistration
+        /// The live record, nil when the pod's record is missing (drift).
+        public let record: PodRecord?
+        public let objects: [ObjectKey]
+        /// The hooks of its interface that do not carry netfence's current programs.
+        public let missingHooks: [TCDirection]
+    }
+
+    /// An interface carrying netfence's programs that no registered pod owns.
+    public struct StrayAttachment: Sendable {
+        public let attachment: ProgramAttachment
+    }
+
+    /// Pods with their live state and drift, and attachments nobody registered.
+    public func status() throws -> (pods: [AttachedPod], objects: [StoredObject], stray: [StrayAttachment]) {
+        let objects = try state.objects()
+        let programs = [TCDirection.ingress: try datapath.fromPod.info().id, .egress: try datapath.toPod.info().id]
+        let pods = try state.pods().sorted { $0.key < $1.key }
+        var namespaces: [String: NetworkNamespace] = [:]
+        for (_, pod) in pods {
+            if pod.netns.isEmpty { namespaces[""] = .current } else if let namespace = try? NetworkNamespace.named(pod.netns) { namespaces[pod.netns] = namespace }
+        }
+        let attachments = TCAttachments.scan(Array(namespaces.values))
+        let ours = attachments.filter { programs.values.contains($0.programID) }
+        var result: [AttachedPod] = []
+        for (podID, pod) in pods {
+            let namespaceName = pod.netns.isEmpty ? NetworkNamespace.current.name : pod.netns
+            let missing = TCDirection.allCases.filter { direction in
+                !ours.contains { $0.namespace == namespaceName && $0.interface == pod.interface && $0.direction == direction
+                    && $0.programID == programs[direction] }
+            }
+            result.append(AttachedPod(podID: podID, registration: pod, record: try datapath.pod(ifindex: pod.ifindex),
+                                   objects: objects.filter { $0.object.selects(namespace: pod.namespace, name: pod.name) }.map(\.object.key),
+                                   missingHooks: missing))
+        }
+        let registered = Set(pods.map { "\($0.value.netns.isEmpty ? NetworkNamespace.current.name : $0.value.netns)/\($0.value.interface)" })
+        let stray = ours.filter { !registered.contains("\($0.namespace)/\($0.interface)") }.map(StrayAttachment.init)
+        return (result, objects, stray)
+    }
+
     // MARK: reset
 
     /// Removes everything netfence put on the node under `root`: every pod's

@@ -70,41 +70,54 @@ struct InitSummary: Encodable {
     let reattached: [String]
 }
 
-/// `netfence loader status`: the loaded datapath, its maps and registered pods.
+/// `netfence loader status`: the loaded datapath, its pods, objects and drift.
 struct LoaderStatusCommand: Command {
     static let configuration = CommandConfiguration(
         name: "status",
-        abstract: "Show the loaded datapath: programs, global map fill, registered pods.")
+        abstract: "Show pods, interfaces, program ids, applied objects, revisions, drift and map fill.",
+        discussion: """
+            Drift is an interface that should carry netfence's current programs but does not (a hook is missing), or \
+            one that carries them without a registered pod. Re-running 'loader attach' or 'loader init' repairs the \
+            first; 'loader reset' removes the second.
+            """)
 
     init(parsed: ParsedArguments) {}
 
     func run(_ context: CommandContext) throws {
-        try NodeAccess.requirePrivileges(context)
-        try NodeAccess.requireBPFFilesystem(context)
-        let datapath = try Datapath.open(pinnedUnder: context.bpffsRoot)
+        let loader = try LoaderAccess.open(context)
+        let datapath = loader.datapath
         let maps = try [("pods", datapath.pods), ("conntrack", datapath.conntrack), ("fragments", datapath.fragments)].map { name, map in
             MapFill(name: name, entries: try map.countEntries() ?? 0, maxEntries: Int(try map.info().maxEntries))
         }
-        let pods = try datapath.registeredPods().map { PodStatus(ifindex: $0.ifindex, record: $0.record) }
-        let status = LoaderStatus(root: context.bpffsRoot, programIDs: [
-            "nf_to_pod": try datapath.toPod.info().id, "nf_from_pod": try datapath.fromPod.info().id,
-        ], maps: maps, pods: pods)
+        let (pods, objects, stray) = try loader.status()
+        let status = LoaderStatus(
+            root: context.bpffsRoot,
+            programIDs: ["nf_to_pod": try datapath.toPod.info().id, "nf_from_pod": try datapath.fromPod.info().id],
+            maps: maps, pods: pods.map(PodStatus.init),
+            objects: objects.map { ObjectStatus(kind: $0.object.key.kind.rawValue, namespace: $0.object.key.namespace, name: $0.object.key.name,
+                                                policyRef: $0.object.policyRef, index: $0.index, appliedAt: $0.appliedAt) },
+            drift: pods.flatMap { pod in pod.missingHooks.map { "\(pod.registration.namespace)/\(pod.registration.name): \(pod.registration.interface) has no netfence \($0.rawValue) filter" } }
+                + stray.map { "\($0.attachment.summary) carries netfence's program but no pod is attached there" })
         switch context.outputFormat {
         case .json:
             context.print(try JSONOutput.encode(status))
         case .table:
-            context.print("Datapath under \(status.root): nf_to_pod id \(status.programIDs["nf_to_pod"]!), "
-                + "nf_from_pod id \(status.programIDs["nf_from_pod"]!)\n")
+            context.print("Datapath under \(status.root): nf_to_pod id \(status.programIDs["nf_to_pod"]!), nf_from_pod id \(status.programIDs["nf_from_pod"]!)\n")
+            if status.pods.isEmpty {
+                context.print("No pods attached.")
+            } else {
+                var table = Table(headers: ["POD", "INTERFACE", "NETNS", "IFINDEX", "ID", "REVISION", "INGRESS", "EGRESS", "OBJECTS"])
+                for pod in status.pods {
+                    table.append([pod.pod, pod.interface, pod.netns.isEmpty ? "-" : pod.netns, String(pod.ifindex), String(pod.podID),
+                                  pod.revision.map(String.init) ?? "-", pod.ingress, pod.egress, String(pod.objects.count)])
+                }
+                context.print(table.render())
+            }
+            context.print("\n\(status.objects.count) object(s) applied")
             var mapTable = Table(headers: ["MAP", "ENTRIES", "MAX", "FILL"])
             for map in maps { mapTable.append([map.name, String(map.entries), String(map.maxEntries), String(format: "%.1f%%", map.fillPercent)]) }
-            context.print(mapTable.render() + "\n")
-            if pods.isEmpty {
-                context.print("No pods registered.")
-            } else {
-                var podTable = Table(headers: ["IFINDEX", "POD ID", "REVISION", "INGRESS", "EGRESS"])
-                for pod in pods { podTable.append([String(pod.ifindex), String(pod.podID), String(pod.revision), pod.ingress, pod.egress]) }
-                context.print(podTable.render())
-            }
+            context.print("\n" + mapTable.render())
+            context.print(status.drift.isEmpty ? "\nNo drift." : "\nDrift:\n" + status.drift.map { "  \($0)" }.joined(separator: "\n"))
         }
     }
 }
@@ -126,19 +139,36 @@ struct MapFill: Encodable {
 }
 
 struct PodStatus: Encodable {
+    let pod: String
+    let interface: String
+    let netns: String
     let ifindex: UInt32
     let podID: UInt32
-    let revision: UInt32
+    let revision: UInt32?
     let ingress: String
     let egress: String
+    let objects: [String]
 
-    init(ifindex: UInt32, record: PodRecord) {
-        self.ifindex = ifindex
-        podID = record.podID
-        revision = record.revision
-        ingress = record.states[.ingress, default: .defaultAllow].name
-        egress = record.states[.egress, default: .defaultAllow].name
+    init(_ state: Loader.AttachedPod) {
+        pod = "\(state.registration.namespace)/\(state.registration.name)"
+        interface = state.registration.interface
+        netns = state.registration.netns
+        ifindex = state.registration.ifindex
+        podID = state.podID
+        revision = state.record?.revision
+        ingress = state.record?.states[.ingress].map(\.name) ?? "-"
+        egress = state.record?.states[.egress].map(\.name) ?? "-"
+        objects = state.objects.map(\.description)
     }
+}
+
+struct ObjectStatus: Encodable {
+    let kind: String
+    let namespace: String
+    let name: String
+    let policyRef: String
+    let index: UInt32
+    let appliedAt: Date
 }
 
 struct LoaderStatus: Encodable {
@@ -146,6 +176,8 @@ struct LoaderStatus: Encodable {
     let programIDs: [String: UInt32]
     let maps: [MapFill]
     let pods: [PodStatus]
+    let objects: [ObjectStatus]
+    let drift: [String]
 }
 
 extension PodState {

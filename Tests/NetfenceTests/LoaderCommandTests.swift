@@ -54,6 +54,6 @@ import TestSupport
         let root = try TestPinRoot()
         let result = try NetfenceBinary.run(["loader", "status", "--bpffs-root", root.path])
         #expect(result.status == 1)
-        #expect(result.standardError == "error: the datapath is not loaded under \(root.path); run 'netfence loader init' first\n")
+        #expect(result.standardError == "error: netfence is not loaded under \(root.path); run 'netfence loader init' first\n")
     }
 }

@@ -96,4 +96,29 @@ func policyEndpoint(_ name: String, selecting pods: [Int], isolation: [String], 
         #expect(try bench.reaches(0, 2, .tcp), "egress of the isolated pod is not isolated; its replies pass")
         #expect(try bench.reaches(2, 1, .udp), "other pods unaffected")
     }
+
+    @Test func statusShowsPodsObjectsAndDrift() throws {
+        guard Privileges.require() else { return }
+        let bench = try LoaderCluster(pods: 2)
+        try bench.cli(["loader", "apply"], input: policyEndpoint("deny-in", selecting: [0], isolation: ["Ingress"]))
+        func status() throws -> [String: Any] {
+            let text = try bench.cli(["loader", "status", "-o", "json"]).standardOutput
+            return try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
+        }
+        let before = try status()
+        let pods = try #require(before["pods"] as? [[String: Any]])
+        #expect(pods.map { $0["pod"] as? String } == ["shop/pod0", "shop/pod1"])
+        #expect(pods[0]["ingress"] as? String == "policies-applied" && pods[0]["egress"] as? String == "default-allow")
+        #expect(pods[0]["objects"] as? [String] == ["PolicyEndpoint shop/deny-in"])
+        #expect(pods[0]["revision"] as? Int == 2, "attach, then apply")
+        #expect(pods[0]["interface"] as? String == bench.cluster.pods[0].hostInterface)
+        #expect((before["objects"] as? [[String: Any]])?.first?["policyRef"] as? String == "shop/deny-in")
+        #expect((before["drift"] as? [String]) == [])
+
+        let host = bench.cluster.pods[1].hostInterface
+        try TCAttachments.detach(interface: host, direction: .egress, in: bench.cluster.node, handle: 0x4e46, priority: 1)
+        #expect((try status()["drift"] as? [String]) == ["shop/pod1: \(host) has no netfence egress filter"])
+        try bench.cli(["loader", "attach", "--pod", "shop/pod1", "--iface", host, "--netns", bench.cluster.node.name])
+        #expect((try status()["drift"] as? [String]) == [], "re-attaching repairs it")
+    }
 }

@@ -27,13 +27,14 @@ public final class ClusterNetwork: @unchecked Sendable {
         IPRoute.deleteNamespace(nodeName)
         do {
             try IPRoute.run(["netns", "add", nodeName])
-            try Self.sysctl(nodeName, ["net/ipv4/ip_forward", "net/ipv6/conf/all/forwarding"])
+            try Self.sysctl(nodeName, [("net/ipv4/ip_forward", 1), ("net/ipv6/conf/all/forwarding", 1)] + Self.noDAD)
             var pods: [Pod] = []
             for index in 0..<count {
                 let podName = "\(prefix)-p\(index)", host = "\(prefix)h\(index)"
                 IPRoute.deleteNamespace(podName)
                 try IPRoute.run(["netns", "add", podName])
                 created.append(podName)
+                try Self.sysctl(podName, Self.noDAD)
                 let base = index * 4
                 let (node4, pod4) = ("198.18.\(subnet).\(base + 1)", "198.18.\(subnet).\(base + 2)")
                 let (node6, pod6) = ("2001:db8:\(subnet):\(index)::1", "2001:db8:\(subnet):\(index)::2")
@@ -64,17 +65,21 @@ public final class ClusterNetwork: @unchecked Sendable {
 
     deinit { remove() }
 
-    /// Writes 1 to each /proc/sys key inside `namespace` (procfs shows the
-    /// opener's namespace; nsenter keeps this process's mounts as they are).
-    static func sysctl(_ namespace: String, _ keys: [String]) throws {
+    /// Without duplicate address detection, link-local addresses (which neighbour
+    /// discovery needs) work at once instead of after about a second.
+    static let noDAD = [("net/ipv6/conf/all/accept_dad", 0), ("net/ipv6/conf/default/accept_dad", 0)]
+
+    /// Writes each /proc/sys key inside `namespace` (procfs shows the opener's
+    /// namespace; nsenter keeps this process's mounts as they are).
+    static func sysctl(_ namespace: String, _ keys: [(key: String, value: Int)]) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
         process.arguments = ["--net=\(NetworkNamespace.namedFolder)/\(namespace)", "/bin/sh", "-c",
-                             keys.map { "echo 1 > /proc/sys/\($0)" }.joined(separator: " && ")]
+                             keys.map { "echo \($0.value) > /proc/sys/\($0.key)" }.joined(separator: " && ")]
         try process.run()
         process.waitUntilExit()
         guard process.terminationStatus == 0 else {
-            throw IPRoute.Failure(command: "nsenter sysctl \(keys.joined(separator: " "))", output: "exit \(process.terminationStatus)")
+            throw IPRoute.Failure(command: "nsenter sysctl \(keys.map(\.key).joined(separator: " "))", output: "exit \(process.terminationStatus)")
         }
     }
 }

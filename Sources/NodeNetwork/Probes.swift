@@ -87,7 +87,8 @@ extension NetworkNamespace {
     /// Whether `probe` from this namespace to `address` completes within `timeout` seconds.
     public func probe(_ probe: Probe, to address: String, port: UInt16, timeout: Double = 0.3) throws -> Bool {
         let family: Int32 = address.contains(":") ? AF_INET6 : AF_INET
-        var target = try SocketAddress.parse(address, port: port)
+        // Raw IPv6 sockets refuse a port other than 0 (or their protocol).
+        var target = try SocketAddress.parse(address, port: probe == .icmp ? 0 : port)
         switch probe {
         case .tcp:
             let socket = try self.socket(domain: family, type: Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue))

@@ -1,0 +1,88 @@
+import Foundation
+import Testing
+import TestSupport
+
+@Suite(.serialized) struct LoaderBadInputTests {
+    /// (what the document gets wrong, its text, the error after the file name)
+    static func cases(_ bench: LoaderCluster) -> [(String, String, String)] {
+        let good = policyEndpoint("web", selecting: [0], isolation: ["Ingress"], ingress: rule("\(bench.ip(1))/32", ports: [("TCP", 8080, nil)]))
+        return [
+            ("port as a string", good.replacingOccurrences(of: "port: 8080", with: "port: http"),
+             "spec.ingress[0].ports[0].port: \"http\" is a string, expected a number; nothing was applied"),
+            ("bad CIDR", good.replacingOccurrences(of: "\(bench.ip(1))/32", with: "198.18.0.0/33"),
+             "spec.ingress[0].cidr: 198.18.0.0/33 is not a CIDR; nothing was applied"),
+            ("port out of range", good.replacingOccurrences(of: "port: 8080", with: "port: 70000"),
+             "spec.ingress[0].ports[0].port: 70000 is not a port; nothing was applied"),
+            ("endPort below port", good.replacingOccurrences(of: "port: 8080", with: "port: 8080\n      endPort: 80"),
+             "spec.ingress[0].ports[0].endPort: 80 is below port 8080; nothing was applied"),
+            ("unknown tier", clusterPolicy("c", tier: "Platform", priority: 1, selecting: [0], ingress: rule("0.0.0.0/0", action: "Deny")),
+             "spec.tier: Platform is not Admin or Baseline; nothing was applied"),
+            ("unknown action", clusterPolicy("c", tier: "Admin", priority: 1, selecting: [0], ingress: rule("0.0.0.0/0", action: "Drop")),
+             "spec.ingress[0].action: Drop is not Accept, Deny or Pass; nothing was applied"),
+            ("a valid object after an invalid one", good + "---\n" + good.replacingOccurrences(of: "name: web", with: "name: two")
+                .replacingOccurrences(of: "port: 8080", with: "port: 0"),
+             "document[1].spec.ingress[0].ports[0].port: 0 is not a port; nothing was applied"),
+        ]
+    }
+
+    @Test func invalidInputIsReportedByPathAndAppliesNothing() throws {
+        guard Privileges.require() else { return }
+        let bench = try LoaderCluster(pods: 2)
+        try bench.cli(["loader", "apply"], input: policyEndpoint("base", selecting: [0], isolation: ["Ingress"]))
+        let before = try bench.cli(["loader", "status", "-o", "json"]).standardOutput
+        for (what, document, message) in Self.cases(bench) {
+            let file = FileManager.default.temporaryDirectory.appendingPathComponent("nf-bad-\(UniqueNames.make("b")).yaml")
+            try document.write(to: file, atomically: true, encoding: .utf8)
+            defer { try? FileManager.default.removeItem(at: file) }
+            let result = try NetfenceBinary.run(["loader", "apply", "-f", file.path, "--bpffs-root", bench.root.path])
+            #expect(result.status == 1, "\(what)")
+            #expect(result.standardOutput.isEmpty, "\(what)")
+            #expect(result.standardError == "error: \(file.path): \(message)\n", "\(what)")
+        }
+        let after = try bench.cli(["loader", "status", "-o", "json"]).standardOutput
+        #expect(after == before, "the datapath and the stored objects are unchanged")
+        try bench.expectMatrix(allowed: everyEdge(pods: 2).subtracting(edges("1>0 *")), scope: everyEdge(pods: 2), "still the base policy")
+    }
+
+    @Test func aPolicyThatDoesNotFitIsRefusedWhole() throws {
+        guard Privileges.require() else { return }
+        let bench = try LoaderCluster(pods: 2)
+        let before = try bench.cli(["loader", "status", "-o", "json"]).standardOutput
+        let ports = (0..<33).map { ("TCP", 1000 + $0, Int?.none) }
+        let document = policyEndpoint("wide", selecting: [0], isolation: ["Ingress"], ingress: rule("0.0.0.0/0", ports: ports))
+            + "---\n" + policyEndpoint("fine", selecting: [1], isolation: ["Ingress"])
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("nf-wide-\(UniqueNames.make("w")).yaml")
+        try document.write(to: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: file) }
+        let result = try NetfenceBinary.run(["loader", "apply", "-f", file.path, "--bpffs-root", bench.root.path])
+        #expect(result.status == 1)
+        #expect(result.standardError == "error: pod shop/pod0 ingress: 33 port rules apply to 0.0.0.0/0, more than the 32 one prefix can hold\n")
+        #expect(try bench.cli(["loader", "status", "-o", "json"]).standardOutput == before, "not even the object for pod1 was applied")
+    }
+
+    @Test(arguments: [
+        (["loader", "apply"], "Error: missing -f FILE (or -f - for standard input)"),
+        (["loader", "attach", "--iface", "eth0"], "Error: missing --pod NAMESPACE/NAME"),
+        (["loader", "attach", "--pod", "nonamespace", "--iface", "eth0"], "Error: 'nonamespace' is not a valid value for '--pod' (expected NAMESPACE/NAME)"),
+        (["loader", "attach", "--pod", "a/b", "--iface", "eth0", "--ingress-default", "maybe"],
+         "Error: 'maybe' is not a valid value for '--ingress-default' (one of: allow, deny)"),
+    ])
+    func usageErrors(words: [String], message: String) throws {
+        let result = try NetfenceBinary.run(words)
+        #expect(result.status == 64)
+        #expect(result.standardError.split(separator: "\n").first.map(String.init) == message)
+    }
+
+    @Test func runtimeErrorsNameWhatToDo() throws {
+        guard Privileges.require() else { return }
+        let bench = try LoaderCluster(pods: 1)
+        let missingFile = try NetfenceBinary.run(["loader", "apply", "-f", "/nonexistent/policy.yaml", "--bpffs-root", bench.root.path])
+        #expect(missingFile.status == 1 && missingFile.standardError == "error: cannot read /nonexistent/policy.yaml; check the path and its permissions\n")
+        let unknownPod = try NetfenceBinary.run(["loader", "detach", "--pod", "shop/ghost", "--bpffs-root", bench.root.path])
+        #expect(unknownPod.status == 1 && unknownPod.standardError == "error: pod shop/ghost is not attached on this node; see 'netfence loader status'\n")
+        let noInterface = try NetfenceBinary.run(["loader", "attach", "--pod", "shop/x", "--iface", "nf-absent0", "--netns", bench.cluster.node.name,
+                                                  "--bpffs-root", bench.root.path])
+        #expect(noInterface.status == 1)
+        #expect(noInterface.standardError == "error: find interface nf-absent0 in network namespace \(bench.cluster.node.name): No such device (ENODEV)\n")
+    }
+}

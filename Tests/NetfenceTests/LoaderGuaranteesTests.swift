@@ -1,0 +1,122 @@
+import BPFKit
+import Foundation
+import NodeNetwork
+import Testing
+import TestSupport
+
+/// Probes that run on a background thread while the loader changes things, and
+/// count every verdict that contradicts the invariant.
+final class ContinuousProbe: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stopped = false
+    private(set) var rounds = 0
+    private(set) var wrong: [String] = []
+    private var thread: Thread?
+
+    /// `mustConnect` and `mustNotConnect` are (from, to, probe) edges checked in a loop.
+    init(_ bench: LoaderCluster, mustConnect: [Edge], mustNotConnect: [Edge]) {
+        let pods = bench.cluster.pods
+        let port = LoaderCluster.port
+        let thread = Thread { [self] in
+            while !lock.withLock({ stopped }) {
+                for edge in mustConnect where (try? pods[edge.from].namespace.probe(edge.probe, to: pods[edge.to].ipv4, port: port, timeout: 1)) != true {
+                    lock.withLock { wrong.append("\(edge) failed") }
+                }
+                for edge in mustNotConnect where (try? pods[edge.from].namespace.probe(edge.probe, to: pods[edge.to].ipv4, port: port, timeout: 0.05)) != false {
+                    lock.withLock { wrong.append("\(edge) connected") }
+                }
+                lock.withLock { rounds += 1 }
+            }
+        }
+        self.thread = thread
+        thread.start()
+    }
+
+    /// Stops after the current round; returns (rounds, wrong verdicts).
+    func stop() -> (rounds: Int, wrong: [String]) {
+        lock.withLock { stopped = true }
+        while thread?.isFinished == false { usleep(5_000) }
+        return lock.withLock { (rounds, wrong) }
+    }
+}
+
+@Suite(.serialized) struct LoaderGuaranteesTests {
+    @Test func aContinuousProbeSeesNoWrongVerdictThrough200Swaps() throws {
+        guard Privileges.require() else { return }
+        let bench = try LoaderCluster(pods: 3)
+        let narrow = policyEndpoint("web", selecting: [0], isolation: ["Ingress"], ingress: rule("\(bench.ip(1))/32", ports: [("TCP", 8080, nil)]))
+        let wide = policyEndpoint("web", selecting: [0], isolation: ["Ingress"],
+                                  ingress: rule("\(bench.ip(1))/32", ports: [("TCP", 8080, nil), ("UDP", 8080, nil)]) + rule("198.19.0.0/16"))
+        try bench.cli(["loader", "apply"], input: narrow)
+        let probe = ContinuousProbe(bench, mustConnect: Array(edges("1>0 tcp")), mustNotConnect: Array(edges("2>0 tcp")))
+        for swap in 0..<200 { try bench.cli(["loader", "apply"], input: swap % 2 == 0 ? wide : narrow) }
+        let (rounds, wrong) = probe.stop()
+        #expect(rounds > 20, "the probe ran throughout (\(rounds) rounds)")
+        #expect(wrong.isEmpty, "wrong verdicts during swaps: \(wrong.prefix(5))")
+        let status = try bench.cli(["loader", "status", "-o", "json"]).standardOutput
+        #expect(status.contains("\"revision\" : 202"), "attach + 201 applies")
+    }
+
+    @Test func killingTheLoaderMidApplyLeavesOldOrNewAndARerunConverges() throws {
+        guard Privileges.require() else { return }
+        let bench = try LoaderCluster(pods: 2)
+        let old = policyEndpoint("big", selecting: [0], isolation: ["Ingress"], ingress: rule("\(bench.ip(1))/32", ports: [("TCP", 8080, nil)]))
+        // Large enough that the apply takes a while: 2,000 prefixes, then UDP too.
+        let prefixes = (0..<2000).map { rule("198.19.\($0 / 250).\($0 % 250)/32") }.joined()
+        let new = policyEndpoint("big", selecting: [0], isolation: ["Ingress"],
+                                 ingress: rule("\(bench.ip(1))/32", ports: [("TCP", 8080, nil), ("UDP", 8080, nil)]) + prefixes)
+        try bench.cli(["loader", "apply"], input: old)
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("nf-kill-\(UniqueNames.make("k")).yaml")
+        try new.write(to: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: file) }
+        let scope = everyEdge(pods: 2)
+        let newMatrix = scope.subtracting(edges("1>0 *")).union(edges("1>0 tcp", "1>0 udp"))
+        for delay in [0.02, 0.05, 0.1, 0.2] {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: NetfenceBinary.path)
+            process.arguments = ["loader", "apply", "-f", file.path, "--bpffs-root", bench.root.path]
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            Thread.sleep(forTimeInterval: delay)
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            // The pod enforces the old policy (TCP) or the new one (TCP and UDP), nothing else.
+            let reached = Set(try Probe.allCases.filter { try bench.reaches(1, 0, $0) })
+            #expect(reached == [.tcp] || reached == [.tcp, .udp], "after a kill at \(delay)s: \(reached)")
+            #expect(try bench.cli(["loader", "status", "-o", "json"]).status == 0, "state still reads after a kill at \(delay)s")
+            try bench.cli(["loader", "apply"], input: old)
+        }
+        try bench.cli(["loader", "apply"], input: new)
+        try bench.expectMatrix(allowed: newMatrix, scope: scope, "the re-run converged")
+        let status = try bench.cli(["loader", "status", "-o", "json"]).standardOutput
+        let objects = try #require((try JSONSerialization.jsonObject(with: Data(status.utf8)) as? [String: Any])?["objects"] as? [[String: Any]])
+        #expect(objects.count == 1, "one live version of the object")
+    }
+
+    @Test func reinitKeepsConntrackAndNeverLeavesAnInterfaceUnfiltered() throws {
+        guard Privileges.require() else { return }
+        let bench = try LoaderCluster(pods: 3)
+        try bench.cli(["loader", "apply"], input: policyEndpoint("web", selecting: [0], isolation: ["Ingress"],
+                                                               ingress: rule("\(bench.ip(1))/32", ports: [("TCP", 8080, nil)])))
+        #expect(try bench.reaches(1, 0, .tcp))
+        let conntrack = try #require(try BPFFilesystem.pinnedMap(at: bench.root.path + "/maps/conntrack"))
+        let tracked = try #require(try conntrack.countEntries())
+        #expect(tracked > 0)
+        let before = try #require(try BPFFilesystem.pinnedProgram(at: bench.root.path + "/programs/nf_to_pod")).info().id
+
+        let probe = ContinuousProbe(bench, mustConnect: Array(edges("1>0 tcp")), mustNotConnect: Array(edges("2>0 tcp")))
+        for _ in 0..<5 { try bench.cli(["loader", "init"]) }
+        let (rounds, wrong) = probe.stop()
+        #expect(rounds > 0 && wrong.isEmpty, "no moment without a filter: \(wrong.prefix(5))")
+
+        let after = try #require(try BPFFilesystem.pinnedProgram(at: bench.root.path + "/programs/nf_to_pod")).info().id
+        #expect(after != before, "new programs")
+        #expect(try conntrack.countEntries() ?? 0 >= tracked, "conntrack kept")
+        let attached = TCAttachments.scan([bench.cluster.node]).filter { $0.interface == bench.cluster.pods[0].hostInterface }
+        #expect(Set(attached.map(\.programID)).contains(after), "the interface carries the new program")
+        #expect(attached.count == 2, "one filter per hook, replaced rather than added")
+        let status = try bench.cli(["loader", "status", "-o", "json"]).standardOutput
+        #expect(status.contains("\"drift\" : [\n\n  ]"))
+    }
+}

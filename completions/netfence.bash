@@ -5,7 +5,7 @@ _netfence() {
     local path="netfence" i
     for ((i = 1; i < COMP_CWORD; i++)); do
         case "${COMP_WORDS[i]}" in
-            -o|--output|--bpffs-root|--stats-window|--pod|--iface|--netns|--ingress-default|--egress-default|-f|--filename|--passes) ((i++)); continue ;;
+            -o|--output|--bpffs-root|--stats-window|--pod|--iface|--netns|--ingress-default|--egress-default|-f|--filename|--passes|--pods) ((i++)); continue ;;
         esac
         case "$path ${COMP_WORDS[i]}" in
             "netfence ebpf") path="netfence ebpf" ;;
@@ -21,6 +21,7 @@ _netfence() {
             "netfence loader reset") path="netfence loader reset" ;;
             "netfence bench") path="netfence bench" ;;
             "netfence bench datapath") path="netfence bench datapath" ;;
+            "netfence bench loader") path="netfence bench loader" ;;
             "netfence demo") path="netfence demo" ;;
             "netfence completions") path="netfence completions" ;;
             "netfence man") path="netfence man" ;;
@@ -37,6 +38,7 @@ _netfence() {
         --egress-default) COMPREPLY=($(compgen -W "allow deny" -- "$cur")); return ;;
         -f|--filename) COMPREPLY=($(compgen -f -- "$cur")); return ;;
         --passes) COMPREPLY=(); return ;;
+        --pods) COMPREPLY=(); return ;;
     esac
     case "$path" in
         "netfence") COMPREPLY=($(compgen -W "ebpf loader bench demo completions man -o --output --bpffs-root -h --help --version" -- "$cur")) ;;
@@ -51,8 +53,9 @@ _netfence() {
         "netfence loader detach") COMPREPLY=($(compgen -W "-o --output --bpffs-root --pod -h --help" -- "$cur")) ;;
         "netfence loader status") COMPREPLY=($(compgen -W "-o --output --bpffs-root -h --help" -- "$cur")) ;;
         "netfence loader reset") COMPREPLY=($(compgen -W "-o --output --bpffs-root -h --help" -- "$cur")) ;;
-        "netfence bench") COMPREPLY=($(compgen -W "datapath -o --output --bpffs-root -h --help" -- "$cur")) ;;
+        "netfence bench") COMPREPLY=($(compgen -W "datapath loader -o --output --bpffs-root -h --help" -- "$cur")) ;;
         "netfence bench datapath") COMPREPLY=($(compgen -W "-o --output --bpffs-root --passes -h --help" -- "$cur")) ;;
+        "netfence bench loader") COMPREPLY=($(compgen -W "-o --output --bpffs-root --pods -h --help" -- "$cur")) ;;
         "netfence demo") COMPREPLY=($(compgen -W "-o --output --bpffs-root --keep -h --help" -- "$cur")) ;;
         "netfence completions") COMPREPLY=($(compgen -W "-o --output --bpffs-root -h --help" -- "$cur")) ;;
         "netfence man") COMPREPLY=($(compgen -W "-o --output --bpffs-root -h --help" -- "$cur")) ;;

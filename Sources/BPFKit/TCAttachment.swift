@@ -39,6 +39,7 @@ public enum TCAttachments {
     public static func attach(_ program: BPFProgram, interface: String, direction: TCDirection,
                               in namespace: NetworkNamespace? = nil, handle: UInt32 = 0, priority: UInt32 = 0) throws
         -> (ifindex: UInt32, handle: UInt32, priority: UInt32) {
+        nf_libbpf_capture_logs()  // libbpf would print netlink notices to stderr
         let nsfd = try namespace?.open()
         var ifindex: UInt32 = 0, usedHandle: UInt32 = 0, usedPriority: UInt32 = 0
         let result = interface.withCString { name in
@@ -53,6 +54,7 @@ public enum TCAttachments {
     /// Removes the filter with `handle` and `priority` from `interface`'s hook.
     public static func detach(interface: String, direction: TCDirection, in namespace: NetworkNamespace? = nil,
                               handle: UInt32, priority: UInt32) throws {
+        nf_libbpf_capture_logs()
         let nsfd = try namespace?.open()
         let result = interface.withCString { name in
             var target = nf_tc_target(netns_fd: nsfd?.rawValue ?? -1, ifname: name, hook: direction.hook,

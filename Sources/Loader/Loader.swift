@@ -179,32 +179,21 @@ public final class Loader {
     }
 
     /// Applies objects: each replaces its previous version (same kind, namespace,
-    /// name). Every attached pod's new policy is compiled first; if any does not
-    /// fit, nothing is stored or changed.
+    /// name). The new policy of every pod the change touches is compiled first;
+    /// if any does not fit, nothing is stored or changed. Then the objects are
+    /// stored, each pod's policy swapped, and the replaced versions removed.
     public func apply(_ input: ParsedPolicies) throws -> ApplyReport {
         let current = try state.objects()
         let replacedKeys = Set(input.objects.map(\.key))
-        let kept = current.filter { !replacedKeys.contains($0.object.key) }
-        // Placeholders stand for the new versions' indexes while checking.
-        let reserved = Set(current.map(\.index))
-        var placeholder = UInt32(DatapathLimits.maxObjects)
-        let prospective = kept.map { (index: $0.index, object: $0.object) } + input.objects.map { object -> (index: UInt32, object: PolicyObject) in
-            placeholder -= 1
-            return (placeholder, object)
-        }
-        try checkAllPods(with: prospective)
+        let indexes = try state.freeIndexes(count: input.objects.count)
+        let next = current.filter { !replacedKeys.contains($0.object.key) }.map { (index: $0.index, object: $0.object) }
+            + zip(indexes, input.objects).map { (index: $0.0, object: $0.1) }
+        let touched = selectedPods(input.objects + current.filter { replacedKeys.contains($0.object.key) }.map(\.object))
+        let policies = try compile(podsNamed: touched, objects: next)
 
+        for (index, object) in zip(indexes, input.objects) { try state.store(object, at: index) }
         var report = ApplyReport(objects: input.objects.map(\.key), warnings: input.warnings)
-        var stored: [(index: UInt32, object: PolicyObject)] = kept.map { ($0.index, $0.object) }
-        var taken = reserved
-        for object in input.objects {
-            let index = try state.store(object, excluding: taken)
-            taken.insert(index)
-            stored.append((index, object))
-        }
-        let affected = Set(input.objects.flatMap(\.pods).map { "\($0.namespace)/\($0.name)" })
-            .union(current.filter { replacedKeys.contains($0.object.key) }.flatMap(\.object.pods).map { "\($0.namespace)/\($0.name)" })
-        report.pods = try refreshPods(named: affected, objects: stored)
+        report.pods = try swap(policies)
         for old in current where replacedKeys.contains(old.object.key) { try state.remove(index: old.index) }
         try state.collectGarbage()
         return report
@@ -215,44 +204,42 @@ public final class Loader {
         let current = try state.objects()
         let doomed = current.filter { keys.contains($0.object.key) }
         let remaining = current.filter { !keys.contains($0.object.key) }.map { (index: $0.index, object: $0.object) }
+        let policies = try compile(podsNamed: selectedPods(doomed.map(\.object)), objects: remaining)
         var report = ApplyReport(objects: doomed.map(\.object.key))
-        let affected = Set(doomed.flatMap(\.object.pods).map { "\($0.namespace)/\($0.name)" })
-        report.pods = try refreshPods(named: affected, objects: remaining)
+        report.pods = try swap(policies)
         for object in doomed { try state.remove(index: object.index) }
         return report
     }
 
-    private func checkAllPods(with objects: [(index: UInt32, object: PolicyObject)]) throws {
-        for (_, pod) in try state.pods() { _ = try policy(for: pod, objects: objects.map { StoredLike($0) }) }
+    private func selectedPods(_ objects: [PolicyObject]) -> Set<String> {
+        Set(objects.flatMap(\.pods).map { "\($0.namespace)/\($0.name)" })
     }
 
-    private func refreshPods(named names: Set<String>, objects: [(index: UInt32, object: PolicyObject)]) throws -> [(pod: String, revision: UInt32)] {
-        var refreshed: [(pod: String, revision: UInt32)] = []
-        for (podID, pod) in try state.pods().sorted(by: { $0.key < $1.key }) where names.contains("\(pod.namespace)/\(pod.name)") {
-            let policy = try policy(for: pod, objects: objects.map { StoredLike($0) })
-            try datapath.apply(ifindex: pod.ifindex, podID: podID, states: policy.states, policies: policy.policies)
-            refreshed.append(("\(pod.namespace)/\(pod.name)", try datapath.pod(ifindex: pod.ifindex)?.revision ?? 0))
+    /// The policy of every attached pod in `names`, compiled against `objects`.
+    private func compile(podsNamed names: Set<String>, objects: [(index: UInt32, object: PolicyObject)])
+        throws -> [(podID: UInt32, pod: PodRegistration, policy: PodPolicy)] {
+        try state.pods().sorted { $0.key < $1.key }.filter { names.contains("\($0.value.namespace)/\($0.value.name)") }.map {
+            ($0.key, $0.value, try policy(for: $0.value, objects: objects))
         }
-        return refreshed
     }
 
-    private struct StoredLike {
-        let index: UInt32
-        let object: PolicyObject
-        init(_ pair: (index: UInt32, object: PolicyObject)) { (index, object) = pair }
-        init(_ stored: StoredObject) { (index, object) = (stored.index, stored.object) }
+    private func swap(_ policies: [(podID: UInt32, pod: PodRegistration, policy: PodPolicy)]) throws -> [(pod: String, revision: UInt32)] {
+        try policies.map { podID, pod, policy in
+            try datapath.apply(ifindex: pod.ifindex, podID: podID, states: policy.states, policies: policy.policies)
+            return ("\(pod.namespace)/\(pod.name)", try datapath.pod(ifindex: pod.ifindex)?.revision ?? 0)
+        }
     }
 
     private func policy(for pod: PodRegistration, objects: [StoredObject]) throws -> PodPolicy {
-        try policy(for: pod, objects: objects.map { StoredLike($0) })
+        try policy(for: pod, objects: objects.map { (index: $0.index, object: $0.object) })
     }
 
-    private func policy(for pod: PodRegistration, objects: [StoredLike]) throws -> PodPolicy {
+    private func policy(for pod: PodRegistration, objects: [(index: UInt32, object: PolicyObject)]) throws -> PodPolicy {
         do {
             return try PodPolicyBuilder.build(
                 namespace: pod.namespace, name: pod.name,
                 defaults: [.ingress: pod.denyByDefault[.ingress] == true ? .deny : .allow, .egress: pod.denyByDefault[.egress] == true ? .deny : .allow],
-                objects: objects.map { (index: $0.index, object: $0.object) })
+                objects: objects)
         } catch {
             throw LoaderError.policy(error.description)
         }

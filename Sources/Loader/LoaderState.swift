@@ -99,13 +99,18 @@ public final class LoaderState {
         return result
     }
 
-    /// Stores a new version under a free index: chunks first, then the manifest
-    /// that makes it visible. Returns the index.
-    func store(_ object: PolicyObject, excluding reserved: Set<UInt32>) throws -> UInt32 {
-        let used = Set(try manifests.keys().map(uint32)).union(reserved)
-        guard let index = (1...UInt32(DatapathLimits.maxObjects)).first(where: { !used.contains($0) }) else {
-            throw LoaderError.full("\(DatapathLimits.maxObjects) objects are applied already")
-        }
+    /// `count` indexes no stored version uses (lowest first).
+    func freeIndexes(count: Int) throws -> [UInt32] {
+        let used = Set(try manifests.keys().map(uint32))
+        let free = (1...UInt32(DatapathLimits.maxObjects)).lazy.filter { !used.contains($0) }.prefix(count)
+        guard free.count == count else { throw LoaderError.full("\(DatapathLimits.maxObjects) objects are applied already") }
+        return Array(free)
+    }
+
+    /// Stores a version under `index`: chunks first, then the manifest that makes it visible.
+    /// Chunks a killed apply left at this index go first.
+    func store(_ object: PolicyObject, at index: UInt32) throws {
+        try removeChunks(of: [index])
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
         let data = Array(try encoder.encode(object))
@@ -115,7 +120,6 @@ public final class LoaderState {
         }
         let now = BootClock.nanoseconds(CLOCK_REALTIME)
         try manifests.update(key: bytes(index), value: ObjectStoreCodec.manifest(length: data.count, chunks: parts.count, appliedNanoseconds: now))
-        return index
     }
 
     /// Removes a version: the manifest first (it stops counting), then its chunks.

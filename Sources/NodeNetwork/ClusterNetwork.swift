@@ -4,8 +4,8 @@ import Glibc
 
 /// A throwaway node with pods: a node namespace that routes between pod
 /// namespaces, each joined to it by a veth pair (the node end is the pod's host
-/// veth). Addresses from the test ranges: pod i is 198.18.`subnet`.(4i+2) and
-/// 2001:db8:`subnet`:i::2. Everything lives in namespaces this type created and
+/// veth). Addresses from the test ranges: pod i is the second address of the
+/// i-th /30 from 198.18.`subnet`.0 (64 per third octet) and 2001:db8:`subnet`:i::2. Everything lives in namespaces this type created and
 /// goes with ``remove()`` (also run on deinit).
 public final class ClusterNetwork: @unchecked Sendable {
     public struct Pod: Sendable {
@@ -35,8 +35,8 @@ public final class ClusterNetwork: @unchecked Sendable {
                 try IPRoute.run(["netns", "add", podName])
                 created.append(podName)
                 try Self.sysctl(podName, Self.noDAD)
-                let base = index * 4
-                let (node4, pod4) = ("198.18.\(subnet).\(base + 1)", "198.18.\(subnet).\(base + 2)")
+                let (octet, base) = (subnet + index / 64, index % 64 * 4)
+                let (node4, pod4) = ("198.18.\(octet).\(base + 1)", "198.18.\(octet).\(base + 2)")
                 let (node6, pod6) = ("2001:db8:\(subnet):\(index)::1", "2001:db8:\(subnet):\(index)::2")
                 try IPRoute.run(["-n", nodeName, "link", "add", host, "type", "veth", "peer", "name", "eth0", "netns", podName])
                 try IPRoute.run(["-n", nodeName, "addr", "add", "\(node4)/30", "dev", host])

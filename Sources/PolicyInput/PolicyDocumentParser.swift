@@ -20,6 +20,11 @@ public struct ParsedPolicies: Sendable {
     public var objects: [PolicyObject] = []
     /// `items[0].spec.ingress[0].cidr: 10.1.2.3/8 is not canonical; using 10.0.0.0/8`.
     public var warnings: [String] = []
+
+    public init(objects: [PolicyObject] = [], warnings: [String] = []) {
+        self.objects = objects
+        self.warnings = warnings
+    }
 }
 
 /// Reads PolicyEndpoint and ClusterPolicyEndpoint objects exactly as
@@ -211,7 +216,7 @@ public enum PolicyDocumentParser {
     private static func isBoolean(_ value: Any?) -> Bool {
         guard let value else { return false }
         if type(of: value) == Bool.self { return true }
-        if let number = value as? NSNumber { return String(cString: number.objCType) == "c" }
+        if let number = value as? NSNumber { return number.objCType.pointee == CChar(UInt8(ascii: "c")) }
         return false
     }
 
@@ -227,53 +232,56 @@ public enum PolicyDocumentParser {
         }
     }
 
-    private static func dictionary(_ value: Any?, _ path: String) throws(PolicyInputError) -> [String: Any] {
-        guard let dictionary = value as? [String: Any] else { throw PolicyInputError(path, "\(describe(value)), expected an object") }
+    // Paths are built only when a field is wrong: a 1,000-rule object would
+    // otherwise build ten strings per rule for nothing.
+
+    private static func dictionary(_ value: Any?, _ path: @autoclosure () -> String) throws(PolicyInputError) -> [String: Any] {
+        guard let dictionary = value as? [String: Any] else { throw PolicyInputError(path(), "\(describe(value)), expected an object") }
         return dictionary
     }
 
-    private static func array(_ value: Any?, _ path: String) throws(PolicyInputError) -> [Any] {
-        guard let array = value as? [Any] else { throw PolicyInputError(path, "\(describe(value)), expected a list") }
+    private static func array(_ value: Any?, _ path: @autoclosure () -> String) throws(PolicyInputError) -> [Any] {
+        guard let array = value as? [Any] else { throw PolicyInputError(path(), "\(describe(value)), expected a list") }
         return array
     }
 
     /// A missing or null list is an empty one.
-    private static func optionalArray(_ value: Any?, _ path: String) throws(PolicyInputError) -> [Any] {
+    private static func optionalArray(_ value: Any?, _ path: @autoclosure () -> String) throws(PolicyInputError) -> [Any] {
         if value == nil || value is NSNull { return [] }
-        return try array(value, path)
+        return try array(value, path())
     }
 
-    private static func string(_ value: Any?, _ path: String) throws(PolicyInputError) -> String {
+    private static func string(_ value: Any?, _ path: @autoclosure () -> String) throws(PolicyInputError) -> String {
         guard let string = value as? String, !string.isEmpty else {
-            throw PolicyInputError(path, value is String ? "empty" : "\(describe(value)), expected a string")
+            throw PolicyInputError(path(), value is String ? "empty" : "\(describe(value)), expected a string")
         }
         return string
     }
 
-    private static func integer(_ value: Any?, _ path: String) throws(PolicyInputError) -> Int {
+    private static func integer(_ value: Any?, _ path: @autoclosure () -> String) throws(PolicyInputError) -> Int {
         if !isBoolean(value) {
             if let number = value as? Int { return number }
             if let number = value as? NSNumber {
-                guard let exact = Int(exactly: number.doubleValue) else { throw PolicyInputError(path, "\(number) is not a whole number") }
+                guard let exact = Int(exactly: number.doubleValue) else { throw PolicyInputError(path(), "\(number) is not a whole number") }
                 return exact
             }
-            if let number = value as? Double { throw PolicyInputError(path, "\(number) is not a whole number") }
+            if let number = value as? Double { throw PolicyInputError(path(), "\(number) is not a whole number") }
         }
-        if let text = value as? String { throw PolicyInputError(path, "\"\(text)\" is a string, expected a number") }
-        throw PolicyInputError(path, "\(describe(value)), expected a number")
+        if let text = value as? String { throw PolicyInputError(path(), "\"\(text)\" is a string, expected a number") }
+        throw PolicyInputError(path(), "\(describe(value)), expected a number")
     }
 
-    private static func address(_ value: Any, _ path: String) throws(PolicyInputError) -> String {
-        let text = try string(value, path)
-        guard IPAddress(text) != nil else { throw PolicyInputError(path, "\(text) is not an IP address") }
+    private static func address(_ value: Any, _ path: @autoclosure () -> String) throws(PolicyInputError) -> String {
+        let text = try string(value, path())
+        guard IPAddress(text) != nil else { throw PolicyInputError(path(), "\(text) is not an IP address") }
         return text
     }
 
-    private static func prefix(_ value: Any, _ path: String, warnings: inout [String]) throws(PolicyInputError) -> String {
-        let text = try string(value, path)
-        guard let parsed = IPPrefix.parse(text) else { throw PolicyInputError(path, "\(text) is not a CIDR") }
+    private static func prefix(_ value: Any, _ path: @autoclosure () -> String, warnings: inout [String]) throws(PolicyInputError) -> String {
+        let text = try string(value, path())
+        guard let parsed = IPPrefix.parse(text) else { throw PolicyInputError(path(), "\(text) is not a CIDR") }
         if !parsed.wasCanonical {
-            warnings.append("\(path): \(text) is not canonical; using \(parsed.prefix)")
+            warnings.append("\(path()): \(text) is not canonical; using \(parsed.prefix)")
         }
         return parsed.prefix.description
     }

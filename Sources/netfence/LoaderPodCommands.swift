@@ -6,7 +6,7 @@ import Loader
 import PolicyInput
 
 /// `NS/NAME` of a pod.
-struct PodName: ArgumentValue {
+struct PodName: ArgumentValue, CustomStringConvertible {
     let namespace: String
     let name: String
 

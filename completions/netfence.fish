@@ -57,7 +57,7 @@ complete -c netfence -f
 complete -c netfence -n 'test (__netfence_path) = "netfence"' -a ebpf -d 'Inspect the eBPF programs and maps on this node.'
 complete -c netfence -n 'test (__netfence_path) = "netfence"' -a loader -d 'Load the datapath and report its state (what a node agent runs).'
 complete -c netfence -n 'test (__netfence_path) = "netfence"' -a bench -d 'Measure netfence on this machine, each figure beside its baseline from the same run.'
-complete -c netfence -n 'test (__netfence_path) = "netfence"' -a demo -d 'Run a throwaway pod with a counting tc program, show it with \'ebpf progs\' and \'ebpf maps\', clean up.'
+complete -c netfence -n 'test (__netfence_path) = "netfence"' -a demo -d 'Run three throwaway pods under the real datapath: apply a policy, probe traffic, inspect, clean up.'
 complete -c netfence -n 'test (__netfence_path) = "netfence"' -a completions -d 'Print the completion script for bash, zsh or fish.'
 complete -c netfence -n 'test (__netfence_path) = "netfence"' -a man -d 'Print the man page (roff); view it with \'netfence man | man -l -\'.'
 complete -c netfence -n 'test (__netfence_path) = "netfence"' -s o -l output -x -a 'table json' -d 'Output format: table for people, json for scripts.'

@@ -1,24 +1,28 @@
 import BPFKit
-import BPFObjects
 import CommandTree
 import Foundation
+import Loader
 import NodeNetwork
+import PolicyInput
 
-/// `netfence demo`: a throwaway pod with the embedded demo program on its host
-/// veth, traffic through it, and the introspection commands showing it all.
+/// `netfence demo`: three throwaway pods under the real datapath, a policy
+/// applied, traffic allowed and denied, and the introspection commands showing it.
 struct DemoCommand: Command {
     static let configuration = CommandConfiguration(
         name: "demo",
-        abstract: "Run a throwaway pod with a counting tc program, show it with 'ebpf progs' and 'ebpf maps', clean up.",
+        abstract: "Run three throwaway pods under the real datapath: apply a policy, probe traffic, inspect, clean up.",
         discussion: """
-            Creates two network namespaces, a node and a pod, joined by a veth pair (198.18.0.1 ↔ 198.18.0.2, \
-            a test range); loads the embedded demo program and its counter map, pins them under \
-            BPFFS_ROOT/demo-PID, attaches them to both tc hooks of the pod's host veth; sends UDP from the pod; \
-            prints 'ebpf progs' and 'ebpf maps' for the demo's pins; removes everything it created, also on failure.
+            Creates a node namespace routing between three pod namespaces (198.18.42.0/24 and 2001:db8:42::/48, test \\
+            ranges), loads netfence under BPFFS_ROOT/demo-PID, attaches the pods, and probes TCP, UDP and ICMP between \\
+            them before and after applying a PolicyEndpoint that lets only pod1 reach pod0, on TCP. Then prints \\
+            'loader status', 'ebpf progs' and 'ebpf maps' for the demo, and removes everything it created, also on \\
+            failure.
             """)
 
     static let keep = Flag(long: "keep", help: "Leave the namespaces, filters and pins in place for a look around.")
     static let arguments = [keep.definition]
+
+    static let port: UInt16 = 8080
 
     let keepResources: Bool
     init(parsed: ParsedArguments) { keepResources = parsed[Self.keep] }
@@ -31,38 +35,68 @@ struct DemoCommand: Command {
         try NodeAccess.requireBPFFilesystem(context)
 
         let pid = getpid()
-        let pinFolder = "\(context.bpffsRoot)/demo-\(pid)"
-        context.print("==> Creating a node and a pod namespace joined by a veth pair")
-        let network = try PodNetwork(name: "nfdemo-\(pid)", hostInterface: "nfdemo\(pid % 100_000)",
-                                     nodeAddress: "198.18.0.1", podAddress: "198.18.0.2")
+        let root = "\(context.bpffsRoot)/demo-\(pid)"
+        context.print("==> Creating a node and three pods (network namespaces joined by veth pairs)")
+        let cluster = try ClusterNetwork(prefix: "nfdemo\(pid % 10_000)", pods: 3, subnet: 42)
+        let servers = try cluster.pods.map { try ProbeServer(in: $0.namespace, port: Self.port) }
         defer {
+            servers.forEach { $0.stop() }
             if !keepResources {
-                network.remove()
-                try? FileManager.default.removeItem(atPath: pinFolder)
+                try? Loader.reset(root: root)
+                cluster.remove()
             }
         }
 
-        context.print("==> Loading the embedded demo program (verifier runs once) and pinning it under \(pinFolder)")
-        let object = try BPFObjectFile(bytes: EmbeddedBPFObject.demo.bytes, name: EmbeddedBPFObject.demo.name)
-        try FileManager.default.createDirectory(atPath: pinFolder, withIntermediateDirectories: true)
-        let counters = try object.map(named: "demo_packets")
-        try counters.pin(at: "\(pinFolder)/demo_packets")
-        for direction in TCDirection.allCases {
-            let program = try object.program(named: "demo_\(direction.rawValue)")
-            try program.pin(at: "\(pinFolder)/demo_\(direction.rawValue)")
-            try TCAttachments.attach(program, interface: network.hostInterface, direction: direction, in: network.node)
+        context.print("==> netfence loader init, and loader attach for each pod (one program load for all of them)")
+        let (loader, _) = try Loader.initialize(root: root, migrate: false)
+        for (index, pod) in cluster.pods.enumerated() {
+            let report = try loader.attach(namespace: "demo", name: "pod\(index)", interface: pod.hostInterface, netns: cluster.node.name,
+                                           defaults: [.ingress: .allow, .egress: .allow])
+            context.print("    demo/pod\(index) \(pod.ipv4) on \(pod.hostInterface) (pod id \(report.podID))")
         }
+        try printMatrix(context, cluster, title: "Before any policy")
 
-        context.print("==> Sending 5 UDP datagrams from the pod (\(network.podAddress)) to the node (\(network.nodeAddress))")
-        try network.sendUDPFromPod(count: 5)
+        let policy = """
+            apiVersion: networking.k8s.aws/v1alpha1
+            kind: PolicyEndpoint
+            metadata: {name: web-ingress, namespace: demo}
+            spec:
+              policyRef: {name: web-ingress, namespace: demo}
+              podIsolation: [Ingress]
+              podSelectorEndpoints: [{name: pod0, namespace: demo, podIP: \(cluster.pods[0].ipv4)}]
+              ingress:
+              - cidr: \(cluster.pods[1].ipv4)/32
+                ports: [{protocol: TCP, port: \(Self.port)}]
+            """
+        context.print("\n==> netfence loader apply -f - <<EOF\n\(policy)\nEOF")
+        _ = try loader.apply(try PolicyDocumentParser.parse(policy))
+        try printMatrix(context, cluster, title: "After: only pod1 reaches pod0, and only on TCP")
 
-        let scoped = context.parsed.setting(Netfence.bpffsRoot, to: pinFolder)
-        context.print("\n$ netfence ebpf progs --bpffs-root \(pinFolder)")
-        try EbpfProgsCommand(parsed: scoped).run(context.with(parsed: scoped))
-        context.print("\n$ netfence ebpf maps --bpffs-root \(pinFolder)")
-        try EbpfMapsCommand(parsed: scoped).run(context.with(parsed: scoped))
+        let scoped = context.parsed.setting(Netfence.bpffsRoot, to: root)
+        let scopedContext = context.with(parsed: scoped)
+        context.print("\n$ netfence loader status --bpffs-root \(root)")
+        try LoaderStatusCommand(parsed: scoped).run(scopedContext)
+        context.print("\n$ netfence ebpf progs --bpffs-root \(root)")
+        try EbpfProgsCommand(parsed: scoped).run(scopedContext)
+        context.print("\n$ netfence ebpf maps --bpffs-root \(root)")
+        try EbpfMapsCommand(parsed: scoped).run(scopedContext)
         context.print(keepResources
-            ? "\n==> Kept: namespaces \(network.node.name), \(network.pod.name); pins under \(pinFolder)"
-            : "\n==> Cleaning up: namespaces, veth, filters and pins removed")
+            ? "\n==> Kept: namespaces \(cluster.node.name) and its pods; pins under \(root) ('netfence loader reset --bpffs-root \(root)' removes them)"
+            : "\n==> Cleaning up: filters, pins and namespaces removed")
+    }
+
+    /// Probes every ordered pair of pods with TCP, UDP and ICMP and prints what connected.
+    private func printMatrix(_ context: CommandContext, _ cluster: ClusterNetwork, title: String) throws {
+        context.print("\n==> \(title)")
+        var table = Table(headers: ["FROM", "TO", "TCP", "UDP", "ICMP"])
+        for from in cluster.pods.indices {
+            for to in cluster.pods.indices where to != from {
+                let results = try Probe.allCases.map { probe in
+                    try cluster.pods[from].namespace.probe(probe, to: cluster.pods[to].ipv4, port: Self.port) ? "ok" : "blocked"
+                }
+                table.append(["pod\(from)", "pod\(to)"] + results)
+            }
+        }
+        context.print(table.render())
     }
 }

@@ -88,8 +88,8 @@ enum Format {
         return formatter.string(from: date)
     }
 
-    /// A list of ids, `3,7`, or `-` for none.
+    /// A list of ids in ascending order, `3,7`, or `-` for none.
     static func ids(_ ids: [UInt32]) -> String {
-        ids.isEmpty ? "-" : ids.map(String.init).joined(separator: ",")
+        ids.isEmpty ? "-" : ids.sorted().map(String.init).joined(separator: ",")
     }
 }

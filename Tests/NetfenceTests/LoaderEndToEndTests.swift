@@ -121,4 +121,35 @@ func policyEndpoint(_ name: String, selecting pods: [Int], isolation: [String], 
         try bench.cli(["loader", "attach", "--pod", "shop/pod1", "--iface", host, "--netns", bench.cluster.node.name])
         #expect((try status()["drift"] as? [String]) == [], "re-attaching repairs it")
     }
+
+    @Test func aMovedPodTakesItsPolicyToItsNewInterface() throws {
+        guard Privileges.require() else { return }
+        let bench = try LoaderCluster(pods: 3)
+        try bench.cli(["loader", "apply"], input: policyEndpoint("iso", selecting: [0], isolation: ["Ingress"]))
+        #expect(try !bench.reaches(1, 0, .tcp) && bench.reaches(1, 2, .tcp))
+        // pod2's interface now belongs to "pod0" (as if the pod had been recreated there).
+        try bench.cli(["loader", "detach", "--pod", "shop/pod2"])
+        let moved = try bench.cli(["loader", "attach", "--pod", "shop/pod0", "--iface", bench.cluster.pods[2].hostInterface,
+                                   "--netns", bench.cluster.node.name]).standardOutput
+        #expect(moved.hasPrefix("Moved shop/pod0 on \(bench.cluster.pods[2].hostInterface)"))
+        #expect(try !bench.reaches(1, 2, .tcp), "the policy follows the pod")
+        #expect(try bench.reaches(1, 0, .tcp), "its old interface is left unfiltered")
+        let old = TCAttachments.scan([bench.cluster.node]).filter { $0.interface == bench.cluster.pods[0].hostInterface }
+        #expect(old.isEmpty, "no filter remains on the old interface")
+        let status = try bench.cli(["loader", "status", "-o", "json"]).standardOutput
+        #expect(status.contains("\"drift\" : [\n\n  ]"))
+    }
+
+    @Test func resetRemovesEverything() throws {
+        guard Privileges.require() else { return }
+        let bench = try LoaderCluster(pods: 2)
+        try bench.cli(["loader", "apply"], input: policyEndpoint("iso", selecting: [0], isolation: ["Ingress"]))
+        #expect(try !bench.reaches(1, 0, .tcp))
+        try bench.cli(["loader", "reset"])
+        #expect(!FileManager.default.fileExists(atPath: bench.root.path), "every pin removed")
+        #expect(TCAttachments.scan([bench.cluster.node]).isEmpty, "every filter removed")
+        try bench.expectMatrix(allowed: everyEdge(pods: 2), scope: everyEdge(pods: 2), "traffic is no longer filtered")
+        let status = try NetfenceBinary.run(["loader", "status", "--bpffs-root", bench.root.path])
+        #expect(status.status == 1 && status.standardError.contains("run 'netfence loader init' first"))
+    }
 }

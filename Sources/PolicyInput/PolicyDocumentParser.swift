@@ -245,8 +245,10 @@ public enum PolicyDocumentParser {
         return array
     }
 
-    /// A missing or null list is an empty one.
+    /// A missing or null list is an empty one. (The list cast comes first: on
+    /// Linux `is NSNull` costs microseconds, twice per rule of a large object.)
     private static func optionalArray(_ value: Any?, _ path: @autoclosure () -> String) throws(PolicyInputError) -> [Any] {
+        if let array = value as? [Any] { return array }
         if value == nil || value is NSNull { return [] }
         return try array(value, path())
     }

@@ -13,7 +13,8 @@ public struct StoredObject: Sendable {
 }
 
 /// The loader's state in bpffs (`bpf/loader_state.bpf.c`, pinned under ROOT/state):
-/// attached pods and applied objects, so any later process sees them.
+/// attached pods and applied objects (in `PolicyObjectCodec`'s form), so any
+/// later process sees them.
 public final class LoaderState {
     let registry: BPFMap
     let manifests: BPFMap
@@ -90,7 +91,7 @@ public final class LoaderState {
                 }
                 data += part
             }
-            guard data.count == manifest.length, let object = try? JSONDecoder().decode(PolicyObject.self, from: Data(data)) else {
+            guard data.count == manifest.length, let object = PolicyObjectCodec.decode(data) else {
                 throw LoaderError.corruptState("object \(index) does not decode")
             }
             result.append(StoredObject(index: index, object: object,
@@ -111,9 +112,7 @@ public final class LoaderState {
     /// Chunks a killed apply left at this index go first.
     func store(_ object: PolicyObject, at index: UInt32) throws {
         try removeChunks(of: [index])
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = .sortedKeys
-        let data = Array(try encoder.encode(object))
+        let data = PolicyObjectCodec.encode(object)
         let parts = ObjectStoreCodec.chunks(data)
         for (chunk, value) in parts.enumerated() {
             try chunks.update(key: ObjectStoreCodec.chunkKey(object: index, chunk: chunk), value: value)

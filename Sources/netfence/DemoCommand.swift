@@ -29,10 +29,7 @@ struct DemoCommand: Command {
 
     func run(_ context: CommandContext) throws {
         try NodeAccess.requirePrivileges(context)
-        if context.bpffsRoot.hasPrefix(BPFFilesystem.defaultMountPoint + "/") {
-            try BPFFilesystem.mountIfNeeded()
-        }
-        try NodeAccess.requireBPFFilesystem(context)
+        try NodeAccess.prepareBPFFilesystem(context)
 
         let pid = getpid()
         let root = "\(context.bpffsRoot)/demo-\(pid)"

@@ -36,10 +36,7 @@ struct LoaderInitCommand: Command {
 
     func run(_ context: CommandContext) throws {
         try NodeAccess.requirePrivileges(context)
-        if context.bpffsRoot.hasPrefix(BPFFilesystem.defaultMountPoint + "/") {
-            try BPFFilesystem.mountIfNeeded()
-        }
-        try NodeAccess.requireBPFFilesystem(context)
+        try NodeAccess.prepareBPFFilesystem(context)
         let (loader, report) = try Loader.initialize(root: context.bpffsRoot, migrate: migrate)
         let datapath = loader.datapath
         let summary = InitSummary(root: context.bpffsRoot, programIDs: [

@@ -95,6 +95,19 @@ struct LoaderDetachCommand: Command {
     }
 }
 
+/// Commands that take `-f FILE|-` (apply, delete): the option and its check.
+protocol PolicyFileCommand: Command {
+    var file: String? { get }
+}
+
+extension PolicyFileCommand {
+    static var arguments: [ArgumentDefinition] { [PolicyFileInput.file.definition] }
+
+    func validate() throws {
+        if file == nil { throw UsageError("missing -f FILE (or -f - for standard input)") }
+    }
+}
+
 /// Reads `-f FILE` or `-f -` and parses it; the shared part of apply and delete.
 struct PolicyFileInput {
     static let file = Option<String?>(short: "f", long: "filename", valueName: "file",
@@ -120,7 +133,7 @@ struct PolicyFileInput {
 }
 
 /// `netfence loader apply -f`.
-struct LoaderApplyCommand: Command {
+struct LoaderApplyCommand: PolicyFileCommand {
     static let configuration = CommandConfiguration(
         name: "apply",
         abstract: "Apply PolicyEndpoint and ClusterPolicyEndpoint objects (JSON or YAML, as kubectl prints them).",
@@ -131,14 +144,9 @@ struct LoaderApplyCommand: Command {
             first: one invalid field, or a pod whose policy would not fit the datapath, and nothing is applied. Each \
             pod's policy is replaced atomically.
             """)
-    static let arguments = [PolicyFileInput.file.definition]
 
     let file: String?
     init(parsed: ParsedArguments) { file = parsed[PolicyFileInput.file] }
-
-    func validate() throws {
-        if file == nil { throw UsageError("missing -f FILE (or -f - for standard input)") }
-    }
 
     func run(_ context: CommandContext) throws {
         let input = try PolicyFileInput.read(file!)
@@ -151,18 +159,13 @@ struct LoaderApplyCommand: Command {
 }
 
 /// `netfence loader delete -f`.
-struct LoaderDeleteCommand: Command {
+struct LoaderDeleteCommand: PolicyFileCommand {
     static let configuration = CommandConfiguration(
         name: "delete",
         abstract: "Remove applied objects (named by the same input apply took).")
-    static let arguments = [PolicyFileInput.file.definition]
 
     let file: String?
     init(parsed: ParsedArguments) { file = parsed[PolicyFileInput.file] }
-
-    func validate() throws {
-        if file == nil { throw UsageError("missing -f FILE (or -f - for standard input)") }
-    }
 
     func run(_ context: CommandContext) throws {
         let input = try PolicyFileInput.read(file!)

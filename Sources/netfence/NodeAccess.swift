@@ -30,6 +30,15 @@ enum NodeAccess {
         }
     }
 
+    /// Mounts bpffs at /sys/fs/bpf when the pin root lies there and nothing is
+    /// mounted yet, then checks the root is on bpffs (commands that create state).
+    static func prepareBPFFilesystem(_ context: CommandContext) throws {
+        if context.bpffsRoot.hasPrefix(BPFFilesystem.defaultMountPoint + "/") {
+            try BPFFilesystem.mountIfNeeded()
+        }
+        try requireBPFFilesystem(context)
+    }
+
     /// Turns a kernel error on an explicit id into what the user should do next.
     static func explainLookup(_ error: Error, kind: String, listCommand: String) -> Error {
         guard let error = error as? BPFError else { return error }

@@ -39,6 +39,8 @@ let package = Package(
         .target(name: "Datapath", dependencies: ["BPFKit", "BPFObjects", "DatapathModel"]),
         // The loader a node agent drives: pods, applied objects, state in bpffs.
         .target(name: "Loader", dependencies: ["BPFKit", "BPFObjects", "Datapath", "DatapathModel", "PolicyInput"]),
+        // The verdict log and counters in words: attribution, filters, metrics.
+        .target(name: "Events", dependencies: ["BPFKit", "Datapath", "DatapathModel", "Loader", "PolicyInput"]),
         // Throwaway node/pod network namespaces joined by veth, for the demo and tests.
         .target(name: "NodeNetwork", dependencies: ["BPFKit"]),
         // The hand-written command tree: parsing, help, completions, man page.
@@ -46,7 +48,7 @@ let package = Package(
         // The binary: one file per command, wiring only.
         .executableTarget(
             name: "netfence",
-            dependencies: ["BPFKit", "BPFObjects", "CommandTree", "Datapath", "DatapathModel", "Loader", "NodeNetwork", "PolicyInput"]
+            dependencies: ["BPFKit", "BPFObjects", "CommandTree", "Datapath", "DatapathModel", "Events", "Loader", "NodeNetwork", "PolicyInput"]
         ),
         .testTarget(name: "CommandTreeTests", dependencies: ["CommandTree"]),
         .testTarget(name: "DatapathModelTests", dependencies: ["DatapathModel", "CNetfenceABI"]),

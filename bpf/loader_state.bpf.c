@@ -33,4 +33,13 @@ struct {
 	__type(value, struct nf_object_chunk);
 } policy_chunks SEC(".maps");
 
+/* How many lost events the event reader has already reported: a loss is
+ * reported once, by whichever reader comes next, never silently dropped. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} events_reported_lost SEC(".maps");
+
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

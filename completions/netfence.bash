@@ -5,12 +5,14 @@ _netfence() {
     local path="netfence" i
     for ((i = 1; i < COMP_CWORD; i++)); do
         case "${COMP_WORDS[i]}" in
-            -o|--output|--bpffs-root|--stats-window|--pod|--iface|--netns|--ingress-default|--egress-default|-f|--filename|--passes|--pods) ((i++)); continue ;;
+            -o|--output|--bpffs-root|--stats-window|--count|--pod|--namespace|--verdict|--direction|--ip|--port|--proto|--tier|--policy|--color|--iface|--netns|--ingress-default|--egress-default|-f|--filename|--passes|--pods) ((i++)); continue ;;
         esac
         case "$path ${COMP_WORDS[i]}" in
             "netfence ebpf") path="netfence ebpf" ;;
             "netfence ebpf progs"|"netfence ebpf p") path="netfence ebpf progs" ;;
             "netfence ebpf maps"|"netfence ebpf m") path="netfence ebpf maps" ;;
+            "netfence ebpf events") path="netfence ebpf events" ;;
+            "netfence ebpf events level") path="netfence ebpf events level" ;;
             "netfence loader") path="netfence loader" ;;
             "netfence loader init") path="netfence loader init" ;;
             "netfence loader attach") path="netfence loader attach" ;;
@@ -31,7 +33,17 @@ _netfence() {
         -o|--output) COMPREPLY=($(compgen -W "table json" -- "$cur")); return ;;
         --bpffs-root) COMPREPLY=($(compgen -d -- "$cur")); return ;;
         --stats-window) COMPREPLY=(); return ;;
+        --count) COMPREPLY=(); return ;;
         --pod) COMPREPLY=(); return ;;
+        --namespace) COMPREPLY=(); return ;;
+        --verdict) COMPREPLY=($(compgen -W "allow deny" -- "$cur")); return ;;
+        --direction) COMPREPLY=($(compgen -W "ingress egress" -- "$cur")); return ;;
+        --ip) COMPREPLY=(); return ;;
+        --port) COMPREPLY=(); return ;;
+        --proto) COMPREPLY=(); return ;;
+        --tier) COMPREPLY=($(compgen -W "admin network-policy baseline default none" -- "$cur")); return ;;
+        --policy) COMPREPLY=(); return ;;
+        --color) COMPREPLY=($(compgen -W "auto always never" -- "$cur")); return ;;
         --iface) COMPREPLY=(); return ;;
         --netns) COMPREPLY=(); return ;;
         --ingress-default) COMPREPLY=($(compgen -W "allow deny" -- "$cur")); return ;;
@@ -42,9 +54,11 @@ _netfence() {
     esac
     case "$path" in
         "netfence") COMPREPLY=($(compgen -W "ebpf loader bench demo completions man -o --output --bpffs-root -h --help --version" -- "$cur")) ;;
-        "netfence ebpf") COMPREPLY=($(compgen -W "progs maps -o --output --bpffs-root -h --help" -- "$cur")) ;;
+        "netfence ebpf") COMPREPLY=($(compgen -W "progs maps events -o --output --bpffs-root -h --help" -- "$cur")) ;;
         "netfence ebpf progs") COMPREPLY=($(compgen -W "-o --output --bpffs-root --all --stats --stats-window -h --help" -- "$cur")) ;;
         "netfence ebpf maps") COMPREPLY=($(compgen -W "-o --output --bpffs-root --all -h --help" -- "$cur")) ;;
+        "netfence ebpf events") COMPREPLY=($(compgen -W "level -o --output --bpffs-root -f --follow --count --pod --namespace --verdict --direction --ip --port --proto --tier --policy --color -h --help" -- "$cur")) ;;
+        "netfence ebpf events level") COMPREPLY=($(compgen -W "-o --output --bpffs-root -f --follow --count --pod --namespace --verdict --direction --ip --port --proto --tier --policy --color -h --help" -- "$cur")) ;;
         "netfence loader") COMPREPLY=($(compgen -W "init attach apply delete detach status reset -o --output --bpffs-root -h --help" -- "$cur")) ;;
         "netfence loader init") COMPREPLY=($(compgen -W "-o --output --bpffs-root --migrate -h --help" -- "$cur")) ;;
         "netfence loader attach") COMPREPLY=($(compgen -W "-o --output --bpffs-root --pod --iface --netns --ingress-default --egress-default -h --help" -- "$cur")) ;;

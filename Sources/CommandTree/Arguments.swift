@@ -119,8 +119,14 @@ public struct ArgumentDefinition: Sendable {
     }
 }
 
+/// Anything that carries an argument definition: lets a command list flags and
+/// options of different value types together (`[a, b] as [any ArgumentDefining]`).
+public protocol ArgumentDefining {
+    var definition: ArgumentDefinition { get }
+}
+
 /// A boolean switch such as `--all`.
-public struct Flag: Sendable {
+public struct Flag: Sendable, ArgumentDefining {
     public let definition: ArgumentDefinition
 
     public init(short: Character? = nil, long: String, help: String) {
@@ -131,7 +137,7 @@ public struct Flag: Sendable {
 }
 
 /// An option that takes a value, `--name value` or `--name=value`, with a default.
-public struct Option<Value: ArgumentValue>: Sendable {
+public struct Option<Value: ArgumentValue>: Sendable, ArgumentDefining {
     public let definition: ArgumentDefinition
     let defaultValue: Value
 
@@ -149,7 +155,7 @@ public struct Option<Value: ArgumentValue>: Sendable {
 }
 
 /// Positional arguments: zero or more words of one type, after the options.
-public struct Positionals<Value: ArgumentValue>: Sendable {
+public struct Positionals<Value: ArgumentValue>: Sendable, ArgumentDefining {
     public let definition: ArgumentDefinition
 
     public init(name: String, help: String, completion: CompletionKind = .none) {
@@ -161,7 +167,7 @@ public struct Positionals<Value: ArgumentValue>: Sendable {
 }
 
 /// One positional argument that must be given.
-public struct Positional<Value: ArgumentValue>: Sendable {
+public struct Positional<Value: ArgumentValue>: Sendable, ArgumentDefining {
     public let definition: ArgumentDefinition
 
     public init(name: String, help: String, completion: CompletionKind? = nil) {

@@ -73,6 +73,10 @@ public final class Loader {
         report.maps.created = datapathMaps.created + stateMaps.created
         report.maps.migrated = datapathMaps.migrated + stateMaps.migrated
         let loader = Loader(root: root, datapath: datapath, state: state)
+        // A new node reports denies; a reused settings map keeps the operator's choice.
+        if datapathMaps.created.contains("settings") || datapathMaps.migrated.contains("settings") {
+            try datapath.setEventLevel(.deny)
+        }
         for (_, pod) in try state.pods().sorted(by: { $0.key < $1.key }) {
             try loader.attachPrograms(pod)
             report.reattached.append("\(pod.namespace)/\(pod.name)")

@@ -19,11 +19,13 @@ public final class LoaderState {
     let registry: BPFMap
     let manifests: BPFMap
     let chunks: BPFMap
+    let reportedLost: BPFMap
 
     private init(object: BPFObjectFile) throws {
         registry = try object.map(named: "pod_registry")
         manifests = try object.map(named: "policy_manifests")
         chunks = try object.map(named: "policy_chunks")
+        reportedLost = try object.map(named: "events_reported_lost")
     }
 
     private init(pinnedUnder root: String) throws {
@@ -34,6 +36,7 @@ public final class LoaderState {
         registry = try pinned("pod_registry")
         manifests = try pinned("policy_manifests")
         chunks = try pinned("policy_chunks")
+        reportedLost = try pinned("events_reported_lost")
     }
 
     /// Creates or reuses the state maps under `root`/state.
@@ -65,6 +68,17 @@ public final class LoaderState {
 
     func unregister(podID: UInt32) throws {
         try registry.delete(key: bytes(podID))
+    }
+
+    // MARK: events
+
+    /// The lost-event total already reported to a reader.
+    public func reportedLostEvents() throws -> UInt64 {
+        try reportedLost.lookup(key: bytes(0)).map { $0.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) } } ?? 0
+    }
+
+    public func setReportedLostEvents(_ total: UInt64) throws {
+        try reportedLost.update(key: bytes(0), value: withUnsafeBytes(of: total) { Array($0) })
     }
 
     // MARK: objects

@@ -1,0 +1,57 @@
+import BPFKit
+import Datapath
+import DatapathModel
+import Foundation
+import Loader
+import PolicyInput
+
+/// What a reader of the verdict log gets: events, and losses it must not hide.
+public enum EventItem: Sendable {
+    case event(DecodedEvent)
+    /// Events the datapath could not write (the ring was full) since the last report.
+    case lost(UInt64)
+}
+
+/// The one consumer of the datapath's event ring: drains records, decodes and
+/// attributes them, and reports lost events (the datapath's counter, minus what
+/// was reported before, kept in bpffs so no loss goes unreported).
+public final class EventStream {
+    private let loader: Loader
+    private let reader: RingBufferReader
+    private let clock = MonotonicClock()
+    private var attribution: Attribution
+    private var lastLossCheck = Date.distantPast
+
+    public init(loader: Loader) throws {
+        self.loader = loader
+        reader = try RingBufferReader(map: loader.datapath.events)
+        attribution = try Self.attribution(loader)
+    }
+
+    static func attribution(_ loader: Loader) throws -> Attribution {
+        Attribution(pods: try loader.state.pods(),
+                    objects: Dictionary(uniqueKeysWithValues: try loader.state.objects().map { ($0.index, $0.object) }))
+    }
+
+    /// Everything ready now: a loss report first (at most once per `lossInterval`), then events.
+    public func drain(lossInterval: TimeInterval = 1) throws -> [EventItem] {
+        var items: [EventItem] = []
+        if Date().timeIntervalSince(lastLossCheck) >= lossInterval {
+            lastLossCheck = Date()
+            let total = try loader.datapath.stat(.eventsLost)
+            let reported = try loader.state.reportedLostEvents()
+            if total > reported {
+                items.append(.lost(total - reported))
+                try loader.state.setReportedLostEvents(total)
+            } else if total < reported {
+                try loader.state.setReportedLostEvents(total)  // the counter was reset (re-init with --migrate)
+            }
+        }
+        let records = try reader.drain().compactMap(VerdictEvent.decode)
+        if records.contains(where: { attribution.pods[$0.podID] == nil || (RuleID(rawValue: $0.ruleID).map { attribution.objects[$0.objectIndex] == nil } ?? false) }) {
+            attribution = try Self.attribution(loader)  // a pod or object newer than our view
+        }
+        items += records.map { .event(attribution.decode($0, monotonicToWall: clock.date)) }
+        return items
+    }
+}

@@ -1,0 +1,201 @@
+import BPFKit
+import CommandTree
+import DatapathModel
+import Events
+import Foundation
+import Glibc
+import Loader
+
+enum ColorChoice: String, CaseIterable, ArgumentValue {
+    case auto, always, never
+    static var defaultValueName: String { "when" }
+}
+
+enum VerdictName: String, CaseIterable, ArgumentValue {
+    case allow, deny
+    static var defaultValueName: String { "verdict" }
+}
+
+enum DirectionName: String, CaseIterable, ArgumentValue {
+    case ingress, egress
+    static var defaultValueName: String { "direction" }
+}
+
+enum TierName: String, CaseIterable, ArgumentValue {
+    case admin, networkPolicy = "network-policy", baseline, `default`, none
+    static var defaultValueName: String { "tier" }
+}
+
+extension IPPrefix: ArgumentValue {
+    public init?(argument: String) {
+        guard let parsed = IPPrefix.parse(argument) else { return nil }
+        self = parsed.prefix
+    }
+    public static var defaultValueName: String { "cidr" }
+    public static var expectedForm: String? { "a CIDR such as 198.18.0.0/15 or an address" }
+}
+
+/// Set by SIGINT/SIGTERM: `--follow` finishes the line it is on and exits.
+nonisolated(unsafe) var stopFollowing: sig_atomic_t = 0
+
+/// `netfence ebpf events`: the verdict log, decoded and attributed.
+struct EbpfEventsCommand: Command {
+    static let configuration = CommandConfiguration(
+        name: "events",
+        abstract: "Show the datapath's verdict events: who, what, which policy decided.",
+        discussion: """
+            Reads the pinned event ring buffer. Each event: wall-clock time, pod and interface, direction, \\
+            source → destination with protocol, verdict, tier, the policy that decided (the PolicyEndpoint's \\
+            policyRef or the cluster policy's name, and the rule index; "default" when the pod default decided) and bytes.
+
+            By default drains what is there and exits; --follow waits for more until SIGINT or SIGTERM; --count \\
+            stops after N events. Filters combine with AND. -o json prints JSON Lines.
+
+            Events the datapath could not write (the ring was full) are counted; the next reader reports them as \\
+            a LOST line (a {"lost": N} object in JSON), at most once a second, never silently.
+
+            The ring buffer has one consumer at a time: two readers split the events between them.
+            """,
+        subcommands: [EbpfEventsLevelCommand.self])
+
+    static let follow = Flag(short: "f", long: "follow", help: "Keep reading until SIGINT or SIGTERM.")
+    static let count = Option<Int?>(long: "count", help: "Stop after this many events.", default: nil, showDefault: false)
+    static let pod = Option<PodName?>(long: "pod", help: "Only this pod (NAMESPACE/NAME).", default: nil, showDefault: false)
+    static let namespace = Option<String?>(long: "namespace", valueName: "name", help: "Only pods in this namespace.", default: nil, showDefault: false)
+    static let verdict = Option<VerdictName?>(long: "verdict", help: "Only allows or denies.", default: nil, showDefault: false)
+    static let direction = Option<DirectionName?>(long: "direction", help: "Only ingress or egress.", default: nil, showDefault: false)
+    static let ip = Option<IPPrefix?>(long: "ip", help: "Only events with either end in this CIDR.", default: nil, showDefault: false)
+    static let port = Option<UInt32?>(long: "port", help: "Only events with either port equal to this.", default: nil, showDefault: false)
+    static let proto = Option<String?>(long: "proto", valueName: "name", help: "Only this protocol (tcp, udp, sctp, icmp, icmpv6).", default: nil, showDefault: false)
+    static let tier = Option<TierName?>(long: "tier", help: "Only decisions of this tier.", default: nil, showDefault: false)
+    static let policy = Option<String?>(long: "policy", valueName: "name", help: "Only decisions of this policy (namespace/name, or a cluster policy's name).",
+                                        default: nil, showDefault: false)
+    static let color = Option<ColorChoice>(long: "color", help: "Color verdicts: auto (on a terminal), always, never.", default: .auto)
+    static let arguments = ([follow, count, pod, namespace, verdict, direction, ip, port, proto, tier, policy, color] as [any ArgumentDefining])
+        .map(\.definition)
+
+    let parsed: ParsedArguments
+    init(parsed: ParsedArguments) { self.parsed = parsed }
+
+    func validate() throws {
+        if let count = parsed[Self.count], count < 1 { throw UsageError("--count must be at least 1") }
+        if let port = parsed[Self.port], port > 65535 { throw UsageError("--port must be from 0 to 65535") }
+    }
+
+    var filter: EventFilter {
+        var filter = EventFilter()
+        filter.pod = parsed[Self.pod]?.description
+        filter.namespace = parsed[Self.namespace]
+        filter.verdict = parsed[Self.verdict]?.rawValue
+        filter.direction = parsed[Self.direction]?.rawValue
+        filter.prefix = parsed[Self.ip]
+        filter.port = parsed[Self.port].map { UInt16($0) }
+        filter.proto = parsed[Self.proto]
+        filter.tier = parsed[Self.tier]?.rawValue
+        filter.policy = parsed[Self.policy]
+        return filter
+    }
+
+    func run(_ context: CommandContext) throws {
+        let stream = try EventStream(loader: LoaderAccess.open(context))
+        let json = context.outputFormat == .json
+        let colored = switch parsed[Self.color] {
+        case .always: true
+        case .never: false
+        case .auto: !json && isatty(STDOUT_FILENO) == 1
+        }
+        let following = parsed[Self.follow]
+        let limit = parsed[Self.count]
+        let filter = filter
+        if following || limit != nil {
+            signal(SIGINT) { _ in stopFollowing = 1 }
+            signal(SIGTERM) { _ in stopFollowing = 1 }
+            // A parent may have blocked them (children inherit the mask); stopping must still work.
+            var stops = sigset_t()
+            sigemptyset(&stops)
+            sigaddset(&stops, SIGINT)
+            sigaddset(&stops, SIGTERM)
+            pthread_sigmask(SIG_UNBLOCK, &stops, nil)
+        }
+        var printed = 0
+        while true {
+            for item in try stream.drain() {
+                switch item {
+                case .lost(let count):
+                    context.print(json ? "{\"lost\":\(count)}" : EventLine.lost(count, colored: colored))
+                case .event(let event):
+                    guard filter.matches(event) else { continue }
+                    context.print(json ? try EventLine.json(event) : EventLine.text(event, colored: colored))
+                    printed += 1
+                    if let limit, printed >= limit { return }
+                }
+            }
+            if !following && limit == nil { return }
+            if stopFollowing != 0 { return }
+            usleep(50_000)
+        }
+    }
+}
+
+/// `netfence ebpf events level none|deny|all`.
+struct EbpfEventsLevelCommand: Command {
+    static let configuration = CommandConfiguration(
+        name: "level",
+        abstract: "Choose which verdicts the datapath reports: none, deny or all (no reload).")
+
+    static let level = Positional<EventLevelName>(name: "level", help: "none, deny or all.")
+    static let arguments = [level.definition]
+
+    let level: EventLevelName
+    init(parsed: ParsedArguments) { level = parsed[Self.level] }
+
+    func run(_ context: CommandContext) throws {
+        let loader = try LoaderAccess.open(context)
+        try loader.datapath.setEventLevel(level.eventLevel)
+        context.print("The datapath now reports \(level == .none ? "no verdicts" : level == .deny ? "denies" : "every verdict")")
+    }
+}
+
+enum EventLevelName: String, CaseIterable, ArgumentValue {
+    case none, deny, all
+    static var defaultValueName: String { "level" }
+    var eventLevel: EventLevel { self == .none ? .none : self == .deny ? .deny : .all }
+}
+
+/// How one event prints.
+enum EventLine {
+    /// `2026-11-23T13:59:01.123Z`.
+    static let timeStyle = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
+
+    static func text(_ event: DecodedEvent, colored: Bool) -> String {
+        let endpoint = { (address: String, port: UInt16) in
+            let host = address.contains(":") ? "[\(address)]" : address
+            return port == 0 ? host : "\(host):\(port)"
+        }
+        let verdict = event.verdict.uppercased().padding(toLength: 5, withPad: " ", startingAt: 0)
+        let paint = colored ? (event.verdict == "deny" ? "\u{1b}[31m" : "\u{1b}[32m") : ""
+        let reset = colored ? "\u{1b}[0m" : ""
+        let decidedBy = event.rule.map { "\(event.policy) rule \($0)" } ?? event.policy
+        return [timeStyle.format(event.time), pad(event.pod, 24), pad(event.interface ?? "-", 15), pad(event.direction, 7),
+                pad(event.proto, 6), pad("\(endpoint(event.source, event.sourcePort)) → \(endpoint(event.destination, event.destinationPort))", 46),
+                paint + verdict + reset, pad(event.tier, 14), decidedBy, "\(event.bytes)B"].joined(separator: " ")
+    }
+
+    static func lost(_ count: UInt64, colored: Bool) -> String {
+        (colored ? "\u{1b}[33m" : "") + "LOST \(count) events (the ring buffer was full)" + (colored ? "\u{1b}[0m" : "")
+    }
+
+    static func json(_ event: DecodedEvent) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .custom { date, encoder in
+            var container = encoder.singleValueContainer()
+            try container.encode(timeStyle.format(date))
+        }
+        return String(decoding: try encoder.encode(event), as: UTF8.self)
+    }
+
+    private static func pad(_ text: String, _ width: Int) -> String {
+        text.count >= width ? text : text.padding(toLength: width, withPad: " ", startingAt: 0)
+    }
+}

@@ -1,0 +1,131 @@
+import BPFKit
+import Datapath
+import DatapathModel
+import Foundation
+import NodeNetwork
+import Testing
+import TestSupport
+
+@Suite(.serialized) struct EventsEndToEndTests {
+    func events(_ bench: LoaderCluster, _ filters: [String] = []) throws -> [[String: Any]] {
+        try bench.cli(["ebpf", "events", "-o", "json"] + filters).standardOutput.split(separator: "\n").map {
+            try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])
+        }
+    }
+
+    @Test func eventsNameThePodTheFlowAndThePolicyThatDecided() throws {
+        guard Privileges.require() else { return }
+        let bench = try LoaderCluster(pods: 3)
+        try bench.cli(["loader", "apply"], input: policyEndpoint("web", selecting: [0], isolation: ["Ingress"],
+                                                               ingress: rule("\(bench.ip(1))/32", ports: [("TCP", 8080, nil)])))
+        try bench.cli(["ebpf", "events", "level", "all"])
+        _ = try events(bench)  // drain what attaching produced
+        #expect(try bench.reaches(1, 0, .tcp))
+        #expect(try !bench.reaches(2, 0, .udp))
+        let all = try events(bench)
+        let allowed = try #require(all.first { $0["pod"] as? String == "shop/pod0" && $0["verdict"] as? String == "allow" })
+        #expect(allowed["direction"] as? String == "ingress" && allowed["proto"] as? String == "tcp")
+        #expect(allowed["source"] as? String == bench.ip(1) && allowed["destination"] as? String == bench.ip(0))
+        #expect(allowed["destinationPort"] as? Int == 8080)
+        #expect(allowed["tier"] as? String == "network-policy" && allowed["policy"] as? String == "shop/web" && allowed["rule"] as? Int == 0)
+        #expect(allowed["interface"] as? String == bench.cluster.pods[0].hostInterface)
+        #expect((allowed["bytes"] as? Int ?? 0) > 0 && allowed["family"] as? String == "ipv4")
+        let time = try #require(allowed["time"] as? String)
+        let stamp = try #require(try? Date(time, strategy: .iso8601))
+        #expect(abs(stamp.timeIntervalSinceNow) < 30, "wall-clock time from the monotonic stamp: \(time)")
+        let denied = try #require(all.first { $0["pod"] as? String == "shop/pod0" && $0["verdict"] as? String == "deny" })
+        #expect(denied["source"] as? String == bench.ip(2) && denied["proto"] as? String == "udp" && denied["policy"] as? String == "isolation")
+        let egress = try #require(all.first { $0["pod"] as? String == "shop/pod1" && $0["direction"] as? String == "egress" })
+        #expect(egress["tier"] as? String == "default" && egress["policy"] as? String == "default")
+    }
+
+    @Test func filtersSelectExactlyTheMatchingEvents() throws {
+        guard Privileges.require() else { return }
+        let bench = try LoaderCluster(pods: 3)
+        try bench.cli(["loader", "apply"], input: policyEndpoint("web", selecting: [0], isolation: ["Ingress"],
+                                                               ingress: rule("\(bench.ip(1))/32", ports: [("TCP", 8080, nil)])))
+        try bench.cli(["ebpf", "events", "level", "all"])
+        _ = try events(bench)
+        for (from, probe) in [(1, Probe.tcp), (1, .udp), (2, .tcp), (2, .icmp)] { _ = try bench.reaches(from, 0, probe) }
+        // The IPv4 flows this test made (the node also sends IPv6 multicast queries on its own).
+        let all = try events(bench).filter { $0["family"] as? String == "ipv4" }
+        let denies = all.filter { $0["verdict"] as? String == "deny" && $0["pod"] as? String == "shop/pod0" }
+        #expect(Set(denies.map { "\($0["source"]!) \($0["proto"]!)" })
+            == ["\(bench.ip(1)) udp", "\(bench.ip(2)) tcp", "\(bench.ip(2)) icmp"])
+
+        for (from, probe) in [(1, Probe.tcp), (1, .udp), (2, .tcp), (2, .icmp)] { _ = try bench.reaches(from, 0, probe) }
+        let filtered = try events(bench, ["--verdict", "deny", "--pod", "shop/pod0", "--ip", "\(bench.ip(2))/32", "--proto", "tcp"])
+        #expect(filtered.count >= 1)
+        #expect(filtered.allSatisfy { $0["verdict"] as? String == "deny" && $0["source"] as? String == bench.ip(2) && $0["proto"] as? String == "tcp" })
+        for (from, probe) in [(1, Probe.tcp), (2, .tcp)] { _ = try bench.reaches(from, 0, probe) }
+        let byPolicy = try events(bench, ["--policy", "shop/web", "--direction", "ingress"])
+        #expect(!byPolicy.isEmpty && byPolicy.allSatisfy { $0["policy"] as? String == "shop/web" && $0["source"] as? String == bench.ip(1) })
+    }
+
+    @Test func levelDenyStopsAllowEventsAtOnce() throws {
+        guard Privileges.require() else { return }
+        let bench = try LoaderCluster(pods: 2)
+        try bench.cli(["loader", "apply"], input: policyEndpoint("web", selecting: [0], isolation: ["Ingress"],
+                                                               ingress: rule("\(bench.ip(1))/32", ports: [("TCP", 8080, nil)])))
+        try bench.cli(["ebpf", "events", "level", "all"])
+        _ = try events(bench)
+        _ = try bench.reaches(1, 0, .tcp)
+        #expect(try events(bench).contains { $0["verdict"] as? String == "allow" })
+        try bench.cli(["ebpf", "events", "level", "deny"])
+        _ = try bench.reaches(1, 0, .tcp)
+        _ = try bench.reaches(1, 0, .udp)
+        let after = try events(bench)
+        #expect(!after.isEmpty && after.allSatisfy { $0["verdict"] as? String == "deny" })
+    }
+
+    @Test func aBurstLargerThanTheRingIsReportedAsLostWithTheRightCount() throws {
+        guard Privileges.require() else { return }
+        let bench = try LoaderCluster(pods: 1, ingressDefault: "deny")
+        _ = try events(bench)
+        let datapath = try Datapath.open(pinnedUnder: bench.root.path)
+        let ifindex = try bench.cluster.node.interfaceIndex(bench.cluster.pods[0].hostInterface)
+        let frame = PacketBuilder.frame(from: IPAddress("198.18.9.9")!, to: IPAddress(bench.ip(0))!, .tcp(sourcePort: 1, destinationPort: 80))
+        let burst: UInt32 = 20_000
+        _ = try datapath.run(frame, direction: .ingress, ifindex: ifindex, in: bench.cluster.node, repeat: burst)
+        let ringHolds = DatapathLimits.eventRingBytes / (8 + VerdictEvent.size)
+        let lines = try bench.cli(["ebpf", "events", "-o", "json"]).standardOutput.split(separator: "\n")
+        #expect(lines.first == "{\"lost\":\(Int(burst) - ringHolds)}")
+        #expect(lines.count - 1 == ringHolds, "the rest were delivered")
+        let again = try bench.cli(["ebpf", "events"]).standardOutput
+        #expect(!again.contains("LOST"), "a loss is reported once")
+    }
+
+    @Test func countAndFollowStopCleanlyOnSignals() throws {
+        guard Privileges.require() else { return }
+        let bench = try LoaderCluster(pods: 2)
+        try bench.cli(["ebpf", "events", "level", "all"])
+        _ = try events(bench)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: NetfenceBinary.path)
+        process.arguments = ["ebpf", "events", "--follow", "-o", "json", "--bpffs-root", bench.root.path]
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        Thread.sleep(forTimeInterval: 0.3)
+        _ = try bench.reaches(1, 0, .tcp)
+        Thread.sleep(forTimeInterval: 0.3)
+        kill(process.processIdentifier, SIGTERM)
+        var waited = 0.0
+        while process.isRunning, waited < 5 {
+            Thread.sleep(forTimeInterval: 0.05)
+            waited += 0.05
+        }
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            Issue.record("--follow did not stop within 5 s of SIGTERM")
+        }
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0, "a clean exit on SIGTERM")
+        let lines = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).split(separator: "\n")
+        #expect(!lines.isEmpty && lines.allSatisfy { (try? JSONSerialization.jsonObject(with: Data($0.utf8))) != nil }, "nothing half-printed")
+
+        _ = try bench.reaches(1, 0, .udp)
+        let counted = try bench.cli(["ebpf", "events", "--count", "1", "-o", "json"]).standardOutput
+        #expect(counted.split(separator: "\n").count == 1, "--count returns once N events printed")
+    }
+}

@@ -5,7 +5,7 @@ _netfence() {
     local path="netfence" i
     for ((i = 1; i < COMP_CWORD; i++)); do
         case "${COMP_WORDS[i]}" in
-            -o|--output|--bpffs-root|--stats-window|--count|--pod|--namespace|--verdict|--direction|--ip|--port|--proto|--tier|--policy|--color|--iface|--netns|--ingress-default|--egress-default|-f|--filename|--passes|--pods) ((i++)); continue ;;
+            -o|--output|--bpffs-root|--stats-window|--count|--pod|--namespace|--verdict|--direction|--ip|--port|--proto|--tier|--policy|--color|--iface|--netns|--ingress-default|--egress-default|-f|--filename|--listen|--passes|--pods) ((i++)); continue ;;
         esac
         case "$path ${COMP_WORDS[i]}" in
             "netfence ebpf") path="netfence ebpf" ;;
@@ -21,6 +21,7 @@ _netfence() {
             "netfence loader detach") path="netfence loader detach" ;;
             "netfence loader status") path="netfence loader status" ;;
             "netfence loader reset") path="netfence loader reset" ;;
+            "netfence metrics") path="netfence metrics" ;;
             "netfence bench") path="netfence bench" ;;
             "netfence bench datapath") path="netfence bench datapath" ;;
             "netfence bench loader") path="netfence bench loader" ;;
@@ -49,11 +50,12 @@ _netfence() {
         --ingress-default) COMPREPLY=($(compgen -W "allow deny" -- "$cur")); return ;;
         --egress-default) COMPREPLY=($(compgen -W "allow deny" -- "$cur")); return ;;
         -f|--filename) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+        --listen) COMPREPLY=(); return ;;
         --passes) COMPREPLY=(); return ;;
         --pods) COMPREPLY=(); return ;;
     esac
     case "$path" in
-        "netfence") COMPREPLY=($(compgen -W "ebpf loader bench demo completions man -o --output --bpffs-root -h --help --version" -- "$cur")) ;;
+        "netfence") COMPREPLY=($(compgen -W "ebpf loader metrics bench demo completions man -o --output --bpffs-root -h --help --version" -- "$cur")) ;;
         "netfence ebpf") COMPREPLY=($(compgen -W "progs maps events -o --output --bpffs-root -h --help" -- "$cur")) ;;
         "netfence ebpf progs") COMPREPLY=($(compgen -W "-o --output --bpffs-root --all --stats --stats-window -h --help" -- "$cur")) ;;
         "netfence ebpf maps") COMPREPLY=($(compgen -W "-o --output --bpffs-root --all -h --help" -- "$cur")) ;;
@@ -67,6 +69,7 @@ _netfence() {
         "netfence loader detach") COMPREPLY=($(compgen -W "-o --output --bpffs-root --pod -h --help" -- "$cur")) ;;
         "netfence loader status") COMPREPLY=($(compgen -W "-o --output --bpffs-root -h --help" -- "$cur")) ;;
         "netfence loader reset") COMPREPLY=($(compgen -W "-o --output --bpffs-root -h --help" -- "$cur")) ;;
+        "netfence metrics") COMPREPLY=($(compgen -W "-o --output --bpffs-root --listen -h --help" -- "$cur")) ;;
         "netfence bench") COMPREPLY=($(compgen -W "datapath loader -o --output --bpffs-root -h --help" -- "$cur")) ;;
         "netfence bench datapath") COMPREPLY=($(compgen -W "-o --output --bpffs-root --passes -h --help" -- "$cur")) ;;
         "netfence bench loader") COMPREPLY=($(compgen -W "-o --output --bpffs-root --pods -h --help" -- "$cur")) ;;

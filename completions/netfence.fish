@@ -9,7 +9,7 @@ function __netfence_path
             continue
         end
         switch $word
-            case '-o' '--output' '--bpffs-root' '--stats-window' '--count' '--pod' '--namespace' '--verdict' '--direction' '--ip' '--port' '--proto' '--tier' '--policy' '--color' '--iface' '--netns' '--ingress-default' '--egress-default' '-f' '--filename' '--passes' '--pods'
+            case '-o' '--output' '--bpffs-root' '--stats-window' '--count' '--pod' '--namespace' '--verdict' '--direction' '--ip' '--port' '--proto' '--tier' '--policy' '--color' '--iface' '--netns' '--ingress-default' '--egress-default' '-f' '--filename' '--listen' '--passes' '--pods'
                 set skip 1
                 continue
         end
@@ -40,6 +40,8 @@ function __netfence_path
                 set path 'netfence loader status'
             case 'netfence loader reset'
                 set path 'netfence loader reset'
+            case 'netfence metrics'
+                set path 'netfence metrics'
             case 'netfence bench'
                 set path 'netfence bench'
             case 'netfence bench datapath'
@@ -60,6 +62,7 @@ end
 complete -c netfence -f
 complete -c netfence -n 'test (__netfence_path) = "netfence"' -a ebpf -d 'Inspect the eBPF programs and maps on this node.'
 complete -c netfence -n 'test (__netfence_path) = "netfence"' -a loader -d 'Load the datapath and report its state (what a node agent runs).'
+complete -c netfence -n 'test (__netfence_path) = "netfence"' -a metrics -d 'Print the datapath\'s counters in Prometheus text format, or serve them with --listen.'
 complete -c netfence -n 'test (__netfence_path) = "netfence"' -a bench -d 'Measure netfence on this machine, each figure beside its baseline from the same run.'
 complete -c netfence -n 'test (__netfence_path) = "netfence"' -a demo -d 'Run three throwaway pods under the real datapath: apply a policy, probe traffic, inspect, clean up.'
 complete -c netfence -n 'test (__netfence_path) = "netfence"' -a completions -d 'Print the completion script for bash, zsh or fish.'
@@ -155,6 +158,10 @@ complete -c netfence -n 'test (__netfence_path) = "netfence loader status"' -s h
 complete -c netfence -n 'test (__netfence_path) = "netfence loader reset"' -s o -l output -x -a 'table json' -d 'Output format: table for people, json for scripts.'
 complete -c netfence -n 'test (__netfence_path) = "netfence loader reset"' -l bpffs-root -x -a '(__fish_complete_directories)' -d 'The bpffs folder netfence pins its programs and maps under.'
 complete -c netfence -n 'test (__netfence_path) = "netfence loader reset"' -s h -l help -d 'Show help information.'
+complete -c netfence -n 'test (__netfence_path) = "netfence metrics"' -s o -l output -x -a 'table json' -d 'Output format: table for people, json for scripts.'
+complete -c netfence -n 'test (__netfence_path) = "netfence metrics"' -l bpffs-root -x -a '(__fish_complete_directories)' -d 'The bpffs folder netfence pins its programs and maps under.'
+complete -c netfence -n 'test (__netfence_path) = "netfence metrics"' -l listen -x -d 'Serve /metrics here, e.g. 127.0.0.1:9464.'
+complete -c netfence -n 'test (__netfence_path) = "netfence metrics"' -s h -l help -d 'Show help information.'
 complete -c netfence -n 'test (__netfence_path) = "netfence bench"' -a datapath -d 'ns per packet through BPF_PROG_TEST_RUN: established, new allowed and new denied flows.'
 complete -c netfence -n 'test (__netfence_path) = "netfence bench"' -a loader -d 'Attach 100 pods and apply 1,000 CIDRs to one; per-pod attach and apply times beside baselines.'
 complete -c netfence -n 'test (__netfence_path) = "netfence bench"' -s o -l output -x -a 'table json' -d 'Output format: table for people, json for scripts.'

@@ -35,9 +35,6 @@ extension IPPrefix: ArgumentValue {
     public static var expectedForm: String? { "a CIDR such as 198.18.0.0/15 or an address" }
 }
 
-/// Set by SIGINT/SIGTERM: `--follow` finishes the line it is on and exits.
-nonisolated(unsafe) var stopFollowing: sig_atomic_t = 0
-
 /// `netfence ebpf events`: the verdict log, decoded and attributed.
 struct EbpfEventsCommand: Command {
     static let configuration = CommandConfiguration(
@@ -107,16 +104,7 @@ struct EbpfEventsCommand: Command {
         let following = parsed[Self.follow]
         let limit = parsed[Self.count]
         let filter = filter
-        if following || limit != nil {
-            signal(SIGINT) { _ in stopFollowing = 1 }
-            signal(SIGTERM) { _ in stopFollowing = 1 }
-            // A parent may have blocked them (children inherit the mask); stopping must still work.
-            var stops = sigset_t()
-            sigemptyset(&stops)
-            sigaddset(&stops, SIGINT)
-            sigaddset(&stops, SIGTERM)
-            pthread_sigmask(SIG_UNBLOCK, &stops, nil)
-        }
+        if following || limit != nil { StopSignals.install() }
         var printed = 0
         while true {
             for item in try stream.drain() {
@@ -131,7 +119,7 @@ struct EbpfEventsCommand: Command {
                 }
             }
             if !following && limit == nil { return }
-            if stopFollowing != 0 { return }
+            if stopRequested != 0 { return }
             usleep(50_000)
         }
     }

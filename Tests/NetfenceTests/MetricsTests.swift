@@ -1,0 +1,101 @@
+import Datapath
+import DatapathModel
+import Foundation
+import Glibc
+import NodeNetwork
+import Testing
+import TestSupport
+
+/// Parses Prometheus text exposition: every sample must follow its family's
+/// HELP and TYPE lines. Returns `name{labels}` → value.
+func parsePrometheus(_ text: String) throws -> [String: Double] {
+    var samples: [String: Double] = [:]
+    var declared = Set<String>()
+    for line in text.split(separator: "\n") {
+        if line.hasPrefix("# HELP ") || line.hasPrefix("# TYPE ") {
+            let words = line.split(separator: " ")
+            try #require(words.count >= 4, "malformed: \(line)")
+            if words[1] == "TYPE" { #expect(["counter", "gauge"].contains(String(words[3]))) }
+            declared.insert(String(words[2]))
+            continue
+        }
+        let parts = line.split(separator: " ")
+        try #require(parts.count == 2, "a sample is NAME[{LABELS}] VALUE: \(line)")
+        let series = String(parts[0])
+        let name = String(series.prefix { $0 != "{" })
+        #expect(name.allSatisfy { $0.isLetter || $0 == "_" }, "metric name \(name)")
+        #expect(declared.contains(name), "\(name) has HELP and TYPE before its samples")
+        if series.contains("{") {
+            #expect(series.hasSuffix("}") && series.range(of: #"^[a-z_]+\{([a-z]+="[^"]*",?)+\}$"#, options: .regularExpression) != nil, "labels: \(series)")
+        }
+        samples[series] = try #require(Double(parts[1]), "value of \(series)")
+    }
+    return samples
+}
+
+@Suite(.serialized) struct MetricsTests {
+    @Test func countersMatchTheTrafficSent() throws {
+        guard Privileges.require() else { return }
+        let bench = try LoaderCluster(pods: 2, ingressDefault: "deny")
+        let before = try parsePrometheus(try bench.cli(["metrics"]).standardOutput)
+        let datapath = try Datapath.open(pinnedUnder: bench.root.path)
+        let ifindex = try bench.cluster.node.interfaceIndex(bench.cluster.pods[0].hostInterface)
+        let frame = PacketBuilder.frame(from: IPAddress("198.18.9.9")!, to: IPAddress(bench.ip(0))!, .udp(sourcePort: 5, destinationPort: 53))
+        _ = try datapath.run(frame, direction: .ingress, ifindex: ifindex, in: bench.cluster.node, repeat: 7)
+        let after = try parsePrometheus(try bench.cli(["metrics"]).standardOutput)
+        let denied = #"netfence_packets_total{pod="shop/pod0",direction="ingress",verdict="deny"}"#
+        #expect((after[denied] ?? 0) - (before[denied] ?? 0) == 7)
+        let deniedBytes = #"netfence_bytes_total{pod="shop/pod0",direction="ingress",verdict="deny"}"#
+        #expect((after[deniedBytes] ?? 0) - (before[deniedBytes] ?? 0) == Double(7 * frame.count))
+        #expect(after["netfence_pods"] == 2)
+        #expect(after["netfence_conntrack_capacity"] == 524_288)
+        #expect(after["netfence_events_lost_total"] != nil && after["netfence_unparseable_drops_total"] != nil)
+    }
+
+    @Test func listenServesTheSameTextOverHTTP() throws {
+        guard Privileges.require() else { return }
+        let bench = try LoaderCluster(pods: 1)
+        let port = 19_000 + UniqueNames.next() % 1000
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: NetfenceBinary.path)
+        process.arguments = ["metrics", "--listen", "127.0.0.1:\(port)", "--bpffs-root", bench.root.path]
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        defer {
+            kill(process.processIdentifier, SIGTERM)
+            process.waitUntilExit()
+        }
+        var body: String?
+        for _ in 0..<50 where body == nil {
+            Thread.sleep(forTimeInterval: 0.1)
+            body = httpGet(port: UInt16(port), path: "/metrics")
+        }
+        let samples = try parsePrometheus(try #require(body))
+        #expect(samples["netfence_pods"] == 1)
+    }
+}
+
+/// GET `path` from 127.0.0.1:`port` with a plain socket; the body, or nil when nothing answers.
+func httpGet(port: UInt16, path: String) -> String? {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = port.bigEndian
+    inet_pton(AF_INET, "127.0.0.1", &address.sin_addr)
+    let connected = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+    guard connected == 0 else { return nil }
+    let request = "GET \(path) HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    _ = request.withCString { send(fd, $0, strlen($0), 0) }
+    var response = [UInt8]()
+    var buffer = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let received = recv(fd, &buffer, buffer.count, 0)
+        if received <= 0 { break }
+        response += buffer.prefix(received)
+    }
+    let text = String(decoding: response, as: UTF8.self)
+    guard text.hasPrefix("HTTP/1.1 200"), let split = text.range(of: "\r\n\r\n") else { return nil }
+    return String(text[split.upperBound...])
+}

@@ -28,7 +28,12 @@ func parsePrometheus(_ text: String) throws -> [String: Double] {
         if series.contains("{") {
             #expect(series.hasSuffix("}") && series.range(of: #"^[a-z_]+\{([a-z]+="[^"]*",?)+\}$"#, options: .regularExpression) != nil, "labels: \(series)")
         }
-        samples[series] = try #require(Double(parts[1]), "value of \(series)")
+        let value: Double? = Double(String(parts[1]))
+        guard let value else {
+            Issue.record("\(series) has no numeric value: \(parts[1])")
+            continue
+        }
+        samples[series] = value
     }
     return samples
 }

@@ -127,6 +127,9 @@ struct {
 #define ICMPV6_ECHO_REPLY 129
 #define ICMPV6_ND_FIRST 133 /* router solicitation .. redirect */
 #define ICMPV6_ND_LAST 137
+#define ICMPV6_MLD_FIRST 130 /* listener query, report, done */
+#define ICMPV6_MLD_LAST 132
+#define ICMPV6_MLDV2_REPORT 143
 #define ICMP_HEADER_BYTES 8
 #define IPV4_FRAGMENT_OFFSET_MASK 0x1fff
 #define IPV4_MORE_FRAGMENTS 0x2000
@@ -244,8 +247,9 @@ static __always_inline int parse_transport(struct __sk_buff *skb, __u32 offset, 
 		}
 		return PARSE_OK;
 	}
-	if (type >= ICMPV6_ND_FIRST && type <= ICMPV6_ND_LAST)
-		return PARSE_PASS; /* neighbour discovery keeps the link alive */
+	if ((type >= ICMPV6_ND_FIRST && type <= ICMPV6_ND_LAST) ||
+	    (type >= ICMPV6_MLD_FIRST && type <= ICMPV6_MLD_LAST) || type == ICMPV6_MLDV2_REPORT)
+		return PARSE_PASS; /* neighbour and multicast listener discovery keep the link working */
 	if (type == ICMPV6_ECHO_REQUEST || type == ICMPV6_ECHO_REPLY) {
 		p->flow.sport = p->flow.dport = identifier;
 	} else if (type >= ICMPV6_DEST_UNREACHABLE && type <= ICMPV6_PARAMETER_PROBLEM) {

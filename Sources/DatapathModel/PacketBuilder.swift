@@ -12,6 +12,8 @@ public enum PacketBuilder {
         /// ICMP destination unreachable / ICMPv6 packet too big etc., quoting `quoted` (an IP packet).
         case icmpError(type: UInt8, code: UInt8, quoted: [UInt8])
         case neighbourSolicitation
+        /// An MLDv2 listener report (ICMPv6 143) with no records.
+        case multicastListenerReport
         /// Any bytes after the IP header, with this protocol number.
         case raw(protocolNumber: UInt8, bytes: [UInt8])
     }
@@ -109,6 +111,8 @@ public enum PacketBuilder {
             return (ipv6 ? IPProtocolNumber.icmpv6 : IPProtocolNumber.icmp, [type, code, 0, 0, 0, 0, 0x05, 0xdc] + quoted)
         case .neighbourSolicitation:
             return (IPProtocolNumber.icmpv6, [135, 0, 0, 0, 0, 0, 0, 0] + [UInt8](repeating: 0, count: 16))
+        case .multicastListenerReport:
+            return (IPProtocolNumber.icmpv6, [143, 0, 0, 0, 0, 0, 0, 0])
         case .raw(let protocolNumber, let bytes):
             return (protocolNumber, bytes)
         }

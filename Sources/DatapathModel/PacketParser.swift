@@ -38,7 +38,7 @@ public struct ParsedPacket: Sendable, Equatable {
 /// The three outcomes of parsing, as `parse()` in bpf/datapath.bpf.c has them.
 public enum ParseResult: Sendable, Equatable {
     case packet(ParsedPacket)
-    /// Not ours to judge: non-IP frames, IPv6 neighbour discovery.
+    /// Not ours to judge: non-IP frames, IPv6 neighbour and multicast listener discovery.
     case pass
     /// Truncated or malformed headers.
     case unparseable
@@ -140,7 +140,7 @@ public enum PacketParser {
             }
             return .packet(packet)
         }
-        if (133...137).contains(type) { return .pass }
+        if (133...137).contains(type) || (130...132).contains(type) || type == 143 { return .pass }  // ND and MLD
         if type == 128 || type == 129 {
             (packet.flow.sourcePort, packet.flow.destinationPort) = (identifier, identifier)
         } else if (1...4).contains(type), frame.count >= quotedAt + 40 {

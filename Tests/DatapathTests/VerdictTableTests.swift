@@ -220,9 +220,11 @@ import TestSupport
         try bench.send(Array(udp6(3012, 9999, [.hopByHop]).prefix(14 + 40 + 1)), pod: 0, .ingress,
                        expect: .drop(.none, reason: .unparseable), "IPv6 extension header cut")
         try bench.send(PacketBuilder.frame(from: peer6, to: me6, .neighbourSolicitation), pod: 0, .ingress, expect: .untouched, "neighbour discovery")
+        try bench.send(PacketBuilder.frame(from: ip("fe80::1"), to: ip("ff02::16"), .multicastListenerReport), pod: 0, .ingress,
+                       expect: .untouched, "multicast listener discovery")
         try bench.send(ping("2001:db8:30::1", pod6, id: 3013), pod: 0, .ingress, expect: .drop(.networkPolicy), "ICMPv6 echo is a flow")
         try bench.send(PacketBuilder.ethernet(etherType: 0x0806) + [UInt8](repeating: 0, count: 28), pod: 0, .ingress, expect: .untouched, "ARP")
         try bench.send(udp4(3014, 9999), pod: 2, .ingress, expect: .untouched, "no pod on the interface")
-        #expect(bench.cases == 28)
+        #expect(bench.cases == 29)
     }
 }

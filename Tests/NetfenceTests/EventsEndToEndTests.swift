@@ -47,7 +47,7 @@ import TestSupport
         try bench.cli(["ebpf", "events", "level", "all"])
         _ = try events(bench)
         for (from, probe) in [(1, Probe.tcp), (1, .udp), (2, .tcp), (2, .icmp)] { _ = try bench.reaches(from, 0, probe) }
-        // The IPv4 flows this test made (the node also sends IPv6 multicast queries on its own).
+        // The IPv4 flows this test made.
         let all = try events(bench).filter { $0["family"] as? String == "ipv4" }
         let denies = all.filter { $0["verdict"] as? String == "deny" && $0["pod"] as? String == "shop/pod0" }
         #expect(Set(denies.map { "\($0["source"]!) \($0["proto"]!)" })
@@ -94,9 +94,8 @@ import TestSupport
         let delivered = lines.dropFirst().compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
         let burstDelivered = delivered.filter { $0["source"] as? String == "198.18.9.9" }.count
         #expect(delivered.count == ringHolds, "the ring was full")
-        // Every burst event was delivered or counted lost. (The pods send IPv6
-        // multicast reports on their own; one that took a ring slot shows up
-        // among the delivered events and pushed one more burst event out.)
+        // Every burst event was delivered or counted lost. (Any other event that
+        // took a ring slot shows up among the delivered ones.)
         #expect(lost == Int(burst) - burstDelivered)
         let again = try bench.cli(["ebpf", "events"]).standardOutput
         #expect(!again.contains("LOST"), "a loss is reported once")

@@ -26,8 +26,7 @@ import TestSupport
     }
 
     /// The parts of `loader status -o json` an apply may change: pods (revision,
-    /// states, objects) and the stored objects. (Map fill moves on its own: pods
-    /// send IPv6 multicast reports, which are flows like any other.)
+    /// states, objects) and the stored objects. (Map fill moves with any traffic.)
     static func policyState(_ bench: LoaderCluster) throws -> String {
         let text = try bench.cli(["loader", "status", "-o", "json"]).standardOutput
         let status = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])

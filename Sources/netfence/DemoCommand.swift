@@ -12,10 +12,10 @@ struct DemoCommand: Command {
         name: "demo",
         abstract: "Run three throwaway pods under the real datapath: apply a policy, probe traffic, inspect, clean up.",
         discussion: """
-            Creates a node namespace routing between three pod namespaces (198.18.42.0/24 and 2001:db8:42::/48, test \\
-            ranges), loads netfence under BPFFS_ROOT/demo-PID, attaches the pods, and probes TCP, UDP and ICMP between \\
-            them before and after applying a PolicyEndpoint that lets only pod1 reach pod0, on TCP. Then prints \\
-            'loader status', 'ebpf progs' and 'ebpf maps' for the demo, and removes everything it created, also on \\
+            Creates a node namespace routing between three pod namespaces (198.18.42.0/24 and 2001:db8:42::/48, test \
+            ranges), loads netfence under BPFFS_ROOT/demo-PID, attaches the pods, and probes TCP, UDP and ICMP between \
+            them before and after applying a PolicyEndpoint that lets only pod1 reach pod0, on TCP. Then prints \
+            'loader status', 'ebpf progs' and 'ebpf maps' for the demo, and removes everything it created, also on \
             failure.
             """)
 

@@ -41,14 +41,14 @@ struct EbpfEventsCommand: Command {
         name: "events",
         abstract: "Show the datapath's verdict events: who, what, which policy decided.",
         discussion: """
-            Reads the pinned event ring buffer. Each event: wall-clock time, pod and interface, direction, \\
-            source → destination with protocol, verdict, tier, the policy that decided (the PolicyEndpoint's \\
+            Reads the pinned event ring buffer. Each event: wall-clock time, pod and interface, direction, \
+            source → destination with protocol, verdict, tier, the policy that decided (the PolicyEndpoint's \
             policyRef or the cluster policy's name, and the rule index; "default" when the pod default decided) and bytes.
 
-            By default drains what is there and exits; --follow waits for more until SIGINT or SIGTERM; --count \\
-            stops after N events. Filters combine with AND. -o json prints JSON Lines.
+            By default drains what is there and exits; --follow waits for more until SIGINT or SIGTERM; --count \
+            waits until N events have printed (or SIGINT/SIGTERM). Filters combine with AND. -o json prints JSON Lines.
 
-            Events the datapath could not write (the ring was full) are counted; the next reader reports them as \\
+            Events the datapath could not write (the ring was full) are counted; the next reader reports them as \
             a LOST line (a {"lost": N} object in JSON), at most once a second, never silently.
 
             The ring buffer has one consumer at a time: two readers split the events between them.

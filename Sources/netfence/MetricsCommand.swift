@@ -10,8 +10,8 @@ struct MetricsCommand: Command {
         name: "metrics",
         abstract: "Print the datapath's counters in Prometheus text format, or serve them with --listen.",
         discussion: """
-            Packets and bytes by pod, direction and verdict; lost events; parse drops; conntrack entries and \\
-            capacity; pods. With --listen ADDRESS:PORT, serves GET /metrics there until SIGINT or SIGTERM (give a \\
+            Packets and bytes by pod, direction and verdict; lost events; parse drops; conntrack entries and \
+            capacity; pods. With --listen ADDRESS:PORT, serves GET /metrics there until SIGINT or SIGTERM (give a \
             loopback address unless the scraper is elsewhere).
             """)
 

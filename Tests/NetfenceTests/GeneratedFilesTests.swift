@@ -42,6 +42,14 @@ func runTree(_ words: [String]) -> (status: Int32, out: String, err: String) {
         }
     }
 
+    @Test func helpTextsHaveNoStrayLineContinuations() {
+        for path in visiblePaths() {
+            let help = runTree(path.dropFirst().map { $0.configuration.name } + ["--help"]).out
+            #expect(!help.contains("\\\n"), "\(path.map { $0.configuration.name }.joined(separator: " ")) help has a backslash at a line end")
+        }
+        #expect(!Netfence.tree.manPage().contains("\\e\n"), "man page has a backslash at a line end")
+    }
+
     /// The man page and each command's help describe the same tree: every command,
     /// alias, option and positional appears in both.
     @Test func manPageAndHelpDescribeTheSameTree() {

@@ -153,27 +153,31 @@ struct SocketAddress {
     var storage = sockaddr_storage()
     var length: socklen_t
 
+    /// The wildcard address of `family` (all zeros) at `port`.
     static func any(family: Int32, port: UInt16) -> SocketAddress {
-        family == AF_INET6 ? try! parse("::", port: port) : try! parse("0.0.0.0", port: port)
-    }
-
-    static func parse(_ address: String, port: UInt16) throws -> SocketAddress {
         var result = SocketAddress(length: 0)
-        if address.contains(":") {
+        if family == AF_INET6 {
             var v6 = sockaddr_in6()
             v6.sin6_family = sa_family_t(AF_INET6)
             v6.sin6_port = port.bigEndian
-            guard inet_pton(AF_INET6, address, &v6.sin6_addr) == 1 else { throw BPFError("parse address", address, errno: EINVAL) }
             withUnsafeBytes(of: v6) { source in withUnsafeMutableBytes(of: &result.storage) { $0.copyMemory(from: source) } }
             result.length = socklen_t(MemoryLayout<sockaddr_in6>.size)
         } else {
             var v4 = sockaddr_in()
             v4.sin_family = sa_family_t(AF_INET)
             v4.sin_port = port.bigEndian
-            guard inet_pton(AF_INET, address, &v4.sin_addr) == 1 else { throw BPFError("parse address", address, errno: EINVAL) }
             withUnsafeBytes(of: v4) { source in withUnsafeMutableBytes(of: &result.storage) { $0.copyMemory(from: source) } }
             result.length = socklen_t(MemoryLayout<sockaddr_in>.size)
         }
+        return result
+    }
+
+    static func parse(_ address: String, port: UInt16) throws -> SocketAddress {
+        let v6 = address.contains(":")
+        var result = any(family: v6 ? AF_INET6 : AF_INET, port: port)
+        let offset = v6 ? MemoryLayout<sockaddr_in6>.offset(of: \.sin6_addr)! : MemoryLayout<sockaddr_in>.offset(of: \.sin_addr)!
+        let parsed = withUnsafeMutableBytes(of: &result.storage) { inet_pton(v6 ? AF_INET6 : AF_INET, address, $0.baseAddress! + offset) }
+        guard parsed == 1 else { throw BPFError("parse address", address, errno: EINVAL) }
         return result
     }
 

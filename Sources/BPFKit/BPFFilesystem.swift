@@ -78,15 +78,6 @@ public enum BPFFilesystem {
         return BPFProgram(descriptor: descriptor)
     }
 
-    /// Removes a pin, and the folders above it up to `root` that it leaves empty.
-    public static func unpin(_ path: String, upTo root: String) {
-        unlink(path)
-        var folder = (path as NSString).deletingLastPathComponent
-        while folder.hasPrefix(root + "/"), rmdir(folder) == 0 {
-            folder = (folder as NSString).deletingLastPathComponent
-        }
-    }
-
     private static func isFolder(_ path: String) -> Bool {
         var isDirectory: ObjCBool = false
         return FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) && isDirectory.boolValue
@@ -135,6 +126,4 @@ public struct Capabilities: Sendable {
     public var sysAdmin: Bool { has(21) }
     /// CAP_BPF (39): loading programs and creating maps.
     public var bpf: Bool { has(39) || sysAdmin }
-    /// CAP_NET_ADMIN (12): tc attachments.
-    public var netAdmin: Bool { has(12) }
 }

@@ -209,7 +209,4 @@ public struct ParsedArguments: Sendable {
         copy.words[option.definition.long] = [word]
         return copy
     }
-
-    /// Whether the option was given on the command line or by its environment variable.
-    public func isSet<Value>(_ option: Option<Value>) -> Bool { words[option.definition.long] != nil }
 }

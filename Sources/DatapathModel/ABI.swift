@@ -22,13 +22,13 @@ public enum ABISizes {
 }
 
 /// Which way traffic crosses the pod's host veth, from the pod's point of view.
-public enum Direction: UInt8, CaseIterable, Sendable, Codable, CustomStringConvertible {
+public enum Direction: UInt8, CaseIterable, Sendable, CustomStringConvertible {
     case ingress = 0, egress = 1
     public var description: String { self == .ingress ? "ingress" : "egress" }
 }
 
 /// Policy tiers, in evaluation order.
-public enum Tier: UInt8, Sendable, Codable, CustomStringConvertible {
+public enum Tier: UInt8, Sendable, CustomStringConvertible {
     case none = 0, admin = 1, networkPolicy = 2, baseline = 3, podDefault = 4
     public var description: String {
         switch self {
@@ -42,26 +42,26 @@ public enum Tier: UInt8, Sendable, Codable, CustomStringConvertible {
 }
 
 /// What a rule does. At equal priority Deny beats Accept beats Pass.
-public enum RuleAction: UInt8, Sendable, Codable {
+public enum RuleAction: UInt8, Sendable {
     case deny = 0, accept = 1, pass = 2
 }
 
 /// What a pod does in a direction when no Admin rule decides.
-public enum PodState: UInt8, Sendable, Codable {
+public enum PodState: UInt8, Sendable {
     case defaultAllow = 0, defaultDeny = 1, policiesApplied = 2
 }
 
-public enum Verdict: UInt8, Sendable, Codable {
+public enum Verdict: UInt8, Sendable {
     case deny = 0, allow = 1
 }
 
 /// Why a verdict was reached (events).
-public enum Reason: UInt8, Sendable, Codable {
+public enum Reason: UInt8, Sendable {
     case policy = 0, reevaluated = 1, related = 2, fragment = 3, unparseable = 4, noFirstFragment = 5
 }
 
 /// Which verdicts produce events.
-public enum EventLevel: UInt32, Sendable, Codable {
+public enum EventLevel: UInt32, Sendable {
     case none = 0, deny = 1, all = 2
 }
 

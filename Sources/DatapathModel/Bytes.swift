@@ -1,17 +1,19 @@
 /// Builds a key or value in the host byte order the BPF programs use.
-struct ByteWriter {
-    private(set) var bytes: [UInt8] = []
+public struct ByteWriter {
+    public private(set) var bytes: [UInt8] = []
 
-    mutating func append<T: FixedWidthInteger>(_ value: T) {
+    public init() {}
+
+    public mutating func append<T: FixedWidthInteger>(_ value: T) {
         withUnsafeBytes(of: value) { bytes.append(contentsOf: $0) }
     }
 
-    mutating func append(_ raw: [UInt8]) { bytes.append(contentsOf: raw) }
+    public mutating func append(_ raw: [UInt8]) { bytes.append(contentsOf: raw) }
 
-    mutating func pad(_ count: Int) { bytes.append(contentsOf: repeatElement(0, count: count)) }
+    public mutating func pad(_ count: Int) { bytes.append(contentsOf: repeatElement(0, count: count)) }
 
     /// Pads to exactly `size` bytes (the ABI's struct size).
-    mutating func pad(toSize size: Int) { pad(size - bytes.count) }
+    public mutating func pad(toSize size: Int) { pad(size - bytes.count) }
 }
 
 /// Reads a key or value the BPF programs wrote; never traps on short input.

@@ -70,9 +70,6 @@ public struct ReferenceDatapath: Sendable {
 
     public init() {}
 
-    /// Number of conntrack entries (for tests that check what a flow left behind).
-    public var conntrackCount: Int { conntrack.count }
-
     /// One packet on the host veth `ifindex` in `direction` (pod's view).
     public mutating func process(_ frame: [UInt8], ifindex: UInt32, direction: Direction) -> Outcome {
         guard let pod = pods[ifindex] else { return .untouched }

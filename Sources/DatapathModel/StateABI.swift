@@ -1,7 +1,7 @@
 import CNetfenceABI
 
 /// `struct nf_pod_registration`: a pod the loader attached.
-public struct PodRegistration: Equatable, Sendable, Codable {
+public struct PodRegistration: Equatable, Sendable {
     public var ifindex: UInt32
     /// What the pod does in a direction when nothing selects it: true = deny.
     public var denyByDefault: [Direction: Bool]

@@ -21,6 +21,8 @@ public final class EventStream {
     private let clock = MonotonicClock()
     private var attribution: Attribution
     private var lastLossCheck = Date.distantPast
+    /// Records the reader could not keep (never, with its buffer sized to the ring).
+    private var droppedReported = 0
 
     public init(loader: Loader) throws {
         self.loader = loader
@@ -48,6 +50,10 @@ public final class EventStream {
             }
         }
         let records = try reader.drain().compactMap(VerdictEvent.decode)
+        if reader.droppedRecords > droppedReported {
+            items.append(.lost(UInt64(reader.droppedRecords - droppedReported)))
+            droppedReported = reader.droppedRecords
+        }
         if records.contains(where: { attribution.pods[$0.podID] == nil || (RuleID(rawValue: $0.ruleID).map { attribution.objects[$0.objectIndex] == nil } ?? false) }) {
             attribution = try Self.attribution(loader)  // a pod or object newer than our view
         }

@@ -31,7 +31,7 @@ public struct RuleID: Hashable, Sendable, CustomStringConvertible {
 }
 
 /// What a pod does when nothing selects it, per direction (`loader attach --ingress-default`).
-public enum PodDefault: String, Sendable, Codable, CaseIterable {
+public enum PodDefault: String, Sendable, CaseIterable {
     case allow, deny
 
     var state: PodState { self == .allow ? .defaultAllow : .defaultDeny }

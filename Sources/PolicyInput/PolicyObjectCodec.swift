@@ -1,7 +1,7 @@
 import DatapathModel
 
 /// The loader's stored form of an applied object: compact, versioned,
-/// length-prefixed binary. (JSONEncoder took ~12 ms for a 1,000-rule object,
+/// length-prefixed binary in host byte order. (JSONEncoder took ~12 ms for a 1,000-rule object,
 /// a quarter of the apply budget; this takes about one.)
 public enum PolicyObjectCodec {
     static let version: UInt8 = 1
@@ -87,44 +87,49 @@ public enum PolicyObjectCodec {
                             tier: tierByte == 1 ? .admin : tierByte == 2 ? .baseline : nil, priority: priority)
     }
 
+    /// Counts and strings on top of the model's `ByteWriter` (host byte order:
+    /// the store lives on this host).
     private struct Writer {
-        var bytes: [UInt8] = []
-        mutating func byte(_ value: UInt8) { bytes.append(value) }
-        mutating func integer<T: FixedWidthInteger>(_ value: T) { withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) } }
-        mutating func count(_ value: Int) { integer(UInt32(value)) }
+        var bytes: [UInt8] { writer.bytes }
+        private var writer = ByteWriter()
+        mutating func byte(_ value: UInt8) { writer.append(value) }
+        mutating func integer<T: FixedWidthInteger>(_ value: T) { writer.append(value) }
+        mutating func count(_ value: Int) { writer.append(UInt32(value)) }
         mutating func string(_ value: String) {
             count(value.utf8.count)
-            bytes.append(contentsOf: value.utf8)
+            writer.append(Array(value.utf8))
         }
     }
 
+    /// A cursor over the model's bounds-checked `ByteReader`.
     private struct Reader {
-        let bytes: [UInt8]
-        var offset = 0
-        var atEnd: Bool { offset == bytes.count }
+        private let reader: ByteReader
+        private let length: Int
+        private var offset = 0
+        var atEnd: Bool { offset == length }
 
-        mutating func byte() -> UInt8? {
-            guard offset < bytes.count else { return nil }
-            defer { offset += 1 }
-            return bytes[offset]
+        init(bytes: [UInt8]) {
+            reader = ByteReader(bytes)
+            length = bytes.count
         }
 
         mutating func integer<T: FixedWidthInteger>(_ type: T.Type) -> T? {
-            let size = MemoryLayout<T>.size
-            guard offset + size <= bytes.count else { return nil }
-            defer { offset += size }
-            return bytes[offset..<(offset + size)].reversed().reduce(T(0)) { $0 << 8 | T($1) }
+            guard let value = reader.integer(T.self, at: offset) else { return nil }
+            offset += MemoryLayout<T>.size
+            return value
         }
 
+        mutating func byte() -> UInt8? { integer(UInt8.self) }
+
         mutating func count() -> Int? {
-            guard let value = integer(UInt32.self), Int(value) <= bytes.count - offset else { return nil }
+            guard let value = integer(UInt32.self), Int(value) <= length - offset else { return nil }
             return Int(value)
         }
 
         mutating func string() -> String? {
-            guard let length = count() else { return nil }
-            defer { offset += length }
-            return String(decoding: bytes[offset..<(offset + length)], as: UTF8.self)
+            guard let length = count(), let utf8 = reader.slice(at: offset, count: length) else { return nil }
+            offset += length
+            return String(decoding: utf8, as: UTF8.self)
         }
     }
 }

@@ -1,13 +1,13 @@
 import DatapathModel
 
 /// Which kind of object, as `kind:` spells it.
-public enum PolicyKind: String, Sendable, Codable, Hashable {
+public enum PolicyKind: String, Sendable, Hashable {
     case policyEndpoint = "PolicyEndpoint"
     case clusterPolicyEndpoint = "ClusterPolicyEndpoint"
 }
 
 /// What identifies an object: re-applying the same kind, namespace and name replaces it.
-public struct ObjectKey: Hashable, Sendable, Codable, Comparable, CustomStringConvertible {
+public struct ObjectKey: Hashable, Sendable, Comparable, CustomStringConvertible {
     public let kind: PolicyKind
     /// Empty for cluster-scoped objects.
     public let namespace: String
@@ -27,7 +27,7 @@ public struct ObjectKey: Hashable, Sendable, Codable, Comparable, CustomStringCo
 }
 
 /// A pod an object selects (`spec.podSelectorEndpoints[]`).
-public struct SelectedPod: Hashable, Sendable, Codable {
+public struct SelectedPod: Hashable, Sendable {
     public let namespace: String
     public let name: String
     public let podIP: String?
@@ -35,7 +35,7 @@ public struct SelectedPod: Hashable, Sendable, Codable {
 }
 
 /// Cluster rule actions (`action:`); NetworkPolicy rules always accept.
-public enum PolicyAction: String, Sendable, Codable, CaseIterable {
+public enum PolicyAction: String, Sendable, CaseIterable {
     case accept = "Accept", deny = "Deny", pass = "Pass"
 
     var ruleAction: RuleAction {
@@ -48,19 +48,19 @@ public enum PolicyAction: String, Sendable, Codable, CaseIterable {
 }
 
 /// Cluster tiers (`spec.tier`).
-public enum ClusterTier: String, Sendable, Codable, CaseIterable {
+public enum ClusterTier: String, Sendable, CaseIterable {
     case admin = "Admin", baseline = "Baseline"
 }
 
 /// One `ports[]` entry: protocol (default TCP), and one port, a range, or all.
-public struct PortSpec: Hashable, Sendable, Codable {
+public struct PortSpec: Hashable, Sendable {
     public let protocolNumber: UInt8
     public let port: UInt16?
     public let endPort: UInt16?
 }
 
 /// One `ingress[]` / `egress[]` entry.
-public struct EndpointRule: Hashable, Sendable, Codable {
+public struct EndpointRule: Hashable, Sendable {
     /// nil for a rule by domain name.
     public let cidr: String?
     public let except: [String]
@@ -72,7 +72,7 @@ public struct EndpointRule: Hashable, Sendable, Codable {
 }
 
 /// A PolicyEndpoint or ClusterPolicyEndpoint, validated.
-public struct PolicyObject: Hashable, Sendable, Codable {
+public struct PolicyObject: Hashable, Sendable {
     public let key: ObjectKey
     /// `spec.policyRef`: the policy this endpoint object was made from (`namespace/name`).
     public let policyRef: String

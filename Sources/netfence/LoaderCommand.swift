@@ -94,7 +94,7 @@ struct LoaderStatusCommand: Command {
             objects: objects.map { ObjectStatus(kind: $0.object.key.kind.rawValue, namespace: $0.object.key.namespace, name: $0.object.key.name,
                                                 policyRef: $0.object.policyRef, index: $0.index, appliedAt: $0.appliedAt) },
             drift: pods.flatMap { pod in pod.missingHooks.map { "\(pod.registration.namespace)/\(pod.registration.name): \(pod.registration.interface) has no netfence \($0.rawValue) filter" } }
-                + stray.map { "\($0.attachment.summary) carries netfence's program but no pod is attached there" })
+                + stray.map { "\($0.summary) carries netfence's program but no pod is attached there" })
         switch context.outputFormat {
         case .json:
             context.print(try JSONOutput.encode(status))

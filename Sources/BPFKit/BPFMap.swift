@@ -18,6 +18,8 @@ public struct MapInfo: Sendable, Equatable {
 public final class BPFMap: @unchecked Sendable {
     /// The descriptor that keeps the map alive while this object lives.
     public let descriptor: FileDescriptor
+    /// A map's info never changes: read once, not on every lookup.
+    private var cachedInfo: MapInfo?
 
     /// Wraps a descriptor the caller hands over.
     public init(descriptor: FileDescriptor) {
@@ -42,15 +44,18 @@ public final class BPFMap: @unchecked Sendable {
         try walkIDs(objectKind: "maps", next: bpf_map_get_next_id)
     }
 
-    /// Reads `bpf_map_info`.
+    /// Reads `bpf_map_info` (once; it is fixed for the map's life).
     public func info() throws -> MapInfo {
+        if let cachedInfo { return cachedInfo }
         var info = zeroed(bpf_map_info.self)
         var length = UInt32(MemoryLayout<bpf_map_info>.size)
         try check(bpf_obj_get_info_by_fd(descriptor.rawValue, &info, &length), "read map info", "fd \(descriptor.rawValue)")
-        return MapInfo(
+        let result = MapInfo(
             id: info.id, type: MapType(rawValue: info.type), name: string(fromCArray: info.name),
             keySize: info.key_size, valueSize: info.value_size, maxEntries: info.max_entries,
             flags: info.map_flags, btfID: info.btf_id)
+        cachedInfo = result
+        return result
     }
 
     /// Writes one entry (`BPF_MAP_UPDATE_ELEM`); key and value must have the map's sizes.

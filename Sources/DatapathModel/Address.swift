@@ -61,6 +61,14 @@ public struct IPAddress: Hashable, Comparable, Sendable, CustomStringConvertible
     }
 }
 
+/// Encodes as people write it (`198.18.0.1`), as JSON output shows it.
+extension IPAddress: Encodable {
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(description)
+    }
+}
+
 /// A CIDR block. `length` counts bits of the 16-byte form, so an IPv4 /24 has
 /// length 120; ``description`` prints it the way people write it.
 public struct IPPrefix: Hashable, Comparable, Sendable, CustomStringConvertible {

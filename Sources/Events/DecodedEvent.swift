@@ -13,9 +13,9 @@ public struct DecodedEvent: Sendable, Encodable, Equatable {
     public let direction: String
     public let family: String
     public let proto: String
-    public let source: String
+    public let source: IPAddress
     public let sourcePort: UInt16
-    public let destination: String
+    public let destination: IPAddress
     public let destinationPort: UInt16
     public let verdict: String
     public let tier: String
@@ -68,8 +68,8 @@ public struct Attribution: Sendable {
             podNamespace: registration?.namespace, interface: registration?.interface,
             direction: event.direction.description, family: event.family == 6 ? "ipv6" : "ipv4",
             proto: ProtocolName.of(event.protocolNumber),
-            source: event.source.description, sourcePort: event.sourcePort,
-            destination: event.destination.description, destinationPort: event.destinationPort,
+            source: event.source, sourcePort: event.sourcePort,
+            destination: event.destination, destinationPort: event.destinationPort,
             verdict: event.verdict == .allow ? "allow" : "deny", tier: event.tier.description,
             policy: policy, rule: rule, reason: Self.reasonName(event.reason), bytes: event.length, revision: event.revision)
     }
@@ -136,10 +136,7 @@ public struct EventFilter: Sendable {
         if let namespace, event.podNamespace != namespace { return false }
         if let verdict, event.verdict != verdict { return false }
         if let direction, event.direction != direction { return false }
-        if let prefix {
-            let ends = [event.source, event.destination].compactMap(IPAddress.init)
-            if !ends.contains(where: prefix.contains) { return false }
-        }
+        if let prefix, !prefix.contains(event.source), !prefix.contains(event.destination) { return false }
         if let port, event.sourcePort != port, event.destinationPort != port { return false }
         if let proto, event.proto != proto { return false }
         if let tier, event.tier != tier { return false }

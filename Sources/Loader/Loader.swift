@@ -187,7 +187,8 @@ public final class Loader {
     /// if any does not fit, nothing is stored or changed. Then the objects are
     /// stored, each pod's policy swapped, and the replaced versions removed.
     public func apply(_ input: ParsedPolicies) throws -> ApplyReport {
-        let current = try state.objects()
+        let versions = try state.allVersions()
+        let current = LoaderState.live(versions)
         let replacedKeys = Set(input.objects.map(\.key))
         let indexes = try state.freeIndexes(count: input.objects.count)
         let next = current.filter { !replacedKeys.contains($0.object.key) }.map { (index: $0.index, object: $0.object) }
@@ -195,23 +196,25 @@ public final class Loader {
         let touched = selectedPods(input.objects + current.filter { replacedKeys.contains($0.object.key) }.map(\.object))
         let policies = try compile(podsNamed: touched, objects: next)
 
+        try state.collectGarbage()  // chunks a killed apply left behind
         for (index, object) in zip(indexes, input.objects) { try state.store(object, at: index) }
         var report = ApplyReport(objects: input.objects.map(\.key), warnings: input.warnings)
         report.pods = try swap(policies)
-        for old in current where replacedKeys.contains(old.object.key) { try state.remove(index: old.index) }
-        try state.collectGarbage()
+        // Every older version goes, also one a killed apply left beside the live one.
+        try state.remove(indexes: versions.filter { replacedKeys.contains($0.object.key) }.map(\.index))
         return report
     }
 
     /// Removes objects by key; pods they selected fall back to what remains.
     public func delete(_ keys: [ObjectKey]) throws -> ApplyReport {
-        let current = try state.objects()
+        let versions = try state.allVersions()
+        let current = LoaderState.live(versions)
         let doomed = current.filter { keys.contains($0.object.key) }
         let remaining = current.filter { !keys.contains($0.object.key) }.map { (index: $0.index, object: $0.object) }
         let policies = try compile(podsNamed: selectedPods(doomed.map(\.object)), objects: remaining)
         var report = ApplyReport(objects: doomed.map(\.object.key))
         report.pods = try swap(policies)
-        for object in doomed { try state.remove(index: object.index) }
+        try state.remove(indexes: versions.filter { keys.contains($0.object.key) }.map(\.index))
         return report
     }
 
@@ -262,13 +265,9 @@ public final class Loader {
         public let missingHooks: [TCDirection]
     }
 
-    /// An interface carrying netfence's programs that no registered pod owns.
-    public struct StrayAttachment: Sendable {
-        public let attachment: ProgramAttachment
-    }
-
-    /// Pods with their live state and drift, and attachments nobody registered.
-    public func status() throws -> (pods: [AttachedPod], objects: [StoredObject], stray: [StrayAttachment]) {
+    /// Pods with their live state and drift, and interfaces carrying netfence's
+    /// programs that no registered pod owns.
+    public func status() throws -> (pods: [AttachedPod], objects: [StoredObject], stray: [ProgramAttachment]) {
         let objects = try state.objects()
         let programs = [TCDirection.ingress: try datapath.fromPod.info().id, .egress: try datapath.toPod.info().id]
         let pods = try state.pods().sorted { $0.key < $1.key }
@@ -290,7 +289,7 @@ public final class Loader {
                                    missingHooks: missing))
         }
         let registered = Set(pods.map { "\($0.value.netns.isEmpty ? NetworkNamespace.current.name : $0.value.netns)/\($0.value.interface)" })
-        let stray = ours.filter { !registered.contains("\($0.namespace)/\($0.interface)") }.map(StrayAttachment.init)
+        let stray = ours.filter { !registered.contains("\($0.namespace)/\($0.interface)") }
         return (result, objects, stray)
     }
 

@@ -85,8 +85,13 @@ public final class LoaderState {
 
     /// The live version of every applied object: where a crash left two, the later one.
     public func objects() throws -> [StoredObject] {
+        Self.live(try allVersions())
+    }
+
+    /// The later version of each object among `versions`.
+    static func live(_ versions: [StoredObject]) -> [StoredObject] {
         var latest: [ObjectKey: StoredObject] = [:]
-        for stored in try allVersions() where (latest[stored.object.key]?.appliedAt ?? .distantPast) <= stored.appliedAt {
+        for stored in versions where (latest[stored.object.key]?.appliedAt ?? .distantPast) <= stored.appliedAt {
             latest[stored.object.key] = stored
         }
         return latest.values.sorted { $0.index < $1.index }
@@ -123,9 +128,8 @@ public final class LoaderState {
     }
 
     /// Stores a version under `index`: chunks first, then the manifest that makes it visible.
-    /// Chunks a killed apply left at this index go first.
+    /// Call `collectGarbage()` first, so no chunk a killed apply left at this index remains.
     func store(_ object: PolicyObject, at index: UInt32) throws {
-        try removeChunks(of: [index])
         let data = PolicyObjectCodec.encode(object)
         let parts = ObjectStoreCodec.chunks(data)
         for (chunk, value) in parts.enumerated() {
@@ -135,10 +139,10 @@ public final class LoaderState {
         try manifests.update(key: bytes(index), value: ObjectStoreCodec.manifest(length: data.count, chunks: parts.count, appliedNanoseconds: now))
     }
 
-    /// Removes a version: the manifest first (it stops counting), then its chunks.
-    func remove(index: UInt32) throws {
-        try manifests.delete(key: bytes(index))
-        try removeChunks(of: [index])
+    /// Removes versions: their manifests first (they stop counting), then their chunks in one walk.
+    func remove(indexes: [UInt32]) throws {
+        for index in indexes { try manifests.delete(key: bytes(index)) }
+        try removeChunks(of: Set(indexes))
     }
 
     /// Deletes chunks no manifest names (left by an apply that was killed).

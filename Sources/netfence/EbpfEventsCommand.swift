@@ -156,8 +156,8 @@ enum EventLine {
     static let timeStyle = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
 
     static func text(_ event: DecodedEvent, colored: Bool) -> String {
-        let endpoint = { (address: String, port: UInt16) in
-            let host = address.contains(":") ? "[\(address)]" : address
+        let endpoint = { (address: IPAddress, port: UInt16) in
+            let host = address.isIPv4 ? address.description : "[\(address)]"
             return port == 0 ? host : "\(host):\(port)"
         }
         let verdict = event.verdict.uppercased().padding(toLength: 5, withPad: " ", startingAt: 0)

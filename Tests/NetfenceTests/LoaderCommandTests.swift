@@ -56,4 +56,13 @@ import TestSupport
         #expect(result.status == 1)
         #expect(result.standardError == "error: netfence is not loaded under \(root.path); run 'netfence loader init' first\n")
     }
+
+    @Test func initMountsBPFFilesystemWhenAbsent() throws {
+        guard Privileges.require() else { return }
+        // A private mount namespace without bpffs at /sys/fs/bpf; the host's mounts are untouched.
+        let result = try NetfenceBinary.runWithoutBPFFilesystem(["loader", "init"])
+        #expect(result.status == 0, "\(result.standardError)")
+        #expect(result.standardOutput.hasPrefix("Loaded the datapath under /sys/fs/bpf/netfence: nf_to_pod id "))
+        #expect(result.standardOutput.contains("Created maps: conntrack"), "a fresh bpffs: every map is new")
+    }
 }

@@ -1,4 +1,5 @@
 import BPFKit
+import DatapathModel
 import Foundation
 import NodeNetwork
 import Testing
@@ -92,6 +93,12 @@ final class ContinuousProbe: @unchecked Sendable {
         let status = try bench.cli(["loader", "status", "-o", "json"]).standardOutput
         let objects = try #require((try JSONSerialization.jsonObject(with: Data(status.utf8)) as? [String: Any])?["objects"] as? [[String: Any]])
         #expect(objects.count == 1, "one live version of the object")
+        // Chunks the killed applies left behind were collected: the store holds the live version's only.
+        let manifests = try #require(try BPFFilesystem.pinnedMap(at: bench.root.path + "/state/policy_manifests"))
+        let chunks = try #require(try BPFFilesystem.pinnedMap(at: bench.root.path + "/state/policy_chunks"))
+        let live = try manifests.keys().compactMap { try manifests.lookup(key: $0).flatMap(ObjectStoreCodec.decodeManifest) }
+        #expect(live.count == 1)
+        #expect(try chunks.countEntries() == live.first?.chunks)
     }
 
     @Test func reinitKeepsConntrackAndNeverLeavesAnInterfaceUnfiltered() throws {

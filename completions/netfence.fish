@@ -9,7 +9,7 @@ function __netfence_path
             continue
         end
         switch $word
-            case '-o' '--output' '--bpffs-root' '--stats-window' '--count' '--pod' '--namespace' '--verdict' '--direction' '--ip' '--port' '--proto' '--tier' '--policy' '--color' '--iface' '--netns' '--ingress-default' '--egress-default' '-f' '--filename' '--listen' '--passes' '--pods'
+            case '-o' '--output' '--bpffs-root' '--stats-window' '--count' '--pod' '--namespace' '--verdict' '--direction' '--ip' '--port' '--proto' '--tier' '--policy' '--color' '--iface' '--netns' '--ingress-default' '--egress-default' '-f' '--filename' '--listen' '--passes' '--pods' '--events'
                 set skip 1
                 continue
         end
@@ -48,6 +48,8 @@ function __netfence_path
                 set path 'netfence bench datapath'
             case 'netfence bench loader'
                 set path 'netfence bench loader'
+            case 'netfence bench events'
+                set path 'netfence bench events'
             case 'netfence demo'
                 set path 'netfence demo'
             case 'netfence completions'
@@ -164,6 +166,7 @@ complete -c netfence -n 'test (__netfence_path) = "netfence metrics"' -l listen 
 complete -c netfence -n 'test (__netfence_path) = "netfence metrics"' -s h -l help -d 'Show help information.'
 complete -c netfence -n 'test (__netfence_path) = "netfence bench"' -a datapath -d 'ns per packet through BPF_PROG_TEST_RUN: established, new allowed and new denied flows.'
 complete -c netfence -n 'test (__netfence_path) = "netfence bench"' -a loader -d 'Attach 100 pods and apply 1,000 CIDRs to one; per-pod attach and apply times beside baselines.'
+complete -c netfence -n 'test (__netfence_path) = "netfence bench"' -a events -d 'Events per second decoded and written as JSON Lines, beside a raw drain of the ring.'
 complete -c netfence -n 'test (__netfence_path) = "netfence bench"' -s o -l output -x -a 'table json' -d 'Output format: table for people, json for scripts.'
 complete -c netfence -n 'test (__netfence_path) = "netfence bench"' -l bpffs-root -x -a '(__fish_complete_directories)' -d 'The bpffs folder netfence pins its programs and maps under.'
 complete -c netfence -n 'test (__netfence_path) = "netfence bench"' -s h -l help -d 'Show help information.'
@@ -175,6 +178,10 @@ complete -c netfence -n 'test (__netfence_path) = "netfence bench loader"' -s o 
 complete -c netfence -n 'test (__netfence_path) = "netfence bench loader"' -l bpffs-root -x -a '(__fish_complete_directories)' -d 'The bpffs folder netfence pins its programs and maps under.'
 complete -c netfence -n 'test (__netfence_path) = "netfence bench loader"' -l pods -x -d 'How many pods to attach.'
 complete -c netfence -n 'test (__netfence_path) = "netfence bench loader"' -s h -l help -d 'Show help information.'
+complete -c netfence -n 'test (__netfence_path) = "netfence bench events"' -s o -l output -x -a 'table json' -d 'Output format: table for people, json for scripts.'
+complete -c netfence -n 'test (__netfence_path) = "netfence bench events"' -l bpffs-root -x -a '(__fish_complete_directories)' -d 'The bpffs folder netfence pins its programs and maps under.'
+complete -c netfence -n 'test (__netfence_path) = "netfence bench events"' -l events -x -d 'Events each reader takes.'
+complete -c netfence -n 'test (__netfence_path) = "netfence bench events"' -s h -l help -d 'Show help information.'
 complete -c netfence -n 'test (__netfence_path) = "netfence demo"' -s o -l output -x -a 'table json' -d 'Output format: table for people, json for scripts.'
 complete -c netfence -n 'test (__netfence_path) = "netfence demo"' -l bpffs-root -x -a '(__fish_complete_directories)' -d 'The bpffs folder netfence pins its programs and maps under.'
 complete -c netfence -n 'test (__netfence_path) = "netfence demo"' -l keep -d 'Leave the namespaces, filters and pins in place for a look around.'

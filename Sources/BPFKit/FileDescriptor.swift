@@ -10,9 +10,9 @@ public final class FileDescriptor: @unchecked Sendable {
         self.rawValue = rawValue
     }
 
-    /// Opens `path` read-only with close-on-exec.
-    public convenience init(opening path: String, operation: String) throws {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+    /// Opens `path` (read-only unless `flags` say otherwise) with close-on-exec.
+    public convenience init(opening path: String, flags: Int32 = O_RDONLY, operation: String) throws {
+        let fd = open(path, flags | O_CLOEXEC)
         if fd < 0 { throw BPFError(operation, path, errno: Glibc.errno) }
         self.init(owning: fd)
     }

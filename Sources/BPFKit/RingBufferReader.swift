@@ -38,18 +38,26 @@ public final class RingBufferReader {
 
     /// Every record ready now, oldest first, each as its bytes.
     public func drain() throws -> [[UInt8]] {
+        var result: [[UInt8]] = []
+        try drain { result.append(Array($0)) }
+        return result
+    }
+
+    /// Visits every record ready now, oldest first, without copying it again:
+    /// `visit` sees the record's bytes, valid only during the call. Returns how many.
+    @discardableResult
+    public func drain(_ visit: (UnsafeRawBufferPointer) throws -> Void) throws -> Int {
         records.pointee.used = 0
         records.pointee.count = 0
         try check(nf_ring_drain(ring), "drain", "ring buffer")
-        var result: [[UInt8]] = []
         var offset = 0
         let used = Int(records.pointee.used)
         while offset + 4 <= used {
             let length = Int(storage.loadUnaligned(fromByteOffset: offset, as: UInt32.self))
-            result.append(Array(UnsafeRawBufferPointer(start: storage + offset + 4, count: length)))
+            try visit(UnsafeRawBufferPointer(start: storage + offset + 4, count: length))
             offset += 4 + length
         }
-        return result
+        return Int(records.pointee.count)
     }
 
     /// Records that did not fit a drain's buffer (never, when sized from the ring).

@@ -77,11 +77,11 @@ public final class CommandContext {
     /// The parsed words, globals included.
     public let parsed: ParsedArguments
     public let environment: [String: String]
-    private let standardOutput: (String) -> Void
-    private let standardError: (String) -> Void
+    private let standardOutput: OutputSink
+    private let standardError: OutputSink
 
     public init(commandPath: String, parsed: ParsedArguments, environment: [String: String],
-                standardOutput: @escaping (String) -> Void, standardError: @escaping (String) -> Void) {
+                standardOutput: OutputSink, standardError: OutputSink) {
         self.commandPath = commandPath
         self.parsed = parsed
         self.environment = environment
@@ -96,9 +96,11 @@ public final class CommandContext {
     }
 
     /// Writes `text` and a newline to standard output.
-    public func print(_ text: String) { standardOutput(text + "\n") }
+    public func print(_ text: String) { standardOutput.write(text + "\n") }
     /// Writes `text` as it is to standard output.
-    public func write(_ text: String) { standardOutput(text) }
+    public func write(_ text: String) { standardOutput.write(text) }
+    /// Writes bytes as they are to standard output (output built as bytes need not become a String).
+    public func write(bytes: UnsafeRawBufferPointer) { standardOutput(bytes) }
     /// Writes `warning: text` to standard error; the command goes on.
-    public func warn(_ text: String) { standardError("warning: \(text)\n") }
+    public func warn(_ text: String) { standardError.write("warning: \(text)\n") }
 }

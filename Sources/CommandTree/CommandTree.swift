@@ -38,20 +38,20 @@ public struct CommandTree: Sendable {
     /// Parses `arguments` (without the program name) and runs the chosen command,
     /// writing through the two closures. Returns the exit status.
     public func run(_ arguments: [String], environment: [String: String] = ProcessInfo.processInfo.environment,
-                    standardOutput: @escaping (String) -> Void, standardError: @escaping (String) -> Void) -> Int32 {
+                    standardOutput: OutputSink, standardError: OutputSink) -> Int32 {
         let invocation: Invocation
         do {
             invocation = try parse(arguments, environment: environment)
         } catch {
-            standardError(usageErrorText(error.error, path: error.path))
+            standardError.write(usageErrorText(error.error, path: error.path))
             return Self.usageExitCode
         }
         switch invocation {
         case .version:
-            standardOutput("\(root.configuration.name) \(version)\n")
+            standardOutput.write("\(root.configuration.name) \(version)\n")
             return 0
         case .help(let path):
-            standardOutput(help(for: path))
+            standardOutput.write(help(for: path))
             return 0
         case .run(let path, let parsed):
             let command = path.last!.init(parsed: parsed)
@@ -62,10 +62,10 @@ public struct CommandTree: Sendable {
                 try command.run(context)
                 return 0
             } catch let error as UsageError {
-                standardError(usageErrorText(error, path: path))
+                standardError.write(usageErrorText(error, path: path))
                 return Self.usageExitCode
             } catch {
-                standardError("error: \(oneLine(String(describing: error)))\n")
+                standardError.write("error: \(oneLine(String(describing: error)))\n")
                 return Self.failureExitCode
             }
         }

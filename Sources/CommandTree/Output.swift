@@ -41,3 +41,34 @@ public enum JSONOutput {
         return String(decoding: try encoder.encode(value), as: UTF8.self)
     }
 }
+
+/// Where a command's output goes: its bytes, in order.
+public struct OutputSink {
+    private let writeBytes: (UnsafeRawBufferPointer) -> Void
+
+    public init(_ writeBytes: @escaping (UnsafeRawBufferPointer) -> Void) {
+        self.writeBytes = writeBytes
+    }
+
+    /// Writes all of its bytes to `descriptor`, retrying short writes; once the
+    /// reader went away (EPIPE) the rest is dropped.
+    public static func fileDescriptor(_ descriptor: Int32) -> OutputSink {
+        OutputSink { bytes in
+            var offset = 0
+            while offset < bytes.count {
+                let written = Glibc.write(descriptor, bytes.baseAddress! + offset, bytes.count - offset)
+                if written < 0 && errno == EINTR { continue }
+                guard written > 0 else { return }
+                offset += written
+            }
+        }
+    }
+
+    public func callAsFunction(_ bytes: UnsafeRawBufferPointer) { writeBytes(bytes) }
+
+    /// Writes `text` straight from the string's storage.
+    public func write(_ text: String) {
+        var text = text
+        text.withUTF8 { writeBytes(UnsafeRawBufferPointer($0)) }
+    }
+}

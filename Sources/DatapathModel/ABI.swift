@@ -254,20 +254,19 @@ public struct VerdictEvent: Equatable, Sendable {
 
     /// Decodes a ring-buffer record; nil for a record of another size or unknown enum values.
     public static func decode(_ bytes: [UInt8]) -> VerdictEvent? {
-        let r = ByteReader(bytes)
-        guard bytes.count == size,
-              let time = r.integer(UInt64.self, at: 0), let ifindex = r.integer(UInt32.self, at: 8),
-              let pod = r.integer(UInt32.self, at: 12), let rule = r.integer(UInt32.self, at: 16),
-              let length = r.integer(UInt32.self, at: 20), let revision = r.integer(UInt32.self, at: 24),
-              let source = r.slice(at: 28, count: 16), let destination = r.slice(at: 44, count: 16),
-              let sport = r.integer(UInt16.self, at: 60), let dport = r.integer(UInt16.self, at: 62),
-              let direction = r.integer(UInt8.self, at: 64).flatMap(Direction.init), let family = r.integer(UInt8.self, at: 65),
-              let proto = r.integer(UInt8.self, at: 66), let verdict = r.integer(UInt8.self, at: 67).flatMap(Verdict.init),
-              let tier = r.integer(UInt8.self, at: 68).flatMap(Tier.init),
-              let reason = r.integer(UInt8.self, at: 69).flatMap(Reason.init) else { return nil }
-        return VerdictEvent(timestampNanoseconds: time, ifindex: ifindex, podID: pod, ruleID: rule, length: length,
-                            revision: revision, source: IPAddress(bytes: source), destination: IPAddress(bytes: destination),
-                            sourcePort: sport, destinationPort: dport, direction: direction, family: family,
-                            protocolNumber: proto, verdict: verdict, tier: tier, reason: reason)
+        bytes.withUnsafeBytes(decode)
+    }
+
+    /// Decodes a ring-buffer record where it lies (the reader's hot path).
+    public static func decode(_ record: UnsafeRawBufferPointer) -> VerdictEvent? {
+        guard record.count == size,
+              let direction = Direction(rawValue: record[64]), let verdict = Verdict(rawValue: record[67]),
+              let tier = Tier(rawValue: record[68]), let reason = Reason(rawValue: record[69]) else { return nil }
+        func load<T: FixedWidthInteger>(_ offset: Int, _: T.Type) -> T { record.loadUnaligned(fromByteOffset: offset, as: T.self) }
+        return VerdictEvent(timestampNanoseconds: load(0, UInt64.self), ifindex: load(8, UInt32.self), podID: load(12, UInt32.self),
+                            ruleID: load(16, UInt32.self), length: load(20, UInt32.self), revision: load(24, UInt32.self),
+                            source: IPAddress(record, at: 28), destination: IPAddress(record, at: 44),
+                            sourcePort: load(60, UInt16.self), destinationPort: load(62, UInt16.self), direction: direction,
+                            family: record[65], protocolNumber: record[66], verdict: verdict, tier: tier, reason: reason)
     }
 }

@@ -2,16 +2,24 @@ import Glibc
 
 /// An IPv4 or IPv6 address as the datapath stores it: 16 bytes, IPv4 mapped
 /// (`::ffff:a.b.c.d`), so one trie and one code path serve both families.
+/// Held inline (no array), so decoding millions of events or conntrack
+/// entries allocates nothing for their addresses.
 public struct IPAddress: Hashable, Comparable, Sendable, CustomStringConvertible {
-    /// 16 bytes in network order.
-    public let bytes: [UInt8]
+    /// The 16 bytes in network order, as two words in memory order.
+    private var storage: (UInt64, UInt64)
 
     static let mappedPrefix: [UInt8] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]
 
     /// The address in `bytes` (16 bytes, as the datapath stores it).
     public init(bytes: [UInt8]) {
         precondition(bytes.count == 16, "an IPAddress has 16 bytes")
-        self.bytes = bytes
+        self.init(bytes.withUnsafeBytes { $0 }, at: 0)
+    }
+
+    /// The 16 bytes at `offset` of `raw` (a key or record the datapath wrote).
+    public init(_ raw: UnsafeRawBufferPointer, at offset: Int) {
+        precondition(offset >= 0 && offset + 16 <= raw.count, "an IPAddress has 16 bytes")
+        storage = (raw.loadUnaligned(fromByteOffset: offset, as: UInt64.self), raw.loadUnaligned(fromByteOffset: offset + 8, as: UInt64.self))
     }
 
     /// Parses `198.18.0.1` or `2001:db8::1`; nil for anything else.
@@ -19,9 +27,9 @@ public struct IPAddress: Hashable, Comparable, Sendable, CustomStringConvertible
         var v4 = in_addr()
         var v6 = in6_addr()
         if inet_pton(AF_INET, text, &v4) == 1 {
-            bytes = Self.mappedPrefix + withUnsafeBytes(of: v4) { Array($0) }
+            self.init(bytes: Self.mappedPrefix + withUnsafeBytes(of: v4) { Array($0) })
         } else if inet_pton(AF_INET6, text, &v6) == 1 {
-            bytes = withUnsafeBytes(of: v6) { Array($0) }
+            self.init(bytes: withUnsafeBytes(of: v6) { Array($0) })
         } else {
             return nil
         }
@@ -32,7 +40,17 @@ public struct IPAddress: Hashable, Comparable, Sendable, CustomStringConvertible
         self.init(bytes: Self.mappedPrefix + octets)
     }
 
-    public var isIPv4: Bool { Array(bytes.prefix(12)) == Self.mappedPrefix }
+    /// The 16 bytes in network order.
+    public var bytes: [UInt8] { withUnsafeBytes(of: storage) { Array($0) } }
+
+    /// Calls `body` with the 16 bytes, without copying them into an array.
+    public func withBytes<Result>(_ body: (UnsafeRawBufferPointer) throws -> Result) rethrows -> Result {
+        try withUnsafeBytes(of: storage, body)
+    }
+
+    public var isIPv4: Bool {
+        storage.0 == 0 && withUnsafeBytes(of: storage.1) { $0.load(as: UInt32.self) } == UInt32(bigEndian: 0xffff)
+    }
 
     /// The four bytes of an IPv4 address, or the 16 of an IPv6 one: what goes in a packet.
     public var wireBytes: [UInt8] { isIPv4 ? Array(bytes.suffix(4)) : bytes }
@@ -40,15 +58,26 @@ public struct IPAddress: Hashable, Comparable, Sendable, CustomStringConvertible
     /// `198.18.0.1` or `2001:db8::1`.
     public var description: String {
         var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
-        if isIPv4 {
-            _ = wireBytes.withUnsafeBytes { inet_ntop(AF_INET, $0.baseAddress, &text, socklen_t(text.count)) }
-        } else {
-            _ = bytes.withUnsafeBytes { inet_ntop(AF_INET6, $0.baseAddress, &text, socklen_t(text.count)) }
+        withBytes { bytes in
+            if isIPv4 {
+                _ = inet_ntop(AF_INET, bytes.baseAddress! + 12, &text, socklen_t(text.count))
+            } else {
+                _ = inet_ntop(AF_INET6, bytes.baseAddress, &text, socklen_t(text.count))
+            }
         }
         return String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
-    public static func < (a: IPAddress, b: IPAddress) -> Bool { a.bytes.lexicographicallyPrecedes(b.bytes) }
+    public static func == (a: IPAddress, b: IPAddress) -> Bool { a.storage == b.storage }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(storage.0)
+        hasher.combine(storage.1)
+    }
+
+    public static func < (a: IPAddress, b: IPAddress) -> Bool {
+        (UInt64(bigEndian: a.storage.0), UInt64(bigEndian: a.storage.1)) < (UInt64(bigEndian: b.storage.0), UInt64(bigEndian: b.storage.1))
+    }
 
     /// The address with every bit after the first `length` cleared.
     func masked(to length: Int) -> IPAddress {

@@ -28,23 +28,68 @@ public struct DecodedEvent: Sendable, Encodable, Equatable {
     public let reason: String
     public let bytes: UInt32
     public let revision: UInt32
+
+    public init(time: Date, pod: String, podNamespace: String?, interface: String?, direction: String, family: String,
+                proto: String, source: IPAddress, sourcePort: UInt16, destination: IPAddress, destinationPort: UInt16,
+                verdict: String, tier: String, policy: String, rule: Int?, reason: String, bytes: UInt32, revision: UInt32) {
+        self.time = time
+        self.pod = pod
+        self.podNamespace = podNamespace
+        self.interface = interface
+        self.direction = direction
+        self.family = family
+        self.proto = proto
+        self.source = source
+        self.sourcePort = sourcePort
+        self.destination = destination
+        self.destinationPort = destinationPort
+        self.verdict = verdict
+        self.tier = tier
+        self.policy = policy
+        self.rule = rule
+        self.reason = reason
+        self.bytes = bytes
+        self.revision = revision
+    }
 }
 
-/// What the loader knows that turns ids into names.
+/// What the loader knows that turns ids into names, prepared once so that
+/// decoding an event copies no registration and builds no string.
 public struct Attribution: Sendable {
-    /// Pod id → registration.
-    public var pods: [UInt32: PodRegistration]
-    /// Object index → object.
-    public var objects: [UInt32: PolicyObject]
+    /// What an event shows of the pod that owns its interface.
+    final class PodLabel: Sendable {
+        let ifindex: UInt32
+        /// `namespace/name`.
+        let pod: String
+        let namespace: String
+        let interface: String
 
-    public init(pods: [UInt32: PodRegistration], objects: [UInt32: PolicyObject]) {
-        self.pods = pods
-        self.objects = objects
+        init(_ registration: PodRegistration) {
+            ifindex = registration.ifindex
+            pod = "\(registration.namespace)/\(registration.name)"
+            namespace = registration.namespace
+            interface = registration.interface
+        }
     }
 
-    /// `event` in words; `bootToWall` converts its CLOCK_MONOTONIC stamp.
+    private let pods: [UInt32: PodLabel]
+    /// Object index → the policy it shows (policyRef, or the cluster policy's name).
+    private let policies: [UInt32: String]
+
+    /// Pod id → registration; object index → object.
+    public init(pods: [UInt32: PodRegistration], objects: [UInt32: PolicyObject]) {
+        self.pods = pods.mapValues(PodLabel.init)
+        policies = objects.mapValues(\.policyRef)
+    }
+
+    /// Whether the pod and the object that decided `event` are known here.
+    func knows(_ event: VerdictEvent) -> Bool {
+        pods[event.podID] != nil && (RuleID(rawValue: event.ruleID).map { policies[$0.objectIndex] != nil } ?? true)
+    }
+
+    /// `event` in words; `monotonicToWall` converts its CLOCK_MONOTONIC stamp.
     public func decode(_ event: VerdictEvent, monotonicToWall: (UInt64) -> Date) -> DecodedEvent {
-        let registration = pods[event.podID].flatMap { $0.ifindex == event.ifindex ? $0 : nil }
+        let label = pods[event.podID].flatMap { $0.ifindex == event.ifindex ? $0 : nil }
         let policy: String
         var rule: Int?
         switch event.tier {
@@ -53,8 +98,8 @@ public struct Attribution: Sendable {
         case .none:
             policy = event.reason == .unparseable || event.reason == .noFirstFragment ? "parser" : "conntrack"
         default:
-            if let id = RuleID(rawValue: event.ruleID), let object = objects[id.objectIndex] {
-                policy = object.policyRef
+            if let id = RuleID(rawValue: event.ruleID), let name = policies[id.objectIndex] {
+                policy = name
                 rule = id.rule
             } else if event.tier == .networkPolicy && event.ruleID == 0 {
                 policy = "isolation"  // selected by a NetworkPolicy, no rule allowed it
@@ -64,8 +109,8 @@ public struct Attribution: Sendable {
         }
         return DecodedEvent(
             time: monotonicToWall(event.timestampNanoseconds),
-            pod: registration.map { "\($0.namespace)/\($0.name)" } ?? "ifindex \(event.ifindex)",
-            podNamespace: registration?.namespace, interface: registration?.interface,
+            pod: label?.pod ?? "ifindex \(event.ifindex)",
+            podNamespace: label?.namespace, interface: label?.interface,
             direction: event.direction.description, family: event.family == 6 ? "ipv6" : "ipv4",
             proto: ProtocolName.of(event.protocolNumber),
             source: event.source, sourcePort: event.sourcePort,

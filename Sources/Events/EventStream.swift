@@ -35,29 +35,32 @@ public final class EventStream {
                     objects: Dictionary(uniqueKeysWithValues: try loader.state.objects().map { ($0.index, $0.object) }))
     }
 
-    /// Everything ready now: a loss report first (at most once per `lossInterval`), then events.
-    public func drain(lossInterval: TimeInterval = 1) throws -> [EventItem] {
-        var items: [EventItem] = []
+    /// Everything ready now, item by item: a loss report first (at most once
+    /// per `lossInterval`), then events, oldest first.
+    public func drain(lossInterval: TimeInterval = 1, _ visit: (EventItem) throws -> Void) throws {
         if Date().timeIntervalSince(lastLossCheck) >= lossInterval {
             lastLossCheck = Date()
             let total = try loader.datapath.stat(.eventsLost)
             let reported = try loader.state.reportedLostEvents()
             if total > reported {
-                items.append(.lost(total - reported))
+                try visit(.lost(total - reported))
                 try loader.state.setReportedLostEvents(total)
             } else if total < reported {
                 try loader.state.setReportedLostEvents(total)  // the counter was reset (re-init with --migrate)
             }
         }
-        let records = try reader.drain().compactMap(VerdictEvent.decode)
+        var refreshed = false
+        try reader.drain { record in
+            guard let event = VerdictEvent.decode(record) else { return }
+            if !refreshed && !attribution.knows(event) {
+                attribution = try Self.attribution(loader)  // a pod or object newer than our view
+                refreshed = true
+            }
+            try visit(.event(attribution.decode(event, monotonicToWall: clock.date)))
+        }
         if reader.droppedRecords > droppedReported {
-            items.append(.lost(UInt64(reader.droppedRecords - droppedReported)))
+            try visit(.lost(UInt64(reader.droppedRecords - droppedReported)))
             droppedReported = reader.droppedRecords
         }
-        if records.contains(where: { attribution.pods[$0.podID] == nil || (RuleID(rawValue: $0.ruleID).map { attribution.objects[$0.objectIndex] == nil } ?? false) }) {
-            attribution = try Self.attribution(loader)  // a pod or object newer than our view
-        }
-        items += records.map { .event(attribution.decode($0, monotonicToWall: clock.date)) }
-        return items
     }
 }

@@ -106,18 +106,33 @@ struct EbpfEventsCommand: Command {
         let filter = filter
         if following || limit != nil { StopSignals.install() }
         var printed = 0
+        let writer = EventJSONWriter()
+        var text = ""
+        // Each drain's lines go out in one write: a write per line would cap the log far below the datapath's rate.
         while true {
-            for item in try stream.drain() {
+            try stream.drain { item in
+                if let limit, printed >= limit { return }
                 switch item {
                 case .lost(let count):
-                    context.print(json ? "{\"lost\":\(count)}" : EventLine.lost(count, colored: colored))
+                    if json {
+                        writer.appendLost(count)
+                    } else {
+                        text += EventLine.lost(count, colored: colored) + "\n"
+                    }
                 case .event(let event):
-                    guard filter.matches(event) else { continue }
-                    context.print(json ? try EventLine.json(event) : EventLine.text(event, colored: colored))
+                    guard filter.matches(event) else { return }
+                    if json {
+                        writer.append(event)
+                    } else {
+                        text += EventLine.text(event, colored: colored) + "\n"
+                    }
                     printed += 1
-                    if let limit, printed >= limit { return }
                 }
             }
+            writer.flush(to: context.write(bytes:))
+            if !text.isEmpty { context.write(text) }
+            text = ""
+            if let limit, printed >= limit { return }
             if !following && limit == nil { return }
             if stopRequested != 0 { return }
             usleep(50_000)
@@ -171,16 +186,6 @@ enum EventLine {
 
     static func lost(_ count: UInt64, colored: Bool) -> String {
         (colored ? "\u{1b}[33m" : "") + "LOST \(count) events (the ring buffer was full)" + (colored ? "\u{1b}[0m" : "")
-    }
-
-    static func json(_ event: DecodedEvent) throws -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        encoder.dateEncodingStrategy = .custom { date, encoder in
-            var container = encoder.singleValueContainer()
-            try container.encode(timeStyle.format(date))
-        }
-        return String(decoding: try encoder.encode(event), as: UTF8.self)
     }
 
     private static func pad(_ text: String, _ width: Int) -> String {

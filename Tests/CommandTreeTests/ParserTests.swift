@@ -51,7 +51,8 @@ struct Leaf: Command {
 /// Runs the fixture tree and returns status, stdout, stderr.
 func run(_ words: [String], environment: [String: String] = [:]) -> (Int32, String, String) {
     var out = "", err = ""
-    let status = Tool.tree.run(words, environment: environment, standardOutput: { out += $0 }, standardError: { err += $0 })
+    let status = Tool.tree.run(words, environment: environment, standardOutput: OutputSink { out += String(decoding: $0, as: UTF8.self) },
+                                standardError: OutputSink { err += String(decoding: $0, as: UTF8.self) })
     return (status, out, err)
 }
 

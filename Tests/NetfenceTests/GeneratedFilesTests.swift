@@ -12,7 +12,8 @@ func visiblePaths(_ path: [any Command.Type] = [Netfence.self]) -> [[any Command
 
 func runTree(_ words: [String]) -> (status: Int32, out: String, err: String) {
     var out = "", err = ""
-    let status = Netfence.tree.run(words, environment: [:], standardOutput: { out += $0 }, standardError: { err += $0 })
+    let status = Netfence.tree.run(words, environment: [:], standardOutput: OutputSink { out += String(decoding: $0, as: UTF8.self) },
+                                   standardError: OutputSink { err += String(decoding: $0, as: UTF8.self) })
     return (status, out, err)
 }
 

@@ -3,6 +3,8 @@ import Foundation
 /// What one run of the `netfence` binary printed and returned.
 public struct CommandResult: Sendable {
     public let status: Int32
+    /// The process id it ran as (names of what it made may include it).
+    public let processID: Int32
     public let standardOutput: String
     public let standardError: String
 }
@@ -58,7 +60,7 @@ public enum NetfenceBinary {
         let outputData = output.fileHandleForReading.readDataToEndOfFile()
         done.wait()
         process.waitUntilExit()
-        return CommandResult(status: process.terminationStatus,
+        return CommandResult(status: process.terminationStatus, processID: process.processIdentifier,
                              standardOutput: String(decoding: outputData, as: UTF8.self),
                              standardError: String(decoding: errorBox.data, as: UTF8.self))
     }

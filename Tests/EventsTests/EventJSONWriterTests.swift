@@ -1,0 +1,84 @@
+import DatapathModel
+import Events
+import Foundation
+import Testing
+
+/// The hand-written JSON Lines writer must write exactly what JSONEncoder
+/// (sorted keys, ISO-8601 times with milliseconds) writes for the same event.
+struct EventJSONWriterTests {
+    static func event(source: String, destination: String, pod: String = "shop/web-0", namespace: String? = "shop",
+                      interface: String? = "nf0a1b2c", policy: String = "shop/allow-web", rule: Int? = 3,
+                      seconds: Double = 1_795_442_341.125) -> DecodedEvent {
+        DecodedEvent(time: Date(timeIntervalSince1970: seconds), pod: pod, podNamespace: namespace, interface: interface,
+                     direction: "ingress", family: source.contains(":") ? "ipv6" : "ipv4", proto: "tcp",
+                     source: IPAddress(source)!, sourcePort: 40000, destination: IPAddress(destination)!, destinationPort: 443,
+                     verdict: "allow", tier: "network-policy", policy: policy, rule: rule, reason: "policy",
+                     bytes: 1500, revision: 4_000_000_000)
+    }
+
+    static func encoderLine(_ event: DecodedEvent) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let style = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
+        encoder.dateEncodingStrategy = .custom { date, encoder in
+            var container = encoder.singleValueContainer()
+            try container.encode(style.format(date))
+        }
+        return String(decoding: try encoder.encode(event), as: UTF8.self) + "\n"
+    }
+
+    static func writerLine(_ event: DecodedEvent) -> String {
+        let writer = EventJSONWriter(capacity: 16)  // small: the writer must grow
+        writer.append(event)
+        var text = ""
+        writer.flush { text += String(decoding: $0, as: UTF8.self) }
+        return text
+    }
+
+    static let addresses = [
+        "198.18.0.1", "0.0.0.0", "255.255.255.255", "198.19.10.200",
+        "2001:db8::1", "::1", "::", "2001:db8::", "fe80::1:0:0:1", "1:0:0:2:0:0:0:3", "1:0:0:1:0:0:1:1",
+        "2001:db8:1:2:3:4:5:6", "2001:db8:0:1:1:1:1:1", "ff02::1:ff00:1", "::2:3:4:5:6:7:8", "1:2:3:4:5:6:7::",
+        "::198.18.0.1", "::ffff:0:198.18.0.1", "2001:db8:abcd:ef01::ffff",
+    ]
+
+    @Test(arguments: addresses)
+    func addressesAsEncoderWritesThem(_ address: String) throws {
+        let peer = address.contains(":") ? "2001:db8::10" : "198.18.0.10"
+        let event = Self.event(source: address, destination: peer)
+        #expect(Self.writerLine(event) == (try Self.encoderLine(event)))
+    }
+
+    @Test func optionalFieldsLeftOutWhenAbsent() throws {
+        let event = Self.event(source: "198.18.0.1", destination: "198.18.0.2", pod: "ifindex 7", namespace: nil,
+                               interface: nil, policy: "default", rule: nil)
+        let line = Self.writerLine(event)
+        #expect(line == (try Self.encoderLine(event)))
+        #expect(!line.contains("podNamespace") && !line.contains("\"rule\""))
+    }
+
+    @Test func stringsEscapedAsEncoderEscapesThem() throws {
+        let event = Self.event(source: "198.18.0.1", destination: "198.18.0.2",
+                               policy: "odd/\"quoted\" back\\slash tab\t newline\n bell\u{7} é ✓")
+        #expect(Self.writerLine(event) == (try Self.encoderLine(event)))
+    }
+
+    @Test(arguments: [1_795_442_341.0, 1_795_442_341.001, 1_795_442_341.5, 1_795_442_341.999_5, 951_782_400.25, 4_102_444_799.75])
+    func timesAsISO8601WithMilliseconds(_ seconds: Double) throws {
+        let event = Self.event(source: "198.18.0.1", destination: "198.18.0.2", seconds: seconds)
+        #expect(Self.writerLine(event) == (try Self.encoderLine(event)))
+    }
+
+    @Test func linesFromOneSecondShareTheCachedPrefix() throws {
+        let writer = EventJSONWriter()
+        let events = [0.1, 0.2, 1.3, 0.4].map { Self.event(source: "198.18.0.1", destination: "198.18.0.2", seconds: 1_795_442_341 + $0) }
+        events.forEach(writer.append)
+        writer.appendLost(42)
+        var text = ""
+        writer.flush { text += String(decoding: $0, as: UTF8.self) }
+        #expect(text == (try events.map(Self.encoderLine).joined()) + "{\"lost\":42}\n")
+        var again = ""
+        writer.flush { again += String(decoding: $0, as: UTF8.self) }
+        #expect(again.isEmpty, "a flush empties the writer")
+    }
+}

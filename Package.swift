@@ -39,8 +39,10 @@ let package = Package(
         .target(name: "Datapath", dependencies: ["BPFKit", "BPFObjects", "DatapathModel"]),
         // The loader a node agent drives: pods, applied objects, state in bpffs.
         .target(name: "Loader", dependencies: ["BPFKit", "BPFObjects", "Datapath", "DatapathModel", "PolicyInput"]),
+        // Output built as bytes: a growing buffer and a cursor that writes JSON, addresses, table cells.
+        .target(name: "Rendering", dependencies: ["DatapathModel"]),
         // The verdict log and counters in words: attribution, filters, metrics.
-        .target(name: "Events", dependencies: ["BPFKit", "Datapath", "DatapathModel", "Loader", "PolicyInput"]),
+        .target(name: "Events", dependencies: ["BPFKit", "Datapath", "DatapathModel", "Loader", "PolicyInput", "Rendering"]),
         // Throwaway node/pod network namespaces joined by veth, for the demo and tests.
         .target(name: "NodeNetwork", dependencies: ["BPFKit"]),
         // The hand-written command tree: parsing, help, completions, man page.

@@ -12,6 +12,9 @@ public struct MapInfo: Sendable, Equatable {
     public let maxEntries: UInt32
     public let flags: UInt32
     public let btfID: UInt32
+    /// BTF type ids of the key and the value in ``btfID`` (0: not described).
+    public let btfKeyTypeID: UInt32
+    public let btfValueTypeID: UInt32
 }
 
 /// A BPF map, owning one file descriptor to it.
@@ -53,7 +56,7 @@ public final class BPFMap: @unchecked Sendable {
         let result = MapInfo(
             id: info.id, type: MapType(rawValue: info.type), name: string(fromCArray: info.name),
             keySize: info.key_size, valueSize: info.value_size, maxEntries: info.max_entries,
-            flags: info.map_flags, btfID: info.btf_id)
+            flags: info.map_flags, btfID: info.btf_id, btfKeyTypeID: info.btf_key_type_id, btfValueTypeID: info.btf_value_type_id)
         cachedInfo = result
         return result
     }
@@ -125,27 +128,62 @@ public final class BPFMap: @unchecked Sendable {
         let info = try info()
         if info.type.hasNoKeys { return nil }
         if info.type.isPlainArray { return Int(info.maxEntries) }
-        if let counted = try countByBatches(info, batchSize: max(1, batchSize)) { return counted }
-        return try countByKeys(info)
+        var total = 0
+        try forEachBatch(batchSize: batchSize) { batch in total += batch.count }
+        return total
+    }
+
+    /// Entries read in one batch: `count` keys and values laid out back to back,
+    /// valid only during the call that receives them.
+    public struct Batch {
+        public let count: Int
+        public let keys: UnsafeRawBufferPointer
+        public let values: UnsafeRawBufferPointer
+        /// Bytes of one key, and of one value as read (per-CPU: a slot per possible CPU).
+        public let keySize: Int
+        public let valueStride: Int
+
+        public func key(_ index: Int) -> UnsafeRawBufferPointer {
+            UnsafeRawBufferPointer(rebasing: keys[(index * keySize)..<((index + 1) * keySize)])
+        }
+
+        public func value(_ index: Int) -> UnsafeRawBufferPointer {
+            UnsafeRawBufferPointer(rebasing: values[(index * valueStride)..<((index + 1) * valueStride)])
+        }
+    }
+
+    /// Reads every entry in bounded chunks, handing each chunk to `body` as it
+    /// arrives, so memory stays flat however large the map. Batch lookups of
+    /// `batchSize` entries where the kernel has them; else key by key, where an
+    /// entry that vanishes between its key and its lookup is skipped, never torn.
+    public func forEachBatch(batchSize: Int = 4096, _ body: (Batch) throws -> Void) throws {
+        let info = try info()
+        guard !info.type.hasNoKeys else {
+            throw BPFError("read entries of map", "id \(info.id) (\(info.name), a \(info.type) map)", errno: EINVAL)
+        }
+        if try forEachBatchByLookups(info, batchSize: max(1, batchSize), body) { return }
+        try forEachBatchByKeys(info, batchSize: max(1, batchSize), body)
     }
 
     /// Bytes one lookup writes per entry: per-CPU maps hold one 8-aligned slot per possible CPU.
     func valueStride(_ info: MapInfo) -> Int {
         guard info.type.isPerCPU else { return Int(info.valueSize) }
-        return (Int(info.valueSize) + 7) / 8 * 8 * Int(max(1, libbpf_num_possible_cpus()))
+        return (Int(info.valueSize) + 7) / 8 * 8 * Self.possibleCPUs
     }
 
-    /// nil when this map type has no batch support (ENOTSUPP/EINVAL on the first call).
-    private func countByBatches(_ info: MapInfo, batchSize initialSize: Int) throws -> Int? {
+    /// CPUs a per-CPU value has a slot for.
+    public static let possibleCPUs = Int(max(1, libbpf_num_possible_cpus()))
+
+    /// false when this map type has no batch support (ENOTSUPP/EINVAL on the first call).
+    private func forEachBatchByLookups(_ info: MapInfo, batchSize initialSize: Int, _ body: (Batch) throws -> Void) throws -> Bool {
         let tokenSize = max(Int(info.keySize), 8)
         var inToken = [UInt8](repeating: 0, count: tokenSize)
         var outToken = [UInt8](repeating: 0, count: tokenSize)
         var batchSize = initialSize
-        var total = 0
+        var keys = [UInt8](repeating: 0, count: batchSize * Int(info.keySize))
+        var values = [UInt8](repeating: 0, count: batchSize * valueStride(info))
         var first = true
         while true {
-            var keys = [UInt8](repeating: 0, count: batchSize * Int(info.keySize))
-            var values = [UInt8](repeating: 0, count: batchSize * valueStride(info))
             var count = UInt32(batchSize)
             let result = inToken.withUnsafeMutableBytes { inBytes in
                 outToken.withUnsafeMutableBytes { outBytes in
@@ -157,25 +195,67 @@ public final class BPFMap: @unchecked Sendable {
                     }
                 }
             }
-            switch -result {
+            let error = -result
+            if error == 0 || error == ENOENT, count > 0 {  // the last batch (ENOENT) may still hold entries
+                try keys.withUnsafeBytes { k in
+                    try values.withUnsafeBytes { v in
+                        try body(Batch(count: Int(count), keys: k, values: v, keySize: Int(info.keySize), valueStride: valueStride(info)))
+                    }
+                }
+            }
+            switch error {
             case 0:
-                total += Int(count)
-                inToken = outToken
+                swap(&inToken, &outToken)
                 first = false
             case ENOENT:
-                return total + Int(count)  // the last batch may still hold entries
+                return true
             case ENOSPC where batchSize < 1 << 20:
                 batchSize *= 2  // a hash bucket was larger than the batch
+                keys = [UInt8](repeating: 0, count: batchSize * Int(info.keySize))
+                values = [UInt8](repeating: 0, count: batchSize * valueStride(info))
             case Errno.kernelNotSupported where first, EOPNOTSUPP where first, EINVAL where first:
-                return nil
+                return false
             default:
                 try check(result, "batch lookup of map", "id \(info.id) (\(info.name))")
             }
         }
     }
 
-    func countByKeys(_ info: MapInfo) throws -> Int {
-        try keys().count
+    /// The walk for map types without batch lookups: next key, then its value.
+    func forEachBatchByKeys(_ info: MapInfo, batchSize: Int, _ body: (Batch) throws -> Void) throws {
+        let keySize = Int(info.keySize), stride = valueStride(info)
+        var keys = [UInt8](repeating: 0, count: batchSize * keySize)
+        var values = [UInt8](repeating: 0, count: batchSize * stride)
+        var previous: [UInt8]?
+        var next = [UInt8](repeating: 0, count: keySize)
+        var value = [UInt8](repeating: 0, count: stride)
+        var count = 0
+        func flush() throws {
+            guard count > 0 else { return }
+            try keys.withUnsafeBytes { k in
+                try values.withUnsafeBytes { v in try body(Batch(count: count, keys: k, values: v, keySize: keySize, valueStride: stride)) }
+            }
+            count = 0
+        }
+        while true {
+            let result = next.withUnsafeMutableBytes { n in
+                guard let previous else { return bpf_map_get_next_key(descriptor.rawValue, nil, n.baseAddress) }
+                return previous.withUnsafeBytes { bpf_map_get_next_key(descriptor.rawValue, $0.baseAddress, n.baseAddress) }
+            }
+            if result == -ENOENT { break }
+            try check(result, "walk keys of map", "id \(info.id) (\(info.name))")
+            previous = next
+            let found = next.withUnsafeBytes { k in value.withUnsafeMutableBytes { v in
+                bpf_map_lookup_elem(descriptor.rawValue, k.baseAddress, v.baseAddress)
+            } }
+            if found == -ENOENT { continue }  // removed since its key was read
+            try check(found, "look up entry of map", "id \(info.id) (\(info.name))")
+            keys.replaceSubrange((count * keySize)..<((count + 1) * keySize), with: next)
+            values.replaceSubrange((count * stride)..<((count + 1) * stride), with: value)
+            count += 1
+            if count == batchSize { try flush() }
+        }
+        try flush()
     }
 }
 

@@ -23,12 +23,30 @@ func fill(_ map: BPFMap, count: Int, valueSize: Int) throws {
         #expect(try map.countEntries(batchSize: 1) == 4_321)
     }
 
-    @Test func keyWalkAgreesWithBatches() throws {
+    /// Both ways of reading return every entry with its value, per-CPU slots included.
+    @Test(arguments: [MapType.hash, .percpuHash])
+    func keyWalkAgreesWithBatches(type: MapType) throws {
         guard Privileges.require() else { return }
-        let map = try BPFMap(type: .hash, name: "nf_test_walk", keySize: 4, valueSize: 8, maxEntries: 1_000)
-        try fill(map, count: 777, valueSize: 8)
-        let info = try map.info()
-        #expect(try map.countByKeys(info) == 777)
+        let map = try BPFMap(type: type, name: "nf_test_walk", keySize: 4, valueSize: 8, maxEntries: 1_000)
+        let slots = type == .percpuHash ? BPFMap.possibleCPUs : 1  // an update writes every CPU's slot
+        for key in 0..<UInt32(777) {
+            let value = (0..<slots).flatMap { cpu in withUnsafeBytes(of: UInt64(key) * 3 + UInt64(cpu)) { Array($0) } }
+            try map.update(key: withUnsafeBytes(of: key) { Array($0) }, value: value)
+        }
+        func collect(_ batch: BPFMap.Batch, into entries: inout [UInt32: [UInt64]]) {
+            for index in 0..<batch.count {
+                let value = batch.value(index)
+                entries[batch.key(index).loadUnaligned(as: UInt32.self)] = stride(from: 0, to: value.count, by: 8).map {
+                    value.loadUnaligned(fromByteOffset: $0, as: UInt64.self)
+                }
+            }
+        }
+        var batched: [UInt32: [UInt64]] = [:], walked: [UInt32: [UInt64]] = [:]
+        try map.forEachBatch(batchSize: 5) { collect($0, into: &batched) }
+        try map.forEachBatchByKeys(try map.info(), batchSize: 5) { collect($0, into: &walked) }
+        #expect(batched.count == 777)
+        #expect(batched == walked)
+        #expect(batched[100] == (0..<slots).map { 300 + UInt64($0) })
     }
 
     @Test func anLPMTrieIsCounted() throws {

@@ -43,6 +43,8 @@ let package = Package(
         .target(name: "Rendering", dependencies: ["DatapathModel"]),
         // The verdict log and counters in words: attribution, filters, metrics.
         .target(name: "Events", dependencies: ["BPFKit", "Datapath", "DatapathModel", "Loader", "PolicyInput", "Rendering"]),
+        // The datapath's maps (and the AWS agent's) in words: layouts, conntrack, streamed dumps.
+        .target(name: "Inspection", dependencies: ["BPFKit", "DatapathModel", "Events", "Rendering"]),
         // Throwaway node/pod network namespaces joined by veth, for the demo and tests.
         .target(name: "NodeNetwork", dependencies: ["BPFKit"]),
         // The hand-written command tree: parsing, help, completions, man page.
@@ -50,7 +52,7 @@ let package = Package(
         // The binary: one file per command, wiring only.
         .executableTarget(
             name: "netfence",
-            dependencies: ["BPFKit", "BPFObjects", "CommandTree", "Datapath", "DatapathModel", "Events", "Loader", "NodeNetwork", "PolicyInput"]
+            dependencies: ["BPFKit", "BPFObjects", "CommandTree", "Datapath", "DatapathModel", "Events", "Inspection", "Loader", "NodeNetwork", "PolicyInput", "Rendering"]
         ),
         .testTarget(name: "CommandTreeTests", dependencies: ["CommandTree"]),
         .testTarget(name: "DatapathModelTests", dependencies: ["DatapathModel", "CNetfenceABI"]),

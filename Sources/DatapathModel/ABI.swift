@@ -270,3 +270,56 @@ public struct VerdictEvent: Equatable, Sendable {
                             family: record[65], protocolNumber: record[66], verdict: verdict, tier: tier, reason: reason)
     }
 }
+
+/// `struct nf_conntrack_key` + `struct nf_conntrack_value`: one tracked flow.
+public struct ConntrackEntry: Sendable, Equatable {
+    public let ifindex: UInt32
+    public let family: UInt8
+    public let protocolNumber: UInt8
+    /// The endpoint that orders lower (address, then port), and the other.
+    public let low: IPAddress, lowPort: UInt16
+    public let high: IPAddress, highPort: UInt16
+    /// CLOCK_MONOTONIC (coarse) of the last packet.
+    public let lastSeenNanoseconds: UInt64
+    public let revision: UInt32
+    public let ruleID: UInt32
+    public let podID: UInt32
+    /// Direction of the first packet, from the pod's point of view.
+    public let direction: Direction
+    public let tier: Tier
+    public let firstFromHigh: Bool
+
+    public static let keySize = MemoryLayout<nf_conntrack_key>.size
+    public static let valueSize = MemoryLayout<nf_conntrack_value>.size
+
+    /// Field offsets, from the C structs (read once: a key-path offset is a runtime call).
+    private static let keyOffsets = (
+        ifindex: MemoryLayout<nf_conntrack_key>.offset(of: \.ifindex)!, family: MemoryLayout<nf_conntrack_key>.offset(of: \.family)!,
+        proto: MemoryLayout<nf_conntrack_key>.offset(of: \.protocol)!, low: MemoryLayout<nf_conntrack_key>.offset(of: \.addr_low)!,
+        high: MemoryLayout<nf_conntrack_key>.offset(of: \.addr_high)!, lowPort: MemoryLayout<nf_conntrack_key>.offset(of: \.port_low)!,
+        highPort: MemoryLayout<nf_conntrack_key>.offset(of: \.port_high)!)
+    private static let valueOffsets = (
+        lastSeen: MemoryLayout<nf_conntrack_value>.offset(of: \.last_seen_ns)!, revision: MemoryLayout<nf_conntrack_value>.offset(of: \.revision)!,
+        rule: MemoryLayout<nf_conntrack_value>.offset(of: \.rule_id)!, pod: MemoryLayout<nf_conntrack_value>.offset(of: \.pod_id)!,
+        direction: MemoryLayout<nf_conntrack_value>.offset(of: \.direction)!, tier: MemoryLayout<nf_conntrack_value>.offset(of: \.tier)!,
+        flags: MemoryLayout<nf_conntrack_value>.offset(of: \.flags)!)
+
+    /// Decodes one entry where the batch read put it; nil for bytes of another layout.
+    public static func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) -> ConntrackEntry? {
+        let k = keyOffsets, v = valueOffsets
+        guard key.count == keySize, value.count >= valueSize,
+              let direction = Direction(rawValue: value[v.direction]), let tier = Tier(rawValue: value[v.tier]) else { return nil }
+        return ConntrackEntry(
+            ifindex: key.loadUnaligned(fromByteOffset: k.ifindex, as: UInt32.self), family: key[k.family], protocolNumber: key[k.proto],
+            low: IPAddress(key, at: k.low), lowPort: key.loadUnaligned(fromByteOffset: k.lowPort, as: UInt16.self),
+            high: IPAddress(key, at: k.high), highPort: key.loadUnaligned(fromByteOffset: k.highPort, as: UInt16.self),
+            lastSeenNanoseconds: value.loadUnaligned(fromByteOffset: v.lastSeen, as: UInt64.self),
+            revision: value.loadUnaligned(fromByteOffset: v.revision, as: UInt32.self),
+            ruleID: value.loadUnaligned(fromByteOffset: v.rule, as: UInt32.self), podID: value.loadUnaligned(fromByteOffset: v.pod, as: UInt32.self),
+            direction: direction, tier: tier, firstFromHigh: value[v.flags] & UInt8(NF_CONNTRACK_FIRST_FROM_HIGH) != 0)
+    }
+
+    /// The endpoint that sent the flow's first packet, and the one it went to.
+    public var source: (address: IPAddress, port: UInt16) { firstFromHigh ? (high, highPort) : (low, lowPort) }
+    public var destination: (address: IPAddress, port: UInt16) { firstFromHigh ? (low, lowPort) : (high, highPort) }
+}

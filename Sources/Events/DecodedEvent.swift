@@ -57,12 +57,12 @@ public struct DecodedEvent: Sendable, Encodable, Equatable {
 /// decoding an event copies no registration and builds no string.
 public struct Attribution: Sendable {
     /// What an event shows of the pod that owns its interface.
-    final class PodLabel: Sendable {
-        let ifindex: UInt32
+    public final class PodLabel: Sendable {
+        public let ifindex: UInt32
         /// `namespace/name`.
-        let pod: String
-        let namespace: String
-        let interface: String
+        public let pod: String
+        public let namespace: String
+        public let interface: String
 
         init(_ registration: PodRegistration) {
             ifindex = registration.ifindex
@@ -80,6 +80,15 @@ public struct Attribution: Sendable {
     public init(pods: [UInt32: PodRegistration], objects: [UInt32: PolicyObject]) {
         self.pods = pods.mapValues(PodLabel.init)
         policies = objects.mapValues(\.policyRef)
+    }
+
+    /// The pod registered under `podID`.
+    public func pod(_ podID: UInt32) -> PodLabel? { pods[podID] }
+
+    /// The policy (policyRef or cluster policy name) and rule index a datapath rule id stands for.
+    public func policy(ruleID: UInt32) -> (policy: String, rule: Int)? {
+        guard let id = RuleID(rawValue: ruleID), let name = policies[id.objectIndex] else { return nil }
+        return (name, id.rule)
     }
 
     /// Whether the pod and the object that decided `event` are known here.

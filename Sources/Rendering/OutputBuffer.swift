@@ -114,10 +114,10 @@ public struct OutputCursor {
         text.withUTF8 { if !$0.isEmpty { put($0) } }
     }
 
-    /// `text`, then spaces up to `width` characters and one more: a column of a streamed table.
-    @inlinable public mutating func put(cell text: String, width: Int) {
+    /// What `body` writes, then spaces up to `width` characters and one more: a column of a streamed table.
+    @inlinable public mutating func putCell(width: Int, _ body: (inout OutputCursor) -> Void) {
         let start = pointer
-        put(text: text)
+        body(&self)
         var characters = 0
         for byte in UnsafeBufferPointer(start: start, count: pointer - start) where byte & 0xc0 != 0x80 { characters += 1 }
         put(spaces: max(1, width - characters + 1))

@@ -6,7 +6,7 @@ struct EbpfCommand: Command {
         name: "ebpf",
         abstract: "Inspect the eBPF programs and maps on this node.",
         discussion: "Lists what netfence pinned under its bpffs root, or with --all everything loaded on the host.",
-        subcommands: [EbpfProgsCommand.self, EbpfMapsCommand.self, EbpfEventsCommand.self])
+        subcommands: [EbpfProgsCommand.self, EbpfMapsCommand.self, EbpfEventsCommand.self, EbpfDumpMapsCommand.self, EbpfDumpCPMapsCommand.self])
 
     init(parsed: ParsedArguments) {}
 }

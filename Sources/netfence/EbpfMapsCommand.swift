@@ -11,7 +11,8 @@ struct EbpfMapsCommand: Command {
             By default lists the maps pinned under the bpffs root and the maps netfence's pinned programs use; \
             --all lists every map on the host, and ids list just those. ENTRIES is counted with batch lookups \
             where the map type supports them, else key by key; ring buffers and queues have no entries to count (-).
-            """)
+            """,
+        subcommands: [EbpfMapsDumpCommand.self])
 
     static let all = Flag(long: "all", help: "List every map on the host, not only netfence's.")
     static let ids = Positionals<UInt32>(name: "id", help: "Show only the maps with these ids.")

@@ -1,0 +1,143 @@
+import BPFKit
+import DatapathModel
+import Foundation
+
+/// A map whose layout is not the one its name promises: refused with what differs, never read past.
+public struct LayoutMismatch: Error, CustomStringConvertible {
+    public let description: String
+}
+
+/// A map to dump, and how it was named.
+public struct DumpTarget {
+    public let map: BPFMap
+    public let info: MapInfo
+    /// Where it is pinned, when it was found by pin.
+    public let pin: String?
+
+    public init(map: BPFMap, info: MapInfo, pin: String?) {
+        self.map = map
+        self.info = info
+        self.pin = pin
+    }
+}
+
+public enum MapLayouts {
+    /// Where the AWS agent pins its maps.
+    public static let awsMapsFolder = "/sys/fs/bpf/globals/aws/maps"
+
+    /// netfence's maps by kernel name: type, key and value size (from the ABI header).
+    static let netfence: [String: (type: MapType, key: Int, value: Int)] = [
+        "conntrack": (.lruHash, ConntrackEntry.keySize, ConntrackEntry.valueSize),
+        "pods": (.hash, 4, PodRecord.size),
+        "revisions": (.array, 4, 4),
+        "policies": (.arrayOfMaps, 4, 4),
+        "settings": (.array, 4, ABISizes.settings),
+        "counters": (.percpuArray, 4, ABISizes.packetCounter),
+        "stats": (.percpuArray, 4, 8),
+        "fragments": (.lruHash, ABISizes.fragmentKey, ABISizes.fragmentValue),
+        "nf_pod_policy": (.lpmTrie, LPMKeyCodec.size, RuleSetCodec.size),
+    ]
+
+    /// The layout that decodes `target`: netfence's maps by kernel name, the AWS agent's by
+    /// pin or kernel name; each checked against the map's own type and sizes. Anything else
+    /// (or any map with `raw`) as hex.
+    public static func layout(for target: DumpTarget, context: DecodeContext, liveSlots: [UInt32: UInt8] = [:],
+                              raw: Bool = false) throws -> MapLayout {
+        let info = target.info
+        if info.type.hasNoKeys {
+            throw LayoutMismatch(description: "map \(info.id) (\(info.name)) is a \(info.type) map: it has no entries to dump"
+                                 + (info.type == .ringbuf ? "; read events with 'netfence ebpf events'" : ""))
+        }
+        if raw { return HexLayout(perCPU: info.type.isPerCPU) }
+        let pinName = target.pin.map { ($0 as NSString).lastPathComponent } ?? ""
+        if let expected = netfence[info.name] {
+            try check(info, is: "netfence's \(info.name)", type: expected.type, keys: [expected.key], values: [expected.value])
+            switch info.name {
+            case "conntrack": return ConntrackLayout(context: context)
+            case "pods": return PodsLayout(context: context)
+            case "revisions": return RevisionsLayout(context: context)
+            case "policies": return PoliciesLayout(context: context, liveSlots: liveSlots)
+            case "settings": return SettingsLayout()
+            case "counters": return CountersLayout(context: context)
+            case "stats": return StatsLayout(context: context)
+            case "fragments": return FragmentsLayout(context: context)
+            default: return PolicyTrieLayout(context: context)
+            }
+        }
+        let names = [info.name, pinName]
+        if names.contains(where: { $0.hasSuffix("cp_ingress_map") || $0.hasSuffix("cp_egress_map") }) {
+            try check(info, is: "the AWS agent's cluster-policy trie", type: .lpmTrie, keys: [8, 20], values: [AWSPolicyLayout.slots * 16])
+            return AWSPolicyLayout(context: context, clusterPolicy: true)
+        }
+        if names.contains(where: { $0.hasSuffix("ingress_map") || $0.hasSuffix("egress_map") }) {
+            try check(info, is: "the AWS agent's policy trie", type: .lpmTrie, keys: [8, 20], values: [AWSPolicyLayout.slots * 12])
+            return AWSPolicyLayout(context: context, clusterPolicy: false)
+        }
+        if names.contains(where: { $0.hasSuffix("pod_state_map") }) {
+            try check(info, is: "the AWS agent's pod state", type: .hash, keys: [4], values: [1])
+            return AWSPodStateLayout()
+        }
+        if names.contains(where: { $0.hasPrefix("aws_conntrack") || $0.hasPrefix("global_aws_conntrack") }) {
+            try check(info, is: "the AWS agent's conntrack", type: .lruHash, keys: [24, 60], values: [16])
+            return AWSConntrackLayout(context: context)
+        }
+        return HexLayout(perCPU: info.type.isPerCPU)
+    }
+
+    private static func check(_ info: MapInfo, is what: String, type: MapType, keys: [Int], values: [Int]) throws {
+        guard info.type != type || !keys.contains(Int(info.keySize)) || !values.contains(Int(info.valueSize)) else { return }
+        let expected = "a \(type) map, key \(keys.map { "\($0)" }.joined(separator: " or ")) B, value \(values.map { "\($0)" }.joined(separator: " or ")) B"
+        throw LayoutMismatch(description: "map \(info.id) (\(info.name)) is named like \(what) but is a \(info.type) map with key \(info.keySize) B "
+                             + "and value \(info.valueSize) B, not \(expected); '--raw' prints its bytes")
+    }
+
+    /// Finds the map `spec` names: an id, a pin path, or a name (a pin under `pinRoot`'s maps, the
+    /// AWS agent's maps folder, then any loaded map with that kernel name).
+    public static func resolve(_ spec: String, pinRoot: String) throws -> DumpTarget {
+        if let id = UInt32(spec) {
+            let map: BPFMap
+            do { map = try BPFMap(id: id) } catch let error as BPFError where error.errno == ENOENT {
+                throw LayoutMismatch(description: "no map with id \(id) is loaded; list ids with 'netfence ebpf maps --all'")
+            }
+            return DumpTarget(map: map, info: try map.info(), pin: nil)
+        }
+        if spec.hasPrefix("/") {
+            guard let map = try BPFFilesystem.pinnedMap(at: spec) else {
+                throw LayoutMismatch(description: "no map is pinned at \(spec); list pins with 'netfence ebpf maps'")
+            }
+            return DumpTarget(map: map, info: try map.info(), pin: spec)
+        }
+        for folder in ["\(pinRoot)/maps", awsMapsFolder] {
+            let path = "\(folder)/\(spec)"
+            if !spec.contains("/"), let map = try? BPFFilesystem.pinnedMap(at: path) {
+                return DumpTarget(map: map, info: try map.info(), pin: path)
+            }
+        }
+        var found: [DumpTarget] = []
+        for id in try BPFMap.allIDs() {
+            guard let map = try? BPFMap(id: id), let info = try? map.info(), info.name == spec else { continue }
+            found.append(DumpTarget(map: map, info: info, pin: nil))
+        }
+        if found.count == 1 { return found[0] }
+        if found.isEmpty {
+            throw LayoutMismatch(description: "no map named '\(spec)' is pinned under \(pinRoot)/maps or \(awsMapsFolder), or loaded; "
+                                 + "list maps with 'netfence ebpf maps --all'")
+        }
+        throw LayoutMismatch(description: "\(found.count) loaded maps are named '\(spec)' (ids \(found.map { "\($0.info.id)" }.joined(separator: ", "))); name one by id")
+    }
+
+    /// Streams every entry of `target` through `layout` into `writer`. Returns rows written.
+    @discardableResult
+    public static func dump(_ target: DumpTarget, layout: MapLayout, into writer: RecordWriter,
+                            where keep: ([FieldValue]) -> Bool = { _ in true }) throws -> Int {
+        try target.map.forEachBatch { batch in
+            for index in 0..<batch.count {
+                layout.decode(key: batch.key(index), value: batch.value(index)) { row in
+                    if keep(row) { writer.write(row) }
+                }
+            }
+        }
+        writer.finish()
+        return writer.rowCount
+    }
+}

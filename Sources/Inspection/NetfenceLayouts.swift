@@ -1,0 +1,291 @@
+import BPFKit
+import DatapathModel
+import Events
+import Glibc
+
+/// How one kind of map's entries read in words: its columns, and the rows an entry makes.
+public protocol MapLayout {
+    /// What the map is, for messages and the dump's title (`netfence conntrack`).
+    var title: String { get }
+    var columns: [Column] { get }
+    /// The rows of one entry (none for an empty array slot, several for a prefix's rules).
+    func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, _ emit: ([FieldValue]) -> Void)
+}
+
+/// What turns ids into names, and how the caller wants them.
+public struct DecodeContext {
+    public var attribution: Attribution?
+    /// Current policy revision by pod id (the `revisions` map), for conntrack state.
+    public var revisions: [UInt32: UInt32] = [:]
+    /// Numbers instead of names (`--numeric`).
+    public var numeric = false
+    /// Per-CPU values one by one beside their sum (`--per-cpu`).
+    public var perCPU = false
+    /// CLOCK_MONOTONIC now, in ns: ages are measured against it.
+    public var monotonicNow: UInt64
+
+    public init(attribution: Attribution? = nil) {
+        self.attribution = attribution
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        monotonicNow = UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
+    }
+
+    func protocolName(_ number: UInt8) -> FieldValue {
+        numeric ? .number(UInt64(number)) : .text(ProtocolName.of(number))
+    }
+
+    func pod(_ podID: UInt32) -> FieldValue {
+        guard !numeric, let label = attribution?.pod(podID) else { return .text("pod-id \(podID)") }
+        return .text(label.pod)
+    }
+
+    func interface(_ podID: UInt32) -> FieldValue {
+        attribution?.pod(podID).map { .text($0.interface) } ?? .none
+    }
+
+    func policy(_ ruleID: UInt32) -> (FieldValue, FieldValue) {
+        guard let (policy, rule) = attribution?.policy(ruleID: ruleID) else {
+            return (ruleID == 0 ? .none : .text("rule-id \(ruleID)"), .none)
+        }
+        return (.text(policy), .number(UInt64(rule)))
+    }
+
+    func age(_ lastSeen: UInt64) -> FieldValue {
+        .age(Double(monotonicNow > lastSeen ? monotonicNow - lastSeen : 0) / 1e9)
+    }
+
+    /// Per-CPU 8-byte slots: the sum, and the slots when asked for.
+    func perCPUValues(_ value: UnsafeRawBufferPointer, slotSize: Int, field offset: Int) -> (sum: FieldValue, slots: FieldValue) {
+        var slots: [UInt64] = []
+        var sum: UInt64 = 0
+        var cpu = 0
+        while cpu * slotSize + offset + 8 <= value.count {
+            let slot = value.loadUnaligned(fromByteOffset: cpu * slotSize + offset, as: UInt64.self)
+            sum &+= slot
+            if perCPU { slots.append(slot) }
+            cpu += 1
+        }
+        return (.number(sum), perCPU ? .numbers(slots) : .none)
+    }
+}
+
+/// Words for the datapath's enums.
+enum Names {
+    static func tier(_ tier: Tier) -> String { tier.description }
+    static func action(_ action: RuleAction) -> String {
+        switch action {
+        case .deny: "deny"
+        case .accept: "accept"
+        case .pass: "pass"
+        }
+    }
+    static func state(_ state: PodState) -> String {
+        switch state {
+        case .defaultAllow: "default-allow"
+        case .defaultDeny: "default-deny"
+        case .policiesApplied: "policies-applied"
+        }
+    }
+    static func ports(start: UInt16, end: UInt16) -> String {
+        start == 0 ? "any" : start == end ? "\(start)" : "\(start)-\(end)"
+    }
+}
+
+/// `conntrack`: one row per flow, oriented as its first packet went.
+public struct ConntrackLayout: MapLayout {
+    let context: DecodeContext
+    public var title: String { "netfence conntrack" }
+    public static let columns = [
+        Column("pod", "POD", width: 24), Column("interface", "IFACE", width: 15), Column("direction", "DIR", width: 7),
+        Column("proto", "PROTO", width: 6), Column("source", "SOURCE", width: 39), Column("sourcePort", "SPORT", width: 5),
+        Column("destination", "DESTINATION", width: 39), Column("destinationPort", "DPORT", width: 5), Column("state", "STATE", width: 7),
+        Column("revision", "REV", width: 5), Column("tier", "TIER", width: 14), Column("policy", "POLICY", width: 24),
+        Column("rule", "RULE", width: 4), Column("ageSeconds", "AGE", width: 10),
+    ]
+    public var columns: [Column] { Self.columns }
+
+    public init(context: DecodeContext) { self.context = context }
+
+    /// `current`: allowed under the pod's current policy; `stale`: under an older one (decided again on
+    /// its next packet); `orphan`: its pod is gone.
+    public func state(_ entry: ConntrackEntry) -> String {
+        guard let current = context.revisions[entry.podID], context.attribution?.pod(entry.podID) != nil || context.attribution == nil else {
+            return "orphan"
+        }
+        return entry.revision == current ? "current" : "stale"
+    }
+
+    public func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, _ emit: ([FieldValue]) -> Void) {
+        guard let entry = ConntrackEntry.decode(key: key, value: value) else { return }
+        emit(row(entry))
+    }
+
+    public func row(_ entry: ConntrackEntry) -> [FieldValue] {
+        let (policy, rule) = context.policy(entry.ruleID)
+        let source = entry.source, destination = entry.destination
+        return [context.pod(entry.podID), context.interface(entry.podID), .text(entry.direction.description),
+                context.protocolName(entry.protocolNumber), .address(source.address), .number(UInt64(source.port)),
+                .address(destination.address), .number(UInt64(destination.port)), .text(state(entry)),
+                .number(UInt64(entry.revision)), .text(entry.tier.description), policy, rule, context.age(entry.lastSeenNanoseconds)]
+    }
+}
+
+/// A pod's policy trie: one row per rule of each prefix.
+public struct PolicyTrieLayout: MapLayout {
+    let context: DecodeContext
+    public var title: String { "netfence policy trie" }
+    public var columns: [Column] {
+        [Column("cidr", "CIDR", width: 43), Column("proto", "PROTO", width: 6), Column("ports", "PORTS", width: 11),
+         Column("action", "ACTION", width: 6), Column("tier", "TIER", width: 14), Column("priority", "PRIO", width: 5),
+         Column("policy", "POLICY", width: 24), Column("rule", "RULE", width: 4)]
+    }
+
+    public func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, _ emit: ([FieldValue]) -> Void) {
+        guard let prefix = LPMKeyCodec.decode(Array(key)), let rules = RuleSetCodec.decode(Array(value)) else { return }
+        for rule in rules {
+            let (policy, index) = context.policy(rule.ruleID)
+            emit([.prefix(prefix), rule.protocolNumber == IPProtocolNumber.any ? .text("any") : context.protocolName(rule.protocolNumber),
+                  .text(Names.ports(start: rule.portStart, end: rule.portEnd)), .text(Names.action(rule.action)),
+                  .text(rule.tier.description), .number(UInt64(rule.priority)), policy, index])
+        }
+    }
+}
+
+/// `pods`: the pod behind each host veth, its live slot, revision and states.
+struct PodsLayout: MapLayout {
+    let context: DecodeContext
+    var title: String { "netfence pods" }
+    var columns: [Column] {
+        [Column("ifindex", "IFINDEX", width: 7), Column("pod", "POD", width: 24), Column("interface", "IFACE", width: 15),
+         Column("podID", "POD ID", width: 6), Column("revision", "REV", width: 5), Column("slot", "SLOT", width: 4),
+         Column("ingress", "INGRESS", width: 16), Column("egress", "EGRESS", width: 16)]
+    }
+
+    func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, _ emit: ([FieldValue]) -> Void) {
+        guard key.count == 4, let record = PodRecord.decode(Array(value)) else { return }
+        emit([.number(UInt64(key.loadUnaligned(as: UInt32.self))), context.pod(record.podID), context.interface(record.podID),
+              .number(UInt64(record.podID)), .number(UInt64(record.revision)), .number(UInt64(record.slot)),
+              .text(Names.state(record.states[.ingress] ?? .defaultAllow)), .text(Names.state(record.states[.egress] ?? .defaultAllow))])
+    }
+}
+
+/// `revisions`: each registered pod's current policy revision.
+struct RevisionsLayout: MapLayout {
+    let context: DecodeContext
+    var title: String { "netfence revisions" }
+    var columns: [Column] { [Column("podID", "POD ID", width: 6), Column("pod", "POD", width: 24), Column("revision", "REV", width: 5)] }
+
+    func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, _ emit: ([FieldValue]) -> Void) {
+        let podID = key.loadUnaligned(as: UInt32.self), revision = value.loadUnaligned(as: UInt32.self)
+        guard revision != 0 || context.attribution?.pod(podID) != nil else { return }  // an unused slot
+        emit([.number(UInt64(podID)), context.pod(podID), .number(UInt64(revision))])
+    }
+}
+
+/// `policies`: which trie (map id) sits at each pod, direction and slot.
+struct PoliciesLayout: MapLayout {
+    let context: DecodeContext
+    /// Live slot by pod id (from `pods`).
+    let liveSlots: [UInt32: UInt8]
+    var title: String { "netfence policies (array of tries)" }
+    var columns: [Column] {
+        [Column("index", "INDEX", width: 6), Column("pod", "POD", width: 24), Column("direction", "DIR", width: 7),
+         Column("slot", "SLOT", width: 4), Column("live", "LIVE", width: 4), Column("mapID", "MAP ID", width: 6)]
+    }
+
+    func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, _ emit: ([FieldValue]) -> Void) {
+        let index = key.loadUnaligned(as: UInt32.self), mapID = value.loadUnaligned(as: UInt32.self)
+        guard mapID != 0 else { return }
+        let podID = index >> 2, direction: Direction = index >> 1 & 1 == 0 ? .ingress : .egress, slot = UInt8(index & 1)
+        emit([.number(UInt64(index)), context.pod(podID), .text(direction.description), .number(UInt64(slot)),
+              .text(liveSlots[podID] == slot ? "yes" : "no"), .number(UInt64(mapID))])
+    }
+}
+
+/// `settings`: the runtime knobs.
+struct SettingsLayout: MapLayout {
+    var title: String { "netfence settings" }
+    var columns: [Column] { [Column("eventLevel", "EVENT LEVEL", width: 11)] }
+
+    func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, _ emit: ([FieldValue]) -> Void) {
+        let level = value.loadUnaligned(as: UInt32.self)
+        emit([.text(EventLevel(rawValue: level).map { $0 == .none ? "none" : $0 == .deny ? "deny" : "all" } ?? "level \(level)")])
+    }
+}
+
+/// `counters`: packets and bytes by pod, direction and verdict (per-CPU, summed); rows with nothing counted are left out.
+struct CountersLayout: MapLayout {
+    let context: DecodeContext
+    var title: String { "netfence counters" }
+    var columns: [Column] {
+        [Column("pod", "POD", width: 24), Column("direction", "DIR", width: 7), Column("verdict", "VERDICT", width: 7),
+         Column("packets", "PACKETS", width: 12), Column("bytes", "BYTES", width: 14),
+         Column("packetsPerCPU", "PACKETS/CPU", width: 16), Column("bytesPerCPU", "BYTES/CPU", width: 16)]
+    }
+
+    func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, _ emit: ([FieldValue]) -> Void) {
+        let index = key.loadUnaligned(as: UInt32.self)
+        let packets = context.perCPUValues(value, slotSize: 16, field: 0), bytes = context.perCPUValues(value, slotSize: 16, field: 8)
+        guard packets.sum != .number(0) else { return }
+        let podID = index / 4, direction: Direction = index / 2 % 2 == 0 ? .ingress : .egress
+        emit([context.pod(podID), .text(direction.description), .text(index % 2 == 1 ? "allow" : "deny"),
+              packets.sum, bytes.sum, packets.slots, bytes.slots])
+    }
+}
+
+/// `stats`: the node-wide counters (per-CPU, summed).
+struct StatsLayout: MapLayout {
+    let context: DecodeContext
+    var title: String { "netfence stats" }
+    var columns: [Column] { [Column("stat", "STAT", width: 20), Column("count", "COUNT", width: 12), Column("perCPU", "PER CPU", width: 16)] }
+
+    func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, _ emit: ([FieldValue]) -> Void) {
+        let index = key.loadUnaligned(as: UInt32.self)
+        let names = ["events-lost", "unparseable-drops", "unknown-interface", "conntrack-full"]
+        let count = context.perCPUValues(value, slotSize: 8, field: 0)
+        emit([.text(Int(index) < names.count ? names[Int(index)] : "stat \(index)"), count.sum, count.slots])
+    }
+}
+
+/// `fragments`: first-fragment verdicts kept for later fragments.
+struct FragmentsLayout: MapLayout {
+    let context: DecodeContext
+    var title: String { "netfence fragments" }
+    var columns: [Column] {
+        [Column("ifindex", "IFINDEX", width: 7), Column("id", "ID", width: 10), Column("proto", "PROTO", width: 6),
+         Column("source", "SOURCE", width: 39), Column("sourcePort", "SPORT", width: 5), Column("destination", "DESTINATION", width: 39),
+         Column("destinationPort", "DPORT", width: 5), Column("verdict", "VERDICT", width: 7), Column("tier", "TIER", width: 14)]
+    }
+
+    func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, _ emit: ([FieldValue]) -> Void) {
+        guard key.count == ABISizes.fragmentKey, value.count >= ABISizes.fragmentValue, let tier = Tier(rawValue: value[9]) else { return }
+        emit([.number(UInt64(key.loadUnaligned(as: UInt32.self))), .number(UInt64(key.loadUnaligned(fromByteOffset: 4, as: UInt32.self))),
+              context.protocolName(key[9]), .address(IPAddress(key, at: 12)), .number(UInt64(value.loadUnaligned(fromByteOffset: 4, as: UInt16.self))),
+              .address(IPAddress(key, at: 28)), .number(UInt64(value.loadUnaligned(fromByteOffset: 6, as: UInt16.self))),
+              .text(value[8] == 1 ? "allow" : "deny"), .text(tier.description)])
+    }
+}
+
+/// Any map nothing else describes: key and value bytes in hex.
+struct HexLayout: MapLayout {
+    let perCPU: Bool
+    var title: String { "bytes" }
+    var columns: [Column] { [Column("key", "KEY", width: 24), Column("value", "VALUE", width: 24)] }
+
+    func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, _ emit: ([FieldValue]) -> Void) {
+        emit([.text(Self.hex(key)), .text(Self.hex(value))])
+    }
+
+    static func hex(_ bytes: UnsafeRawBufferPointer) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var text: [UInt8] = []
+        text.reserveCapacity(bytes.count * 3)
+        for (index, byte) in bytes.enumerated() {
+            if index > 0 { text.append(UInt8(ascii: " ")) }
+            text.append(digits[Int(byte >> 4)])
+            text.append(digits[Int(byte & 0xf)])
+        }
+        return String(decoding: text, as: UTF8.self)
+    }
+}

@@ -1,0 +1,135 @@
+import BPFKit
+import CommandTree
+import DatapathModel
+import Events
+import Foundation
+import Inspection
+import Loader
+
+/// What the three spellings of a map dump share: `ebpf maps dump`, and
+/// `ebpf dump-maps` / `ebpf dump-cp-maps` as aws-eks-na-cli users type them.
+enum MapDumpArguments {
+    static let discussion = """
+        MAP is a map id, a pin path, or a name (a pin under the root's maps folder, then under \
+        /sys/fs/bpf/globals/aws/maps, then any loaded map with that kernel name); or --pod with --direction for \
+        the pod's live policy trie. Decoded by what the map is: netfence's conntrack, policy tries, pods, revisions, \
+        policies, settings, counters and stats, and the AWS network-policy agent's policy and cluster-policy tries, \
+        pod state and conntrack. A map of another layout prints as hex; a map named like a known one whose sizes \
+        differ is refused. Entries are read in batches and printed as they come (table columns have fixed widths); \
+        -o json prints one array, an object per entry, with the table's columns as keys.
+        """
+    static let map = Positionals<String>(name: "map", help: "Map id, pin path or name.")
+    static let pod = Option<PodName?>(long: "pod", help: "Dump this pod's live policy trie (NAMESPACE/NAME).", default: nil, showDefault: false)
+    static let direction = Option<DirectionName>(long: "direction", help: "With --pod: which trie.", default: .ingress)
+    static let raw = Flag(long: "raw", help: "Print keys and values as hex, whatever the map is.")
+    static let numeric = Flag(long: "numeric", help: "Numbers instead of names (pods, protocols).")
+    static let perCPU = Flag(long: "per-cpu", help: "Per-CPU values one by one beside their sum.")
+    static let noHeaders = Flag(long: "no-headers", help: "Leave out the table's header line.")
+    static let definitions = ([map, pod, direction, raw, numeric, perCPU, noHeaders] as [any ArgumentDefining]).map { $0.definition }
+
+    static func validate(_ parsed: ParsedArguments) throws {
+        if parsed[map].isEmpty, parsed[pod] == nil { throw UsageError("name a map (id, pin path or name) or a pod with --pod") }
+        if parsed[map].count > 1 { throw UsageError("name one map") }
+        if !parsed[map].isEmpty, parsed[pod] != nil { throw UsageError("a map and --pod exclude each other") }
+    }
+
+    static func run(_ parsed: ParsedArguments, _ context: CommandContext) throws {
+        try NodeAccess.requirePrivileges(context)
+        let loader = try? Loader(root: context.bpffsRoot)
+        var decode = try InspectionAccess.decodeContext(loader)
+        decode.numeric = parsed[numeric]
+        decode.perCPU = parsed[perCPU]
+        let target: DumpTarget
+        if let pod = parsed[pod] {
+            target = try InspectionAccess.policyTrie(of: pod, direction: parsed[direction].direction, loader: loader, context: context)
+        } else {
+            target = try MapLayouts.resolve(parsed[map][0], pinRoot: context.bpffsRoot)
+        }
+        let layout = try MapLayouts.layout(for: target, context: decode, liveSlots: InspectionAccess.liveSlots(loader), raw: parsed[raw])
+        let writer = RecordWriter(columns: layout.columns, format: context.outputFormat == .json ? .json : .table,
+                                  headers: !parsed[noHeaders], output: context.write(bytes:))
+        try MapLayouts.dump(target, layout: layout, into: writer)
+        if let pin = target.pin, !FileManager.default.fileExists(atPath: pin) {
+            context.warn("\(pin) was removed while dumping; shown is what the map held")
+        }
+    }
+}
+
+/// `netfence ebpf maps dump MAP`.
+struct EbpfMapsDumpCommand: Command {
+    static let configuration = CommandConfiguration(
+        name: "dump", abstract: "Print a map's entries decoded into words.", discussion: MapDumpArguments.discussion)
+    static let arguments = MapDumpArguments.definitions
+    let parsed: ParsedArguments
+    init(parsed: ParsedArguments) { self.parsed = parsed }
+    func validate() throws { try MapDumpArguments.validate(parsed) }
+    func run(_ context: CommandContext) throws { try MapDumpArguments.run(parsed, context) }
+}
+
+/// `netfence ebpf dump-maps MAP` (`d`), the aws-eks-na-cli spelling.
+struct EbpfDumpMapsCommand: Command {
+    static let configuration = CommandConfiguration(
+        name: "dump-maps", aliases: ["d"], abstract: "Print a map's entries decoded into words (as 'ebpf maps dump').",
+        discussion: MapDumpArguments.discussion)
+    static let arguments = MapDumpArguments.definitions
+    let parsed: ParsedArguments
+    init(parsed: ParsedArguments) { self.parsed = parsed }
+    func validate() throws { try MapDumpArguments.validate(parsed) }
+    func run(_ context: CommandContext) throws { try MapDumpArguments.run(parsed, context) }
+}
+
+/// `netfence ebpf dump-cp-maps MAP` (`dcp`): cluster-policy maps, the aws-eks-na-cli spelling.
+struct EbpfDumpCPMapsCommand: Command {
+    static let configuration = CommandConfiguration(
+        name: "dump-cp-maps", aliases: ["dcp"], abstract: "Print a cluster-policy map decoded into words (as 'ebpf maps dump').",
+        discussion: MapDumpArguments.discussion + """
+
+
+            netfence keeps a pod's cluster-policy rules (Admin, Baseline) in the same trie as its NetworkPolicy rules, \
+            tier by tier; the AWS agent keeps them in cp_ingress_map / cp_egress_map.
+            """)
+    static let arguments = MapDumpArguments.definitions
+    let parsed: ParsedArguments
+    init(parsed: ParsedArguments) { self.parsed = parsed }
+    func validate() throws { try MapDumpArguments.validate(parsed) }
+    func run(_ context: CommandContext) throws { try MapDumpArguments.run(parsed, context) }
+}
+
+extension DirectionName {
+    var direction: Direction { self == .ingress ? .ingress : .egress }
+}
+
+/// What decoding needs from netfence's own state, when netfence is loaded here.
+enum InspectionAccess {
+    static func decodeContext(_ loader: Loader?) throws -> DecodeContext {
+        guard let loader else { return DecodeContext() }
+        let objects = Dictionary(uniqueKeysWithValues: try loader.state.objects().map { ($0.index, $0.object) })
+        var context = DecodeContext(attribution: Attribution(pods: try loader.state.pods(), objects: objects))
+        for (_, record) in try loader.datapath.registeredPods() {
+            context.revisions[record.podID] = record.revision
+        }
+        return context
+    }
+
+    static func liveSlots(_ loader: Loader?) -> [UInt32: UInt8] {
+        Dictionary((try? loader?.datapath.registeredPods())?.map { ($0.record.podID, $0.record.slot) } ?? [], uniquingKeysWith: { $1 })
+    }
+
+    /// The trie the datapath uses now for `pod` in `direction`.
+    static func policyTrie(of pod: PodName, direction: Direction, loader: Loader?, context: CommandContext) throws -> DumpTarget {
+        guard let loader else {
+            throw RuntimeError("netfence is not loaded under \(context.bpffsRoot)", hint: "run 'netfence loader init' or pass --bpffs-root")
+        }
+        guard let podID = try loader.state.pods().first(where: { $0.value.namespace == pod.namespace && $0.value.name == pod.name })?.key,
+              let record = try loader.datapath.registeredPods().first(where: { $0.record.podID == podID })?.record else {
+            throw RuntimeError("pod \(pod) is not attached on this node", hint: "list pods with 'netfence loader status'")
+        }
+        let index = policyIndex(podID: podID, direction: direction, slot: record.slot)
+        guard let value = try loader.datapath.policies.lookup(key: withUnsafeBytes(of: index) { Array($0) }),
+              case let id = value.withUnsafeBytes({ $0.loadUnaligned(as: UInt32.self) }), id != 0 else {
+            throw RuntimeError("pod \(pod) has no \(direction) trie (nothing selects it in that direction)")
+        }
+        let map = try BPFMap(id: id)
+        return DumpTarget(map: map, info: try map.info(), pin: nil)
+    }
+}

@@ -5,14 +5,17 @@ _netfence() {
     local path="netfence" i
     for ((i = 1; i < COMP_CWORD; i++)); do
         case "${COMP_WORDS[i]}" in
-            -o|--output|--bpffs-root|--stats-window|--count|--pod|--namespace|--verdict|--direction|--ip|--port|--proto|--tier|--policy|--color|--iface|--netns|--ingress-default|--egress-default|-f|--filename|--listen|--passes|--pods|--events) ((i++)); continue ;;
+            -o|--output|--bpffs-root|--stats-window|--pod|--direction|--count|--namespace|--verdict|--ip|--port|--proto|--tier|--policy|--color|--iface|--netns|--ingress-default|--egress-default|-f|--filename|--state|--listen|--passes|--pods|--events) ((i++)); continue ;;
         esac
         case "$path ${COMP_WORDS[i]}" in
             "netfence ebpf") path="netfence ebpf" ;;
             "netfence ebpf progs"|"netfence ebpf p") path="netfence ebpf progs" ;;
             "netfence ebpf maps"|"netfence ebpf m") path="netfence ebpf maps" ;;
+            "netfence ebpf maps dump") path="netfence ebpf maps dump" ;;
             "netfence ebpf events") path="netfence ebpf events" ;;
             "netfence ebpf events level") path="netfence ebpf events level" ;;
+            "netfence ebpf dump-maps"|"netfence ebpf d") path="netfence ebpf dump-maps" ;;
+            "netfence ebpf dump-cp-maps"|"netfence ebpf dcp") path="netfence ebpf dump-cp-maps" ;;
             "netfence loader") path="netfence loader" ;;
             "netfence loader init") path="netfence loader init" ;;
             "netfence loader attach") path="netfence loader attach" ;;
@@ -21,6 +24,10 @@ _netfence() {
             "netfence loader detach") path="netfence loader detach" ;;
             "netfence loader status") path="netfence loader status" ;;
             "netfence loader reset") path="netfence loader reset" ;;
+            "netfence conntrack") path="netfence conntrack" ;;
+            "netfence conntrack list"|"netfence conntrack ls") path="netfence conntrack list" ;;
+            "netfence conntrack flush") path="netfence conntrack flush" ;;
+            "netfence conntrack stats") path="netfence conntrack stats" ;;
             "netfence metrics") path="netfence metrics" ;;
             "netfence bench") path="netfence bench" ;;
             "netfence bench datapath") path="netfence bench datapath" ;;
@@ -35,11 +42,11 @@ _netfence() {
         -o|--output) COMPREPLY=($(compgen -W "table json" -- "$cur")); return ;;
         --bpffs-root) COMPREPLY=($(compgen -d -- "$cur")); return ;;
         --stats-window) COMPREPLY=(); return ;;
-        --count) COMPREPLY=(); return ;;
         --pod) COMPREPLY=(); return ;;
+        --direction) COMPREPLY=($(compgen -W "ingress egress" -- "$cur")); return ;;
+        --count) COMPREPLY=(); return ;;
         --namespace) COMPREPLY=(); return ;;
         --verdict) COMPREPLY=($(compgen -W "allow deny" -- "$cur")); return ;;
-        --direction) COMPREPLY=($(compgen -W "ingress egress" -- "$cur")); return ;;
         --ip) COMPREPLY=(); return ;;
         --port) COMPREPLY=(); return ;;
         --proto) COMPREPLY=(); return ;;
@@ -51,18 +58,22 @@ _netfence() {
         --ingress-default) COMPREPLY=($(compgen -W "allow deny" -- "$cur")); return ;;
         --egress-default) COMPREPLY=($(compgen -W "allow deny" -- "$cur")); return ;;
         -f|--filename) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+        --state) COMPREPLY=($(compgen -W "current stale orphan" -- "$cur")); return ;;
         --listen) COMPREPLY=(); return ;;
         --passes) COMPREPLY=(); return ;;
         --pods) COMPREPLY=(); return ;;
         --events) COMPREPLY=(); return ;;
     esac
     case "$path" in
-        "netfence") COMPREPLY=($(compgen -W "ebpf loader metrics bench demo completions man -o --output --bpffs-root -h --help --version" -- "$cur")) ;;
-        "netfence ebpf") COMPREPLY=($(compgen -W "progs maps events -o --output --bpffs-root -h --help" -- "$cur")) ;;
+        "netfence") COMPREPLY=($(compgen -W "ebpf loader conntrack metrics bench demo completions man -o --output --bpffs-root -h --help --version" -- "$cur")) ;;
+        "netfence ebpf") COMPREPLY=($(compgen -W "progs maps events dump-maps dump-cp-maps -o --output --bpffs-root -h --help" -- "$cur")) ;;
         "netfence ebpf progs") COMPREPLY=($(compgen -W "-o --output --bpffs-root --all --stats --stats-window -h --help" -- "$cur")) ;;
-        "netfence ebpf maps") COMPREPLY=($(compgen -W "-o --output --bpffs-root --all -h --help" -- "$cur")) ;;
+        "netfence ebpf maps") COMPREPLY=($(compgen -W "dump -o --output --bpffs-root --all -h --help" -- "$cur")) ;;
+        "netfence ebpf maps dump") COMPREPLY=($(compgen -W "-o --output --bpffs-root --all --pod --direction --raw --numeric --per-cpu --no-headers -h --help" -- "$cur")) ;;
         "netfence ebpf events") COMPREPLY=($(compgen -W "level -o --output --bpffs-root -f --follow --count --pod --namespace --verdict --direction --ip --port --proto --tier --policy --color -h --help" -- "$cur")) ;;
         "netfence ebpf events level") COMPREPLY=($(compgen -W "-o --output --bpffs-root -f --follow --count --pod --namespace --verdict --direction --ip --port --proto --tier --policy --color -h --help" -- "$cur")) ;;
+        "netfence ebpf dump-maps") COMPREPLY=($(compgen -W "-o --output --bpffs-root --pod --direction --raw --numeric --per-cpu --no-headers -h --help" -- "$cur")) ;;
+        "netfence ebpf dump-cp-maps") COMPREPLY=($(compgen -W "-o --output --bpffs-root --pod --direction --raw --numeric --per-cpu --no-headers -h --help" -- "$cur")) ;;
         "netfence loader") COMPREPLY=($(compgen -W "init attach apply delete detach status reset -o --output --bpffs-root -h --help" -- "$cur")) ;;
         "netfence loader init") COMPREPLY=($(compgen -W "-o --output --bpffs-root --migrate -h --help" -- "$cur")) ;;
         "netfence loader attach") COMPREPLY=($(compgen -W "-o --output --bpffs-root --pod --iface --netns --ingress-default --egress-default -h --help" -- "$cur")) ;;
@@ -71,6 +82,10 @@ _netfence() {
         "netfence loader detach") COMPREPLY=($(compgen -W "-o --output --bpffs-root --pod -h --help" -- "$cur")) ;;
         "netfence loader status") COMPREPLY=($(compgen -W "-o --output --bpffs-root -h --help" -- "$cur")) ;;
         "netfence loader reset") COMPREPLY=($(compgen -W "-o --output --bpffs-root -h --help" -- "$cur")) ;;
+        "netfence conntrack") COMPREPLY=($(compgen -W "list flush stats -o --output --bpffs-root -h --help" -- "$cur")) ;;
+        "netfence conntrack list") COMPREPLY=($(compgen -W "-o --output --bpffs-root --pod --ip --port --proto --state --numeric --no-headers -h --help" -- "$cur")) ;;
+        "netfence conntrack flush") COMPREPLY=($(compgen -W "-o --output --bpffs-root --pod --ip --port --proto --state -h --help" -- "$cur")) ;;
+        "netfence conntrack stats") COMPREPLY=($(compgen -W "-o --output --bpffs-root -h --help" -- "$cur")) ;;
         "netfence metrics") COMPREPLY=($(compgen -W "-o --output --bpffs-root --listen -h --help" -- "$cur")) ;;
         "netfence bench") COMPREPLY=($(compgen -W "datapath loader events -o --output --bpffs-root -h --help" -- "$cur")) ;;
         "netfence bench datapath") COMPREPLY=($(compgen -W "-o --output --bpffs-root --passes -h --help" -- "$cur")) ;;

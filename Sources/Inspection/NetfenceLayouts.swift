@@ -35,7 +35,7 @@ public struct DecodeContext {
         numeric ? .number(UInt64(number)) : .text(ProtocolName.of(number))
     }
 
-    func pod(_ podID: UInt32) -> FieldValue {
+    public func pod(_ podID: UInt32) -> FieldValue {
         guard !numeric, let label = attribution?.pod(podID) else { return .text("pod-id \(podID)") }
         return .text(label.pod)
     }
@@ -94,7 +94,7 @@ enum Names {
 
 /// `conntrack`: one row per flow, oriented as its first packet went.
 public struct ConntrackLayout: MapLayout {
-    let context: DecodeContext
+    public let context: DecodeContext
     public var title: String { "netfence conntrack" }
     public static let columns = [
         Column("pod", "POD", width: 24), Column("interface", "IFACE", width: 15), Column("direction", "DIR", width: 7),

@@ -1,0 +1,122 @@
+import BPFKit
+import Foundation
+import Testing
+import TestSupport
+
+/// Rows of `-o json` dump output.
+func jsonRows(_ result: CommandResult) throws -> [[String: Any]] {
+    try jsonArray(result.standardOutput)
+}
+
+/// The real datapath with pods, policies and traffic, decoded by `ebpf maps dump`
+/// and `conntrack`, field by field.
+@Suite(.serialized) struct MapDumpTests {
+    @Test func conntrackEntriesNameTheirPodFlowPolicyAndAge() throws {
+        guard Privileges.require() else { return }
+        let bench = try LoaderCluster(pods: 2)
+        try bench.cli(["loader", "apply"], input: policyEndpoint("web", selecting: [0], isolation: ["Ingress"],
+                                                               ingress: rule("\(bench.ip(1))/32", ports: [("TCP", Int(LoaderCluster.port), nil)])))
+        #expect(try bench.reaches(1, 0, .tcp))
+        let rows = try jsonRows(bench.cli(["conntrack", "list", "-o", "json", "--pod", "shop/pod0"]))
+        let tcp = try #require(rows.first { $0["source"] as? String == bench.ip(1) }, "\(rows)")
+        #expect(tcp["pod"] as? String == "shop/pod0")
+        #expect(tcp["interface"] as? String == bench.cluster.pods[0].hostInterface)
+        #expect(tcp["source"] as? String == bench.ip(1))
+        #expect(tcp["destination"] as? String == bench.ip(0))
+        #expect(tcp["destinationPort"] as? Int == Int(LoaderCluster.port))
+        #expect(tcp["state"] as? String == "current")
+        #expect(tcp["tier"] as? String == "network-policy")
+        #expect(tcp["policy"] as? String == "shop/web" && tcp["rule"] as? Int == 0)
+        #expect((tcp["ageSeconds"] as? Double ?? -1) >= 0 && (tcp["ageSeconds"] as? Double ?? 99) < 30)
+
+        // The same entries through the generic dump, as a table, and with --numeric.
+        let table = try bench.cli(["ebpf", "maps", "dump", "conntrack"]).standardOutput.split(separator: "\n")
+        #expect(table.first?.hasPrefix("POD") == true && table.first?.contains("AGE") == true)
+        #expect(table.contains { $0.hasPrefix("shop/pod0 ") && $0.contains(" tcp ") && $0.contains(" current ") && $0.contains("s ago") })
+        let numeric = try jsonRows(bench.cli(["ebpf", "d", "conntrack", "--numeric", "-o", "json"]))
+        #expect(numeric.contains { $0["proto"] as? Int == 6 && ($0["pod"] as? String)?.hasPrefix("pod-id ") == true })
+
+        // Filters, then a policy change makes the entry stale, then flush removes exactly the selected ones.
+        let selected = try jsonRows(bench.cli(["conntrack", "list", "-o", "json", "--proto", "tcp", "--ip", "\(bench.ip(1))/32"]))
+        #expect(!selected.isEmpty && selected.allSatisfy { $0["proto"] as? String == "tcp" && $0["source"] as? String == bench.ip(1) })
+        let none = try bench.cli(["conntrack", "list", "--port", "1"])
+        #expect(none.standardError.contains("no tracked connection matches the filters"))
+        try bench.cli(["loader", "apply"], input: policyEndpoint("web", selecting: [0], isolation: ["Ingress"],
+                                                               ingress: rule("\(bench.ip(1))/32", ports: [("TCP", 9, nil)])))
+        #expect(try jsonRows(bench.cli(["conntrack", "list", "-o", "json", "--state", "stale", "--pod", "shop/pod0"])).count == 1)
+        #expect(try jsonRows(bench.cli(["conntrack", "list", "-o", "json", "--state", "current", "--pod", "shop/pod0"])).isEmpty)
+        let stats = try #require(try JSONSerialization.jsonObject(with: Data(bench.cli(["conntrack", "stats", "-o", "json"]).standardOutput.utf8))
+                                 as? [String: Any])
+        let before = try #require(stats["entries"] as? Int)
+        #expect(stats["maximum"] as? Int == 524_288 && before >= 1)
+        #expect((stats["byPod"] as? [String: Int])?["shop/pod0"] == 1)
+        #expect((stats["byState"] as? [String: Int])?["stale"] == 1)
+        let flushed = try bench.cli(["conntrack", "flush", "--pod", "shop/pod0", "--proto", "tcp"]).standardOutput
+        let removed = try #require(Int(flushed.split(separator: " ")[1]), "\(flushed)")
+        #expect(removed == 1)
+        #expect(try jsonRows(bench.cli(["conntrack", "list", "-o", "json", "--pod", "shop/pod0", "--proto", "tcp"])).isEmpty)
+        let after = try #require(try JSONSerialization.jsonObject(with: Data(bench.cli(["conntrack", "stats", "-o", "json"]).standardOutput.utf8))
+                                 as? [String: Any])["entries"] as? Int
+        #expect(after == before - removed)
+    }
+
+    @Test func policyPodsCountersAndSettingsDecode() throws {
+        guard Privileges.require() else { return }
+        let bench = try LoaderCluster(pods: 2)
+        try bench.cli(["loader", "apply"], input: policyEndpoint("web", selecting: [0], isolation: ["Ingress"],
+                                                               ingress: rule("\(bench.ip(1))/32", ports: [("TCP", 9000, 9100)])
+                                                                   + rule("2001:db8::/32")))
+        let trie = try jsonRows(bench.cli(["ebpf", "dump-maps", "--pod", "shop/pod0", "--direction", "ingress", "-o", "json"]))
+        let tcp = try #require(trie.first { $0["cidr"] as? String == "\(bench.ip(1))/32" }, "\(trie)")
+        #expect(tcp["proto"] as? String == "tcp" && tcp["ports"] as? String == "9000-9100" && tcp["action"] as? String == "accept")
+        #expect(tcp["tier"] as? String == "network-policy" && tcp["policy"] as? String == "shop/web" && tcp["rule"] as? Int == 0)
+        let any6 = try #require(trie.first { $0["cidr"] as? String == "2001:db8::/32" }, "\(trie)")
+        #expect(any6["proto"] as? String == "any" && any6["ports"] as? String == "any" && any6["rule"] as? Int == 1)
+        let noTrie = try NetfenceBinary.run(["ebpf", "dcp", "--pod", "shop/pod0", "--direction", "egress", "--bpffs-root", bench.root.path])
+        #expect(noTrie.status == 1 && noTrie.standardError == "error: pod shop/pod0 has no egress trie (nothing selects it in that direction)\n")
+
+        let pods = try jsonRows(bench.cli(["ebpf", "maps", "dump", "pods", "-o", "json"]))
+        let pod0 = try #require(pods.first { $0["pod"] as? String == "shop/pod0" })
+        #expect(pod0["ingress"] as? String == "policies-applied" && pod0["egress"] as? String == "default-allow")
+        #expect(pod0["interface"] as? String == bench.cluster.pods[0].hostInterface)
+        let policies = try jsonRows(bench.cli(["ebpf", "maps", "dump", "policies", "-o", "json"]))
+        #expect(policies.filter { $0["pod"] as? String == "shop/pod0" && $0["live"] as? String == "yes" }.count == 1)
+
+        _ = try bench.reaches(1, 0, .tcp)  // port 8080: denied
+        let counters = try jsonRows(bench.cli(["ebpf", "maps", "dump", "counters", "--per-cpu", "-o", "json"]))
+        let denied = try #require(counters.first { $0["pod"] as? String == "shop/pod0" && $0["verdict"] as? String == "deny" }, "\(counters)")
+        let perCPU = try #require(denied["packetsPerCPU"] as? [Int])
+        #expect(perCPU.reduce(0, +) == denied["packets"] as? Int && perCPU.count == BPFMap.possibleCPUs)
+        #expect(try bench.cli(["ebpf", "maps", "dump", "settings"]).standardOutput == "EVENT LEVEL\ndeny\n")
+        #expect(try bench.cli(["ebpf", "maps", "dump", "settings", "--no-headers"]).standardOutput == "deny\n")
+        let stats = try jsonRows(bench.cli(["ebpf", "maps", "dump", "stats", "-o", "json"]))
+        #expect(stats.map { $0["stat"] as? String } == ["events-lost", "unparseable-drops", "unknown-interface", "conntrack-full"])
+    }
+
+    @Test func badTargetsAreOneLineErrors() throws {
+        guard Privileges.require() else { return }
+        let bench = try LoaderCluster(pods: 1)
+        func run(_ words: [String]) throws -> CommandResult { try NetfenceBinary.run(words + ["--bpffs-root", bench.root.path]) }
+        let unknown = try run(["ebpf", "maps", "dump", "no_such_map"])
+        #expect(unknown.status == 1 && unknown.standardError.hasPrefix("error: no map named 'no_such_map' is pinned under"))
+        let noID = try run(["ebpf", "d", "4294967295"])
+        #expect(noID.status == 1 && noID.standardError == "error: no map with id 4294967295 is loaded; list ids with 'netfence ebpf maps --all'\n")
+        let ring = try run(["ebpf", "d", "events"])
+        #expect(ring.status == 1 && ring.standardError.contains("is a ringbuf map: it has no entries to dump; read events with 'netfence ebpf events'"))
+        let usage = try run(["ebpf", "d"])
+        #expect(usage.status == 64 && usage.standardError.hasPrefix("Error: name a map (id, pin path or name) or a pod with --pod"))
+        let badProto = try run(["conntrack", "list", "--proto", "gre"])
+        #expect(badProto.status == 64 && badProto.standardError.contains("--proto must be tcp, udp, sctp, icmp, icmpv6 or a number"))
+        let noPod = try run(["conntrack", "flush", "--pod", "shop/ghost"])
+        #expect(noPod.status == 1 && noPod.standardError.hasPrefix("error: pod shop/ghost is not attached on this node"))
+
+        // A map named like netfence's conntrack but of another layout is refused, not read.
+        let root = try TestPinRoot()
+        let impostor = try BPFMap(type: .lruHash, name: "conntrack", keySize: 24, valueSize: 16, maxEntries: 16)
+        try impostor.pin(at: root.path + "/impostor")
+        let refused = try NetfenceBinary.run(["ebpf", "d", root.path + "/impostor"])
+        #expect(refused.status == 1)
+        #expect(refused.standardError.contains("is named like netfence's conntrack but is a lru_hash map with key 24 B and value 16 B"))
+        #expect(try NetfenceBinary.run(["ebpf", "d", root.path + "/impostor", "--raw"]).status == 0)
+    }
+}

@@ -41,14 +41,13 @@ public enum MapLayouts {
     /// The layout that decodes `target`: netfence's maps by kernel name, the AWS agent's by
     /// pin or kernel name; each checked against the map's own type and sizes. Anything else
     /// (or any map with `raw`) as hex.
-    public static func layout(for target: DumpTarget, context: DecodeContext, liveSlots: [UInt32: UInt8] = [:],
-                              raw: Bool = false) throws -> MapLayout {
+    public static func layout(for target: DumpTarget, context: DecodeContext, raw: Bool = false) throws -> MapLayout {
         let info = target.info
         if info.type.hasNoKeys {
             throw LayoutMismatch(description: "map \(info.id) (\(info.name)) is a \(info.type) map: it has no entries to dump"
                                  + (info.type == .ringbuf ? "; read events with 'netfence ebpf events'" : ""))
         }
-        if raw { return HexLayout(perCPU: info.type.isPerCPU) }
+        if raw { return HexLayout() }
         let pinName = target.pin.map { ($0 as NSString).lastPathComponent } ?? ""
         if let expected = netfence[info.name] {
             try check(info, is: "netfence's \(info.name)", type: expected.type, keys: [expected.key], values: [expected.value])
@@ -56,7 +55,7 @@ public enum MapLayouts {
             case "conntrack": return ConntrackLayout(context: context)
             case "pods": return PodsLayout(context: context)
             case "revisions": return RevisionsLayout(context: context)
-            case "policies": return PoliciesLayout(context: context, liveSlots: liveSlots)
+            case "policies": return PoliciesLayout(context: context)
             case "settings": return SettingsLayout()
             case "counters": return CountersLayout(context: context)
             case "stats": return StatsLayout(context: context)
@@ -81,7 +80,7 @@ public enum MapLayouts {
             try check(info, is: "the AWS agent's conntrack", type: .lruHash, keys: [24, 60], values: [16])
             return AWSConntrackLayout(context: context)
         }
-        return HexLayout(perCPU: info.type.isPerCPU)
+        return HexLayout()
     }
 
     private static func check(_ info: MapInfo, is what: String, type: MapType, keys: [Int], values: [Int]) throws {

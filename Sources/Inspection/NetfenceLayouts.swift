@@ -15,8 +15,9 @@ public protocol MapLayout {
 /// What turns ids into names, and how the caller wants them.
 public struct DecodeContext {
     public var attribution: Attribution?
-    /// Current policy revision by pod id (the `revisions` map), for conntrack state.
+    /// Current policy revision by pod id, for conntrack state; live policy slot by pod id (both from `pods`).
     public var revisions: [UInt32: UInt32] = [:]
+    public var liveSlots: [UInt32: UInt8] = [:]
     /// Numbers instead of names (`--numeric`).
     public var numeric = false
     /// Per-CPU values one by one beside their sum (`--per-cpu`).
@@ -72,7 +73,6 @@ public struct DecodeContext {
 
 /// Words for the datapath's enums.
 enum Names {
-    static func tier(_ tier: Tier) -> String { tier.description }
     static func action(_ action: RuleAction) -> String {
         switch action {
         case .deny: "deny"
@@ -186,8 +186,6 @@ struct RevisionsLayout: MapLayout {
 /// `policies`: which trie (map id) sits at each pod, direction and slot.
 struct PoliciesLayout: MapLayout {
     let context: DecodeContext
-    /// Live slot by pod id (from `pods`).
-    let liveSlots: [UInt32: UInt8]
     var title: String { "netfence policies (array of tries)" }
     var columns: [Column] {
         [Column("index", "INDEX", width: 6), Column("pod", "POD", width: 24), Column("direction", "DIR", width: 7),
@@ -199,7 +197,7 @@ struct PoliciesLayout: MapLayout {
         guard mapID != 0 else { return }
         let podID = index >> 2, direction: Direction = index >> 1 & 1 == 0 ? .ingress : .egress, slot = UInt8(index & 1)
         emit([.number(UInt64(index)), context.pod(podID), .text(direction.description), .number(UInt64(slot)),
-              .text(liveSlots[podID] == slot ? "yes" : "no"), .number(UInt64(mapID))])
+              .text(context.liveSlots[podID] == slot ? "yes" : "no"), .number(UInt64(mapID))])
     }
 }
 
@@ -269,7 +267,6 @@ struct FragmentsLayout: MapLayout {
 
 /// Any map nothing else describes: key and value bytes in hex.
 struct HexLayout: MapLayout {
-    let perCPU: Bool
     var title: String { "bytes" }
     var columns: [Column] { [Column("key", "KEY", width: 24), Column("value", "VALUE", width: 24)] }
 

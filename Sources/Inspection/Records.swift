@@ -5,7 +5,6 @@ import Rendering
 public enum FieldValue: Equatable {
     case text(String)
     case number(UInt64)
-    case decimal(Double, fractionDigits: Int)
     case address(IPAddress)
     /// A prefix as people write it (`198.18.0.0/16`).
     case prefix(IPPrefix)
@@ -23,10 +22,11 @@ public struct Column: Sendable {
     public let header: String
     public let width: Int
 
+    /// `width` grows to the header's length, so header and rows align.
     public init(_ key: String, _ header: String, width: Int) {
         self.key = key
         self.header = header
-        self.width = width
+        self.width = max(width, header.count)
     }
 }
 
@@ -52,7 +52,7 @@ public final class RecordWriter {
         jsonKeys = columns.map { "\"\($0.key)\":" }
         if format == .table, headers {
             let line = columns.enumerated().map { index, column in
-                index == columns.count - 1 ? column.header : column.header.padding(toLength: max(column.width, column.header.count) + 1, withPad: " ", startingAt: 0)
+                index == columns.count - 1 ? column.header : column.header.padding(toLength: column.width + 1, withPad: " ", startingAt: 0)
             }.joined()
             buffer.write(atMost: line.utf8.count + 1) { cursor in
                 cursor.put(text: line)
@@ -112,17 +112,12 @@ public final class RecordWriter {
         switch value {
         case .text(let text): cursor.put(text: text)
         case .number(let number): cursor.put(integer: number)
-        case .decimal(let value, let digits): cursor.put(decimal: value, fractionDigits: digits)
         case .age(let seconds):
             cursor.put(decimal: seconds, fractionDigits: 1)
             cursor.put("s ago")
         case .address(let address): cursor.put(address: address)
         case .prefix(let prefix): putPrefix(prefix, into: &cursor)
-        case .numbers(let numbers):
-            for (index, number) in numbers.enumerated() {
-                if index > 0 { cursor.put(UInt8(ascii: ",")) }
-                cursor.put(integer: number)
-            }
+        case .numbers(let numbers): putList(numbers, into: &cursor)
         case .none: cursor.put(UInt8(ascii: "-"))
         }
     }
@@ -134,7 +129,6 @@ public final class RecordWriter {
             cursor.put(escaping: text)
             cursor.put(UInt8(ascii: "\""))
         case .number(let number): cursor.put(integer: number)
-        case .decimal(let value, let digits): cursor.put(decimal: value, fractionDigits: digits)
         case .age(let seconds): cursor.put(decimal: seconds, fractionDigits: 3)
         case .address(let address):
             cursor.put(UInt8(ascii: "\""))
@@ -146,12 +140,17 @@ public final class RecordWriter {
             cursor.put(UInt8(ascii: "\""))
         case .numbers(let numbers):
             cursor.put(UInt8(ascii: "["))
-            for (index, number) in numbers.enumerated() {
-                if index > 0 { cursor.put(UInt8(ascii: ",")) }
-                cursor.put(integer: number)
-            }
+            putList(numbers, into: &cursor)
             cursor.put(UInt8(ascii: "]"))
         case .none: cursor.put("null")
+        }
+    }
+
+    /// `1,2,3`.
+    private static func putList(_ numbers: [UInt64], into cursor: inout OutputCursor) {
+        for (index, number) in numbers.enumerated() {
+            if index > 0 { cursor.put(UInt8(ascii: ",")) }
+            cursor.put(integer: number)
         }
     }
 

@@ -139,7 +139,7 @@ public final class Loader {
 
     /// Removes the filters, the pod's record, tries and conntrack entries, and forgets the pod.
     public func detach(namespace: String, name: String) throws {
-        guard let (podID, pod) = try state.pods().first(where: { $0.value.namespace == namespace && $0.value.name == name }) else {
+        guard let (podID, pod) = try state.pod(namespace: namespace, name: name) else {
             throw LoaderError.unknownPod("\(namespace)/\(name)")
         }
         try removeFromInterface(pod, podID: podID)

@@ -62,6 +62,11 @@ public final class LoaderState {
         return result
     }
 
+    /// The id and registration of the attached pod `namespace/name`, if it is attached.
+    public func pod(namespace: String, name: String) throws -> (podID: UInt32, registration: PodRegistration)? {
+        try pods().first { $0.value.namespace == namespace && $0.value.name == name }.map { ($0.key, $0.value) }
+    }
+
     func register(_ registration: PodRegistration, podID: UInt32) throws {
         try registry.update(key: bytes(podID), value: registration.encode())
     }

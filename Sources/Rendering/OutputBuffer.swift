@@ -9,7 +9,6 @@ public final class OutputBuffer {
     @usableFromInline var storage: UnsafeMutablePointer<UInt8>
     @usableFromInline var capacity: Int
     /// Bytes written and not yet flushed.
-    public var count: Int { written }
     @usableFromInline var written = 0
 
     public init(capacity: Int = 64 * 1024) {

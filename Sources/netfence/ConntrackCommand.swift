@@ -61,7 +61,7 @@ enum ConntrackArguments {
         decode.numeric = numeric
         var filter = ConntrackFilter()
         if let pod = parsed[pod] {
-            guard let id = try loader.state.pods().first(where: { $0.value.namespace == pod.namespace && $0.value.name == pod.name })?.key else {
+            guard let id = try loader.state.pod(namespace: pod.namespace, name: pod.name)?.podID else {
                 throw RuntimeError("pod \(pod) is not attached on this node", hint: "list pods with 'netfence loader status'")
             }
             filter.podID = id

@@ -41,11 +41,12 @@ enum MapDumpArguments {
         decode.perCPU = parsed[perCPU]
         let target: DumpTarget
         if let pod = parsed[pod] {
-            target = try InspectionAccess.policyTrie(of: pod, direction: parsed[direction].direction, loader: loader, context: context)
+            target = try InspectionAccess.policyTrie(of: pod, direction: parsed[direction].direction, loader: loader,
+                                                  liveSlots: decode.liveSlots, context: context)
         } else {
             target = try MapLayouts.resolve(parsed[map][0], pinRoot: context.bpffsRoot)
         }
-        let layout = try MapLayouts.layout(for: target, context: decode, liveSlots: InspectionAccess.liveSlots(loader), raw: parsed[raw])
+        let layout = try MapLayouts.layout(for: target, context: decode, raw: parsed[raw])
         let writer = RecordWriter(columns: layout.columns, format: context.outputFormat == .json ? .json : .table,
                                   headers: !parsed[noHeaders], output: context.write(bytes:))
         try MapLayouts.dump(target, layout: layout, into: writer)
@@ -55,31 +56,36 @@ enum MapDumpArguments {
     }
 }
 
-/// `netfence ebpf maps dump MAP`.
-struct EbpfMapsDumpCommand: Command {
-    static let configuration = CommandConfiguration(
-        name: "dump", abstract: "Print a map's entries decoded into words.", discussion: MapDumpArguments.discussion)
-    static let arguments = MapDumpArguments.definitions
-    let parsed: ParsedArguments
-    init(parsed: ParsedArguments) { self.parsed = parsed }
+/// The three spellings are one command: the same arguments, checks and run.
+protocol MapDumpCommand: Command {
+    var parsed: ParsedArguments { get }
+}
+
+extension MapDumpCommand {
+    static var arguments: [ArgumentDefinition] { MapDumpArguments.definitions }
     func validate() throws { try MapDumpArguments.validate(parsed) }
     func run(_ context: CommandContext) throws { try MapDumpArguments.run(parsed, context) }
+}
+
+/// `netfence ebpf maps dump MAP`.
+struct EbpfMapsDumpCommand: MapDumpCommand {
+    static let configuration = CommandConfiguration(
+        name: "dump", abstract: "Print a map's entries decoded into words.", discussion: MapDumpArguments.discussion)
+    let parsed: ParsedArguments
+    init(parsed: ParsedArguments) { self.parsed = parsed }
 }
 
 /// `netfence ebpf dump-maps MAP` (`d`), the aws-eks-na-cli spelling.
-struct EbpfDumpMapsCommand: Command {
+struct EbpfDumpMapsCommand: MapDumpCommand {
     static let configuration = CommandConfiguration(
         name: "dump-maps", aliases: ["d"], abstract: "Print a map's entries decoded into words (as 'ebpf maps dump').",
         discussion: MapDumpArguments.discussion)
-    static let arguments = MapDumpArguments.definitions
     let parsed: ParsedArguments
     init(parsed: ParsedArguments) { self.parsed = parsed }
-    func validate() throws { try MapDumpArguments.validate(parsed) }
-    func run(_ context: CommandContext) throws { try MapDumpArguments.run(parsed, context) }
 }
 
 /// `netfence ebpf dump-cp-maps MAP` (`dcp`): cluster-policy maps, the aws-eks-na-cli spelling.
-struct EbpfDumpCPMapsCommand: Command {
+struct EbpfDumpCPMapsCommand: MapDumpCommand {
     static let configuration = CommandConfiguration(
         name: "dump-cp-maps", aliases: ["dcp"], abstract: "Print a cluster-policy map decoded into words (as 'ebpf maps dump').",
         discussion: MapDumpArguments.discussion + """
@@ -88,11 +94,8 @@ struct EbpfDumpCPMapsCommand: Command {
             netfence keeps a pod's cluster-policy rules (Admin, Baseline) in the same trie as its NetworkPolicy rules, \
             tier by tier; the AWS agent keeps them in cp_ingress_map / cp_egress_map.
             """)
-    static let arguments = MapDumpArguments.definitions
     let parsed: ParsedArguments
     init(parsed: ParsedArguments) { self.parsed = parsed }
-    func validate() throws { try MapDumpArguments.validate(parsed) }
-    func run(_ context: CommandContext) throws { try MapDumpArguments.run(parsed, context) }
 }
 
 extension DirectionName {
@@ -107,24 +110,22 @@ enum InspectionAccess {
         var context = DecodeContext(attribution: Attribution(pods: try loader.state.pods(), objects: objects))
         for (_, record) in try loader.datapath.registeredPods() {
             context.revisions[record.podID] = record.revision
+            context.liveSlots[record.podID] = record.slot
         }
         return context
     }
 
-    static func liveSlots(_ loader: Loader?) -> [UInt32: UInt8] {
-        Dictionary((try? loader?.datapath.registeredPods())?.map { ($0.record.podID, $0.record.slot) } ?? [], uniquingKeysWith: { $1 })
-    }
-
     /// The trie the datapath uses now for `pod` in `direction`.
-    static func policyTrie(of pod: PodName, direction: Direction, loader: Loader?, context: CommandContext) throws -> DumpTarget {
+    static func policyTrie(of pod: PodName, direction: Direction, loader: Loader?, liveSlots: [UInt32: UInt8],
+                           context: CommandContext) throws -> DumpTarget {
         guard let loader else {
             throw RuntimeError("netfence is not loaded under \(context.bpffsRoot)", hint: "run 'netfence loader init' or pass --bpffs-root")
         }
-        guard let podID = try loader.state.pods().first(where: { $0.value.namespace == pod.namespace && $0.value.name == pod.name })?.key,
-              let record = try loader.datapath.registeredPods().first(where: { $0.record.podID == podID })?.record else {
+        guard let podID = try loader.state.pod(namespace: pod.namespace, name: pod.name)?.podID,
+              let slot = liveSlots[podID] else {
             throw RuntimeError("pod \(pod) is not attached on this node", hint: "list pods with 'netfence loader status'")
         }
-        let index = policyIndex(podID: podID, direction: direction, slot: record.slot)
+        let index = policyIndex(podID: podID, direction: direction, slot: slot)
         guard let value = try loader.datapath.policies.lookup(key: withUnsafeBytes(of: index) { Array($0) }),
               case let id = value.withUnsafeBytes({ $0.loadUnaligned(as: UInt32.self) }), id != 0 else {
             throw RuntimeError("pod \(pod) has no \(direction) trie (nothing selects it in that direction)")

@@ -19,18 +19,16 @@ public struct EventsBenchmark {
         public let name: String
         public let events: Int
         public let seconds: Double
-        public var eventsPerSecond: Double { Double(events) / seconds }
+        public let eventsPerSecond: Double
         /// The goal, when the issue names one.
         public let goalEventsPerSecond: Double?
 
-        enum CodingKeys: String, CodingKey { case name, events, seconds, eventsPerSecond, goalEventsPerSecond }
-        public func encode(to encoder: Encoder) throws {
-            var container = encoder.container(keyedBy: CodingKeys.self)
-            try container.encode(name, forKey: .name)
-            try container.encode(events, forKey: .events)
-            try container.encode(seconds, forKey: .seconds)
-            try container.encode(eventsPerSecond, forKey: .eventsPerSecond)
-            try container.encodeIfPresent(goalEventsPerSecond, forKey: .goalEventsPerSecond)
+        init(name: String, events: Int, seconds: Double, goalEventsPerSecond: Double?) {
+            self.name = name
+            self.events = events
+            self.seconds = seconds
+            eventsPerSecond = Double(events) / seconds
+            self.goalEventsPerSecond = goalEventsPerSecond
         }
     }
 

@@ -44,7 +44,7 @@ let package = Package(
         // The verdict log and counters in words: attribution, filters, metrics.
         .target(name: "Events", dependencies: ["BPFKit", "Datapath", "DatapathModel", "Loader", "PolicyInput", "Rendering"]),
         // The datapath's maps (and the AWS agent's) in words: layouts, conntrack, streamed dumps.
-        .target(name: "Inspection", dependencies: ["BPFKit", "DatapathModel", "Events", "Rendering"]),
+        .target(name: "Inspection", dependencies: ["BPFKit", "DatapathModel", "Events", "Loader", "PolicyInput", "Rendering"]),
         // Throwaway node/pod network namespaces joined by veth, for the demo and tests.
         .target(name: "NodeNetwork", dependencies: ["BPFKit"]),
         // The hand-written command tree: parsing, help, completions, man page.

@@ -5,7 +5,7 @@ _netfence() {
     local path="netfence" i
     for ((i = 1; i < COMP_CWORD; i++)); do
         case "${COMP_WORDS[i]}" in
-            -o|--output|--bpffs-root|--stats-window|--pod|--direction|--count|--namespace|--verdict|--ip|--port|--proto|--tier|--policy|--color|--iface|--netns|--ingress-default|--egress-default|-f|--filename|--state|--listen|--passes|--pods|--events) ((i++)); continue ;;
+            -o|--output|--bpffs-root|--stats-window|--pod|--direction|--count|--namespace|--verdict|--ip|--port|--proto|--tier|--policy|--color|--iface|--netns|--ingress-default|--egress-default|-f|--filename|--state|--listen|--passes|--pods|--events|--entries) ((i++)); continue ;;
         esac
         case "$path ${COMP_WORDS[i]}" in
             "netfence ebpf") path="netfence ebpf" ;;
@@ -33,6 +33,7 @@ _netfence() {
             "netfence bench datapath") path="netfence bench datapath" ;;
             "netfence bench loader") path="netfence bench loader" ;;
             "netfence bench events") path="netfence bench events" ;;
+            "netfence bench conntrack") path="netfence bench conntrack" ;;
             "netfence demo") path="netfence demo" ;;
             "netfence completions") path="netfence completions" ;;
             "netfence man") path="netfence man" ;;
@@ -63,6 +64,7 @@ _netfence() {
         --passes) COMPREPLY=(); return ;;
         --pods) COMPREPLY=(); return ;;
         --events) COMPREPLY=(); return ;;
+        --entries) COMPREPLY=(); return ;;
     esac
     case "$path" in
         "netfence") COMPREPLY=($(compgen -W "ebpf loader conntrack metrics bench demo completions man -o --output --bpffs-root -h --help --version" -- "$cur")) ;;
@@ -87,10 +89,11 @@ _netfence() {
         "netfence conntrack flush") COMPREPLY=($(compgen -W "-o --output --bpffs-root --pod --ip --port --proto --state -h --help" -- "$cur")) ;;
         "netfence conntrack stats") COMPREPLY=($(compgen -W "-o --output --bpffs-root -h --help" -- "$cur")) ;;
         "netfence metrics") COMPREPLY=($(compgen -W "-o --output --bpffs-root --listen -h --help" -- "$cur")) ;;
-        "netfence bench") COMPREPLY=($(compgen -W "datapath loader events -o --output --bpffs-root -h --help" -- "$cur")) ;;
+        "netfence bench") COMPREPLY=($(compgen -W "datapath loader events conntrack -o --output --bpffs-root -h --help" -- "$cur")) ;;
         "netfence bench datapath") COMPREPLY=($(compgen -W "-o --output --bpffs-root --passes -h --help" -- "$cur")) ;;
         "netfence bench loader") COMPREPLY=($(compgen -W "-o --output --bpffs-root --pods -h --help" -- "$cur")) ;;
         "netfence bench events") COMPREPLY=($(compgen -W "-o --output --bpffs-root --events -h --help" -- "$cur")) ;;
+        "netfence bench conntrack") COMPREPLY=($(compgen -W "-o --output --bpffs-root --entries --passes -h --help" -- "$cur")) ;;
         "netfence demo") COMPREPLY=($(compgen -W "-o --output --bpffs-root --keep -h --help" -- "$cur")) ;;
         "netfence completions") COMPREPLY=($(compgen -W "-o --output --bpffs-root -h --help" -- "$cur")) ;;
         "netfence man") COMPREPLY=($(compgen -W "-o --output --bpffs-root -h --help" -- "$cur")) ;;

@@ -24,13 +24,14 @@ public enum ABISizes {
 /// Which way traffic crosses the pod's host veth, from the pod's point of view.
 public enum Direction: UInt8, CaseIterable, Sendable, CustomStringConvertible {
     case ingress = 0, egress = 1
-    public var description: String { self == .ingress ? "ingress" : "egress" }
+    public var name: StaticString { self == .ingress ? "ingress" : "egress" }
+    public var description: String { name.description }
 }
 
 /// Policy tiers, in evaluation order.
 public enum Tier: UInt8, Sendable, CustomStringConvertible {
     case none = 0, admin = 1, networkPolicy = 2, baseline = 3, podDefault = 4
-    public var description: String {
+    public var name: StaticString {
         switch self {
         case .none: "none"
         case .admin: "admin"
@@ -39,6 +40,7 @@ public enum Tier: UInt8, Sendable, CustomStringConvertible {
         case .podDefault: "default"
         }
     }
+    public var description: String { name.description }
 }
 
 /// What a rule does. At equal priority Deny beats Accept beats Pass.
@@ -317,6 +319,34 @@ public struct ConntrackEntry: Sendable, Equatable {
             revision: value.loadUnaligned(fromByteOffset: v.revision, as: UInt32.self),
             ruleID: value.loadUnaligned(fromByteOffset: v.rule, as: UInt32.self), podID: value.loadUnaligned(fromByteOffset: v.pod, as: UInt32.self),
             direction: direction, tier: tier, firstFromHigh: value[v.flags] & UInt8(NF_CONNTRACK_FIRST_FROM_HIGH) != 0)
+    }
+
+    /// The bytes the datapath writes for this entry: `struct nf_conntrack_key` and `nf_conntrack_value`.
+    public func encode() -> (key: [UInt8], value: [UInt8]) {
+        var key = nf_conntrack_key()
+        key.ifindex = ifindex
+        key.family = family
+        key.protocol = protocolNumber
+        low.withBytes { bytes in withUnsafeMutableBytes(of: &key.addr_low) { $0.copyMemory(from: bytes) } }
+        high.withBytes { bytes in withUnsafeMutableBytes(of: &key.addr_high) { $0.copyMemory(from: bytes) } }
+        key.port_low = lowPort
+        key.port_high = highPort
+        var value = nf_conntrack_value()
+        value.last_seen_ns = lastSeenNanoseconds
+        value.revision = revision
+        value.rule_id = ruleID
+        value.pod_id = podID
+        value.direction = direction.rawValue
+        value.tier = tier.rawValue
+        value.flags = firstFromHigh ? UInt8(NF_CONNTRACK_FIRST_FROM_HIGH) : 0
+        return (withUnsafeBytes(of: key) { Array($0) }, withUnsafeBytes(of: value) { Array($0) })
+    }
+
+    /// The same flow state with another low endpoint (benchmarks and tests fill tables with it).
+    public func withLowEndpoint(_ address: IPAddress, port: UInt16, lastSeenNanoseconds lastSeen: UInt64) -> ConntrackEntry {
+        ConntrackEntry(ifindex: ifindex, family: family, protocolNumber: protocolNumber, low: address, lowPort: port, high: high,
+                       highPort: highPort, lastSeenNanoseconds: lastSeen, revision: revision, ruleID: ruleID, podID: podID,
+                       direction: direction, tier: tier, firstFromHigh: firstFromHigh)
     }
 
     /// The endpoint that sent the flow's first packet, and the one it went to.

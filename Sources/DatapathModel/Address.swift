@@ -13,7 +13,7 @@ public struct IPAddress: Hashable, Comparable, Sendable, CustomStringConvertible
     /// The address in `bytes` (16 bytes, as the datapath stores it).
     public init(bytes: [UInt8]) {
         precondition(bytes.count == 16, "an IPAddress has 16 bytes")
-        self.init(bytes.withUnsafeBytes { $0 }, at: 0)
+        storage = bytes.withUnsafeBytes { ($0.loadUnaligned(as: UInt64.self), $0.loadUnaligned(fromByteOffset: 8, as: UInt64.self)) }
     }
 
     /// The 16 bytes at `offset` of `raw` (a key or record the datapath wrote).

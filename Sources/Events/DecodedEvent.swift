@@ -143,13 +143,18 @@ public struct Attribution: Sendable {
 /// Protocol names as people write them.
 public enum ProtocolName {
     public static func of(_ number: UInt8) -> String {
+        known(number)?.description ?? "proto-\(number)"
+    }
+
+    /// The name of a protocol the datapath knows by name.
+    public static func known(_ number: UInt8) -> StaticString? {
         switch number {
         case IPProtocolNumber.tcp: "tcp"
         case IPProtocolNumber.udp: "udp"
         case IPProtocolNumber.sctp: "sctp"
         case IPProtocolNumber.icmp: "icmp"
         case IPProtocolNumber.icmpv6: "icmpv6"
-        default: "proto-\(number)"
+        default: nil
         }
     }
 }

@@ -103,15 +103,3 @@ public struct EventsBenchmark {
                   "ingress": [{"cidr": "198.18.0.0/16", "ports": [{"protocol": "TCP", "port": 80}]}]}}
         """
 }
-
-public struct BenchmarkError: Error, CustomStringConvertible {
-    public let description: String
-    init(_ description: String) { self.description = description }
-}
-
-extension Duration {
-    var seconds: Double {
-        let (seconds, attoseconds) = components
-        return Double(seconds) + Double(attoseconds) / 1e18
-    }
-}

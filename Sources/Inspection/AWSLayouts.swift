@@ -15,7 +15,7 @@ struct AWSPolicyLayout: MapLayout {
          Column("action", "ACTION", width: 6), Column("tier", "TIER", width: 14), Column("priority", "PRIO", width: 5)]
     }
 
-    func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, _ emit: ([FieldValue]) -> Void) {
+    func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, into rows: RecordWriter) {
         let prefixLength = Int(key.loadUnaligned(as: UInt32.self))
         let prefix: IPPrefix
         if key.count == 8 {
@@ -35,10 +35,10 @@ struct AWSPolicyLayout: MapLayout {
                 let encoded = field(1), priority = encoded / 10
                 let action = ["deny", "accept", "pass"][Int(min(encoded % 10, 2))]
                 let tier = priority >= 2000 ? "baseline" : priority <= 1000 ? "admin" : "unknown"
-                emit([.prefix(prefix), protocolValue, ports, .text(encoded % 10 > 2 ? "action \(encoded % 10)" : action), .text(tier),
-                      .number(UInt64(priority >= 2000 ? priority - 2000 : priority))])
+                rows.write(.prefix(prefix), protocolValue, ports, .text(encoded % 10 > 2 ? "action \(encoded % 10)" : action), .text(tier),
+                      .number(UInt64(priority >= 2000 ? priority - 2000 : priority)))
             } else {
-                emit([.prefix(prefix), protocolValue, ports, .text(proto == 255 ? "deny" : "accept"), .text("network-policy"), .none])
+                rows.write(.prefix(prefix), protocolValue, ports, .text(proto == 255 ? "deny" : "accept"), .text("network-policy"), .none)
             }
         }
     }
@@ -49,11 +49,11 @@ struct AWSPodStateLayout: MapLayout {
     var title: String { "AWS agent pod state" }
     var columns: [Column] { [Column("policy", "POLICY KIND", width: 14), Column("state", "STATE", width: 16)] }
 
-    func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, _ emit: ([FieldValue]) -> Void) {
+    func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, into rows: RecordWriter) {
         let kind = key.loadUnaligned(as: UInt32.self), state = value[0]
         let states = ["policies-applied", "default-allow", "default-deny"]
-        emit([.text(kind == 0 ? "network-policy" : kind == 1 ? "cluster-policy" : "kind \(kind)"),
-              .text(Int(state) < states.count ? states[Int(state)] : "state \(state)")])
+        rows.write(.text(kind == 0 ? "network-policy" : kind == 1 ? "cluster-policy" : "kind \(kind)"),
+              .text(Int(state) < states.count ? states[Int(state)] : "state \(state)"))
     }
 }
 
@@ -67,14 +67,14 @@ struct AWSConntrackLayout: MapLayout {
          Column("ifindex", "IFINDEX", width: 7), Column("state", "STATE", width: 12), Column("ageSeconds", "AGE", width: 10)]
     }
 
-    func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, _ emit: ([FieldValue]) -> Void) {
+    func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, into rows: RecordWriter) {
         let v4 = key.count == 24
         let address = { (offset: Int) in v4 ? IPAddress(ipv4: Array(key[offset..<(offset + 4)])) : IPAddress(key, at: offset) }
         let (source, sport, destination, dport, proto, owner, ifindex) = v4 ? (0, 4, 8, 12, 14, 16, 20) : (0, 16, 20, 36, 38, 40, 56)
         let state = value.loadUnaligned(as: UInt64.self)
-        emit([context.protocolName(key[proto]), .address(address(source)), .number(UInt64(key.loadUnaligned(fromByteOffset: sport, as: UInt16.self))),
+        rows.write(context.protocolName(key[proto]), .address(address(source)), .number(UInt64(key.loadUnaligned(fromByteOffset: sport, as: UInt16.self))),
               .address(address(destination)), .number(UInt64(key.loadUnaligned(fromByteOffset: dport, as: UInt16.self))),
               .address(address(owner)), .number(UInt64(key.loadUnaligned(fromByteOffset: ifindex, as: UInt32.self))),
-              .numbers([state & 0xffff_ffff, state >> 32]), context.age(value.loadUnaligned(fromByteOffset: 8, as: UInt64.self))])
+              .numbers([state & 0xffff_ffff, state >> 32]), context.age(value.loadUnaligned(fromByteOffset: 8, as: UInt64.self)))
     }
 }

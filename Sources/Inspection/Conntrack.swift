@@ -8,13 +8,13 @@ public struct ConntrackFilter {
     public var prefix: IPPrefix?
     public var port: UInt16?
     public var protocolNumber: UInt8?
-    public var state: String?
+    public var state: FlowState?
 
     public init() {}
 
     public var isEmpty: Bool { podID == nil && prefix == nil && port == nil && protocolNumber == nil && state == nil }
 
-    func matches(_ entry: ConntrackEntry, state entryState: @autoclosure () -> String) -> Bool {
+    func matches(_ entry: ConntrackEntry, state entryState: @autoclosure () -> FlowState) -> Bool {
         if let podID, entry.podID != podID { return false }
         if let prefix, !prefix.contains(entry.low), !prefix.contains(entry.high) { return false }
         if let port, entry.lowPort != port, entry.highPort != port { return false }
@@ -41,7 +41,7 @@ public struct ConntrackTable {
 
     /// Visits every entry `filter` selects, batch by batch.
     public func forEach(_ filter: ConntrackFilter, _ body: (ConntrackEntry) throws -> Void) throws {
-        try map.forEachBatch { batch in
+        try map.forEachBatchReadingAhead { batch in
             for index in 0..<batch.count {
                 guard let entry = ConntrackEntry.decode(key: batch.key(index), value: batch.value(index)),
                       filter.matches(entry, state: layout.state(entry)) else { continue }
@@ -53,7 +53,7 @@ public struct ConntrackTable {
     /// Streams the selected entries into `writer`; returns how many.
     @discardableResult
     public func list(_ filter: ConntrackFilter, into writer: RecordWriter) throws -> Int {
-        try forEach(filter) { writer.write(layout.row($0)) }
+        try forEach(filter) { layout.write($0, into: writer) }
         writer.finish()
         return writer.rowCount
     }
@@ -87,7 +87,7 @@ public struct ConntrackTable {
         let context = layout.context
         try forEach(ConntrackFilter()) { entry in
             statistics.entries += 1
-            statistics.byState[layout.state(entry), default: 0] += 1
+            statistics.byState[layout.state(entry).rawValue, default: 0] += 1
             if case .text(let pod) = context.pod(entry.podID) { statistics.byPod[pod, default: 0] += 1 }
             statistics.byProtocol[ProtocolName.of(entry.protocolNumber), default: 0] += 1
         }

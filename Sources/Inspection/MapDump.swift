@@ -127,13 +127,10 @@ public enum MapLayouts {
 
     /// Streams every entry of `target` through `layout` into `writer`. Returns rows written.
     @discardableResult
-    public static func dump(_ target: DumpTarget, layout: MapLayout, into writer: RecordWriter,
-                            where keep: ([FieldValue]) -> Bool = { _ in true }) throws -> Int {
-        try target.map.forEachBatch { batch in
+    public static func dump(_ target: DumpTarget, layout: MapLayout, into writer: RecordWriter) throws -> Int {
+        try target.map.forEachBatchReadingAhead { batch in
             for index in 0..<batch.count {
-                layout.decode(key: batch.key(index), value: batch.value(index)) { row in
-                    if keep(row) { writer.write(row) }
-                }
+                layout.decode(key: batch.key(index), value: batch.value(index), into: writer)
             }
         }
         writer.finish()

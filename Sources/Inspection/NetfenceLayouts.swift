@@ -9,7 +9,7 @@ public protocol MapLayout {
     var title: String { get }
     var columns: [Column] { get }
     /// The rows of one entry (none for an empty array slot, several for a prefix's rules).
-    func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, _ emit: ([FieldValue]) -> Void)
+    func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, into rows: RecordWriter)
 }
 
 /// What turns ids into names, and how the caller wants them.
@@ -33,7 +33,8 @@ public struct DecodeContext {
     }
 
     func protocolName(_ number: UInt8) -> FieldValue {
-        numeric ? .number(UInt64(number)) : .text(ProtocolName.of(number))
+        guard !numeric else { return .number(UInt64(number)) }
+        return ProtocolName.known(number).map { .word($0) } ?? .text(ProtocolName.of(number))
     }
 
     public func pod(_ podID: UInt32) -> FieldValue {
@@ -57,7 +58,7 @@ public struct DecodeContext {
     }
 
     /// Per-CPU 8-byte slots: the sum, and the slots when asked for.
-    func perCPUValues(_ value: UnsafeRawBufferPointer, slotSize: Int, field offset: Int) -> (sum: FieldValue, slots: FieldValue) {
+    func perCPUValues(_ value: UnsafeRawBufferPointer, slotSize: Int, field offset: Int) -> (sum: UInt64, slots: FieldValue) {
         var slots: [UInt64] = []
         var sum: UInt64 = 0
         var cpu = 0
@@ -67,7 +68,7 @@ public struct DecodeContext {
             if perCPU { slots.append(slot) }
             cpu += 1
         }
-        return (.number(sum), perCPU ? .numbers(slots) : .none)
+        return (sum, perCPU ? .numbers(slots) : .none)
     }
 }
 
@@ -92,6 +93,20 @@ enum Names {
     }
 }
 
+/// A tracked flow against its pod's current policy: `current`: allowed under it; `stale`: under
+/// an older one (decided again on its next packet); `orphan`: its pod is gone.
+public enum FlowState: String, CaseIterable, Sendable {
+    case current, stale, orphan
+
+    public var name: StaticString {
+        switch self {
+        case .current: "current"
+        case .stale: "stale"
+        case .orphan: "orphan"
+        }
+    }
+}
+
 /// `conntrack`: one row per flow, oriented as its first packet went.
 public struct ConntrackLayout: MapLayout {
     public let context: DecodeContext
@@ -105,29 +120,57 @@ public struct ConntrackLayout: MapLayout {
     ]
     public var columns: [Column] { Self.columns }
 
-    public init(context: DecodeContext) { self.context = context }
+    /// What each registered pod's flows show, made once: a table holds many flows per pod.
+    private struct PodColumns {
+        let pod: FieldValue, interface: FieldValue
+        /// The pod's current policy revision; nil when the pod is gone.
+        let revision: UInt32?
+    }
+    private let pods: [UInt32: PodColumns]
 
-    /// `current`: allowed under the pod's current policy; `stale`: under an older one (decided again on
-    /// its next packet); `orphan`: its pod is gone.
-    public func state(_ entry: ConntrackEntry) -> String {
-        guard let current = context.revisions[entry.podID], context.attribution?.pod(entry.podID) != nil || context.attribution == nil else {
-            return "orphan"
+    public init(context: DecodeContext) {
+        self.context = context
+        pods = context.revisions.reduce(into: [:]) { pods, registered in
+            let (podID, revision) = registered
+            let known = context.attribution == nil || context.attribution?.pod(podID) != nil
+            pods[podID] = PodColumns(pod: context.pod(podID), interface: context.interface(podID), revision: known ? revision : nil)
         }
-        return entry.revision == current ? "current" : "stale"
     }
 
-    public func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, _ emit: ([FieldValue]) -> Void) {
+    public func state(_ entry: ConntrackEntry) -> FlowState {
+        guard let current = pods[entry.podID]?.revision else { return .orphan }
+        return entry.revision == current ? .current : .stale
+    }
+
+    public func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, into rows: RecordWriter) {
         guard let entry = ConntrackEntry.decode(key: key, value: value) else { return }
-        emit(row(entry))
+        write(entry, into: rows)
     }
 
-    public func row(_ entry: ConntrackEntry) -> [FieldValue] {
+    public func write(_ entry: ConntrackEntry, into rows: RecordWriter) {
         let (policy, rule) = context.policy(entry.ruleID)
         let source = entry.source, destination = entry.destination
-        return [context.pod(entry.podID), context.interface(entry.podID), .text(entry.direction.description),
-                context.protocolName(entry.protocolNumber), .address(source.address), .number(UInt64(source.port)),
-                .address(destination.address), .number(UInt64(destination.port)), .text(state(entry)),
-                .number(UInt64(entry.revision)), .text(entry.tier.description), policy, rule, context.age(entry.lastSeenNanoseconds)]
+        let pod = pods[entry.podID]
+        let podName = pod?.pod ?? context.pod(entry.podID), interface = pod?.interface ?? context.interface(entry.podID)
+        let state: FlowState = pod?.revision.map { entry.revision == $0 ? .current : .stale } ?? .orphan
+        // The hottest dump there is: fields go straight in, no row array (the bound: names, then 11 fields of at most 64 B).
+        let valueBytes = RecordWriter.maximumBytes(podName) + RecordWriter.maximumBytes(interface) + RecordWriter.maximumBytes(policy) + 11 * 64
+        rows.writeRow(valueBytes: valueBytes) { row in
+            row.put(podName)
+            row.put(interface)
+            row.put(.word(entry.direction.name))
+            row.put(context.protocolName(entry.protocolNumber))
+            row.put(.address(source.address))
+            row.put(.number(UInt64(source.port)))
+            row.put(.address(destination.address))
+            row.put(.number(UInt64(destination.port)))
+            row.put(.word(state.name))
+            row.put(.number(UInt64(entry.revision)))
+            row.put(.word(entry.tier.name))
+            row.put(policy)
+            row.put(rule)
+            row.put(context.age(entry.lastSeenNanoseconds))
+        }
     }
 }
 
@@ -141,13 +184,13 @@ public struct PolicyTrieLayout: MapLayout {
          Column("policy", "POLICY", width: 24), Column("rule", "RULE", width: 4)]
     }
 
-    public func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, _ emit: ([FieldValue]) -> Void) {
+    public func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, into rows: RecordWriter) {
         guard let prefix = LPMKeyCodec.decode(Array(key)), let rules = RuleSetCodec.decode(Array(value)) else { return }
         for rule in rules {
             let (policy, index) = context.policy(rule.ruleID)
-            emit([.prefix(prefix), rule.protocolNumber == IPProtocolNumber.any ? .text("any") : context.protocolName(rule.protocolNumber),
+            rows.write(.prefix(prefix), rule.protocolNumber == IPProtocolNumber.any ? .text("any") : context.protocolName(rule.protocolNumber),
                   .text(Names.ports(start: rule.portStart, end: rule.portEnd)), .text(Names.action(rule.action)),
-                  .text(rule.tier.description), .number(UInt64(rule.priority)), policy, index])
+                  .word(rule.tier.name), .number(UInt64(rule.priority)), policy, index)
         }
     }
 }
@@ -162,11 +205,11 @@ struct PodsLayout: MapLayout {
          Column("ingress", "INGRESS", width: 16), Column("egress", "EGRESS", width: 16)]
     }
 
-    func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, _ emit: ([FieldValue]) -> Void) {
+    func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, into rows: RecordWriter) {
         guard key.count == 4, let record = PodRecord.decode(Array(value)) else { return }
-        emit([.number(UInt64(key.loadUnaligned(as: UInt32.self))), context.pod(record.podID), context.interface(record.podID),
+        rows.write(.number(UInt64(key.loadUnaligned(as: UInt32.self))), context.pod(record.podID), context.interface(record.podID),
               .number(UInt64(record.podID)), .number(UInt64(record.revision)), .number(UInt64(record.slot)),
-              .text(Names.state(record.states[.ingress] ?? .defaultAllow)), .text(Names.state(record.states[.egress] ?? .defaultAllow))])
+              .text(Names.state(record.states[.ingress] ?? .defaultAllow)), .text(Names.state(record.states[.egress] ?? .defaultAllow)))
     }
 }
 
@@ -176,10 +219,10 @@ struct RevisionsLayout: MapLayout {
     var title: String { "netfence revisions" }
     var columns: [Column] { [Column("podID", "POD ID", width: 6), Column("pod", "POD", width: 24), Column("revision", "REV", width: 5)] }
 
-    func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, _ emit: ([FieldValue]) -> Void) {
+    func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, into rows: RecordWriter) {
         let podID = key.loadUnaligned(as: UInt32.self), revision = value.loadUnaligned(as: UInt32.self)
         guard revision != 0 || context.attribution?.pod(podID) != nil else { return }  // an unused slot
-        emit([.number(UInt64(podID)), context.pod(podID), .number(UInt64(revision))])
+        rows.write(.number(UInt64(podID)), context.pod(podID), .number(UInt64(revision)))
     }
 }
 
@@ -192,12 +235,12 @@ struct PoliciesLayout: MapLayout {
          Column("slot", "SLOT", width: 4), Column("live", "LIVE", width: 4), Column("mapID", "MAP ID", width: 6)]
     }
 
-    func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, _ emit: ([FieldValue]) -> Void) {
+    func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, into rows: RecordWriter) {
         let index = key.loadUnaligned(as: UInt32.self), mapID = value.loadUnaligned(as: UInt32.self)
         guard mapID != 0 else { return }
         let podID = index >> 2, direction: Direction = index >> 1 & 1 == 0 ? .ingress : .egress, slot = UInt8(index & 1)
-        emit([.number(UInt64(index)), context.pod(podID), .text(direction.description), .number(UInt64(slot)),
-              .text(context.liveSlots[podID] == slot ? "yes" : "no"), .number(UInt64(mapID))])
+        rows.write(.number(UInt64(index)), context.pod(podID), .word(direction.name), .number(UInt64(slot)),
+              .text(context.liveSlots[podID] == slot ? "yes" : "no"), .number(UInt64(mapID)))
     }
 }
 
@@ -206,9 +249,9 @@ struct SettingsLayout: MapLayout {
     var title: String { "netfence settings" }
     var columns: [Column] { [Column("eventLevel", "EVENT LEVEL", width: 11)] }
 
-    func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, _ emit: ([FieldValue]) -> Void) {
+    func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, into rows: RecordWriter) {
         let level = value.loadUnaligned(as: UInt32.self)
-        emit([.text(EventLevel(rawValue: level).map { $0 == .none ? "none" : $0 == .deny ? "deny" : "all" } ?? "level \(level)")])
+        rows.write(.text(EventLevel(rawValue: level).map { $0 == .none ? "none" : $0 == .deny ? "deny" : "all" } ?? "level \(level)"))
     }
 }
 
@@ -222,13 +265,13 @@ struct CountersLayout: MapLayout {
          Column("packetsPerCPU", "PACKETS/CPU", width: 16), Column("bytesPerCPU", "BYTES/CPU", width: 16)]
     }
 
-    func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, _ emit: ([FieldValue]) -> Void) {
+    func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, into rows: RecordWriter) {
         let index = key.loadUnaligned(as: UInt32.self)
         let packets = context.perCPUValues(value, slotSize: 16, field: 0), bytes = context.perCPUValues(value, slotSize: 16, field: 8)
-        guard packets.sum != .number(0) else { return }
+        guard packets.sum != 0 else { return }
         let podID = index / 4, direction: Direction = index / 2 % 2 == 0 ? .ingress : .egress
-        emit([context.pod(podID), .text(direction.description), .text(index % 2 == 1 ? "allow" : "deny"),
-              packets.sum, bytes.sum, packets.slots, bytes.slots])
+        rows.write(context.pod(podID), .word(direction.name), .text(index % 2 == 1 ? "allow" : "deny"),
+              .number(packets.sum), .number(bytes.sum), packets.slots, bytes.slots)
     }
 }
 
@@ -238,11 +281,11 @@ struct StatsLayout: MapLayout {
     var title: String { "netfence stats" }
     var columns: [Column] { [Column("stat", "STAT", width: 20), Column("count", "COUNT", width: 12), Column("perCPU", "PER CPU", width: 16)] }
 
-    func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, _ emit: ([FieldValue]) -> Void) {
+    func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, into rows: RecordWriter) {
         let index = key.loadUnaligned(as: UInt32.self)
         let names = ["events-lost", "unparseable-drops", "unknown-interface", "conntrack-full"]
         let count = context.perCPUValues(value, slotSize: 8, field: 0)
-        emit([.text(Int(index) < names.count ? names[Int(index)] : "stat \(index)"), count.sum, count.slots])
+        rows.write(.text(Int(index) < names.count ? names[Int(index)] : "stat \(index)"), .number(count.sum), count.slots)
     }
 }
 
@@ -256,12 +299,12 @@ struct FragmentsLayout: MapLayout {
          Column("destinationPort", "DPORT", width: 5), Column("verdict", "VERDICT", width: 7), Column("tier", "TIER", width: 14)]
     }
 
-    func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, _ emit: ([FieldValue]) -> Void) {
+    func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, into rows: RecordWriter) {
         guard key.count == ABISizes.fragmentKey, value.count >= ABISizes.fragmentValue, let tier = Tier(rawValue: value[9]) else { return }
-        emit([.number(UInt64(key.loadUnaligned(as: UInt32.self))), .number(UInt64(key.loadUnaligned(fromByteOffset: 4, as: UInt32.self))),
+        rows.write(.number(UInt64(key.loadUnaligned(as: UInt32.self))), .number(UInt64(key.loadUnaligned(fromByteOffset: 4, as: UInt32.self))),
               context.protocolName(key[9]), .address(IPAddress(key, at: 12)), .number(UInt64(value.loadUnaligned(fromByteOffset: 4, as: UInt16.self))),
               .address(IPAddress(key, at: 28)), .number(UInt64(value.loadUnaligned(fromByteOffset: 6, as: UInt16.self))),
-              .text(value[8] == 1 ? "allow" : "deny"), .text(tier.description)])
+              .text(value[8] == 1 ? "allow" : "deny"), .word(tier.name))
     }
 }
 
@@ -270,8 +313,8 @@ struct HexLayout: MapLayout {
     var title: String { "bytes" }
     var columns: [Column] { [Column("key", "KEY", width: 24), Column("value", "VALUE", width: 24)] }
 
-    func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, _ emit: ([FieldValue]) -> Void) {
-        emit([.text(Self.hex(key)), .text(Self.hex(value))])
+    func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, into rows: RecordWriter) {
+        rows.write(.text(Self.hex(key)), .text(Self.hex(value)))
     }
 
     static func hex(_ bytes: UnsafeRawBufferPointer) -> String {

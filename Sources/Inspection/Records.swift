@@ -2,8 +2,10 @@ import DatapathModel
 import Rendering
 
 /// One field of a decoded map entry, as both the table and JSON show it.
-public enum FieldValue: Equatable {
+public enum FieldValue {
     case text(String)
+    /// A fixed word (an enum's name): written as it is, nothing to escape or count.
+    case word(StaticString)
     case number(UInt64)
     case address(IPAddress)
     /// A prefix as people write it (`198.18.0.0/16`).
@@ -31,25 +33,26 @@ public struct Column: Sendable {
 }
 
 /// Streams decoded entries as an aligned table (fixed column widths, so
-/// nothing is held back) or as one JSON array, one object per line.
+/// nothing is held back) or as one JSON array, one object per line. Each row
+/// goes straight into the output buffer, field by field, in one reserved stretch.
 public final class RecordWriter {
     public enum Format { case table, json }
 
-    private let columns: [Column]
     private let format: Format
-    private let headers: Bool
     private let buffer = OutputBuffer(capacity: 1 << 20)
     private let output: (UnsafeRawBufferPointer) -> Void
     private var rows = 0
-    /// JSON keys with their quotes and colon, made once.
-    private let jsonKeys: [String]
+    /// Per column: its width, and its JSON key with quotes and colon (`"pod":`); made once, read by every row.
+    private let layout: RowCursor.Columns
+    /// Bytes a row takes besides its values' own.
+    private let rowOverhead: Int
 
     public init(columns: [Column], format: Format, headers: Bool = true, output: @escaping (UnsafeRawBufferPointer) -> Void) {
-        self.columns = columns
+        precondition(!columns.isEmpty, "a record has at least one column")
         self.format = format
-        self.headers = headers
         self.output = output
-        jsonKeys = columns.map { "\"\($0.key)\":" }
+        layout = RowCursor.Columns(columns)
+        rowOverhead = 16 + layout.keyBytes + columns.reduce(0) { $0 + $1.width + 2 }
         if format == .table, headers {
             let line = columns.enumerated().map { index, column in
                 index == columns.count - 1 ? column.header : column.header.padding(toLength: column.width + 1, withPad: " ", startingAt: 0)
@@ -61,32 +64,28 @@ public final class RecordWriter {
         }
     }
 
+    deinit { layout.deallocate() }
+
     /// How many rows were written.
     public var rowCount: Int { rows }
 
-    /// Writes one row; `values` line up with the columns.
-    public func write(_ values: [FieldValue]) {
-        let maximum = 64 + values.reduce(0) { $0 + Self.maximumBytes($1) } + columns.reduce(0) { $0 + $1.width + $1.key.utf8.count + 4 }
-        buffer.write(atMost: maximum) { cursor in
-            switch format {
-            case .table:
-                for (index, value) in values.enumerated() {
-                    if index == values.count - 1 {
-                        Self.putCell(value, into: &cursor)
-                    } else {
-                        cursor.putCell(width: columns[index].width) { Self.putCell(value, into: &$0) }
-                    }
-                }
-                cursor.put(UInt8(ascii: "\n"))
-            case .json:
-                cursor.put(rows == 0 ? "[\n{" : ",\n{")
-                for (index, value) in values.enumerated() {
-                    if index > 0 { cursor.put(UInt8(ascii: ",")) }
-                    cursor.put(text: jsonKeys[index])
-                    Self.putJSON(value, into: &cursor)
-                }
-                cursor.put(UInt8(ascii: "}"))
-            }
+    /// Writes one row; `fields` line up with the columns.
+    public func write(_ fields: FieldValue...) {
+        precondition(fields.count == layout.count, "a row has a field per column")
+        writeRow(valueBytes: fields.reduce(0) { $0 + Self.maximumBytes($1) }) { row in
+            for field in fields { row.put(field) }
+        }
+    }
+
+    /// Writes one row field by field with `RowCursor.put`, a field per column in order;
+    /// `valueBytes` bounds what the values take (``maximumBytes(_:)`` of each).
+    func writeRow(valueBytes: Int, _ body: (inout RowCursor) -> Void) {
+        let first = rows == 0
+        buffer.write(atMost: rowOverhead + valueBytes) { cursor in
+            var row = RowCursor(cursor: cursor, json: format == .json, firstRow: first, columns: layout)
+            body(&row)
+            precondition(row.column == layout.count, "a row has a field per column")
+            cursor = row.cursor
         }
         rows += 1
         buffer.flush(ifOver: 1 << 19, to: output)
@@ -100,17 +99,83 @@ public final class RecordWriter {
         buffer.flush(to: output)
     }
 
-    private static func maximumBytes(_ value: FieldValue) -> Int {
+    /// At most how many bytes `value` writes (JSON escapes included).
+    static func maximumBytes(_ value: FieldValue) -> Int {
         switch value {
         case .text(let text): 2 + 6 * text.utf8.count
         case .numbers(let numbers): 2 + 21 * numbers.count
+        case .word(let word): 2 + word.utf8CodeUnitCount
         default: 64
         }
     }
+}
 
+/// Where the fields of one row go: a cell of the table, or a member of the row's JSON object.
+struct RowCursor {
+    /// The columns' widths and JSON keys, in memory a row reads without reference counting.
+    struct Columns {
+        let count: Int
+        let widths: UnsafeMutableBufferPointer<Int>
+        let keys: UnsafeMutableBufferPointer<UInt8>
+        /// Where column i's key starts in `keys`; `count + 1` offsets.
+        let keyOffsets: UnsafeMutableBufferPointer<Int>
+        var keyBytes: Int { keys.count }
+
+        init(_ columns: [Column]) {
+            count = columns.count
+            widths = .allocate(capacity: count)
+            _ = widths.initialize(from: columns.map(\.width))
+            let keyText = columns.map { Array("\"\($0.key)\":".utf8) }
+            keys = .allocate(capacity: keyText.reduce(0) { $0 + $1.count })
+            _ = keys.initialize(from: keyText.joined())
+            keyOffsets = .allocate(capacity: count + 1)
+            _ = keyOffsets.initialize(from: keyText.reduce(into: [0]) { $0.append($0.last! + $1.count) })
+        }
+
+        func deallocate() {
+            widths.deallocate()
+            keys.deallocate()
+            keyOffsets.deallocate()
+        }
+    }
+
+    var cursor: OutputCursor
+    let json: Bool
+    let firstRow: Bool
+    let columns: Columns
+    /// The column the next field goes in.
+    private(set) var column = 0
+
+    init(cursor: OutputCursor, json: Bool, firstRow: Bool, columns: Columns) {
+        self.cursor = cursor
+        self.json = json
+        self.firstRow = firstRow
+        self.columns = columns
+    }
+
+    /// The next field; the row ends (newline, or the object's brace) with its last column.
+    @inline(__always)
+    mutating func put(_ value: FieldValue) {
+        let isLast = column == columns.count - 1
+        if json {
+            if column == 0 { cursor.put(firstRow ? "[\n{" : ",\n{") } else { cursor.put(UInt8(ascii: ",")) }
+            cursor.put(UnsafeBufferPointer(rebasing: columns.keys[columns.keyOffsets[column]..<columns.keyOffsets[column + 1]]))
+            Self.putJSON(value, into: &cursor)
+            if isLast { cursor.put(UInt8(ascii: "}")) }
+        } else if isLast {
+            Self.putCell(value, into: &cursor)
+            cursor.put(UInt8(ascii: "\n"))
+        } else {
+            cursor.putCell(width: columns.widths[column]) { Self.putCell(value, into: &$0) }
+        }
+        column += 1
+    }
+
+    @inline(__always)
     private static func putCell(_ value: FieldValue, into cursor: inout OutputCursor) {
         switch value {
         case .text(let text): cursor.put(text: text)
+        case .word(let word): cursor.put(word)
         case .number(let number): cursor.put(integer: number)
         case .age(let seconds):
             cursor.put(decimal: seconds, fractionDigits: 1)
@@ -122,11 +187,16 @@ public final class RecordWriter {
         }
     }
 
+    @inline(__always)
     private static func putJSON(_ value: FieldValue, into cursor: inout OutputCursor) {
         switch value {
         case .text(let text):
             cursor.put(UInt8(ascii: "\""))
             cursor.put(escaping: text)
+            cursor.put(UInt8(ascii: "\""))
+        case .word(let word):
+            cursor.put(UInt8(ascii: "\""))
+            cursor.put(word)
             cursor.put(UInt8(ascii: "\""))
         case .number(let number): cursor.put(integer: number)
         case .age(let seconds): cursor.put(decimal: seconds, fractionDigits: 3)

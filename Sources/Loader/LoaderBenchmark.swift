@@ -76,10 +76,3 @@ public struct LoaderBenchmark {
         return sorted.isEmpty ? 0 : sorted[sorted.count / 2]
     }
 }
-
-extension Duration {
-    var milliseconds: Double {
-        let (seconds, attoseconds) = components
-        return Double(seconds) * 1000 + Double(attoseconds) / 1e15
-    }
-}

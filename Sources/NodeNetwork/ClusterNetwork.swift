@@ -72,14 +72,10 @@ public final class ClusterNetwork: @unchecked Sendable {
     /// Writes each /proc/sys key inside `namespace` (procfs shows the opener's
     /// namespace; nsenter keeps this process's mounts as they are).
     static func sysctl(_ namespace: String, _ keys: [(key: String, value: Int)]) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
-        process.arguments = ["--net=\(NetworkNamespace.namedFolder)/\(namespace)", "/bin/sh", "-c",
-                             keys.map { "echo \($0.value) > /proc/sys/\($0.key)" }.joined(separator: " && ")]
-        try process.run()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw IPRoute.Failure(command: "nsenter sysctl \(keys.map(\.key).joined(separator: " "))", output: "exit \(process.terminationStatus)")
+        let result = try ChildProcess.run("/usr/bin/nsenter", ["--net=\(NetworkNamespace.namedFolder)/\(namespace)", "/bin/sh", "-c",
+                                                               keys.map { "echo \($0.value) > /proc/sys/\($0.key)" }.joined(separator: " && ")])
+        guard result.status == 0 else {
+            throw IPRoute.Failure(command: "nsenter sysctl \(keys.map(\.key).joined(separator: " "))", output: result.output)
         }
     }
 }

@@ -1,3 +1,4 @@
+import BPFKit
 import Foundation
 
 /// Runs iproute2's `ip`; a failure throws with the command and what it printed.
@@ -10,17 +11,9 @@ enum IPRoute {
 
     @discardableResult
     static func run(_ arguments: [String]) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let text = String(decoding: output, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-        guard process.terminationStatus == 0 else {
+        let result = try ChildProcess.run(executable, arguments)
+        let text = result.output.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard result.status == 0 else {
             throw Failure(command: (["ip"] + arguments).joined(separator: " "), output: text)
         }
         return text

@@ -3,6 +3,7 @@ import CommandTree
 import Datapath
 import Events
 import Foundation
+import Inspection
 import Loader
 import NodeNetwork
 
@@ -11,7 +12,7 @@ struct BenchCommand: Command {
     static let configuration = CommandConfiguration(
         name: "bench",
         abstract: "Measure netfence on this machine, each figure beside its baseline from the same run.",
-        subcommands: [BenchDatapathCommand.self, BenchLoaderCommand.self, BenchEventsCommand.self])
+        subcommands: [BenchDatapathCommand.self, BenchLoaderCommand.self, BenchEventsCommand.self, BenchConntrackCommand.self])
 
     init(parsed: ParsedArguments) {}
 }
@@ -148,6 +149,62 @@ struct BenchEventsCommand: Command {
                 } ?? ""
                 table.append([result.name, "\(result.events)", String(format: "%.3f", result.seconds),
                               String(format: "%.0f", result.eventsPerSecond), goal])
+            }
+            context.print(table.render())
+        }
+    }
+}
+
+/// `netfence bench conntrack`: how fast a full conntrack table reads in words.
+struct BenchConntrackCommand: Command {
+    static let configuration = CommandConfiguration(
+        name: "conntrack",
+        abstract: "Read a conntrack table of 500,000 entries: conntrack list and maps dump beside bpftool and a raw batch read.",
+        discussion: """
+            Loads netfence under a throwaway pin root with one pod on a throwaway interface, has the datapath track \
+            an IPv4 TCP and an IPv6 UDP flow (BPF_PROG_TEST_RUN), and fills the 512Ki-entry conntrack map with copies \
+            of them from other remote endpoints. Then times, in turns: `netfence conntrack list -o json` and \
+            `netfence ebpf maps dump` (a process each, output to /dev/null), `bpftool map dump` and \
+            `bpftool -j map dump` of the same map, and a batch read that formats nothing (the baseline). Each \
+            reports the median of its passes. Takes about a minute (bpftool's JSON is slow); removes everything it made.
+            """)
+
+    static let entries = Option<Int>(long: "entries", help: "Entries in the table while it is read.", default: 500_000)
+    static let passes = Option<Int>(long: "passes", help: "Passes per case; the median is reported.", default: 3)
+    static let arguments = [entries.definition, passes.definition]
+
+    let entries: Int
+    let passes: Int
+    init(parsed: ParsedArguments) {
+        entries = parsed[Self.entries]
+        passes = parsed[Self.passes]
+    }
+
+    func validate() throws {
+        if !(1_000...500_000).contains(entries) { throw UsageError("--entries must be between 1000 and 500000") }
+        if !(1...20).contains(passes) { throw UsageError("--passes must be between 1 and 20") }
+    }
+
+    func run(_ context: CommandContext) throws {
+        guard let bpftool = ["/usr/sbin/bpftool", "/sbin/bpftool", "/usr/bin/bpftool"].first(where: FileManager.default.isExecutableFile) else {
+            throw RuntimeError("bpftool is not installed; the benchmark compares with it", hint: "install it with 'apt-get install bpftool'")
+        }
+        let netfence = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
+        var benchmark = ConntrackBenchmark()
+        benchmark.entries = entries
+        benchmark.passes = passes
+        let results = try withThrowawayLoader(context, interfaces: ["pod0"]) { root, sandbox in
+            try benchmark.run(root: root, interface: "pod0", namespace: sandbox.namespace, netfence: netfence, bpftool: bpftool)
+        }
+        switch context.outputFormat {
+        case .json:
+            context.print(try JSONOutput.encode(results))
+        case .table:
+            var table = Table(headers: ["CASE", "SECONDS", "ENTRIES/S", "× RAW", "× FASTER THAN BPFTOOL -J", "GOAL"])
+            for result in results {
+                let goal = result.goal.map { $0 + (result.met == true ? " (met)" : " (missed)") } ?? ""
+                table.append([result.name, String(format: "%.3f", result.seconds), String(format: "%.0f", result.entriesPerSecond),
+                              String(format: "%.2f", result.timesRaw), String(format: "%.1f", result.timesFasterThanBpftoolJSON), goal])
             }
             context.print(table.render())
         }

@@ -21,9 +21,8 @@ struct ConntrackCommand: Command {
     init(parsed: ParsedArguments) {}
 }
 
-enum ConntrackState: String, CaseIterable, ArgumentValue {
-    case current, stale, orphan
-    static var defaultValueName: String { "state" }
+extension FlowState: ArgumentValue {
+    public static var defaultValueName: String { "state" }
 }
 
 /// The filters `list` and `flush` share.
@@ -33,7 +32,7 @@ enum ConntrackArguments {
     static let port = Option<UInt32?>(long: "port", help: "Only flows with either port equal to this.", default: nil, showDefault: false)
     static let proto = Option<String?>(long: "proto", valueName: "name", help: "Only this protocol (tcp, udp, sctp, icmp, icmpv6, or a number).",
                                        default: nil, showDefault: false)
-    static let state = Option<ConntrackState?>(long: "state", help: "Only flows in this state.", default: nil, showDefault: false)
+    static let state = Option<FlowState?>(long: "state", help: "Only flows in this state.", default: nil, showDefault: false)
     static let filters = ([pod, ip, port, proto, state] as [any ArgumentDefining]).map { $0.definition }
 
     static func validate(_ parsed: ParsedArguments) throws {
@@ -69,7 +68,7 @@ enum ConntrackArguments {
         filter.prefix = parsed[ip]
         filter.port = parsed[port].map { UInt16($0) }
         filter.protocolNumber = parsed[proto].flatMap(protocolNumber)
-        filter.state = parsed[state]?.rawValue
+        filter.state = parsed[state]
         return (try ConntrackTable(map: loader.datapath.conntrack, context: decode), filter)
     }
 }

@@ -41,12 +41,32 @@ func fill(_ map: BPFMap, count: Int, valueSize: Int) throws {
                 }
             }
         }
-        var batched: [UInt32: [UInt64]] = [:], walked: [UInt32: [UInt64]] = [:]
+        var batched: [UInt32: [UInt64]] = [:], walked: [UInt32: [UInt64]] = [:], readAhead: [UInt32: [UInt64]] = [:]
         try map.forEachBatch(batchSize: 5) { collect($0, into: &batched) }
         try map.forEachBatchByKeys(try map.info(), batchSize: 5) { collect($0, into: &walked) }
+        try map.forEachBatchReadingAhead(batchSize: 5) { collect($0, into: &readAhead) }
         #expect(batched.count == 777)
         #expect(batched == walked)
+        #expect(batched == readAhead)
         #expect(batched[100] == (0..<slots).map { 300 + UInt64($0) })
+    }
+
+    /// The caller's error ends a read-ahead walk at once: the reading thread stops, nothing hangs.
+    @Test func readAheadStopsWhenTheCallerFails() throws {
+        guard Privileges.require() else { return }
+        struct Enough: Error {}
+        let map = try BPFMap(type: .hash, name: "nf_test_stop", keySize: 4, valueSize: 8, maxEntries: 10_000)
+        try fill(map, count: 10_000, valueSize: 8)
+        var batches = 0
+        #expect(throws: Enough.self) {
+            try map.forEachBatchReadingAhead(batchSize: 10) { _ in
+                batches += 1
+                if batches == 3 { throw Enough() }
+            }
+        }
+        #expect(batches == 3)
+        let ring = try BPFMap(type: .ringbuf, name: "nf_test_ring", keySize: 0, valueSize: 0, maxEntries: 4096)
+        #expect(throws: BPFError.self) { try ring.forEachBatchReadingAhead { _ in } }
     }
 
     @Test func anLPMTrieIsCounted() throws {

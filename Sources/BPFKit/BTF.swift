@@ -39,7 +39,7 @@ public final class BTF {
         case enumeration(size: Int, cases: [(name: String, value: Int64)])
         case float(size: Int)
         /// typedef, const, volatile, restrict, type tag: the type they stand for.
-        case alias(UInt32)
+        case alias(UInt32, isTypedef: Bool)
         case variable(name: String, type: UInt32)
         case section(name: String, variables: [(type: UInt32, offset: Int)])
         /// Kinds a map's key or value cannot be (functions, forward declarations).
@@ -84,7 +84,7 @@ public final class BTF {
         case BTF_KIND_FLOAT:
             return .float(size: Int(type.pointee.size))
         case BTF_KIND_TYPEDEF, BTF_KIND_CONST, BTF_KIND_VOLATILE, BTF_KIND_RESTRICT, BTF_KIND_TYPE_TAG:
-            return .alias(type.pointee.type)
+            return .alias(type.pointee.type, isTypedef: Int(btf_kind(type)) == BTF_KIND_TYPEDEF)
         case BTF_KIND_VAR:
             return .variable(name: name(type.pointee.name_off), type: type.pointee.type)
         case BTF_KIND_DATASEC:

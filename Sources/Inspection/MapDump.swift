@@ -40,7 +40,7 @@ public enum MapLayouts {
 
     /// The layout that decodes `target`: netfence's maps by kernel name, the AWS agent's by
     /// pin or kernel name; each checked against the map's own type and sizes. Anything else
-    /// (or any map with `raw`) as hex.
+    /// by its BTF when it has one; else (or with `raw`) as hex.
     public static func layout(for target: DumpTarget, context: DecodeContext, raw: Bool = false) throws -> MapLayout {
         let info = target.info
         if info.type.hasNoKeys {
@@ -79,6 +79,9 @@ public enum MapLayouts {
         if names.contains(where: { $0.hasPrefix("aws_conntrack") || $0.hasPrefix("global_aws_conntrack") }) {
             try check(info, is: "the AWS agent's conntrack", type: .lruHash, keys: [24, 60], values: [16])
             return AWSConntrackLayout(context: context)
+        }
+        if info.btfID != 0, info.btfValueTypeID != 0, let btf = try? BTF(kernelID: info.btfID) {
+            return BTFLayout(btf: btf, info: info)
         }
         return HexLayout()
     }

@@ -14,8 +14,30 @@ public enum FieldValue {
     case numbers([UInt64])
     /// Seconds since something happened: `3.2s ago` in a table, a number in JSON.
     case age(Double)
+    /// A value with inner structure (a struct decoded from BTF): JSON in the table too.
+    case structured(StructuredValue)
     /// Nothing to show: `-` in a table, `null` in JSON.
     case none
+}
+
+/// A value decoded from a type description: numbers, strings, arrays, objects.
+public indirect enum StructuredValue {
+    case unsigned(UInt64)
+    case signed(Int64)
+    case bool(Bool)
+    case string(String)
+    case array([StructuredValue])
+    case object([(name: String, value: StructuredValue)])
+
+    /// At most how many bytes its JSON takes.
+    var maximumBytes: Int {
+        switch self {
+        case .unsigned, .signed, .bool: 21
+        case .string(let text): 2 + 6 * text.utf8.count
+        case .array(let elements): elements.reduce(2) { $0 + 1 + $1.maximumBytes }
+        case .object(let members): members.reduce(2) { $0 + 4 + 6 * $1.name.utf8.count + $1.value.maximumBytes }
+        }
+    }
 }
 
 /// A column of a decoded map: its JSON key (stable interface), table header and width.
@@ -105,6 +127,7 @@ public final class RecordWriter {
         case .text(let text): 2 + 6 * text.utf8.count
         case .numbers(let numbers): 2 + 21 * numbers.count
         case .word(let word): 2 + word.utf8CodeUnitCount
+        case .structured(let value): value.maximumBytes
         default: 64
         }
     }
@@ -183,6 +206,7 @@ struct RowCursor {
         case .address(let address): cursor.put(address: address)
         case .prefix(let prefix): putPrefix(prefix, into: &cursor)
         case .numbers(let numbers): putList(numbers, into: &cursor)
+        case .structured(let value): putStructured(value, into: &cursor)
         case .none: cursor.put(UInt8(ascii: "-"))
         }
     }
@@ -212,7 +236,39 @@ struct RowCursor {
             cursor.put(UInt8(ascii: "["))
             putList(numbers, into: &cursor)
             cursor.put(UInt8(ascii: "]"))
+        case .structured(let value): putStructured(value, into: &cursor)
         case .none: cursor.put("null")
+        }
+    }
+
+    private static func putStructured(_ value: StructuredValue, into cursor: inout OutputCursor) {
+        switch value {
+        case .unsigned(let number): cursor.put(integer: number)
+        case .signed(let number):
+            if number < 0 { cursor.put(UInt8(ascii: "-")) }
+            cursor.put(integer: number.magnitude)
+        case .bool(let flag): cursor.put(flag ? "true" : "false")
+        case .string(let text):
+            cursor.put(UInt8(ascii: "\""))
+            cursor.put(escaping: text)
+            cursor.put(UInt8(ascii: "\""))
+        case .array(let elements):
+            cursor.put(UInt8(ascii: "["))
+            for (index, element) in elements.enumerated() {
+                if index > 0 { cursor.put(UInt8(ascii: ",")) }
+                putStructured(element, into: &cursor)
+            }
+            cursor.put(UInt8(ascii: "]"))
+        case .object(let members):
+            cursor.put(UInt8(ascii: "{"))
+            for (index, member) in members.enumerated() {
+                if index > 0 { cursor.put(UInt8(ascii: ",")) }
+                cursor.put(UInt8(ascii: "\""))
+                cursor.put(escaping: member.name)
+                cursor.put("\":")
+                putStructured(member.value, into: &cursor)
+            }
+            cursor.put(UInt8(ascii: "}"))
         }
     }
 

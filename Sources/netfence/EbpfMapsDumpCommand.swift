@@ -14,8 +14,9 @@ enum MapDumpArguments {
         /sys/fs/bpf/globals/aws/maps, then any loaded map with that kernel name); or --pod with --direction for \
         the pod's live policy trie. Decoded by what the map is: netfence's conntrack, policy tries, pods, revisions, \
         policies, settings, counters and stats, and the AWS network-policy agent's policy and cluster-policy tries, \
-        pod state and conntrack. A map of another layout prints as hex; a map named like a known one whose sizes \
-        differ is refused. Entries are read in batches and printed as they come (table columns have fixed widths); \
+        pod state and conntrack. Any other map is decoded from its own BTF as bpftool formats it (fields by name, \
+        enums by name, char arrays as strings, structs and unions as objects), or printed as hex without BTF; a map \
+        named like a known one whose sizes differ is refused. Entries are read in batches and printed as they come (table columns have fixed widths); \
         -o json prints one array, an object per entry, with the table's columns as keys.
         """
     static let map = Positionals<String>(name: "map", help: "Map id, pin path or name.")

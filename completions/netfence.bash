@@ -5,7 +5,7 @@ _netfence() {
     local path="netfence" i
     for ((i = 1; i < COMP_CWORD; i++)); do
         case "${COMP_WORDS[i]}" in
-            -o|--output|--bpffs-root|--stats-window|--pod|--direction|--count|--namespace|--verdict|--ip|--port|--proto|--tier|--policy|--color|--iface|--netns|--ingress-default|--egress-default|-f|--filename|--state|--listen|--passes|--pods|--events|--entries) ((i++)); continue ;;
+            -o|--output|--bpffs-root|--stats-window|--pod|--direction|--count|--namespace|--verdict|--ip|--port|--proto|--tier|--policy|--color|--aws-root|--iface|--netns|--ingress-default|--egress-default|-f|--filename|--state|--listen|--passes|--pods|--events|--entries) ((i++)); continue ;;
         esac
         case "$path ${COMP_WORDS[i]}" in
             "netfence ebpf") path="netfence ebpf" ;;
@@ -16,6 +16,7 @@ _netfence() {
             "netfence ebpf events level") path="netfence ebpf events level" ;;
             "netfence ebpf dump-maps"|"netfence ebpf d") path="netfence ebpf dump-maps" ;;
             "netfence ebpf dump-cp-maps"|"netfence ebpf dcp") path="netfence ebpf dump-cp-maps" ;;
+            "netfence ebpf loaded-ebpfdata"|"netfence ebpf e") path="netfence ebpf loaded-ebpfdata" ;;
             "netfence loader") path="netfence loader" ;;
             "netfence loader init") path="netfence loader init" ;;
             "netfence loader attach") path="netfence loader attach" ;;
@@ -54,6 +55,7 @@ _netfence() {
         --tier) COMPREPLY=($(compgen -W "admin network-policy baseline default none" -- "$cur")); return ;;
         --policy) COMPREPLY=(); return ;;
         --color) COMPREPLY=($(compgen -W "auto always never" -- "$cur")); return ;;
+        --aws-root) COMPREPLY=(); return ;;
         --iface) COMPREPLY=(); return ;;
         --netns) COMPREPLY=(); return ;;
         --ingress-default) COMPREPLY=($(compgen -W "allow deny" -- "$cur")); return ;;
@@ -68,7 +70,7 @@ _netfence() {
     esac
     case "$path" in
         "netfence") COMPREPLY=($(compgen -W "ebpf loader conntrack metrics bench demo completions man -o --output --bpffs-root -h --help --version" -- "$cur")) ;;
-        "netfence ebpf") COMPREPLY=($(compgen -W "progs maps events dump-maps dump-cp-maps -o --output --bpffs-root -h --help" -- "$cur")) ;;
+        "netfence ebpf") COMPREPLY=($(compgen -W "progs maps events dump-maps dump-cp-maps loaded-ebpfdata -o --output --bpffs-root -h --help" -- "$cur")) ;;
         "netfence ebpf progs") COMPREPLY=($(compgen -W "-o --output --bpffs-root --all --stats --stats-window -h --help" -- "$cur")) ;;
         "netfence ebpf maps") COMPREPLY=($(compgen -W "dump -o --output --bpffs-root --all -h --help" -- "$cur")) ;;
         "netfence ebpf maps dump") COMPREPLY=($(compgen -W "-o --output --bpffs-root --all --pod --direction --raw --numeric --per-cpu --no-headers -h --help" -- "$cur")) ;;
@@ -76,6 +78,7 @@ _netfence() {
         "netfence ebpf events level") COMPREPLY=($(compgen -W "-o --output --bpffs-root -f --follow --count --pod --namespace --verdict --direction --ip --port --proto --tier --policy --color -h --help" -- "$cur")) ;;
         "netfence ebpf dump-maps") COMPREPLY=($(compgen -W "-o --output --bpffs-root --pod --direction --raw --numeric --per-cpu --no-headers -h --help" -- "$cur")) ;;
         "netfence ebpf dump-cp-maps") COMPREPLY=($(compgen -W "-o --output --bpffs-root --pod --direction --raw --numeric --per-cpu --no-headers -h --help" -- "$cur")) ;;
+        "netfence ebpf loaded-ebpfdata") COMPREPLY=($(compgen -W "-o --output --bpffs-root --pod --aws-root -h --help" -- "$cur")) ;;
         "netfence loader") COMPREPLY=($(compgen -W "init attach apply delete detach status reset -o --output --bpffs-root -h --help" -- "$cur")) ;;
         "netfence loader init") COMPREPLY=($(compgen -W "-o --output --bpffs-root --migrate -h --help" -- "$cur")) ;;
         "netfence loader attach") COMPREPLY=($(compgen -W "-o --output --bpffs-root --pod --iface --netns --ingress-default --egress-default -h --help" -- "$cur")) ;;

@@ -9,7 +9,7 @@ function __netfence_path
             continue
         end
         switch $word
-            case '-o' '--output' '--bpffs-root' '--stats-window' '--pod' '--direction' '--count' '--namespace' '--verdict' '--ip' '--port' '--proto' '--tier' '--policy' '--color' '--iface' '--netns' '--ingress-default' '--egress-default' '-f' '--filename' '--state' '--listen' '--passes' '--pods' '--events' '--entries'
+            case '-o' '--output' '--bpffs-root' '--stats-window' '--pod' '--direction' '--count' '--namespace' '--verdict' '--ip' '--port' '--proto' '--tier' '--policy' '--color' '--aws-root' '--iface' '--netns' '--ingress-default' '--egress-default' '-f' '--filename' '--state' '--listen' '--passes' '--pods' '--events' '--entries'
                 set skip 1
                 continue
         end
@@ -30,6 +30,8 @@ function __netfence_path
                 set path 'netfence ebpf dump-maps'
             case 'netfence ebpf dump-cp-maps' 'netfence ebpf dcp'
                 set path 'netfence ebpf dump-cp-maps'
+            case 'netfence ebpf loaded-ebpfdata' 'netfence ebpf e'
+                set path 'netfence ebpf loaded-ebpfdata'
             case 'netfence loader'
                 set path 'netfence loader'
             case 'netfence loader init'
@@ -95,6 +97,7 @@ complete -c netfence -n 'test (__netfence_path) = "netfence ebpf"' -a maps -d 'L
 complete -c netfence -n 'test (__netfence_path) = "netfence ebpf"' -a events -d 'Show the datapath\'s verdict events: who, what, which policy decided.'
 complete -c netfence -n 'test (__netfence_path) = "netfence ebpf"' -a dump-maps -d 'Print a map\'s entries decoded into words (as \'ebpf maps dump\').'
 complete -c netfence -n 'test (__netfence_path) = "netfence ebpf"' -a dump-cp-maps -d 'Print a cluster-policy map decoded into words (as \'ebpf maps dump\').'
+complete -c netfence -n 'test (__netfence_path) = "netfence ebpf"' -a loaded-ebpfdata -d 'Per pod and direction: interface, program and the maps it uses (netfence\'s and the AWS agent\'s).'
 complete -c netfence -n 'test (__netfence_path) = "netfence ebpf"' -s o -l output -x -a 'table json' -d 'Output format: table for people, json for scripts.'
 complete -c netfence -n 'test (__netfence_path) = "netfence ebpf"' -l bpffs-root -x -a '(__fish_complete_directories)' -d 'The bpffs folder netfence pins its programs and maps under.'
 complete -c netfence -n 'test (__netfence_path) = "netfence ebpf"' -s h -l help -d 'Show help information.'
@@ -168,6 +171,11 @@ complete -c netfence -n 'test (__netfence_path) = "netfence ebpf dump-cp-maps"' 
 complete -c netfence -n 'test (__netfence_path) = "netfence ebpf dump-cp-maps"' -l per-cpu -d 'Per-CPU values one by one beside their sum.'
 complete -c netfence -n 'test (__netfence_path) = "netfence ebpf dump-cp-maps"' -l no-headers -d 'Leave out the table\'s header line.'
 complete -c netfence -n 'test (__netfence_path) = "netfence ebpf dump-cp-maps"' -s h -l help -d 'Show help information.'
+complete -c netfence -n 'test (__netfence_path) = "netfence ebpf loaded-ebpfdata"' -s o -l output -x -a 'table json' -d 'Output format: table for people, json for scripts.'
+complete -c netfence -n 'test (__netfence_path) = "netfence ebpf loaded-ebpfdata"' -l bpffs-root -x -a '(__fish_complete_directories)' -d 'The bpffs folder netfence pins its programs and maps under.'
+complete -c netfence -n 'test (__netfence_path) = "netfence ebpf loaded-ebpfdata"' -l pod -x -d 'Only this pod (NAMESPACE/NAME, or an AWS pod identifier).'
+complete -c netfence -n 'test (__netfence_path) = "netfence ebpf loaded-ebpfdata"' -l aws-root -x -d 'Where the AWS agent pins its programs and maps.'
+complete -c netfence -n 'test (__netfence_path) = "netfence ebpf loaded-ebpfdata"' -s h -l help -d 'Show help information.'
 complete -c netfence -n 'test (__netfence_path) = "netfence loader"' -a init -d 'Mount bpffs if needed, load the datapath once and pin its maps and programs.'
 complete -c netfence -n 'test (__netfence_path) = "netfence loader"' -a attach -d 'Attach the datapath to a pod\'s host veth and enforce what selects the pod.'
 complete -c netfence -n 'test (__netfence_path) = "netfence loader"' -a apply -d 'Apply PolicyEndpoint and ClusterPolicyEndpoint objects (JSON or YAML, as kubectl prints them).'

@@ -196,6 +196,14 @@ public final class Datapath {
         return result.sorted { $0.ifindex < $1.ifindex }
     }
 
+    /// The id of the trie in `slot` for the pod `podID` in `direction`; nil when there is none
+    /// (nothing selects the pod in that direction).
+    public func trieID(podID: UInt32, direction: Direction, slot: UInt8) throws -> UInt32? {
+        guard let value = try policies.lookup(key: key(policyIndex(podID: podID, direction: direction, slot: slot))), value.count >= 4,
+              case let id = value.withUnsafeBytes({ $0.loadUnaligned(as: UInt32.self) }), id != 0 else { return nil }
+        return id
+    }
+
     /// Which verdicts produce events, switched without reloading.
     public func setEventLevel(_ level: EventLevel) throws {
         try settings.update(key: key(0), value: SettingsCodec.encode(eventLevel: level))

@@ -6,7 +6,8 @@ struct EbpfCommand: Command {
         name: "ebpf",
         abstract: "Inspect the eBPF programs and maps on this node.",
         discussion: "Lists what netfence pinned under its bpffs root, or with --all everything loaded on the host.",
-        subcommands: [EbpfProgsCommand.self, EbpfMapsCommand.self, EbpfEventsCommand.self, EbpfDumpMapsCommand.self, EbpfDumpCPMapsCommand.self])
+        subcommands: [EbpfProgsCommand.self, EbpfMapsCommand.self, EbpfEventsCommand.self, EbpfDumpMapsCommand.self, EbpfDumpCPMapsCommand.self,
+                      EbpfLoadedDataCommand.self])
 
     init(parsed: ParsedArguments) {}
 }

@@ -126,9 +126,7 @@ enum InspectionAccess {
               let slot = liveSlots[podID] else {
             throw RuntimeError("pod \(pod) is not attached on this node", hint: "list pods with 'netfence loader status'")
         }
-        let index = policyIndex(podID: podID, direction: direction, slot: slot)
-        guard let value = try loader.datapath.policies.lookup(key: withUnsafeBytes(of: index) { Array($0) }),
-              case let id = value.withUnsafeBytes({ $0.loadUnaligned(as: UInt32.self) }), id != 0 else {
+        guard let id = try loader.datapath.trieID(podID: podID, direction: direction, slot: slot) else {
             throw RuntimeError("pod \(pod) has no \(direction) trie (nothing selects it in that direction)")
         }
         let map = try BPFMap(id: id)

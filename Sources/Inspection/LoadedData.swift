@@ -1,0 +1,88 @@
+import BPFKit
+import DatapathModel
+import Foundation
+import Loader
+
+/// What runs for one pod in one direction (from the pod's point of view): the
+/// program on its host interface and the maps it uses, as `ebpf loaded-ebpfdata`
+/// (aws-eks-na-cli's spelling) lists them, for netfence's pods and the AWS agent's.
+public struct PodProgramData: Sendable, Encodable {
+    public struct MapData: Sendable, Encodable {
+        public let id: UInt32
+        public let name: String
+        public let type: String
+    }
+
+    /// `netfence` or `aws`.
+    public let owner: String
+    /// `namespace/name` (netfence), or the AWS agent's pod identifier.
+    public let pod: String
+    public let direction: String
+    /// Where the program is attached: interface, its network namespace, and the tc hook.
+    public let interface: String?
+    public let networkNamespace: String?
+    public let hook: String?
+    public let programID: UInt32?
+    public let programName: String?
+    public let pin: String?
+    public let maps: [MapData]
+    /// netfence: the pod's live policy trie in this direction (nil when nothing selects it).
+    public let policyTrieID: UInt32?
+}
+
+public enum LoadedData {
+    /// Where the AWS agent pins its programs and maps.
+    public static let awsRoot = "/sys/fs/bpf/globals/aws"
+
+    /// Every attached netfence pod (when `loader` is given) and every program the AWS
+    /// agent pinned under `awsRoot`/programs, each direction once; netfence's first.
+    public static func collect(loader: Loader?, awsRoot: String = awsRoot) throws -> [PodProgramData] {
+        let attachments = TCAttachments.scan()
+        return try netfencePods(loader, attachments) + awsPrograms(under: "\(awsRoot)/programs", attachments)
+    }
+
+    private static func netfencePods(_ loader: Loader?, _ attachments: [ProgramAttachment]) throws -> [PodProgramData] {
+        guard let loader else { return [] }
+        let slots = Dictionary(try loader.datapath.registeredPods().map { ($0.record.podID, $0.record.slot) }) { first, _ in first }
+        return try loader.state.pods().sorted { ($0.value.namespace, $0.value.name) < ($1.value.namespace, $1.value.name) }
+            .flatMap { podID, pod in
+                try Direction.allCases.map { direction in
+                    // The host veth's tc ingress sees what the pod sends (its egress), tc egress what it receives.
+                    let hook: TCDirection = direction == .egress ? .ingress : .egress
+                    let attachment = attachments.first {
+                        $0.kind == "tc" && $0.interface == pod.interface && $0.ifindex == pod.ifindex && $0.direction == hook
+                            && $0.handle == Loader.filterHandle && $0.priority == Loader.filterPriority
+                    }
+                    let program = attachment.flatMap { try? BPFProgram(id: $0.programID).info() }
+                    let trie = try slots[podID].flatMap { try loader.datapath.trieID(podID: podID, direction: direction, slot: $0) }
+                    return PodProgramData(owner: "netfence", pod: "\(pod.namespace)/\(pod.name)", direction: direction.description,
+                                          interface: pod.interface, networkNamespace: attachment?.namespace ?? (pod.netns.isEmpty ? nil : pod.netns),
+                                          hook: "tc \(hook.rawValue)", programID: program?.id, programName: program?.name, pin: nil,
+                                          maps: maps(program?.mapIDs ?? []), policyTrieID: trie)
+                }
+            }
+    }
+
+    /// The AWS agent pins `<pod identifier>_handle_ingress` / `_handle_egress` per pod.
+    private static func awsPrograms(under folder: String, _ attachments: [ProgramAttachment]) throws -> [PodProgramData] {
+        try BPFFilesystem.pinnedObjects(under: folder).compactMap { pinned in
+            guard pinned.kind == .program else { return nil }
+            let file = (pinned.path as NSString).lastPathComponent
+            let direction = file.hasSuffix("_handle_ingress") ? "ingress" : file.hasSuffix("_handle_egress") ? "egress" : nil
+            let info = try BPFProgram(descriptor: pinned.descriptor).info()
+            let attachment = attachments.first { $0.programID == info.id }
+            return PodProgramData(owner: "aws", pod: direction.map { String(file.dropLast("_handle_".count + $0.count)) } ?? file,
+                                  direction: direction ?? "-", interface: attachment?.interface, networkNamespace: attachment?.namespace,
+                                  hook: attachment.map { "\($0.kind) \($0.direction.rawValue)" }, programID: info.id, programName: info.name,
+                                  pin: pinned.path, maps: maps(info.mapIDs), policyTrieID: nil)
+        }
+    }
+
+    /// Maps by id, with their names and types; one unloaded meanwhile is left out.
+    private static func maps(_ ids: [UInt32]) -> [PodProgramData.MapData] {
+        ids.compactMap { id in
+            guard let info = try? BPFMap(id: id).info() else { return nil }
+            return PodProgramData.MapData(id: id, name: info.name, type: info.type.description)
+        }
+    }
+}

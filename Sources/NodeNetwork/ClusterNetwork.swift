@@ -37,7 +37,9 @@ public final class ClusterNetwork: @unchecked Sendable {
                 try Self.sysctl(podName, Self.noDAD)
                 let (octet, base) = (subnet + index / 64, index % 64 * 4)
                 let (node4, pod4) = ("198.18.\(octet).\(base + 1)", "198.18.\(octet).\(base + 2)")
-                let (node6, pod6) = ("2001:db8:\(subnet):\(index)::1", "2001:db8:\(subnet):\(index)::2")
+                // Written as RFC 5952 has it (what tools print back): no zero group before `::`.
+                let net6 = index == 0 ? "2001:db8:\(subnet):" : "2001:db8:\(subnet):\(index):"
+                let (node6, pod6) = ("\(net6):1", "\(net6):2")
                 try IPRoute.run(["-n", nodeName, "link", "add", host, "type", "veth", "peer", "name", "eth0", "netns", podName])
                 try IPRoute.run(["-n", nodeName, "addr", "add", "\(node4)/30", "dev", host])
                 try IPRoute.run(["-n", nodeName, "addr", "add", "\(node6)/64", "dev", host, "nodad"])
@@ -51,12 +53,31 @@ public final class ClusterNetwork: @unchecked Sendable {
                 pods.append(Pod(namespace: try NetworkNamespace.named(podName), hostInterface: host, ipv4: pod4, ipv6: pod6))
             }
             try IPRoute.run(["-n", nodeName, "link", "set", "lo", "up"])
+            try Self.waitForIPv6(pods.indices.flatMap { [(nodeName, "\(prefix)h\($0)"), ("\(prefix)-p\($0)", "eth0")] })
             node = try NetworkNamespace.named(nodeName)
             self.pods = pods
             names = created
         } catch {
             created.forEach(IPRoute.deleteNamespace)
             throw error
+        }
+    }
+
+    /// A veth's carrier reaches IPv6 through the kernel's linkwatch, which batches events up to
+    /// a second: until then the interface is operationally down, has no link-local address and
+    /// answers no neighbour solicitation (IPv4 works at once). Waits for a link-local address on
+    /// every end, so the first IPv6 packet of a test is not lost to readiness.
+    static func waitForIPv6(_ interfaces: [(namespace: String, interface: String)], timeout: Duration = .seconds(5)) throws {
+        var waiting = interfaces
+        let deadline = ContinuousClock.now + timeout
+        while !waiting.isEmpty {
+            waiting = try waiting.filter { try IPRoute.run(["-n", $0.namespace, "-6", "-o", "addr", "show", "dev", $0.interface, "scope", "link"]).isEmpty }
+            guard !waiting.isEmpty else { return }
+            guard ContinuousClock.now < deadline else {
+                throw IPRoute.Failure(command: "wait for IPv6 on \(waiting.map { "\($0.interface)@\($0.namespace)" }.joined(separator: ", "))",
+                                      output: "no link-local address after \(timeout)")
+            }
+            usleep(20_000)
         }
     }
 

@@ -60,6 +60,31 @@ func jsonRows(_ result: CommandResult) throws -> [[String: Any]] {
         #expect(after == before - removed)
     }
 
+    /// IPv6 flows decode into the same schema as IPv4 ones: addresses as RFC 5952 text.
+    @Test func ipv6FlowsDecodeInTheSameSchema() throws {
+        guard Privileges.require() else { return }
+        let bench = try LoaderCluster(pods: 2)
+        let port = Int(LoaderCluster.port)
+        try bench.cli(["loader", "apply"], input: policyEndpoint("web", selecting: [0], isolation: ["Ingress"],
+                                                               ingress: rule("\(bench.ip6(1))/128", ports: [("TCP", port, nil), ("UDP", port, nil)])))
+        #expect(try bench.reaches(1, 0, .tcp, ipv6: true))
+        #expect(try bench.reaches(1, 0, .udp, ipv6: true))
+        #expect(try !bench.reaches(1, 0, .tcp), "IPv4 is not allowed by the IPv6 rule")
+        let rows = try jsonRows(bench.cli(["conntrack", "list", "-o", "json", "--pod", "shop/pod0", "--ip", "\(bench.ip6(1))/128"]))
+        #expect(Set(rows.compactMap { $0["proto"] as? String }) == ["tcp", "udp"], "\(rows)")
+        for row in rows {
+            #expect(row["pod"] as? String == "shop/pod0" && row["direction"] as? String == "ingress")
+            #expect(row["source"] as? String == bench.ip6(1) && row["destination"] as? String == bench.ip6(0))
+            #expect(row["destinationPort"] as? Int == port && (row["sourcePort"] as? Int ?? 0) > 0)
+            #expect(row["state"] as? String == "current" && row["tier"] as? String == "network-policy")
+            #expect(row["policy"] as? String == "shop/web")
+            #expect(Set(row.keys) == Set(["pod", "interface", "direction", "proto", "source", "sourcePort", "destination", "destinationPort",
+                                          "state", "revision", "tier", "policy", "rule", "ageSeconds"]))
+        }
+        let table = try bench.cli(["conntrack", "list", "--pod", "shop/pod0", "--proto", "udp", "--ip", "\(bench.ip6(1))/128"]).standardOutput
+        #expect(table.split(separator: "\n").contains { $0.contains(" udp ") && $0.contains(bench.ip6(1)) && $0.contains(bench.ip6(0)) })
+    }
+
     @Test func policyPodsCountersAndSettingsDecode() throws {
         guard Privileges.require() else { return }
         let bench = try LoaderCluster(pods: 2)

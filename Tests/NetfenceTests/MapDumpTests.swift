@@ -144,4 +144,62 @@ func jsonRows(_ result: CommandResult) throws -> [[String: Any]] {
         #expect(refused.standardError.contains("is named like netfence's conntrack but is a lru_hash map with key 24 B and value 16 B"))
         #expect(try NetfenceBinary.run(["ebpf", "d", root.path + "/impostor", "--raw"]).status == 0)
     }
+
+    /// A dump held mid-way (its output pipe full) while half the entries are deleted and the
+    /// pin is removed: it finishes, prints only whole entries, and warns that the pin went.
+    @Test func entriesAndPinRemovedMidDumpNeitherAbortNorTear() throws {
+        guard Privileges.require() else { return }
+        let root = try TestPinRoot()
+        let map = try BPFMap(type: .hash, name: "nf_test_vanish", keySize: 4, valueSize: 8, maxEntries: 100_000)
+        for key in 0..<UInt32(100_000) {
+            try map.update(key: withUnsafeBytes(of: key) { Array($0) }, value: withUnsafeBytes(of: UInt64(key) * 3) { Array($0) })
+        }
+        let pin = root.path + "/vanishing"
+        try map.pin(at: pin)
+
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: NetfenceBinary.path)
+        process.arguments = ["ebpf", "maps", "dump", pin, "-o", "json"]
+        let output = Pipe(), errors = Pipe()
+        process.standardOutput = output
+        process.standardError = errors
+        try process.run()
+        // The first bytes mean the dump is under way; it blocks once the pipe is full (~6 MB to write).
+        var text = output.fileHandleForReading.availableData
+        for key in stride(from: UInt32(0), to: 100_000, by: 2) { _ = try map.delete(key: withUnsafeBytes(of: key) { Array($0) }) }
+        try FileManager.default.removeItem(atPath: pin)
+        text += output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let warning = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+
+        #expect(process.terminationStatus == 0)
+        #expect(warning == "warning: \(pin) was removed while dumping; shown is what the map held\n")
+        let rows = try jsonArray(String(decoding: text, as: UTF8.self))
+        #expect(rows.count >= 50_000 && rows.count < 100_000, "the odd half stays; some of the even half went before it was read")
+        var keys = Set<UInt32>()
+        for row in rows {
+            let key = ((row["key"] as? String) ?? "").split(separator: " ").compactMap { UInt8($0, radix: 16) }
+            let value = ((row["value"] as? String) ?? "").split(separator: " ").compactMap { UInt8($0, radix: 16) }
+            guard key.count == 4, value.count == 8 else { Issue.record("a torn row: \(row)"); continue }
+            let number = key.withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) }
+            #expect(value.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) } == UInt64(number) * 3)
+            #expect(keys.insert(number).inserted, "key \(number) twice")
+        }
+        #expect((0..<UInt32(100_000)).filter { $0 % 2 == 1 }.allSatisfy(keys.contains), "every entry that stayed is shown")
+    }
+
+    /// `conntrack flush -o json` says how many it removed, as a number scripts read.
+    @Test func flushReportsItsCountInJSON() throws {
+        guard Privileges.require() else { return }
+        let bench = try LoaderCluster(pods: 2)
+        #expect(try bench.reaches(1, 0, .tcp) && bench.reaches(1, 0, .udp))
+        let before = try jsonRows(bench.cli(["conntrack", "list", "-o", "json", "--pod", "shop/pod0"])).count
+        #expect(before >= 2)
+        let flushed = try bench.cli(["conntrack", "flush", "--pod", "shop/pod0", "-o", "json"]).standardOutput
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(flushed.utf8)) as? [String: Any])
+        #expect(object["removed"] as? Int == before)
+        #expect(try jsonRows(bench.cli(["conntrack", "list", "-o", "json", "--pod", "shop/pod0"])).isEmpty)
+        let none = try bench.cli(["conntrack", "flush", "--pod", "shop/pod0", "-o", "json"]).standardOutput
+        #expect(none == "{\"removed\":0}\n")
+    }
 }

@@ -62,7 +62,7 @@ let package = Package(
         .testTarget(name: "BPFKitTests", dependencies: ["BPFKit", "BPFObjects", "TestSupport"]),
         .testTarget(
             name: "NetfenceTests",
-            dependencies: ["netfence", "BPFKit", "BPFObjects", "CLibBPF", "TestSupport"],
+            dependencies: ["netfence", "BPFKit", "BPFObjects", "CLibBPF", "DatapathModel", "Loader", "TestSupport"],
             exclude: ["Snapshots"]
         ),
         // Helpers shared by the test targets: privilege probes, throwaway netns.

@@ -1,5 +1,7 @@
 import BPFKit
+import DatapathModel
 import Foundation
+import Loader
 import Testing
 import TestSupport
 
@@ -201,5 +203,34 @@ func jsonRows(_ result: CommandResult) throws -> [[String: Any]] {
         #expect(try jsonRows(bench.cli(["conntrack", "list", "-o", "json", "--pod", "shop/pod0"])).isEmpty)
         let none = try bench.cli(["conntrack", "flush", "--pod", "shop/pod0", "-o", "json"]).standardOutput
         #expect(none == "{\"removed\":0}\n")
+    }
+
+    /// `revisions` follows the pod's policy changes; `fragments` keeps a first fragment's verdict for the rest.
+    @Test func revisionsAndFragmentsDecode() throws {
+        guard Privileges.require() else { return }
+        let bench = try LoaderCluster(pods: 2)
+        for port in [9000, 9001] {
+            try bench.cli(["loader", "apply"], input: policyEndpoint("web", selecting: [0], isolation: ["Ingress"],
+                                                                   ingress: rule("\(bench.ip(1))/32", ports: [("UDP", port, nil)])))
+        }
+        let pods = try jsonRows(bench.cli(["ebpf", "maps", "dump", "pods", "-o", "json"]))
+        let pod0 = try #require(pods.first { $0["pod"] as? String == "shop/pod0" })
+        let revisions = try jsonRows(bench.cli(["ebpf", "maps", "dump", "revisions", "-o", "json"]))
+        let revision = try #require(revisions.first { $0["pod"] as? String == "shop/pod0" }, "\(revisions)")
+        #expect(revision["podID"] as? Int == pod0["podID"] as? Int)
+        #expect(revision["revision"] as? Int == pod0["revision"] as? Int && (revision["revision"] as? Int ?? 0) >= 2)
+
+        // A first fragment of an allowed datagram, run through pod0's ingress program.
+        let loader = try Loader(root: bench.root.path)
+        let frame = PacketBuilder.frame(from: try #require(IPAddress(bench.ip(1))), to: try #require(IPAddress(bench.ip(0))),
+                                        .udp(sourcePort: 4321, destinationPort: 9001), fragment: .init(identification: 77, offset: 0, more: true))
+        let ifindex = UInt32(try #require(pod0["ifindex"] as? Int))
+        _ = try loader.datapath.run(frame, direction: .ingress, ifindex: ifindex, in: bench.cluster.node)
+        let fragments = try jsonRows(bench.cli(["ebpf", "maps", "dump", "fragments", "-o", "json"]))
+        let fragment = try #require(fragments.first { $0["id"] as? Int == 77 }, "\(fragments)")
+        #expect(fragment["ifindex"] as? Int == Int(ifindex) && fragment["proto"] as? String == "udp")
+        #expect(fragment["source"] as? String == bench.ip(1) && fragment["sourcePort"] as? Int == 4321)
+        #expect(fragment["destination"] as? String == bench.ip(0) && fragment["destinationPort"] as? Int == 9001)
+        #expect(fragment["verdict"] as? String == "allow" && fragment["tier"] as? String == "network-policy")
     }
 }

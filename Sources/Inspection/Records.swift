@@ -214,24 +214,12 @@ struct RowCursor {
     @inline(__always)
     private static func putJSON(_ value: FieldValue, into cursor: inout OutputCursor) {
         switch value {
-        case .text(let text):
-            cursor.put(UInt8(ascii: "\""))
-            cursor.put(escaping: text)
-            cursor.put(UInt8(ascii: "\""))
-        case .word(let word):
-            cursor.put(UInt8(ascii: "\""))
-            cursor.put(word)
-            cursor.put(UInt8(ascii: "\""))
+        case .text(let text): quoted(&cursor) { $0.put(escaping: text) }
+        case .word(let word): quoted(&cursor) { $0.put(word) }
         case .number(let number): cursor.put(integer: number)
         case .age(let seconds): cursor.put(decimal: seconds, fractionDigits: 3)
-        case .address(let address):
-            cursor.put(UInt8(ascii: "\""))
-            cursor.put(address: address)
-            cursor.put(UInt8(ascii: "\""))
-        case .prefix(let prefix):
-            cursor.put(UInt8(ascii: "\""))
-            putPrefix(prefix, into: &cursor)
-            cursor.put(UInt8(ascii: "\""))
+        case .address(let address): quoted(&cursor) { $0.put(address: address) }
+        case .prefix(let prefix): quoted(&cursor) { putPrefix(prefix, into: &$0) }
         case .numbers(let numbers):
             cursor.put(UInt8(ascii: "["))
             putList(numbers, into: &cursor)
@@ -241,6 +229,14 @@ struct RowCursor {
         }
     }
 
+    /// What `body` writes, between double quotes: a JSON string.
+    @inline(__always)
+    private static func quoted(_ cursor: inout OutputCursor, _ body: (inout OutputCursor) -> Void) {
+        cursor.put(UInt8(ascii: "\""))
+        body(&cursor)
+        cursor.put(UInt8(ascii: "\""))
+    }
+
     private static func putStructured(_ value: StructuredValue, into cursor: inout OutputCursor) {
         switch value {
         case .unsigned(let number): cursor.put(integer: number)
@@ -248,10 +244,7 @@ struct RowCursor {
             if number < 0 { cursor.put(UInt8(ascii: "-")) }
             cursor.put(integer: number.magnitude)
         case .bool(let flag): cursor.put(flag ? "true" : "false")
-        case .string(let text):
-            cursor.put(UInt8(ascii: "\""))
-            cursor.put(escaping: text)
-            cursor.put(UInt8(ascii: "\""))
+        case .string(let text): quoted(&cursor) { $0.put(escaping: text) }
         case .array(let elements):
             cursor.put(UInt8(ascii: "["))
             for (index, element) in elements.enumerated() {
@@ -263,9 +256,8 @@ struct RowCursor {
             cursor.put(UInt8(ascii: "{"))
             for (index, member) in members.enumerated() {
                 if index > 0 { cursor.put(UInt8(ascii: ",")) }
-                cursor.put(UInt8(ascii: "\""))
-                cursor.put(escaping: member.name)
-                cursor.put("\":")
+                quoted(&cursor) { $0.put(escaping: member.name) }
+                cursor.put(UInt8(ascii: ":"))
                 putStructured(member.value, into: &cursor)
             }
             cursor.put(UInt8(ascii: "}"))

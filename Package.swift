@@ -45,6 +45,8 @@ let package = Package(
         .target(name: "Events", dependencies: ["BPFKit", "Datapath", "DatapathModel", "Loader", "PolicyInput", "Rendering"]),
         // The datapath's maps (and the AWS agent's) in words: layouts, conntrack, streamed dumps.
         .target(name: "Inspection", dependencies: ["BPFKit", "DatapathModel", "Events", "Loader", "PolicyInput", "Rendering"]),
+        // DNS as the domain-name policy needs it: messages (compression, CNAME chains, TTLs), names and patterns.
+        .target(name: "DNS"),
         // Throwaway node/pod network namespaces joined by veth, for the demo and tests.
         .target(name: "NodeNetwork", dependencies: ["BPFKit"]),
         // The hand-written command tree: parsing, help, completions, man page.
@@ -55,6 +57,7 @@ let package = Package(
             dependencies: ["BPFKit", "BPFObjects", "CommandTree", "Datapath", "DatapathModel", "Events", "Inspection", "Loader", "NodeNetwork", "PolicyInput", "Rendering"]
         ),
         .testTarget(name: "CommandTreeTests", dependencies: ["CommandTree"]),
+        .testTarget(name: "DNSTests", dependencies: ["DNS"]),
         .testTarget(name: "DatapathModelTests", dependencies: ["DatapathModel", "CNetfenceABI"]),
         .testTarget(name: "PolicyInputTests", dependencies: ["PolicyInput", "DatapathModel"]),
         .testTarget(name: "EventsTests", dependencies: ["Events", "DatapathModel"]),

@@ -34,7 +34,7 @@ let package = Package(
         // The datapath as pure values: ABI codecs, policy compiler, reference evaluator.
         .target(name: "DatapathModel", dependencies: ["CNetfenceABI"]),
         // PolicyEndpoint / ClusterPolicyEndpoint documents: parsing, validation, per-pod rules.
-        .target(name: "PolicyInput", dependencies: ["DatapathModel", .product(name: "Yams", package: "Yams")]),
+        .target(name: "PolicyInput", dependencies: ["DatapathModel", "DNS", .product(name: "Yams", package: "Yams")]),
         // The loaded datapath: programs, maps, pods, atomic policy swaps, events.
         .target(name: "Datapath", dependencies: ["BPFKit", "BPFObjects", "DatapathModel"]),
         // The loader a node agent drives: pods, applied objects, state in bpffs.

@@ -1,3 +1,4 @@
+import DNS
 import DatapathModel
 import Foundation
 import Yams
@@ -146,8 +147,17 @@ public enum PolicyDocumentParser {
 
     private static func rule(_ value: Any, path: String, cluster: Bool, egress: Bool, warnings: inout [String]) throws(PolicyInputError) -> EndpointRule {
         let rule = try dictionary(value, path)
-        let domainName = try rule["domainName"].map { (value: Any) throws(PolicyInputError) in try string(value, join(path, "domainName")) }
+        let domainName = try rule["domainName"].map { (value: Any) throws(PolicyInputError) in
+            let field = join(path, "domainName"), text = try string(value, field)
+            guard let pattern = DomainPattern(text) else {
+                throw PolicyInputError(field, "\(text) is not a domain name, or '*.' and a domain name")
+            }
+            return pattern.description  // lower case, no trailing dot: how the proxy compares names
+        }
         if domainName != nil, !egress { throw PolicyInputError(join(path, "domainName"), "domain names apply to egress only") }
+        if domainName != nil, rule["cidr"] != nil || rule["except"] != nil {
+            throw PolicyInputError(join(path, "domainName"), "a rule has a cidr or a domainName, not both")
+        }
         var cidr: String?
         if let given = rule["cidr"] {
             cidr = try prefix(given, join(path, "cidr"), warnings: &warnings)

@@ -92,6 +92,8 @@ spec:
         ], domainName: nil, action: .accept))
         #expect(object.ingress[1].ports.isEmpty && object.ingress[1].cidr == "2001:db8:2::/48")
         #expect(object.egress[1].domainName == "*.example.com" && object.egress[1].cidr == nil)
+        let shouted = try PolicyDocumentParser.parse(try replace("spec.egress[1].domainName", with: "\"*.Example.COM.\"", in: kubectlJSON))
+        #expect(shouted.objects.first?.egress[1].domainName == "*.example.com", "stored as the proxy compares it")
     }
 
     @Test func listsAndMultiDocumentYAMLParse() throws {
@@ -123,6 +125,11 @@ spec:
         ("spec.podSelectorEndpoints[0].podIP", "\"pod-ip\"", "spec.podSelectorEndpoints[0].podIP: pod-ip is not an IP address"),
         ("spec.ingress", "{}", "spec.ingress: an object, expected a list"),
         ("spec.egress[0].action", "\"Accept\"", "spec.egress[0].action: only ClusterPolicyEndpoint rules have an action"),
+        ("spec.egress[1].domainName", "\"*.\"", "spec.egress[1].domainName: *. is not a domain name, or '*.' and a domain name"),
+        ("spec.egress[1].domainName", "\"a.*.example.com\"", "spec.egress[1].domainName: a.*.example.com is not a domain name, or '*.' and a domain name"),
+        ("spec.egress[1].domainName", "\"bad..name\"", "spec.egress[1].domainName: bad..name is not a domain name, or '*.' and a domain name"),
+        ("spec.egress[0].domainName", "\"github.com\"", "spec.egress[0].domainName: a rule has a cidr or a domainName, not both"),
+        ("spec.ingress[1].domainName", "\"github.com\"", "spec.ingress[1].domainName: domain names apply to egress only"),
     ])
     func invalidFieldsAreNamedByPath(path: String, value: String, message: String) throws {
         let broken = try replace(path, with: value, in: kubectlJSON)

@@ -36,7 +36,7 @@ struct AWSPolicyLayout: MapLayout {
                 let action = ["deny", "accept", "pass"][Int(min(encoded % 10, 2))]
                 let tier = priority >= 2000 ? "baseline" : priority <= 1000 ? "admin" : "unknown"
                 rows.write(.prefix(prefix), protocolValue, ports, .text(encoded % 10 > 2 ? "action \(encoded % 10)" : action), .text(tier),
-                      .number(UInt64(priority >= 2000 ? priority - 2000 : priority)))
+                           .number(UInt64(priority >= 2000 ? priority - 2000 : priority)))
             } else {
                 rows.write(.prefix(prefix), protocolValue, ports, .text(proto == 255 ? "deny" : "accept"), .text("network-policy"), .none)
             }
@@ -53,7 +53,7 @@ struct AWSPodStateLayout: MapLayout {
         let kind = key.loadUnaligned(as: UInt32.self), state = value[0]
         let states = ["policies-applied", "default-allow", "default-deny"]
         rows.write(.text(kind == 0 ? "network-policy" : kind == 1 ? "cluster-policy" : "kind \(kind)"),
-              .text(Int(state) < states.count ? states[Int(state)] : "state \(state)"))
+                   .text(Int(state) < states.count ? states[Int(state)] : "state \(state)"))
     }
 }
 
@@ -73,8 +73,8 @@ struct AWSConntrackLayout: MapLayout {
         let (source, sport, destination, dport, proto, owner, ifindex) = v4 ? (0, 4, 8, 12, 14, 16, 20) : (0, 16, 20, 36, 38, 40, 56)
         let state = value.loadUnaligned(as: UInt64.self)
         rows.write(context.protocolName(key[proto]), .address(address(source)), .number(UInt64(key.loadUnaligned(fromByteOffset: sport, as: UInt16.self))),
-              .address(address(destination)), .number(UInt64(key.loadUnaligned(fromByteOffset: dport, as: UInt16.self))),
-              .address(address(owner)), .number(UInt64(key.loadUnaligned(fromByteOffset: ifindex, as: UInt32.self))),
-              .numbers([state & 0xffff_ffff, state >> 32]), context.age(value.loadUnaligned(fromByteOffset: 8, as: UInt64.self)))
+                   .address(address(destination)), .number(UInt64(key.loadUnaligned(fromByteOffset: dport, as: UInt16.self))),
+                   .address(address(owner)), .number(UInt64(key.loadUnaligned(fromByteOffset: ifindex, as: UInt32.self))),
+                   .numbers([state & 0xffff_ffff, state >> 32]), context.age(value.loadUnaligned(fromByteOffset: 8, as: UInt64.self)))
     }
 }

@@ -44,6 +44,8 @@ public enum LoadedData {
     private static func netfencePods(_ loader: Loader?, _ attachments: [ProgramAttachment]) throws -> [PodProgramData] {
         guard let loader else { return [] }
         let slots = Dictionary(try loader.datapath.registeredPods().map { ($0.record.podID, $0.record.slot) }) { first, _ in first }
+        // A pod registered without --netns has its interface in this process's namespace, named as the scan names it.
+        let ownNamespace = NetworkNamespace.all().first(where: \.isCurrent)?.name
         return try loader.state.pods().sorted { ($0.value.namespace, $0.value.name) < ($1.value.namespace, $1.value.name) }
             .flatMap { podID, pod in
                 try Direction.allCases.map { direction in
@@ -51,6 +53,7 @@ public enum LoadedData {
                     let hook: TCDirection = direction == .egress ? .ingress : .egress
                     let attachment = attachments.first {
                         $0.kind == "tc" && $0.interface == pod.interface && $0.ifindex == pod.ifindex && $0.direction == hook
+                            && $0.namespace == (pod.netns.isEmpty ? ownNamespace : pod.netns)
                             && $0.handle == Loader.filterHandle && $0.priority == Loader.filterPriority
                     }
                     let program = attachment.flatMap { try? BPFProgram(id: $0.programID).info() }

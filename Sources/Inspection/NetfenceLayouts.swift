@@ -137,8 +137,10 @@ public struct ConntrackLayout: MapLayout {
         }
     }
 
-    public func state(_ entry: ConntrackEntry) -> FlowState {
-        guard let current = pods[entry.podID]?.revision else { return .orphan }
+    public func state(_ entry: ConntrackEntry) -> FlowState { Self.state(entry, of: pods[entry.podID]) }
+
+    private static func state(_ entry: ConntrackEntry, of pod: PodColumns?) -> FlowState {
+        guard let current = pod?.revision else { return .orphan }
         return entry.revision == current ? .current : .stale
     }
 
@@ -152,7 +154,7 @@ public struct ConntrackLayout: MapLayout {
         let source = entry.source, destination = entry.destination
         let pod = pods[entry.podID]
         let podName = pod?.pod ?? context.pod(entry.podID), interface = pod?.interface ?? context.interface(entry.podID)
-        let state: FlowState = pod?.revision.map { entry.revision == $0 ? .current : .stale } ?? .orphan
+        let state = Self.state(entry, of: pod)
         // The hottest dump there is: fields go straight in, no row array (the bound: names, then 11 fields of at most 64 B).
         let valueBytes = RecordWriter.maximumBytes(podName) + RecordWriter.maximumBytes(interface) + RecordWriter.maximumBytes(policy) + 11 * 64
         rows.writeRow(valueBytes: valueBytes) { row in
@@ -189,8 +191,8 @@ public struct PolicyTrieLayout: MapLayout {
         for rule in rules {
             let (policy, index) = context.policy(rule.ruleID)
             rows.write(.prefix(prefix), rule.protocolNumber == IPProtocolNumber.any ? .text("any") : context.protocolName(rule.protocolNumber),
-                  .text(Names.ports(start: rule.portStart, end: rule.portEnd)), .text(Names.action(rule.action)),
-                  .word(rule.tier.name), .number(UInt64(rule.priority)), policy, index)
+                       .text(Names.ports(start: rule.portStart, end: rule.portEnd)), .text(Names.action(rule.action)),
+                       .word(rule.tier.name), .number(UInt64(rule.priority)), policy, index)
         }
     }
 }
@@ -208,8 +210,8 @@ struct PodsLayout: MapLayout {
     func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, into rows: RecordWriter) {
         guard key.count == 4, let record = PodRecord.decode(Array(value)) else { return }
         rows.write(.number(UInt64(key.loadUnaligned(as: UInt32.self))), context.pod(record.podID), context.interface(record.podID),
-              .number(UInt64(record.podID)), .number(UInt64(record.revision)), .number(UInt64(record.slot)),
-              .text(Names.state(record.states[.ingress] ?? .defaultAllow)), .text(Names.state(record.states[.egress] ?? .defaultAllow)))
+                   .number(UInt64(record.podID)), .number(UInt64(record.revision)), .number(UInt64(record.slot)),
+                   .text(Names.state(record.states[.ingress] ?? .defaultAllow)), .text(Names.state(record.states[.egress] ?? .defaultAllow)))
     }
 }
 
@@ -240,7 +242,7 @@ struct PoliciesLayout: MapLayout {
         guard mapID != 0 else { return }
         let podID = index >> 2, direction: Direction = index >> 1 & 1 == 0 ? .ingress : .egress, slot = UInt8(index & 1)
         rows.write(.number(UInt64(index)), context.pod(podID), .word(direction.name), .number(UInt64(slot)),
-              .text(context.liveSlots[podID] == slot ? "yes" : "no"), .number(UInt64(mapID)))
+                   .text(context.liveSlots[podID] == slot ? "yes" : "no"), .number(UInt64(mapID)))
     }
 }
 
@@ -271,7 +273,7 @@ struct CountersLayout: MapLayout {
         guard packets.sum != 0 else { return }
         let podID = index / 4, direction: Direction = index / 2 % 2 == 0 ? .ingress : .egress
         rows.write(context.pod(podID), .word(direction.name), .text(index % 2 == 1 ? "allow" : "deny"),
-              .number(packets.sum), .number(bytes.sum), packets.slots, bytes.slots)
+                   .number(packets.sum), .number(bytes.sum), packets.slots, bytes.slots)
     }
 }
 
@@ -302,9 +304,9 @@ struct FragmentsLayout: MapLayout {
     func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, into rows: RecordWriter) {
         guard key.count == ABISizes.fragmentKey, value.count >= ABISizes.fragmentValue, let tier = Tier(rawValue: value[9]) else { return }
         rows.write(.number(UInt64(key.loadUnaligned(as: UInt32.self))), .number(UInt64(key.loadUnaligned(fromByteOffset: 4, as: UInt32.self))),
-              context.protocolName(key[9]), .address(IPAddress(key, at: 12)), .number(UInt64(value.loadUnaligned(fromByteOffset: 4, as: UInt16.self))),
-              .address(IPAddress(key, at: 28)), .number(UInt64(value.loadUnaligned(fromByteOffset: 6, as: UInt16.self))),
-              .text(value[8] == 1 ? "allow" : "deny"), .word(tier.name))
+                   context.protocolName(key[9]), .address(IPAddress(key, at: 12)), .number(UInt64(value.loadUnaligned(fromByteOffset: 4, as: UInt16.self))),
+                   .address(IPAddress(key, at: 28)), .number(UInt64(value.loadUnaligned(fromByteOffset: 6, as: UInt16.self))),
+                   .text(value[8] == 1 ? "allow" : "deny"), .word(tier.name))
     }
 }
 

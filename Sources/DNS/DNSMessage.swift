@@ -43,8 +43,8 @@ public struct DNSMessage: Sendable {
     public let answers: [Record]
     public let authorities: [Record]
     public let additionals: [Record]
-    /// Where the question section ends (a reply to a query copies bytes 12..<questionEnd).
-    public let questionEnd: Int
+    /// Where the first question ends (a reply copies it: bytes 12..<firstQuestionEnd).
+    let firstQuestionEnd: Int
 
     public var isResponse: Bool { flags & 0x8000 != 0 }
     public var isTruncated: Bool { flags & 0x0200 != 0 }
@@ -56,11 +56,12 @@ public struct DNSMessage: Sendable {
         flags = try reader.u16()
         let counts = (try reader.u16(), try reader.u16(), try reader.u16(), try reader.u16())
         guard counts.0 <= 16 else { throw DNSParseError("\(counts.0) questions") }
-        var questions: [Question] = []
-        for _ in 0..<counts.0 {
+        var questions: [Question] = [], firstQuestionEnd = reader.offset
+        for index in 0..<counts.0 {
             questions.append(Question(name: try reader.name(), type: try reader.u16(), recordClass: try reader.u16()))
+            if index == 0 { firstQuestionEnd = reader.offset }
         }
-        questionEnd = reader.offset
+        self.firstQuestionEnd = firstQuestionEnd
         answers = try (0..<counts.1).map { _ throws(DNSParseError) in try reader.record() }
         authorities = try (0..<counts.2).map { _ throws(DNSParseError) in try reader.record() }
         additionals = try (0..<counts.3).map { _ throws(DNSParseError) in try reader.record() }
@@ -102,10 +103,7 @@ public struct DNSMessage: Sendable {
         for word in [id, replyFlags, UInt16(questions.isEmpty ? 0 : 1), 0, 0, 0] {
             reply += [UInt8(word >> 8), UInt8(word & 0xff)]
         }
-        if !questions.isEmpty {
-            let firstQuestion = try? DNSMessage.firstQuestionEnd(bytes)
-            reply += bytes[12..<(firstQuestion ?? questionEnd)]
-        }
+        reply += bytes[12..<firstQuestionEnd]
         return reply
     }
 
@@ -118,12 +116,6 @@ public struct DNSMessage: Sendable {
                                    with: [UInt8(maximum >> 24), UInt8(maximum >> 16 & 0xff), UInt8(maximum >> 8 & 0xff), UInt8(maximum & 0xff)])
         }
         return capped
-    }
-
-    private static func firstQuestionEnd(_ bytes: [UInt8]) throws(DNSParseError) -> Int {
-        var reader = Reader(bytes: bytes, offset: 12)
-        _ = try reader.name()
-        return reader.offset + 4
     }
 
     /// Reads big-endian fields and names, every read bounds-checked.

@@ -62,9 +62,8 @@ struct AWSConntrackLayout: MapLayout {
     let context: DecodeContext
     var title: String { "AWS agent conntrack" }
     var columns: [Column] {
-        [Column("proto", "PROTO", width: 6), Column("source", "SOURCE", width: 39), Column("sourcePort", "SPORT", width: 5),
-         Column("destination", "DESTINATION", width: 39), Column("destinationPort", "DPORT", width: 5), Column("owner", "OWNER", width: 39),
-         Column("ifindex", "IFINDEX", width: 7), Column("state", "STATE", width: 12), Column("ageSeconds", "AGE", width: 10)]
+        Column.flow + [Column("owner", "OWNER", width: 39), Column("ifindex", "IFINDEX", width: 7), Column("state", "STATE", width: 12),
+                       Column("ageSeconds", "AGE", width: 10)]
     }
 
     func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, into rows: RecordWriter) {

@@ -38,10 +38,34 @@ public enum LoadedData {
     /// agent pinned under `awsRoot`/programs, each direction once; netfence's first.
     public static func collect(loader: Loader?, awsRoot: String = awsRoot) throws -> [PodProgramData] {
         let attachments = TCAttachments.scan()
-        return try netfencePods(loader, attachments) + awsPrograms(under: "\(awsRoot)/programs", attachments)
+        let lookups = Lookups()
+        return try netfencePods(loader, attachments, lookups) + awsPrograms(under: "\(awsRoot)/programs", attachments, lookups)
     }
 
-    private static func netfencePods(_ loader: Loader?, _ attachments: [ProgramAttachment]) throws -> [PodProgramData] {
+    /// Programs and maps read once per listing: every netfence pod shares the same two programs and their maps.
+    private final class Lookups {
+        private var programs: [UInt32: ProgramInfo?] = [:]
+        private var maps: [UInt32: PodProgramData.MapData?] = [:]
+
+        func program(_ id: UInt32) -> ProgramInfo? {
+            if let known = programs[id] { return known }
+            let info = try? BPFProgram(id: id).info()
+            programs[id] = info
+            return info
+        }
+
+        /// Maps by id, with their names and types; one unloaded meanwhile is left out.
+        func maps(_ ids: [UInt32]) -> [PodProgramData.MapData] {
+            ids.compactMap { id in
+                if let known = maps[id] { return known }
+                let map = (try? BPFMap(id: id).info()).map { PodProgramData.MapData(id: id, name: $0.name, type: $0.type.description) }
+                maps[id] = map
+                return map
+            }
+        }
+    }
+
+    private static func netfencePods(_ loader: Loader?, _ attachments: [ProgramAttachment], _ lookups: Lookups) throws -> [PodProgramData] {
         guard let loader else { return [] }
         let slots = Dictionary(try loader.datapath.registeredPods().map { ($0.record.podID, $0.record.slot) }) { first, _ in first }
         // A pod registered without --netns has its interface in this process's namespace, named as the scan names it.
@@ -56,18 +80,18 @@ public enum LoadedData {
                             && $0.namespace == (pod.netns.isEmpty ? ownNamespace : pod.netns)
                             && $0.handle == Loader.filterHandle && $0.priority == Loader.filterPriority
                     }
-                    let program = attachment.flatMap { try? BPFProgram(id: $0.programID).info() }
+                    let program = attachment.flatMap { lookups.program($0.programID) }
                     let trie = try slots[podID].flatMap { try loader.datapath.trieID(podID: podID, direction: direction, slot: $0) }
                     return PodProgramData(owner: "netfence", pod: "\(pod.namespace)/\(pod.name)", direction: direction.description,
                                           interface: pod.interface, networkNamespace: attachment?.namespace ?? (pod.netns.isEmpty ? nil : pod.netns),
                                           hook: "tc \(hook.rawValue)", programID: program?.id, programName: program?.name, pin: nil,
-                                          maps: maps(program?.mapIDs ?? []), policyTrieID: trie)
+                                          maps: lookups.maps(program?.mapIDs ?? []), policyTrieID: trie)
                 }
             }
     }
 
     /// The AWS agent pins `<pod identifier>_handle_ingress` / `_handle_egress` per pod.
-    private static func awsPrograms(under folder: String, _ attachments: [ProgramAttachment]) throws -> [PodProgramData] {
+    private static func awsPrograms(under folder: String, _ attachments: [ProgramAttachment], _ lookups: Lookups) throws -> [PodProgramData] {
         try BPFFilesystem.pinnedObjects(under: folder).compactMap { pinned in
             guard pinned.kind == .program else { return nil }
             let file = (pinned.path as NSString).lastPathComponent
@@ -77,15 +101,7 @@ public enum LoadedData {
             return PodProgramData(owner: "aws", pod: direction.map { String(file.dropLast("_handle_".count + $0.count)) } ?? file,
                                   direction: direction ?? "-", interface: attachment?.interface, networkNamespace: attachment?.namespace,
                                   hook: attachment.map { "\($0.kind) \($0.direction.rawValue)" }, programID: info.id, programName: info.name,
-                                  pin: pinned.path, maps: maps(info.mapIDs), policyTrieID: nil)
-        }
-    }
-
-    /// Maps by id, with their names and types; one unloaded meanwhile is left out.
-    private static func maps(_ ids: [UInt32]) -> [PodProgramData.MapData] {
-        ids.compactMap { id in
-            guard let info = try? BPFMap(id: id).info() else { return nil }
-            return PodProgramData.MapData(id: id, name: info.name, type: info.type.description)
+                                  pin: pinned.path, maps: lookups.maps(info.mapIDs), policyTrieID: nil)
         }
     }
 }

@@ -111,13 +111,10 @@ public enum FlowState: String, CaseIterable, Sendable {
 public struct ConntrackLayout: MapLayout {
     public let context: DecodeContext
     public var title: String { "netfence conntrack" }
-    public static let columns = [
-        Column("pod", "POD", width: 24), Column("interface", "IFACE", width: 15), Column("direction", "DIR", width: 7),
-        Column("proto", "PROTO", width: 6), Column("source", "SOURCE", width: 39), Column("sourcePort", "SPORT", width: 5),
-        Column("destination", "DESTINATION", width: 39), Column("destinationPort", "DPORT", width: 5), Column("state", "STATE", width: 7),
-        Column("revision", "REV", width: 5), Column("tier", "TIER", width: 14), Column("policy", "POLICY", width: 24),
-        Column("rule", "RULE", width: 4), Column("ageSeconds", "AGE", width: 10),
-    ]
+    public static let columns = [Column("pod", "POD", width: 24), Column("interface", "IFACE", width: 15), Column("direction", "DIR", width: 7)]
+        + Column.flow
+        + [Column("state", "STATE", width: 7), Column("revision", "REV", width: 5), Column("tier", "TIER", width: 14),
+           Column("policy", "POLICY", width: 24), Column("rule", "RULE", width: 4), Column("ageSeconds", "AGE", width: 10)]
     public var columns: [Column] { Self.columns }
 
     /// What each registered pod's flows show, made once: a table holds many flows per pod.
@@ -296,9 +293,8 @@ struct FragmentsLayout: MapLayout {
     let context: DecodeContext
     var title: String { "netfence fragments" }
     var columns: [Column] {
-        [Column("ifindex", "IFINDEX", width: 7), Column("id", "ID", width: 10), Column("proto", "PROTO", width: 6),
-         Column("source", "SOURCE", width: 39), Column("sourcePort", "SPORT", width: 5), Column("destination", "DESTINATION", width: 39),
-         Column("destinationPort", "DPORT", width: 5), Column("verdict", "VERDICT", width: 7), Column("tier", "TIER", width: 14)]
+        [Column("ifindex", "IFINDEX", width: 7), Column("id", "ID", width: 10)] + Column.flow
+            + [Column("verdict", "VERDICT", width: 7), Column("tier", "TIER", width: 14)]
     }
 
     func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, into rows: RecordWriter) {

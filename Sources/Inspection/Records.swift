@@ -52,6 +52,12 @@ public struct Column: Sendable {
         self.header = header
         self.width = max(width, header.count)
     }
+
+    /// A flow's protocol and endpoints, in every layout that shows flows.
+    public static let flow = [
+        Column("proto", "PROTO", width: 6), Column("source", "SOURCE", width: 39), Column("sourcePort", "SPORT", width: 5),
+        Column("destination", "DESTINATION", width: 39), Column("destinationPort", "DPORT", width: 5),
+    ]
 }
 
 /// Streams decoded entries as an aligned table (fixed column widths, so

@@ -59,7 +59,7 @@ let package = Package(
         .testTarget(name: "CommandTreeTests", dependencies: ["CommandTree"]),
         .testTarget(name: "DNSTests", dependencies: ["DNS"]),
         .testTarget(name: "DatapathModelTests", dependencies: ["DatapathModel", "CNetfenceABI"]),
-        .testTarget(name: "PolicyInputTests", dependencies: ["PolicyInput", "DatapathModel"]),
+        .testTarget(name: "PolicyInputTests", dependencies: ["PolicyInput", "DatapathModel", "DNS"]),
         .testTarget(name: "EventsTests", dependencies: ["Events", "DatapathModel"]),
         .testTarget(name: "DatapathTests", dependencies: ["Datapath", "DatapathModel", "BPFKit", "NodeNetwork", "TestSupport"]),
         .testTarget(name: "BPFKitTests", dependencies: ["BPFKit", "BPFObjects", "TestSupport"]),

@@ -4,8 +4,9 @@
  * tc ingress hook of a pod's host veth (what the pod sends: its egress) and
  * nf_to_pod on the tc egress hook (what it receives: its ingress). The pod
  * behind an interface comes from the pods map, so attaching a pod never runs
- * the verifier. Decision order: conntrack, then Admin, NetworkPolicy,
- * Baseline and the pod's default (docs/datapath.md).
+ * the verifier. Decision order: conntrack, then (for pods with domain rules)
+ * DNS only to the DNS proxy, then Admin, NetworkPolicy, Baseline and the
+ * pod's default (docs/datapath.md, docs/dns.md).
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -50,6 +51,39 @@ struct {
 		__uint(value_size, sizeof(struct nf_rule_set));
 	});
 } policies SEC(".maps");
+
+/* The port rules of a pod's domain patterns, per slot (flipped with the pod
+ * record like the tries). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, NF_DOMAIN_RULE_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct nf_domain_rule_key);
+	__type(value, struct nf_rule_set);
+} domain_rules SEC(".maps");
+
+/* What each pod resolved through the DNS proxy, written by the proxy. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, NF_DOMAIN_GRANT_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct nf_domain_grant_key);
+	__type(value, struct nf_domain_grant);
+} domain_grants SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, NF_MAX_DNS_PROXIES);
+	__type(key, __u8[NF_ADDRESS_BYTES]);
+	__type(value, struct nf_dns_proxy);
+} dns_proxies SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} dns_heartbeat SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -98,6 +132,7 @@ struct decide_scratch {
 	__u32 baseline_rule;
 	__u32 policy_rule;
 	__u32 policy_match;
+	__u32 expired_rule; /* a NetworkPolicy domain rule that matched but whose grant expired */
 };
 
 struct {
@@ -370,6 +405,7 @@ struct decision {
 	__u32 rule_id;
 	__u8 verdict; /* enum nf_verdict */
 	__u8 tier;    /* enum nf_tier */
+	__u8 reason;  /* enum nf_reason */
 };
 
 #define NO_SCORE 0xffffffffu
@@ -387,20 +423,62 @@ static __always_inline void *live_trie(const struct nf_pod *pod, __u8 direction)
 #define DECIDE_POD_ID_MASK 0xffff
 #define DECIDE_SLOT_SHIFT 16
 #define DECIDE_STATE_SHIFT 17
+#define DECIDE_DOMAINS (1u << 19)
+#define DECIDE_ESTABLISHED (1u << 8)
 #define DECIDE_PORT_SHIFT 16
 #define DECIDE_TIER_SHIFT 8
+#define DECIDE_REASON_SHIFT 16
 #define DECIDE_RULE_SHIFT 32
 
+/* Folds the rules of SET that match the flow into BEST. Rules of a domain
+ * grant that expired (LIVE 0) decide nothing; they only name the rule a deny
+ * is attributed to. */
+static __always_inline void score_rules(const struct nf_rule_set *set, struct decide_scratch *best, __u8 protocol,
+					__u16 port, int live)
+{
+	for (__u32 i = 0; i < NF_MAX_RULES_PER_PREFIX; i++) {
+		if (i >= set->count)
+			break;
+		const struct nf_port_rule *rule = &set->rules[i];
+
+		if (rule->protocol != NF_PROTOCOL_ANY && rule->protocol != protocol)
+			continue;
+		if (rule->port_start && (port < rule->port_start || port > rule->port_end))
+			continue;
+		if (!live) {
+			if (rule->tier == NF_TIER_NETWORK_POLICY && !best->expired_rule)
+				best->expired_rule = rule->rule_id;
+			continue;
+		}
+		__u32 score = rule->priority * 4 + rule->action;
+
+		if (rule->tier == NF_TIER_ADMIN && score < best->admin_score) {
+			best->admin_score = score;
+			best->admin_rule = rule->rule_id;
+		} else if (rule->tier == NF_TIER_BASELINE && score < best->baseline_score) {
+			best->baseline_score = score;
+			best->baseline_rule = rule->rule_id;
+		} else if (rule->tier == NF_TIER_NETWORK_POLICY && !best->policy_match) {
+			best->policy_match = 1;
+			best->policy_rule = rule->rule_id;
+		}
+	}
+}
+
 /* Decides a new flow to/from a peer: Admin, then NetworkPolicy when the pod
- * is selected, then Baseline, then the pod's default. Within a cluster tier
- * the lowest priority wins and, at equal priority, Deny > Accept > Pass:
+ * is selected, then Baseline, then the pod's default. The rules are those of
+ * the peer's prefix in the pod's trie and, for a pod with domain rules, those
+ * of each pattern its grant for the peer names while the grant is unexpired
+ * and a DNS proxy alive (or regardless, for a flow already established). Within a cluster
+ * tier the lowest priority wins and, at equal priority, Deny > Accept > Pass:
  * score = priority * 4 + action orders exactly that.
- *   pod:  pod_id | slot << 16 | state << 17 | direction (bit 31)
- *   flow: protocol | port << 16
- *   returns verdict | tier << 8 | rule_id << 32 */
+ *   pod:  pod_id | slot << 16 | state << 17 | DECIDE_DOMAINS | direction (bit 31)
+ *   flow: protocol | DECIDE_ESTABLISHED | port << 16
+ *   returns verdict | tier << 8 | reason << 16 | rule_id << 32 */
 __attribute__((noinline)) __u64 nf_decide(__u64 peer_high, __u64 peer_low, __u32 pod, __u32 flow)
 {
-	__u32 policy = nf_policy_index(pod & DECIDE_POD_ID_MASK, pod >> 31, (pod >> DECIDE_SLOT_SHIFT) & 1);
+	__u32 pod_id = pod & DECIDE_POD_ID_MASK, slot = (pod >> DECIDE_SLOT_SHIFT) & 1;
+	__u32 policy = nf_policy_index(pod_id, pod >> 31, slot);
 	__u8 state = (pod >> DECIDE_STATE_SHIFT) & 3;
 	__u8 protocol = flow & 0xff;
 	__u16 port = flow >> DECIDE_PORT_SHIFT;
@@ -412,7 +490,7 @@ __attribute__((noinline)) __u64 nf_decide(__u64 peer_high, __u64 peer_low, __u32
 	if (!best)
 		return NF_VERDICT_DENY; /* cannot happen: a one-entry array */
 	best->admin_score = best->baseline_score = NO_SCORE;
-	best->admin_rule = best->baseline_rule = best->policy_rule = best->policy_match = 0;
+	best->admin_rule = best->baseline_rule = best->policy_rule = best->policy_match = best->expired_rule = 0;
 	if (trie) {
 		struct nf_lpm_key key = { .prefixlen = 8 * NF_ADDRESS_BYTES };
 
@@ -420,32 +498,41 @@ __attribute__((noinline)) __u64 nf_decide(__u64 peer_high, __u64 peer_low, __u32
 		__builtin_memcpy(key.address + sizeof(peer_high), &peer_low, sizeof(peer_low));
 		set = bpf_map_lookup_elem(trie, &key);
 	}
-	if (set) {
-		for (__u32 i = 0; i < NF_MAX_RULES_PER_PREFIX; i++) {
-			if (i >= set->count)
+	if (set)
+		score_rules(set, best, protocol, port, 1);
+
+	struct nf_domain_grant *grant = NULL;
+
+	if (pod & DECIDE_DOMAINS) {
+		struct nf_domain_grant_key key = { .pod_id = pod_id };
+
+		__builtin_memcpy(key.address, &peer_high, sizeof(peer_high));
+		__builtin_memcpy(key.address + sizeof(peer_high), &peer_low, sizeof(peer_low));
+		grant = bpf_map_lookup_elem(&domain_grants, &key);
+	}
+	int proxy_alive = 0;
+
+	if (grant) {
+		__u64 now = bpf_ktime_get_ns();
+		__u64 *beat = bpf_map_lookup_elem(&dns_heartbeat, &zero);
+
+		proxy_alive = beat && *beat + NF_DNS_HEARTBEAT_TIMEOUT_NS > now;
+
+		for (__u32 i = 0; i < NF_MAX_PATTERNS_PER_GRANT; i++) {
+			if (i >= grant->count)
 				break;
-			struct nf_port_rule *rule = &set->rules[i];
+			struct nf_domain_rule_key key = { .pod_id = pod_id, .slot = slot,
+							  .pattern = grant->patterns[i].pattern };
+			struct nf_rule_set *rules = bpf_map_lookup_elem(&domain_rules, &key);
 
-			if (rule->protocol != NF_PROTOCOL_ANY && rule->protocol != protocol)
-				continue;
-			if (rule->port_start && (port < rule->port_start || port > rule->port_end))
-				continue;
-			__u32 score = rule->priority * 4 + rule->action;
-
-			if (rule->tier == NF_TIER_ADMIN && score < best->admin_score) {
-				best->admin_score = score;
-				best->admin_rule = rule->rule_id;
-			} else if (rule->tier == NF_TIER_BASELINE && score < best->baseline_score) {
-				best->baseline_score = score;
-				best->baseline_rule = rule->rule_id;
-			} else if (rule->tier == NF_TIER_NETWORK_POLICY && !best->policy_match) {
-				best->policy_match = 1;
-				best->policy_rule = rule->rule_id;
-			}
+			if (rules)
+				score_rules(rules, best, protocol, port,
+					    (flow & DECIDE_ESTABLISHED) ||
+						    (proxy_alive && grant->patterns[i].expires_ns > now));
 		}
 	}
 
-	__u64 verdict, tier, rule;
+	__u64 verdict, tier, rule, reason = NF_REASON_POLICY;
 	__u32 admin_score = best->admin_score, baseline_score = best->baseline_score;
 
 	if (admin_score != NO_SCORE && (admin_score & 3) != NF_ACTION_PASS) {
@@ -456,6 +543,10 @@ __attribute__((noinline)) __u64 nf_decide(__u64 peer_high, __u64 peer_low, __u32
 		tier = NF_TIER_NETWORK_POLICY;
 		verdict = best->policy_match != 0;
 		rule = best->policy_rule;
+		if (!verdict && best->expired_rule) {
+			rule = best->expired_rule;
+			reason = proxy_alive ? NF_REASON_DOMAIN_EXPIRED : NF_REASON_DNS_PROXY_DOWN;
+		}
 	} else if (baseline_score != NO_SCORE && (baseline_score & 3) != NF_ACTION_PASS) {
 		tier = NF_TIER_BASELINE;
 		verdict = (baseline_score & 3) == NF_ACTION_ACCEPT;
@@ -465,23 +556,50 @@ __attribute__((noinline)) __u64 nf_decide(__u64 peer_high, __u64 peer_low, __u32
 		verdict = state != NF_POD_DEFAULT_DENY;
 		rule = 0;
 	}
-	return verdict | tier << DECIDE_TIER_SHIFT | rule << DECIDE_RULE_SHIFT;
+	return verdict | tier << DECIDE_TIER_SHIFT | reason << DECIDE_REASON_SHIFT | rule << DECIDE_RULE_SHIFT;
 }
 
-/* nf_decide for a pod, direction and flow, unpacked into *d. */
+/* DNS of a pod with domain rules goes to a DNS proxy and nowhere else, before
+ * any tier: the proxy is what enforces those rules. Returns whether it decided. */
+static __always_inline int decide_dns(const struct nf_pod *pod, __u8 direction, const __u8 *peer, __u8 protocol,
+				      __u16 port, struct decision *d)
+{
+	if (direction != NF_DIRECTION_EGRESS || !(pod->flags & NF_POD_DOMAIN_RULES) || port != NF_DNS_PORT ||
+	    (protocol != NF_PROTOCOL_UDP && protocol != NF_PROTOCOL_TCP))
+		return 0;
+	__u8 address[NF_ADDRESS_BYTES];
+
+	__builtin_memcpy(address, peer, NF_ADDRESS_BYTES);
+	int proxy = bpf_map_lookup_elem(&dns_proxies, address) != NULL;
+
+	d->verdict = proxy ? NF_VERDICT_ALLOW : NF_VERDICT_DENY;
+	d->tier = NF_TIER_NONE;
+	d->rule_id = 0;
+	d->reason = proxy ? NF_REASON_DNS_PROXY : NF_REASON_DNS_BYPASS;
+	return 1;
+}
+
+/* Decides a new flow (or, ESTABLISHED, one tracked under an older revision)
+ * of a pod in a direction into *d. */
 static __always_inline void evaluate(const struct nf_pod *pod, __u8 direction, const __u8 *peer,
-				     __u8 protocol, __u16 port, struct decision *d)
+				     __u8 protocol, __u16 port, int established, struct decision *d)
 {
 	__u64 peer_high, peer_low;
 
+	if (decide_dns(pod, direction, peer, protocol, port, d))
+		return;
 	__builtin_memcpy(&peer_high, peer, sizeof(peer_high));
 	__builtin_memcpy(&peer_low, peer + sizeof(peer_high), sizeof(peer_low));
 	__u32 packed_pod = (pod->pod_id & DECIDE_POD_ID_MASK) | (__u32)(pod->slot & 1) << DECIDE_SLOT_SHIFT |
 			   (__u32)(pod->state[direction & 1] & 3) << DECIDE_STATE_SHIFT | (__u32)(direction & 1) << 31;
-	__u64 result = nf_decide(peer_high, peer_low, packed_pod, protocol | (__u32)port << DECIDE_PORT_SHIFT);
+	if (direction == NF_DIRECTION_EGRESS && (pod->flags & NF_POD_DOMAIN_RULES))
+		packed_pod |= DECIDE_DOMAINS;
+	__u32 packed_flow = protocol | (__u32)port << DECIDE_PORT_SHIFT | (established ? DECIDE_ESTABLISHED : 0);
+	__u64 result = nf_decide(peer_high, peer_low, packed_pod, packed_flow);
 
 	d->verdict = result & 1;
 	d->tier = (result >> DECIDE_TIER_SHIFT) & 0xff;
+	d->reason = (result >> DECIDE_REASON_SHIFT) & 0xff;
 	d->rule_id = result >> DECIDE_RULE_SHIFT;
 }
 
@@ -602,7 +720,7 @@ static __always_inline int revalidate(const struct nf_pod *pod, struct nf_conntr
 	__builtin_memcpy(first.saddr, from_high ? key->addr_high : key->addr_low, NF_ADDRESS_BYTES);
 	__builtin_memcpy(first.daddr, from_high ? key->addr_low : key->addr_high, NF_ADDRESS_BYTES);
 	evaluate(pod, entry->direction, peer_of(&first, entry->direction), key->protocol,
-		 from_high ? key->port_low : key->port_high, d);
+		 from_high ? key->port_low : key->port_high, 1, d);
 	if (d->verdict != NF_VERDICT_ALLOW) {
 		bpf_map_delete_elem(&conntrack, key);
 		return 0;
@@ -775,10 +893,10 @@ static __always_inline int enforce(struct __sk_buff *skb, __u8 direction)
 		return finish(skb, pod, &p, direction, &d, NF_REASON_RELATED);
 	}
 
-	evaluate(pod, direction, peer_of(&p.flow, direction), p.flow.protocol, p.flow.dport, &d);
+	evaluate(pod, direction, peer_of(&p.flow, direction), p.flow.protocol, p.flow.dport, 0, &d);
 	if (d.verdict == NF_VERDICT_ALLOW)
 		conntrack_insert(skb, pod, &p, direction, &d);
-	return finish(skb, pod, &p, direction, &d, NF_REASON_POLICY);
+	return finish(skb, pod, &p, direction, &d, d.reason);
 }
 
 /* On the host veth's tc egress hook: what the pod receives. */

@@ -50,6 +50,19 @@ struct nf_packet_counter {
 #define NF_EVENT_RING_BYTES (512 * 1024)
 /* IPv6 extension headers walked before giving up on a packet. */
 #define NF_MAX_IPV6_EXTENSIONS 8
+/* (pod, address) pairs the DNS proxy granted (docs/dns.md). */
+#define NF_DOMAIN_GRANT_ENTRIES (256 * 1024)
+/* Domain patterns one grant can name: the pod's patterns that allowed names
+ * resolving to that one address. */
+#define NF_MAX_PATTERNS_PER_GRANT 8
+/* (pod, slot, pattern) rule sets of domain rules on the node. */
+#define NF_DOMAIN_RULE_ENTRIES 65536
+/* Addresses DNS proxies listen on. */
+#define NF_MAX_DNS_PROXIES 16
+/* The port pods send DNS to. */
+#define NF_DNS_PORT 53
+/* How long after a DNS proxy's last heartbeat grants still allow new flows. */
+#define NF_DNS_HEARTBEAT_TIMEOUT_NS 3000000000ULL /* 3 s */
 
 /* Addresses are 16 bytes everywhere; IPv4 is mapped (::ffff:a.b.c.d) and its
  * prefix lengths shifted by 96, so one trie and one code path serve both. */
@@ -109,6 +122,10 @@ enum nf_reason {
 	NF_REASON_FRAGMENT = 3,      /* a later fragment, given its first fragment's verdict */
 	NF_REASON_UNPARSEABLE = 4,   /* headers truncated or malformed */
 	NF_REASON_NO_FIRST_FRAGMENT = 5, /* a later fragment whose first was never seen */
+	NF_REASON_DOMAIN_EXPIRED = 6, /* the pod resolved the peer by a domain rule, but its TTL ran out */
+	NF_REASON_DNS_PROXY = 7,      /* DNS of a pod with domain rules, to the DNS proxy */
+	NF_REASON_DNS_BYPASS = 8,     /* DNS of a pod with domain rules, to another resolver */
+	NF_REASON_DNS_PROXY_DOWN = 9, /* the pod resolved the peer by a domain rule, but no DNS proxy is alive */
 };
 
 /* Which verdicts produce ring-buffer events (settings.event_level). */
@@ -136,8 +153,12 @@ struct nf_pod {
 	__u32 revision; /* bumped on every policy change; conntrack entries carry it */
 	__u8 slot;      /* which of the two policy slots is live */
 	__u8 state[NF_DIRECTION_COUNT]; /* enum nf_pod_state, by enum nf_direction */
-	__u8 pad;
+	__u8 flags;     /* NF_POD_* */
 };
+
+/* The pod has egress rules by domain name: its DNS goes to a DNS proxy only,
+ * and its new egress flows consult its domain grants. */
+#define NF_POD_DOMAIN_RULES 0x1
 
 /* revisions (array, by pod id): each pod's current policy revision, for the
  * conntrack fast path. The loader writes it after the pods record, so a packet
@@ -221,6 +242,49 @@ struct nf_fragment_value {
 	__u8 tier;
 	__u8 pad[2];
 };
+
+/* domain_rules: the port rules of one domain pattern of a pod's policy, per
+ * slot like the tries, so they flip with the pod record. */
+struct nf_domain_rule_key {
+	__u32 pod_id;
+	__u32 slot;
+	__u64 pattern; /* FNV-1a 64 of the pattern as policy spells it: `*.example.com` */
+};
+/* value: struct nf_rule_set */
+
+/* domain_grants: an address a pod resolved through the DNS proxy, with each
+ * pattern that allowed the name and until when. Written before the answer is
+ * released; entries outlive their expiry so established flows survive a policy
+ * change (the proxy removes them later). */
+struct nf_domain_grant_key {
+	__u32 pod_id;
+	__u8 address[NF_ADDRESS_BYTES];
+};
+
+struct nf_domain_grant_pattern {
+	__u64 pattern;    /* as in nf_domain_rule_key */
+	__u64 expires_ns; /* CLOCK_MONOTONIC */
+};
+
+struct nf_domain_grant {
+	__u32 count; /* patterns[0 .. count-1] are valid */
+	__u32 pad;
+	struct nf_domain_grant_pattern patterns[NF_MAX_PATTERNS_PER_GRANT];
+};
+
+/* dns_proxies: an address a DNS proxy serves (key: 16 bytes, IPv4 mapped).
+ * Pods with domain rules may send DNS there and nowhere else. The entry stays
+ * when the proxy stops, so its pods fail closed. */
+struct nf_dns_proxy {
+	__u32 pid;        /* the serving process; 0 once it stopped */
+	__u16 port;       /* where it listens (pods send to NF_DNS_PORT) */
+	__u16 pad;
+	__u64 started_ns; /* CLOCK_REALTIME */
+};
+
+/* dns_heartbeat (array, one __u64): CLOCK_MONOTONIC of a DNS proxy's last
+ * heartbeat. Older than NF_DNS_HEARTBEAT_TIMEOUT_NS, no grant allows a new flow:
+ * domain rules fail closed while no proxy runs. */
 
 /* settings: runtime knobs, one entry, changed without reloading. */
 struct nf_settings {
@@ -314,6 +378,11 @@ _Static_assert(sizeof(struct nf_conntrack_value) == 24, "nf_conntrack_value layo
 _Static_assert(sizeof(struct nf_fragment_key) == 44, "nf_fragment_key layout");
 _Static_assert(sizeof(struct nf_fragment_value) == 12, "nf_fragment_value layout");
 _Static_assert(sizeof(struct nf_settings) == 8, "nf_settings layout");
+_Static_assert(sizeof(struct nf_domain_rule_key) == 16, "nf_domain_rule_key layout");
+_Static_assert(sizeof(struct nf_domain_grant_key) == 20, "nf_domain_grant_key layout");
+_Static_assert(sizeof(struct nf_domain_grant) == 8 + 16 * NF_MAX_PATTERNS_PER_GRANT, "nf_domain_grant layout");
+_Static_assert(__builtin_offsetof(struct nf_domain_grant, patterns) == 8, "nf_domain_grant.patterns");
+_Static_assert(sizeof(struct nf_dns_proxy) == 16, "nf_dns_proxy layout");
 _Static_assert(sizeof(struct nf_event) == 80, "nf_event layout");
 _Static_assert(__builtin_offsetof(struct nf_event, saddr) == 28, "nf_event.saddr");
 _Static_assert(__builtin_offsetof(struct nf_event, direction) == 64, "nf_event.direction");

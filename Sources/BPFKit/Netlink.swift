@@ -20,11 +20,16 @@ struct RouteNetlink {
     /// and returns each reply's payload. A dump the kernel refuses (an interface
     /// without clsact, say) throws with the kernel's errno.
     mutating func dump(type: UInt16, header: [UInt8]) throws -> [[UInt8]] {
+        try request(type: type, payload: header, flags: UInt16(NLM_F_REQUEST | NLM_F_DUMP))
+    }
+
+    /// Sends a request of `type` with `payload` and returns each reply's payload.
+    mutating func request(type: UInt16, payload header: [UInt8], flags: UInt16 = UInt16(NLM_F_REQUEST)) throws -> [[UInt8]] {
         sequence &+= 1
         var request = [UInt8]()
         request.appendHostOrder(UInt32(16 + header.count))
         request.appendHostOrder(type)
-        request.appendHostOrder(UInt16(NLM_F_REQUEST | NLM_F_DUMP))
+        request.appendHostOrder(flags)
         request.appendHostOrder(sequence)
         request.appendHostOrder(UInt32(0))
         request += header
@@ -48,11 +53,13 @@ struct RouteNetlink {
                 if messageType == NLMSG_ERROR {
                     let code = Int32(bitPattern: buffer.hostOrder(UInt32.self, at: offset + 16))
                     if code == 0 { return replies }
-                    throw BPFError("netlink dump in", namespaceName, errno: -code)
+                    throw BPFError("netlink request in", namespaceName, errno: -code)
                 }
                 replies.append(Array(buffer[(offset + 16)..<(offset + length)]))
                 offset += (length + 3) & ~3
             }
+            // A plain request is answered by one message, with no NLMSG_DONE after it.
+            if flags & UInt16(NLM_F_DUMP) == 0 && !replies.isEmpty { return replies }
         }
     }
 }
@@ -100,4 +107,34 @@ extension RandomAccessCollection where Element == UInt8, Index == Int {
             UnsafeRawBufferPointer(storage).loadUnaligned(fromByteOffset: offset - startIndex, as: T.self)
         } ?? 0
     }
+}
+
+extension RouteNetlink {
+    /// The interface the kernel routes `address` (4 or 16 bytes, network order) out of,
+    /// in this socket's namespace (RTM_GETROUTE, RTA_OIF of the answer).
+    mutating func outputInterface(to address: [UInt8]) throws -> UInt32 {
+        let family = UInt8(address.count == 4 ? AF_INET : AF_INET6)
+        var header = [UInt8](repeating: 0, count: 12)  // struct rtmsg
+        header[0] = family
+        header[1] = UInt8(address.count * 8)  // rtm_dst_len
+        var destination = [UInt8]()
+        destination.appendHostOrder(UInt16(4 + address.count))
+        destination.appendHostOrder(UInt16(RTA_DST.rawValue))
+        destination += address
+        let replies = try request(type: UInt16(RTM_GETROUTE), payload: header + destination)
+        for reply in replies where reply.count >= 12 {
+            if let index = NetlinkAttribute.parse(reply[12...]).attribute(RTA_OIF.rawValue)?.uint32 { return index }
+        }
+        throw BPFError("find the route to", address.map(String.init).joined(separator: "."), errno: ENETUNREACH)
+    }
+}
+
+/// Which interface of a namespace leads to an address (the host veth of a pod, say).
+public struct RouteLookup {
+    private var socket: RouteNetlink
+
+    public init(in namespace: NetworkNamespace = .current) throws { socket = try RouteNetlink(in: namespace) }
+
+    /// The index of the interface the kernel sends packets for `address` (4 or 16 bytes) out of.
+    public mutating func outputInterface(to address: [UInt8]) throws -> UInt32 { try socket.outputInterface(to: address) }
 }

@@ -35,10 +35,37 @@ public struct DomainPattern: Hashable, Sendable, CustomStringConvertible {
         self.isWildcard = isWildcard
     }
 
+    init(name: DomainName, isWildcard: Bool) {
+        self.name = name
+        self.isWildcard = isWildcard
+    }
+
     public func matches(_ candidate: DomainName) -> Bool {
         guard isWildcard else { return candidate == name }
         return candidate.labels.count > name.labels.count && candidate.labels.suffix(name.labels.count).elementsEqual(name.labels)
     }
 
     public var description: String { isWildcard ? "*.\(name)" : name.description }
+}
+
+extension DomainPattern {
+    /// The id the datapath keys this pattern's rules and grants by: FNV-1a 64 of its text
+    /// (lower case, no trailing dot), the same in every process.
+    public var id: UInt64 {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in description.utf8 {
+            hash ^= UInt64(byte)
+            hash &*= 0x0000_0100_0000_01b3
+        }
+        return hash
+    }
+}
+
+extension DomainName {
+    /// Every pattern that matches this name: the name itself, and `*.` before each
+    /// proper suffix (`a.b.example.com` → `*.b.example.com`, `*.example.com`, `*.com`).
+    public var matchingPatterns: [DomainPattern] {
+        [DomainPattern(name: self, isWildcard: false)]
+            + (1..<labels.count).map { DomainPattern(name: DomainName(labels: Array(labels[$0...])), isWildcard: true) }
+    }
 }

@@ -22,6 +22,14 @@ public final class Datapath {
     public let counters: BPFMap
     public let stats: BPFMap
     public let events: BPFMap
+    /// The port rules of each pod's domain patterns, per slot.
+    public let domainRules: BPFMap
+    /// Addresses pods resolved through the DNS proxy (written by the proxy).
+    public let domainGrants: BPFMap
+    /// Addresses DNS proxies serve.
+    public let dnsProxies: BPFMap
+    /// When a DNS proxy last said it is alive; grants allow new flows only while it is recent.
+    public let dnsHeartbeat: BPFMap
 
     /// Every map of the datapath object, by name, with the key and value sizes the
     /// ABI header gives it (nil: a size the header does not define).
@@ -30,6 +38,8 @@ public final class Datapath {
         "conntrack": (ABISizes.conntrackKey, ABISizes.conntrackValue), "fragments": (ABISizes.fragmentKey, ABISizes.fragmentValue),
         "settings": (4, ABISizes.settings), "counters": (4, ABISizes.packetCounter), "stats": (4, 8),
         "events": (nil, nil), "scratch": (4, nil),
+        "domain_rules": (ABISizes.domainRuleKey, RuleSetCodec.size), "domain_grants": (ABISizes.domainGrantKey, ABISizes.domainGrant),
+        "dns_proxies": (16, ABISizes.dnsProxy), "dns_heartbeat": (4, 8),
     ]
     public static let programNames = ["nf_to_pod", "nf_from_pod"]
 
@@ -61,6 +71,10 @@ public final class Datapath {
         counters = try map("counters")
         stats = try map("stats")
         events = try map("events")
+        domainRules = try map("domain_rules")
+        domainGrants = try map("domain_grants")
+        dnsProxies = try map("dns_proxies")
+        dnsHeartbeat = try map("dns_heartbeat")
     }
 
     private convenience init(object: BPFObjectFile) throws {
@@ -131,9 +145,10 @@ public final class Datapath {
     /// slot, the states and the revision together; then the fast path's
     /// revision follows (a packet in between is judged by the old policy or
     /// re-evaluated under the new one), and the old slot is cleared. A
-    /// direction without a policy gets no trie. Registers the pod the first time.
+    /// direction without a policy gets no trie. `domainRules` (egress rules by
+    /// domain name, by pattern id) go into the same slot. Registers the pod the first time.
     public func apply(ifindex: UInt32, podID: UInt32, states: [Direction: PodState],
-                      policies compiled: [Direction: CompiledPolicy]) throws {
+                      policies compiled: [Direction: CompiledPolicy], domainRules: [UInt64: [PortRule]] = [:]) throws {
         let current = try pod(ifindex: ifindex)
         let slot: UInt8 = current.map { $0.slot ^ 1 } ?? 0
         for direction in Direction.allCases {
@@ -144,24 +159,109 @@ public final class Datapath {
                 try policies.delete(key: slotKey)
             }
         }
-        let record = PodRecord(podID: podID, revision: (current?.revision ?? 0) &+ 1, slot: slot, states: states)
+        // The slot may hold patterns a killed apply left: they must not go live.
+        try removeDomainRules(podID: podID, slots: [slot])
+        for (pattern, rules) in domainRules {
+            try self.domainRules.update(key: DomainRuleKey(podID: podID, slot: slot, pattern: pattern).encode(), value: RuleSetCodec.encode(rules))
+        }
+        let record = PodRecord(podID: podID, revision: (current?.revision ?? 0) &+ 1, slot: slot, states: states,
+                               hasDomainRules: !domainRules.isEmpty)
         try pods.update(key: key(ifindex), value: record.encode())
         try revisions.update(key: key(podID), value: key(record.revision))
         if let current {
             for direction in Direction.allCases {
                 try policies.delete(key: key(policyIndex(podID: current.podID, direction: direction, slot: current.slot)))
             }
+            if current.hasDomainRules { try removeDomainRules(podID: current.podID, slots: [current.slot]) }
         }
     }
 
+    /// Deletes the pod's domain rule sets in `slots`.
+    private func removeDomainRules(podID: UInt32, slots: Set<UInt8>) throws {
+        for entry in try domainRules.keys() {
+            guard let decoded = DomainRuleKey.decode(entry), decoded.podID == podID, slots.contains(decoded.slot) else { continue }
+            _ = try domainRules.delete(key: entry)
+        }
+    }
+
+    /// The pod's domain rule sets in `slot`, by pattern id.
+    public func domainRules(podID: UInt32, slot: UInt8) throws -> [UInt64: [PortRule]] {
+        var result: [UInt64: [PortRule]] = [:]
+        for entry in try domainRules.keys() {
+            guard let decoded = DomainRuleKey.decode(entry), decoded.podID == podID, decoded.slot == slot,
+                  let value = try domainRules.lookup(key: entry), let rules = RuleSetCodec.decode(value) else { continue }
+            result[decoded.pattern] = rules
+        }
+        return result
+    }
+
+    // MARK: domain grants
+
+    /// The pod's grant for `address`, if the DNS proxy wrote one.
+    public func grant(podID: UInt32, address: IPAddress) throws -> DomainGrant? {
+        let grantKey = DomainGrant.key(podID: podID, address: address)
+        return try domainGrants.lookup(key: grantKey).flatMap { DomainGrant.decode(key: grantKey, value: $0) }
+    }
+
+    /// Writes (replaces) a grant: the address is allowed for the pod under its patterns until they expire.
+    public func write(_ grant: DomainGrant) throws {
+        try domainGrants.update(key: grant.key, value: grant.encodeValue())
+    }
+
+    /// Every grant, or those of one pod.
+    public func grants(podID: UInt32? = nil) throws -> [DomainGrant] {
+        var result: [DomainGrant] = []
+        for entry in try domainGrants.keys() {
+            guard podID == nil || entry.prefix(4) == key(podID!)[...], let value = try domainGrants.lookup(key: entry),
+                  let grant = DomainGrant.decode(key: entry, value: value) else { continue }
+            result.append(grant)
+        }
+        return result
+    }
+
+    /// Deletes every grant of the pod (detached: its id may go to another pod).
+    @discardableResult
+    public func removeGrants(podID: UInt32) throws -> Int {
+        var removed = 0
+        for entry in try domainGrants.keys() where entry.prefix(4) == key(podID)[...] {
+            if try domainGrants.delete(key: entry) { removed += 1 }
+        }
+        return removed
+    }
+
+    /// Registers (or updates) a DNS proxy serving `address`.
+    public func registerDNSProxy(address: IPAddress, _ record: DNSProxyRecord) throws {
+        try dnsProxies.update(key: address.bytes, value: record.encode())
+    }
+
+    /// A DNS proxy's heartbeat: `monotonicNanoseconds` is CLOCK_MONOTONIC now (0: stopped).
+    public func beatDNSHeartbeat(monotonicNanoseconds: UInt64) throws {
+        try dnsHeartbeat.update(key: key(0), value: withUnsafeBytes(of: monotonicNanoseconds) { Array($0) })
+    }
+
+    /// CLOCK_MONOTONIC of the last heartbeat of a DNS proxy (0: none).
+    public func dnsHeartbeatNanoseconds() throws -> UInt64 {
+        try dnsHeartbeat.lookup(key: key(0)).map { ByteReader($0).integer(UInt64.self, at: 0) ?? 0 } ?? 0
+    }
+
+    /// Every address a DNS proxy serves, with what the proxy wrote.
+    public func registeredDNSProxies() throws -> [(address: IPAddress, record: DNSProxyRecord)] {
+        try dnsProxies.keys().compactMap { entry in
+            guard entry.count == 16, let record = try dnsProxies.lookup(key: entry).flatMap(DNSProxyRecord.decode) else { return nil }
+            return (IPAddress(bytes: entry), record)
+        }.sorted { $0.address < $1.address }
+    }
+
     /// Forgets the pod on `ifindex`: its record first (its packets pass untouched
-    /// from then on), then its tries and its fast-path revision.
+    /// from then on), then its tries, domain rules and grants, and its fast-path revision.
     public func remove(ifindex: UInt32) throws {
         guard let record = try pod(ifindex: ifindex) else { return }
         try pods.delete(key: key(ifindex))
         for direction in Direction.allCases {
             for slot: UInt8 in [0, 1] { try policies.delete(key: key(policyIndex(podID: record.podID, direction: direction, slot: slot))) }
         }
+        try removeDomainRules(podID: record.podID, slots: [0, 1])
+        try removeGrants(podID: record.podID)
         try revisions.update(key: key(record.podID), value: key(0))
     }
 

@@ -9,6 +9,12 @@ public enum DatapathLimits {
     public static let eventRingBytes = Int(NF_EVENT_RING_BYTES)
     public static let ipv6ExtensionHeaders = Int(NF_MAX_IPV6_EXTENSIONS)
     public static let maxObjects = Int(NF_MAX_OBJECTS)
+    public static let domainGrants = Int(NF_DOMAIN_GRANT_ENTRIES)
+    public static let patternsPerGrant = Int(NF_MAX_PATTERNS_PER_GRANT)
+    public static let domainRuleSets = Int(NF_DOMAIN_RULE_ENTRIES)
+    public static let dnsProxies = Int(NF_MAX_DNS_PROXIES)
+    public static let dnsPort = UInt16(NF_DNS_PORT)
+    public static let dnsHeartbeatTimeoutNanoseconds = UInt64(NF_DNS_HEARTBEAT_TIMEOUT_NS)
 }
 
 /// Sizes of ABI structs the loader checks maps against.
@@ -19,6 +25,10 @@ public enum ABISizes {
     public static let fragmentValue = MemoryLayout<nf_fragment_value>.size
     public static let settings = MemoryLayout<nf_settings>.size
     public static let packetCounter = MemoryLayout<nf_packet_counter>.size
+    public static let domainRuleKey = MemoryLayout<nf_domain_rule_key>.size
+    public static let domainGrantKey = MemoryLayout<nf_domain_grant_key>.size
+    public static let domainGrant = MemoryLayout<nf_domain_grant>.size
+    public static let dnsProxy = MemoryLayout<nf_dns_proxy>.size
 }
 
 /// Which way traffic crosses the pod's host veth, from the pod's point of view.
@@ -60,6 +70,12 @@ public enum Verdict: UInt8, Sendable {
 /// Why a verdict was reached (events).
 public enum Reason: UInt8, Sendable {
     case policy = 0, reevaluated = 1, related = 2, fragment = 3, unparseable = 4, noFirstFragment = 5
+    /// The pod resolved the peer by a domain rule, but the grant's TTL ran out.
+    case domainExpired = 6
+    /// DNS of a pod with domain rules: to the DNS proxy, or to another resolver.
+    case dnsProxy = 7, dnsBypass = 8
+    /// The pod resolved the peer by a domain rule, but no DNS proxy is alive (fail closed).
+    case dnsProxyDown = 9
 }
 
 /// Which verdicts produce events.
@@ -181,13 +197,16 @@ public struct PodRecord: Equatable, Sendable {
     public var revision: UInt32
     public var slot: UInt8
     public var states: [Direction: PodState]
+    /// Egress rules by domain name: DNS only to a DNS proxy, grants consulted (NF_POD_DOMAIN_RULES).
+    public var hasDomainRules: Bool
 
     public init(podID: UInt32, revision: UInt32 = 0, slot: UInt8 = 0,
-                states: [Direction: PodState] = [.ingress: .defaultAllow, .egress: .defaultAllow]) {
+                states: [Direction: PodState] = [.ingress: .defaultAllow, .egress: .defaultAllow], hasDomainRules: Bool = false) {
         self.podID = podID
         self.revision = revision
         self.slot = slot
         self.states = states
+        self.hasDomainRules = hasDomainRules
     }
 
     public static let size = MemoryLayout<nf_pod>.size
@@ -199,7 +218,7 @@ public struct PodRecord: Equatable, Sendable {
         writer.append(slot)
         writer.append(states[.ingress, default: .defaultAllow].rawValue)
         writer.append(states[.egress, default: .defaultAllow].rawValue)
-        writer.pad(toSize: Self.size)
+        writer.append(hasDomainRules ? UInt8(NF_POD_DOMAIN_RULES) : 0)
         return writer.bytes
     }
 
@@ -208,8 +227,10 @@ public struct PodRecord: Equatable, Sendable {
         guard bytes.count == size, let id = reader.integer(UInt32.self, at: 0), let revision = reader.integer(UInt32.self, at: 4),
               let slot = reader.integer(UInt8.self, at: 8),
               let ingress = reader.integer(UInt8.self, at: 9).flatMap(PodState.init),
-              let egress = reader.integer(UInt8.self, at: 10).flatMap(PodState.init) else { return nil }
-        return PodRecord(podID: id, revision: revision, slot: slot, states: [.ingress: ingress, .egress: egress])
+              let egress = reader.integer(UInt8.self, at: 10).flatMap(PodState.init),
+              let flags = reader.integer(UInt8.self, at: 11) else { return nil }
+        return PodRecord(podID: id, revision: revision, slot: slot, states: [.ingress: ingress, .egress: egress],
+                         hasDomainRules: flags & UInt8(NF_POD_DOMAIN_RULES) != 0)
     }
 }
 

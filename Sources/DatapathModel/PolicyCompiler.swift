@@ -39,7 +39,12 @@ public struct PolicyRule: Hashable, Sendable {
         self.action = action
     }
 
-    var portRules: [PortRule] {
+    var portRules: [PortRule] { PortRule.expanding(ports, ruleID: ruleID, tier: tier, priority: priority, action: action) }
+}
+
+extension PortRule {
+    /// One port rule per port range of a rule (`ports` empty: every protocol and port).
+    public static func expanding(_ ports: [PortRange], ruleID: UInt32, tier: Tier, priority: UInt16, action: RuleAction) -> [PortRule] {
         (ports.isEmpty ? [.everything] : ports).map {
             PortRule(ruleID: ruleID, protocolNumber: $0.protocolNumber, portStart: $0.start, portEnd: $0.end,
                      tier: tier, priority: priority, action: action)
@@ -105,7 +110,7 @@ public enum PolicyCompiler {
                 active.formUnion(starts[enclosing] ?? [])
                 active.subtract(holes[enclosing] ?? [])
             }
-            let portRules = Set(active.flatMap { rules[$0].portRules }).sorted(by: ruleOrder)
+            let portRules = ruleSet(active.flatMap { rules[$0].portRules })
             if portRules.count > DatapathLimits.rulesPerPrefix {
                 throw .tooManyRules(prefix: prefix, count: portRules.count)
             }
@@ -113,6 +118,9 @@ public enum PolicyCompiler {
         }
         return CompiledPolicy(entries: entries)
     }
+
+    /// Port rules as one trie or domain entry holds them: each once, in `ruleOrder`.
+    public static func ruleSet(_ rules: [PortRule]) -> [PortRule] { Set(rules).sorted(by: ruleOrder) }
 
     /// A stable order: tier, priority, action, rule, protocol, ports.
     static func ruleOrder(_ a: PortRule, _ b: PortRule) -> Bool {
@@ -139,34 +147,58 @@ public struct Decision: Equatable, Sendable, CustomStringConvertible {
     public var description: String { "\(verdict == .allow ? "allow" : "deny") by \(tier) rule \(ruleID)" }
 }
 
+/// The rules one domain pattern of a pod brings to a decision: its grant for the
+/// peer is unexpired (or the flow established), or only names the rule a deny is
+/// attributed to.
+public struct DomainRuleMatch: Sendable {
+    public var rules: [PortRule]
+    public var live: Bool
+
+    public init(rules: [PortRule], live: Bool) {
+        self.rules = rules
+        self.live = live
+    }
+}
+
 /// The reference for `nf_decide` in bpf/datapath.bpf.c: the same procedure
 /// over the same entries, in Swift.
 public enum PolicyEvaluator {
     /// Admin, then NetworkPolicy when the pod is selected, then Baseline, then
     /// the pod's default. Within a cluster tier the lowest priority wins and,
-    /// at equal priority, Deny > Accept > Pass.
-    public static func decide(_ policy: CompiledPolicy?, state: PodState, peer: IPAddress,
-                              protocolNumber: UInt8, port: UInt16) -> Decision {
+    /// at equal priority, Deny > Accept > Pass. The rules are the peer's trie
+    /// entry's and those of `domainRules`.
+    public static func decide(_ policy: CompiledPolicy?, state: PodState, peer: IPAddress, protocolNumber: UInt8, port: UInt16,
+                              domainRules: [DomainRuleMatch] = []) -> (decision: Decision, reason: Reason) {
         var admin: (score: UInt32, rule: UInt32)?
         var baseline: (score: UInt32, rule: UInt32)?
         var networkPolicy: UInt32?
-        for rule in policy?.rules(for: peer) ?? [] where rule.matches(protocolNumber: protocolNumber, port: port) {
-            let score = UInt32(rule.priority) * 4 + UInt32(rule.action.rawValue)
-            switch rule.tier {
-            case .admin where score < admin?.score ?? .max: admin = (score, rule.ruleID)
-            case .baseline where score < baseline?.score ?? .max: baseline = (score, rule.ruleID)
-            case .networkPolicy where networkPolicy == nil: networkPolicy = rule.ruleID
-            default: break
+        var expired: UInt32?
+        let sets = [DomainRuleMatch(rules: policy?.rules(for: peer) ?? [], live: true)] + domainRules
+        for set in sets {
+            for rule in set.rules where rule.matches(protocolNumber: protocolNumber, port: port) {
+                guard set.live else {
+                    if rule.tier == .networkPolicy && expired == nil { expired = rule.ruleID }
+                    continue
+                }
+                let score = UInt32(rule.priority) * 4 + UInt32(rule.action.rawValue)
+                switch rule.tier {
+                case .admin where score < admin?.score ?? .max: admin = (score, rule.ruleID)
+                case .baseline where score < baseline?.score ?? .max: baseline = (score, rule.ruleID)
+                case .networkPolicy where networkPolicy == nil: networkPolicy = rule.ruleID
+                default: break
+                }
             }
         }
-        func decided(_ best: (score: UInt32, rule: UInt32), _ tier: Tier) -> Decision {
-            Decision(verdict: best.score & 3 == UInt32(RuleAction.accept.rawValue) ? .allow : .deny, tier: tier, ruleID: best.rule)
+        func decided(_ best: (score: UInt32, rule: UInt32), _ tier: Tier) -> (Decision, Reason) {
+            (Decision(verdict: best.score & 3 == UInt32(RuleAction.accept.rawValue) ? .allow : .deny, tier: tier, ruleID: best.rule), .policy)
         }
         if let admin, admin.score & 3 != UInt32(RuleAction.pass.rawValue) { return decided(admin, .admin) }
         if state == .policiesApplied {
-            return Decision(verdict: networkPolicy == nil ? .deny : .allow, tier: .networkPolicy, ruleID: networkPolicy ?? 0)
+            if let networkPolicy { return (Decision(verdict: .allow, tier: .networkPolicy, ruleID: networkPolicy), .policy) }
+            if let expired { return (Decision(verdict: .deny, tier: .networkPolicy, ruleID: expired), .domainExpired) }
+            return (Decision(verdict: .deny, tier: .networkPolicy, ruleID: 0), .policy)
         }
         if let baseline, baseline.score & 3 != UInt32(RuleAction.pass.rawValue) { return decided(baseline, .baseline) }
-        return Decision(verdict: state == .defaultDeny ? .deny : .allow, tier: .podDefault, ruleID: 0)
+        return (Decision(verdict: state == .defaultDeny ? .deny : .allow, tier: .podDefault, ruleID: 0), .policy)
     }
 }

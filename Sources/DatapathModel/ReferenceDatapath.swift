@@ -7,10 +7,18 @@ public struct ReferenceDatapath: Sendable {
     public struct Pod: Sendable {
         public var record: PodRecord
         public var policies: [Direction: CompiledPolicy]
-        public init(record: PodRecord, policies: [Direction: CompiledPolicy]) {
+        /// The port rules of each domain pattern of the pod's egress, by pattern id.
+        public var domainRules: [UInt64: [PortRule]]
+        public init(record: PodRecord, policies: [Direction: CompiledPolicy], domainRules: [UInt64: [PortRule]] = [:]) {
             self.record = record
             self.policies = policies
+            self.domainRules = domainRules
         }
+    }
+
+    struct GrantKey: Hashable {
+        let podID: UInt32
+        let address: IPAddress
     }
 
     struct ConntrackKey: Hashable {
@@ -65,10 +73,22 @@ public struct ReferenceDatapath: Sendable {
     }
 
     public var pods: [UInt32: Pod] = [:]
+    var grants: [GrantKey: [DomainGrant.Pattern]] = [:]
+    /// Addresses DNS proxies serve.
+    public var dnsProxies: Set<IPAddress> = []
+    /// CLOCK_MONOTONIC of a DNS proxy's last heartbeat.
+    public var dnsHeartbeat: UInt64 = 0
+    /// CLOCK_MONOTONIC as the datapath reads it when it compares a grant's expiry.
+    public var now: UInt64 = 0
     var conntrack: [ConntrackKey: ConntrackEntry] = [:]
     var fragments: [FragmentKey: FragmentEntry] = [:]
 
     public init() {}
+
+    /// What the DNS proxy writes: `grant` replaces the pod's grant for its address.
+    public mutating func write(_ grant: DomainGrant) {
+        grants[GrantKey(podID: grant.podID, address: grant.address)] = grant.patterns
+    }
 
     /// One packet on the host veth `ifindex` in `direction` (pod's view).
     public mutating func process(_ frame: [UInt8], ifindex: UInt32, direction: Direction) -> Outcome {
@@ -97,8 +117,8 @@ public struct ReferenceDatapath: Sendable {
                 if packet.firstFragment { remember(packet, .trackedFlow, ifindex: ifindex) }
                 return Outcome(passed: true, decision: nil, reason: nil)
             }
-            let again = decide(pod, entry.direction, peer: key.flow.peer(entry.direction),
-                               protocolNumber: key.flow.protocolNumber, port: key.flow.destinationPort)
+            let (again, _) = decide(pod, entry.direction, peer: key.flow.peer(entry.direction),
+                                    protocolNumber: key.flow.protocolNumber, port: key.flow.destinationPort, established: true)
             guard again.verdict == .allow else {
                 conntrack[key] = nil
                 break
@@ -114,18 +134,32 @@ public struct ReferenceDatapath: Sendable {
             return finish(packet, Decision(verdict: .allow, tier: .none, ruleID: 0), .related, ifindex: ifindex)
         }
 
-        let decision = decide(pod, direction, peer: packet.flow.peer(direction),
-                              protocolNumber: packet.flow.protocolNumber, port: packet.flow.destinationPort)
+        let (decision, reason) = decide(pod, direction, peer: packet.flow.peer(direction),
+                                        protocolNumber: packet.flow.protocolNumber, port: packet.flow.destinationPort, established: false)
         if decision.verdict == .allow {
             conntrack[ConntrackKey(ifindex: ifindex, family: packet.family, flow: packet.flow)] =
                 ConntrackEntry(revision: pod.record.revision, decision: decision, direction: direction)
         }
-        return finish(packet, decision, .policy, ifindex: ifindex)
+        return finish(packet, decision, reason, ifindex: ifindex)
     }
 
-    private func decide(_ pod: Pod, _ direction: Direction, peer: IPAddress, protocolNumber: UInt8, port: UInt16) -> Decision {
-        PolicyEvaluator.decide(pod.policies[direction], state: pod.record.states[direction, default: .defaultAllow],
-                               peer: peer, protocolNumber: protocolNumber, port: port)
+    /// DNS of a pod with domain rules to a proxy or elsewhere, else the tiers over the
+    /// peer's trie entry and the rules of the patterns the pod's grant for the peer names.
+    private func decide(_ pod: Pod, _ direction: Direction, peer: IPAddress, protocolNumber: UInt8, port: UInt16,
+                        established: Bool) -> (Decision, Reason) {
+        let domains = direction == .egress && pod.record.hasDomainRules
+        if domains && port == DatapathLimits.dnsPort && [IPProtocolNumber.udp, IPProtocolNumber.tcp].contains(protocolNumber) {
+            let proxy = dnsProxies.contains(peer)
+            return (Decision(verdict: proxy ? .allow : .deny, tier: .none, ruleID: 0), proxy ? .dnsProxy : .dnsBypass)
+        }
+        let granted = domains ? grants[GrantKey(podID: pod.record.podID, address: peer)] ?? [] : []
+        let proxyAlive = dnsHeartbeat &+ DatapathLimits.dnsHeartbeatTimeoutNanoseconds > now
+        let domainRules = granted.compactMap { grant in
+            pod.domainRules[grant.pattern].map { DomainRuleMatch(rules: $0, live: established || (proxyAlive && grant.expiresNanoseconds > now)) }
+        }
+        let (decision, reason) = PolicyEvaluator.decide(pod.policies[direction], state: pod.record.states[direction, default: .defaultAllow],
+                                                        peer: peer, protocolNumber: protocolNumber, port: port, domainRules: domainRules)
+        return (decision, reason == .domainExpired && !proxyAlive ? .dnsProxyDown : reason)
     }
 
     private func enforced(_ pod: Pod, _ direction: Direction) -> Bool {

@@ -105,7 +105,11 @@ public struct Attribution: Sendable {
         case .podDefault:
             policy = "default"
         case .none:
-            policy = event.reason == .unparseable || event.reason == .noFirstFragment ? "parser" : "conntrack"
+            policy = switch event.reason {
+            case .unparseable, .noFirstFragment: "parser"
+            case .dnsProxy, .dnsBypass: "dns-proxy"
+            default: "conntrack"
+            }
         default:
             if let id = RuleID(rawValue: event.ruleID), let name = policies[id.objectIndex] {
                 policy = name
@@ -136,6 +140,10 @@ public struct Attribution: Sendable {
         case .fragment: "fragment"
         case .unparseable: "unparseable"
         case .noFirstFragment: "no-first-fragment"
+        case .domainExpired: "domain-expired"
+        case .dnsProxy: "dns-to-proxy"
+        case .dnsBypass: "dns-bypass"
+        case .dnsProxyDown: "dns-proxy-down"
         }
     }
 }

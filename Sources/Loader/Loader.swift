@@ -130,8 +130,11 @@ public final class Loader {
         // leaves a pod that status reports as drift), the pod's record and
         // tries, and last the filters.
         if moved, let old = existing?.value { try removeFromInterface(old, podID: podID) }
+        // A new pod's id may be a detached pod's whose grants a killed detach left.
+        if existing == nil { try datapath.removeGrants(podID: podID) }
         try state.register(registration, podID: podID)
-        try datapath.apply(ifindex: registration.ifindex, podID: podID, states: policy.states, policies: policy.policies)
+        try datapath.apply(ifindex: registration.ifindex, podID: podID, states: policy.states, policies: policy.policies,
+                           domainRules: policy.domainRules)
         try attachPrograms(registration)
         let record = try datapath.pod(ifindex: registration.ifindex)
         return AttachReport(podID: podID, ifindex: registration.ifindex, revision: record?.revision ?? 0, objects: policy.objects, moved: moved)
@@ -232,7 +235,8 @@ public final class Loader {
 
     private func swap(_ policies: [(podID: UInt32, pod: PodRegistration, policy: PodPolicy)]) throws -> [(pod: String, revision: UInt32)] {
         try policies.map { podID, pod, policy in
-            try datapath.apply(ifindex: pod.ifindex, podID: podID, states: policy.states, policies: policy.policies)
+            try datapath.apply(ifindex: pod.ifindex, podID: podID, states: policy.states, policies: policy.policies,
+                               domainRules: policy.domainRules)
             return ("\(pod.namespace)/\(pod.name)", try datapath.pod(ifindex: pod.ifindex)?.revision ?? 0)
         }
     }

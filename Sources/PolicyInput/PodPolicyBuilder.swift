@@ -1,3 +1,4 @@
+import DNS
 import DatapathModel
 
 /// A rule id the datapath reports in events, decodable back to the object,
@@ -41,26 +42,28 @@ public enum PodDefault: String, Sendable, CaseIterable {
 public struct PodPolicy: Equatable, Sendable {
     public var states: [Direction: PodState]
     public var policies: [Direction: CompiledPolicy]
+    /// Egress rules by domain name: the port rules of each pattern, by pattern id.
+    public var domainRules: [UInt64: [PortRule]]
     /// The objects that select the pod, for status.
     public var objects: [ObjectKey]
 }
 
 /// Turns the objects applied on the node into one pod's policy: the union of
-/// every object that selects it. Rules by domain name are kept by the objects
-/// but allow nothing until the DNS proxy learns their addresses.
+/// every object that selects it. Rules by domain name become port rules per
+/// pattern; they allow the addresses the DNS proxy grants the pod.
 public enum PodPolicyBuilder {
     public static func build(namespace: String, name: String, defaults: [Direction: PodDefault],
                              objects: [(index: UInt32, object: PolicyObject)]) throws(PolicyInputError) -> PodPolicy {
         let selecting = objects.filter { $0.object.selects(namespace: namespace, name: name) }
         var states: [Direction: PodState] = [:]
         var policies: [Direction: CompiledPolicy] = [:]
+        var domainRules: [UInt64: (pattern: String, rules: [PortRule])] = [:]
         for direction in Direction.allCases {
             let isolated = selecting.contains { $0.object.key.kind == .policyEndpoint && $0.object.isolation.contains(direction) }
             states[direction] = isolated ? .policiesApplied : defaults[direction, default: .allow].state
             var rules: [PolicyRule] = []
             for (index, object) in selecting {
                 for (position, rule) in object.rules(direction).enumerated() {
-                    guard let cidr = rule.cidr, let peer = IPPrefix.parse(cidr)?.prefix else { continue }
                     guard position < RuleID.rulesPerDirection else {
                         throw PolicyInputError("\(object.key)", "more than \(RuleID.rulesPerDirection) \(direction) rules")
                     }
@@ -70,10 +73,14 @@ public enum PodPolicyBuilder {
                     case .baseline: .baseline
                     case nil: .networkPolicy
                     }
-                    rules.append(PolicyRule(
-                        ruleID: id, peer: peer, except: rule.except.compactMap { IPPrefix.parse($0)?.prefix },
-                        ports: rule.ports.map { PortRange(protocolNumber: $0.protocolNumber, start: $0.port ?? 0, end: $0.endPort ?? $0.port ?? 0) },
-                        tier: tier, priority: object.priority, action: rule.action.ruleAction))
+                    let ports = rule.ports.map { PortRange(protocolNumber: $0.protocolNumber, start: $0.port ?? 0, end: $0.endPort ?? $0.port ?? 0) }
+                    if let name = rule.domainName, let pattern = DomainPattern(name) {
+                        let portRules = PortRule.expanding(ports, ruleID: id, tier: tier, priority: object.priority, action: rule.action.ruleAction)
+                        domainRules[pattern.id, default: (pattern.description, [])].rules += portRules
+                    } else if let cidr = rule.cidr, let peer = IPPrefix.parse(cidr)?.prefix {
+                        rules.append(PolicyRule(ruleID: id, peer: peer, except: rule.except.compactMap { IPPrefix.parse($0)?.prefix },
+                                                ports: ports, tier: tier, priority: object.priority, action: rule.action.ruleAction))
+                    }
                 }
             }
             if isolated || !rules.isEmpty {
@@ -84,6 +91,18 @@ public enum PodPolicyBuilder {
                 }
             }
         }
-        return PodPolicy(states: states, policies: policies, objects: selecting.map(\.object.key).sorted())
+        var compiledDomainRules: [UInt64: [PortRule]] = [:]
+        for (id, entry) in domainRules {
+            let rules = PolicyCompiler.ruleSet(entry.rules)
+            guard rules.count <= DatapathLimits.rulesPerPrefix else {
+                throw PolicyInputError("pod \(namespace)/\(name) egress",
+                                       "\(rules.count) port rules apply to domain \(entry.pattern), more than the \(DatapathLimits.rulesPerPrefix) one pattern can hold")
+            }
+            compiledDomainRules[id] = rules
+        }
+        guard compiledDomainRules.count <= DatapathLimits.domainRuleSets / 2 else {
+            throw PolicyInputError("pod \(namespace)/\(name) egress", "\(compiledDomainRules.count) domain patterns, more than the node holds")
+        }
+        return PodPolicy(states: states, policies: policies, domainRules: compiledDomainRules, objects: selecting.map(\.object.key).sorted())
     }
 }

@@ -65,7 +65,8 @@ public struct EndpointRule: Hashable, Sendable {
     public let cidr: String?
     public let except: [String]
     public let ports: [PortSpec]
-    /// Egress by name (the FQDN issue); until the DNS proxy exists it allows nothing.
+    /// Egress by name: allows the addresses the pod resolved through the DNS proxy
+    /// for a matching name, until their TTL runs out (docs/dns.md).
     public let domainName: String?
     /// Cluster rules only; NetworkPolicy rules are Accept.
     public let action: PolicyAction

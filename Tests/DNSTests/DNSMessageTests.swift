@@ -101,4 +101,17 @@ import Testing
         #expect(exact.matches(DomainName("GITHUB.COM")!) && !exact.matches(DomainName("api.github.com")!))
         #expect(DomainPattern("*.") == nil && DomainPattern("a.*.com") == nil && DomainPattern("**.com") == nil)
     }
+
+    @Test func patternIdsAreFNV1aOfTheNormalisedText() throws {
+        #expect(try #require(DomainPattern("a")).id == 0xaf63_dc4c_8601_ec8c, "FNV-1a 64 of \"a\"")
+        #expect(DomainPattern("GitHub.COM.")?.id == DomainPattern("github.com")?.id)
+        #expect(DomainPattern("*.github.com")?.id != DomainPattern("github.com")?.id)
+    }
+
+    @Test func aNameListsEveryPatternThatMatchesIt() throws {
+        let name = try #require(DomainName("a.b.Example.com"))
+        #expect(name.matchingPatterns.map(\.description) == ["a.b.example.com", "*.b.example.com", "*.example.com", "*.com"])
+        for pattern in name.matchingPatterns { #expect(pattern.matches(name)) }
+        #expect(try #require(DomainName("com")).matchingPatterns.map(\.description) == ["com"])
+    }
 }

@@ -16,6 +16,42 @@ import Testing
         #expect(MemoryLayout<nf_conntrack_value>.offset(of: \.pod_id) == 16 && MemoryLayout<nf_conntrack_value>.offset(of: \.flags) == 22)
         #expect(MemoryLayout<nf_event>.size == 80 && VerdictEvent.size == 80)
         #expect(MemoryLayout<nf_settings>.size == 8)
+        #expect(MemoryLayout<nf_domain_rule_key>.size == 16 && DomainRuleKey.size == 16)
+        #expect(MemoryLayout<nf_domain_grant_key>.size == 20 && DomainGrant.keySize == 20)
+        #expect(MemoryLayout<nf_domain_grant>.size == 8 + 16 * DatapathLimits.patternsPerGrant && DomainGrant.valueSize == 136)
+        #expect(MemoryLayout<nf_dns_proxy>.size == 16 && DNSProxyRecord.size == 16)
+    }
+
+    @Test func domainValuesLandWhereTheCStructsReadThem() {
+        let key = DomainRuleKey(podID: 7, slot: 1, pattern: 0xfeed_beef_0102_0304)
+        key.encode().withUnsafeBytes { raw in
+            let c = raw.loadUnaligned(as: nf_domain_rule_key.self)
+            #expect(c.pod_id == 7 && c.slot == 1 && c.pattern == 0xfeed_beef_0102_0304)
+        }
+        #expect(DomainRuleKey.decode(key.encode()) == key)
+
+        let grant = DomainGrant(podID: 3, address: IPAddress("198.18.7.9")!, patterns: [
+            .init(pattern: 11, expiresNanoseconds: 5_000_000_000), .init(pattern: 12, expiresNanoseconds: 6_000_000_000),
+        ])
+        grant.key.withUnsafeBytes { raw in
+            let c = raw.loadUnaligned(as: nf_domain_grant_key.self)
+            #expect(c.pod_id == 3 && c.address.10 == 0xff && c.address.12 == 198 && c.address.15 == 9)
+        }
+        grant.encodeValue().withUnsafeBytes { raw in
+            let c = raw.loadUnaligned(as: nf_domain_grant.self)
+            #expect(c.count == 2 && c.patterns.0.pattern == 11 && c.patterns.1.expires_ns == 6_000_000_000 && c.patterns.2.pattern == 0)
+        }
+        #expect(DomainGrant.decode(key: grant.key, value: grant.encodeValue()) == grant)
+
+        let proxy = DNSProxyRecord(pid: 4242, port: 5353, startedNanoseconds: 99)
+        proxy.encode().withUnsafeBytes { raw in
+            let c = raw.loadUnaligned(as: nf_dns_proxy.self)
+            #expect(c.pid == 4242 && c.port == 5353 && c.started_ns == 99)
+        }
+        #expect(DNSProxyRecord.decode(proxy.encode()) == proxy)
+
+        let record = PodRecord(podID: 1, hasDomainRules: true)
+        #expect(record.encode()[11] == UInt8(NF_POD_DOMAIN_RULES) && PodRecord.decode(record.encode()) == record)
     }
 
     @Test func offsetsMatchTheHeader() {

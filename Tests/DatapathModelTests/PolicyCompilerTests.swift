@@ -41,7 +41,7 @@ func prefix(_ text: String) -> IPPrefix { IPPrefix.parse(text)!.prefix }
         ])
         #expect(policy.entries[prefix("198.18.9.0/24")]?.map(\.ruleID) == [2])
         #expect(policy.entries[prefix("198.18.9.128/25")]?.map(\.ruleID) == [2, 3], "a hole does not remove a rule inside it")
-        let hole = PolicyEvaluator.decide(policy, state: .policiesApplied, peer: IPAddress("198.18.9.1")!, protocolNumber: 6, port: 80)
+        let hole = PolicyEvaluator.decide(policy, state: .policiesApplied, peer: IPAddress("198.18.9.1")!, protocolNumber: 6, port: 80).decision
         #expect(hole == Decision(verdict: .deny, tier: .networkPolicy, ruleID: 0))
     }
 
@@ -79,13 +79,13 @@ func prefix(_ text: String) -> IPPrefix { IPPrefix.parse(text)!.prefix }
             PolicyRule(ruleID: 3, peer: prefix("198.18.2.0/24"), tier: .baseline, priority: 5, action: .deny),
         ])
         let decide = { (peer: String, state: PodState) in
-            PolicyEvaluator.decide(policy, state: state, peer: IPAddress(peer)!, protocolNumber: 6, port: 80)
+            PolicyEvaluator.decide(policy, state: state, peer: IPAddress(peer)!, protocolNumber: 6, port: 80).decision
         }
         #expect(decide("198.18.1.1", .policiesApplied) == Decision(verdict: .deny, tier: .admin, ruleID: 2))
         #expect(decide("198.18.2.1", .policiesApplied) == Decision(verdict: .allow, tier: .networkPolicy, ruleID: 1))
         #expect(decide("198.18.2.1", .defaultAllow) == Decision(verdict: .deny, tier: .baseline, ruleID: 3))
         #expect(decide("198.19.0.1", .defaultDeny) == Decision(verdict: .deny, tier: .podDefault, ruleID: 0))
-        #expect(PolicyEvaluator.decide(nil, state: .defaultAllow, peer: IPAddress("198.18.1.1")!, protocolNumber: 6, port: 80).verdict == .allow)
+        #expect(PolicyEvaluator.decide(nil, state: .defaultAllow, peer: IPAddress("198.18.1.1")!, protocolNumber: 6, port: 80).decision.verdict == .allow)
     }
 }
 

@@ -1,6 +1,7 @@
 import BPFKit
 import Datapath
 import DatapathModel
+import Glibc
 import NodeNetwork
 import Testing
 import TestSupport
@@ -56,13 +57,35 @@ final class VerdictBench {
 
     func ifindex(_ pod: Int) -> UInt32 { interfaces.ifindexes["pod\(pod)"]! }
 
-    /// Compiles `rules` per direction and applies them to the kernel and the reference.
-    func apply(pod: Int, states: [Direction: PodState], rules: [Direction: [PolicyRule]] = [:]) throws {
+    /// Compiles `rules` per direction and applies them, with egress `domainRules`
+    /// by pattern id, to the kernel and the reference.
+    func apply(pod: Int, states: [Direction: PodState], rules: [Direction: [PolicyRule]] = [:],
+               domainRules: [UInt64: [PortRule]] = [:]) throws {
         var compiled: [Direction: CompiledPolicy] = [:]
         for (direction, list) in rules { compiled[direction] = try PolicyCompiler.compile(list) }
-        try datapath.apply(ifindex: ifindex(pod), podID: UInt32(pod), states: states, policies: compiled)
+        try datapath.apply(ifindex: ifindex(pod), podID: UInt32(pod), states: states, policies: compiled, domainRules: domainRules)
         let record = try #require(try datapath.pod(ifindex: ifindex(pod)))
-        reference.pods[ifindex(pod)] = ReferenceDatapath.Pod(record: record, policies: compiled)
+        reference.pods[ifindex(pod)] = ReferenceDatapath.Pod(record: record, policies: compiled, domainRules: domainRules)
+    }
+
+    /// What the DNS proxy does: grants `address` to pod `pod` under `patterns` (id, expiry).
+    func grant(pod: Int, _ address: String, _ patterns: [(UInt64, expires: UInt64)]) throws {
+        let grant = DomainGrant(podID: UInt32(pod), address: ip(address),
+                                patterns: patterns.map { DomainGrant.Pattern(pattern: $0.0, expiresNanoseconds: $0.expires) })
+        try datapath.write(grant)
+        reference.write(grant)
+    }
+
+    /// Registers a DNS proxy on `address` in the kernel and the reference.
+    func addDNSProxy(_ address: String) throws {
+        try datapath.registerDNSProxy(address: ip(address), DNSProxyRecord(pid: 1, port: 53, startedNanoseconds: 0))
+        reference.dnsProxies.insert(ip(address))
+    }
+
+    /// A DNS proxy's heartbeat at CLOCK_MONOTONIC `nanoseconds`, in the kernel and the reference.
+    func beatDNSHeartbeat(_ nanoseconds: UInt64) throws {
+        try datapath.beatDNSHeartbeat(monotonicNanoseconds: nanoseconds)
+        reference.dnsHeartbeat = nanoseconds
     }
 
     /// Sends `frame` through pod `pod`'s program for `direction`; kernel, reference
@@ -78,6 +101,7 @@ final class VerdictBench {
             return
         }
         let decided = try events.drain().compactMap(VerdictEvent.decode)
+        reference.now = BootClock.nanoseconds(CLOCK_MONOTONIC)
         let model = reference.process(frame, ifindex: ifindex(pod), direction: direction)
         let kernelPassed = kernel.verdict == 0  // TC_ACT_OK; TC_ACT_SHOT is 2
         let kernelOutcome = ReferenceDatapath.Outcome(

@@ -1,3 +1,4 @@
+import DNS
 import DatapathModel
 import Testing
 
@@ -13,13 +14,26 @@ import Testing
         #expect(policy.states == [.ingress: .policiesApplied, .egress: .policiesApplied])
         #expect(policy.objects.count == 3)
         let web = IPAddress("198.18.2.5")!
-        let allowed = PolicyEvaluator.decide(policy.policies[.ingress], state: .policiesApplied, peer: web, protocolNumber: 6, port: 8050)
+        let allowed = PolicyEvaluator.decide(policy.policies[.ingress], state: .policiesApplied, peer: web, protocolNumber: 6, port: 8050).decision
         #expect(allowed == Decision(verdict: .allow, tier: .networkPolicy, ruleID: RuleID(objectIndex: 1, direction: .ingress, rule: 0).rawValue))
         let metadata = PolicyEvaluator.decide(policy.policies[.egress], state: .policiesApplied, peer: IPAddress("198.18.254.254")!,
-                                              protocolNumber: 6, port: 80)
+                                              protocolNumber: 6, port: 80).decision
         #expect(metadata == Decision(verdict: .deny, tier: .admin, ruleID: RuleID(objectIndex: 3, direction: .egress, rule: 0).rawValue))
         #expect(RuleID(rawValue: metadata.ruleID) == RuleID(objectIndex: 3, direction: .egress, rule: 0))
         #expect(RuleID(rawValue: 0) == nil)
+        let wildcard = try #require(DomainPattern("*.example.com"))
+        #expect(policy.domainRules == [wildcard.id: [PortRule(ruleID: RuleID(objectIndex: 1, direction: .egress, rule: 1).rawValue,
+                                                               protocolNumber: IPProtocolNumber.tcp, portStart: 443)]],
+                "a rule by domain name becomes its pattern's port rules")
+    }
+
+    @Test func onePatternHoldsAtMostOneRuleSet() throws {
+        let ports = (1...33).map { #"{"protocol": "TCP", "port": \#($0)}"# }.joined(separator: ", ")
+        let json = try replace("spec.egress[1].ports", with: "[\(ports)]", in: kubectlJSON)
+        let objects = try PolicyDocumentParser.parse(json).objects.map { (index: UInt32(1), object: $0) }
+        #expect(throws: PolicyInputError.self) {
+            try PodPolicyBuilder.build(namespace: "shop", name: "web-5d9f-abc", defaults: [:], objects: objects)
+        }
     }
 
     @Test func anUnselectedPodKeepsItsDefaults() throws {

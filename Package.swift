@@ -9,6 +9,8 @@ let package = Package(
     dependencies: [
         // YAML input as kubectl prints it (multi-document included).
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        // The DNS proxy's sockets: one event loop for UDP, TCP and the upstream.
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         // libbpf from the system (Debian: libbpf-dev, libelf-dev).
@@ -44,9 +46,14 @@ let package = Package(
         // The verdict log and counters in words: attribution, filters, metrics.
         .target(name: "Events", dependencies: ["BPFKit", "Datapath", "DatapathModel", "Loader", "PolicyInput", "Rendering"]),
         // The datapath's maps (and the AWS agent's) in words: layouts, conntrack, streamed dumps.
-        .target(name: "Inspection", dependencies: ["BPFKit", "DatapathModel", "Events", "Loader", "PolicyInput", "Rendering"]),
+        .target(name: "Inspection", dependencies: ["BPFKit", "DNS", "DatapathModel", "Events", "Loader", "PolicyInput", "Rendering"]),
         // DNS as the domain-name policy needs it: messages (compression, CNAME chains, TTLs), names and patterns.
         .target(name: "DNS"),
+        // `netfence dns proxy`: pods' DNS filtered by their domain rules; learned addresses granted before answers go back.
+        .target(name: "DNSProxy", dependencies: [
+            "BPFKit", "DNS", "Datapath", "DatapathModel",
+            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+        ]),
         // Throwaway node/pod network namespaces joined by veth, for the demo and tests.
         .target(name: "NodeNetwork", dependencies: ["BPFKit"]),
         // The hand-written command tree: parsing, help, completions, man page.
@@ -54,7 +61,8 @@ let package = Package(
         // The binary: one file per command, wiring only.
         .executableTarget(
             name: "netfence",
-            dependencies: ["BPFKit", "BPFObjects", "CommandTree", "Datapath", "DatapathModel", "Events", "Inspection", "Loader", "NodeNetwork", "PolicyInput", "Rendering"]
+            dependencies: ["BPFKit", "BPFObjects", "CommandTree", "DNS", "DNSProxy", "Datapath", "DatapathModel", "Events", "Inspection", "Loader",
+                           "NodeNetwork", "PolicyInput", "Rendering"]
         ),
         .testTarget(name: "CommandTreeTests", dependencies: ["CommandTree"]),
         .testTarget(name: "DNSTests", dependencies: ["DNS"]),
@@ -65,10 +73,10 @@ let package = Package(
         .testTarget(name: "BPFKitTests", dependencies: ["BPFKit", "BPFObjects", "TestSupport"]),
         .testTarget(
             name: "NetfenceTests",
-            dependencies: ["netfence", "BPFKit", "BPFObjects", "CLibBPF", "DatapathModel", "Loader", "TestSupport"],
+            dependencies: ["netfence", "BPFKit", "BPFObjects", "CLibBPF", "DNS", "Datapath", "DatapathModel", "Loader", "NodeNetwork", "TestSupport"],
             exclude: ["Snapshots"]
         ),
         // Helpers shared by the test targets: privilege probes, throwaway netns.
-        .target(name: "TestSupport", dependencies: ["BPFKit", "NodeNetwork"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["BPFKit", "DNS", "NodeNetwork"], path: "Tests/TestSupport"),
     ]
 )

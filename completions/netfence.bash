@@ -5,7 +5,7 @@ _netfence() {
     local path="netfence" i
     for ((i = 1; i < COMP_CWORD; i++)); do
         case "${COMP_WORDS[i]}" in
-            -o|--output|--bpffs-root|--stats-window|--pod|--direction|--count|--namespace|--verdict|--ip|--port|--proto|--tier|--policy|--color|--aws-root|--iface|--netns|--ingress-default|--egress-default|-f|--filename|--state|--listen|--passes|--pods|--events|--entries) ((i++)); continue ;;
+            -o|--output|--bpffs-root|--stats-window|--pod|--direction|--count|--namespace|--verdict|--ip|--port|--proto|--tier|--policy|--color|--aws-root|--iface|--netns|--ingress-default|--egress-default|-f|--filename|--state|--listen|--upstream|--min-ttl|--max-ttl|--refuse-with|--passes|--pods|--events|--entries) ((i++)); continue ;;
         esac
         case "$path ${COMP_WORDS[i]}" in
             "netfence ebpf") path="netfence ebpf" ;;
@@ -29,6 +29,10 @@ _netfence() {
             "netfence conntrack list"|"netfence conntrack ls") path="netfence conntrack list" ;;
             "netfence conntrack flush") path="netfence conntrack flush" ;;
             "netfence conntrack stats") path="netfence conntrack stats" ;;
+            "netfence dns") path="netfence dns" ;;
+            "netfence dns proxy") path="netfence dns proxy" ;;
+            "netfence fqdn") path="netfence fqdn" ;;
+            "netfence fqdn list") path="netfence fqdn list" ;;
             "netfence metrics") path="netfence metrics" ;;
             "netfence bench") path="netfence bench" ;;
             "netfence bench datapath") path="netfence bench datapath" ;;
@@ -63,13 +67,17 @@ _netfence() {
         -f|--filename) COMPREPLY=($(compgen -f -- "$cur")); return ;;
         --state) COMPREPLY=($(compgen -W "current stale orphan" -- "$cur")); return ;;
         --listen) COMPREPLY=(); return ;;
+        --upstream) COMPREPLY=(); return ;;
+        --min-ttl) COMPREPLY=(); return ;;
+        --max-ttl) COMPREPLY=(); return ;;
+        --refuse-with) COMPREPLY=($(compgen -W "refused nxdomain" -- "$cur")); return ;;
         --passes) COMPREPLY=(); return ;;
         --pods) COMPREPLY=(); return ;;
         --events) COMPREPLY=(); return ;;
         --entries) COMPREPLY=(); return ;;
     esac
     case "$path" in
-        "netfence") COMPREPLY=($(compgen -W "ebpf loader conntrack metrics bench demo completions man -o --output --bpffs-root -h --help --version" -- "$cur")) ;;
+        "netfence") COMPREPLY=($(compgen -W "ebpf loader conntrack dns fqdn metrics bench demo completions man -o --output --bpffs-root -h --help --version" -- "$cur")) ;;
         "netfence ebpf") COMPREPLY=($(compgen -W "progs maps events dump-maps dump-cp-maps loaded-ebpfdata -o --output --bpffs-root -h --help" -- "$cur")) ;;
         "netfence ebpf progs") COMPREPLY=($(compgen -W "-o --output --bpffs-root --all --stats --stats-window -h --help" -- "$cur")) ;;
         "netfence ebpf maps") COMPREPLY=($(compgen -W "dump -o --output --bpffs-root --all -h --help" -- "$cur")) ;;
@@ -91,6 +99,10 @@ _netfence() {
         "netfence conntrack list") COMPREPLY=($(compgen -W "-o --output --bpffs-root --pod --ip --port --proto --state --numeric --no-headers -h --help" -- "$cur")) ;;
         "netfence conntrack flush") COMPREPLY=($(compgen -W "-o --output --bpffs-root --pod --ip --port --proto --state -h --help" -- "$cur")) ;;
         "netfence conntrack stats") COMPREPLY=($(compgen -W "-o --output --bpffs-root -h --help" -- "$cur")) ;;
+        "netfence dns") COMPREPLY=($(compgen -W "proxy -o --output --bpffs-root -h --help" -- "$cur")) ;;
+        "netfence dns proxy") COMPREPLY=($(compgen -W "-o --output --bpffs-root --listen --upstream --min-ttl --max-ttl --refuse-with -h --help" -- "$cur")) ;;
+        "netfence fqdn") COMPREPLY=($(compgen -W "list -o --output --bpffs-root -h --help" -- "$cur")) ;;
+        "netfence fqdn list") COMPREPLY=($(compgen -W "-o --output --bpffs-root --pod -h --help" -- "$cur")) ;;
         "netfence metrics") COMPREPLY=($(compgen -W "-o --output --bpffs-root --listen -h --help" -- "$cur")) ;;
         "netfence bench") COMPREPLY=($(compgen -W "datapath loader events conntrack -o --output --bpffs-root -h --help" -- "$cur")) ;;
         "netfence bench datapath") COMPREPLY=($(compgen -W "-o --output --bpffs-root --passes -h --help" -- "$cur")) ;;

@@ -54,3 +54,52 @@ public enum ChildProcess {
         return Result(status: exited ? (status >> 8) & 0xff : 128 + status & 0x7f, output: String(decoding: text, as: UTF8.self))
     }
 }
+
+extension ChildProcess {
+    /// A program started in the background (a server a test or benchmark runs beside it).
+    public final class Running: @unchecked Sendable {
+        public let processID: pid_t
+        private var status: Int32?
+
+        init(processID: pid_t) { self.processID = processID }
+
+        /// Sends `signal` and waits for the exit; returns the status as `run` does. Once only.
+        @discardableResult
+        public func stop(signal: Int32 = SIGTERM) -> Int32 {
+            if let status { return status }
+            kill(processID, signal)
+            var raw: Int32 = 0
+            while waitpid(processID, &raw, 0) < 0, errno == EINTR {}
+            let result = raw & 0x7f == 0 ? (raw >> 8) & 0xff : 128 + raw & 0x7f
+            status = result
+            return result
+        }
+
+        /// Whether it is still running (not exited, or exited and not yet waited for).
+        public var isRunning: Bool {
+            guard status == nil else { return false }
+            var raw: Int32 = 0
+            let reaped = waitpid(processID, &raw, WNOHANG)
+            if reaped == processID { status = raw & 0x7f == 0 ? (raw >> 8) & 0xff : 128 + raw & 0x7f }
+            return status == nil
+        }
+
+        deinit { _ = stop(signal: SIGKILL) }
+    }
+
+    /// Starts `executable` with `arguments`, standard input, output and error on /dev/null.
+    public static func start(_ executable: String, _ arguments: [String]) throws -> Running {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var child: pid_t = 0
+        let spawned = posix_spawn(&child, executable, &actions, nil, argv, environ)
+        guard spawned == 0 else { throw BPFError("start", executable, errno: spawned) }
+        return Running(processID: child)
+    }
+}

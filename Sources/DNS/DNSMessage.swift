@@ -8,7 +8,7 @@ public struct DNSMessage: Sendable {
     }
 
     public enum ResponseCode {
-        public static let noError: UInt8 = 0, serverFailure: UInt8 = 2, nameError: UInt8 = 3, refused: UInt8 = 5
+        public static let noError: UInt8 = 0, formatError: UInt8 = 1, serverFailure: UInt8 = 2, nameError: UInt8 = 3, refused: UInt8 = 5
     }
 
     public struct Question: Sendable, Equatable {

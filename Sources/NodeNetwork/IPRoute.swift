@@ -2,15 +2,19 @@ import BPFKit
 import Foundation
 
 /// Runs iproute2's `ip`; a failure throws with the command and what it printed.
-enum IPRoute {
-    struct Failure: Error, CustomStringConvertible {
-        let command: String
-        let output: String
-        var description: String { "'\(command)' failed: \(output)" }
+public enum IPRoute {
+    public struct Failure: Error, CustomStringConvertible {
+        public let command: String
+        public let output: String
+        public init(command: String, output: String) {
+            self.command = command
+            self.output = output
+        }
+        public var description: String { "'\(command)' failed: \(output)" }
     }
 
     @discardableResult
-    static func run(_ arguments: [String]) throws -> String {
+    public static func run(_ arguments: [String]) throws -> String {
         let result = try ChildProcess.run(executable, arguments)
         let text = result.output.trimmingCharacters(in: .whitespacesAndNewlines)
         guard result.status == 0 else {

@@ -10,8 +10,8 @@ public enum Probe: String, Sendable, CaseIterable, CustomStringConvertible {
     public var description: String { rawValue }
 }
 
-/// A TCP listener and a UDP echo server on one port inside a namespace, served
-/// by a background thread until ``stop()``.
+/// A TCP and a UDP echo server on one port inside a namespace, served by a
+/// background thread until ``stop()``.
 public final class ProbeServer: @unchecked Sendable {
     public let port: UInt16
     private let tcp: FileDescriptor
@@ -50,14 +50,25 @@ public final class ProbeServer: @unchecked Sendable {
     private var isRunning: Bool { lock.withLock { running } }
 
     private func serve() {
-        var descriptors = [tcp, udp, tcp6, udp6].map { pollfd(fd: $0.rawValue, events: Int16(POLLIN), revents: 0) }
+        let listeners = [tcp, udp, tcp6, udp6].map { pollfd(fd: $0.rawValue, events: Int16(POLLIN), revents: 0) }
+        var connections: [pollfd] = []  // accepted TCP connections, echoed until the peer closes
         var buffer = [UInt8](repeating: 0, count: 2048)
+        defer { connections.forEach { close($0.fd) } }
         while isRunning {
+            var descriptors = listeners + connections
             guard poll(&descriptors, nfds_t(descriptors.count), 50) > 0 else { continue }
-            for entry in descriptors where entry.revents & Int16(POLLIN) != 0 {
+            for entry in descriptors where entry.revents & Int16(POLLIN | POLLHUP | POLLERR) != 0 {
                 if entry.fd == tcp.rawValue || entry.fd == tcp6.rawValue {
                     let connection = accept(entry.fd, nil, nil)
-                    if connection >= 0 { close(connection) }
+                    if connection >= 0 { connections.append(pollfd(fd: connection, events: Int16(POLLIN), revents: 0)) }
+                } else if connections.contains(where: { $0.fd == entry.fd }) {
+                    let received = recv(entry.fd, &buffer, buffer.count, 0)
+                    if received > 0 {
+                        _ = send(entry.fd, buffer, received, Int32(MSG_NOSIGNAL))
+                    } else {
+                        close(entry.fd)
+                        connections.removeAll { $0.fd == entry.fd }
+                    }
                 } else {
                     var peer = sockaddr_storage()
                     var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
@@ -123,6 +134,16 @@ extension NetworkNamespace {
         }
     }
 
+    /// A TCP connection to `address` that stays open (nil when it cannot be made within `timeout`).
+    public func openConnection(to address: String, port: UInt16, timeout: Double = 0.5) throws -> EchoConnection? {
+        var target = try SocketAddress.parse(address, port: port)
+        let socket = try self.socket(domain: address.contains(":") ? AF_INET6 : AF_INET, type: Int32(SOCK_STREAM.rawValue))
+        var limit = timeval(tv_sec: Int(timeout), tv_usec: Int(timeout.truncatingRemainder(dividingBy: 1) * 1e6))
+        for option in [SO_RCVTIMEO, SO_SNDTIMEO] { setsockopt(socket.rawValue, SOL_SOCKET, option, &limit, socklen_t(MemoryLayout<timeval>.size)) }
+        guard target.withSockaddr({ connect(socket.rawValue, $0, $1) }) == 0 else { return nil }
+        return EchoConnection(socket: socket)
+    }
+
     private static func awaitReply(_ socket: FileDescriptor, timeout: Double, matches: ([UInt8]) -> Bool) -> Bool {
         let deadline = Date().addingTimeInterval(timeout)
         var buffer = [UInt8](repeating: 0, count: 2048)
@@ -145,6 +166,27 @@ extension NetworkNamespace {
         let value = ~UInt16(sum)
         bytes[2] = UInt8(value >> 8)
         bytes[3] = UInt8(value & 0xff)
+    }
+}
+
+/// An open TCP connection to a ``ProbeServer``, for checking that an established flow still passes.
+public final class EchoConnection: @unchecked Sendable {
+    private let socket: FileDescriptor
+
+    init(socket: FileDescriptor) { self.socket = socket }
+
+    /// Whether bytes sent now come back (within the connection's timeout).
+    public func echoes() -> Bool {
+        let payload = Array("netfence echo \(UInt32.random(in: 0...UInt32.max))".utf8)
+        guard send(socket.rawValue, payload, payload.count, Int32(MSG_NOSIGNAL)) == payload.count else { return false }
+        var received: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 256)
+        while received.count < payload.count {
+            let count = recv(socket.rawValue, &buffer, buffer.count, 0)
+            guard count > 0 else { return false }
+            received += buffer.prefix(count)
+        }
+        return received == payload
     }
 }
 

@@ -1,0 +1,98 @@
+import BPFKit
+import DNS
+import Datapath
+import DatapathModel
+import Glibc
+
+/// The policy side of the proxy: which pod asks, which of its domain patterns
+/// allow a name, and the grants it writes before an answer is released. It reads
+/// the datapath's maps on every query (never a cache), so a policy change counts
+/// from the next query on.
+public final class GrantKeeper {
+    /// What a query may do.
+    public enum Admission: Equatable, Sendable {
+        /// Not a pod with domain rules (the node, a pod without them): forwarded, nothing granted.
+        case unrestricted
+        /// A pod with domain rules, for a name these patterns (ids) of its live policy allow.
+        case allowed(podID: UInt32, patterns: [UInt64])
+        /// A pod with domain rules, for a name none of its patterns allows.
+        case refused(podID: UInt32)
+    }
+
+    public let datapath: Datapath
+    /// TTLs are clamped into this range (seconds) before they become expiries.
+    public let ttlBounds: ClosedRange<UInt32>
+    /// How long a pattern stays in a grant after it expired: flows established under it
+    /// survive a policy change (re-evaluated) only while it is there.
+    public let retentionNanoseconds: UInt64
+
+    public init(datapath: Datapath, ttlBounds: ClosedRange<UInt32>, retentionNanoseconds: UInt64) {
+        self.datapath = datapath
+        self.ttlBounds = ttlBounds
+        self.retentionNanoseconds = retentionNanoseconds
+    }
+
+    /// Decides a query for `name` that arrived through the host interface `ifindex`.
+    public func admit(ifindex: UInt32?, name: DomainName) throws -> Admission {
+        guard let ifindex, let pod = try datapath.pod(ifindex: ifindex), pod.hasDomainRules else { return .unrestricted }
+        var patterns: [UInt64] = []
+        for pattern in name.matchingPatterns {
+            let key = DomainRuleKey(podID: pod.podID, slot: pod.slot, pattern: pattern.id)
+            if try datapath.domainRules.lookup(key: key.encode()) != nil { patterns.append(pattern.id) }
+        }
+        return patterns.isEmpty ? .refused(podID: pod.podID) : .allowed(podID: pod.podID, patterns: patterns)
+    }
+
+    /// Grants the pod every address of `resolved` under `patterns` until now plus its TTL
+    /// (clamped); returns the TTL the answer may carry: the smallest granted, so no record
+    /// the pod sees outlives its grant. Throws when a grant cannot be written.
+    public func grant(podID: UInt32, patterns: [UInt64], resolved: [DNSMessage.Resolved]) throws -> UInt32 {
+        let now = BootClock.nanoseconds(CLOCK_MONOTONIC)
+        var answerTTL = ttlBounds.upperBound
+        for entry in resolved {
+            let ttl = min(max(entry.ttl, ttlBounds.lowerBound), ttlBounds.upperBound)
+            answerTTL = min(answerTTL, ttl)
+            let address = entry.address.count == 4 ? IPAddress(bytes: [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff] + entry.address)
+                                                   : IPAddress(bytes: entry.address)
+            let expires = now + UInt64(ttl) * 1_000_000_000
+            var grant = try datapath.grant(podID: podID, address: address) ?? DomainGrant(podID: podID, address: address, patterns: [])
+            grant.patterns = merged(grant.patterns, adding: patterns, until: expires, now: now)
+            try datapath.write(grant)
+        }
+        return answerTTL
+    }
+
+    /// `existing` with each of `patterns` valid until at least `expires`, patterns long
+    /// expired dropped, and at most `patternsPerGrant` kept (those valid longest).
+    func merged(_ existing: [DomainGrant.Pattern], adding patterns: [UInt64], until expires: UInt64, now: UInt64) -> [DomainGrant.Pattern] {
+        var result = existing.filter { $0.expiresNanoseconds &+ retentionNanoseconds > now }
+        for pattern in patterns {
+            if let index = result.firstIndex(where: { $0.pattern == pattern }) {
+                result[index].expiresNanoseconds = max(result[index].expiresNanoseconds, expires)
+            } else {
+                result.append(DomainGrant.Pattern(pattern: pattern, expiresNanoseconds: expires))
+            }
+        }
+        if result.count > DatapathLimits.patternsPerGrant {
+            result = Array(result.sorted { $0.expiresNanoseconds > $1.expiresNanoseconds }.prefix(DatapathLimits.patternsPerGrant))
+        }
+        return result
+    }
+
+    /// Deletes grants whose every pattern expired longer than the retention ago; returns how many.
+    @discardableResult
+    public func collectExpired() throws -> Int {
+        let now = BootClock.nanoseconds(CLOCK_MONOTONIC)
+        var removed = 0
+        for grant in try datapath.grants() {
+            let kept = grant.patterns.filter { $0.expiresNanoseconds &+ retentionNanoseconds > now }
+            guard kept.count != grant.patterns.count else { continue }
+            if kept.isEmpty {
+                if try datapath.domainGrants.delete(key: grant.key) { removed += 1 }
+            } else {
+                try datapath.write(DomainGrant(podID: grant.podID, address: grant.address, patterns: kept))
+            }
+        }
+        return removed
+    }
+}

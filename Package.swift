@@ -51,7 +51,7 @@ let package = Package(
         .target(name: "DNS"),
         // `netfence dns proxy`: pods' DNS filtered by their domain rules; learned addresses granted before answers go back.
         .target(name: "DNSProxy", dependencies: [
-            "BPFKit", "DNS", "Datapath", "DatapathModel",
+            "BPFKit", "DNS", "Datapath", "DatapathModel", "Loader", "NodeNetwork", "PolicyInput",
             .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         // Throwaway node/pod network namespaces joined by veth, for the demo and tests.

@@ -5,7 +5,7 @@ _netfence() {
     local path="netfence" i
     for ((i = 1; i < COMP_CWORD; i++)); do
         case "${COMP_WORDS[i]}" in
-            -o|--output|--bpffs-root|--stats-window|--pod|--direction|--count|--namespace|--verdict|--ip|--port|--proto|--tier|--policy|--color|--aws-root|--iface|--netns|--ingress-default|--egress-default|-f|--filename|--state|--listen|--upstream|--min-ttl|--max-ttl|--refuse-with|--passes|--pods|--events|--entries) ((i++)); continue ;;
+            -o|--output|--bpffs-root|--stats-window|--pod|--direction|--count|--namespace|--verdict|--ip|--port|--proto|--tier|--policy|--color|--aws-root|--iface|--netns|--ingress-default|--egress-default|-f|--filename|--state|--listen|--upstream|--min-ttl|--max-ttl|--refuse-with|--passes|--pods|--events|--entries|--seconds) ((i++)); continue ;;
         esac
         case "$path ${COMP_WORDS[i]}" in
             "netfence ebpf") path="netfence ebpf" ;;
@@ -39,6 +39,7 @@ _netfence() {
             "netfence bench loader") path="netfence bench loader" ;;
             "netfence bench events") path="netfence bench events" ;;
             "netfence bench conntrack") path="netfence bench conntrack" ;;
+            "netfence bench dns") path="netfence bench dns" ;;
             "netfence demo") path="netfence demo" ;;
             "netfence completions") path="netfence completions" ;;
             "netfence man") path="netfence man" ;;
@@ -75,6 +76,7 @@ _netfence() {
         --pods) COMPREPLY=(); return ;;
         --events) COMPREPLY=(); return ;;
         --entries) COMPREPLY=(); return ;;
+        --seconds) COMPREPLY=(); return ;;
     esac
     case "$path" in
         "netfence") COMPREPLY=($(compgen -W "ebpf loader conntrack dns fqdn metrics bench demo completions man -o --output --bpffs-root -h --help --version" -- "$cur")) ;;
@@ -104,11 +106,12 @@ _netfence() {
         "netfence fqdn") COMPREPLY=($(compgen -W "list -o --output --bpffs-root -h --help" -- "$cur")) ;;
         "netfence fqdn list") COMPREPLY=($(compgen -W "-o --output --bpffs-root --pod -h --help" -- "$cur")) ;;
         "netfence metrics") COMPREPLY=($(compgen -W "-o --output --bpffs-root --listen -h --help" -- "$cur")) ;;
-        "netfence bench") COMPREPLY=($(compgen -W "datapath loader events conntrack -o --output --bpffs-root -h --help" -- "$cur")) ;;
+        "netfence bench") COMPREPLY=($(compgen -W "datapath loader events conntrack dns -o --output --bpffs-root -h --help" -- "$cur")) ;;
         "netfence bench datapath") COMPREPLY=($(compgen -W "-o --output --bpffs-root --passes -h --help" -- "$cur")) ;;
         "netfence bench loader") COMPREPLY=($(compgen -W "-o --output --bpffs-root --pods -h --help" -- "$cur")) ;;
         "netfence bench events") COMPREPLY=($(compgen -W "-o --output --bpffs-root --events -h --help" -- "$cur")) ;;
         "netfence bench conntrack") COMPREPLY=($(compgen -W "-o --output --bpffs-root --entries --passes -h --help" -- "$cur")) ;;
+        "netfence bench dns") COMPREPLY=($(compgen -W "-o --output --bpffs-root --seconds --passes -h --help" -- "$cur")) ;;
         "netfence demo") COMPREPLY=($(compgen -W "-o --output --bpffs-root --keep -h --help" -- "$cur")) ;;
         "netfence completions") COMPREPLY=($(compgen -W "-o --output --bpffs-root -h --help" -- "$cur")) ;;
         "netfence man") COMPREPLY=($(compgen -W "-o --output --bpffs-root -h --help" -- "$cur")) ;;

@@ -9,7 +9,7 @@ function __netfence_path
             continue
         end
         switch $word
-            case '-o' '--output' '--bpffs-root' '--stats-window' '--pod' '--direction' '--count' '--namespace' '--verdict' '--ip' '--port' '--proto' '--tier' '--policy' '--color' '--aws-root' '--iface' '--netns' '--ingress-default' '--egress-default' '-f' '--filename' '--state' '--listen' '--upstream' '--min-ttl' '--max-ttl' '--refuse-with' '--passes' '--pods' '--events' '--entries'
+            case '-o' '--output' '--bpffs-root' '--stats-window' '--pod' '--direction' '--count' '--namespace' '--verdict' '--ip' '--port' '--proto' '--tier' '--policy' '--color' '--aws-root' '--iface' '--netns' '--ingress-default' '--egress-default' '-f' '--filename' '--state' '--listen' '--upstream' '--min-ttl' '--max-ttl' '--refuse-with' '--passes' '--pods' '--events' '--entries' '--seconds'
                 set skip 1
                 continue
         end
@@ -76,6 +76,8 @@ function __netfence_path
                 set path 'netfence bench events'
             case 'netfence bench conntrack'
                 set path 'netfence bench conntrack'
+            case 'netfence bench dns'
+                set path 'netfence bench dns'
             case 'netfence demo'
                 set path 'netfence demo'
             case 'netfence completions'
@@ -281,6 +283,7 @@ complete -c netfence -n 'test (__netfence_path) = "netfence bench"' -a datapath 
 complete -c netfence -n 'test (__netfence_path) = "netfence bench"' -a loader -d 'Attach 100 pods and apply 1,000 CIDRs to one; per-pod attach and apply times beside baselines.'
 complete -c netfence -n 'test (__netfence_path) = "netfence bench"' -a events -d 'Events per second decoded and written as JSON Lines, beside a raw drain of the ring.'
 complete -c netfence -n 'test (__netfence_path) = "netfence bench"' -a conntrack -d 'Read a conntrack table of 500,000 entries: conntrack list and maps dump beside bpftool and a raw batch read.'
+complete -c netfence -n 'test (__netfence_path) = "netfence bench"' -a dns -d 'Queries per second and latency through netfence dns proxy beside straight to its upstream.'
 complete -c netfence -n 'test (__netfence_path) = "netfence bench"' -s o -l output -x -a 'table json' -d 'Output format: table for people, json for scripts.'
 complete -c netfence -n 'test (__netfence_path) = "netfence bench"' -l bpffs-root -x -a '(__fish_complete_directories)' -d 'The bpffs folder netfence pins its programs and maps under.'
 complete -c netfence -n 'test (__netfence_path) = "netfence bench"' -s h -l help -d 'Show help information.'
@@ -301,6 +304,11 @@ complete -c netfence -n 'test (__netfence_path) = "netfence bench conntrack"' -l
 complete -c netfence -n 'test (__netfence_path) = "netfence bench conntrack"' -l entries -x -d 'Entries in the table while it is read.'
 complete -c netfence -n 'test (__netfence_path) = "netfence bench conntrack"' -l passes -x -d 'Passes per case; the median is reported.'
 complete -c netfence -n 'test (__netfence_path) = "netfence bench conntrack"' -s h -l help -d 'Show help information.'
+complete -c netfence -n 'test (__netfence_path) = "netfence bench dns"' -s o -l output -x -a 'table json' -d 'Output format: table for people, json for scripts.'
+complete -c netfence -n 'test (__netfence_path) = "netfence bench dns"' -l bpffs-root -x -a '(__fish_complete_directories)' -d 'The bpffs folder netfence pins its programs and maps under.'
+complete -c netfence -n 'test (__netfence_path) = "netfence bench dns"' -l seconds -x -d 'Seconds of each dnsperf pass.'
+complete -c netfence -n 'test (__netfence_path) = "netfence bench dns"' -l passes -x -d 'Passes per case; the median is reported.'
+complete -c netfence -n 'test (__netfence_path) = "netfence bench dns"' -s h -l help -d 'Show help information.'
 complete -c netfence -n 'test (__netfence_path) = "netfence demo"' -s o -l output -x -a 'table json' -d 'Output format: table for people, json for scripts.'
 complete -c netfence -n 'test (__netfence_path) = "netfence demo"' -l bpffs-root -x -a '(__fish_complete_directories)' -d 'The bpffs folder netfence pins its programs and maps under.'
 complete -c netfence -n 'test (__netfence_path) = "netfence demo"' -l keep -d 'Leave the namespaces, filters and pins in place for a look around.'

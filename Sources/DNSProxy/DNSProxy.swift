@@ -57,6 +57,9 @@ public final class DNSProxy: @unchecked Sendable {
     private var servers: [Channel] = []
     private var routes: RouteLookup
     private var counters = ProxyCounters()
+    /// UDP channels written to since their last flush: flushed when a read burst ends, so a
+    /// burst of datagrams leaves in one sendmmsg.
+    private var unflushed: Set<ObjectIdentifier> = []
 
     public init(configuration: ProxyConfiguration, datapath: Datapath) throws {
         self.configuration = configuration
@@ -73,6 +76,7 @@ public final class DNSProxy: @unchecked Sendable {
     /// addresses with the datapath and starts the heartbeat.
     public func start() throws {
         let upstream = try DatagramBootstrap(group: loop)
+            .channelOption(.maxMessagesPerRead, value: 16)
             .channelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(UpstreamDatagramHandler(proxy: self)) }
             }
@@ -84,7 +88,6 @@ public final class DNSProxy: @unchecked Sendable {
                     .channelOption(.socketOption(.so_reuseaddr), value: 1)
                     .channelOption(.receivePacketInfo, value: true)
                     .channelOption(.maxMessagesPerRead, value: 16)
-                    .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65_536))
                     .channelInitializer { [self] channel in
                         channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(ClientDatagramHandler(proxy: self)) }
                     }
@@ -191,7 +194,8 @@ public final class DNSProxy: @unchecked Sendable {
         var bytes = waiting.query.bytes
         bytes[0] = UInt8(id >> 8)
         bytes[1] = UInt8(id & 0xff)
-        upstream.writeAndFlush(AddressedEnvelope(remoteAddress: upstreamAddress, data: upstream.allocator.buffer(bytes: bytes)), promise: nil)
+        upstream.write(AddressedEnvelope(remoteAddress: upstreamAddress, data: upstream.allocator.buffer(bytes: bytes)), promise: nil)
+        unflushed.insert(ObjectIdentifier(upstream))
     }
 
     /// One TCP connection upstream per query: DNS over TCP is the exception (TCP
@@ -211,6 +215,7 @@ public final class DNSProxy: @unchecked Sendable {
             switch result {
             case .failure:
                 fail(waiting)
+                flushDatagrams()
             case .success(let channel):
                 channel.writeAndFlush(channel.allocator.buffer(bytes: Self.framed(waiting.query.bytes)), promise: nil)
                 channel.eventLoop.scheduleTask(deadline: waiting.deadline) { channel.close(promise: nil) }
@@ -236,6 +241,7 @@ public final class DNSProxy: @unchecked Sendable {
 
     /// An upstream TCP answer to `waiting` (nil: the connection ended without one).
     func receivedUpstream(stream bytes: [UInt8]?, for waiting: PendingQuery) {
+        defer { flushDatagrams() }  // a UDP client's answer, outside any UDP read burst
         guard let bytes, let answer = try? DNSMessage(parsing: bytes), answer.isResponse, answer.questions.first == waiting.question else {
             return fail(waiting)
         }
@@ -277,15 +283,24 @@ public final class DNSProxy: @unchecked Sendable {
             pending[id] = nil
             fail(waiting)
         }
+        flushDatagrams()
     }
 
     private func respond(to client: Client, _ bytes: [UInt8]) {
         switch client {
         case .udp(let channel, let address):
-            channel.writeAndFlush(AddressedEnvelope(remoteAddress: address, data: channel.allocator.buffer(bytes: bytes)), promise: nil)
+            channel.write(AddressedEnvelope(remoteAddress: address, data: channel.allocator.buffer(bytes: bytes)), promise: nil)
+            unflushed.insert(ObjectIdentifier(channel))
         case .tcp(let channel):
             channel.writeAndFlush(channel.allocator.buffer(bytes: Self.framed(bytes)), promise: nil)
         }
+    }
+
+    /// A read burst ended: what it wrote over UDP leaves now.
+    func flushDatagrams() {
+        guard !unflushed.isEmpty else { return }
+        for channel in servers + [upstreamUDP].compactMap({ $0 }) where unflushed.contains(ObjectIdentifier(channel)) { channel.flush() }
+        unflushed.removeAll(keepingCapacity: true)
     }
 
     /// The host interface a TCP client's packets come through (its pod's host veth).
@@ -335,6 +350,8 @@ final class ClientDatagramHandler: ChannelInboundHandler {
         proxy.received(query: Array(envelope.data.readableBytesView), from: .udp(channel: context.channel, address: envelope.remoteAddress),
                        ifindex: ifindex)
     }
+
+    func channelReadComplete(context: ChannelHandlerContext) { proxy.flushDatagrams() }
 }
 
 /// Queries over TCP; the route back to the client names the pod.
@@ -366,6 +383,8 @@ final class UpstreamDatagramHandler: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         proxy.receivedUpstream(datagram: Array(Self.unwrapInboundIn(data).data.readableBytesView))
     }
+
+    func channelReadComplete(context: ChannelHandlerContext) { proxy.flushDatagrams() }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {}  // ICMP errors of a dead upstream: the query times out
 }

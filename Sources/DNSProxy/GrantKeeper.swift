@@ -5,9 +5,10 @@ import DatapathModel
 import Glibc
 
 /// The policy side of the proxy: which pod asks, which of its domain patterns
-/// allow a name, and the grants it writes before an answer is released. It reads
-/// the datapath's maps on every query (never a cache), so a policy change counts
-/// from the next query on.
+/// allow a name, and the grants it writes before an answer is released. Every
+/// query reads the pod's record; the patterns of its live slot are read again
+/// whenever the record's revision moved (an apply writes the new slot's rules
+/// before it flips the record), so a policy change counts from the next query on.
 public final class GrantKeeper {
     /// What a query may do.
     public enum Admission: Equatable, Sendable {
@@ -25,6 +26,8 @@ public final class GrantKeeper {
     /// How long a pattern stays in a grant after it expired: flows established under it
     /// survive a policy change (re-evaluated) only while it is there.
     public let retentionNanoseconds: UInt64
+    /// The pattern ids of each pod's live slot, as of a revision.
+    private var patternsByPod: [UInt32: (revision: UInt32, patterns: Set<UInt64>)] = [:]
 
     public init(datapath: Datapath, ttlBounds: ClosedRange<UInt32>, retentionNanoseconds: UInt64) {
         self.datapath = datapath
@@ -35,27 +38,37 @@ public final class GrantKeeper {
     /// Decides a query for `name` that arrived through the host interface `ifindex`.
     public func admit(ifindex: UInt32?, name: DomainName) throws -> Admission {
         guard let ifindex, let pod = try datapath.pod(ifindex: ifindex), pod.hasDomainRules else { return .unrestricted }
-        var patterns: [UInt64] = []
-        for pattern in name.matchingPatterns {
-            let key = DomainRuleKey(podID: pod.podID, slot: pod.slot, pattern: pattern.id)
-            if try datapath.domainRules.lookup(key: key.encode()) != nil { patterns.append(pattern.id) }
+        let live: Set<UInt64>
+        if let known = patternsByPod[pod.podID], known.revision == pod.revision {
+            live = known.patterns
+        } else {
+            live = Set(try datapath.domainRules(podID: pod.podID, slot: pod.slot).keys)
+            patternsByPod[pod.podID] = (pod.revision, live)
         }
+        let patterns = name.matchingPatterns.map(\.id).filter(live.contains)
         return patterns.isEmpty ? .refused(podID: pod.podID) : .allowed(podID: pod.podID, patterns: patterns)
     }
 
     /// Grants the pod every address of `resolved` under `patterns` until now plus its TTL
-    /// (clamped); returns the TTL the answer may carry: the smallest granted, so no record
-    /// the pod sees outlives its grant. Throws when a grant cannot be written.
+    /// (clamped); returns the TTL the answer may carry: no record the pod sees outlives its
+    /// grant. A grant that already runs within a second of that is left as it is (one
+    /// write fewer per repeated answer) and the answer's TTL is cut to what it has left.
+    /// Throws when a grant cannot be written.
     public func grant(podID: UInt32, patterns: [UInt64], resolved: [DNSMessage.Resolved]) throws -> UInt32 {
         let now = BootClock.nanoseconds(CLOCK_MONOTONIC)
         var answerTTL = ttlBounds.upperBound
         for entry in resolved {
             let ttl = min(max(entry.ttl, ttlBounds.lowerBound), ttlBounds.upperBound)
-            answerTTL = min(answerTTL, ttl)
             let address = entry.address.count == 4 ? IPAddress(bytes: [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff] + entry.address)
                                                    : IPAddress(bytes: entry.address)
             let expires = now + UInt64(ttl) * 1_000_000_000
             var grant = try datapath.grant(podID: podID, address: address) ?? DomainGrant(podID: podID, address: address, patterns: [])
+            let held = patterns.map { pattern in grant.patterns.first { $0.pattern == pattern }?.expiresNanoseconds ?? 0 }.min() ?? 0
+            if held + 1_000_000_000 >= expires, held > now + 1_000_000_000 {
+                answerTTL = min(answerTTL, UInt32((held - now) / 1_000_000_000))
+                continue
+            }
+            answerTTL = min(answerTTL, ttl)
             grant.patterns = merged(grant.patterns, adding: patterns, until: expires, now: now)
             try datapath.write(grant)
         }

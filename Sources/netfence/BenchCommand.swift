@@ -1,5 +1,6 @@
 import BPFKit
 import CommandTree
+import DNSProxy
 import Datapath
 import Events
 import Foundation
@@ -12,7 +13,8 @@ struct BenchCommand: Command {
     static let configuration = CommandConfiguration(
         name: "bench",
         abstract: "Measure netfence on this machine, each figure beside its baseline from the same run.",
-        subcommands: [BenchDatapathCommand.self, BenchLoaderCommand.self, BenchEventsCommand.self, BenchConntrackCommand.self])
+        subcommands: [BenchDatapathCommand.self, BenchLoaderCommand.self, BenchEventsCommand.self, BenchConntrackCommand.self,
+                      BenchDNSCommand.self])
 
     init(parsed: ParsedArguments) {}
 }
@@ -224,4 +226,60 @@ private func withThrowawayLoader<Result>(_ context: CommandContext, interfaces: 
         sandbox.remove()
     }
     return try body(root, sandbox)
+}
+
+/// `netfence bench dns`.
+struct BenchDNSCommand: Command {
+    static let configuration = CommandConfiguration(
+        name: "dns",
+        abstract: "Queries per second and latency through netfence dns proxy beside straight to its upstream.",
+        discussion: """
+            Builds a throwaway node: dnsmasq serving a test zone in its own namespace, a client pod attached with a \
+            domain rule for the zone, netfence dns proxy in the node namespace, and a pod without domain rules for the \
+            baseline. In turns, dnsperf runs against dnsmasq directly and through the proxy (every proxied answer \
+            writes a grant before it is released), and the same client times queries one after another for p50 and \
+            p99. Reports medians and what the proxy adds; goals: at least 20,000 queries/s, at most 0.3 ms added at \
+            p50. Needs dnsmasq and dnsperf; removes everything it made.
+            """)
+
+    static let seconds = Option<Int>(long: "seconds", help: "Seconds of each dnsperf pass.", default: 5)
+    static let passes = Option<Int>(long: "passes", help: "Passes per case; the median is reported.", default: 3)
+    static let arguments = [seconds.definition, passes.definition]
+
+    let seconds: Int
+    let passes: Int
+    init(parsed: ParsedArguments) {
+        seconds = parsed[Self.seconds]
+        passes = parsed[Self.passes]
+    }
+
+    func validate() throws {
+        if !(1...60).contains(seconds) { throw UsageError("--seconds must be between 1 and 60") }
+        if !(1...20).contains(passes) { throw UsageError("--passes must be between 1 and 20") }
+    }
+
+    func run(_ context: CommandContext) throws {
+        try NodeAccess.requirePrivileges(context)
+        for tool in ["/usr/sbin/dnsmasq", "/usr/bin/dnsperf"] where !FileManager.default.isExecutableFile(atPath: tool) {
+            throw RuntimeError("\(tool) is not installed; the benchmark needs it", hint: "install it with 'apt-get install dnsmasq dnsperf'")
+        }
+        var benchmark = DNSBenchmark()
+        benchmark.seconds = seconds
+        benchmark.passes = passes
+        let summary = try benchmark.run(netfence: try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+        switch context.outputFormat {
+        case .json:
+            context.print(try JSONOutput.encode(summary))
+        case .table:
+            var table = Table(headers: ["CASE", "QUERIES/S", "P50 MS", "P99 MS"])
+            for result in [summary.direct, summary.proxied] {
+                table.append([result.name, String(format: "%.0f", result.queriesPerSecond), String(format: "%.3f", result.p50Milliseconds),
+                              String(format: "%.3f", result.p99Milliseconds)])
+            }
+            context.print(table.render())
+            context.print(String(format: "added by the proxy: %.3f ms at p50, %.3f ms at p99", summary.addedP50Milliseconds, summary.addedP99Milliseconds))
+            context.print("goals: ≥ 20,000 queries/s through the proxy: \(summary.throughputGoalMet ? "met" : "missed"); "
+                + "≤ 0.3 ms added at p50: \(summary.latencyGoalMet ? "met" : "missed")")
+        }
+    }
 }

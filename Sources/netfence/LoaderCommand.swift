@@ -3,6 +3,7 @@ import CommandTree
 import Datapath
 import DatapathModel
 import Foundation
+import Glibc
 import Loader
 
 /// `netfence loader`: how a node agent drives the datapath.
@@ -83,14 +84,15 @@ struct LoaderStatusCommand: Command {
     func run(_ context: CommandContext) throws {
         let loader = try LoaderAccess.open(context)
         let datapath = loader.datapath
-        let maps = try [("pods", datapath.pods), ("conntrack", datapath.conntrack), ("fragments", datapath.fragments)].map { name, map in
+        let maps = try [("pods", datapath.pods), ("conntrack", datapath.conntrack), ("fragments", datapath.fragments),
+                        ("domain_grants", datapath.domainGrants)].map { name, map in
             MapFill(name: name, entries: try map.countEntries() ?? 0, maxEntries: Int(try map.info().maxEntries))
         }
         let (pods, objects, stray) = try loader.status()
         let status = LoaderStatus(
             root: context.bpffsRoot,
             programIDs: ["nf_to_pod": try datapath.toPod.info().id, "nf_from_pod": try datapath.fromPod.info().id],
-            maps: maps, pods: pods.map(PodStatus.init),
+            maps: maps, pods: pods.map(PodStatus.init), dnsProxies: try DNSProxyStatus.read(datapath),
             objects: objects.map { ObjectStatus(kind: $0.object.key.kind.rawValue, namespace: $0.object.key.namespace, name: $0.object.key.name,
                                                 policyRef: $0.object.policyRef, index: $0.index, appliedAt: $0.appliedAt) },
             drift: pods.flatMap { pod in pod.missingHooks.map { "\(pod.registration.namespace)/\(pod.registration.name): \(pod.registration.interface) has no netfence \($0.rawValue) filter" } }
@@ -114,7 +116,35 @@ struct LoaderStatusCommand: Command {
             var mapTable = Table(headers: ["MAP", "ENTRIES", "MAX", "FILL"])
             for map in maps { mapTable.append([map.name, String(map.entries), String(map.maxEntries), String(format: "%.1f%%", map.fillPercent)]) }
             context.print("\n" + mapTable.render())
+            if status.dnsProxies.isEmpty {
+                context.print("\nNo DNS proxy has run (pods with domain rules can resolve nothing).")
+            } else {
+                for proxy in status.dnsProxies {
+                    context.print("\nDNS proxy on \(proxy.address) port \(proxy.port): " + (proxy.running
+                        ? "running (pid \(proxy.pid), last heartbeat \(String(format: "%.1f", proxy.heartbeatAgeSeconds ?? 0)) s ago)"
+                        : "not running: pods with domain rules fail closed"))
+                }
+            }
             context.print(status.drift.isEmpty ? "\nNo drift." : "\nDrift:\n" + status.drift.map { "  \($0)" }.joined(separator: "\n"))
+        }
+    }
+}
+
+/// A DNS proxy as the datapath knows it: its address, its process, whether its heartbeat is recent.
+struct DNSProxyStatus: Encodable {
+    let address: String
+    let port: UInt16
+    let pid: UInt32
+    let running: Bool
+    let heartbeatAgeSeconds: Double?
+
+    static func read(_ datapath: Datapath) throws -> [DNSProxyStatus] {
+        let beat = try datapath.dnsHeartbeatNanoseconds()
+        let now = BootClock.nanoseconds(CLOCK_MONOTONIC)
+        let alive = beat != 0 && beat + DatapathLimits.dnsHeartbeatTimeoutNanoseconds > now
+        return try datapath.registeredDNSProxies().map { address, record in
+            DNSProxyStatus(address: address.description, port: record.port, pid: record.pid, running: alive && record.pid != 0 && kill(pid_t(record.pid), 0) == 0,
+                           heartbeatAgeSeconds: beat == 0 ? nil : Double(now &- beat) / 1e9)
         }
     }
 }
@@ -173,6 +203,7 @@ struct LoaderStatus: Encodable {
     let programIDs: [String: UInt32]
     let maps: [MapFill]
     let pods: [PodStatus]
+    let dnsProxies: [DNSProxyStatus]
     let objects: [ObjectStatus]
     let drift: [String]
 }

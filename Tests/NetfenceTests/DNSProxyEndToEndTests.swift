@@ -125,6 +125,12 @@ final class DomainCluster {
         proxy = nil
     }
 
+    /// `running` of each DNS proxy `loader status -o json` reports.
+    func proxyRunningInStatus() throws -> [Bool] {
+        let json = try JSONSerialization.jsonObject(with: Data(try cli(["loader", "status", "-o", "json"]).standardOutput.utf8)) as? [String: Any]
+        return (json?["dnsProxies"] as? [[String: Any]] ?? []).compactMap { $0["running"] as? Bool }
+    }
+
     func client(_ pod: Int, server: String) -> DNSTestClient { DNSTestClient(in: cluster.pods[pod].namespace, server: server) }
 
     /// Resolves through the proxy (IPv4 or IPv6 transport).
@@ -258,8 +264,10 @@ final class DomainCluster {
         #expect(try node.client(a, server: node.upstream).query("a.wild.test", timeout: 0.5) == nil, "and no way around it")
         usleep(3_200_000)  // past the heartbeat timeout
         #expect(try !node.connects(a, DomainCluster.zoneAddress(1)), "killed: no new domain-allowed connection")
+        #expect(try node.proxyRunningInStatus() == [false, false], "loader status: not running (IPv4 and IPv6 listen addresses)")
 
         try node.startProxy()
+        #expect(try node.proxyRunningInStatus() == [true, true], "loader status: running")
         #expect(try node.connects(a, DomainCluster.zoneAddress(1)), "restarted: the grant in the pinned map holds again")
         #expect(try node.resolve(a, "a.wild.test")?.addresses == [DomainCluster.zoneAddress(3)])
         #expect(try node.connects(a, DomainCluster.zoneAddress(3)))

@@ -1,0 +1,172 @@
+import BPFKit
+import DNS
+import Foundation
+import Glibc
+import Loader
+import NodeNetwork
+import PolicyInput
+
+/// `netfence bench dns`: queries per second and latency through `netfence dns proxy`
+/// beside the same queries straight to its upstream, in one run on one throwaway
+/// node. dnsmasq answers a test zone in its own namespace; the proxy runs in the node
+/// namespace as the node would run it; the client pod is attached with a domain rule
+/// for the zone, so every proxied answer writes a grant before it is released.
+public struct DNSBenchmark {
+    public struct Result: Sendable, Encodable {
+        public let name: String
+        public let queriesPerSecond: Double
+        public let p50Milliseconds: Double
+        public let p99Milliseconds: Double
+    }
+
+    public struct Summary: Sendable, Encodable {
+        public let direct: Result
+        public let proxied: Result
+        public let addedP50Milliseconds: Double
+        public let addedP99Milliseconds: Double
+        public let throughputGoalMet: Bool
+        public let latencyGoalMet: Bool
+    }
+
+    /// Seconds each dnsperf pass runs.
+    public var seconds = 5
+    /// Passes per case (turns alternate); the median is reported.
+    public var passes = 3
+    /// Sequential queries timed per pass for the latency percentiles.
+    public var latencySamples = 2000
+    public static let throughputGoal = 20_000.0
+    public static let addedP50Goal = 0.3
+
+    public init() {}
+
+    /// Runs both cases; `netfence` is this binary (the proxy runs as its own process).
+    public func run(netfence: String) throws -> Summary {
+        let pid = getpid()
+        let root = "/sys/fs/bpf/netfence-bench-dns-\(pid)"
+        try BPFFilesystem.mountIfNeeded()
+        let cluster = try ClusterNetwork(prefix: "nfbd\(pid % 100_000)", pods: 3, subnet: 250)
+        defer {
+            try? Loader.reset(root: root)
+            cluster.remove()
+        }
+        let (client, dnsPod, plainClient) = (cluster.pods[0], cluster.pods[1], cluster.pods[2])
+        let proxyAddress = "198.18.250.253"
+        try IPRoute.run(["-n", cluster.node.name, "addr", "add", "\(proxyAddress)/32", "dev", "lo"])
+
+        let (loader, _) = try Loader.initialize(root: root, migrate: false)
+        _ = try loader.attach(namespace: "bench", name: "client", interface: client.hostInterface, netns: cluster.node.name, defaults: [:])
+        _ = try loader.apply(PolicyDocumentParser.parse("""
+            {"apiVersion": "networking.k8s.aws/v1alpha1", "kind": "PolicyEndpoint",
+             "metadata": {"name": "bench", "namespace": "bench"},
+             "spec": {"policyRef": {"name": "bench", "namespace": "bench"}, "podIsolation": ["Egress"],
+                      "podSelectorEndpoints": [{"name": "client", "namespace": "bench"}],
+                      "egress": [{"domainName": "*.bench.test", "ports": [{"protocol": "TCP", "port": 443}]}]}}
+            """))
+
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("netfence-bench-dns-\(pid)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let config = folder.appendingPathComponent("dnsmasq.conf"), queries = folder.appendingPathComponent("queries")
+        try ["port=53", "bind-interfaces", "listen-address=\(dnsPod.ipv4)", "no-resolv", "no-hosts", "pid-file=",
+             "address=/bench.test/198.19.10.1"].joined(separator: "\n").write(to: config, atomically: true, encoding: .utf8)
+        try (0..<10_000).map { "q\($0).bench.test A" }.joined(separator: "\n").write(to: queries, atomically: true, encoding: .utf8)
+
+        let dnsmasq = try Self.start(in: dnsPod.namespace.name, ["/usr/sbin/dnsmasq", "--keep-in-foreground", "--conf-file=\(config.path)"])
+        defer { dnsmasq.stop(signal: SIGKILL) }
+        let proxy = try Self.start(in: cluster.node.name, [netfence, "dns", "proxy", "--bpffs-root", root, "--listen", proxyAddress,
+                                                          "--upstream", dnsPod.ipv4])
+        defer { proxy.stop() }
+        try Self.waitForAnswers(from: dnsPod.ipv4, in: plainClient.namespace)
+        try Self.waitForAnswers(from: proxyAddress, in: client.namespace)
+
+        // The baseline client has no domain rules (one that has may not reach dnsmasq at all).
+        let cases = [("straight to dnsmasq", plainClient, dnsPod.ipv4), ("through netfence dns proxy", client, proxyAddress)]
+        var throughput = [[Double]](repeating: [], count: cases.count)
+        var latencies = [[Double]](repeating: [], count: cases.count)
+        for _ in 0..<passes {
+            for (index, (_, pod, server)) in cases.enumerated() {
+                throughput[index].append(try dnsperf(server: server, in: pod.namespace.name, queries: queries.path))
+                latencies[index] += try Self.sequentialLatencies(server: server, in: pod.namespace, count: latencySamples)
+            }
+        }
+        let results = cases.indices.map { index in
+            let sorted = latencies[index].sorted()
+            return Result(name: cases[index].0, queriesPerSecond: Self.median(throughput[index]),
+                          p50Milliseconds: Self.percentile(sorted, 0.50), p99Milliseconds: Self.percentile(sorted, 0.99))
+        }
+        let added50 = results[1].p50Milliseconds - results[0].p50Milliseconds
+        return Summary(direct: results[0], proxied: results[1], addedP50Milliseconds: added50,
+                       addedP99Milliseconds: results[1].p99Milliseconds - results[0].p99Milliseconds,
+                       throughputGoalMet: results[1].queriesPerSecond >= Self.throughputGoal, latencyGoalMet: added50 <= Self.addedP50Goal)
+    }
+
+    /// dnsperf from `namespace` for `seconds`: the queries per second it reports.
+    private func dnsperf(server: String, in namespace: String, queries: String) throws -> Double {
+        let result = try ChildProcess.run("/usr/bin/nsenter", ["--net=\(NetworkNamespace.namedFolder)/\(namespace)", "/usr/bin/dnsperf",
+                                                               "-s", server, "-d", queries, "-l", String(seconds), "-c", "8", "-q", "500"])
+        guard result.status == 0,
+              let line = result.output.split(separator: "\n").first(where: { $0.contains("Queries per second:") }),
+              let value = line.split(separator: ":").last.flatMap({ Double($0.trimmingCharacters(in: .whitespaces)) }) else {
+            throw BenchmarkError("dnsperf against \(server) failed: \(result.output.suffix(400))")
+        }
+        return value
+    }
+
+    /// Round trips of `count` queries one after another (no load), in milliseconds.
+    static func sequentialLatencies(server: String, in namespace: NetworkNamespace, count: Int) throws -> [Double] {
+        let socket = try namespace.socket(domain: AF_INET, type: Int32(SOCK_DGRAM.rawValue))
+        var target = sockaddr_in()
+        target.sin_family = sa_family_t(AF_INET)
+        target.sin_port = UInt16(53).bigEndian
+        inet_pton(AF_INET, server, &target.sin_addr)
+        let connected = withUnsafePointer(to: &target) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(socket.rawValue, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { throw BenchmarkError("connect a UDP socket to \(server): \(String(cString: strerror(errno)))") }
+        var timeout = timeval(tv_sec: 1, tv_usec: 0)
+        setsockopt(socket.rawValue, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var samples: [Double] = []
+        samples.reserveCapacity(count)
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let clock = ContinuousClock()
+        for index in 0..<count {
+            let query = Self.query(id: UInt16(truncatingIfNeeded: index), name: "l\(index % 10_000).bench.test")
+            let started = clock.now
+            guard send(socket.rawValue, query, query.count, 0) == query.count else { continue }
+            while true {
+                let received = recv(socket.rawValue, &buffer, buffer.count, 0)
+                guard received >= 2 else { break }  // timed out: the sample is lost, not counted
+                if buffer[0] == query[0] && buffer[1] == query[1] {
+                    samples.append((clock.now - started).milliseconds)
+                    break
+                }
+            }
+        }
+        guard samples.count >= count * 9 / 10 else { throw BenchmarkError("only \(samples.count) of \(count) queries to \(server) were answered") }
+        return samples
+    }
+
+    static func query(id: UInt16, name: String) -> [UInt8] {
+        var bytes: [UInt8] = [UInt8(id >> 8), UInt8(id & 0xff), 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]
+        for label in name.split(separator: ".") { bytes += [UInt8(label.utf8.count)] + Array(label.utf8) }
+        return bytes + [0, 0, 1, 0, 1]
+    }
+
+    static func waitForAnswers(from server: String, in namespace: NetworkNamespace) throws {
+        for _ in 0..<50 {
+            if (try? sequentialLatencies(server: server, in: namespace, count: 1))?.isEmpty == false { return }
+            usleep(100_000)
+        }
+        throw BenchmarkError("\(server) does not answer DNS")
+    }
+
+    static func start(in namespace: String, _ command: [String]) throws -> ChildProcess.Running {
+        try ChildProcess.start("/usr/bin/nsenter", ["--net=\(NetworkNamespace.namedFolder)/\(namespace)"] + command)
+    }
+
+    static func median(_ values: [Double]) -> Double { percentile(values.sorted(), 0.5) }
+
+    static func percentile(_ sorted: [Double], _ fraction: Double) -> Double {
+        sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int(Double(sorted.count) * fraction))]
+    }
+}

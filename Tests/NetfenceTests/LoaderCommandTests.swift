@@ -27,7 +27,7 @@ import TestSupport
         let status = try json(try NetfenceBinary.run(["loader", "status", "-o", "json", "--bpffs-root", root.path]).standardOutput)
         #expect((status["programIDs"] as? [String: Int]) == ids)
         let maps = try #require(status["maps"] as? [[String: Any]])
-        #expect(maps.map { $0["name"] as? String } == ["pods", "conntrack", "fragments"])
+        #expect(maps.map { $0["name"] as? String } == ["pods", "conntrack", "fragments", "domain_grants"])
         #expect(maps[1]["maxEntries"] as? Int == 524_288 && maps[1]["entries"] as? Int == 0)
         #expect((status["pods"] as? [Any])?.isEmpty == true)
     }

@@ -95,6 +95,13 @@ public struct DNSMessage: Sendable {
         }
     }
 
+    /// The bytes of a recursive query for `name` (class IN), as a stub resolver sends it.
+    public static func query(id: UInt16, name: String, type: UInt16 = RecordType.a) -> [UInt8] {
+        var bytes: [UInt8] = [UInt8(id >> 8), UInt8(id & 0xff), 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]
+        for label in name.split(separator: ".") { bytes += [UInt8(label.utf8.count)] + Array(label.utf8) }
+        return bytes + [0, UInt8(type >> 8), UInt8(type & 0xff), 0, 1]
+    }
+
     /// A reply to this query with `responseCode` and its question, nothing else (REFUSED, SERVFAIL).
     public func reply(responseCode: UInt8) -> [UInt8] {
         let opcodeAndDesire = flags & 0x7900  // opcode, RD

@@ -130,7 +130,7 @@ public struct DNSBenchmark {
         var buffer = [UInt8](repeating: 0, count: 4096)
         let clock = ContinuousClock()
         for index in 0..<count {
-            let query = Self.query(id: UInt16(truncatingIfNeeded: index), name: "l\(index % 10_000).bench.test")
+            let query = DNSMessage.query(id: UInt16(truncatingIfNeeded: index), name: "l\(index % 10_000).bench.test")
             let started = clock.now
             guard send(socket.rawValue, query, query.count, 0) == query.count else { continue }
             while true {
@@ -144,12 +144,6 @@ public struct DNSBenchmark {
         }
         guard samples.count >= count * 9 / 10 else { throw BenchmarkError("only \(samples.count) of \(count) queries to \(server) were answered") }
         return samples
-    }
-
-    static func query(id: UInt16, name: String) -> [UInt8] {
-        var bytes: [UInt8] = [UInt8(id >> 8), UInt8(id & 0xff), 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]
-        for label in name.split(separator: ".") { bytes += [UInt8(label.utf8.count)] + Array(label.utf8) }
-        return bytes + [0, 0, 1, 0, 1]
     }
 
     static func waitForAnswers(from server: String, in namespace: NetworkNamespace) throws {

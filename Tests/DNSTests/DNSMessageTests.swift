@@ -102,6 +102,12 @@ import Testing
         #expect(DomainPattern("*.") == nil && DomainPattern("a.*.com") == nil && DomainPattern("**.com") == nil)
     }
 
+    @Test func aBuiltQueryParsesBackToItsQuestion() throws {
+        let query = try DNSMessage(parsing: DNSMessage.query(id: 0x1234, name: "a.Example.com", type: DNSMessage.RecordType.aaaa))
+        #expect(query.id == 0x1234 && !query.isResponse && query.flags & 0x0100 != 0, "recursion desired")
+        #expect(query.questions == [DNSMessage.Question(name: try #require(DomainName("a.example.com")), type: DNSMessage.RecordType.aaaa)])
+    }
+
     @Test func patternIdsAreFNV1aOfTheNormalisedText() throws {
         #expect(try #require(DomainPattern("a")).id == 0xaf63_dc4c_8601_ec8c, "FNV-1a 64 of \"a\"")
         #expect(DomainPattern("GitHub.COM.")?.id == DomainPattern("github.com")?.id)

@@ -145,17 +145,7 @@ final class DomainCluster {
 
     @discardableResult
     func cli(_ words: [String], input: String? = nil, sourceLocation: SourceLocation = #_sourceLocation) throws -> CommandResult {
-        var arguments = words + ["--bpffs-root", root.path]
-        var file: URL?
-        if let input {
-            file = FileManager.default.temporaryDirectory.appendingPathComponent("nf-\(UniqueNames.make("in")).yaml")
-            try input.write(to: file!, atomically: true, encoding: .utf8)
-            arguments += ["-f", file!.path]
-        }
-        defer { file.map { try? FileManager.default.removeItem(at: $0) } }
-        let result = try NetfenceBinary.run(arguments)
-        #expect(result.status == 0, "netfence \(words.joined(separator: " ")): \(result.standardError)", sourceLocation: sourceLocation)
-        return result
+        try runNetfence(words, root: root, input: input, sourceLocation: sourceLocation)
     }
 
     func waitUntil(_ what: String, timeout: Double = 5, _ condition: () throws -> Bool) throws {
@@ -273,6 +263,29 @@ final class DomainCluster {
         #expect(try node.connects(a, DomainCluster.zoneAddress(3)))
     }
 
+    @Test func ttlsAreCappedAndAFailedGrantWriteAnswersServerFailure() throws {
+        guard Privileges.require() else { return }
+        let node = try DomainCluster(proxyArguments: ["--max-ttl", "30"])
+        let a = DomainCluster.clientA
+        #expect(try node.resolve(a, "allowed.test")?.ttl == 30, "a TTL of 60 is granted and shown as --max-ttl")
+
+        // Fill the grant map (another pod id) so the next new address cannot be written.
+        let datapath = try Datapath.open(pinnedUnder: node.root.path)
+        let value = DomainGrant(podID: 4000, address: IPAddress("::")!, patterns: []).encodeValue()
+        var filled = try datapath.grants().count
+        var counter: UInt32 = 0
+        while filled < DatapathLimits.domainGrants {
+            counter += 1
+            let bytes = withUnsafeBytes(of: counter.bigEndian) { [0x20, 0x01, 0x0d, 0xb8] + [UInt8](repeating: 0, count: 8) + Array($0) }
+            try datapath.domainGrants.update(key: DomainGrant.key(podID: 4000, address: IPAddress(bytes: bytes)), value: value)
+            filled += 1
+        }
+        let refused = try #require(try node.resolve(a, "alias.test"))
+        #expect(refused.responseCode == DNSMessage.ResponseCode.serverFailure && refused.addresses.isEmpty,
+                "the grant could not be written: SERVFAIL, not an answer the datapath would not honour")
+        #expect(try !node.connects(a, DomainCluster.zoneAddress(5)))
+    }
+
     /// The race other implementations lose: the answer reaches the pod before the
     /// datapath knows its address. Each round's grant is deleted first, so every
     /// round's first connect depends on the write the proxy made before answering.
@@ -291,6 +304,7 @@ final class DomainCluster {
                 continue
             }
             if try !node.connects(a, DomainCluster.zoneAddress(6), timeout: 1) { failures.append("\(name): first connect failed") }
+            if failures.count >= 10 { break }  // broken for sure: fail now rather than after 1,000 timeouts
         }
         #expect(failures.isEmpty, "\(failures.count) of 1000 rounds failed: \(failures.prefix(5))")
     }

@@ -32,17 +32,7 @@ final class LoaderCluster {
     /// Runs netfence with this cluster's pin root; a failure fails the test with its stderr.
     @discardableResult
     func cli(_ words: [String], input: String? = nil, sourceLocation: SourceLocation = #_sourceLocation) throws -> CommandResult {
-        var arguments = words + ["--bpffs-root", root.path]
-        var file: URL?
-        if let input {
-            file = FileManager.default.temporaryDirectory.appendingPathComponent("nf-\(UniqueNames.make("in")).yaml")
-            try input.write(to: file!, atomically: true, encoding: .utf8)
-            arguments += ["-f", file!.path]
-        }
-        defer { file.map { try? FileManager.default.removeItem(at: $0) } }
-        let result = try NetfenceBinary.run(arguments)
-        #expect(result.status == 0, "netfence \(words.joined(separator: " ")): \(result.standardError)", sourceLocation: sourceLocation)
-        return result
+        try runNetfence(words, root: root, input: input, sourceLocation: sourceLocation)
     }
 
     /// Whether `probe` from pod `from` reaches pod `to` (IPv6 when `ipv6`).
@@ -50,6 +40,23 @@ final class LoaderCluster {
         let target = ipv6 ? cluster.pods[to].ipv6 : cluster.pods[to].ipv4
         return try cluster.pods[from].namespace.probe(probe, to: target, port: Self.port)
     }
+}
+
+/// Runs netfence with the pin root `root` (and `input` as a file given with -f); a failure
+/// fails the test with its stderr.
+@discardableResult
+func runNetfence(_ words: [String], root: TestPinRoot, input: String? = nil, sourceLocation: SourceLocation = #_sourceLocation) throws -> CommandResult {
+    var arguments = words + ["--bpffs-root", root.path]
+    var file: URL?
+    if let input {
+        file = FileManager.default.temporaryDirectory.appendingPathComponent("nf-\(UniqueNames.make("in")).yaml")
+        try input.write(to: file!, atomically: true, encoding: .utf8)
+        arguments += ["-f", file!.path]
+    }
+    defer { file.map { try? FileManager.default.removeItem(at: $0) } }
+    let result = try NetfenceBinary.run(arguments)
+    #expect(result.status == 0, "netfence \(words.joined(separator: " ")): \(result.standardError)", sourceLocation: sourceLocation)
+    return result
 }
 
 /// A PolicyEndpoint selecting `pod` with `ingress`/`egress` rules given as YAML lines.

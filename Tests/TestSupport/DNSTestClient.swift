@@ -27,9 +27,7 @@ public struct DNSTestClient {
     /// Asks for `name` (type A, or AAAA); nil when no answer came within `timeout` seconds.
     public func query(_ name: String, type: UInt16 = DNSMessage.RecordType.a, overTCP: Bool = false, timeout: Double = 1) throws -> Answer? {
         let id = UInt16.random(in: 1...UInt16.max)
-        var query: [UInt8] = [UInt8(id >> 8), UInt8(id & 0xff), 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]
-        for label in name.split(separator: ".") { query += [UInt8(label.utf8.count)] + Array(label.utf8) }
-        query += [0, UInt8(type >> 8), UInt8(type & 0xff), 0, 1]
+        let query = DNSMessage.query(id: id, name: name, type: type)
         var retried = false
         var bytes = overTCP ? try exchangeOverTCP(query, timeout: timeout) : try exchangeOverUDP(query, id: id, timeout: timeout)
         if !overTCP, let udp = bytes, let message = try? DNSMessage(parsing: udp), message.isTruncated {

@@ -29,8 +29,10 @@ let package = Package(
             capability: .buildTool(),
             dependencies: ["netfence-bpf-embed"]
         ),
-        // Swift over libbpf: types that own file descriptors, typed errors.
-        .target(name: "BPFKit", dependencies: ["CNetfenceShim", "CLibBPF"]),
+        // The host, not BPF: file descriptors, processes, clocks, capabilities, locks, typed errno.
+        .target(name: "HostKit"),
+        // Swift over libbpf: types that own BPF objects' descriptors, typed errors.
+        .target(name: "BPFKit", dependencies: ["CNetfenceShim", "CLibBPF", "HostKit"]),
         // The ABI header (bpf/netfence_abi.h) for Swift: constants and struct layouts.
         .target(name: "CNetfenceABI"),
         // The datapath as pure values: ABI codecs, policy compiler, reference evaluator.
@@ -38,30 +40,30 @@ let package = Package(
         // PolicyEndpoint / ClusterPolicyEndpoint documents: parsing, validation, per-pod rules.
         .target(name: "PolicyInput", dependencies: ["DatapathModel", "DNS", .product(name: "Yams", package: "Yams")]),
         // The loaded datapath: programs, maps, pods, atomic policy swaps, events.
-        .target(name: "Datapath", dependencies: ["BPFKit", "BPFObjects", "DatapathModel"]),
+        .target(name: "Datapath", dependencies: ["HostKit", "BPFKit", "BPFObjects", "DatapathModel"]),
         // The loader a node agent drives: pods, applied objects, state in bpffs.
-        .target(name: "Loader", dependencies: ["BPFKit", "BPFObjects", "Datapath", "DatapathModel", "PolicyInput"]),
+        .target(name: "Loader", dependencies: ["HostKit", "BPFKit", "BPFObjects", "Datapath", "DatapathModel", "PolicyInput"]),
         // Output built as bytes: a growing buffer and a cursor that writes JSON, addresses, table cells.
         .target(name: "Rendering", dependencies: ["DatapathModel"]),
         // The verdict log and counters in words: attribution, filters, metrics.
         .target(name: "Events", dependencies: ["BPFKit", "Datapath", "DatapathModel", "Loader", "PolicyInput", "Rendering"]),
         // The datapath's maps (and the AWS agent's) in words: layouts, conntrack, streamed dumps.
-        .target(name: "Inspection", dependencies: ["BPFKit", "DNS", "DatapathModel", "Events", "Loader", "PolicyInput", "Rendering"]),
+        .target(name: "Inspection", dependencies: ["HostKit", "BPFKit", "DNS", "DatapathModel", "Events", "Loader", "PolicyInput", "Rendering"]),
         // DNS as the domain-name policy needs it: messages (compression, CNAME chains, TTLs), names and patterns.
         .target(name: "DNS"),
         // `netfence dns proxy`: pods' DNS filtered by their domain rules; learned addresses granted before answers go back.
         .target(name: "DNSProxy", dependencies: [
-            "BPFKit", "DNS", "Datapath", "DatapathModel", "Loader", "NodeNetwork", "PolicyInput",
+            "BPFKit", "HostKit", "DNS", "Datapath", "DatapathModel", "Loader", "NodeNetwork", "PolicyInput",
             .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         // Throwaway node/pod network namespaces joined by veth, for the demo and tests.
-        .target(name: "NodeNetwork", dependencies: ["BPFKit"]),
+        .target(name: "NodeNetwork", dependencies: ["HostKit", "BPFKit"]),
         // The hand-written command tree: parsing, help, completions, man page.
         .target(name: "CommandTree"),
         // The binary: one file per command, wiring only.
         .executableTarget(
             name: "netfence",
-            dependencies: ["BPFKit", "BPFObjects", "CommandTree", "DNS", "DNSProxy", "Datapath", "DatapathModel", "Events", "Inspection", "Loader",
+            dependencies: ["HostKit", "BPFKit", "BPFObjects", "CommandTree", "DNS", "DNSProxy", "Datapath", "DatapathModel", "Events", "Inspection", "Loader",
                            "NodeNetwork", "PolicyInput", "Rendering"]
         ),
         .testTarget(name: "CommandTreeTests", dependencies: ["CommandTree"]),
@@ -69,14 +71,14 @@ let package = Package(
         .testTarget(name: "DatapathModelTests", dependencies: ["DatapathModel", "CNetfenceABI"]),
         .testTarget(name: "PolicyInputTests", dependencies: ["PolicyInput", "DatapathModel", "DNS"]),
         .testTarget(name: "EventsTests", dependencies: ["Events", "DatapathModel"]),
-        .testTarget(name: "DatapathTests", dependencies: ["Datapath", "DatapathModel", "BPFKit", "NodeNetwork", "TestSupport"]),
-        .testTarget(name: "BPFKitTests", dependencies: ["BPFKit", "BPFObjects", "TestSupport"]),
+        .testTarget(name: "DatapathTests", dependencies: ["HostKit", "Datapath", "DatapathModel", "BPFKit", "NodeNetwork", "TestSupport"]),
+        .testTarget(name: "BPFKitTests", dependencies: ["HostKit", "BPFKit", "BPFObjects", "TestSupport"]),
         .testTarget(
             name: "NetfenceTests",
-            dependencies: ["netfence", "BPFKit", "BPFObjects", "CLibBPF", "DNS", "Datapath", "DatapathModel", "Loader", "NodeNetwork", "TestSupport"],
+            dependencies: ["HostKit", "netfence", "BPFKit", "BPFObjects", "CLibBPF", "DNS", "Datapath", "DatapathModel", "Loader", "NodeNetwork", "TestSupport"],
             exclude: ["Snapshots"]
         ),
         // Helpers shared by the test targets: privilege probes, throwaway netns.
-        .target(name: "TestSupport", dependencies: ["BPFKit", "DNS", "NodeNetwork"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["HostKit", "BPFKit", "DNS", "NodeNetwork"], path: "Tests/TestSupport"),
     ]
 )

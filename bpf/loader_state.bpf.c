@@ -10,6 +10,13 @@
 #include "netfence_abi.h"
 
 struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct nf_root_marker);
+} root_marker SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, NF_MAX_PODS);
 	__uint(map_flags, BPF_F_NO_PREALLOC);

@@ -325,10 +325,18 @@ struct nf_event {
 #define NF_POD_NAME_BYTES 256
 #define NF_INTERFACE_BYTES 16
 #define NF_NETNS_NAME_BYTES 64
-/* Applied objects are stored as JSON in chunks of this many bytes. */
+/* Applied objects are stored (PolicyObjectCodec) in chunks of this many bytes. */
 #define NF_OBJECT_CHUNK_BYTES 4088
 #define NF_MAX_OBJECTS 65536
 #define NF_MAX_OBJECT_CHUNKS (NF_MAX_OBJECTS * 4)
+
+/* root_marker (array, one entry): pinned first by init, so a folder is known as
+ * a netfence pin root and reset removes only the pins netfence's layout names. */
+#define NF_ROOT_MAGIC 0x65636e656674656eULL /* "netfence", little-endian */
+struct nf_root_marker {
+	__u64 magic;      /* NF_ROOT_MAGIC */
+	__u64 created_ns; /* CLOCK_REALTIME of the first init */
+};
 
 /* pod_registry: a pod attached on this node, by pod id. */
 struct nf_pod_registration {
@@ -344,12 +352,12 @@ struct nf_pod_registration {
 /* policy_manifests: an applied object version, by object index. Written after
  * its chunks, so a manifest always names a complete object. */
 struct nf_object_manifest {
-	__u32 length; /* bytes of JSON */
+	__u32 length; /* bytes of the stored object */
 	__u32 chunks;
 	__u64 applied_ns; /* CLOCK_REALTIME at apply */
 };
 
-/* policy_chunks: JSON bytes of object versions. */
+/* policy_chunks: the stored bytes of object versions. */
 struct nf_object_chunk_key {
 	__u32 object_index;
 	__u32 chunk;
@@ -388,6 +396,7 @@ _Static_assert(__builtin_offsetof(struct nf_event, saddr) == 28, "nf_event.saddr
 _Static_assert(__builtin_offsetof(struct nf_event, direction) == 64, "nf_event.direction");
 _Static_assert(sizeof(struct nf_pod_registration) == 408, "nf_pod_registration layout");
 _Static_assert(__builtin_offsetof(struct nf_pod_registration, pod_name) == 72, "nf_pod_registration.pod_name");
+_Static_assert(sizeof(struct nf_root_marker) == 16, "nf_root_marker layout");
 _Static_assert(sizeof(struct nf_object_manifest) == 16, "nf_object_manifest layout");
 _Static_assert(sizeof(struct nf_object_chunk) == 4092, "nf_object_chunk layout");
 

@@ -5,7 +5,7 @@ _netfence() {
     local path="netfence" i
     for ((i = 1; i < COMP_CWORD; i++)); do
         case "${COMP_WORDS[i]}" in
-            -o|--output|--bpffs-root|--stats-window|--pod|--direction|--count|--namespace|--verdict|--ip|--port|--proto|--tier|--policy|--color|--aws-root|--iface|--netns|--ingress-default|--egress-default|-f|--filename|--state|--listen|--upstream|--min-ttl|--max-ttl|--refuse-with|--passes|--pods|--events|--entries|--seconds) ((i++)); continue ;;
+            -o|--output|--bpffs-root|--stats-window|--pod|--direction|--count|--namespace|--verdict|--ip|--port|--proto|--tier|--policy|--color|--aws-root|--wait-timeout|--iface|--netns|--ingress-default|--egress-default|-f|--filename|--state|--listen|--upstream|--min-ttl|--max-ttl|--refuse-with|--passes|--pods|--events|--entries|--seconds) ((i++)); continue ;;
         esac
         case "$path ${COMP_WORDS[i]}" in
             "netfence ebpf") path="netfence ebpf" ;;
@@ -61,6 +61,7 @@ _netfence() {
         --policy) COMPREPLY=(); return ;;
         --color) COMPREPLY=($(compgen -W "auto always never" -- "$cur")); return ;;
         --aws-root) COMPREPLY=(); return ;;
+        --wait-timeout) COMPREPLY=(); return ;;
         --iface) COMPREPLY=(); return ;;
         --netns) COMPREPLY=(); return ;;
         --ingress-default) COMPREPLY=($(compgen -W "allow deny" -- "$cur")); return ;;
@@ -90,13 +91,13 @@ _netfence() {
         "netfence ebpf dump-cp-maps") COMPREPLY=($(compgen -W "-o --output --bpffs-root --pod --direction --raw --numeric --per-cpu --no-headers -h --help" -- "$cur")) ;;
         "netfence ebpf loaded-ebpfdata") COMPREPLY=($(compgen -W "-o --output --bpffs-root --pod --aws-root -h --help" -- "$cur")) ;;
         "netfence loader") COMPREPLY=($(compgen -W "init attach apply delete detach status reset -o --output --bpffs-root -h --help" -- "$cur")) ;;
-        "netfence loader init") COMPREPLY=($(compgen -W "-o --output --bpffs-root --migrate -h --help" -- "$cur")) ;;
-        "netfence loader attach") COMPREPLY=($(compgen -W "-o --output --bpffs-root --pod --iface --netns --ingress-default --egress-default -h --help" -- "$cur")) ;;
-        "netfence loader apply") COMPREPLY=($(compgen -W "-o --output --bpffs-root -f --filename -h --help" -- "$cur")) ;;
-        "netfence loader delete") COMPREPLY=($(compgen -W "-o --output --bpffs-root -f --filename -h --help" -- "$cur")) ;;
-        "netfence loader detach") COMPREPLY=($(compgen -W "-o --output --bpffs-root --pod -h --help" -- "$cur")) ;;
-        "netfence loader status") COMPREPLY=($(compgen -W "-o --output --bpffs-root -h --help" -- "$cur")) ;;
-        "netfence loader reset") COMPREPLY=($(compgen -W "-o --output --bpffs-root -h --help" -- "$cur")) ;;
+        "netfence loader init") COMPREPLY=($(compgen -W "-o --output --bpffs-root --migrate --wait-timeout -h --help" -- "$cur")) ;;
+        "netfence loader attach") COMPREPLY=($(compgen -W "-o --output --bpffs-root --pod --iface --netns --ingress-default --egress-default --wait-timeout -h --help" -- "$cur")) ;;
+        "netfence loader apply") COMPREPLY=($(compgen -W "-o --output --bpffs-root -f --filename --wait-timeout -h --help" -- "$cur")) ;;
+        "netfence loader delete") COMPREPLY=($(compgen -W "-o --output --bpffs-root -f --filename --wait-timeout -h --help" -- "$cur")) ;;
+        "netfence loader detach") COMPREPLY=($(compgen -W "-o --output --bpffs-root --pod --wait-timeout -h --help" -- "$cur")) ;;
+        "netfence loader status") COMPREPLY=($(compgen -W "-o --output --bpffs-root --wait-timeout -h --help" -- "$cur")) ;;
+        "netfence loader reset") COMPREPLY=($(compgen -W "-o --output --bpffs-root --wait-timeout -h --help" -- "$cur")) ;;
         "netfence conntrack") COMPREPLY=($(compgen -W "list flush stats -o --output --bpffs-root -h --help" -- "$cur")) ;;
         "netfence conntrack list") COMPREPLY=($(compgen -W "-o --output --bpffs-root --pod --ip --port --proto --state --numeric --no-headers -h --help" -- "$cur")) ;;
         "netfence conntrack flush") COMPREPLY=($(compgen -W "-o --output --bpffs-root --pod --ip --port --proto --state -h --help" -- "$cur")) ;;

@@ -9,7 +9,7 @@ function __netfence_path
             continue
         end
         switch $word
-            case '-o' '--output' '--bpffs-root' '--stats-window' '--pod' '--direction' '--count' '--namespace' '--verdict' '--ip' '--port' '--proto' '--tier' '--policy' '--color' '--aws-root' '--iface' '--netns' '--ingress-default' '--egress-default' '-f' '--filename' '--state' '--listen' '--upstream' '--min-ttl' '--max-ttl' '--refuse-with' '--passes' '--pods' '--events' '--entries' '--seconds'
+            case '-o' '--output' '--bpffs-root' '--stats-window' '--pod' '--direction' '--count' '--namespace' '--verdict' '--ip' '--port' '--proto' '--tier' '--policy' '--color' '--aws-root' '--wait-timeout' '--iface' '--netns' '--ingress-default' '--egress-default' '-f' '--filename' '--state' '--listen' '--upstream' '--min-ttl' '--max-ttl' '--refuse-with' '--passes' '--pods' '--events' '--entries' '--seconds'
                 set skip 1
                 continue
         end
@@ -201,6 +201,7 @@ complete -c netfence -n 'test (__netfence_path) = "netfence loader"' -s h -l hel
 complete -c netfence -n 'test (__netfence_path) = "netfence loader init"' -s o -l output -x -a 'table json' -d 'Output format: table for people, json for scripts.'
 complete -c netfence -n 'test (__netfence_path) = "netfence loader init"' -l bpffs-root -x -a '(__fish_complete_directories)' -d 'The bpffs folder netfence pins its programs and maps under.'
 complete -c netfence -n 'test (__netfence_path) = "netfence loader init"' -l migrate -d 'Replace pinned maps that do not match this netfence (their entries are lost).'
+complete -c netfence -n 'test (__netfence_path) = "netfence loader init"' -l wait-timeout -x -d 'How long to wait for another netfence command changing this pin root to finish.'
 complete -c netfence -n 'test (__netfence_path) = "netfence loader init"' -s h -l help -d 'Show help information.'
 complete -c netfence -n 'test (__netfence_path) = "netfence loader attach"' -s o -l output -x -a 'table json' -d 'Output format: table for people, json for scripts.'
 complete -c netfence -n 'test (__netfence_path) = "netfence loader attach"' -l bpffs-root -x -a '(__fish_complete_directories)' -d 'The bpffs folder netfence pins its programs and maps under.'
@@ -209,24 +210,30 @@ complete -c netfence -n 'test (__netfence_path) = "netfence loader attach"' -l i
 complete -c netfence -n 'test (__netfence_path) = "netfence loader attach"' -l netns -x -d 'The network namespace IFACE lives in (ip netns name).'
 complete -c netfence -n 'test (__netfence_path) = "netfence loader attach"' -l ingress-default -x -a 'allow deny' -d 'Ingress when nothing selects the pod.'
 complete -c netfence -n 'test (__netfence_path) = "netfence loader attach"' -l egress-default -x -a 'allow deny' -d 'Egress when nothing selects the pod.'
+complete -c netfence -n 'test (__netfence_path) = "netfence loader attach"' -l wait-timeout -x -d 'How long to wait for another netfence command changing this pin root to finish.'
 complete -c netfence -n 'test (__netfence_path) = "netfence loader attach"' -s h -l help -d 'Show help information.'
 complete -c netfence -n 'test (__netfence_path) = "netfence loader apply"' -s o -l output -x -a 'table json' -d 'Output format: table for people, json for scripts.'
 complete -c netfence -n 'test (__netfence_path) = "netfence loader apply"' -l bpffs-root -x -a '(__fish_complete_directories)' -d 'The bpffs folder netfence pins its programs and maps under.'
 complete -c netfence -n 'test (__netfence_path) = "netfence loader apply"' -s f -l filename -r -F -d 'PolicyEndpoint / ClusterPolicyEndpoint objects, JSON or YAML; - reads standard input.'
+complete -c netfence -n 'test (__netfence_path) = "netfence loader apply"' -l wait-timeout -x -d 'How long to wait for another netfence command changing this pin root to finish.'
 complete -c netfence -n 'test (__netfence_path) = "netfence loader apply"' -s h -l help -d 'Show help information.'
 complete -c netfence -n 'test (__netfence_path) = "netfence loader delete"' -s o -l output -x -a 'table json' -d 'Output format: table for people, json for scripts.'
 complete -c netfence -n 'test (__netfence_path) = "netfence loader delete"' -l bpffs-root -x -a '(__fish_complete_directories)' -d 'The bpffs folder netfence pins its programs and maps under.'
 complete -c netfence -n 'test (__netfence_path) = "netfence loader delete"' -s f -l filename -r -F -d 'PolicyEndpoint / ClusterPolicyEndpoint objects, JSON or YAML; - reads standard input.'
+complete -c netfence -n 'test (__netfence_path) = "netfence loader delete"' -l wait-timeout -x -d 'How long to wait for another netfence command changing this pin root to finish.'
 complete -c netfence -n 'test (__netfence_path) = "netfence loader delete"' -s h -l help -d 'Show help information.'
 complete -c netfence -n 'test (__netfence_path) = "netfence loader detach"' -s o -l output -x -a 'table json' -d 'Output format: table for people, json for scripts.'
 complete -c netfence -n 'test (__netfence_path) = "netfence loader detach"' -l bpffs-root -x -a '(__fish_complete_directories)' -d 'The bpffs folder netfence pins its programs and maps under.'
 complete -c netfence -n 'test (__netfence_path) = "netfence loader detach"' -l pod -x -d 'The pod, as NAMESPACE/NAME.'
+complete -c netfence -n 'test (__netfence_path) = "netfence loader detach"' -l wait-timeout -x -d 'How long to wait for another netfence command changing this pin root to finish.'
 complete -c netfence -n 'test (__netfence_path) = "netfence loader detach"' -s h -l help -d 'Show help information.'
 complete -c netfence -n 'test (__netfence_path) = "netfence loader status"' -s o -l output -x -a 'table json' -d 'Output format: table for people, json for scripts.'
 complete -c netfence -n 'test (__netfence_path) = "netfence loader status"' -l bpffs-root -x -a '(__fish_complete_directories)' -d 'The bpffs folder netfence pins its programs and maps under.'
+complete -c netfence -n 'test (__netfence_path) = "netfence loader status"' -l wait-timeout -x -d 'How long to wait for another netfence command changing this pin root to finish.'
 complete -c netfence -n 'test (__netfence_path) = "netfence loader status"' -s h -l help -d 'Show help information.'
 complete -c netfence -n 'test (__netfence_path) = "netfence loader reset"' -s o -l output -x -a 'table json' -d 'Output format: table for people, json for scripts.'
 complete -c netfence -n 'test (__netfence_path) = "netfence loader reset"' -l bpffs-root -x -a '(__fish_complete_directories)' -d 'The bpffs folder netfence pins its programs and maps under.'
+complete -c netfence -n 'test (__netfence_path) = "netfence loader reset"' -l wait-timeout -x -d 'How long to wait for another netfence command changing this pin root to finish.'
 complete -c netfence -n 'test (__netfence_path) = "netfence loader reset"' -s h -l help -d 'Show help information.'
 complete -c netfence -n 'test (__netfence_path) = "netfence conntrack"' -a list -d 'List tracked connections, decoded; filters combine with AND.'
 complete -c netfence -n 'test (__netfence_path) = "netfence conntrack"' -a flush -d 'Remove tracked connections (all, or those the filters select); prints how many.'

@@ -2,6 +2,7 @@ import CLibBPF
 import CNetfenceShim
 import Foundation
 import Glibc
+import HostKit
 
 /// The kind of kernel object behind a pin on bpffs.
 public enum PinnedObjectKind: String, Sendable {
@@ -29,33 +30,109 @@ public enum BPFFilesystem {
     /// Mounts bpffs at `mountPoint` unless one is already there.
     public static func mountIfNeeded(at mountPoint: String = defaultMountPoint) throws {
         if isBPFFilesystem(mountPoint) { return }
-        try? FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
+        try makeDirectories(mountPoint)
         if mount("bpf", mountPoint, "bpf", 0, nil) != 0 {
-            throw BPFError("mount bpffs at", mountPoint, errno: errno)
+            throw SystemError("mount bpffs at", mountPoint, errno: errno)
         }
     }
 
-    /// Every program, map and link pinned at or below `root`, sorted by path.
-    /// A missing root holds nothing; objects that vanish mid-walk are skipped.
-    public static func pinnedObjects(under root: String) throws -> [PinnedObject] {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: root, isDirectory: &isDirectory) else { return [] }
-        let paths: [String]
-        if isDirectory.boolValue {
-            guard let walker = FileManager.default.enumerator(atPath: root) else { return [] }
-            paths = walker.compactMap { $0 as? String }.map { "\(root)/\($0)" }
-        } else {
-            paths = [root]
+    /// Creates `path` and the folders above it that are missing (`mkdir -p`).
+    public static func makeDirectories(_ path: String) throws {
+        var built = ""
+        for component in path.split(separator: "/") {
+            built += "/\(component)"
+            if mkdir(built, 0o755) != 0 && errno != EEXIST { throw SystemError("create folder", built, errno: errno) }
         }
-        return try paths.sorted().compactMap { path in
-            guard !isFolder(path) else { return nil }
+    }
+
+    /// What `removePins` did in one folder.
+    public struct Removal: Sendable, Equatable {
+        /// Pins removed, as paths.
+        public var removed: [String] = []
+        /// Entries left because they are not among the names given (another tool's, or newer).
+        public var kept: [String] = []
+    }
+
+    /// Unpins `names` in `folder` (below `root`), never through a symlink: the
+    /// folder is opened without following one and each entry must be a pin
+    /// itself. Removes the folder when nothing else is left in it.
+    public static func removePins(_ names: Set<String>, in folder: String, under root: String) throws -> Removal {
+        var removal = Removal()
+        let rootFD = open(root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        if rootFD < 0 { throw SystemError("open pin root", root, errno: errno) }
+        defer { close(rootFD) }
+        let folderFD = openat(rootFD, folder, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        if folderFD < 0 {
+            if errno == ENOENT { return removal }
+            throw SystemError("open pin folder", "\(root)/\(folder)", errno: errno)
+        }
+        guard let listing = fdopendir(dup(folderFD)) else { close(folderFD); throw SystemError("list", "\(root)/\(folder)", errno: errno) }
+        defer { closedir(listing); close(folderFD) }
+        for name in entryNames(listing).sorted() {
+            var info = stat()
+            let path = "\(root)/\(folder)/\(name)"
+            guard names.contains(name), fstatat(folderFD, name, &info, AT_SYMLINK_NOFOLLOW) == 0, info.st_mode & S_IFMT == S_IFREG else {
+                removal.kept.append(path)
+                continue
+            }
+            if unlinkat(folderFD, name, 0) != 0 { throw SystemError("unpin", path, errno: errno) }
+            removal.removed.append(path)
+        }
+        if removal.kept.isEmpty, unlinkat(rootFD, folder, AT_REMOVEDIR) != 0, errno != ENOENT, errno != ENOTEMPTY {
+            throw SystemError("remove folder", "\(root)/\(folder)", errno: errno)
+        }
+        return removal
+    }
+
+    /// Every program, map and link pinned at or below `root`, sorted by path.
+    /// A missing root holds nothing; symlinks are not followed; entries that are
+    /// not BPF objects (or vanish mid-walk) are skipped.
+    public static func pinnedObjects(under root: String) throws -> [PinnedObject] {
+        try pinPaths(under: root).compactMap { path in
             let fd = bpf_obj_get(path)
-            if fd == -ENOENT { return nil }
+            // ENOENT: gone meanwhile; EACCES/EINVAL/EPERM on a root-owned walk: a file that is no BPF object
+            if [-ENOENT, -EACCES, -EINVAL, -EPERM].contains(fd) { return nil }
             try check(fd, "open pinned object", path)
             let descriptor = FileDescriptor(owning: fd)
             guard let kind = kind(of: descriptor) else { return nil }
             return PinnedObject(path: path, kind: kind, descriptor: descriptor)
         }
+    }
+
+    /// Paths of the regular files at or below `root` (pins are regular files on bpffs), sorted.
+    static func pinPaths(under root: String) -> [String] {
+        var info = stat()
+        guard lstat(root, &info) == 0 else { return [] }
+        switch info.st_mode & S_IFMT {
+        case S_IFREG: return [root]
+        case S_IFDIR: break
+        default: return []
+        }
+        var paths: [String] = []
+        var folders = [root]
+        while let folder = folders.popLast() {
+            guard let listing = opendir(folder) else { continue }
+            defer { closedir(listing) }
+            for name in entryNames(listing) {
+                guard lstat("\(folder)/\(name)", &info) == 0 else { continue }
+                switch info.st_mode & S_IFMT {
+                case S_IFDIR: folders.append("\(folder)/\(name)")
+                case S_IFREG: paths.append("\(folder)/\(name)")
+                default: continue
+                }
+            }
+        }
+        return paths.sorted()
+    }
+
+    /// The names in an open directory listing, without `.` and `..`.
+    private static func entryNames(_ listing: OpaquePointer) -> [String] {
+        var names: [String] = []
+        while let entry = readdir(listing) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
     }
 
     /// The map pinned at `path`, or nil when nothing is pinned there.
@@ -64,7 +141,7 @@ public enum BPFFilesystem {
         if fd == -ENOENT { return nil }
         try check(fd, "open pinned map", path)
         let descriptor = FileDescriptor(owning: fd)
-        guard kind(of: descriptor) == .map else { throw BPFError("open pinned map", "\(path) (not a map)", errno: EINVAL) }
+        guard kind(of: descriptor) == .map else { throw SystemError("open pinned map", "\(path) (not a map)", errno: EINVAL) }
         return BPFMap(descriptor: descriptor)
     }
 
@@ -74,13 +151,8 @@ public enum BPFFilesystem {
         if fd == -ENOENT { return nil }
         try check(fd, "open pinned program", path)
         let descriptor = FileDescriptor(owning: fd)
-        guard kind(of: descriptor) == .program else { throw BPFError("open pinned program", "\(path) (not a program)", errno: EINVAL) }
+        guard kind(of: descriptor) == .program else { throw SystemError("open pinned program", "\(path) (not a program)", errno: EINVAL) }
         return BPFProgram(descriptor: descriptor)
-    }
-
-    private static func isFolder(_ path: String) -> Bool {
-        var isDirectory: ObjCBool = false
-        return FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) && isDirectory.boolValue
     }
 
     /// The anon-inode name behind a BPF descriptor tells what it is.
@@ -107,23 +179,4 @@ public final class StatisticsSession {
         let fd = try check(bpf_enable_stats(BPF_STATS_RUN_TIME), "enable", "BPF run-time statistics")
         descriptor = FileDescriptor(owning: fd)
     }
-}
-
-/// The effective capabilities of this process, read from /proc/self/status.
-public struct Capabilities: Sendable {
-    public let effective: UInt64
-
-    /// The capabilities this process has now.
-    public static func current() -> Capabilities {
-        let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
-        let line = status.split(separator: "\n").first { $0.hasPrefix("CapEff:") }
-        let hex = line.map { $0.dropFirst("CapEff:".count).trimmingCharacters(in: .whitespaces) } ?? "0"
-        return Capabilities(effective: UInt64(hex, radix: 16) ?? 0)
-    }
-
-    private func has(_ bit: UInt64) -> Bool { effective & (1 << bit) != 0 }
-    /// CAP_SYS_ADMIN (21): listing every object on the host, and anything CAP_BPF allows.
-    public var sysAdmin: Bool { has(21) }
-    /// CAP_BPF (39): loading programs and creating maps.
-    public var bpf: Bool { has(39) || sysAdmin }
 }

@@ -1,5 +1,6 @@
 import CLibBPF
 import Glibc
+import HostKit
 
 /// What the kernel reports about a map (`bpf_map_info`).
 public struct MapInfo: Sendable, Equatable {
@@ -159,7 +160,7 @@ public final class BPFMap: @unchecked Sendable {
     public func forEachBatch(batchSize: Int = 4096, _ body: (Batch) throws -> Void) throws {
         let info = try info()
         guard !info.type.hasNoKeys else {
-            throw BPFError("read entries of map", "id \(info.id) (\(info.name), a \(info.type) map)", errno: EINVAL)
+            throw SystemError("read entries of map", "id \(info.id) (\(info.name), a \(info.type) map)", errno: EINVAL)
         }
         if try forEachBatchByLookups(info, batchSize: max(1, batchSize), body) { return }
         try forEachBatchByKeys(info, batchSize: max(1, batchSize), body)

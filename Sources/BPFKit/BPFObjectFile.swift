@@ -2,6 +2,7 @@ import CLibBPF
 import CNetfenceShim
 import Foundation
 import Glibc
+import HostKit
 
 /// A BPF ELF object opened and loaded into the kernel by libbpf
 /// (`bpf_object__open_mem` + `bpf_object__load`). Its programs and maps are
@@ -33,7 +34,7 @@ public final class BPFObjectFile {
         let openError = libbpf_get_error(UnsafeRawPointer(opened))
         guard let opened, openError == 0 else {
             elf.deallocate()
-            throw BPFError("open BPF object", name, errno: Int32(truncatingIfNeeded: openError),
+            throw SystemError("open BPF object", name, errno: Int32(truncatingIfNeeded: openError),
                            detail: String(cString: nf_libbpf_last_warning()))
         }
         do {
@@ -41,7 +42,7 @@ public final class BPFObjectFile {
             while let current = map {
                 if let existing = try reusing(MapSpec(current)) {
                     let reused = bpf_map__reuse_fd(current, existing.descriptor.rawValue)
-                    if reused < 0 { throw BPFError("reuse map", String(cString: bpf_map__name(current)), errno: reused) }
+                    if reused < 0 { throw SystemError("reuse map", String(cString: bpf_map__name(current)), errno: reused) }
                 }
                 map = bpf_object__next_map(opened, current)
             }
@@ -55,7 +56,7 @@ public final class BPFObjectFile {
             let detail = String(cString: nf_libbpf_last_warning())
             bpf_object__close(opened)
             elf.deallocate()
-            throw BPFError("load BPF object", name, errno: loaded, detail: detail)
+            throw SystemError("load BPF object", name, errno: loaded, detail: detail)
         }
         object = opened
     }
@@ -68,7 +69,7 @@ public final class BPFObjectFile {
     /// The loaded program called `programName` in the source (the C function name).
     public func program(named programName: String) throws -> BPFProgram {
         guard let program = bpf_object__find_program_by_name(object, programName) else {
-            throw BPFError("find program \(programName) in", "BPF object \(name)", errno: ENOENT)
+            throw SystemError("find program \(programName) in", "BPF object \(name)", errno: ENOENT)
         }
         return BPFProgram(descriptor: try duplicate(bpf_program__fd(program), of: "program \(programName)"))
     }
@@ -76,7 +77,7 @@ public final class BPFObjectFile {
     /// The map called `mapName` in the source.
     public func map(named mapName: String) throws -> BPFMap {
         guard let map = bpf_object__find_map_by_name(object, mapName) else {
-            throw BPFError("find map \(mapName) in", "BPF object \(name)", errno: ENOENT)
+            throw SystemError("find map \(mapName) in", "BPF object \(name)", errno: ENOENT)
         }
         return BPFMap(descriptor: try duplicate(bpf_map__fd(map), of: "map \(mapName)"))
     }
@@ -95,7 +96,7 @@ public final class BPFObjectFile {
     /// libbpf keeps owning its descriptors: callers get duplicates of their own.
     private func duplicate(_ libbpfDescriptor: Int32, of what: String) throws -> FileDescriptor {
         let copy = fcntl(libbpfDescriptor, F_DUPFD_CLOEXEC, 0)
-        if copy < 0 { throw BPFError("duplicate descriptor of", what, errno: errno) }
+        if copy < 0 { throw SystemError("duplicate descriptor of", what, errno: errno) }
         return FileDescriptor(owning: copy)
     }
 }
@@ -176,7 +177,7 @@ extension BPFObjectFile {
     /// sees every map spec first and may refuse the object.
     public static func load(bytes: [UInt8], name: String, pinningMapsIn folder: String, migrate: Bool,
                             validate: (MapSpec) throws -> Void = { _ in }) throws -> (BPFObjectFile, PinReport) {
-        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        try BPFFilesystem.makeDirectories(folder)
         var report = PinReport()
         let object = try BPFObjectFile(bytes: bytes, name: name) { spec in
             try validate(spec)

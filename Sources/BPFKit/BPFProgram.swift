@@ -1,6 +1,7 @@
 import CLibBPF
 import CNetfenceShim
 import Glibc
+import HostKit
 
 /// What the kernel reports about a loaded program (`bpf_prog_info`).
 public struct ProgramInfo: Sendable, Equatable {

@@ -1,5 +1,6 @@
 import CLibBPF
 import Glibc
+import HostKit
 
 /// Type information (BTF) the kernel holds for a map or program, loaded by id:
 /// what lets a map nobody wrote a layout for be read by field name.
@@ -9,7 +10,7 @@ public final class BTF {
     /// Loads BTF object `id` from the kernel (a map's `btfID`).
     public init(kernelID id: UInt32) throws {
         guard let handle = btf__load_from_kernel_by_id(id) else {
-            throw BPFError("load BTF", "id \(id)", errno: errno)
+            throw SystemError("load BTF", "id \(id)", errno: errno)
         }
         self.handle = handle
     }

@@ -1,5 +1,6 @@
 import CNetfenceShim
 import Glibc
+import HostKit
 
 /// A route-netlink socket bound to one network namespace, for dump requests.
 struct RouteNetlink {
@@ -34,7 +35,7 @@ struct RouteNetlink {
         request.appendHostOrder(UInt32(0))
         request += header
         let sent = request.withUnsafeBytes { send(socket.rawValue, $0.baseAddress, $0.count, 0) }
-        if sent < 0 { throw BPFError("send netlink request in", namespaceName, errno: errno) }
+        if sent < 0 { throw SystemError("send netlink request in", namespaceName, errno: errno) }
 
         var replies: [[UInt8]] = []
         var buffer = [UInt8](repeating: 0, count: 64 * 1024)
@@ -42,7 +43,7 @@ struct RouteNetlink {
             let received = buffer.withUnsafeMutableBytes { recv(socket.rawValue, $0.baseAddress, $0.count, 0) }
             if received < 0 {
                 if errno == EINTR { continue }
-                throw BPFError("receive netlink reply in", namespaceName, errno: errno)
+                throw SystemError("receive netlink reply in", namespaceName, errno: errno)
             }
             var offset = 0
             while offset + 16 <= received {
@@ -53,7 +54,7 @@ struct RouteNetlink {
                 if messageType == NLMSG_ERROR {
                     let code = Int32(bitPattern: buffer.hostOrder(UInt32.self, at: offset + 16))
                     if code == 0 { return replies }
-                    throw BPFError("netlink request in", namespaceName, errno: -code)
+                    throw SystemError("netlink request in", namespaceName, errno: -code)
                 }
                 replies.append(Array(buffer[(offset + 16)..<(offset + length)]))
                 offset += (length + 3) & ~3
@@ -125,7 +126,7 @@ extension RouteNetlink {
         for reply in replies where reply.count >= 12 {
             if let index = NetlinkAttribute.parse(reply[12...]).attribute(RTA_OIF.rawValue)?.uint32 { return index }
         }
-        throw BPFError("find the route to", address.map(String.init).joined(separator: "."), errno: ENETUNREACH)
+        throw SystemError("find the route to", address.map(String.init).joined(separator: "."), errno: ENETUNREACH)
     }
 }
 

@@ -1,6 +1,7 @@
 import CNetfenceShim
 import Foundation
 import Glibc
+import HostKit
 
 /// A network namespace reachable from this process, by a name a person recognises.
 public struct NetworkNamespace: Sendable, Hashable {
@@ -19,7 +20,7 @@ public struct NetworkNamespace: Sendable, Hashable {
     public static func named(_ name: String) throws -> NetworkNamespace {
         let path = "\(namedFolder)/\(name)"
         guard let inode = inodeNumber(path) else {
-            throw BPFError("find network namespace", name, errno: ENOENT)
+            throw SystemError("find network namespace", name, errno: ENOENT)
         }
         return NetworkNamespace(name: name, path: path, isCurrent: inode == inodeNumber("/proc/self/ns/net"), inode: inode)
     }

@@ -1,6 +1,7 @@
 import CLibBPF
 import CNetfenceShim
 import Glibc
+import HostKit
 
 /// The one consumer of a BPF ring buffer map (libbpf `ring_buffer`): drains
 /// whatever records are ready, without waiting.
@@ -14,7 +15,7 @@ public final class RingBufferReader {
     public init(map: BPFMap) throws {
         let info = try map.info()
         guard info.type == .ringbuf else {
-            throw BPFError("read ring buffer", "map \(info.name) (a \(info.type) map)", errno: EINVAL)
+            throw SystemError("read ring buffer", "map \(info.name) (a \(info.type) map)", errno: EINVAL)
         }
         let capacity = Int(info.maxEntries)
         storage = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 8)
@@ -25,7 +26,7 @@ public final class RingBufferReader {
             let error = errno
             records.deallocate()
             storage.deallocate()
-            throw BPFError("open ring buffer", "map \(info.name)", errno: error)
+            throw SystemError("open ring buffer", "map \(info.name)", errno: error)
         }
         self.ring = ring
     }

@@ -174,7 +174,8 @@ public struct CommandTree: Sendable {
 
         try assign(positionals, to: path.last!.arguments, into: &parsed, fail: fail)
         for definition in definitions(along: path) where definition.kind == .option && parsed.words[definition.long] == nil {
-            guard let variable = definition.environment, let value = environment[variable], !value.isEmpty else { continue }
+            // Set but empty is a value too: `VAR= netfence …` must not silently mean the default.
+            guard let variable = definition.environment, let value = environment[variable] else { continue }
             guard definition.check(value) else {
                 throw fail("'\(value)' from \(variable) is not a valid value for '--\(definition.long)'\(choicesText(definition))")
             }

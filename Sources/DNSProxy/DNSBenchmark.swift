@@ -2,6 +2,7 @@ import BPFKit
 import DNS
 import Foundation
 import Glibc
+import HostKit
 import Loader
 import NodeNetwork
 import PolicyInput
@@ -42,7 +43,7 @@ public struct DNSBenchmark {
     /// Runs both cases; `netfence` is this binary (the proxy runs as its own process).
     public func run(netfence: String) throws -> Summary {
         let pid = getpid()
-        let root = "/sys/fs/bpf/netfence-bench-dns-\(pid)"
+        let root = try PinRoot("\(BPFFilesystem.defaultMountPoint)/netfence-bench-dns-\(pid)")
         try BPFFilesystem.mountIfNeeded()
         let cluster = try ClusterNetwork(prefix: "nfbd\(pid % 100_000)", pods: 3, subnet: 250)
         defer {
@@ -73,7 +74,7 @@ public struct DNSBenchmark {
 
         let dnsmasq = try Self.start(in: dnsPod.namespace.name, ["/usr/sbin/dnsmasq", "--keep-in-foreground", "--conf-file=\(config.path)"])
         defer { dnsmasq.stop(signal: SIGKILL) }
-        let proxy = try Self.start(in: cluster.node.name, [netfence, "dns", "proxy", "--bpffs-root", root, "--listen", proxyAddress,
+        let proxy = try Self.start(in: cluster.node.name, [netfence, "dns", "proxy", "--bpffs-root", root.path, "--listen", proxyAddress,
                                                           "--upstream", dnsPod.ipv4])
         defer { proxy.stop() }
         try Self.waitForAnswers(from: dnsPod.ipv4, in: plainClient.namespace)

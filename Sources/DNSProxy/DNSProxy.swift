@@ -1,8 +1,9 @@
 import BPFKit
-import DNS
 import Datapath
 import DatapathModel
+import DNS
 import Glibc
+import HostKit
 import NIOCore
 import NIOPosix
 

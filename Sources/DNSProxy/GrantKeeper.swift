@@ -1,8 +1,9 @@
 import BPFKit
-import DNS
 import Datapath
 import DatapathModel
+import DNS
 import Glibc
+import HostKit
 
 /// The policy side of the proxy: which pod asks, which of its domain patterns
 /// allow a name, and the grants it writes before an answer is released. Every

@@ -3,6 +3,7 @@ import BPFObjects
 import DatapathModel
 import Foundation
 import Glibc
+import HostKit
 
 /// The enforcement datapath loaded into the kernel: one object serving every
 /// pod. Pods are registered by interface; a pod's policy is replaced by
@@ -54,11 +55,11 @@ public final class Datapath {
 
     private init(programs: [String: BPFProgram], maps: [String: BPFMap]) throws {
         func map(_ name: String) throws -> BPFMap {
-            guard let map = maps[name] else { throw BPFError("find map", name, errno: ENOENT) }
+            guard let map = maps[name] else { throw SystemError("find map", name, errno: ENOENT) }
             return map
         }
         guard let toPod = programs["nf_to_pod"], let fromPod = programs["nf_from_pod"] else {
-            throw BPFError("find programs", "nf_to_pod, nf_from_pod", errno: ENOENT)
+            throw SystemError("find programs", "nf_to_pod, nf_from_pod", errno: ENOENT)
         }
         self.toPod = toPod
         self.fromPod = fromPod
@@ -98,6 +99,8 @@ public final class Datapath {
     /// Where a pin root keeps its maps and programs.
     public static func mapPin(_ root: String, _ name: String) -> String { "\(root)/maps/\(name)" }
     public static func programPin(_ root: String, _ name: String) -> String { "\(root)/programs/\(name)" }
+    /// Where a new program is pinned before it replaces the pin (bpffs refuses names with dots).
+    public static func stagedProgramName(_ name: String) -> String { "\(name)_next" }
 
     /// Loads the embedded datapath for the node with its maps pinned under
     /// `root`/maps (matching pins reused with their entries, an incompatible
@@ -107,12 +110,12 @@ public final class Datapath {
         let (object, report) = try BPFObjectFile.load(bytes: EmbeddedBPFObject.datapath.bytes, name: "datapath",
                                                       pinningMapsIn: "\(root)/maps", migrate: migrate, validate: checkABI)
         let datapath = try Datapath(object: object)
-        try FileManager.default.createDirectory(atPath: "\(root)/programs", withIntermediateDirectories: true)
+        try BPFFilesystem.makeDirectories("\(root)/programs")
         for name in programNames {
-            let staged = "\(root)/programs/\(name)_next"  // bpffs refuses names with dots
+            let staged = programPin(root, stagedProgramName(name))
             unlink(staged)
             try object.program(named: name).pin(at: staged)
-            if rename(staged, programPin(root, name)) != 0 { throw BPFError("replace program pin", programPin(root, name), errno: errno) }
+            if rename(staged, programPin(root, name)) != 0 { throw SystemError("replace program pin", programPin(root, name), errno: errno) }
         }
         return (datapath, report)
     }

@@ -62,7 +62,7 @@ public struct PodRegistration: Equatable, Sendable {
     }
 }
 
-/// `struct nf_object_manifest` and chunks: applied objects stored as JSON.
+/// `struct nf_object_manifest` and chunks: applied objects in `PolicyObjectCodec`'s form.
 public enum ObjectStoreCodec {
     public static let chunkBytes = Int(NF_OBJECT_CHUNK_BYTES)
     public static let chunkSize = MemoryLayout<nf_object_chunk>.size
@@ -108,5 +108,25 @@ public enum ObjectStoreCodec {
         let reader = ByteReader(bytes)
         guard bytes.count == chunkSize, let length = reader.integer(UInt32.self, at: 0), Int(length) <= chunkBytes else { return nil }
         return reader.slice(at: 4, count: Int(length))
+    }
+}
+
+/// `struct nf_root_marker`: what makes a folder a netfence pin root.
+public enum RootMarkerCodec {
+    public static let size = MemoryLayout<nf_root_marker>.size
+    public static let magic = UInt64(NF_ROOT_MAGIC)
+
+    public static func encode(createdNanoseconds: UInt64) -> [UInt8] {
+        var writer = ByteWriter()
+        writer.append(magic)
+        writer.append(createdNanoseconds)
+        return writer.bytes
+    }
+
+    /// When the root was first initialized, or nil when the bytes are not a marker.
+    public static func decode(_ bytes: [UInt8]) -> UInt64? {
+        let reader = ByteReader(bytes)
+        guard bytes.count == size, reader.integer(UInt64.self, at: 0) == magic else { return nil }
+        return reader.integer(UInt64.self, at: 8)
     }
 }

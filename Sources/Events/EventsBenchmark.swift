@@ -40,7 +40,7 @@ public struct EventsBenchmark {
     /// Loads netfence under `root` with one pod on `interface` (in `namespace`),
     /// allowing TCP 80 from 198.18.0.0/16, and reads half allowed, half denied events.
     /// `output` is how the CLI writes a drain's lines (the benchmark gives it /dev/null).
-    public func run(root: String, interface: String, namespace: NetworkNamespace,
+    public func run(root: PinRoot, interface: String, namespace: NetworkNamespace,
                     output: (UnsafeRawBufferPointer) -> Void) throws -> [Result] {
         let (loader, _) = try Loader.initialize(root: root, migrate: false)
         _ = try loader.attach(namespace: "bench", name: "pod0", interface: interface, netns: namespace.name,

@@ -1,6 +1,7 @@
 import BPFKit
 import DatapathModel
 import Foundation
+import HostKit
 import Loader
 import PolicyInput
 
@@ -34,7 +35,7 @@ public struct ConntrackBenchmark {
 
     /// Loads netfence under `root` with one pod on `interface` (in `namespace`), fills the
     /// conntrack table, and times each reader. `netfence` is this program's executable.
-    public func run(root: String, interface: String, namespace: NetworkNamespace, netfence: String, bpftool: String) throws -> [Result] {
+    public func run(root: PinRoot, interface: String, namespace: NetworkNamespace, netfence: String, bpftool: String) throws -> [Result] {
         let (loader, _) = try Loader.initialize(root: root, migrate: false)
         _ = try loader.attach(namespace: "bench", name: "pod0", interface: interface, netns: namespace.name,
                               defaults: [.ingress: .allow, .egress: .allow])
@@ -66,8 +67,8 @@ public struct ConntrackBenchmark {
 
         let id = try conntrack.info().id
         let cases: [(name: String, run: () throws -> Void)] = [
-            ("netfence conntrack list -o json > /dev/null", { try Self.spawn(netfence, ["conntrack", "list", "-o", "json", "--bpffs-root", root]) }),
-            ("netfence ebpf maps dump conntrack > /dev/null", { try Self.spawn(netfence, ["ebpf", "maps", "dump", "\(id)", "--bpffs-root", root]) }),
+            ("netfence conntrack list -o json > /dev/null", { try Self.spawn(netfence, ["conntrack", "list", "-o", "json", "--bpffs-root", root.path]) }),
+            ("netfence ebpf maps dump conntrack > /dev/null", { try Self.spawn(netfence, ["ebpf", "maps", "dump", "\(id)", "--bpffs-root", root.path]) }),
             ("bpftool map dump id \(id) > /dev/null", { try Self.spawn(bpftool, ["map", "dump", "id", "\(id)"]) }),
             ("bpftool -j map dump id \(id) > /dev/null", { try Self.spawn(bpftool, ["-j", "map", "dump", "id", "\(id)"]) }),
             ("baseline: raw batch read (no formatting)", {

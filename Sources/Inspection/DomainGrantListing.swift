@@ -1,7 +1,8 @@
 import BPFKit
-import DNS
 import DatapathModel
+import DNS
 import Glibc
+import HostKit
 import Loader
 import PolicyInput
 

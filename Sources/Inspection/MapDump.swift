@@ -1,6 +1,7 @@
 import BPFKit
 import DatapathModel
 import Foundation
+import HostKit
 
 /// A map whose layout is not the one its name promises: refused with what differs, never read past.
 public struct LayoutMismatch: Error, CustomStringConvertible {
@@ -98,7 +99,7 @@ public enum MapLayouts {
     public static func resolve(_ spec: String, pinRoot: String) throws -> DumpTarget {
         if let id = UInt32(spec) {
             let map: BPFMap
-            do { map = try BPFMap(id: id) } catch let error as BPFError where error.errno == ENOENT {
+            do { map = try BPFMap(id: id) } catch let error as SystemError where error.errno == ENOENT {
                 throw LayoutMismatch(description: "no map with id \(id) is loaded; list ids with 'netfence ebpf maps --all'")
             }
             return DumpTarget(map: map, info: try map.info(), pin: nil)

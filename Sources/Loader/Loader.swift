@@ -3,11 +3,15 @@ import Datapath
 import DatapathModel
 import Foundation
 import Glibc
+import HostKit
 import PolicyInput
 
 /// Why a loader operation was refused; nothing was changed.
 public enum LoaderError: Error, Equatable, CustomStringConvertible {
     case notInitialized(root: String)
+    case notARoot(root: String)
+    case busy(String)
+    case readOnly
     case corruptState(String)
     case full(String)
     case invalidPod(String)
@@ -17,6 +21,11 @@ public enum LoaderError: Error, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .notInitialized(let root): "netfence is not loaded under \(root); run 'netfence loader init' first"
+        case .notARoot(let root):
+            "\(root) is not a netfence pin root (it has no state/root_marker); nothing was removed. "
+                + "Give the folder 'netfence loader init' used, or run init there first if it was interrupted"
+        case .busy(let what): "\(what); retry, or wait longer with --wait-timeout"
+        case .readOnly: "this loader was opened for reading; open it with Loader.openForChanges to change the node"
         case .corruptState(let what): "the loader state is damaged (\(what)); 'netfence loader reset' starts over"
         case .full(let what): "no room: \(what)"
         case .invalidPod(let what): what
@@ -30,30 +39,69 @@ public enum LoaderError: Error, Equatable, CustomStringConvertible {
 /// detach, status, reset. Every operation checks its input fully before it
 /// changes anything, and orders its writes so that a kill at any point leaves
 /// each pod enforcing its old or its new policy; re-running converges.
+///
+/// One writer at a time per pin root: a loader that changes the node holds the
+/// root folder's exclusive `flock(2)` for as long as it lives (the kernel drops
+/// it when the process dies); `status()` reads under the shared lock, so it
+/// never sees a change half-made.
 public final class Loader {
     /// The tc filter netfence owns on each hook: REPLACE on these makes attach idempotent.
     public static let filterHandle: UInt32 = 0x4e46
     public static let filterPriority: UInt32 = 1
+    /// How long a caller waits for another to finish, unless it says otherwise.
+    public static let defaultLockTimeout = 10.0
 
-    public let root: String
+    public let root: PinRoot
     public let datapath: Datapath
     public let state: LoaderState
+    /// The root's exclusive lock, held by a loader opened for changes.
+    private let writeLock: FileLock?
 
-    /// Opens what `initialize` loaded under `root`.
-    public init(root: String) throws {
-        self.root = root
-        do {
-            datapath = try Datapath.open(pinnedUnder: root)
-        } catch DatapathError.notInitialized {
-            throw LoaderError.notInitialized(root: root)
-        }
-        state = try LoaderState.open(pinnedUnder: root)
+    /// Opens what `initialize` loaded under `root`, for reading.
+    public convenience init(root: PinRoot) throws {
+        try self.init(root: root, lock: nil)
     }
 
-    private init(root: String, datapath: Datapath, state: LoaderState) {
+    private init(root: PinRoot, lock: FileLock?) throws {
+        self.root = root
+        do {
+            datapath = try Datapath.open(pinnedUnder: root.path)
+        } catch DatapathError.notInitialized {
+            throw LoaderError.notInitialized(root: root.path)
+        }
+        state = try LoaderState.open(pinnedUnder: root.path)
+        writeLock = lock
+    }
+
+    private init(root: PinRoot, datapath: Datapath, state: LoaderState, lock: FileLock) {
         self.root = root
         self.datapath = datapath
         self.state = state
+        writeLock = lock
+    }
+
+    /// Opens what `initialize` loaded under `root` to change it: waits up to
+    /// `timeout` seconds for another writer to finish, then holds the lock.
+    public static func openForChanges(root: PinRoot, waitingUpTo timeout: Double = defaultLockTimeout) throws -> Loader {
+        guard root.exists else { throw LoaderError.notInitialized(root: root.path) }
+        return try Loader(root: root, lock: lock(root, .exclusive, timeout))
+    }
+
+    /// Takes the root's lock; a root removed meanwhile is "not initialized".
+    static func lock(_ root: PinRoot, _ mode: FileLock.Mode, _ timeout: Double) throws -> FileLock {
+        do {
+            return try FileLock.acquire(directory: root.path, mode: mode, timeout: timeout)
+        } catch .system(let error) where error.errno == ENOENT {
+            throw LoaderError.notInitialized(root: root.path)
+        } catch .timedOut(let path, let waited, let holder) {
+            throw LoaderError.busy("\(holder ?? "another netfence command") is changing \(path); waited \(FileLock.Failure.seconds(waited))")
+        } catch {
+            throw error
+        }
+    }
+
+    private func requireWriter() throws {
+        if writeLock == nil { throw LoaderError.readOnly }
     }
 
     /// What `initialize` did.
@@ -63,16 +111,30 @@ public final class Loader {
         public var reattached: [String] = []
     }
 
-    /// Loads (or reloads) the datapath and the state maps under `root`, then
-    /// replaces the programs on every attached pod's interface atomically.
-    public static func initialize(root: String, migrate: Bool) throws -> (Loader, InitReport) {
+    /// Loads (or reloads) the state maps, then the datapath, under `root` (the
+    /// marker that makes it a netfence root first), then replaces the programs
+    /// on every attached pod's interface atomically. Creates `root` if needed;
+    /// waits up to `timeout` seconds for another writer.
+    public static func initialize(root: PinRoot, migrate: Bool, waitingUpTo timeout: Double = defaultLockTimeout) throws -> (Loader, InitReport) {
+        try root.requireMounted()
+        var held: FileLock?
+        for attempt in 1...3 where held == nil {
+            try BPFFilesystem.makeDirectories(root.path)
+            do {
+                held = try lock(root, .exclusive, timeout)
+            } catch LoaderError.notInitialized where attempt < 3 {
+                continue  // a reset removed the folder between our mkdir and our lock
+            }
+        }
+        guard let lock = held else { throw LoaderError.notInitialized(root: root.path) }
         var report = InitReport()
-        let (datapath, datapathMaps) = try Datapath.load(pinningUnder: root, migrate: migrate)
-        let (state, stateMaps) = try LoaderState.load(pinningUnder: root, migrate: migrate)
-        report.maps.reused = datapathMaps.reused + stateMaps.reused
-        report.maps.created = datapathMaps.created + stateMaps.created
-        report.maps.migrated = datapathMaps.migrated + stateMaps.migrated
-        let loader = Loader(root: root, datapath: datapath, state: state)
+        let (state, stateMaps) = try LoaderState.load(pinningUnder: root.path, migrate: migrate)
+        try state.markRoot()
+        let (datapath, datapathMaps) = try Datapath.load(pinningUnder: root.path, migrate: migrate)
+        report.maps.reused = stateMaps.reused + datapathMaps.reused
+        report.maps.created = stateMaps.created + datapathMaps.created
+        report.maps.migrated = stateMaps.migrated + datapathMaps.migrated
+        let loader = Loader(root: root, datapath: datapath, state: state, lock: lock)
         // A new node reports denies; a reused settings map keeps the operator's choice.
         if datapathMaps.created.contains("settings") || datapathMaps.migrated.contains("settings") {
             try datapath.setEventLevel(.deny)
@@ -101,6 +163,7 @@ public final class Loader {
     /// selects it. Idempotent; a pod attached elsewhere before is moved.
     public func attach(namespace: String, name: String, interface: String, netns: String?,
                        defaults: [Direction: PodDefault]) throws -> AttachReport {
+        try requireWriter()
         let networkNamespace = try netns.map { try NetworkNamespace.named($0) } ?? .current
         var registration = PodRegistration(ifindex: 0, denyByDefault: [.ingress: defaults[.ingress] == .deny, .egress: defaults[.egress] == .deny],
                                            namespace: namespace, name: name, interface: interface, netns: netns ?? "")
@@ -142,6 +205,7 @@ public final class Loader {
 
     /// Removes the filters, the pod's record, tries and conntrack entries, and forgets the pod.
     public func detach(namespace: String, name: String) throws {
+        try requireWriter()
         guard let (podID, pod) = try state.pod(namespace: namespace, name: name) else {
             throw LoaderError.unknownPod("\(namespace)/\(name)")
         }
@@ -166,7 +230,7 @@ public final class Loader {
                 do {
                     try TCAttachments.detach(interface: pod.interface, direction: direction, in: namespace,
                                              handle: Self.filterHandle, priority: Self.filterPriority)
-                } catch let error as BPFError where [ENOENT, ENODEV, EINVAL].contains(error.errno) {
+                } catch let error as SystemError where [ENOENT, ENODEV, EINVAL].contains(error.errno) {
                     continue  // the interface or its filter is gone already
                 }
             }
@@ -190,6 +254,7 @@ public final class Loader {
     /// if any does not fit, nothing is stored or changed. Then the objects are
     /// stored, each pod's policy swapped, and the replaced versions removed.
     public func apply(_ input: ParsedPolicies) throws -> ApplyReport {
+        try requireWriter()
         let versions = try state.allVersions()
         let current = LoaderState.live(versions)
         let replacedKeys = Set(input.objects.map(\.key))
@@ -210,6 +275,7 @@ public final class Loader {
 
     /// Removes objects by key; pods they selected fall back to what remains.
     public func delete(_ keys: [ObjectKey]) throws -> ApplyReport {
+        try requireWriter()
         let versions = try state.allVersions()
         let current = LoaderState.live(versions)
         let doomed = current.filter { keys.contains($0.object.key) }
@@ -271,7 +337,9 @@ public final class Loader {
 
     /// Pods with their live state and drift, and interfaces carrying netfence's
     /// programs that no registered pod owns.
-    public func status() throws -> (pods: [AttachedPod], objects: [StoredObject], stray: [ProgramAttachment]) {
+    public func status(waitingUpTo timeout: Double = defaultLockTimeout) throws -> (pods: [AttachedPod], objects: [StoredObject], stray: [ProgramAttachment]) {
+        let snapshot = writeLock == nil ? try Self.lock(root, .shared, timeout) : nil
+        defer { withExtendedLifetime(snapshot) {} }
         let objects = try state.objects()
         let programs = [TCDirection.ingress: try datapath.fromPod.info().id, .egress: try datapath.toPod.info().id]
         let pods = try state.pods().sorted { $0.key < $1.key }
@@ -299,14 +367,50 @@ public final class Loader {
 
     // MARK: reset
 
-    /// Removes everything netfence put on the node under `root`: every pod's
-    /// filters, then every pin (maps and programs go with their last reference).
-    public static func reset(root: String) throws {
-        if let loader = try? Loader(root: root) {
-            for (podID, pod) in try loader.state.pods() {
+    /// What `reset` removed, and what it left because netfence did not create it.
+    public struct ResetReport: Sendable {
+        public var pods: [String] = []
+        public var removed: [String] = []
+        public var kept: [String] = []
+        /// The root did not exist: nothing to do.
+        public var absent = false
+    }
+
+    /// Removes what netfence put on the node under `root`: every pod's filters,
+    /// then the pins netfence's layout names (maps, programs, state; maps and
+    /// programs go with their last reference), the marker last, and each folder
+    /// once nothing else is in it. Anything else under the root stays. Refuses a
+    /// folder without netfence's marker; never follows a symlink.
+    public static func reset(root: PinRoot, waitingUpTo timeout: Double = defaultLockTimeout) throws -> ResetReport {
+        var report = ResetReport()
+        guard root.exists else {
+            report.absent = true
+            return report
+        }
+        try root.requireMounted()
+        let held = try lock(root, .exclusive, timeout)
+        guard try LoaderState.isMarked(root.path) else { throw LoaderError.notARoot(root: root.path) }
+        if let loader = try? Loader(root: root, lock: held) {
+            for (podID, pod) in try loader.state.pods().sorted(by: { $0.key < $1.key }) {
                 try loader.removeFromInterface(pod, podID: podID)
+                report.pods.append("\(pod.namespace)/\(pod.name)")
             }
         }
-        if FileManager.default.fileExists(atPath: root) { try FileManager.default.removeItem(atPath: root) }
+        let layout: [(folder: String, names: Set<String>)] = [
+            ("programs", Set(Datapath.programNames.flatMap { [$0, Datapath.stagedProgramName($0)] })),
+            ("maps", Set(Datapath.mapLayouts.keys)),
+            ("state", LoaderState.mapNames.subtracting([LoaderState.markerName])),
+            ("state", [LoaderState.markerName]),
+        ]
+        for (folder, names) in layout {
+            let removal = try BPFFilesystem.removePins(names, in: folder, under: root.path)
+            report.removed += removal.removed
+            if names.contains(LoaderState.markerName) || folder != "state" { report.kept += removal.kept }
+        }
+        if report.kept.isEmpty, rmdir(root.path) != 0, errno != ENOENT {
+            report.kept.append(contentsOf: (try? FileManager.default.contentsOfDirectory(atPath: root.path))?.map { root.appending($0) } ?? [])
+        }
+        withExtendedLifetime(held) {}
+        return report
     }
 }

@@ -22,7 +22,7 @@ public struct LoaderBenchmark {
 
     /// Attaches one pod per entry of `interfaces` (all in `netns`) under a fresh
     /// loader at `root`, then applies a policy of `cidrs` CIDRs to the first.
-    public func run(root: String, interfaces: [String], netns: String) throws -> [Result] {
+    public func run(root: PinRoot, interfaces: [String], netns: String) throws -> [Result] {
         let (loader, _) = try Loader.initialize(root: root, migrate: false)
         let clock = ContinuousClock()
         var attachTimes: [Double] = []

@@ -3,6 +3,7 @@ import BPFObjects
 import DatapathModel
 import Foundation
 import Glibc
+import HostKit
 import PolicyInput
 
 /// An applied object version and the index its rule ids carry.
@@ -16,12 +17,19 @@ public struct StoredObject: Sendable {
 /// attached pods and applied objects (in `PolicyObjectCodec`'s form), so any
 /// later process sees them.
 public final class LoaderState {
+    /// The maps of `bpf/loader_state.bpf.c`, as they are pinned under ROOT/state.
+    static let mapNames: Set<String> = ["root_marker", "pod_registry", "policy_manifests", "policy_chunks", "events_reported_lost"]
+    /// The map whose entry makes a folder a netfence root.
+    static let markerName = "root_marker"
+
+    let marker: BPFMap
     let registry: BPFMap
     let manifests: BPFMap
     let chunks: BPFMap
     let reportedLost: BPFMap
 
     private init(object: BPFObjectFile) throws {
+        marker = try object.map(named: Self.markerName)
         registry = try object.map(named: "pod_registry")
         manifests = try object.map(named: "policy_manifests")
         chunks = try object.map(named: "policy_chunks")
@@ -33,6 +41,7 @@ public final class LoaderState {
             guard let map = try BPFFilesystem.pinnedMap(at: "\(root)/state/\(name)") else { throw LoaderError.notInitialized(root: root) }
             return map
         }
+        marker = try pinned(Self.markerName)
         registry = try pinned("pod_registry")
         manifests = try pinned("policy_manifests")
         chunks = try pinned("policy_chunks")
@@ -48,6 +57,23 @@ public final class LoaderState {
 
     static func open(pinnedUnder root: String) throws -> LoaderState {
         try LoaderState(pinnedUnder: root)
+    }
+
+    // MARK: the root
+
+    /// Writes the marker once: the root was first initialized now.
+    func markRoot() throws {
+        if try marker.lookup(key: bytes(0)).flatMap(RootMarkerCodec.decode) != nil { return }
+        try marker.update(key: bytes(0), value: RootMarkerCodec.encode(createdNanoseconds: BootClock.nanoseconds(CLOCK_REALTIME)))
+    }
+
+    /// Whether `root` holds netfence's marker: the pinned map, written or (an init
+    /// killed before writing it) still empty.
+    static func isMarked(_ root: String) throws -> Bool {
+        guard let map = try? BPFFilesystem.pinnedMap(at: "\(root)/state/\(markerName)"),
+              case let info = try map.info(), info.type == .array, info.valueSize == UInt32(RootMarkerCodec.size),
+              let value = try map.lookup(key: withUnsafeBytes(of: UInt32(0)) { Array($0) }) else { return false }
+        return RootMarkerCodec.decode(value) != nil || value.allSatisfy { $0 == 0 }
     }
 
     // MARK: pods

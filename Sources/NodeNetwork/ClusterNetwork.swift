@@ -1,6 +1,7 @@
 import BPFKit
 import Foundation
 import Glibc
+import HostKit
 
 /// A throwaway node with pods: a node namespace that routes between pod
 /// namespaces, each joined to it by a veth pair (the node end is the pod's host

@@ -1,5 +1,6 @@
 import BPFKit
 import Foundation
+import HostKit
 
 /// Runs iproute2's `ip`; a failure throws with the command and what it printed.
 public enum IPRoute {

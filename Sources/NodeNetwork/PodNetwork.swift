@@ -1,6 +1,7 @@
 import BPFKit
 import Foundation
 import Glibc
+import HostKit
 
 /// A throwaway node and pod: two network namespaces joined by a veth pair, the
 /// pod's end named `eth0`, the node's end the pod's "host veth" where netfence's
@@ -77,7 +78,7 @@ public final class PodNetwork: @unchecked Sendable {
                     sendto(socket.rawValue, payload, payload.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
                 }
             }
-            if sent < 0, errno != ECONNREFUSED { throw BPFError("send UDP datagram to", nodeAddress, errno: errno) }
+            if sent < 0, errno != ECONNREFUSED { throw SystemError("send UDP datagram to", nodeAddress, errno: errno) }
             usleep(20_000)
         }
     }

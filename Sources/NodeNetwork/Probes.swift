@@ -1,6 +1,7 @@
 import BPFKit
 import Foundation
 import Glibc
+import HostKit
 
 /// Real traffic between namespaces: a TCP connect, a UDP request answered by an
 /// echo server, an ICMP echo. Each probe says whether the exchange completed
@@ -43,7 +44,7 @@ public final class ProbeServer: @unchecked Sendable {
         if family == AF_INET6 { setsockopt(socket.rawValue, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &one, socklen_t(MemoryLayout<Int32>.size)) }
         var storage = SocketAddress.any(family: family, port: port)
         let result = storage.withSockaddr { bind(socket.rawValue, $0, $1) }
-        if result != 0 { throw BPFError("bind probe server to port", "\(port) in \(namespace.name)", errno: errno) }
+        if result != 0 { throw SystemError("bind probe server to port", "\(port) in \(namespace.name)", errno: errno) }
         return socket
     }
 
@@ -219,7 +220,7 @@ struct SocketAddress {
         var result = any(family: v6 ? AF_INET6 : AF_INET, port: port)
         let offset = v6 ? MemoryLayout<sockaddr_in6>.offset(of: \.sin6_addr)! : MemoryLayout<sockaddr_in>.offset(of: \.sin_addr)!
         let parsed = withUnsafeMutableBytes(of: &result.storage) { inet_pton(v6 ? AF_INET6 : AF_INET, address, $0.baseAddress! + offset) }
-        guard parsed == 1 else { throw BPFError("parse address", address, errno: EINVAL) }
+        guard parsed == 1 else { throw SystemError("parse address", address, errno: EINVAL) }
         return result
     }
 

@@ -42,7 +42,7 @@ clang.arguments = ["-O2", "-g", "-target", "bpf", "-Wall", "-Werror", "-I\(inclu
 do { try clang.run() } catch { fail("cannot run \(clang.executableURL!.path): \(error)") }
 clang.waitUntilExit()
 guard clang.terminationStatus == 0 else {
-    fail("clang -target bpf failed on \(source) (see above); libbpf-dev provides <bpf/bpf_helpers.h>: run scripts/setup")
+    fail("clang -target bpf failed on \(source) (see above); libbpf-dev provides <bpf/bpf_helpers.h>: run scripts/install-dependencies")
 }
 guard let bytes = FileManager.default.contents(atPath: object) else { fail("clang wrote no object at \(object)") }
 try? FileManager.default.removeItem(atPath: object)

@@ -1,9 +1,10 @@
 import BPFKit
 import CommandTree
-import DNSProxy
 import Datapath
+import DNSProxy
 import Events
 import Foundation
+import HostKit
 import Inspection
 import Loader
 import NodeNetwork
@@ -216,11 +217,11 @@ struct BenchConntrackCommand: Command {
 /// Runs `body` with a pin root for a throwaway loader and `interfaces` in a
 /// throwaway namespace; removes both afterwards, also when `body` fails.
 private func withThrowawayLoader<Result>(_ context: CommandContext, interfaces: [String],
-                                         _ body: (_ root: String, _ sandbox: SandboxInterfaces) throws -> Result) throws -> Result {
+                                         _ body: (_ root: PinRoot, _ sandbox: SandboxInterfaces) throws -> Result) throws -> Result {
     try NodeAccess.requirePrivileges(context)
     try BPFFilesystem.mountIfNeeded()
     let sandbox = try SandboxInterfaces(name: "nfbench-\(getpid())", interfaces: interfaces)
-    let root = "\(BPFFilesystem.defaultMountPoint)/netfence-bench-\(getpid())"
+    let root = try PinRoot("\(BPFFilesystem.defaultMountPoint)/netfence-bench-\(getpid())")
     defer {
         try? Loader.reset(root: root)
         sandbox.remove()

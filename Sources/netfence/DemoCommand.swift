@@ -32,7 +32,7 @@ struct DemoCommand: Command {
         try NodeAccess.prepareBPFFilesystem(context)
 
         let pid = getpid()
-        let root = "\(context.bpffsRoot)/demo-\(pid)"
+        let root = try PinRoot(context.pinRoot.appending("demo-\(pid)"))
         context.print("==> Creating a node and three pods (network namespaces joined by veth pairs)")
         let cluster = try ClusterNetwork(prefix: "nfdemo\(pid % 10_000)", pods: 3, subnet: 42)
         let servers = try cluster.pods.map { try ProbeServer(in: $0.namespace, port: Self.port) }
@@ -45,7 +45,8 @@ struct DemoCommand: Command {
         }
 
         context.print("==> netfence loader init, and loader attach for each pod (one program load for all of them)")
-        let (loader, _) = try Loader.initialize(root: root, migrate: false)
+        // The demo's writer lets go of the root's lock before the read commands below run.
+        var loader: Loader! = try Loader.initialize(root: root, migrate: false).0
         for (index, pod) in cluster.pods.enumerated() {
             let report = try loader.attach(namespace: "demo", name: "pod\(index)", interface: pod.hostInterface, netns: cluster.node.name,
                                            defaults: [.ingress: .allow, .egress: .allow])
@@ -67,9 +68,10 @@ struct DemoCommand: Command {
             """
         context.print("\n==> netfence loader apply -f - <<EOF\n\(policy)\nEOF")
         _ = try loader.apply(try PolicyDocumentParser.parse(policy))
+        loader = nil
         try printMatrix(context, cluster, title: "After: only pod1 reaches pod0, and only on TCP")
 
-        let scoped = context.parsed.setting(Netfence.bpffsRoot, to: root)
+        let scoped = context.parsed.setting(Netfence.bpffsRoot, to: root.path)
         let scopedContext = context.with(parsed: scoped)
         context.print("\n$ netfence loader status --bpffs-root \(root)")
         try LoaderStatusCommand(parsed: scoped).run(scopedContext)

@@ -34,7 +34,7 @@ struct EbpfLoadedDataCommand: Command {
     func run(_ context: CommandContext) throws {
         try NodeAccess.requirePrivileges(context)
         try NodeAccess.requireBPFFilesystem(context)
-        let loader = try? Loader(root: context.bpffsRoot)
+        let loader = try? Loader(root: context.pinRoot)
         let rows = try LoadedData.collect(loader: loader, awsRoot: awsRoot).filter { pod == nil || $0.pod == pod }
         if let pod, rows.isEmpty {
             throw RuntimeError("pod \(pod) has no programs on this node", hint: "list pods with 'netfence ebpf loaded-ebpfdata'")
@@ -45,7 +45,7 @@ struct EbpfLoadedDataCommand: Command {
         case .table:
             guard !rows.isEmpty else {
                 context.warn("no pod has programs here: netfence is "
-                             + (loader == nil ? "not loaded under \(context.bpffsRoot)" : "attached to no pod")
+                             + (loader == nil ? "not loaded under \(context.pinRoot)" : "attached to no pod")
                              + ", and nothing is pinned under \(awsRoot)/programs")
                 return
             }

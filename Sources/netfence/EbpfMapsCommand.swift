@@ -32,7 +32,7 @@ struct EbpfMapsCommand: Command {
 
     func run(_ context: CommandContext) throws {
         let selection = try Listing.selection(context, listAll: listAll, ids: mapIDs)
-        let records = try Listing.load("map", context) { try LoadedObjects.maps(selection, pinRoot: context.bpffsRoot) }
+        let records = try Listing.load("map", context) { try LoadedObjects.maps(selection, pinRoot: context.pinRoot.path) }
         let headers = ["ID", "TYPE", "NAME", "KEY", "VALUE", "MAX", "ENTRIES", "FILL", "PINNED", "USED BY"]
         try Listing.print(records.map(MapRow.init), selection: selection, noun: "maps", context: context, headers: headers) { row in
             [String(row.id), row.type, row.name, "\(row.keySize)B", "\(row.valueSize)B", String(row.maxEntries),

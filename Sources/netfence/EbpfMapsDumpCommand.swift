@@ -36,7 +36,7 @@ enum MapDumpArguments {
 
     static func run(_ parsed: ParsedArguments, _ context: CommandContext) throws {
         try NodeAccess.requirePrivileges(context)
-        let loader = try? Loader(root: context.bpffsRoot)
+        let loader = try? Loader(root: context.pinRoot)
         var decode = try InspectionAccess.decodeContext(loader)
         decode.numeric = parsed[numeric]
         decode.perCPU = parsed[perCPU]
@@ -45,7 +45,7 @@ enum MapDumpArguments {
             target = try InspectionAccess.policyTrie(of: pod, direction: parsed[direction].direction, loader: loader,
                                                   liveSlots: decode.liveSlots, context: context)
         } else {
-            target = try MapLayouts.resolve(parsed[map][0], pinRoot: context.bpffsRoot)
+            target = try MapLayouts.resolve(parsed[map][0], pinRoot: context.pinRoot.path)
         }
         let layout = try MapLayouts.layout(for: target, context: decode, raw: parsed[raw])
         let writer = RecordWriter(columns: layout.columns, format: context.outputFormat == .json ? .json : .table,
@@ -120,7 +120,7 @@ enum InspectionAccess {
     static func policyTrie(of pod: PodName, direction: Direction, loader: Loader?, liveSlots: [UInt32: UInt8],
                            context: CommandContext) throws -> DumpTarget {
         guard let loader else {
-            throw RuntimeError("netfence is not loaded under \(context.bpffsRoot)", hint: "run 'netfence loader init' or pass --bpffs-root")
+            throw RuntimeError("netfence is not loaded under \(context.pinRoot)", hint: "run 'netfence loader init' or pass --bpffs-root")
         }
         guard let podID = try loader.state.pod(namespace: pod.namespace, name: pod.name)?.podID,
               let slot = liveSlots[podID] else {

@@ -1,6 +1,7 @@
 import BPFKit
 import CommandTree
 import Foundation
+import HostKit
 
 /// `netfence ebpf progs`: the programs on this node, where they are pinned and attached.
 struct EbpfProgsCommand: Command {
@@ -48,7 +49,7 @@ struct EbpfProgsCommand: Command {
             session = try StatisticsSession()
             Thread.sleep(forTimeInterval: window)
         }
-        let records = try Listing.load("program", context) { try LoadedObjects.programs(selection, pinRoot: context.bpffsRoot) }
+        let records = try Listing.load("program", context) { try LoadedObjects.programs(selection, pinRoot: context.pinRoot.path) }
         withExtendedLifetime(session) {}
         let headers = ["ID", "TYPE", "NAME", "TAG", "LOADED", "MAPS", "ATTACHED"] + (withStats ? ["RUNS", "AVG NS"] : [])
         try Listing.print(records.map { ProgramRow($0, withStats: withStats) }, selection: selection, noun: "programs",

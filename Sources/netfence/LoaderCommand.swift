@@ -4,6 +4,7 @@ import Datapath
 import DatapathModel
 import Foundation
 import Glibc
+import HostKit
 import Loader
 
 /// `netfence loader`: how a node agent drives the datapath.
@@ -30,17 +31,21 @@ struct LoaderInitCommand: Command {
             """)
 
     static let migrate = Flag(long: "migrate", help: "Replace pinned maps that do not match this netfence (their entries are lost).")
-    static let arguments = [migrate.definition]
+    static let arguments = [migrate.definition, LockWait.timeout.definition]
 
     let migrate: Bool
-    init(parsed: ParsedArguments) { migrate = parsed[Self.migrate] }
+    let timeout: Double
+    init(parsed: ParsedArguments) {
+        migrate = parsed[Self.migrate]
+        timeout = parsed[LockWait.timeout]
+    }
 
     func run(_ context: CommandContext) throws {
         try NodeAccess.requirePrivileges(context)
         try NodeAccess.prepareBPFFilesystem(context)
-        let (loader, report) = try Loader.initialize(root: context.bpffsRoot, migrate: migrate)
+        let (loader, report) = try Loader.initialize(root: context.pinRoot, migrate: migrate, waitingUpTo: timeout)
         let datapath = loader.datapath
-        let summary = InitSummary(root: context.bpffsRoot, programIDs: [
+        let summary = InitSummary(root: context.pinRoot.path, programIDs: [
             "nf_to_pod": try datapath.toPod.info().id, "nf_from_pod": try datapath.fromPod.info().id,
         ], reused: report.maps.reused.sorted(), created: report.maps.created.sorted(), migrated: report.maps.migrated.sorted(),
            reattached: report.reattached)
@@ -76,10 +81,14 @@ struct LoaderStatusCommand: Command {
         discussion: """
             Drift is an interface that should carry netfence's current programs but does not (a hook is missing), or \
             one that carries them without a registered pod. Re-running 'loader attach' or 'loader init' repairs the \
-            first; 'loader reset' removes the second.
+            first; 'loader reset' removes the second. Reads under the pin root's shared lock, so a change another \
+            command is making is never seen half-made (waits for it up to --wait-timeout).
             """)
 
-    init(parsed: ParsedArguments) {}
+    static let arguments = [LockWait.timeout.definition]
+
+    let timeout: Double
+    init(parsed: ParsedArguments) { timeout = parsed[LockWait.timeout] }
 
     func run(_ context: CommandContext) throws {
         let loader = try LoaderAccess.open(context)
@@ -88,9 +97,9 @@ struct LoaderStatusCommand: Command {
                         ("domain_grants", datapath.domainGrants)].map { name, map in
             MapFill(name: name, entries: try map.countEntries() ?? 0, maxEntries: Int(try map.info().maxEntries))
         }
-        let (pods, objects, stray) = try loader.status()
+        let (pods, objects, stray) = try loader.status(waitingUpTo: timeout)
         let status = LoaderStatus(
-            root: context.bpffsRoot,
+            root: context.pinRoot.path,
             programIDs: ["nf_to_pod": try datapath.toPod.info().id, "nf_from_pod": try datapath.fromPod.info().id],
             maps: maps, pods: pods.map(PodStatus.init), dnsProxies: try DNSProxyStatus.read(datapath),
             objects: objects.map { ObjectStatus(kind: $0.object.key.kind.rawValue, namespace: $0.object.key.namespace, name: $0.object.key.name,

@@ -26,12 +26,20 @@ extension PodDefault: ArgumentValue {
     public static var defaultValueName: String { "allow|deny" }
 }
 
-/// Checks shared by the loader commands that change the node.
+/// Checks shared by the commands that open the loader.
 enum LoaderAccess {
+    /// The loader, to read.
     static func open(_ context: CommandContext) throws -> Loader {
         try NodeAccess.requirePrivileges(context)
         try NodeAccess.requireBPFFilesystem(context)
-        return try Loader(root: context.bpffsRoot)
+        return try Loader(root: context.pinRoot)
+    }
+
+    /// The loader, to change the node: waits for another writer up to --wait-timeout.
+    static func openForChanges(_ context: CommandContext) throws -> Loader {
+        try NodeAccess.requirePrivileges(context)
+        try NodeAccess.requireBPFFilesystem(context)
+        return try Loader.openForChanges(root: context.pinRoot, waitingUpTo: context.parsed[LockWait.timeout])
     }
 }
 
@@ -52,7 +60,8 @@ struct LoaderAttachCommand: Command {
                                        default: nil, showDefault: false)
     static let ingressDefault = Option<PodDefault>(long: "ingress-default", help: "Ingress when nothing selects the pod.", default: .allow)
     static let egressDefault = Option<PodDefault>(long: "egress-default", help: "Egress when nothing selects the pod.", default: .allow)
-    static let arguments = [pod.definition, interface.definition, netns.definition, ingressDefault.definition, egressDefault.definition]
+    static let arguments = [pod.definition, interface.definition, netns.definition, ingressDefault.definition, egressDefault.definition,
+                            LockWait.timeout.definition]
 
     let parsed: ParsedArguments
     init(parsed: ParsedArguments) { self.parsed = parsed }
@@ -63,7 +72,7 @@ struct LoaderAttachCommand: Command {
     }
 
     func run(_ context: CommandContext) throws {
-        let loader = try LoaderAccess.open(context)
+        let loader = try LoaderAccess.openForChanges(context)
         let pod = parsed[Self.pod]!
         let report = try loader.attach(namespace: pod.namespace, name: pod.name, interface: parsed[Self.interface]!, netns: parsed[Self.netns],
                                        defaults: [.ingress: parsed[Self.ingressDefault], .egress: parsed[Self.egressDefault]])
@@ -79,7 +88,7 @@ struct LoaderDetachCommand: Command {
         abstract: "Remove a pod's filters, policy and conntrack entries, and forget it.")
 
     static let pod = Option<PodName?>(long: "pod", help: "The pod, as NAMESPACE/NAME.", default: nil, showDefault: false)
-    static let arguments = [pod.definition]
+    static let arguments = [pod.definition, LockWait.timeout.definition]
 
     let pod: PodName?
     init(parsed: ParsedArguments) { pod = parsed[Self.pod] }
@@ -89,7 +98,7 @@ struct LoaderDetachCommand: Command {
     }
 
     func run(_ context: CommandContext) throws {
-        let loader = try LoaderAccess.open(context)
+        let loader = try LoaderAccess.openForChanges(context)
         try loader.detach(namespace: pod!.namespace, name: pod!.name)
         context.print("Detached \(pod!)")
     }
@@ -101,7 +110,7 @@ protocol PolicyFileCommand: Command {
 }
 
 extension PolicyFileCommand {
-    static var arguments: [ArgumentDefinition] { [PolicyFileInput.file.definition] }
+    static var arguments: [ArgumentDefinition] { [PolicyFileInput.file.definition, LockWait.timeout.definition] }
 
     func validate() throws {
         if file == nil { throw UsageError("missing -f FILE (or -f - for standard input)") }
@@ -150,7 +159,7 @@ struct LoaderApplyCommand: PolicyFileCommand {
 
     func run(_ context: CommandContext) throws {
         let input = try PolicyFileInput.read(file!)
-        let loader = try LoaderAccess.open(context)
+        let loader = try LoaderAccess.openForChanges(context)
         for warning in input.warnings { context.warn(warning) }
         let report = try loader.apply(input)
         context.print("Applied \(report.objects.map(\.description).joined(separator: ", "))")
@@ -169,7 +178,7 @@ struct LoaderDeleteCommand: PolicyFileCommand {
 
     func run(_ context: CommandContext) throws {
         let input = try PolicyFileInput.read(file!)
-        let loader = try LoaderAccess.open(context)
+        let loader = try LoaderAccess.openForChanges(context)
         let report = try loader.delete(input.objects.map(\.key))
         let missing = Set(input.objects.map(\.key)).subtracting(report.objects)
         for key in missing.sorted() { context.warn("\(key) was not applied") }
@@ -182,14 +191,30 @@ struct LoaderDeleteCommand: PolicyFileCommand {
 struct LoaderResetCommand: Command {
     static let configuration = CommandConfiguration(
         name: "reset",
-        abstract: "Remove everything netfence put on the node: filters, pods, policies, pins.")
+        abstract: "Remove everything netfence put on the node: filters, pods, policies, pins.",
+        discussion: """
+            Removes only what netfence created: the filters of attached pods and the pins of netfence's own layout \
+            under the pin root (maps, programs, state). Anything else there (another tool's pins, a sibling folder) \
+            stays and is listed. A folder 'loader init' never marked as a netfence root is refused; symlinks are never \
+            followed.
+            """)
 
-    init(parsed: ParsedArguments) {}
+    static let arguments = [LockWait.timeout.definition]
+
+    let parsed: ParsedArguments
+    init(parsed: ParsedArguments) { self.parsed = parsed }
 
     func run(_ context: CommandContext) throws {
         try NodeAccess.requirePrivileges(context)
-        try NodeAccess.requireBPFFilesystem(context)
-        try Loader.reset(root: context.bpffsRoot)
-        context.print("Removed everything under \(context.bpffsRoot)")
+        let root = context.pinRoot
+        let report = try Loader.reset(root: root, waitingUpTo: parsed[LockWait.timeout])
+        if report.absent {
+            context.print("Nothing to reset: \(root) does not exist")
+            return
+        }
+        context.print("Removed \(report.removed.count) pin(s) under \(root) and the filters of \(report.pods.count) pod(s)")
+        if !report.kept.isEmpty {
+            context.print("Kept what netfence did not create: \(report.kept.joined(separator: ", "))")
+        }
     }
 }

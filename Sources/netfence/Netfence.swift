@@ -1,4 +1,6 @@
+import BPFKit
 import CommandTree
+import Loader
 
 /// The root of the command tree and the options every command accepts.
 struct Netfence: Command {
@@ -21,9 +23,9 @@ struct Netfence: Command {
         short: "o", long: "output", help: "Output format: table for people, json for scripts.", default: .table)
 
     /// Where netfence pins its programs and maps.
-    static let bpffsRoot = Option<String>(
+    static let bpffsRoot = Option<PinRoot>(
         long: "bpffs-root", valueName: "path", help: "The bpffs folder netfence pins its programs and maps under.",
-        default: "/sys/fs/bpf/netfence", environment: "NETFENCE_BPFFS_ROOT", completion: .directory)
+        default: .standard, environment: "NETFENCE_BPFFS_ROOT", completion: .directory)
 
     /// The command tree the binary runs, and help, completions and the man page describe.
     static let tree = CommandTree(
@@ -35,9 +37,22 @@ struct Netfence: Command {
 extension CommandContext {
     /// The output format chosen with `-o`.
     var outputFormat: OutputFormat { parsed[Netfence.output] }
-    /// The pin root chosen with `--bpffs-root` or NETFENCE_BPFFS_ROOT.
-    var bpffsRoot: String {
-        let root = parsed[Netfence.bpffsRoot]
-        return root.count > 1 && root.hasSuffix("/") ? String(root.dropLast()) : root
-    }
+    /// The pin root chosen with `--bpffs-root` or NETFENCE_BPFFS_ROOT, normalized.
+    var pinRoot: PinRoot { parsed[Netfence.bpffsRoot] }
+}
+
+/// A pin root is checked as the command line is parsed: a relative, empty or
+/// `..` path is a usage error before anything runs.
+extension PinRoot: ArgumentValue {
+    public init?(argument: String) { try? self.init(argument) }
+    public static var defaultValueName: String { "path" }
+    public static var expectedForm: String? { "an absolute path on bpffs, without '..'" }
+}
+
+/// How long a command that changes the node waits for another one to finish.
+enum LockWait {
+    static let timeout = Option<Double>(
+        long: "wait-timeout", valueName: "seconds",
+        help: "How long to wait for another netfence command changing this pin root to finish.",
+        default: Loader.defaultLockTimeout)
 }

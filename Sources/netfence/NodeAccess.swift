@@ -1,6 +1,7 @@
 import BPFKit
 import CommandTree
 import Foundation
+import HostKit
 
 /// What a command needs of the node before it touches the kernel, checked up
 /// front so the failure says what to do instead of surfacing as an errno.
@@ -16,16 +17,14 @@ enum NodeAccess {
 
     /// The pin root lies on bpffs, or does not exist yet below a bpffs mount.
     static func requireBPFFilesystem(_ context: CommandContext) throws {
-        let root = context.bpffsRoot
-        var folder = root
-        while !FileManager.default.fileExists(atPath: folder), folder != "/" {
-            folder = (folder as NSString).deletingLastPathComponent
-        }
-        guard BPFFilesystem.isBPFFilesystem(folder) else {
+        let root = context.pinRoot
+        do {
+            try root.requireMounted()
+        } catch {
             throw RuntimeError(
-                "\(root) is not on a mounted bpffs",
-                hint: root.hasPrefix(BPFFilesystem.defaultMountPoint + "/")
-                    ? "mount it with 'mount -t bpf bpf \(BPFFilesystem.defaultMountPoint)' (netfence demo does this)"
+                error.description,
+                hint: root.path.hasPrefix(BPFFilesystem.defaultMountPoint + "/")
+                    ? "mount it with 'mount -t bpf bpf \(BPFFilesystem.defaultMountPoint)' ('netfence loader init' does this)"
                     : "choose a folder on bpffs with --bpffs-root or NETFENCE_BPFFS_ROOT")
         }
     }
@@ -33,7 +32,7 @@ enum NodeAccess {
     /// Mounts bpffs at /sys/fs/bpf when the pin root lies there and nothing is
     /// mounted yet, then checks the root is on bpffs (commands that create state).
     static func prepareBPFFilesystem(_ context: CommandContext) throws {
-        if context.bpffsRoot.hasPrefix(BPFFilesystem.defaultMountPoint + "/") {
+        if context.pinRoot.path.hasPrefix(BPFFilesystem.defaultMountPoint + "/") {
             try BPFFilesystem.mountIfNeeded()
         }
         try requireBPFFilesystem(context)
@@ -41,7 +40,7 @@ enum NodeAccess {
 
     /// Turns a kernel error on an explicit id into what the user should do next.
     static func explainLookup(_ error: Error, kind: String, listCommand: String) -> Error {
-        guard let error = error as? BPFError else { return error }
+        guard let error = error as? SystemError else { return error }
         switch error.errno {
         case ENOENT: return RuntimeError("no \(kind) with \(error.object) is loaded", hint: "list ids with '\(listCommand) --all'")
         case EPERM, EACCES: return RuntimeError(error.description, hint: "run as root")
@@ -77,7 +76,7 @@ enum Listing {
             context.print(try JSONOutput.encode(rows))
         case .table:
             if rows.isEmpty, selection == .pinned {
-                context.print("No \(noun) pinned under \(context.bpffsRoot); '\(context.commandPath) --all' lists every one on the host.")
+                context.print("No \(noun) pinned under \(context.pinRoot); '\(context.commandPath) --all' lists every one on the host.")
                 return
             }
             var table = Table(headers: headers)

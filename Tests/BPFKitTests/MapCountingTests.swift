@@ -1,4 +1,5 @@
 import Glibc
+import HostKit
 import Testing
 import TestSupport
 
@@ -66,7 +67,7 @@ func fill(_ map: BPFMap, count: Int, valueSize: Int) throws {
         }
         #expect(batches == 3)
         let ring = try BPFMap(type: .ringbuf, name: "nf_test_ring", keySize: 0, valueSize: 0, maxEntries: 4096)
-        #expect(throws: BPFError.self) { try ring.forEachBatchReadingAhead { _ in } }
+        #expect(throws: SystemError.self) { try ring.forEachBatchReadingAhead { _ in } }
     }
 
     @Test func anLPMTrieIsCounted() throws {

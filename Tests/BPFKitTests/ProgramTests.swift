@@ -1,6 +1,7 @@
 import BPFObjects
 import Foundation
 import Glibc
+import HostKit
 import NodeNetwork
 import Testing
 import TestSupport
@@ -52,10 +53,10 @@ let udpFrame: [UInt8] = [
 
     @Test func openingAnUnknownIDNamesTheIDAndTheErrno() {
         guard Privileges.require() else { return }
-        #expect(throws: BPFError("open program", "id 4294967295", errno: ENOENT)) { try BPFProgram(id: UInt32.max) }
-        #expect(BPFError("open program", "id 4294967295", errno: ENOENT).description
+        #expect(throws: SystemError("open program", "id 4294967295", errno: ENOENT)) { try BPFProgram(id: UInt32.max) }
+        #expect(SystemError("open program", "id 4294967295", errno: ENOENT).description
             == "open program id 4294967295: No such file or directory (ENOENT)")
-        #expect(BPFError("batch lookup of map", "id 3", errno: -524).description
+        #expect(SystemError("batch lookup of map", "id 3", errno: -524).description
             == "batch lookup of map id 3: operation not supported by this kernel (ENOTSUPP)")
     }
 
@@ -64,7 +65,7 @@ let udpFrame: [UInt8] = [
         do {
             _ = try BPFObjectFile(bytes: Array("not an ELF object".utf8), name: "garbage")
             Issue.record("a corrupt object loaded")
-        } catch let error as BPFError {
+        } catch let error as SystemError {
             #expect(error.operation == "open BPF object")
             #expect(error.object == "garbage")
             #expect(error.errno != 0)
@@ -113,7 +114,7 @@ let udpFrame: [UInt8] = [
         guard Privileges.require() else { return }
         let object = try BPFObjectFile(bytes: EmbeddedBPFObject.demo.bytes, name: "demo")
         let program = try object.program(named: "demo_ingress")
-        #expect(throws: BPFError("attach tc ingress program to", "nf-absent0", errno: ENODEV)) {
+        #expect(throws: SystemError("attach tc ingress program to", "nf-absent0", errno: ENODEV)) {
             try TCAttachments.attach(program, interface: "nf-absent0", direction: .ingress)
         }
     }

@@ -127,8 +127,11 @@ func run(_ words: [String], environment: [String: String] = [:]) -> (Int32, Stri
         #expect(lines.last == "  See '\(command) --help'.")
     }
 
-    @Test func anEmptyEnvironmentVariableCountsAsUnset() {
-        #expect(run(["g", "l"], environment: ["TOOL_LEVEL": ""]).1.hasSuffix("level=low\n"))
+    @Test func anEmptyEnvironmentVariableIsAValueNotTheDefault() {
+        // `VAR= tool …` says something: a string option takes it, a number refuses it.
+        #expect(run(["g", "l"], environment: ["TOOL_LEVEL": ""]).1.hasSuffix("level=\n"))
+        let (status, _, err) = run(["g", "l"], environment: ["TOOL_COUNT": ""])
+        #expect(status == 64 && err.hasPrefix("Error: '' from TOOL_COUNT is not a valid value for '--count'"))
     }
 
     @Test func anInvalidEnvironmentValueIsAUsageErrorNamingTheVariable() {

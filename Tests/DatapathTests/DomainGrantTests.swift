@@ -1,6 +1,7 @@
 import BPFKit
 import DatapathModel
 import Glibc
+import HostKit
 import Testing
 import TestSupport
 

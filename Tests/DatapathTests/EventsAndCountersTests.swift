@@ -1,7 +1,8 @@
 import BPFKit
-import Glibc
 import Datapath
 import DatapathModel
+import Glibc
+import HostKit
 import Testing
 import TestSupport
 

@@ -2,6 +2,7 @@ import BPFKit
 import Datapath
 import DatapathModel
 import Glibc
+import HostKit
 import NodeNetwork
 import Testing
 import TestSupport

@@ -1,6 +1,7 @@
 import BPFKit
 import CLibBPF
 import Foundation
+import HostKit
 import Testing
 import TestSupport
 

@@ -1,9 +1,10 @@
 import BPFKit
-import DNS
 import Datapath
 import DatapathModel
+import DNS
 import Foundation
 import Glibc
+import HostKit
 import Loader
 import NodeNetwork
 import Testing

@@ -164,7 +164,7 @@ func jsonArray(_ text: String) throws -> [[String: Any]] {
         #expect(result.status == 1)
         #expect(result.standardOutput.isEmpty)
         #expect(result.standardError == "error: /sys/fs/bpf/netfence is not on a mounted bpffs; "
-            + "mount it with 'mount -t bpf bpf /sys/fs/bpf' (netfence demo does this)\n")
+            + "mount it with 'mount -t bpf bpf /sys/fs/bpf' ('netfence loader init' does this)\n")
     }
 
     @Test(arguments: [

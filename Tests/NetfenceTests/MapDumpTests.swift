@@ -221,7 +221,7 @@ func jsonRows(_ result: CommandResult) throws -> [[String: Any]] {
         #expect(revision["revision"] as? Int == pod0["revision"] as? Int && (revision["revision"] as? Int ?? 0) >= 2)
 
         // A first fragment of an allowed datagram, run through pod0's ingress program.
-        let loader = try Loader(root: bench.root.path)
+        let loader = try Loader(root: bench.root.pinRoot)
         let frame = PacketBuilder.frame(from: try #require(IPAddress(bench.ip(1))), to: try #require(IPAddress(bench.ip(0))),
                                         .udp(sourcePort: 4321, destinationPort: 9001), fragment: .init(identification: 77, offset: 0, more: true))
         let ifindex = UInt32(try #require(pod0["ifindex"] as? Int))

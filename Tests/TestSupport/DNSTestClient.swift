@@ -2,6 +2,7 @@ import BPFKit
 import DNS
 import Foundation
 import Glibc
+import HostKit
 
 /// A stub resolver inside a network namespace, as a pod's libc would be: one
 /// query over UDP (or TCP), asked again over TCP when the UDP answer is truncated.
@@ -86,14 +87,14 @@ public struct DNSTestClient {
             var v6 = sockaddr_in6()
             v6.sin6_family = sa_family_t(AF_INET6)
             v6.sin6_port = port.bigEndian
-            guard inet_pton(AF_INET6, address, &v6.sin6_addr) == 1 else { throw BPFError("parse address", address, errno: EINVAL) }
+            guard inet_pton(AF_INET6, address, &v6.sin6_addr) == 1 else { throw SystemError("parse address", address, errno: EINVAL) }
             withUnsafeBytes(of: v6) { source in withUnsafeMutableBytes(of: &storage) { $0.copyMemory(from: source) } }
             return (storage, socklen_t(MemoryLayout<sockaddr_in6>.size))
         }
         var v4 = sockaddr_in()
         v4.sin_family = sa_family_t(AF_INET)
         v4.sin_port = port.bigEndian
-        guard inet_pton(AF_INET, address, &v4.sin_addr) == 1 else { throw BPFError("parse address", address, errno: EINVAL) }
+        guard inet_pton(AF_INET, address, &v4.sin_addr) == 1 else { throw SystemError("parse address", address, errno: EINVAL) }
         withUnsafeBytes(of: v4) { source in withUnsafeMutableBytes(of: &storage) { $0.copyMemory(from: source) } }
         return (storage, socklen_t(MemoryLayout<sockaddr_in>.size))
     }

@@ -59,9 +59,12 @@ public enum UniqueNames {
 /// A pin root on bpffs for one test, removed with everything below it on release.
 public final class TestPinRoot {
     public let path: String
+    /// The same folder as the loader takes it.
+    public let pinRoot: PinRoot
 
     public init() throws {
         path = "\(BPFFilesystem.defaultMountPoint)/netfence-test-\(UniqueNames.make("r"))"
+        pinRoot = try PinRoot(path)
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     }
 

@@ -1,10 +1,11 @@
 import Glibc
 
 /// A failed system or libbpf call: what was attempted, on which object, and the errno.
+/// One type for both, so a caller matches an errno the same way whichever layer failed.
 ///
 /// Its description is one line, `"open pinned object /sys/fs/bpf/x: No such file
 /// or directory (ENOENT)"`, so the command layer can print it as it is.
-public struct BPFError: Error, Equatable, CustomStringConvertible {
+public struct SystemError: Error, Equatable, CustomStringConvertible {
     /// What was attempted, e.g. `"look up program"`.
     public let operation: String
     /// The object it was attempted on, e.g. `"id 42"` or a pin path.
@@ -70,11 +71,4 @@ public enum Errno {
         default: nil
         }
     }
-}
-
-/// Turns libbpf's `-errno` return convention into a thrown ``BPFError``.
-@discardableResult
-func check(_ result: Int32, _ operation: @autoclosure () -> String, _ object: @autoclosure () -> String) throws -> Int32 {
-    if result < 0 { throw BPFError(operation(), object(), errno: -result) }
-    return result
 }

@@ -20,7 +20,7 @@ public enum ChildProcess {
     /// Runs `executable` with `arguments`, standard input from /dev/null.
     public static func run(_ executable: String, _ arguments: [String], output: Output = .captured) throws -> Result {
         var pipeEnds: [Int32] = [0, 0]
-        guard pipe(&pipeEnds) == 0 else { throw BPFError("create a pipe for", executable, errno: errno) }
+        guard pipe(&pipeEnds) == 0 else { throw SystemError("create a pipe for", executable, errno: errno) }
         let (readEnd, writeEnd) = (pipeEnds[0], pipeEnds[1])
         // Other children started meanwhile must not hold the write end open.
         _ = fcntl(readEnd, F_SETFD, FD_CLOEXEC)
@@ -40,7 +40,7 @@ public enum ChildProcess {
         let spawned = posix_spawn(&child, executable, &actions, nil, argv, environ)
         close(writeEnd)
         defer { close(readEnd) }
-        guard spawned == 0 else { throw BPFError("run", executable, errno: spawned) }
+        guard spawned == 0 else { throw SystemError("run", executable, errno: spawned) }
         // Read to the end first: a child blocked on a full pipe would never exit.
         var text: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 4096)
@@ -99,7 +99,7 @@ extension ChildProcess {
         defer { argv.forEach { free($0) } }
         var child: pid_t = 0
         let spawned = posix_spawn(&child, executable, &actions, nil, argv, environ)
-        guard spawned == 0 else { throw BPFError("start", executable, errno: spawned) }
+        guard spawned == 0 else { throw SystemError("start", executable, errno: spawned) }
         return Running(processID: child)
     }
 }

@@ -13,7 +13,7 @@ public final class FileDescriptor: @unchecked Sendable {
     /// Opens `path` (read-only unless `flags` say otherwise) with close-on-exec.
     public convenience init(opening path: String, flags: Int32 = O_RDONLY, operation: String) throws {
         let fd = open(path, flags | O_CLOEXEC)
-        if fd < 0 { throw BPFError(operation, path, errno: Glibc.errno) }
+        if fd < 0 { throw SystemError(operation, path, errno: Glibc.errno) }
         self.init(owning: fd)
     }
 

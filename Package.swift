@@ -44,7 +44,7 @@ let package = Package(
         // The loader a node agent drives: pods, applied objects, state in bpffs.
         .target(name: "Loader", dependencies: ["HostKit", "BPFKit", "BPFObjects", "Datapath", "DatapathModel", "PolicyInput"]),
         // Output built as bytes: a growing buffer and a cursor that writes JSON, addresses, table cells.
-        .target(name: "Rendering", dependencies: ["DatapathModel"]),
+        .target(name: "Rendering", dependencies: ["CommandTree", "DatapathModel"]),
         // The verdict log and counters in words: attribution, filters, metrics.
         .target(name: "Events", dependencies: ["BPFKit", "Datapath", "DatapathModel", "Loader", "PolicyInput", "Rendering"]),
         // The datapath's maps (and the AWS agent's) in words: layouts, conntrack, streamed dumps.

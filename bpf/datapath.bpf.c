@@ -425,6 +425,7 @@ static __always_inline void *live_trie(const struct nf_pod *pod, __u8 direction)
 #define DECIDE_STATE_SHIFT 17
 #define DECIDE_DOMAINS (1u << 19)
 #define DECIDE_ESTABLISHED (1u << 8)
+#define DECIDE_IPV6 (1u << 9)
 #define DECIDE_PORT_SHIFT 16
 #define DECIDE_TIER_SHIFT 8
 #define DECIDE_REASON_SHIFT 16
@@ -473,7 +474,7 @@ static __always_inline void score_rules(const struct nf_rule_set *set, struct de
  * tier the lowest priority wins and, at equal priority, Deny > Accept > Pass:
  * score = priority * 4 + action orders exactly that.
  *   pod:  pod_id | slot << 16 | state << 17 | DECIDE_DOMAINS | direction (bit 31)
- *   flow: protocol | DECIDE_ESTABLISHED | port << 16
+ *   flow: protocol | DECIDE_ESTABLISHED | DECIDE_IPV6 | port << 16
  *   returns verdict | tier << 8 | reason << 16 | rule_id << 32 */
 __attribute__((noinline)) __u64 nf_decide(__u64 peer_high, __u64 peer_low, __u32 pod, __u32 flow)
 {
@@ -492,7 +493,8 @@ __attribute__((noinline)) __u64 nf_decide(__u64 peer_high, __u64 peer_low, __u32
 	best->admin_score = best->baseline_score = NO_SCORE;
 	best->admin_rule = best->baseline_rule = best->policy_rule = best->policy_match = best->expired_rule = 0;
 	if (trie) {
-		struct nf_lpm_key key = { .prefixlen = 8 * NF_ADDRESS_BYTES };
+		struct nf_lpm_key key = { .prefixlen = NF_LPM_FAMILY_BITS + 8 * NF_ADDRESS_BYTES,
+					  .family = (flow & DECIDE_IPV6) ? NF_FAMILY_IPV6 : NF_FAMILY_IPV4 };
 
 		__builtin_memcpy(key.address, &peer_high, sizeof(peer_high));
 		__builtin_memcpy(key.address + sizeof(peer_high), &peer_low, sizeof(peer_low));
@@ -581,7 +583,7 @@ static __always_inline int decide_dns(const struct nf_pod *pod, __u8 direction, 
 
 /* Decides a new flow (or, ESTABLISHED, one tracked under an older revision)
  * of a pod in a direction into *d. */
-static __always_inline void evaluate(const struct nf_pod *pod, __u8 direction, const __u8 *peer,
+static __always_inline void evaluate(const struct nf_pod *pod, __u8 direction, __u8 family, const __u8 *peer,
 				     __u8 protocol, __u16 port, int established, struct decision *d)
 {
 	__u64 peer_high, peer_low;
@@ -594,7 +596,8 @@ static __always_inline void evaluate(const struct nf_pod *pod, __u8 direction, c
 			   (__u32)(pod->state[direction & 1] & 3) << DECIDE_STATE_SHIFT | (__u32)(direction & 1) << 31;
 	if (direction == NF_DIRECTION_EGRESS && (pod->flags & NF_POD_DOMAIN_RULES))
 		packed_pod |= DECIDE_DOMAINS;
-	__u32 packed_flow = protocol | (__u32)port << DECIDE_PORT_SHIFT | (established ? DECIDE_ESTABLISHED : 0);
+	__u32 packed_flow = protocol | (__u32)port << DECIDE_PORT_SHIFT | (established ? DECIDE_ESTABLISHED : 0) |
+			    (family == NF_FAMILY_IPV6 ? DECIDE_IPV6 : 0);
 	__u64 result = nf_decide(peer_high, peer_low, packed_pod, packed_flow);
 
 	d->verdict = result & 1;
@@ -719,7 +722,7 @@ static __always_inline int revalidate(const struct nf_pod *pod, struct nf_conntr
 
 	__builtin_memcpy(first.saddr, from_high ? key->addr_high : key->addr_low, NF_ADDRESS_BYTES);
 	__builtin_memcpy(first.daddr, from_high ? key->addr_low : key->addr_high, NF_ADDRESS_BYTES);
-	evaluate(pod, entry->direction, peer_of(&first, entry->direction), key->protocol,
+	evaluate(pod, entry->direction, key->family, peer_of(&first, entry->direction), key->protocol,
 		 from_high ? key->port_low : key->port_high, 1, d);
 	if (d->verdict != NF_VERDICT_ALLOW) {
 		bpf_map_delete_elem(&conntrack, key);
@@ -893,7 +896,7 @@ static __always_inline int enforce(struct __sk_buff *skb, __u8 direction)
 		return finish(skb, pod, &p, direction, &d, NF_REASON_RELATED);
 	}
 
-	evaluate(pod, direction, peer_of(&p.flow, direction), p.flow.protocol, p.flow.dport, 0, &d);
+	evaluate(pod, direction, p.family, peer_of(&p.flow, direction), p.flow.protocol, p.flow.dport, 0, &d);
 	if (d.verdict == NF_VERDICT_ALLOW)
 		conntrack_insert(skb, pod, &p, direction, &d);
 	return finish(skb, pod, &p, direction, &d, d.reason);

@@ -65,7 +65,10 @@ struct nf_packet_counter {
 #define NF_DNS_HEARTBEAT_TIMEOUT_NS 3000000000ULL /* 3 s */
 
 /* Addresses are 16 bytes everywhere; IPv4 is mapped (::ffff:a.b.c.d) and its
- * prefix lengths shifted by 96, so one trie and one code path serve both. */
+ * prefix lengths shifted by 96, so one code path serves both. The family is
+ * kept beside the address wherever addresses are matched (the trie key leads
+ * with it), so a prefix of one family never matches the other: IPv6 ::/0 does
+ * not cover IPv4. */
 #define NF_ADDRESS_BYTES 16
 #define NF_IPV4_MAPPED_PREFIX 96
 
@@ -170,10 +173,15 @@ struct nf_pod {
 	((((pod_id) * NF_DIRECTION_COUNT + (direction)) << 1) | ((slot) & 1))
 #define NF_POLICY_ENTRIES (NF_MAX_PODS * NF_DIRECTION_COUNT * 2)
 
-/* Key of a pod's trie: the peer's prefix. */
+/* Key of a pod's trie: the peer's family, then its prefix. The family byte is
+ * the first 8 bits every prefix fixes, so an IPv6 ::/0 (prefixlen 8) covers
+ * IPv6 addresses only. */
+#define NF_LPM_FAMILY_BITS 8
 struct nf_lpm_key {
-	__u32 prefixlen; /* 0..128; IPv4 prefixes are 96 + n */
+	__u32 prefixlen; /* NF_LPM_FAMILY_BITS + 0..128; IPv4 prefixes are 8 + 96 + n */
+	__u8 family;     /* enum nf_family */
 	__u8 address[NF_ADDRESS_BYTES];
+	__u8 pad[3];     /* past every prefixlen: never compared */
 };
 
 /* One rule of a prefix: protocol, ports, and what it does in which tier. */
@@ -333,9 +341,14 @@ struct nf_event {
 /* root_marker (array, one entry): pinned first by init, so a folder is known as
  * a netfence pin root and reset removes only the pins netfence's layout names. */
 #define NF_ROOT_MAGIC 0x65636e656674656eULL /* "netfence", little-endian */
+/* Bumped when a layout changes that map sizes cannot show (the tries inside
+ * policies): an empty pinned policies map of another version is replaced. */
+#define NF_ABI_VERSION 2
 struct nf_root_marker {
-	__u64 magic;      /* NF_ROOT_MAGIC */
-	__u64 created_ns; /* CLOCK_REALTIME of the first init */
+	__u64 magic;       /* NF_ROOT_MAGIC */
+	__u64 created_ns;  /* CLOCK_REALTIME of the first init */
+	__u32 abi_version; /* NF_ABI_VERSION of the last init */
+	__u32 pad;
 };
 
 /* pod_registry: a pod attached on this node, by pod id. */
@@ -374,7 +387,8 @@ _Static_assert(sizeof(struct nf_packet_counter) == 16, "nf_packet_counter layout
 _Static_assert(__builtin_offsetof(struct nf_packet_counter, bytes) == 8, "nf_packet_counter.bytes");
 _Static_assert(sizeof(struct nf_pod) == 12, "nf_pod layout");
 _Static_assert(__builtin_offsetof(struct nf_pod, state) == 9, "nf_pod.state");
-_Static_assert(sizeof(struct nf_lpm_key) == 20, "nf_lpm_key layout");
+_Static_assert(sizeof(struct nf_lpm_key) == 24, "nf_lpm_key layout");
+_Static_assert(__builtin_offsetof(struct nf_lpm_key, address) == 5, "nf_lpm_key.address");
 _Static_assert(sizeof(struct nf_port_rule) == 16, "nf_port_rule layout");
 _Static_assert(__builtin_offsetof(struct nf_port_rule, protocol) == 10, "nf_port_rule.protocol");
 _Static_assert(sizeof(struct nf_rule_set) == 8 + 16 * NF_MAX_RULES_PER_PREFIX, "nf_rule_set layout");
@@ -396,7 +410,7 @@ _Static_assert(__builtin_offsetof(struct nf_event, saddr) == 28, "nf_event.saddr
 _Static_assert(__builtin_offsetof(struct nf_event, direction) == 64, "nf_event.direction");
 _Static_assert(sizeof(struct nf_pod_registration) == 408, "nf_pod_registration layout");
 _Static_assert(__builtin_offsetof(struct nf_pod_registration, pod_name) == 72, "nf_pod_registration.pod_name");
-_Static_assert(sizeof(struct nf_root_marker) == 16, "nf_root_marker layout");
+_Static_assert(sizeof(struct nf_root_marker) == 24, "nf_root_marker layout");
 _Static_assert(sizeof(struct nf_object_manifest) == 16, "nf_object_manifest layout");
 _Static_assert(sizeof(struct nf_object_chunk) == 4092, "nf_object_chunk layout");
 

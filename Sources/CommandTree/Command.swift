@@ -102,5 +102,5 @@ public final class CommandContext {
     /// Writes bytes as they are to standard output (output built as bytes need not become a String).
     public func write(bytes: UnsafeRawBufferPointer) { standardOutput(bytes) }
     /// Writes `warning: text` to standard error; the command goes on.
-    public func warn(_ text: String) { standardError.write("warning: \(text)\n") }
+    public func warn(_ text: String) { standardError.write("warning: \(TerminalText.escaped(text))\n") }
 }

@@ -65,7 +65,7 @@ public struct CommandTree: Sendable {
                 standardError.write(usageErrorText(error, path: path))
                 return Self.usageExitCode
             } catch {
-                standardError.write("error: \(oneLine(String(describing: error)))\n")
+                standardError.write("error: \(TerminalText.escaped(oneLine(String(describing: error))))\n")
                 return Self.failureExitCode
             }
         }
@@ -74,7 +74,7 @@ public struct CommandTree: Sendable {
     /// `Error: …`, the usage line and where help is: what a mistyped command prints.
     public func usageErrorText(_ error: UsageError, path: [any Command.Type]) -> String {
         let path = path.isEmpty ? [root] : path
-        return "Error: \(error.message)\nUsage: \(usageLine(path))\n  See '\(commandPath(path)) --help'.\n"
+        return "Error: \(TerminalText.escaped(error.message))\nUsage: \(usageLine(path))\n  See '\(commandPath(path)) --help'.\n"
     }
 
     /// `netfence ebpf progs`.

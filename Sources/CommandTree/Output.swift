@@ -6,6 +6,32 @@ public enum OutputFormat: String, CaseIterable, Sendable, ArgumentValue {
     public static var defaultValueName: String { "format" }
 }
 
+/// Text from outside (pod names, file contents, kernel strings) made safe for a
+/// terminal: control characters (C0, DEL, C1) become visible escapes, so no
+/// escape sequence or line break of theirs reaches the screen as such.
+public enum TerminalText {
+    /// Whether a scalar is a control character a terminal would act on.
+    @inlinable public static func isControl(_ scalar: Unicode.Scalar) -> Bool {
+        scalar.value < 0x20 || (0x7f...0x9f).contains(scalar.value)
+    }
+
+    /// `a\x1b[31mb` for `a<ESC>[31mb`; `\n`, `\t`, `\r` for those three.
+    public static func escaped(_ text: String) -> String {
+        guard text.unicodeScalars.contains(where: isControl) else { return text }
+        var result = ""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\n": result += "\\n"
+            case "\t": result += "\\t"
+            case "\r": result += "\\r"
+            case _ where isControl(scalar): result += "\\x" + (scalar.value < 0x10 ? "0" : "") + String(scalar.value, radix: 16)
+            default: result.unicodeScalars.append(scalar)
+            }
+        }
+        return result
+    }
+}
+
 /// An aligned text table: a header row and left-aligned columns two spaces apart.
 public struct Table: Sendable {
     public let headers: [String]
@@ -15,9 +41,10 @@ public struct Table: Sendable {
         self.headers = headers
     }
 
-    /// Adds a row; missing cells print empty, extra cells are dropped.
+    /// Adds a row; missing cells print empty, extra cells are dropped; control
+    /// characters in a cell are escaped (``TerminalText``).
     public mutating func append(_ row: [String]) {
-        rows.append((0..<headers.count).map { $0 < row.count ? row[$0] : "" })
+        rows.append((0..<headers.count).map { $0 < row.count ? TerminalText.escaped(row[$0]) : "" })
     }
 
     /// The table as lines; trailing spaces trimmed.

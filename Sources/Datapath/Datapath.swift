@@ -106,7 +106,8 @@ public final class Datapath {
     /// `root`/maps (matching pins reused with their entries, an incompatible
     /// one refused unless `migrate`) and its programs pinned under
     /// `root`/programs, each pin replaced by an atomic rename.
-    public static func load(pinningUnder root: String, migrate: Bool) throws -> (Datapath, PinReport) {
+    public static func load(pinningUnder root: String, migrate: Bool, sameABI: Bool = false) throws -> (Datapath, PinReport) {
+        try checkPinnedTries(mapPin(root, "policies"), migrate: migrate, emptyIsCompatible: sameABI)
         let (object, report) = try BPFObjectFile.load(bytes: EmbeddedBPFObject.datapath.bytes, name: "datapath",
                                                       pinningMapsIn: "\(root)/maps", migrate: migrate, validate: checkABI)
         let datapath = try Datapath(object: object)
@@ -118,6 +119,27 @@ public final class Datapath {
             if rename(staged, programPin(root, name)) != 0 { throw SystemError("replace program pin", programPin(root, name), errno: errno) }
         }
         return (datapath, report)
+    }
+
+    /// The sizes `policies` states reach the kernel only as its inner-map template,
+    /// which map info does not show: a pinned `policies` whose tries have another
+    /// key or value size cannot be reused (refused unless `migrate`); an empty one
+    /// is replaced (nothing is lost) unless the last init had this ABI.
+    static func checkPinnedTries(_ path: String, migrate: Bool, emptyIsCompatible: Bool) throws {
+        guard let pinned = try BPFFilesystem.pinnedMap(at: path) else { return }
+        for entry in try pinned.keys() {
+            guard let value = try pinned.lookup(key: entry), value.count == 4,
+                  case let id = value.withUnsafeBytes({ $0.loadUnaligned(as: UInt32.self) }), id != 0,
+                  let trie = try? BPFMap(id: id).info() else { continue }
+            var differences: [String] = []
+            if trie.keySize != UInt32(LPMKeyCodec.size) { differences.append("trie key size \(LPMKeyCodec.size) (pinned: \(trie.keySize))") }
+            if trie.valueSize != UInt32(RuleSetCodec.size) { differences.append("trie value size \(RuleSetCodec.size) (pinned: \(trie.valueSize))") }
+            if differences.isEmpty { return }
+            guard migrate else { throw IncompatiblePinError(path: path, differences: differences) }
+            unlink(path)
+            return
+        }
+        if !emptyIsCompatible { unlink(path) }  // rebuilt by the loader from the stored objects
     }
 
     /// The datapath `load(pinningUnder:)` pinned under `root`, for later commands.
@@ -176,6 +198,21 @@ public final class Datapath {
                 try policies.delete(key: key(policyIndex(podID: current.podID, direction: direction, slot: current.slot)))
             }
             if current.hasDomainRules { try removeDomainRules(podID: current.podID, slots: [current.slot]) }
+        }
+    }
+
+    /// Writes the pod's tries and domain rules into its live slot without a
+    /// flip: for a `policies` or `domain_rules` map made anew under pods that are
+    /// attached, before programs that read the new map reach their interfaces.
+    public func restoreLiveSlot(ifindex: UInt32, policies compiled: [Direction: CompiledPolicy], domainRules: [UInt64: [PortRule]]) throws {
+        guard let record = try pod(ifindex: ifindex) else { return }
+        for direction in Direction.allCases {
+            let slotKey = key(policyIndex(podID: record.podID, direction: direction, slot: record.slot))
+            if let policy = compiled[direction] { try policies.setInner(key: slotKey, to: try makeTrie(policy)) }
+        }
+        for (pattern, rules) in domainRules {
+            try self.domainRules.update(key: DomainRuleKey(podID: record.podID, slot: record.slot, pattern: pattern).encode(),
+                                        value: RuleSetCodec.encode(rules))
         }
     }
 

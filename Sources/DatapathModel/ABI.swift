@@ -172,22 +172,29 @@ public enum RuleSetCodec {
     }
 }
 
-/// `struct nf_lpm_key`: a prefix as the trie keys it.
+/// `struct nf_lpm_key`: a prefix as the trie keys it, its family first.
 public enum LPMKeyCodec {
     public static let size = MemoryLayout<nf_lpm_key>.size
+    static let familyBits = Int(NF_LPM_FAMILY_BITS)
+    static let addressOffset = MemoryLayout<nf_lpm_key>.offset(of: \.address)!
 
     public static func encode(_ prefix: IPPrefix) -> [UInt8] {
         var writer = ByteWriter()
-        writer.append(UInt32(prefix.length))
+        writer.append(UInt32(familyBits + prefix.length))
+        writer.append(prefix.family.rawValue)
         writer.append(prefix.address.bytes)
+        writer.pad(toSize: size)
         return writer.bytes
     }
 
     public static func decode(_ bytes: [UInt8]) -> IPPrefix? {
         let reader = ByteReader(bytes)
-        guard bytes.count == size, let length = reader.integer(UInt32.self, at: 0), length <= 128,
-              let address = reader.slice(at: 4, count: 16) else { return nil }
-        return IPPrefix(address: IPAddress(bytes: address), length: Int(length))
+        guard bytes.count == size, let bits = reader.integer(UInt32.self, at: 0), bits >= familyBits, bits <= familyBits + 128,
+              let family = reader.integer(UInt8.self, at: 4).flatMap(AddressFamily.init), let address = reader.slice(at: addressOffset, count: 16)
+        else { return nil }
+        let length = Int(bits) - familyBits
+        guard family == .ipv6 || length >= 96 else { return nil }
+        return IPPrefix(address: IPAddress(bytes: address), length: length, family: family)
     }
 }
 

@@ -1,7 +1,17 @@
 import Glibc
 
+/// An IP address family, as `enum nf_family` numbers it.
+public enum AddressFamily: UInt8, Sendable, Hashable, CustomStringConvertible {
+    case ipv4 = 4, ipv6 = 6
+
+    /// `ipv4` / `ipv6`, as JSON output spells it.
+    public var description: String { self == .ipv4 ? "ipv4" : "ipv6" }
+}
+
 /// An IPv4 or IPv6 address as the datapath stores it: 16 bytes, IPv4 mapped
-/// (`::ffff:a.b.c.d`), so one trie and one code path serve both families.
+/// (`::ffff:a.b.c.d`), so one code path serves both families. Where an address
+/// is matched against prefixes its family travels beside it (a packet's, a
+/// rule's): the bytes of an IPv6 `::ffff:a.b.c.d` and of IPv4 `a.b.c.d` are the same.
 /// Held inline (no array), so decoding millions of events or conntrack
 /// entries allocates nothing for their addresses.
 public struct IPAddress: Hashable, Comparable, Sendable, CustomStringConvertible {
@@ -48,18 +58,25 @@ public struct IPAddress: Hashable, Comparable, Sendable, CustomStringConvertible
         try withUnsafeBytes(of: storage, body)
     }
 
+    /// Whether the bytes are IPv4 mapped: how an IPv4 address is stored.
     public var isIPv4: Bool {
         storage.0 == 0 && withUnsafeBytes(of: storage.1) { $0.load(as: UInt32.self) } == UInt32(bigEndian: 0xffff)
     }
+
+    /// The family the bytes stand for when nothing else says: IPv4 when mapped.
+    public var family: AddressFamily { isIPv4 ? .ipv4 : .ipv6 }
 
     /// The four bytes of an IPv4 address, or the 16 of an IPv6 one: what goes in a packet.
     public var wireBytes: [UInt8] { isIPv4 ? Array(bytes.suffix(4)) : bytes }
 
     /// `198.18.0.1` or `2001:db8::1`.
-    public var description: String {
+    public var description: String { text(as: family) }
+
+    /// The address as `family` writes it: an IPv6 `::ffff:198.18.0.1` stays IPv6.
+    public func text(as family: AddressFamily) -> String {
         var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
         withBytes { bytes in
-            if isIPv4 {
+            if family == .ipv4 {
                 _ = inet_ntop(AF_INET, bytes.baseAddress! + 12, &text, socklen_t(text.count))
             } else {
                 _ = inet_ntop(AF_INET6, bytes.baseAddress, &text, socklen_t(text.count))
@@ -98,18 +115,23 @@ extension IPAddress: Encodable {
     }
 }
 
-/// A CIDR block. `length` counts bits of the 16-byte form, so an IPv4 /24 has
-/// length 120; ``description`` prints it the way people write it.
+/// A CIDR block of one family. `length` counts bits of the 16-byte form, so an
+/// IPv4 /24 has length 120; ``description`` prints it the way people write it.
+/// A prefix never contains an address or prefix of the other family: IPv6
+/// `::/0` does not cover IPv4.
 public struct IPPrefix: Hashable, Comparable, Sendable, CustomStringConvertible {
+    public let family: AddressFamily
     /// The network address (host bits cleared).
     public let address: IPAddress
-    /// Bits of the 16-byte address that are fixed (0...128).
+    /// Bits of the 16-byte address that are fixed (0...128; 96 and up for IPv4).
     public let length: Int
 
-    /// The prefix of `address` with `length` bits (in the 16-byte form), host bits cleared.
-    public init(address: IPAddress, length: Int) {
+    /// The prefix of `address` with `length` bits (in the 16-byte form), host bits
+    /// cleared. Without a `family`, IPv4 when the address is mapped and the length 96 or more.
+    public init(address: IPAddress, length: Int, family: AddressFamily? = nil) {
         self.address = address.masked(to: length)
         self.length = length
+        self.family = family ?? (address.isIPv4 && length >= 96 ? .ipv4 : .ipv6)
     }
 
     /// What parsing a CIDR found: the prefix, and whether host bits had to be cleared.
@@ -119,36 +141,46 @@ public struct IPPrefix: Hashable, Comparable, Sendable, CustomStringConvertible 
     }
 
     /// Parses `198.18.0.0/16`, `2001:db8::/32`, or a bare address (a host prefix).
+    /// The family is the one the text is written in: `::ffff:198.18.0.0/112` is IPv6.
     public static func parse(_ text: String) -> Parsed? {
         let parts = text.split(separator: "/", omittingEmptySubsequences: false)
         guard parts.count <= 2, let address = IPAddress(String(parts[0])) else { return nil }
-        let maximum = address.isIPv4 ? 32 : 128
+        let family: AddressFamily = parts[0].contains(":") ? .ipv6 : .ipv4
+        let maximum = family == .ipv4 ? 32 : 128
         var length = maximum
         if parts.count == 2 {
             guard let given = Int(parts[1]), (0...maximum).contains(given), parts[1].allSatisfy(\.isNumber) else { return nil }
             length = given
         }
-        let prefix = IPPrefix(address: address, length: length + (address.isIPv4 ? 96 : 0))
+        let prefix = IPPrefix(address: address, length: length + (family == .ipv4 ? 96 : 0), family: family)
         return Parsed(prefix: prefix, wasCanonical: prefix.address == address)
     }
 
-    public var isIPv4: Bool { address.isIPv4 && length >= 96 }
+    public var isIPv4: Bool { family == .ipv4 }
+
+    /// An IPv6 prefix inside `::ffff:0:0/96`: IPv4 written as IPv6 (RFC 4291 2.5.5.2).
+    public var isIPv4Mapped: Bool { family == .ipv6 && length >= 96 && address.isIPv4 }
 
     /// The length as people write it (/24 for IPv4, not /120).
     public var familyLength: Int { isIPv4 ? length - 96 : length }
 
-    public var description: String { "\(address)/\(familyLength)" }
+    public var description: String { "\(address.text(as: family))/\(familyLength)" }
 
-    /// Whether `address` lies in this block.
-    public func contains(_ address: IPAddress) -> Bool { address.masked(to: length) == self.address }
+    /// Whether `address` of `family` lies in this block.
+    public func contains(_ address: IPAddress, family: AddressFamily) -> Bool {
+        family == self.family && address.masked(to: length) == self.address
+    }
 
-    /// Whether `other` lies wholly in this block.
-    public func contains(_ other: IPPrefix) -> Bool { other.length >= length && contains(other.address) }
+    /// Whether `other` lies wholly in this block (and is of its family).
+    public func contains(_ other: IPPrefix) -> Bool {
+        other.family == family && other.length >= length && other.address.masked(to: length) == address
+    }
 
     /// This block cut down to its first `length` bits.
-    public func truncated(to length: Int) -> IPPrefix { IPPrefix(address: address, length: min(length, self.length)) }
+    public func truncated(to length: Int) -> IPPrefix { IPPrefix(address: address, length: min(length, self.length), family: family) }
 
     public static func < (a: IPPrefix, b: IPPrefix) -> Bool {
-        a.address == b.address ? a.length < b.length : a.address < b.address
+        if a.family != b.family { return a.family.rawValue < b.family.rawValue }
+        return a.address == b.address ? a.length < b.length : a.address < b.address
     }
 }

@@ -46,13 +46,16 @@ public enum PacketBuilder {
         }
     }
 
-    /// An Ethernet frame carrying `transport` from `source` to `destination`.
-    public static func frame(from source: IPAddress, to destination: IPAddress, _ transport: Transport,
+    /// An Ethernet frame carrying `transport` from `source` to `destination`, an
+    /// IPv4 or IPv6 packet as `family` says (without one, the source's own:
+    /// pass `.ipv6` for an IPv6 packet between mapped addresses).
+    public static func frame(from source: IPAddress, to destination: IPAddress, _ transport: Transport, family: AddressFamily? = nil,
                              ipv4Options: [UInt8] = [], fragment: Fragment? = nil, extensions: [Extension] = []) -> [UInt8] {
-        let ip = source.isIPv4
+        let family = family ?? source.family
+        let ip = family == .ipv4
             ? ipv4(from: source, to: destination, transport, options: ipv4Options, fragment: fragment)
             : ipv6(from: source, to: destination, transport, extensions: extensions)
-        return ethernet(etherType: source.isIPv4 ? 0x0800 : 0x86dd) + ip
+        return ethernet(etherType: family == .ipv4 ? 0x0800 : 0x86dd) + ip
     }
 
     /// The 14-byte Ethernet header (locally administered MACs).

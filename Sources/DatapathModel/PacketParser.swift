@@ -26,7 +26,7 @@ public struct FlowTuple: Hashable, Sendable {
 
 /// What the datapath reads from a frame.
 public struct ParsedPacket: Sendable, Equatable {
-    public var family: UInt8
+    public var family: AddressFamily
     public var flow: FlowTuple
     /// For ICMP errors: the packet the error is about.
     public var quoted: FlowTuple?
@@ -65,7 +65,7 @@ public enum PacketParser {
         guard frame.count >= ip + 20, frame[ip] >> 4 == 4, frame[ip] & 0xf >= 5 else { return .unparseable }
         let headerBytes = Int(frame[ip] & 0xf) * 4
         guard frame.count >= ip + headerBytes else { return .unparseable }
-        var packet = ParsedPacket(family: 4, flow: FlowTuple(
+        var packet = ParsedPacket(family: .ipv4, flow: FlowTuple(
             source: IPAddress(ipv4: Array(frame[(ip + 12)..<(ip + 16)])),
             destination: IPAddress(ipv4: Array(frame[(ip + 16)..<(ip + 20)])), protocolNumber: frame[ip + 9]))
         let fragment = UInt16(frame[ip + 6]) << 8 | UInt16(frame[ip + 7])
@@ -78,7 +78,7 @@ public enum PacketParser {
     private static func parseIPv6(_ frame: [UInt8]) -> ParseResult {
         let ip = ethernetBytes
         guard frame.count >= ip + 40, frame[ip] >> 4 == 6 else { return .unparseable }
-        var packet = ParsedPacket(family: 6, flow: FlowTuple(
+        var packet = ParsedPacket(family: .ipv6, flow: FlowTuple(
             source: IPAddress(bytes: Array(frame[(ip + 8)..<(ip + 24)])),
             destination: IPAddress(bytes: Array(frame[(ip + 24)..<(ip + 40)]))))
         var next = frame[ip + 6]

@@ -59,11 +59,13 @@ public struct CompiledPolicy: Equatable, Sendable {
 
     public init(entries: [IPPrefix: [PortRule]] = [:]) { self.entries = entries }
 
-    /// The rules for `address`: those of the longest prefix containing it (the LPM lookup).
-    public func rules(for address: IPAddress) -> [PortRule]? {
-        let lengths = Set(entries.keys.map(\.length)).sorted(by: >)
+    /// The rules for `address` of `family`: those of the longest prefix of that
+    /// family containing it (the LPM lookup). Without a family, the address's own.
+    public func rules(for address: IPAddress, family: AddressFamily? = nil) -> [PortRule]? {
+        let family = family ?? address.family
+        let lengths = Set(entries.keys.filter { $0.family == family }.map(\.length)).sorted(by: >)
         for length in lengths {
-            if let rules = entries[IPPrefix(address: address, length: length)] { return rules }
+            if let rules = entries[IPPrefix(address: address, length: length, family: family)] { return rules }
         }
         return nil
     }
@@ -167,13 +169,16 @@ public enum PolicyEvaluator {
     /// the pod's default. Within a cluster tier the lowest priority wins and,
     /// at equal priority, Deny > Accept > Pass. The rules are the peer's trie
     /// entry's and those of `domainRules`.
-    public static func decide(_ policy: CompiledPolicy?, state: PodState, peer: IPAddress, protocolNumber: UInt8, port: UInt16,
+    /// A prefix of one family never matches a peer of the other: `family` is the
+    /// packet's (without one, the peer address's own).
+    public static func decide(_ policy: CompiledPolicy?, state: PodState, peer: IPAddress, family: AddressFamily? = nil,
+                              protocolNumber: UInt8, port: UInt16,
                               domainRules: [DomainRuleMatch] = []) -> (decision: Decision, reason: Reason) {
         var admin: (score: UInt32, rule: UInt32)?
         var baseline: (score: UInt32, rule: UInt32)?
         var networkPolicy: UInt32?
         var expired: UInt32?
-        let sets = [DomainRuleMatch(rules: policy?.rules(for: peer) ?? [], live: true)] + domainRules
+        let sets = [DomainRuleMatch(rules: policy?.rules(for: peer, family: family) ?? [], live: true)] + domainRules
         for set in sets {
             for rule in set.rules where rule.matches(protocolNumber: protocolNumber, port: port) {
                 guard set.live else {

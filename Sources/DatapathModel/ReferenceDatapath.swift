@@ -23,7 +23,7 @@ public struct ReferenceDatapath: Sendable {
 
     struct ConntrackKey: Hashable {
         let ifindex: UInt32
-        let family: UInt8
+        let family: AddressFamily
         let flow: FlowTuple
     }
 
@@ -36,7 +36,7 @@ public struct ReferenceDatapath: Sendable {
     struct FragmentKey: Hashable {
         let ifindex: UInt32
         let id: UInt32
-        let family: UInt8
+        let family: AddressFamily
         let protocolNumber: UInt8
         let source: IPAddress
         let destination: IPAddress
@@ -117,7 +117,7 @@ public struct ReferenceDatapath: Sendable {
                 if packet.firstFragment { remember(packet, .trackedFlow, ifindex: ifindex) }
                 return Outcome(passed: true, decision: nil, reason: nil)
             }
-            let (again, _) = decide(pod, entry.direction, peer: key.flow.peer(entry.direction),
+            let (again, _) = decide(pod, entry.direction, family: packet.family, peer: key.flow.peer(entry.direction),
                                     protocolNumber: key.flow.protocolNumber, port: key.flow.destinationPort, established: true)
             guard again.verdict == .allow else {
                 conntrack[key] = nil
@@ -134,7 +134,7 @@ public struct ReferenceDatapath: Sendable {
             return finish(packet, Decision(verdict: .allow, tier: .none, ruleID: 0), .related, ifindex: ifindex)
         }
 
-        let (decision, reason) = decide(pod, direction, peer: packet.flow.peer(direction),
+        let (decision, reason) = decide(pod, direction, family: packet.family, peer: packet.flow.peer(direction),
                                         protocolNumber: packet.flow.protocolNumber, port: packet.flow.destinationPort, established: false)
         if decision.verdict == .allow {
             conntrack[ConntrackKey(ifindex: ifindex, family: packet.family, flow: packet.flow)] =
@@ -145,7 +145,7 @@ public struct ReferenceDatapath: Sendable {
 
     /// DNS of a pod with domain rules to a proxy or elsewhere, else the tiers over the
     /// peer's trie entry and the rules of the patterns the pod's grant for the peer names.
-    private func decide(_ pod: Pod, _ direction: Direction, peer: IPAddress, protocolNumber: UInt8, port: UInt16,
+    private func decide(_ pod: Pod, _ direction: Direction, family: AddressFamily, peer: IPAddress, protocolNumber: UInt8, port: UInt16,
                         established: Bool) -> (Decision, Reason) {
         let domains = direction == .egress && pod.record.hasDomainRules
         if domains && port == DatapathLimits.dnsPort && [IPProtocolNumber.udp, IPProtocolNumber.tcp].contains(protocolNumber) {
@@ -158,7 +158,8 @@ public struct ReferenceDatapath: Sendable {
             pod.domainRules[grant.pattern].map { DomainRuleMatch(rules: $0, live: established || (proxyAlive && grant.expiresNanoseconds > now)) }
         }
         let (decision, reason) = PolicyEvaluator.decide(pod.policies[direction], state: pod.record.states[direction, default: .defaultAllow],
-                                                        peer: peer, protocolNumber: protocolNumber, port: port, domainRules: domainRules)
+                                                        peer: peer, family: family, protocolNumber: protocolNumber, port: port,
+                                                        domainRules: domainRules)
         return (decision, reason == .domainExpired && !proxyAlive ? .dnsProxyDown : reason)
     }
 

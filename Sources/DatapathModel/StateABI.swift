@@ -112,21 +112,34 @@ public enum ObjectStoreCodec {
 }
 
 /// `struct nf_root_marker`: what makes a folder a netfence pin root.
-public enum RootMarkerCodec {
+public struct RootMarker: Equatable, Sendable {
     public static let size = MemoryLayout<nf_root_marker>.size
     public static let magic = UInt64(NF_ROOT_MAGIC)
+    /// This binary's `NF_ABI_VERSION`.
+    public static let currentABIVersion = UInt32(NF_ABI_VERSION)
 
-    public static func encode(createdNanoseconds: UInt64) -> [UInt8] {
+    public var createdNanoseconds: UInt64
+    public var abiVersion: UInt32
+
+    public init(createdNanoseconds: UInt64, abiVersion: UInt32 = currentABIVersion) {
+        self.createdNanoseconds = createdNanoseconds
+        self.abiVersion = abiVersion
+    }
+
+    public func encode() -> [UInt8] {
         var writer = ByteWriter()
-        writer.append(magic)
+        writer.append(Self.magic)
         writer.append(createdNanoseconds)
+        writer.append(abiVersion)
+        writer.pad(4)
         return writer.bytes
     }
 
-    /// When the root was first initialized, or nil when the bytes are not a marker.
-    public static func decode(_ bytes: [UInt8]) -> UInt64? {
+    /// nil when the bytes are not a marker (an init killed before writing it leaves zeros).
+    public static func decode(_ bytes: [UInt8]) -> RootMarker? {
         let reader = ByteReader(bytes)
-        guard bytes.count == size, reader.integer(UInt64.self, at: 0) == magic else { return nil }
-        return reader.integer(UInt64.self, at: 8)
+        guard bytes.count == size, reader.integer(UInt64.self, at: 0) == magic, let created = reader.integer(UInt64.self, at: 8),
+              let version = reader.integer(UInt32.self, at: 16) else { return nil }
+        return RootMarker(createdNanoseconds: created, abiVersion: version)
     }
 }

@@ -203,7 +203,10 @@ public struct EventFilter: Sendable {
         if let namespace, event.podNamespace != namespace { return false }
         if let verdict, event.verdict != verdict { return false }
         if let direction, event.direction != direction { return false }
-        if let prefix, !prefix.contains(event.source), !prefix.contains(event.destination) { return false }
+        if let prefix {
+            let family: AddressFamily = event.family == AddressFamily.ipv6.description ? .ipv6 : .ipv4
+            if !prefix.contains(event.source, family: family), !prefix.contains(event.destination, family: family) { return false }
+        }
         if let port, event.sourcePort != port, event.destinationPort != port { return false }
         if let proto, event.proto != proto { return false }
         if let tier, event.tier != tier { return false }

@@ -21,7 +21,7 @@ struct AWSPolicyLayout: MapLayout {
         if key.count == 8 {
             prefix = IPPrefix(address: IPAddress(ipv4: Array(key[4..<8])), length: 96 + min(prefixLength, 32))
         } else {
-            prefix = IPPrefix(address: IPAddress(key, at: 4), length: min(prefixLength, 128))
+            prefix = IPPrefix(address: IPAddress(key, at: 4), length: min(prefixLength, 128), family: .ipv6)
         }
         let stride = clusterPolicy ? 16 : 12
         for slot in 0..<Self.slots {

@@ -16,7 +16,10 @@ public struct ConntrackFilter {
 
     func matches(_ entry: ConntrackEntry, state entryState: @autoclosure () -> FlowState) -> Bool {
         if let podID, entry.podID != podID { return false }
-        if let prefix, !prefix.contains(entry.low), !prefix.contains(entry.high) { return false }
+        if let prefix {
+            let family = AddressFamily(rawValue: entry.family) ?? entry.low.family
+            if !prefix.contains(entry.low, family: family), !prefix.contains(entry.high, family: family) { return false }
+        }
         if let port, entry.lowPort != port, entry.highPort != port { return false }
         if let protocolNumber, entry.protocolNumber != protocolNumber { return false }
         if let state, entryState() != state { return false }

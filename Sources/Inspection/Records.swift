@@ -279,7 +279,7 @@ struct RowCursor {
     }
 
     private static func putPrefix(_ prefix: IPPrefix, into cursor: inout OutputCursor) {
-        cursor.put(address: prefix.address)
+        cursor.put(address: prefix.address, as: prefix.family)
         cursor.put(UInt8(ascii: "/"))
         cursor.put(integer: prefix.familyLength)
     }

@@ -129,8 +129,10 @@ public final class Loader {
         guard let lock = held else { throw LoaderError.notInitialized(root: root.path) }
         var report = InitReport()
         let (state, stateMaps) = try LoaderState.load(pinningUnder: root.path, migrate: migrate)
+        let previous = try state.rootMarker()
+        let (datapath, datapathMaps) = try Datapath.load(pinningUnder: root.path, migrate: migrate,
+                                                         sameABI: previous?.abiVersion == RootMarker.currentABIVersion)
         try state.markRoot()
-        let (datapath, datapathMaps) = try Datapath.load(pinningUnder: root.path, migrate: migrate)
         report.maps.reused = stateMaps.reused + datapathMaps.reused
         report.maps.created = stateMaps.created + datapathMaps.created
         report.maps.migrated = stateMaps.migrated + datapathMaps.migrated
@@ -139,7 +141,18 @@ public final class Loader {
         if datapathMaps.created.contains("settings") || datapathMaps.migrated.contains("settings") {
             try datapath.setEventLevel(.deny)
         }
-        for (_, pod) in try state.pods().sorted(by: { $0.key < $1.key }) {
+        let pods = try state.pods().sorted(by: { $0.key < $1.key })
+        // Tries made anew (a first init, or a layout change): each attached pod's
+        // policy goes into its live slot before the programs that read it go live.
+        let remade = Set(datapathMaps.created + datapathMaps.migrated)
+        if !remade.isDisjoint(with: ["policies", "domain_rules"]) {
+            let objects = try state.objects()
+            for (_, pod) in pods {
+                let policy = try loader.policy(for: pod, objects: objects)
+                try datapath.restoreLiveSlot(ifindex: pod.ifindex, policies: policy.policies, domainRules: policy.domainRules)
+            }
+        }
+        for (_, pod) in pods {
             try loader.attachPrograms(pod)
             report.reattached.append("\(pod.namespace)/\(pod.name)")
         }

@@ -61,19 +61,24 @@ public final class LoaderState {
 
     // MARK: the root
 
-    /// Writes the marker once: the root was first initialized now.
+    /// The marker as the last init left it (nil: none yet).
+    func rootMarker() throws -> RootMarker? {
+        try marker.lookup(key: bytes(0)).flatMap(RootMarker.decode)
+    }
+
+    /// Marks the root as initialized by this binary's ABI (its creation time kept).
     func markRoot() throws {
-        if try marker.lookup(key: bytes(0)).flatMap(RootMarkerCodec.decode) != nil { return }
-        try marker.update(key: bytes(0), value: RootMarkerCodec.encode(createdNanoseconds: BootClock.nanoseconds(CLOCK_REALTIME)))
+        let created = try rootMarker()?.createdNanoseconds ?? BootClock.nanoseconds(CLOCK_REALTIME)
+        try marker.update(key: bytes(0), value: RootMarker(createdNanoseconds: created).encode())
     }
 
     /// Whether `root` holds netfence's marker: the pinned map, written or (an init
     /// killed before writing it) still empty.
     static func isMarked(_ root: String) throws -> Bool {
         guard let map = try? BPFFilesystem.pinnedMap(at: "\(root)/state/\(markerName)"),
-              case let info = try map.info(), info.type == .array, info.valueSize == UInt32(RootMarkerCodec.size),
+              case let info = try map.info(), info.type == .array, info.valueSize == UInt32(RootMarker.size),
               let value = try map.lookup(key: withUnsafeBytes(of: UInt32(0)) { Array($0) }) else { return false }
-        return RootMarkerCodec.decode(value) != nil || value.allSatisfy { $0 == 0 }
+        return RootMarker.decode(value) != nil || value.allSatisfy { $0 == 0 }
     }
 
     // MARK: pods

@@ -169,7 +169,9 @@ public enum PolicyDocumentParser {
             let field = join(path, "except[\(index)]")
             let text = try prefix(hole, field, warnings: &warnings)
             if let cidr, let outer = IPPrefix.parse(cidr)?.prefix, let inner = IPPrefix.parse(text)?.prefix, !outer.contains(inner) || outer == inner {
-                throw PolicyInputError(field, "\(text) is not inside \(cidr)")
+                throw PolicyInputError(field, outer.family != inner.family
+                    ? "\(text) is \(inner.family == .ipv4 ? "IPv4" : "IPv6") and \(cidr) is not: an except block lies inside its cidr"
+                    : "\(text) is not inside \(cidr)")
             }
             except.append(text)
         }
@@ -292,6 +294,11 @@ public enum PolicyDocumentParser {
     private static func prefix(_ value: Any, _ path: @autoclosure () -> String, warnings: inout [String]) throws(PolicyInputError) -> String {
         let text = try string(value, path())
         guard let parsed = IPPrefix.parse(text) else { throw PolicyInputError(path(), "\(text) is not a CIDR") }
+        // IPv4 written as IPv6 would match neither family as its author meant: IPv6 prefixes match IPv6 packets only.
+        if parsed.prefix.isIPv4Mapped {
+            let ipv4 = IPPrefix(address: parsed.prefix.address, length: parsed.prefix.length, family: .ipv4)
+            throw PolicyInputError(path(), "\(text) is an IPv4-mapped IPv6 prefix, which matches no IPv4 packet; write it as IPv4: \(ipv4)")
+        }
         if !parsed.wasCanonical {
             warnings.append("\(path()): \(text) is not canonical; using \(parsed.prefix)")
         }

@@ -1,3 +1,4 @@
+import CommandTree
 import DatapathModel
 import Glibc
 
@@ -107,9 +108,15 @@ public struct OutputCursor {
         }
     }
 
-    /// `text` as it is (table cells; JSON strings go through ``put(escaping:)``).
+    /// `text` for a table cell: as it is, control characters escaped for the
+    /// terminal (``TerminalText``; JSON strings go through ``put(escaping:)``).
     @inlinable public mutating func put(text: String) {
         var text = text
+        let plain = text.withUTF8 { bytes in
+            // C0 and DEL are single bytes; C1 is 0xc2 0x80...0x9f in UTF-8.
+            !bytes.contains { $0 < 0x20 || $0 == 0x7f || $0 == 0xc2 }
+        }
+        if !plain { text = TerminalText.escaped(text) }
         text.withUTF8 { if !$0.isEmpty { put($0) } }
     }
 
@@ -173,9 +180,9 @@ public struct OutputCursor {
     }
 
     /// The address as people write it: dotted IPv4; IPv6 as RFC 5952 (and inet_ntop) write it.
-    @inlinable public mutating func put(address: IPAddress) {
+    @inlinable public mutating func put(address: IPAddress, as family: AddressFamily? = nil) {
         address.withBytes { bytes in
-            if address.isIPv4 {
+            if (family ?? address.family) == .ipv4 {
                 put(octet: bytes[12])
                 for index in 13..<16 {
                     put(UInt8(ascii: "."))

@@ -8,7 +8,8 @@ import Testing
 @Suite struct ABILayoutTests {
     @Test func structSizesMatchTheHeader() {
         #expect(MemoryLayout<nf_pod>.size == 12 && PodRecord.size == 12)
-        #expect(MemoryLayout<nf_lpm_key>.size == 20 && LPMKeyCodec.size == 20)
+        #expect(MemoryLayout<nf_lpm_key>.size == 24 && LPMKeyCodec.size == 24)
+        #expect(MemoryLayout<nf_lpm_key>.offset(of: \.family) == 4 && MemoryLayout<nf_lpm_key>.offset(of: \.address) == 5)
         #expect(MemoryLayout<nf_port_rule>.size == 16 && PortRule.size == 16)
         #expect(MemoryLayout<nf_rule_set>.size == 8 + 16 * DatapathLimits.rulesPerPrefix && RuleSetCodec.size == 520)
         #expect(MemoryLayout<nf_conntrack_key>.size == 44)
@@ -20,6 +21,17 @@ import Testing
         #expect(MemoryLayout<nf_domain_grant_key>.size == 20 && DomainGrant.keySize == 20)
         #expect(MemoryLayout<nf_domain_grant>.size == 8 + 16 * DatapathLimits.patternsPerGrant && DomainGrant.valueSize == 136)
         #expect(MemoryLayout<nf_dns_proxy>.size == 16 && DNSProxyRecord.size == 16)
+        #expect(MemoryLayout<nf_root_marker>.size == 24 && RootMarker.size == 24)
+    }
+
+    @Test func theRootMarkerLandsWhereTheCStructReadsIt() {
+        let marker = RootMarker(createdNanoseconds: 1_234_567)
+        marker.encode().withUnsafeBytes { raw in
+            let c = raw.loadUnaligned(as: nf_root_marker.self)
+            #expect(c.magic == NF_ROOT_MAGIC && c.created_ns == 1_234_567 && c.abi_version == NF_ABI_VERSION)
+        }
+        #expect(RootMarker.decode(marker.encode()) == marker)
+        #expect(RootMarker.decode([UInt8](repeating: 0, count: RootMarker.size)) == nil, "an unwritten marker is none")
     }
 
     @Test func domainValuesLandWhereTheCStructsReadThem() {
@@ -95,8 +107,12 @@ import Testing
         #expect(PodRecord.decode(record.encode()) == record)
 
         let prefix = IPPrefix.parse("198.18.0.0/15")!.prefix
-        #expect(LPMKeyCodec.encode(prefix) == [111, 0, 0, 0] + [UInt8](repeating: 0, count: 10) + [0xff, 0xff, 198, 18, 0, 0])
+        // 8 family bits + 96 mapped bits + 15
+        #expect(LPMKeyCodec.encode(prefix) == [119, 0, 0, 0, 4] + [UInt8](repeating: 0, count: 10) + [0xff, 0xff, 198, 18, 0, 0, 0, 0, 0])
         #expect(LPMKeyCodec.decode(LPMKeyCodec.encode(prefix)) == prefix)
+        let any6 = IPPrefix.parse("::/0")!.prefix
+        #expect(LPMKeyCodec.encode(any6) == [8, 0, 0, 0, 6] + [UInt8](repeating: 0, count: 19), "IPv6 ::/0 fixes the family byte only")
+        #expect(LPMKeyCodec.decode(LPMKeyCodec.encode(any6)) == any6)
     }
 
     /// A ring-buffer record as the datapath writes it, decoded field by field.

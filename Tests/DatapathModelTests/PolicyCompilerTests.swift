@@ -14,9 +14,31 @@ func prefix(_ text: String) -> IPPrefix { IPPrefix.parse(text)!.prefix }
         for bad in ["198.18.0.0/33", "2001:db8::/129", "198.18.0.0/-1", "198.18.0.0/8x", "not an address", "198.18.0.0/", ""] {
             #expect(IPPrefix.parse(bad) == nil, "\(bad)")
         }
-        #expect(prefix("198.18.0.0/15").contains(IPAddress("198.19.255.255")!))
-        #expect(!prefix("198.18.0.0/15").contains(IPAddress("198.20.0.0")!))
-        #expect(!prefix("0.0.0.0/0").contains(IPAddress("2001:db8::1")!), "IPv4 any is not IPv6 any")
+        #expect(prefix("198.18.0.0/15").contains(IPAddress("198.19.255.255")!, family: .ipv4))
+        #expect(!prefix("198.18.0.0/15").contains(IPAddress("198.20.0.0")!, family: .ipv4))
+        #expect(!prefix("0.0.0.0/0").contains(IPAddress("2001:db8::1")!, family: .ipv6), "IPv4 any is not IPv6 any")
+    }
+
+    @Test func aPrefixNeverContainsTheOtherFamily() {
+        let v4 = IPAddress("198.18.0.1")!
+        for v6 in ["::/0", "::/1", "::ffff:0:0/96", "::ffff:198.18.0.0/112"] {
+            #expect(!prefix(v6).contains(v4, family: .ipv4), "\(v6) holds no IPv4 address")
+            #expect(!prefix(v6).contains(prefix("198.18.0.0/16")), "\(v6) holds no IPv4 prefix")
+        }
+        #expect(prefix("::ffff:198.18.0.0/112").isIPv4Mapped && !prefix("::/0").isIPv4Mapped && !prefix("198.18.0.0/16").isIPv4Mapped)
+        #expect(prefix("::ffff:198.18.0.0/112").description == "::ffff:198.18.0.0/112", "IPv6 written as IPv6")
+        #expect(prefix("::ffff:198.18.0.0/112").contains(v4, family: .ipv6), "an IPv6 packet with a mapped address is IPv6")
+        #expect(!prefix("0.0.0.0/0").contains(prefix("::/0")) && prefix("0.0.0.0/0") != prefix("::ffff:0:0/96"))
+
+        let policy = try! PolicyCompiler.compile([
+            PolicyRule(ruleID: 1, peer: prefix("::/0"), tier: .admin, priority: 1, action: .deny),
+            PolicyRule(ruleID: 2, peer: prefix("198.18.0.0/16")),
+        ])
+        #expect(policy.rules(for: v4)?.map(\.ruleID) == [2], "the IPv4 entry carries no IPv6 rule")
+        #expect(policy.rules(for: IPAddress("2001:db8::1")!)?.map(\.ruleID) == [1])
+        #expect(policy.rules(for: IPAddress("198.18.0.1")!, family: .ipv6)?.map(\.ruleID) == [1], "a mapped address in an IPv6 packet")
+        let decision = PolicyEvaluator.decide(policy, state: .policiesApplied, peer: v4, family: .ipv4, protocolNumber: 6, port: 80).decision
+        #expect(decision == Decision(verdict: .allow, tier: .networkPolicy, ruleID: 2), "Admin Deny of ::/0 does not bite IPv4")
     }
 }
 

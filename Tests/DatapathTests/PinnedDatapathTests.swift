@@ -15,7 +15,7 @@ import TestSupport
         try first.conntrack.update(key: [UInt8](repeating: 7, count: ABISizes.conntrackKey), value: [UInt8](repeating: 1, count: ABISizes.conntrackValue))
         let firstProgram = try first.toPod.info().id
 
-        let (second, reloaded) = try Datapath.load(pinningUnder: root.path, migrate: false)
+        let (second, reloaded) = try Datapath.load(pinningUnder: root.path, migrate: false, sameABI: true)
         #expect(Set(reloaded.reused) == Set(Datapath.mapLayouts.keys) && reloaded.created.isEmpty)
         #expect(try second.conntrack.countEntries() == 1, "conntrack survives a reload")
         #expect(try second.conntrack.info().id == first.conntrack.info().id)
@@ -25,6 +25,10 @@ import TestSupport
 
         let opened = try Datapath.open(pinnedUnder: root.path)
         #expect(try opened.conntrack.countEntries() == 1)
+
+        // An empty policies map pinned by another ABI version (or none known) is made anew.
+        let (_, unknown) = try Datapath.load(pinningUnder: root.path, migrate: false, sameABI: false)
+        #expect(unknown.created == ["policies"] && unknown.reused.count == Datapath.mapLayouts.count - 1)
     }
 
     @Test func anIncompatiblePinIsRefusedUnlessMigrated() throws {

@@ -227,4 +227,40 @@ import TestSupport
         try bench.send(udp4(3014, 9999), pod: 2, .ingress, expect: .untouched, "no pod on the interface")
         #expect(bench.cases == 29)
     }
+
+    /// A prefix of one family never matches a packet of the other, in either tier
+    /// or direction; an IPv6 packet with a mapped address is IPv6.
+    @Test func addressFamiliesNeverCross() throws {
+        guard Privileges.require() else { return }
+        let bench = try VerdictBench(pods: 3)
+        let pod = Self.pod0, pod6 = Self.pod0v6
+        try bench.apply(pod: 0, states: [.ingress: .policiesApplied, .egress: .defaultAllow], rules: [
+            .egress: [PolicyRule(ruleID: 500, peer: cidr("::/0"), tier: .admin, priority: 1, action: .deny)],
+            .ingress: [PolicyRule(ruleID: 501, peer: cidr("::/1")), PolicyRule(ruleID: 502, peer: cidr("198.18.30.0/24"), ports: [PortRange(protocolNumber: TCP, start: 80)])],
+        ])
+        try bench.send(tcp(pod, "198.18.31.1", 5001, 80), pod: 0, .egress, expect: .pass(.podDefault), "Admin Deny ::/0 lets IPv4 out")
+        try bench.send(tcp(pod6, "2001:db8:31::1", 5002, 80), pod: 0, .egress, expect: .drop(.admin, rule: 500), "and denies IPv6")
+        try bench.send(tcp("198.18.32.1", pod, 5003, 80), pod: 0, .ingress, expect: .drop(.networkPolicy), "allow ::/1 lets no IPv4 in")
+        try bench.send(tcp("::1", pod6, 5004, 80), pod: 0, .ingress, expect: .pass(.networkPolicy, rule: 501), "but IPv6 in ::/1")
+        let mapped = PacketBuilder.frame(from: ip("198.18.30.1"), to: ip(pod6), .tcp(sourcePort: 5005, destinationPort: 80), family: .ipv6)
+        try bench.send(mapped, pod: 0, .ingress, expect: .pass(.networkPolicy, rule: 501),
+                       "an IPv6 packet from a mapped address is IPv6")
+        try bench.send(tcp("198.18.30.1", pod, 5006, 80), pod: 0, .ingress, expect: .pass(.networkPolicy, rule: 502), "the IPv4 rule")
+
+        try bench.apply(pod: 1, states: [.ingress: .policiesApplied, .egress: .defaultAllow], rules: [.ingress: [
+            PolicyRule(ruleID: 510, peer: cidr("0.0.0.0/0"), except: [cidr("198.18.33.0/24")]),
+            PolicyRule(ruleID: 511, peer: cidr("::ffff:0:0/96")),
+        ]])
+        try bench.send(tcp("198.18.34.1", Self.pod1, 5007, 80), pod: 1, .ingress, expect: .pass(.networkPolicy, rule: 510), "IPv4 any")
+        try bench.send(tcp("198.18.33.1", Self.pod1, 5008, 80), pod: 1, .ingress, expect: .drop(.networkPolicy),
+                       "an IPv6 prefix over the mapped range fills no IPv4 hole")
+        try bench.send(tcp("2001:db8:34::1", pod6, 5009, 80), pod: 1, .ingress, expect: .drop(.networkPolicy), "IPv4 any lets no IPv6 in")
+
+        try bench.apply(pod: 2, states: [.ingress: .defaultAllow, .egress: .defaultDeny], rules: [.egress: [
+            PolicyRule(ruleID: 520, peer: cidr("::/0"), tier: .baseline, priority: 1, action: .accept),
+        ]])
+        try bench.send(udp(Self.pod2, "198.18.35.1", 5010, 53), pod: 2, .egress, expect: .drop(.podDefault), "Baseline Accept ::/0 is not IPv4")
+        try bench.send(udp(pod6, "2001:db8:35::1", 5011, 53), pod: 2, .egress, expect: .pass(.baseline, rule: 520), "but is IPv6")
+        #expect(bench.cases == 11)
+    }
 }

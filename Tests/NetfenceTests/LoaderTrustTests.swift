@@ -162,4 +162,51 @@ func temporaryPolicyFile(_ text: String) throws -> URL {
         let programs = try bench.cli(["ebpf", "progs"])
         #expect(programs.standardOutput.contains("nf_to_pod"))
     }
+
+    @Test func anAdminDenyOfIPv6AnyLeavesIPv4AloneAndMappedOrCrossFamilyInputIsRefused() throws {
+        guard Privileges.require() else { return }
+        let bench = try LoaderCluster(pods: 2)
+        try bench.cli(["loader", "apply"], input: clusterPolicy("no-v6-out", tier: "Admin", priority: 10, selecting: [0],
+                                                              egress: rule("::/0", action: "Deny")))
+        #expect(try bench.reaches(0, 1, .tcp), "IPv4 TCP connects under an Admin Deny of ::/0")
+        #expect(try !bench.reaches(0, 1, .tcp, ipv6: true), "IPv6 TCP does not")
+        try bench.cli(["loader", "apply"], input: policyEndpoint("v6-only-in", selecting: [1], isolation: ["Ingress"], ingress: rule("::/1")))
+        #expect(try !bench.reaches(0, 1, .udp), "an ingress allow of ::/1 lets no IPv4 in")
+
+        for (cidr, except, message) in [("::ffff:198.18.0.0/112", [String](), "IPv4-mapped IPv6 prefix"),
+                                        ("::/0", ["198.18.0.0/16"], "198.18.0.0/16 is IPv4 and ::/0 is not")] {
+            let file = try temporaryPolicyFile(policyEndpoint("mapped", selecting: [0], isolation: ["Ingress"], ingress: rule(cidr, except: except)))
+            defer { try? FileManager.default.removeItem(at: file) }
+            let refused = try NetfenceBinary.run(["loader", "apply", "-f", file.path, "--bpffs-root", bench.root.path])
+            #expect(refused.status == 1 && refused.standardError.contains(message), "\(refused.standardError)")
+        }
+        #expect(!(try bench.cli(["loader", "status"]).standardOutput.contains("shop/mapped")), "nothing applied")
+    }
+
+    @Test func aPinnedPoliciesMapOfAnOlderTrieLayoutIsRefusedThenMigratedWithEveryPodsPolicy() throws {
+        guard Privileges.require() else { return }
+        let bench = try LoaderCluster(pods: 2)
+        try bench.cli(["loader", "apply"], input: policyEndpoint("tcp-from-1", selecting: [0], isolation: ["Ingress"],
+                                                               ingress: rule("\(bench.ip(1))/32", ports: [("TCP", 8080, nil)])))
+        #expect(try bench.reaches(1, 0, .tcp) && !bench.reaches(1, 0, .udp))
+        // The policies map as a netfence with 20-byte trie keys pinned it, holding one trie.
+        let maps = bench.root.path + "/maps"
+        let oldTrie = "\(maps)/old_trie", oldPolicies = "\(maps)/old_policies"
+        for command in [["map", "create", oldTrie, "type", "lpm_trie", "key", "20", "value", "520", "entries", "16", "name", "old", "flags", "1"],
+                        ["map", "create", oldPolicies, "type", "array_of_maps", "inner_map", "pinned", oldTrie, "key", "4", "value", "4",
+                         "entries", "16384", "name", "policies"],
+                        ["map", "update", "pinned", oldPolicies, "key", "0", "0", "0", "0", "value", "pinned", oldTrie]] {
+            let result = try ChildProcess.run("/usr/sbin/bpftool", command)
+            try #require(result.status == 0, "bpftool \(command.joined(separator: " ")): \(result.output)")
+        }
+        unlink(oldTrie)
+        #expect(rename(oldPolicies, "\(maps)/policies") == 0)
+
+        let refused = try NetfenceBinary.run(["loader", "init", "--bpffs-root", bench.root.path])
+        #expect(refused.status == 1 && refused.standardError.contains("trie key size 24 (pinned: 20)")
+                && refused.standardError.contains("--migrate"), "\(refused.standardError)")
+        try bench.cli(["loader", "init", "--migrate"])
+        #expect(try bench.reaches(1, 0, .tcp) && !bench.reaches(1, 0, .udp), "pod0's policy came along into the new map")
+        #expect(try bench.reaches(0, 1, .tcp), "pod1 still open")
+    }
 }

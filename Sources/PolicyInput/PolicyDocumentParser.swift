@@ -1,7 +1,5 @@
 import DNS
 import DatapathModel
-import Foundation
-import Yams
 
 /// Why an input was refused: where (`items[2].spec.egress[0].ports[1].endPort`) and what.
 public struct PolicyInputError: Error, Equatable, CustomStringConvertible {
@@ -34,21 +32,21 @@ public struct ParsedPolicies: Sendable {
 public enum PolicyDocumentParser {
     public static let apiVersion = "networking.k8s.aws/v1alpha1"
 
+    /// The largest input `parse` reads.
+    public static let maximumInputBytes = InputDocuments.maximumBytes
+
     public static func parse(_ text: String) throws(PolicyInputError) -> ParsedPolicies {
-        let documents: [Any]
-        let trimmed = text.drop { $0.isWhitespace }
-        do {
-            if trimmed.first == "{" || trimmed.first == "[" {
-                documents = [try JSONSerialization.jsonObject(with: Data(text.utf8))]
-            } else {
-                documents = try Yams.load_all(yaml: text).compactMap { $0 }
-            }
-        } catch {
-            throw PolicyInputError("", "not valid JSON or YAML: \(oneLine(error))")
-        }
-        if documents.isEmpty { throw PolicyInputError("", "no objects in the input") }
+        try parse(bytes: Array(text.utf8))
+    }
+
+    /// Parses every document of `bytes` (JSON, or YAML with `---` between documents);
+    /// empty YAML documents are skipped, as kubectl skips them.
+    public static func parse(bytes: [UInt8]) throws(PolicyInputError) -> ParsedPolicies {
+        let documents = try InputDocuments.load(bytes)
+        let present = documents.enumerated().filter { if case .null = $0.element { false } else { true } }
+        if present.isEmpty { throw PolicyInputError("", documents.count > 1 ? "every document of the input is empty" : "the input is empty (null): no objects to read") }
         var result = ParsedPolicies()
-        for (index, document) in documents.enumerated() {
+        for (index, document) in present {
             let prefix = documents.count > 1 ? "document[\(index)]" : ""
             try collect(document, path: prefix, into: &result)
         }
@@ -59,8 +57,8 @@ public enum PolicyDocumentParser {
         return result
     }
 
-    private static func collect(_ document: Any, path: String, into result: inout ParsedPolicies) throws(PolicyInputError) {
-        if let array = document as? [Any] {
+    private static func collect(_ document: InputValue, path: String, into result: inout ParsedPolicies) throws(PolicyInputError) {
+        if case .list(let array) = document {
             for (index, item) in array.enumerated() { try collect(item, path: join(path, "[\(index)]"), into: &result) }
             return
         }
@@ -74,7 +72,7 @@ public enum PolicyDocumentParser {
         result.objects.append(try parseObject(object, kind: kind, path: path, warnings: &result.warnings))
     }
 
-    private static func parseObject(_ object: [String: Any], kind: String, path: String, warnings: inout [String]) throws(PolicyInputError) -> PolicyObject {
+    private static func parseObject(_ object: [String: InputValue], kind: String, path: String, warnings: inout [String]) throws(PolicyInputError) -> PolicyObject {
         guard let policyKind = PolicyKind(rawValue: kind) else {
             throw PolicyInputError(join(path, "kind"), "\(kind) is not PolicyEndpoint or ClusterPolicyEndpoint")
         }
@@ -89,15 +87,11 @@ public enum PolicyDocumentParser {
         let specPath = join(path, "spec")
         let spec = try dictionary(object["spec"], specPath)
 
-        let policyRef: String
-        if let reference = spec["policyRef"] {
-            let ref = try dictionary(reference, join(specPath, "policyRef"))
-            let refName = try string(ref["name"], join(specPath, "policyRef.name"))
-            let refNamespace = try ref["namespace"].map { (value: Any) throws(PolicyInputError) in try string(value, join(specPath, "policyRef.namespace")) }
-            policyRef = refNamespace.map { "\($0)/\(refName)" } ?? refName
-        } else {
-            policyRef = clusterScoped ? name : "\(namespace)/\(name)"
-        }
+        // Required, as the CRD says: it is what events and status name as the policy.
+        let ref = try dictionary(spec["policyRef"], join(specPath, "policyRef"))
+        let refName = try string(ref["name"], join(specPath, "policyRef.name"))
+        let refNamespace = try ref["namespace"].map { (value: InputValue) throws(PolicyInputError) in try string(value, join(specPath, "policyRef.namespace")) }
+        let policyRef = refNamespace.map { "\($0)/\(refName)" } ?? refName
 
         var isolation = Set<Direction>()
         for (index, value) in try optionalArray(spec["podIsolation"], join(specPath, "podIsolation")).enumerated() {
@@ -113,8 +107,8 @@ public enum PolicyDocumentParser {
         for (index, value) in try optionalArray(spec["podSelectorEndpoints"], join(specPath, "podSelectorEndpoints")).enumerated() {
             let field = join(specPath, "podSelectorEndpoints[\(index)]")
             let endpoint = try dictionary(value, field)
-            let podIP = try endpoint["podIP"].map { (value: Any) throws(PolicyInputError) in try address(value, join(field, "podIP")) }
-            let hostIP = try endpoint["hostIP"].map { (value: Any) throws(PolicyInputError) in try address(value, join(field, "hostIP")) }
+            let podIP = try endpoint["podIP"].map { (value: InputValue) throws(PolicyInputError) in try address(value, join(field, "podIP")) }
+            let hostIP = try endpoint["hostIP"].map { (value: InputValue) throws(PolicyInputError) in try address(value, join(field, "hostIP")) }
             pods.append(SelectedPod(namespace: try string(endpoint["namespace"], join(field, "namespace")),
                                     name: try string(endpoint["name"], join(field, "name")), podIP: podIP, hostIP: hostIP))
         }
@@ -145,9 +139,9 @@ public enum PolicyDocumentParser {
                             tier: tier, priority: priority)
     }
 
-    private static func rule(_ value: Any, path: String, cluster: Bool, egress: Bool, warnings: inout [String]) throws(PolicyInputError) -> EndpointRule {
+    private static func rule(_ value: InputValue, path: String, cluster: Bool, egress: Bool, warnings: inout [String]) throws(PolicyInputError) -> EndpointRule {
         let rule = try dictionary(value, path)
-        let domainName = try rule["domainName"].map { (value: Any) throws(PolicyInputError) in
+        let domainName = try rule["domainName"].map { (value: InputValue) throws(PolicyInputError) in
             let field = join(path, "domainName"), text = try string(value, field)
             guard let pattern = DomainPattern(text) else {
                 throw PolicyInputError(field, "\(text) is not a domain name, or '*.' and a domain name")
@@ -193,7 +187,7 @@ public enum PolicyDocumentParser {
 
     private static let protocols: [String: UInt8] = ["TCP": IPProtocolNumber.tcp, "UDP": IPProtocolNumber.udp, "SCTP": IPProtocolNumber.sctp]
 
-    private static func port(_ value: Any, path: String) throws(PolicyInputError) -> PortSpec {
+    private static func port(_ value: InputValue, path: String) throws(PolicyInputError) -> PortSpec {
         let entry = try dictionary(value, path)
         var protocolNumber = IPProtocolNumber.tcp
         if let given = entry["protocol"] {
@@ -223,75 +217,54 @@ public enum PolicyDocumentParser {
         path.isEmpty ? field : field.hasPrefix("[") ? path + field : "\(path).\(field)"
     }
 
-    /// A JSON or YAML boolean. Foundation's JSON 0 and 1 also answer `is Bool`,
-    /// so booleans are told apart by their exact type.
-    private static func isBoolean(_ value: Any?) -> Bool {
-        guard let value else { return false }
-        if type(of: value) == Bool.self { return true }
-        if let number = value as? NSNumber { return number.objCType.pointee == CChar(UInt8(ascii: "c")) }
-        return false
-    }
-
-    private static func describe(_ value: Any?) -> String {
-        if isBoolean(value) { return "a boolean" }
-        switch value {
-        case nil: return "missing"
-        case is String: return "a string"
-        case is [Any]: return "a list"
-        case is [String: Any]: return "an object"
-        case is NSNumber, is Int, is Double: return "a number"
-        default: return "of type \(type(of: value!))"
-        }
-    }
-
     // Paths are built only when a field is wrong: a 1,000-rule object would
     // otherwise build ten strings per rule for nothing.
 
-    private static func dictionary(_ value: Any?, _ path: @autoclosure () -> String) throws(PolicyInputError) -> [String: Any] {
-        guard let dictionary = value as? [String: Any] else { throw PolicyInputError(path(), "\(describe(value)), expected an object") }
+    private static func describe(_ value: InputValue?) -> String { value?.kind ?? "missing" }
+
+    private static func dictionary(_ value: InputValue?, _ path: @autoclosure () -> String) throws(PolicyInputError) -> [String: InputValue] {
+        guard case .object(let dictionary) = value else { throw PolicyInputError(path(), "\(describe(value)), expected an object") }
         return dictionary
     }
 
-    private static func array(_ value: Any?, _ path: @autoclosure () -> String) throws(PolicyInputError) -> [Any] {
-        guard let array = value as? [Any] else { throw PolicyInputError(path(), "\(describe(value)), expected a list") }
+    private static func array(_ value: InputValue?, _ path: @autoclosure () -> String) throws(PolicyInputError) -> [InputValue] {
+        guard case .list(let array) = value else { throw PolicyInputError(path(), "\(describe(value)), expected a list") }
         return array
     }
 
-    /// A missing or null list is an empty one. (The list cast comes first: on
-    /// Linux `is NSNull` costs microseconds, twice per rule of a large object.)
-    private static func optionalArray(_ value: Any?, _ path: @autoclosure () -> String) throws(PolicyInputError) -> [Any] {
-        if let array = value as? [Any] { return array }
-        if value == nil || value is NSNull { return [] }
-        return try array(value, path())
+    /// A missing or null list is an empty one.
+    private static func optionalArray(_ value: InputValue?, _ path: @autoclosure () -> String) throws(PolicyInputError) -> [InputValue] {
+        switch value {
+        case .list(let array): return array
+        case nil, .null: return []
+        default: return try array(value, path())
+        }
     }
 
-    private static func string(_ value: Any?, _ path: @autoclosure () -> String) throws(PolicyInputError) -> String {
-        guard let string = value as? String, !string.isEmpty else {
-            throw PolicyInputError(path(), value is String ? "empty" : "\(describe(value)), expected a string")
+    private static func string(_ value: InputValue?, _ path: @autoclosure () -> String) throws(PolicyInputError) -> String {
+        guard case .string(let string) = value, !string.isEmpty else {
+            if case .string = value { throw PolicyInputError(path(), "empty") }
+            throw PolicyInputError(path(), "\(describe(value)), expected a string")
         }
         return string
     }
 
-    private static func integer(_ value: Any?, _ path: @autoclosure () -> String) throws(PolicyInputError) -> Int {
-        if !isBoolean(value) {
-            if let number = value as? Int { return number }
-            if let number = value as? NSNumber {
-                guard let exact = Int(exactly: number.doubleValue) else { throw PolicyInputError(path(), "\(number) is not a whole number") }
-                return exact
-            }
-            if let number = value as? Double { throw PolicyInputError(path(), "\(number) is not a whole number") }
+    private static func integer(_ value: InputValue?, _ path: @autoclosure () -> String) throws(PolicyInputError) -> Int {
+        switch value {
+        case .number(_, let integer?): return integer
+        case .number(let number, nil): throw PolicyInputError(path(), "\(number) is not a whole number")
+        case .string(let text): throw PolicyInputError(path(), "\"\(text)\" is a string, expected a number")
+        default: throw PolicyInputError(path(), "\(describe(value)), expected a number")
         }
-        if let text = value as? String { throw PolicyInputError(path(), "\"\(text)\" is a string, expected a number") }
-        throw PolicyInputError(path(), "\(describe(value)), expected a number")
     }
 
-    private static func address(_ value: Any, _ path: @autoclosure () -> String) throws(PolicyInputError) -> String {
+    private static func address(_ value: InputValue, _ path: @autoclosure () -> String) throws(PolicyInputError) -> String {
         let text = try string(value, path())
         guard IPAddress(text) != nil else { throw PolicyInputError(path(), "\(text) is not an IP address") }
         return text
     }
 
-    private static func prefix(_ value: Any, _ path: @autoclosure () -> String, warnings: inout [String]) throws(PolicyInputError) -> String {
+    private static func prefix(_ value: InputValue, _ path: @autoclosure () -> String, warnings: inout [String]) throws(PolicyInputError) -> String {
         let text = try string(value, path())
         guard let parsed = IPPrefix.parse(text) else { throw PolicyInputError(path(), "\(text) is not a CIDR") }
         // IPv4 written as IPv6 would match neither family as its author meant: IPv6 prefixes match IPv6 packets only.
@@ -305,7 +278,4 @@ public enum PolicyDocumentParser {
         return parsed.prefix.description
     }
 
-    private static func oneLine(_ error: Error) -> String {
-        String(describing: error).split(whereSeparator: \.isNewline).joined(separator: " ")
-    }
 }

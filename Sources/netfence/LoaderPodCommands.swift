@@ -2,6 +2,7 @@ import BPFKit
 import CommandTree
 import DatapathModel
 import Foundation
+import HostKit
 import Loader
 import PolicyInput
 
@@ -124,20 +125,31 @@ struct PolicyFileInput {
                                       default: nil, showDefault: false, completion: .file)
 
     static func read(_ path: String) throws -> ParsedPolicies {
-        let text: String
-        if path == "-" {
-            text = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
-        } else {
-            guard let data = FileManager.default.contents(atPath: path) else {
-                throw RuntimeError("cannot read \(path)", hint: "check the path and its permissions")
-            }
-            text = String(decoding: data, as: UTF8.self)
+        let name = path == "-" ? "standard input" : path
+        let contents: InputFile.Contents
+        do {
+            contents = try InputFile.read(path, limit: PolicyDocumentParser.maximumInputBytes)
+        } catch let error as SystemError {
+            let hint = error.errno == EISDIR ? "give a file, not a folder" : error.errno == ENOENT ? "check the path" : "check the path and its permissions"
+            throw RuntimeError("cannot read \(name): \(Errno.describe(error.errno))", hint: "\(hint); nothing was applied")
         }
         do {
-            return try PolicyDocumentParser.parse(text)
+            return try PolicyDocumentParser.parse(bytes: contents.bytes)
         } catch {
-            throw RuntimeError("\(path == "-" ? "standard input" : path): \(error.description)", hint: "nothing was applied")
+            throw RuntimeError("\(name): \(error.description)", hint: "nothing was applied")
         }
+    }
+}
+
+/// Objects named in one line: every one of a few, a count and the first and last of many.
+enum ObjectList {
+    static let listedInFull = 10
+
+    static func summary(_ keys: [ObjectKey]) -> String {
+        guard keys.count > listedInFull, let first = keys.first, let last = keys.last else {
+            return keys.map(\.description).joined(separator: ", ")
+        }
+        return "\(keys.count) objects (\(first) … \(last))"
     }
 }
 
@@ -159,10 +171,14 @@ struct LoaderApplyCommand: PolicyFileCommand {
 
     func run(_ context: CommandContext) throws {
         let input = try PolicyFileInput.read(file!)
+        if input.objects.isEmpty {
+            context.print("Nothing to apply: the input's List has no items")
+            return
+        }
         let loader = try LoaderAccess.openForChanges(context)
         for warning in input.warnings { context.warn(warning) }
         let report = try loader.apply(input)
-        context.print("Applied \(report.objects.map(\.description).joined(separator: ", "))")
+        context.print("Applied \(ObjectList.summary(report.objects))")
         for (pod, revision) in report.pods { context.print("  \(pod): revision \(revision)") }
     }
 }
@@ -178,11 +194,15 @@ struct LoaderDeleteCommand: PolicyFileCommand {
 
     func run(_ context: CommandContext) throws {
         let input = try PolicyFileInput.read(file!)
+        if input.objects.isEmpty {
+            context.print("Nothing to delete: the input's List has no items")
+            return
+        }
         let loader = try LoaderAccess.openForChanges(context)
         let report = try loader.delete(input.objects.map(\.key))
         let missing = Set(input.objects.map(\.key)).subtracting(report.objects)
         for key in missing.sorted() { context.warn("\(key) was not applied") }
-        context.print("Deleted \(report.objects.isEmpty ? "nothing" : report.objects.map(\.description).joined(separator: ", "))")
+        context.print("Deleted \(report.objects.isEmpty ? "nothing" : ObjectList.summary(report.objects))")
         for (pod, revision) in report.pods { context.print("  \(pod): revision \(revision)") }
     }
 }

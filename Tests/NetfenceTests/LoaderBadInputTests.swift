@@ -1,4 +1,5 @@
 import Foundation
+import HostKit
 import Testing
 import TestSupport
 
@@ -85,12 +86,83 @@ import TestSupport
         guard Privileges.require() else { return }
         let bench = try LoaderCluster(pods: 1)
         let missingFile = try NetfenceBinary.run(["loader", "apply", "-f", "/nonexistent/policy.yaml", "--bpffs-root", bench.root.path])
-        #expect(missingFile.status == 1 && missingFile.standardError == "error: cannot read /nonexistent/policy.yaml; check the path and its permissions\n")
+        #expect(missingFile.status == 1 && missingFile.standardError
+            == "error: cannot read /nonexistent/policy.yaml: No such file or directory (ENOENT); check the path; nothing was applied\n")
         let unknownPod = try NetfenceBinary.run(["loader", "detach", "--pod", "shop/ghost", "--bpffs-root", bench.root.path])
         #expect(unknownPod.status == 1 && unknownPod.standardError == "error: pod shop/ghost is not attached on this node; see 'netfence loader status'\n")
         let noInterface = try NetfenceBinary.run(["loader", "attach", "--pod", "shop/x", "--iface", "nf-absent0", "--netns", bench.cluster.node.name,
                                                   "--bpffs-root", bench.root.path])
         #expect(noInterface.status == 1)
         #expect(noInterface.standardError == "error: find interface nf-absent0 in network namespace \(bench.cluster.node.name): No such device (ENODEV)\n")
+    }
+
+    @Test func aMalformedDocumentAfterAValidOneAppliesNothingEvenItsIsolation() throws {
+        guard Privileges.require() else { return }
+        let bench = try LoaderCluster(pods: 2)
+        let isolating = policyEndpoint("iso", selecting: [0], isolation: ["Ingress"])
+        let before = try Self.policyState(bench)
+        for junk in ["---\n{ unclosed: [1\n", "---\nkind: PolicyEndpoint\n  bad: indent\n", "...\njunk: [1, 2\n"] {
+            let file = try temporaryPolicyFile(isolating + junk)
+            defer { try? FileManager.default.removeItem(at: file) }
+            let result = try NetfenceBinary.run(["loader", "apply", "-f", file.path, "--bpffs-root", bench.root.path])
+            #expect(result.status == 1 && result.standardError.contains(": document[1]: line ") && result.standardError.hasSuffix("; nothing was applied\n"),
+                    "\(result.standardError)")
+            #expect(result.standardError.split(separator: "\n").count == 1)
+        }
+        #expect(try Self.policyState(bench) == before)
+        #expect(try bench.reaches(1, 0, .tcp), "the pod the dropped document would isolate stays as it was")
+    }
+
+    @Test func pipesFIFOsAndDevNullReadLikeFiles() throws {
+        guard Privileges.require() else { return }
+        let bench = try LoaderCluster(pods: 1)
+        let root = "--bpffs-root \(bench.root.path)"
+        let empty = try ChildProcess.run("/bin/sh", ["-c", "\(NetfenceBinary.path) loader apply -f /dev/null \(root)"])
+        #expect(empty.status == 1 && empty.output == "error: /dev/null: the input is empty: no objects to read; nothing was applied\n")
+        let document = policyEndpoint("piped", selecting: [0], isolation: ["Ingress"])
+        let file = try temporaryPolicyFile(document)
+        defer { try? FileManager.default.removeItem(at: file) }
+        let substituted = try ChildProcess.run("/bin/bash", ["-c", "\(NetfenceBinary.path) loader apply -f <(cat \(file.path)) \(root)"])
+        #expect(substituted.status == 0 && substituted.output.hasPrefix("Applied PolicyEndpoint shop/piped"), "\(substituted.output)")
+        let fifo = FileManager.default.temporaryDirectory.appendingPathComponent("nf-fifo-\(UniqueNames.make("f"))").path
+        #expect(mkfifo(fifo, 0o600) == 0)
+        defer { unlink(fifo) }
+        let viaFIFO = try ChildProcess.run("/bin/sh", ["-c", "cat \(file.path) > \(fifo) & \(NetfenceBinary.path) loader delete -f \(fifo) \(root)"])
+        #expect(viaFIFO.status == 0 && viaFIFO.output.hasPrefix("Deleted PolicyEndpoint shop/piped"), "\(viaFIFO.output)")
+        let list = try ChildProcess.run("/bin/sh", ["-c", "echo '{\"kind\": \"PolicyEndpointList\", \"items\": []}' | \(NetfenceBinary.path) loader apply -f - \(root)"])
+        #expect(list.status == 0 && list.output == "Nothing to apply: the input's List has no items\n")
+        let binary = try ChildProcess.run("/bin/sh", ["-c", "head -c 4096 \(NetfenceBinary.path) | \(NetfenceBinary.path) loader apply -f - \(root)"])
+        #expect(binary.status == 1 && binary.output.hasPrefix("error: standard input: the input is not text"), "\(binary.output)")
+        #expect(!binary.output.unicodeScalars.contains { $0.value < 0x20 && $0 != "\n" }, "no raw control bytes reach the terminal")
+    }
+
+    @Test func anAliasBombIsRefusedWithinASecondInBoundedMemoryAndFiftyMegabytesOfJSONApply() throws {
+        guard Privileges.require() else { return }
+        let bench = try LoaderCluster(pods: 1)
+        var bomb = "    a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n"
+        for (previous, name) in zip("abcdefgh", "bcdefghi") {
+            bomb += "    \(name): &\(name) [" + Array(repeating: "*\(previous)", count: 9).joined(separator: ",") + "]\n"
+        }
+        let document = policyEndpoint("bomb", selecting: [0], isolation: ["Ingress"])
+            .replacingOccurrences(of: "  namespace: shop\nspec:", with: "  namespace: shop\n  annotations:\n" + bomb + "spec:")
+        let file = try temporaryPolicyFile(document)
+        defer { try? FileManager.default.removeItem(at: file) }
+        let refused = try ChildProcess.run(NetfenceBinary.path, ["loader", "apply", "-f", file.path, "--bpffs-root", bench.root.path])
+        #expect(refused.status == 1 && refused.output.contains("YAML aliases expand to more than 100000 nodes"), "\(refused.output)")
+        #expect(refused.seconds < 1, "refused in \(refused.seconds) s")
+        #expect(refused.peakResidentKilobytes < 256 * 1024, "peak RSS \(refused.peakResidentKilobytes) KiB")
+
+        // 50 MB of honest JSON: 2,000 PolicyEndpoints of 400 rules each, for pods not on this node.
+        let items = (0..<2000).map { object in
+            let rules = (0..<400).map { "{\"cidr\":\"198.19.\($0 / 250).\($0 % 250)/32\",\"ports\":[{\"protocol\":\"TCP\",\"port\":\(80 + object % 100)}]}" }
+            return "{\"apiVersion\":\"networking.k8s.aws/v1alpha1\",\"kind\":\"PolicyEndpoint\",\"metadata\":{\"name\":\"pe-\(object)\",\"namespace\":\"big\"},"
+                + "\"spec\":{\"policyRef\":{\"name\":\"np-\(object)\",\"namespace\":\"big\"},\"podIsolation\":[\"Ingress\"],"
+                + "\"podSelectorEndpoints\":[{\"name\":\"pod-\(object)\",\"namespace\":\"big\"}],\"ingress\":[\(rules.joined(separator: ","))]}}"
+        }
+        let big = try temporaryPolicyFile("{\"apiVersion\":\"v1\",\"kind\":\"List\",\"items\":[\(items.joined(separator: ","))]}")
+        defer { try? FileManager.default.removeItem(at: big) }
+        #expect((try FileManager.default.attributesOfItem(atPath: big.path)[.size] as? NSNumber)?.intValue ?? 0 > 50_000_000)
+        let applied = try bench.cli(["loader", "apply", "-f", big.path])
+        #expect(applied.standardOutput.hasPrefix("Applied 2000 objects (PolicyEndpoint big/pe-0 … PolicyEndpoint big/pe-1999)"))
     }
 }

@@ -162,10 +162,97 @@ spec:
 
     @Test func garbageAndEmptyInputAreRefused() {
         #expect(throws: PolicyInputError.self) { try PolicyDocumentParser.parse("{ not json") }
-        #expect(throws: PolicyInputError("", "no objects in the input")) { try PolicyDocumentParser.parse("") }
+        #expect(throws: PolicyInputError("", "the input is empty: no objects to read")) { try PolicyDocumentParser.parse("") }
         #expect(throws: PolicyInputError("kind", "NetworkPolicy is not PolicyEndpoint or ClusterPolicyEndpoint")) {
             try PolicyDocumentParser.parse("{\"kind\": \"NetworkPolicy\"}")
         }
+    }
+}
+
+/// Issue 13, items 3 to 5: one bad document applies nothing and is named; hostile
+/// inputs are refused quickly; every message is one line a person can act on.
+@Suite struct PolicyInputBoundsTests {
+    func message(_ text: String) -> String? {
+        do {
+            _ = try PolicyDocumentParser.parse(text)
+            return nil
+        } catch {
+            return error.description
+        }
+    }
+
+    @Test func aMalformedDocumentAfterAValidOneFailsTheWholeInputNamingIt() {
+        let cases = [
+            ("---\n{ unclosed: [1\n", "document[1]: line 19, column 1: did not find expected ',' or ']' (while parsing a flow sequence that starts at line 18, column 13)"),
+            ("---\nkind: PolicyEndpoint\n  bad: indent\n", "document[1]: line 19, column 6: mapping values are not allowed in this context"),
+            ("...\njunk: [1, 2\n", "document[1]: line 18, column 1: did not find expected <document start>"),
+        ]
+        for (tail, expected) in cases {
+            #expect(message(kubectlYAMLDocuments.components(separatedBy: "---\n")[0] + tail) == expected)
+        }
+    }
+
+    @Test func emptyDocumentsAreSkippedAndAnEmptyListIsNoObjects() throws {
+        let parsed = try PolicyDocumentParser.parse("---\n---\n" + kubectlYAMLDocuments + "\n---\n")
+        #expect(parsed.objects.count == 2)
+        #expect(try PolicyDocumentParser.parse("{\"kind\": \"PolicyEndpointList\", \"items\": []}").objects.isEmpty)
+        #expect(message("null") == "the input is empty (null): no objects to read")
+        #expect(message("---\n---\n") == "every document of the input is empty")
+        #expect(message("   \n\t") == "the input is empty: no objects to read")
+    }
+
+    @Test func jsonErrorsSayWhereAndNothingOfFoundation() {
+        #expect(message("{\"a\": ") == "not valid JSON: unexpected end of the input at line 1, column 7")
+        #expect(message("{\n  \"a\": 1,,\n}") == "not valid JSON: expected a key in quotes at line 2, column 10")
+        #expect(message("{\"a\": 1} junk") == "not valid JSON: unexpected text after the JSON value at line 1, column 10")
+        #expect(message("{\"a\": 1, \"a\": 2}") == "not valid JSON: the key a appears twice at line 1, column 10")
+        #expect(message(String(repeating: "[", count: 600)) == "not valid JSON: more than 512 nested lists or objects at line 1, column 513")
+        #expect(message("{\"kind\": \"PolicyEndpoint\", \"metadata\": {\"name\": \"a\\u00e9\\ud83d\\ude00\"}}")?.hasPrefix("metadata.namespace") == true,
+                "escapes decode, and the next fault is reported")
+    }
+
+    @Test func binaryAndNonUTF8InputIsNamedNotEchoed() throws {
+        let nul = message("kind: a\u{0}b")
+        #expect(nul == "the input is not text (a NUL byte at line 1, column 8); give JSON or YAML")
+        do {
+            _ = try PolicyDocumentParser.parse(bytes: Array("kind: ".utf8) + [0xff, 0xfe])
+            Issue.record("invalid UTF-8 was accepted")
+        } catch {
+            #expect(error.description == "the input is not UTF-8 text (at line 1, column 7); give JSON or YAML")
+        }
+        #expect(message("kind: \u{1b}[31mred") == "document[0]: line 1, column 7: control characters are not allowed (0x1b)")
+    }
+
+    @Test func aYAMLAliasBombIsRefusedAtOnce() {
+        var bomb = "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n"
+        for (previous, name) in zip("abcdefgh", "bcdefghi") {
+            bomb += "\(name): &\(name) [" + Array(repeating: "*\(previous)", count: 9).joined(separator: ",") + "]\n"
+        }
+        let started = ContinuousClock.now
+        #expect(message("metadata:\n  annotations:\n" + bomb.split(separator: "\n").map { "    \($0)" }.joined(separator: "\n"))
+                == "document[0]: YAML aliases expand to more than 100000 nodes; refused (an alias bomb?)")
+        #expect(ContinuousClock.now - started < .seconds(1))
+        // A few honest aliases are fine.
+        #expect(message("kind: &k PolicyEndpoint\nother: *k\n") == "metadata: missing, expected an object")
+    }
+
+    @Test func deepNestingIsRefusedNotACrash() {
+        #expect(message(String(repeating: "[", count: 2000) + String(repeating: "]", count: 2000))?.hasPrefix("not valid JSON: more than 512") == true)
+        let deep = message("a: " + String(repeating: "[", count: 2000))
+        #expect(deep?.hasPrefix("document[0]: line 1, column") == true && deep?.hasSuffix("more than 1000 nested lists or mappings") == true, "\(deep ?? "")")
+        #expect(message(String(repeating: "- ", count: 2000) + "x")?.hasPrefix("document[0]: line 1, column") == true)
+    }
+
+    @Test func anInputLargerThanTheBoundIsRefusedBeforeParsing() throws {
+        let huge = [UInt8](repeating: UInt8(ascii: " "), count: PolicyDocumentParser.maximumInputBytes + 1)
+        #expect(throws: PolicyInputError("", "the input is larger than the 64.0 MiB netfence reads; split it")) {
+            try PolicyDocumentParser.parse(bytes: huge)
+        }
+    }
+
+    @Test func policyRefIsRequired() throws {
+        let missing = try replace("spec.policyRef", with: "null", in: kubectlJSON)
+        #expect(message(missing) == "spec.policyRef: empty (null), expected an object")
     }
 }
 

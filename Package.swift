@@ -75,7 +75,8 @@ let package = Package(
         .testTarget(name: "BPFKitTests", dependencies: ["HostKit", "BPFKit", "BPFObjects", "TestSupport"]),
         .testTarget(
             name: "NetfenceTests",
-            dependencies: ["HostKit", "netfence", "BPFKit", "BPFObjects", "CLibBPF", "DNS", "Datapath", "DatapathModel", "Loader", "NodeNetwork", "TestSupport"],
+            dependencies: ["HostKit", "netfence", "BPFKit", "BPFObjects", "CLibBPF", "DNS", "Datapath", "DatapathModel", "Loader", "NodeNetwork",
+                           "PolicyInput", "TestSupport"],
             exclude: ["Snapshots"]
         ),
         // Helpers shared by the test targets: privilege probes, throwaway netns.

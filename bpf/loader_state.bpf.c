@@ -17,6 +17,13 @@ struct {
 } root_marker SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct nf_pending_change);
+} pending_change SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, NF_MAX_PODS);
 	__uint(map_flags, BPF_F_NO_PREALLOC);

@@ -351,6 +351,23 @@ struct nf_root_marker {
 	__u32 pad;
 };
 
+/* pending_change (array, one entry): written before a change's first write and
+ * cleared after its last, so the next writer finds a change a kill interrupted
+ * and rolls forward to what is stored. */
+enum nf_loader_operation {
+	NF_OPERATION_NONE = 0,
+	NF_OPERATION_ATTACH = 1,
+	NF_OPERATION_DETACH = 2,
+	NF_OPERATION_APPLY = 3,
+	NF_OPERATION_DELETE = 4,
+	NF_OPERATION_RECONCILE = 5,
+};
+struct nf_pending_change {
+	__u32 operation;  /* enum nf_loader_operation; NONE: nothing pending */
+	__u32 pid;        /* of the process that began it */
+	__u64 started_ns; /* CLOCK_REALTIME */
+};
+
 /* pod_registry: a pod attached on this node, by pod id. */
 struct nf_pod_registration {
 	__u32 ifindex;        /* of the host veth, in its namespace */
@@ -411,6 +428,7 @@ _Static_assert(__builtin_offsetof(struct nf_event, direction) == 64, "nf_event.d
 _Static_assert(sizeof(struct nf_pod_registration) == 408, "nf_pod_registration layout");
 _Static_assert(__builtin_offsetof(struct nf_pod_registration, pod_name) == 72, "nf_pod_registration.pod_name");
 _Static_assert(sizeof(struct nf_root_marker) == 24, "nf_root_marker layout");
+_Static_assert(sizeof(struct nf_pending_change) == 16, "nf_pending_change layout");
 _Static_assert(sizeof(struct nf_object_manifest) == 16, "nf_object_manifest layout");
 _Static_assert(sizeof(struct nf_object_chunk) == 4092, "nf_object_chunk layout");
 

@@ -24,6 +24,7 @@ _netfence() {
             "netfence loader delete") path="netfence loader delete" ;;
             "netfence loader detach") path="netfence loader detach" ;;
             "netfence loader status") path="netfence loader status" ;;
+            "netfence loader reconcile") path="netfence loader reconcile" ;;
             "netfence loader reset") path="netfence loader reset" ;;
             "netfence conntrack") path="netfence conntrack" ;;
             "netfence conntrack list"|"netfence conntrack ls") path="netfence conntrack list" ;;
@@ -90,13 +91,14 @@ _netfence() {
         "netfence ebpf dump-maps") COMPREPLY=($(compgen -W "-o --output --bpffs-root --pod --direction --raw --numeric --per-cpu --no-headers -h --help" -- "$cur")) ;;
         "netfence ebpf dump-cp-maps") COMPREPLY=($(compgen -W "-o --output --bpffs-root --pod --direction --raw --numeric --per-cpu --no-headers -h --help" -- "$cur")) ;;
         "netfence ebpf loaded-ebpfdata") COMPREPLY=($(compgen -W "-o --output --bpffs-root --pod --aws-root -h --help" -- "$cur")) ;;
-        "netfence loader") COMPREPLY=($(compgen -W "init attach apply delete detach status reset -o --output --bpffs-root -h --help" -- "$cur")) ;;
+        "netfence loader") COMPREPLY=($(compgen -W "init attach apply delete detach status reconcile reset -o --output --bpffs-root -h --help" -- "$cur")) ;;
         "netfence loader init") COMPREPLY=($(compgen -W "-o --output --bpffs-root --migrate --wait-timeout -h --help" -- "$cur")) ;;
         "netfence loader attach") COMPREPLY=($(compgen -W "-o --output --bpffs-root --pod --iface --netns --ingress-default --egress-default --wait-timeout -h --help" -- "$cur")) ;;
         "netfence loader apply") COMPREPLY=($(compgen -W "-o --output --bpffs-root -f --filename --wait-timeout -h --help" -- "$cur")) ;;
         "netfence loader delete") COMPREPLY=($(compgen -W "-o --output --bpffs-root -f --filename --wait-timeout -h --help" -- "$cur")) ;;
         "netfence loader detach") COMPREPLY=($(compgen -W "-o --output --bpffs-root --pod --wait-timeout -h --help" -- "$cur")) ;;
-        "netfence loader status") COMPREPLY=($(compgen -W "-o --output --bpffs-root --wait-timeout -h --help" -- "$cur")) ;;
+        "netfence loader status") COMPREPLY=($(compgen -W "-o --output --bpffs-root --check --wait-timeout -h --help" -- "$cur")) ;;
+        "netfence loader reconcile") COMPREPLY=($(compgen -W "-o --output --bpffs-root --wait-timeout -h --help" -- "$cur")) ;;
         "netfence loader reset") COMPREPLY=($(compgen -W "-o --output --bpffs-root --wait-timeout -h --help" -- "$cur")) ;;
         "netfence conntrack") COMPREPLY=($(compgen -W "list flush stats -o --output --bpffs-root -h --help" -- "$cur")) ;;
         "netfence conntrack list") COMPREPLY=($(compgen -W "-o --output --bpffs-root --pod --ip --port --proto --state --numeric --no-headers -h --help" -- "$cur")) ;;

@@ -326,6 +326,24 @@ public final class Datapath {
         return trie
     }
 
+    /// What the pod on `ifindex` enforces now: its record's states, the tries and
+    /// domain rules of its live slot, read back from the kernel. nil without a record.
+    public func livePolicy(ifindex: UInt32) throws -> (record: PodRecord, policies: [Direction: CompiledPolicy], domainRules: [UInt64: [PortRule]])? {
+        guard let record = try pod(ifindex: ifindex) else { return nil }
+        var compiled: [Direction: CompiledPolicy] = [:]
+        for direction in Direction.allCases {
+            guard let id = try trieID(podID: record.podID, direction: direction, slot: record.slot) else { continue }
+            let trie = try BPFMap(id: id)
+            var entries: [IPPrefix: [PortRule]] = [:]
+            for entry in try trie.keys() {
+                guard let prefix = LPMKeyCodec.decode(entry), let rules = try trie.lookup(key: entry).flatMap(RuleSetCodec.decode) else { continue }
+                entries[prefix] = rules
+            }
+            compiled[direction] = CompiledPolicy(entries: entries)
+        }
+        return (record, compiled, try domainRules(podID: record.podID, slot: record.slot))
+    }
+
     /// Every registered pod: host veth ifindex and record, by ifindex.
     public func registeredPods() throws -> [(ifindex: UInt32, record: PodRecord)] {
         var result: [(ifindex: UInt32, record: PodRecord)] = []

@@ -54,13 +54,29 @@ public enum Tier: UInt8, Sendable, CustomStringConvertible {
 }
 
 /// What a rule does. At equal priority Deny beats Accept beats Pass.
-public enum RuleAction: UInt8, Sendable {
+public enum RuleAction: UInt8, Sendable, CustomStringConvertible {
     case deny = 0, accept = 1, pass = 2
+    public var name: StaticString {
+        switch self {
+        case .deny: "deny"
+        case .accept: "accept"
+        case .pass: "pass"
+        }
+    }
+    public var description: String { name.description }
 }
 
 /// What a pod does in a direction when no Admin rule decides.
-public enum PodState: UInt8, Sendable {
+public enum PodState: UInt8, Sendable, CustomStringConvertible {
     case defaultAllow = 0, defaultDeny = 1, policiesApplied = 2
+    public var name: StaticString {
+        switch self {
+        case .defaultAllow: "default-allow"
+        case .defaultDeny: "default-deny"
+        case .policiesApplied: "policies-applied"
+        }
+    }
+    public var description: String { name.description }
 }
 
 public enum Verdict: UInt8, Sendable {

@@ -143,3 +143,52 @@ public struct RootMarker: Equatable, Sendable {
         return RootMarker(createdNanoseconds: created, abiVersion: version)
     }
 }
+
+/// `struct nf_pending_change`: a loader change begun and not (yet) finished.
+public struct PendingChange: Equatable, Sendable {
+    /// `enum nf_loader_operation`, one name each way.
+    public enum Operation: UInt32, Sendable, CaseIterable, CustomStringConvertible {
+        case attach = 1, detach = 2, apply = 3, delete = 4, reconcile = 5
+
+        public var description: String {
+            switch self {
+            case .attach: "attach"
+            case .detach: "detach"
+            case .apply: "apply"
+            case .delete: "delete"
+            case .reconcile: "reconcile"
+            }
+        }
+    }
+
+    public static let size = MemoryLayout<nf_pending_change>.size
+
+    public var operation: Operation
+    public var processID: UInt32
+    public var startedNanoseconds: UInt64
+
+    public init(operation: Operation, processID: UInt32, startedNanoseconds: UInt64) {
+        self.operation = operation
+        self.processID = processID
+        self.startedNanoseconds = startedNanoseconds
+    }
+
+    public func encode() -> [UInt8] {
+        var writer = ByteWriter()
+        writer.append(operation.rawValue)
+        writer.append(processID)
+        writer.append(startedNanoseconds)
+        return writer.bytes
+    }
+
+    /// The bytes of "nothing pending".
+    public static let none = [UInt8](repeating: 0, count: size)
+
+    /// nil for nothing pending (or an operation this binary does not know).
+    public static func decode(_ bytes: [UInt8]) -> PendingChange? {
+        let reader = ByteReader(bytes)
+        guard bytes.count == size, let operation = reader.integer(UInt32.self, at: 0).flatMap(Operation.init),
+              let pid = reader.integer(UInt32.self, at: 4), let started = reader.integer(UInt64.self, at: 8) else { return nil }
+        return PendingChange(operation: operation, processID: pid, startedNanoseconds: started)
+    }
+}

@@ -15,8 +15,6 @@ public enum ChildProcess {
         /// The exit status, or 128 + the signal that ended it.
         public let status: Int32
         public let output: String
-        /// The child's peak resident memory (wait4's ru_maxrss), in KiB.
-        public var peakResidentKilobytes: Int = 0
         /// Wall time from spawn to exit, in seconds.
         public var seconds: Double = 0
     }
@@ -54,11 +52,10 @@ public enum ChildProcess {
             if count > 0 { text += chunk[0..<count] } else if count == 0 || errno != EINTR { break }
         }
         var status: Int32 = 0
-        var usage = rusage()
-        while wait4(child, &status, 0, &usage) < 0, errno == EINTR {}
+        while waitpid(child, &status, 0) < 0, errno == EINTR {}
         let exited = status & 0x7f == 0
         return Result(status: exited ? (status >> 8) & 0xff : 128 + status & 0x7f, output: String(decoding: text, as: UTF8.self),
-                      peakResidentKilobytes: usage.ru_maxrss, seconds: Double(BootClock.nanoseconds(CLOCK_MONOTONIC) - started) / 1e9)
+                      seconds: Double(BootClock.nanoseconds(CLOCK_MONOTONIC) - started) / 1e9)
     }
 }
 

@@ -74,20 +74,6 @@ public struct DecodeContext {
 
 /// Words for the datapath's enums.
 enum Names {
-    static func action(_ action: RuleAction) -> String {
-        switch action {
-        case .deny: "deny"
-        case .accept: "accept"
-        case .pass: "pass"
-        }
-    }
-    static func state(_ state: PodState) -> String {
-        switch state {
-        case .defaultAllow: "default-allow"
-        case .defaultDeny: "default-deny"
-        case .policiesApplied: "policies-applied"
-        }
-    }
     static func ports(start: UInt16, end: UInt16) -> String {
         start == 0 ? "any" : start == end ? "\(start)" : "\(start)-\(end)"
     }
@@ -188,7 +174,7 @@ public struct PolicyTrieLayout: MapLayout {
         for rule in rules {
             let (policy, index) = context.policy(rule.ruleID)
             rows.write(.prefix(prefix), rule.protocolNumber == IPProtocolNumber.any ? .text("any") : context.protocolName(rule.protocolNumber),
-                       .text(Names.ports(start: rule.portStart, end: rule.portEnd)), .text(Names.action(rule.action)),
+                       .text(Names.ports(start: rule.portStart, end: rule.portEnd)), .word(rule.action.name),
                        .word(rule.tier.name), .number(UInt64(rule.priority)), policy, index)
         }
     }
@@ -208,7 +194,7 @@ struct PodsLayout: MapLayout {
         guard key.count == 4, let record = PodRecord.decode(Array(value)) else { return }
         rows.write(.number(UInt64(key.loadUnaligned(as: UInt32.self))), context.pod(record.podID), context.interface(record.podID),
                    .number(UInt64(record.podID)), .number(UInt64(record.revision)), .number(UInt64(record.slot)),
-                   .text(Names.state(record.states[.ingress] ?? .defaultAllow)), .text(Names.state(record.states[.egress] ?? .defaultAllow)))
+                   .word((record.states[.ingress] ?? .defaultAllow).name), .word((record.states[.egress] ?? .defaultAllow).name))
     }
 }
 

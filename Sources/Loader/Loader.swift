@@ -109,6 +109,8 @@ public final class Loader {
         public var maps = PinReport()
         /// Pods whose interfaces got the new programs (atomic replace).
         public var reattached: [String] = []
+        /// What init's closing reconcile repaired.
+        public var reconciled = ReconcileReport()
     }
 
     /// Loads (or reloads) the state maps, then the datapath, under `root` (the
@@ -156,6 +158,7 @@ public final class Loader {
             try loader.attachPrograms(pod)
             report.reattached.append("\(pod.namespace)/\(pod.name)")
         }
+        report.reconciled = try loader.reconcile()
         return (loader, report)
     }
 
@@ -177,6 +180,7 @@ public final class Loader {
     public func attach(namespace: String, name: String, interface: String, netns: String?,
                        defaults: [Direction: PodDefault]) throws -> AttachReport {
         try requireWriter()
+        try rollForwardIfInterrupted()
         let networkNamespace = try netns.map { try NetworkNamespace.named($0) } ?? .current
         var registration = PodRegistration(ifindex: 0, denyByDefault: [.ingress: defaults[.ingress] == .deny, .egress: defaults[.egress] == .deny],
                                            namespace: namespace, name: name, interface: interface, netns: netns ?? "")
@@ -205,6 +209,7 @@ public final class Loader {
         // A moved pod leaves its old interface first. Then the registry (a kill
         // leaves a pod that status reports as drift), the pod's record and
         // tries, and last the filters.
+        try state.beginChange(.attach)
         if moved, let old = existing?.value { try removeFromInterface(old, podID: podID) }
         // A new pod's id may be a detached pod's whose grants a killed detach left.
         if existing == nil { try datapath.removeGrants(podID: podID) }
@@ -212,6 +217,7 @@ public final class Loader {
         try datapath.apply(ifindex: registration.ifindex, podID: podID, states: policy.states, policies: policy.policies,
                            domainRules: policy.domainRules)
         try attachPrograms(registration)
+        try state.finishChange()
         let record = try datapath.pod(ifindex: registration.ifindex)
         return AttachReport(podID: podID, ifindex: registration.ifindex, revision: record?.revision ?? 0, objects: policy.objects, moved: moved)
     }
@@ -219,11 +225,14 @@ public final class Loader {
     /// Removes the filters, the pod's record, tries and conntrack entries, and forgets the pod.
     public func detach(namespace: String, name: String) throws {
         try requireWriter()
+        try rollForwardIfInterrupted()
         guard let (podID, pod) = try state.pod(namespace: namespace, name: name) else {
             throw LoaderError.unknownPod("\(namespace)/\(name)")
         }
+        try state.beginChange(.detach)
         try removeFromInterface(pod, podID: podID)
         try state.unregister(podID: podID)
+        try state.finishChange()
     }
 
     private func attachPrograms(_ pod: PodRegistration) throws {
@@ -268,6 +277,7 @@ public final class Loader {
     /// stored, each pod's policy swapped, and the replaced versions removed.
     public func apply(_ input: ParsedPolicies) throws -> ApplyReport {
         try requireWriter()
+        try rollForwardIfInterrupted()
         let versions = try state.allVersions()
         let current = LoaderState.live(versions)
         let replacedKeys = Set(input.objects.map(\.key))
@@ -277,26 +287,31 @@ public final class Loader {
         let touched = selectedPods(input.objects + current.filter { replacedKeys.contains($0.object.key) }.map(\.object))
         let policies = try compile(podsNamed: touched, objects: next)
 
+        try state.beginChange(.apply)
         try state.collectGarbage()  // chunks a killed apply left behind
         for (index, object) in zip(indexes, input.objects) { try state.store(object, at: index) }
         var report = ApplyReport(objects: input.objects.map(\.key), warnings: input.warnings)
         report.pods = try swap(policies)
         // Every older version goes, also one a killed apply left beside the live one.
         try state.remove(indexes: versions.filter { replacedKeys.contains($0.object.key) }.map(\.index))
+        try state.finishChange()
         return report
     }
 
     /// Removes objects by key; pods they selected fall back to what remains.
     public func delete(_ keys: [ObjectKey]) throws -> ApplyReport {
         try requireWriter()
+        try rollForwardIfInterrupted()
         let versions = try state.allVersions()
         let current = LoaderState.live(versions)
         let doomed = current.filter { keys.contains($0.object.key) }
         let remaining = current.filter { !keys.contains($0.object.key) }.map { (index: $0.index, object: $0.object) }
         let policies = try compile(podsNamed: selectedPods(doomed.map(\.object)), objects: remaining)
         var report = ApplyReport(objects: doomed.map(\.object.key))
+        try state.beginChange(.delete)
         report.pods = try swap(policies)
         try state.remove(indexes: versions.filter { keys.contains($0.object.key) }.map(\.index))
+        try state.finishChange()
         return report
     }
 
@@ -335,6 +350,94 @@ public final class Loader {
         }
     }
 
+    // MARK: agreement of what is stored and what is enforced
+
+    /// How the pod's live policy differs from what the stored objects give it, in
+    /// words (empty: they agree).
+    func enforcementDrift(_ pod: PodRegistration, objects: [StoredObject]) throws -> [String] {
+        let expected = try policy(for: pod, objects: objects)
+        guard let live = try datapath.livePolicy(ifindex: pod.ifindex) else { return ["no datapath record on ifindex \(pod.ifindex)"] }
+        var problems: [String] = []
+        for direction in Direction.allCases {
+            let want = expected.states[direction, default: .defaultAllow], have = live.record.states[direction, default: .defaultAllow]
+            if want != have { problems.append("\(direction) is \(have.name), the stored objects make it \(want.name)") }
+            switch (expected.policies[direction], live.policies[direction]) {
+            case (nil, nil): break
+            case (let want?, let have?) where want == have: break
+            case (let want?, let have?):
+                let differing = Set(want.entries.keys).symmetricDifference(have.entries.keys).count
+                    + want.entries.filter { have.entries[$0.key] != nil && have.entries[$0.key] != $0.value }.count
+                problems.append("\(direction) trie: \(differing) of \(want.entries.count) prefixes differ from the stored objects")
+            case (nil, _?): problems.append("\(direction) has a trie the stored objects do not give it")
+            case (_?, nil): problems.append("\(direction) has no trie, the stored objects give it \(expected.policies[direction]!.entries.count) prefixes")
+            }
+        }
+        if expected.domainRules != live.domainRules || !expected.domainRules.isEmpty != live.record.hasDomainRules {
+            problems.append("egress domain rules differ from the stored objects")
+        }
+        return problems
+    }
+
+    /// What `reconcile` repaired.
+    public struct ReconcileReport: Sendable {
+        /// Pods whose policy was swapped to what is stored, with what was wrong.
+        public var repaired: [(pod: String, problems: [String])] = []
+        /// Pods whose missing filters were attached again.
+        public var reattached: [String] = []
+        /// Interfaces that carried netfence's programs without a pod: filters removed.
+        public var strayRemoved: [String] = []
+        /// Object versions a killed apply left beside the live one, removed.
+        public var supersededVersions = 0
+        /// The interrupted change that was found, if any.
+        public var interrupted: PendingChange?
+    }
+
+    /// Rolls every pod forward to what the stored objects give it: a pod whose
+    /// live policy differs is swapped (atomically, as apply does), missing
+    /// filters are attached, netfence's filters on interfaces of no pod removed,
+    /// and versions a killed apply left behind dropped. Idempotent.
+    @discardableResult
+    public func reconcile() throws -> ReconcileReport {
+        try requireWriter()
+        var report = ReconcileReport(interrupted: try state.pendingChange())
+        try state.beginChange(.reconcile)
+        let versions = try state.allVersions()
+        let live = LoaderState.live(versions)
+        let liveIndexes = Set(live.map(\.index))
+        let superseded = versions.filter { !liveIndexes.contains($0.index) }.map(\.index)
+        try state.remove(indexes: superseded)
+        try state.collectGarbage()
+        report.supersededVersions = superseded.count
+        let (pods, _, stray) = try snapshot(objects: live)
+        for pod in pods {
+            let name = "\(pod.registration.namespace)/\(pod.registration.name)"
+            let problems = try enforcementDrift(pod.registration, objects: live)
+            if !problems.isEmpty {
+                let policy = try policy(for: pod.registration, objects: live)
+                try datapath.apply(ifindex: pod.registration.ifindex, podID: pod.podID, states: policy.states, policies: policy.policies,
+                                   domainRules: policy.domainRules)
+                report.repaired.append((name, problems))
+            }
+            if !pod.missingHooks.isEmpty {
+                try attachPrograms(pod.registration)
+                report.reattached.append(name)
+            }
+        }
+        for attachment in stray {
+            let namespace = attachment.namespace == NetworkNamespace.current.name ? nil : try? NetworkNamespace.named(attachment.namespace)
+            try? TCAttachments.detach(interface: attachment.interface, direction: attachment.direction, in: namespace,
+                                      handle: Self.filterHandle, priority: Self.filterPriority)
+            report.strayRemoved.append(attachment.summary)
+        }
+        try state.finishChange()
+        return report
+    }
+
+    /// A kill left a change half-done: roll forward before the next one.
+    private func rollForwardIfInterrupted() throws {
+        if try state.pendingChange() != nil { try reconcile() }
+    }
+
     // MARK: status
 
     /// One attached pod as status reports it.
@@ -346,14 +449,49 @@ public final class Loader {
         public let objects: [ObjectKey]
         /// The hooks of its interface that do not carry netfence's current programs.
         public let missingHooks: [TCDirection]
+        /// How what the pod enforces differs from what the stored objects give it.
+        public var enforcementDrift: [String] = []
+    }
+
+    /// What `status` reports: one consistent view, read under the shared lock.
+    public struct Status: Sendable {
+        public var pods: [AttachedPod]
+        public var objects: [StoredObject]
+        /// Interfaces carrying netfence's programs that no registered pod owns.
+        public var stray: [ProgramAttachment]
+        /// A change a killed process began and did not finish.
+        public var interrupted: PendingChange?
+
+        /// Every disagreement, as lines: what status calls drift.
+        public var drift: [String] {
+            var lines: [String] = []
+            if let interrupted {
+                lines.append("a '\(interrupted.operation)' by pid \(interrupted.processID) did not finish; "
+                    + "the next change, or 'netfence loader reconcile', rolls forward to what is stored")
+            }
+            for pod in pods {
+                let name = "\(pod.registration.namespace)/\(pod.registration.name)"
+                lines += pod.missingHooks.map { "\(name): \(pod.registration.interface) has no netfence \($0.rawValue) filter" }
+                lines += pod.enforcementDrift.map { "\(name): \($0)" }
+            }
+            return lines + stray.map { "\($0.summary) carries netfence's program but no pod is attached there" }
+        }
     }
 
     /// Pods with their live state and drift, and interfaces carrying netfence's
-    /// programs that no registered pod owns.
-    public func status(waitingUpTo timeout: Double = defaultLockTimeout) throws -> (pods: [AttachedPod], objects: [StoredObject], stray: [ProgramAttachment]) {
-        let snapshot = writeLock == nil ? try Self.lock(root, .shared, timeout) : nil
-        defer { withExtendedLifetime(snapshot) {} }
+    /// programs that no registered pod owns; under the shared lock (unless this
+    /// loader holds the exclusive one), so no change is seen half-made.
+    public func status(waitingUpTo timeout: Double = defaultLockTimeout) throws -> Status {
+        let held = writeLock == nil ? try Self.lock(root, .shared, timeout) : nil
+        defer { withExtendedLifetime(held) {} }
         let objects = try state.objects()
+        var (pods, _, stray) = try snapshot(objects: objects)
+        for index in pods.indices { pods[index].enforcementDrift = try enforcementDrift(pods[index].registration, objects: objects) }
+        return Status(pods: pods, objects: objects, stray: stray, interrupted: try state.pendingChange())
+    }
+
+    /// Registered pods with their records and filters, and netfence's filters of no pod.
+    private func snapshot(objects: [StoredObject]) throws -> (pods: [AttachedPod], objects: [StoredObject], stray: [ProgramAttachment]) {
         let programs = [TCDirection.ingress: try datapath.fromPod.info().id, .egress: try datapath.toPod.info().id]
         let pods = try state.pods().sorted { $0.key < $1.key }
         var namespaces: [String: NetworkNamespace] = [:]

@@ -18,11 +18,12 @@ public struct StoredObject: Sendable {
 /// later process sees them.
 public final class LoaderState {
     /// The maps of `bpf/loader_state.bpf.c`, as they are pinned under ROOT/state.
-    static let mapNames: Set<String> = ["root_marker", "pod_registry", "policy_manifests", "policy_chunks", "events_reported_lost"]
+    static let mapNames: Set<String> = ["root_marker", "pending_change", "pod_registry", "policy_manifests", "policy_chunks", "events_reported_lost"]
     /// The map whose entry makes a folder a netfence root.
     static let markerName = "root_marker"
 
     let marker: BPFMap
+    let pending: BPFMap
     let registry: BPFMap
     let manifests: BPFMap
     let chunks: BPFMap
@@ -30,6 +31,7 @@ public final class LoaderState {
 
     private init(object: BPFObjectFile) throws {
         marker = try object.map(named: Self.markerName)
+        pending = try object.map(named: "pending_change")
         registry = try object.map(named: "pod_registry")
         manifests = try object.map(named: "policy_manifests")
         chunks = try object.map(named: "policy_chunks")
@@ -42,6 +44,7 @@ public final class LoaderState {
             return map
         }
         marker = try pinned(Self.markerName)
+        pending = try pinned("pending_change")
         registry = try pinned("pod_registry")
         manifests = try pinned("policy_manifests")
         chunks = try pinned("policy_chunks")
@@ -79,6 +82,22 @@ public final class LoaderState {
               case let info = try map.info(), info.type == .array, info.valueSize == UInt32(RootMarker.size),
               let value = try map.lookup(key: withUnsafeBytes(of: UInt32(0)) { Array($0) }) else { return false }
         return RootMarker.decode(value) != nil || value.allSatisfy { $0 == 0 }
+    }
+
+    // MARK: changes in flight
+
+    /// The change a process began and did not finish (it was killed), if any.
+    public func pendingChange() throws -> PendingChange? {
+        try pending.lookup(key: bytes(0)).flatMap(PendingChange.decode)
+    }
+
+    func beginChange(_ operation: PendingChange.Operation) throws {
+        let change = PendingChange(operation: operation, processID: UInt32(getpid()), startedNanoseconds: BootClock.nanoseconds(CLOCK_REALTIME))
+        try pending.update(key: bytes(0), value: change.encode())
+    }
+
+    func finishChange() throws {
+        try pending.update(key: bytes(0), value: PendingChange.none)
     }
 
     // MARK: pods

@@ -14,7 +14,7 @@ struct LoaderCommand: Command {
         abstract: "Load the datapath and report its state (what a node agent runs).",
         discussion: "State lives in bpffs under the pin root, so any later process sees it.",
         subcommands: [LoaderInitCommand.self, LoaderAttachCommand.self, LoaderApplyCommand.self, LoaderDeleteCommand.self,
-                      LoaderDetachCommand.self, LoaderStatusCommand.self, LoaderResetCommand.self])
+                      LoaderDetachCommand.self, LoaderStatusCommand.self, LoaderReconcileCommand.self, LoaderResetCommand.self])
 
     init(parsed: ParsedArguments) {}
 }
@@ -79,98 +79,70 @@ struct LoaderStatusCommand: Command {
         name: "status",
         abstract: "Show pods, interfaces, program ids, applied objects, revisions, drift and map fill.",
         discussion: """
-            Drift is an interface that should carry netfence's current programs but does not (a hook is missing), or \
-            one that carries them without a registered pod. Re-running 'loader attach' or 'loader init' repairs the \
-            first; 'loader reset' removes the second. Reads under the pin root's shared lock, so a change another \
-            command is making is never seen half-made (waits for it up to --wait-timeout).
+            Drift is any disagreement between what is stored and what is enforced: a pod whose live policy is not \
+            what the stored objects give it (a change was killed half-way, or a map was written by hand), an \
+            interface missing one of netfence's filters, netfence's program on an interface of no pod, a change \
+            that did not finish. 'netfence loader reconcile' (or the next change) repairs it. Reads under the pin \
+            root's shared lock, so a change another command is making is never seen half-made (waits for it up to \
+            --wait-timeout). --check exits 1 when there is drift, after printing.
             """)
 
-    static let arguments = [LockWait.timeout.definition]
+    static let check = Flag(long: "check", help: "Exit 1 when there is drift (after printing it).")
+    static let arguments = [check.definition, LockWait.timeout.definition]
 
     let timeout: Double
-    init(parsed: ParsedArguments) { timeout = parsed[LockWait.timeout] }
+    let check: Bool
+    init(parsed: ParsedArguments) {
+        timeout = parsed[LockWait.timeout]
+        check = parsed[Self.check]
+    }
 
     func run(_ context: CommandContext) throws {
         let loader = try LoaderAccess.open(context)
-        let datapath = loader.datapath
-        let maps = try [("pods", datapath.pods), ("conntrack", datapath.conntrack), ("fragments", datapath.fragments),
-                        ("domain_grants", datapath.domainGrants)].map { name, map in
-            MapFill(name: name, entries: try map.countEntries() ?? 0, maxEntries: Int(try map.info().maxEntries))
-        }
-        let (pods, objects, stray) = try loader.status(waitingUpTo: timeout)
+        let snapshot = try loader.status(waitingUpTo: timeout)
         let status = LoaderStatus(
-            root: context.pinRoot.path,
-            programIDs: ["nf_to_pod": try datapath.toPod.info().id, "nf_from_pod": try datapath.fromPod.info().id],
-            maps: maps, pods: pods.map(PodStatus.init), dnsProxies: try DNSProxyStatus.read(datapath),
-            objects: objects.map { ObjectStatus(kind: $0.object.key.kind.rawValue, namespace: $0.object.key.namespace, name: $0.object.key.name,
-                                                policyRef: $0.object.policyRef, index: $0.index, appliedAt: $0.appliedAt) },
-            drift: pods.flatMap { pod in pod.missingHooks.map { "\(pod.registration.namespace)/\(pod.registration.name): \(pod.registration.interface) has no netfence \($0.rawValue) filter" } }
-                + stray.map { "\($0.summary) carries netfence's program but no pod is attached there" })
+            root: context.pinRoot.path, programIDs: try loader.programIDs(), maps: try loader.mapFill(),
+            pods: snapshot.pods.map(PodStatus.init), dnsProxies: try loader.dnsProxies(),
+            objects: snapshot.objects.map { ObjectStatus(kind: $0.object.key.kind.rawValue, namespace: $0.object.key.namespace, name: $0.object.key.name,
+                                                         policyRef: $0.object.policyRef, index: $0.index, appliedAt: $0.appliedAt) },
+            drift: snapshot.drift, consistent: snapshot.drift.isEmpty)
         switch context.outputFormat {
         case .json:
             context.print(try JSONOutput.encode(status))
         case .table:
-            context.print("Datapath under \(status.root): nf_to_pod id \(status.programIDs["nf_to_pod"]!), nf_from_pod id \(status.programIDs["nf_from_pod"]!)\n")
-            if status.pods.isEmpty {
-                context.print("No pods attached.")
-            } else {
-                var table = Table(headers: ["POD", "INTERFACE", "NETNS", "IFINDEX", "ID", "REVISION", "INGRESS", "EGRESS", "OBJECTS"])
-                for pod in status.pods {
-                    table.append([pod.pod, pod.interface, pod.netns.isEmpty ? "-" : pod.netns, String(pod.ifindex), String(pod.podID),
-                                  pod.revision.map(String.init) ?? "-", pod.ingress, pod.egress, String(pod.objects.count)])
-                }
-                context.print(table.render())
-            }
-            context.print("\n\(status.objects.count) object(s) applied")
-            var mapTable = Table(headers: ["MAP", "ENTRIES", "MAX", "FILL"])
-            for map in maps { mapTable.append([map.name, String(map.entries), String(map.maxEntries), String(format: "%.1f%%", map.fillPercent)]) }
-            context.print("\n" + mapTable.render())
-            if status.dnsProxies.isEmpty {
-                context.print("\nNo DNS proxy has run (pods with domain rules can resolve nothing).")
-            } else {
-                for proxy in status.dnsProxies {
-                    context.print("\nDNS proxy on \(proxy.address) port \(proxy.port): " + (proxy.running
-                        ? "running (pid \(proxy.pid), last heartbeat \(String(format: "%.1f", proxy.heartbeatAgeSeconds ?? 0)) s ago)"
-                        : "not running: pods with domain rules fail closed"))
-                }
-            }
-            context.print(status.drift.isEmpty ? "\nNo drift." : "\nDrift:\n" + status.drift.map { "  \($0)" }.joined(separator: "\n"))
+            printTable(status, context)
+        }
+        if check, !status.consistent {
+            throw RuntimeError("\(status.drift.count) drift finding(s) under \(status.root)", hint: "run 'netfence loader reconcile'")
         }
     }
-}
 
-/// A DNS proxy as the datapath knows it: its address, its process, whether its heartbeat is recent.
-struct DNSProxyStatus: Encodable {
-    let address: String
-    let port: UInt16
-    let pid: UInt32
-    let running: Bool
-    let heartbeatAgeSeconds: Double?
-
-    static func read(_ datapath: Datapath) throws -> [DNSProxyStatus] {
-        let beat = try datapath.dnsHeartbeatNanoseconds()
-        let now = BootClock.nanoseconds(CLOCK_MONOTONIC)
-        let alive = beat != 0 && beat + DatapathLimits.dnsHeartbeatTimeoutNanoseconds > now
-        return try datapath.registeredDNSProxies().map { address, record in
-            DNSProxyStatus(address: address.description, port: record.port, pid: record.pid, running: alive && record.pid != 0 && kill(pid_t(record.pid), 0) == 0,
-                           heartbeatAgeSeconds: beat == 0 ? nil : Double(now &- beat) / 1e9)
+    private func printTable(_ status: LoaderStatus, _ context: CommandContext) {
+        context.print("Datapath under \(status.root): nf_to_pod id \(status.programIDs["nf_to_pod"] ?? 0), nf_from_pod id \(status.programIDs["nf_from_pod"] ?? 0)\n")
+        if status.pods.isEmpty {
+            context.print("No pods attached.")
+        } else {
+            var table = Table(headers: ["POD", "INTERFACE", "NETNS", "IFINDEX", "ID", "REVISION", "INGRESS", "EGRESS", "OBJECTS"])
+            for pod in status.pods {
+                table.append([pod.pod, pod.interface, pod.netns.isEmpty ? "-" : pod.netns, String(pod.ifindex), String(pod.podID),
+                              pod.revision.map(String.init) ?? "-", pod.ingress, pod.egress, String(pod.objects.count)])
+            }
+            context.print(table.render())
         }
-    }
-}
-
-struct MapFill: Encodable {
-    let name: String
-    let entries: Int
-    let maxEntries: Int
-    var fillPercent: Double { maxEntries == 0 ? 0 : Double(entries) * 100 / Double(maxEntries) }
-
-    enum CodingKeys: String, CodingKey { case name, entries, maxEntries, fillPercent }
-    func encode(to encoder: Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(name, forKey: .name)
-        try container.encode(entries, forKey: .entries)
-        try container.encode(maxEntries, forKey: .maxEntries)
-        try container.encode((fillPercent * 10).rounded() / 10, forKey: .fillPercent)
+        context.print("\n\(status.objects.count) object(s) applied")
+        var mapTable = Table(headers: ["MAP", "ENTRIES", "MAX", "FILL"])
+        for map in status.maps { mapTable.append([map.name, String(map.entries), String(map.maxEntries), String(format: "%.1f%%", map.fillPercent)]) }
+        context.print("\n" + mapTable.render())
+        if status.dnsProxies.isEmpty {
+            context.print("\nNo DNS proxy has run (pods with domain rules can resolve nothing).")
+        } else {
+            for proxy in status.dnsProxies {
+                context.print("\nDNS proxy on \(proxy.address) port \(proxy.port): " + (proxy.running
+                    ? "running (pid \(proxy.pid), last heartbeat \(String(format: "%.1f", proxy.heartbeatAgeSeconds ?? 0)) s ago)"
+                    : "not running: pods with domain rules fail closed"))
+            }
+        }
+        context.print(status.drift.isEmpty ? "\nNo drift." : "\nDrift:\n" + status.drift.map { "  \(TerminalText.escaped($0))" }.joined(separator: "\n"))
     }
 }
 
@@ -184,6 +156,8 @@ struct PodStatus: Encodable {
     let ingress: String
     let egress: String
     let objects: [String]
+    /// How what the pod enforces differs from what the stored objects give it.
+    let drift: [String]
 
     init(_ state: Loader.AttachedPod) {
         pod = "\(state.registration.namespace)/\(state.registration.name)"
@@ -192,9 +166,10 @@ struct PodStatus: Encodable {
         ifindex = state.registration.ifindex
         podID = state.podID
         revision = state.record?.revision
-        ingress = state.record?.states[.ingress].map(\.name) ?? "-"
-        egress = state.record?.states[.egress].map(\.name) ?? "-"
+        ingress = state.record?.states[.ingress].map(\.description) ?? "-"
+        egress = state.record?.states[.egress].map(\.description) ?? "-"
         objects = state.objects.map(\.description)
+        drift = state.enforcementDrift
     }
 }
 
@@ -212,18 +187,9 @@ struct LoaderStatus: Encodable {
     let programIDs: [String: UInt32]
     let maps: [MapFill]
     let pods: [PodStatus]
-    let dnsProxies: [DNSProxyStatus]
+    let dnsProxies: [DNSProxyState]
     let objects: [ObjectStatus]
     let drift: [String]
-}
-
-extension PodState {
-    /// How status prints it.
-    var name: String {
-        switch self {
-        case .defaultAllow: "default-allow"
-        case .defaultDeny: "default-deny"
-        case .policiesApplied: "policies-applied"
-        }
-    }
+    /// What is stored and what each pod enforces agree (no drift of any kind).
+    let consistent: Bool
 }

@@ -1,7 +1,9 @@
 import BPFKit
+import DatapathModel
 import Foundation
 import HostKit
 import NodeNetwork
+import PolicyInput
 import Testing
 import TestSupport
 
@@ -208,5 +210,63 @@ func temporaryPolicyFile(_ text: String) throws -> URL {
         try bench.cli(["loader", "init", "--migrate"])
         #expect(try bench.reaches(1, 0, .tcp) && !bench.reaches(1, 0, .udp), "pod0's policy came along into the new map")
         #expect(try bench.reaches(0, 1, .tcp), "pod1 still open")
+    }
+
+    /// What a kill between storing the objects and swapping the pods leaves: a new
+    /// version stored beside the old one, the pod still on the old policy.
+    func storeWithoutSwap(_ text: String, index: UInt32, in bench: LoaderCluster) throws {
+        let object = try #require(try PolicyDocumentParser.parse(text).objects.first)
+        let data = PolicyObjectCodec.encode(object)
+        let chunks = try #require(try BPFFilesystem.pinnedMap(at: bench.root.path + "/state/policy_chunks"))
+        let manifests = try #require(try BPFFilesystem.pinnedMap(at: bench.root.path + "/state/policy_manifests"))
+        for (chunk, value) in ObjectStoreCodec.chunks(data).enumerated() {
+            try chunks.update(key: ObjectStoreCodec.chunkKey(object: index, chunk: chunk), value: value)
+        }
+        try manifests.update(key: withUnsafeBytes(of: index) { Array($0) },
+                             value: ObjectStoreCodec.manifest(length: data.count, chunks: ObjectStoreCodec.chunks(data).count,
+                                                              appliedNanoseconds: BootClock.nanoseconds(CLOCK_REALTIME)))
+    }
+
+    @Test func aCrashBetweenStoreAndSwapIsDriftAndTheNextChangeRollsForward() throws {
+        guard Privileges.require() else { return }
+        let bench = try LoaderCluster(pods: 3)
+        let tcpOnly = policyEndpoint("web", selecting: [0], isolation: ["Ingress"], ingress: rule("\(bench.ip(1))/32", ports: [("TCP", 8080, nil)]))
+        try bench.cli(["loader", "apply"], input: tcpOnly)
+        let consistent = try NetfenceBinary.run(["loader", "status", "--check", "--bpffs-root", bench.root.path])
+        #expect(consistent.status == 0 && consistent.standardOutput.contains("No drift."))
+
+        try storeWithoutSwap(tcpOnly.replacingOccurrences(of: "- protocol: TCP", with: "- protocol: UDP"), index: 500, in: bench)
+        #expect(try bench.reaches(1, 0, .tcp) && !bench.reaches(1, 0, .udp), "the pod still enforces the old version")
+        let drifted = try NetfenceBinary.run(["loader", "status", "--check", "-o", "json", "--bpffs-root", bench.root.path])
+        #expect(drifted.status == 1, "--check fails on drift")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(drifted.standardOutput.utf8)) as? [String: Any])
+        #expect(json["consistent"] as? Bool == false)
+        let drift = (json["drift"] as? [String]) ?? []
+        #expect(drift.contains { $0.hasPrefix("shop/pod0: ingress trie:") }, "\(drift)")
+        let table = try NetfenceBinary.run(["loader", "status", "--bpffs-root", bench.root.path]).standardOutput
+        #expect(!table.contains("No drift.") && table.contains("shop/pod0: ingress trie"), "\(table)")
+
+        let reconciled = try bench.cli(["loader", "reconcile"]).standardOutput
+        #expect(reconciled.contains("Rolled shop/pod0 forward") && reconciled.contains("Dropped 1 superseded"), "\(reconciled)")
+        #expect(try bench.reaches(1, 0, .udp) && !bench.reaches(1, 0, .tcp), "rolled forward to the stored version")
+        #expect(try bench.cli(["loader", "status", "--check"]).standardOutput.contains("No drift."))
+        #expect(try bench.cli(["loader", "reconcile"]).standardOutput.contains("Nothing to reconcile"))
+    }
+
+    @Test func anInterruptedChangeIsReportedAndRolledForwardByTheNextOne() throws {
+        guard Privileges.require() else { return }
+        let bench = try LoaderCluster(pods: 2)
+        let isolate = policyEndpoint("iso", selecting: [0], isolation: ["Ingress"])
+        try storeWithoutSwap(isolate, index: 700, in: bench)
+        // A killed apply left its marker: pid 1 began it.
+        let pending = try #require(try BPFFilesystem.pinnedMap(at: bench.root.path + "/state/pending_change"))
+        try pending.update(key: [0, 0, 0, 0], value: PendingChange(operation: .apply, processID: 1, startedNanoseconds: 1).encode())
+        let status = try NetfenceBinary.run(["loader", "status", "--check", "--bpffs-root", bench.root.path])
+        #expect(status.status == 1 && status.standardOutput.contains("a 'apply' by pid 1 did not finish"), "\(status.standardOutput)")
+        #expect(try bench.reaches(1, 0, .tcp))
+        // Any change command rolls forward first: here, a detach of another pod.
+        try bench.cli(["loader", "detach", "--pod", "shop/pod1"])
+        #expect(try !bench.reaches(1, 0, .tcp), "pod0 now enforces the stored isolation")
+        #expect(try bench.cli(["loader", "status", "--check"]).standardOutput.contains("No drift."))
     }
 }

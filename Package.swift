@@ -48,7 +48,7 @@ let package = Package(
         // The verdict log and counters in words: attribution, filters, metrics.
         .target(name: "Events", dependencies: ["BPFKit", "Datapath", "DatapathModel", "Loader", "PolicyInput", "Rendering"]),
         // The datapath's maps (and the AWS agent's) in words: layouts, conntrack, streamed dumps.
-        .target(name: "Inspection", dependencies: ["HostKit", "BPFKit", "DNS", "DatapathModel", "Events", "Loader", "PolicyInput", "Rendering"]),
+        .target(name: "Inspection", dependencies: ["HostKit", "BPFKit", "DNS", "DatapathModel", "Loader", "PolicyInput", "Rendering"]),
         // DNS as the domain-name policy needs it: messages (compression, CNAME chains, TTLs), names and patterns.
         .target(name: "DNS"),
         // `netfence dns proxy`: pods' DNS filtered by their domain rules; learned addresses granted before answers go back.

@@ -47,6 +47,13 @@ struct {
 	__type(value, struct nf_object_chunk);
 } policy_chunks SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, NF_RETIRED_OBJECTS);
+	__type(key, __u32); /* object index */
+	__type(value, struct nf_retired_object);
+} retired_objects SEC(".maps");
+
 /* How many lost events the event reader has already reported: a loss is
  * reported once, by whichever reader comes next, never silently dropped. */
 struct {

@@ -379,6 +379,15 @@ struct nf_pod_registration {
 	char netns[NF_NETNS_NAME_BYTES]; /* ip netns name; empty: the loader's namespace */
 };
 
+/* retired_objects (LRU): the policy an object index named before its version
+ * was replaced or deleted, so rule ids that conntrack entries and events still
+ * carry keep a name. */
+#define NF_POLICY_REF_BYTES 320 /* namespace (63) / name (253), NUL-terminated */
+#define NF_RETIRED_OBJECTS 4096
+struct nf_retired_object {
+	char policy_ref[NF_POLICY_REF_BYTES];
+};
+
 /* policy_manifests: an applied object version, by object index. Written after
  * its chunks, so a manifest always names a complete object. */
 struct nf_object_manifest {
@@ -429,6 +438,7 @@ _Static_assert(sizeof(struct nf_pod_registration) == 408, "nf_pod_registration l
 _Static_assert(__builtin_offsetof(struct nf_pod_registration, pod_name) == 72, "nf_pod_registration.pod_name");
 _Static_assert(sizeof(struct nf_root_marker) == 24, "nf_root_marker layout");
 _Static_assert(sizeof(struct nf_pending_change) == 16, "nf_pending_change layout");
+_Static_assert(sizeof(struct nf_retired_object) == NF_POLICY_REF_BYTES, "nf_retired_object layout");
 _Static_assert(sizeof(struct nf_object_manifest) == 16, "nf_object_manifest layout");
 _Static_assert(sizeof(struct nf_object_chunk) == 4092, "nf_object_chunk layout");
 

@@ -86,8 +86,8 @@ _netfence() {
         "netfence ebpf progs") COMPREPLY=($(compgen -W "-o --output --bpffs-root --all --stats --stats-window -h --help" -- "$cur")) ;;
         "netfence ebpf maps") COMPREPLY=($(compgen -W "dump -o --output --bpffs-root --all -h --help" -- "$cur")) ;;
         "netfence ebpf maps dump") COMPREPLY=($(compgen -W "-o --output --bpffs-root --all --pod --direction --raw --numeric --per-cpu --no-headers -h --help" -- "$cur")) ;;
-        "netfence ebpf events") COMPREPLY=($(compgen -W "level -o --output --bpffs-root -f --follow --count --pod --namespace --verdict --direction --ip --port --proto --tier --policy --color -h --help" -- "$cur")) ;;
-        "netfence ebpf events level") COMPREPLY=($(compgen -W "-o --output --bpffs-root -f --follow --count --pod --namespace --verdict --direction --ip --port --proto --tier --policy --color -h --help" -- "$cur")) ;;
+        "netfence ebpf events") COMPREPLY=($(compgen -W "level -o --output --bpffs-root -f --follow --count --pod --namespace --verdict --direction --ip --port --proto --tier --policy --color --no-headers -h --help" -- "$cur")) ;;
+        "netfence ebpf events level") COMPREPLY=($(compgen -W "-o --output --bpffs-root -f --follow --count --pod --namespace --verdict --direction --ip --port --proto --tier --policy --color --no-headers -h --help" -- "$cur")) ;;
         "netfence ebpf dump-maps") COMPREPLY=($(compgen -W "-o --output --bpffs-root --pod --direction --raw --numeric --per-cpu --no-headers -h --help" -- "$cur")) ;;
         "netfence ebpf dump-cp-maps") COMPREPLY=($(compgen -W "-o --output --bpffs-root --pod --direction --raw --numeric --per-cpu --no-headers -h --help" -- "$cur")) ;;
         "netfence ebpf loaded-ebpfdata") COMPREPLY=($(compgen -W "-o --output --bpffs-root --pod --aws-root -h --help" -- "$cur")) ;;

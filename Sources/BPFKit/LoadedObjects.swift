@@ -15,9 +15,11 @@ public struct MapRecord: Sendable {
     /// nil for types without countable entries (ring buffers, queues).
     public let entries: Int?
 
-    /// Entries as a share of max_entries, in percent.
+    /// Entries as a share of max_entries, in percent; nil where fill means
+    /// nothing: arrays hold every index from creation, ring buffers count bytes.
     public var fillPercent: Double? {
-        entries.map { info.maxEntries == 0 ? 0 : Double($0) * 100 / Double(info.maxEntries) }
+        guard !info.type.isPreallocatedArray, info.type != .ringbuf else { return nil }
+        return entries.map { info.maxEntries == 0 ? 0 : Double($0) * 100 / Double(info.maxEntries) }
     }
 }
 

@@ -44,6 +44,9 @@ public struct MapType: RawRepresentable, Hashable, Sendable, CustomStringConvert
     public static let bloomFilter = MapType(rawValue: 30)
     public static let userRingbuf = MapType(rawValue: 31)
 
+    /// Arrays whose every index exists from creation: they are always "full".
+    public var isPreallocatedArray: Bool { self == .array || self == .percpuArray }
+
     /// bpftool's name for the type, or `unknown(N)` for a type newer than this table.
     public var description: String {
         let index = Int(rawValue)

@@ -79,20 +79,23 @@ public final class CommandContext {
     public let environment: [String: String]
     private let standardOutput: OutputSink
     private let standardError: OutputSink
+    /// Warnings (and errors) go to standard error as JSON objects: the output is JSON.
+    public let jsonDiagnostics: Bool
 
     public init(commandPath: String, parsed: ParsedArguments, environment: [String: String],
-                standardOutput: OutputSink, standardError: OutputSink) {
+                standardOutput: OutputSink, standardError: OutputSink, jsonDiagnostics: Bool = false) {
         self.commandPath = commandPath
         self.parsed = parsed
         self.environment = environment
         self.standardOutput = standardOutput
         self.standardError = standardError
+        self.jsonDiagnostics = jsonDiagnostics
     }
 
     /// The same invocation and writers with other parsed words (one command running another).
     public func with(parsed: ParsedArguments) -> CommandContext {
         CommandContext(commandPath: commandPath, parsed: parsed, environment: environment,
-                       standardOutput: standardOutput, standardError: standardError)
+                       standardOutput: standardOutput, standardError: standardError, jsonDiagnostics: jsonDiagnostics)
     }
 
     /// Writes `text` and a newline to standard output.
@@ -102,5 +105,7 @@ public final class CommandContext {
     /// Writes bytes as they are to standard output (output built as bytes need not become a String).
     public func write(bytes: UnsafeRawBufferPointer) { standardOutput(bytes) }
     /// Writes `warning: text` to standard error; the command goes on.
-    public func warn(_ text: String) { standardError.write("warning: \(TerminalText.escaped(text))\n") }
+    public func warn(_ text: String) {
+        standardError.write(jsonDiagnostics ? "{\"warning\":\(CommandTree.quoted(text))}\n" : "warning: \(TerminalText.escaped(text))\n")
+    }
 }

@@ -15,11 +15,43 @@ public struct CommandTree: Sendable {
     /// Options every command accepts, anywhere on the line.
     public let globals: [ArgumentDefinition]
     public let version: String
+    /// The option whose value `json` makes errors JSON too (`-o json`), as bpftool `-j` does.
+    public let outputFormat: ArgumentDefinition?
 
-    public init(root: any Command.Type, globals: [ArgumentDefinition], version: String) {
+    public init(root: any Command.Type, globals: [ArgumentDefinition], version: String, outputFormat: ArgumentDefinition? = nil) {
         self.root = root
         self.globals = globals
         self.version = version
+        self.outputFormat = outputFormat
+    }
+
+    /// Whether the words ask for JSON output: errors then go to standard error as one JSON object.
+    func wantsJSON(_ arguments: [String]) -> Bool {
+        guard let option = outputFormat else { return false }
+        var index = 0
+        while index < arguments.count {
+            let word = arguments[index]
+            if word == "--" { return false }
+            let spelled = word == "--\(option.long)" || option.short.map { word == "-\($0)" } == true
+            if spelled, index + 1 < arguments.count, arguments[index + 1] == "json" { return true }
+            if word == "--\(option.long)=json" || option.short.map({ word == "-\($0)json" }) == true { return true }
+            index += 1
+        }
+        return false
+    }
+
+    /// `{"error":"…","exitCode":1}`: an error as a script reads it.
+    func jsonError(_ message: String, exitCode: Int32, usage: String? = nil) -> String {
+        var text = "{\"error\":\(Self.quoted(message)),\"exitCode\":\(exitCode)"
+        if let usage { text += ",\"usage\":\(Self.quoted(usage))" }
+        return text + "}\n"
+    }
+
+    static func quoted(_ text: String) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .withoutEscapingSlashes
+        let data = (try? encoder.encode(text)) ?? Data("\"\"".utf8)
+        return String(decoding: data, as: UTF8.self)
     }
 
     /// What a parsed command line asks for.
@@ -40,11 +72,16 @@ public struct CommandTree: Sendable {
     public func run(_ arguments: [String], environment: [String: String] = ProcessInfo.processInfo.environment,
                     standardOutput: OutputSink, standardError: OutputSink) -> Int32 {
         let invocation: Invocation
+        let json = wantsJSON(arguments)
+        func usageFailure(_ error: UsageError, _ path: [any Command.Type]) -> Int32 {
+            standardError.write(json ? jsonError(error.message, exitCode: Self.usageExitCode, usage: usageLine(path.isEmpty ? [root] : path))
+                                     : usageErrorText(error, path: path))
+            return Self.usageExitCode
+        }
         do {
             invocation = try parse(arguments, environment: environment)
         } catch {
-            standardError.write(usageErrorText(error.error, path: error.path))
-            return Self.usageExitCode
+            return usageFailure(error.error, error.path)
         }
         switch invocation {
         case .version:
@@ -56,16 +93,16 @@ public struct CommandTree: Sendable {
         case .run(let path, let parsed):
             let command = path.last!.init(parsed: parsed)
             let context = CommandContext(commandPath: commandPath(path), parsed: parsed, environment: environment,
-                                         standardOutput: standardOutput, standardError: standardError)
+                                         standardOutput: standardOutput, standardError: standardError, jsonDiagnostics: json)
             do {
                 try command.validate()
                 try command.run(context)
                 return 0
             } catch let error as UsageError {
-                standardError.write(usageErrorText(error, path: path))
-                return Self.usageExitCode
+                return usageFailure(error, path)
             } catch {
-                standardError.write("error: \(TerminalText.escaped(oneLine(String(describing: error))))\n")
+                let message = oneLine(String(describing: error))
+                standardError.write(json ? jsonError(message, exitCode: Self.failureExitCode) : "error: \(TerminalText.escaped(message))\n")
                 return Self.failureExitCode
             }
         }

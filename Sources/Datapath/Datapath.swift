@@ -362,6 +362,11 @@ public final class Datapath {
         return id
     }
 
+    /// Which verdicts produce events now (a settings map never written reads as deny, as the datapath does).
+    public func eventLevel() throws -> EventLevel {
+        try settings.lookup(key: key(0)).flatMap(SettingsCodec.eventLevel) ?? .deny
+    }
+
     /// Which verdicts produce events, switched without reloading.
     public func setEventLevel(_ level: EventLevel) throws {
         try settings.update(key: key(0), value: SettingsCodec.encode(eventLevel: level))

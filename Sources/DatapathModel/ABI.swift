@@ -92,11 +92,38 @@ public enum Reason: UInt8, Sendable {
     case dnsProxy = 7, dnsBypass = 8
     /// The pod resolved the peer by a domain rule, but no DNS proxy is alive (fail closed).
     case dnsProxyDown = 9
+
+    public var name: StaticString {
+        switch self {
+        case .policy: "policy"
+        case .reevaluated: "re-evaluated"
+        case .related: "related"
+        case .fragment: "fragment"
+        case .unparseable: "unparseable"
+        case .noFirstFragment: "no-first-fragment"
+        case .domainExpired: "domain-expired"
+        case .dnsProxy: "dns-to-proxy"
+        case .dnsBypass: "dns-bypass"
+        case .dnsProxyDown: "dns-proxy-down"
+        }
+    }
+}
+
+extension Reason: CustomStringConvertible {
+    public var description: String { name.description }
 }
 
 /// Which verdicts produce events.
-public enum EventLevel: UInt32, Sendable {
+public enum EventLevel: UInt32, Sendable, CaseIterable, CustomStringConvertible {
     case none = 0, deny = 1, all = 2
+    public var name: StaticString {
+        switch self {
+        case .none: "none"
+        case .deny: "deny"
+        case .all: "all"
+        }
+    }
+    public var description: String { name.description }
 }
 
 /// Node-wide counters in the stats map.
@@ -112,6 +139,28 @@ public enum IPProtocolNumber {
     public static let icmpv6 = UInt8(NF_PROTOCOL_ICMPV6.rawValue)
     public static let sctp = UInt8(NF_PROTOCOL_SCTP.rawValue)
     public static let any = UInt8(NF_PROTOCOL_ANY.rawValue)
+
+    /// ICMP and ICMPv6 have no ports: the datapath keys echo flows by their identifier in both port fields.
+    public static func carriesEchoIdentifier(_ number: UInt8) -> Bool { number == icmp || number == icmpv6 }
+}
+
+/// Protocol names as people write them.
+public enum ProtocolName {
+    public static func of(_ number: UInt8) -> String {
+        known(number)?.description ?? "proto-\(number)"
+    }
+
+    /// The name of a protocol the datapath knows by name.
+    public static func known(_ number: UInt8) -> StaticString? {
+        switch number {
+        case IPProtocolNumber.tcp: "tcp"
+        case IPProtocolNumber.udp: "udp"
+        case IPProtocolNumber.sctp: "sctp"
+        case IPProtocolNumber.icmp: "icmp"
+        case IPProtocolNumber.icmpv6: "icmpv6"
+        default: nil
+        }
+    }
 }
 
 /// `struct nf_port_rule`: one protocol and port range, and what it does in which tier.
@@ -269,6 +318,12 @@ public enum SettingsCodec {
         writer.append(eventLevel.rawValue)
         writer.pad(toSize: MemoryLayout<nf_settings>.size)
         return writer.bytes
+    }
+
+    /// The event level in a settings value; nil for bytes of another size or an unknown level.
+    public static func eventLevel(_ bytes: [UInt8]) -> EventLevel? {
+        guard bytes.count == MemoryLayout<nf_settings>.size else { return nil }
+        return ByteReader(bytes).integer(UInt32.self, at: 0).flatMap(EventLevel.init)
     }
 }
 

@@ -192,3 +192,21 @@ public struct PendingChange: Equatable, Sendable {
         return PendingChange(operation: operation, processID: pid, startedNanoseconds: started)
     }
 }
+
+/// `struct nf_retired_object`: the policy a replaced or deleted object version named.
+public enum RetiredObjectCodec {
+    public static let size = MemoryLayout<nf_retired_object>.size
+
+    /// The bytes for `policyRef`, cut at a character boundary to fit (names longer than Kubernetes allows).
+    public static func encode(policyRef: String) -> [UInt8] {
+        var kept = ""
+        for character in policyRef where kept.utf8.count + String(character).utf8.count < size { kept.append(character) }
+        let utf8 = Array(kept.utf8)
+        return utf8 + [UInt8](repeating: 0, count: size - utf8.count)
+    }
+
+    public static func decode(_ bytes: [UInt8]) -> String? {
+        guard bytes.count == size else { return nil }
+        return String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self)
+    }
+}

@@ -1,5 +1,6 @@
 import DatapathModel
 import Foundation
+import Loader
 import PolicyInput
 
 /// A verdict event in words: when, which pod, which flow, what was decided and
@@ -17,6 +18,8 @@ public struct DecodedEvent: Sendable, Encodable, Equatable {
     public let sourcePort: UInt16
     public let destination: IPAddress
     public let destinationPort: UInt16
+    /// ICMP and ICMPv6 echo: the identifier (their ports are 0).
+    public let icmpID: UInt16?
     public let verdict: String
     public let tier: String
     /// `namespace/name` of the PolicyEndpoint's policyRef, the cluster policy's
@@ -31,7 +34,7 @@ public struct DecodedEvent: Sendable, Encodable, Equatable {
 
     public init(time: Date, pod: String, podNamespace: String?, interface: String?, direction: String, family: String,
                 proto: String, source: IPAddress, sourcePort: UInt16, destination: IPAddress, destinationPort: UInt16,
-                verdict: String, tier: String, policy: String, rule: Int?, reason: String, bytes: UInt32, revision: UInt32) {
+                icmpID: UInt16? = nil, verdict: String, tier: String, policy: String, rule: Int?, reason: String, bytes: UInt32, revision: UInt32) {
         self.time = time
         self.pod = pod
         self.podNamespace = podNamespace
@@ -43,6 +46,7 @@ public struct DecodedEvent: Sendable, Encodable, Equatable {
         self.sourcePort = sourcePort
         self.destination = destination
         self.destinationPort = destinationPort
+        self.icmpID = icmpID
         self.verdict = verdict
         self.tier = tier
         self.policy = policy
@@ -53,52 +57,15 @@ public struct DecodedEvent: Sendable, Encodable, Equatable {
     }
 }
 
-/// What the loader knows that turns ids into names, prepared once so that
-/// decoding an event copies no registration and builds no string.
-public struct Attribution: Sendable {
-    /// What an event shows of the pod that owns its interface.
-    public final class PodLabel: Sendable {
-        public let ifindex: UInt32
-        /// `namespace/name`.
-        public let pod: String
-        public let namespace: String
-        public let interface: String
-
-        init(_ registration: PodRegistration) {
-            ifindex = registration.ifindex
-            pod = "\(registration.namespace)/\(registration.name)"
-            namespace = registration.namespace
-            interface = registration.interface
-        }
-    }
-
-    private let pods: [UInt32: PodLabel]
-    /// Object index → the policy it shows (policyRef, or the cluster policy's name).
-    private let policies: [UInt32: String]
-
-    /// Pod id → registration; object index → object.
-    public init(pods: [UInt32: PodRegistration], objects: [UInt32: PolicyObject]) {
-        self.pods = pods.mapValues(PodLabel.init)
-        policies = objects.mapValues(\.policyRef)
-    }
-
-    /// The pod registered under `podID`.
-    public func pod(_ podID: UInt32) -> PodLabel? { pods[podID] }
-
-    /// The policy (policyRef or cluster policy name) and rule index a datapath rule id stands for.
-    public func policy(ruleID: UInt32) -> (policy: String, rule: Int)? {
-        guard let id = RuleID(rawValue: ruleID), let name = policies[id.objectIndex] else { return nil }
-        return (name, id.rule)
-    }
-
+extension Attribution {
     /// Whether the pod and the object that decided `event` are known here.
     func knows(_ event: VerdictEvent) -> Bool {
-        pods[event.podID] != nil && (RuleID(rawValue: event.ruleID).map { policies[$0.objectIndex] != nil } ?? true)
+        pod(event.podID) != nil && (RuleID(rawValue: event.ruleID).map { policy(ruleID: $0.rawValue) != nil } ?? true)
     }
 
     /// `event` in words; `monotonicToWall` converts its CLOCK_MONOTONIC stamp.
     public func decode(_ event: VerdictEvent, monotonicToWall: (UInt64) -> Date) -> DecodedEvent {
-        let label = pods[event.podID].flatMap { $0.ifindex == event.ifindex ? $0 : nil }
+        let label = pod(event.podID).flatMap { $0.ifindex == event.ifindex ? $0 : nil }
         let policy: String
         var rule: Int?
         switch event.tier {
@@ -111,59 +78,29 @@ public struct Attribution: Sendable {
             default: "conntrack"
             }
         default:
-            if let id = RuleID(rawValue: event.ruleID), let name = policies[id.objectIndex] {
-                policy = name
-                rule = id.rule
+            if let named = self.policy(ruleID: event.ruleID) {
+                policy = named.policy
+                rule = named.rule
             } else if event.tier == .networkPolicy && event.ruleID == 0 {
-                policy = "isolation"  // selected by a NetworkPolicy, no rule allowed it
+                // selected by a NetworkPolicy, no rule allowed it: name what isolates the pod
+                let isolating = isolatingPolicies(podID: event.podID, direction: event.direction)
+                policy = isolating.isEmpty ? "isolation" : "isolation by " + isolating.joined(separator: ", ")
             } else {
                 policy = "rule \(event.ruleID)"
             }
         }
+        let echo = IPProtocolNumber.carriesEchoIdentifier(event.protocolNumber)
         return DecodedEvent(
             time: monotonicToWall(event.timestampNanoseconds),
             pod: label?.pod ?? "ifindex \(event.ifindex)",
             podNamespace: label?.namespace, interface: label?.interface,
             direction: event.direction.description, family: event.family == 6 ? "ipv6" : "ipv4",
             proto: ProtocolName.of(event.protocolNumber),
-            source: event.source, sourcePort: event.sourcePort,
-            destination: event.destination, destinationPort: event.destinationPort,
+            source: event.source, sourcePort: echo ? 0 : event.sourcePort,
+            destination: event.destination, destinationPort: echo ? 0 : event.destinationPort,
+            icmpID: echo && event.reason != .fragment ? event.sourcePort : nil,
             verdict: event.verdict == .allow ? "allow" : "deny", tier: event.tier.description,
-            policy: policy, rule: rule, reason: Self.reasonName(event.reason), bytes: event.length, revision: event.revision)
-    }
-
-    static func reasonName(_ reason: Reason) -> String {
-        switch reason {
-        case .policy: "policy"
-        case .reevaluated: "re-evaluated"
-        case .related: "related"
-        case .fragment: "fragment"
-        case .unparseable: "unparseable"
-        case .noFirstFragment: "no-first-fragment"
-        case .domainExpired: "domain-expired"
-        case .dnsProxy: "dns-to-proxy"
-        case .dnsBypass: "dns-bypass"
-        case .dnsProxyDown: "dns-proxy-down"
-        }
-    }
-}
-
-/// Protocol names as people write them.
-public enum ProtocolName {
-    public static func of(_ number: UInt8) -> String {
-        known(number)?.description ?? "proto-\(number)"
-    }
-
-    /// The name of a protocol the datapath knows by name.
-    public static func known(_ number: UInt8) -> StaticString? {
-        switch number {
-        case IPProtocolNumber.tcp: "tcp"
-        case IPProtocolNumber.udp: "udp"
-        case IPProtocolNumber.sctp: "sctp"
-        case IPProtocolNumber.icmp: "icmp"
-        case IPProtocolNumber.icmpv6: "icmpv6"
-        default: nil
-        }
+            policy: policy, rule: rule, reason: event.reason.description, bytes: event.length, revision: event.revision)
     }
 }
 

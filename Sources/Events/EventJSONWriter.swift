@@ -42,11 +42,17 @@ public final class EventJSONWriter {
             line.put(escaping: event.direction)
             line.put(#"","family":""#)
             line.put(escaping: event.family)
-            if let interface = event.interface {
-                line.put(#"","interface":""#)
-                line.put(escaping: interface)
+            line.put(UInt8(ascii: "\""))
+            if let identifier = event.icmpID {
+                line.put(#","icmpID":"#)
+                line.put(integer: identifier)
             }
-            line.put(#"","pod":""#)
+            if let interface = event.interface {
+                line.put(#","interface":""#)
+                line.put(escaping: interface)
+                line.put(UInt8(ascii: "\""))
+            }
+            line.put(#","pod":""#)
             line.put(escaping: event.pod)
             if let namespace = event.podNamespace {
                 line.put(#"","podNamespace":""#)

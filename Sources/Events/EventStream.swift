@@ -27,13 +27,11 @@ public final class EventStream {
     public init(loader: Loader) throws {
         self.loader = loader
         reader = try RingBufferReader(map: loader.datapath.events)
-        attribution = try Self.attribution(loader)
+        attribution = try loader.attribution()
     }
 
-    static func attribution(_ loader: Loader) throws -> Attribution {
-        Attribution(pods: try loader.state.pods(),
-                    objects: Dictionary(uniqueKeysWithValues: try loader.state.objects().map { ($0.index, $0.object) }))
-    }
+    /// The longest `namespace/name` of the pods attached when the stream began, for table widths.
+    public var longestPodName: Int { attribution.longestPodName }
 
     /// Everything ready now, item by item: a loss report first (at most once
     /// per `lossInterval`), then events, oldest first.
@@ -53,7 +51,7 @@ public final class EventStream {
         try reader.drain { record in
             guard let event = VerdictEvent.decode(record) else { return }
             if !refreshed && !attribution.knows(event) {
-                attribution = try Self.attribution(loader)  // a pod or object newer than our view
+                attribution = try loader.attribution()  // a pod or object newer than our view
                 refreshed = true
             }
             try visit(.event(attribution.decode(event, monotonicToWall: clock.date)))

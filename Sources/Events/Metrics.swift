@@ -3,45 +3,88 @@ import Datapath
 import DatapathModel
 import Loader
 
-/// The datapath's counters in Prometheus text exposition format (version 0.0.4).
+/// One metric family as Prometheus names it: its samples with their labels.
+public struct MetricFamily: Encodable, Sendable {
+    public struct Sample: Encodable, Sendable {
+        /// Label name → value, in the order Prometheus text prints them.
+        public let labels: [String: String]
+        public let value: UInt64
+        let labelOrder: [String]
+
+        init(_ labels: KeyValuePairs<String, String> = [:], value: UInt64) {
+            self.labels = Dictionary(uniqueKeysWithValues: labels.map { ($0.key, $0.value) })
+            labelOrder = labels.map(\.key)
+            self.value = value
+        }
+
+        enum CodingKeys: String, CodingKey { case labels, value }
+    }
+
+    public let name: String
+    /// `counter` or `gauge`.
+    public let type: String
+    public let help: String
+    public let samples: [Sample]
+}
+
+/// The datapath's counters: collected once, printed as Prometheus text
+/// exposition format (version 0.0.4) or encoded as JSON.
 public enum Metrics {
-    /// Reads every counter now and renders them.
-    public static func render(_ loader: Loader) throws -> String {
+    /// Reads every counter now.
+    public static func collect(_ loader: Loader) throws -> [MetricFamily] {
         let datapath = loader.datapath
         let pods = try loader.state.pods().sorted { $0.key < $1.key }
-        var out = ""
-        func family(_ name: String, _ type: String, _ help: String) {
-            out += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
-        }
-        family("netfence_packets_total", "counter", "Packets the datapath passed or dropped, by pod, direction and verdict.")
-        var bytes = ""
+        var packets: [MetricFamily.Sample] = [], bytes: [MetricFamily.Sample] = []
         for (podID, pod) in pods {
             for direction in Direction.allCases {
                 for verdict in [Verdict.allow, .deny] {
                     let counter = try datapath.counter(podID: podID, direction: direction, verdict: verdict)
-                    let labels = "{pod=\"\(escape("\(pod.namespace)/\(pod.name)"))\",direction=\"\(direction)\",verdict=\"\(verdict == .allow ? "allow" : "deny")\"}"
-                    out += "netfence_packets_total\(labels) \(counter.packets)\n"
-                    bytes += "netfence_bytes_total\(labels) \(counter.bytes)\n"
+                    let labels: KeyValuePairs = ["pod": "\(pod.namespace)/\(pod.name)", "direction": direction.description,
+                                                 "verdict": verdict == .allow ? "allow" : "deny"]
+                    packets.append(.init(labels, value: counter.packets))
+                    bytes.append(.init(labels, value: counter.bytes))
                 }
             }
         }
-        family("netfence_bytes_total", "counter", "Bytes the datapath passed or dropped, by pod, direction and verdict.")
-        out += bytes
+        var families = [
+            MetricFamily(name: "netfence_packets_total", type: "counter",
+                         help: "Packets the datapath passed or dropped, by pod, direction and verdict.", samples: packets),
+            MetricFamily(name: "netfence_bytes_total", type: "counter",
+                         help: "Bytes the datapath passed or dropped, by pod, direction and verdict.", samples: bytes),
+        ]
         for (stat, name, help) in [
             (DatapathStat.eventsLost, "netfence_events_lost_total", "Verdict events not written because the ring buffer was full."),
             (.unparseableDrops, "netfence_unparseable_drops_total", "Packets dropped because their headers could not be parsed."),
             (.unknownInterface, "netfence_unknown_interface_packets_total", "Packets on an interface with no registered pod."),
             (.conntrackFull, "netfence_conntrack_insert_failures_total", "Allowed flows that could not be entered in conntrack."),
         ] {
-            family(name, "counter", help)
-            out += "\(name) \(try datapath.stat(stat))\n"
+            families.append(MetricFamily(name: name, type: "counter", help: help, samples: [.init(value: try datapath.stat(stat))]))
         }
-        family("netfence_conntrack_entries", "gauge", "Flows in the conntrack table.")
-        out += "netfence_conntrack_entries \(try datapath.conntrack.countEntries() ?? 0)\n"
-        family("netfence_conntrack_capacity", "gauge", "Flows the conntrack table holds at most.")
-        out += "netfence_conntrack_capacity \(try datapath.conntrack.info().maxEntries)\n"
-        family("netfence_pods", "gauge", "Pods attached on this node.")
-        out += "netfence_pods \(pods.count)\n"
+        families += [
+            MetricFamily(name: "netfence_conntrack_entries", type: "gauge", help: "Flows in the conntrack table.",
+                         samples: [.init(value: UInt64(try datapath.conntrack.countEntries() ?? 0))]),
+            MetricFamily(name: "netfence_conntrack_capacity", type: "gauge", help: "Flows the conntrack table holds at most.",
+                         samples: [.init(value: UInt64(try datapath.conntrack.info().maxEntries))]),
+            MetricFamily(name: "netfence_pods", type: "gauge", help: "Pods attached on this node.", samples: [.init(value: UInt64(pods.count))]),
+        ]
+        return families
+    }
+
+    /// Reads every counter now and renders them as Prometheus text.
+    public static func render(_ loader: Loader) throws -> String {
+        prometheusText(try collect(loader))
+    }
+
+    /// `families` in the text exposition format.
+    public static func prometheusText(_ families: [MetricFamily]) -> String {
+        var out = ""
+        for family in families {
+            out += "# HELP \(family.name) \(family.help)\n# TYPE \(family.name) \(family.type)\n"
+            for sample in family.samples {
+                let labels = sample.labelOrder.map { "\($0)=\"\(escape(sample.labels[$0] ?? ""))\"" }
+                out += family.name + (labels.isEmpty ? "" : "{\(labels.joined(separator: ","))}") + " \(sample.value)\n"
+            }
+        }
         return out
     }
 

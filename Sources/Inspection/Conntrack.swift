@@ -1,6 +1,6 @@
 import BPFKit
 import DatapathModel
-import Events
+import Loader
 
 /// Which conntrack entries `conntrack list|flush` take; several conditions combine with AND.
 public struct ConntrackFilter {
@@ -20,7 +20,9 @@ public struct ConntrackFilter {
             let family = AddressFamily(rawValue: entry.family) ?? entry.low.family
             if !prefix.contains(entry.low, family: family), !prefix.contains(entry.high, family: family) { return false }
         }
-        if let port, entry.lowPort != port, entry.highPort != port { return false }
+        if let port, IPProtocolNumber.carriesEchoIdentifier(entry.protocolNumber) || (entry.lowPort != port && entry.highPort != port) {
+            return false
+        }
         if let protocolNumber, entry.protocolNumber != protocolNumber { return false }
         if let state, entryState() != state { return false }
         return true

@@ -1,6 +1,6 @@
 import BPFKit
 import DatapathModel
-import Events
+import Loader
 import Glibc
 
 /// How one kind of map's entries read in words: its columns, and the rows an entry makes.
@@ -53,6 +53,12 @@ public struct DecodeContext {
         return (.text(policy), .number(UInt64(rule)))
     }
 
+    /// The pod column, wide enough for every attached pod's `namespace/name`
+    /// (real pod names are long; a fixed width would misalign the streamed rows).
+    var podColumn: Column { Column("pod", "POD", width: min(max(24, attribution?.longestPodName ?? 0), 320)) }
+    /// The policy column, wide enough for every policy name and a `(replaced)` mark.
+    var policyColumn: Column { Column("policy", "POLICY", width: min(max(24, attribution?.longestPolicyName ?? 0), 330)) }
+
     func age(_ lastSeen: UInt64) -> FieldValue {
         .age(Double(monotonicNow > lastSeen ? monotonicNow - lastSeen : 0) / 1e9)
     }
@@ -97,11 +103,12 @@ public enum FlowState: String, CaseIterable, Sendable {
 public struct ConntrackLayout: MapLayout {
     public let context: DecodeContext
     public var title: String { "netfence conntrack" }
-    public static let columns = [Column("pod", "POD", width: 24), Column("interface", "IFACE", width: 15), Column("direction", "DIR", width: 7)]
-        + Column.flow
-        + [Column("state", "STATE", width: 7), Column("revision", "REV", width: 5), Column("tier", "TIER", width: 14),
-           Column("policy", "POLICY", width: 24), Column("rule", "RULE", width: 4), Column("ageSeconds", "AGE", width: 10)]
-    public var columns: [Column] { Self.columns }
+    public var columns: [Column] {
+        [context.podColumn, Column("interface", "IFACE", width: 15), Column("direction", "DIR", width: 7)]
+            + Column.flow + [Column("icmpID", "ICMP ID", width: 7)]
+            + [Column("state", "STATE", width: 7), Column("revision", "REV", width: 5), Column("tier", "TIER", width: 14),
+               context.policyColumn, Column("rule", "RULE", width: 4), Column("ageSeconds", "AGE", width: 10)]
+    }
 
     /// What each registered pod's flows show, made once: a table holds many flows per pod.
     private struct PodColumns {
@@ -138,17 +145,20 @@ public struct ConntrackLayout: MapLayout {
         let pod = pods[entry.podID]
         let podName = pod?.pod ?? context.pod(entry.podID), interface = pod?.interface ?? context.interface(entry.podID)
         let state = Self.state(entry, of: pod)
-        // The hottest dump there is: fields go straight in, no row array (the bound: names, then 11 fields of at most 64 B).
-        let valueBytes = RecordWriter.maximumBytes(podName) + RecordWriter.maximumBytes(interface) + RecordWriter.maximumBytes(policy) + 11 * 64
+        // The hottest dump there is: fields go straight in, no row array (the bound: names, then 12 fields of at most 64 B).
+        let valueBytes = RecordWriter.maximumBytes(podName) + RecordWriter.maximumBytes(interface) + RecordWriter.maximumBytes(policy) + 12 * 64
         rows.writeRow(valueBytes: valueBytes) { row in
             row.put(podName)
             row.put(interface)
             row.put(.word(entry.direction.name))
             row.put(context.protocolName(entry.protocolNumber))
+            // ICMP keeps its echo identifier where ports would be: shown as what it is, ports 0.
+            let echo = IPProtocolNumber.carriesEchoIdentifier(entry.protocolNumber)
             row.put(.address(source.address))
-            row.put(.number(UInt64(source.port)))
+            row.put(.number(echo ? 0 : UInt64(source.port)))
             row.put(.address(destination.address))
-            row.put(.number(UInt64(destination.port)))
+            row.put(.number(echo ? 0 : UInt64(destination.port)))
+            row.put(echo ? .number(UInt64(source.port)) : .none)
             row.put(.word(state.name))
             row.put(.number(UInt64(entry.revision)))
             row.put(.word(entry.tier.name))
@@ -166,7 +176,7 @@ public struct PolicyTrieLayout: MapLayout {
     public var columns: [Column] {
         [Column("cidr", "CIDR", width: 43), Column("proto", "PROTO", width: 6), Column("ports", "PORTS", width: 11),
          Column("action", "ACTION", width: 6), Column("tier", "TIER", width: 14), Column("priority", "PRIO", width: 5),
-         Column("policy", "POLICY", width: 24), Column("rule", "RULE", width: 4)]
+         context.policyColumn, Column("rule", "RULE", width: 4)]
     }
 
     public func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, into rows: RecordWriter) {
@@ -185,7 +195,7 @@ struct PodsLayout: MapLayout {
     let context: DecodeContext
     var title: String { "netfence pods" }
     var columns: [Column] {
-        [Column("ifindex", "IFINDEX", width: 7), Column("pod", "POD", width: 24), Column("interface", "IFACE", width: 15),
+        [Column("ifindex", "IFINDEX", width: 7), context.podColumn, Column("interface", "IFACE", width: 15),
          Column("podID", "POD ID", width: 6), Column("revision", "REV", width: 5), Column("slot", "SLOT", width: 4),
          Column("ingress", "INGRESS", width: 16), Column("egress", "EGRESS", width: 16)]
     }
@@ -202,7 +212,7 @@ struct PodsLayout: MapLayout {
 struct RevisionsLayout: MapLayout {
     let context: DecodeContext
     var title: String { "netfence revisions" }
-    var columns: [Column] { [Column("podID", "POD ID", width: 6), Column("pod", "POD", width: 24), Column("revision", "REV", width: 5)] }
+    var columns: [Column] { [Column("podID", "POD ID", width: 6), context.podColumn, Column("revision", "REV", width: 5)] }
 
     func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, into rows: RecordWriter) {
         let podID = key.loadUnaligned(as: UInt32.self), revision = value.loadUnaligned(as: UInt32.self)
@@ -216,7 +226,7 @@ struct PoliciesLayout: MapLayout {
     let context: DecodeContext
     var title: String { "netfence policies (array of tries)" }
     var columns: [Column] {
-        [Column("index", "INDEX", width: 6), Column("pod", "POD", width: 24), Column("direction", "DIR", width: 7),
+        [Column("index", "INDEX", width: 6), context.podColumn, Column("direction", "DIR", width: 7),
          Column("slot", "SLOT", width: 4), Column("live", "LIVE", width: 4), Column("mapID", "MAP ID", width: 6)]
     }
 
@@ -236,7 +246,7 @@ struct SettingsLayout: MapLayout {
 
     func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, into rows: RecordWriter) {
         let level = value.loadUnaligned(as: UInt32.self)
-        rows.write(.text(EventLevel(rawValue: level).map { $0 == .none ? "none" : $0 == .deny ? "deny" : "all" } ?? "level \(level)"))
+        rows.write(EventLevel(rawValue: level).map { .word($0.name) } ?? .text("level \(level)"))
     }
 }
 
@@ -245,7 +255,7 @@ struct CountersLayout: MapLayout {
     let context: DecodeContext
     var title: String { "netfence counters" }
     var columns: [Column] {
-        [Column("pod", "POD", width: 24), Column("direction", "DIR", width: 7), Column("verdict", "VERDICT", width: 7),
+        [context.podColumn, Column("direction", "DIR", width: 7), Column("verdict", "VERDICT", width: 7),
          Column("packets", "PACKETS", width: 12), Column("bytes", "BYTES", width: 14),
          Column("packetsPerCPU", "PACKETS/CPU", width: 16), Column("bytesPerCPU", "BYTES/CPU", width: 16)]
     }

@@ -269,6 +269,9 @@ public final class Loader {
         /// Pods whose policy was replaced, with their new revision.
         public var pods: [(pod: String, revision: UInt32)] = []
         public var warnings: [String] = []
+
+        /// Nothing changed.
+        public init() {}
     }
 
     /// Applies objects: each replaces its previous version (same kind, namespace,
@@ -290,10 +293,12 @@ public final class Loader {
         try state.beginChange(.apply)
         try state.collectGarbage()  // chunks a killed apply left behind
         for (index, object) in zip(indexes, input.objects) { try state.store(object, at: index) }
-        var report = ApplyReport(objects: input.objects.map(\.key), warnings: input.warnings)
+        var report = ApplyReport()
+        report.objects = input.objects.map(\.key)
+        report.warnings = input.warnings
         report.pods = try swap(policies)
         // Every older version goes, also one a killed apply left beside the live one.
-        try state.remove(indexes: versions.filter { replacedKeys.contains($0.object.key) }.map(\.index))
+        try state.remove(versions.filter { replacedKeys.contains($0.object.key) })
         try state.finishChange()
         return report
     }
@@ -307,10 +312,11 @@ public final class Loader {
         let doomed = current.filter { keys.contains($0.object.key) }
         let remaining = current.filter { !keys.contains($0.object.key) }.map { (index: $0.index, object: $0.object) }
         let policies = try compile(podsNamed: selectedPods(doomed.map(\.object)), objects: remaining)
-        var report = ApplyReport(objects: doomed.map(\.object.key))
+        var report = ApplyReport()
+        report.objects = doomed.map(\.object.key)
         try state.beginChange(.delete)
         report.pods = try swap(policies)
-        try state.remove(indexes: versions.filter { keys.contains($0.object.key) }.map(\.index))
+        try state.remove(versions.filter { keys.contains($0.object.key) })
         try state.finishChange()
         return report
     }
@@ -404,8 +410,8 @@ public final class Loader {
         let versions = try state.allVersions()
         let live = LoaderState.live(versions)
         let liveIndexes = Set(live.map(\.index))
-        let superseded = versions.filter { !liveIndexes.contains($0.index) }.map(\.index)
-        try state.remove(indexes: superseded)
+        let superseded = versions.filter { !liveIndexes.contains($0.index) }
+        try state.remove(superseded)
         try state.collectGarbage()
         report.supersededVersions = superseded.count
         let (pods, _, stray) = try snapshot(objects: live)

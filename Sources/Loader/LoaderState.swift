@@ -18,7 +18,8 @@ public struct StoredObject: Sendable {
 /// later process sees them.
 public final class LoaderState {
     /// The maps of `bpf/loader_state.bpf.c`, as they are pinned under ROOT/state.
-    static let mapNames: Set<String> = ["root_marker", "pending_change", "pod_registry", "policy_manifests", "policy_chunks", "events_reported_lost"]
+    static let mapNames: Set<String> = ["root_marker", "pending_change", "pod_registry", "policy_manifests", "policy_chunks",
+                                        "retired_objects", "events_reported_lost"]
     /// The map whose entry makes a folder a netfence root.
     static let markerName = "root_marker"
 
@@ -27,6 +28,7 @@ public final class LoaderState {
     let registry: BPFMap
     let manifests: BPFMap
     let chunks: BPFMap
+    let retired: BPFMap
     let reportedLost: BPFMap
 
     private init(object: BPFObjectFile) throws {
@@ -35,6 +37,7 @@ public final class LoaderState {
         registry = try object.map(named: "pod_registry")
         manifests = try object.map(named: "policy_manifests")
         chunks = try object.map(named: "policy_chunks")
+        retired = try object.map(named: "retired_objects")
         reportedLost = try object.map(named: "events_reported_lost")
     }
 
@@ -48,6 +51,7 @@ public final class LoaderState {
         registry = try pinned("pod_registry")
         manifests = try pinned("policy_manifests")
         chunks = try pinned("policy_chunks")
+        retired = try pinned("retired_objects")
         reportedLost = try pinned("events_reported_lost")
     }
 
@@ -190,14 +194,29 @@ public final class LoaderState {
         for (chunk, value) in parts.enumerated() {
             try chunks.update(key: ObjectStoreCodec.chunkKey(object: index, chunk: chunk), value: value)
         }
+        _ = try retired.delete(key: bytes(index))  // the index names a live version again
         let now = BootClock.nanoseconds(CLOCK_REALTIME)
         try manifests.update(key: bytes(index), value: ObjectStoreCodec.manifest(length: data.count, chunks: parts.count, appliedNanoseconds: now))
     }
 
-    /// Removes versions: their manifests first (they stop counting), then their chunks in one walk.
-    func remove(indexes: [UInt32]) throws {
-        for index in indexes { try manifests.delete(key: bytes(index)) }
-        try removeChunks(of: Set(indexes))
+    /// Removes versions: their manifests first (they stop counting), then their
+    /// chunks in one walk; each index keeps its policy's name among the retired,
+    /// for the rule ids conntrack and events still carry.
+    func remove(_ versions: [StoredObject]) throws {
+        for version in versions {
+            try manifests.delete(key: bytes(version.index))
+            try retired.update(key: bytes(version.index), value: RetiredObjectCodec.encode(policyRef: version.object.policyRef))
+        }
+        try removeChunks(of: Set(versions.map(\.index)))
+    }
+
+    /// The policy each replaced or deleted version named, by object index (the most recent few thousand).
+    public func retiredPolicies() throws -> [UInt32: String] {
+        var result: [UInt32: String] = [:]
+        for key in try retired.keys() where key.count == 4 {
+            if let value = try retired.lookup(key: key), let name = RetiredObjectCodec.decode(value) { result[uint32(key)] = name }
+        }
+        return result
     }
 
     /// Deletes chunks no manifest names (left by an apply that was killed).

@@ -88,7 +88,7 @@ struct ConntrackListCommand: Command {
 
     func run(_ context: CommandContext) throws {
         let (table, filter) = try ConntrackArguments.open(parsed, context, numeric: parsed[Self.numeric])
-        let writer = RecordWriter(columns: ConntrackLayout.columns, format: context.outputFormat == .json ? .json : .table,
+        let writer = RecordWriter(columns: table.layout.columns, format: context.outputFormat == .json ? .json : .table,
                                   headers: !parsed[Self.noHeaders], output: context.write(bytes:))
         let listed = try table.list(filter, into: writer)
         if listed == 0, !filter.isEmpty, context.outputFormat == .table {

@@ -68,7 +68,8 @@ struct EbpfEventsCommand: Command {
     static let policy = Option<String?>(long: "policy", valueName: "name", help: "Only decisions of this policy (namespace/name, or a cluster policy's name).",
                                         default: nil, showDefault: false)
     static let color = Option<ColorChoice>(long: "color", help: "Color verdicts: auto (on a terminal), always, never.", default: .auto)
-    static let arguments = ([follow, count, pod, namespace, verdict, direction, ip, port, proto, tier, policy, color] as [any ArgumentDefining])
+    static let noHeaders = Flag(long: "no-headers", help: "Leave out the table's header line.")
+    static let arguments = ([follow, count, pod, namespace, verdict, direction, ip, port, proto, tier, policy, color, noHeaders] as [any ArgumentDefining])
         .map(\.definition)
 
     let parsed: ParsedArguments
@@ -107,7 +108,8 @@ struct EbpfEventsCommand: Command {
         if following || limit != nil { StopSignals.install() }
         var printed = 0
         let writer = EventJSONWriter()
-        var text = ""
+        let lines = EventLine(longestPodName: stream.longestPodName)
+        var text = json || parsed[Self.noHeaders] ? "" : lines.header + "\n"
         // Each drain's lines go out in one write: a write per line would cap the log far below the datapath's rate.
         while true {
             try stream.drain { item in
@@ -124,7 +126,7 @@ struct EbpfEventsCommand: Command {
                     if json {
                         writer.append(event)
                     } else {
-                        text += EventLine.text(event, colored: colored) + "\n"
+                        text += lines.text(event, colored: colored) + "\n"
                     }
                     printed += 1
                 }
@@ -140,22 +142,41 @@ struct EbpfEventsCommand: Command {
     }
 }
 
-/// `netfence ebpf events level none|deny|all`.
+/// `netfence ebpf events level [none|deny|all]`.
 struct EbpfEventsLevelCommand: Command {
     static let configuration = CommandConfiguration(
         name: "level",
-        abstract: "Choose which verdicts the datapath reports: none, deny or all (no reload).")
+        abstract: "Show or choose which verdicts the datapath reports: none, deny or all (no reload).",
+        discussion: "Without a level, prints the current one.")
 
-    static let level = Positional<EventLevelName>(name: "level", help: "none, deny or all.")
+    static let level = Positionals<EventLevelName>(name: "level", help: "none, deny or all; leave out to show the current level.")
     static let arguments = [level.definition]
 
-    let level: EventLevelName
-    init(parsed: ParsedArguments) { level = parsed[Self.level] }
+    let levels: [EventLevelName]
+    init(parsed: ParsedArguments) { levels = parsed[Self.level] }
+
+    func validate() throws {
+        if levels.count > 1 { throw UsageError("give one level: none, deny or all") }
+    }
+
+    /// What `-o json` prints: the level now, and the one before when it changed.
+    struct Report: Encodable {
+        let eventLevel: String
+        let previous: String?
+    }
 
     func run(_ context: CommandContext) throws {
         let loader = try LoaderAccess.open(context)
-        try loader.datapath.setEventLevel(level.eventLevel)
-        context.print("The datapath now reports \(level == .none ? "no verdicts" : level == .deny ? "denies" : "every verdict")")
+        let before = try loader.datapath.eventLevel()
+        if let level = levels.first { try loader.datapath.setEventLevel(level.eventLevel) }
+        let now = levels.first?.eventLevel ?? before
+        switch context.outputFormat {
+        case .json:
+            context.print(try JSONOutput.encode(Report(eventLevel: now.description, previous: levels.isEmpty ? nil : before.description)))
+        case .table:
+            let words = now == .none ? "no verdicts" : now == .deny ? "denies" : "every verdict"
+            context.print(levels.isEmpty ? "The datapath reports \(words) (level \(now))" : "The datapath now reports \(words) (level \(now); was \(before))")
+        }
     }
 }
 
@@ -165,23 +186,48 @@ enum EventLevelName: String, CaseIterable, ArgumentValue {
     var eventLevel: EventLevel { self == .none ? .none : self == .deny ? .deny : .all }
 }
 
-/// How one event prints.
-enum EventLine {
+/// How events print as a table: a header, then one line each, columns as wide
+/// as the node's pod names.
+struct EventLine {
     /// `2026-11-23T13:59:01.123Z`.
     static let timeStyle = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
+    static let flowWidth = 46
 
-    static func text(_ event: DecodedEvent, colored: Bool) -> String {
+    let podWidth: Int
+
+    init(longestPodName: Int) { podWidth = max(24, longestPodName) }
+
+    var header: String {
+        [Self.pad("TIME", 24), Self.pad("POD", podWidth), Self.pad("IFACE", 15), Self.pad("DIR", 7), Self.pad("PROTO", 6),
+         Self.pad("FLOW", Self.flowWidth), "VERDICT", Self.pad("TIER", 14), "DECIDED BY", "BYTES"].joined(separator: " ")
+    }
+
+    func text(_ event: DecodedEvent, colored: Bool) -> String {
         let endpoint = { (address: IPAddress, port: UInt16) in
-            let host = address.isIPv4 ? address.description : "[\(address)]"
+            let host = event.family == "ipv6" ? "[\(address.text(as: .ipv6))]" : address.description
             return port == 0 ? host : "\(host):\(port)"
         }
-        let verdict = event.verdict.uppercased().padding(toLength: 5, withPad: " ", startingAt: 0)
+        let verdict = event.verdict.uppercased().padding(toLength: 7, withPad: " ", startingAt: 0)
         let paint = colored ? (event.verdict == "deny" ? "\u{1b}[31m" : "\u{1b}[32m") : ""
         let reset = colored ? "\u{1b}[0m" : ""
-        let decidedBy = event.rule.map { "\(event.policy) rule \($0)" } ?? event.policy
-        return [timeStyle.format(event.time), pad(event.pod, 24), pad(event.interface ?? "-", 15), pad(event.direction, 7),
-                pad(event.proto, 6), pad("\(endpoint(event.source, event.sourcePort)) → \(endpoint(event.destination, event.destinationPort))", 46),
-                paint + verdict + reset, pad(event.tier, 14), decidedBy, "\(event.bytes)B"].joined(separator: " ")
+        let flow = "\(endpoint(event.source, event.sourcePort)) → \(endpoint(event.destination, event.destinationPort))"
+            + (event.icmpID.map { " id \($0)" } ?? "")
+        return [Self.timeStyle.format(event.time), Self.pad(TerminalText.escaped(event.pod), podWidth),
+                Self.pad(TerminalText.escaped(event.interface ?? "-"), 15), Self.pad(event.direction, 7), Self.pad(event.proto, 6),
+                Self.pad(flow, Self.flowWidth), paint + verdict + reset, Self.pad(event.tier, 14),
+                TerminalText.escaped(Self.decidedBy(event)), "\(event.bytes)B"].joined(separator: " ")
+    }
+
+    /// The policy and rule, and why when it was not the rule's own verdict: a
+    /// domain rule whose grant expired (or whose proxy is down) names the rule
+    /// that would have allowed, after the reason that denied.
+    static func decidedBy(_ event: DecodedEvent) -> String {
+        let named = event.rule.map { "\(event.policy) rule \($0)" } ?? event.policy
+        switch event.reason {
+        case Reason.policy.description: return named
+        case Reason.domainExpired.description, Reason.dnsProxyDown.description: return "\(event.reason) (\(named) would allow)"
+        default: return "\(named) (\(event.reason))"
+        }
     }
 
     static func lost(_ count: UInt64, colored: Bool) -> String {

@@ -107,8 +107,7 @@ extension DirectionName {
 enum InspectionAccess {
     static func decodeContext(_ loader: Loader?) throws -> DecodeContext {
         guard let loader else { return DecodeContext() }
-        let objects = Dictionary(uniqueKeysWithValues: try loader.state.objects().map { ($0.index, $0.object) })
-        var context = DecodeContext(attribution: Attribution(pods: try loader.state.pods(), objects: objects))
+        var context = DecodeContext(attribution: try loader.attribution())
         for (_, record) in try loader.datapath.registeredPods() {
             context.revisions[record.podID] = record.revision
             context.liveSlots[record.podID] = record.slot

@@ -77,8 +77,15 @@ struct LoaderAttachCommand: Command {
         let pod = parsed[Self.pod]!
         let report = try loader.attach(namespace: pod.namespace, name: pod.name, interface: parsed[Self.interface]!, netns: parsed[Self.netns],
                                        defaults: [.ingress: parsed[Self.ingressDefault], .egress: parsed[Self.egressDefault]])
-        context.print("\(report.moved ? "Moved" : "Attached") \(pod) on \(parsed[Self.interface]!) (ifindex \(report.ifindex)): pod id "
-            + "\(report.podID), revision \(report.revision), \(report.objects.count) object(s) select it")
+        switch context.outputFormat {
+        case .json:
+            context.print(try JSONOutput.encode(AttachSummary(pod: pod.description, interface: parsed[Self.interface]!, ifindex: report.ifindex,
+                                                              podID: report.podID, revision: report.revision,
+                                                              objects: report.objects.map(\.description), moved: report.moved)))
+        case .table:
+            context.print(TerminalText.escaped("\(report.moved ? "Moved" : "Attached") \(pod) on \(parsed[Self.interface]!) (ifindex \(report.ifindex)): "
+                + "pod id \(report.podID), revision \(report.revision), \(report.objects.count) object(s) select it"))
+        }
     }
 }
 
@@ -101,7 +108,10 @@ struct LoaderDetachCommand: Command {
     func run(_ context: CommandContext) throws {
         let loader = try LoaderAccess.openForChanges(context)
         try loader.detach(namespace: pod!.namespace, name: pod!.name)
-        context.print("Detached \(pod!)")
+        switch context.outputFormat {
+        case .json: context.print(try JSONOutput.encode(["detached": pod!.description]))
+        case .table: context.print(TerminalText.escaped("Detached \(pod!)"))
+        }
     }
 }
 
@@ -141,6 +151,36 @@ struct PolicyFileInput {
     }
 }
 
+/// What `loader attach -o json` prints.
+struct AttachSummary: Encodable {
+    let pod: String
+    let interface: String
+    let ifindex: UInt32
+    let podID: UInt32
+    let revision: UInt32
+    let objects: [String]
+    let moved: Bool
+}
+
+/// What `loader apply -o json` and `loader delete -o json` print: the objects
+/// changed, each pod's new revision, and what was said on the way.
+struct ChangeSummary: Encodable {
+    struct PodRevision: Encodable {
+        let pod: String
+        let revision: UInt32
+    }
+
+    let objects: [String]
+    let pods: [PodRevision]
+    let warnings: [String]
+
+    init(objects: [ObjectKey], pods: [(pod: String, revision: UInt32)], warnings: [String]) {
+        self.objects = objects.map(\.description)
+        self.pods = pods.map { PodRevision(pod: $0.pod, revision: $0.revision) }
+        self.warnings = warnings
+    }
+}
+
 /// Objects named in one line: every one of a few, a count and the first and last of many.
 enum ObjectList {
     static let listedInFull = 10
@@ -171,15 +211,15 @@ struct LoaderApplyCommand: PolicyFileCommand {
 
     func run(_ context: CommandContext) throws {
         let input = try PolicyFileInput.read(file!)
-        if input.objects.isEmpty {
-            context.print("Nothing to apply: the input's List has no items")
-            return
-        }
-        let loader = try LoaderAccess.openForChanges(context)
         for warning in input.warnings { context.warn(warning) }
-        let report = try loader.apply(input)
-        context.print("Applied \(ObjectList.summary(report.objects))")
-        for (pod, revision) in report.pods { context.print("  \(pod): revision \(revision)") }
+        let report = input.objects.isEmpty ? Loader.ApplyReport() : try LoaderAccess.openForChanges(context).apply(input)
+        switch context.outputFormat {
+        case .json:
+            context.print(try JSONOutput.encode(ChangeSummary(objects: report.objects, pods: report.pods, warnings: input.warnings)))
+        case .table:
+            context.print(input.objects.isEmpty ? "Nothing to apply: the input's List has no items" : "Applied \(ObjectList.summary(report.objects))")
+            for (pod, revision) in report.pods { context.print(TerminalText.escaped("  \(pod): revision \(revision)")) }
+        }
     }
 }
 
@@ -194,16 +234,17 @@ struct LoaderDeleteCommand: PolicyFileCommand {
 
     func run(_ context: CommandContext) throws {
         let input = try PolicyFileInput.read(file!)
-        if input.objects.isEmpty {
-            context.print("Nothing to delete: the input's List has no items")
-            return
+        let report = input.objects.isEmpty ? Loader.ApplyReport() : try LoaderAccess.openForChanges(context).delete(input.objects.map(\.key))
+        let missing = Set(input.objects.map(\.key)).subtracting(report.objects).sorted()
+        for key in missing { context.warn("\(key) was not applied") }
+        switch context.outputFormat {
+        case .json:
+            context.print(try JSONOutput.encode(ChangeSummary(objects: report.objects, pods: report.pods, warnings: missing.map { "\($0) was not applied" })))
+        case .table:
+            context.print(input.objects.isEmpty ? "Nothing to delete: the input's List has no items"
+                : "Deleted \(report.objects.isEmpty ? "nothing" : ObjectList.summary(report.objects))")
+            for (pod, revision) in report.pods { context.print(TerminalText.escaped("  \(pod): revision \(revision)")) }
         }
-        let loader = try LoaderAccess.openForChanges(context)
-        let report = try loader.delete(input.objects.map(\.key))
-        let missing = Set(input.objects.map(\.key)).subtracting(report.objects)
-        for key in missing.sorted() { context.warn("\(key) was not applied") }
-        context.print("Deleted \(report.objects.isEmpty ? "nothing" : ObjectList.summary(report.objects))")
-        for (pod, revision) in report.pods { context.print("  \(pod): revision \(revision)") }
     }
 }
 

@@ -11,7 +11,7 @@ struct MetricsCommand: Command {
         abstract: "Print the datapath's counters in Prometheus text format, or serve them with --listen.",
         discussion: """
             Packets and bytes by pod, direction and verdict; lost events; parse drops; conntrack entries and \
-            capacity; pods. With --listen ADDRESS:PORT, serves GET /metrics there until SIGINT or SIGTERM (give a \
+            capacity; pods. -o json prints the same families as a JSON array (name, type, help, samples with labels). With --listen ADDRESS:PORT, serves GET /metrics there until SIGINT or SIGTERM (give a \
             loopback address unless the scraper is elsewhere).
             """)
 
@@ -31,7 +31,10 @@ struct MetricsCommand: Command {
     func run(_ context: CommandContext) throws {
         let loader = try LoaderAccess.open(context)
         guard let listen, let (address, port) = MetricsServer.parse(listen) else {
-            context.write(try Metrics.render(loader))
+            switch context.outputFormat {
+            case .json: context.print(try JSONOutput.encode(try Metrics.collect(loader)))
+            case .table: context.write(try Metrics.render(loader))
+            }
             return
         }
         let server = try MetricsServer(address: address, port: port)

@@ -29,7 +29,7 @@ struct Netfence: Command {
 
     /// The command tree the binary runs, and help, completions and the man page describe.
     static let tree = CommandTree(
-        root: Netfence.self, globals: [output.definition, bpffsRoot.definition], version: version)
+        root: Netfence.self, globals: [output.definition, bpffsRoot.definition], version: version, outputFormat: output.definition)
 
     init(parsed: ParsedArguments) {}
 }

@@ -57,6 +57,16 @@ struct EventJSONWriterTests {
         #expect(!line.contains("podNamespace") && !line.contains("\"rule\""))
     }
 
+    @Test func anEchoCarriesItsIdentifierAndNoPorts() throws {
+        let echo = DecodedEvent(time: Date(timeIntervalSince1970: 1_795_442_341), pod: "shop/web-0", podNamespace: "shop", interface: nil,
+                                direction: "egress", family: "ipv4", proto: "icmp", source: IPAddress("198.18.0.1")!, sourcePort: 0,
+                                destination: IPAddress("198.18.0.2")!, destinationPort: 0, icmpID: 4242, verdict: "deny",
+                                tier: "network-policy", policy: "isolation by shop/web", rule: nil, reason: "policy", bytes: 84, revision: 2)
+        let line = Self.writerLine(echo)
+        #expect(line == (try Self.encoderLine(echo)))
+        #expect(line.contains(#""icmpID":4242"#) && line.contains(#""sourcePort":0"#))
+    }
+
     @Test func stringsEscapedAsEncoderEscapesThem() throws {
         let event = Self.event(source: "198.18.0.1", destination: "198.18.0.2",
                                policy: "odd/\"quoted\" back\\slash tab\t newline\n bell\u{7} é ✓")

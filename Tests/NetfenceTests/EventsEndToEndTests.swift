@@ -34,7 +34,7 @@ import TestSupport
         let stamp = try #require(try? Date(time, strategy: .iso8601))
         #expect(abs(stamp.timeIntervalSinceNow) < 30, "wall-clock time from the monotonic stamp: \(time)")
         let denied = try #require(all.first { $0["pod"] as? String == "shop/pod0" && $0["verdict"] as? String == "deny" })
-        #expect(denied["source"] as? String == bench.ip(2) && denied["proto"] as? String == "udp" && denied["policy"] as? String == "isolation")
+        #expect(denied["source"] as? String == bench.ip(2) && denied["proto"] as? String == "udp" && denied["policy"] as? String == "isolation by shop/web", "names what isolates the pod: \(denied)")
         let egress = try #require(all.first { $0["pod"] as? String == "shop/pod1" && $0["direction"] as? String == "egress" })
         #expect(egress["tier"] as? String == "default" && egress["policy"] as? String == "default")
     }

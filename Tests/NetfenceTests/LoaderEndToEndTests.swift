@@ -12,13 +12,17 @@ final class LoaderCluster {
     let servers: [ProbeServer]
     static let port: UInt16 = 8080
 
-    init(pods: Int = 3, ingressDefault: String = "allow", egressDefault: String = "allow") throws {
+    /// The pods' names in namespace `shop` (pod0, pod1, … unless `podNames` says otherwise).
+    let podNames: [String]
+
+    init(pods: Int = 3, ingressDefault: String = "allow", egressDefault: String = "allow", podNames: [String]? = nil) throws {
+        self.podNames = podNames ?? (0..<pods).map { "pod\($0)" }
         root = try TestPinRoot()
         cluster = try ClusterNetwork(prefix: UniqueNames.make("nfe"), pods: pods, subnet: 100 + UniqueNames.next() % 100)
         servers = try cluster.pods.map { try ProbeServer(in: $0.namespace, port: Self.port) }
         try cli(["loader", "init"])
         for (index, pod) in cluster.pods.enumerated() {
-            try cli(["loader", "attach", "--pod", "shop/pod\(index)", "--iface", pod.hostInterface, "--netns", cluster.node.name,
+            try cli(["loader", "attach", "--pod", "shop/\(self.podNames[index])", "--iface", pod.hostInterface, "--netns", cluster.node.name,
                      "--ingress-default", ingressDefault, "--egress-default", egressDefault])
         }
     }

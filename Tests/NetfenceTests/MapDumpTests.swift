@@ -81,7 +81,7 @@ func jsonRows(_ result: CommandResult) throws -> [[String: Any]] {
             #expect(row["state"] as? String == "current" && row["tier"] as? String == "network-policy")
             #expect(row["policy"] as? String == "shop/web")
             #expect(Set(row.keys) == Set(["pod", "interface", "direction", "proto", "source", "sourcePort", "destination", "destinationPort",
-                                          "state", "revision", "tier", "policy", "rule", "ageSeconds"]))
+                                          "icmpID", "state", "revision", "tier", "policy", "rule", "ageSeconds"]))
         }
         let table = try bench.cli(["conntrack", "list", "--pod", "shop/pod0", "--proto", "udp", "--ip", "\(bench.ip6(1))/128"]).standardOutput
         #expect(table.split(separator: "\n").contains { $0.contains(" udp ") && $0.contains(bench.ip6(1)) && $0.contains(bench.ip6(0)) })
@@ -175,7 +175,7 @@ func jsonRows(_ result: CommandResult) throws -> [[String: Any]] {
         let warning = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
 
         #expect(process.terminationStatus == 0)
-        #expect(warning == "warning: \(pin) was removed while dumping; shown is what the map held\n")
+        #expect(warning == "{\"warning\":\"\(pin) was removed while dumping; shown is what the map held\"}\n", "under -o json, warnings are JSON too")
         let rows = try jsonArray(String(decoding: text, as: UTF8.self))
         #expect(rows.count >= 50_000 && rows.count < 100_000, "the odd half stays; some of the even half went before it was read")
         var keys = Set<UInt32>()

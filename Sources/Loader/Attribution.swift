@@ -1,0 +1,74 @@
+import DatapathModel
+import PolicyInput
+
+/// What the loader knows that turns the datapath's ids into names, read once
+/// so that naming an event or a conntrack row copies no registration and
+/// builds no string: pods by id, the policy each object index stands for
+/// (live, or replaced and still carried by old rule ids), and the objects
+/// that isolate each pod.
+public struct Attribution: Sendable {
+    /// What a row shows of the pod that owns its interface.
+    public final class PodLabel: Sendable {
+        public let ifindex: UInt32
+        /// `namespace/name`.
+        public let pod: String
+        public let namespace: String
+        public let interface: String
+
+        init(_ registration: PodRegistration) {
+            ifindex = registration.ifindex
+            pod = "\(registration.namespace)/\(registration.name)"
+            namespace = registration.namespace
+            interface = registration.interface
+        }
+    }
+
+    private let pods: [UInt32: PodLabel]
+    /// Object index → the policy it shows (policyRef, or the cluster policy's name).
+    private let policies: [UInt32: String]
+    /// Indexes of versions since replaced or deleted: their rule ids still name their policy.
+    private let retired: Set<UInt32>
+    /// Pod id → direction → the policies of the PolicyEndpoints that isolate it there.
+    private let isolating: [UInt32: [Direction: [String]]]
+
+    /// Pod id → registration; object index → live object; object index → policy of a retired version.
+    public init(pods: [UInt32: PodRegistration], objects: [UInt32: PolicyObject], retired: [UInt32: String] = [:]) {
+        self.pods = pods.mapValues(PodLabel.init)
+        policies = objects.mapValues(\.policyRef).merging(retired) { live, _ in live }
+        self.retired = Set(retired.keys).subtracting(objects.keys)
+        isolating = pods.mapValues { pod in
+            Dictionary(uniqueKeysWithValues: Direction.allCases.map { direction in
+                (direction, objects.values.filter { $0.key.kind == .policyEndpoint && $0.isolation.contains(direction)
+                    && $0.selects(namespace: pod.namespace, name: pod.name) }.map(\.policyRef).sorted())
+            })
+        }
+    }
+
+    /// The pod registered under `podID`.
+    public func pod(_ podID: UInt32) -> PodLabel? { pods[podID] }
+
+    /// The policy (policyRef or cluster policy name) and rule index a datapath
+    /// rule id stands for; a retired version's policy is marked `(replaced)`.
+    public func policy(ruleID: UInt32) -> (policy: String, rule: Int)? {
+        guard let id = RuleID(rawValue: ruleID), let name = policies[id.objectIndex] else { return nil }
+        return (retired.contains(id.objectIndex) ? "\(name) (replaced)" : name, id.rule)
+    }
+
+    /// The policies whose PolicyEndpoints isolate the pod in `direction`, sorted.
+    public func isolatingPolicies(podID: UInt32, direction: Direction) -> [String] {
+        isolating[podID]?[direction] ?? []
+    }
+
+    /// The longest pod name (`namespace/name`), so a table's pod column holds every one.
+    public var longestPodName: Int { pods.values.map(\.pod.count).max() ?? 0 }
+    /// The longest policy name.
+    public var longestPolicyName: Int { policies.values.map { $0.count + 11 }.max() ?? 0 }
+}
+
+extension Loader {
+    /// Names for what the datapath reports, as the state is now.
+    public func attribution() throws -> Attribution {
+        Attribution(pods: try state.pods(), objects: Dictionary(uniqueKeysWithValues: try state.objects().map { ($0.index, $0.object) }),
+                    retired: try state.retiredPolicies())
+    }
+}

@@ -9,7 +9,7 @@ let package = Package(
     dependencies: [
         // YAML input as kubectl prints it (multi-document included).
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
-        // The DNS proxy's sockets: one event loop for UDP, TCP and the upstream.
+        // The DNS proxy's sockets (one event loop for UDP, TCP and the upstream) and the metrics server (HTTP/1).
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
@@ -46,7 +46,11 @@ let package = Package(
         // Output built as bytes: a growing buffer and a cursor that writes JSON, addresses, table cells.
         .target(name: "Rendering", dependencies: ["CommandTree", "DatapathModel"]),
         // The verdict log and counters in words: attribution, filters, metrics.
-        .target(name: "Events", dependencies: ["BPFKit", "Datapath", "DatapathModel", "Loader", "PolicyInput", "Rendering"]),
+        .target(name: "Events", dependencies: [
+            "BPFKit", "Datapath", "DatapathModel", "Loader", "PolicyInput", "Rendering",
+            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+        ]),
         // The datapath's maps (and the AWS agent's) in words: layouts, conntrack, streamed dumps.
         .target(name: "Inspection", dependencies: ["HostKit", "BPFKit", "DNS", "DatapathModel", "Loader", "PolicyInput", "Rendering"]),
         // DNS as the domain-name policy needs it: messages (compression, CNAME chains, TTLs), names and patterns.

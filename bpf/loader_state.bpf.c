@@ -24,6 +24,13 @@ struct {
 } pending_change SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct nf_loader_counters);
+} loader_counters SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, NF_MAX_PODS);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
@@ -53,6 +60,13 @@ struct {
 	__type(key, __u32); /* object index */
 	__type(value, struct nf_retired_object);
 } retired_objects SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, NF_MAX_DNS_PROXIES);
+	__type(key, __u8[NF_ADDRESS_BYTES]);
+	__type(value, struct nf_dns_proxy_stats);
+} dns_proxy_stats SEC(".maps");
 
 /* How many lost events the event reader has already reported: a loss is
  * reported once, by whichever reader comes next, never silently dropped. */

@@ -368,6 +368,33 @@ struct nf_pending_change {
 	__u64 started_ns; /* CLOCK_REALTIME */
 };
 
+/* loader_counters (array, one entry): what only grows. Every policy swap of any
+ * pod takes the next revision, so (pod id, revision) never repeats on a node,
+ * not across detach and attach either; pod ids are handed out round-robin, so
+ * a detached pod's id is the last to come back. Caches (the DNS proxy's) key on them. */
+struct nf_loader_counters {
+	__u32 last_revision;
+	__u32 next_pod_id;   /* where the round-robin search for a free id starts */
+};
+
+/* dns_proxy_stats: what a DNS proxy counted since it started, by its first
+ * listen address (16 bytes, IPv4 mapped), written with each heartbeat. */
+enum nf_dns_stat {
+	NF_DNS_QUERIES = 0,
+	NF_DNS_FORWARDED = 1,
+	NF_DNS_REFUSED = 2,
+	NF_DNS_GRANTED = 3,       /* addresses written into grants */
+	NF_DNS_FAILED = 4,        /* answered SERVFAIL */
+	NF_DNS_RETRIED_TCP = 5,   /* truncated UDP answers asked again over TCP */
+	NF_DNS_SPOOFED = 6,       /* upstream answers dropped: wrong source, ID or question */
+	NF_DNS_CLIENT_LIMITED = 7,/* queries or connections over a client's or the proxy's bound */
+	NF_DNS_IDLE_CLOSED = 8,   /* TCP client connections closed for idling */
+	NF_DNS_STAT_COUNT = 9,
+};
+struct nf_dns_proxy_stats {
+	__u64 counts[NF_DNS_STAT_COUNT]; /* by enum nf_dns_stat */
+};
+
 /* pod_registry: a pod attached on this node, by pod id. */
 struct nf_pod_registration {
 	__u32 ifindex;        /* of the host veth, in its namespace */
@@ -438,6 +465,8 @@ _Static_assert(sizeof(struct nf_pod_registration) == 408, "nf_pod_registration l
 _Static_assert(__builtin_offsetof(struct nf_pod_registration, pod_name) == 72, "nf_pod_registration.pod_name");
 _Static_assert(sizeof(struct nf_root_marker) == 24, "nf_root_marker layout");
 _Static_assert(sizeof(struct nf_pending_change) == 16, "nf_pending_change layout");
+_Static_assert(sizeof(struct nf_loader_counters) == 8, "nf_loader_counters layout");
+_Static_assert(sizeof(struct nf_dns_proxy_stats) == 8 * NF_DNS_STAT_COUNT, "nf_dns_proxy_stats layout");
 _Static_assert(sizeof(struct nf_retired_object) == NF_POLICY_REF_BYTES, "nf_retired_object layout");
 _Static_assert(sizeof(struct nf_object_manifest) == 16, "nf_object_manifest layout");
 _Static_assert(sizeof(struct nf_object_chunk) == 4092, "nf_object_chunk layout");

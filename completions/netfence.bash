@@ -73,7 +73,7 @@ _netfence() {
         --upstream) COMPREPLY=(); return ;;
         --min-ttl) COMPREPLY=(); return ;;
         --max-ttl) COMPREPLY=(); return ;;
-        --refuse-with) COMPREPLY=($(compgen -W "refused nxdomain" -- "$cur")); return ;;
+        --refuse-with) COMPREPLY=($(compgen -W "refused nxdomain forward" -- "$cur")); return ;;
         --passes) COMPREPLY=(); return ;;
         --pods) COMPREPLY=(); return ;;
         --events) COMPREPLY=(); return ;;
@@ -105,10 +105,10 @@ _netfence() {
         "netfence conntrack flush") COMPREPLY=($(compgen -W "-o --output --bpffs-root --pod --ip --port --proto --state -h --help" -- "$cur")) ;;
         "netfence conntrack stats") COMPREPLY=($(compgen -W "-o --output --bpffs-root -h --help" -- "$cur")) ;;
         "netfence dns") COMPREPLY=($(compgen -W "proxy -o --output --bpffs-root -h --help" -- "$cur")) ;;
-        "netfence dns proxy") COMPREPLY=($(compgen -W "-o --output --bpffs-root --listen --upstream --min-ttl --max-ttl --refuse-with -h --help" -- "$cur")) ;;
+        "netfence dns proxy") COMPREPLY=($(compgen -W "-o --output --bpffs-root --listen --upstream --min-ttl --max-ttl --refuse-with --no-case-randomization --wait-timeout -h --help" -- "$cur")) ;;
         "netfence fqdn") COMPREPLY=($(compgen -W "list -o --output --bpffs-root -h --help" -- "$cur")) ;;
         "netfence fqdn list") COMPREPLY=($(compgen -W "-o --output --bpffs-root --pod -h --help" -- "$cur")) ;;
-        "netfence metrics") COMPREPLY=($(compgen -W "-o --output --bpffs-root --listen -h --help" -- "$cur")) ;;
+        "netfence metrics") COMPREPLY=($(compgen -W "-o --output --bpffs-root --serve --listen -h --help" -- "$cur")) ;;
         "netfence bench") COMPREPLY=($(compgen -W "datapath loader events conntrack dns -o --output --bpffs-root -h --help" -- "$cur")) ;;
         "netfence bench datapath") COMPREPLY=($(compgen -W "-o --output --bpffs-root --passes -h --help" -- "$cur")) ;;
         "netfence bench loader") COMPREPLY=($(compgen -W "-o --output --bpffs-root --pods -h --help" -- "$cur")) ;;

@@ -54,15 +54,18 @@ public struct DNSBenchmark {
         let proxyAddress = "198.18.250.253"
         try IPRoute.run(["-n", cluster.node.name, "addr", "add", "\(proxyAddress)/32", "dev", "lo"])
 
-        let (loader, _) = try Loader.initialize(root: root, migrate: false)
-        _ = try loader.attach(namespace: "bench", name: "client", interface: client.hostInterface, netns: cluster.node.name, defaults: [:])
-        _ = try loader.apply(PolicyDocumentParser.parse("""
+        // The writer lets go of the root's lock before the proxy (another process) registers itself.
+        do {
+            let (loader, _) = try Loader.initialize(root: root, migrate: false)
+            _ = try loader.attach(namespace: "bench", name: "client", interface: client.hostInterface, netns: cluster.node.name, defaults: [:])
+            _ = try loader.apply(PolicyDocumentParser.parse("""
             {"apiVersion": "networking.k8s.aws/v1alpha1", "kind": "PolicyEndpoint",
              "metadata": {"name": "bench", "namespace": "bench"},
              "spec": {"policyRef": {"name": "bench", "namespace": "bench"}, "podIsolation": ["Egress"],
                       "podSelectorEndpoints": [{"name": "client", "namespace": "bench"}],
                       "egress": [{"domainName": "*.bench.test", "ports": [{"protocol": "TCP", "port": 443}]}]}}
             """))
+        }
 
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("netfence-bench-dns-\(pid)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)

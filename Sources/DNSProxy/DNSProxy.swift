@@ -4,33 +4,34 @@ import DatapathModel
 import DNS
 import Glibc
 import HostKit
+import Loader
 import NIOCore
 import NIOPosix
-
-/// What the proxy counted since it started.
-public struct ProxyCounters: Sendable {
-    public var queries = 0
-    public var refused = 0
-    public var forwarded = 0
-    /// Addresses written into grants.
-    public var granted = 0
-    /// Answers replaced by SERVFAIL: a grant could not be written, or the upstream failed.
-    public var failed = 0
-    /// Truncated UDP answers asked again over TCP.
-    public var retriedOverTCP = 0
-}
 
 /// `netfence dns proxy`: pods with domain rules send DNS here. A name their live
 /// policy allows is forwarded upstream; every address of the answer is granted to
 /// the pod (`GrantKeeper`) before the answer goes back, with TTLs no longer than
 /// the grant. Everything runs on one event loop: the pending queries, the grant
 /// writes and the counters are confined to it, so nothing locks.
+///
+/// What a pod must not be able to do to it (docs/dns.md, "Threat model"): forge an
+/// upstream answer (each query leaves from one of many connected sockets on random
+/// ports with a CSPRNG ID and a case-randomized name; only the upstream's address,
+/// that socket, that ID and exactly that question are accepted), exhaust it (idle
+/// TCP closed, connections and waiting queries bounded per client and in all), or
+/// inherit another pod's decisions (caches key on values that never repeat).
 public final class DNSProxy: @unchecked Sendable {
     /// A query waiting for the upstream.
     struct PendingQuery: Sendable {
         let client: Client
+        /// Who asked: its interface (a pod's host veth) or its address; bounds are per client.
+        let clientKey: String
         let query: DNSMessage
         let question: DNSMessage.Question
+        /// The question section as sent upstream (name with its randomized case, type, class).
+        let sentQuestion: [UInt8]
+        let upstreamID: UInt16
+        let ifindex: UInt32?
         let admission: GrantKeeper.Admission
         let deadline: NIODeadline
         /// The largest UDP answer the client takes (512, or its EDNS payload size).
@@ -45,25 +46,42 @@ public final class DNSProxy: @unchecked Sendable {
         case tcp(channel: Channel)
     }
 
+    /// One connected upstream socket: its queries by ID; replaced after a number of them.
+    final class UpstreamSocket {
+        let channel: Channel
+        var pending: [UInt16: PendingQuery] = [:]
+        var sent = 0
+        var retiring = false
+        init(channel: Channel) { self.channel = channel }
+    }
+
     public let configuration: ProxyConfiguration
     public let keeper: GrantKeeper
+    private let state: LoaderState
     private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     private let loop: EventLoop
     private let upstreamAddress: SocketAddress
     private let upstreamTimeout: TimeAmount
+    /// How many TCP client connections may be open at once (bounded by the descriptors this process may hold).
+    private let tcpConnectionLimit: Int
+    private var random = SystemRandomNumberGenerator()
     // Confined to `loop`:
-    private var pending: [UInt16: PendingQuery] = [:]
-    private var nextID = UInt16.random(in: 0...UInt16.max)
-    private var upstreamUDP: Channel?
+    private var upstreams: [UpstreamSocket] = []
+    private var retired: [UpstreamSocket] = []
     private var servers: [Channel] = []
     private var routes: RouteLookup
-    private var counters = ProxyCounters()
+    private var counters = DNSProxyStats()
+    private var pendingByClient: [String: Int] = [:]
+    private var connectionsByClient: [String: Int] = [:]
+    private var connections = 0
+    private var stopping = false
     /// UDP channels written to since their last flush: flushed when a read burst ends, so a
     /// burst of datagrams leaves in one sendmmsg.
     private var unflushed: Set<ObjectIdentifier> = []
 
-    public init(configuration: ProxyConfiguration, datapath: Datapath) throws {
+    public init(configuration: ProxyConfiguration, datapath: Datapath, state: LoaderState) throws {
         self.configuration = configuration
+        self.state = state
         keeper = GrantKeeper(datapath: datapath, ttlBounds: configuration.ttlBounds,
                              retentionNanoseconds: UInt64(configuration.retention.components.seconds) * 1_000_000_000)
         loop = group.next()
@@ -71,19 +89,18 @@ public final class DNSProxy: @unchecked Sendable {
         let (seconds, attoseconds) = configuration.upstreamTimeout.components
         upstreamTimeout = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
         routes = try RouteLookup()
+        // Every socket is a descriptor: the proxy keeps half of what it may open for client connections, at most the configured bound.
+        let descriptors = DescriptorLimit.raiseToMaximum()
+        tcpConnectionLimit = max(16, min(configuration.tcpConnections, (descriptors - 256 - 4 * configuration.upstreamSockets) / 2))
     }
 
-    /// Binds every listen address (UDP and TCP) and the upstream socket, registers the
-    /// addresses with the datapath and starts the heartbeat.
-    public func start() throws {
-        let upstream = try DatagramBootstrap(group: loop)
-            .channelOption(.maxMessagesPerRead, value: 16)
-            .channelInitializer { [self] channel in
-                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(UpstreamDatagramHandler(proxy: self)) }
-            }
-            .bind(host: configuration.upstream.isIPv6 ? "::" : "0.0.0.0", port: 0).wait()
-        var bound = [upstream]
+    /// Binds every listen address (UDP and TCP) and the upstream sockets, registers the
+    /// addresses with the datapath (through `register`, which holds the loader's lock)
+    /// and starts the heartbeat.
+    public func start(register: (() throws -> Void) throws -> Void) throws {
+        var bound: [Channel] = []
         do {
+            for _ in 0..<max(1, configuration.upstreamSockets) { bound.append(try openUpstream().wait()) }
             for endpoint in configuration.listen {
                 bound.append(try DatagramBootstrap(group: loop)
                     .channelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -93,13 +110,20 @@ public final class DNSProxy: @unchecked Sendable {
                         channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(ClientDatagramHandler(proxy: self)) }
                     }
                     .bind(host: endpoint.host, port: endpoint.port).wait())
+                let idle = configuration.tcpIdleTimeout.components
+                let idleTimeout = TimeAmount.nanoseconds(idle.seconds * 1_000_000_000 + idle.attoseconds / 1_000_000_000)
                 bound.append(try ServerBootstrap(group: loop)
                     .serverChannelOption(.backlog, value: 256)
                     .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                     .childChannelInitializer { [self] channel in
                         channel.eventLoop.makeCompletedFuture {
+                            guard let key = admitConnection(channel) else {
+                                channel.close(promise: nil)
+                                return
+                            }
                             try channel.pipeline.syncOperations.addHandlers([
-                                ByteToMessageHandler(DNSStreamFrameDecoder()), ClientStreamHandler(proxy: self),
+                                IdleStateHandler(readTimeout: idleTimeout),
+                                ByteToMessageHandler(DNSStreamFrameDecoder()), ClientStreamHandler(proxy: self, clientKey: key),
                             ])
                         }
                     }
@@ -109,16 +133,18 @@ public final class DNSProxy: @unchecked Sendable {
             for channel in bound { try? channel.close().wait() }
             throw error
         }
+        let upstreamCount = max(1, configuration.upstreamSockets)
         let started = BootClock.nanoseconds(CLOCK_REALTIME)
-        for endpoint in configuration.listen {
-            guard let address = IPAddress(endpoint.host) else { continue }
-            try keeper.datapath.registerDNSProxy(address: address, DNSProxyRecord(pid: UInt32(getpid()), port: UInt16(endpoint.port),
-                                                                                 startedNanoseconds: started))
+        try register {
+            for endpoint in configuration.listen {
+                guard let address = IPAddress(endpoint.host) else { continue }
+                try keeper.datapath.registerDNSProxy(address: address, DNSProxyRecord(pid: UInt32(getpid()), port: UInt16(endpoint.port),
+                                                                                     startedNanoseconds: started))
+            }
         }
-        let listening = Array(bound.dropFirst())
         try loop.submit { [self] in
-            upstreamUDP = upstream
-            servers = listening
+            upstreams = bound.prefix(upstreamCount).map(UpstreamSocket.init)
+            servers = Array(bound.dropFirst(upstreamCount))
         }.wait()
         try beat()
         loop.scheduleRepeatedTask(initialDelay: .milliseconds(500), delay: .milliseconds(500)) { [self] _ in
@@ -133,70 +159,204 @@ public final class DNSProxy: @unchecked Sendable {
     /// Stops serving: the heartbeat goes to 0 (grants allow no new flow from now on),
     /// the listen addresses stay registered (pods keep sending DNS nowhere else), and
     /// the sockets close. Returns what was counted.
-    public func stop() -> ProxyCounters {
+    public func stop(register: (() throws -> Void) throws -> Void) -> DNSProxyStats {
         let result = try? loop.submit { [self] in
-            let channels = servers + [upstreamUDP].compactMap { $0 }
+            stopping = true
+            let channels = servers + (upstreams + retired).map(\.channel)
             servers = []
-            upstreamUDP = nil
+            upstreams = []
+            retired = []
             return (channels, counters)
         }.wait()
         for channel in result?.0 ?? [] { try? channel.close().wait() }
         try? keeper.datapath.beatDNSHeartbeat(monotonicNanoseconds: 0)
-        for endpoint in configuration.listen {
-            guard let address = IPAddress(endpoint.host) else { continue }
-            try? keeper.datapath.registerDNSProxy(address: address, DNSProxyRecord(pid: 0, port: UInt16(endpoint.port), startedNanoseconds: 0))
+        try? register {
+            for endpoint in configuration.listen {
+                guard let address = IPAddress(endpoint.host) else { continue }
+                try keeper.datapath.registerDNSProxy(address: address, DNSProxyRecord(pid: 0, port: UInt16(endpoint.port), startedNanoseconds: 0))
+            }
         }
+        if let stats = result?.1 { publish(stats) }
         try? group.syncShutdownGracefully()
-        return result?.1 ?? ProxyCounters()
+        return result?.1 ?? DNSProxyStats()
+    }
+
+    /// What was counted so far (from any thread).
+    public func statistics() -> DNSProxyStats {
+        (try? loop.submit { [self] in counters }.wait()) ?? DNSProxyStats()
     }
 
     private func beat() throws {
         try keeper.datapath.beatDNSHeartbeat(monotonicNanoseconds: BootClock.nanoseconds(CLOCK_MONOTONIC))
+        publish(counters)
+    }
+
+    /// The counters, where `loader status` and `metrics` read them.
+    private func publish(_ stats: DNSProxyStats) {
+        guard let first = configuration.listen.first.flatMap({ IPAddress($0.host) }) else { return }
+        try? state.publishDNSProxyStats(stats, address: first)
+    }
+
+    /// A UDP socket connected to the upstream from a port the kernel picks at random:
+    /// datagrams from any other address or port never reach it.
+    private func openUpstream() -> EventLoopFuture<Channel> {
+        DatagramBootstrap(group: loop)
+            .channelOption(.maxMessagesPerRead, value: 16)
+            .channelInitializer { [self] channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(UpstreamDatagramHandler(proxy: self)) }
+            }
+            .connect(to: upstreamAddress)
+    }
+
+    // MARK: clients (on the loop)
+
+    /// Who a client is for its bounds: the interface its packets come through (a
+    /// pod's host veth, which the pod cannot forge), else its address.
+    private func clientKey(ifindex: UInt32?, address: SocketAddress?) -> String {
+        if let ifindex { return "if\(ifindex)" }
+        return address?.ipAddress ?? "unknown"
+    }
+
+    /// A new TCP client connection: its key, or nil when the client or the proxy holds as many as allowed.
+    func admitConnection(_ channel: Channel) -> String? {
+        let key = clientKey(ifindex: interface(of: channel.remoteAddress), address: channel.remoteAddress)
+        guard connections < tcpConnectionLimit, connectionsByClient[key, default: 0] < configuration.tcpConnectionsPerClient else {
+            counters[.clientLimited] += 1
+            return nil
+        }
+        connections += 1
+        connectionsByClient[key, default: 0] += 1
+        return key
+    }
+
+    func connectionClosed(clientKey: String, idle: Bool) {
+        connections -= 1
+        connectionsByClient[clientKey, default: 1] -= 1
+        if connectionsByClient[clientKey] == 0 { connectionsByClient[clientKey] = nil }
+        if idle { counters[.idleClosed] += 1 }
     }
 
     // MARK: queries (on the loop)
 
     /// A query from a pod (or any client): refused, or forwarded upstream.
-    func received(query bytes: [UInt8], from client: Client, ifindex: UInt32?) {
+    func received(query bytes: [UInt8], from client: Client, ifindex: UInt32?, clientKey givenKey: String? = nil) {
         guard let query = try? DNSMessage(parsing: bytes), !query.isResponse else { return }  // not a DNS query: nothing to answer
-        counters.queries += 1
-        guard query.questions.count == 1, let question = query.questions.first else {
+        counters[.queries] += 1
+        guard query.questions.count == 1, let question = query.questions.first, let sent = Self.questionSection(of: bytes) else {
             return respond(to: client, query.reply(responseCode: DNSMessage.ResponseCode.formatError))
         }
-        let admission: GrantKeeper.Admission
+        var admission: GrantKeeper.Admission
         do {
             admission = try keeper.admit(ifindex: ifindex, name: question.name)
         } catch {
-            counters.failed += 1
+            counters[.failed] += 1
             return respond(to: client, query.reply(responseCode: DNSMessage.ResponseCode.serverFailure))
         }
         if case .refused = admission {
-            counters.refused += 1
-            return respond(to: client, query.reply(responseCode: configuration.refusalCode))
+            guard configuration.refusalCode == nil else {
+                counters[.refused] += 1
+                return respond(to: client, query.reply(responseCode: configuration.refusalCode!))
+            }
+            admission = .unrestricted  // not filtering DNS: answered, granted nothing
         }
-        counters.forwarded += 1
+        let key: String
+        switch client {
+        case .udp(_, let address): key = clientKey(ifindex: ifindex, address: address)
+        case .tcp: key = givenKey ?? clientKey(ifindex: ifindex, address: nil)
+        }
+        guard pendingByClient[key, default: 0] < configuration.pendingPerClient else {
+            counters[.clientLimited] += 1
+            counters[.failed] += 1
+            return respond(to: client, query.reply(responseCode: DNSMessage.ResponseCode.serverFailure))
+        }
+        counters[.forwarded] += 1
         let sizeLimit = query.additionals.first { $0.type == DNSMessage.RecordType.opt }.map { max(512, Int($0.recordClass)) } ?? 512
-        let waiting = PendingQuery(client: client, query: query, question: question, admission: admission,
-                                   deadline: .now() + upstreamTimeout, sizeLimit: sizeLimit)
+        let asked = configuration.caseRandomization ? randomizingCase(sent) : sent
+        let waiting = PendingQuery(client: client, clientKey: key, query: query, question: question, sentQuestion: asked,
+                                   upstreamID: UInt16.random(in: 0...UInt16.max, using: &random), ifindex: ifindex,
+                                   admission: admission, deadline: .now() + upstreamTimeout, sizeLimit: sizeLimit)
+        pendingByClient[key, default: 0] += 1
         switch client {
         case .udp: forwardOverUDP(waiting)
         case .tcp: forwardOverTCP(waiting)
         }
     }
 
-    private func forwardOverUDP(_ waiting: PendingQuery) {
-        guard let upstream = upstreamUDP, pending.count < Int(UInt16.max) / 2 else {
-            return fail(waiting)
+    /// The question section of a message (its name, type and class), as bytes; the
+    /// first name of a message cannot be compressed, so it is the bytes at offset 12.
+    static func questionSection(of bytes: [UInt8]) -> [UInt8]? {
+        var offset = 12
+        while offset < bytes.count {
+            let length = Int(bytes[offset])
+            if length == 0 { break }
+            guard length < 64 else { return nil }
+            offset += 1 + length
         }
-        var id = nextID
-        while pending[id] != nil { id &+= 1 }
-        nextID = id &+ 1
-        pending[id] = waiting
+        guard offset + 5 <= bytes.count else { return nil }
+        return Array(bytes[12..<offset + 5])
+    }
+
+    /// `question` with the case of each letter of its name flipped at random (0x20 bits).
+    private func randomizingCase(_ question: [UInt8]) -> [UInt8] {
+        var result = question
+        var offset = 0
+        var bits = random.next() as UInt64
+        var used = 0
+        while offset < result.count, result[offset] != 0 {
+            let length = Int(result[offset])
+            for index in offset + 1..<min(offset + 1 + length, result.count) where result[index] | 0x20 >= 0x61 && result[index] | 0x20 <= 0x7a {
+                if used == 64 { bits = random.next(); used = 0 }
+                result[index] = bits & 1 == 0 ? result[index] | 0x20 : result[index] & ~0x20
+                bits >>= 1
+                used += 1
+            }
+            offset += 1 + length
+        }
+        return result
+    }
+
+    /// The query as it goes upstream: its upstream ID and question.
+    private func upstreamBytes(_ waiting: PendingQuery) -> [UInt8] {
         var bytes = waiting.query.bytes
-        bytes[0] = UInt8(id >> 8)
-        bytes[1] = UInt8(id & 0xff)
-        upstream.write(AddressedEnvelope(remoteAddress: upstreamAddress, data: upstream.allocator.buffer(bytes: bytes)), promise: nil)
-        unflushed.insert(ObjectIdentifier(upstream))
+        bytes[0] = UInt8(waiting.upstreamID >> 8)
+        bytes[1] = UInt8(waiting.upstreamID & 0xff)
+        bytes.replaceSubrange(12..<12 + waiting.sentQuestion.count, with: waiting.sentQuestion)
+        return bytes
+    }
+
+    private func forwardOverUDP(_ waiting: PendingQuery) {
+        let active = upstreams.filter { !$0.retiring }
+        guard !active.isEmpty else { return fail(waiting) }
+        let socket = active[Int.random(in: 0..<active.count, using: &random)]
+        var waiting = waiting
+        // A fresh random ID when this socket has the drawn one waiting already.
+        while socket.pending[waiting.upstreamID] != nil {
+            waiting = PendingQuery(client: waiting.client, clientKey: waiting.clientKey, query: waiting.query, question: waiting.question,
+                                   sentQuestion: waiting.sentQuestion, upstreamID: UInt16.random(in: 0...UInt16.max, using: &random),
+                                   ifindex: waiting.ifindex, admission: waiting.admission, deadline: waiting.deadline, sizeLimit: waiting.sizeLimit)
+        }
+        socket.pending[waiting.upstreamID] = waiting
+        socket.sent += 1
+        socket.channel.write(socket.channel.allocator.buffer(bytes: upstreamBytes(waiting)), promise: nil)
+        unflushed.insert(ObjectIdentifier(socket.channel))
+        if socket.sent >= configuration.queriesPerSocket { retire(socket) }
+    }
+
+    /// Takes `socket` out of use (it stays open for the answers it waits for) and opens a replacement on a fresh port.
+    private func retire(_ socket: UpstreamSocket) {
+        socket.retiring = true
+        upstreams.removeAll { $0 === socket }
+        retired.append(socket)
+        closeIfDone(socket)
+        openUpstream().whenSuccess { [self] channel in
+            if stopping { channel.close(promise: nil) } else { upstreams.append(UpstreamSocket(channel: channel)) }
+        }
+    }
+
+    private func closeIfDone(_ socket: UpstreamSocket) {
+        guard socket.retiring, socket.pending.isEmpty else { return }
+        retired.removeAll { $0 === socket }
+        socket.channel.close(promise: nil)
     }
 
     /// One TCP connection upstream per query: DNS over TCP is the exception (TCP
@@ -218,21 +378,33 @@ public final class DNSProxy: @unchecked Sendable {
                 fail(waiting)
                 flushDatagrams()
             case .success(let channel):
-                channel.writeAndFlush(channel.allocator.buffer(bytes: Self.framed(waiting.query.bytes)), promise: nil)
+                channel.writeAndFlush(channel.allocator.buffer(bytes: Self.framed(upstreamBytes(waiting))), promise: nil)
                 channel.eventLoop.scheduleTask(deadline: waiting.deadline) { channel.close(promise: nil) }
             }
         }
     }
 
-    /// An upstream datagram: the answer to a pending query, or noise.
-    func receivedUpstream(datagram bytes: [UInt8]) {
-        guard bytes.count >= 12 else { return }
-        let id = UInt16(bytes[0]) << 8 | UInt16(bytes[1])
-        guard let waiting = pending[id], let answer = try? DNSMessage(parsing: bytes), answer.isResponse,
-              answer.questions.first == waiting.question else { return }
-        pending[id] = nil
+    /// Whether `bytes` answer `waiting`: from the upstream, a response with its upstream ID and exactly its question.
+    private func answers(_ bytes: [UInt8], _ waiting: PendingQuery) -> DNSMessage? {
+        guard bytes.count >= 12, UInt16(bytes[0]) << 8 | UInt16(bytes[1]) == waiting.upstreamID,
+              UInt16(bytes[4]) << 8 | UInt16(bytes[5]) == 1, Self.questionSection(of: bytes) == waiting.sentQuestion,
+              let answer = try? DNSMessage(parsing: bytes), answer.isResponse else { return nil }
+        return answer
+    }
+
+    /// An upstream datagram on `channel`: the answer to one of its pending queries, or
+    /// a forgery, dropped and counted. The pending query stays for the real answer.
+    func receivedUpstream(datagram bytes: [UInt8], from source: SocketAddress, on channel: Channel) {
+        guard let socket = (upstreams + retired).first(where: { $0.channel === channel }) else { return }
+        let id = bytes.count >= 2 ? UInt16(bytes[0]) << 8 | UInt16(bytes[1]) : 0
+        guard source == upstreamAddress, let waiting = socket.pending[id], let answer = answers(bytes, waiting) else {
+            counters[.spoofed] += 1
+            return
+        }
+        socket.pending[id] = nil
+        closeIfDone(socket)
         if answer.isTruncated {
-            counters.retriedOverTCP += 1
+            counters[.retriedOverTCP] += 1
             var again = waiting
             again.truncated = answer
             return forwardOverTCP(again)
@@ -243,21 +415,26 @@ public final class DNSProxy: @unchecked Sendable {
     /// An upstream TCP answer to `waiting` (nil: the connection ended without one).
     func receivedUpstream(stream bytes: [UInt8]?, for waiting: PendingQuery) {
         defer { flushDatagrams() }  // a UDP client's answer, outside any UDP read burst
-        guard let bytes, let answer = try? DNSMessage(parsing: bytes), answer.isResponse, answer.questions.first == waiting.question else {
+        guard let bytes else { return fail(waiting) }
+        guard let answer = answers(bytes, waiting) else {
+            counters[.spoofed] += 1
             return fail(waiting)
         }
         deliver(answer, for: waiting)
     }
 
-    /// Grants what the answer resolved, then releases it with its TTLs capped and the pod's id.
+    /// Grants what the answer resolved, then releases it with its TTLs capped, the
+    /// client's ID and the client's spelling of the name.
     private func deliver(_ answer: DNSMessage, for waiting: PendingQuery) {
         var cap: UInt32?
         if case .allowed(let podID, let patterns) = waiting.admission {
             let resolved = answer.resolved(for: waiting.question.name)
             if !resolved.isEmpty {
                 do {
+                    // The pod behind the interface must still be the one that asked (never grant a successor).
+                    guard let ifindex = waiting.ifindex, try keeper.datapath.pod(ifindex: ifindex)?.podID == podID else { return fail(waiting) }
                     cap = try keeper.grant(podID: podID, patterns: patterns, resolved: resolved)
-                    counters.granted += resolved.count
+                    counters[.granted] += UInt64(resolved.count)
                 } catch {
                     return fail(waiting)  // never an answer the datapath would not honour
                 }
@@ -270,19 +447,32 @@ public final class DNSProxy: @unchecked Sendable {
         var bytes = cap.map { message.cappingTTLs(at: $0) } ?? message.bytes
         bytes[0] = UInt8(waiting.query.id >> 8)
         bytes[1] = UInt8(waiting.query.id & 0xff)
+        if let original = Self.questionSection(of: waiting.query.bytes), original.count == waiting.sentQuestion.count, bytes.count >= 12 + original.count {
+            bytes.replaceSubrange(12..<12 + original.count, with: original)
+        }
+        finished(waiting)
         respond(to: waiting.client, bytes)
     }
 
     private func fail(_ waiting: PendingQuery) {
-        counters.failed += 1
+        counters[.failed] += 1
+        finished(waiting)
         respond(to: waiting.client, waiting.query.reply(responseCode: DNSMessage.ResponseCode.serverFailure))
+    }
+
+    private func finished(_ waiting: PendingQuery) {
+        pendingByClient[waiting.clientKey, default: 1] -= 1
+        if pendingByClient[waiting.clientKey] == 0 { pendingByClient[waiting.clientKey] = nil }
     }
 
     private func expirePending() {
         let now = NIODeadline.now()
-        for (id, waiting) in pending where waiting.deadline < now {
-            pending[id] = nil
-            fail(waiting)
+        for socket in upstreams + retired {
+            for (id, waiting) in socket.pending where waiting.deadline < now {
+                socket.pending[id] = nil
+                fail(waiting)
+            }
+            closeIfDone(socket)
         }
         flushDatagrams()
     }
@@ -300,7 +490,7 @@ public final class DNSProxy: @unchecked Sendable {
     /// A read burst ended: what it wrote over UDP leaves now.
     func flushDatagrams() {
         guard !unflushed.isEmpty else { return }
-        for channel in servers + [upstreamUDP].compactMap({ $0 }) where unflushed.contains(ObjectIdentifier(channel)) { channel.flush() }
+        for channel in servers + (upstreams + retired).map(\.channel) where unflushed.contains(ObjectIdentifier(channel)) { channel.flush() }
         unflushed.removeAll(keepingCapacity: true)
     }
 
@@ -355,13 +545,18 @@ final class ClientDatagramHandler: ChannelInboundHandler {
     func channelReadComplete(context: ChannelHandlerContext) { proxy.flushDatagrams() }
 }
 
-/// Queries over TCP; the route back to the client names the pod.
+/// Queries over TCP; the route back to the client names the pod. Closed when idle.
 final class ClientStreamHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     private let proxy: DNSProxy
+    private let clientKey: String
     private var ifindex: UInt32?
+    private var idled = false
 
-    init(proxy: DNSProxy) { self.proxy = proxy }
+    init(proxy: DNSProxy, clientKey: String) {
+        self.proxy = proxy
+        self.clientKey = clientKey
+    }
 
     func channelActive(context: ChannelHandlerContext) {
         ifindex = proxy.interface(of: context.channel.remoteAddress)
@@ -369,12 +564,25 @@ final class ClientStreamHandler: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        proxy.received(query: Array(Self.unwrapInboundIn(data).readableBytesView), from: .tcp(channel: context.channel), ifindex: ifindex)
+        proxy.received(query: Array(Self.unwrapInboundIn(data).readableBytesView), from: .tcp(channel: context.channel), ifindex: ifindex,
+                       clientKey: clientKey)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard event is IdleStateHandler.IdleStateEvent else { return context.fireUserInboundEventTriggered(event) }
+        idled = true
+        context.close(promise: nil)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        proxy.connectionClosed(clientKey: clientKey, idle: idled)
+        context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) { context.close(promise: nil) }
 }
 
+/// Answers on one connected upstream socket (the kernel delivers the upstream's only; checked again).
 final class UpstreamDatagramHandler: ChannelInboundHandler {
     typealias InboundIn = AddressedEnvelope<ByteBuffer>
     private let proxy: DNSProxy
@@ -382,7 +590,8 @@ final class UpstreamDatagramHandler: ChannelInboundHandler {
     init(proxy: DNSProxy) { self.proxy = proxy }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        proxy.receivedUpstream(datagram: Array(Self.unwrapInboundIn(data).data.readableBytesView))
+        let envelope = Self.unwrapInboundIn(data)
+        proxy.receivedUpstream(datagram: Array(envelope.data.readableBytesView), from: envelope.remoteAddress, on: context.channel)
     }
 
     func channelReadComplete(context: ChannelHandlerContext) { proxy.flushDatagrams() }

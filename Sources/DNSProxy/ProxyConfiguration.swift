@@ -60,8 +60,25 @@ public struct ProxyConfiguration: Sendable {
     public var ttlBounds: ClosedRange<UInt32> = 5...300
     /// How long an upstream may take before the pod gets SERVFAIL.
     public var upstreamTimeout: Duration = .seconds(2)
-    /// What a pod gets for a name no rule allows: REFUSED, or NXDOMAIN.
-    public var refusalCode: UInt8 = DNSMessage.ResponseCode.refused
+    /// What a pod gets for a name no rule allows: REFUSED, or NXDOMAIN; nil: the
+    /// query is forwarded and answered, and grants nothing (NPEP-133: FQDN policy
+    /// does not filter DNS).
+    public var refusalCode: UInt8? = DNSMessage.ResponseCode.refused
+    /// UDP sockets to the upstream, each connected from its own random port; a query
+    /// goes out on one chosen at random (RFC 5452: port and ID both unguessable).
+    public var upstreamSockets = 32
+    /// Queries a socket carries before it is replaced by one on a fresh random port.
+    public var queriesPerSocket = 256
+    /// Random upper/lower case in each name sent upstream (the "0x20" bits), echoed
+    /// back exactly by a real answer: more bits a forger must guess.
+    public var caseRandomization = true
+    /// A TCP client connection with no query for this long is closed.
+    public var tcpIdleTimeout: Duration = .seconds(5)
+    /// TCP connections one client (a pod's interface, else its address) may hold, and all together.
+    public var tcpConnectionsPerClient = 32
+    public var tcpConnections = 1024
+    /// Queries one client may have waiting for the upstream; more get SERVFAIL at once.
+    public var pendingPerClient = 128
     /// How long a grant outlives its expiry (flows established under it survive a policy change meanwhile).
     public var retention: Duration = .seconds(3600)
 

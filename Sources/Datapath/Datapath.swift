@@ -172,8 +172,9 @@ public final class Datapath {
     /// re-evaluated under the new one), and the old slot is cleared. A
     /// direction without a policy gets no trie. `domainRules` (egress rules by
     /// domain name, by pattern id) go into the same slot. Registers the pod the first time.
+    /// `revision` is the record's new revision (the loader's node-wide counter); nil: the old one plus one.
     public func apply(ifindex: UInt32, podID: UInt32, states: [Direction: PodState],
-                      policies compiled: [Direction: CompiledPolicy], domainRules: [UInt64: [PortRule]] = [:]) throws {
+                      policies compiled: [Direction: CompiledPolicy], domainRules: [UInt64: [PortRule]] = [:], revision: UInt32? = nil) throws {
         let current = try pod(ifindex: ifindex)
         let slot: UInt8 = current.map { $0.slot ^ 1 } ?? 0
         for direction in Direction.allCases {
@@ -189,7 +190,7 @@ public final class Datapath {
         for (pattern, rules) in domainRules {
             try self.domainRules.update(key: DomainRuleKey(podID: podID, slot: slot, pattern: pattern).encode(), value: RuleSetCodec.encode(rules))
         }
-        let record = PodRecord(podID: podID, revision: (current?.revision ?? 0) &+ 1, slot: slot, states: states,
+        let record = PodRecord(podID: podID, revision: revision ?? (current?.revision ?? 0) &+ 1, slot: slot, states: states,
                                hasDomainRules: !domainRules.isEmpty)
         try pods.update(key: key(ifindex), value: record.encode())
         try revisions.update(key: key(podID), value: key(record.revision))

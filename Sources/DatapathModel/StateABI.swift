@@ -210,3 +210,49 @@ public enum RetiredObjectCodec {
         return String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self)
     }
 }
+
+/// `struct nf_dns_proxy_stats`: what a DNS proxy counted since it started.
+public struct DNSProxyStats: Equatable, Sendable {
+    /// `enum nf_dns_stat`, with the one name each goes by in metrics and status.
+    public enum Counter: Int, CaseIterable, Sendable, CustomStringConvertible {
+        case queries = 0, forwarded, refused, granted, failed, retriedOverTCP, spoofed, clientLimited, idleClosed
+
+        public var description: String {
+            switch self {
+            case .queries: "queries"
+            case .forwarded: "forwarded"
+            case .refused: "refused"
+            case .granted: "granted"
+            case .failed: "failed"
+            case .retriedOverTCP: "retried_over_tcp"
+            case .spoofed: "spoofed"
+            case .clientLimited: "client_limited"
+            case .idleClosed: "idle_closed"
+            }
+        }
+    }
+
+    public static let size = MemoryLayout<nf_dns_proxy_stats>.size
+    public var counts = [UInt64](repeating: 0, count: Counter.allCases.count)
+
+    public init() {}
+
+    public subscript(counter: Counter) -> UInt64 {
+        get { counts[counter.rawValue] }
+        set { counts[counter.rawValue] = newValue }
+    }
+
+    public func encode() -> [UInt8] {
+        var writer = ByteWriter()
+        for count in counts { writer.append(count) }
+        return writer.bytes
+    }
+
+    public static func decode(_ bytes: [UInt8]) -> DNSProxyStats? {
+        guard bytes.count == size else { return nil }
+        let reader = ByteReader(bytes)
+        var stats = DNSProxyStats()
+        for counter in Counter.allCases { stats[counter] = reader.integer(UInt64.self, at: counter.rawValue * 8) ?? 0 }
+        return stats
+    }
+}

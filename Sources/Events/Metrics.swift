@@ -67,6 +67,12 @@ public enum Metrics {
                          samples: [.init(value: UInt64(try datapath.conntrack.info().maxEntries))]),
             MetricFamily(name: "netfence_pods", type: "gauge", help: "Pods attached on this node.", samples: [.init(value: UInt64(pods.count))]),
         ]
+        let proxies = try loader.dnsProxies().filter { !$0.counters.isEmpty }
+        for counter in DNSProxyStats.Counter.allCases {
+            families.append(MetricFamily(
+                name: "netfence_dns_\(counter)_total", type: "counter", help: Self.help(counter),
+                samples: proxies.map { .init(["proxy": $0.address], value: $0.counters[counter.description] ?? 0) }))
+        }
         return families
     }
 
@@ -86,6 +92,20 @@ public enum Metrics {
             }
         }
         return out
+    }
+
+    static func help(_ counter: DNSProxyStats.Counter) -> String {
+        switch counter {
+        case .queries: "DNS queries the proxy received."
+        case .forwarded: "Queries the proxy sent upstream."
+        case .refused: "Queries for names no domain rule of the pod allows."
+        case .granted: "Addresses written into domain grants."
+        case .failed: "Queries answered with SERVFAIL."
+        case .retriedOverTCP: "Truncated UDP answers asked again over TCP."
+        case .spoofed: "Upstream answers dropped: wrong source, ID or question (forged)."
+        case .clientLimited: "Queries or TCP connections refused over a client's or the proxy's bound."
+        case .idleClosed: "TCP client connections closed after idling."
+        }
     }
 
     /// Label values escape backslash, double quote and newline.

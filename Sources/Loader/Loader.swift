@@ -100,6 +100,14 @@ public final class Loader {
         }
     }
 
+    /// Runs `body` while holding the root's exclusive lock: a short change by another
+    /// process than the loader's commands (the DNS proxy registering its addresses).
+    public static func whileHoldingLock(root: PinRoot, waitingUpTo timeout: Double = defaultLockTimeout, _ body: () throws -> Void) throws {
+        let held = try lock(root, .exclusive, timeout)
+        defer { withExtendedLifetime(held) {} }
+        try body()
+    }
+
     private func requireWriter() throws {
         if writeLock == nil { throw LoaderError.readOnly }
     }
@@ -193,7 +201,7 @@ public final class Loader {
         if let existing {
             podID = existing.key
         } else {
-            guard let free = (0..<UInt32(DatapathLimits.pods)).first(where: { pods[$0] == nil }) else {
+            guard let free = try state.nextPodID(free: { pods[$0] == nil }) else {
                 throw LoaderError.full("\(DatapathLimits.pods) pods are attached already")
             }
             podID = free
@@ -214,8 +222,7 @@ public final class Loader {
         // A new pod's id may be a detached pod's whose grants a killed detach left.
         if existing == nil { try datapath.removeGrants(podID: podID) }
         try state.register(registration, podID: podID)
-        try datapath.apply(ifindex: registration.ifindex, podID: podID, states: policy.states, policies: policy.policies,
-                           domainRules: policy.domainRules)
+        try swapPolicy(ifindex: registration.ifindex, podID: podID, policy)
         try attachPrograms(registration)
         try state.finishChange()
         let record = try datapath.pod(ifindex: registration.ifindex)
@@ -333,10 +340,16 @@ public final class Loader {
         }
     }
 
+    /// Swaps a pod's policy in under the node's next revision (a value no pod had before).
+    private func swapPolicy(ifindex: UInt32, podID: UInt32, _ policy: PodPolicy) throws {
+        let revision = try state.nextRevision { try datapath.registeredPods().map(\.record.revision).max() ?? 0 }
+        try datapath.apply(ifindex: ifindex, podID: podID, states: policy.states, policies: policy.policies,
+                           domainRules: policy.domainRules, revision: revision)
+    }
+
     private func swap(_ policies: [(podID: UInt32, pod: PodRegistration, policy: PodPolicy)]) throws -> [(pod: String, revision: UInt32)] {
         try policies.map { podID, pod, policy in
-            try datapath.apply(ifindex: pod.ifindex, podID: podID, states: policy.states, policies: policy.policies,
-                               domainRules: policy.domainRules)
+            try swapPolicy(ifindex: pod.ifindex, podID: podID, policy)
             return ("\(pod.namespace)/\(pod.name)", try datapath.pod(ifindex: pod.ifindex)?.revision ?? 0)
         }
     }
@@ -420,8 +433,7 @@ public final class Loader {
             let problems = try enforcementDrift(pod.registration, objects: live)
             if !problems.isEmpty {
                 let policy = try policy(for: pod.registration, objects: live)
-                try datapath.apply(ifindex: pod.registration.ifindex, podID: pod.podID, states: policy.states, policies: policy.policies,
-                                   domainRules: policy.domainRules)
+                try swapPolicy(ifindex: pod.registration.ifindex, podID: pod.podID, policy)
                 report.repaired.append((name, problems))
             }
             if !pod.missingHooks.isEmpty {

@@ -30,6 +30,8 @@ public struct DNSProxyState: Encodable, Sendable {
     /// Its process lives and its heartbeat is recent: grants allow new flows.
     public let running: Bool
     public let heartbeatAgeSeconds: Double?
+    /// What the proxy counted since it started (`spoofed`: upstream answers dropped as forged), by counter name.
+    public let counters: [String: UInt64]
 }
 
 extension Loader {
@@ -47,9 +49,13 @@ extension Loader {
         let now = BootClock.nanoseconds(CLOCK_MONOTONIC)
         let alive = beat != 0 && beat + DatapathLimits.dnsHeartbeatTimeoutNanoseconds > now
         return try datapath.registeredDNSProxies().map { address, record in
-            DNSProxyState(address: address.description, port: record.port, pid: record.pid,
-                          running: alive && record.pid != 0 && ProcessStatus.isRunning(pid_t(record.pid)),
-                          heartbeatAgeSeconds: beat == 0 ? nil : Double(now &- beat) / 1e9)
+            let stats = (try? state.dnsProxyStats(address: address)) ?? nil
+            return DNSProxyState(address: address.description, port: record.port, pid: record.pid,
+                                 running: alive && record.pid != 0 && ProcessStatus.isRunning(pid_t(record.pid)),
+                                 heartbeatAgeSeconds: beat == 0 ? nil : Double(now &- beat) / 1e9,
+                                 counters: stats.map { stats in
+                                     Dictionary(uniqueKeysWithValues: DNSProxyStats.Counter.allCases.map { ($0.description, stats[$0]) })
+                                 } ?? [:])
         }
     }
 

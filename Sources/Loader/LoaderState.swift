@@ -18,26 +18,30 @@ public struct StoredObject: Sendable {
 /// later process sees them.
 public final class LoaderState {
     /// The maps of `bpf/loader_state.bpf.c`, as they are pinned under ROOT/state.
-    static let mapNames: Set<String> = ["root_marker", "pending_change", "pod_registry", "policy_manifests", "policy_chunks",
-                                        "retired_objects", "events_reported_lost"]
+    static let mapNames: Set<String> = ["root_marker", "pending_change", "loader_counters", "pod_registry", "policy_manifests", "policy_chunks",
+                                        "retired_objects", "dns_proxy_stats", "events_reported_lost"]
     /// The map whose entry makes a folder a netfence root.
     static let markerName = "root_marker"
 
     let marker: BPFMap
     let pending: BPFMap
+    let counters: BPFMap
     let registry: BPFMap
     let manifests: BPFMap
     let chunks: BPFMap
     let retired: BPFMap
+    let dnsStats: BPFMap
     let reportedLost: BPFMap
 
     private init(object: BPFObjectFile) throws {
         marker = try object.map(named: Self.markerName)
         pending = try object.map(named: "pending_change")
+        counters = try object.map(named: "loader_counters")
         registry = try object.map(named: "pod_registry")
         manifests = try object.map(named: "policy_manifests")
         chunks = try object.map(named: "policy_chunks")
         retired = try object.map(named: "retired_objects")
+        dnsStats = try object.map(named: "dns_proxy_stats")
         reportedLost = try object.map(named: "events_reported_lost")
     }
 
@@ -48,10 +52,12 @@ public final class LoaderState {
         }
         marker = try pinned(Self.markerName)
         pending = try pinned("pending_change")
+        counters = try pinned("loader_counters")
         registry = try pinned("pod_registry")
         manifests = try pinned("policy_manifests")
         chunks = try pinned("policy_chunks")
         retired = try pinned("retired_objects")
+        dnsStats = try pinned("dns_proxy_stats")
         reportedLost = try pinned("events_reported_lost")
     }
 
@@ -104,6 +110,45 @@ public final class LoaderState {
         try pending.update(key: bytes(0), value: PendingChange.none)
     }
 
+    // MARK: what only grows
+
+    private func readCounters() throws -> (revision: UInt32, podID: UInt32) {
+        let value = try counters.lookup(key: bytes(0)) ?? []
+        let reader = ByteReader(value)
+        return (reader.integer(UInt32.self, at: 0) ?? 0, reader.integer(UInt32.self, at: 4) ?? 0)
+    }
+
+    private func writeCounters(revision: UInt32, podID: UInt32) throws {
+        var writer = ByteWriter()
+        writer.append(revision)
+        writer.append(podID)
+        try counters.update(key: bytes(0), value: writer.bytes)
+    }
+
+    /// The next revision of the node: above every one issued before. A counter
+    /// still at 0 (a node from before it existed) starts above `liveMaximum`, the
+    /// highest revision a record holds. Taken under the writer lock.
+    func nextRevision(liveMaximum: () throws -> UInt32) throws -> UInt32 {
+        let current = try readCounters()
+        let next = (current.revision == 0 ? try liveMaximum() : current.revision) &+ 1
+        try writeCounters(revision: next, podID: current.podID)
+        return next
+    }
+
+    /// A free pod id, the first from the one after the id handed out last (round-robin; 0 on a new node).
+    func nextPodID(free: (UInt32) -> Bool) throws -> UInt32? {
+        let current = try readCounters()
+        let count = UInt32(DatapathLimits.pods)
+        for step in 0..<count {
+            let candidate = (current.podID &+ step) % count
+            if free(candidate) {
+                try writeCounters(revision: current.revision, podID: (candidate &+ 1) % count)
+                return candidate
+            }
+        }
+        return nil
+    }
+
     // MARK: pods
 
     /// Every attached pod by pod id.
@@ -127,6 +172,18 @@ public final class LoaderState {
 
     func unregister(podID: UInt32) throws {
         try registry.delete(key: bytes(podID))
+    }
+
+    // MARK: DNS proxies
+
+    /// Publishes what the DNS proxy serving `address` counted.
+    public func publishDNSProxyStats(_ stats: DNSProxyStats, address: IPAddress) throws {
+        try dnsStats.update(key: address.bytes, value: stats.encode())
+    }
+
+    /// What the DNS proxy serving `address` last published.
+    public func dnsProxyStats(address: IPAddress) throws -> DNSProxyStats? {
+        try dnsStats.lookup(key: address.bytes).flatMap(DNSProxyStats.decode)
     }
 
     // MARK: events

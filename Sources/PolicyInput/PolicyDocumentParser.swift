@@ -146,6 +146,10 @@ public enum PolicyDocumentParser {
             guard let pattern = DomainPattern(text) else {
                 throw PolicyInputError(field, "\(text) is not a domain name, or '*.' and a domain name")
             }
+            // NPEP-133: a name of at least two labels (after `*.`): no `localhost`, no whole top-level domain.
+            guard pattern.name.labels.count >= 2 else {
+                throw PolicyInputError(field, "\(text) has one label; a domain rule names at least two (example.com, *.example.com)")
+            }
             return pattern.description  // lower case, no trailing dot: how the proxy compares names
         }
         if domainName != nil, !egress { throw PolicyInputError(join(path, "domainName"), "domain names apply to egress only") }
@@ -178,6 +182,11 @@ public enum PolicyDocumentParser {
             let field = join(path, "action")
             let name = try string(rule["action"], field)
             guard let parsed = PolicyAction(rawValue: name) else { throw PolicyInputError(field, "\(name) is not Accept, Deny or Pass") }
+            // A name only ever allows what the pod resolved: as a Deny it would bite only after the pod
+            // looked the name up (it could reach the address first), and it would turn on DNS capture.
+            if domainName != nil, parsed != .accept {
+                throw PolicyInputError(field, "\(name) with a domainName is refused: a domain rule can only Accept (deny by cidr instead)")
+            }
             action = parsed
         } else if rule["action"] != nil {
             throw PolicyInputError(join(path, "action"), "only ClusterPolicyEndpoint rules have an action")

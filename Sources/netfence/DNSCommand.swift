@@ -2,7 +2,9 @@ import BPFKit
 import CommandTree
 import DNS
 import DNSProxy
+import DatapathModel
 import Foundation
+import Loader
 import Glibc
 
 /// `netfence dns`: the DNS side of egress by domain name.
@@ -38,14 +40,20 @@ struct DNSProxyCommand: Command {
                                           default: nil, showDefault: false)
     static let minTTL = Option<UInt32>(long: "min-ttl", valueName: "seconds", help: "Shortest grant, whatever the answer's TTL.", default: 5)
     static let maxTTL = Option<UInt32>(long: "max-ttl", valueName: "seconds", help: "Longest grant, whatever the answer's TTL.", default: 300)
-    static let refuseWith = Option<RefusalCode>(long: "refuse-with", help: "The answer to a name no rule allows.", default: .refused)
-    static let arguments = ([listen, upstream, minTTL, maxTTL, refuseWith] as [any ArgumentDefining]).map(\.definition)
+    static let refuseWith = Option<RefusalCode>(
+        long: "refuse-with", help: "The answer to a name no rule allows; forward: answered as asked, granting nothing (NPEP-133).",
+        default: .refused)
+    static let noCaseRandomization = Flag(long: "no-case-randomization",
+                                          help: "Send names upstream as the pod spelled them (for a resolver that does not echo 0x20 case).")
+    static let arguments = ([listen, upstream, minTTL, maxTTL, refuseWith, noCaseRandomization, LockWait.timeout] as [any ArgumentDefining])
+        .map(\.definition)
 
     let listen: [ProxyEndpoint?]
     let listenText: String
     let upstream: String?
     let ttlBounds: (UInt32, UInt32)
     let refusal: RefusalCode
+    let caseRandomization: Bool
 
     init(parsed: ParsedArguments) {
         listenText = parsed[Self.listen]
@@ -53,6 +61,7 @@ struct DNSProxyCommand: Command {
         upstream = parsed[Self.upstream]
         ttlBounds = (parsed[Self.minTTL], parsed[Self.maxTTL])
         refusal = parsed[Self.refuseWith]
+        caseRandomization = !parsed[Self.noCaseRandomization]
     }
 
     func validate() throws {
@@ -79,30 +88,43 @@ struct DNSProxyCommand: Command {
         var configuration = ProxyConfiguration(listen: listen.compactMap { $0 }, upstream: upstream)
         configuration.ttlBounds = ttlBounds.0...ttlBounds.1
         configuration.refusalCode = refusal.code
-        let proxy = try DNSProxy(configuration: configuration, datapath: loader.datapath)
+        configuration.caseRandomization = caseRandomization
+        let proxy = try DNSProxy(configuration: configuration, datapath: loader.datapath, state: loader.state)
+        // Registering its addresses is a change of the node: one writer at a time, briefly.
+        let root = context.pinRoot, timeout = context.parsed[LockWait.timeout]
+        let register = { (body: () throws -> Void) throws in try Loader.whileHoldingLock(root: root, waitingUpTo: timeout, body) }
         StopSignals.install()
         do {
-            try proxy.start()
+            try proxy.start(register: register)
+        } catch let error as LoaderError {
+            _ = proxy.stop(register: register)
+            throw error
         } catch {
-            _ = proxy.stop()
+            _ = proxy.stop(register: register)
             throw RuntimeError("could not listen on \(listenText): \(error)", hint: "is another DNS server bound there?")
         }
         let recovered = (try? loader.datapath.grants().count) ?? 0
         context.print("Serving DNS on \(configuration.listen.map(\.description).joined(separator: ", ")) for upstream \(upstream); "
             + "\(recovered) grants in the pinned map; until SIGINT or SIGTERM")
         while stopRequested == 0 { usleep(100_000) }
-        let counted = proxy.stop()
-        context.print("Stopped: \(counted.queries) queries, \(counted.forwarded) forwarded, \(counted.refused) refused, "
-            + "\(counted.granted) addresses granted, \(counted.failed) SERVFAIL, \(counted.retriedOverTCP) retried over TCP")
+        let counted = proxy.stop(register: register)
+        context.print("Stopped: " + DNSProxyStats.Counter.allCases.map { "\(counted[$0]) \($0)" }.joined(separator: ", "))
     }
 }
 
-/// `--refuse-with refused|nxdomain`.
+/// `--refuse-with refused|nxdomain|forward`.
 enum RefusalCode: String, ArgumentValue, CaseIterable, CustomStringConvertible {
-    case refused, nxdomain
+    case refused, nxdomain, forward
 
     static var defaultValueName: String { "code" }
     var description: String { rawValue }
 
-    var code: UInt8 { self == .refused ? DNSMessage.ResponseCode.refused : DNSMessage.ResponseCode.nameError }
+    /// The response code; nil: forwarded without a grant.
+    var code: UInt8? {
+        switch self {
+        case .refused: DNSMessage.ResponseCode.refused
+        case .nxdomain: DNSMessage.ResponseCode.nameError
+        case .forward: nil
+        }
+    }
 }

@@ -137,9 +137,11 @@ struct LoaderStatusCommand: Command {
             context.print("\nNo DNS proxy has run (pods with domain rules can resolve nothing).")
         } else {
             for proxy in status.dnsProxies {
+                let counted = proxy.counters.isEmpty ? "" : "; \(proxy.counters["queries"] ?? 0) queries, "
+                    + "\(proxy.counters["spoofed"] ?? 0) upstream answers dropped as forged, \(proxy.counters["client_limited"] ?? 0) over a client's bound"
                 context.print("\nDNS proxy on \(proxy.address) port \(proxy.port): " + (proxy.running
                     ? "running (pid \(proxy.pid), last heartbeat \(String(format: "%.1f", proxy.heartbeatAgeSeconds ?? 0)) s ago)"
-                    : "not running: pods with domain rules fail closed"))
+                    : "not running: pods with domain rules fail closed") + counted)
             }
         }
         context.print(status.drift.isEmpty ? "\nNo drift." : "\nDrift:\n" + status.drift.map { "  \(TerminalText.escaped($0))" }.joined(separator: "\n"))

@@ -121,7 +121,7 @@ func policyEndpoint(_ name: String, selecting pods: [Int], isolation: [String], 
         #expect(pods.map { $0["pod"] as? String } == ["shop/pod0", "shop/pod1"])
         #expect(pods[0]["ingress"] as? String == "policies-applied" && pods[0]["egress"] as? String == "default-allow")
         #expect(pods[0]["objects"] as? [String] == ["PolicyEndpoint shop/deny-in"])
-        #expect(pods[0]["revision"] as? Int == 2, "attach, then apply")
+        #expect(pods[0]["revision"] as? Int == 3, "the node's revisions only grow: pod0 attached (1), pod1 (2), then the apply (3)")
         #expect(pods[0]["interface"] as? String == bench.cluster.pods[0].hostInterface)
         #expect((before["objects"] as? [[String: Any]])?.first?["policyRef"] as? String == "shop/deny-in")
         #expect((before["drift"] as? [String]) == [])

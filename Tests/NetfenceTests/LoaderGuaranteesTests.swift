@@ -55,7 +55,7 @@ final class ContinuousProbe: @unchecked Sendable {
         #expect(rounds > 20, "the probe ran throughout (\(rounds) rounds)")
         #expect(wrong.isEmpty, "wrong verdicts during swaps: \(wrong.prefix(5))")
         let status = try bench.cli(["loader", "status", "-o", "json"]).standardOutput
-        #expect(status.contains("\"revision\" : 202"), "attach + 201 applies")
+        #expect(status.contains("\"revision\" : 204"), "every swap takes the node's next revision: three attaches, then 201 applies")
     }
 
     @Test func killingTheLoaderMidApplyLeavesOldOrNewAndARerunConverges() throws {

@@ -133,6 +133,8 @@ spec:
         ("spec.egress[1].domainName", "\"a.*.example.com\"", "spec.egress[1].domainName: a.*.example.com is not a domain name, or '*.' and a domain name"),
         ("spec.egress[1].domainName", "\"bad..name\"", "spec.egress[1].domainName: bad..name is not a domain name, or '*.' and a domain name"),
         ("spec.egress[0].domainName", "\"github.com\"", "spec.egress[0].domainName: a rule has a cidr or a domainName, not both"),
+        ("spec.egress[1].domainName", "\"localhost\"", "spec.egress[1].domainName: localhost has one label; a domain rule names at least two (example.com, *.example.com)"),
+        ("spec.egress[1].domainName", "\"*.test\"", "spec.egress[1].domainName: *.test has one label; a domain rule names at least two (example.com, *.example.com)"),
         ("spec.ingress[1].domainName", "\"github.com\"", "spec.ingress[1].domainName: domain names apply to egress only"),
     ])
     func invalidFieldsAreNamedByPath(path: String, value: String, message: String) throws {
@@ -152,6 +154,20 @@ spec:
         #expect(throws: PolicyInputError("document[1].spec.egress[0].action", "Drop is not Accept, Deny or Pass")) { try PolicyDocumentParser.parse(badAction) }
         let badPriority = kubectlYAMLDocuments.replacingOccurrences(of: "priority: 10", with: "priority: 5000")
         #expect(throws: PolicyInputError("document[1].spec.priority", "5000 is not a priority from 0 to 1000")) { try PolicyDocumentParser.parse(badPriority) }
+    }
+
+    @Test func clusterDomainRulesOnlyAccept() {
+        for action in ["Deny", "Pass"] {
+            let text = kubectlYAMLDocuments.replacingOccurrences(of: "  - cidr: 198.18.254.254/32\n    action: Deny",
+                                                                with: "  - domainName: evil.example.com\n    action: \(action)")
+            #expect(throws: PolicyInputError("document[1].spec.egress[0].action",
+                                             "\(action) with a domainName is refused: a domain rule can only Accept (deny by cidr instead)")) {
+                try PolicyDocumentParser.parse(text)
+            }
+        }
+        let accept = kubectlYAMLDocuments.replacingOccurrences(of: "  - cidr: 198.18.254.254/32\n    action: Deny",
+                                                              with: "  - domainName: good.example.com\n    action: Accept")
+        #expect(throws: Never.self) { try PolicyDocumentParser.parse(accept) }
     }
 
     @Test func listItemsAreNamedByIndex() throws {

@@ -6,7 +6,7 @@ import HostKit
 
 /// A stub resolver inside a network namespace, as a pod's libc would be: one
 /// query over UDP (or TCP), asked again over TCP when the UDP answer is truncated.
-public struct DNSTestClient {
+public struct DNSTestClient: Sendable {
     public struct Answer: Sendable {
         public let responseCode: UInt8
         /// The addresses answered for the name (CNAMEs followed), as text.
@@ -81,7 +81,8 @@ public struct DNSTestClient {
         return Array(received[2...])
     }
 
-    static func socketAddress(_ address: String, port: UInt16) throws -> (storage: sockaddr_storage, length: socklen_t) {
+    /// `address:port` as a socket address for sendto, bind and connect.
+    public static func socketAddress(_ address: String, port: UInt16) throws -> (storage: sockaddr_storage, length: socklen_t) {
         var storage = sockaddr_storage()
         if address.contains(":") {
             var v6 = sockaddr_in6()

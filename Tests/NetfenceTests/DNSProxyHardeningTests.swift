@@ -1,0 +1,212 @@
+import BPFKit
+import Datapath
+import DatapathModel
+import DNS
+import Foundation
+import Glibc
+import HostKit
+import NodeNetwork
+import Testing
+import TestSupport
+
+extension DomainCluster {
+    /// The node's address on the veth toward pod `index` (the /30's first).
+    func nodeAddress(facing index: Int) -> String {
+        let parts = cluster.pods[index].ipv4.split(separator: ".").map { Int($0)! }
+        return "\(parts[0]).\(parts[1]).\(parts[2]).\(parts[3] - 1)"
+    }
+
+    /// Restarts the proxy with `upstream` (a scripted server) instead of dnsmasq.
+    func restartProxy(upstream: String, _ extra: [String] = []) throws {
+        stopProxy()
+        try startProxy(["--upstream", upstream] + extra)
+    }
+
+    /// What the running proxy published: its counters by name, from `loader status -o json`.
+    func proxyCounters() throws -> [String: Int] {
+        let status = try jsonObject(cli(["loader", "status", "-o", "json"]).standardOutput)
+        let proxies = (status["dnsProxies"] as? [[String: Any]]) ?? []
+        return (proxies.first { $0["running"] as? Bool == true }?["counters"] as? [String: Int]) ?? [:]
+    }
+
+    /// Whether pod `pod` holds a grant for `address`.
+    func granted(_ pod: Int, _ address: String) throws -> Bool {
+        try Datapath.open(pinnedUnder: root.path).grants().contains { $0.podID == UInt32(pod) && $0.address == IPAddress(address) }
+    }
+}
+
+/// Runs `body` on a thread of its own; the result is read once it finished.
+final class Background<Value: Sendable>: @unchecked Sendable {
+    private let done = DispatchSemaphore(value: 0)
+    private var value: Result<Value, Error>?
+
+    init(_ body: @escaping @Sendable () throws -> Value) {
+        Thread { [self] in
+            value = Result { try body() }
+            done.signal()
+        }.start()
+    }
+
+    func result() throws -> Value {
+        done.wait()
+        return try value!.get()
+    }
+}
+
+/// Issue 14: what a pod can try against the DNS proxy, tried.
+@Suite(.serialized) struct DNSProxyHardeningTests {
+    @Test func forgedAnswersFromAPodGrantNothingWhileTheRealQueryWaits() throws {
+        guard Privileges.require() else { return }
+        let node = try DomainCluster()
+        let victim = DomainCluster.clientA, attacker = DomainCluster.webPod  // the attacker's egress is open
+        let forged = DomainCluster.zoneAddress(8)
+        // The upstream holds every answer back: the victim's query stays pending.
+        let silent = try ScriptedDNSServer(in: node.cluster.pods[DomainCluster.dnsPod].namespace, address: node.upstream, port: 5300) { _ in [] }
+        defer { silent.stop() }
+        try node.restartProxy(upstream: "\(node.upstream):5300")
+
+        let victimClient = node.client(victim, server: node.proxy4)
+        let pending = Background { try victimClient.query("v1.race.test", timeout: 3) }
+        try node.waitUntil("the query reached the upstream") { silent.queries.contains { $0.name.lowercased() == "v1.race.test" } }
+        // All 65,536 IDs, each at another port, at every address of the node the attacker can reach.
+        let template = DNSMessage.query(id: 0, name: "v1.race.test")
+        let spray = try node.cluster.pods[attacker].namespace.socket(domain: AF_INET, type: Int32(SOCK_DGRAM.rawValue))
+        var sent = 0
+        for target in [node.proxy4, node.nodeAddress(facing: DomainCluster.dnsPod), node.nodeAddress(facing: attacker)] {
+            for id in 0...65535 {
+                let answer = ScriptedDNSServer.answer(template, address: [198, 19, 10, 8], id: UInt16(id))
+                var address = try DNSTestClient.socketAddress(target, port: UInt16(max(1, id)))
+                let result = withUnsafePointer(to: &address.storage) { pointer in
+                    pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(spray.rawValue, answer, answer.count, 0, $0, address.length) }
+                }
+                if result > 0 { sent += 1 }
+            }
+        }
+        #expect(sent >= 3 * 65535)
+        let answer = try pending.result()
+        #expect(answer == nil || answer?.responseCode == DNSMessage.ResponseCode.serverFailure, "no forged answer reached the victim: \(String(describing: answer))")
+        #expect(try !node.granted(victim, forged), "0 grants from forged answers")
+        #expect(try !node.connects(victim, forged), "and the victim cannot reach the forged address")
+        #expect(!(try node.cli(["fqdn", "list"]).standardOutput.contains(forged)))
+    }
+
+    @Test func upstreamQueriesCarryRandomIDsPortsAndCaseAndOnlyTheExactAnswerCounts() throws {
+        guard Privileges.require() else { return }
+        let node = try DomainCluster()
+        let a = DomainCluster.clientA
+        // Each query is answered twice: first a forgery (wrong ID, then the right ID with the name's case lost),
+        // then the real answer. Only the real one may be granted.
+        let scripted = try ScriptedDNSServer(in: node.cluster.pods[DomainCluster.dnsPod].namespace, address: node.upstream, port: 5300) { query in
+            [ScriptedDNSServer.answer(query.bytes, address: [198, 19, 10, 8], id: query.id &+ 1),
+             ScriptedDNSServer.answer(query.bytes, address: [198, 19, 10, 9], lowercasingName: true),
+             ScriptedDNSServer.answer(query.bytes, address: [198, 19, 10, 6])]
+        }
+        defer { scripted.stop() }
+        try node.restartProxy(upstream: "\(node.upstream):5300")
+        for round in 0..<50 {
+            let answer = try #require(try node.resolve(a, "MixedCase\(round).race.test"))
+            #expect(answer.addresses == [DomainCluster.zoneAddress(6)], "round \(round): the real answer, \(answer.addresses)")
+        }
+        let queries = scripted.queries.filter { $0.name.lowercased().hasSuffix(".race.test") }
+        #expect(queries.count == 50)
+        let ids = queries.map(\.id)
+        let steps = zip(ids, ids.dropFirst()).filter { $0.1 == $0.0 &+ 1 }.count
+        #expect(steps < 3, "IDs are not sequential: \(ids.prefix(10))")
+        #expect(Set(ids).count > 45)
+        #expect(Set(queries.map(\.sourcePort)).count > 1, "more than one source port: \(Set(queries.map(\.sourcePort)))")
+        #expect(queries.contains { $0.name != $0.name.lowercased() && $0.name.lowercased() != "mixedcase0.race.test" } || queries.contains {
+            $0.name.dropLast(10) != $0.name.dropLast(10).lowercased() }, "names go upstream in random case")
+        #expect(try !node.granted(a, DomainCluster.zoneAddress(8)) && !node.granted(a, DomainCluster.zoneAddress(9)))
+        #expect(try node.granted(a, DomainCluster.zoneAddress(6)))
+        try node.waitUntil("the proxy published its counters") { (try node.proxyCounters()["spoofed"] ?? 0) >= 100 }
+        let metrics = try node.cli(["metrics"]).standardOutput
+        #expect(metrics.contains("netfence_dns_spoofed_total{proxy=\"\(node.proxy4)\"}"), "spoofed answers in metrics")
+    }
+
+    @Test func idleTCPConnectionsAreClosedAndBoundedWhileOtherPodsAreAnswered() throws {
+        guard Privileges.require() else { return }
+        DescriptorLimit.raiseToMaximum()
+        let node = try DomainCluster(proxyArguments: [])
+        let flooder = DomainCluster.clientA, other = DomainCluster.clientB
+        let namespace = node.cluster.pods[flooder].namespace
+        var target = try DNSTestClient.socketAddress(node.proxy4, port: 53)
+        var sockets: [FileDescriptor] = []  // closed when dropped
+        for _ in 0..<2000 {
+            let socket = try namespace.socket(domain: AF_INET, type: Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue))
+            _ = withUnsafePointer(to: &target.storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(socket.rawValue, $0, target.length) } }
+            sockets.append(socket)
+        }
+        // Meanwhile another pod is answered, over UDP and TCP, in normal time.
+        let started = Date()
+        #expect(try node.resolve(other, "allowed.test")?.addresses == [DomainCluster.zoneAddress(1)])
+        #expect(try node.resolve(other, "a.wild.test", overTCP: true)?.addresses == [DomainCluster.zoneAddress(3)])
+        #expect(Date().timeIntervalSince(started) < 1, "answered within a second under the flood")
+        /// Connections established and not closed by the proxy (TCP_INFO's state; SYN_SENT ones never got in).
+        func open() -> Int {
+            sockets.filter { socket in
+                var info = tcp_info()
+                var length = socklen_t(MemoryLayout<tcp_info>.size)
+                return getsockopt(socket.rawValue, Int32(IPPROTO_TCP), TCP_INFO, &info, &length) == 0 && info.tcpi_state == 1  // TCP_ESTABLISHED
+            }.count
+        }
+        // Connections still in the node's accept queue count as established here until the proxy takes them.
+        try node.waitUntil("the proxy kept at most 32 of the flooder's connections") { open() <= 32 }
+        // The flooder keeps the connections it has and gives up the rest (closed by the proxy, or still
+        // retrying a SYN the node's backlog dropped, which could get in later and idle anew).
+        sockets.removeAll { socket in
+            var info = tcp_info()
+            var length = socklen_t(MemoryLayout<tcp_info>.size)
+            return getsockopt(socket.rawValue, Int32(IPPROTO_TCP), TCP_INFO, &info, &length) != 0 || info.tcpi_state != 1
+        }
+        #expect(!sockets.isEmpty && sockets.count <= 32, "\(sockets.count) kept")
+        try node.waitUntil("idle connections closed", timeout: 8) { open() == 0 }
+        try node.waitUntil("the proxy published its counters") { (try node.proxyCounters()["idle_closed"] ?? 0) >= sockets.count }
+        #expect((try node.proxyCounters()["client_limited"] ?? 0) >= 100, "connections over the bound are counted")
+        #expect(try node.resolve(flooder, "allowed.test")?.addresses == [DomainCluster.zoneAddress(1)], "the flooder is served again")
+    }
+
+    @Test func aPodAttachedAgainGetsItsOwnDecisionsAtOnce() throws {
+        guard Privileges.require() else { return }
+        let node = try DomainCluster()
+        let a = DomainCluster.clientA
+        #expect(try node.resolve(a, "allowed.test")?.addresses == [DomainCluster.zoneAddress(1)], "the old pod's decision is cached")
+        // The pod is replaced: detached, and a new pod with other rules on the same interface.
+        try node.cli(["loader", "detach", "--pod", "shop/pod0"])
+        try node.cli(["loader", "apply"], input: """
+            apiVersion: networking.k8s.aws/v1alpha1
+            kind: PolicyEndpoint
+            metadata: {name: successor, namespace: shop}
+            spec:
+              policyRef: {name: successor, namespace: shop}
+              podIsolation: [Egress]
+              podSelectorEndpoints: [{name: pod0-successor, namespace: shop}]
+              egress: [{domainName: denied.test}]
+            """)
+        try node.cli(["loader", "attach", "--pod", "shop/pod0-successor", "--iface", node.cluster.pods[a].hostInterface,
+                      "--netns", node.cluster.node.name])
+        #expect(try node.resolve(a, "denied.test")?.addresses == [DomainCluster.zoneAddress(2)], "its own name answers at once")
+        #expect(try node.resolve(a, "allowed.test")?.responseCode == DNSMessage.ResponseCode.refused, "the old pod's name is refused")
+        #expect(try node.connects(a, DomainCluster.zoneAddress(2)) && !node.connects(a, DomainCluster.zoneAddress(1)))
+    }
+
+    @Test func denyAndPassDomainRulesAndOneLabelNamesApplyNothing() throws {
+        guard Privileges.require() else { return }
+        let bench = try LoaderCluster(pods: 1)
+        let before = try LoaderBadInputTests.policyState(bench)
+        for (rule, message) in [("- domainName: evil.example.com\n    action: Deny", "Deny with a domainName is refused"),
+                                ("- domainName: evil.example.com\n    action: Pass", "Pass with a domainName is refused")] {
+            let text = clusterPolicy("named", tier: "Admin", priority: 1, selecting: [0], egress: "  " + rule + "\n")
+            let file = try temporaryPolicyFile(text)
+            defer { try? FileManager.default.removeItem(at: file) }
+            let result = try NetfenceBinary.run(["loader", "apply", "-f", file.path, "--bpffs-root", bench.root.path])
+            #expect(result.status == 1 && result.standardError.contains(message), "\(result.standardError)")
+        }
+        for name in ["localhost", "\"*.test\""] {
+            let file = try temporaryPolicyFile(policyEndpoint("named", selecting: [0], isolation: ["Egress"], egress: "  - domainName: \(name)\n"))
+            defer { try? FileManager.default.removeItem(at: file) }
+            let result = try NetfenceBinary.run(["loader", "apply", "-f", file.path, "--bpffs-root", bench.root.path])
+            #expect(result.status == 1 && result.standardError.contains("has one label"), "\(result.standardError)")
+        }
+        #expect(try LoaderBadInputTests.policyState(bench) == before, "nothing applied")
+    }
+}

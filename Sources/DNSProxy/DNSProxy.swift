@@ -31,6 +31,8 @@ public final class DNSProxy: @unchecked Sendable {
         /// The question section as sent upstream (name with its randomized case, type, class).
         let sentQuestion: [UInt8]
         let upstreamID: UInt16
+        /// Which upstream socket the query leaves from (drawn with the ID).
+        let socketChoice: UInt16
         let ifindex: UInt32?
         let admission: GrantKeeper.Admission
         let deadline: NIODeadline
@@ -66,8 +68,11 @@ public final class DNSProxy: @unchecked Sendable {
     private let tcpConnectionLimit: Int
     private var random = SystemRandomNumberGenerator()
     // Confined to `loop`:
+    /// The sockets new queries go out on; retiring ones wait in `retired` for their last answers.
     private var upstreams: [UpstreamSocket] = []
     private var retired: [UpstreamSocket] = []
+    /// Every upstream socket by its channel, for the answers that arrive on it.
+    private var socketsByChannel: [ObjectIdentifier: UpstreamSocket] = [:]
     private var servers: [Channel] = []
     private var routes: RouteLookup
     private var counters = DNSProxyStats()
@@ -144,6 +149,7 @@ public final class DNSProxy: @unchecked Sendable {
         }
         try loop.submit { [self] in
             upstreams = bound.prefix(upstreamCount).map(UpstreamSocket.init)
+            for socket in upstreams { socketsByChannel[ObjectIdentifier(socket.channel)] = socket }
             servers = Array(bound.dropFirst(upstreamCount))
         }.wait()
         try beat()
@@ -166,6 +172,7 @@ public final class DNSProxy: @unchecked Sendable {
             servers = []
             upstreams = []
             retired = []
+            socketsByChannel = [:]
             return (channels, counters)
         }.wait()
         for channel in result?.0 ?? [] { try? channel.close().wait() }
@@ -271,9 +278,11 @@ public final class DNSProxy: @unchecked Sendable {
         }
         counters[.forwarded] += 1
         let sizeLimit = query.additionals.first { $0.type == DNSMessage.RecordType.opt }.map { max(512, Int($0.recordClass)) } ?? 512
-        let asked = configuration.caseRandomization ? randomizingCase(sent) : sent
+        // One draw of the CSPRNG (a getrandom call) per query: 16 bits of ID, 16 to pick the socket, 32 of letter case.
+        let draw: UInt64 = random.next()
+        let asked = configuration.caseRandomization ? randomizingCase(sent, bits: draw >> 32) : sent
         let waiting = PendingQuery(client: client, clientKey: key, query: query, question: question, sentQuestion: asked,
-                                   upstreamID: UInt16.random(in: 0...UInt16.max, using: &random), ifindex: ifindex,
+                                   upstreamID: UInt16(truncatingIfNeeded: draw), socketChoice: UInt16(truncatingIfNeeded: draw >> 16), ifindex: ifindex,
                                    admission: admission, deadline: .now() + upstreamTimeout, sizeLimit: sizeLimit)
         pendingByClient[key, default: 0] += 1
         switch client {
@@ -296,12 +305,13 @@ public final class DNSProxy: @unchecked Sendable {
         return Array(bytes[12..<offset + 5])
     }
 
-    /// `question` with the case of each letter of its name flipped at random (0x20 bits).
-    private func randomizingCase(_ question: [UInt8]) -> [UInt8] {
+    /// `question` with the case of each letter of its name set at random (0x20 bits): the first 32 letters
+    /// from `bits`, any further ones from fresh draws.
+    private func randomizingCase(_ question: [UInt8], bits first: UInt64) -> [UInt8] {
         var result = question
         var offset = 0
-        var bits = random.next() as UInt64
-        var used = 0
+        var bits = first
+        var used = 32
         while offset < result.count, result[offset] != 0 {
             let length = Int(result[offset])
             for index in offset + 1..<min(offset + 1 + length, result.count) where result[index] | 0x20 >= 0x61 && result[index] | 0x20 <= 0x7a {
@@ -325,15 +335,14 @@ public final class DNSProxy: @unchecked Sendable {
     }
 
     private func forwardOverUDP(_ waiting: PendingQuery) {
-        let active = upstreams.filter { !$0.retiring }
-        guard !active.isEmpty else { return fail(waiting) }
-        let socket = active[Int.random(in: 0..<active.count, using: &random)]
+        guard !upstreams.isEmpty else { return fail(waiting) }
+        let socket = upstreams[Int(waiting.socketChoice) % upstreams.count]
         var waiting = waiting
         // A fresh random ID when this socket has the drawn one waiting already.
         while socket.pending[waiting.upstreamID] != nil {
             waiting = PendingQuery(client: waiting.client, clientKey: waiting.clientKey, query: waiting.query, question: waiting.question,
                                    sentQuestion: waiting.sentQuestion, upstreamID: UInt16.random(in: 0...UInt16.max, using: &random),
-                                   ifindex: waiting.ifindex, admission: waiting.admission, deadline: waiting.deadline, sizeLimit: waiting.sizeLimit)
+                                   socketChoice: waiting.socketChoice, ifindex: waiting.ifindex, admission: waiting.admission, deadline: waiting.deadline, sizeLimit: waiting.sizeLimit)
         }
         socket.pending[waiting.upstreamID] = waiting
         socket.sent += 1
@@ -349,13 +358,17 @@ public final class DNSProxy: @unchecked Sendable {
         retired.append(socket)
         closeIfDone(socket)
         openUpstream().whenSuccess { [self] channel in
-            if stopping { channel.close(promise: nil) } else { upstreams.append(UpstreamSocket(channel: channel)) }
+            guard !stopping else { return channel.close(promise: nil) }
+            let fresh = UpstreamSocket(channel: channel)
+            upstreams.append(fresh)
+            socketsByChannel[ObjectIdentifier(channel)] = fresh
         }
     }
 
     private func closeIfDone(_ socket: UpstreamSocket) {
         guard socket.retiring, socket.pending.isEmpty else { return }
         retired.removeAll { $0 === socket }
+        socketsByChannel[ObjectIdentifier(socket.channel)] = nil
         socket.channel.close(promise: nil)
     }
 
@@ -395,7 +408,7 @@ public final class DNSProxy: @unchecked Sendable {
     /// An upstream datagram on `channel`: the answer to one of its pending queries, or
     /// a forgery, dropped and counted. The pending query stays for the real answer.
     func receivedUpstream(datagram bytes: [UInt8], from source: SocketAddress, on channel: Channel) {
-        guard let socket = (upstreams + retired).first(where: { $0.channel === channel }) else { return }
+        guard let socket = socketsByChannel[ObjectIdentifier(channel)] else { return }
         let id = bytes.count >= 2 ? UInt16(bytes[0]) << 8 | UInt16(bytes[1]) : 0
         guard source == upstreamAddress, let waiting = socket.pending[id], let answer = answers(bytes, waiting) else {
             counters[.spoofed] += 1
@@ -490,7 +503,8 @@ public final class DNSProxy: @unchecked Sendable {
     /// A read burst ended: what it wrote over UDP leaves now.
     func flushDatagrams() {
         guard !unflushed.isEmpty else { return }
-        for channel in servers + (upstreams + retired).map(\.channel) where unflushed.contains(ObjectIdentifier(channel)) { channel.flush() }
+        for channel in servers where unflushed.contains(ObjectIdentifier(channel)) { channel.flush() }
+        for identifier in unflushed { socketsByChannel[identifier]?.channel.flush() }
         unflushed.removeAll(keepingCapacity: true)
     }
 

@@ -84,6 +84,6 @@ let package = Package(
             exclude: ["Snapshots"]
         ),
         // Helpers shared by the test targets: privilege probes, throwaway netns.
-        .target(name: "TestSupport", dependencies: ["HostKit", "BPFKit", "DNS", "NodeNetwork"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["HostKit", "BPFKit", "BPFObjects", "DNS", "DatapathModel", "NodeNetwork"], path: "Tests/TestSupport"),
     ]
 )

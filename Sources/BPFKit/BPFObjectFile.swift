@@ -74,6 +74,16 @@ public final class BPFObjectFile {
         return BPFProgram(descriptor: try duplicate(bpf_program__fd(program), of: "program \(programName)"))
     }
 
+    /// The program `programName` loaded once more with no kernel name, as the AWS
+    /// agent's SDK loads its programs (tests that stand in for it).
+    public func namelessCopy(ofProgram programName: String) throws -> BPFProgram {
+        guard let program = bpf_object__find_program_by_name(object, programName) else {
+            throw SystemError("find program \(programName) in", "BPF object \(name)", errno: ENOENT)
+        }
+        let fd = try check(nf_prog_load_nameless(program), "load nameless copy of", "program \(programName)")
+        return BPFProgram(descriptor: FileDescriptor(owning: fd))
+    }
+
     /// The map called `mapName` in the source.
     public func map(named mapName: String) throws -> BPFMap {
         guard let map = bpf_object__find_map_by_name(object, mapName) else {

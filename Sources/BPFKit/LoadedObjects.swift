@@ -36,8 +36,10 @@ public enum ObjectSelection: Sendable, Equatable {
 /// Reads what is loaded: programs and maps, joined with pins, attachments and users.
 public enum LoadedObjects {
     /// The selected programs, ascending by id. Programs that unload mid-walk are skipped.
-    /// Pin paths are looked up below `pinRoot` whatever the selection.
-    public static func programs(_ selection: ObjectSelection, pinRoot: String, scanAttachments: Bool = true) throws -> [ProgramRecord] {
+    /// `.pinned` is what is pinned below `pinRoot`; pin paths are looked up there and
+    /// below every folder of `otherPinRoots` (another tool's, such as the AWS agent's) whatever the selection.
+    public static func programs(_ selection: ObjectSelection, pinRoot: String, otherPinRoots: [String] = [],
+                                scanAttachments: Bool = true) throws -> [ProgramRecord] {
         let pinned = try BPFFilesystem.pinnedObjects(under: pinRoot)
         let programs: [BPFProgram]
         switch selection {
@@ -47,7 +49,7 @@ public enum LoadedObjects {
         }
         var infos: [UInt32: ProgramInfo] = [:]
         for program in programs { if let info = try? program.info() { infos[info.id] = info } }
-        let pins = try pinPaths(pinned, kind: .program)
+        let pins = try PinIndex(pinned + otherPinRoots.flatMap { try BPFFilesystem.pinnedObjects(under: $0) }).programs
         let attachments = scanAttachments ? Dictionary(grouping: TCAttachments.scan(), by: \.programID) : [:]
         return infos.values.sorted { $0.id < $1.id }.map {
             ProgramRecord(info: $0, pins: pins[$0.id] ?? [], attachments: attachments[$0.id] ?? [])
@@ -55,8 +57,9 @@ public enum LoadedObjects {
     }
 
     /// The selected maps, ascending by id, each counted (batch lookups where possible).
-    /// Pin paths are looked up below `pinRoot` whatever the selection.
-    public static func maps(_ selection: ObjectSelection, pinRoot: String) throws -> [MapRecord] {
+    /// `.pinned` is what is pinned below `pinRoot`; pin paths are looked up there and below
+    /// every folder of `otherPinRoots` whatever the selection.
+    public static func maps(_ selection: ObjectSelection, pinRoot: String, otherPinRoots: [String] = []) throws -> [MapRecord] {
         let pinned = try BPFFilesystem.pinnedObjects(under: pinRoot)
         let everyProgram = try BPFProgram.allIDs().compactMap { try? BPFProgram(id: $0).info() }
         var users: [UInt32: [UInt32]] = [:]
@@ -67,7 +70,7 @@ public enum LoadedObjects {
         switch selection {
         case .pinned:
             pinned.filter { $0.kind == .map }.forEach { add(BPFMap(descriptor: $0.descriptor)) }
-            let ourPrograms = Set(try pinPaths(pinned, kind: .program).keys)
+            let ourPrograms = Set(try PinIndex(pinned).programs.keys)
             for program in everyProgram where ourPrograms.contains(program.id) {
                 program.mapIDs.compactMap { try? BPFMap(id: $0) }.forEach(add)
             }
@@ -76,20 +79,34 @@ public enum LoadedObjects {
         case .ids(let ids):
             try ids.forEach { add(try BPFMap(id: $0)) }
         }
-        let pins = try pinPaths(pinned, kind: .map)
+        let pins = try PinIndex(pinned + otherPinRoots.flatMap { try BPFFilesystem.pinnedObjects(under: $0) }).maps
         return try maps.keys.sorted().compactMap { id in
             guard let map = maps[id], let info = try? map.info() else { return nil }
             return MapRecord(info: info, pins: pins[id] ?? [], programIDs: users[id] ?? [], entries: try map.countEntries())
         }
     }
+}
 
-    private static func pinPaths(_ pinned: [PinnedObject], kind: PinnedObjectKind) throws -> [UInt32: [String]] {
-        var result: [UInt32: [String]] = [:]
-        for object in pinned where object.kind == kind {
-            let id = kind == .program ? try BPFProgram(descriptor: object.descriptor).info().id
-                                      : try BPFMap(descriptor: object.descriptor).info().id
-            result[id, default: []].append(object.path)
+/// Which paths each object is pinned at, by kernel id: the one way to name an
+/// object without a kernel name (the AWS agent's SDK creates its maps and
+/// programs nameless; only their pins say what they are).
+public struct PinIndex: Sendable {
+    public private(set) var maps: [UInt32: [String]] = [:]
+    public private(set) var programs: [UInt32: [String]] = [:]
+
+    /// Indexes `pinned` (as `BPFFilesystem.pinnedObjects` walked them).
+    public init(_ pinned: [PinnedObject]) throws {
+        for object in pinned {
+            switch object.kind {
+            case .program: programs[try BPFProgram(descriptor: object.descriptor).info().id, default: []].append(object.path)
+            case .map: maps[try BPFMap(descriptor: object.descriptor).info().id, default: []].append(object.path)
+            case .link: continue
+            }
         }
-        return result
+    }
+
+    /// Every pin below `roots` (missing folders hold nothing).
+    public init(roots: [String]) throws {
+        try self.init(roots.flatMap { try BPFFilesystem.pinnedObjects(under: $0) })
     }
 }

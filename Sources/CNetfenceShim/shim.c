@@ -15,6 +15,18 @@
 #include <stdio.h>
 #include <unistd.h>
 
+int nf_prog_load_nameless(const struct bpf_program *program)
+{
+	const struct bpf_insn *insns = bpf_program__insns(program);
+	size_t count = bpf_program__insn_cnt(program);
+
+	if (!insns || !count)
+		return -EINVAL;
+	int fd = bpf_prog_load(bpf_program__type(program), NULL, "Dual BSD/GPL", insns, count, NULL);
+
+	return fd < 0 ? -errno : fd;
+}
+
 int nf_statfs_type(const char *path, long *fs_type)
 {
 	struct statfs st;

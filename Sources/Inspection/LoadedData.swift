@@ -31,14 +31,11 @@ public struct PodProgramData: Sendable, Encodable {
 }
 
 public enum LoadedData {
-    /// Where the AWS agent pins its programs and maps.
-    public static let awsRoot = "/sys/fs/bpf/globals/aws"
-
     /// Every attached netfence pod (when `loader` is given) and every program the AWS
     /// agent pinned under `awsRoot`/programs, each direction once; netfence's first.
-    public static func collect(loader: Loader?, awsRoot: String = awsRoot) throws -> [PodProgramData] {
+    public static func collect(loader: Loader?, awsRoot: String = AWSAgent.root) throws -> [PodProgramData] {
         let attachments = TCAttachments.scan()
-        let lookups = Lookups()
+        let lookups = Lookups(pins: try PinIndex(roots: ["\(awsRoot)/maps"]).maps)
         return try netfencePods(loader, attachments, lookups) + awsPrograms(under: "\(awsRoot)/programs", attachments, lookups)
     }
 
@@ -46,6 +43,10 @@ public enum LoadedData {
     private final class Lookups {
         private var programs: [UInt32: ProgramInfo?] = [:]
         private var maps: [UInt32: PodProgramData.MapData?] = [:]
+        /// The AWS agent's map pins by id: its maps have no kernel names, their pins do.
+        private let pins: [UInt32: [String]]
+
+        init(pins: [UInt32: [String]]) { self.pins = pins }
 
         func program(_ id: UInt32) -> ProgramInfo? {
             if let known = programs[id] { return known }
@@ -58,7 +59,10 @@ public enum LoadedData {
         func maps(_ ids: [UInt32]) -> [PodProgramData.MapData] {
             ids.compactMap { id in
                 if let known = maps[id] { return known }
-                let map = (try? BPFMap(id: id).info()).map { PodProgramData.MapData(id: id, name: $0.name, type: $0.type.description) }
+                let pinned = pins[id]?.lazy.compactMap(AWSAgent.Pin.init(path:)).first?.object.rawValue
+                let map = (try? BPFMap(id: id).info()).map {
+                    PodProgramData.MapData(id: id, name: $0.name.isEmpty ? pinned ?? "" : $0.name, type: $0.type.description)
+                }
                 maps[id] = map
                 return map
             }
@@ -95,12 +99,13 @@ public enum LoadedData {
         try BPFFilesystem.pinnedObjects(under: folder).compactMap { pinned in
             guard pinned.kind == .program else { return nil }
             let file = (pinned.path as NSString).lastPathComponent
-            let direction = file.hasSuffix("_handle_ingress") ? "ingress" : file.hasSuffix("_handle_egress") ? "egress" : nil
+            let pin = AWSAgent.Pin(path: pinned.path)
             let info = try BPFProgram(descriptor: pinned.descriptor).info()
             let attachment = attachments.first { $0.programID == info.id }
-            return PodProgramData(owner: "aws", pod: direction.map { String(file.dropLast("_handle_".count + $0.count)) } ?? file,
-                                  direction: direction ?? "-", interface: attachment?.interface, networkNamespace: attachment?.namespace,
-                                  hook: attachment.map { "\($0.kind) \($0.direction.rawValue)" }, programID: info.id, programName: info.name,
+            return PodProgramData(owner: "aws", pod: pin?.podIdentifier ?? file,
+                                  direction: pin?.direction?.description ?? "-", interface: attachment?.interface, networkNamespace: attachment?.namespace,
+                                  hook: attachment.map { "\($0.kind) \($0.direction.rawValue)" }, programID: info.id,
+                                  programName: info.name.isEmpty ? pin?.object.rawValue : info.name,
                                   pin: pinned.path, maps: lookups.maps(info.mapIDs), policyTrieID: nil)
         }
     }

@@ -23,9 +23,6 @@ public struct DumpTarget {
 }
 
 public enum MapLayouts {
-    /// Where the AWS agent pins its maps.
-    public static let awsMapsFolder = "/sys/fs/bpf/globals/aws/maps"
-
     /// netfence's maps by kernel name: type, key and value size (from the ABI header).
     static let netfence: [String: (type: MapType, key: Int, value: Int)] = [
         "conntrack": (.lruHash, ConntrackEntry.keySize, ConntrackEntry.valueSize),
@@ -64,22 +61,27 @@ public enum MapLayouts {
             default: return PolicyTrieLayout(context: context)
             }
         }
-        let names = [info.name, pinName]
-        if names.contains(where: { $0.hasSuffix("cp_ingress_map") || $0.hasSuffix("cp_egress_map") }) {
-            try check(info, is: "the AWS agent's cluster-policy trie", type: .lpmTrie, keys: [8, 20], values: [AWSPolicyLayout.slots * 16])
-            return AWSPolicyLayout(context: context, clusterPolicy: true)
-        }
-        if names.contains(where: { $0.hasSuffix("ingress_map") || $0.hasSuffix("egress_map") }) {
-            try check(info, is: "the AWS agent's policy trie", type: .lpmTrie, keys: [8, 20], values: [AWSPolicyLayout.slots * 12])
-            return AWSPolicyLayout(context: context, clusterPolicy: false)
-        }
-        if names.contains(where: { $0.hasSuffix("pod_state_map") }) {
-            try check(info, is: "the AWS agent's pod state", type: .hash, keys: [4], values: [1])
-            return AWSPodStateLayout()
-        }
-        if names.contains(where: { $0.hasPrefix("aws_conntrack") || $0.hasPrefix("global_aws_conntrack") }) {
-            try check(info, is: "the AWS agent's conntrack", type: .lruHash, keys: [24, 60], values: [16])
-            return AWSConntrackLayout(context: context)
+        // The AWS agent's maps are nameless on a real node: the pin says what they are (a kernel name, where one exists, is cut to 15).
+        if let object = AWSAgent.Pin(path: pinName)?.object ?? AWSAgent.Object(kernelName: info.name) {
+            switch object {
+            case .clusterIngressMap, .clusterEgressMap:
+                try check(info, is: "the AWS agent's cluster-policy trie", type: .lpmTrie, keys: [AWSAgent.ipv4TrieKeyBytes, AWSAgent.ipv6TrieKeyBytes],
+                          values: [AWSAgent.clusterPolicyValueBytes])
+                return AWSPolicyLayout(context: context, clusterPolicy: true)
+            case .ingressMap, .egressMap:
+                try check(info, is: "the AWS agent's policy trie", type: .lpmTrie, keys: [AWSAgent.ipv4TrieKeyBytes, AWSAgent.ipv6TrieKeyBytes],
+                          values: [AWSAgent.policyValueBytes])
+                return AWSPolicyLayout(context: context, clusterPolicy: false)
+            case .ingressPodStateMap, .egressPodStateMap:
+                try check(info, is: "the AWS agent's pod state", type: .hash, keys: [4], values: [1])
+                return AWSPodStateLayout()
+            case .conntrackMap:
+                try check(info, is: "the AWS agent's conntrack", type: .lruHash, keys: [AWSAgent.ipv4ConntrackKeyBytes, AWSAgent.ipv6ConntrackKeyBytes],
+                          values: [AWSAgent.conntrackValueBytes])
+                return AWSConntrackLayout(context: context)
+            case .policyEvents, .ingressProgram, .egressProgram:
+                break  // a ring buffer (refused above), or not a map
+            }
         }
         if info.btfID != 0, info.btfValueTypeID != 0, let btf = try? BTF(kernelID: info.btfID) {
             return BTFLayout(btf: btf, info: info)
@@ -90,19 +92,27 @@ public enum MapLayouts {
     private static func check(_ info: MapInfo, is what: String, type: MapType, keys: [Int], values: [Int]) throws {
         guard info.type != type || !keys.contains(Int(info.keySize)) || !values.contains(Int(info.valueSize)) else { return }
         let expected = "a \(type) map, key \(keys.map { "\($0)" }.joined(separator: " or ")) B, value \(values.map { "\($0)" }.joined(separator: " or ")) B"
-        throw LayoutMismatch(description: "map \(info.id) (\(info.name)) is named like \(what) but is a \(info.type) map with key \(info.keySize) B "
+        throw LayoutMismatch(description: "map \(info.id) (\(info.name.isEmpty ? "no kernel name" : info.name)) is named like \(what) but is a \(info.type) map with key \(info.keySize) B "
                              + "and value \(info.valueSize) B, not \(expected); '--raw' prints its bytes")
     }
 
     /// Finds the map `spec` names: an id, a pin path, or a name (a pin under `pinRoot`'s maps, the
-    /// AWS agent's maps folder, then any loaded map with that kernel name).
-    public static func resolve(_ spec: String, pinRoot: String) throws -> DumpTarget {
+    /// AWS agent's maps folder, then any loaded map with that kernel name). A map found by id or
+    /// kernel name gets its pin from `awsRoot` or `pinRoot` when it has one: the AWS agent's maps
+    /// have no kernel names, so the pin is what says how to read them.
+    public static func resolve(_ spec: String, pinRoot: String, awsRoot: String = AWSAgent.root) throws -> DumpTarget {
+        func pinned(_ target: DumpTarget) throws -> DumpTarget {
+            guard target.pin == nil else { return target }
+            let index = try PinIndex(roots: [awsRoot, pinRoot])
+            let pins = index.maps[target.info.id] ?? []
+            return DumpTarget(map: target.map, info: target.info, pin: pins.first { AWSAgent.Pin(path: $0) != nil } ?? pins.first)
+        }
         if let id = UInt32(spec) {
             let map: BPFMap
             do { map = try BPFMap(id: id) } catch let error as SystemError where error.errno == ENOENT {
                 throw LayoutMismatch(description: "no map with id \(id) is loaded; list ids with 'netfence ebpf maps --all'")
             }
-            return DumpTarget(map: map, info: try map.info(), pin: nil)
+            return try pinned(DumpTarget(map: map, info: try map.info(), pin: nil))
         }
         if spec.hasPrefix("/") {
             guard let map = try BPFFilesystem.pinnedMap(at: spec) else {
@@ -110,7 +120,7 @@ public enum MapLayouts {
             }
             return DumpTarget(map: map, info: try map.info(), pin: spec)
         }
-        for folder in ["\(pinRoot)/maps", awsMapsFolder] {
+        for folder in ["\(pinRoot)/maps", "\(awsRoot)/maps"] {
             let path = "\(folder)/\(spec)"
             if !spec.contains("/"), let map = try? BPFFilesystem.pinnedMap(at: path) {
                 return DumpTarget(map: map, info: try map.info(), pin: path)
@@ -121,9 +131,9 @@ public enum MapLayouts {
             guard let map = try? BPFMap(id: id), let info = try? map.info(), info.name == spec else { continue }
             found.append(DumpTarget(map: map, info: info, pin: nil))
         }
-        if found.count == 1 { return found[0] }
+        if found.count == 1 { return try pinned(found[0]) }
         if found.isEmpty {
-            throw LayoutMismatch(description: "no map named '\(spec)' is pinned under \(pinRoot)/maps or \(awsMapsFolder), or loaded; "
+            throw LayoutMismatch(description: "no map named '\(spec)' is pinned under \(pinRoot)/maps or \(awsRoot)/maps, or loaded; "
                                  + "list maps with 'netfence ebpf maps --all'")
         }
         throw LayoutMismatch(description: "\(found.count) loaded maps are named '\(spec)' (ids \(found.map { "\($0.info.id)" }.joined(separator: ", "))); name one by id")

@@ -24,6 +24,8 @@ public struct DecodeContext {
     public var perCPU = false
     /// CLOCK_MONOTONIC now, in ns: ages are measured against it.
     public var monotonicNow: UInt64
+    /// The AWS agent's pods by the host interface their programs are attached on (pod identifiers, from the pins).
+    public var awsPods: [UInt32: String] = [:]
 
     public init(attribution: Attribution? = nil) {
         self.attribution = attribution
@@ -55,7 +57,14 @@ public struct DecodeContext {
 
     /// The pod column, wide enough for every attached pod's `namespace/name`
     /// (real pod names are long; a fixed width would misalign the streamed rows).
-    var podColumn: Column { Column("pod", "POD", width: min(max(24, attribution?.longestPodName ?? 0), 320)) }
+    var podColumn: Column {
+        Column("pod", "POD", width: min(max(24, attribution?.longestPodName ?? 0, awsPods.values.map(\.count).max() ?? 0), 320))
+    }
+
+    /// The AWS agent's pod behind host interface `ifindex`, or `ifindex N` when no program of its is attached there.
+    func awsPod(ifindex: UInt32) -> FieldValue {
+        awsPods[ifindex].map { .text($0) } ?? .text("ifindex \(ifindex)")
+    }
     /// The policy column, wide enough for every policy name and a `(replaced)` mark.
     var policyColumn: Column { Column("policy", "POLICY", width: min(max(24, attribution?.longestPolicyName ?? 0), 330)) }
 

@@ -20,15 +20,13 @@ struct EbpfLoadedDataCommand: Command {
 
     static let pod = Option<String?>(long: "pod", valueName: "pod", help: "Only this pod (NAMESPACE/NAME, or an AWS pod identifier).",
                                      default: nil, showDefault: false)
-    static let awsRoot = Option<String>(long: "aws-root", valueName: "path", help: "Where the AWS agent pins its programs and maps.",
-                                        default: LoadedData.awsRoot)
-    static let arguments = [pod.definition, awsRoot.definition]
+    static let arguments = [pod.definition, AWSRoot.option.definition]
 
     let pod: String?
     let awsRoot: String
     init(parsed: ParsedArguments) {
         pod = parsed[Self.pod]
-        awsRoot = parsed[Self.awsRoot]
+        awsRoot = parsed[AWSRoot.option]
     }
 
     func run(_ context: CommandContext) throws {

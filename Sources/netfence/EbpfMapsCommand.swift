@@ -10,20 +10,24 @@ struct EbpfMapsCommand: Command {
         discussion: """
             By default lists the maps pinned under the bpffs root and the maps netfence's pinned programs use; \
             --all lists every map on the host, and ids list just those. ENTRIES is counted with batch lookups \
-            where the map type supports them, else key by key; ring buffers and queues have no entries to count (-).
+            where the map type supports them, else key by key; ring buffers and queues have no entries to count (-), \
+            and arrays are never "full" (-). Pins are looked up under the bpffs root and --aws-root: a map the AWS \
+            agent pinned shows its pin's name where it has no kernel name, and its pod and direction (AWS POD).
             """,
         subcommands: [EbpfMapsDumpCommand.self])
 
     static let all = Flag(long: "all", help: "List every map on the host, not only netfence's.")
     static let ids = Positionals<UInt32>(name: "id", help: "Show only the maps with these ids.")
-    static let arguments = [all.definition, ids.definition]
+    static let arguments = [all.definition, ids.definition, AWSRoot.option.definition]
 
     let listAll: Bool
     let mapIDs: [UInt32]
+    let awsRoot: String
 
     init(parsed: ParsedArguments) {
         listAll = parsed[Self.all]
         mapIDs = parsed[Self.ids]
+        awsRoot = parsed[AWSRoot.option]
     }
 
     func validate() throws {
@@ -32,11 +36,13 @@ struct EbpfMapsCommand: Command {
 
     func run(_ context: CommandContext) throws {
         let selection = try Listing.selection(context, listAll: listAll, ids: mapIDs)
-        let records = try Listing.load("map", context) { try LoadedObjects.maps(selection, pinRoot: context.pinRoot.path) }
-        let headers = ["ID", "TYPE", "NAME", "KEY", "VALUE", "MAX", "ENTRIES", "FILL", "PINNED", "USED BY"]
+        let records = try Listing.load("map", context) {
+            try LoadedObjects.maps(selection, pinRoot: context.pinRoot.path, otherPinRoots: [awsRoot])
+        }
+        let headers = ["ID", "TYPE", "NAME", "KEY", "VALUE", "MAX", "ENTRIES", "FILL", "AWS POD", "PINNED", "USED BY"]
         try Listing.print(records.map(MapRow.init), selection: selection, noun: "maps", context: context, headers: headers) { row in
-            [String(row.id), row.type, row.name, "\(row.keySize)B", "\(row.valueSize)B", String(row.maxEntries),
-             row.entries.map(String.init) ?? "-", row.fillPercent.map { String(format: "%.1f%%", $0) } ?? "-",
+            [String(row.id), row.type, row.displayName, "\(row.keySize)B", "\(row.valueSize)B", String(row.maxEntries),
+             row.entries.map(String.init) ?? "-", row.fillPercent.map { String(format: "%.1f%%", $0) } ?? "-", row.aws?.summary ?? "-",
              row.pinned.isEmpty ? "-" : row.pinned.joined(separator: ","), Format.ids(row.programIDs)]
         }
     }
@@ -55,6 +61,11 @@ struct MapRow: Encodable {
     let fillPercent: Double?
     let pinned: [String]
     let programIDs: [UInt32]
+    /// The AWS agent's object this is, from its pin.
+    let aws: AWSPinLabel?
+
+    /// The kernel name, else (a nameless map) the name of the AWS agent's pin.
+    var displayName: String { name.isEmpty ? aws?.object ?? "-" : name }
 
     init(_ record: MapRecord) {
         id = record.info.id
@@ -68,5 +79,6 @@ struct MapRow: Encodable {
         fillPercent = record.fillPercent.map { ($0 * 10).rounded() / 10 }
         pinned = record.pins
         programIDs = record.programIDs
+        aws = AWSPinLabel(pins: record.pins)
     }
 }

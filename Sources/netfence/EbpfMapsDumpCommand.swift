@@ -26,7 +26,7 @@ enum MapDumpArguments {
     static let numeric = Flag(long: "numeric", help: "Numbers instead of names (pods, protocols).")
     static let perCPU = Flag(long: "per-cpu", help: "Per-CPU values one by one beside their sum.")
     static let noHeaders = Flag(long: "no-headers", help: "Leave out the table's header line.")
-    static let definitions = ([map, pod, direction, raw, numeric, perCPU, noHeaders] as [any ArgumentDefining]).map { $0.definition }
+    static let definitions = ([map, pod, direction, raw, numeric, perCPU, noHeaders, AWSRoot.option] as [any ArgumentDefining]).map { $0.definition }
 
     static func validate(_ parsed: ParsedArguments) throws {
         if parsed[map].isEmpty, parsed[pod] == nil { throw UsageError("name a map (id, pin path or name) or a pod with --pod") }
@@ -45,7 +45,10 @@ enum MapDumpArguments {
             target = try InspectionAccess.policyTrie(of: pod, direction: parsed[direction].direction, loader: loader,
                                                   liveSlots: decode.liveSlots, context: context)
         } else {
-            target = try MapLayouts.resolve(parsed[map][0], pinRoot: context.pinRoot.path)
+            target = try MapLayouts.resolve(parsed[map][0], pinRoot: context.pinRoot.path, awsRoot: parsed[AWSRoot.option])
+        }
+        if target.pin.flatMap({ AWSAgent.Pin(path: $0) })?.object == .conntrackMap || AWSAgent.Object(kernelName: target.info.name) == .conntrackMap {
+            decode.awsPods = try AWSPods.byInterface(awsRoot: parsed[AWSRoot.option])  // its rows name the pod on their ifindex
         }
         let layout = try MapLayouts.layout(for: target, context: decode, raw: parsed[raw])
         let writer = RecordWriter(columns: layout.columns, format: context.outputFormat == .json ? .json : .table,

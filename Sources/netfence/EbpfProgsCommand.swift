@@ -23,14 +23,16 @@ struct EbpfProgsCommand: Command {
     static let statsWindow = Option<Double>(
         long: "stats-window", valueName: "seconds", help: "How long --stats counts runs before printing.", default: 1)
     static let ids = Positionals<UInt32>(name: "id", help: "Show only the programs with these ids.")
-    static let arguments = [all.definition, stats.definition, statsWindow.definition, ids.definition]
+    static let arguments = [all.definition, stats.definition, statsWindow.definition, ids.definition, AWSRoot.option.definition]
 
     let listAll: Bool
     let withStats: Bool
     let window: Double
     let programIDs: [UInt32]
+    let awsRoot: String
 
     init(parsed: ParsedArguments) {
+        awsRoot = parsed[AWSRoot.option]
         listAll = parsed[Self.all]
         withStats = parsed[Self.stats]
         window = parsed[Self.statsWindow]
@@ -49,14 +51,16 @@ struct EbpfProgsCommand: Command {
             session = try StatisticsSession()
             Thread.sleep(forTimeInterval: window)
         }
-        let records = try Listing.load("program", context) { try LoadedObjects.programs(selection, pinRoot: context.pinRoot.path) }
+        let records = try Listing.load("program", context) {
+            try LoadedObjects.programs(selection, pinRoot: context.pinRoot.path, otherPinRoots: [awsRoot])
+        }
         withExtendedLifetime(session) {}
-        let headers = ["ID", "TYPE", "NAME", "TAG", "LOADED", "MAPS", "ATTACHED"] + (withStats ? ["RUNS", "AVG NS"] : [])
+        let headers = ["ID", "TYPE", "NAME", "TAG", "LOADED", "MAPS", "AWS POD", "ATTACHED"] + (withStats ? ["RUNS", "AVG NS"] : [])
         try Listing.print(records.map { ProgramRow($0, withStats: withStats) }, selection: selection, noun: "programs",
                           context: context, headers: headers) { row in
             let attached = row.attachments.map(\.summary).joined(separator: ", ")
-            return [String(row.id), row.type, row.name, row.tag, Format.time(row.loadedAt), Format.ids(row.mapIDs),
-                    attached.isEmpty ? "-" : attached]
+            return [String(row.id), row.type, row.displayName, row.tag, Format.time(row.loadedAt), Format.ids(row.mapIDs),
+                    row.aws?.summary ?? "-", attached.isEmpty ? "-" : attached]
                 + (withStats ? [row.runCount.map(String.init) ?? "-", row.averageNanoseconds.map(String.init) ?? "-"] : [])
         }
     }
@@ -76,6 +80,11 @@ struct ProgramRow: Encodable {
     let runCount: UInt64?
     let runTimeNanoseconds: UInt64?
     let averageNanoseconds: UInt64?
+    /// The AWS agent's program this is, from its pin.
+    let aws: AWSPinLabel?
+
+    /// The kernel name, else (a nameless program) the name of the AWS agent's pin.
+    var displayName: String { name.isEmpty ? aws?.object ?? "-" : name }
 
     init(_ record: ProgramRecord, withStats: Bool) {
         let info = record.info
@@ -91,5 +100,6 @@ struct ProgramRow: Encodable {
         runCount = withStats ? info.runCount : nil
         runTimeNanoseconds = withStats ? info.runTimeNanoseconds : nil
         averageNanoseconds = withStats && info.runCount > 0 ? info.runTimeNanoseconds / info.runCount : nil
+        aws = AWSPinLabel(pins: record.pins)
     }
 }

@@ -1,5 +1,6 @@
 import BPFKit
 import CommandTree
+import DatapathModel
 import Foundation
 import HostKit
 
@@ -100,4 +101,28 @@ enum Format {
     static func ids(_ ids: [UInt32]) -> String {
         ids.isEmpty ? "-" : ids.sorted().map(String.init).joined(separator: ",")
     }
+}
+
+/// `--aws-root`: where the AWS network-policy agent pins (on an EKS node, /sys/fs/bpf/globals/aws).
+enum AWSRoot {
+    static let option = Option<String>(long: "aws-root", valueName: "path", help: "Where the AWS agent pins its programs and maps.",
+                                       default: AWSAgent.root, completion: .directory)
+}
+
+/// What a listing shows of an object the AWS agent pinned: its pod and direction, from the pin
+/// (its maps and programs have no kernel names on a real node).
+struct AWSPinLabel: Encodable {
+    let object: String
+    let podIdentifier: String?
+    let direction: String?
+
+    init?(pins: [String]) {
+        guard let pin = pins.lazy.compactMap(AWSAgent.Pin.init(path:)).first else { return nil }
+        object = pin.object.rawValue
+        podIdentifier = pin.podIdentifier
+        direction = pin.direction?.description
+    }
+
+    /// `client-7c79c4bf97@default ingress`, or `node` for the node-wide maps.
+    var summary: String { [podIdentifier ?? "node", direction].compactMap { $0 }.joined(separator: " ") }
 }

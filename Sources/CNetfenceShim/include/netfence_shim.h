@@ -21,6 +21,8 @@
 
 #include "../../../bpf/netfence_abi.h"
 
+struct bpf_program;
+
 /* The bpffs superblock magic (BPF_FS_MAGIC in <linux/magic.h>). */
 #define NF_BPF_FS_MAGIC 0xcafe4a11UL
 
@@ -38,6 +40,11 @@ struct nf_tc_target {
 	__u32 handle;       /* filter handle; 0 lets the kernel choose */
 	__u32 priority;     /* filter priority; 0 lets the kernel choose */
 };
+
+/* Loads the loaded program PROGRAM's final instructions again as a program
+ * with no kernel name, as the AWS agent's SDK loads its programs (its maps
+ * already relocated into them). Returns the new descriptor or -errno. */
+int nf_prog_load_nameless(const struct bpf_program *program);
 
 /* The statfs f_type of PATH, to tell whether it lies on bpffs. */
 int nf_statfs_type(const char *path, long *fs_type);

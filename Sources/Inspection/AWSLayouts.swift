@@ -54,16 +54,16 @@ struct AWSPodStateLayout: MapLayout {
 
 /// `global_aws_conntrack_map`: v4 key 24 B, v6 60 B; value {u64 state code; u64 last_seen_ns}.
 /// The pod is the one whose program is attached on the entry's ifindex (from the pins).
-struct AWSConntrackLayout: MapLayout {
+public struct AWSConntrackLayout: MapLayout {
     let context: DecodeContext
-    var title: String { "AWS agent conntrack" }
-    var columns: [Column] {
+    public var title: String { "AWS agent conntrack" }
+    public var columns: [Column] {
         [context.podColumn] + Column.flow + [Column("owner", "OWNER", width: 39), Column("ifindex", "IFINDEX", width: 7),
                                             Column("npState", "NP STATE", width: 16), Column("cpState", "CP STATE", width: 16),
                                             Column("stateCode", "CODE", width: 4), Column("ageSeconds", "AGE", width: 10)]
     }
 
-    func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, into rows: RecordWriter) {
+    public func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, into rows: RecordWriter) {
         guard let entry = AWSConntrackEntry.decode(key: key, value: value) else { return }
         let states = entry.state.states
         rows.write(context.awsPod(ifindex: entry.ifindex), context.protocolName(entry.protocolNumber),
@@ -75,17 +75,19 @@ struct AWSConntrackLayout: MapLayout {
 }
 
 /// One entry of the agent's conntrack, either family.
-struct AWSConntrackEntry {
-    let family: AddressFamily
-    let source: IPAddress, sourcePort: UInt16
-    let destination: IPAddress, destinationPort: UInt16
-    let protocolNumber: UInt8
-    let owner: IPAddress
-    let ifindex: UInt32
-    let state: AWSConntrackState
-    let lastSeenNanoseconds: UInt64
+public struct AWSConntrackEntry: Sendable {
+    public let family: AddressFamily
+    public let source: IPAddress, sourcePort: UInt16
+    public let destination: IPAddress, destinationPort: UInt16
+    public let protocolNumber: UInt8
+    /// The pod's address (its end of the flow).
+    public let owner: IPAddress
+    /// The host interface the flow was seen on.
+    public let ifindex: UInt32
+    public let state: AWSConntrackState
+    public let lastSeenNanoseconds: UInt64
 
-    static func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) -> AWSConntrackEntry? {
+    public static func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) -> AWSConntrackEntry? {
         let v4 = key.count == AWSAgent.ipv4ConntrackKeyBytes
         guard v4 || key.count == AWSAgent.ipv6ConntrackKeyBytes, value.count == AWSAgent.conntrackValueBytes else { return nil }
         let address = { (offset: Int) in v4 ? IPAddress(ipv4: Array(key[offset..<(offset + 4)])) : IPAddress(key, at: offset) }
@@ -110,5 +112,103 @@ public enum AWSPods {
             pods[attachment.ifindex] = pod
         }
         return pods
+    }
+}
+
+/// The AWS agent's conntrack (`global_aws_conntrack_map`, either family): listed,
+/// flushed and counted like netfence's, each flow attributed to its pod.
+public struct AWSConntrackTable {
+    /// Which flows: combined with AND.
+    public struct Filter {
+        /// Only flows seen on these host interfaces (a pod's).
+        public var ifindexes: Set<UInt32>?
+        public var prefix: IPPrefix?
+        public var port: UInt16?
+        public var protocolNumber: UInt8?
+
+        public init() {}
+
+        public var isEmpty: Bool { ifindexes == nil && prefix == nil && port == nil && protocolNumber == nil }
+
+        func matches(_ entry: AWSConntrackEntry) -> Bool {
+            if let ifindexes, !ifindexes.contains(entry.ifindex) { return false }
+            if let prefix, !prefix.contains(entry.source, family: entry.family), !prefix.contains(entry.destination, family: entry.family) { return false }
+            if let port, entry.sourcePort != port, entry.destinationPort != port { return false }
+            if let protocolNumber, entry.protocolNumber != protocolNumber { return false }
+            return true
+        }
+    }
+
+    public let map: BPFMap
+    public let layout: AWSConntrackLayout
+    public let pods: [UInt32: String]
+
+    /// The table pinned under `awsRoot` (`maps/global_aws_conntrack_map`), its pods from the programs' pins.
+    public init(awsRoot: String = AWSAgent.root, context: DecodeContext) throws {
+        let path = "\(awsRoot)/maps/global_\(AWSAgent.Object.conntrackMap.rawValue)"
+        guard let map = try BPFFilesystem.pinnedMap(at: path) else {
+            throw LayoutMismatch(description: "nothing is pinned at \(path): the AWS network-policy agent does not run here (or pins elsewhere: --aws-root)")
+        }
+        let info = try map.info()
+        guard info.type == .lruHash, [AWSAgent.ipv4ConntrackKeyBytes, AWSAgent.ipv6ConntrackKeyBytes].contains(Int(info.keySize)),
+              Int(info.valueSize) == AWSAgent.conntrackValueBytes else {
+            throw LayoutMismatch(description: "\(path) is a \(info.type) map, key \(info.keySize) B, value \(info.valueSize) B: not the agent's conntrack "
+                                 + "(an lru_hash map, key 24 or 60 B, value 16 B)")
+        }
+        var context = context
+        pods = try AWSPods.byInterface(awsRoot: awsRoot)
+        context.awsPods = pods
+        self.map = map
+        layout = AWSConntrackLayout(context: context)
+    }
+
+    /// The host interfaces of the pod with `podIdentifier`.
+    public func interfaces(of podIdentifier: String) -> Set<UInt32> {
+        Set(pods.filter { $0.value == podIdentifier }.keys)
+    }
+
+    /// Visits every entry `filter` selects, batch by batch.
+    public func forEach(_ filter: Filter, _ body: (AWSConntrackEntry, UnsafeRawBufferPointer) throws -> Void) throws {
+        try map.forEachBatchReadingAhead { batch in
+            for index in 0..<batch.count {
+                guard let entry = AWSConntrackEntry.decode(key: batch.key(index), value: batch.value(index)), filter.matches(entry) else { continue }
+                try body(entry, batch.key(index))
+            }
+        }
+    }
+
+    /// Streams the selected entries into `writer`; returns how many.
+    @discardableResult
+    public func list(_ filter: Filter, into writer: RecordWriter) throws -> Int {
+        try map.forEachBatchReadingAhead { batch in
+            for index in 0..<batch.count {
+                guard let entry = AWSConntrackEntry.decode(key: batch.key(index), value: batch.value(index)), filter.matches(entry) else { continue }
+                layout.decode(key: batch.key(index), value: batch.value(index), into: writer)
+            }
+        }
+        writer.finish()
+        return writer.rowCount
+    }
+
+    /// Removes the selected entries from the agent's table; returns how many. The agent
+    /// decides a removed flow's next packet again as a new flow.
+    public func flush(_ filter: Filter) throws -> Int {
+        var keys: [[UInt8]] = []
+        try forEach(filter) { _, key in keys.append(Array(key)) }
+        return try keys.reduce(0) { $0 + (try map.delete(key: $1) ? 1 : 0) }
+    }
+
+    /// Entries, capacity, fill; by state pair, pod and protocol.
+    public func statistics() throws -> ConntrackTable.Statistics {
+        var statistics = ConntrackTable.Statistics()
+        statistics.maximum = Int(try map.info().maxEntries)
+        try forEach(Filter()) { entry, _ in
+            statistics.entries += 1
+            statistics.byState[entry.state.description, default: 0] += 1
+            statistics.byPod[pods[entry.ifindex] ?? "ifindex \(entry.ifindex)", default: 0] += 1
+            statistics.byProtocol[ProtocolName.of(entry.protocolNumber), default: 0] += 1
+        }
+        statistics.fillPercent = statistics.maximum == 0 ? 0 : (Double(statistics.entries) * 1000 / Double(statistics.maximum)).rounded() / 10
+        return statistics
     }
 }

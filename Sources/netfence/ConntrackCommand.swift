@@ -15,6 +15,12 @@ struct ConntrackCommand: Command {
             interface, protocol, endpoints, state (current: allowed under the pod's current policy revision; \
             stale: under an older one, decided again on its next packet; orphan: its pod is gone), the tier and \
             policy rule that allowed it, and how long ago its last packet passed.
+
+            --aws reads the AWS network-policy agent's table instead (global_aws_conntrack_map under --aws-root, IPv4 \
+            or IPv6 keys): each flow with its pod (the pod identifier of the agent's program on the flow's interface), \
+            endpoints, owner address, the pod's network-policy and cluster-policy states the flow was allowed under \
+            (decoded from the agent's one state code) and age. 'flush --aws' changes the agent's state (its next \
+            packet is decided again as a new flow) and needs --yes-change-the-agent.
             """,
         subcommands: [ConntrackListCommand.self, ConntrackFlushCommand.self, ConntrackStatsCommand.self])
 
@@ -33,9 +39,11 @@ enum ConntrackArguments {
     static let proto = Option<String?>(long: "proto", valueName: "name", help: "Only this protocol (tcp, udp, sctp, icmp, icmpv6, or a number).",
                                        default: nil, showDefault: false)
     static let state = Option<FlowState?>(long: "state", help: "Only flows in this state.", default: nil, showDefault: false)
-    static let filters = ([pod, ip, port, proto, state] as [any ArgumentDefining]).map { $0.definition }
+    static let aws = Flag(long: "aws", help: "The AWS network-policy agent's table, not netfence's.")
+    static let filters = ([pod, ip, port, proto, state, aws, AWSRoot.option] as [any ArgumentDefining]).map { $0.definition }
 
     static func validate(_ parsed: ParsedArguments) throws {
+        if parsed[aws], parsed[state] != nil { throw UsageError("--state describes netfence's flows; the agent's have no revisions") }
         if let port = parsed[port], port > 65535 { throw UsageError("--port must be from 0 to 65535") }
         if let proto = parsed[proto], protocolNumber(proto) == nil {
             throw UsageError("--proto must be tcp, udp, sctp, icmp, icmpv6 or a number from 0 to 255, not '\(proto)'")
@@ -51,6 +59,27 @@ enum ConntrackArguments {
         case "icmpv6": IPProtocolNumber.icmpv6
         default: UInt8(name)
         }
+    }
+
+    /// The AWS agent's table and the filter the options describe.
+    static func openAWS(_ parsed: ParsedArguments, _ context: CommandContext, numeric: Bool = false) throws -> (AWSConntrackTable, AWSConntrackTable.Filter) {
+        try NodeAccess.requirePrivileges(context)
+        var decode = DecodeContext()
+        decode.numeric = numeric
+        let table = try AWSConntrackTable(awsRoot: parsed[AWSRoot.option], context: decode)
+        var filter = AWSConntrackTable.Filter()
+        if let pod = parsed[pod] {
+            let identifier = AWSAgent.podIdentifier(namespace: pod.namespace, name: pod.name)
+            filter.ifindexes = table.interfaces(of: identifier)
+            if filter.ifindexes?.isEmpty == true {
+                throw RuntimeError("no program of the AWS agent for pod \(pod) (identifier \(identifier)) is attached on this node",
+                                   hint: "list them with 'netfence ebpf loaded-ebpfdata'")
+            }
+        }
+        filter.prefix = parsed[ip]
+        filter.port = parsed[port].map { UInt16($0) }
+        filter.protocolNumber = parsed[proto].flatMap(protocolNumber)
+        return (table, filter)
     }
 
     /// The table, its decoding context, and the filter the options describe.
@@ -87,11 +116,18 @@ struct ConntrackListCommand: Command {
     func validate() throws { try ConntrackArguments.validate(parsed) }
 
     func run(_ context: CommandContext) throws {
-        let (table, filter) = try ConntrackArguments.open(parsed, context, numeric: parsed[Self.numeric])
-        let writer = RecordWriter(columns: table.layout.columns, format: context.outputFormat == .json ? .json : .table,
-                                  headers: !parsed[Self.noHeaders], output: context.write(bytes:))
-        let listed = try table.list(filter, into: writer)
-        if listed == 0, !filter.isEmpty, context.outputFormat == .table {
+        let format: RecordWriter.Format = context.outputFormat == .json ? .json : .table
+        let listed: Int, filtered: Bool
+        if parsed[ConntrackArguments.aws] {
+            let (table, filter) = try ConntrackArguments.openAWS(parsed, context, numeric: parsed[Self.numeric])
+            let writer = RecordWriter(columns: table.layout.columns, format: format, headers: !parsed[Self.noHeaders], output: context.write(bytes:))
+            (listed, filtered) = (try table.list(filter, into: writer), !filter.isEmpty)
+        } else {
+            let (table, filter) = try ConntrackArguments.open(parsed, context, numeric: parsed[Self.numeric])
+            let writer = RecordWriter(columns: table.layout.columns, format: format, headers: !parsed[Self.noHeaders], output: context.write(bytes:))
+            (listed, filtered) = (try table.list(filter, into: writer), !filter.isEmpty)
+        }
+        if listed == 0, filtered, context.outputFormat == .table {
             context.warn("no tracked connection matches the filters")
         }
     }
@@ -101,16 +137,31 @@ struct ConntrackListCommand: Command {
 struct ConntrackFlushCommand: Command {
     static let configuration = CommandConfiguration(
         name: "flush", abstract: "Remove tracked connections (all, or those the filters select); prints how many.",
-        discussion: "A removed flow's next packet is decided again by the pod's current policy, as a new flow.")
-    static let arguments = ConntrackArguments.filters
+        discussion: """
+            A removed flow's next packet is decided again by the pod's current policy, as a new flow. With --aws the \
+            entries go from the AWS agent's table: that changes the agent's state, and needs --yes-change-the-agent.
+            """)
+    static let confirm = Flag(long: "yes-change-the-agent", help: "With --aws: remove entries from the AWS agent's table.")
+    static let arguments = ConntrackArguments.filters + [confirm.definition]
 
     let parsed: ParsedArguments
     init(parsed: ParsedArguments) { self.parsed = parsed }
-    func validate() throws { try ConntrackArguments.validate(parsed) }
+    func validate() throws {
+        try ConntrackArguments.validate(parsed)
+        if parsed[ConntrackArguments.aws], !parsed[Self.confirm] {
+            throw UsageError("flushing the AWS agent's conntrack changes its state; add --yes-change-the-agent to do it")
+        }
+    }
 
     func run(_ context: CommandContext) throws {
-        let (table, filter) = try ConntrackArguments.open(parsed, context)
-        let removed = try table.flush(filter)
+        let removed: Int
+        if parsed[ConntrackArguments.aws] {
+            let (table, filter) = try ConntrackArguments.openAWS(parsed, context)
+            removed = try table.flush(filter)
+        } else {
+            let (table, filter) = try ConntrackArguments.open(parsed, context)
+            removed = try table.flush(filter)
+        }
         switch context.outputFormat {
         case .json: context.print("{\"removed\":\(removed)}")
         case .table: context.print("Removed \(removed) tracked connection\(removed == 1 ? "" : "s").")
@@ -122,13 +173,15 @@ struct ConntrackFlushCommand: Command {
 struct ConntrackStatsCommand: Command {
     static let configuration = CommandConfiguration(
         name: "stats", abstract: "Count tracked connections: entries, capacity, fill, by state, pod and protocol.")
-    static let arguments: [ArgumentDefinition] = []
+    static let arguments = [ConntrackArguments.aws.definition, AWSRoot.option.definition]
 
-    init(parsed: ParsedArguments) {}
+    let parsed: ParsedArguments
+    init(parsed: ParsedArguments) { self.parsed = parsed }
 
     func run(_ context: CommandContext) throws {
-        let (table, _) = try ConntrackArguments.open(ParsedArguments(), context)
-        let statistics = try table.statistics()
+        let statistics = parsed[ConntrackArguments.aws]
+            ? try ConntrackArguments.openAWS(parsed, context).0.statistics()
+            : try ConntrackArguments.open(ParsedArguments(), context).0.statistics()
         switch context.outputFormat {
         case .json:
             context.print(try JSONOutput.encode(statistics))

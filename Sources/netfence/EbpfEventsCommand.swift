@@ -52,6 +52,13 @@ struct EbpfEventsCommand: Command {
             a LOST line (a {"lost": N} object in JSON), at most once a second, never silently.
 
             The ring buffer has one consumer at a time: two readers split the events between them.
+
+            --aws reads the AWS network-policy agent's ring (global_policy_events under --aws-root) on an EKS node, \
+            with the same filters and output; --pod takes NAMESPACE/NAME and matches the agent's pod identifier. \
+            Its records carry no time (netfence shows when it read them), no rule (policy "aws-agent") and no loss \
+            count (the agent counts no ring failures). If the agent itself reads the ring (its policy event logs \
+            are on), each event reaches only one of the two readers: netfence says so when another process holds \
+            the ring.
             """,
         subcommands: [EbpfEventsLevelCommand.self])
 
@@ -69,7 +76,9 @@ struct EbpfEventsCommand: Command {
                                         default: nil, showDefault: false)
     static let color = Option<ColorChoice>(long: "color", help: "Color verdicts: auto (on a terminal), always, never.", default: .auto)
     static let noHeaders = Flag(long: "no-headers", help: "Leave out the table's header line.")
-    static let arguments = ([follow, count, pod, namespace, verdict, direction, ip, port, proto, tier, policy, color, noHeaders] as [any ArgumentDefining])
+    static let aws = Flag(long: "aws", help: "Read the AWS network-policy agent's event ring instead of netfence's.")
+    static let arguments = ([follow, count, pod, namespace, verdict, direction, ip, port, proto, tier, policy, color, noHeaders, aws,
+                             AWSRoot.option] as [any ArgumentDefining])
         .map(\.definition)
 
     let parsed: ParsedArguments
@@ -82,7 +91,8 @@ struct EbpfEventsCommand: Command {
 
     var filter: EventFilter {
         var filter = EventFilter()
-        filter.pod = parsed[Self.pod]?.description
+        // The AWS agent names pods by its pod identifier (`client-7c79c4bf97@default`).
+        filter.pod = parsed[Self.pod].map { parsed[Self.aws] ? AWSAgent.podIdentifier(namespace: $0.namespace, name: $0.name) : $0.description }
         filter.namespace = parsed[Self.namespace]
         filter.verdict = parsed[Self.verdict]?.rawValue
         filter.direction = parsed[Self.direction]?.rawValue
@@ -95,7 +105,17 @@ struct EbpfEventsCommand: Command {
     }
 
     func run(_ context: CommandContext) throws {
-        let stream = try EventStream(loader: LoaderAccess.open(context))
+        let stream: VerdictSource
+        if parsed[Self.aws] {
+            try NodeAccess.requirePrivileges(context)
+            let agent = try AWSEventStream(awsRoot: parsed[AWSRoot.option])
+            if !agent.otherReaders.isEmpty {
+                context.warn("\(agent.otherReaders.joined(separator: ", ")) also reads the agent's event ring: each event reaches only one reader")
+            }
+            stream = agent
+        } else {
+            stream = try EventStream(loader: LoaderAccess.open(context))
+        }
         let json = context.outputFormat == .json
         let colored = switch parsed[Self.color] {
         case .always: true
@@ -112,7 +132,7 @@ struct EbpfEventsCommand: Command {
         var text = json || parsed[Self.noHeaders] ? "" : lines.header + "\n"
         // Each drain's lines go out in one write: a write per line would cap the log far below the datapath's rate.
         while true {
-            try stream.drain { item in
+            try stream.drain(lossInterval: 1) { item in
                 if let limit, printed >= limit { return }
                 switch item {
                 case .lost(let count):

@@ -118,4 +118,42 @@ import TestSupport
         let names = Set(client.flatMap { ($0["maps"] as? [[String: Any]] ?? []).compactMap { $0["name"] as? String } })
         #expect(names.isSuperset(of: ["ingress_map", "cp_ingress_map", "ingress_pod_state_map", "aws_conntrack_map", "policy_events"]), "\(names)")
     }
+
+    @Test func theAgentsEventsAndConntrackReadAttributedWithFilters() throws {
+        guard Privileges.require() else { return }
+        let node = try Node()
+        #expect(try node.cluster.pods[0].namespace.probe(.tcp, to: node.cluster.pods[1].ipv4, port: 8080))
+        #expect(try node.cluster.pods[1].namespace.probe(.udp, to: node.cluster.pods[0].ipv4, port: 8080))
+
+        let events = try NetfenceBinary.run(["ebpf", "events", "--aws", "-o", "json"])
+        #expect(events.status == 0, "\(events.standardError)")
+        let lines = try events.standardOutput.split(separator: "\n").map { try jsonObject(String($0)) }
+        let sent = try #require(lines.first { $0["direction"] as? String == "egress" && $0["proto"] as? String == "tcp"
+            && $0["destination"] as? String == node.cluster.pods[1].ipv4 }, "\(lines.prefix(3))")
+        #expect(sent["pod"] as? String == node.client && sent["podNamespace"] as? String == "default" && sent["policy"] as? String == "aws-agent")
+        #expect(sent["destinationPort"] as? Int == 8080 && sent["verdict"] as? String == "allow" && (sent["bytes"] as? Int ?? 0) > 0)
+        #expect(sent["interface"] as? String == node.cluster.pods[0].hostInterface)
+
+        #expect(try node.cluster.pods[1].namespace.probe(.udp, to: node.cluster.pods[0].ipv4, port: 8080))
+        let filtered = try NetfenceBinary.run(["ebpf", "events", "--aws", "--pod", "data/db.primary-0", "--proto", "udp", "-o", "json"])
+        let rows = try filtered.standardOutput.split(separator: "\n").map { try jsonObject(String($0)) }
+        #expect(!rows.isEmpty && rows.allSatisfy { $0["pod"] as? String == node.db && $0["proto"] as? String == "udp" },
+                "--pod NAMESPACE/NAME matches the agent's identifier: \(rows.prefix(2))")
+
+        let flows = try json(["conntrack", "list", "--aws", "--pod", "default/client-7c79c4bf97-x9k2q"])
+        #expect(!flows.isEmpty && flows.allSatisfy { $0["pod"] as? String == node.client }, "\(flows.prefix(2))")
+        #expect(flows.contains { $0["npState"] as? String == "policies-applied" && $0["cpState"] as? String == "default-deny" })
+        let udp = try json(["conntrack", "list", "--aws", "--proto", "udp", "--port", "8080"])
+        #expect(!udp.isEmpty && udp.allSatisfy { $0["proto"] as? String == "udp" })
+        let stats = try jsonObject(try NetfenceBinary.run(["conntrack", "stats", "--aws", "-o", "json"]).standardOutput)
+        #expect((stats["byPod"] as? [String: Int])?[node.client] ?? 0 > 0 && (stats["entries"] as? Int ?? 0) >= 2)
+
+        let refused = try NetfenceBinary.run(["conntrack", "flush", "--aws"])
+        #expect(refused.status == 64 && refused.standardError.contains("--yes-change-the-agent"))
+        let flushed = try NetfenceBinary.run(["conntrack", "flush", "--aws", "--yes-change-the-agent", "--proto", "udp", "-o", "json"])
+        let removed = try jsonObject(flushed.standardOutput)["removed"] as? Int ?? 0
+        #expect(flushed.status == 0 && removed >= 1, "\(flushed.standardOutput)")
+        #expect(try json(["conntrack", "list", "--aws", "--proto", "udp"]).isEmpty)
+        #expect(!(try json(["conntrack", "list", "--aws", "--proto", "tcp"])).isEmpty, "only the selected flows went")
+    }
 }

@@ -35,10 +35,14 @@ public final class AWSAgentNode {
         conntrack = try BPFMap(type: .lruHash, name: "", keySize: UInt32(AWSAgent.ipv4ConntrackKeyBytes),
                                valueSize: UInt32(AWSAgent.conntrackValueBytes), maxEntries: 65536)
         events = try BPFMap(type: .ringbuf, name: "", keySize: 0, valueSize: 0, maxEntries: 512 * 1024)
-        for folder in [root, "\(root)/maps", "\(root)/programs"] where !FileManager.default.fileExists(atPath: folder) {
-            try BPFFilesystem.makeDirectories(folder)
-            folders.append(folder)
+        // Every folder made on the way (/sys/fs/bpf/globals too) goes again with the node.
+        var path = ""
+        for component in root.split(separator: "/") {
+            path += "/\(component)"
+            if !FileManager.default.fileExists(atPath: path) { folders.append(path) }
         }
+        for folder in ["\(root)/maps", "\(root)/programs"] where !FileManager.default.fileExists(atPath: folder) { folders.append(folder) }
+        for folder in folders { try BPFFilesystem.makeDirectories(folder) }
         try pin(conntrack, "\(root)/maps/global_aws_conntrack_map")
         try pin(events, "\(root)/maps/global_policy_events")
     }

@@ -5,7 +5,7 @@ _netfence() {
     local path="netfence" i
     for ((i = 1; i < COMP_CWORD; i++)); do
         case "${COMP_WORDS[i]}" in
-            -o|--output|--bpffs-root|--stats-window|--pod|--direction|--count|--namespace|--verdict|--ip|--port|--proto|--tier|--policy|--color|--aws-root|--wait-timeout|--iface|--netns|--ingress-default|--egress-default|-f|--filename|--state|--listen|--upstream|--min-ttl|--max-ttl|--refuse-with|--passes|--pods|--events|--entries|--seconds) ((i++)); continue ;;
+            -o|--output|--bpffs-root|--format|--stats-window|--aws-root|--pod|--direction|--count|--namespace|--verdict|--ip|--port|--proto|--tier|--policy|--color|--wait-timeout|--iface|--netns|--ingress-default|--egress-default|-f|--filename|--state|--listen|--upstream|--min-ttl|--max-ttl|--refuse-with|--passes|--pods|--events|--entries|--seconds) ((i++)); continue ;;
         esac
         case "$path ${COMP_WORDS[i]}" in
             "netfence ebpf") path="netfence ebpf" ;;
@@ -49,7 +49,9 @@ _netfence() {
     case "$prev" in
         -o|--output) COMPREPLY=($(compgen -W "table json" -- "$cur")); return ;;
         --bpffs-root) COMPREPLY=($(compgen -d -- "$cur")); return ;;
+        --format) COMPREPLY=($(compgen -W "aws-eks-na-cli aws-eks-na-cli-v6" -- "$cur")); return ;;
         --stats-window) COMPREPLY=(); return ;;
+        --aws-root) COMPREPLY=($(compgen -d -- "$cur")); return ;;
         --pod) COMPREPLY=(); return ;;
         --direction) COMPREPLY=($(compgen -W "ingress egress" -- "$cur")); return ;;
         --count) COMPREPLY=(); return ;;
@@ -61,7 +63,6 @@ _netfence() {
         --tier) COMPREPLY=($(compgen -W "admin network-policy baseline default none" -- "$cur")); return ;;
         --policy) COMPREPLY=(); return ;;
         --color) COMPREPLY=($(compgen -W "auto always never" -- "$cur")); return ;;
-        --aws-root) COMPREPLY=(); return ;;
         --wait-timeout) COMPREPLY=(); return ;;
         --iface) COMPREPLY=(); return ;;
         --netns) COMPREPLY=(); return ;;
@@ -81,43 +82,43 @@ _netfence() {
         --seconds) COMPREPLY=(); return ;;
     esac
     case "$path" in
-        "netfence") COMPREPLY=($(compgen -W "ebpf loader conntrack dns fqdn metrics bench demo completions man -o --output --bpffs-root -h --help --version" -- "$cur")) ;;
-        "netfence ebpf") COMPREPLY=($(compgen -W "progs maps events dump-maps dump-cp-maps loaded-ebpfdata -o --output --bpffs-root -h --help" -- "$cur")) ;;
-        "netfence ebpf progs") COMPREPLY=($(compgen -W "-o --output --bpffs-root --all --stats --stats-window -h --help" -- "$cur")) ;;
-        "netfence ebpf maps") COMPREPLY=($(compgen -W "dump -o --output --bpffs-root --all -h --help" -- "$cur")) ;;
-        "netfence ebpf maps dump") COMPREPLY=($(compgen -W "-o --output --bpffs-root --all --pod --direction --raw --numeric --per-cpu --no-headers -h --help" -- "$cur")) ;;
-        "netfence ebpf events") COMPREPLY=($(compgen -W "level -o --output --bpffs-root -f --follow --count --pod --namespace --verdict --direction --ip --port --proto --tier --policy --color --no-headers -h --help" -- "$cur")) ;;
-        "netfence ebpf events level") COMPREPLY=($(compgen -W "-o --output --bpffs-root -f --follow --count --pod --namespace --verdict --direction --ip --port --proto --tier --policy --color --no-headers -h --help" -- "$cur")) ;;
-        "netfence ebpf dump-maps") COMPREPLY=($(compgen -W "-o --output --bpffs-root --pod --direction --raw --numeric --per-cpu --no-headers -h --help" -- "$cur")) ;;
-        "netfence ebpf dump-cp-maps") COMPREPLY=($(compgen -W "-o --output --bpffs-root --pod --direction --raw --numeric --per-cpu --no-headers -h --help" -- "$cur")) ;;
-        "netfence ebpf loaded-ebpfdata") COMPREPLY=($(compgen -W "-o --output --bpffs-root --pod --aws-root -h --help" -- "$cur")) ;;
-        "netfence loader") COMPREPLY=($(compgen -W "init attach apply delete detach status reconcile reset -o --output --bpffs-root -h --help" -- "$cur")) ;;
-        "netfence loader init") COMPREPLY=($(compgen -W "-o --output --bpffs-root --migrate --wait-timeout -h --help" -- "$cur")) ;;
-        "netfence loader attach") COMPREPLY=($(compgen -W "-o --output --bpffs-root --pod --iface --netns --ingress-default --egress-default --wait-timeout -h --help" -- "$cur")) ;;
-        "netfence loader apply") COMPREPLY=($(compgen -W "-o --output --bpffs-root -f --filename --wait-timeout -h --help" -- "$cur")) ;;
-        "netfence loader delete") COMPREPLY=($(compgen -W "-o --output --bpffs-root -f --filename --wait-timeout -h --help" -- "$cur")) ;;
-        "netfence loader detach") COMPREPLY=($(compgen -W "-o --output --bpffs-root --pod --wait-timeout -h --help" -- "$cur")) ;;
-        "netfence loader status") COMPREPLY=($(compgen -W "-o --output --bpffs-root --check --wait-timeout -h --help" -- "$cur")) ;;
-        "netfence loader reconcile") COMPREPLY=($(compgen -W "-o --output --bpffs-root --wait-timeout -h --help" -- "$cur")) ;;
-        "netfence loader reset") COMPREPLY=($(compgen -W "-o --output --bpffs-root --wait-timeout -h --help" -- "$cur")) ;;
-        "netfence conntrack") COMPREPLY=($(compgen -W "list flush stats -o --output --bpffs-root -h --help" -- "$cur")) ;;
-        "netfence conntrack list") COMPREPLY=($(compgen -W "-o --output --bpffs-root --pod --ip --port --proto --state --numeric --no-headers -h --help" -- "$cur")) ;;
-        "netfence conntrack flush") COMPREPLY=($(compgen -W "-o --output --bpffs-root --pod --ip --port --proto --state -h --help" -- "$cur")) ;;
-        "netfence conntrack stats") COMPREPLY=($(compgen -W "-o --output --bpffs-root -h --help" -- "$cur")) ;;
-        "netfence dns") COMPREPLY=($(compgen -W "proxy -o --output --bpffs-root -h --help" -- "$cur")) ;;
-        "netfence dns proxy") COMPREPLY=($(compgen -W "-o --output --bpffs-root --listen --upstream --min-ttl --max-ttl --refuse-with --no-case-randomization --wait-timeout -h --help" -- "$cur")) ;;
-        "netfence fqdn") COMPREPLY=($(compgen -W "list -o --output --bpffs-root -h --help" -- "$cur")) ;;
-        "netfence fqdn list") COMPREPLY=($(compgen -W "-o --output --bpffs-root --pod -h --help" -- "$cur")) ;;
-        "netfence metrics") COMPREPLY=($(compgen -W "-o --output --bpffs-root --serve --listen -h --help" -- "$cur")) ;;
-        "netfence bench") COMPREPLY=($(compgen -W "datapath loader events conntrack dns -o --output --bpffs-root -h --help" -- "$cur")) ;;
-        "netfence bench datapath") COMPREPLY=($(compgen -W "-o --output --bpffs-root --passes -h --help" -- "$cur")) ;;
-        "netfence bench loader") COMPREPLY=($(compgen -W "-o --output --bpffs-root --pods -h --help" -- "$cur")) ;;
-        "netfence bench events") COMPREPLY=($(compgen -W "-o --output --bpffs-root --events -h --help" -- "$cur")) ;;
-        "netfence bench conntrack") COMPREPLY=($(compgen -W "-o --output --bpffs-root --entries --passes -h --help" -- "$cur")) ;;
-        "netfence bench dns") COMPREPLY=($(compgen -W "-o --output --bpffs-root --seconds --passes -h --help" -- "$cur")) ;;
-        "netfence demo") COMPREPLY=($(compgen -W "-o --output --bpffs-root --keep -h --help" -- "$cur")) ;;
-        "netfence completions") COMPREPLY=($(compgen -W "-o --output --bpffs-root -h --help" -- "$cur")) ;;
-        "netfence man") COMPREPLY=($(compgen -W "-o --output --bpffs-root -h --help" -- "$cur")) ;;
+        "netfence") COMPREPLY=($(compgen -W "ebpf loader conntrack dns fqdn metrics bench demo completions man -o --output --bpffs-root --format -h --help --version" -- "$cur")) ;;
+        "netfence ebpf") COMPREPLY=($(compgen -W "progs maps events dump-maps dump-cp-maps loaded-ebpfdata -o --output --bpffs-root --format -h --help" -- "$cur")) ;;
+        "netfence ebpf progs") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --all --stats --stats-window --aws-root -h --help" -- "$cur")) ;;
+        "netfence ebpf maps") COMPREPLY=($(compgen -W "dump -o --output --bpffs-root --format --all --aws-root -h --help" -- "$cur")) ;;
+        "netfence ebpf maps dump") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --all --aws-root --pod --direction --raw --numeric --per-cpu --no-headers --aws-root -h --help" -- "$cur")) ;;
+        "netfence ebpf events") COMPREPLY=($(compgen -W "level -o --output --bpffs-root --format -f --follow --count --pod --namespace --verdict --direction --ip --port --proto --tier --policy --color --no-headers --aws --aws-root -h --help" -- "$cur")) ;;
+        "netfence ebpf events level") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format -f --follow --count --pod --namespace --verdict --direction --ip --port --proto --tier --policy --color --no-headers --aws --aws-root -h --help" -- "$cur")) ;;
+        "netfence ebpf dump-maps") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --pod --direction --raw --numeric --per-cpu --no-headers --aws-root -h --help" -- "$cur")) ;;
+        "netfence ebpf dump-cp-maps") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --pod --direction --raw --numeric --per-cpu --no-headers --aws-root -h --help" -- "$cur")) ;;
+        "netfence ebpf loaded-ebpfdata") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --pod --aws-root -h --help" -- "$cur")) ;;
+        "netfence loader") COMPREPLY=($(compgen -W "init attach apply delete detach status reconcile reset -o --output --bpffs-root --format -h --help" -- "$cur")) ;;
+        "netfence loader init") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --migrate --wait-timeout -h --help" -- "$cur")) ;;
+        "netfence loader attach") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --pod --iface --netns --ingress-default --egress-default --wait-timeout -h --help" -- "$cur")) ;;
+        "netfence loader apply") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format -f --filename --wait-timeout -h --help" -- "$cur")) ;;
+        "netfence loader delete") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format -f --filename --wait-timeout -h --help" -- "$cur")) ;;
+        "netfence loader detach") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --pod --wait-timeout -h --help" -- "$cur")) ;;
+        "netfence loader status") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --check --wait-timeout -h --help" -- "$cur")) ;;
+        "netfence loader reconcile") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --wait-timeout -h --help" -- "$cur")) ;;
+        "netfence loader reset") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --wait-timeout -h --help" -- "$cur")) ;;
+        "netfence conntrack") COMPREPLY=($(compgen -W "list flush stats -o --output --bpffs-root --format -h --help" -- "$cur")) ;;
+        "netfence conntrack list") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --pod --ip --port --proto --state --aws --aws-root --numeric --no-headers -h --help" -- "$cur")) ;;
+        "netfence conntrack flush") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --pod --ip --port --proto --state --aws --aws-root --yes-change-the-agent -h --help" -- "$cur")) ;;
+        "netfence conntrack stats") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --aws --aws-root -h --help" -- "$cur")) ;;
+        "netfence dns") COMPREPLY=($(compgen -W "proxy -o --output --bpffs-root --format -h --help" -- "$cur")) ;;
+        "netfence dns proxy") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --listen --upstream --min-ttl --max-ttl --refuse-with --no-case-randomization --wait-timeout -h --help" -- "$cur")) ;;
+        "netfence fqdn") COMPREPLY=($(compgen -W "list -o --output --bpffs-root --format -h --help" -- "$cur")) ;;
+        "netfence fqdn list") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --pod -h --help" -- "$cur")) ;;
+        "netfence metrics") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --serve --listen -h --help" -- "$cur")) ;;
+        "netfence bench") COMPREPLY=($(compgen -W "datapath loader events conntrack dns -o --output --bpffs-root --format -h --help" -- "$cur")) ;;
+        "netfence bench datapath") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --passes -h --help" -- "$cur")) ;;
+        "netfence bench loader") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --pods -h --help" -- "$cur")) ;;
+        "netfence bench events") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --events -h --help" -- "$cur")) ;;
+        "netfence bench conntrack") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --entries --passes -h --help" -- "$cur")) ;;
+        "netfence bench dns") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --seconds --passes -h --help" -- "$cur")) ;;
+        "netfence demo") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --keep -h --help" -- "$cur")) ;;
+        "netfence completions") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format -h --help" -- "$cur")) ;;
+        "netfence man") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format -h --help" -- "$cur")) ;;
     esac
 }
 complete -F _netfence netfence

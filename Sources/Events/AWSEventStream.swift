@@ -56,8 +56,9 @@ public final class AWSEventStream: VerdictSource {
     /// Pods by interface (the programs' pins), interfaces by index, pod interfaces by owner address (conntrack).
     private func refresh() throws {
         lastRefresh = Date()
-        pods = try AWSPods.byInterface(awsRoot: awsRoot)
-        interfaces = Dictionary(TCAttachments.scan().map { ($0.ifindex, $0.interface) }) { first, _ in first }
+        let attached = try AWSPods.interfaces(awsRoot: awsRoot)
+        pods = attached.mapValues(\.podIdentifier)
+        interfaces = attached.mapValues(\.interface)
         guard let conntrack else { return }
         try conntrack.forEachBatch { batch in
             for index in 0..<batch.count {

@@ -105,11 +105,18 @@ public enum AWSPods {
     /// Pod identifier by the host interface its programs are attached on: tc filters of
     /// programs pinned under `awsRoot`/programs (`<podId>_handle_ingress`/`_egress`).
     public static func byInterface(awsRoot: String = AWSAgent.root) throws -> [UInt32: String] {
+        try interfaces(awsRoot: awsRoot).mapValues(\.podIdentifier)
+    }
+
+    /// The pod and the interface's name by ifindex, both from the attachment of one of the
+    /// agent's programs: an index names an interface only within its namespace, and other
+    /// namespaces (other nodes' sandboxes, containers) reuse the same numbers.
+    public static func interfaces(awsRoot: String = AWSAgent.root) throws -> [UInt32: (podIdentifier: String, interface: String)] {
         let programs = try PinIndex(roots: ["\(awsRoot)/programs"]).programs
-        var pods: [UInt32: String] = [:]
+        var pods: [UInt32: (podIdentifier: String, interface: String)] = [:]
         for attachment in TCAttachments.scan() {
             guard let pod = programs[attachment.programID]?.lazy.compactMap(AWSAgent.Pin.init(path:)).first?.podIdentifier else { continue }
-            pods[attachment.ifindex] = pod
+            pods[attachment.ifindex] = (pod, attachment.interface)
         }
         return pods
     }

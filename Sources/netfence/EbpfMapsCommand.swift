@@ -1,6 +1,7 @@
 import BPFKit
 import CommandTree
 import Foundation
+import Inspection
 
 /// `netfence ebpf maps`: the maps on this node, how full they are and who uses them.
 struct EbpfMapsCommand: Command {
@@ -35,6 +36,10 @@ struct EbpfMapsCommand: Command {
     }
 
     func run(_ context: CommandContext) throws {
+        if context.naCli != nil {
+            try NodeAccess.requirePrivileges(context)
+            return context.write(try NaCliText.maps())
+        }
         let selection = try Listing.selection(context, listAll: listAll, ids: mapIDs)
         let records = try Listing.load("map", context) {
             try LoadedObjects.maps(selection, pinRoot: context.pinRoot.path, otherPinRoots: [awsRoot])

@@ -3,6 +3,7 @@ import CommandTree
 import DatapathModel
 import Events
 import Foundation
+import HostKit
 import Inspection
 import Loader
 
@@ -32,6 +33,14 @@ enum MapDumpArguments {
         if parsed[map].isEmpty, parsed[pod] == nil { throw UsageError("name a map (id, pin path or name) or a pod with --pod") }
         if parsed[map].count > 1 { throw UsageError("name one map") }
         if !parsed[map].isEmpty, parsed[pod] != nil { throw UsageError("a map and --pod exclude each other") }
+    }
+
+    /// `--format aws-eks-na-cli`: the map by id (or pin), printed as na-cli prints it.
+    static func runAsNaCli(_ parsed: ParsedArguments, _ context: CommandContext, flavor: NaCliText.Flavor, clusterPolicy: Bool) throws {
+        try NodeAccess.requirePrivileges(context)
+        guard let spec = parsed[map].first else { throw UsageError("aws-eks-na-cli dumps a map by id: name one") }
+        let target = try MapLayouts.resolve(spec, pinRoot: context.pinRoot.path, awsRoot: parsed[AWSRoot.option])
+        try NaCliText.dump(target, clusterPolicy: clusterPolicy, flavor: flavor, monotonicNow: BootClock.nanoseconds(CLOCK_MONOTONIC)) { context.write($0) }
     }
 
     static func run(_ parsed: ParsedArguments, _ context: CommandContext) throws {
@@ -68,7 +77,12 @@ protocol MapDumpCommand: Command {
 extension MapDumpCommand {
     static var arguments: [ArgumentDefinition] { MapDumpArguments.definitions }
     func validate() throws { try MapDumpArguments.validate(parsed) }
-    func run(_ context: CommandContext) throws { try MapDumpArguments.run(parsed, context) }
+    func run(_ context: CommandContext) throws {
+        if let flavor = context.naCli {
+            return try MapDumpArguments.runAsNaCli(parsed, context, flavor: flavor, clusterPolicy: Self.self == EbpfDumpCPMapsCommand.self)
+        }
+        try MapDumpArguments.run(parsed, context)
+    }
 }
 
 /// `netfence ebpf maps dump MAP`.

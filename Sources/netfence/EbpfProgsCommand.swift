@@ -2,6 +2,7 @@ import BPFKit
 import CommandTree
 import Foundation
 import HostKit
+import Inspection
 
 /// `netfence ebpf progs`: the programs on this node, where they are pinned and attached.
 struct EbpfProgsCommand: Command {
@@ -45,6 +46,10 @@ struct EbpfProgsCommand: Command {
     }
 
     func run(_ context: CommandContext) throws {
+        if context.naCli != nil {
+            try NodeAccess.requirePrivileges(context)
+            return context.write(try NaCliText.programs())
+        }
         let selection = try Listing.selection(context, listAll: listAll, ids: programIDs)
         var session: StatisticsSession?
         if withStats {

@@ -1,5 +1,6 @@
 import BPFKit
 import CommandTree
+import Inspection
 import Loader
 
 /// The root of the command tree and the options every command accepts.
@@ -27,9 +28,16 @@ struct Netfence: Command {
         long: "bpffs-root", valueName: "path", help: "The bpffs folder netfence pins its programs and maps under.",
         default: .standard, environment: "NETFENCE_BPFFS_ROOT", completion: .directory)
 
+    /// `--format aws-eks-na-cli`: the text aws-eks-na-cli prints, for scripts that scrape it.
+    static let compatibility = Option<NaCliFormat?>(
+        long: "format", valueName: "name",
+        help: "Print ebpf progs, maps, loaded-ebpfdata, dump-maps and dump-cp-maps as aws-eks-na-cli (or its -v6) prints them.",
+        default: nil, showDefault: false)
+
     /// The command tree the binary runs, and help, completions and the man page describe.
     static let tree = CommandTree(
-        root: Netfence.self, globals: [output.definition, bpffsRoot.definition], version: version, outputFormat: output.definition)
+        root: Netfence.self, globals: [output.definition, bpffsRoot.definition, compatibility.definition], version: version,
+        outputFormat: output.definition)
 
     init(parsed: ParsedArguments) {}
 }
@@ -39,6 +47,8 @@ extension CommandContext {
     var outputFormat: OutputFormat { parsed[Netfence.output] }
     /// The pin root chosen with `--bpffs-root` or NETFENCE_BPFFS_ROOT, normalized.
     var pinRoot: PinRoot { parsed[Netfence.bpffsRoot] }
+    /// aws-eks-na-cli's text instead of netfence's (`--format`, or the binary invoked under that name).
+    var naCli: NaCliText.Flavor? { parsed[Netfence.compatibility]?.flavor }
 }
 
 /// A pin root is checked as the command line is parsed: a relative, empty or
@@ -55,4 +65,13 @@ enum LockWait {
         long: "wait-timeout", valueName: "seconds",
         help: "How long to wait for another netfence command changing this pin root to finish.",
         default: Loader.defaultLockTimeout)
+}
+
+/// The text layouts `--format` offers: aws-eks-na-cli's, and its IPv6 build's.
+enum NaCliFormat: String, CaseIterable, ArgumentValue {
+    case awsEksNaCli = "aws-eks-na-cli"
+    case awsEksNaCliV6 = "aws-eks-na-cli-v6"
+
+    static var defaultValueName: String { "name" }
+    var flavor: NaCliText.Flavor { self == .awsEksNaCli ? .ipv4 : .ipv6 }
 }

@@ -51,27 +51,32 @@ import TestSupport
     @Test func podStateAndConntrackDecode() throws {
         guard Privileges.require() else { return }
         let root = try TestPinRoot()
-        let state = try BPFMap(type: .hash, name: "pod_state_map", keySize: 4, valueSize: 1, maxEntries: 2)
+        // Nameless, as the agent's SDK creates it: only the pin says what it is.
+        let state = try BPFMap(type: .hash, name: "", keySize: 4, valueSize: 1, maxEntries: 2)
         try state.update(key: Self.bytes(UInt32(0)), value: [0])
         try state.update(key: Self.bytes(UInt32(1)), value: [2])
-        try state.pin(at: root.path + "/web-7d4_shop_pod_state_map")
-        let states = try dump(["ebpf", "d", root.path + "/web-7d4_shop_pod_state_map"])
-        let byKind = Dictionary(uniqueKeysWithValues: states.map { ($0["policy"] as! String, $0["state"] as! String) })
-        #expect(byKind == ["network-policy": "policies-applied", "cluster-policy": "default-deny"])
+        try state.pin(at: root.path + "/web-7d4@shop_ingress_pod_state_map")
+        let states = try dump(["ebpf", "d", root.path + "/web-7d4@shop_ingress_pod_state_map"])
+        let byKind = states.reduce(into: [String: String]()) { byKind, row in
+            if let kind = row["policy"] as? String { byKind[kind] = row["state"] as? String }
+        }
+        #expect(byKind == ["network-policy": "policies-applied", "cluster-policy": "default-deny"], "\(states)")
 
-        let conntrack = try BPFMap(type: .lruHash, name: "aws_conntrack_map", keySize: 24, valueSize: 16, maxEntries: 64)
+        let conntrack = try BPFMap(type: .lruHash, name: "", keySize: 24, valueSize: 16, maxEntries: 64)
         var now = timespec()
         clock_gettime(CLOCK_MONOTONIC, &now)
         let lastSeen = UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec) - 2_000_000_000
         let key: [UInt8] = [198, 18, 0, 1] + Self.bytes(UInt16(40000)) + [0, 0] + [198, 18, 0, 2] + Self.bytes(UInt16(80)) + [6, 0]
             + [198, 18, 0, 2] + Self.bytes(UInt32(7))
-        try conntrack.update(key: key, value: Self.bytes(UInt64(1) | UInt64(2) << 32) + Self.bytes(lastSeen))
+        // One code for the (network policy, cluster policy) pair: 6 = (policies applied, default deny).
+        try conntrack.update(key: key, value: Self.bytes(UInt64(6)) + Self.bytes(lastSeen))
         try conntrack.pin(at: root.path + "/global_aws_conntrack_map")
         let flow = try #require(try dump(["ebpf", "d", root.path + "/global_aws_conntrack_map"]).first)
         #expect(flow["proto"] as? String == "tcp" && flow["source"] as? String == "198.18.0.1" && flow["sourcePort"] as? Int == 40000)
         #expect(flow["destination"] as? String == "198.18.0.2" && flow["destinationPort"] as? Int == 80)
         #expect(flow["owner"] as? String == "198.18.0.2" && flow["ifindex"] as? Int == 7)
-        #expect(flow["state"] as? [Int] == [1, 2])
+        #expect(flow["stateCode"] as? Int == 6 && flow["npState"] as? String == "policies-applied"
+                && flow["cpState"] as? String == "default-deny", "\(flow)")
         let age = try #require(flow["ageSeconds"] as? Double)
         #expect(age >= 2 && age < 30)
     }

@@ -73,7 +73,9 @@ import TestSupport
         // Traffic writes conntrack; its code is one value for the (network policy, cluster policy) pair.
         #expect(try node.cluster.pods[1].namespace.probe(.tcp, to: node.cluster.pods[0].ipv4, port: 8080))
         let flows = try json(["ebpf", "d", try node.id(node.agent.conntrack)])
-        let toClient = try #require(flows.first { $0["destination"] as? String == node.cluster.pods[0].ipv4 && $0["destinationPort"] as? Int == 8080 },
+        // The flow is recorded twice, once at each end's veth; the client's entry is the one it owns.
+        let toClient = try #require(flows.first { $0["destination"] as? String == node.cluster.pods[0].ipv4 && $0["destinationPort"] as? Int == 8080
+                                        && $0["owner"] as? String == node.cluster.pods[0].ipv4 },
                                     "\(flows)")
         #expect(toClient["pod"] as? String == node.client, "the pod whose program is on the entry's ifindex")
         #expect(toClient["stateCode"] as? Int == 6 && toClient["npState"] as? String == "policies-applied"
@@ -155,5 +157,127 @@ import TestSupport
         #expect(flushed.status == 0 && removed >= 1, "\(flushed.standardOutput)")
         #expect(try json(["conntrack", "list", "--aws", "--proto", "udp"]).isEmpty)
         #expect(!(try json(["conntrack", "list", "--aws", "--proto", "tcp"])).isEmpty, "only the selected flows went")
+    }
+
+    /// `aws-eks-na-cli` as a symlink to netfence, in a folder of its own.
+    func naCli(_ name: String = "aws-eks-na-cli") throws -> (path: String, folder: URL) {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("nf-nacli-\(UniqueNames.make("n"))")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let path = folder.appendingPathComponent(name).path
+        try FileManager.default.createSymbolicLink(atPath: path, withDestinationPath: NetfenceBinary.path)
+        return (path, folder)
+    }
+
+    /// Ids, ages, interfaces and timestamps of one run written as placeholders, so the text is stable.
+    func stable(_ text: String, _ replacements: [(String, String)]) -> String {
+        var text = text
+        for (value, placeholder) in replacements { text = text.replacingOccurrences(of: value, with: placeholder) }
+        return text.replacingOccurrences(of: #"Last Seen \(ns\) -  \d+  \([^)]*\)"#, with: "Last Seen (ns) -  NS  (AGE ago)", options: .regularExpression)
+    }
+
+    @Test func invokedAsAwsEksNaCliItPrintsNaCliText() throws {
+        guard Privileges.require() else { return }
+        let node = try Node()
+        let client = node.agent.pods[0]
+        try client.maps[.ingressMap]!.update(key: AWSAgentNode.trieKey("198.18.0.0/16"),
+                                               value: AWSAgentNode.trieValue([0: [6, 80, 0], 5: [17, 8000, 8100]], clusterPolicy: false))
+        try client.maps[.clusterIngressMap]!.update(key: AWSAgentNode.trieKey("198.18.0.0/15"),
+                                                      value: AWSAgentNode.trieValue([0: [254, 100, 0, 0]], clusterPolicy: true))
+        #expect(try node.cluster.pods[1].namespace.probe(.tcp, to: node.cluster.pods[0].ipv4, port: 8080))
+        let (tool, folder) = try naCli()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        func run(_ words: [String]) throws -> String {
+            let result = try ChildProcess.run(tool, words)
+            #expect(result.status == 0, "\(words): \(result.output)")
+            return result.output
+        }
+        let ids: [(String, String)] = try [
+            (node.id(client.maps[.ingressMap]!), "TRIE_ID"), (node.id(client.maps[.clusterIngressMap]!), "CP_TRIE_ID"),
+            (node.id(client.maps[.ingressPodStateMap]!), "STATE_ID"), (node.id(node.agent.conntrack), "CONNTRACK_ID"),
+        ]
+        let trie = try run(["ebpf", "dump-maps", ids[0].0])
+        Snapshot.expect(stable(trie, ids), matches: "Tests/NetfenceTests/Snapshots/na-cli-dump-maps-trie.txt")
+        let cluster = try run(["ebpf", "dcp", ids[1].0])
+        Snapshot.expect(stable(cluster, ids), matches: "Tests/NetfenceTests/Snapshots/na-cli-dump-cp-maps.txt")
+        let states = try run(["ebpf", "d", ids[2].0])
+        // A hash map's order is its own (seeded per map): the blocks, not their order, are the interface.
+        let blocks = Set(states.components(separatedBy: "*******************************\n").dropLast())
+        #expect(blocks == ["Key :  0\nState -  0\n", "Key :  1\nState -  2\n"] && states.hasSuffix("Done reading all entries in BPF_MAP_TYPE_HASH\n"),
+                "\(states)")
+        let conntrack = try run(["ebpf", "d", ids[3].0])
+        #expect(conntrack.contains("Conntrack Key : Source IP - \(node.cluster.pods[1].ipv4) Source port - ")
+                && conntrack.contains("Dest IP - \(node.cluster.pods[0].ipv4) Dest port - 8080 Protocol - 6 Owner IP - \(node.cluster.pods[0].ipv4)"),
+                "\(conntrack)")
+        #expect(conntrack.contains("Conntrack Val -  6") && conntrack.hasSuffix("Done reading all entries\n"))
+
+        let data = try run(["ebpf", "loaded-ebpfdata"])
+        let block = try #require(data.components(separatedBy: String(repeating: "=", count: 88) + "\n")
+            .first { $0.contains("\(node.client)_handle_ingress") })
+        let lines = block.split(separator: "\n").map(String.init)
+        #expect(lines.first == "PinPath:  \(node.agent.root)/programs/\(node.client)_handle_ingress")
+        #expect(lines.dropFirst().first == "Pod Identifier : \(node.client)  Direction : ingress ")
+        #expect(lines.contains("Associated Maps -> "))
+        let names = lines.filter { $0.hasPrefix("Map Name:  ") }.map { String($0.dropFirst(11)) }
+        #expect(Set(names).isSuperset(of: ["ingress_map", "cp_ingress_map", "ingress_pod_state_map", "aws_conntrack_map", "policy_events"]), "\(names)")
+        // The EKS log collector's grep: every Map Name line is followed by its Map ID.
+        for (index, line) in lines.enumerated() where line.hasPrefix("Map Name:") { #expect(lines[index + 1].hasPrefix("Map ID:  ")) }
+
+        let maps = try run(["ebpf", "maps"])
+        #expect(maps.hasPrefix("Maps currently loaded : \n") && maps.contains("Type : 11 ID : \(ids[0].0)\nKeysize 8 Valuesize 288 MaxEntries 256\n"))
+        let programs = try run(["ebpf", "progs"])
+        let handler = try client.ingressProgram.info().id
+        #expect(programs.hasPrefix("Programs currently loaded : \n") && programs.contains("Type : 3 ID : \(handler) Associated maps count : "))
+
+        // Unlike na-cli, a failure exits non-zero.
+        let missing = try ChildProcess.run(tool, ["ebpf", "dump-maps", "4294967295"])
+        #expect(missing.status == 1 && missing.output.contains("no map with id 4294967295"))
+        let same = try NetfenceBinary.run(["--format", "aws-eks-na-cli", "ebpf", "dump-maps", ids[0].0])
+        #expect(same.standardOutput == trie, "--format aws-eks-na-cli prints the same")
+        let (v6, v6folder) = try naCli("aws-eks-na-cli-v6")
+        defer { try? FileManager.default.removeItem(at: v6folder) }
+        let walked = try ChildProcess.run(v6, ["ebpf", "dump-maps", ids[0].0]).output
+        #expect(walked.hasPrefix("Walking map: ingress_map (type=11, id=\(ids[0].0))\nKey : IP/Prefixlen - 198.18.0.0/16 \n"), "\(walked)")
+    }
+
+    @Test func ipv6MapsOfTheAgentDecodeToo() throws {
+        guard Privileges.require() else { return }
+        let agent = try AWSAgentNode()
+        defer { agent.remove() }
+        let pod = "web-6d8f7c9b5@shop"
+        let trie = try BPFMap(type: .lpmTrie, name: "", keySize: 20, valueSize: UInt32(AWSAgent.policyValueBytes), maxEntries: 16,
+                              flags: MapFlags.noPreallocate)
+        let prefix: [UInt8] = [0x20, 0x01, 0x0d, 0xb8, 0, 0x10] + [UInt8](repeating: 0, count: 10)
+        try trie.update(key: AWSAgentNode.bytes(UInt32(48)) + prefix, value: AWSAgentNode.trieValue([2: [6, 443, 0]], clusterPolicy: false))
+        let triePath = "\(agent.root)/maps/\(pod)_egress_map"
+        try trie.pin(at: triePath)
+        defer { unlink(triePath) }
+        let conntrack = try BPFMap(type: .lruHash, name: "", keySize: 60, valueSize: 16, maxEntries: 16)
+        let source = [UInt8](repeating: 0, count: 15) + [1], destination: [UInt8] = [0x20, 0x01, 0x0d, 0xb8] + [UInt8](repeating: 0, count: 11) + [2]
+        let key = source + AWSAgentNode.bytes(UInt16(5555)) + [0, 0] + destination + AWSAgentNode.bytes(UInt16(443)) + [6, 0] + source
+            + AWSAgentNode.bytes(UInt32(9))
+        try conntrack.update(key: key, value: AWSAgentNode.bytes(UInt64(3)) + AWSAgentNode.bytes(UInt64(0)))
+        let conntrackPath = "\(agent.root)/maps/\(pod)_v6_aws_conntrack_map"
+        try conntrack.pin(at: conntrackPath)
+        defer { unlink(conntrackPath) }
+
+        for spelling in [String(try trie.info().id), triePath, "\(pod)_egress_map"] {
+            let rows = try json(["ebpf", "dump-maps", spelling])
+            #expect(rows.count == 1 && rows[0]["cidr"] as? String == "2001:db8:10::/48" && rows[0]["slot"] as? Int == 2
+                    && rows[0]["ports"] as? String == "443", "\(spelling): \(rows)")
+        }
+        let flow = try #require(try json(["ebpf", "d", String(try conntrack.info().id)]).first)
+        #expect(flow["source"] as? String == "::1" && flow["destination"] as? String == "2001:db8::2" && flow["sourcePort"] as? Int == 5555)
+        #expect(flow["npState"] as? String == "default-allow" && flow["cpState"] as? String == "default-deny" && flow["ifindex"] as? Int == 9)
+        let table = try NetfenceBinary.run(["ebpf", "d", String(try conntrack.info().id)]).standardOutput
+        #expect(table.contains("2001:db8::2") && table.contains("default-deny"), "\(table)")
+        let (tool, folder) = try naCli("aws-eks-na-cli-v6")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let walked = try ChildProcess.run(tool, ["ebpf", "dump-maps", String(try trie.info().id)]).output
+        #expect(walked.contains("Key : IP/Prefixlen - 2001:db8:10::/48 \n-------------------\nValue Entry :  2\nProtocol -  TCP\nStartPort -  443\nEndport -  0\n"),
+                "\(walked)")
+        let keyLine = try ChildProcess.run(tool, ["ebpf", "dump-maps", String(try conntrack.info().id)]).output
+        #expect(keyLine.contains("Conntrack Key : Source IP - ::1 Source port - 5555 Dest IP - 2001:db8::2 Dest port - 443 Protocol - 6 Owner IP - ::1 Ifindex - 9"),
+                "\(keyLine)")
+        #expect(keyLine.contains("Last Seen (ns) -  0  (never)"))
     }
 }

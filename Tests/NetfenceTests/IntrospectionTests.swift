@@ -83,7 +83,7 @@ func jsonArray(_ text: String) throws -> [[String: Any]] {
         let result = try NetfenceBinary.run(["ebpf", "progs", "--bpffs-root", demo.root.path])
         let lines = result.standardOutput.split(separator: "\n").map(String.init)
         #expect(lines.first?.split(separator: " ", omittingEmptySubsequences: true)
-            == ["ID", "TYPE", "NAME", "TAG", "LOADED", "MAPS", "ATTACHED"])
+            == ["ID", "TYPE", "NAME", "TAG", "LOADED", "MAPS", "AWS", "POD", "ATTACHED"])
         let row = try #require(lines.first { $0.contains("demo_egress") })
         #expect(row.hasPrefix("\(demo.programIDs[.egress]!) "))
         #expect(row.contains(" sched_cls "))

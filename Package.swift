@@ -47,7 +47,7 @@ let package = Package(
         .target(name: "Rendering", dependencies: ["CommandTree", "DatapathModel"]),
         // The verdict log and counters in words: attribution, filters, metrics.
         .target(name: "Events", dependencies: [
-            "BPFKit", "Datapath", "DatapathModel", "Inspection", "Loader", "PolicyInput", "Rendering",
+            "BPFKit", "CommandTree", "Datapath", "DatapathModel", "Inspection", "Loader", "PolicyInput", "Rendering",
             .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
         ]),
@@ -57,8 +57,12 @@ let package = Package(
         .target(name: "DNS"),
         // `netfence dns proxy`: pods' DNS filtered by their domain rules; learned addresses granted before answers go back.
         .target(name: "DNSProxy", dependencies: [
-            "BPFKit", "HostKit", "DNS", "Datapath", "DatapathModel", "Loader", "NodeNetwork", "PolicyInput",
+            "BPFKit", "HostKit", "DNS", "Datapath", "DatapathModel", "Loader",
             .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+        ]),
+        // Every `bench`: each figure beside its baseline from the same run, and the goal it is held to.
+        .target(name: "Benchmarks", dependencies: [
+            "BPFKit", "BPFObjects", "HostKit", "DNS", "Datapath", "DatapathModel", "Events", "Inspection", "Loader", "NodeNetwork", "PolicyInput",
         ]),
         // Throwaway node/pod network namespaces joined by veth, for the demo and tests.
         .target(name: "NodeNetwork", dependencies: ["HostKit", "BPFKit"]),
@@ -67,8 +71,8 @@ let package = Package(
         // The binary: one file per command, wiring only.
         .executableTarget(
             name: "netfence",
-            dependencies: ["HostKit", "BPFKit", "BPFObjects", "CommandTree", "DNS", "DNSProxy", "Datapath", "DatapathModel", "Events", "Inspection", "Loader",
-                           "NodeNetwork", "PolicyInput", "Rendering"]
+            dependencies: ["HostKit", "BPFKit", "BPFObjects", "Benchmarks", "CommandTree", "DNS", "DNSProxy", "Datapath", "DatapathModel", "Events",
+                           "Inspection", "Loader", "NodeNetwork", "PolicyInput", "Rendering"]
         ),
         .testTarget(name: "CommandTreeTests", dependencies: ["CommandTree"]),
         .testTarget(name: "DNSTests", dependencies: ["DNS"]),

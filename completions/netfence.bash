@@ -56,11 +56,11 @@ _netfence() {
         --direction) COMPREPLY=($(compgen -W "ingress egress" -- "$cur")); return ;;
         --count) COMPREPLY=(); return ;;
         --namespace) COMPREPLY=(); return ;;
-        --verdict) COMPREPLY=($(compgen -W "allow deny" -- "$cur")); return ;;
+        --verdict) COMPREPLY=($(compgen -W "deny allow" -- "$cur")); return ;;
         --ip) COMPREPLY=(); return ;;
         --port) COMPREPLY=(); return ;;
         --proto) COMPREPLY=(); return ;;
-        --tier) COMPREPLY=($(compgen -W "admin network-policy baseline default none" -- "$cur")); return ;;
+        --tier) COMPREPLY=($(compgen -W "none admin network-policy baseline default" -- "$cur")); return ;;
         --policy) COMPREPLY=(); return ;;
         --color) COMPREPLY=($(compgen -W "auto always never" -- "$cur")); return ;;
         --wait-timeout) COMPREPLY=(); return ;;

@@ -19,27 +19,45 @@ public enum DatapathLimits {
 
 /// Sizes of ABI structs the loader checks maps against.
 public enum ABISizes {
-    public static let conntrackKey = MemoryLayout<nf_conntrack_key>.size
-    public static let conntrackValue = MemoryLayout<nf_conntrack_value>.size
-    public static let fragmentKey = MemoryLayout<nf_fragment_key>.size
-    public static let fragmentValue = MemoryLayout<nf_fragment_value>.size
-    public static let settings = MemoryLayout<nf_settings>.size
-    public static let packetCounter = MemoryLayout<nf_packet_counter>.size
-    public static let domainRuleKey = MemoryLayout<nf_domain_rule_key>.size
-    public static let domainGrantKey = MemoryLayout<nf_domain_grant_key>.size
-    public static let domainGrant = MemoryLayout<nf_domain_grant>.size
-    public static let dnsProxy = MemoryLayout<nf_dns_proxy>.size
+    public static let conntrackKey = nf_conntrack_key.size
+    public static let conntrackValue = nf_conntrack_value.size
+    public static let fragmentKey = nf_fragment_key.size
+    public static let fragmentValue = nf_fragment_value.size
+    public static let settings = nf_settings.size
+    public static let packetCounter = nf_packet_counter.size
+    public static let domainRuleKey = nf_domain_rule_key.size
+    public static let domainGrantKey = nf_domain_grant_key.size
+    public static let domainGrant = nf_domain_grant.size
+    public static let dnsProxy = nf_dns_proxy.size
+}
+
+/// An enum of the ABI with one name per value, the name people read and type:
+/// tables, JSON, filters and command-line values all use it, both ways.
+public protocol ABIName: CaseIterable, CustomStringConvertible, Sendable {
+    var name: StaticString { get }
+}
+
+extension ABIName {
+    public var description: String { name.description }
+
+    /// The value named `name`; nil for any other word.
+    public init?(name: String) {
+        guard let value = Self.allCases.first(where: { $0.name.description == name }) else { return nil }
+        self = value
+    }
+
+    /// Every name, in declaration order.
+    public static var names: [String] { allCases.map(\.description) }
 }
 
 /// Which way traffic crosses the pod's host veth, from the pod's point of view.
-public enum Direction: UInt8, CaseIterable, Sendable, CustomStringConvertible {
+public enum Direction: UInt8, ABIName {
     case ingress = 0, egress = 1
     public var name: StaticString { self == .ingress ? "ingress" : "egress" }
-    public var description: String { name.description }
 }
 
 /// Policy tiers, in evaluation order.
-public enum Tier: UInt8, Sendable, CustomStringConvertible {
+public enum Tier: UInt8, ABIName {
     case none = 0, admin = 1, networkPolicy = 2, baseline = 3, podDefault = 4
     public var name: StaticString {
         switch self {
@@ -50,11 +68,10 @@ public enum Tier: UInt8, Sendable, CustomStringConvertible {
         case .podDefault: "default"
         }
     }
-    public var description: String { name.description }
 }
 
 /// What a rule does. At equal priority Deny beats Accept beats Pass.
-public enum RuleAction: UInt8, Sendable, CustomStringConvertible {
+public enum RuleAction: UInt8, ABIName {
     case deny = 0, accept = 1, pass = 2
     public var name: StaticString {
         switch self {
@@ -63,11 +80,10 @@ public enum RuleAction: UInt8, Sendable, CustomStringConvertible {
         case .pass: "pass"
         }
     }
-    public var description: String { name.description }
 }
 
 /// What a pod does in a direction when no Admin rule decides.
-public enum PodState: UInt8, Sendable, CustomStringConvertible {
+public enum PodState: UInt8, ABIName {
     case defaultAllow = 0, defaultDeny = 1, policiesApplied = 2
     public var name: StaticString {
         switch self {
@@ -76,15 +92,16 @@ public enum PodState: UInt8, Sendable, CustomStringConvertible {
         case .policiesApplied: "policies-applied"
         }
     }
-    public var description: String { name.description }
 }
 
-public enum Verdict: UInt8, Sendable {
+/// What the datapath did with a packet (`enum nf_verdict`).
+public enum Verdict: UInt8, ABIName {
     case deny = 0, allow = 1
+    public var name: StaticString { self == .allow ? "allow" : "deny" }
 }
 
 /// Why a verdict was reached (events).
-public enum Reason: UInt8, Sendable {
+public enum Reason: UInt8, ABIName {
     case policy = 0, reevaluated = 1, related = 2, fragment = 3, unparseable = 4, noFirstFragment = 5
     /// The pod resolved the peer by a domain rule, but the grant's TTL ran out.
     case domainExpired = 6
@@ -109,12 +126,8 @@ public enum Reason: UInt8, Sendable {
     }
 }
 
-extension Reason: CustomStringConvertible {
-    public var description: String { name.description }
-}
-
 /// Which verdicts produce events.
-public enum EventLevel: UInt32, Sendable, CaseIterable, CustomStringConvertible {
+public enum EventLevel: UInt32, ABIName {
     case none = 0, deny = 1, all = 2
     public var name: StaticString {
         switch self {
@@ -123,12 +136,20 @@ public enum EventLevel: UInt32, Sendable, CaseIterable, CustomStringConvertible 
         case .all: "all"
         }
     }
-    public var description: String { name.description }
 }
 
-/// Node-wide counters in the stats map.
-public enum DatapathStat: UInt32, CaseIterable, Sendable {
+/// Node-wide counters in the stats map (`enum nf_stat`).
+public enum DatapathStat: UInt32, ABIName {
     case eventsLost = 0, unparseableDrops = 1, unknownInterface = 2, conntrackFull = 3
+
+    public var name: StaticString {
+        switch self {
+        case .eventsLost: "events-lost"
+        case .unparseableDrops: "unparseable-drops"
+        case .unknownInterface: "unknown-interface"
+        case .conntrackFull: "conntrack-full"
+        }
+    }
 }
 
 /// IANA protocol numbers the datapath names, plus "any" for rules.
@@ -148,6 +169,15 @@ public enum IPProtocolNumber {
 public enum ProtocolName {
     public static func of(_ number: UInt8) -> String {
         known(number)?.description ?? "proto-\(number)"
+    }
+
+    /// The number a name stands for (`tcp`, `ICMPv6`: case does not matter), or a number from 0 to 255 as written;
+    /// nil for anything else.
+    public static func number(_ text: String) -> UInt8? {
+        let lowered = text.lowercased()
+        for number in [IPProtocolNumber.tcp, IPProtocolNumber.udp, IPProtocolNumber.sctp, IPProtocolNumber.icmp, IPProtocolNumber.icmpv6]
+        where known(number)?.description == lowered { return number }
+        return UInt8(text, radix: 10)
     }
 
     /// The name of a protocol the datapath knows by name.
@@ -192,74 +222,75 @@ public struct PortRule: Hashable, Sendable {
             && (portStart == 0 || (port >= portStart && port <= portEnd))
     }
 
-    static let size = MemoryLayout<nf_port_rule>.size
-
-    func encode(into writer: inout ByteWriter) {
-        writer.append(ruleID)
-        writer.append(portStart)
-        writer.append(portEnd)
-        writer.append(priority)
-        writer.append(protocolNumber)
-        writer.append(tier.rawValue)
-        writer.append(action.rawValue)
-        writer.pad(3)
+    /// The rule a header struct holds; nil for a tier or action this binary does not know.
+    init?(_ raw: nf_port_rule) {
+        guard let tier = Tier(rawValue: raw.tier), let action = RuleAction(rawValue: raw.action) else { return nil }
+        self.init(ruleID: raw.rule_id, protocolNumber: raw.protocol, portStart: raw.port_start, portEnd: raw.port_end, tier: tier,
+                  priority: raw.priority, action: action)
     }
 
-    static func decode(_ reader: ByteReader, at offset: Int) -> PortRule? {
-        guard let id = reader.integer(UInt32.self, at: offset), let start = reader.integer(UInt16.self, at: offset + 4),
-              let end = reader.integer(UInt16.self, at: offset + 6), let priority = reader.integer(UInt16.self, at: offset + 8),
-              let proto = reader.integer(UInt8.self, at: offset + 10), let tier = reader.integer(UInt8.self, at: offset + 11).flatMap(Tier.init),
-              let action = reader.integer(UInt8.self, at: offset + 12).flatMap(RuleAction.init) else { return nil }
-        return PortRule(ruleID: id, protocolNumber: proto, portStart: start, portEnd: end, tier: tier, priority: priority, action: action)
+    var abi: nf_port_rule {
+        var raw = nf_port_rule()
+        raw.rule_id = ruleID
+        raw.port_start = portStart
+        raw.port_end = portEnd
+        raw.priority = priority
+        raw.protocol = protocolNumber
+        raw.tier = tier.rawValue
+        raw.action = action.rawValue
+        return raw
     }
 }
 
 /// `struct nf_rule_set`: the value of a trie entry.
 public enum RuleSetCodec {
-    public static let size = MemoryLayout<nf_rule_set>.size
+    public static let size = nf_rule_set.size
 
-    /// The 520 bytes of a rule set; the caller checked `rules.count <= rulesPerPrefix`.
+    /// The bytes of a rule set; the caller checked `rules.count <= rulesPerPrefix`.
     public static func encode(_ rules: [PortRule]) -> [UInt8] {
-        var writer = ByteWriter()
-        writer.append(UInt32(rules.count))
-        writer.pad(4)
-        for rule in rules { rule.encode(into: &writer) }
-        writer.pad(toSize: size)
-        return writer.bytes
+        var set = nf_rule_set()
+        set.count = UInt32(rules.count)
+        ABIArray.set(&set.rules, to: rules.map(\.abi))
+        return set.bytes
     }
 
     /// The rules of a trie value, or nil when the bytes are not a rule set.
     public static func decode(_ bytes: [UInt8]) -> [PortRule]? {
-        let reader = ByteReader(bytes)
-        guard bytes.count == size, let count = reader.integer(UInt32.self, at: 0), count <= DatapathLimits.rulesPerPrefix else { return nil }
-        let rules = (0..<Int(count)).map { PortRule.decode(reader, at: 8 + $0 * PortRule.size) }
+        bytes.withUnsafeBytes(decode)
+    }
+
+    /// The rules of a trie value where a batch read put it.
+    public static func decode(_ bytes: UnsafeRawBufferPointer) -> [PortRule]? {
+        guard let set = nf_rule_set.load(bytes), set.count <= DatapathLimits.rulesPerPrefix else { return nil }
+        let rules = ABIArray.elements(set.rules, of: nf_port_rule.self).prefix(Int(set.count)).map(PortRule.init)
         return rules.contains(where: { $0 == nil }) ? nil : rules.compactMap { $0 }
     }
 }
 
 /// `struct nf_lpm_key`: a prefix as the trie keys it, its family first.
 public enum LPMKeyCodec {
-    public static let size = MemoryLayout<nf_lpm_key>.size
+    public static let size = nf_lpm_key.size
     static let familyBits = Int(NF_LPM_FAMILY_BITS)
-    static let addressOffset = MemoryLayout<nf_lpm_key>.offset(of: \.address)!
 
     public static func encode(_ prefix: IPPrefix) -> [UInt8] {
-        var writer = ByteWriter()
-        writer.append(UInt32(familyBits + prefix.length))
-        writer.append(prefix.family.rawValue)
-        writer.append(prefix.address.bytes)
-        writer.pad(toSize: size)
-        return writer.bytes
+        var key = nf_lpm_key()
+        key.prefixlen = UInt32(familyBits + prefix.length)
+        key.family = prefix.family.rawValue
+        prefix.address.store(in: &key.address)
+        return key.bytes
     }
 
     public static func decode(_ bytes: [UInt8]) -> IPPrefix? {
-        let reader = ByteReader(bytes)
-        guard bytes.count == size, let bits = reader.integer(UInt32.self, at: 0), bits >= familyBits, bits <= familyBits + 128,
-              let family = reader.integer(UInt8.self, at: 4).flatMap(AddressFamily.init), let address = reader.slice(at: addressOffset, count: 16)
-        else { return nil }
-        let length = Int(bits) - familyBits
+        bytes.withUnsafeBytes(decode)
+    }
+
+    /// The prefix of a trie key where a batch read put it; nil for bytes that are not one.
+    public static func decode(_ bytes: UnsafeRawBufferPointer) -> IPPrefix? {
+        guard let key = nf_lpm_key.load(bytes), key.prefixlen >= familyBits, key.prefixlen <= familyBits + 128,
+              let family = AddressFamily(rawValue: key.family) else { return nil }
+        let length = Int(key.prefixlen) - familyBits
         guard family == .ipv6 || length >= 96 else { return nil }
-        return IPPrefix(address: IPAddress(bytes: address), length: length, family: family)
+        return IPPrefix(address: IPAddress(field: key.address), length: length, family: family)
     }
 }
 
@@ -281,55 +312,127 @@ public struct PodRecord: Equatable, Sendable {
         self.hasDomainRules = hasDomainRules
     }
 
-    public static let size = MemoryLayout<nf_pod>.size
+    public static let size = nf_pod.size
 
     public func encode() -> [UInt8] {
-        var writer = ByteWriter()
-        writer.append(podID)
-        writer.append(revision)
-        writer.append(slot)
-        writer.append(states[.ingress, default: .defaultAllow].rawValue)
-        writer.append(states[.egress, default: .defaultAllow].rawValue)
-        writer.append(hasDomainRules ? UInt8(NF_POD_DOMAIN_RULES) : 0)
-        return writer.bytes
+        var pod = nf_pod()
+        pod.pod_id = podID
+        pod.revision = revision
+        pod.slot = slot
+        ABIArray.set(&pod.state, to: Direction.allCases.map { states[$0, default: .defaultAllow].rawValue })
+        pod.flags = hasDomainRules ? UInt8(NF_POD_DOMAIN_RULES) : 0
+        return pod.bytes
     }
 
     public static func decode(_ bytes: [UInt8]) -> PodRecord? {
-        let reader = ByteReader(bytes)
-        guard bytes.count == size, let id = reader.integer(UInt32.self, at: 0), let revision = reader.integer(UInt32.self, at: 4),
-              let slot = reader.integer(UInt8.self, at: 8),
-              let ingress = reader.integer(UInt8.self, at: 9).flatMap(PodState.init),
-              let egress = reader.integer(UInt8.self, at: 10).flatMap(PodState.init),
-              let flags = reader.integer(UInt8.self, at: 11) else { return nil }
-        return PodRecord(podID: id, revision: revision, slot: slot, states: [.ingress: ingress, .egress: egress],
-                         hasDomainRules: flags & UInt8(NF_POD_DOMAIN_RULES) != 0)
+        bytes.withUnsafeBytes(decode)
+    }
+
+    /// The record where a batch read put it; nil for bytes of another size or an unknown state.
+    public static func decode(_ bytes: UnsafeRawBufferPointer) -> PodRecord? {
+        guard let pod = nf_pod.load(bytes) else { return nil }
+        var states: [Direction: PodState] = [:]
+        for direction in Direction.allCases {
+            guard let state = ABIArray.element(pod.state, Int(direction.rawValue), of: UInt8.self).flatMap(PodState.init) else { return nil }
+            states[direction] = state
+        }
+        return PodRecord(podID: pod.pod_id, revision: pod.revision, slot: pod.slot, states: states,
+                         hasDomainRules: pod.flags & UInt8(NF_POD_DOMAIN_RULES) != 0)
+    }
+}
+
+/// Where a pod's trie for one direction and slot sits in the policies array (`nf_policy_index`), both ways.
+public struct PolicyIndex: Equatable, Sendable {
+    public let podID: UInt32
+    public let direction: Direction
+    public let slot: UInt8
+
+    public init(podID: UInt32, direction: Direction, slot: UInt8) {
+        self.podID = podID
+        self.direction = direction
+        self.slot = slot & 1
+    }
+
+    /// The pod, direction and slot an index of the policies array stands for.
+    public init(rawValue: UInt32) {
+        let directions = UInt32(NF_DIRECTION_COUNT.rawValue)
+        podID = (rawValue >> 1) / directions
+        direction = Direction(rawValue: UInt8((rawValue >> 1) % directions)) ?? .ingress
+        slot = UInt8(rawValue & 1)
+    }
+
+    public var rawValue: UInt32 {
+        ((podID * UInt32(NF_DIRECTION_COUNT.rawValue) + UInt32(direction.rawValue)) << 1) | UInt32(slot)
     }
 }
 
 /// Where a pod's trie for one direction and slot sits in the policies array (nf_policy_index).
 public func policyIndex(podID: UInt32, direction: Direction, slot: UInt8) -> UInt32 {
-    ((podID * UInt32(NF_DIRECTION_COUNT.rawValue) + UInt32(direction.rawValue)) << 1) | UInt32(slot & 1)
+    PolicyIndex(podID: podID, direction: direction, slot: slot).rawValue
 }
 
 /// `struct nf_settings`.
 public enum SettingsCodec {
     public static func encode(eventLevel: EventLevel) -> [UInt8] {
-        var writer = ByteWriter()
-        writer.append(eventLevel.rawValue)
-        writer.pad(toSize: MemoryLayout<nf_settings>.size)
-        return writer.bytes
+        var settings = nf_settings()
+        settings.event_level = eventLevel.rawValue
+        return settings.bytes
     }
 
     /// The event level in a settings value; nil for bytes of another size or an unknown level.
     public static func eventLevel(_ bytes: [UInt8]) -> EventLevel? {
-        guard bytes.count == MemoryLayout<nf_settings>.size else { return nil }
-        return ByteReader(bytes).integer(UInt32.self, at: 0).flatMap(EventLevel.init)
+        bytes.withUnsafeBytes(eventLevel)
+    }
+
+    public static func eventLevel(_ bytes: UnsafeRawBufferPointer) -> EventLevel? {
+        nf_settings.load(bytes).flatMap { EventLevel(rawValue: $0.event_level) }
+    }
+
+    /// The raw level of a settings value (one this binary may not know), for showing it as it is.
+    public static func rawEventLevel(_ bytes: UnsafeRawBufferPointer) -> UInt32? { nf_settings.load(bytes)?.event_level }
+}
+
+/// Where a pod's packet counter for one direction and verdict sits in the counters array (`nf_counter_index`), both ways.
+public struct CounterIndex: Equatable, Sendable {
+    public let podID: UInt32
+    public let direction: Direction
+    public let verdict: Verdict
+
+    public init(podID: UInt32, direction: Direction, verdict: Verdict) {
+        self.podID = podID
+        self.direction = direction
+        self.verdict = verdict
+    }
+
+    /// The pod, direction and verdict an index of the counters array stands for.
+    public init(rawValue: UInt32) {
+        let directions = UInt32(NF_DIRECTION_COUNT.rawValue)
+        podID = rawValue / 2 / directions
+        direction = Direction(rawValue: UInt8(rawValue / 2 % directions)) ?? .ingress
+        verdict = rawValue % 2 == 1 ? .allow : .deny
+    }
+
+    public var rawValue: UInt32 {
+        (podID * UInt32(NF_DIRECTION_COUNT.rawValue) + UInt32(direction.rawValue)) * 2 + UInt32(verdict.rawValue)
     }
 }
 
 /// Index of a pod's counter in the counters array (nf_counter_index).
 public func counterIndex(podID: UInt32, direction: Direction, verdict: Verdict) -> UInt32 {
-    (podID * UInt32(NF_DIRECTION_COUNT.rawValue) + UInt32(direction.rawValue)) * 2 + UInt32(verdict.rawValue)
+    CounterIndex(podID: podID, direction: direction, verdict: verdict).rawValue
+}
+
+/// `struct nf_packet_counter`: per CPU, packets and bytes.
+public enum PacketCounterCodec {
+    public static let size = nf_packet_counter.size
+
+    /// Each CPU's (packets, bytes) in a per-CPU value.
+    public static func perCPU(_ value: UnsafeRawBufferPointer) -> [(packets: UInt64, bytes: UInt64)] {
+        stride(from: 0, to: value.count - size + 1, by: size).map { offset in
+            let counter = value.loadUnaligned(fromByteOffset: offset, as: nf_packet_counter.self)
+            return (counter.packets, counter.bytes)
+        }
+    }
 }
 
 /// `struct nf_event`: one decision, as the ring buffer carries it.
@@ -351,7 +454,7 @@ public struct VerdictEvent: Equatable, Sendable {
     public let tier: Tier
     public let reason: Reason
 
-    public static let size = MemoryLayout<nf_event>.size
+    public static let size = nf_event.size
 
     /// Decodes a ring-buffer record; nil for a record of another size or unknown enum values.
     public static func decode(_ bytes: [UInt8]) -> VerdictEvent? {
@@ -360,15 +463,13 @@ public struct VerdictEvent: Equatable, Sendable {
 
     /// Decodes a ring-buffer record where it lies (the reader's hot path).
     public static func decode(_ record: UnsafeRawBufferPointer) -> VerdictEvent? {
-        guard record.count == size,
-              let direction = Direction(rawValue: record[64]), let verdict = Verdict(rawValue: record[67]),
-              let tier = Tier(rawValue: record[68]), let reason = Reason(rawValue: record[69]) else { return nil }
-        func load<T: FixedWidthInteger>(_ offset: Int, _: T.Type) -> T { record.loadUnaligned(fromByteOffset: offset, as: T.self) }
-        return VerdictEvent(timestampNanoseconds: load(0, UInt64.self), ifindex: load(8, UInt32.self), podID: load(12, UInt32.self),
-                            ruleID: load(16, UInt32.self), length: load(20, UInt32.self), revision: load(24, UInt32.self),
-                            source: IPAddress(record, at: 28), destination: IPAddress(record, at: 44),
-                            sourcePort: load(60, UInt16.self), destinationPort: load(62, UInt16.self), direction: direction,
-                            family: record[65], protocolNumber: record[66], verdict: verdict, tier: tier, reason: reason)
+        guard let event = nf_event.load(record), let direction = Direction(rawValue: event.direction), let verdict = Verdict(rawValue: event.verdict),
+              let tier = Tier(rawValue: event.tier), let reason = Reason(rawValue: event.reason) else { return nil }
+        return VerdictEvent(timestampNanoseconds: event.timestamp_ns, ifindex: event.ifindex, podID: event.pod_id, ruleID: event.rule_id,
+                            length: event.length, revision: event.revision, source: IPAddress(field: event.saddr),
+                            destination: IPAddress(field: event.daddr), sourcePort: event.sport, destinationPort: event.dport,
+                            direction: direction, family: event.family, protocolNumber: event.protocol, verdict: verdict, tier: tier,
+                            reason: reason)
     }
 }
 
@@ -390,34 +491,18 @@ public struct ConntrackEntry: Sendable, Equatable {
     public let tier: Tier
     public let firstFromHigh: Bool
 
-    public static let keySize = MemoryLayout<nf_conntrack_key>.size
-    public static let valueSize = MemoryLayout<nf_conntrack_value>.size
-
-    /// Field offsets, from the C structs (read once: a key-path offset is a runtime call).
-    private static let keyOffsets = (
-        ifindex: MemoryLayout<nf_conntrack_key>.offset(of: \.ifindex)!, family: MemoryLayout<nf_conntrack_key>.offset(of: \.family)!,
-        proto: MemoryLayout<nf_conntrack_key>.offset(of: \.protocol)!, low: MemoryLayout<nf_conntrack_key>.offset(of: \.addr_low)!,
-        high: MemoryLayout<nf_conntrack_key>.offset(of: \.addr_high)!, lowPort: MemoryLayout<nf_conntrack_key>.offset(of: \.port_low)!,
-        highPort: MemoryLayout<nf_conntrack_key>.offset(of: \.port_high)!)
-    private static let valueOffsets = (
-        lastSeen: MemoryLayout<nf_conntrack_value>.offset(of: \.last_seen_ns)!, revision: MemoryLayout<nf_conntrack_value>.offset(of: \.revision)!,
-        rule: MemoryLayout<nf_conntrack_value>.offset(of: \.rule_id)!, pod: MemoryLayout<nf_conntrack_value>.offset(of: \.pod_id)!,
-        direction: MemoryLayout<nf_conntrack_value>.offset(of: \.direction)!, tier: MemoryLayout<nf_conntrack_value>.offset(of: \.tier)!,
-        flags: MemoryLayout<nf_conntrack_value>.offset(of: \.flags)!)
+    public static let keySize = nf_conntrack_key.size
+    public static let valueSize = nf_conntrack_value.size
 
     /// Decodes one entry where the batch read put it; nil for bytes of another layout.
     public static func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) -> ConntrackEntry? {
-        let k = keyOffsets, v = valueOffsets
-        guard key.count == keySize, value.count >= valueSize,
-              let direction = Direction(rawValue: value[v.direction]), let tier = Tier(rawValue: value[v.tier]) else { return nil }
+        guard let k = nf_conntrack_key.load(key), let v = nf_conntrack_value.load(value),
+              let direction = Direction(rawValue: v.direction), let tier = Tier(rawValue: v.tier) else { return nil }
         return ConntrackEntry(
-            ifindex: key.loadUnaligned(fromByteOffset: k.ifindex, as: UInt32.self), family: key[k.family], protocolNumber: key[k.proto],
-            low: IPAddress(key, at: k.low), lowPort: key.loadUnaligned(fromByteOffset: k.lowPort, as: UInt16.self),
-            high: IPAddress(key, at: k.high), highPort: key.loadUnaligned(fromByteOffset: k.highPort, as: UInt16.self),
-            lastSeenNanoseconds: value.loadUnaligned(fromByteOffset: v.lastSeen, as: UInt64.self),
-            revision: value.loadUnaligned(fromByteOffset: v.revision, as: UInt32.self),
-            ruleID: value.loadUnaligned(fromByteOffset: v.rule, as: UInt32.self), podID: value.loadUnaligned(fromByteOffset: v.pod, as: UInt32.self),
-            direction: direction, tier: tier, firstFromHigh: value[v.flags] & UInt8(NF_CONNTRACK_FIRST_FROM_HIGH) != 0)
+            ifindex: k.ifindex, family: k.family, protocolNumber: k.protocol, low: IPAddress(field: k.addr_low), lowPort: k.port_low,
+            high: IPAddress(field: k.addr_high), highPort: k.port_high, lastSeenNanoseconds: v.last_seen_ns, revision: v.revision,
+            ruleID: v.rule_id, podID: v.pod_id, direction: direction, tier: tier,
+            firstFromHigh: v.flags & UInt8(NF_CONNTRACK_FIRST_FROM_HIGH) != 0)
     }
 
     /// The bytes the datapath writes for this entry: `struct nf_conntrack_key` and `nf_conntrack_value`.
@@ -426,8 +511,8 @@ public struct ConntrackEntry: Sendable, Equatable {
         key.ifindex = ifindex
         key.family = family
         key.protocol = protocolNumber
-        low.withBytes { bytes in withUnsafeMutableBytes(of: &key.addr_low) { $0.copyMemory(from: bytes) } }
-        high.withBytes { bytes in withUnsafeMutableBytes(of: &key.addr_high) { $0.copyMemory(from: bytes) } }
+        low.store(in: &key.addr_low)
+        high.store(in: &key.addr_high)
         key.port_low = lowPort
         key.port_high = highPort
         var value = nf_conntrack_value()
@@ -438,7 +523,7 @@ public struct ConntrackEntry: Sendable, Equatable {
         value.direction = direction.rawValue
         value.tier = tier.rawValue
         value.flags = firstFromHigh ? UInt8(NF_CONNTRACK_FIRST_FROM_HIGH) : 0
-        return (withUnsafeBytes(of: key) { Array($0) }, withUnsafeBytes(of: value) { Array($0) })
+        return (key.bytes, value.bytes)
     }
 
     /// The same flow state with another low endpoint (benchmarks and tests fill tables with it).
@@ -451,4 +536,27 @@ public struct ConntrackEntry: Sendable, Equatable {
     /// The endpoint that sent the flow's first packet, and the one it went to.
     public var source: (address: IPAddress, port: UInt16) { firstFromHigh ? (high, highPort) : (low, lowPort) }
     public var destination: (address: IPAddress, port: UInt16) { firstFromHigh ? (low, lowPort) : (high, highPort) }
+}
+
+/// `struct nf_fragment_key` + `struct nf_fragment_value`: a first fragment's verdict, kept for the datagram's later fragments.
+public struct FragmentVerdict: Sendable, Equatable {
+    public let ifindex: UInt32
+    /// The datagram's IPv4 identification or IPv6 fragment identification.
+    public let identification: UInt32
+    public let family: UInt8
+    public let protocolNumber: UInt8
+    public let source: IPAddress, sourcePort: UInt16
+    public let destination: IPAddress, destinationPort: UInt16
+    public let ruleID: UInt32
+    public let verdict: Verdict
+    public let tier: Tier
+
+    /// Decodes one entry where the batch read put it; nil for bytes of another layout.
+    public static func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) -> FragmentVerdict? {
+        guard let k = nf_fragment_key.load(key), let v = nf_fragment_value.load(value), let verdict = Verdict(rawValue: v.verdict),
+              let tier = Tier(rawValue: v.tier) else { return nil }
+        return FragmentVerdict(ifindex: k.ifindex, identification: k.id, family: k.family, protocolNumber: k.protocol,
+                             source: IPAddress(field: k.saddr), sourcePort: v.sport, destination: IPAddress(field: k.daddr),
+                             destinationPort: v.dport, ruleID: v.rule_id, verdict: verdict, tier: tier)
+    }
 }

@@ -1,11 +1,11 @@
 import Glibc
 
 /// An IP address family, as `enum nf_family` numbers it.
-public enum AddressFamily: UInt8, Sendable, Hashable, CustomStringConvertible {
+public enum AddressFamily: UInt8, Hashable, ABIName {
     case ipv4 = 4, ipv6 = 6
 
     /// `ipv4` / `ipv6`, as JSON output spells it.
-    public var description: String { self == .ipv4 ? "ipv4" : "ipv6" }
+    public var name: StaticString { self == .ipv4 ? "ipv4" : "ipv6" }
 }
 
 /// An IPv4 or IPv6 address as the datapath stores it: 16 bytes, IPv4 mapped

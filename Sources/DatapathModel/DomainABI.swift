@@ -14,21 +14,19 @@ public struct DomainRuleKey: Hashable, Sendable {
         self.pattern = pattern
     }
 
-    public static let size = MemoryLayout<nf_domain_rule_key>.size
+    public static let size = nf_domain_rule_key.size
 
     public func encode() -> [UInt8] {
-        var writer = ByteWriter()
-        writer.append(podID)
-        writer.append(UInt32(slot))
-        writer.append(pattern)
-        return writer.bytes
+        var key = nf_domain_rule_key()
+        key.pod_id = podID
+        key.slot = UInt32(slot)
+        key.pattern = pattern
+        return key.bytes
     }
 
     public static func decode(_ bytes: [UInt8]) -> DomainRuleKey? {
-        let reader = ByteReader(bytes)
-        guard bytes.count == size, let pod = reader.integer(UInt32.self, at: 0), let slot = reader.integer(UInt32.self, at: 4), slot <= 1,
-              let pattern = reader.integer(UInt64.self, at: 8) else { return nil }
-        return DomainRuleKey(podID: pod, slot: UInt8(slot), pattern: pattern)
+        guard let key = nf_domain_rule_key.load(bytes), key.slot <= 1 else { return nil }
+        return DomainRuleKey(podID: key.pod_id, slot: UInt8(key.slot), pattern: key.pattern)
     }
 }
 
@@ -57,45 +55,39 @@ public struct DomainGrant: Equatable, Sendable {
         self.patterns = patterns
     }
 
-    public static let keySize = MemoryLayout<nf_domain_grant_key>.size
-    public static let valueSize = MemoryLayout<nf_domain_grant>.size
-    static let patternsOffset = MemoryLayout<nf_domain_grant>.offset(of: \.patterns)!
-    static let patternSize = MemoryLayout<nf_domain_grant_pattern>.size
+    public static let keySize = nf_domain_grant_key.size
+    public static let valueSize = nf_domain_grant.size
 
     public static func key(podID: UInt32, address: IPAddress) -> [UInt8] {
-        var writer = ByteWriter()
-        writer.append(podID)
-        writer.append(address.bytes)
-        return writer.bytes
+        var key = nf_domain_grant_key()
+        key.pod_id = podID
+        address.store(in: &key.address)
+        return key.bytes
     }
 
     public var key: [UInt8] { Self.key(podID: podID, address: address) }
 
     /// The value; the caller keeps `patterns.count <= patternsPerGrant`.
     public func encodeValue() -> [UInt8] {
-        var writer = ByteWriter()
-        writer.append(UInt32(patterns.count))
-        writer.pad(toSize: Self.patternsOffset)
-        for entry in patterns.prefix(DatapathLimits.patternsPerGrant) {
-            writer.append(entry.pattern)
-            writer.append(entry.expiresNanoseconds)
-        }
-        writer.pad(toSize: Self.valueSize)
-        return writer.bytes
+        var grant = nf_domain_grant()
+        let kept = patterns.prefix(DatapathLimits.patternsPerGrant)
+        grant.count = UInt32(kept.count)
+        ABIArray.set(&grant.patterns, to: kept.map { entry in
+            var raw = nf_domain_grant_pattern()
+            raw.pattern = entry.pattern
+            raw.expires_ns = entry.expiresNanoseconds
+            return raw
+        })
+        return grant.bytes
     }
 
     /// Decodes one entry; nil for bytes of another layout.
     public static func decode(key: [UInt8], value: [UInt8]) -> DomainGrant? {
-        let keys = ByteReader(key), values = ByteReader(value)
-        guard key.count == keySize, value.count == valueSize, let pod = keys.integer(UInt32.self, at: 0),
-              let address = keys.slice(at: 4, count: 16), let count = values.integer(UInt32.self, at: 0),
-              count <= DatapathLimits.patternsPerGrant else { return nil }
-        let patterns = (0..<Int(count)).compactMap { index -> Pattern? in
-            let offset = patternsOffset + index * patternSize
-            guard let pattern = values.integer(UInt64.self, at: offset), let expires = values.integer(UInt64.self, at: offset + 8) else { return nil }
-            return Pattern(pattern: pattern, expiresNanoseconds: expires)
-        }
-        return DomainGrant(podID: pod, address: IPAddress(bytes: address), patterns: patterns)
+        guard let key = nf_domain_grant_key.load(key), let grant = nf_domain_grant.load(value),
+              grant.count <= DatapathLimits.patternsPerGrant else { return nil }
+        let patterns = ABIArray.elements(grant.patterns, of: nf_domain_grant_pattern.self).prefix(Int(grant.count))
+            .map { Pattern(pattern: $0.pattern, expiresNanoseconds: $0.expires_ns) }
+        return DomainGrant(podID: key.pod_id, address: IPAddress(field: key.address), patterns: patterns)
     }
 }
 
@@ -113,21 +105,17 @@ public struct DNSProxyRecord: Equatable, Sendable {
         self.startedNanoseconds = startedNanoseconds
     }
 
-    public static let size = MemoryLayout<nf_dns_proxy>.size
+    public static let size = nf_dns_proxy.size
 
     public func encode() -> [UInt8] {
-        var writer = ByteWriter()
-        writer.append(pid)
-        writer.append(port)
-        writer.pad(2)
-        writer.append(startedNanoseconds)
-        return writer.bytes
+        var proxy = nf_dns_proxy()
+        proxy.pid = pid
+        proxy.port = port
+        proxy.started_ns = startedNanoseconds
+        return proxy.bytes
     }
 
     public static func decode(_ bytes: [UInt8]) -> DNSProxyRecord? {
-        let reader = ByteReader(bytes)
-        guard bytes.count == size, let pid = reader.integer(UInt32.self, at: 0), let port = reader.integer(UInt16.self, at: 4),
-              let started = reader.integer(UInt64.self, at: 8) else { return nil }
-        return DNSProxyRecord(pid: pid, port: port, startedNanoseconds: started)
+        nf_dns_proxy.load(bytes).map { DNSProxyRecord(pid: $0.pid, port: $0.port, startedNanoseconds: $0.started_ns) }
     }
 }

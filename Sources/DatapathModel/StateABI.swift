@@ -20,100 +20,82 @@ public struct PodRegistration: Equatable, Sendable {
         self.netns = netns
     }
 
-    public static let size = MemoryLayout<nf_pod_registration>.size
-    static let namespaceBytes = Int(NF_POD_NAMESPACE_BYTES)
-    static let nameBytes = Int(NF_POD_NAME_BYTES)
-    static let interfaceBytes = Int(NF_INTERFACE_BYTES)
-    static let netnsBytes = Int(NF_NETNS_NAME_BYTES)
+    public static let size = nf_pod_registration.size
 
     /// Whether the texts fit the fixed fields (a name that does not is refused, never cut).
     public var fitsTheABI: Bool {
-        namespace.utf8.count < Self.namespaceBytes && name.utf8.count < Self.nameBytes
-            && interface.utf8.count < Self.interfaceBytes && netns.utf8.count < Self.netnsBytes
+        let raw = nf_pod_registration()
+        return ABIArray.fits(namespace, in: raw.pod_namespace) && ABIArray.fits(name, in: raw.pod_name)
+            && ABIArray.fits(interface, in: raw.interface) && ABIArray.fits(netns, in: raw.netns)
     }
 
     public func encode() -> [UInt8] {
-        var writer = ByteWriter()
-        writer.append(ifindex)
-        writer.append(UInt8(denyByDefault[.ingress] == true ? 1 : 0))
-        writer.append(UInt8(denyByDefault[.egress] == true ? 1 : 0))
-        writer.pad(2)
-        for (text, bytes) in [(namespace, Self.namespaceBytes), (name, Self.nameBytes), (interface, Self.interfaceBytes), (netns, Self.netnsBytes)] {
-            let utf8 = Array(text.utf8.prefix(bytes - 1))
-            writer.append(utf8)
-            writer.pad(bytes - utf8.count)
-        }
-        return writer.bytes
+        var raw = nf_pod_registration()
+        raw.ifindex = ifindex
+        ABIArray.set(&raw.defaults, to: Direction.allCases.map { UInt8(denyByDefault[$0] == true ? 1 : 0) })
+        ABIArray.setText(&raw.pod_namespace, to: namespace)
+        ABIArray.setText(&raw.pod_name, to: name)
+        ABIArray.setText(&raw.interface, to: interface)
+        ABIArray.setText(&raw.netns, to: netns)
+        return raw.bytes
     }
 
     public static func decode(_ bytes: [UInt8]) -> PodRegistration? {
-        let reader = ByteReader(bytes)
-        guard bytes.count == size, let ifindex = reader.integer(UInt32.self, at: 0),
-              let ingress = reader.integer(UInt8.self, at: 4), let egress = reader.integer(UInt8.self, at: 5) else { return nil }
-        var offset = 8
-        var texts: [String] = []
-        for length in [namespaceBytes, nameBytes, interfaceBytes, netnsBytes] {
-            guard let field = reader.slice(at: offset, count: length) else { return nil }
-            texts.append(String(decoding: field.prefix { $0 != 0 }, as: UTF8.self))
-            offset += length
-        }
-        return PodRegistration(ifindex: ifindex, denyByDefault: [.ingress: ingress != 0, .egress: egress != 0],
-                               namespace: texts[0], name: texts[1], interface: texts[2], netns: texts[3])
+        guard let raw = nf_pod_registration.load(bytes) else { return nil }
+        let defaults = ABIArray.elements(raw.defaults, of: UInt8.self)
+        return PodRegistration(ifindex: raw.ifindex, denyByDefault: [.ingress: defaults[0] != 0, .egress: defaults[1] != 0],
+                               namespace: ABIArray.text(raw.pod_namespace), name: ABIArray.text(raw.pod_name),
+                               interface: ABIArray.text(raw.interface), netns: ABIArray.text(raw.netns))
     }
 }
 
 /// `struct nf_object_manifest` and chunks: applied objects in `PolicyObjectCodec`'s form.
 public enum ObjectStoreCodec {
     public static let chunkBytes = Int(NF_OBJECT_CHUNK_BYTES)
-    public static let chunkSize = MemoryLayout<nf_object_chunk>.size
-    public static let manifestSize = MemoryLayout<nf_object_manifest>.size
+    public static let chunkSize = nf_object_chunk.size
+    public static let manifestSize = nf_object_manifest.size
 
     public static func manifest(length: Int, chunks: Int, appliedNanoseconds: UInt64) -> [UInt8] {
-        var writer = ByteWriter()
-        writer.append(UInt32(length))
-        writer.append(UInt32(chunks))
-        writer.append(appliedNanoseconds)
-        return writer.bytes
+        var manifest = nf_object_manifest()
+        manifest.length = UInt32(length)
+        manifest.chunks = UInt32(chunks)
+        manifest.applied_ns = appliedNanoseconds
+        return manifest.bytes
     }
 
     /// (length, chunks, applied at) of a manifest.
     public static func decodeManifest(_ bytes: [UInt8]) -> (length: Int, chunks: Int, appliedNanoseconds: UInt64)? {
-        let reader = ByteReader(bytes)
-        guard bytes.count == manifestSize, let length = reader.integer(UInt32.self, at: 0), let chunks = reader.integer(UInt32.self, at: 4),
-              let applied = reader.integer(UInt64.self, at: 8) else { return nil }
-        return (Int(length), Int(chunks), applied)
+        nf_object_manifest.load(bytes).map { (Int($0.length), Int($0.chunks), $0.applied_ns) }
     }
 
     public static func chunkKey(object: UInt32, chunk: Int) -> [UInt8] {
-        var writer = ByteWriter()
-        writer.append(object)
-        writer.append(UInt32(chunk))
-        return writer.bytes
+        var key = nf_object_chunk_key()
+        key.object_index = object
+        key.chunk = UInt32(chunk)
+        return key.bytes
     }
 
     /// `data` split into chunk values.
     public static func chunks(_ data: [UInt8]) -> [[UInt8]] {
         stride(from: 0, to: max(data.count, 1), by: chunkBytes).map { start in
             let part = Array(data[start..<min(start + chunkBytes, data.count)])
-            var writer = ByteWriter()
-            writer.append(UInt32(part.count))
-            writer.append(part)
-            writer.pad(toSize: chunkSize)
-            return writer.bytes
+            var chunk = nf_object_chunk()
+            chunk.length = UInt32(part.count)
+            ABIArray.setBytes(&chunk.data, to: part)
+            return chunk.bytes
         }
     }
 
     /// The bytes a chunk value carries, or nil for a malformed one.
     public static func chunkData(_ bytes: [UInt8]) -> [UInt8]? {
-        let reader = ByteReader(bytes)
-        guard bytes.count == chunkSize, let length = reader.integer(UInt32.self, at: 0), Int(length) <= chunkBytes else { return nil }
-        return reader.slice(at: 4, count: Int(length))
+        guard let chunk = nf_object_chunk.load(bytes), Int(chunk.length) <= chunkBytes else { return nil }
+        return ABIArray.bytes(chunk.data, count: Int(chunk.length))
     }
 }
 
 /// `struct nf_root_marker`: what makes a folder a netfence pin root.
 public struct RootMarker: Equatable, Sendable {
-    public static let size = MemoryLayout<nf_root_marker>.size
+    public static let size = nf_root_marker.size
     public static let magic = UInt64(NF_ROOT_MAGIC)
     /// This binary's `NF_ABI_VERSION`.
     public static let currentABIVersion = UInt32(NF_ABI_VERSION)
@@ -127,20 +109,17 @@ public struct RootMarker: Equatable, Sendable {
     }
 
     public func encode() -> [UInt8] {
-        var writer = ByteWriter()
-        writer.append(Self.magic)
-        writer.append(createdNanoseconds)
-        writer.append(abiVersion)
-        writer.pad(4)
-        return writer.bytes
+        var marker = nf_root_marker()
+        marker.magic = Self.magic
+        marker.created_ns = createdNanoseconds
+        marker.abi_version = abiVersion
+        return marker.bytes
     }
 
     /// nil when the bytes are not a marker (an init killed before writing it leaves zeros).
     public static func decode(_ bytes: [UInt8]) -> RootMarker? {
-        let reader = ByteReader(bytes)
-        guard bytes.count == size, reader.integer(UInt64.self, at: 0) == magic, let created = reader.integer(UInt64.self, at: 8),
-              let version = reader.integer(UInt32.self, at: 16) else { return nil }
-        return RootMarker(createdNanoseconds: created, abiVersion: version)
+        guard let marker = nf_root_marker.load(bytes), marker.magic == magic else { return nil }
+        return RootMarker(createdNanoseconds: marker.created_ns, abiVersion: marker.abi_version)
     }
 }
 
@@ -161,7 +140,7 @@ public struct PendingChange: Equatable, Sendable {
         }
     }
 
-    public static let size = MemoryLayout<nf_pending_change>.size
+    public static let size = nf_pending_change.size
 
     public var operation: Operation
     public var processID: UInt32
@@ -174,40 +153,61 @@ public struct PendingChange: Equatable, Sendable {
     }
 
     public func encode() -> [UInt8] {
-        var writer = ByteWriter()
-        writer.append(operation.rawValue)
-        writer.append(processID)
-        writer.append(startedNanoseconds)
-        return writer.bytes
+        var change = nf_pending_change()
+        change.operation = operation.rawValue
+        change.pid = processID
+        change.started_ns = startedNanoseconds
+        return change.bytes
     }
 
     /// The bytes of "nothing pending".
-    public static let none = [UInt8](repeating: 0, count: size)
+    public static let none = nf_pending_change().bytes
 
     /// nil for nothing pending (or an operation this binary does not know).
     public static func decode(_ bytes: [UInt8]) -> PendingChange? {
-        let reader = ByteReader(bytes)
-        guard bytes.count == size, let operation = reader.integer(UInt32.self, at: 0).flatMap(Operation.init),
-              let pid = reader.integer(UInt32.self, at: 4), let started = reader.integer(UInt64.self, at: 8) else { return nil }
-        return PendingChange(operation: operation, processID: pid, startedNanoseconds: started)
+        guard let change = nf_pending_change.load(bytes), let operation = Operation(rawValue: change.operation) else { return nil }
+        return PendingChange(operation: operation, processID: change.pid, startedNanoseconds: change.started_ns)
+    }
+}
+
+/// `struct nf_loader_counters`: what only grows on a node (revisions; where the next pod id is looked for).
+public struct LoaderCounters: Equatable, Sendable {
+    public var lastRevision: UInt32
+    public var nextPodID: UInt32
+
+    public init(lastRevision: UInt32 = 0, nextPodID: UInt32 = 0) {
+        self.lastRevision = lastRevision
+        self.nextPodID = nextPodID
+    }
+
+    public func encode() -> [UInt8] {
+        var counters = nf_loader_counters()
+        counters.last_revision = lastRevision
+        counters.next_pod_id = nextPodID
+        return counters.bytes
+    }
+
+    /// The counters in a value; a value of another size (or none) reads as a new node's.
+    public static func decode(_ bytes: [UInt8]) -> LoaderCounters {
+        nf_loader_counters.load(bytes).map { LoaderCounters(lastRevision: $0.last_revision, nextPodID: $0.next_pod_id) } ?? LoaderCounters()
     }
 }
 
 /// `struct nf_retired_object`: the policy a replaced or deleted object version named.
 public enum RetiredObjectCodec {
-    public static let size = MemoryLayout<nf_retired_object>.size
+    public static let size = nf_retired_object.size
 
     /// The bytes for `policyRef`, cut at a character boundary to fit (names longer than Kubernetes allows).
     public static func encode(policyRef: String) -> [UInt8] {
         var kept = ""
         for character in policyRef where kept.utf8.count + String(character).utf8.count < size { kept.append(character) }
-        let utf8 = Array(kept.utf8)
-        return utf8 + [UInt8](repeating: 0, count: size - utf8.count)
+        var retired = nf_retired_object()
+        ABIArray.setText(&retired.policy_ref, to: kept)
+        return retired.bytes
     }
 
     public static func decode(_ bytes: [UInt8]) -> String? {
-        guard bytes.count == size else { return nil }
-        return String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self)
+        nf_retired_object.load(bytes).map { ABIArray.text($0.policy_ref) }
     }
 }
 
@@ -232,7 +232,7 @@ public struct DNSProxyStats: Equatable, Sendable {
         }
     }
 
-    public static let size = MemoryLayout<nf_dns_proxy_stats>.size
+    public static let size = nf_dns_proxy_stats.size
     public var counts = [UInt64](repeating: 0, count: Counter.allCases.count)
 
     public init() {}
@@ -243,16 +243,15 @@ public struct DNSProxyStats: Equatable, Sendable {
     }
 
     public func encode() -> [UInt8] {
-        var writer = ByteWriter()
-        for count in counts { writer.append(count) }
-        return writer.bytes
+        var stats = nf_dns_proxy_stats()
+        ABIArray.set(&stats.counts, to: counts)
+        return stats.bytes
     }
 
     public static func decode(_ bytes: [UInt8]) -> DNSProxyStats? {
-        guard bytes.count == size else { return nil }
-        let reader = ByteReader(bytes)
+        guard let raw = nf_dns_proxy_stats.load(bytes) else { return nil }
         var stats = DNSProxyStats()
-        for counter in Counter.allCases { stats[counter] = reader.integer(UInt64.self, at: counter.rawValue * 8) ?? 0 }
+        for counter in Counter.allCases { stats[counter] = ABIArray.element(raw.counts, counter.rawValue, of: UInt64.self) ?? 0 }
         return stats
     }
 }

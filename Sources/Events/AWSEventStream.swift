@@ -94,11 +94,10 @@ public final class AWSEventStream: VerdictSource {
         return DecodedEvent(
             time: time, pod: pod ?? "unknown \(event.podAddress.text(as: event.family))",
             podNamespace: pod.flatMap { $0.split(separator: "@").last.map(String.init) }, interface: ifindex.flatMap { interfaces[$0] },
-            direction: event.isEgress ? Direction.egress.description : Direction.ingress.description, family: event.family.description,
-            proto: ProtocolName.of(UInt8(truncatingIfNeeded: event.protocolNumber)),
+            direction: event.isEgress ? .egress : .ingress, family: event.family, protocolNumber: UInt8(truncatingIfNeeded: event.protocolNumber),
             source: event.source, sourcePort: echo ? 0 : UInt16(truncatingIfNeeded: event.sourcePort),
             destination: event.destination, destinationPort: echo ? 0 : UInt16(truncatingIfNeeded: event.destinationPort),
-            verdict: event.verdict == .allow ? "allow" : "deny", tier: (event.tier ?? .none).description,
-            policy: "aws-agent", rule: nil, reason: Reason.policy.description, bytes: event.packetBytes, revision: 0)
+            verdict: event.verdict, tier: event.tier ?? .none, policy: "aws-agent", rule: nil, reason: .policy, bytes: event.packetBytes,
+            revision: 0)
     }
 }

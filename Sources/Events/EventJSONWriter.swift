@@ -28,9 +28,7 @@ public final class EventJSONWriter {
     /// Appends `event` as one line.
     public func append(_ event: DecodedEvent) {
         // Bytes the line can take at most: the fixed part, six per string byte (\u00XX), 46 per address.
-        let strings = event.direction.utf8.count + event.family.utf8.count + (event.interface?.utf8.count ?? 0)
-            + event.pod.utf8.count + (event.podNamespace?.utf8.count ?? 0) + event.policy.utf8.count + event.proto.utf8.count
-            + event.reason.utf8.count + event.tier.utf8.count + event.verdict.utf8.count
+        let strings = (event.interface?.utf8.count ?? 0) + event.pod.utf8.count + (event.podNamespace?.utf8.count ?? 0) + event.policy.utf8.count
         buffer.write(atMost: 512 + 6 * strings) { line in
             line.put(#"{"bytes":"#)
             line.put(integer: event.bytes)
@@ -39,9 +37,9 @@ public final class EventJSONWriter {
             line.put(#"","destinationPort":"#)
             line.put(integer: event.destinationPort)
             line.put(#","direction":""#)
-            line.put(escaping: event.direction)
+            line.put(event.direction.name)
             line.put(#"","family":""#)
-            line.put(escaping: event.family)
+            line.put(event.family.name)
             line.put(UInt8(ascii: "\""))
             if let identifier = event.icmpID {
                 line.put(#","icmpID":"#)
@@ -61,9 +59,14 @@ public final class EventJSONWriter {
             line.put(#"","policy":""#)
             line.put(escaping: event.policy)
             line.put(#"","proto":""#)
-            line.put(escaping: event.proto)
+            if let name = ProtocolName.known(event.protocolNumber) {
+                line.put(name)
+            } else {
+                line.put("proto-")
+                line.put(integer: event.protocolNumber)
+            }
             line.put(#"","reason":""#)
-            line.put(escaping: event.reason)
+            line.put(event.reason.name)
             line.put(#"","revision":"#)
             line.put(integer: event.revision)
             if let rule = event.rule {
@@ -75,11 +78,11 @@ public final class EventJSONWriter {
             line.put(#"","sourcePort":"#)
             line.put(integer: event.sourcePort)
             line.put(#","tier":""#)
-            line.put(escaping: event.tier)
+            line.put(event.tier.name)
             line.put(#"","time":""#)
             putTime(event.time, into: &line)
             line.put(#"","verdict":""#)
-            line.put(escaping: event.verdict)
+            line.put(event.verdict.name)
             line.put("\"}\n")
         }
     }

@@ -72,18 +72,9 @@ public struct DecodeContext {
         .age(Double(monotonicNow > lastSeen ? monotonicNow - lastSeen : 0) / 1e9)
     }
 
-    /// Per-CPU 8-byte slots: the sum, and the slots when asked for.
-    func perCPUValues(_ value: UnsafeRawBufferPointer, slotSize: Int, field offset: Int) -> (sum: UInt64, slots: FieldValue) {
-        var slots: [UInt64] = []
-        var sum: UInt64 = 0
-        var cpu = 0
-        while cpu * slotSize + offset + 8 <= value.count {
-            let slot = value.loadUnaligned(fromByteOffset: cpu * slotSize + offset, as: UInt64.self)
-            sum &+= slot
-            if perCPU { slots.append(slot) }
-            cpu += 1
-        }
-        return (sum, perCPU ? .numbers(slots) : .none)
+    /// A per-CPU value's sum, and each CPU's share when asked for (`--per-cpu`).
+    func perCPU(_ values: [UInt64]) -> (sum: UInt64, slots: FieldValue) {
+        (values.reduce(0, &+), perCPU ? .numbers(values) : .none)
     }
 }
 
@@ -189,7 +180,7 @@ public struct PolicyTrieLayout: MapLayout {
     }
 
     public func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, into rows: RecordWriter) {
-        guard let prefix = LPMKeyCodec.decode(Array(key)), let rules = RuleSetCodec.decode(Array(value)) else { return }
+        guard let prefix = LPMKeyCodec.decode(key), let rules = RuleSetCodec.decode(value) else { return }
         for rule in rules {
             let (policy, index) = context.policy(rule.ruleID)
             rows.write(.prefix(prefix), rule.protocolNumber == IPProtocolNumber.any ? .text("any") : context.protocolName(rule.protocolNumber),
@@ -210,7 +201,7 @@ struct PodsLayout: MapLayout {
     }
 
     func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, into rows: RecordWriter) {
-        guard key.count == 4, let record = PodRecord.decode(Array(value)) else { return }
+        guard key.count == 4, let record = PodRecord.decode(value) else { return }
         rows.write(.number(UInt64(key.loadUnaligned(as: UInt32.self))), context.pod(record.podID), context.interface(record.podID),
                    .number(UInt64(record.podID)), .number(UInt64(record.revision)), .number(UInt64(record.slot)),
                    .word((record.states[.ingress] ?? .defaultAllow).name), .word((record.states[.egress] ?? .defaultAllow).name))
@@ -240,11 +231,10 @@ struct PoliciesLayout: MapLayout {
     }
 
     func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, into rows: RecordWriter) {
-        let index = key.loadUnaligned(as: UInt32.self), mapID = value.loadUnaligned(as: UInt32.self)
+        let index = PolicyIndex(rawValue: key.loadUnaligned(as: UInt32.self)), mapID = value.loadUnaligned(as: UInt32.self)
         guard mapID != 0 else { return }
-        let podID = index >> 2, direction: Direction = index >> 1 & 1 == 0 ? .ingress : .egress, slot = UInt8(index & 1)
-        rows.write(.number(UInt64(index)), context.pod(podID), .word(direction.name), .number(UInt64(slot)),
-                   .text(context.liveSlots[podID] == slot ? "yes" : "no"), .number(UInt64(mapID)))
+        rows.write(.number(UInt64(index.rawValue)), context.pod(index.podID), .word(index.direction.name), .number(UInt64(index.slot)),
+                   .text(context.liveSlots[index.podID] == index.slot ? "yes" : "no"), .number(UInt64(mapID)))
     }
 }
 
@@ -254,7 +244,7 @@ struct SettingsLayout: MapLayout {
     var columns: [Column] { [Column("eventLevel", "EVENT LEVEL", width: 11)] }
 
     func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, into rows: RecordWriter) {
-        let level = value.loadUnaligned(as: UInt32.self)
+        guard let level = SettingsCodec.rawEventLevel(value) else { return }
         rows.write(EventLevel(rawValue: level).map { .word($0.name) } ?? .text("level \(level)"))
     }
 }
@@ -270,11 +260,11 @@ struct CountersLayout: MapLayout {
     }
 
     func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, into rows: RecordWriter) {
-        let index = key.loadUnaligned(as: UInt32.self)
-        let packets = context.perCPUValues(value, slotSize: 16, field: 0), bytes = context.perCPUValues(value, slotSize: 16, field: 8)
+        let index = CounterIndex(rawValue: key.loadUnaligned(as: UInt32.self))
+        let perCPU = PacketCounterCodec.perCPU(value)
+        let packets = context.perCPU(perCPU.map(\.packets)), bytes = context.perCPU(perCPU.map(\.bytes))
         guard packets.sum != 0 else { return }
-        let podID = index / 4, direction: Direction = index / 2 % 2 == 0 ? .ingress : .egress
-        rows.write(context.pod(podID), .word(direction.name), .text(index % 2 == 1 ? "allow" : "deny"),
+        rows.write(context.pod(index.podID), .word(index.direction.name), .word(index.verdict.name),
                    .number(packets.sum), .number(bytes.sum), packets.slots, bytes.slots)
     }
 }
@@ -287,9 +277,8 @@ struct StatsLayout: MapLayout {
 
     func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, into rows: RecordWriter) {
         let index = key.loadUnaligned(as: UInt32.self)
-        let names = ["events-lost", "unparseable-drops", "unknown-interface", "conntrack-full"]
-        let count = context.perCPUValues(value, slotSize: 8, field: 0)
-        rows.write(.text(Int(index) < names.count ? names[Int(index)] : "stat \(index)"), .number(count.sum), count.slots)
+        let count = context.perCPU(stride(from: 0, to: value.count - 7, by: 8).map { value.loadUnaligned(fromByteOffset: $0, as: UInt64.self) })
+        rows.write(DatapathStat(rawValue: index).map { .word($0.name) } ?? .text("stat \(index)"), .number(count.sum), count.slots)
     }
 }
 
@@ -303,11 +292,10 @@ struct FragmentsLayout: MapLayout {
     }
 
     func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, into rows: RecordWriter) {
-        guard key.count == ABISizes.fragmentKey, value.count >= ABISizes.fragmentValue, let tier = Tier(rawValue: value[9]) else { return }
-        rows.write(.number(UInt64(key.loadUnaligned(as: UInt32.self))), .number(UInt64(key.loadUnaligned(fromByteOffset: 4, as: UInt32.self))),
-                   context.protocolName(key[9]), .address(IPAddress(key, at: 12)), .number(UInt64(value.loadUnaligned(fromByteOffset: 4, as: UInt16.self))),
-                   .address(IPAddress(key, at: 28)), .number(UInt64(value.loadUnaligned(fromByteOffset: 6, as: UInt16.self))),
-                   .text(value[8] == 1 ? "allow" : "deny"), .word(tier.name))
+        guard let entry = FragmentVerdict.decode(key: key, value: value) else { return }
+        rows.write(.number(UInt64(entry.ifindex)), .number(UInt64(entry.identification)), context.protocolName(entry.protocolNumber),
+                   .address(entry.source), .number(UInt64(entry.sourcePort)), .address(entry.destination), .number(UInt64(entry.destinationPort)),
+                   .word(entry.verdict.name), .word(entry.tier.name))
     }
 }
 

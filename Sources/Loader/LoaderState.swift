@@ -113,16 +113,12 @@ public final class LoaderState {
     // MARK: what only grows
 
     private func readCounters() throws -> (revision: UInt32, podID: UInt32) {
-        let value = try counters.lookup(key: bytes(0)) ?? []
-        let reader = ByteReader(value)
-        return (reader.integer(UInt32.self, at: 0) ?? 0, reader.integer(UInt32.self, at: 4) ?? 0)
+        let read = LoaderCounters.decode(try counters.lookup(key: bytes(0)) ?? [])
+        return (read.lastRevision, read.nextPodID)
     }
 
     private func writeCounters(revision: UInt32, podID: UInt32) throws {
-        var writer = ByteWriter()
-        writer.append(revision)
-        writer.append(podID)
-        try counters.update(key: bytes(0), value: writer.bytes)
+        try counters.update(key: bytes(0), value: LoaderCounters(lastRevision: revision, nextPodID: podID).encode())
     }
 
     /// The next revision of the node: above every one issued before. A counter

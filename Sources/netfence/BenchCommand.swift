@@ -1,13 +1,6 @@
-import BPFKit
+import Benchmarks
 import CommandTree
-import Datapath
-import DNSProxy
-import Events
 import Foundation
-import HostKit
-import Inspection
-import Loader
-import NodeNetwork
 
 /// `netfence bench`: measurements that print beside their baseline from the same run.
 struct BenchCommand: Command {
@@ -30,7 +23,7 @@ struct BenchDatapathCommand: Command {
             through it with BPF_PROG_TEST_RUN, beside an empty tc program measured in the same run (the floor). \
             Repeated cases report the minimum over passes of the median of rounds; new allowed flows are sampled \
             one run each, on distinct flows. Every case is interleaved with the empty program measured the same way, \
-            and OVER FLOOR is against that adjacent floor. Events are off, as on a node that does not log. Runs \
+            and is read against that adjacent floor (AGAINST BASELINE: ns over it). Events are off, as on a node that does not log. Runs \
             inside a throwaway network namespace; takes about a minute.
             """)
 
@@ -46,24 +39,9 @@ struct BenchDatapathCommand: Command {
 
     func run(_ context: CommandContext) throws {
         try NodeAccess.requirePrivileges(context)
-        let sandbox = try SandboxInterfaces(name: "nfbench-\(getpid())", interfaces: ["pod0"])
-        defer { sandbox.remove() }
         var benchmark = DatapathBenchmark()
         benchmark.passes = passes
-        let results = try benchmark.run(in: sandbox.namespace, ifindex: sandbox.ifindexes["pod0"]!)
-        switch context.outputFormat {
-        case .json:
-            context.print(try JSONOutput.encode(results))
-        case .table:
-            var table = Table(headers: ["CASE", "PREFIXES", "NS/PACKET", "FLOOR", "OVER FLOOR", "GOAL"])
-            for result in results {
-                let goal = result.goalOverFloor.map { "≤ floor + \(Int($0)) " + (result.overFloor <= $0 ? "(met)" : "(missed)") } ?? ""
-                table.append([result.name, result.prefixes.map(String.init) ?? "-", String(format: "%.0f", result.nanosecondsPerPacket),
-                              String(format: "%.0f", result.floorNanoseconds),
-                              result.prefixes == nil ? "-" : String(format: "%+.0f", result.overFloor), goal])
-            }
-            context.print(table.render())
-        }
+        try FigureTable.print(try benchmark.run(), context)
     }
 }
 
@@ -91,21 +69,10 @@ struct BenchLoaderCommand: Command {
     }
 
     func run(_ context: CommandContext) throws {
-        let interfaces = (0..<pods).map { "nfbench\($0)" }
-        let results = try withThrowawayLoader(context, interfaces: interfaces) { root, sandbox in
-            try LoaderBenchmark().run(root: root, interfaces: interfaces, netns: sandbox.namespace.name)
-        }
-        switch context.outputFormat {
-        case .json:
-            context.print(try JSONOutput.encode(results))
-        case .table:
-            var table = Table(headers: ["CASE", "MS", "GOAL"])
-            for result in results {
-                let goal = result.goalMilliseconds.map { "≤ \(Int($0)) ms " + (result.milliseconds <= $0 ? "(met)" : "(missed)") } ?? ""
-                table.append([result.name, String(format: "%.2f", result.milliseconds), goal])
-            }
-            context.print(table.render())
-        }
+        try NodeAccess.requirePrivileges(context)
+        var benchmark = LoaderBenchmark()
+        benchmark.pods = pods
+        try FigureTable.print(try benchmark.run(), context)
     }
 }
 
@@ -134,27 +101,10 @@ struct BenchEventsCommand: Command {
     }
 
     func run(_ context: CommandContext) throws {
+        try NodeAccess.requirePrivileges(context)
         var benchmark = EventsBenchmark()
         benchmark.events = events
-        let devNull = try FileDescriptor(opening: "/dev/null", flags: O_WRONLY, operation: "open /dev/null")
-        let sink = OutputSink.fileDescriptor(devNull.rawValue)  // as the CLI writes to standard output
-        let results = try withThrowawayLoader(context, interfaces: ["pod0"]) { root, sandbox in
-            try benchmark.run(root: root, interface: "pod0", namespace: sandbox.namespace) { sink($0) }
-        }
-        switch context.outputFormat {
-        case .json:
-            context.print(try JSONOutput.encode(results))
-        case .table:
-            var table = Table(headers: ["CASE", "EVENTS", "SECONDS", "EVENTS/S", "GOAL"])
-            for result in results {
-                let goal = result.goalEventsPerSecond.map {
-                    "≥ \(Int($0).formatted()) /s " + (result.eventsPerSecond >= $0 ? "(met)" : "(missed)")
-                } ?? ""
-                table.append([result.name, "\(result.events)", String(format: "%.3f", result.seconds),
-                              String(format: "%.0f", result.eventsPerSecond), goal])
-            }
-            context.print(table.render())
-        }
+        try FigureTable.print(try benchmark.run(), context)
     }
 }
 
@@ -192,41 +142,12 @@ struct BenchConntrackCommand: Command {
         guard let bpftool = ["/usr/sbin/bpftool", "/sbin/bpftool", "/usr/bin/bpftool"].first(where: FileManager.default.isExecutableFile) else {
             throw RuntimeError("bpftool is not installed; the benchmark compares with it", hint: "install it with 'apt-get install bpftool'")
         }
-        let netfence = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
+        try NodeAccess.requirePrivileges(context)
         var benchmark = ConntrackBenchmark()
         benchmark.entries = entries
         benchmark.passes = passes
-        let results = try withThrowawayLoader(context, interfaces: ["pod0"]) { root, sandbox in
-            try benchmark.run(root: root, interface: "pod0", namespace: sandbox.namespace, netfence: netfence, bpftool: bpftool)
-        }
-        switch context.outputFormat {
-        case .json:
-            context.print(try JSONOutput.encode(results))
-        case .table:
-            var table = Table(headers: ["CASE", "SECONDS", "ENTRIES/S", "× RAW", "× FASTER THAN BPFTOOL -J", "GOAL"])
-            for result in results {
-                let goal = result.goal.map { $0 + (result.met == true ? " (met)" : " (missed)") } ?? ""
-                table.append([result.name, String(format: "%.3f", result.seconds), String(format: "%.0f", result.entriesPerSecond),
-                              String(format: "%.2f", result.timesRaw), String(format: "%.1f", result.timesFasterThanBpftoolJSON), goal])
-            }
-            context.print(table.render())
-        }
+        try FigureTable.print(try benchmark.run(netfence: try NodeAccess.executablePath(), bpftool: bpftool), context)
     }
-}
-
-/// Runs `body` with a pin root for a throwaway loader and `interfaces` in a
-/// throwaway namespace; removes both afterwards, also when `body` fails.
-private func withThrowawayLoader<Result>(_ context: CommandContext, interfaces: [String],
-                                         _ body: (_ root: PinRoot, _ sandbox: SandboxInterfaces) throws -> Result) throws -> Result {
-    try NodeAccess.requirePrivileges(context)
-    try BPFFilesystem.mountIfNeeded()
-    let sandbox = try SandboxInterfaces(name: "nfbench-\(getpid())", interfaces: interfaces)
-    let root = try PinRoot("\(BPFFilesystem.defaultMountPoint)/netfence-bench-\(getpid())")
-    defer {
-        try? Loader.reset(root: root)
-        sandbox.remove()
-    }
-    return try body(root, sandbox)
 }
 
 /// `netfence bench dns`.
@@ -267,20 +188,50 @@ struct BenchDNSCommand: Command {
         var benchmark = DNSBenchmark()
         benchmark.seconds = seconds
         benchmark.passes = passes
-        let summary = try benchmark.run(netfence: try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
-        switch context.outputFormat {
-        case .json:
-            context.print(try JSONOutput.encode(summary))
-        case .table:
-            var table = Table(headers: ["CASE", "QUERIES/S", "P50 MS", "P99 MS"])
-            for result in [summary.direct, summary.proxied] {
-                table.append([result.name, String(format: "%.0f", result.queriesPerSecond), String(format: "%.3f", result.p50Milliseconds),
-                              String(format: "%.3f", result.p99Milliseconds)])
-            }
-            context.print(table.render())
-            context.print(String(format: "added by the proxy: %.3f ms at p50, %.3f ms at p99", summary.addedP50Milliseconds, summary.addedP99Milliseconds))
-            context.print("goals: ≥ 20,000 queries/s through the proxy: \(summary.throughputGoalMet ? "met" : "missed"); "
-                + "≤ 0.3 ms added at p50: \(summary.latencyGoalMet ? "met" : "missed")")
+        try FigureTable.print(try benchmark.run(netfence: try NodeAccess.executablePath()), context)
+    }
+}
+
+/// How every `bench` prints: one row per figure, beside its baseline, what the figure is
+/// against it (`+46 ns`, `1.52×`, `25.1× faster`), and the goal with whether this run met it.
+enum FigureTable {
+    static func print(_ figures: [Figure], _ context: CommandContext) throws {
+        if context.outputFormat == .json { return context.print(try JSONOutput.encode(figures)) }
+        var table = Table(headers: ["CASE", "FIGURE", "BASELINE", "AGAINST BASELINE", "GOAL"])
+        for figure in figures {
+            table.append([figure.name, text(figure.value, figure.unit), figure.baseline.map { text($0.value, figure.unit) } ?? "",
+                          figure.compared(figure.comparison).map { compared($0, figure) } ?? "", goal(figure)])
         }
+        context.print(table.render())
+    }
+
+    static func text(_ value: Double, _ unit: Figure.Unit) -> String {
+        switch unit {
+        case .nanoseconds: String(format: "%.0f ns", value)
+        case .milliseconds: String(format: value < 10 ? "%.3f ms" : "%.1f ms", value)
+        case .seconds: String(format: "%.3f s", value)
+        case .perSecond: "\(Int(value.rounded()).formatted()) /s"
+        }
+    }
+
+    static func compared(_ value: Double, _ figure: Figure) -> String {
+        switch figure.comparison {
+        case .value: text(value, figure.unit)
+        case .over: (value >= 0 ? "+" : "-") + text(abs(value), figure.unit)
+        case .times: String(format: value < 0.1 ? "%.4f×" : "%.2f×", value)
+        case .faster: String(format: "%.1f× faster", value)
+        }
+    }
+
+    static func goal(_ figure: Figure) -> String {
+        guard let goal = figure.goal, let met = figure.met else { return "" }
+        let bound = goal.bound == .atMost ? "≤" : "≥"
+        let limit = switch goal.comparison {
+        case .value: text(goal.limit, figure.unit)
+        case .over: "+" + text(goal.limit, figure.unit)
+        case .times: String(format: "%g×", goal.limit)
+        case .faster: String(format: "%g× faster", goal.limit)
+        }
+        return "\(bound) \(limit) (\(met ? "met" : "missed"))"
     }
 }

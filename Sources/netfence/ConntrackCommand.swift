@@ -27,17 +27,13 @@ struct ConntrackCommand: Command {
     init(parsed: ParsedArguments) {}
 }
 
-extension FlowState: ArgumentValue {
-    public static var defaultValueName: String { "state" }
-}
-
 /// The filters `list` and `flush` share.
 enum ConntrackArguments {
-    static let pod = Option<PodName?>(long: "pod", help: "Only this pod's flows (NAMESPACE/NAME).", default: nil, showDefault: false)
+    static let pod = Option<PodReference?>(long: "pod", help: "Only this pod's flows (NAMESPACE/NAME).", default: nil, showDefault: false)
     static let ip = Option<IPPrefix?>(long: "ip", help: "Only flows with either end in this CIDR.", default: nil, showDefault: false)
     static let port = Option<UInt32?>(long: "port", help: "Only flows with either port equal to this.", default: nil, showDefault: false)
-    static let proto = Option<String?>(long: "proto", valueName: "name", help: "Only this protocol (tcp, udp, sctp, icmp, icmpv6, or a number).",
-                                       default: nil, showDefault: false)
+    static let proto = Option<ProtocolArgument?>(long: "proto", help: "Only this protocol (tcp, udp, sctp, icmp, icmpv6, or a number).",
+                                                 default: nil, showDefault: false)
     static let state = Option<FlowState?>(long: "state", help: "Only flows in this state.", default: nil, showDefault: false)
     static let aws = Flag(long: "aws", help: "The AWS network-policy agent's table, not netfence's.")
     static let filters = ([pod, ip, port, proto, state, aws, AWSRoot.option] as [any ArgumentDefining]).map { $0.definition }
@@ -45,20 +41,6 @@ enum ConntrackArguments {
     static func validate(_ parsed: ParsedArguments) throws {
         if parsed[aws], parsed[state] != nil { throw UsageError("--state describes netfence's flows; the agent's have no revisions") }
         if let port = parsed[port], port > 65535 { throw UsageError("--port must be from 0 to 65535") }
-        if let proto = parsed[proto], protocolNumber(proto) == nil {
-            throw UsageError("--proto must be tcp, udp, sctp, icmp, icmpv6 or a number from 0 to 255, not '\(proto)'")
-        }
-    }
-
-    static func protocolNumber(_ name: String) -> UInt8? {
-        switch name.lowercased() {
-        case "tcp": IPProtocolNumber.tcp
-        case "udp": IPProtocolNumber.udp
-        case "sctp": IPProtocolNumber.sctp
-        case "icmp": IPProtocolNumber.icmp
-        case "icmpv6": IPProtocolNumber.icmpv6
-        default: UInt8(name)
-        }
     }
 
     /// The AWS agent's table and the filter the options describe.
@@ -78,7 +60,7 @@ enum ConntrackArguments {
         }
         filter.prefix = parsed[ip]
         filter.port = parsed[port].map { UInt16($0) }
-        filter.protocolNumber = parsed[proto].flatMap(protocolNumber)
+        filter.protocolNumber = parsed[proto]?.number
         return (table, filter)
     }
 
@@ -96,7 +78,7 @@ enum ConntrackArguments {
         }
         filter.prefix = parsed[ip]
         filter.port = parsed[port].map { UInt16($0) }
-        filter.protocolNumber = parsed[proto].flatMap(protocolNumber)
+        filter.protocolNumber = parsed[proto]?.number
         filter.state = parsed[state]
         return (try ConntrackTable(map: loader.datapath.conntrack, context: decode), filter)
     }

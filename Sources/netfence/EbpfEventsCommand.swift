@@ -11,30 +11,6 @@ enum ColorChoice: String, CaseIterable, ArgumentValue {
     static var defaultValueName: String { "when" }
 }
 
-enum VerdictName: String, CaseIterable, ArgumentValue {
-    case allow, deny
-    static var defaultValueName: String { "verdict" }
-}
-
-enum DirectionName: String, CaseIterable, ArgumentValue {
-    case ingress, egress
-    static var defaultValueName: String { "direction" }
-}
-
-enum TierName: String, CaseIterable, ArgumentValue {
-    case admin, networkPolicy = "network-policy", baseline, `default`, none
-    static var defaultValueName: String { "tier" }
-}
-
-extension IPPrefix: ArgumentValue {
-    public init?(argument: String) {
-        guard let parsed = IPPrefix.parse(argument) else { return nil }
-        self = parsed.prefix
-    }
-    public static var defaultValueName: String { "cidr" }
-    public static var expectedForm: String? { "a CIDR such as 198.18.0.0/15 or an address" }
-}
-
 /// `netfence ebpf events`: the verdict log, decoded and attributed.
 struct EbpfEventsCommand: Command {
     static let configuration = CommandConfiguration(
@@ -64,14 +40,15 @@ struct EbpfEventsCommand: Command {
 
     static let follow = Flag(short: "f", long: "follow", help: "Keep reading until SIGINT or SIGTERM.")
     static let count = Option<Int?>(long: "count", help: "Stop after this many events.", default: nil, showDefault: false)
-    static let pod = Option<PodName?>(long: "pod", help: "Only this pod (NAMESPACE/NAME).", default: nil, showDefault: false)
+    static let pod = Option<PodReference?>(long: "pod", help: "Only this pod (NAMESPACE/NAME).", default: nil, showDefault: false)
     static let namespace = Option<String?>(long: "namespace", valueName: "name", help: "Only pods in this namespace.", default: nil, showDefault: false)
-    static let verdict = Option<VerdictName?>(long: "verdict", help: "Only allows or denies.", default: nil, showDefault: false)
-    static let direction = Option<DirectionName?>(long: "direction", help: "Only ingress or egress.", default: nil, showDefault: false)
+    static let verdict = Option<Verdict?>(long: "verdict", help: "Only allows or denies.", default: nil, showDefault: false)
+    static let direction = Option<Direction?>(long: "direction", help: "Only ingress or egress.", default: nil, showDefault: false)
     static let ip = Option<IPPrefix?>(long: "ip", help: "Only events with either end in this CIDR.", default: nil, showDefault: false)
     static let port = Option<UInt32?>(long: "port", help: "Only events with either port equal to this.", default: nil, showDefault: false)
-    static let proto = Option<String?>(long: "proto", valueName: "name", help: "Only this protocol (tcp, udp, sctp, icmp, icmpv6).", default: nil, showDefault: false)
-    static let tier = Option<TierName?>(long: "tier", help: "Only decisions of this tier.", default: nil, showDefault: false)
+    static let proto = Option<ProtocolArgument?>(long: "proto", help: "Only this protocol (tcp, udp, sctp, icmp, icmpv6, or a number).",
+                                                 default: nil, showDefault: false)
+    static let tier = Option<Tier?>(long: "tier", help: "Only decisions of this tier.", default: nil, showDefault: false)
     static let policy = Option<String?>(long: "policy", valueName: "name", help: "Only decisions of this policy (namespace/name, or a cluster policy's name).",
                                         default: nil, showDefault: false)
     static let color = Option<ColorChoice>(long: "color", help: "Color verdicts: auto (on a terminal), always, never.", default: .auto)
@@ -94,12 +71,12 @@ struct EbpfEventsCommand: Command {
         // The AWS agent names pods by its pod identifier (`client-7c79c4bf97@default`).
         filter.pod = parsed[Self.pod].map { parsed[Self.aws] ? AWSAgent.podIdentifier(namespace: $0.namespace, name: $0.name) : $0.description }
         filter.namespace = parsed[Self.namespace]
-        filter.verdict = parsed[Self.verdict]?.rawValue
-        filter.direction = parsed[Self.direction]?.rawValue
+        filter.verdict = parsed[Self.verdict]
+        filter.direction = parsed[Self.direction]
         filter.prefix = parsed[Self.ip]
         filter.port = parsed[Self.port].map { UInt16($0) }
-        filter.proto = parsed[Self.proto]
-        filter.tier = parsed[Self.tier]?.rawValue
+        filter.protocolNumber = parsed[Self.proto]?.number
+        filter.tier = parsed[Self.tier]
         filter.policy = parsed[Self.policy]
         return filter
     }
@@ -169,10 +146,10 @@ struct EbpfEventsLevelCommand: Command {
         abstract: "Show or choose which verdicts the datapath reports: none, deny or all (no reload).",
         discussion: "Without a level, prints the current one.")
 
-    static let level = Positionals<EventLevelName>(name: "level", help: "none, deny or all; leave out to show the current level.")
+    static let level = Positionals<EventLevel>(name: "level", help: "none, deny or all; leave out to show the current level.")
     static let arguments = [level.definition]
 
-    let levels: [EventLevelName]
+    let levels: [EventLevel]
     init(parsed: ParsedArguments) { levels = parsed[Self.level] }
 
     func validate() throws {
@@ -188,8 +165,8 @@ struct EbpfEventsLevelCommand: Command {
     func run(_ context: CommandContext) throws {
         let loader = try LoaderAccess.open(context)
         let before = try loader.datapath.eventLevel()
-        if let level = levels.first { try loader.datapath.setEventLevel(level.eventLevel) }
-        let now = levels.first?.eventLevel ?? before
+        if let level = levels.first { try loader.datapath.setEventLevel(level) }
+        let now = levels.first ?? before
         switch context.outputFormat {
         case .json:
             context.print(try JSONOutput.encode(Report(eventLevel: now.description, previous: levels.isEmpty ? nil : before.description)))
@@ -197,64 +174,5 @@ struct EbpfEventsLevelCommand: Command {
             let words = now == .none ? "no verdicts" : now == .deny ? "denies" : "every verdict"
             context.print(levels.isEmpty ? "The datapath reports \(words) (level \(now))" : "The datapath now reports \(words) (level \(now); was \(before))")
         }
-    }
-}
-
-enum EventLevelName: String, CaseIterable, ArgumentValue {
-    case none, deny, all
-    static var defaultValueName: String { "level" }
-    var eventLevel: EventLevel { self == .none ? .none : self == .deny ? .deny : .all }
-}
-
-/// How events print as a table: a header, then one line each, columns as wide
-/// as the node's pod names.
-struct EventLine {
-    /// `2026-11-23T13:59:01.123Z`.
-    static let timeStyle = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
-    static let flowWidth = 46
-
-    let podWidth: Int
-
-    init(longestPodName: Int) { podWidth = max(24, longestPodName) }
-
-    var header: String {
-        [Self.pad("TIME", 24), Self.pad("POD", podWidth), Self.pad("IFACE", 15), Self.pad("DIR", 7), Self.pad("PROTO", 6),
-         Self.pad("FLOW", Self.flowWidth), "VERDICT", Self.pad("TIER", 14), "DECIDED BY", "BYTES"].joined(separator: " ")
-    }
-
-    func text(_ event: DecodedEvent, colored: Bool) -> String {
-        let endpoint = { (address: IPAddress, port: UInt16) in
-            let host = event.family == "ipv6" ? "[\(address.text(as: .ipv6))]" : address.description
-            return port == 0 ? host : "\(host):\(port)"
-        }
-        let verdict = event.verdict.uppercased().padding(toLength: 7, withPad: " ", startingAt: 0)
-        let paint = colored ? (event.verdict == "deny" ? "\u{1b}[31m" : "\u{1b}[32m") : ""
-        let reset = colored ? "\u{1b}[0m" : ""
-        let flow = "\(endpoint(event.source, event.sourcePort)) → \(endpoint(event.destination, event.destinationPort))"
-            + (event.icmpID.map { " id \($0)" } ?? "")
-        return [Self.timeStyle.format(event.time), Self.pad(TerminalText.escaped(event.pod), podWidth),
-                Self.pad(TerminalText.escaped(event.interface ?? "-"), 15), Self.pad(event.direction, 7), Self.pad(event.proto, 6),
-                Self.pad(flow, Self.flowWidth), paint + verdict + reset, Self.pad(event.tier, 14),
-                TerminalText.escaped(Self.decidedBy(event)), "\(event.bytes)B"].joined(separator: " ")
-    }
-
-    /// The policy and rule, and why when it was not the rule's own verdict: a
-    /// domain rule whose grant expired (or whose proxy is down) names the rule
-    /// that would have allowed, after the reason that denied.
-    static func decidedBy(_ event: DecodedEvent) -> String {
-        let named = event.rule.map { "\(event.policy) rule \($0)" } ?? event.policy
-        switch event.reason {
-        case Reason.policy.description: return named
-        case Reason.domainExpired.description, Reason.dnsProxyDown.description: return "\(event.reason) (\(named) would allow)"
-        default: return "\(named) (\(event.reason))"
-        }
-    }
-
-    static func lost(_ count: UInt64, colored: Bool) -> String {
-        (colored ? "\u{1b}[33m" : "") + "LOST \(count) events (the ring buffer was full)" + (colored ? "\u{1b}[0m" : "")
-    }
-
-    private static func pad(_ text: String, _ width: Int) -> String {
-        text.count >= width ? text : text.padding(toLength: width, withPad: " ", startingAt: 0)
     }
 }

@@ -21,8 +21,8 @@ enum MapDumpArguments {
         -o json prints one array, an object per entry, with the table's columns as keys.
         """
     static let map = Positionals<String>(name: "map", help: "Map id, pin path or name.")
-    static let pod = Option<PodName?>(long: "pod", help: "Dump this pod's live policy trie (NAMESPACE/NAME).", default: nil, showDefault: false)
-    static let direction = Option<DirectionName>(long: "direction", help: "With --pod: which trie.", default: .ingress)
+    static let pod = Option<PodReference?>(long: "pod", help: "Dump this pod's live policy trie (NAMESPACE/NAME).", default: nil, showDefault: false)
+    static let direction = Option<Direction>(long: "direction", help: "With --pod: which trie.", default: .ingress)
     static let raw = Flag(long: "raw", help: "Print keys and values as hex, whatever the map is.")
     static let numeric = Flag(long: "numeric", help: "Numbers instead of names (pods, protocols).")
     static let perCPU = Flag(long: "per-cpu", help: "Per-CPU values one by one beside their sum.")
@@ -51,7 +51,7 @@ enum MapDumpArguments {
         decode.perCPU = parsed[perCPU]
         let target: DumpTarget
         if let pod = parsed[pod] {
-            target = try InspectionAccess.policyTrie(of: pod, direction: parsed[direction].direction, loader: loader,
+            target = try InspectionAccess.policyTrie(of: pod, direction: parsed[direction], loader: loader,
                                                   liveSlots: decode.liveSlots, context: context)
         } else {
             target = try MapLayouts.resolve(parsed[map][0], pinRoot: context.pinRoot.path, awsRoot: parsed[AWSRoot.option])
@@ -116,10 +116,6 @@ struct EbpfDumpCPMapsCommand: MapDumpCommand {
     init(parsed: ParsedArguments) { self.parsed = parsed }
 }
 
-extension DirectionName {
-    var direction: Direction { self == .ingress ? .ingress : .egress }
-}
-
 /// What decoding needs from netfence's own state, when netfence is loaded here.
 enum InspectionAccess {
     static func decodeContext(_ loader: Loader?) throws -> DecodeContext {
@@ -133,7 +129,7 @@ enum InspectionAccess {
     }
 
     /// The trie the datapath uses now for `pod` in `direction`.
-    static func policyTrie(of pod: PodName, direction: Direction, loader: Loader?, liveSlots: [UInt32: UInt8],
+    static func policyTrie(of pod: PodReference, direction: Direction, loader: Loader?, liveSlots: [UInt32: UInt8],
                            context: CommandContext) throws -> DumpTarget {
         guard let loader else {
             throw RuntimeError("netfence is not loaded under \(context.pinRoot)", hint: "run 'netfence loader init' or pass --bpffs-root")

@@ -1,4 +1,5 @@
 import CommandTree
+import DatapathModel
 import Foundation
 import Inspection
 
@@ -24,10 +25,10 @@ struct FQDNListCommand: Command {
             so connections it let open survive a policy change. RULE is the policy and egress rule that allows the name.
             """)
 
-    static let pod = Option<PodName?>(long: "pod", help: "Only this pod, as NAMESPACE/NAME.", default: nil, showDefault: false)
+    static let pod = Option<PodReference?>(long: "pod", help: "Only this pod, as NAMESPACE/NAME.", default: nil, showDefault: false)
     static let arguments = [pod.definition]
 
-    let pod: PodName?
+    let pod: PodReference?
     init(parsed: ParsedArguments) { pod = parsed[Self.pod] }
 
     func run(_ context: CommandContext) throws {

@@ -6,27 +6,6 @@ import HostKit
 import Loader
 import PolicyInput
 
-/// `NS/NAME` of a pod.
-struct PodName: ArgumentValue, CustomStringConvertible {
-    let namespace: String
-    let name: String
-
-    init?(argument: String) {
-        let parts = argument.split(separator: "/", omittingEmptySubsequences: false)
-        guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else { return nil }
-        namespace = String(parts[0])
-        name = String(parts[1])
-    }
-
-    static var defaultValueName: String { "namespace/name" }
-    static var expectedForm: String? { "NAMESPACE/NAME" }
-    var description: String { "\(namespace)/\(name)" }
-}
-
-extension PodDefault: ArgumentValue {
-    public static var defaultValueName: String { "allow|deny" }
-}
-
 /// Checks shared by the commands that open the loader.
 enum LoaderAccess {
     /// The loader, to read.
@@ -55,7 +34,7 @@ struct LoaderAttachCommand: Command {
             the ip-netns namespace IFACE lives in (entered without remounting /sys).
             """)
 
-    static let pod = Option<PodName?>(long: "pod", help: "The pod, as NAMESPACE/NAME.", default: nil, showDefault: false)
+    static let pod = Option<PodReference?>(long: "pod", help: "The pod, as NAMESPACE/NAME.", default: nil, showDefault: false)
     static let interface = Option<String?>(long: "iface", valueName: "name", help: "The pod's host veth.", default: nil, showDefault: false)
     static let netns = Option<String?>(long: "netns", valueName: "name", help: "The network namespace IFACE lives in (ip netns name).",
                                        default: nil, showDefault: false)
@@ -95,10 +74,10 @@ struct LoaderDetachCommand: Command {
         name: "detach",
         abstract: "Remove a pod's filters, policy and conntrack entries, and forget it.")
 
-    static let pod = Option<PodName?>(long: "pod", help: "The pod, as NAMESPACE/NAME.", default: nil, showDefault: false)
+    static let pod = Option<PodReference?>(long: "pod", help: "The pod, as NAMESPACE/NAME.", default: nil, showDefault: false)
     static let arguments = [pod.definition, LockWait.timeout.definition]
 
-    let pod: PodName?
+    let pod: PodReference?
     init(parsed: ParsedArguments) { pod = parsed[Self.pod] }
 
     func validate() throws {

@@ -51,14 +51,6 @@ extension CommandContext {
     var naCli: NaCliText.Flavor? { parsed[Netfence.compatibility]?.flavor }
 }
 
-/// A pin root is checked as the command line is parsed: a relative, empty or
-/// `..` path is a usage error before anything runs.
-extension PinRoot: ArgumentValue {
-    public init?(argument: String) { try? self.init(argument) }
-    public static var defaultValueName: String { "path" }
-    public static var expectedForm: String? { "an absolute path on bpffs, without '..'" }
-}
-
 /// How long a command that changes the node waits for another one to finish.
 enum LockWait {
     static let timeout = Option<Double>(

@@ -39,6 +39,11 @@ enum NodeAccess {
         try requireBPFFilesystem(context)
     }
 
+    /// This binary's path: benchmarks run it as the operator would.
+    static func executablePath() throws -> String {
+        try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
+    }
+
     /// Turns a kernel error on an explicit id into what the user should do next.
     static func explainLookup(_ error: Error, kind: String, listCommand: String) -> Error {
         guard let error = error as? SystemError else { return error }

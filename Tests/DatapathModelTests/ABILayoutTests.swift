@@ -10,7 +10,7 @@ import Testing
         #expect(MemoryLayout<nf_pod>.size == 12 && PodRecord.size == 12)
         #expect(MemoryLayout<nf_lpm_key>.size == 24 && LPMKeyCodec.size == 24)
         #expect(MemoryLayout<nf_lpm_key>.offset(of: \.family) == 4 && MemoryLayout<nf_lpm_key>.offset(of: \.address) == 5)
-        #expect(MemoryLayout<nf_port_rule>.size == 16 && PortRule.size == 16)
+        #expect(MemoryLayout<nf_port_rule>.size == 16 && nf_port_rule.size == 16)
         #expect(MemoryLayout<nf_rule_set>.size == 8 + 16 * DatapathLimits.rulesPerPrefix && RuleSetCodec.size == 520)
         #expect(MemoryLayout<nf_conntrack_key>.size == 44)
         #expect(MemoryLayout<nf_conntrack_value>.size == 24)

@@ -8,11 +8,11 @@ import Testing
 struct EventJSONWriterTests {
     static func event(source: String, destination: String, pod: String = "shop/web-0", namespace: String? = "shop",
                       interface: String? = "nf0a1b2c", policy: String = "shop/allow-web", rule: Int? = 3,
-                      seconds: Double = 1_795_442_341.125) -> DecodedEvent {
+                      seconds: Double = 1_795_442_341.125, protocolNumber: UInt8 = 6, reason: Reason = .policy) -> DecodedEvent {
         DecodedEvent(time: Date(timeIntervalSince1970: seconds), pod: pod, podNamespace: namespace, interface: interface,
-                     direction: "ingress", family: source.contains(":") ? "ipv6" : "ipv4", proto: "tcp",
+                     direction: .ingress, family: source.contains(":") ? .ipv6 : .ipv4, protocolNumber: protocolNumber,
                      source: IPAddress(source)!, sourcePort: 40000, destination: IPAddress(destination)!, destinationPort: 443,
-                     verdict: "allow", tier: "network-policy", policy: policy, rule: rule, reason: "policy",
+                     verdict: .allow, tier: .networkPolicy, policy: policy, rule: rule, reason: reason,
                      bytes: 1500, revision: 4_000_000_000)
     }
 
@@ -59,12 +59,21 @@ struct EventJSONWriterTests {
 
     @Test func anEchoCarriesItsIdentifierAndNoPorts() throws {
         let echo = DecodedEvent(time: Date(timeIntervalSince1970: 1_795_442_341), pod: "shop/web-0", podNamespace: "shop", interface: nil,
-                                direction: "egress", family: "ipv4", proto: "icmp", source: IPAddress("198.18.0.1")!, sourcePort: 0,
-                                destination: IPAddress("198.18.0.2")!, destinationPort: 0, icmpID: 4242, verdict: "deny",
-                                tier: "network-policy", policy: "isolation by shop/web", rule: nil, reason: "policy", bytes: 84, revision: 2)
+                                direction: .egress, family: .ipv4, protocolNumber: 1, source: IPAddress("198.18.0.1")!, sourcePort: 0,
+                                destination: IPAddress("198.18.0.2")!, destinationPort: 0, icmpID: 4242, verdict: .deny,
+                                tier: .networkPolicy, policy: "isolation by shop/web", rule: nil, reason: .policy, bytes: 84, revision: 2)
         let line = Self.writerLine(echo)
         #expect(line == (try Self.encoderLine(echo)))
         #expect(line.contains(#""icmpID":4242"#) && line.contains(#""sourcePort":0"#))
+    }
+
+    /// Every name of the datapath's values, and a protocol it does not name, as the encoder writes them.
+    @Test(arguments: Reason.allCases)
+    func everyReasonAndProtocolAsEncoderWritesThem(_ reason: Reason) throws {
+        for protocolNumber: UInt8 in [1, 6, 17, 58, 132, 47, 255] {
+            let event = Self.event(source: "198.18.0.1", destination: "198.18.0.2", protocolNumber: protocolNumber, reason: reason)
+            #expect(Self.writerLine(event) == (try Self.encoderLine(event)))
+        }
     }
 
     @Test func stringsEscapedAsEncoderEscapesThem() throws {

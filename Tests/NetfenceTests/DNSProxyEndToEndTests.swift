@@ -208,7 +208,10 @@ final class DomainCluster {
         #expect(many.retriedOverTCP, "150 A records do not fit a UDP answer: truncated, asked again over TCP")
         #expect(many.addresses.count == 150)
         var unreachable: [String] = []
-        for host in 1...150 where try !node.connects(a, "198.19.11.\(host)") { unreachable.append("198.19.11.\(host)") }
+        // A quick probe first; one that misses is tried again with time to spare (a loaded machine can be slow to connect).
+        for host in 1...150 where try !node.connects(a, "198.19.11.\(host)") && !node.connects(a, "198.19.11.\(host)", timeout: 3) {
+            unreachable.append("198.19.11.\(host)")
+        }
         #expect(unreachable.isEmpty, "every one of the 150 addresses connects")
 
         #expect(try node.client(a, server: node.upstream).query("allowed.test", timeout: 0.5) == nil, "another resolver: dropped (UDP)")

@@ -133,7 +133,7 @@ func jsonRows(_ result: CommandResult) throws -> [[String: Any]] {
         let usage = try run(["ebpf", "d"])
         #expect(usage.status == 64 && usage.standardError.hasPrefix("Error: name a map (id, pin path or name) or a pod with --pod"))
         let badProto = try run(["conntrack", "list", "--proto", "gre"])
-        #expect(badProto.status == 64 && badProto.standardError.contains("--proto must be tcp, udp, sctp, icmp, icmpv6 or a number"))
+        #expect(badProto.status == 64 && badProto.standardError.contains("'gre' is not a valid value for '--proto' (expected tcp, udp, sctp, icmp, icmpv6 or a number"))
         let noPod = try run(["conntrack", "flush", "--pod", "shop/ghost"])
         #expect(noPod.status == 1 && noPod.standardError.hasPrefix("error: pod shop/ghost is not attached on this node"))
 

@@ -15,27 +15,22 @@ import PolicyInput
 /// so every field is what the datapath writes. The cases take turns pass by
 /// pass; each reports its median.
 public struct ConntrackBenchmark {
-    public struct Result: Sendable, Encodable {
-        public let name: String
-        public let seconds: Double
-        public let entriesPerSecond: Double
-        /// How many times the raw batch read's time, and how many times faster than `bpftool -j map dump`.
-        public let timesRaw: Double
-        public let timesFasterThanBpftoolJSON: Double
-        /// The goal, when the issue names one, and whether this run met it.
-        public let goal: String?
-        public let met: Bool?
-    }
-
     /// Entries the table holds while it is read (the map holds 512Ki).
     public var entries = 500_000
     public var passes = 3
 
     public init() {}
 
+    /// Runs on a throwaway node. `netfence` is this program's executable.
+    public func run(netfence: String, bpftool: String) throws -> [Figure] {
+        try ThrowawayNode.run(interfaces: ["pod0"]) { root, sandbox in
+            try run(root: root, interface: "pod0", namespace: sandbox.namespace, netfence: netfence, bpftool: bpftool)
+        }
+    }
+
     /// Loads netfence under `root` with one pod on `interface` (in `namespace`), fills the
-    /// conntrack table, and times each reader. `netfence` is this program's executable.
-    public func run(root: PinRoot, interface: String, namespace: NetworkNamespace, netfence: String, bpftool: String) throws -> [Result] {
+    /// conntrack table, and times each reader.
+    func run(root: PinRoot, interface: String, namespace: NetworkNamespace, netfence: String, bpftool: String) throws -> [Figure] {
         let (loader, _) = try Loader.initialize(root: root, migrate: false)
         _ = try loader.attach(namespace: "bench", name: "pod0", interface: interface, netns: namespace.name,
                               defaults: [.ingress: .allow, .egress: .allow])
@@ -71,7 +66,7 @@ public struct ConntrackBenchmark {
             ("netfence ebpf maps dump conntrack > /dev/null", { try Self.spawn(netfence, ["ebpf", "maps", "dump", "\(id)", "--bpffs-root", root.path]) }),
             ("bpftool map dump id \(id) > /dev/null", { try Self.spawn(bpftool, ["map", "dump", "id", "\(id)"]) }),
             ("bpftool -j map dump id \(id) > /dev/null", { try Self.spawn(bpftool, ["-j", "map", "dump", "id", "\(id)"]) }),
-            ("baseline: raw batch read (no formatting)", {
+            ("raw batch read (no formatting)", {
                 var seen = 0
                 try conntrack.forEachBatch { seen += $0.count }
                 guard seen == entries else { throw BenchmarkError("the raw read saw \(seen) entries of \(entries)") }
@@ -84,16 +79,17 @@ public struct ConntrackBenchmark {
                 times[index].append(try clock.measure(benchmarkCase.run).seconds)
             }
         }
-        let medians = times.map { $0.sorted()[$0.count / 2] }
-        let raw = medians[4], bpftoolJSON = medians[3]
-        return cases.indices.map { index in
-            let seconds = medians[index]
-            let isListing = index == 0
-            let met = isListing ? seconds <= 2 * raw && bpftoolJSON / seconds >= 15 : nil
-            return Result(name: cases[index].name, seconds: seconds, entriesPerSecond: Double(entries) / seconds,
-                          timesRaw: seconds / raw, timesFasterThanBpftoolJSON: bpftoolJSON / seconds,
-                          goal: isListing ? "≤ 2× raw, ≥ 15× faster than bpftool -j" : nil, met: met)
+        let medians = times.map(Statistics.median)
+        let raw = Figure.Baseline(cases[4].name, medians[4]), bpftoolJSON = Figure.Baseline(cases[3].name, medians[3])
+        func figure(_ index: Int, baseline: Figure.Baseline? = raw, comparison: Comparison = .times, goal: Goal? = nil, name: String? = nil) -> Figure {
+            Figure(name ?? cases[index].name, medians[index], .seconds, baseline: baseline, comparison: comparison, goal: goal, count: entries)
         }
+        return [
+            figure(4, baseline: nil, name: "baseline: \(raw.name)"),
+            figure(0, goal: .atMost(2, .times)),
+            figure(0, baseline: bpftoolJSON, goal: .atLeast(15, .faster), name: "netfence conntrack list -o json, against bpftool -j"),
+            figure(1), figure(2), figure(3),
+        ]
     }
 
     /// Three in four copies of the IPv4 TCP flow, the rest of the IPv6 UDP one, each from

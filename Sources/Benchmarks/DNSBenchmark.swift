@@ -13,22 +13,6 @@ import PolicyInput
 /// namespace as the node would run it; the client pod is attached with a domain rule
 /// for the zone, so every proxied answer writes a grant before it is released.
 public struct DNSBenchmark {
-    public struct Result: Sendable, Encodable {
-        public let name: String
-        public let queriesPerSecond: Double
-        public let p50Milliseconds: Double
-        public let p99Milliseconds: Double
-    }
-
-    public struct Summary: Sendable, Encodable {
-        public let direct: Result
-        public let proxied: Result
-        public let addedP50Milliseconds: Double
-        public let addedP99Milliseconds: Double
-        public let throughputGoalMet: Bool
-        public let latencyGoalMet: Bool
-    }
-
     /// Seconds each dnsperf pass runs.
     public var seconds = 5
     /// Passes per case (turns alternate); the median is reported.
@@ -41,7 +25,7 @@ public struct DNSBenchmark {
     public init() {}
 
     /// Runs both cases; `netfence` is this binary (the proxy runs as its own process).
-    public func run(netfence: String) throws -> Summary {
+    public func run(netfence: String) throws -> [Figure] {
         let pid = getpid()
         let root = try PinRoot("\(BPFFilesystem.defaultMountPoint)/netfence-bench-dns-\(pid)")
         try BPFFilesystem.mountIfNeeded()
@@ -93,15 +77,19 @@ public struct DNSBenchmark {
                 latencies[index] += try Self.sequentialLatencies(server: server, in: pod.namespace, count: latencySamples)
             }
         }
-        let results = cases.indices.map { index in
-            let sorted = latencies[index].sorted()
-            return Result(name: cases[index].0, queriesPerSecond: Self.median(throughput[index]),
-                          p50Milliseconds: Self.percentile(sorted, 0.50), p99Milliseconds: Self.percentile(sorted, 0.99))
-        }
-        let added50 = results[1].p50Milliseconds - results[0].p50Milliseconds
-        return Summary(direct: results[0], proxied: results[1], addedP50Milliseconds: added50,
-                       addedP99Milliseconds: results[1].p99Milliseconds - results[0].p99Milliseconds,
-                       throughputGoalMet: results[1].queriesPerSecond >= Self.throughputGoal, latencyGoalMet: added50 <= Self.addedP50Goal)
+        let direct = latencies[0].sorted(), proxied = latencies[1].sorted()
+        let queryRate = Figure.Baseline("queries/s \(cases[0].0)", Statistics.median(throughput[0]))
+        let p50 = Figure.Baseline("p50 \(cases[0].0)", Statistics.percentile(direct, 0.50))
+        let p99 = Figure.Baseline("p99 \(cases[0].0)", Statistics.percentile(direct, 0.99))
+        return [
+            Figure("baseline: \(queryRate.name)", queryRate.value, .perSecond),
+            Figure("queries/s \(cases[1].0)", Statistics.median(throughput[1]), .perSecond, baseline: queryRate, goal: .atLeast(Self.throughputGoal)),
+            Figure("baseline: \(p50.name)", p50.value, .milliseconds, count: direct.count),
+            Figure("p50 \(cases[1].0)", Statistics.percentile(proxied, 0.50), .milliseconds, baseline: p50, goal: .atMost(Self.addedP50Goal, .over),
+                   count: proxied.count),
+            Figure("baseline: \(p99.name)", p99.value, .milliseconds, count: direct.count),
+            Figure("p99 \(cases[1].0)", Statistics.percentile(proxied, 0.99), .milliseconds, baseline: p99, comparison: .over, count: proxied.count),
+        ]
     }
 
     /// dnsperf from `namespace` for `seconds`: the queries per second it reports.
@@ -160,11 +148,5 @@ public struct DNSBenchmark {
 
     static func start(in namespace: String, _ command: [String]) throws -> ChildProcess.Running {
         try ChildProcess.start("/usr/bin/nsenter", ["--net=\(NetworkNamespace.namedFolder)/\(namespace)"] + command)
-    }
-
-    static func median(_ values: [Double]) -> Double { percentile(values.sorted(), 0.5) }
-
-    static func percentile(_ sorted: [Double], _ fraction: Double) -> Double {
-        sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int(Double(sorted.count) * fraction))]
     }
 }

@@ -2,27 +2,29 @@ import BPFKit
 import Datapath
 import DatapathModel
 import Foundation
+import Loader
 import PolicyInput
 
 /// Attach and apply times of the loader, beside what attaching costs when each
 /// pod loads its own programs (the AWS agent's way: a verifier run per pod).
 public struct LoaderBenchmark {
-    public struct Result: Sendable, Encodable {
-        public let name: String
-        public let milliseconds: Double
-        /// The goal, when the issue names one.
-        public let goalMilliseconds: Double?
-    }
-
+    public var pods = 100
     public var cidrs = 1_000
     /// Pods that load their own programs for the baseline (each takes a verifier run).
     public var baselineLoads = 5
 
     public init() {}
 
-    /// Attaches one pod per entry of `interfaces` (all in `netns`) under a fresh
-    /// loader at `root`, then applies a policy of `cidrs` CIDRs to the first.
-    public func run(root: PinRoot, interfaces: [String], netns: String) throws -> [Result] {
+    /// Attaches `pods` pods on throwaway interfaces under a throwaway pin root,
+    /// then applies a policy of `cidrs` CIDRs to the first.
+    public func run() throws -> [Figure] {
+        let interfaces = (0..<pods).map { "nfbench\($0)" }
+        return try ThrowawayNode.run(interfaces: interfaces) { root, sandbox in
+            try run(root: root, interfaces: interfaces, netns: sandbox.namespace.name)
+        }
+    }
+
+    func run(root: PinRoot, interfaces: [String], netns: String) throws -> [Figure] {
         let (loader, _) = try Loader.initialize(root: root, migrate: false)
         let clock = ContinuousClock()
         var attachTimes: [Double] = []
@@ -45,13 +47,16 @@ public struct LoaderBenchmark {
         let rules = (0..<cidrs).map { PolicyRule(ruleID: 1, peer: IPPrefix(address: Self.address($0), length: 128)) }
         let compiled = try PolicyCompiler.compile(rules)
         let rawWrites = try clock.measure { _ = try loader.datapath.makeTrie(compiled) }
+        let perPodLoad = Figure.Baseline("load programs per pod (median of \(baselineLoads))", Statistics.median(baselineTimes))
+        let raw = Figure.Baseline("\(cidrs) raw trie writes", rawWrites.milliseconds)
         return [
-            Result(name: "attach, per pod (median of \(interfaces.count))", milliseconds: median(attachTimes), goalMilliseconds: 2),
-            Result(name: "baseline: load programs per pod (median of \(baselineLoads))", milliseconds: median(baselineTimes), goalMilliseconds: nil),
-            Result(name: "apply \(cidrs) CIDRs (parse JSON)", milliseconds: parse.milliseconds, goalMilliseconds: nil),
-            Result(name: "apply \(cidrs) CIDRs (validate, store, compile, swap)", milliseconds: apply.milliseconds, goalMilliseconds: nil),
-            Result(name: "apply \(cidrs) CIDRs, total", milliseconds: parse.milliseconds + apply.milliseconds, goalMilliseconds: 50),
-            Result(name: "baseline: \(cidrs) raw trie writes", milliseconds: rawWrites.milliseconds, goalMilliseconds: nil),
+            Figure("baseline: \(perPodLoad.name)", perPodLoad.value, .milliseconds, count: baselineLoads),
+            Figure("attach, per pod (median of \(interfaces.count))", Statistics.median(attachTimes), .milliseconds, baseline: perPodLoad,
+                   comparison: .faster, goal: .atMost(2), count: interfaces.count),
+            Figure("baseline: \(raw.name)", raw.value, .milliseconds, count: cidrs),
+            Figure("apply \(cidrs) CIDRs (parse JSON)", parse.milliseconds, .milliseconds),
+            Figure("apply \(cidrs) CIDRs (validate, store, compile, swap)", apply.milliseconds, .milliseconds, baseline: raw),
+            Figure("apply \(cidrs) CIDRs, total", parse.milliseconds + apply.milliseconds, .milliseconds, baseline: raw, goal: .atMost(50)),
         ]
     }
 
@@ -69,10 +74,5 @@ public struct LoaderBenchmark {
 
     static func address(_ index: Int) -> IPAddress {
         IPAddress(ipv4: [198, 19, UInt8(index >> 8 & 0xff), UInt8(index & 0xff)])
-    }
-
-    private func median(_ values: [Double]) -> Double {
-        let sorted = values.sorted()
-        return sorted.isEmpty ? 0 : sorted[sorted.count / 2]
     }
 }

@@ -1,8 +1,10 @@
 import BPFKit
 import Datapath
 import DatapathModel
+import Events
 import Foundation
 import Glibc
+import HostKit
 import Loader
 import PolicyInput
 
@@ -15,33 +17,25 @@ import PolicyInput
 /// the reader's time counts. The two readers take turns batch by batch, so
 /// both see the same machine.
 public struct EventsBenchmark {
-    public struct Result: Sendable, Encodable {
-        public let name: String
-        public let events: Int
-        public let seconds: Double
-        public let eventsPerSecond: Double
-        /// The goal, when the issue names one.
-        public let goalEventsPerSecond: Double?
-
-        init(name: String, events: Int, seconds: Double, goalEventsPerSecond: Double?) {
-            self.name = name
-            self.events = events
-            self.seconds = seconds
-            eventsPerSecond = Double(events) / seconds
-            self.goalEventsPerSecond = goalEventsPerSecond
-        }
-    }
-
     /// Events each reader takes (the datapath produces twice this many).
     public var events = 5_000_000
 
     public init() {}
 
+    /// Runs on a throwaway node; the decoded events go to /dev/null the way the CLI writes standard output.
+    public func run() throws -> [Figure] {
+        let devNull = try FileDescriptor(opening: "/dev/null", flags: O_WRONLY, operation: "open /dev/null")
+        return try ThrowawayNode.run(interfaces: ["pod0"]) { root, sandbox in
+            try run(root: root, interface: "pod0", namespace: sandbox.namespace) { bytes in
+                _ = write(devNull.rawValue, bytes.baseAddress, bytes.count)
+            }
+        }
+    }
+
     /// Loads netfence under `root` with one pod on `interface` (in `namespace`),
     /// allowing TCP 80 from 198.18.0.0/16, and reads half allowed, half denied events.
-    /// `output` is how the CLI writes a drain's lines (the benchmark gives it /dev/null).
-    public func run(root: PinRoot, interface: String, namespace: NetworkNamespace,
-                    output: (UnsafeRawBufferPointer) -> Void) throws -> [Result] {
+    /// `output` is how the CLI writes a drain's lines.
+    func run(root: PinRoot, interface: String, namespace: NetworkNamespace, output: (UnsafeRawBufferPointer) -> Void) throws -> [Figure] {
         let (loader, _) = try Loader.initialize(root: root, migrate: false)
         _ = try loader.attach(namespace: "bench", name: "pod0", interface: interface, netns: namespace.name,
                               defaults: [.ingress: .allow, .egress: .allow])
@@ -88,10 +82,11 @@ public struct EventsBenchmark {
         guard lost == 0 else {
             throw BenchmarkError("the ring overflowed during the benchmark (\(lost) events lost); the figures would be wrong")
         }
+        let rawDrain = Figure.Baseline("raw drain (no decoding)", Double(rawEvents) / rawTime.seconds)
         return [
-            Result(name: "decoded + attributed + JSON Lines to /dev/null", events: decodedEvents, seconds: decodedTime.seconds,
-                   goalEventsPerSecond: 1_000_000),
-            Result(name: "baseline: raw drain (no decoding)", events: rawEvents, seconds: rawTime.seconds, goalEventsPerSecond: nil),
+            Figure("baseline: \(rawDrain.name)", rawDrain.value, .perSecond, count: rawEvents),
+            Figure("decoded + attributed + JSON Lines to /dev/null", Double(decodedEvents) / decodedTime.seconds, .perSecond, baseline: rawDrain,
+                   goal: .atLeast(1_000_000), count: decodedEvents),
         ]
     }
 

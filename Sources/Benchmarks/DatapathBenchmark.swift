@@ -1,26 +1,14 @@
 import BPFKit
 import BPFObjects
+import Datapath
 import DatapathModel
 import Foundation
+import NodeNetwork
 
 /// ns per packet through BPF_PROG_TEST_RUN for the datapath's three paths,
 /// beside an empty tc program measured in the same run (the machine is noisy:
 /// the ratio to the floor holds where absolute times drift).
 public struct DatapathBenchmark {
-    /// One measured case.
-    public struct Result: Sendable, Encodable {
-        public let name: String
-        /// Prefixes in the pod's trie; nil for the floor.
-        public let prefixes: Int?
-        public let nanosecondsPerPacket: Double
-        /// The empty program, measured the same way, interleaved with this case.
-        public let floorNanoseconds: Double
-        /// The goal over the floor, when the issue names one.
-        public let goalOverFloor: Double?
-
-        public var overFloor: Double { nanosecondsPerPacket - floorNanoseconds }
-    }
-
     public enum Path: String, CaseIterable, Sendable {
         case established = "established flow"
         case newAllowed = "new allowed flow"
@@ -39,16 +27,22 @@ public struct DatapathBenchmark {
 
     public init() {}
 
+    /// Runs every case in a throwaway namespace whose one interface stands for the pod.
+    public func run() throws -> [Figure] {
+        let sandbox = try SandboxInterfaces(name: ThrowawayNode.namespace, interfaces: ["pod0"])
+        defer { sandbox.remove() }
+        return try run(in: sandbox.namespace, ifindex: sandbox.ifindexes["pod0"]!)
+    }
+
     /// Runs every case inside `namespace`, where interface `ifindex` stands for the pod.
-    public func run(in namespace: NetworkNamespace, ifindex: UInt32) throws -> [Result] {
+    func run(in namespace: NetworkNamespace, ifindex: UInt32) throws -> [Figure] {
         let empty = try BPFObjectFile(bytes: EmbeddedBPFObject.empty.bytes, name: "empty").program(named: "nf_empty")
         let pod = IPAddress("198.18.1.10")!
         let probe = PacketBuilder.frame(from: pod, to: IPAddress("198.19.0.1")!, .tcp(sourcePort: 40000, destinationPort: 443))
         let floorRepeated = { try Double(empty.testRun(packet: probe, repeat: repeatCount, ifindex: ifindex, in: namespace).nanosecondsPerRun) }
         let floorSingle = { try Double(empty.testRun(packet: probe, repeat: 1, ifindex: ifindex, in: namespace).nanosecondsPerRun) }
         let floor = try interleaved(floorRepeated, floorRepeated, samples: rounds)
-        var results = [Result(name: "empty tc program (floor)", prefixes: nil, nanosecondsPerPacket: floor.measured,
-                              floorNanoseconds: floor.floor, goalOverFloor: nil)]
+        var results = [Figure("empty tc program (floor)", floor.measured, .nanoseconds)]
 
         for count in prefixCounts {
             let datapath = try Datapath()
@@ -78,13 +72,14 @@ public struct DatapathBenchmark {
                     measured = try interleaved({ port &+= 1; return try runs(frame(port, 443), repeat: 1) }, floorSingle,
                                                samples: newFlowSamples, passes: 1)
                 }
-                let goal: Double? = switch (path, count) {
-                case (.established, _): 100
-                case (.newDenied, 10_000): 250
+                let goal: Goal? = switch (path, count) {
+                case (.established, _): .atMost(100, .over)
+                case (.newDenied, 10_000): .atMost(250, .over)
                 default: nil
                 }
-                results.append(Result(name: path.rawValue, prefixes: count, nanosecondsPerPacket: measured.measured,
-                                      floorNanoseconds: measured.floor, goalOverFloor: goal))
+                // Against the floor measured beside it, not the first one: the machine drifts within a run too.
+                results.append(Figure("\(path.rawValue), \(count.formatted()) prefixes", measured.measured, .nanoseconds,
+                                      baseline: .init("empty tc program, measured alongside", measured.floor), comparison: .over, goal: goal))
             }
         }
         return results
@@ -111,13 +106,8 @@ public struct DatapathBenchmark {
                 measured.append(try measure())
                 floors.append(try floor())
             }
-            best = (min(best.measured, median(measured)), min(best.floor, median(floors)))
+            best = (min(best.measured, Statistics.median(measured)), min(best.floor, Statistics.median(floors)))
         }
         return best
-    }
-
-    private func median(_ values: [Double]) -> Double {
-        let sorted = values.sorted()
-        return sorted.isEmpty ? 0 : sorted[sorted.count / 2]
     }
 }

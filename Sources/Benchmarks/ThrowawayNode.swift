@@ -1,0 +1,26 @@
+import BPFKit
+import Glibc
+import Loader
+import NodeNetwork
+
+/// Where a benchmark runs: a pin root of its own and host interfaces in a
+/// namespace of its own, named after the process; both removed afterwards,
+/// also when the benchmark fails.
+public enum ThrowawayNode {
+    /// The pin root a benchmark of this process uses (`…/netfence-bench-PID`).
+    public static var pinRoot: String { "\(BPFFilesystem.defaultMountPoint)/netfence-bench-\(getpid())" }
+    /// The namespace its interfaces live in (`nfbench-PID`).
+    public static var namespace: String { "nfbench-\(getpid())" }
+
+    /// Runs `body` with the pin root and `interfaces` (in the throwaway namespace).
+    public static func run<Result>(interfaces: [String], _ body: (_ root: PinRoot, _ sandbox: SandboxInterfaces) throws -> Result) throws -> Result {
+        try BPFFilesystem.mountIfNeeded()
+        let sandbox = try SandboxInterfaces(name: namespace, interfaces: interfaces)
+        let root = try PinRoot(pinRoot)
+        defer {
+            try? Loader.reset(root: root)
+            sandbox.remove()
+        }
+        return try body(root, sandbox)
+    }
+}

@@ -1,0 +1,74 @@
+import BPFKit
+import CommandTree
+import DatapathModel
+import Inspection
+import Loader
+import PolicyInput
+
+/// How the model's values are typed on the command line: each by the one name
+/// the model gives it (`network-policy`, `deny`, `egress`), so a filter compares
+/// typed values and help and completion list the same words tables print.
+extension ArgumentValue where Self: ABIName {
+    public init?(argument: String) { self.init(name: argument) }
+    public static var completionChoices: [String]? { names }
+}
+
+extension Direction: ArgumentValue {
+    public static var defaultValueName: String { "direction" }
+}
+
+extension Verdict: ArgumentValue {
+    public static var defaultValueName: String { "verdict" }
+}
+
+extension Tier: ArgumentValue {
+    public static var defaultValueName: String { "tier" }
+}
+
+extension EventLevel: ArgumentValue {
+    public static var defaultValueName: String { "level" }
+}
+
+extension PodReference: ArgumentValue {
+    public init?(argument: String) { self.init(parsing: argument) }
+    public static var defaultValueName: String { "namespace/name" }
+    public static var expectedForm: String? { "NAMESPACE/NAME" }
+}
+
+/// A protocol by name (`tcp`, `udp`, `sctp`, `icmp`, `icmpv6`) or number.
+struct ProtocolArgument: ArgumentValue {
+    let number: UInt8
+
+    init?(argument: String) {
+        guard let number = ProtocolName.number(argument) else { return nil }
+        self.number = number
+    }
+
+    static var defaultValueName: String { "name" }
+    static var expectedForm: String? { "tcp, udp, sctp, icmp, icmpv6 or a number from 0 to 255" }
+}
+
+extension IPPrefix: ArgumentValue {
+    public init?(argument: String) {
+        guard let parsed = IPPrefix.parse(argument) else { return nil }
+        self = parsed.prefix
+    }
+    public static var defaultValueName: String { "cidr" }
+    public static var expectedForm: String? { "a CIDR such as 198.18.0.0/15 or an address" }
+}
+
+extension FlowState: ArgumentValue {
+    public static var defaultValueName: String { "state" }
+}
+
+extension PodDefault: ArgumentValue {
+    public static var defaultValueName: String { "allow|deny" }
+}
+
+/// A pin root is checked as the command line is parsed: a relative, empty or
+/// `..` path is a usage error before anything runs.
+extension PinRoot: ArgumentValue {
+    public init?(argument: String) { try? self.init(argument) }
+    public static var defaultValueName: String { "path" }
+    public static var expectedForm: String? { "an absolute path on bpffs, without '..'" }
+}

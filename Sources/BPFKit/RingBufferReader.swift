@@ -4,7 +4,7 @@ import Glibc
 import HostKit
 
 /// The one consumer of a BPF ring buffer map (libbpf `ring_buffer`): drains
-/// whatever records are ready, without waiting.
+/// whatever records are ready, at once or after waiting for the first one.
 public final class RingBufferReader {
     private let ring: OpaquePointer
     private let records: UnsafeMutablePointer<nf_ring_records>
@@ -48,9 +48,20 @@ public final class RingBufferReader {
     /// `visit` sees the record's bytes, valid only during the call. Returns how many.
     @discardableResult
     public func drain(_ visit: (UnsafeRawBufferPointer) throws -> Void) throws -> Int {
+        try drain(waitingUpTo: nil, visit)
+    }
+
+    /// As `drain`, but when nothing is ready waits up to `timeout` seconds
+    /// (nil: not at all) for a record, blocked in the kernel; a signal ends the wait.
+    @discardableResult
+    public func drain(waitingUpTo timeout: Double?, _ visit: (UnsafeRawBufferPointer) throws -> Void) throws -> Int {
         records.pointee.used = 0
         records.pointee.count = 0
-        try check(nf_ring_drain(ring), "drain", "ring buffer")
+        if let timeout {
+            try check(nf_ring_wait(ring, Int32(min(max(timeout, 0), 3600) * 1000)), "wait on", "ring buffer")
+        } else {
+            try check(nf_ring_drain(ring), "drain", "ring buffer")
+        }
         var offset = 0
         let used = Int(records.pointee.used)
         while offset + 4 <= used {

@@ -32,7 +32,7 @@ public struct ConntrackBenchmark {
     /// conntrack table, and times each reader.
     func run(root: PinRoot, interface: String, namespace: NetworkNamespace, netfence: String, bpftool: String) throws -> [Figure] {
         let (loader, _) = try Loader.initialize(root: root, migrate: false)
-        _ = try loader.attach(namespace: "bench", name: "pod0", interface: interface, netns: namespace.name,
+        _ = try loader.attach(PodReference(namespace: "bench", name: "pod0"), interface: interface, netns: namespace.name,
                               defaults: [.ingress: .allow, .egress: .allow])
         _ = try loader.apply(try PolicyDocumentParser.parse(Self.policy))
         let conntrack = loader.datapath.conntrack

@@ -1,5 +1,6 @@
 import BPFKit
 import DNS
+import DatapathModel
 import Foundation
 import Glibc
 import HostKit
@@ -41,7 +42,7 @@ public struct DNSBenchmark {
         // The writer lets go of the root's lock before the proxy (another process) registers itself.
         do {
             let (loader, _) = try Loader.initialize(root: root, migrate: false)
-            _ = try loader.attach(namespace: "bench", name: "client", interface: client.hostInterface, netns: cluster.node.name, defaults: [:])
+            _ = try loader.attach(PodReference(namespace: "bench", name: "client"), interface: client.hostInterface, netns: cluster.node.name, defaults: [:])
             _ = try loader.apply(PolicyDocumentParser.parse("""
             {"apiVersion": "networking.k8s.aws/v1alpha1", "kind": "PolicyEndpoint",
              "metadata": {"name": "bench", "namespace": "bench"},

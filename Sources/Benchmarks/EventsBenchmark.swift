@@ -37,7 +37,7 @@ public struct EventsBenchmark {
     /// `output` is how the CLI writes a drain's lines.
     func run(root: PinRoot, interface: String, namespace: NetworkNamespace, output: (UnsafeRawBufferPointer) -> Void) throws -> [Figure] {
         let (loader, _) = try Loader.initialize(root: root, migrate: false)
-        _ = try loader.attach(namespace: "bench", name: "pod0", interface: interface, netns: namespace.name,
+        _ = try loader.attach(PodReference(namespace: "bench", name: "pod0"), interface: interface, netns: namespace.name,
                               defaults: [.ingress: .allow, .egress: .allow])
         _ = try loader.apply(try PolicyDocumentParser.parse(Self.policy))
         try loader.datapath.setEventLevel(.all)
@@ -53,7 +53,7 @@ public struct EventsBenchmark {
             _ = try loader.datapath.run(denied, direction: .ingress, ifindex: ifindex, in: namespace, repeat: batch)
         }
 
-        let raw = try RingBufferReader(map: loader.datapath.events)
+        let raw = try loader.datapath.eventReader()
         let stream = try EventStream(loader: loader)
         let writer = EventJSONWriter()
         let clock = ContinuousClock()

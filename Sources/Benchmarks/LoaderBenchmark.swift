@@ -30,7 +30,7 @@ public struct LoaderBenchmark {
         var attachTimes: [Double] = []
         for (index, interface) in interfaces.enumerated() {
             let elapsed = try clock.measure {
-                _ = try loader.attach(namespace: "bench", name: "pod\(index)", interface: interface, netns: netns,
+                _ = try loader.attach(PodReference(namespace: "bench", name: "pod\(index)"), interface: interface, netns: netns,
                                       defaults: [.ingress: .allow, .egress: .allow])
             }
             attachTimes.append(elapsed.milliseconds)

@@ -231,6 +231,13 @@ int nf_ring_drain(struct ring_buffer *ring)
 	return ring_buffer__consume(ring);
 }
 
+int nf_ring_wait(struct ring_buffer *ring, int timeout_ms)
+{
+	int taken = ring_buffer__poll(ring, timeout_ms);
+
+	return taken == -EINTR ? 0 : taken;
+}
+
 static _Thread_local char last_warning[512];
 
 static int capture_print(enum libbpf_print_level level, const char *format, va_list args)

@@ -104,6 +104,8 @@ public final class CommandContext {
     public func write(_ text: String) { standardOutput.write(text) }
     /// Writes bytes as they are to standard output (output built as bytes need not become a String).
     public func write(bytes: UnsafeRawBufferPointer) { standardOutput(bytes) }
+    /// The reader of standard output went away (`… | head -1` has what it wanted): a follow loop ends.
+    public var outputReaderGone: Bool { standardOutput.isReaderGone }
     /// Writes `warning: text` to standard error; the command goes on.
     public func warn(_ text: String) {
         standardError.write(jsonDiagnostics ? "{\"warning\":\(CommandTree.quoted(text))}\n" : "warning: \(TerminalText.escaped(text))\n")

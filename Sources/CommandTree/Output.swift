@@ -72,15 +72,18 @@ public enum JSONOutput {
 /// Where a command's output goes: its bytes, in order.
 public struct OutputSink {
     private let writeBytes: (UnsafeRawBufferPointer) -> Void
+    private let readerGone: () -> Bool
 
-    public init(_ writeBytes: @escaping (UnsafeRawBufferPointer) -> Void) {
+    /// `readerGone` says whether whoever reads the output went away (a closed pipe).
+    public init(_ writeBytes: @escaping (UnsafeRawBufferPointer) -> Void, readerGone: @escaping () -> Bool = { false }) {
         self.writeBytes = writeBytes
+        self.readerGone = readerGone
     }
 
     /// Writes all of its bytes to `descriptor`, retrying short writes; once the
     /// reader went away (EPIPE) the rest is dropped.
     public static func fileDescriptor(_ descriptor: Int32) -> OutputSink {
-        OutputSink { bytes in
+        OutputSink({ bytes in
             var offset = 0
             while offset < bytes.count {
                 let written = Glibc.write(descriptor, bytes.baseAddress! + offset, bytes.count - offset)
@@ -88,8 +91,15 @@ public struct OutputSink {
                 guard written > 0 else { return }
                 offset += written
             }
-        }
+        }, readerGone: {
+            // A pipe whose reader closed it reports POLLERR; a closed terminal, POLLHUP.
+            var entry = pollfd(fd: descriptor, events: Int16(POLLOUT), revents: 0)
+            return poll(&entry, 1, 0) == 1 && entry.revents & Int16(POLLERR | POLLHUP | POLLNVAL) != 0
+        })
     }
+
+    /// Whoever reads this output went away: a command that follows a stream stops.
+    public var isReaderGone: Bool { readerGone() }
 
     public func callAsFunction(_ bytes: UnsafeRawBufferPointer) { writeBytes(bytes) }
 

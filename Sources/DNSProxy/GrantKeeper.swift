@@ -102,7 +102,7 @@ public final class GrantKeeper {
             let kept = grant.patterns.filter { $0.expiresNanoseconds &+ retentionNanoseconds > now }
             guard kept.count != grant.patterns.count else { continue }
             if kept.isEmpty {
-                if try datapath.domainGrants.delete(key: grant.key) { removed += 1 }
+                if try datapath.removeGrant(podID: grant.podID, address: grant.address) { removed += 1 }
             } else {
                 try datapath.write(DomainGrant(podID: grant.podID, address: grant.address, patterns: kept))
             }

@@ -10,27 +10,29 @@ import HostKit
 /// building tries aside and flipping the pod's live slot in one map update.
 public final class Datapath {
     /// On the host veth's tc egress hook: what the pod receives.
-    public let toPod: BPFProgram
+    let toPod: BPFProgram
     /// On the host veth's tc ingress hook: what the pod sends.
-    public let fromPod: BPFProgram
-    public let pods: BPFMap
+    let fromPod: BPFProgram
+    let pods: BPFMap
     /// Each pod's current revision by pod id, for the conntrack fast path.
-    public let revisions: BPFMap
-    public let policies: BPFMap
+    let revisions: BPFMap
+    let policies: BPFMap
+    /// Every tracked flow: read in batches by conntrack listings and dumps, and
+    /// flushed by them, so the one map callers reach directly.
     public let conntrack: BPFMap
-    public let fragments: BPFMap
-    public let settings: BPFMap
-    public let counters: BPFMap
-    public let stats: BPFMap
-    public let events: BPFMap
+    let fragments: BPFMap
+    let settings: BPFMap
+    let counters: BPFMap
+    let stats: BPFMap
+    let events: BPFMap
     /// The port rules of each pod's domain patterns, per slot.
-    public let domainRules: BPFMap
+    let domainRules: BPFMap
     /// Addresses pods resolved through the DNS proxy (written by the proxy).
-    public let domainGrants: BPFMap
+    let domainGrants: BPFMap
     /// Addresses DNS proxies serve.
-    public let dnsProxies: BPFMap
+    let dnsProxies: BPFMap
     /// When a DNS proxy last said it is alive; grants allow new flows only while it is recent.
-    public let dnsHeartbeat: BPFMap
+    let dnsHeartbeat: BPFMap
 
     /// Every map of the datapath object, by name, with the key and value sizes the
     /// ABI header gives it (nil: a size the header does not define).
@@ -160,6 +162,31 @@ public final class Datapath {
     /// The program for traffic in `direction` (pod's view).
     public func program(for direction: Direction) -> BPFProgram { direction == .ingress ? toPod : fromPod }
 
+    /// The ids of the two programs, by name (`nf_to_pod`, `nf_from_pod`).
+    public func programIDs() throws -> [String: UInt32] {
+        ["nf_to_pod": try toPod.info().id, "nf_from_pod": try fromPod.info().id]
+    }
+
+    /// The maps that grow with the node: what `loader status` shows the fill of.
+    public static let growingMaps = ["pods", "conntrack", "fragments", "domain_grants"]
+
+    /// Entries in one of `growingMaps`, and how many it holds at most.
+    public func fill(ofMap name: String) throws -> (entries: Int, maxEntries: Int) {
+        let map = switch name {
+        case "pods": pods
+        case "conntrack": conntrack
+        case "fragments": fragments
+        case "domain_grants": domainGrants
+        default: throw SystemError("count entries of", name, errno: ENOENT)
+        }
+        return (try map.countEntries() ?? 0, Int(try map.info().maxEntries))
+    }
+
+    /// A reader of the verdict ring (one consumer at a time: two readers split the events).
+    public func eventReader() throws -> RingBufferReader {
+        try RingBufferReader(map: events)
+    }
+
     /// The pod registered on `ifindex`, if any.
     public func pod(ifindex: UInt32) throws -> PodRecord? {
         try pods.lookup(key: key(ifindex)).flatMap(PodRecord.decode)
@@ -247,6 +274,12 @@ public final class Datapath {
     /// Writes (replaces) a grant: the address is allowed for the pod under its patterns until they expire.
     public func write(_ grant: DomainGrant) throws {
         try domainGrants.update(key: grant.key, value: grant.encodeValue())
+    }
+
+    /// Deletes the pod's grant for `address`; false when there was none.
+    @discardableResult
+    public func removeGrant(podID: UInt32, address: IPAddress) throws -> Bool {
+        try domainGrants.delete(key: DomainGrant.key(podID: podID, address: address))
     }
 
     /// Every grant, or those of one pod.

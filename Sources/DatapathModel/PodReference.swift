@@ -1,5 +1,6 @@
-/// A pod as Kubernetes names it: its namespace and its name, `namespace/name` in words.
-public struct PodReference: Hashable, Comparable, Sendable, CustomStringConvertible {
+/// A pod as Kubernetes names it: its namespace and its name, `namespace/name` in
+/// words and in JSON.
+public struct PodReference: Hashable, Comparable, Sendable, CustomStringConvertible, Encodable {
     public let namespace: String
     public let name: String
 
@@ -18,6 +19,11 @@ public struct PodReference: Hashable, Comparable, Sendable, CustomStringConverti
     public var description: String { "\(namespace)/\(name)" }
 
     public static func < (a: PodReference, b: PodReference) -> Bool { (a.namespace, a.name) < (b.namespace, b.name) }
+
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(description)
+    }
 }
 
 extension PodRegistration {

@@ -5,8 +5,9 @@ import Inspection
 
 /// Where a verdict log comes from: netfence's ring (`EventStream`), or the AWS agent's.
 public protocol VerdictSource: AnyObject {
-    /// Everything ready now, item by item; losses it knows of first.
-    func drain(lossInterval: TimeInterval, _ visit: (EventItem) throws -> Void) throws
+    /// Everything ready now, item by item; losses it knows of first. With `wait`, when
+    /// nothing is ready it waits up to that many seconds for the first event.
+    func drain(lossInterval: TimeInterval, waitingUpTo wait: Double?, _ visit: (EventItem) throws -> Void) throws
     /// The longest pod name it will show, for table widths.
     var longestPodName: Int { get }
 }
@@ -70,10 +71,10 @@ public final class AWSEventStream: VerdictSource {
 
     public var longestPodName: Int { pods.values.map(\.count).max() ?? 0 }
 
-    public func drain(lossInterval: TimeInterval = 1, _ visit: (EventItem) throws -> Void) throws {
+    public func drain(lossInterval: TimeInterval = 1, waitingUpTo wait: Double? = nil, _ visit: (EventItem) throws -> Void) throws {
         let now = Date()
         var refreshed = false
-        try reader.drain { record in
+        try reader.drain(waitingUpTo: wait) { record in
             guard let event = AWSPolicyEvent.decode(record) else { return }
             if podsByAddress[event.podAddress] == nil, !refreshed, Date().timeIntervalSince(lastRefresh) > 1 {
                 try refresh()  // a flow newer than our view of the agent's conntrack

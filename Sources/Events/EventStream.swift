@@ -26,7 +26,7 @@ public final class EventStream {
 
     public init(loader: Loader) throws {
         self.loader = loader
-        reader = try RingBufferReader(map: loader.datapath.events)
+        reader = try loader.datapath.eventReader()
         attribution = try loader.attribution()
     }
 
@@ -34,21 +34,15 @@ public final class EventStream {
     public var longestPodName: Int { attribution.longestPodName }
 
     /// Everything ready now, item by item: a loss report first (at most once
-    /// per `lossInterval`), then events, oldest first.
-    public func drain(lossInterval: TimeInterval = 1, _ visit: (EventItem) throws -> Void) throws {
+    /// per `lossInterval`), then events, oldest first. With `wait`, when nothing
+    /// is ready it waits up to that many seconds for the first event.
+    public func drain(lossInterval: TimeInterval = 1, waitingUpTo wait: Double? = nil, _ visit: (EventItem) throws -> Void) throws {
         if Date().timeIntervalSince(lastLossCheck) >= lossInterval {
             lastLossCheck = Date()
-            let total = try loader.datapath.stat(.eventsLost)
-            let reported = try loader.state.reportedLostEvents()
-            if total > reported {
-                try visit(.lost(total - reported))
-                try loader.state.setReportedLostEvents(total)
-            } else if total < reported {
-                try loader.state.setReportedLostEvents(total)  // the counter was reset (re-init with --migrate)
-            }
+            try loader.reportLostEvents { try visit(.lost($0)) }
         }
         var refreshed = false
-        try reader.drain { record in
+        try reader.drain(waitingUpTo: wait) { record in
             guard let event = VerdictEvent.decode(record) else { return }
             if !refreshed && !attribution.knows(event) {
                 attribution = try loader.attribution()  // a pod or object newer than our view

@@ -39,8 +39,7 @@ public enum Metrics {
             for direction in Direction.allCases {
                 for verdict in [Verdict.allow, .deny] {
                     let counter = try datapath.counter(podID: podID, direction: direction, verdict: verdict)
-                    let labels: KeyValuePairs = ["pod": "\(pod.namespace)/\(pod.name)", "direction": direction.description,
-                                                 "verdict": verdict == .allow ? "allow" : "deny"]
+                    let labels: KeyValuePairs = ["pod": pod.pod.description, "direction": direction.description, "verdict": verdict.description]
                     packets.append(.init(labels, value: counter.packets))
                     bytes.append(.init(labels, value: counter.bytes))
                 }
@@ -60,11 +59,12 @@ public enum Metrics {
         ] {
             families.append(MetricFamily(name: name, type: "counter", help: help, samples: [.init(value: try datapath.stat(stat))]))
         }
+        let conntrack = try datapath.fill(ofMap: "conntrack")
         families += [
             MetricFamily(name: "netfence_conntrack_entries", type: "gauge", help: "Flows in the conntrack table.",
-                         samples: [.init(value: UInt64(try datapath.conntrack.countEntries() ?? 0))]),
+                         samples: [.init(value: UInt64(conntrack.entries))]),
             MetricFamily(name: "netfence_conntrack_capacity", type: "gauge", help: "Flows the conntrack table holds at most.",
-                         samples: [.init(value: UInt64(try datapath.conntrack.info().maxEntries))]),
+                         samples: [.init(value: UInt64(conntrack.maxEntries))]),
             MetricFamily(name: "netfence_pods", type: "gauge", help: "Pods attached on this node.", samples: [.init(value: UInt64(pods.count))]),
         ]
         let proxies = try loader.dnsProxies().filter { !$0.counters.isEmpty }

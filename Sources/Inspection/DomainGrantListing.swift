@@ -34,27 +34,26 @@ public enum DomainGrantListing {
         let now = BootClock.nanoseconds(CLOCK_MONOTONIC)
         // Pattern id → its text, and (pod, pattern) → the rules naming it, from the applied objects.
         var names: [UInt64: String] = [:]
-        var rules: [String: [UInt64: [String]]] = [:]
+        var rules: [PodReference: [UInt64: [String]]] = [:]
         for stored in objects {
             for (position, rule) in stored.object.egress.enumerated() {
-                guard let text = rule.domainName, let pattern = DomainPattern(text) else { continue }
+                guard let pattern = rule.domainName else { continue }
                 names[pattern.id] = pattern.description
-                for pod in stored.object.pods {
-                    rules["\(pod.namespace)/\(pod.name)", default: [:]][pattern.id, default: []].append("\(stored.object.policyRef) egress[\(position)]")
+                for selected in stored.object.pods {
+                    rules[selected.pod, default: [:]][pattern.id, default: []].append("\(stored.object.policyRef) egress[\(position)]")
                 }
             }
         }
         var rows: [DomainGrantRow] = []
         for grant in try loader.datapath.grants() {
             let registration = pods[grant.podID]
-            let podKey = registration.map { "\($0.namespace)/\($0.name)" } ?? ""
             for entry in grant.patterns {
                 rows.append(DomainGrantRow(
                     namespace: registration?.namespace ?? "-", pod: registration?.name ?? "pod-id \(grant.podID)",
                     name: names[entry.pattern] ?? "pattern 0x" + String(entry.pattern, radix: 16),
                     address: grant.address.description,
                     expiresIn: (Double(entry.expiresNanoseconds) - Double(now)) / 1e9,
-                    rule: rules[podKey]?[entry.pattern]?.joined(separator: ", ") ?? "-"))
+                    rule: registration.flatMap { rules[$0.pod]?[entry.pattern] }?.joined(separator: ", ") ?? "-"))
             }
         }
         return rows.sorted { ($0.namespace, $0.pod, $0.name, $0.address) < ($1.namespace, $1.pod, $1.name, $1.address) }

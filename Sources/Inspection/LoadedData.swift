@@ -71,7 +71,7 @@ public enum LoadedData {
 
     private static func netfencePods(_ loader: Loader?, _ attachments: [ProgramAttachment], _ lookups: Lookups) throws -> [PodProgramData] {
         guard let loader else { return [] }
-        let slots = Dictionary(try loader.datapath.registeredPods().map { ($0.record.podID, $0.record.slot) }) { first, _ in first }
+        let slots = try loader.liveRecords().mapValues(\.slot)
         // A pod registered without --netns has its interface in this process's namespace, named as the scan names it.
         let ownNamespace = NetworkNamespace.all().first(where: \.isCurrent)?.name
         return try loader.state.pods().sorted { ($0.value.namespace, $0.value.name) < ($1.value.namespace, $1.value.name) }
@@ -86,7 +86,7 @@ public enum LoadedData {
                     }
                     let program = attachment.flatMap { lookups.program($0.programID) }
                     let trie = try slots[podID].flatMap { try loader.datapath.trieID(podID: podID, direction: direction, slot: $0) }
-                    return PodProgramData(owner: "netfence", pod: "\(pod.namespace)/\(pod.name)", direction: direction.description,
+                    return PodProgramData(owner: "netfence", pod: pod.pod.description, direction: direction.description,
                                           interface: pod.interface, networkNamespace: attachment?.namespace ?? (pod.netns.isEmpty ? nil : pod.netns),
                                           hook: "tc \(hook.rawValue)", programID: program?.id, programName: program?.name, pin: nil,
                                           maps: lookups.maps(program?.mapIDs ?? []), policyTrieID: trie)

@@ -2,6 +2,7 @@ import BPFKit
 import DatapathModel
 import Loader
 import Glibc
+import HostKit
 
 /// How one kind of map's entries read in words: its columns, and the rows an entry makes.
 public protocol MapLayout {
@@ -29,9 +30,20 @@ public struct DecodeContext {
 
     public init(attribution: Attribution? = nil) {
         self.attribution = attribution
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
-        monotonicNow = UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
+        monotonicNow = BootClock.nanoseconds(CLOCK_MONOTONIC)
+    }
+
+    /// Names and pod states from netfence's loader, when it is loaded here.
+    public init(loader: Loader?) throws {
+        guard let loader else {
+            self.init()
+            return
+        }
+        self.init(attribution: try loader.attribution())
+        for (podID, record) in try loader.liveRecords() {
+            revisions[podID] = record.revision
+            liveSlots[podID] = record.slot
+        }
     }
 
     func protocolName(_ number: UInt8) -> FieldValue {

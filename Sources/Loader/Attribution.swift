@@ -17,7 +17,7 @@ public struct Attribution: Sendable {
 
         init(_ registration: PodRegistration) {
             ifindex = registration.ifindex
-            pod = "\(registration.namespace)/\(registration.name)"
+            pod = registration.pod.description
             namespace = registration.namespace
             interface = registration.interface
         }
@@ -39,7 +39,7 @@ public struct Attribution: Sendable {
         isolating = pods.mapValues { pod in
             Dictionary(uniqueKeysWithValues: Direction.allCases.map { direction in
                 (direction, objects.values.filter { $0.key.kind == .policyEndpoint && $0.isolation.contains(direction)
-                    && $0.selects(namespace: pod.namespace, name: pod.name) }.map(\.policyRef).sorted())
+                    && $0.selects(pod.pod) }.map(\.policyRef).sorted())
             })
         }
     }

@@ -15,7 +15,7 @@ public enum LoaderError: Error, Equatable, CustomStringConvertible {
     case corruptState(String)
     case full(String)
     case invalidPod(String)
-    case unknownPod(String)
+    case unknownPod(PodReference)
     case policy(String)
 
     public var description: String {
@@ -116,7 +116,7 @@ public final class Loader {
     public struct InitReport: Sendable {
         public var maps = PinReport()
         /// Pods whose interfaces got the new programs (atomic replace).
-        public var reattached: [String] = []
+        public var reattached: [PodReference] = []
         /// What init's closing reconcile repaired.
         public var reconciled = ReconcileReport()
     }
@@ -164,7 +164,7 @@ public final class Loader {
         }
         for (_, pod) in pods {
             try loader.attachPrograms(pod)
-            report.reattached.append("\(pod.namespace)/\(pod.name)")
+            report.reattached.append(pod.pod)
         }
         report.reconciled = try loader.reconcile()
         return (loader, report)
@@ -183,20 +183,19 @@ public final class Loader {
     }
 
     /// Attaches the shared programs to `interface` (in `netns`, nil: the loader's
-    /// namespace) for pod `namespace/name` and enforces every applied object that
-    /// selects it. Idempotent; a pod attached elsewhere before is moved.
-    public func attach(namespace: String, name: String, interface: String, netns: String?,
-                       defaults: [Direction: PodDefault]) throws -> AttachReport {
+    /// namespace) for `pod` and enforces every applied object that selects it.
+    /// Idempotent; a pod attached elsewhere before is moved.
+    public func attach(_ pod: PodReference, interface: String, netns: String?, defaults: [Direction: PodDefault]) throws -> AttachReport {
         try requireWriter()
         try rollForwardIfInterrupted()
         let networkNamespace = try netns.map { try NetworkNamespace.named($0) } ?? .current
         var registration = PodRegistration(ifindex: 0, denyByDefault: [.ingress: defaults[.ingress] == .deny, .egress: defaults[.egress] == .deny],
-                                           namespace: namespace, name: name, interface: interface, netns: netns ?? "")
-        guard registration.fitsTheABI else { throw LoaderError.invalidPod("pod \(namespace)/\(name): a name is longer than netfence stores") }
+                                           namespace: pod.namespace, name: pod.name, interface: interface, netns: netns ?? "")
+        guard registration.fitsTheABI else { throw LoaderError.invalidPod("pod \(pod): a name is longer than netfence stores") }
         registration.ifindex = try networkNamespace.interfaceIndex(interface)
 
         let pods = try state.pods()
-        let existing = pods.first { $0.value.namespace == namespace && $0.value.name == name }
+        let existing = pods.first { $0.value.pod == pod }
         let podID: UInt32
         if let existing {
             podID = existing.key
@@ -207,7 +206,7 @@ public final class Loader {
             podID = free
         }
         if let clash = pods.first(where: { $0.value.ifindex == registration.ifindex && $0.key != podID }) {
-            throw LoaderError.invalidPod("interface index \(registration.ifindex) is already pod \(clash.value.namespace)/\(clash.value.name)'s; "
+            throw LoaderError.invalidPod("interface index \(registration.ifindex) is already pod \(clash.value.pod)'s; "
                 + "netfence keys pods by interface index, so all host veths must live in one network namespace")
         }
         let moved = existing.map { $0.value.ifindex != registration.ifindex || $0.value.netns != registration.netns
@@ -230,14 +229,12 @@ public final class Loader {
     }
 
     /// Removes the filters, the pod's record, tries and conntrack entries, and forgets the pod.
-    public func detach(namespace: String, name: String) throws {
+    public func detach(_ pod: PodReference) throws {
         try requireWriter()
         try rollForwardIfInterrupted()
-        guard let (podID, pod) = try state.pod(namespace: namespace, name: name) else {
-            throw LoaderError.unknownPod("\(namespace)/\(name)")
-        }
+        guard let (podID, registration) = try state.pod(pod) else { throw LoaderError.unknownPod(pod) }
         try state.beginChange(.detach)
-        try removeFromInterface(pod, podID: podID)
+        try removeFromInterface(registration, podID: podID)
         try state.unregister(podID: podID)
         try state.finishChange()
     }
@@ -245,9 +242,9 @@ public final class Loader {
     private func attachPrograms(_ pod: PodRegistration) throws {
         let namespace = try pod.netns.isEmpty ? nil : NetworkNamespace.named(pod.netns)
         // The host veth's ingress hook sees what the pod sends.
-        try TCAttachments.attach(datapath.fromPod, interface: pod.interface, direction: .ingress, in: namespace,
+        try TCAttachments.attach(datapath.program(for: .egress), interface: pod.interface, direction: .ingress, in: namespace,
                                  handle: Self.filterHandle, priority: Self.filterPriority)
-        try TCAttachments.attach(datapath.toPod, interface: pod.interface, direction: .egress, in: namespace,
+        try TCAttachments.attach(datapath.program(for: .ingress), interface: pod.interface, direction: .egress, in: namespace,
                                  handle: Self.filterHandle, priority: Self.filterPriority)
     }
 
@@ -274,7 +271,7 @@ public final class Loader {
     public struct ApplyReport: Sendable {
         public var objects: [ObjectKey] = []
         /// Pods whose policy was replaced, with their new revision.
-        public var pods: [(pod: String, revision: UInt32)] = []
+        public var pods: [(pod: PodReference, revision: UInt32)] = []
         public var warnings: [String] = []
 
         /// Nothing changed.
@@ -328,14 +325,14 @@ public final class Loader {
         return report
     }
 
-    private func selectedPods(_ objects: [PolicyObject]) -> Set<String> {
-        Set(objects.flatMap(\.pods).map { "\($0.namespace)/\($0.name)" })
+    private func selectedPods(_ objects: [PolicyObject]) -> Set<PodReference> {
+        Set(objects.flatMap(\.pods).map(\.pod))
     }
 
-    /// The policy of every attached pod in `names`, compiled against `objects`.
-    private func compile(podsNamed names: Set<String>, objects: [(index: UInt32, object: PolicyObject)])
+    /// The policy of every attached pod in `selected`, compiled against `objects`.
+    private func compile(podsNamed selected: Set<PodReference>, objects: [(index: UInt32, object: PolicyObject)])
         throws -> [(podID: UInt32, pod: PodRegistration, policy: PodPolicy)] {
-        try state.pods().sorted { $0.key < $1.key }.filter { names.contains("\($0.value.namespace)/\($0.value.name)") }.map {
+        try state.pods().sorted { $0.key < $1.key }.filter { selected.contains($0.value.pod) }.map {
             ($0.key, $0.value, try policy(for: $0.value, objects: objects))
         }
     }
@@ -347,10 +344,10 @@ public final class Loader {
                            domainRules: policy.domainRules, revision: revision)
     }
 
-    private func swap(_ policies: [(podID: UInt32, pod: PodRegistration, policy: PodPolicy)]) throws -> [(pod: String, revision: UInt32)] {
+    private func swap(_ policies: [(podID: UInt32, pod: PodRegistration, policy: PodPolicy)]) throws -> [(pod: PodReference, revision: UInt32)] {
         try policies.map { podID, pod, policy in
             try swapPolicy(ifindex: pod.ifindex, podID: podID, policy)
-            return ("\(pod.namespace)/\(pod.name)", try datapath.pod(ifindex: pod.ifindex)?.revision ?? 0)
+            return (pod.pod, try datapath.pod(ifindex: pod.ifindex)?.revision ?? 0)
         }
     }
 
@@ -361,7 +358,7 @@ public final class Loader {
     private func policy(for pod: PodRegistration, objects: [(index: UInt32, object: PolicyObject)]) throws -> PodPolicy {
         do {
             return try PodPolicyBuilder.build(
-                namespace: pod.namespace, name: pod.name,
+                pod: pod.pod,
                 defaults: [.ingress: pod.denyByDefault[.ingress] == true ? .deny : .allow, .egress: pod.denyByDefault[.egress] == true ? .deny : .allow],
                 objects: objects)
         } catch {
@@ -400,9 +397,9 @@ public final class Loader {
     /// What `reconcile` repaired.
     public struct ReconcileReport: Sendable {
         /// Pods whose policy was swapped to what is stored, with what was wrong.
-        public var repaired: [(pod: String, problems: [String])] = []
+        public var repaired: [(pod: PodReference, problems: [String])] = []
         /// Pods whose missing filters were attached again.
-        public var reattached: [String] = []
+        public var reattached: [PodReference] = []
         /// Interfaces that carried netfence's programs without a pod: filters removed.
         public var strayRemoved: [String] = []
         /// Object versions a killed apply left beside the live one, removed.
@@ -429,7 +426,7 @@ public final class Loader {
         report.supersededVersions = superseded.count
         let (pods, _, stray) = try snapshot(objects: live)
         for pod in pods {
-            let name = "\(pod.registration.namespace)/\(pod.registration.name)"
+            let name = pod.registration.pod
             let problems = try enforcementDrift(pod.registration, objects: live)
             if !problems.isEmpty {
                 let policy = try policy(for: pod.registration, objects: live)
@@ -488,7 +485,7 @@ public final class Loader {
                     + "the next change, or 'netfence loader reconcile', rolls forward to what is stored")
             }
             for pod in pods {
-                let name = "\(pod.registration.namespace)/\(pod.registration.name)"
+                let name = pod.registration.pod
                 lines += pod.missingHooks.map { "\(name): \(pod.registration.interface) has no netfence \($0.rawValue) filter" }
                 lines += pod.enforcementDrift.map { "\(name): \($0)" }
             }
@@ -510,7 +507,7 @@ public final class Loader {
 
     /// Registered pods with their records and filters, and netfence's filters of no pod.
     private func snapshot(objects: [StoredObject]) throws -> (pods: [AttachedPod], objects: [StoredObject], stray: [ProgramAttachment]) {
-        let programs = [TCDirection.ingress: try datapath.fromPod.info().id, .egress: try datapath.toPod.info().id]
+        let programs = [TCDirection.ingress: try datapath.program(for: .egress).info().id, .egress: try datapath.program(for: .ingress).info().id]
         let pods = try state.pods().sorted { $0.key < $1.key }
         var namespaces: [String: NetworkNamespace] = [:]
         for (_, pod) in pods {
@@ -526,7 +523,7 @@ public final class Loader {
                     && $0.programID == programs[direction] }
             }
             result.append(AttachedPod(podID: podID, registration: pod, record: try datapath.pod(ifindex: pod.ifindex),
-                                   objects: objects.filter { $0.object.selects(namespace: pod.namespace, name: pod.name) }.map(\.object.key),
+                                   objects: objects.filter { $0.object.selects(pod.pod) }.map(\.object.key),
                                    missingHooks: missing))
         }
         let registered = Set(pods.map { "\($0.value.netns.isEmpty ? NetworkNamespace.current.name : $0.value.netns)/\($0.value.interface)" })
@@ -538,7 +535,7 @@ public final class Loader {
 
     /// What `reset` removed, and what it left because netfence did not create it.
     public struct ResetReport: Sendable {
-        public var pods: [String] = []
+        public var pods: [PodReference] = []
         public var removed: [String] = []
         public var kept: [String] = []
         /// The root did not exist: nothing to do.
@@ -562,7 +559,7 @@ public final class Loader {
         if let loader = try? Loader(root: root, lock: held) {
             for (podID, pod) in try loader.state.pods().sorted(by: { $0.key < $1.key }) {
                 try loader.removeFromInterface(pod, podID: podID)
-                report.pods.append("\(pod.namespace)/\(pod.name)")
+                report.pods.append(pod.pod)
             }
         }
         let layout: [(folder: String, names: Set<String>)] = [

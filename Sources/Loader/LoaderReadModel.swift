@@ -37,9 +37,9 @@ public struct DNSProxyState: Encodable, Sendable {
 extension Loader {
     /// The fill of the maps that grow with the node: pods, conntrack, fragments, domain grants.
     public func mapFill() throws -> [MapFill] {
-        try [("pods", datapath.pods), ("conntrack", datapath.conntrack), ("fragments", datapath.fragments),
-             ("domain_grants", datapath.domainGrants)].map { name, map in
-            MapFill(name: name, entries: try map.countEntries() ?? 0, maxEntries: Int(try map.info().maxEntries))
+        try Datapath.growingMaps.map { name in
+            let fill = try datapath.fill(ofMap: name)
+            return MapFill(name: name, entries: fill.entries, maxEntries: fill.maxEntries)
         }
     }
 
@@ -59,8 +59,35 @@ extension Loader {
         }
     }
 
-    /// The ids of the two programs pinned under the root.
-    public func programIDs() throws -> [String: UInt32] {
-        ["nf_to_pod": try datapath.toPod.info().id, "nf_from_pod": try datapath.fromPod.info().id]
+    /// Every registered pod's datapath record (live slot, revision, states), by pod id.
+    public func liveRecords() throws -> [UInt32: PodRecord] {
+        Dictionary(try datapath.registeredPods().map { ($0.record.podID, $0.record) }) { first, _ in first }
     }
+
+    /// The trie `pod` enforces now in `direction`; nil when nothing selects it there.
+    public func liveTrie(of pod: PodReference, direction: Direction) throws -> BPFMap? {
+        guard let (_, registration) = try state.pod(pod), let record = try datapath.pod(ifindex: registration.ifindex) else {
+            throw LoaderError.unknownPod(pod)
+        }
+        return try datapath.trieID(podID: record.podID, direction: direction, slot: record.slot).map(BPFMap.init(id:))
+    }
+
+    /// Hands `report` the events the datapath could not write since a reader last
+    /// reported them (only when there are some), then marks them reported: a reader
+    /// that dies before reporting leaves them for the next one.
+    ///
+    /// The one place a reader writes state: how many losses were reported is the
+    /// event ring's consumer position for losses, and like the ring's own consumer
+    /// position (which the kernel lets every reader advance) it belongs to whoever
+    /// consumes the ring, not to a change of policy. So it takes no writer lock: the
+    /// ring has one consumer at a time, and a second one would split events anyway.
+    public func reportLostEvents(_ report: (UInt64) throws -> Void) throws {
+        let total = try datapath.stat(.eventsLost)
+        let reported = try state.reportedLostEvents()
+        if total > reported { try report(total - reported) }
+        if total != reported { try state.setReportedLostEvents(total) }  // below: the counter was reset (re-init with --migrate)
+    }
+
+    /// The ids of the two programs pinned under the root.
+    public func programIDs() throws -> [String: UInt32] { try datapath.programIDs() }
 }

@@ -158,8 +158,8 @@ public final class LoaderState {
     }
 
     /// The id and registration of the attached pod `namespace/name`, if it is attached.
-    public func pod(namespace: String, name: String) throws -> (podID: UInt32, registration: PodRegistration)? {
-        try pods().first { $0.value.namespace == namespace && $0.value.name == name }.map { ($0.key, $0.value) }
+    public func pod(_ pod: PodReference) throws -> (podID: UInt32, registration: PodRegistration)? {
+        try pods().first { $0.value.pod == pod }.map { ($0.key, $0.value) }
     }
 
     func register(_ registration: PodRegistration, podID: UInt32) throws {
@@ -185,11 +185,11 @@ public final class LoaderState {
     // MARK: events
 
     /// The lost-event total already reported to a reader.
-    public func reportedLostEvents() throws -> UInt64 {
+    func reportedLostEvents() throws -> UInt64 {
         try reportedLost.lookup(key: bytes(0)).map { $0.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) } } ?? 0
     }
 
-    public func setReportedLostEvents(_ total: UInt64) throws {
+    func setReportedLostEvents(_ total: UInt64) throws {
         try reportedLost.update(key: bytes(0), value: withUnsafeBytes(of: total) { Array($0) })
     }
 

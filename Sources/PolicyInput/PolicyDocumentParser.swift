@@ -109,8 +109,9 @@ public enum PolicyDocumentParser {
             let endpoint = try dictionary(value, field)
             let podIP = try endpoint["podIP"].map { (value: InputValue) throws(PolicyInputError) in try address(value, join(field, "podIP")) }
             let hostIP = try endpoint["hostIP"].map { (value: InputValue) throws(PolicyInputError) in try address(value, join(field, "hostIP")) }
-            pods.append(SelectedPod(namespace: try string(endpoint["namespace"], join(field, "namespace")),
-                                    name: try string(endpoint["name"], join(field, "name")), podIP: podIP, hostIP: hostIP))
+            pods.append(SelectedPod(pod: PodReference(namespace: try string(endpoint["namespace"], join(field, "namespace")),
+                                                      name: try string(endpoint["name"], join(field, "name"))),
+                                    podIP: podIP, hostIP: hostIP))
         }
 
         var tier: ClusterTier?
@@ -150,28 +151,28 @@ public enum PolicyDocumentParser {
             guard pattern.name.labels.count >= 2 else {
                 throw PolicyInputError(field, "\(text) has one label; a domain rule names at least two (example.com, *.example.com)")
             }
-            return pattern.description  // lower case, no trailing dot: how the proxy compares names
+            return pattern  // lower case, no trailing dot: how the proxy compares names
         }
         if domainName != nil, !egress { throw PolicyInputError(join(path, "domainName"), "domain names apply to egress only") }
         if domainName != nil, rule["cidr"] != nil || rule["except"] != nil {
             throw PolicyInputError(join(path, "domainName"), "a rule has a cidr or a domainName, not both")
         }
-        var cidr: String?
+        var cidr: IPPrefix?
         if let given = rule["cidr"] {
             cidr = try prefix(given, join(path, "cidr"), warnings: &warnings)
         } else if domainName == nil {
             throw PolicyInputError(join(path, "cidr"), "missing (a rule needs a cidr or a domainName)")
         }
-        var except: [String] = []
+        var except: [IPPrefix] = []
         for (index, hole) in try optionalArray(rule["except"], join(path, "except")).enumerated() {
             let field = join(path, "except[\(index)]")
-            let text = try prefix(hole, field, warnings: &warnings)
-            if let cidr, let outer = IPPrefix.parse(cidr)?.prefix, let inner = IPPrefix.parse(text)?.prefix, !outer.contains(inner) || outer == inner {
+            let inner = try prefix(hole, field, warnings: &warnings)
+            if let outer = cidr, !outer.contains(inner) || outer == inner {
                 throw PolicyInputError(field, outer.family != inner.family
-                    ? "\(text) is \(inner.family == .ipv4 ? "IPv4" : "IPv6") and \(cidr) is not: an except block lies inside its cidr"
-                    : "\(text) is not inside \(cidr)")
+                    ? "\(inner) is \(inner.family == .ipv4 ? "IPv4" : "IPv6") and \(outer) is not: an except block lies inside its cidr"
+                    : "\(inner) is not inside \(outer)")
             }
-            except.append(text)
+            except.append(inner)
         }
         var ports: [PortSpec] = []
         for (index, entry) in try optionalArray(rule["ports"], join(path, "ports")).enumerated() {
@@ -267,13 +268,13 @@ public enum PolicyDocumentParser {
         }
     }
 
-    private static func address(_ value: InputValue, _ path: @autoclosure () -> String) throws(PolicyInputError) -> String {
+    private static func address(_ value: InputValue, _ path: @autoclosure () -> String) throws(PolicyInputError) -> IPAddress {
         let text = try string(value, path())
-        guard IPAddress(text) != nil else { throw PolicyInputError(path(), "\(text) is not an IP address") }
-        return text
+        guard let address = IPAddress(text) else { throw PolicyInputError(path(), "\(text) is not an IP address") }
+        return address
     }
 
-    private static func prefix(_ value: InputValue, _ path: @autoclosure () -> String, warnings: inout [String]) throws(PolicyInputError) -> String {
+    private static func prefix(_ value: InputValue, _ path: @autoclosure () -> String, warnings: inout [String]) throws(PolicyInputError) -> IPPrefix {
         let text = try string(value, path())
         guard let parsed = IPPrefix.parse(text) else { throw PolicyInputError(path(), "\(text) is not a CIDR") }
         // IPv4 written as IPv6 would match neither family as its author meant: IPv6 prefixes match IPv6 packets only.
@@ -284,7 +285,7 @@ public enum PolicyDocumentParser {
         if !parsed.wasCanonical {
             warnings.append("\(path()): \(text) is not canonical; using \(parsed.prefix)")
         }
-        return parsed.prefix.description
+        return parsed.prefix
     }
 
 }

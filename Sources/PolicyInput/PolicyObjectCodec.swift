@@ -1,8 +1,11 @@
+import DNS
 import DatapathModel
 
 /// The loader's stored form of an applied object: compact, versioned,
-/// length-prefixed binary in host byte order. (JSONEncoder took ~12 ms for a 1,000-rule object,
-/// a quarter of the apply budget; this takes about one.)
+/// length-prefixed binary in host byte order; addresses, prefixes and domain
+/// patterns as their canonical text, read back into the same typed values.
+/// (JSONEncoder took ~12 ms for a 1,000-rule object, a quarter of the apply
+/// budget; this takes about one.)
 public enum PolicyObjectCodec {
     static let version: UInt8 = 1
 
@@ -15,27 +18,27 @@ public enum PolicyObjectCodec {
         out.string(object.policyRef)
         out.byte((object.isolation.contains(.ingress) ? 1 : 0) | (object.isolation.contains(.egress) ? 2 : 0))
         out.count(object.pods.count)
-        for pod in object.pods {
-            out.string(pod.namespace)
-            out.string(pod.name)
-            out.string(pod.podIP ?? "")
-            out.string(pod.hostIP ?? "")
+        for selected in object.pods {
+            out.string(selected.pod.namespace)
+            out.string(selected.pod.name)
+            out.string(selected.podIP?.description ?? "")
+            out.string(selected.hostIP?.description ?? "")
         }
         out.byte(object.tier == .admin ? 1 : object.tier == .baseline ? 2 : 0)
         out.integer(object.priority)
         for rules in [object.ingress, object.egress] {
             out.count(rules.count)
             for rule in rules {
-                out.string(rule.cidr ?? "")
+                out.string(rule.cidr?.description ?? "")
                 out.count(rule.except.count)
-                rule.except.forEach { out.string($0) }
+                rule.except.forEach { out.string($0.description) }
                 out.count(rule.ports.count)
                 for port in rule.ports {
                     out.byte(port.protocolNumber)
                     out.integer(port.port ?? 0)
                     out.integer(port.endPort ?? 0)
                 }
-                out.string(rule.domainName ?? "")
+                out.string(rule.domainName?.description ?? "")
                 out.byte(rule.action == .accept ? 0 : rule.action == .deny ? 1 : 2)
             }
         }
@@ -50,8 +53,9 @@ public enum PolicyObjectCodec {
               let isolationBits = input.byte(), let podCount = input.count() else { return nil }
         var pods: [SelectedPod] = []
         for _ in 0..<podCount {
-            guard let podNamespace = input.string(), let podName = input.string(), let podIP = input.string(), let hostIP = input.string() else { return nil }
-            pods.append(SelectedPod(namespace: podNamespace, name: podName, podIP: podIP.isEmpty ? nil : podIP, hostIP: hostIP.isEmpty ? nil : hostIP))
+            guard let podNamespace = input.string(), let podName = input.string(), let podIP = input.optional(IPAddress.init),
+                  let hostIP = input.optional(IPAddress.init) else { return nil }
+            pods.append(SelectedPod(pod: PodReference(namespace: podNamespace, name: podName), podIP: podIP, hostIP: hostIP))
         }
         guard let tierByte = input.byte(), tierByte <= 2, let priority = input.integer(UInt16.self) else { return nil }
         var directions: [[EndpointRule]] = []
@@ -59,10 +63,10 @@ public enum PolicyObjectCodec {
             guard let ruleCount = input.count() else { return nil }
             var rules: [EndpointRule] = []
             for _ in 0..<ruleCount {
-                guard let cidr = input.string(), let exceptCount = input.count() else { return nil }
-                var except: [String] = []
+                guard let cidr = input.optional(Self.prefix), let exceptCount = input.count() else { return nil }
+                var except: [IPPrefix] = []
                 for _ in 0..<exceptCount {
-                    guard let hole = input.string() else { return nil }
+                    guard let hole = input.string().flatMap(Self.prefix) else { return nil }
                     except.append(hole)
                 }
                 guard let portCount = input.count() else { return nil }
@@ -71,9 +75,8 @@ public enum PolicyObjectCodec {
                     guard let proto = input.byte(), let port = input.integer(UInt16.self), let end = input.integer(UInt16.self) else { return nil }
                     ports.append(PortSpec(protocolNumber: proto, port: port == 0 ? nil : port, endPort: end == 0 ? nil : end))
                 }
-                guard let domainName = input.string(), let actionByte = input.byte(), actionByte <= 2 else { return nil }
-                rules.append(EndpointRule(cidr: cidr.isEmpty ? nil : cidr, except: except, ports: ports,
-                                          domainName: domainName.isEmpty ? nil : domainName,
+                guard let domainName = input.optional(DomainPattern.init), let actionByte = input.byte(), actionByte <= 2 else { return nil }
+                rules.append(EndpointRule(cidr: cidr, except: except, ports: ports, domainName: domainName,
                                           action: [PolicyAction.accept, .deny, .pass][Int(actionByte)]))
             }
             directions.append(rules)
@@ -131,5 +134,16 @@ public enum PolicyObjectCodec {
             offset += length
             return String(decoding: utf8, as: UTF8.self)
         }
+
+        /// A value written as its text, or none (empty text): `.some(nil)` for none; nil for damaged
+        /// bytes or text that does not read back as the value.
+        mutating func optional<Value>(_ parse: (String) -> Value?) -> Value?? {
+            guard let text = string() else { return nil }
+            if text.isEmpty { return .some(nil) }
+            return parse(text).map { .some($0) }
+        }
     }
+
+    /// A prefix as `IPPrefix.description` writes it.
+    static func prefix(_ text: String) -> IPPrefix? { IPPrefix.parse(text)?.prefix }
 }

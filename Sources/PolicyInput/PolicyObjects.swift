@@ -1,3 +1,4 @@
+import DNS
 import DatapathModel
 
 /// Which kind of object, as `kind:` spells it.
@@ -28,17 +29,22 @@ public struct ObjectKey: Hashable, Sendable, Comparable, CustomStringConvertible
 
 /// A pod an object selects (`spec.podSelectorEndpoints[]`).
 public struct SelectedPod: Hashable, Sendable {
-    public let namespace: String
-    public let name: String
-    public let podIP: String?
-    public let hostIP: String?
+    public let pod: PodReference
+    public let podIP: IPAddress?
+    public let hostIP: IPAddress?
+
+    public init(pod: PodReference, podIP: IPAddress? = nil, hostIP: IPAddress? = nil) {
+        self.pod = pod
+        self.podIP = podIP
+        self.hostIP = hostIP
+    }
 }
 
 /// Cluster rule actions (`action:`); NetworkPolicy rules always accept.
 public enum PolicyAction: String, Sendable, CaseIterable {
     case accept = "Accept", deny = "Deny", pass = "Pass"
 
-    var ruleAction: RuleAction {
+    public var ruleAction: RuleAction {
         switch self {
         case .accept: .accept
         case .deny: .deny
@@ -59,15 +65,16 @@ public struct PortSpec: Hashable, Sendable {
     public let endPort: UInt16?
 }
 
-/// One `ingress[]` / `egress[]` entry.
+/// One `ingress[]` / `egress[]` entry: a CIDR (with the blocks it excepts) or a domain name.
 public struct EndpointRule: Hashable, Sendable {
     /// nil for a rule by domain name.
-    public let cidr: String?
-    public let except: [String]
+    public let cidr: IPPrefix?
+    /// Inside `cidr`, of its family.
+    public let except: [IPPrefix]
     public let ports: [PortSpec]
     /// Egress by name: allows the addresses the pod resolved through the DNS proxy
-    /// for a matching name, until their TTL runs out (docs/dns.md).
-    public let domainName: String?
+    /// for a matching name, until their TTL runs out (docs/dns.md). As the proxy compares names.
+    public let domainName: DomainPattern?
     /// Cluster rules only; NetworkPolicy rules are Accept.
     public let action: PolicyAction
 }
@@ -89,8 +96,8 @@ public struct PolicyObject: Hashable, Sendable {
     /// The rules of `direction`.
     public func rules(_ direction: Direction) -> [EndpointRule] { direction == .ingress ? ingress : egress }
 
-    /// Whether this object selects the pod `namespace/name`.
-    public func selects(namespace: String, name: String) -> Bool {
-        pods.contains { $0.namespace == namespace && $0.name == name }
+    /// Whether this object selects `pod`.
+    public func selects(_ pod: PodReference) -> Bool {
+        pods.contains { $0.pod == pod }
     }
 }

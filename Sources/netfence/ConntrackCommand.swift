@@ -67,11 +67,11 @@ enum ConntrackArguments {
     /// The table, its decoding context, and the filter the options describe.
     static func open(_ parsed: ParsedArguments, _ context: CommandContext, numeric: Bool = false) throws -> (ConntrackTable, ConntrackFilter) {
         let loader = try LoaderAccess.open(context)
-        var decode = try InspectionAccess.decodeContext(loader)
+        var decode = try DecodeContext(loader: loader)
         decode.numeric = numeric
         var filter = ConntrackFilter()
         if let pod = parsed[pod] {
-            guard let id = try loader.state.pod(namespace: pod.namespace, name: pod.name)?.podID else {
+            guard let id = try loader.state.pod(pod)?.podID else {
                 throw RuntimeError("pod \(pod) is not attached on this node", hint: "list pods with 'netfence loader status'")
             }
             filter.podID = id

@@ -1,5 +1,6 @@
 import BPFKit
 import CommandTree
+import DatapathModel
 import Foundation
 import Loader
 import NodeNetwork
@@ -48,7 +49,7 @@ struct DemoCommand: Command {
         // The demo's writer lets go of the root's lock before the read commands below run.
         var loader: Loader! = try Loader.initialize(root: root, migrate: false).0
         for (index, pod) in cluster.pods.enumerated() {
-            let report = try loader.attach(namespace: "demo", name: "pod\(index)", interface: pod.hostInterface, netns: cluster.node.name,
+            let report = try loader.attach(PodReference(namespace: "demo", name: "pod\(index)"), interface: pod.hostInterface, netns: cluster.node.name,
                                            defaults: [.ingress: .allow, .egress: .allow])
             context.print("    demo/pod\(index) \(pod.ipv4) on \(pod.hostInterface) (pod id \(report.podID))")
         }

@@ -108,8 +108,11 @@ struct EbpfEventsCommand: Command {
         let lines = EventLine(longestPodName: stream.longestPodName)
         var text = json || parsed[Self.noHeaders] ? "" : lines.header + "\n"
         // Each drain's lines go out in one write: a write per line would cap the log far below the datapath's rate.
+        // Following, a drain blocks in the kernel until events come (or a quarter second passes, to notice a stop).
+        let waiting = following || limit != nil
+        var first = true
         while true {
-            try stream.drain(lossInterval: 1) { item in
+            try stream.drain(lossInterval: 1, waitingUpTo: waiting && !first ? 0.25 : nil) { item in
                 if let limit, printed >= limit { return }
                 switch item {
                 case .lost(let count):
@@ -131,10 +134,9 @@ struct EbpfEventsCommand: Command {
             writer.flush(to: context.write(bytes:))
             if !text.isEmpty { context.write(text) }
             text = ""
+            first = false
             if let limit, printed >= limit { return }
-            if !following && limit == nil { return }
-            if stopRequested != 0 { return }
-            usleep(50_000)
+            if !waiting || stopRequested != 0 || context.outputReaderGone { return }
         }
     }
 }

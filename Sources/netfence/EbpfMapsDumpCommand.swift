@@ -35,6 +35,17 @@ enum MapDumpArguments {
         if !parsed[map].isEmpty, parsed[pod] != nil { throw UsageError("a map and --pod exclude each other") }
     }
 
+    /// The trie the datapath uses now for `pod` in `direction`.
+    private static func policyTrie(of pod: PodReference, direction: Direction, loader: Loader?, context: CommandContext) throws -> DumpTarget {
+        guard let loader else {
+            throw RuntimeError("netfence is not loaded under \(context.pinRoot)", hint: "run 'netfence loader init' or pass --bpffs-root")
+        }
+        guard let map = try loader.liveTrie(of: pod, direction: direction) else {
+            throw RuntimeError("pod \(pod) has no \(direction) trie (nothing selects it in that direction)")
+        }
+        return DumpTarget(map: map, info: try map.info(), pin: nil)
+    }
+
     /// `--format aws-eks-na-cli`: the map by id (or pin), printed as na-cli prints it.
     static func runAsNaCli(_ parsed: ParsedArguments, _ context: CommandContext, flavor: NaCliText.Flavor, clusterPolicy: Bool) throws {
         try NodeAccess.requirePrivileges(context)
@@ -46,13 +57,12 @@ enum MapDumpArguments {
     static func run(_ parsed: ParsedArguments, _ context: CommandContext) throws {
         try NodeAccess.requirePrivileges(context)
         let loader = try? Loader(root: context.pinRoot)
-        var decode = try InspectionAccess.decodeContext(loader)
+        var decode = try DecodeContext(loader: loader)
         decode.numeric = parsed[numeric]
         decode.perCPU = parsed[perCPU]
         let target: DumpTarget
         if let pod = parsed[pod] {
-            target = try InspectionAccess.policyTrie(of: pod, direction: parsed[direction], loader: loader,
-                                                  liveSlots: decode.liveSlots, context: context)
+            target = try policyTrie(of: pod, direction: parsed[direction], loader: loader, context: context)
         } else {
             target = try MapLayouts.resolve(parsed[map][0], pinRoot: context.pinRoot.path, awsRoot: parsed[AWSRoot.option])
         }
@@ -114,34 +124,4 @@ struct EbpfDumpCPMapsCommand: MapDumpCommand {
             """)
     let parsed: ParsedArguments
     init(parsed: ParsedArguments) { self.parsed = parsed }
-}
-
-/// What decoding needs from netfence's own state, when netfence is loaded here.
-enum InspectionAccess {
-    static func decodeContext(_ loader: Loader?) throws -> DecodeContext {
-        guard let loader else { return DecodeContext() }
-        var context = DecodeContext(attribution: try loader.attribution())
-        for (_, record) in try loader.datapath.registeredPods() {
-            context.revisions[record.podID] = record.revision
-            context.liveSlots[record.podID] = record.slot
-        }
-        return context
-    }
-
-    /// The trie the datapath uses now for `pod` in `direction`.
-    static func policyTrie(of pod: PodReference, direction: Direction, loader: Loader?, liveSlots: [UInt32: UInt8],
-                           context: CommandContext) throws -> DumpTarget {
-        guard let loader else {
-            throw RuntimeError("netfence is not loaded under \(context.pinRoot)", hint: "run 'netfence loader init' or pass --bpffs-root")
-        }
-        guard let podID = try loader.state.pod(namespace: pod.namespace, name: pod.name)?.podID,
-              let slot = liveSlots[podID] else {
-            throw RuntimeError("pod \(pod) is not attached on this node", hint: "list pods with 'netfence loader status'")
-        }
-        guard let id = try loader.datapath.trieID(podID: podID, direction: direction, slot: slot) else {
-            throw RuntimeError("pod \(pod) has no \(direction) trie (nothing selects it in that direction)")
-        }
-        let map = try BPFMap(id: id)
-        return DumpTarget(map: map, info: try map.info(), pin: nil)
-    }
 }

@@ -40,7 +40,7 @@ struct FQDNListCommand: Command {
         case .json:
             context.print(try JSONOutput.encode(rows))
         case .table:
-            guard !rows.isEmpty else { return context.print("No addresses granted\(pod.map { " to \($0.namespace)/\($0.name)" } ?? "").") }
+            guard !rows.isEmpty else { return context.print("No addresses granted\(pod.map { " to \($0)" } ?? "").") }
             var table = Table(headers: ["POD", "NAME", "ADDRESS", "EXPIRES", "RULE"])
             for row in rows {
                 table.append(["\(row.namespace)/\(row.pod)", row.name, row.address, row.expiresText, row.rule])

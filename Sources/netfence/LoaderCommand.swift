@@ -44,10 +44,7 @@ struct LoaderInitCommand: Command {
         try NodeAccess.requirePrivileges(context)
         try NodeAccess.prepareBPFFilesystem(context)
         let (loader, report) = try Loader.initialize(root: context.pinRoot, migrate: migrate, waitingUpTo: timeout)
-        let datapath = loader.datapath
-        let summary = InitSummary(root: context.pinRoot.path, programIDs: [
-            "nf_to_pod": try datapath.toPod.info().id, "nf_from_pod": try datapath.fromPod.info().id,
-        ], reused: report.maps.reused.sorted(), created: report.maps.created.sorted(), migrated: report.maps.migrated.sorted(),
+        let summary = InitSummary(root: context.pinRoot.path, programIDs: try loader.programIDs(), reused: report.maps.reused.sorted(), created: report.maps.created.sorted(), migrated: report.maps.migrated.sorted(),
            reattached: report.reattached)
         switch context.outputFormat {
         case .json:
@@ -58,7 +55,7 @@ struct LoaderInitCommand: Command {
             if !summary.reused.isEmpty { context.print("Reused pinned maps: \(summary.reused.joined(separator: ", "))") }
             if !summary.created.isEmpty { context.print("Created maps: \(summary.created.joined(separator: ", "))") }
             if !summary.migrated.isEmpty { context.print("Replaced incompatible maps: \(summary.migrated.joined(separator: ", "))") }
-            if !summary.reattached.isEmpty { context.print("New programs on the interfaces of: \(summary.reattached.joined(separator: ", "))") }
+            if !summary.reattached.isEmpty { context.print("New programs on the interfaces of: \(summary.reattached.map(\.description).joined(separator: ", "))") }
         }
     }
 }
@@ -70,7 +67,7 @@ struct InitSummary: Encodable {
     let reused: [String]
     let created: [String]
     let migrated: [String]
-    let reattached: [String]
+    let reattached: [PodReference]
 }
 
 /// `netfence loader status`: the loaded datapath, its pods, objects and drift.
@@ -162,7 +159,7 @@ struct PodStatus: Encodable {
     let drift: [String]
 
     init(_ state: Loader.AttachedPod) {
-        pod = "\(state.registration.namespace)/\(state.registration.name)"
+        pod = state.registration.pod.description
         interface = state.registration.interface
         netns = state.registration.netns
         ifindex = state.registration.ifindex

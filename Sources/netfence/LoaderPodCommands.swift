@@ -54,7 +54,7 @@ struct LoaderAttachCommand: Command {
     func run(_ context: CommandContext) throws {
         let loader = try LoaderAccess.openForChanges(context)
         let pod = parsed[Self.pod]!
-        let report = try loader.attach(namespace: pod.namespace, name: pod.name, interface: parsed[Self.interface]!, netns: parsed[Self.netns],
+        let report = try loader.attach(pod, interface: parsed[Self.interface]!, netns: parsed[Self.netns],
                                        defaults: [.ingress: parsed[Self.ingressDefault], .egress: parsed[Self.egressDefault]])
         switch context.outputFormat {
         case .json:
@@ -86,7 +86,7 @@ struct LoaderDetachCommand: Command {
 
     func run(_ context: CommandContext) throws {
         let loader = try LoaderAccess.openForChanges(context)
-        try loader.detach(namespace: pod!.namespace, name: pod!.name)
+        try loader.detach(pod!)
         switch context.outputFormat {
         case .json: context.print(try JSONOutput.encode(["detached": pod!.description]))
         case .table: context.print(TerminalText.escaped("Detached \(pod!)"))
@@ -145,7 +145,7 @@ struct AttachSummary: Encodable {
 /// changed, each pod's new revision, and what was said on the way.
 struct ChangeSummary: Encodable {
     struct PodRevision: Encodable {
-        let pod: String
+        let pod: PodReference
         let revision: UInt32
     }
 
@@ -153,7 +153,7 @@ struct ChangeSummary: Encodable {
     let pods: [PodRevision]
     let warnings: [String]
 
-    init(objects: [ObjectKey], pods: [(pod: String, revision: UInt32)], warnings: [String]) {
+    init(objects: [ObjectKey], pods: [(pod: PodReference, revision: UInt32)], warnings: [String]) {
         self.objects = objects.map(\.description)
         self.pods = pods.map { PodRevision(pod: $0.pod, revision: $0.revision) }
         self.warnings = warnings
@@ -264,13 +264,13 @@ struct LoaderReconcileCommand: Command {
 /// What `loader reconcile` prints.
 struct ReconcileSummary: Encodable {
     struct Repaired: Encodable {
-        let pod: String
+        let pod: PodReference
         let problems: [String]
     }
 
     let interrupted: String?
     let repaired: [Repaired]
-    let reattached: [String]
+    let reattached: [PodReference]
     let strayRemoved: [String]
     let supersededVersions: Int
     var nothingToDo: Bool { interrupted == nil && repaired.isEmpty && reattached.isEmpty && strayRemoved.isEmpty && supersededVersions == 0 }

@@ -13,15 +13,15 @@ import TestSupport
         #expect(created.reused.isEmpty && created.migrated.isEmpty)
         #expect(Set(created.created) == Set(Datapath.mapLayouts.keys))
         try first.conntrack.update(key: [UInt8](repeating: 7, count: ABISizes.conntrackKey), value: [UInt8](repeating: 1, count: ABISizes.conntrackValue))
-        let firstProgram = try first.toPod.info().id
+        let firstProgram = try first.program(for: .ingress).info().id
 
         let (second, reloaded) = try Datapath.load(pinningUnder: root.path, migrate: false, sameABI: true)
         #expect(Set(reloaded.reused) == Set(Datapath.mapLayouts.keys) && reloaded.created.isEmpty)
         #expect(try second.conntrack.countEntries() == 1, "conntrack survives a reload")
         #expect(try second.conntrack.info().id == first.conntrack.info().id)
         let pinnedProgram = try #require(try BPFFilesystem.pinnedProgram(at: Datapath.programPin(root.path, "nf_to_pod")))
-        #expect(try pinnedProgram.info().id == second.toPod.info().id)
-        #expect(try second.toPod.info().id != firstProgram, "programs are loaded anew")
+        #expect(try pinnedProgram.info().id == second.program(for: .ingress).info().id)
+        #expect(try second.program(for: .ingress).info().id != firstProgram, "programs are loaded anew")
 
         let opened = try Datapath.open(pinnedUnder: root.path)
         #expect(try opened.conntrack.countEntries() == 1)

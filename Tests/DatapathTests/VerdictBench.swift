@@ -52,7 +52,7 @@ final class VerdictBench {
     init(pods count: Int) throws {
         datapath = try Datapath()
         interfaces = try SandboxInterfaces(name: UniqueNames.make("nfv"), interfaces: (0..<count).map { "pod\($0)" })
-        events = try RingBufferReader(map: datapath.events)
+        events = try datapath.eventReader()
         try datapath.setEventLevel(.all)
     }
 

@@ -2,6 +2,8 @@ import BPFKit
 import Datapath
 import DatapathModel
 import Foundation
+import Glibc
+import HostKit
 import NodeNetwork
 import Testing
 import TestSupport
@@ -60,6 +62,34 @@ import TestSupport
         for (from, probe) in [(1, Probe.tcp), (2, .tcp)] { _ = try bench.reaches(from, 0, probe) }
         let byPolicy = try events(bench, ["--policy", "shop/web", "--direction", "ingress"])
         #expect(!byPolicy.isEmpty && byPolicy.allSatisfy { $0["policy"] as? String == "shop/web" && $0["source"] as? String == bench.ip(1) })
+    }
+
+    /// `ebpf events --follow | head -1`: once head has its line and goes, the reader notices the
+    /// closed pipe and exits (it waits on the ring in the kernel, not in a sleep loop).
+    @Test func aFollowingReaderExitsWhenItsPipeCloses() throws {
+        guard Privileges.require() else { return }
+        let bench = try LoaderCluster(pods: 2)
+        try bench.cli(["ebpf", "events", "level", "all"])
+        _ = try events(bench)
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("nf-follow-\(UniqueNames.make("f"))")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let first = folder.appendingPathComponent("first").path
+        // A session of its own, so a failing test can end the whole pipeline.
+        let pipeline = try ChildProcess.start("/usr/bin/setsid", ["/bin/sh", "-c", "'\(NetfenceBinary.path)' ebpf events --follow --no-headers "
+                                                                  + "--bpffs-root '\(bench.root.path)' | head -1 > '\(first)'"])
+        defer {
+            kill(-pipeline.processID, SIGKILL)
+            pipeline.stop(signal: SIGKILL)
+        }
+        let deadline = Date().addingTimeInterval(10)
+        while pipeline.isRunning, Date() < deadline {
+            _ = try bench.reaches(1, 0, .tcp)
+            usleep(100_000)
+        }
+        #expect(!pipeline.isRunning, "the pipeline ended once head had its line")
+        let line = try String(contentsOfFile: first, encoding: .utf8)
+        #expect(line.split(separator: "\n").count == 1 && line.contains("shop/pod"), "\(line)")
     }
 
     @Test func levelDenyStopsAllowEventsAtOnce() throws {

@@ -93,6 +93,11 @@ struct ring_buffer *nf_ring_open(int map_fd, struct nf_ring_records *records);
  * were read from the ring, or -errno. */
 int nf_ring_drain(struct ring_buffer *ring);
 
+/* Waits up to TIMEOUT_MS for records (epoll on the ring), then moves every
+ * ready one into RECORDS; returns how many, 0 when the wait timed out or a
+ * signal ended it, or -errno. */
+int nf_ring_wait(struct ring_buffer *ring, int timeout_ms);
+
 /* libbpf prints warnings (verifier logs among them) to stderr by default;
  * this keeps the last one instead, so a failed load becomes one error line
  * that names the cause. */

@@ -1,15 +1,17 @@
 import DNS
 import DatapathModel
+import PolicyInput
 import Testing
+import TestSupport
 
-@testable import PolicyInput
+@testable import Loader
 
 @Suite struct PodPolicyBuilderTests {
     @Test func aPodGetsTheUnionOfEveryObjectSelectingIt() throws {
         let json = try PolicyDocumentParser.parse(kubectlJSON).objects
         let yaml = try PolicyDocumentParser.parse(kubectlYAMLDocuments).objects
         let objects = [(UInt32(1), json[0]), (UInt32(2), yaml[0]), (UInt32(3), yaml[1])].map { (index: $0.0, object: $0.1) }
-        let policy = try PodPolicyBuilder.build(namespace: "shop", name: "web-5d9f-abc", defaults: [.ingress: .allow, .egress: .deny],
+        let policy = try PodPolicyBuilder.build(pod: PodReference(namespace: "shop", name: "web-5d9f-abc"), defaults: [.ingress: .allow, .egress: .deny],
                                                 objects: objects)
         #expect(policy.states == [.ingress: .policiesApplied, .egress: .policiesApplied])
         #expect(policy.objects.count == 3)
@@ -32,38 +34,14 @@ import Testing
         let json = try replace("spec.egress[1].ports", with: "[\(ports)]", in: kubectlJSON)
         let objects = try PolicyDocumentParser.parse(json).objects.map { (index: UInt32(1), object: $0) }
         #expect(throws: PolicyInputError.self) {
-            try PodPolicyBuilder.build(namespace: "shop", name: "web-5d9f-abc", defaults: [:], objects: objects)
+            try PodPolicyBuilder.build(pod: PodReference(namespace: "shop", name: "web-5d9f-abc"), defaults: [:], objects: objects)
         }
     }
 
     @Test func anUnselectedPodKeepsItsDefaults() throws {
         let objects = try PolicyDocumentParser.parse(kubectlJSON).objects.map { (index: UInt32(1), object: $0) }
-        let policy = try PodPolicyBuilder.build(namespace: "shop", name: "db-0", defaults: [.ingress: .deny, .egress: .allow], objects: objects)
+        let policy = try PodPolicyBuilder.build(pod: PodReference(namespace: "shop", name: "db-0"), defaults: [.ingress: .deny, .egress: .allow], objects: objects)
         #expect(policy.states == [.ingress: .defaultDeny, .egress: .defaultAllow])
         #expect(policy.policies.isEmpty && policy.objects.isEmpty)
-    }
-}
-
-@Suite struct PolicyObjectCodecTests {
-    @Test func objectsRoundTrip() throws {
-        let objects = try PolicyDocumentParser.parse(kubectlJSON).objects + PolicyDocumentParser.parse(kubectlYAMLDocuments).objects
-        for object in objects {
-            #expect(PolicyObjectCodec.decode(PolicyObjectCodec.encode(object)) == object)
-        }
-    }
-
-    @Test func damagedRecordsDecodeToNilNeverTrap() throws {
-        let bytes = PolicyObjectCodec.encode(try PolicyDocumentParser.parse(kubectlJSON).objects[0])
-        for length in 0..<bytes.count { #expect(PolicyObjectCodec.decode(Array(bytes.prefix(length))) == nil) }
-        #expect(PolicyObjectCodec.decode(bytes + [0]) == nil, "trailing bytes")
-        var otherVersion = bytes
-        otherVersion[0] = 99
-        #expect(PolicyObjectCodec.decode(otherVersion) == nil)
-        var generator = SystemRandomNumberGenerator()
-        for _ in 0..<2_000 {
-            var corrupt = bytes
-            corrupt[Int.random(in: 1..<corrupt.count, using: &generator)] = .random(in: 0...255, using: &generator)
-            _ = PolicyObjectCodec.decode(corrupt)
-        }
     }
 }

@@ -1,35 +1,6 @@
 import DNS
 import DatapathModel
-
-/// A rule id the datapath reports in events, decodable back to the object,
-/// direction and rule that decided: `object index << 12 | direction << 11 | rule`.
-public struct RuleID: Hashable, Sendable, CustomStringConvertible {
-    public static let rulesPerDirection = 2048
-
-    /// The loader's index of the object (1 and up; 0 means "no rule").
-    public let objectIndex: UInt32
-    public let direction: Direction
-    /// Index in the object's `ingress[]` or `egress[]`.
-    public let rule: Int
-
-    public init(objectIndex: UInt32, direction: Direction, rule: Int) {
-        self.objectIndex = objectIndex
-        self.direction = direction
-        self.rule = rule
-    }
-
-    /// Decodes an id from an event; nil for 0 (no rule decided).
-    public init?(rawValue: UInt32) {
-        guard rawValue >> 12 != 0 else { return nil }
-        objectIndex = rawValue >> 12
-        direction = rawValue >> 11 & 1 == 0 ? .ingress : .egress
-        rule = Int(rawValue & 0x7ff)
-    }
-
-    public var rawValue: UInt32 { objectIndex << 12 | UInt32(direction.rawValue) << 11 | UInt32(rule) }
-
-    public var description: String { "\(direction)[\(rule)] of object \(objectIndex)" }
-}
+import PolicyInput
 
 /// What a pod does when nothing selects it, per direction (`loader attach --ingress-default`).
 public enum PodDefault: String, Sendable, CaseIterable {
@@ -52,9 +23,9 @@ public struct PodPolicy: Equatable, Sendable {
 /// every object that selects it. Rules by domain name become port rules per
 /// pattern; they allow the addresses the DNS proxy grants the pod.
 public enum PodPolicyBuilder {
-    public static func build(namespace: String, name: String, defaults: [Direction: PodDefault],
+    public static func build(pod: PodReference, defaults: [Direction: PodDefault],
                              objects: [(index: UInt32, object: PolicyObject)]) throws(PolicyInputError) -> PodPolicy {
-        let selecting = objects.filter { $0.object.selects(namespace: namespace, name: name) }
+        let selecting = objects.filter { $0.object.selects(pod) }
         var states: [Direction: PodState] = [:]
         var policies: [Direction: CompiledPolicy] = [:]
         var domainRules: [UInt64: (pattern: String, rules: [PortRule])] = [:]
@@ -74,12 +45,12 @@ public enum PodPolicyBuilder {
                     case nil: .networkPolicy
                     }
                     let ports = rule.ports.map { PortRange(protocolNumber: $0.protocolNumber, start: $0.port ?? 0, end: $0.endPort ?? $0.port ?? 0) }
-                    if let name = rule.domainName, let pattern = DomainPattern(name) {
+                    if let pattern = rule.domainName {
                         let portRules = PortRule.expanding(ports, ruleID: id, tier: tier, priority: object.priority, action: rule.action.ruleAction)
                         domainRules[pattern.id, default: (pattern.description, [])].rules += portRules
-                    } else if let cidr = rule.cidr, let peer = IPPrefix.parse(cidr)?.prefix {
-                        rules.append(PolicyRule(ruleID: id, peer: peer, except: rule.except.compactMap { IPPrefix.parse($0)?.prefix },
-                                                ports: ports, tier: tier, priority: object.priority, action: rule.action.ruleAction))
+                    } else if let peer = rule.cidr {
+                        rules.append(PolicyRule(ruleID: id, peer: peer, except: rule.except, ports: ports, tier: tier, priority: object.priority,
+                                                action: rule.action.ruleAction))
                     }
                 }
             }
@@ -87,7 +58,7 @@ public enum PodPolicyBuilder {
                 do {
                     policies[direction] = try PolicyCompiler.compile(rules)
                 } catch {
-                    throw PolicyInputError("pod \(namespace)/\(name) \(direction)", error.description)
+                    throw PolicyInputError("pod \(pod) \(direction)", error.description)
                 }
             }
         }
@@ -95,13 +66,13 @@ public enum PodPolicyBuilder {
         for (id, entry) in domainRules {
             let rules = PolicyCompiler.ruleSet(entry.rules)
             guard rules.count <= DatapathLimits.rulesPerPrefix else {
-                throw PolicyInputError("pod \(namespace)/\(name) egress",
+                throw PolicyInputError("pod \(pod) egress",
                                        "\(rules.count) port rules apply to domain \(entry.pattern), more than the \(DatapathLimits.rulesPerPrefix) one pattern can hold")
             }
             compiledDomainRules[id] = rules
         }
         guard compiledDomainRules.count <= DatapathLimits.domainRuleSets / 2 else {
-            throw PolicyInputError("pod \(namespace)/\(name) egress", "\(compiledDomainRules.count) domain patterns, more than the node holds")
+            throw PolicyInputError("pod \(pod) egress", "\(compiledDomainRules.count) domain patterns, more than the node holds")
         }
         return PodPolicy(states: states, policies: policies, domainRules: compiledDomainRules, objects: selecting.map(\.object.key).sorted())
     }

@@ -86,9 +86,9 @@ _netfence() {
         "netfence ebpf") COMPREPLY=($(compgen -W "progs maps events dump-maps dump-cp-maps loaded-ebpfdata -o --output --bpffs-root --format -h --help" -- "$cur")) ;;
         "netfence ebpf progs") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --all --stats --stats-window --aws-root -h --help" -- "$cur")) ;;
         "netfence ebpf maps") COMPREPLY=($(compgen -W "dump -o --output --bpffs-root --format --all --aws-root -h --help" -- "$cur")) ;;
-        "netfence ebpf maps dump") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --all --aws-root --pod --direction --raw --numeric --per-cpu --no-headers --aws-root -h --help" -- "$cur")) ;;
+        "netfence ebpf maps dump") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --pod --direction --raw --numeric --per-cpu --no-headers --aws-root -h --help" -- "$cur")) ;;
         "netfence ebpf events") COMPREPLY=($(compgen -W "level -o --output --bpffs-root --format -f --follow --count --pod --namespace --verdict --direction --ip --port --proto --tier --policy --color --no-headers --aws --aws-root -h --help" -- "$cur")) ;;
-        "netfence ebpf events level") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format -f --follow --count --pod --namespace --verdict --direction --ip --port --proto --tier --policy --color --no-headers --aws --aws-root -h --help" -- "$cur")) ;;
+        "netfence ebpf events level") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format -h --help" -- "$cur")) ;;
         "netfence ebpf dump-maps") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --pod --direction --raw --numeric --per-cpu --no-headers --aws-root -h --help" -- "$cur")) ;;
         "netfence ebpf dump-cp-maps") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --pod --direction --raw --numeric --per-cpu --no-headers --aws-root -h --help" -- "$cur")) ;;
         "netfence ebpf loaded-ebpfdata") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --pod --aws-root -h --help" -- "$cur")) ;;

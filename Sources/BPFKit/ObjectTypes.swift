@@ -1,25 +1,18 @@
+import CLibBPF
+
 /// A BPF program type, named as bpftool names it (`sched_cls`, never `3`).
 public struct ProgramType: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
     public let rawValue: UInt32
     public init(rawValue: UInt32) { self.rawValue = rawValue }
 
     /// `sched_cls`: tc classifiers, the type of netfence's programs.
-    public static let schedCls = ProgramType(rawValue: 3)
+    public static let schedCls = ProgramType(rawValue: BPF_PROG_TYPE_SCHED_CLS.rawValue)
 
-    /// bpftool's name for the type, or `unknown(N)` for a type newer than this table.
+    /// libbpf's name for the type (`libbpf_bpf_prog_type_str`, the name bpftool prints), or
+    /// `unknown(N)` for a type newer than the system's libbpf.
     public var description: String {
-        let index = Int(rawValue)
-        return index < Self.names.count ? Self.names[index] : "unknown(\(rawValue))"
+        libbpf_bpf_prog_type_str(bpf_prog_type(rawValue)).map { String(cString: $0) } ?? "unknown(\(rawValue))"
     }
-
-    /// In kernel order (enum bpf_prog_type in <linux/bpf.h>).
-    static let names = [
-        "unspec", "socket_filter", "kprobe", "sched_cls", "sched_act", "tracepoint", "xdp",
-        "perf_event", "cgroup_skb", "cgroup_sock", "lwt_in", "lwt_out", "lwt_xmit", "sock_ops",
-        "sk_skb", "cgroup_device", "sk_msg", "raw_tracepoint", "cgroup_sock_addr", "lwt_seg6local",
-        "lirc_mode2", "sk_reuseport", "flow_dissector", "cgroup_sysctl", "raw_tracepoint_writable",
-        "cgroup_sockopt", "tracing", "struct_ops", "ext", "lsm", "sk_lookup", "syscall", "netfilter",
-    ]
 }
 
 /// A BPF map type, named as bpftool names it (`lru_hash`, `lpm_trie`, …).
@@ -27,35 +20,37 @@ public struct MapType: RawRepresentable, Hashable, Sendable, CustomStringConvert
     public let rawValue: UInt32
     public init(rawValue: UInt32) { self.rawValue = rawValue }
 
-    public static let hash = MapType(rawValue: 1)
-    public static let array = MapType(rawValue: 2)
-    public static let progArray = MapType(rawValue: 3)
-    public static let perfEventArray = MapType(rawValue: 4)
-    public static let percpuHash = MapType(rawValue: 5)
-    public static let percpuArray = MapType(rawValue: 6)
-    public static let lruHash = MapType(rawValue: 9)
-    public static let lruPercpuHash = MapType(rawValue: 10)
-    public static let lpmTrie = MapType(rawValue: 11)
-    public static let arrayOfMaps = MapType(rawValue: 12)
-    public static let hashOfMaps = MapType(rawValue: 13)
-    public static let queue = MapType(rawValue: 22)
-    public static let stack = MapType(rawValue: 23)
-    public static let ringbuf = MapType(rawValue: 27)
-    public static let bloomFilter = MapType(rawValue: 30)
-    public static let userRingbuf = MapType(rawValue: 31)
+    public static let hash = MapType(rawValue: BPF_MAP_TYPE_HASH.rawValue)
+    public static let array = MapType(rawValue: BPF_MAP_TYPE_ARRAY.rawValue)
+    public static let progArray = MapType(rawValue: BPF_MAP_TYPE_PROG_ARRAY.rawValue)
+    public static let perfEventArray = MapType(rawValue: BPF_MAP_TYPE_PERF_EVENT_ARRAY.rawValue)
+    public static let percpuHash = MapType(rawValue: BPF_MAP_TYPE_PERCPU_HASH.rawValue)
+    public static let percpuArray = MapType(rawValue: BPF_MAP_TYPE_PERCPU_ARRAY.rawValue)
+    public static let lruHash = MapType(rawValue: BPF_MAP_TYPE_LRU_HASH.rawValue)
+    public static let lruPercpuHash = MapType(rawValue: BPF_MAP_TYPE_LRU_PERCPU_HASH.rawValue)
+    public static let lpmTrie = MapType(rawValue: BPF_MAP_TYPE_LPM_TRIE.rawValue)
+    public static let arrayOfMaps = MapType(rawValue: BPF_MAP_TYPE_ARRAY_OF_MAPS.rawValue)
+    public static let hashOfMaps = MapType(rawValue: BPF_MAP_TYPE_HASH_OF_MAPS.rawValue)
+    public static let queue = MapType(rawValue: BPF_MAP_TYPE_QUEUE.rawValue)
+    public static let stack = MapType(rawValue: BPF_MAP_TYPE_STACK.rawValue)
+    public static let ringbuf = MapType(rawValue: BPF_MAP_TYPE_RINGBUF.rawValue)
+    public static let bloomFilter = MapType(rawValue: BPF_MAP_TYPE_BLOOM_FILTER.rawValue)
+    public static let userRingbuf = MapType(rawValue: BPF_MAP_TYPE_USER_RINGBUF.rawValue)
+    public static let percpuCgroupStorage = MapType(rawValue: BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE.rawValue)
+    public static let structOps = MapType(rawValue: BPF_MAP_TYPE_STRUCT_OPS.rawValue)
 
     /// Arrays whose every index exists from creation: they are always "full".
     public var isPreallocatedArray: Bool { self == .array || self == .percpuArray }
 
-    /// bpftool's name for the type, or `unknown(N)` for a type newer than this table.
+    /// libbpf's name for the type (`libbpf_bpf_map_type_str`, the name bpftool prints), or
+    /// `unknown(N)` for a type newer than the system's libbpf.
     public var description: String {
-        let index = Int(rawValue)
-        return index < Self.names.count ? Self.names[index] : "unknown(\(rawValue))"
+        libbpf_bpf_map_type_str(bpf_map_type(rawValue)).map { String(cString: $0) } ?? "unknown(\(rawValue))"
     }
 
     /// Values are stored once per possible CPU.
     public var isPerCPU: Bool {
-        [Self.percpuHash, Self.percpuArray, Self.lruPercpuHash, MapType(rawValue: 21)].contains(self)
+        [Self.percpuHash, Self.percpuArray, Self.lruPercpuHash, Self.percpuCgroupStorage].contains(self)
     }
 
     /// Every index below max_entries exists, so the count is the capacity.
@@ -63,16 +58,6 @@ public struct MapType: RawRepresentable, Hashable, Sendable, CustomStringConvert
 
     /// Types whose entries have no keys to walk (rings, queues, filters).
     public var hasNoKeys: Bool {
-        [Self.queue, Self.stack, Self.ringbuf, Self.bloomFilter, Self.userRingbuf, MapType(rawValue: 26)].contains(self)
+        [Self.queue, Self.stack, Self.ringbuf, Self.bloomFilter, Self.userRingbuf, Self.structOps].contains(self)
     }
-
-    /// In kernel order (enum bpf_map_type in <linux/bpf.h>).
-    static let names = [
-        "unspec", "hash", "array", "prog_array", "perf_event_array", "percpu_hash", "percpu_array",
-        "stack_trace", "cgroup_array", "lru_hash", "lru_percpu_hash", "lpm_trie", "array_of_maps",
-        "hash_of_maps", "devmap", "sockmap", "cpumap", "xskmap", "sockhash", "cgroup_storage",
-        "reuseport_sockarray", "percpu_cgroup_storage", "queue", "stack", "sk_storage", "devmap_hash",
-        "struct_ops", "ringbuf", "inode_storage", "task_storage", "bloom_filter", "user_ringbuf",
-        "cgrp_storage", "arena",
-    ]
 }

@@ -86,7 +86,7 @@ public struct ArgumentDefinition: Sendable {
     /// An environment variable read when the option is not given.
     public let environment: String?
     public let completion: CompletionKind
-    /// Whether a positional must be given.
+    /// Whether a positional or an option must be given.
     public let isRequired: Bool
     /// What a valid value looks like, for usage errors.
     public var expectedForm: String? = nil
@@ -111,7 +111,7 @@ public struct ArgumentDefinition: Sendable {
     var usageToken: String {
         switch kind {
         case .flag: return "[--\(long)]"
-        case .option: return "[--\(long) <\(valueName)>]"
+        case .option: return isRequired ? "--\(long) <\(valueName)>" : "[--\(long) <\(valueName)>]"
         case .positional(let repeating):
             let word = "<\(long)>" + (repeating ? " ..." : "")
             return isRequired ? word : "[\(word)]"
@@ -136,21 +136,35 @@ public struct Flag: Sendable, ArgumentDefining {
     }
 }
 
-/// An option that takes a value, `--name value` or `--name=value`, with a default.
+/// An option that takes a value, `--name value` or `--name=value`: with a
+/// default, or required (the parser refuses a command line without it).
 public struct Option<Value: ArgumentValue>: Sendable, ArgumentDefining {
     public let definition: ArgumentDefinition
-    let defaultValue: Value
+    /// nil: the option is required.
+    let defaultValue: Value?
 
-    /// `showDefault: false` hides a default that means "not given".
+    /// `showDefault: false` hides a default that means "not given"; an empty default is never shown.
     public init(short: Character? = nil, long: String, valueName: String? = nil, help: String,
                 default defaultValue: Value, showDefault: Bool = true, environment: String? = nil,
                 completion: CompletionKind? = nil) {
+        self.init(short: short, long: long, valueName: valueName, help: help, defaultValue: defaultValue,
+                  defaultText: showDefault ? "\(defaultValue)" : nil, environment: environment, completion: completion)
+    }
+
+    /// A required option: the command runs only when it is given.
+    public init(short: Character? = nil, long: String, valueName: String? = nil, help: String, completion: CompletionKind? = nil) {
+        self.init(short: short, long: long, valueName: valueName, help: help, defaultValue: nil, defaultText: nil, environment: nil,
+                  completion: completion)
+    }
+
+    private init(short: Character?, long: String, valueName: String?, help: String, defaultValue: Value?, defaultText: String?,
+                 environment: String?, completion: CompletionKind?) {
         self.defaultValue = defaultValue
         definition = ArgumentDefinition(
             kind: .option, short: short, long: long, valueName: valueName ?? Value.defaultValueName, help: help,
-            defaultText: showDefault ? "\(defaultValue)" : nil, environment: environment,
+            defaultText: defaultText?.isEmpty == false ? defaultText : nil, environment: environment,
             completion: completion ?? Value.completionChoices.map(CompletionKind.choices) ?? .none,
-            isRequired: false, expectedForm: Value.expectedForm, check: { Value(argument: $0) != nil })
+            isRequired: defaultValue == nil, expectedForm: Value.expectedForm, check: { Value(argument: $0) != nil })
     }
 }
 
@@ -189,9 +203,10 @@ public struct ParsedArguments: Sendable {
 
     public subscript(flag: Flag) -> Bool { flags.contains(flag.definition.long) }
 
-    /// The last value given (options may repeat), else the environment's, else the default.
+    /// The last value given (options may repeat), else the environment's, else the default
+    /// (a required option is there once parsing succeeded: the parser refuses a line without it).
     public subscript<Value>(option: Option<Value>) -> Value {
-        words[option.definition.long]?.last.flatMap(Value.init(argument:)) ?? option.defaultValue
+        words[option.definition.long]?.last.flatMap(Value.init(argument:)) ?? option.defaultValue!
     }
 
     public subscript<Value>(positionals: Positionals<Value>) -> [Value] {

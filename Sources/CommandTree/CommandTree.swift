@@ -119,9 +119,10 @@ public struct CommandTree: Sendable {
         path.map { $0.configuration.name }.joined(separator: " ")
     }
 
-    /// The definitions visible at `path`: globals, then each command's own.
+    /// The definitions the command at the end of `path` accepts: the globals, its own, and help
+    /// (a subcommand does not take its parent's options: they mean nothing to it).
     func definitions(along path: [any Command.Type]) -> [ArgumentDefinition] {
-        globals + path.flatMap { $0.arguments } + [Self.helpFlag.definition] + (path.count == 1 ? [Self.versionFlag.definition] : [])
+        globals + path.last!.arguments + [Self.helpFlag.definition] + (path.count == 1 ? [Self.versionFlag.definition] : [])
     }
 
     /// Turns words into an invocation, or a usage error that names the word at fault.
@@ -217,6 +218,9 @@ public struct CommandTree: Sendable {
                 throw fail("'\(value)' from \(variable) is not a valid value for '--\(definition.long)'\(choicesText(definition))")
             }
             parsed.words[definition.long] = [value]
+        }
+        for definition in path.last!.arguments where definition.kind == .option && definition.isRequired && parsed.words[definition.long] == nil {
+            throw fail("missing --\(definition.long) <\(definition.valueName)>: \(definition.help)")
         }
         return .run(path: path, parsed: parsed)
     }

@@ -35,8 +35,7 @@ extension CommandTree {
         if !options.isEmpty {
             out += "OPTIONS:\n" + options.map(helpRow).joined() + "\n"
         }
-        let inherited = path.dropLast().flatMap { $0.arguments }
-        let globalRows = globals + inherited + [Self.helpFlag.definition] + (path.count == 1 ? [Self.versionFlag.definition] : [])
+        let globalRows = globals + [Self.helpFlag.definition] + (path.count == 1 ? [Self.versionFlag.definition] : [])
         out += "GLOBAL OPTIONS:\n" + globalRows.map(helpRow).joined()
 
         let subcommands = configuration.subcommands.filter { !$0.configuration.isHidden }

@@ -1,10 +1,4 @@
-import BPFKit
 import CommandTree
-import Datapath
-import DatapathModel
-import Foundation
-import Glibc
-import HostKit
 import Loader
 
 /// `netfence loader`: how a node agent drives the datapath.
@@ -19,176 +13,19 @@ struct LoaderCommand: Command {
     init(parsed: ParsedArguments) {}
 }
 
-/// `netfence loader init`: mount bpffs, load the programs once, pin the maps.
-struct LoaderInitCommand: Command {
-    static let configuration = CommandConfiguration(
-        name: "init",
-        abstract: "Mount bpffs if needed, load the datapath once and pin its maps and programs.",
-        discussion: """
-            Idempotent. Pinned maps that match this netfence are reused with their entries (conntrack and counters \
-            survive); a pinned map that does not match is refused with what differs, unless --migrate replaces it \
-            (its entries are lost). Programs are loaded anew and their pins replaced atomically.
-            """)
-
-    static let migrate = Flag(long: "migrate", help: "Replace pinned maps that do not match this netfence (their entries are lost).")
-    static let arguments = [migrate.definition, LockWait.timeout.definition]
-
-    let migrate: Bool
-    let timeout: Double
-    init(parsed: ParsedArguments) {
-        migrate = parsed[Self.migrate]
-        timeout = parsed[LockWait.timeout]
-    }
-
-    func run(_ context: CommandContext) throws {
+/// Checks shared by the commands that open the loader.
+enum LoaderAccess {
+    /// The loader, to read.
+    static func open(_ context: CommandContext) throws -> Loader {
         try NodeAccess.requirePrivileges(context)
-        try NodeAccess.prepareBPFFilesystem(context)
-        let (loader, report) = try Loader.initialize(root: context.pinRoot, migrate: migrate, waitingUpTo: timeout)
-        let summary = InitSummary(root: context.pinRoot.path, programIDs: try loader.programIDs(), reused: report.maps.reused.sorted(), created: report.maps.created.sorted(), migrated: report.maps.migrated.sorted(),
-           reattached: report.reattached)
-        switch context.outputFormat {
-        case .json:
-            context.print(try JSONOutput.encode(summary))
-        case .table:
-            context.print("Loaded the datapath under \(summary.root): nf_to_pod id \(summary.programIDs["nf_to_pod"]!), "
-                + "nf_from_pod id \(summary.programIDs["nf_from_pod"]!)")
-            if !summary.reused.isEmpty { context.print("Reused pinned maps: \(summary.reused.joined(separator: ", "))") }
-            if !summary.created.isEmpty { context.print("Created maps: \(summary.created.joined(separator: ", "))") }
-            if !summary.migrated.isEmpty { context.print("Replaced incompatible maps: \(summary.migrated.joined(separator: ", "))") }
-            if !summary.reattached.isEmpty { context.print("New programs on the interfaces of: \(summary.reattached.map(\.description).joined(separator: ", "))") }
-        }
-    }
-}
-
-/// What `loader init -o json` prints.
-struct InitSummary: Encodable {
-    let root: String
-    let programIDs: [String: UInt32]
-    let reused: [String]
-    let created: [String]
-    let migrated: [String]
-    let reattached: [PodReference]
-}
-
-/// `netfence loader status`: the loaded datapath, its pods, objects and drift.
-struct LoaderStatusCommand: Command {
-    static let configuration = CommandConfiguration(
-        name: "status",
-        abstract: "Show pods, interfaces, program ids, applied objects, revisions, drift and map fill.",
-        discussion: """
-            Drift is any disagreement between what is stored and what is enforced: a pod whose live policy is not \
-            what the stored objects give it (a change was killed half-way, or a map was written by hand), an \
-            interface missing one of netfence's filters, netfence's program on an interface of no pod, a change \
-            that did not finish. 'netfence loader reconcile' (or the next change) repairs it. Reads under the pin \
-            root's shared lock, so a change another command is making is never seen half-made (waits for it up to \
-            --wait-timeout). --check exits 1 when there is drift, after printing.
-            """)
-
-    static let check = Flag(long: "check", help: "Exit 1 when there is drift (after printing it).")
-    static let arguments = [check.definition, LockWait.timeout.definition]
-
-    let timeout: Double
-    let check: Bool
-    init(parsed: ParsedArguments) {
-        timeout = parsed[LockWait.timeout]
-        check = parsed[Self.check]
+        try NodeAccess.requireBPFFilesystem(context)
+        return try Loader(root: context.pinRoot)
     }
 
-    func run(_ context: CommandContext) throws {
-        let loader = try LoaderAccess.open(context)
-        let snapshot = try loader.status(waitingUpTo: timeout)
-        let status = LoaderStatus(
-            root: context.pinRoot.path, programIDs: try loader.programIDs(), maps: try loader.mapFill(),
-            pods: snapshot.pods.map(PodStatus.init), dnsProxies: try loader.dnsProxies(),
-            objects: snapshot.objects.map { ObjectStatus(kind: $0.object.key.kind.rawValue, namespace: $0.object.key.namespace, name: $0.object.key.name,
-                                                         policyRef: $0.object.policyRef, index: $0.index, appliedAt: $0.appliedAt) },
-            drift: snapshot.drift, consistent: snapshot.drift.isEmpty)
-        switch context.outputFormat {
-        case .json:
-            context.print(try JSONOutput.encode(status))
-        case .table:
-            printTable(status, context)
-        }
-        if check, !status.consistent {
-            throw RuntimeError("\(status.drift.count) drift finding(s) under \(status.root)", hint: "run 'netfence loader reconcile'")
-        }
+    /// The loader, to change the node: waits for another writer up to --wait-timeout.
+    static func openForChanges(_ context: CommandContext) throws -> Loader {
+        try NodeAccess.requirePrivileges(context)
+        try NodeAccess.requireBPFFilesystem(context)
+        return try Loader.openForChanges(root: context.pinRoot, waitingUpTo: context.parsed[LockWait.timeout])
     }
-
-    private func printTable(_ status: LoaderStatus, _ context: CommandContext) {
-        context.print("Datapath under \(status.root): nf_to_pod id \(status.programIDs["nf_to_pod"] ?? 0), nf_from_pod id \(status.programIDs["nf_from_pod"] ?? 0)\n")
-        if status.pods.isEmpty {
-            context.print("No pods attached.")
-        } else {
-            var table = Table(headers: ["POD", "INTERFACE", "NETNS", "IFINDEX", "ID", "REVISION", "INGRESS", "EGRESS", "OBJECTS"])
-            for pod in status.pods {
-                table.append([pod.pod, pod.interface, pod.netns.isEmpty ? "-" : pod.netns, String(pod.ifindex), String(pod.podID),
-                              pod.revision.map(String.init) ?? "-", pod.ingress, pod.egress, String(pod.objects.count)])
-            }
-            context.print(table.render())
-        }
-        context.print("\n\(status.objects.count) object(s) applied")
-        var mapTable = Table(headers: ["MAP", "ENTRIES", "MAX", "FILL"])
-        for map in status.maps { mapTable.append([map.name, String(map.entries), String(map.maxEntries), String(format: "%.1f%%", map.fillPercent)]) }
-        context.print("\n" + mapTable.render())
-        if status.dnsProxies.isEmpty {
-            context.print("\nNo DNS proxy has run (pods with domain rules can resolve nothing).")
-        } else {
-            for proxy in status.dnsProxies {
-                let counted = proxy.counters.isEmpty ? "" : "; \(proxy.counters["queries"] ?? 0) queries, "
-                    + "\(proxy.counters["spoofed"] ?? 0) upstream answers dropped as forged, \(proxy.counters["client_limited"] ?? 0) over a client's bound"
-                context.print("\nDNS proxy on \(proxy.address) port \(proxy.port): " + (proxy.running
-                    ? "running (pid \(proxy.pid), last heartbeat \(String(format: "%.1f", proxy.heartbeatAgeSeconds ?? 0)) s ago)"
-                    : "not running: pods with domain rules fail closed") + counted)
-            }
-        }
-        context.print(status.drift.isEmpty ? "\nNo drift." : "\nDrift:\n" + status.drift.map { "  \(TerminalText.escaped($0))" }.joined(separator: "\n"))
-    }
-}
-
-struct PodStatus: Encodable {
-    let pod: String
-    let interface: String
-    let netns: String
-    let ifindex: UInt32
-    let podID: UInt32
-    let revision: UInt32?
-    let ingress: String
-    let egress: String
-    let objects: [String]
-    /// How what the pod enforces differs from what the stored objects give it.
-    let drift: [String]
-
-    init(_ state: Loader.AttachedPod) {
-        pod = state.registration.pod.description
-        interface = state.registration.interface
-        netns = state.registration.netns
-        ifindex = state.registration.ifindex
-        podID = state.podID
-        revision = state.record?.revision
-        ingress = state.record?.states[.ingress].map(\.description) ?? "-"
-        egress = state.record?.states[.egress].map(\.description) ?? "-"
-        objects = state.objects.map(\.description)
-        drift = state.enforcementDrift
-    }
-}
-
-struct ObjectStatus: Encodable {
-    let kind: String
-    let namespace: String
-    let name: String
-    let policyRef: String
-    let index: UInt32
-    let appliedAt: Date
-}
-
-struct LoaderStatus: Encodable {
-    let root: String
-    let programIDs: [String: UInt32]
-    let maps: [MapFill]
-    let pods: [PodStatus]
-    let dnsProxies: [DNSProxyState]
-    let objects: [ObjectStatus]
-    let drift: [String]
-    /// What is stored and what each pod enforces agree (no drift of any kind).
-    let consistent: Bool
 }

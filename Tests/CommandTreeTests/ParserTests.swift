@@ -15,8 +15,21 @@ struct Tool: Command {
 }
 
 struct Group: Command {
-    static let configuration = CommandConfiguration(name: "group", aliases: ["g"], abstract: "A group.", subcommands: [Leaf.self, Hidden.self])
+    static let configuration = CommandConfiguration(name: "group", aliases: ["g"], abstract: "A group.",
+                                                    subcommands: [Leaf.self, Hidden.self, Needy.self])
+    static let filter = Option<String>(long: "filter", help: "A filter of the group's own.", default: "")
+    static let arguments = [filter.definition]
     init(parsed: ParsedArguments) {}
+}
+
+/// A command with a required option: the type is not optional, and the parser refuses a line without it.
+struct Needy: Command {
+    static let configuration = CommandConfiguration(name: "needy", abstract: "Needs a name.")
+    static let name = Option<String>(long: "name", help: "The name.")
+    static let arguments = [name.definition]
+    let name: String
+    init(parsed: ParsedArguments) { name = parsed[Self.name] }
+    func run(_ context: CommandContext) throws { context.print("name=\(name)") }
 }
 
 struct Hidden: Command {
@@ -112,9 +125,11 @@ func run(_ words: [String], environment: [String: String] = [:]) -> (Int32, Stri
         (["g", "l", "--all=yes"], "Error: flag '--all' takes no value", "tool group leaf"),
         (["g", "l", "seven"], "Error: 'seven' is not a valid <item> (expected a whole number)", "tool group leaf"),
         (["g", "lef"], "Error: unknown command 'lef' for 'tool group'; did you mean 'leaf'?", "tool group"),
-        (["group"], "Error: 'tool group' needs a subcommand: leaf", "tool group"),
+        (["group"], "Error: 'tool group' needs a subcommand: leaf, needy", "tool group"),
         (["g", "l", "-n", "500"], "Error: --count must be at most 100", "tool group leaf"),
         (["--version=2"], "Error: flag '--version' takes no value", "tool"),
+        (["g", "needy"], "Error: missing --name <value>: The name.", "tool group needy"),
+        (["g", "l", "--filter", "x"], "Error: unknown option '--filter'", "tool group leaf"),
     ])
     func usageErrorsSayWhatAndWhereThenExit64(words: [String], message: String, command: String) {
         let (status, out, err) = run(words)
@@ -147,6 +162,21 @@ func run(_ words: [String], environment: [String: String] = [:]) -> (Int32, Stri
     @Test func usageLineListsOptionsThenPositionals() {
         #expect(Tool.tree.usageLine([Tool.self, Group.self, Leaf.self])
             == "tool group leaf [--all] [--quiet] [--count <n>] [--color <color>] [<item> ...]")
+        #expect(Tool.tree.usageLine([Tool.self, Group.self, Needy.self]) == "tool group needy --name <value>", "a required option has no brackets")
+    }
+
+    @Test func aRequiredOptionGivenRunsAndHelpNeedsNone() {
+        #expect(run(["g", "needy", "--name", "x"]) == (0, "name=x\n", ""))
+        #expect(run(["g", "needy", "--help"]).0 == 0)
+    }
+
+    /// A subcommand's help lists its own options and the globals, never its parent's; an empty default is not shown.
+    @Test func helpListsOwnAndGlobalOptionsOnly() {
+        let leaf = run(["g", "l", "--help"]).1
+        #expect(!leaf.contains("--filter"), "the group's option is not the leaf's")
+        #expect(leaf.contains("GLOBAL OPTIONS:\n  -v, --level <value>"))
+        let group = run(["g", "--help"]).1
+        #expect(group.contains("--filter <value>") && !group.contains("(default: )"), "\(group)")
     }
 }
 

@@ -70,8 +70,11 @@ import TestSupport
     }
 
     @Test(arguments: [
-        (["loader", "apply"], "Error: missing -f FILE (or -f - for standard input)"),
-        (["loader", "attach", "--iface", "eth0"], "Error: missing --pod NAMESPACE/NAME"),
+        (["loader", "apply"], "Error: missing --filename <file>: PolicyEndpoint / ClusterPolicyEndpoint objects, JSON or YAML; - reads standard input."),
+        (["loader", "attach", "--iface", "eth0"], "Error: missing --pod <namespace/name>: The pod, as NAMESPACE/NAME."),
+        (["loader", "detach"], "Error: missing --pod <namespace/name>: The pod, as NAMESPACE/NAME."),
+        (["loader", "attach", "--pod", "a/b"], "Error: missing --iface <name>: The pod's host veth."),
+        (["ebpf", "events", "level", "--pod", "a/b"], "Error: unknown option '--pod'"),
         (["loader", "attach", "--pod", "nonamespace", "--iface", "eth0"], "Error: 'nonamespace' is not a valid value for '--pod' (expected NAMESPACE/NAME)"),
         (["loader", "attach", "--pod", "a/b", "--iface", "eth0", "--ingress-default", "maybe"],
          "Error: 'maybe' is not a valid value for '--ingress-default' (one of: allow, deny)"),

@@ -1,0 +1,127 @@
+import CommandTree
+import DatapathModel
+import Foundation
+import Loader
+
+/// `netfence loader status`: the loaded datapath, its pods, objects and drift.
+struct LoaderStatusCommand: Command {
+    static let configuration = CommandConfiguration(
+        name: "status",
+        abstract: "Show pods, interfaces, program ids, applied objects, revisions, drift and map fill.",
+        discussion: """
+            Drift is any disagreement between what is stored and what is enforced: a pod whose live policy is not \
+            what the stored objects give it (a change was killed half-way, or a map was written by hand), an \
+            interface missing one of netfence's filters, netfence's program on an interface of no pod, a change \
+            that did not finish. 'netfence loader reconcile' (or the next change) repairs it. Reads under the pin \
+            root's shared lock, so a change another command is making is never seen half-made (waits for it up to \
+            --wait-timeout). --check exits 1 when there is drift, after printing.
+            """)
+
+    static let check = Flag(long: "check", help: "Exit 1 when there is drift (after printing it).")
+    static let arguments = [check.definition, LockWait.timeout.definition]
+
+    let timeout: Double
+    let check: Bool
+    init(parsed: ParsedArguments) {
+        timeout = parsed[LockWait.timeout]
+        check = parsed[Self.check]
+    }
+
+    func run(_ context: CommandContext) throws {
+        let loader = try LoaderAccess.open(context)
+        let snapshot = try loader.status(waitingUpTo: timeout)
+        let status = LoaderStatus(
+            root: context.pinRoot.path, programIDs: try loader.programIDs(), maps: try loader.mapFill(),
+            pods: snapshot.pods.map(PodStatus.init), dnsProxies: try loader.dnsProxies(),
+            objects: snapshot.objects.map { ObjectStatus(kind: $0.object.key.kind.rawValue, namespace: $0.object.key.namespace, name: $0.object.key.name,
+                                                         policyRef: $0.object.policyRef, index: $0.index, appliedAt: $0.appliedAt) },
+            drift: snapshot.drift, consistent: snapshot.drift.isEmpty)
+        switch context.outputFormat {
+        case .json:
+            context.print(try JSONOutput.encode(status))
+        case .table:
+            printTable(status, context)
+        }
+        if check, !status.consistent {
+            throw RuntimeError("\(status.drift.count) drift finding(s) under \(status.root)", hint: "run 'netfence loader reconcile'")
+        }
+    }
+
+    private func printTable(_ status: LoaderStatus, _ context: CommandContext) {
+        context.print("Datapath under \(status.root): nf_to_pod id \(status.programIDs["nf_to_pod"] ?? 0), nf_from_pod id \(status.programIDs["nf_from_pod"] ?? 0)\n")
+        if status.pods.isEmpty {
+            context.print("No pods attached.")
+        } else {
+            var table = Table(headers: ["POD", "INTERFACE", "NETNS", "IFINDEX", "ID", "REVISION", "INGRESS", "EGRESS", "OBJECTS"])
+            for pod in status.pods {
+                table.append([pod.pod, pod.interface, pod.netns.isEmpty ? "-" : pod.netns, String(pod.ifindex), String(pod.podID),
+                              pod.revision.map(String.init) ?? "-", pod.ingress, pod.egress, String(pod.objects.count)])
+            }
+            context.print(table.render())
+        }
+        context.print("\n\(status.objects.count) object(s) applied")
+        var mapTable = Table(headers: ["MAP", "ENTRIES", "MAX", "FILL"])
+        for map in status.maps { mapTable.append([map.name, String(map.entries), String(map.maxEntries), String(format: "%.1f%%", map.fillPercent)]) }
+        context.print("\n" + mapTable.render())
+        if status.dnsProxies.isEmpty {
+            context.print("\nNo DNS proxy has run (pods with domain rules can resolve nothing).")
+        } else {
+            for proxy in status.dnsProxies {
+                let counted = proxy.counters.isEmpty ? "" : "; \(proxy.counters["queries"] ?? 0) queries, "
+                    + "\(proxy.counters["spoofed"] ?? 0) upstream answers dropped as forged, \(proxy.counters["client_limited"] ?? 0) over a client's bound"
+                context.print("\nDNS proxy on \(proxy.address) port \(proxy.port): " + (proxy.running
+                    ? "running (pid \(proxy.pid), last heartbeat \(String(format: "%.1f", proxy.heartbeatAgeSeconds ?? 0)) s ago)"
+                    : "not running: pods with domain rules fail closed") + counted)
+            }
+        }
+        context.print(status.drift.isEmpty ? "\nNo drift." : "\nDrift:\n" + status.drift.map { "  \(TerminalText.escaped($0))" }.joined(separator: "\n"))
+    }
+}
+
+struct PodStatus: Encodable {
+    let pod: String
+    let interface: String
+    let netns: String
+    let ifindex: UInt32
+    let podID: UInt32
+    let revision: UInt32?
+    let ingress: String
+    let egress: String
+    let objects: [String]
+    /// How what the pod enforces differs from what the stored objects give it.
+    let drift: [String]
+
+    init(_ state: Loader.AttachedPod) {
+        pod = state.registration.pod.description
+        interface = state.registration.interface
+        netns = state.registration.netns
+        ifindex = state.registration.ifindex
+        podID = state.podID
+        revision = state.record?.revision
+        ingress = state.record?.states[.ingress].map(\.description) ?? "-"
+        egress = state.record?.states[.egress].map(\.description) ?? "-"
+        objects = state.objects.map(\.description)
+        drift = state.enforcementDrift
+    }
+}
+
+struct ObjectStatus: Encodable {
+    let kind: String
+    let namespace: String
+    let name: String
+    let policyRef: String
+    let index: UInt32
+    let appliedAt: Date
+}
+
+struct LoaderStatus: Encodable {
+    let root: String
+    let programIDs: [String: UInt32]
+    let maps: [MapFill]
+    let pods: [PodStatus]
+    let dnsProxies: [DNSProxyState]
+    let objects: [ObjectStatus]
+    let drift: [String]
+    /// What is stored and what each pod enforces agree (no drift of any kind).
+    let consistent: Bool
+}

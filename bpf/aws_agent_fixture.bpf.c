@@ -15,64 +15,7 @@
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
-/* The agent's constants and layouts, as FACTS.md gives them (they are not netfence's ABI). */
-#define AWS_SLOTS 24
-#define AWS_POLICIES_APPLIED 0
-#define AWS_DEFAULT_ALLOW 1
-#define AWS_DEFAULT_DENY 2
-#define AWS_TIER_NETWORK_POLICY 2
-#define AWS_TIER_DEFAULT 4
-
-struct aws_trie_key {
-	__u32 prefixlen;
-	__u8 ip[4];
-};
-
-struct aws_trie_slot {
-	__u32 protocol;
-	__u32 start_port;
-	__u32 end_port;
-};
-
-struct aws_cp_trie_slot {
-	__u32 protocol;
-	__u32 priority;
-	__u32 start_port;
-	__u32 end_port;
-};
-
-struct aws_conntrack_key {
-	__u32 src_ip;
-	__u16 src_port;
-	__u16 pad0;
-	__u32 dest_ip;
-	__u16 dest_port;
-	__u8 protocol;
-	__u8 pad1;
-	__u32 owner_ip;
-	__u32 ifindex;
-};
-
-struct aws_conntrack_value {
-	__u64 val;
-	__u64 last_seen;
-};
-
-struct aws_event {
-	__u32 src_ip;
-	__u32 src_port;
-	__u32 dest_ip;
-	__u32 dest_port;
-	__u32 protocol;
-	__u32 verdict;
-	__u32 packet_sz;
-	__u8 is_egress;
-	__u8 tier;
-	__u8 pad[2];
-};
-
-_Static_assert(sizeof(struct aws_conntrack_key) == 24, "aws conntrack key");
-_Static_assert(sizeof(struct aws_event) == 32, "aws event");
+#include "aws_agent_abi.h"
 
 #define TRIE(name, slot_type)                                     \
 	struct {                                                  \
@@ -160,7 +103,8 @@ static __always_inline int record(struct __sk_buff *skb, int egress, void *trie,
 		.src_ip = ip->saddr, .src_port = sport, .dest_ip = ip->daddr, .dest_port = dport,
 		.protocol = ip->protocol, .owner_ip = egress ? ip->saddr : ip->daddr, .ifindex = skb->ifindex,
 	};
-	struct aws_conntrack_value value = { .val = state_code(pod_state(states, 0), pod_state(states, 1)),
+	struct aws_conntrack_value value = { .val = state_code(pod_state(states, AWS_KIND_NETWORK_POLICY),
+							       pod_state(states, AWS_KIND_CLUSTER_POLICY)),
 					     .last_seen = bpf_ktime_get_ns() };
 
 	bpf_map_update_elem(&aws_conntrack_map, &key, &value, BPF_ANY);

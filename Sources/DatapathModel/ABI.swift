@@ -556,7 +556,7 @@ public struct FragmentVerdict: Sendable, Equatable {
         guard let k = nf_fragment_key.load(key), let v = nf_fragment_value.load(value), let verdict = Verdict(rawValue: v.verdict),
               let tier = Tier(rawValue: v.tier) else { return nil }
         return FragmentVerdict(ifindex: k.ifindex, identification: k.id, family: k.family, protocolNumber: k.protocol,
-                             source: IPAddress(field: k.saddr), sourcePort: v.sport, destination: IPAddress(field: k.daddr),
-                             destinationPort: v.dport, ruleID: v.rule_id, verdict: verdict, tier: tier)
+                               source: IPAddress(field: k.saddr), sourcePort: v.sport, destination: IPAddress(field: k.daddr),
+                               destinationPort: v.dport, ruleID: v.rule_id, verdict: verdict, tier: tier)
     }
 }

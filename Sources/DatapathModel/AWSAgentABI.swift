@@ -1,7 +1,10 @@
+import CNetfenceABI
+
 /// The Amazon VPC CNI network-policy agent's datapath as netfence reads it on an
 /// EKS node (shared guide FACTS.md; the agent's `pkg/ebpf/c/*.bpf.c`): where it
-/// pins, what its maps hold, and one name for each of its values. On a real node
-/// its SDK creates maps and programs without kernel names: the pin is the identity.
+/// pins, what its maps hold (the structs of `bpf/aws_agent_abi.h`), and one name
+/// for each of its values. On a real node its SDK creates maps and programs
+/// without kernel names: the pin is the identity.
 public enum AWSAgent {
     /// Where the agent pins everything.
     public static let root = "/sys/fs/bpf/globals/aws"
@@ -9,13 +12,15 @@ public enum AWSAgent {
     public static let programsFolder = "\(root)/programs"
 
     /// Port-rule slots in one trie value; the datapath scans all of them (a used slot may follow an empty one).
-    public static let slots = 24
-    public static let anyProtocol: UInt32 = 254
+    public static let slots = Int(AWS_SLOTS)
+    public static let anyProtocol = UInt32(AWS_PROTOCOL_ANY)
     /// A slot with this protocol denies (the agent writes except blocks so).
-    public static let reservedProtocol: UInt32 = 255
+    public static let reservedProtocol = UInt32(AWS_PROTOCOL_RESERVED)
     /// Cluster-policy priorities at or below this are the Admin tier; Baseline's are offset by 2000.
-    public static let adminPriorityLimit: UInt32 = 1000
-    public static let baselinePriorityOffset: UInt32 = 2000
+    public static let adminPriorityLimit = UInt32(AWS_ADMIN_PRIORITY_LIMIT)
+    public static let baselinePriorityOffset = UInt32(AWS_BASELINE_PRIORITY_OFFSET)
+    /// The priority field is `priority × this + action`.
+    static let priorityActionBase = UInt32(AWS_PRIORITY_ACTION_BASE)
 
     /// What one of the agent's objects is, by the name it is pinned under.
     public enum Object: String, CaseIterable, Sendable {
@@ -88,19 +93,26 @@ public enum AWSAgent {
     }
 
     /// A trie value's sizes: network policy (protocol, start, end) and cluster policy (protocol, priority, start, end).
-    public static let policyValueBytes = slots * 12
-    public static let clusterPolicyValueBytes = slots * 16
+    public static let policyValueBytes = slots * aws_trie_slot.size
+    public static let clusterPolicyValueBytes = slots * aws_cp_trie_slot.size
     /// Key sizes: `{u32 prefixlen; u8 ip[4|16]}`.
-    public static let ipv4TrieKeyBytes = 8, ipv6TrieKeyBytes = 20
+    public static let ipv4TrieKeyBytes = aws_trie_key.size, ipv6TrieKeyBytes = aws_trie_key_v6.size
     /// Conntrack key sizes (v4, v6) and its value `{u64 val; u64 last_seen_ns}`.
-    public static let ipv4ConntrackKeyBytes = 24, ipv6ConntrackKeyBytes = 60, conntrackValueBytes = 16
+    public static let ipv4ConntrackKeyBytes = aws_conntrack_key.size, ipv6ConntrackKeyBytes = aws_conntrack_key_v6.size
+    public static let conntrackValueBytes = aws_conntrack_value.size
     /// Event record sizes (`struct data_t`, v4 and v6).
-    public static let ipv4EventBytes = 32, ipv6EventBytes = 56
+    public static let ipv4EventBytes = aws_event.size, ipv6EventBytes = aws_event_v6.size
+}
+
+/// `*_pod_state_map` keys: which policy the state is for (`enum aws_policy_kind`).
+public enum AWSPolicyKind: UInt32, ABIName {
+    case networkPolicy = 0, clusterPolicy = 1
+    public var name: StaticString { self == .networkPolicy ? "network-policy" : "cluster-policy" }
 }
 
 /// `*_pod_state_map` values: what the agent's pod does in a direction (its numbering).
 public enum AWSPodState: UInt8, Sendable, CaseIterable, CustomStringConvertible {
-    case policiesApplied = 0, defaultAllow = 1, defaultDeny = 2
+    case policiesApplied = 0, defaultAllow = 1, defaultDeny = 2 // enum aws_pod_state
 
     /// The same state in netfence's words.
     public var podState: PodState {
@@ -129,16 +141,21 @@ public struct AWSPolicySlot: Equatable, Sendable {
     public var matchesAnyProtocol: Bool { protocolNumber == AWSAgent.anyProtocol }
 
     /// The rule action the priority field carries (0 deny, 1 accept, 2 pass); nil when it carries another digit.
-    public var action: RuleAction? { encodedPriority.flatMap { RuleAction(rawValue: UInt8(truncatingIfNeeded: $0 % 10)) } }
+    public var action: RuleAction? {
+        encodedPriority.flatMap { RuleAction(rawValue: UInt8(truncatingIfNeeded: $0 % AWSAgent.priorityActionBase)) }
+    }
     /// The tier of a cluster-policy slot by its priority: Admin up to 1000, Baseline from 2000.
     public var tier: Tier {
         guard let encoded = encodedPriority else { return .networkPolicy }
-        let priority = encoded / 10
+        let priority = encoded / AWSAgent.priorityActionBase
         return priority >= AWSAgent.baselinePriorityOffset ? .baseline : priority <= AWSAgent.adminPriorityLimit ? .admin : .none
     }
     /// The rule's priority within its tier (Baseline's offset taken off).
     public var priority: UInt32? {
-        encodedPriority.map { $0 / 10 >= AWSAgent.baselinePriorityOffset ? $0 / 10 - AWSAgent.baselinePriorityOffset : $0 / 10 }
+        encodedPriority.map { encoded in
+            let priority = encoded / AWSAgent.priorityActionBase
+            return priority >= AWSAgent.baselinePriorityOffset ? priority - AWSAgent.baselinePriorityOffset : priority
+        }
     }
 
     /// `any`, `80`, `8000-8100`.
@@ -148,13 +165,17 @@ public struct AWSPolicySlot: Equatable, Sendable {
 
     /// The slots of a trie value (every one of the 24, used or not); nil for a value of another size.
     public static func decode(_ value: UnsafeRawBufferPointer, clusterPolicy: Bool) -> [AWSPolicySlot]? {
-        let stride = clusterPolicy ? 16 : 12
-        guard value.count == AWSAgent.slots * stride else { return nil }
-        return (0..<AWSAgent.slots).map { slot in
-            func field(_ index: Int) -> UInt32 { value.loadUnaligned(fromByteOffset: slot * stride + index * 4, as: UInt32.self) }
-            return clusterPolicy
-                ? AWSPolicySlot(protocolNumber: field(0), startPort: field(2), endPort: field(3), encodedPriority: field(1))
-                : AWSPolicySlot(protocolNumber: field(0), startPort: field(1), endPort: field(2), encodedPriority: nil)
+        if clusterPolicy {
+            guard value.count == AWSAgent.clusterPolicyValueBytes else { return nil }
+            return (0..<AWSAgent.slots).map { index in
+                let slot = value.loadUnaligned(fromByteOffset: index * aws_cp_trie_slot.size, as: aws_cp_trie_slot.self)
+                return AWSPolicySlot(protocolNumber: slot.protocol, startPort: slot.start_port, endPort: slot.end_port, encodedPriority: slot.priority)
+            }
+        }
+        guard value.count == AWSAgent.policyValueBytes else { return nil }
+        return (0..<AWSAgent.slots).map { index in
+            let slot = value.loadUnaligned(fromByteOffset: index * aws_trie_slot.size, as: aws_trie_slot.self)
+            return AWSPolicySlot(protocolNumber: slot.protocol, startPort: slot.start_port, endPort: slot.end_port, encodedPriority: nil)
         }
     }
 }
@@ -202,19 +223,89 @@ public struct AWSPolicyEvent: Equatable, Sendable {
     /// 0 error, 1 admin, 2 network policy, 3 baseline, 4 default: netfence's tier numbering too.
     public let tier: Tier?
 
-    /// A record by its size: 32 bytes IPv4, 56 IPv6; nil for any other.
+    /// A record by its size: 32 bytes IPv4 (`struct aws_event`), 56 IPv6 (`aws_event_v6`); nil for any other.
     public static func decode(_ record: UnsafeRawBufferPointer) -> AWSPolicyEvent? {
-        func u32(_ offset: Int) -> UInt32 { record.loadUnaligned(fromByteOffset: offset, as: UInt32.self) }
-        let v4 = record.count == AWSAgent.ipv4EventBytes
-        guard v4 || record.count == AWSAgent.ipv6EventBytes else { return nil }
-        let address = { (offset: Int) in v4 ? IPAddress(ipv4: Array(record[offset..<offset + 4])) : IPAddress(record, at: offset) }
-        let (source, sport, destination, dport, proto, verdict, size, egress, tier) =
-            v4 ? (0, 4, 8, 12, 16, 20, 24, 28, 29) : (0, 16, 20, 36, 40, 44, 48, 52, 53)
-        return AWSPolicyEvent(family: v4 ? .ipv4 : .ipv6, source: address(source), sourcePort: u32(sport), destination: address(destination),
-                              destinationPort: u32(dport), protocolNumber: u32(proto), verdict: u32(verdict) == 1 ? .allow : .deny,
-                              packetBytes: u32(size), isEgress: record[egress] != 0, tier: Tier(rawValue: record[tier]))
+        if let e = aws_event.load(record) {
+            return AWSPolicyEvent(family: .ipv4, source: IPAddress(networkOrderIPv4: e.src_ip), sourcePort: e.src_port,
+                                  destination: IPAddress(networkOrderIPv4: e.dest_ip), destinationPort: e.dest_port, protocolNumber: e.protocol,
+                                  verdict: e.verdict == 1 ? .allow : .deny, packetBytes: e.packet_sz, isEgress: e.is_egress != 0,
+                                  tier: Tier(rawValue: e.tier))
+        }
+        guard let e = aws_event_v6.load(record) else { return nil }
+        return AWSPolicyEvent(family: .ipv6, source: IPAddress(field: e.src_ip), sourcePort: e.src_port, destination: IPAddress(field: e.dest_ip),
+                              destinationPort: e.dest_port, protocolNumber: e.protocol, verdict: e.verdict == 1 ? .allow : .deny,
+                              packetBytes: e.packet_sz, isEgress: e.is_egress != 0, tier: Tier(rawValue: e.tier))
     }
 
     /// The pod's end of the flow: the source of what it sends, the destination of what it receives.
     public var podAddress: IPAddress { isEgress ? source : destination }
+}
+
+/// A key of the agent's tries (`struct aws_trie_key`, `aws_trie_key_v6`).
+public enum AWSTrieKey {
+    /// The address and the prefix length as the agent wrote them; nil for a key of another size.
+    public static func decode(_ key: UnsafeRawBufferPointer) -> (address: IPAddress, family: AddressFamily, prefixLength: UInt32)? {
+        if let k = aws_trie_key.load(key) { return (IPAddress(ipv4Field: k.ip), .ipv4, k.prefixlen) }
+        guard let k = aws_trie_key_v6.load(key) else { return nil }
+        return (IPAddress(field: k.ip), .ipv6, k.prefixlen)
+    }
+
+    /// The prefix a key holds, its length cut to its family's width.
+    public static func prefix(_ key: UnsafeRawBufferPointer) -> IPPrefix? {
+        guard let (address, family, length) = decode(key) else { return nil }
+        return family == .ipv4 ? IPPrefix(address: address, length: 96 + min(Int(length), 32), family: .ipv4)
+            : IPPrefix(address: address, length: min(Int(length), 128), family: .ipv6)
+    }
+}
+
+/// An entry of the agent's `global_aws_conntrack_map` (either family).
+public struct AWSConntrackEntry: Sendable {
+    public let family: AddressFamily
+    public let source: IPAddress, sourcePort: UInt16
+    public let destination: IPAddress, destinationPort: UInt16
+    public let protocolNumber: UInt8
+    /// The pod's address (its end of the flow).
+    public let owner: IPAddress
+    /// The host interface the flow was seen on.
+    public let ifindex: UInt32
+    public let state: AWSConntrackState
+    public let lastSeenNanoseconds: UInt64
+
+    /// An entry where the batch read put it: `struct aws_conntrack_key` (24 B) or `_v6` (60 B) and
+    /// `aws_conntrack_value`; nil for bytes of another layout.
+    public static func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) -> AWSConntrackEntry? {
+        guard let v = aws_conntrack_value.load(value) else { return nil }
+        let state = AWSConntrackState(code: v.val)
+        if let k = aws_conntrack_key.load(key) {
+            return AWSConntrackEntry(family: .ipv4, source: IPAddress(networkOrderIPv4: k.src_ip), sourcePort: k.src_port,
+                                     destination: IPAddress(networkOrderIPv4: k.dest_ip), destinationPort: k.dest_port, protocolNumber: k.protocol,
+                                     owner: IPAddress(networkOrderIPv4: k.owner_ip), ifindex: k.ifindex, state: state, lastSeenNanoseconds: v.last_seen)
+        }
+        guard let k = aws_conntrack_key_v6.load(key) else { return nil }
+        return AWSConntrackEntry(family: .ipv6, source: IPAddress(field: k.src_ip), sourcePort: k.src_port, destination: IPAddress(field: k.dest_ip),
+                                 destinationPort: k.dest_port, protocolNumber: k.protocol, owner: IPAddress(field: k.owner_ip), ifindex: k.ifindex,
+                                 state: state, lastSeenNanoseconds: v.last_seen)
+    }
+}
+
+extension aws_trie_key: ABIStruct {}
+extension aws_trie_key_v6: ABIStruct {}
+extension aws_trie_slot: ABIStruct {}
+extension aws_cp_trie_slot: ABIStruct {}
+extension aws_conntrack_key: ABIStruct {}
+extension aws_conntrack_key_v6: ABIStruct {}
+extension aws_conntrack_value: ABIStruct {}
+extension aws_event: ABIStruct {}
+extension aws_event_v6: ABIStruct {}
+
+extension IPAddress {
+    /// An IPv4 address kept as a `__u32` in network order (the agent's keys and records).
+    init(networkOrderIPv4 value: UInt32) {
+        self.init(ipv4: withUnsafeBytes(of: value) { Array($0) })
+    }
+
+    /// An IPv4 address in a 4-byte field (`__u8 ip[4]`).
+    init<Field>(ipv4Field field: Field) {
+        self.init(ipv4: withUnsafeBytes(of: field) { Array($0.prefix(4)) })
+    }
 }

@@ -17,14 +17,7 @@ struct AWSPolicyLayout: MapLayout {
     }
 
     func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, into rows: RecordWriter) {
-        let prefixLength = Int(key.loadUnaligned(as: UInt32.self))
-        let prefix: IPPrefix
-        if key.count == AWSAgent.ipv4TrieKeyBytes {
-            prefix = IPPrefix(address: IPAddress(ipv4: Array(key[4..<8])), length: 96 + min(prefixLength, 32), family: .ipv4)
-        } else {
-            prefix = IPPrefix(address: IPAddress(key, at: 4), length: min(prefixLength, 128), family: .ipv6)
-        }
-        guard let slots = AWSPolicySlot.decode(value, clusterPolicy: clusterPolicy) else { return }
+        guard let prefix = AWSTrieKey.prefix(key), let slots = AWSPolicySlot.decode(value, clusterPolicy: clusterPolicy) else { return }
         for (index, slot) in slots.enumerated() where slot.isUsed {
             let protocolValue: FieldValue = slot.matchesAnyProtocol ? .word("any") : slot.isReserved ? .word("reserved")
                 : context.protocolName(UInt8(truncatingIfNeeded: slot.protocolNumber))
@@ -46,8 +39,9 @@ struct AWSPodStateLayout: MapLayout {
     var columns: [Column] { [Column("policy", "POLICY KIND", width: 14), Column("state", "STATE", width: 16)] }
 
     func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, into rows: RecordWriter) {
+        guard key.count == 4, value.count == 1 else { return }
         let kind = key.loadUnaligned(as: UInt32.self), state = value[0]
-        rows.write(.text(kind == 0 ? "network-policy" : kind == 1 ? "cluster-policy" : "kind \(kind)"),
+        rows.write(AWSPolicyKind(rawValue: kind).map { .word($0.name) } ?? .text("kind \(kind)"),
                    AWSPodState(rawValue: state).map { .word($0.podState.name) } ?? .text("state \(state)"))
     }
 }
@@ -75,30 +69,6 @@ public struct AWSConntrackLayout: MapLayout {
 }
 
 /// One entry of the agent's conntrack, either family.
-public struct AWSConntrackEntry: Sendable {
-    public let family: AddressFamily
-    public let source: IPAddress, sourcePort: UInt16
-    public let destination: IPAddress, destinationPort: UInt16
-    public let protocolNumber: UInt8
-    /// The pod's address (its end of the flow).
-    public let owner: IPAddress
-    /// The host interface the flow was seen on.
-    public let ifindex: UInt32
-    public let state: AWSConntrackState
-    public let lastSeenNanoseconds: UInt64
-
-    public static func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) -> AWSConntrackEntry? {
-        let v4 = key.count == AWSAgent.ipv4ConntrackKeyBytes
-        guard v4 || key.count == AWSAgent.ipv6ConntrackKeyBytes, value.count == AWSAgent.conntrackValueBytes else { return nil }
-        let address = { (offset: Int) in v4 ? IPAddress(ipv4: Array(key[offset..<(offset + 4)])) : IPAddress(key, at: offset) }
-        let (source, sport, destination, dport, proto, owner, ifindex) = v4 ? (0, 4, 8, 12, 14, 16, 20) : (0, 16, 20, 36, 38, 40, 56)
-        return AWSConntrackEntry(family: v4 ? .ipv4 : .ipv6, source: address(source), sourcePort: key.loadUnaligned(fromByteOffset: sport, as: UInt16.self),
-                                 destination: address(destination), destinationPort: key.loadUnaligned(fromByteOffset: dport, as: UInt16.self),
-                                 protocolNumber: key[proto], owner: address(owner), ifindex: key.loadUnaligned(fromByteOffset: ifindex, as: UInt32.self),
-                                 state: AWSConntrackState(code: value.loadUnaligned(as: UInt64.self)),
-                                 lastSeenNanoseconds: value.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
-    }
-}
 
 /// The AWS agent's pods as its attached programs show them.
 public enum AWSPods {

@@ -126,10 +126,9 @@ public enum NaCliText {
     }
 
     private static func trieEntry(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, clusterPolicy: Bool, flavor: Flavor) -> String {
-        let prefixLength = key.loadUnaligned(as: UInt32.self)
-        let v4 = key.count == AWSAgent.ipv4TrieKeyBytes
-        let address = v4 ? IPAddress(ipv4: Array(key[4..<8])).text(as: .ipv4) : IPAddress(key, at: 4).text(as: .ipv6)
-        var lines = [flavor == .ipv6 ? "Key : IP/Prefixlen - \(address)/\(prefixLength) " : "Key: \(address)/\(prefixLength)"]
+        guard let (address, family, prefixLength) = AWSTrieKey.decode(key) else { return "" }
+        let text = address.text(as: family)
+        var lines = [flavor == .ipv6 ? "Key : IP/Prefixlen - \(text)/\(prefixLength) " : "Key: \(text)/\(prefixLength)"]
         for (index, slot) in (AWSPolicySlot.decode(value, clusterPolicy: clusterPolicy) ?? []).enumerated() where slot.isUsed {
             switch flavor {
             case .ipv4:

@@ -47,7 +47,7 @@ let package = Package(
         .target(name: "Rendering", dependencies: ["CommandTree", "DatapathModel"]),
         // The verdict log and counters in words: attribution, filters, metrics.
         .target(name: "Events", dependencies: [
-            "BPFKit", "CommandTree", "Datapath", "DatapathModel", "Inspection", "Loader", "PolicyInput", "Rendering",
+            "BPFKit", "CommandTree", "Datapath", "DatapathModel", "HostKit", "Inspection", "Loader", "PolicyInput", "Rendering",
             .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
         ]),

@@ -11,7 +11,7 @@ public struct ProgramInfo: Sendable, Equatable {
     public let name: String
     /// The kernel's hash of the instructions, as 16 hex digits.
     public let tag: String
-    /// When it was loaded, in ns since boot (see ``BootClock``).
+    /// When it was loaded, in ns since boot (``HostClock``.boot).
     public let loadTimeNanoseconds: UInt64
     public let ownerUID: UInt32
     public let mapIDs: [UInt32]

@@ -139,7 +139,7 @@ public final class DNSProxy: @unchecked Sendable {
             throw error
         }
         let upstreamCount = max(1, configuration.upstreamSockets)
-        let started = BootClock.nanoseconds(CLOCK_REALTIME)
+        let started = HostClock.realtime.nanoseconds
         try register {
             for endpoint in configuration.listen {
                 guard let address = IPAddress(endpoint.host) else { continue }
@@ -194,7 +194,7 @@ public final class DNSProxy: @unchecked Sendable {
     }
 
     private func beat() throws {
-        try keeper.datapath.beatDNSHeartbeat(monotonicNanoseconds: BootClock.nanoseconds(CLOCK_MONOTONIC))
+        try keeper.datapath.beatDNSHeartbeat(monotonicNanoseconds: HostClock.monotonic.nanoseconds)
         publish(counters)
     }
 

@@ -56,7 +56,7 @@ public final class GrantKeeper {
     /// write fewer per repeated answer) and the answer's TTL is cut to what it has left.
     /// Throws when a grant cannot be written.
     public func grant(podID: UInt32, patterns: [UInt64], resolved: [DNSMessage.Resolved]) throws -> UInt32 {
-        let now = BootClock.nanoseconds(CLOCK_MONOTONIC)
+        let now = HostClock.monotonic.nanoseconds
         var answerTTL = ttlBounds.upperBound
         for entry in resolved {
             let ttl = min(max(entry.ttl, ttlBounds.lowerBound), ttlBounds.upperBound)
@@ -96,7 +96,7 @@ public final class GrantKeeper {
     /// Deletes grants whose every pattern expired longer than the retention ago; returns how many.
     @discardableResult
     public func collectExpired() throws -> Int {
-        let now = BootClock.nanoseconds(CLOCK_MONOTONIC)
+        let now = HostClock.monotonic.nanoseconds
         var removed = 0
         for grant in try datapath.grants() {
             let kept = grant.patterns.filter { $0.expiresNanoseconds &+ retentionNanoseconds > now }

@@ -137,23 +137,6 @@ extension Attribution {
     }
 }
 
-/// Converts the datapath's CLOCK_MONOTONIC stamps to wall-clock dates.
-public struct MonotonicClock: Sendable {
-    let offset: Double
-
-    /// Reads both clocks now; the offset holds until the wall clock is stepped.
-    public init() {
-        var monotonic = timespec(), realtime = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &monotonic)
-        clock_gettime(CLOCK_REALTIME, &realtime)
-        offset = (Double(realtime.tv_sec) + Double(realtime.tv_nsec) / 1e9) - (Double(monotonic.tv_sec) + Double(monotonic.tv_nsec) / 1e9)
-    }
-
-    public func date(_ nanoseconds: UInt64) -> Date {
-        Date(timeIntervalSince1970: offset + Double(nanoseconds) / 1e9)
-    }
-}
-
 /// `--pod`, `--verdict`, `--ip` … combined with AND; typed values compared as such.
 public struct EventFilter: Sendable {
     /// `namespace/name` (netfence), or the AWS agent's pod identifier.

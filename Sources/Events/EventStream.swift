@@ -2,6 +2,7 @@ import BPFKit
 import Datapath
 import DatapathModel
 import Foundation
+import HostKit
 import Loader
 import PolicyInput
 
@@ -18,7 +19,8 @@ public enum EventItem: Sendable {
 public final class EventStream {
     private let loader: Loader
     private let reader: RingBufferReader
-    private let clock = MonotonicClock()
+    /// The datapath's CLOCK_MONOTONIC stamps as wall-clock dates.
+    private let clock = HostClock.monotonic.dates()
     private var attribution: Attribution
     private var lastLossCheck = Date.distantPast
     /// Records the reader could not keep (never, with its buffer sized to the ring).

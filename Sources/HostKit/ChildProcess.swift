@@ -9,53 +9,94 @@ public enum ChildProcess {
         case captured
         /// Standard output to /dev/null (as `> /dev/null`); standard error returned as text.
         case discarded
+        /// Standard output and standard error returned apart (`output`, `errorOutput`).
+        case separate
     }
 
     public struct Result: Sendable {
         /// The exit status, or 128 + the signal that ended it.
         public let status: Int32
         public let output: String
+        /// Standard error, when it was kept apart (`.separate`); else empty.
+        public var errorOutput = ""
         /// Wall time from spawn to exit, in seconds.
         public var seconds: Double = 0
+        /// The process id it ran as.
+        public var processID: pid_t = 0
     }
 
-    /// Runs `executable` with `arguments`, standard input from /dev/null.
-    public static func run(_ executable: String, _ arguments: [String], output: Output = .captured) throws -> Result {
-        var pipeEnds: [Int32] = [0, 0]
-        guard pipe(&pipeEnds) == 0 else { throw SystemError("create a pipe for", executable, errno: errno) }
-        let (readEnd, writeEnd) = (pipeEnds[0], pipeEnds[1])
-        // Other children started meanwhile must not hold the write end open.
-        _ = fcntl(readEnd, F_SETFD, FD_CLOEXEC)
-        _ = fcntl(writeEnd, F_SETFD, FD_CLOEXEC)
+    /// Runs `executable` with `arguments`, standard input from /dev/null, in this
+    /// process's environment or in `environment` when given.
+    public static func run(_ executable: String, _ arguments: [String], output: Output = .captured,
+                           environment: [String: String]? = nil) throws -> Result {
+        let out = try Pipe(for: executable), err = output == .separate ? try Pipe(for: executable) : nil
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         switch output {
-        case .captured: posix_spawn_file_actions_adddup2(&actions, writeEnd, 1)
+        case .captured, .separate: posix_spawn_file_actions_adddup2(&actions, out.writeEnd, 1)
         case .discarded: posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
         }
-        posix_spawn_file_actions_adddup2(&actions, writeEnd, 2)
+        posix_spawn_file_actions_adddup2(&actions, err?.writeEnd ?? out.writeEnd, 2)
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
+        let envp = environment.map { $0.map { strdup("\($0.key)=\($0.value)") } + [nil] }
+        defer { envp?.forEach { free($0) } }
         var child: pid_t = 0
-        let started = BootClock.nanoseconds(CLOCK_MONOTONIC)
-        let spawned = posix_spawn(&child, executable, &actions, nil, argv, environ)
-        close(writeEnd)
-        defer { close(readEnd) }
+        let started = HostClock.monotonic.nanoseconds
+        let spawned = envp.map { posix_spawn(&child, executable, &actions, nil, argv, $0) } ?? posix_spawn(&child, executable, &actions, nil, argv, environ)
+        out.closeWriteEnd()
+        err?.closeWriteEnd()
         guard spawned == 0 else { throw SystemError("run", executable, errno: spawned) }
-        // Read to the end first: a child blocked on a full pipe would never exit.
-        var text: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let count = read(readEnd, &chunk, chunk.count)
-            if count > 0 { text += chunk[0..<count] } else if count == 0 || errno != EINTR { break }
-        }
+        // Read both to the end first: a child blocked on a full pipe would never exit.
+        let (text, errorText) = readToEnd(out.readEnd, err?.readEnd)
         var status: Int32 = 0
         while waitpid(child, &status, 0) < 0, errno == EINTR {}
         let exited = status & 0x7f == 0
         return Result(status: exited ? (status >> 8) & 0xff : 128 + status & 0x7f, output: String(decoding: text, as: UTF8.self),
-                      seconds: Double(BootClock.nanoseconds(CLOCK_MONOTONIC) - started) / 1e9)
+                      errorOutput: String(decoding: errorText, as: UTF8.self),
+                      seconds: Double(HostClock.monotonic.nanoseconds - started) / 1e9, processID: child)
+    }
+
+    /// Everything written to `first` and `second` until both are closed, read as it comes (poll).
+    private static func readToEnd(_ first: Int32, _ second: Int32?) -> ([UInt8], [UInt8]) {
+        var texts: [[UInt8]] = [[], []]
+        var open = [first, second ?? -1]
+        var chunk = [UInt8](repeating: 0, count: 16384)
+        while open.contains(where: { $0 >= 0 }) {
+            var entries = open.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+            guard poll(&entries, nfds_t(entries.count), -1) >= 0 || errno == EINTR else { break }
+            for (index, entry) in entries.enumerated() where entry.fd >= 0 && entry.revents != 0 {
+                let count = read(entry.fd, &chunk, chunk.count)
+                if count > 0 { texts[index] += chunk[0..<count] } else if count == 0 || errno != EINTR { open[index] = -1 }
+            }
+        }
+        return (texts[0], texts[1])
+    }
+
+    /// A pipe a child writes into: close-on-exec both ends, so other children started meanwhile do not hold the write end open.
+    private final class Pipe {
+        let readEnd: Int32
+        private(set) var writeEnd: Int32
+
+        init(for executable: String) throws {
+            var ends: [Int32] = [0, 0]
+            guard pipe(&ends) == 0 else { throw SystemError("create a pipe for", executable, errno: errno) }
+            (readEnd, writeEnd) = (ends[0], ends[1])
+            _ = fcntl(readEnd, F_SETFD, FD_CLOEXEC)
+            _ = fcntl(writeEnd, F_SETFD, FD_CLOEXEC)
+        }
+
+        func closeWriteEnd() {
+            if writeEnd >= 0 { close(writeEnd) }
+            writeEnd = -1
+        }
+
+        deinit {
+            closeWriteEnd()
+            close(readEnd)
+        }
     }
 }
 

@@ -47,7 +47,7 @@ public final class FileLock {
     /// names once the lock is held: one removed and made again meanwhile is
     /// locked anew, so two callers never hold "the" lock on different inodes.
     public static func acquire(directory path: String, mode: Mode, timeout: Double) throws(Failure) -> FileLock {
-        let deadline = BootClock.nanoseconds(CLOCK_MONOTONIC) + UInt64(max(0, timeout) * 1e9)
+        let deadline = HostClock.monotonic.nanoseconds + UInt64(max(0, timeout) * 1e9)
         var pause: useconds_t = 1_000
         while true {
             let fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
@@ -58,7 +58,7 @@ public final class FileLock {
                 continue  // replaced while we waited: lock what the path names now
             }
             guard errno == EWOULDBLOCK || errno == EINTR else { throw .system(SystemError("lock", path, errno: errno)) }
-            let now = BootClock.nanoseconds(CLOCK_MONOTONIC)
+            let now = HostClock.monotonic.nanoseconds
             if now >= deadline { throw .timedOut(path: path, waited: timeout, holder: holder(of: fd)) }
             usleep(min(pause, useconds_t((deadline - now) / 1_000) + 1))
             pause = min(pause * 2, 20_000)

@@ -31,7 +31,7 @@ public enum DomainGrantListing {
     public static func collect(loader: Loader) throws -> [DomainGrantRow] {
         let pods = try loader.state.pods()
         let objects = try loader.state.objects()
-        let now = BootClock.nanoseconds(CLOCK_MONOTONIC)
+        let now = HostClock.monotonic.nanoseconds
         // Pattern id → its text, and (pod, pattern) → the rules naming it, from the applied objects.
         var names: [UInt64: String] = [:]
         var rules: [PodReference: [UInt64: [String]]] = [:]

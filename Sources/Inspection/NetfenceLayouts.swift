@@ -30,7 +30,7 @@ public struct DecodeContext {
 
     public init(attribution: Attribution? = nil) {
         self.attribution = attribution
-        monotonicNow = BootClock.nanoseconds(CLOCK_MONOTONIC)
+        monotonicNow = HostClock.monotonic.nanoseconds
     }
 
     /// Names and pod states from netfence's loader, when it is loaded here.

@@ -46,7 +46,7 @@ extension Loader {
     /// Every DNS proxy that registered, and whether it serves now.
     public func dnsProxies() throws -> [DNSProxyState] {
         let beat = try datapath.dnsHeartbeatNanoseconds()
-        let now = BootClock.nanoseconds(CLOCK_MONOTONIC)
+        let now = HostClock.monotonic.nanoseconds
         let alive = beat != 0 && beat + DatapathLimits.dnsHeartbeatTimeoutNanoseconds > now
         return try datapath.registeredDNSProxies().map { address, record in
             let stats = (try? state.dnsProxyStats(address: address)) ?? nil

@@ -81,7 +81,7 @@ public final class LoaderState {
 
     /// Marks the root as initialized by this binary's ABI (its creation time kept).
     func markRoot() throws {
-        let created = try rootMarker()?.createdNanoseconds ?? BootClock.nanoseconds(CLOCK_REALTIME)
+        let created = try rootMarker()?.createdNanoseconds ?? HostClock.realtime.nanoseconds
         try marker.update(key: bytes(0), value: RootMarker(createdNanoseconds: created).encode())
     }
 
@@ -102,7 +102,7 @@ public final class LoaderState {
     }
 
     func beginChange(_ operation: PendingChange.Operation) throws {
-        let change = PendingChange(operation: operation, processID: UInt32(getpid()), startedNanoseconds: BootClock.nanoseconds(CLOCK_REALTIME))
+        let change = PendingChange(operation: operation, processID: UInt32(getpid()), startedNanoseconds: HostClock.realtime.nanoseconds)
         try pending.update(key: bytes(0), value: change.encode())
     }
 
@@ -248,7 +248,7 @@ public final class LoaderState {
             try chunks.update(key: ObjectStoreCodec.chunkKey(object: index, chunk: chunk), value: value)
         }
         _ = try retired.delete(key: bytes(index))  // the index names a live version again
-        let now = BootClock.nanoseconds(CLOCK_REALTIME)
+        let now = HostClock.realtime.nanoseconds
         try manifests.update(key: bytes(index), value: ObjectStoreCodec.manifest(length: data.count, chunks: parts.count, appliedNanoseconds: now))
     }
 

@@ -51,7 +51,7 @@ enum MapDumpArguments {
         try NodeAccess.requirePrivileges(context)
         guard let spec = parsed[map].first else { throw UsageError("aws-eks-na-cli dumps a map by id: name one") }
         let target = try MapLayouts.resolve(spec, pinRoot: context.pinRoot.path, awsRoot: parsed[AWSRoot.option])
-        try NaCliText.dump(target, clusterPolicy: clusterPolicy, flavor: flavor, monotonicNow: BootClock.nanoseconds(CLOCK_MONOTONIC)) { context.write($0) }
+        try NaCliText.dump(target, clusterPolicy: clusterPolicy, flavor: flavor, monotonicNow: HostClock.monotonic.nanoseconds) { context.write($0) }
     }
 
     static func run(_ parsed: ParsedArguments, _ context: CommandContext) throws {

@@ -97,7 +97,7 @@ struct ProgramRow: Encodable {
         type = info.type.description
         name = info.name
         tag = info.tag
-        loadedAt = BootClock.date(bootNanoseconds: info.loadTimeNanoseconds)
+        loadedAt = HostClock.boot.date(info.loadTimeNanoseconds)
         ownerUID = info.ownerUID
         mapIDs = info.mapIDs
         pinned = record.pins

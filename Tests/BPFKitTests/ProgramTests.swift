@@ -27,7 +27,7 @@ let udpFrame: [UInt8] = [
         #expect(info.name == "demo_ingress")
         #expect(info.tag.count == 16)
         #expect(info.mapIDs == [try map.info().id])
-        let loaded = BootClock.date(bootNanoseconds: info.loadTimeNanoseconds)
+        let loaded = HostClock.boot.date(info.loadTimeNanoseconds)
         #expect(abs(loaded.timeIntervalSinceNow) < 60)
         let mapInfo = try map.info()
         #expect(mapInfo.type == .hash && mapInfo.keySize == 8 && mapInfo.valueSize == 16 && mapInfo.maxEntries == 1024)

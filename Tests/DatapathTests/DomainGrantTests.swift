@@ -13,7 +13,7 @@ import TestSupport
     /// Pattern ids as `DomainPattern.id` makes them (any 64-bit values serve here).
     static let github: UInt64 = 0x1111, wildcard: UInt64 = 0x2222, gone: UInt64 = 0x3333
 
-    static var hourFromNow: UInt64 { BootClock.nanoseconds(CLOCK_MONOTONIC) + 3_600_000_000_000 }
+    static var hourFromNow: UInt64 { HostClock.monotonic.nanoseconds + 3_600_000_000_000 }
     static let longAgo: UInt64 = 1
 
     /// Pods 0 and 1 have the same domain rules (443 for one pattern, 22 for the
@@ -89,7 +89,7 @@ import TestSupport
         let pod = Self.pod0
         try bench.grant(pod: 0, "198.19.0.7", [(Self.github, expires: Self.hourFromNow)])
         try bench.send(tcp(pod, "198.19.0.7", 6001, 443), pod: 0, .egress, expect: .pass(.networkPolicy, rule: 10), "proxy alive")
-        let now = BootClock.nanoseconds(CLOCK_MONOTONIC)
+        let now = HostClock.monotonic.nanoseconds
         try bench.beatDNSHeartbeat(now - DatapathLimits.dnsHeartbeatTimeoutNanoseconds - 1_000_000)
         try bench.send(tcp(pod, "198.19.0.7", 6002, 443), pod: 0, .egress, expect: .drop(.networkPolicy, rule: 10, reason: .dnsProxyDown),
                        "last heartbeat too old: fail closed")
@@ -98,7 +98,7 @@ import TestSupport
         try bench.beatDNSHeartbeat(0)
         try bench.send(tcp(pod, "198.19.0.7", 6004, 443), pod: 0, .egress, expect: .drop(.networkPolicy, rule: 10, reason: .dnsProxyDown),
                        "stopped (heartbeat 0)")
-        try bench.beatDNSHeartbeat(BootClock.nanoseconds(CLOCK_MONOTONIC))
+        try bench.beatDNSHeartbeat(HostClock.monotonic.nanoseconds)
         try bench.send(tcp(pod, "198.19.0.7", 6005, 443), pod: 0, .egress, expect: .pass(.networkPolicy, rule: 10), "back: the grant holds again")
         #expect(bench.cases == 6)
     }

@@ -14,9 +14,9 @@ import TestSupport
             PolicyRule(ruleID: 401, peer: cidr("198.18.20.0/24"), ports: [PortRange(protocolNumber: UDP, start: 53)]),
         ]])
         let frame = udp("198.18.1.10", "198.18.20.1", 5353, 54)
-        let before = BootClock.nanoseconds(CLOCK_MONOTONIC)
+        let before = HostClock.monotonic.nanoseconds
         _ = try bench.datapath.run(frame, direction: .egress, ifindex: bench.ifindex(0), in: bench.interfaces.namespace)
-        let after = BootClock.nanoseconds(CLOCK_MONOTONIC)
+        let after = HostClock.monotonic.nanoseconds
         let events = try bench.events.drain().compactMap(VerdictEvent.decode)
         let event = try #require(events.first)
         #expect(events.count == 1)

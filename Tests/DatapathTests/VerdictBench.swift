@@ -102,7 +102,7 @@ final class VerdictBench {
             return
         }
         let decided = try events.drain().compactMap(VerdictEvent.decode)
-        reference.now = BootClock.nanoseconds(CLOCK_MONOTONIC)
+        reference.now = HostClock.monotonic.nanoseconds
         let model = reference.process(frame, ifindex: ifindex(pod), direction: direction)
         let kernelPassed = kernel.verdict == 0  // TC_ACT_OK; TC_ACT_SHOT is 2
         let kernelOutcome = ReferenceDatapath.Outcome(

@@ -1,6 +1,7 @@
 import BPFKit
 import Foundation
 import Glibc
+import HostKit
 import Testing
 import TestSupport
 
@@ -63,9 +64,7 @@ import TestSupport
         #expect(byKind == ["network-policy": "policies-applied", "cluster-policy": "default-deny"], "\(states)")
 
         let conntrack = try BPFMap(type: .lruHash, name: "", keySize: 24, valueSize: 16, maxEntries: 64)
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
-        let lastSeen = UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec) - 2_000_000_000
+        let lastSeen = HostClock.monotonic.nanoseconds - 2_000_000_000
         let key: [UInt8] = [198, 18, 0, 1] + Self.bytes(UInt16(40000)) + [0, 0] + [198, 18, 0, 2] + Self.bytes(UInt16(80)) + [6, 0]
             + [198, 18, 0, 2] + Self.bytes(UInt32(7))
         // One code for the (network policy, cluster policy) pair: 6 = (policies applied, default deny).

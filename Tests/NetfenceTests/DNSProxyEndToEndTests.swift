@@ -240,7 +240,7 @@ final class DomainCluster {
         #expect(zero.ttl == 0)
         #expect(try node.connects(a, DomainCluster.zoneAddress(7)), "TTL 0 is clamped to the minimum (2 s here), not refused")
         let grants = try Datapath.open(pinnedUnder: node.root.path).grants(podID: 0)
-        let now = BootClock.nanoseconds(CLOCK_MONOTONIC)
+        let now = HostClock.monotonic.nanoseconds
         let zeroGrant = try #require(grants.first { $0.address == IPAddress(DomainCluster.zoneAddress(7)) })
         let left = Double(zeroGrant.patterns[0].expiresNanoseconds) - Double(now)
         #expect(left > 0 && left <= 2e9, "expiry at most the minimum TTL ahead")

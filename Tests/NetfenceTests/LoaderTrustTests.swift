@@ -224,7 +224,7 @@ func temporaryPolicyFile(_ text: String) throws -> URL {
         }
         try manifests.update(key: withUnsafeBytes(of: index) { Array($0) },
                              value: ObjectStoreCodec.manifest(length: data.count, chunks: ObjectStoreCodec.chunks(data).count,
-                                                              appliedNanoseconds: BootClock.nanoseconds(CLOCK_REALTIME)))
+                                                              appliedNanoseconds: HostClock.realtime.nanoseconds))
     }
 
     @Test func aCrashBetweenStoreAndSwapIsDriftAndTheNextChangeRollsForward() throws {

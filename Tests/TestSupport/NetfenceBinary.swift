@@ -1,4 +1,5 @@
 import Foundation
+import HostKit
 
 /// What one run of the `netfence` binary printed and returned.
 public struct CommandResult: Sendable {
@@ -38,34 +39,10 @@ public enum NetfenceBinary {
     /// Runs `netfence arguments…` with `environment` added, behind `wrapper` (a command
     /// that ends by executing its arguments) when one is given.
     public static func run(_ arguments: [String], environment: [String: String] = [:], wrappedIn wrapper: [String] = []) throws -> CommandResult {
-        let process = Process()
         let command = wrapper + [path] + arguments
-        process.executableURL = URL(fileURLWithPath: command[0])
-        process.arguments = Array(command.dropFirst())
         var merged = ProcessInfo.processInfo.environment
         merged.removeValue(forKey: "NETFENCE_BPFFS_ROOT")
-        process.environment = merged.merging(environment) { $1 }
-        let output = Pipe(), error = Pipe()
-        process.standardOutput = output
-        process.standardError = error
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        // Read both pipes concurrently so neither fills up and blocks the child.
-        let errorBox = DataBox()
-        let done = DispatchSemaphore(value: 0)
-        DispatchQueue.global().async {
-            errorBox.data = error.fileHandleForReading.readDataToEndOfFile()
-            done.signal()
-        }
-        let outputData = output.fileHandleForReading.readDataToEndOfFile()
-        done.wait()
-        process.waitUntilExit()
-        return CommandResult(status: process.terminationStatus, processID: process.processIdentifier,
-                             standardOutput: String(decoding: outputData, as: UTF8.self),
-                             standardError: String(decoding: errorBox.data, as: UTF8.self))
+        let result = try ChildProcess.run(command[0], Array(command.dropFirst()), output: .separate, environment: merged.merging(environment) { $1 })
+        return CommandResult(status: result.status, processID: result.processID, standardOutput: result.output, standardError: result.errorOutput)
     }
-}
-
-private final class DataBox: @unchecked Sendable {
-    var data = Data()
 }

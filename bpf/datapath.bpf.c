@@ -120,6 +120,14 @@ struct {
 	__type(value, __u64);
 } stats SEC(".maps");
 
+/* New flows per rule and pod (LRU: a full table forgets the coldest, never fails). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
+	__uint(max_entries, NF_RULE_HIT_ENTRIES);
+	__type(key, struct nf_hit_key);
+	__type(value, struct nf_hit_value);
+} rule_hits SEC(".maps");
+
 /* nf_decide's accumulators. In map memory the verifier does not track their
  * values, so the rule loop's states prune after one pass per index (on the
  * stack, every combination of best-so-far values was explored separately and
@@ -133,6 +141,15 @@ struct decide_scratch {
 	__u32 policy_rule;
 	__u32 policy_match;
 	__u32 expired_rule; /* a NetworkPolicy domain rule that matched but whose grant expired */
+	/* The same with audit objects enforced (their rules count too), for pods they select. */
+	__u32 audit_admin_score;
+	__u32 audit_admin_rule;
+	__u32 audit_baseline_score;
+	__u32 audit_baseline_rule;
+	__u32 audit_policy_rule;
+	__u32 audit_policy_match;
+	__u32 pad;
+	__u64 audit_result; /* nf_decide's packing, of the decision with audit objects enforced */
 };
 
 struct {
@@ -406,6 +423,11 @@ struct decision {
 	__u8 verdict; /* enum nf_verdict */
 	__u8 tier;    /* enum nf_tier */
 	__u8 reason;  /* enum nf_reason */
+	__u8 audited; /* audit objects select the pod: the audit_ fields hold their decision */
+	__u32 audit_rule_id;
+	__u8 audit_verdict;
+	__u8 audit_tier;
+	__u8 audit_reason;
 };
 
 #define NO_SCORE 0xffffffffu
@@ -424,6 +446,8 @@ static __always_inline void *live_trie(const struct nf_pod *pod, __u8 direction)
 #define DECIDE_SLOT_SHIFT 16
 #define DECIDE_STATE_SHIFT 17
 #define DECIDE_DOMAINS (1u << 19)
+#define DECIDE_AUDIT (1u << 20)
+#define DECIDE_AUDIT_STATE_SHIFT 21
 #define DECIDE_ESTABLISHED (1u << 8)
 #define DECIDE_IPV6 (1u << 9)
 #define DECIDE_PORT_SHIFT 16
@@ -433,9 +457,10 @@ static __always_inline void *live_trie(const struct nf_pod *pod, __u8 direction)
 
 /* Folds the rules of SET that match the flow into BEST. Rules of a domain
  * grant that expired (LIVE 0) decide nothing; they only name the rule a deny
- * is attributed to. */
+ * is attributed to. Audit rules count only toward the audit decision, which
+ * (AUDIT) counts every rule. */
 static __always_inline void score_rules(const struct nf_rule_set *set, struct decide_scratch *best, __u8 protocol,
-					__u16 port, int live)
+					__u16 port, int live, int audit)
 {
 	for (__u32 i = 0; i < NF_MAX_RULES_PER_PREFIX; i++) {
 		if (i >= set->count)
@@ -447,12 +472,26 @@ static __always_inline void score_rules(const struct nf_rule_set *set, struct de
 		if (rule->port_start && (port < rule->port_start || port > rule->port_end))
 			continue;
 		if (!live) {
-			if (rule->tier == NF_TIER_NETWORK_POLICY && !best->expired_rule)
+			if (rule->tier == NF_TIER_NETWORK_POLICY && !best->expired_rule && !(rule->flags & NF_RULE_AUDIT))
 				best->expired_rule = rule->rule_id;
 			continue;
 		}
 		__u32 score = rule->priority * 4 + rule->action;
 
+		if (audit) {
+			if (rule->tier == NF_TIER_ADMIN && score < best->audit_admin_score) {
+				best->audit_admin_score = score;
+				best->audit_admin_rule = rule->rule_id;
+			} else if (rule->tier == NF_TIER_BASELINE && score < best->audit_baseline_score) {
+				best->audit_baseline_score = score;
+				best->audit_baseline_rule = rule->rule_id;
+			} else if (rule->tier == NF_TIER_NETWORK_POLICY && !best->audit_policy_match) {
+				best->audit_policy_match = 1;
+				best->audit_policy_rule = rule->rule_id;
+			}
+		}
+		if (rule->flags & NF_RULE_AUDIT)
+			continue;
 		if (rule->tier == NF_TIER_ADMIN && score < best->admin_score) {
 			best->admin_score = score;
 			best->admin_rule = rule->rule_id;
@@ -466,14 +505,46 @@ static __always_inline void score_rules(const struct nf_rule_set *set, struct de
 	}
 }
 
+/* The tiers over the best rules: Admin, then NetworkPolicy when STATE says the
+ * pod is selected, then Baseline, then the default. Packed as nf_decide returns. */
+static __always_inline __u64 decide_tiers(__u32 admin_score, __u32 admin_rule, __u32 baseline_score, __u32 baseline_rule,
+					  __u32 policy_match, __u32 policy_rule, __u32 expired_rule, __u8 state, int proxy_alive)
+{
+	__u64 verdict, tier, rule, reason = NF_REASON_POLICY;
+
+	if (admin_score != NO_SCORE && (admin_score & 3) != NF_ACTION_PASS) {
+		tier = NF_TIER_ADMIN;
+		verdict = (admin_score & 3) == NF_ACTION_ACCEPT;
+		rule = admin_rule;
+	} else if (state == NF_POD_POLICIES_APPLIED) {
+		tier = NF_TIER_NETWORK_POLICY;
+		verdict = policy_match != 0;
+		rule = policy_rule;
+		if (!verdict && expired_rule) {
+			rule = expired_rule;
+			reason = proxy_alive ? NF_REASON_DOMAIN_EXPIRED : NF_REASON_DNS_PROXY_DOWN;
+		}
+	} else if (baseline_score != NO_SCORE && (baseline_score & 3) != NF_ACTION_PASS) {
+		tier = NF_TIER_BASELINE;
+		verdict = (baseline_score & 3) == NF_ACTION_ACCEPT;
+		rule = baseline_rule;
+	} else {
+		tier = NF_TIER_DEFAULT;
+		verdict = state != NF_POD_DEFAULT_DENY;
+		rule = 0;
+	}
+	return verdict | tier << DECIDE_TIER_SHIFT | reason << DECIDE_REASON_SHIFT | rule << DECIDE_RULE_SHIFT;
+}
+
 /* Decides a new flow to/from a peer: Admin, then NetworkPolicy when the pod
  * is selected, then Baseline, then the pod's default. The rules are those of
  * the peer's prefix in the pod's trie and, for a pod with domain rules, those
  * of each pattern its grant for the peer names while the grant is unexpired
  * and a DNS proxy alive (or regardless, for a flow already established). Within a cluster
  * tier the lowest priority wins and, at equal priority, Deny > Accept > Pass:
- * score = priority * 4 + action orders exactly that.
- *   pod:  pod_id | slot << 16 | state << 17 | DECIDE_DOMAINS | direction (bit 31)
+ * score = priority * 4 + action orders exactly that. With DECIDE_AUDIT the
+ * decision with audit objects enforced goes to the scratch's audit_result.
+ *   pod:  pod_id | slot << 16 | state << 17 | DECIDE_DOMAINS | DECIDE_AUDIT | audit state << 21 | direction (bit 31)
  *   flow: protocol | DECIDE_ESTABLISHED | DECIDE_IPV6 | port << 16
  *   returns verdict | tier << 8 | reason << 16 | rule_id << 32 */
 __attribute__((noinline)) __u64 nf_decide(__u64 peer_high, __u64 peer_low, __u32 pod, __u32 flow)
@@ -481,6 +552,7 @@ __attribute__((noinline)) __u64 nf_decide(__u64 peer_high, __u64 peer_low, __u32
 	__u32 pod_id = pod & DECIDE_POD_ID_MASK, slot = (pod >> DECIDE_SLOT_SHIFT) & 1;
 	__u32 policy = nf_policy_index(pod_id, pod >> 31, slot);
 	__u8 state = (pod >> DECIDE_STATE_SHIFT) & 3;
+	int audit = (pod & DECIDE_AUDIT) != 0;
 	__u8 protocol = flow & 0xff;
 	__u16 port = flow >> DECIDE_PORT_SHIFT;
 	__u32 zero = 0;
@@ -492,6 +564,10 @@ __attribute__((noinline)) __u64 nf_decide(__u64 peer_high, __u64 peer_low, __u32
 		return NF_VERDICT_DENY; /* cannot happen: a one-entry array */
 	best->admin_score = best->baseline_score = NO_SCORE;
 	best->admin_rule = best->baseline_rule = best->policy_rule = best->policy_match = best->expired_rule = 0;
+	if (audit) {
+		best->audit_admin_score = best->audit_baseline_score = NO_SCORE;
+		best->audit_admin_rule = best->audit_baseline_rule = best->audit_policy_rule = best->audit_policy_match = 0;
+	}
 	if (trie) {
 		struct nf_lpm_key key = { .prefixlen = NF_LPM_FAMILY_BITS + 8 * NF_ADDRESS_BYTES,
 					  .family = (flow & DECIDE_IPV6) ? NF_FAMILY_IPV6 : NF_FAMILY_IPV4 };
@@ -501,7 +577,7 @@ __attribute__((noinline)) __u64 nf_decide(__u64 peer_high, __u64 peer_low, __u32
 		set = bpf_map_lookup_elem(trie, &key);
 	}
 	if (set)
-		score_rules(set, best, protocol, port, 1);
+		score_rules(set, best, protocol, port, 1, audit);
 
 	struct nf_domain_grant *grant = NULL;
 
@@ -530,35 +606,17 @@ __attribute__((noinline)) __u64 nf_decide(__u64 peer_high, __u64 peer_low, __u32
 			if (rules)
 				score_rules(rules, best, protocol, port,
 					    (flow & DECIDE_ESTABLISHED) ||
-						    (proxy_alive && grant->patterns[i].expires_ns > now));
+						    (proxy_alive && grant->patterns[i].expires_ns > now),
+					    audit);
 		}
 	}
 
-	__u64 verdict, tier, rule, reason = NF_REASON_POLICY;
-	__u32 admin_score = best->admin_score, baseline_score = best->baseline_score;
-
-	if (admin_score != NO_SCORE && (admin_score & 3) != NF_ACTION_PASS) {
-		tier = NF_TIER_ADMIN;
-		verdict = (admin_score & 3) == NF_ACTION_ACCEPT;
-		rule = best->admin_rule;
-	} else if (state == NF_POD_POLICIES_APPLIED) {
-		tier = NF_TIER_NETWORK_POLICY;
-		verdict = best->policy_match != 0;
-		rule = best->policy_rule;
-		if (!verdict && best->expired_rule) {
-			rule = best->expired_rule;
-			reason = proxy_alive ? NF_REASON_DOMAIN_EXPIRED : NF_REASON_DNS_PROXY_DOWN;
-		}
-	} else if (baseline_score != NO_SCORE && (baseline_score & 3) != NF_ACTION_PASS) {
-		tier = NF_TIER_BASELINE;
-		verdict = (baseline_score & 3) == NF_ACTION_ACCEPT;
-		rule = best->baseline_rule;
-	} else {
-		tier = NF_TIER_DEFAULT;
-		verdict = state != NF_POD_DEFAULT_DENY;
-		rule = 0;
-	}
-	return verdict | tier << DECIDE_TIER_SHIFT | reason << DECIDE_REASON_SHIFT | rule << DECIDE_RULE_SHIFT;
+	if (audit)
+		best->audit_result = decide_tiers(best->audit_admin_score, best->audit_admin_rule, best->audit_baseline_score,
+						  best->audit_baseline_rule, best->audit_policy_match, best->audit_policy_rule,
+						  best->expired_rule, (pod >> DECIDE_AUDIT_STATE_SHIFT) & 3, proxy_alive);
+	return decide_tiers(best->admin_score, best->admin_rule, best->baseline_score, best->baseline_rule, best->policy_match,
+			    best->policy_rule, best->expired_rule, state, proxy_alive);
 }
 
 /* DNS of a pod with domain rules goes to a DNS proxy and nowhere else, before
@@ -578,6 +636,7 @@ static __always_inline int decide_dns(const struct nf_pod *pod, __u8 direction, 
 	d->tier = NF_TIER_NONE;
 	d->rule_id = 0;
 	d->reason = proxy ? NF_REASON_DNS_PROXY : NF_REASON_DNS_BYPASS;
+	d->audited = 0;
 	return 1;
 }
 
@@ -596,6 +655,8 @@ static __always_inline void evaluate(const struct nf_pod *pod, __u8 direction, _
 			   (__u32)(pod->state[direction & 1] & 3) << DECIDE_STATE_SHIFT | (__u32)(direction & 1) << 31;
 	if (direction == NF_DIRECTION_EGRESS && (pod->flags & NF_POD_DOMAIN_RULES))
 		packed_pod |= DECIDE_DOMAINS;
+	if (pod->flags & NF_POD_AUDIT)
+		packed_pod |= DECIDE_AUDIT | (__u32)nf_pod_audit_state(pod->flags, direction & 1) << DECIDE_AUDIT_STATE_SHIFT;
 	__u32 packed_flow = protocol | (__u32)port << DECIDE_PORT_SHIFT | (established ? DECIDE_ESTABLISHED : 0) |
 			    (family == NF_FAMILY_IPV6 ? DECIDE_IPV6 : 0);
 	__u64 result = nf_decide(peer_high, peer_low, packed_pod, packed_flow);
@@ -604,6 +665,21 @@ static __always_inline void evaluate(const struct nf_pod *pod, __u8 direction, _
 	d->tier = (result >> DECIDE_TIER_SHIFT) & 0xff;
 	d->reason = (result >> DECIDE_REASON_SHIFT) & 0xff;
 	d->rule_id = result >> DECIDE_RULE_SHIFT;
+	d->audited = 0;
+	if (pod->flags & NF_POD_AUDIT) {
+		__u32 zero = 0;
+		struct decide_scratch *best = bpf_map_lookup_elem(&scratch, &zero);
+
+		if (best) {
+			__u64 audit = best->audit_result;
+
+			d->audited = 1;
+			d->audit_verdict = audit & 1;
+			d->audit_tier = (audit >> DECIDE_TIER_SHIFT) & 0xff;
+			d->audit_reason = (audit >> DECIDE_REASON_SHIFT) & 0xff;
+			d->audit_rule_id = audit >> DECIDE_RULE_SHIFT;
+		}
+	}
 }
 
 /* The peer of a flow is the far end: the destination of what the pod sends,
@@ -614,10 +690,11 @@ static __always_inline const __u8 *peer_of(const struct tuple *t, __u8 direction
 }
 
 /* Whether this direction of the pod is under any policy: a packet we cannot
- * read is dropped only there. */
+ * read is dropped only there (a trie of audit rules alone enforces nothing). */
 static __always_inline int enforced(const struct nf_pod *pod, __u8 direction)
 {
-	return pod->state[direction & 1] != NF_POD_DEFAULT_ALLOW || live_trie(pod, direction);
+	return pod->state[direction & 1] != NF_POD_DEFAULT_ALLOW ||
+	       (!(pod->flags & (NF_POD_AUDIT_ONLY_TRIE << (direction & 1))) && live_trie(pod, direction));
 }
 
 /* ---- Bookkeeping: stats, counters, events ---- */
@@ -641,14 +718,36 @@ static __always_inline void count_packet(struct __sk_buff *skb, __u32 pod_id, __
 	}
 }
 
+/* New flows each rule decided (a rule id of 0: the pod's isolation or default). */
+static __always_inline void count_hit(const struct nf_pod *pod, __u8 direction, const struct decision *d)
+{
+	struct nf_hit_key key = { .rule_id = d->rule_id, .pod_id = pod->pod_id, .direction = direction, .tier = d->tier };
+	struct nf_hit_value *hit = bpf_map_lookup_elem(&rule_hits, &key);
+	__u64 now = bpf_ktime_get_coarse_ns();
+
+	if (hit) {
+		if (d->verdict == NF_VERDICT_ALLOW)
+			hit->allowed += 1;
+		else
+			hit->denied += 1;
+		hit->last_ns = now;
+		return;
+	}
+	struct nf_hit_value first = { .allowed = d->verdict == NF_VERDICT_ALLOW, .denied = d->verdict != NF_VERDICT_ALLOW,
+				      .last_ns = now };
+
+	bpf_map_update_elem(&rule_hits, &key, &first, BPF_ANY); /* per CPU: writes this CPU's share only */
+}
+
+/* An event for VERDICT (an audit one at the deny level too: audit is asked for by marking objects). */
 static __always_inline void emit_event(struct __sk_buff *skb, const struct nf_pod *pod, const struct packet *p,
-				       __u8 direction, const struct decision *d, __u8 reason)
+				       __u8 direction, __u8 verdict, __u8 tier, __u32 rule_id, __u8 reason)
 {
 	__u32 zero = 0;
 	struct nf_settings *config = bpf_map_lookup_elem(&settings, &zero);
 	__u32 level = config ? config->event_level : NF_EVENTS_DENY;
 
-	if (level == NF_EVENTS_NONE || (level == NF_EVENTS_DENY && d->verdict != NF_VERDICT_DENY))
+	if (level == NF_EVENTS_NONE || (level == NF_EVENTS_DENY && verdict == NF_VERDICT_ALLOW))
 		return;
 	struct nf_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
@@ -659,7 +758,7 @@ static __always_inline void emit_event(struct __sk_buff *skb, const struct nf_po
 	e->timestamp_ns = bpf_ktime_get_ns();
 	e->ifindex = skb->ifindex;
 	e->pod_id = pod->pod_id;
-	e->rule_id = d->rule_id;
+	e->rule_id = rule_id;
 	e->length = skb->len;
 	e->revision = pod->revision;
 	__builtin_memcpy(e->saddr, p->flow.saddr, NF_ADDRESS_BYTES);
@@ -669,8 +768,8 @@ static __always_inline void emit_event(struct __sk_buff *skb, const struct nf_po
 	e->direction = direction;
 	e->family = p->family;
 	e->protocol = p->flow.protocol;
-	e->verdict = d->verdict;
-	e->tier = d->tier;
+	e->verdict = verdict;
+	e->tier = tier;
 	e->reason = reason;
 	bpf_ringbuf_submit(e, 0);
 }
@@ -824,12 +923,37 @@ static __always_inline int finish(struct __sk_buff *skb, const struct nf_pod *po
 	if (p->first_fragment)
 		remember_fragment(skb->ifindex, p, d);
 	count_packet(skb, pod->pod_id, direction, d->verdict);
-	emit_event(skb, pod, p, direction, d, reason);
+	emit_event(skb, pod, p, direction, d->verdict, d->tier, d->rule_id, reason);
 	return d->verdict == NF_VERDICT_ALLOW ? TC_ACT_OK : TC_ACT_SHOT;
+}
+
+/* Explain (a test run marked NF_EXPLAIN_MARK / NF_EXPLAIN_COOKIE): the packet
+ * judged as a new flow of the pod on its interface, the decision written into
+ * the context, nothing else changed. */
+static __always_inline int explain(struct __sk_buff *skb, __u8 direction)
+{
+	__u32 ifindex = skb->ifindex;
+	struct nf_pod *pod = bpf_map_lookup_elem(&pods, &ifindex);
+	struct packet p;
+	struct decision d = {};
+
+	skb->cb[2] = skb->cb[3] = NF_EXPLAIN_NONE;
+	if (!pod || parse(skb, &p) != PARSE_OK || p.later_fragment)
+		return TC_ACT_OK;
+	evaluate(pod, direction, p.family, peer_of(&p.flow, direction), p.flow.protocol, p.flow.dport, 0, &d);
+	skb->cb[1] = d.rule_id;
+	skb->cb[2] = d.verdict | (__u32)d.tier << 8 | (__u32)d.reason << 16;
+	if (d.audited) {
+		skb->cb[3] = d.audit_verdict | (__u32)d.audit_tier << 8 | (__u32)d.audit_reason << 16;
+		skb->cb[4] = d.audit_rule_id;
+	}
+	return d.verdict == NF_VERDICT_ALLOW ? TC_ACT_OK : TC_ACT_SHOT;
 }
 
 static __always_inline int enforce(struct __sk_buff *skb, __u8 direction)
 {
+	if (skb->mark == NF_EXPLAIN_MARK && skb->cb[0] == NF_EXPLAIN_COOKIE)
+		return explain(skb, direction);
 	__u32 ifindex = skb->ifindex;
 	struct nf_conntrack_key flow_key;
 	struct packet p; /* parse() clears what is read */
@@ -899,6 +1023,10 @@ static __always_inline int enforce(struct __sk_buff *skb, __u8 direction)
 	evaluate(pod, direction, p.family, peer_of(&p.flow, direction), p.flow.protocol, p.flow.dport, 0, &d);
 	if (d.verdict == NF_VERDICT_ALLOW)
 		conntrack_insert(skb, pod, &p, direction, &d);
+	count_hit(pod, direction, &d);
+	if (d.audited && d.audit_verdict != d.verdict)
+		emit_event(skb, pod, &p, direction, NF_VERDICT_AUDIT, d.audit_tier, d.audit_rule_id,
+			   d.audit_verdict == NF_VERDICT_ALLOW ? NF_REASON_AUDIT_WOULD_ALLOW : NF_REASON_AUDIT_WOULD_DENY);
 	return finish(skb, pod, &p, direction, &d, d.reason);
 }
 

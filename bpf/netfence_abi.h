@@ -115,6 +115,7 @@ enum nf_pod_state {
 enum nf_verdict {
 	NF_VERDICT_DENY = 0,
 	NF_VERDICT_ALLOW = 1,
+	NF_VERDICT_AUDIT = 2, /* events only: what audit objects would have decided (reason says which way) */
 };
 
 /* Why a verdict was reached, for events. */
@@ -129,6 +130,8 @@ enum nf_reason {
 	NF_REASON_DNS_PROXY = 7,      /* DNS of a pod with domain rules, to the DNS proxy */
 	NF_REASON_DNS_BYPASS = 8,     /* DNS of a pod with domain rules, to another resolver */
 	NF_REASON_DNS_PROXY_DOWN = 9, /* the pod resolved the peer by a domain rule, but no DNS proxy is alive */
+	NF_REASON_AUDIT_WOULD_DENY = 10,  /* with audit objects enforced this new flow would be denied */
+	NF_REASON_AUDIT_WOULD_ALLOW = 11, /* ... would be allowed */
 };
 
 /* Which verdicts produce ring-buffer events (settings.event_level). */
@@ -162,6 +165,17 @@ struct nf_pod {
 /* The pod has egress rules by domain name: its DNS goes to a DNS proxy only,
  * and its new egress flows consult its domain grants. */
 #define NF_POD_DOMAIN_RULES 0x1
+/* Audit objects select the pod: a new flow is also decided with them enforced
+ * (rules marked NF_RULE_AUDIT count, and the states below apply), and an event
+ * says so when that decision's verdict differs. Never changes a verdict. */
+#define NF_POD_AUDIT 0x2
+/* With audit objects enforced, the pod's state per direction (enum nf_pod_state),
+ * two bits each from this shift, by enum nf_direction. */
+#define NF_POD_AUDIT_STATE_SHIFT 2
+#define nf_pod_audit_state(flags, direction) (((flags) >> (NF_POD_AUDIT_STATE_SHIFT + 2 * (direction))) & 3)
+/* The direction's trie (bit 6 ingress, bit 7 egress) holds audit rules only: for
+ * what is enforced the pod has no trie there (unreadable packets still pass). */
+#define NF_POD_AUDIT_ONLY_TRIE 0x40
 
 /* revisions (array, by pod id): each pod's current policy revision, for the
  * conntrack fast path. The loader writes it after the pods record, so a packet
@@ -193,8 +207,12 @@ struct nf_port_rule {
 	__u8 protocol;    /* enum nf_protocol */
 	__u8 tier;        /* enum nf_tier: ADMIN, NETWORK_POLICY or BASELINE */
 	__u8 action;      /* enum nf_action; NetworkPolicy rules are ACCEPT */
-	__u8 pad[3];
+	__u8 flags;       /* NF_RULE_* */
+	__u8 pad[2];
 };
+
+/* A rule of an audit object: it decides nothing, it says what would be decided. */
+#define NF_RULE_AUDIT 0x1
 
 /* Value of a pod's trie: every rule that applies to peers in the prefix. */
 struct nf_rule_set {
@@ -293,6 +311,38 @@ struct nf_dns_proxy {
 /* dns_heartbeat (array, one __u64): CLOCK_MONOTONIC of a DNS proxy's last
  * heartbeat. Older than NF_DNS_HEARTBEAT_TIMEOUT_NS, no grant allows a new flow:
  * domain rules fail closed while no proxy runs. */
+
+/* rule_hits (LRU per-CPU hash): the new flows each rule decided, per pod. A rule
+ * id of 0 stands for what has no rule: the pod's isolation (NETWORK_POLICY tier)
+ * or its default (DEFAULT tier) in that direction. Counted on new flows only:
+ * the conntrack fast path never touches it. */
+#define NF_RULE_HIT_ENTRIES 65536
+struct nf_hit_key {
+	__u32 rule_id;
+	__u32 pod_id;
+	__u8 direction; /* enum nf_direction */
+	__u8 tier;      /* enum nf_tier of the decision */
+	__u8 pad[2];
+};
+
+struct nf_hit_value {
+	__u64 allowed;
+	__u64 denied;
+	__u64 last_ns; /* CLOCK_MONOTONIC of the last new flow it decided (per CPU: the latest wins) */
+};
+
+/* Explain: a BPF_PROG_TEST_RUN packet carrying this mark and cookie (cb[0]) is
+ * judged as a new flow and changes nothing: no conntrack lookup, insert or
+ * refresh, no fragment memory, no counter, no hit, no event. The decision
+ * comes back in the context: cb[1] the rule id, cb[2] verdict | tier << 8 |
+ * reason << 16 (NF_EXPLAIN_NONE: not judged, no pod or not a new flow's
+ * packet), cb[3] the same for the audit decision (NF_EXPLAIN_NONE when no
+ * audit object selects the pod), cb[4] its rule id. A packet crossing a veth
+ * from a pod arrives with its mark cleared, so only a test run can carry both
+ * values. */
+#define NF_EXPLAIN_MARK 0x4e464558u   /* "NFEX" */
+#define NF_EXPLAIN_COOKIE 0x6578706cu /* "expl" */
+#define NF_EXPLAIN_NONE 0xffffffffu
 
 /* settings: runtime knobs, one entry, changed without reloading. */
 struct nf_settings {
@@ -443,6 +493,9 @@ _Static_assert(__builtin_offsetof(struct nf_pod, state) == 9, "nf_pod.state");
 _Static_assert(sizeof(struct nf_lpm_key) == 24, "nf_lpm_key layout");
 _Static_assert(__builtin_offsetof(struct nf_lpm_key, address) == 5, "nf_lpm_key.address");
 _Static_assert(sizeof(struct nf_port_rule) == 16, "nf_port_rule layout");
+_Static_assert(__builtin_offsetof(struct nf_port_rule, flags) == 13, "nf_port_rule.flags");
+_Static_assert(sizeof(struct nf_hit_key) == 12, "nf_hit_key layout");
+_Static_assert(sizeof(struct nf_hit_value) == 24, "nf_hit_value layout");
 _Static_assert(__builtin_offsetof(struct nf_port_rule, protocol) == 10, "nf_port_rule.protocol");
 _Static_assert(sizeof(struct nf_rule_set) == 8 + 16 * NF_MAX_RULES_PER_PREFIX, "nf_rule_set layout");
 _Static_assert(sizeof(struct nf_conntrack_key) == 44, "nf_conntrack_key layout");

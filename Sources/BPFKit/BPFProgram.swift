@@ -96,6 +96,23 @@ public final class BPFProgram: @unchecked Sendable {
         return TestRunResult(verdict: verdict, nanosecondsPerRun: duration)
     }
 
+    /// One run of a tc program on `packet` with a context (`skb->ifindex`, `skb->mark`, `skb->cb`):
+    /// the TC action it returned and the five `cb` words as it left them.
+    public func testRun(packet: [UInt8], ifindex: UInt32, mark: UInt32, cb: [UInt32], in namespace: NetworkNamespace? = nil) throws
+        -> (verdict: UInt32, cb: [UInt32]) {
+        let nsfd = try namespace?.open()
+        var verdict: UInt32 = 0
+        var words = (cb + [UInt32](repeating: 0, count: 5)).prefix(5).map { $0 }
+        let result = packet.withUnsafeBytes { bytes in
+            words.withUnsafeMutableBufferPointer {
+                nf_prog_test_run_context(nsfd?.rawValue ?? -1, descriptor.rawValue, bytes.baseAddress, UInt32(bytes.count), ifindex, mark,
+                                         $0.baseAddress, &verdict)
+            }
+        }
+        try check(result, "test-run program", "fd \(descriptor.rawValue)")
+        return (verdict, words)
+    }
+
     /// Pins the program at `path` on bpffs (`BPF_OBJ_PIN`).
     public func pin(at path: String) throws {
         try check(bpf_obj_pin(descriptor.rawValue, path), "pin program to", path)

@@ -188,6 +188,24 @@ static int test_run_here(void *opaque)
 	return err < 0 ? err : 0;
 }
 
+int nf_prog_test_run_context(int netns_fd, int prog_fd, const void *data, __u32 size, __u32 ifindex, __u32 mark,
+			     __u32 cb[5], __u32 *retval)
+{
+	struct __sk_buff ctx = { .ifindex = ifindex, .mark = mark }, out = {};
+	LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = data, .data_size_in = size, .repeat = 1,
+		    .ctx_in = &ctx, .ctx_size_in = sizeof(ctx), .ctx_out = &out, .ctx_size_out = sizeof(out));
+	struct test_run_call call = { .prog_fd = prog_fd, .opts = &opts };
+
+	memcpy(ctx.cb, cb, sizeof(ctx.cb));
+	int err = run_in_netns(netns_fd, test_run_here, &call);
+
+	if (err)
+		return err;
+	memcpy(cb, out.cb, sizeof(out.cb));
+	*retval = opts.retval;
+	return 0;
+}
+
 int nf_prog_test_run(int netns_fd, int prog_fd, const void *data, __u32 size, __u32 repeat,
 		     __u32 ctx_ifindex, __u32 *retval, __u32 *duration_ns)
 {

@@ -33,6 +33,8 @@ public final class Datapath {
     let dnsProxies: BPFMap
     /// When a DNS proxy last said it is alive; grants allow new flows only while it is recent.
     let dnsHeartbeat: BPFMap
+    /// New flows each rule decided, per pod.
+    let ruleHits: BPFMap
 
     /// Every map of the datapath object, by name, with the key and value sizes the
     /// ABI header gives it (nil: a size the header does not define).
@@ -43,6 +45,7 @@ public final class Datapath {
         "events": (nil, nil), "scratch": (4, nil),
         "domain_rules": (ABISizes.domainRuleKey, RuleSetCodec.size), "domain_grants": (ABISizes.domainGrantKey, ABISizes.domainGrant),
         "dns_proxies": (16, ABISizes.dnsProxy), "dns_heartbeat": (4, 8),
+        "rule_hits": (RuleHit.keySize, RuleHit.valueSize),
     ]
     public static let programNames = ["nf_to_pod", "nf_from_pod"]
 
@@ -78,6 +81,7 @@ public final class Datapath {
         domainGrants = try map("domain_grants")
         dnsProxies = try map("dns_proxies")
         dnsHeartbeat = try map("dns_heartbeat")
+        ruleHits = try map("rule_hits")
     }
 
     private convenience init(object: BPFObjectFile) throws {
@@ -200,8 +204,10 @@ public final class Datapath {
     /// direction without a policy gets no trie. `domainRules` (egress rules by
     /// domain name, by pattern id) go into the same slot. Registers the pod the first time.
     /// `revision` is the record's new revision (the loader's node-wide counter); nil: the old one plus one.
+    /// `auditStates`: the states with audit objects enforced, when any select the pod.
     public func apply(ifindex: UInt32, podID: UInt32, states: [Direction: PodState],
-                      policies compiled: [Direction: CompiledPolicy], domainRules: [UInt64: [PortRule]] = [:], revision: UInt32? = nil) throws {
+                      policies compiled: [Direction: CompiledPolicy], domainRules: [UInt64: [PortRule]] = [:], revision: UInt32? = nil,
+                      auditStates: [Direction: PodState]? = nil) throws {
         let current = try pod(ifindex: ifindex)
         let slot: UInt8 = current.map { $0.slot ^ 1 } ?? 0
         for direction in Direction.allCases {
@@ -218,7 +224,10 @@ public final class Datapath {
             try self.domainRules.update(key: DomainRuleKey(podID: podID, slot: slot, pattern: pattern).encode(), value: RuleSetCodec.encode(rules))
         }
         let record = PodRecord(podID: podID, revision: revision ?? (current?.revision ?? 0) &+ 1, slot: slot, states: states,
-                               hasDomainRules: !domainRules.isEmpty)
+                               hasDomainRules: !domainRules.isEmpty, auditStates: auditStates,
+                               auditOnlyTries: Set(compiled.filter { _, policy in
+                                   !policy.entries.isEmpty && policy.entries.values.allSatisfy { $0.allSatisfy(\.audit) }
+                               }.keys))
         try pods.update(key: key(ifindex), value: record.encode())
         try revisions.update(key: key(podID), value: key(record.revision))
         if let current {
@@ -339,6 +348,31 @@ public final class Datapath {
         try revisions.update(key: key(record.podID), value: key(0))
     }
 
+    // MARK: rule hits
+
+    /// The new flows each rule decided, per pod and direction, summed over CPUs (the latest last match of any CPU).
+    public func ruleHits(podID: UInt32? = nil) throws -> [RuleHit] {
+        var hits: [RuleHit] = []
+        try ruleHits.forEachBatch { batch in
+            for index in 0..<batch.count {
+                guard let hit = RuleHit.decode(key: batch.key(index), perCPUValue: batch.value(index)),
+                      podID == nil || hit.podID == podID else { continue }
+                hits.append(hit)
+            }
+        }
+        return hits
+    }
+
+    /// Forgets the hits `remove` picks (rules of removed object versions, pods gone); returns how many.
+    @discardableResult
+    public func removeRuleHits(where remove: (RuleHit) -> Bool) throws -> Int {
+        var removed = 0
+        for hit in try ruleHits() where remove(hit) {
+            if try ruleHits.delete(key: hit.key) { removed += 1 }
+        }
+        return removed
+    }
+
     /// Deletes every conntrack entry of the interface `ifindex`; returns how many.
     @discardableResult
     public func flushConntrack(ifindex: UInt32) throws -> Int {
@@ -411,6 +445,15 @@ public final class Datapath {
     public func run(_ frame: [UInt8], direction: Direction, ifindex: UInt32, in namespace: NetworkNamespace?,
                     repeat count: UInt32 = 1) throws -> BPFProgram.TestRunResult {
         try program(for: direction).testRun(packet: frame, repeat: count, ifindex: ifindex, in: namespace)
+    }
+
+    /// How the program for `direction` judges `frame` as a new flow of the pod on `ifindex` (in
+    /// `namespace`), with nothing changed (no conntrack, counters, hits or events): the explain
+    /// marker makes it so. nil when it judged nothing (no pod there, not a new flow's packet).
+    public func explain(_ frame: [UInt8], direction: Direction, ifindex: UInt32, in namespace: NetworkNamespace?) throws -> ExplainedDecision? {
+        let run = try program(for: direction).testRun(packet: frame, ifindex: ifindex, mark: ExplainedDecision.mark,
+                                                      cb: ExplainedDecision.contextIn, in: namespace)
+        return ExplainedDecision.decode(cb: run.cb)
     }
 
     /// A node-wide counter, summed over CPUs.

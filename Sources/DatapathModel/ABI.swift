@@ -94,10 +94,17 @@ public enum PodState: UInt8, ABIName {
     }
 }
 
-/// What the datapath did with a packet (`enum nf_verdict`).
+/// What the datapath did with a packet (`enum nf_verdict`); `audit` only in
+/// events: what audit objects would have decided (the reason says which way).
 public enum Verdict: UInt8, ABIName {
-    case deny = 0, allow = 1
-    public var name: StaticString { self == .allow ? "allow" : "deny" }
+    case deny = 0, allow = 1, audit = 2
+    public var name: StaticString {
+        switch self {
+        case .deny: "deny"
+        case .allow: "allow"
+        case .audit: "audit"
+        }
+    }
 }
 
 /// Why a verdict was reached (events).
@@ -109,6 +116,8 @@ public enum Reason: UInt8, ABIName {
     case dnsProxy = 7, dnsBypass = 8
     /// The pod resolved the peer by a domain rule, but no DNS proxy is alive (fail closed).
     case dnsProxyDown = 9
+    /// With audit objects enforced, this new flow would be denied, or allowed.
+    case auditWouldDeny = 10, auditWouldAllow = 11
 
     public var name: StaticString {
         switch self {
@@ -122,6 +131,8 @@ public enum Reason: UInt8, ABIName {
         case .dnsProxy: "dns-to-proxy"
         case .dnsBypass: "dns-bypass"
         case .dnsProxyDown: "dns-proxy-down"
+        case .auditWouldDeny: "would-deny"
+        case .auditWouldAllow: "would-allow"
         }
     }
 }
@@ -204,9 +215,11 @@ public struct PortRule: Hashable, Sendable {
     public var protocolNumber: UInt8
     public var tier: Tier
     public var action: RuleAction
+    /// A rule of an audit object: it decides nothing, it says what would be decided (NF_RULE_AUDIT).
+    public var audit: Bool
 
     public init(ruleID: UInt32, protocolNumber: UInt8, portStart: UInt16 = 0, portEnd: UInt16? = nil,
-                tier: Tier = .networkPolicy, priority: UInt16 = 0, action: RuleAction = .accept) {
+                tier: Tier = .networkPolicy, priority: UInt16 = 0, action: RuleAction = .accept, audit: Bool = false) {
         self.ruleID = ruleID
         self.protocolNumber = protocolNumber
         self.portStart = portStart
@@ -214,6 +227,7 @@ public struct PortRule: Hashable, Sendable {
         self.tier = tier
         self.priority = priority
         self.action = action
+        self.audit = audit
     }
 
     /// Whether a packet of `protocolNumber` to `port` matches.
@@ -226,7 +240,7 @@ public struct PortRule: Hashable, Sendable {
     init?(_ raw: nf_port_rule) {
         guard let tier = Tier(rawValue: raw.tier), let action = RuleAction(rawValue: raw.action) else { return nil }
         self.init(ruleID: raw.rule_id, protocolNumber: raw.protocol, portStart: raw.port_start, portEnd: raw.port_end, tier: tier,
-                  priority: raw.priority, action: action)
+                  priority: raw.priority, action: action, audit: raw.flags & UInt8(NF_RULE_AUDIT) != 0)
     }
 
     var abi: nf_port_rule {
@@ -238,6 +252,7 @@ public struct PortRule: Hashable, Sendable {
         raw.protocol = protocolNumber
         raw.tier = tier.rawValue
         raw.action = action.rawValue
+        raw.flags = audit ? UInt8(NF_RULE_AUDIT) : 0
         return raw
     }
 }
@@ -302,14 +317,21 @@ public struct PodRecord: Equatable, Sendable {
     public var states: [Direction: PodState]
     /// Egress rules by domain name: DNS only to a DNS proxy, grants consulted (NF_POD_DOMAIN_RULES).
     public var hasDomainRules: Bool
+    /// With audit objects enforced, the states per direction; nil when no audit object selects the pod (NF_POD_AUDIT).
+    public var auditStates: [Direction: PodState]?
+    /// Directions whose trie holds audit rules only: for what is enforced the pod has no trie there (NF_POD_AUDIT_ONLY_TRIE).
+    public var auditOnlyTries: Set<Direction>
 
     public init(podID: UInt32, revision: UInt32 = 0, slot: UInt8 = 0,
-                states: [Direction: PodState] = [.ingress: .defaultAllow, .egress: .defaultAllow], hasDomainRules: Bool = false) {
+                states: [Direction: PodState] = [.ingress: .defaultAllow, .egress: .defaultAllow], hasDomainRules: Bool = false,
+                auditStates: [Direction: PodState]? = nil, auditOnlyTries: Set<Direction> = []) {
         self.podID = podID
         self.revision = revision
         self.slot = slot
         self.states = states
         self.hasDomainRules = hasDomainRules
+        self.auditStates = auditStates
+        self.auditOnlyTries = auditOnlyTries
     }
 
     public static let size = nf_pod.size
@@ -321,6 +343,13 @@ public struct PodRecord: Equatable, Sendable {
         pod.slot = slot
         ABIArray.set(&pod.state, to: Direction.allCases.map { states[$0, default: .defaultAllow].rawValue })
         pod.flags = hasDomainRules ? UInt8(NF_POD_DOMAIN_RULES) : 0
+        if let auditStates {
+            pod.flags |= UInt8(NF_POD_AUDIT)
+            for direction in Direction.allCases {
+                pod.flags |= auditStates[direction, default: .defaultAllow].rawValue << (UInt8(NF_POD_AUDIT_STATE_SHIFT) + 2 * direction.rawValue)
+            }
+        }
+        for direction in auditOnlyTries { pod.flags |= UInt8(NF_POD_AUDIT_ONLY_TRIE) << direction.rawValue }
         return pod.bytes
     }
 
@@ -336,8 +365,18 @@ public struct PodRecord: Equatable, Sendable {
             guard let state = ABIArray.element(pod.state, Int(direction.rawValue), of: UInt8.self).flatMap(PodState.init) else { return nil }
             states[direction] = state
         }
+        var auditStates: [Direction: PodState]?
+        if pod.flags & UInt8(NF_POD_AUDIT) != 0 {
+            auditStates = [:]
+            for direction in Direction.allCases {
+                let raw = pod.flags >> (UInt8(NF_POD_AUDIT_STATE_SHIFT) + 2 * direction.rawValue) & 3
+                guard let state = PodState(rawValue: raw) else { return nil }
+                auditStates?[direction] = state
+            }
+        }
         return PodRecord(podID: pod.pod_id, revision: pod.revision, slot: pod.slot, states: states,
-                         hasDomainRules: pod.flags & UInt8(NF_POD_DOMAIN_RULES) != 0)
+                         hasDomainRules: pod.flags & UInt8(NF_POD_DOMAIN_RULES) != 0, auditStates: auditStates,
+                         auditOnlyTries: Set(Direction.allCases.filter { pod.flags & (UInt8(NF_POD_AUDIT_ONLY_TRIE) << $0.rawValue) != 0 }))
     }
 }
 
@@ -558,5 +597,87 @@ public struct FragmentVerdict: Sendable, Equatable {
         return FragmentVerdict(ifindex: k.ifindex, identification: k.id, family: k.family, protocolNumber: k.protocol,
                                source: IPAddress(field: k.saddr), sourcePort: v.sport, destination: IPAddress(field: k.daddr),
                                destinationPort: v.dport, ruleID: v.rule_id, verdict: verdict, tier: tier)
+    }
+}
+
+/// `struct nf_hit_key` + per-CPU `struct nf_hit_value`: the new flows one rule decided
+/// for one pod in one direction (rule id 0: the pod's isolation or default, by tier).
+public struct RuleHit: Equatable, Sendable {
+    public let ruleID: UInt32
+    public let podID: UInt32
+    public let direction: Direction
+    public let tier: Tier
+    public let allowed: UInt64
+    public let denied: UInt64
+    /// CLOCK_MONOTONIC (coarse) of the last new flow it decided.
+    public let lastNanoseconds: UInt64
+
+    public static let keySize = nf_hit_key.size
+    public static let valueSize = nf_hit_value.size
+
+    public init(ruleID: UInt32, podID: UInt32, direction: Direction, tier: Tier, allowed: UInt64, denied: UInt64, lastNanoseconds: UInt64) {
+        self.ruleID = ruleID
+        self.podID = podID
+        self.direction = direction
+        self.tier = tier
+        self.allowed = allowed
+        self.denied = denied
+        self.lastNanoseconds = lastNanoseconds
+    }
+
+    /// The map key of this hit.
+    public var key: [UInt8] {
+        var key = nf_hit_key()
+        key.rule_id = ruleID
+        key.pod_id = podID
+        key.direction = direction.rawValue
+        key.tier = tier.rawValue
+        return key.bytes
+    }
+
+    /// One entry where a batch read put it: its key, and each CPU's value one after another,
+    /// summed (the latest last match of any CPU); nil for bytes of another layout.
+    public static func decode(key: UnsafeRawBufferPointer, perCPUValue value: UnsafeRawBufferPointer) -> RuleHit? {
+        guard let k = nf_hit_key.load(key), let direction = Direction(rawValue: k.direction), let tier = Tier(rawValue: k.tier),
+              value.count >= valueSize, value.count % valueSize == 0 else { return nil }
+        var allowed: UInt64 = 0, denied: UInt64 = 0, last: UInt64 = 0
+        for offset in stride(from: 0, to: value.count, by: valueSize) {
+            let share = value.loadUnaligned(fromByteOffset: offset, as: nf_hit_value.self)
+            allowed &+= share.allowed
+            denied &+= share.denied
+            last = max(last, share.last_ns)
+        }
+        return RuleHit(ruleID: k.rule_id, podID: k.pod_id, direction: direction, tier: tier, allowed: allowed, denied: denied, lastNanoseconds: last)
+    }
+}
+
+/// What the loaded program decided for an explain test run (`NF_EXPLAIN_MARK`,
+/// `NF_EXPLAIN_COOKIE`): a new flow judged with no side effect, read back from
+/// the context's `cb` words.
+public struct ExplainedDecision: Equatable, Sendable {
+    public let decision: Decision
+    public let reason: Reason
+    /// With audit objects enforced; nil when none select the pod.
+    public let audit: Decision?
+    public let auditReason: Reason?
+
+    /// `skb->mark` and `cb[0]` of an explain run.
+    public static let mark = UInt32(NF_EXPLAIN_MARK), cookie = UInt32(NF_EXPLAIN_COOKIE)
+    /// The context an explain run starts with.
+    public static let contextIn: [UInt32] = [cookie, 0, 0, 0, 0]
+
+    /// The decision in `cb` as the program left it; nil when it judged nothing (no pod on the
+    /// interface, or not a new flow's packet) or the words are not a decision.
+    public static func decode(cb: [UInt32]) -> ExplainedDecision? {
+        guard cb.count == 5, cb[2] != NF_EXPLAIN_NONE, let (decision, reason) = unpack(cb[2], rule: cb[1]) else { return nil }
+        let audit = cb[3] == NF_EXPLAIN_NONE ? nil : unpack(cb[3], rule: cb[4])
+        return ExplainedDecision(decision: decision, reason: reason, audit: audit?.0, auditReason: audit?.1)
+    }
+
+    /// verdict | tier << 8 | reason << 16, as the program packs it.
+    private static func unpack(_ word: UInt32, rule: UInt32) -> (Decision, Reason)? {
+        guard let verdict = Verdict(rawValue: UInt8(word & 0xff)), let tier = Tier(rawValue: UInt8(word >> 8 & 0xff)),
+              let reason = Reason(rawValue: UInt8(word >> 16 & 0xff)) else { return nil }
+        return (Decision(verdict: verdict, tier: tier, ruleID: rule), reason)
     }
 }

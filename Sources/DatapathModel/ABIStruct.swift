@@ -52,6 +52,8 @@ extension nf_retired_object: ABIStruct {}
 extension nf_object_manifest: ABIStruct {}
 extension nf_object_chunk_key: ABIStruct {}
 extension nf_object_chunk: ABIStruct {}
+extension nf_hit_key: ABIStruct {}
+extension nf_hit_value: ABIStruct {}
 
 /// Fixed arrays of the header (`__u8 address[16]`, `char name[256]`, `struct nf_port_rule rules[32]`)
 /// arrive in Swift as tuples: these read and write them as the elements they hold.

@@ -27,9 +27,11 @@ public struct PolicyRule: Hashable, Sendable {
     public var except: [IPPrefix]
     /// Empty: every protocol and port.
     public var ports: [PortRange]
+    /// A rule of an audit object: it says what would be decided and decides nothing.
+    public var audit: Bool
 
     public init(ruleID: UInt32, peer: IPPrefix, except: [IPPrefix] = [], ports: [PortRange] = [],
-                tier: Tier = .networkPolicy, priority: UInt16 = 0, action: RuleAction = .accept) {
+                tier: Tier = .networkPolicy, priority: UInt16 = 0, action: RuleAction = .accept, audit: Bool = false) {
         self.ruleID = ruleID
         self.peer = peer
         self.except = except
@@ -37,17 +39,19 @@ public struct PolicyRule: Hashable, Sendable {
         self.tier = tier
         self.priority = priority
         self.action = action
+        self.audit = audit
     }
 
-    var portRules: [PortRule] { PortRule.expanding(ports, ruleID: ruleID, tier: tier, priority: priority, action: action) }
+    var portRules: [PortRule] { PortRule.expanding(ports, ruleID: ruleID, tier: tier, priority: priority, action: action, audit: audit) }
 }
 
 extension PortRule {
     /// One port rule per port range of a rule (`ports` empty: every protocol and port).
-    public static func expanding(_ ports: [PortRange], ruleID: UInt32, tier: Tier, priority: UInt16, action: RuleAction) -> [PortRule] {
+    public static func expanding(_ ports: [PortRange], ruleID: UInt32, tier: Tier, priority: UInt16, action: RuleAction,
+                                 audit: Bool = false) -> [PortRule] {
         (ports.isEmpty ? [.everything] : ports).map {
             PortRule(ruleID: ruleID, protocolNumber: $0.protocolNumber, portStart: $0.start, portEnd: $0.end,
-                     tier: tier, priority: priority, action: action)
+                     tier: tier, priority: priority, action: action, audit: audit)
         }
     }
 }
@@ -146,7 +150,7 @@ public struct Decision: Equatable, Sendable, CustomStringConvertible {
         self.ruleID = ruleID
     }
 
-    public var description: String { "\(verdict == .allow ? "allow" : "deny") by \(tier) rule \(ruleID)" }
+    public var description: String { "\(verdict) by \(tier) rule \(ruleID)" }
 }
 
 /// The rules one domain pattern of a pod brings to a decision: its grant for the
@@ -168,42 +172,65 @@ public enum PolicyEvaluator {
     /// Admin, then NetworkPolicy when the pod is selected, then Baseline, then
     /// the pod's default. Within a cluster tier the lowest priority wins and,
     /// at equal priority, Deny > Accept > Pass. The rules are the peer's trie
-    /// entry's and those of `domainRules`.
+    /// entry's and those of `domainRules`; audit rules are left out.
     /// A prefix of one family never matches a peer of the other: `family` is the
     /// packet's (without one, the peer address's own).
     public static func decide(_ policy: CompiledPolicy?, state: PodState, peer: IPAddress, family: AddressFamily? = nil,
                               protocolNumber: UInt8, port: UInt16,
                               domainRules: [DomainRuleMatch] = []) -> (decision: Decision, reason: Reason) {
-        var admin: (score: UInt32, rule: UInt32)?
-        var baseline: (score: UInt32, rule: UInt32)?
-        var networkPolicy: UInt32?
+        decide(policy, state: state, auditState: nil, peer: peer, family: family, protocolNumber: protocolNumber, port: port,
+               domainRules: domainRules).enforced
+    }
+
+    /// The decision, and with `auditState` (audit objects select the pod) the decision with
+    /// audit objects enforced: every rule counts, and the pod is in `auditState`.
+    public static func decide(_ policy: CompiledPolicy?, state: PodState, auditState: PodState?, peer: IPAddress,
+                              family: AddressFamily? = nil, protocolNumber: UInt8, port: UInt16, domainRules: [DomainRuleMatch] = [])
+        -> (enforced: (decision: Decision, reason: Reason), audit: (decision: Decision, reason: Reason)?) {
+        var enforced = Best(), audited = Best()
         var expired: UInt32?
         let sets = [DomainRuleMatch(rules: policy?.rules(for: peer, family: family) ?? [], live: true)] + domainRules
         for set in sets {
             for rule in set.rules where rule.matches(protocolNumber: protocolNumber, port: port) {
                 guard set.live else {
-                    if rule.tier == .networkPolicy && expired == nil { expired = rule.ruleID }
+                    if rule.tier == .networkPolicy && expired == nil && !rule.audit { expired = rule.ruleID }
                     continue
                 }
-                let score = UInt32(rule.priority) * 4 + UInt32(rule.action.rawValue)
-                switch rule.tier {
-                case .admin where score < admin?.score ?? .max: admin = (score, rule.ruleID)
-                case .baseline where score < baseline?.score ?? .max: baseline = (score, rule.ruleID)
-                case .networkPolicy where networkPolicy == nil: networkPolicy = rule.ruleID
-                default: break
-                }
+                if auditState != nil { audited.fold(rule) }
+                if !rule.audit { enforced.fold(rule) }
             }
         }
-        func decided(_ best: (score: UInt32, rule: UInt32), _ tier: Tier) -> (Decision, Reason) {
-            (Decision(verdict: best.score & 3 == UInt32(RuleAction.accept.rawValue) ? .allow : .deny, tier: tier, ruleID: best.rule), .policy)
+        return (enforced.decide(state: state, expired: expired), auditState.map { audited.decide(state: $0, expired: expired) })
+    }
+
+    /// The best rule of each tier so far, as nf_decide's accumulators hold them.
+    struct Best {
+        var admin: (score: UInt32, rule: UInt32)?
+        var baseline: (score: UInt32, rule: UInt32)?
+        var networkPolicy: UInt32?
+
+        mutating func fold(_ rule: PortRule) {
+            let score = UInt32(rule.priority) * 4 + UInt32(rule.action.rawValue)
+            switch rule.tier {
+            case .admin where score < admin?.score ?? .max: admin = (score, rule.ruleID)
+            case .baseline where score < baseline?.score ?? .max: baseline = (score, rule.ruleID)
+            case .networkPolicy where networkPolicy == nil: networkPolicy = rule.ruleID
+            default: break
+            }
         }
-        if let admin, admin.score & 3 != UInt32(RuleAction.pass.rawValue) { return decided(admin, .admin) }
-        if state == .policiesApplied {
-            if let networkPolicy { return (Decision(verdict: .allow, tier: .networkPolicy, ruleID: networkPolicy), .policy) }
-            if let expired { return (Decision(verdict: .deny, tier: .networkPolicy, ruleID: expired), .domainExpired) }
-            return (Decision(verdict: .deny, tier: .networkPolicy, ruleID: 0), .policy)
+
+        func decide(state: PodState, expired: UInt32?) -> (decision: Decision, reason: Reason) {
+            func decided(_ best: (score: UInt32, rule: UInt32), _ tier: Tier) -> (Decision, Reason) {
+                (Decision(verdict: best.score & 3 == UInt32(RuleAction.accept.rawValue) ? .allow : .deny, tier: tier, ruleID: best.rule), .policy)
+            }
+            if let admin, admin.score & 3 != UInt32(RuleAction.pass.rawValue) { return decided(admin, .admin) }
+            if state == .policiesApplied {
+                if let networkPolicy { return (Decision(verdict: .allow, tier: .networkPolicy, ruleID: networkPolicy), .policy) }
+                if let expired { return (Decision(verdict: .deny, tier: .networkPolicy, ruleID: expired), .domainExpired) }
+                return (Decision(verdict: .deny, tier: .networkPolicy, ruleID: 0), .policy)
+            }
+            if let baseline, baseline.score & 3 != UInt32(RuleAction.pass.rawValue) { return decided(baseline, .baseline) }
+            return (Decision(verdict: state == .defaultDeny ? .deny : .allow, tier: .podDefault, ruleID: 0), .policy)
         }
-        if let baseline, baseline.score & 3 != UInt32(RuleAction.pass.rawValue) { return decided(baseline, .baseline) }
-        return (Decision(verdict: state == .defaultDeny ? .deny : .allow, tier: .podDefault, ruleID: 0), .policy)
     }
 }

@@ -56,17 +56,20 @@ public struct ReferenceDatapath: Sendable {
         /// fast path (conntrack hit) and for packets not judged at all.
         public let decision: Decision?
         public let reason: Reason?
+        /// What audit objects would have decided, when it differs from `decision`: the audit event.
+        public let audit: Decision?
 
-        public init(passed: Bool, decision: Decision?, reason: Reason?) {
+        public init(passed: Bool, decision: Decision?, reason: Reason?, audit: Decision? = nil) {
             self.passed = passed
             self.decision = decision
             self.reason = reason
+            self.audit = audit
         }
 
         public var description: String {
             let action = passed ? "pass" : "drop"
             guard let decision, let reason else { return action }
-            return "\(action) (\(decision), \(reason))"
+            return "\(action) (\(decision), \(reason))" + (audit.map { "; with audit objects: \($0)" } ?? "")
         }
 
         static let untouched = Outcome(passed: true, decision: nil, reason: nil)
@@ -117,8 +120,8 @@ public struct ReferenceDatapath: Sendable {
                 if packet.firstFragment { remember(packet, .trackedFlow, ifindex: ifindex) }
                 return Outcome(passed: true, decision: nil, reason: nil)
             }
-            let (again, _) = decide(pod, entry.direction, family: packet.family, peer: key.flow.peer(entry.direction),
-                                    protocolNumber: key.flow.protocolNumber, port: key.flow.destinationPort, established: true)
+            let (again, _, _) = decide(pod, entry.direction, family: packet.family, peer: key.flow.peer(entry.direction),
+                                       protocolNumber: key.flow.protocolNumber, port: key.flow.destinationPort, established: true)
             guard again.verdict == .allow else {
                 conntrack[key] = nil
                 break
@@ -134,37 +137,47 @@ public struct ReferenceDatapath: Sendable {
             return finish(packet, Decision(verdict: .allow, tier: .none, ruleID: 0), .related, ifindex: ifindex)
         }
 
-        let (decision, reason) = decide(pod, direction, family: packet.family, peer: packet.flow.peer(direction),
-                                        protocolNumber: packet.flow.protocolNumber, port: packet.flow.destinationPort, established: false)
+        let (decision, reason, audit) = decide(pod, direction, family: packet.family, peer: packet.flow.peer(direction),
+                                               protocolNumber: packet.flow.protocolNumber, port: packet.flow.destinationPort, established: false)
         if decision.verdict == .allow {
             conntrack[ConntrackKey(ifindex: ifindex, family: packet.family, flow: packet.flow)] =
                 ConntrackEntry(revision: pod.record.revision, decision: decision, direction: direction)
         }
-        return finish(packet, decision, reason, ifindex: ifindex)
+        let outcome = finish(packet, decision, reason, ifindex: ifindex)
+        guard let audit, audit.verdict != decision.verdict else { return outcome }
+        return Outcome(passed: outcome.passed, decision: outcome.decision, reason: outcome.reason, audit: audit)
+    }
+
+    /// How the pod on `ifindex` would decide a new flow of `direction` to or from `peer` (a packet's
+    /// first, without conntrack): the decision and why, and the one with audit objects enforced.
+    public func decideNewFlow(ifindex: UInt32, direction: Direction, family: AddressFamily, peer: IPAddress, protocolNumber: UInt8,
+                              port: UInt16) -> (decision: Decision, reason: Reason, audit: Decision?)? {
+        pods[ifindex].map { decide($0, direction, family: family, peer: peer, protocolNumber: protocolNumber, port: port, established: false) }
     }
 
     /// DNS of a pod with domain rules to a proxy or elsewhere, else the tiers over the
     /// peer's trie entry and the rules of the patterns the pod's grant for the peer names.
     private func decide(_ pod: Pod, _ direction: Direction, family: AddressFamily, peer: IPAddress, protocolNumber: UInt8, port: UInt16,
-                        established: Bool) -> (Decision, Reason) {
+                        established: Bool) -> (Decision, Reason, Decision?) {
         let domains = direction == .egress && pod.record.hasDomainRules
         if domains && port == DatapathLimits.dnsPort && [IPProtocolNumber.udp, IPProtocolNumber.tcp].contains(protocolNumber) {
             let proxy = dnsProxies.contains(peer)
-            return (Decision(verdict: proxy ? .allow : .deny, tier: .none, ruleID: 0), proxy ? .dnsProxy : .dnsBypass)
+            return (Decision(verdict: proxy ? .allow : .deny, tier: .none, ruleID: 0), proxy ? .dnsProxy : .dnsBypass, nil)
         }
         let granted = domains ? grants[GrantKey(podID: pod.record.podID, address: peer)] ?? [] : []
         let proxyAlive = dnsHeartbeat &+ DatapathLimits.dnsHeartbeatTimeoutNanoseconds > now
         let domainRules = granted.compactMap { grant in
             pod.domainRules[grant.pattern].map { DomainRuleMatch(rules: $0, live: established || (proxyAlive && grant.expiresNanoseconds > now)) }
         }
-        let (decision, reason) = PolicyEvaluator.decide(pod.policies[direction], state: pod.record.states[direction, default: .defaultAllow],
-                                                        peer: peer, family: family, protocolNumber: protocolNumber, port: port,
-                                                        domainRules: domainRules)
-        return (decision, reason == .domainExpired && !proxyAlive ? .dnsProxyDown : reason)
+        let (enforced, audit) = PolicyEvaluator.decide(pod.policies[direction], state: pod.record.states[direction, default: .defaultAllow],
+                                                       auditState: pod.record.auditStates?[direction, default: .defaultAllow], peer: peer,
+                                                       family: family, protocolNumber: protocolNumber, port: port, domainRules: domainRules)
+        return (enforced.decision, enforced.reason == .domainExpired && !proxyAlive ? .dnsProxyDown : enforced.reason, audit?.decision)
     }
 
     private func enforced(_ pod: Pod, _ direction: Direction) -> Bool {
-        pod.record.states[direction, default: .defaultAllow] != .defaultAllow || pod.policies[direction] != nil
+        pod.record.states[direction, default: .defaultAllow] != .defaultAllow
+            || (pod.policies[direction] != nil && !pod.record.auditOnlyTries.contains(direction))
     }
 
     private func fragmentKey(_ ifindex: UInt32, _ packet: ParsedPacket) -> FragmentKey {

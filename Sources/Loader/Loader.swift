@@ -341,7 +341,7 @@ public final class Loader {
     private func swapPolicy(ifindex: UInt32, podID: UInt32, _ policy: PodPolicy) throws {
         let revision = try state.nextRevision { try datapath.registeredPods().map(\.record.revision).max() ?? 0 }
         try datapath.apply(ifindex: ifindex, podID: podID, states: policy.states, policies: policy.policies,
-                           domainRules: policy.domainRules, revision: revision)
+                           domainRules: policy.domainRules, revision: revision, auditStates: policy.auditStates)
     }
 
     private func swap(_ policies: [(podID: UInt32, pod: PodRegistration, policy: PodPolicy)]) throws -> [(pod: PodReference, revision: UInt32)] {
@@ -390,6 +390,9 @@ public final class Loader {
         }
         if expected.domainRules != live.domainRules || !expected.domainRules.isEmpty != live.record.hasDomainRules {
             problems.append("egress domain rules differ from the stored objects")
+        }
+        if expected.auditStates != live.record.auditStates {
+            problems.append("the states with audit objects enforced differ from the stored objects")
         }
         return problems
     }

@@ -17,6 +17,8 @@ public struct PodPolicy: Equatable, Sendable {
     public var domainRules: [UInt64: [PortRule]]
     /// The objects that select the pod, for status.
     public var objects: [ObjectKey]
+    /// With audit objects enforced, the states per direction; nil when no audit object selects the pod.
+    public var auditStates: [Direction: PodState]?
 }
 
 /// Turns the objects applied on the node into one pod's policy: the union of
@@ -26,12 +28,15 @@ public enum PodPolicyBuilder {
     public static func build(pod: PodReference, defaults: [Direction: PodDefault],
                              objects: [(index: UInt32, object: PolicyObject)]) throws(PolicyInputError) -> PodPolicy {
         let selecting = objects.filter { $0.object.selects(pod) }
-        var states: [Direction: PodState] = [:]
+        let audited = selecting.contains { $0.object.mode == .audit }
+        var states: [Direction: PodState] = [:], auditStates: [Direction: PodState] = [:]
         var policies: [Direction: CompiledPolicy] = [:]
         var domainRules: [UInt64: (pattern: String, rules: [PortRule])] = [:]
         for direction in Direction.allCases {
-            let isolated = selecting.contains { $0.object.key.kind == .policyEndpoint && $0.object.isolation.contains(direction) }
+            let isolating = selecting.filter { $0.object.key.kind == .policyEndpoint && $0.object.isolation.contains(direction) }
+            let isolated = isolating.contains { $0.object.mode == .enforce }
             states[direction] = isolated ? .policiesApplied : defaults[direction, default: .allow].state
+            auditStates[direction] = isolating.isEmpty ? defaults[direction, default: .allow].state : .policiesApplied
             var rules: [PolicyRule] = []
             for (index, object) in selecting {
                 for (position, rule) in object.rules(direction).enumerated() {
@@ -50,7 +55,7 @@ public enum PodPolicyBuilder {
                         domainRules[pattern.id, default: (pattern.description, [])].rules += portRules
                     } else if let peer = rule.cidr {
                         rules.append(PolicyRule(ruleID: id, peer: peer, except: rule.except, ports: ports, tier: tier, priority: object.priority,
-                                                action: rule.action.ruleAction))
+                                                action: rule.action.ruleAction, audit: object.mode == .audit))
                     }
                 }
             }
@@ -74,6 +79,7 @@ public enum PodPolicyBuilder {
         guard compiledDomainRules.count <= DatapathLimits.domainRuleSets / 2 else {
             throw PolicyInputError("pod \(pod) egress", "\(compiledDomainRules.count) domain patterns, more than the node holds")
         }
-        return PodPolicy(states: states, policies: policies, domainRules: compiledDomainRules, objects: selecting.map(\.object.key).sorted())
+        return PodPolicy(states: states, policies: policies, domainRules: compiledDomainRules, objects: selecting.map(\.object.key).sorted(),
+                         auditStates: audited ? auditStates : nil)
     }
 }

@@ -31,6 +31,8 @@ public struct ParsedPolicies: Sendable {
 /// YAML documents. The first invalid field fails the whole input.
 public enum PolicyDocumentParser {
     public static let apiVersion = "networking.k8s.aws/v1alpha1"
+    /// `metadata.annotations` key that marks an object `audit` (or `enforce`, the default).
+    public static let modeAnnotation = "netfence.io/mode"
 
     /// The largest input `parse` reads.
     public static let maximumInputBytes = InputDocuments.maximumBytes
@@ -84,6 +86,16 @@ public enum PolicyDocumentParser {
         let name = try string(metadata["name"], join(path, "metadata.name"))
         let clusterScoped = policyKind == .clusterPolicyEndpoint
         let namespace = clusterScoped ? "" : try string(metadata["namespace"], join(path, "metadata.namespace"))
+        var mode = PolicyMode.enforce
+        if let annotations = metadata["annotations"] {
+            let annotationsPath = join(path, "metadata.annotations")
+            if let given = try dictionary(annotations, annotationsPath)[modeAnnotation] {
+                let field = join(annotationsPath, modeAnnotation)
+                let text = try string(given, field)
+                guard let parsed = PolicyMode(rawValue: text) else { throw PolicyInputError(field, "\(text) is not audit or enforce") }
+                mode = parsed
+            }
+        }
         let specPath = join(path, "spec")
         let spec = try dictionary(object["spec"], specPath)
 
@@ -135,9 +147,9 @@ public enum PolicyDocumentParser {
             }
             return parsed
         }
-        return PolicyObject(key: ObjectKey(kind: policyKind, namespace: namespace, name: name), policyRef: policyRef,
-                            isolation: isolation, pods: pods, ingress: try rules("ingress"), egress: try rules("egress"),
-                            tier: tier, priority: priority)
+        return try PolicyObject(key: ObjectKey(kind: policyKind, namespace: namespace, name: name), policyRef: policyRef,
+                                isolation: isolation, pods: pods, ingress: try rules("ingress"), egress: try rules("egress"),
+                                tier: tier, priority: priority).with(mode: mode)
     }
 
     private static func rule(_ value: InputValue, path: String, cluster: Bool, egress: Bool, warnings: inout [String]) throws(PolicyInputError) -> EndpointRule {

@@ -7,7 +7,8 @@ import DatapathModel
 /// (JSONEncoder took ~12 ms for a 1,000-rule object, a quarter of the apply
 /// budget; this takes about one.)
 public enum PolicyObjectCodec {
-    static let version: UInt8 = 1
+    /// 2 adds the mode byte; version 1 records (stored before audit objects existed) read as enforced.
+    static let version: UInt8 = 2
 
     public static func encode(_ object: PolicyObject) -> [UInt8] {
         var out = Writer()
@@ -26,6 +27,7 @@ public enum PolicyObjectCodec {
         }
         out.byte(object.tier == .admin ? 1 : object.tier == .baseline ? 2 : 0)
         out.integer(object.priority)
+        out.byte(object.mode == .audit ? 1 : 0)
         for rules in [object.ingress, object.egress] {
             out.count(rules.count)
             for rule in rules {
@@ -48,7 +50,7 @@ public enum PolicyObjectCodec {
     /// nil for bytes of another version or a damaged record; never traps.
     public static func decode(_ bytes: [UInt8]) -> PolicyObject? {
         var input = Reader(bytes: bytes)
-        guard input.byte() == version, let kind = input.byte(), kind <= 1,
+        guard let stored = input.byte(), stored == 1 || stored == version, let kind = input.byte(), kind <= 1,
               let namespace = input.string(), let name = input.string(), let policyRef = input.string(),
               let isolationBits = input.byte(), let podCount = input.count() else { return nil }
         var pods: [SelectedPod] = []
@@ -58,6 +60,11 @@ public enum PolicyObjectCodec {
             pods.append(SelectedPod(pod: PodReference(namespace: podNamespace, name: podName), podIP: podIP, hostIP: hostIP))
         }
         guard let tierByte = input.byte(), tierByte <= 2, let priority = input.integer(UInt16.self) else { return nil }
+        var mode = PolicyMode.enforce
+        if stored >= 2 {
+            guard let modeByte = input.byte(), modeByte <= 1 else { return nil }
+            mode = modeByte == 1 ? .audit : .enforce
+        }
         var directions: [[EndpointRule]] = []
         for _ in 0..<2 {
             guard let ruleCount = input.count() else { return nil }
@@ -87,7 +94,7 @@ public enum PolicyObjectCodec {
         if isolationBits & 2 != 0 { isolation.insert(.egress) }
         return PolicyObject(key: ObjectKey(kind: kind == 0 ? .policyEndpoint : .clusterPolicyEndpoint, namespace: namespace, name: name),
                             policyRef: policyRef, isolation: isolation, pods: pods, ingress: directions[0], egress: directions[1],
-                            tier: tierByte == 1 ? .admin : tierByte == 2 ? .baseline : nil, priority: priority)
+                            tier: tierByte == 1 ? .admin : tierByte == 2 ? .baseline : nil, priority: priority, mode: mode)
     }
 
     /// Counts and strings on top of the model's `ByteWriter` (host byte order:

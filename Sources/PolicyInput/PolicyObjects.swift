@@ -53,6 +53,11 @@ public enum PolicyAction: String, Sendable, CaseIterable {
     }
 }
 
+/// Whether an object decides verdicts, or only says what it would decide (`netfence.io/mode`).
+public enum PolicyMode: String, Sendable, CaseIterable {
+    case enforce, audit
+}
+
 /// Cluster tiers (`spec.tier`).
 public enum ClusterTier: String, Sendable, CaseIterable {
     case admin = "Admin", baseline = "Baseline"
@@ -92,6 +97,32 @@ public struct PolicyObject: Hashable, Sendable {
     /// ClusterPolicyEndpoint only.
     public let tier: ClusterTier?
     public let priority: UInt16
+    /// `audit`: stored and compiled like any other, never changes a verdict (events say what it would decide).
+    public let mode: PolicyMode
+
+    public init(key: ObjectKey, policyRef: String, isolation: Set<Direction>, pods: [SelectedPod], ingress: [EndpointRule],
+                egress: [EndpointRule], tier: ClusterTier?, priority: UInt16, mode: PolicyMode = .enforce) {
+        self.key = key
+        self.policyRef = policyRef
+        self.isolation = isolation
+        self.pods = pods
+        self.ingress = ingress
+        self.egress = egress
+        self.tier = tier
+        self.priority = priority
+        self.mode = mode
+    }
+
+    /// The same object in `mode` (`apply --audit`); refused for an audit object with domain rules
+    /// (they would send the pod's DNS to the proxy: a change of verdicts, which audit never makes).
+    public func with(mode: PolicyMode) throws(PolicyInputError) -> PolicyObject {
+        if mode == .audit, let index = egress.firstIndex(where: { $0.domainName != nil }) {
+            throw PolicyInputError("\(key) egress[\(index)].domainName",
+                                   "an audit object cannot have domain rules: they would send the pod's DNS to the proxy, a change audit never makes")
+        }
+        return PolicyObject(key: key, policyRef: policyRef, isolation: isolation, pods: pods, ingress: ingress, egress: egress, tier: tier,
+                            priority: priority, mode: mode)
+    }
 
     /// The rules of `direction`.
     public func rules(_ direction: Direction) -> [EndpointRule] { direction == .ingress ? ingress : egress }

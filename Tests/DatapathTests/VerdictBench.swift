@@ -9,10 +9,11 @@ import TestSupport
 
 /// What a test expects of one packet.
 enum Expect: CustomStringConvertible {
-    /// Decided and passed: by this tier and rule (an event says so).
-    case pass(Tier, rule: UInt32 = 0, reason: Reason = .policy)
+    /// Decided and passed: by this tier and rule (an event says so); with `audit`, audit objects
+    /// would have decided otherwise (an audit event says so).
+    case pass(Tier, rule: UInt32 = 0, reason: Reason = .policy, audit: Decision? = nil)
     /// Decided and dropped.
-    case drop(Tier, rule: UInt32 = 0, reason: Reason = .policy)
+    case drop(Tier, rule: UInt32 = 0, reason: Reason = .policy, audit: Decision? = nil)
     /// Passed on the conntrack fast path: no decision, no event.
     case tracked
     /// Not judged at all (non-IP, neighbour discovery, unknown interface, unenforced).
@@ -20,8 +21,8 @@ enum Expect: CustomStringConvertible {
 
     var description: String {
         switch self {
-        case .pass(let tier, let rule, let reason): "pass by \(tier) rule \(rule) (\(reason))"
-        case .drop(let tier, let rule, let reason): "drop by \(tier) rule \(rule) (\(reason))"
+        case .pass(let tier, let rule, let reason, let audit): "pass by \(tier) rule \(rule) (\(reason))" + (audit.map { "; audit \($0)" } ?? "")
+        case .drop(let tier, let rule, let reason, let audit): "drop by \(tier) rule \(rule) (\(reason))" + (audit.map { "; audit \($0)" } ?? "")
         case .tracked: "pass on the fast path"
         case .untouched: "pass untouched"
         }
@@ -29,10 +30,10 @@ enum Expect: CustomStringConvertible {
 
     var outcome: ReferenceDatapath.Outcome {
         switch self {
-        case .pass(let tier, let rule, let reason):
-            .init(passed: true, decision: Decision(verdict: .allow, tier: tier, ruleID: rule), reason: reason)
-        case .drop(let tier, let rule, let reason):
-            .init(passed: false, decision: Decision(verdict: .deny, tier: tier, ruleID: rule), reason: reason)
+        case .pass(let tier, let rule, let reason, let audit):
+            .init(passed: true, decision: Decision(verdict: .allow, tier: tier, ruleID: rule), reason: reason, audit: audit)
+        case .drop(let tier, let rule, let reason, let audit):
+            .init(passed: false, decision: Decision(verdict: .deny, tier: tier, ruleID: rule), reason: reason, audit: audit)
         case .tracked, .untouched:
             .init(passed: true, decision: nil, reason: nil)
         }
@@ -61,10 +62,11 @@ final class VerdictBench {
     /// Compiles `rules` per direction and applies them, with egress `domainRules`
     /// by pattern id, to the kernel and the reference.
     func apply(pod: Int, states: [Direction: PodState], rules: [Direction: [PolicyRule]] = [:],
-               domainRules: [UInt64: [PortRule]] = [:]) throws {
+               domainRules: [UInt64: [PortRule]] = [:], auditStates: [Direction: PodState]? = nil) throws {
         var compiled: [Direction: CompiledPolicy] = [:]
         for (direction, list) in rules { compiled[direction] = try PolicyCompiler.compile(list) }
-        try datapath.apply(ifindex: ifindex(pod), podID: UInt32(pod), states: states, policies: compiled, domainRules: domainRules)
+        try datapath.apply(ifindex: ifindex(pod), podID: UInt32(pod), states: states, policies: compiled, domainRules: domainRules,
+                           auditStates: auditStates)
         let record = try #require(try datapath.pod(ifindex: ifindex(pod)))
         reference.pods[ifindex(pod)] = ReferenceDatapath.Pod(record: record, policies: compiled, domainRules: domainRules)
     }
@@ -91,9 +93,26 @@ final class VerdictBench {
 
     /// Sends `frame` through pod `pod`'s program for `direction`; kernel, reference
     /// and `expected` must agree on pass/drop, and on the decision the event carries.
+    /// A packet the tiers decide (a new flow) is explained first: the program, marked,
+    /// must judge it as the reference does and change nothing (no event, no conntrack entry).
     func send(_ frame: [UInt8], pod: Int, _ direction: Direction, expect expected: Expect, _ note: String = "",
               sourceLocation: SourceLocation = #_sourceLocation) throws {
         cases += 1
+        let label = note.isEmpty ? "" : "\(note): "
+        if case let .packet(packet) = PacketParser.parse(frame), !packet.laterFragment, expected.outcome.reason == .policy
+            || [.dnsProxy, .dnsBypass, .domainExpired, .dnsProxyDown].contains(expected.outcome.reason) {
+            reference.now = HostClock.monotonic.nanoseconds
+            let conntrackBefore = try datapath.conntrack.countEntries()
+            let explained = try datapath.explain(frame, direction: direction, ifindex: ifindex(pod), in: interfaces.namespace)
+            let model = reference.decideNewFlow(ifindex: ifindex(pod), direction: direction, family: packet.family,
+                                                peer: packet.flow.peer(direction), protocolNumber: packet.flow.protocolNumber,
+                                                port: packet.flow.destinationPort)
+            #expect(explained != nil && explained?.decision == model?.decision && explained?.reason == model?.reason && explained?.audit == model?.audit,
+                    "\(label)explained by the kernel \(String(describing: explained)), by the reference \(String(describing: model))",
+                    sourceLocation: sourceLocation)
+            #expect(try events.drain().isEmpty && datapath.conntrack.countEntries() == conntrackBefore,
+                    "\(label)explaining changed nothing", sourceLocation: sourceLocation)
+        }
         let kernel: BPFProgram.TestRunResult
         do {
             kernel = try datapath.run(frame, direction: direction, ifindex: ifindex(pod), in: interfaces.namespace)
@@ -101,16 +120,17 @@ final class VerdictBench {
             Issue.record("\(note): the kernel refused the test run: \(error)", sourceLocation: sourceLocation)
             return
         }
-        let decided = try events.drain().compactMap(VerdictEvent.decode)
+        let all = try events.drain().compactMap(VerdictEvent.decode)
+        let decided = all.filter { $0.verdict != .audit }, audited = all.filter { $0.verdict == .audit }
         reference.now = HostClock.monotonic.nanoseconds
         let model = reference.process(frame, ifindex: ifindex(pod), direction: direction)
         let kernelPassed = kernel.verdict == 0  // TC_ACT_OK; TC_ACT_SHOT is 2
         let kernelOutcome = ReferenceDatapath.Outcome(
             passed: kernelPassed,
             decision: decided.first.map { Decision(verdict: $0.verdict, tier: $0.tier, ruleID: $0.ruleID) },
-            reason: decided.first?.reason)
-        let label = note.isEmpty ? "" : "\(note): "
-        #expect(decided.count <= 1, "\(label)one packet, at most one event", sourceLocation: sourceLocation)
+            reason: decided.first?.reason,
+            audit: audited.first.map { Decision(verdict: $0.reason == .auditWouldAllow ? .allow : .deny, tier: $0.tier, ruleID: $0.ruleID) })
+        #expect(decided.count <= 1 && audited.count <= 1, "\(label)one packet, at most one event and one audit event", sourceLocation: sourceLocation)
         #expect(kernel.verdict == 0 || kernel.verdict == 2, "\(label)TC action \(kernel.verdict)", sourceLocation: sourceLocation)
         #expect(kernelOutcome == model, "\(label)kernel \(kernelOutcome) vs reference \(model)", sourceLocation: sourceLocation)
         #expect(kernelOutcome == expected.outcome, "\(label)kernel \(kernelOutcome), expected \(expected)", sourceLocation: sourceLocation)

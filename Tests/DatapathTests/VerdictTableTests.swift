@@ -230,6 +230,35 @@ import TestSupport
 
     /// A prefix of one family never matches a packet of the other, in either tier
     /// or direction; an IPv6 packet with a mapped address is IPv6.
+    /// Audit rules never change a verdict: the enforced decision stands, and an audit event says
+    /// what the audit objects would have decided where that differs (would-deny, would-allow).
+    @Test func auditRulesSayWhatTheyWouldDecideAndDecideNothing() throws {
+        guard Privileges.require() else { return }
+        let bench = try VerdictBench(pods: 1)
+        let pod = Self.pod0
+        try bench.apply(pod: 0, states: [.ingress: .policiesApplied, .egress: .defaultAllow], rules: [
+            .ingress: [
+                PolicyRule(ruleID: 1, peer: cidr("198.18.2.0/24"), ports: [PortRange(protocolNumber: TCP, start: 80)]),
+                PolicyRule(ruleID: 30, peer: cidr("198.18.2.66/32"), tier: .admin, priority: 5, action: .deny, audit: true),
+                PolicyRule(ruleID: 50, peer: cidr("198.18.5.0/24"), audit: true),
+            ],
+            .egress: [PolicyRule(ruleID: 20, peer: cidr("198.18.9.0/24"), audit: true)],
+        ], auditStates: [.ingress: .policiesApplied, .egress: .policiesApplied])
+        try bench.send(tcp("198.18.2.5", pod, 2001, 80), pod: 0, .ingress, expect: .pass(.networkPolicy, rule: 1), "both views allow: no audit event")
+        try bench.send(tcp("198.18.2.66", pod, 2002, 80), pod: 0, .ingress,
+                       expect: .pass(.networkPolicy, rule: 1, audit: Decision(verdict: .deny, tier: .admin, ruleID: 30)), "an audit Admin deny would deny")
+        try bench.send(tcp("198.18.5.5", pod, 2003, 22), pod: 0, .ingress,
+                       expect: .drop(.networkPolicy, audit: Decision(verdict: .allow, tier: .networkPolicy, ruleID: 50)), "an audit rule would allow")
+        try bench.send(tcp("198.18.3.3", pod, 2004, 80), pod: 0, .ingress, expect: .drop(.networkPolicy), "both views deny")
+        try bench.send(tcp(pod, "198.18.9.9", 2005, 443), pod: 0, .egress, expect: .pass(.podDefault), "audit isolation allows the audit rule's peer")
+        try bench.send(tcp(pod, "198.18.7.7", 2006, 443), pod: 0, .egress,
+                       expect: .pass(.podDefault, audit: Decision(verdict: .deny, tier: .networkPolicy, ruleID: 0)), "audit isolation would deny the rest")
+        try bench.send(tcp(pod, "198.18.7.7", 2006, 443), pod: 0, .egress, expect: .tracked, "an allowed flow is tracked as ever")
+        let cut = Array(tcp(pod, "198.18.7.8", 2007, 443).prefix(14 + 20 + 3))
+        try bench.send(cut, pod: 0, .egress, expect: .untouched, "a trie of audit rules alone enforces nothing: an unreadable packet passes")
+        #expect(bench.cases == 8)
+    }
+
     @Test func addressFamiliesNeverCross() throws {
         guard Privileges.require() else { return }
         let bench = try VerdictBench(pods: 3)

@@ -70,6 +70,11 @@ int nf_socket_in_netns(int netns_fd, int domain, int type, int protocol);
  * thread inside NETNS_FD (-1: this namespace). For tc programs CTX_IFINDEX
  * sets __sk_buff.ifindex (0: the kernel uses 1); the kernel resolves it, so it
  * must name an interface in that namespace. */
+/* One run of a tc program on DATA with a context: IFINDEX, MARK and CB (5
+ * words) in, CB as the program left it out (how explain reads a decision). */
+int nf_prog_test_run_context(int netns_fd, int prog_fd, const void *data, __u32 size, __u32 ifindex, __u32 mark,
+			     __u32 cb[5], __u32 *retval);
+
 int nf_prog_test_run(int netns_fd, int prog_fd, const void *data, __u32 size, __u32 repeat,
 		     __u32 ctx_ifindex, __u32 *retval, __u32 *duration_ns);
 

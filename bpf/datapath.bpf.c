@@ -718,23 +718,23 @@ static __always_inline void count_packet(struct __sk_buff *skb, __u32 pod_id, __
 	}
 }
 
-/* New flows each rule decided (a rule id of 0: the pod's isolation or default). */
-static __always_inline void count_hit(const struct nf_pod *pod, __u8 direction, const struct decision *d)
+/* A new flow RULE_ID decided (0: the pod's isolation or default), or (AUDIT)
+ * would have decided with audit objects enforced. */
+static __always_inline void count_hit(const struct nf_pod *pod, __u8 direction, __u32 rule_id, __u8 tier, __u8 verdict, __u8 audit)
 {
-	struct nf_hit_key key = { .rule_id = d->rule_id, .pod_id = pod->pod_id, .direction = direction, .tier = d->tier };
+	struct nf_hit_key key = { .rule_id = rule_id, .pod_id = pod->pod_id, .direction = direction, .tier = tier, .audit = audit };
 	struct nf_hit_value *hit = bpf_map_lookup_elem(&rule_hits, &key);
 	__u64 now = bpf_ktime_get_coarse_ns();
 
 	if (hit) {
-		if (d->verdict == NF_VERDICT_ALLOW)
+		if (verdict == NF_VERDICT_ALLOW)
 			hit->allowed += 1;
 		else
 			hit->denied += 1;
 		hit->last_ns = now;
 		return;
 	}
-	struct nf_hit_value first = { .allowed = d->verdict == NF_VERDICT_ALLOW, .denied = d->verdict != NF_VERDICT_ALLOW,
-				      .last_ns = now };
+	struct nf_hit_value first = { .allowed = verdict == NF_VERDICT_ALLOW, .denied = verdict != NF_VERDICT_ALLOW, .last_ns = now };
 
 	bpf_map_update_elem(&rule_hits, &key, &first, BPF_ANY); /* per CPU: writes this CPU's share only */
 }
@@ -1023,10 +1023,12 @@ static __always_inline int enforce(struct __sk_buff *skb, __u8 direction)
 	evaluate(pod, direction, p.family, peer_of(&p.flow, direction), p.flow.protocol, p.flow.dport, 0, &d);
 	if (d.verdict == NF_VERDICT_ALLOW)
 		conntrack_insert(skb, pod, &p, direction, &d);
-	count_hit(pod, direction, &d);
-	if (d.audited && d.audit_verdict != d.verdict)
+	count_hit(pod, direction, d.rule_id, d.tier, d.verdict, 0);
+	if (d.audited && d.audit_verdict != d.verdict) {
+		count_hit(pod, direction, d.audit_rule_id, d.audit_tier, d.audit_verdict, 1);
 		emit_event(skb, pod, &p, direction, NF_VERDICT_AUDIT, d.audit_tier, d.audit_rule_id,
 			   d.audit_verdict == NF_VERDICT_ALLOW ? NF_REASON_AUDIT_WOULD_ALLOW : NF_REASON_AUDIT_WOULD_DENY);
+	}
 	return finish(skb, pod, &p, direction, &d, d.reason);
 }
 

@@ -314,15 +314,17 @@ struct nf_dns_proxy {
 
 /* rule_hits (LRU per-CPU hash): the new flows each rule decided, per pod. A rule
  * id of 0 stands for what has no rule: the pod's isolation (NETWORK_POLICY tier)
- * or its default (DEFAULT tier) in that direction. Counted on new flows only:
- * the conntrack fast path never touches it. */
+ * or its default (DEFAULT tier) in that direction. With AUDIT set: the new flows
+ * audit objects would have decided otherwise (each raised an audit event).
+ * Counted on new flows only: the conntrack fast path never touches it. */
 #define NF_RULE_HIT_ENTRIES 65536
 struct nf_hit_key {
 	__u32 rule_id;
 	__u32 pod_id;
 	__u8 direction; /* enum nf_direction */
 	__u8 tier;      /* enum nf_tier of the decision */
-	__u8 pad[2];
+	__u8 audit;     /* 1: the decision with audit objects enforced */
+	__u8 pad;
 };
 
 struct nf_hit_value {

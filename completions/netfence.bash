@@ -56,7 +56,7 @@ _netfence() {
         --direction) COMPREPLY=($(compgen -W "ingress egress" -- "$cur")); return ;;
         --count) COMPREPLY=(); return ;;
         --namespace) COMPREPLY=(); return ;;
-        --verdict) COMPREPLY=($(compgen -W "deny allow" -- "$cur")); return ;;
+        --verdict) COMPREPLY=($(compgen -W "deny allow audit" -- "$cur")); return ;;
         --ip) COMPREPLY=(); return ;;
         --port) COMPREPLY=(); return ;;
         --proto) COMPREPLY=(); return ;;

@@ -601,12 +601,14 @@ public struct FragmentVerdict: Sendable, Equatable {
 }
 
 /// `struct nf_hit_key` + per-CPU `struct nf_hit_value`: the new flows one rule decided
-/// for one pod in one direction (rule id 0: the pod's isolation or default, by tier).
+/// for one pod in one direction (rule id 0: the pod's isolation or default, by tier);
+/// `audit`: the new flows audit objects would have decided otherwise.
 public struct RuleHit: Equatable, Sendable {
     public let ruleID: UInt32
     public let podID: UInt32
     public let direction: Direction
     public let tier: Tier
+    public let audit: Bool
     public let allowed: UInt64
     public let denied: UInt64
     /// CLOCK_MONOTONIC (coarse) of the last new flow it decided.
@@ -615,11 +617,13 @@ public struct RuleHit: Equatable, Sendable {
     public static let keySize = nf_hit_key.size
     public static let valueSize = nf_hit_value.size
 
-    public init(ruleID: UInt32, podID: UInt32, direction: Direction, tier: Tier, allowed: UInt64, denied: UInt64, lastNanoseconds: UInt64) {
+    public init(ruleID: UInt32, podID: UInt32, direction: Direction, tier: Tier, audit: Bool = false, allowed: UInt64, denied: UInt64,
+                lastNanoseconds: UInt64) {
         self.ruleID = ruleID
         self.podID = podID
         self.direction = direction
         self.tier = tier
+        self.audit = audit
         self.allowed = allowed
         self.denied = denied
         self.lastNanoseconds = lastNanoseconds
@@ -632,6 +636,7 @@ public struct RuleHit: Equatable, Sendable {
         key.pod_id = podID
         key.direction = direction.rawValue
         key.tier = tier.rawValue
+        key.audit = audit ? 1 : 0
         return key.bytes
     }
 
@@ -647,7 +652,8 @@ public struct RuleHit: Equatable, Sendable {
             denied &+= share.denied
             last = max(last, share.last_ns)
         }
-        return RuleHit(ruleID: k.rule_id, podID: k.pod_id, direction: direction, tier: tier, allowed: allowed, denied: denied, lastNanoseconds: last)
+        return RuleHit(ruleID: k.rule_id, podID: k.pod_id, direction: direction, tier: tier, audit: k.audit != 0, allowed: allowed, denied: denied,
+                       lastNanoseconds: last)
     }
 }
 

@@ -5,7 +5,7 @@ _netfence() {
     local path="netfence" i
     for ((i = 1; i < COMP_CWORD; i++)); do
         case "${COMP_WORDS[i]}" in
-            -o|--output|--bpffs-root|--format|--stats-window|--aws-root|--pod|--direction|--count|--namespace|--verdict|--ip|--port|--proto|--tier|--policy|--color|--wait-timeout|--iface|--netns|--ingress-default|--egress-default|-f|--filename|--state|--listen|--upstream|--min-ttl|--max-ttl|--refuse-with|--passes|--pods|--events|--entries|--seconds) ((i++)); continue ;;
+            -o|--output|--bpffs-root|--format|--stats-window|--aws-root|--pod|--direction|--count|--namespace|--verdict|--ip|--port|--proto|--tier|--policy|--color|--wait-timeout|--iface|--netns|--ingress-default|--egress-default|-f|--filename|--probe|--peer|--peer-port|--state|--listen|--upstream|--min-ttl|--max-ttl|--refuse-with|--passes|--pods|--events|--entries|--seconds) ((i++)); continue ;;
         esac
         case "$path ${COMP_WORDS[i]}" in
             "netfence ebpf") path="netfence ebpf" ;;
@@ -26,6 +26,9 @@ _netfence() {
             "netfence loader status") path="netfence loader status" ;;
             "netfence loader reconcile") path="netfence loader reconcile" ;;
             "netfence loader reset") path="netfence loader reset" ;;
+            "netfence policy") path="netfence policy" ;;
+            "netfence policy explain") path="netfence policy explain" ;;
+            "netfence policy show") path="netfence policy show" ;;
             "netfence conntrack") path="netfence conntrack" ;;
             "netfence conntrack list"|"netfence conntrack ls") path="netfence conntrack list" ;;
             "netfence conntrack flush") path="netfence conntrack flush" ;;
@@ -69,6 +72,9 @@ _netfence() {
         --ingress-default) COMPREPLY=($(compgen -W "allow deny" -- "$cur")); return ;;
         --egress-default) COMPREPLY=($(compgen -W "allow deny" -- "$cur")); return ;;
         -f|--filename) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+        --probe) COMPREPLY=(); return ;;
+        --peer) COMPREPLY=(); return ;;
+        --peer-port) COMPREPLY=(); return ;;
         --state) COMPREPLY=($(compgen -W "current stale orphan" -- "$cur")); return ;;
         --listen) COMPREPLY=(); return ;;
         --upstream) COMPREPLY=(); return ;;
@@ -82,7 +88,7 @@ _netfence() {
         --seconds) COMPREPLY=(); return ;;
     esac
     case "$path" in
-        "netfence") COMPREPLY=($(compgen -W "ebpf loader conntrack dns fqdn metrics bench demo completions man -o --output --bpffs-root --format -h --help --version" -- "$cur")) ;;
+        "netfence") COMPREPLY=($(compgen -W "ebpf loader policy conntrack dns fqdn metrics bench demo completions man -o --output --bpffs-root --format -h --help --version" -- "$cur")) ;;
         "netfence ebpf") COMPREPLY=($(compgen -W "progs maps events dump-maps dump-cp-maps loaded-ebpfdata -o --output --bpffs-root --format -h --help" -- "$cur")) ;;
         "netfence ebpf progs") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --all --stats --stats-window --aws-root -h --help" -- "$cur")) ;;
         "netfence ebpf maps") COMPREPLY=($(compgen -W "dump -o --output --bpffs-root --format --all --aws-root -h --help" -- "$cur")) ;;
@@ -95,12 +101,15 @@ _netfence() {
         "netfence loader") COMPREPLY=($(compgen -W "init attach apply delete detach status reconcile reset -o --output --bpffs-root --format -h --help" -- "$cur")) ;;
         "netfence loader init") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --migrate --wait-timeout -h --help" -- "$cur")) ;;
         "netfence loader attach") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --pod --iface --netns --ingress-default --egress-default --wait-timeout -h --help" -- "$cur")) ;;
-        "netfence loader apply") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format -f --filename --wait-timeout -h --help" -- "$cur")) ;;
+        "netfence loader apply") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format -f --filename --dry-run --probe --audit --wait-timeout -h --help" -- "$cur")) ;;
         "netfence loader delete") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format -f --filename --wait-timeout -h --help" -- "$cur")) ;;
         "netfence loader detach") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --pod --wait-timeout -h --help" -- "$cur")) ;;
         "netfence loader status") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --check --wait-timeout -h --help" -- "$cur")) ;;
         "netfence loader reconcile") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --wait-timeout -h --help" -- "$cur")) ;;
         "netfence loader reset") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --wait-timeout -h --help" -- "$cur")) ;;
+        "netfence policy") COMPREPLY=($(compgen -W "explain show -o --output --bpffs-root --format -h --help" -- "$cur")) ;;
+        "netfence policy explain") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --pod --direction --peer --proto --port --peer-port -h --help" -- "$cur")) ;;
+        "netfence policy show") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --pod -h --help" -- "$cur")) ;;
         "netfence conntrack") COMPREPLY=($(compgen -W "list flush stats -o --output --bpffs-root --format -h --help" -- "$cur")) ;;
         "netfence conntrack list") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --pod --ip --port --proto --state --aws --aws-root --numeric --no-headers -h --help" -- "$cur")) ;;
         "netfence conntrack flush") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --pod --ip --port --proto --state --aws --aws-root --yes-change-the-agent -h --help" -- "$cur")) ;;

@@ -26,6 +26,12 @@ extension Int: ArgumentValue {
     public static var expectedForm: String? { "a whole number" }
 }
 
+extension UInt16: ArgumentValue {
+    public init?(argument: String) { self.init(argument, radix: 10) }
+    public static var defaultValueName: String { "n" }
+    public static var expectedForm: String? { "a whole number from 0 to 65535" }
+}
+
 extension UInt32: ArgumentValue {
     public init?(argument: String) { self.init(argument, radix: 10) }
     public static var defaultValueName: String { "n" }
@@ -207,6 +213,11 @@ public struct ParsedArguments: Sendable {
     /// (a required option is there once parsing succeeded: the parser refuses a line without it).
     public subscript<Value>(option: Option<Value>) -> Value {
         words[option.definition.long]?.last.flatMap(Value.init(argument:)) ?? option.defaultValue!
+    }
+
+    /// Every value given for a repeatable option, in order (none: empty; the default is not one).
+    public func all<Value>(_ option: Option<Value>) -> [Value] {
+        (words[option.definition.long] ?? []).compactMap(Value.init(argument:))
     }
 
     public subscript<Value>(positionals: Positionals<Value>) -> [Value] {

@@ -412,6 +412,32 @@ public final class Datapath {
         return (record, compiled, try domainRules(podID: record.podID, slot: record.slot))
     }
 
+    /// The entry of the pod's live trie in `direction` that holds `peer` (of `family`): the longest
+    /// prefix and its rules, as the datapath's one LPM lookup finds them; nil when no prefix holds
+    /// it (or the pod has no trie there).
+    ///
+    /// A lookup returns the value, not the prefix: the prefix's length is found by asking again
+    /// with shorter lengths (a lookup at length L finds the longest prefix no longer than L). Nested
+    /// entries never hold the same rules (each exists because a rule or an except hole starts there),
+    /// so the lengths that find the same entry are exactly those from its own length up: a binary
+    /// search, about eight lookups, however large the trie.
+    public func liveTrieEntry(podID: UInt32, direction: Direction, slot: UInt8, peer: IPAddress, family: AddressFamily) throws
+        -> (prefix: IPPrefix, rules: [PortRule])? {
+        guard let id = try trieID(podID: podID, direction: direction, slot: slot) else { return nil }
+        let trie = try BPFMap(id: id)
+        func lookup(_ length: Int) throws -> [UInt8]? {
+            try trie.lookup(key: LPMKeyCodec.encode(IPPrefix(address: peer, length: length, family: family)))
+        }
+        let shortest = family == .ipv4 ? 96 : 0
+        guard let value = try lookup(128), let rules = RuleSetCodec.decode(value) else { return nil }
+        var (low, high) = (shortest, 128)  // the entry's length lies in low...high
+        while low < high {
+            let middle = (low + high) / 2
+            if try lookup(middle) == value { high = middle } else { low = middle + 1 }
+        }
+        return (IPPrefix(address: peer, length: low, family: family), rules)
+    }
+
     /// Every registered pod: host veth ifindex and record, by ifindex.
     public func registeredPods() throws -> [(ifindex: UInt32, record: PodRecord)] {
         var result: [(ifindex: UInt32, record: PodRecord)] = []

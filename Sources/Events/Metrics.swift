@@ -67,6 +67,25 @@ public enum Metrics {
                          samples: [.init(value: UInt64(conntrack.maxEntries))]),
             MetricFamily(name: "netfence_pods", type: "gauge", help: "Pods attached on this node.", samples: [.init(value: UInt64(pods.count))]),
         ]
+        // By policy and rule, summed over pods so the label set stays bounded by the rules applied (no pod label).
+        let flows = try loader.ruleFlowTotals()
+        families.append(MetricFamily(
+            name: "netfence_rule_flows_total", type: "counter",
+            help: "New flows each rule decided (rule isolation/default: the pods' own), by verdict; summed over pods.",
+            samples: flows.filter { !$0.audit }.flatMap { flow in
+                [(Verdict.allow, flow.allowed), (.deny, flow.denied)].filter { $0.1 > 0 }.map { verdict, count in
+                    MetricFamily.Sample(["policy": flow.policy, "rule": flow.rule, "tier": flow.tier.description, "verdict": verdict.description],
+                                        value: count)
+                }
+            }))
+        families.append(MetricFamily(
+            name: "netfence_audit_flows_total", type: "counter",
+            help: "New flows audit objects would have decided otherwise, by what they would have done; summed over pods.",
+            samples: flows.filter(\.audit).flatMap { flow in
+                [("would-allow", flow.allowed), ("would-deny", flow.denied)].filter { $0.1 > 0 }.map { verdict, count in
+                    MetricFamily.Sample(["policy": flow.policy, "rule": flow.rule, "tier": flow.tier.description, "verdict": verdict], value: count)
+                }
+            }))
         let proxies = try loader.dnsProxies().filter { !$0.counters.isEmpty }
         for counter in DNSProxyStats.Counter.allCases {
             families.append(MetricFamily(

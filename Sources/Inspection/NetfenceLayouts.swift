@@ -27,6 +27,8 @@ public struct DecodeContext {
     public var monotonicNow: UInt64
     /// The AWS agent's pods by the host interface their programs are attached on (pod identifiers, from the pins).
     public var awsPods: [UInt32: String] = [:]
+    /// New flows each rule decided, by rule id, when one pod's trie is dumped (`--pod`): its HITS columns.
+    public var hits: [UInt32: RuleHit]?
 
     public init(attribution: Attribution? = nil) {
         self.attribution = attribution
@@ -188,16 +190,25 @@ public struct PolicyTrieLayout: MapLayout {
     public var columns: [Column] {
         [Column("cidr", "CIDR", width: 43), Column("proto", "PROTO", width: 6), Column("ports", "PORTS", width: 11),
          Column("action", "ACTION", width: 6), Column("tier", "TIER", width: 14), Column("priority", "PRIO", width: 5),
-         context.policyColumn, Column("rule", "RULE", width: 4)]
+         Column("audit", "AUDIT", width: 5), context.policyColumn, Column("rule", "RULE", width: 4)]
+            + (context.hits == nil ? [] : [Column("hitsAllowed", "HITS ALLOWED", width: 12), Column("hitsDenied", "HITS DENIED", width: 11)])
     }
 
     public func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, into rows: RecordWriter) {
         guard let prefix = LPMKeyCodec.decode(key), let rules = RuleSetCodec.decode(value) else { return }
         for rule in rules {
             let (policy, index) = context.policy(rule.ruleID)
-            rows.write(.prefix(prefix), rule.protocolNumber == IPProtocolNumber.any ? .text("any") : context.protocolName(rule.protocolNumber),
-                       .text(Names.ports(start: rule.portStart, end: rule.portEnd)), .word(rule.action.name),
-                       .word(rule.tier.name), .number(UInt64(rule.priority)), policy, index)
+            let proto = rule.protocolNumber == IPProtocolNumber.any ? FieldValue.text("any") : context.protocolName(rule.protocolNumber)
+            let ports = FieldValue.text(Names.ports(start: rule.portStart, end: rule.portEnd))
+            let audit = FieldValue.text(rule.audit ? "yes" : "no")
+            if let hits = context.hits {
+                let hit = hits[rule.ruleID]
+                rows.write(.prefix(prefix), proto, ports, .word(rule.action.name), .word(rule.tier.name), .number(UInt64(rule.priority)), audit,
+                           policy, index, .number(hit?.allowed ?? 0), .number(hit?.denied ?? 0))
+            } else {
+                rows.write(.prefix(prefix), proto, ports, .word(rule.action.name), .word(rule.tier.name), .number(UInt64(rule.priority)), audit,
+                           policy, index)
+            }
         }
     }
 }

@@ -235,6 +235,7 @@ public final class Loader {
         guard let (podID, registration) = try state.pod(pod) else { throw LoaderError.unknownPod(pod) }
         try state.beginChange(.detach)
         try removeFromInterface(registration, podID: podID)
+        try datapath.removeRuleHits { $0.podID == podID }
         try state.unregister(podID: podID)
         try state.finishChange()
     }
@@ -301,8 +302,10 @@ public final class Loader {
         report.objects = input.objects.map(\.key)
         report.warnings = input.warnings
         report.pods = try swap(policies)
-        // Every older version goes, also one a killed apply left beside the live one.
-        try state.remove(versions.filter { replacedKeys.contains($0.object.key) })
+        // Every older version goes, also one a killed apply left beside the live one; their rules' hits with them.
+        let replaced = versions.filter { replacedKeys.contains($0.object.key) }
+        try state.remove(replaced)
+        try forgetHits(ofObjects: Set(replaced.map(\.index)))
         try state.finishChange()
         return report
     }
@@ -320,9 +323,17 @@ public final class Loader {
         report.objects = doomed.map(\.object.key)
         try state.beginChange(.delete)
         report.pods = try swap(policies)
-        try state.remove(versions.filter { keys.contains($0.object.key) })
+        let removed = versions.filter { keys.contains($0.object.key) }
+        try state.remove(removed)
+        try forgetHits(ofObjects: Set(removed.map(\.index)))
         try state.finishChange()
         return report
+    }
+
+    /// Drops the hit counts of rules of removed object versions: their ids are never used again.
+    private func forgetHits(ofObjects indexes: Set<UInt32>) throws {
+        guard !indexes.isEmpty else { return }
+        try datapath.removeRuleHits { hit in RuleID(rawValue: hit.ruleID).map { indexes.contains($0.objectIndex) } ?? false }
     }
 
     private func selectedPods(_ objects: [PolicyObject]) -> Set<PodReference> {
@@ -330,7 +341,7 @@ public final class Loader {
     }
 
     /// The policy of every attached pod in `selected`, compiled against `objects`.
-    private func compile(podsNamed selected: Set<PodReference>, objects: [(index: UInt32, object: PolicyObject)])
+    func compile(podsNamed selected: Set<PodReference>, objects: [(index: UInt32, object: PolicyObject)])
         throws -> [(podID: UInt32, pod: PodRegistration, policy: PodPolicy)] {
         try state.pods().sorted { $0.key < $1.key }.filter { selected.contains($0.value.pod) }.map {
             ($0.key, $0.value, try policy(for: $0.value, objects: objects))

@@ -36,8 +36,9 @@ extension PodReference: ArgumentValue {
 }
 
 /// A protocol by name (`tcp`, `udp`, `sctp`, `icmp`, `icmpv6`) or number.
-struct ProtocolArgument: ArgumentValue {
+struct ProtocolArgument: ArgumentValue, CustomStringConvertible {
     let number: UInt8
+    var description: String { ProtocolName.of(number) }
 
     init?(argument: String) {
         guard let number = ProtocolName.number(argument) else { return nil }
@@ -55,6 +56,18 @@ extension IPPrefix: ArgumentValue {
     }
     public static var defaultValueName: String { "cidr" }
     public static var expectedForm: String? { "a CIDR such as 198.18.0.0/15 or an address" }
+}
+
+extension IPAddress: ArgumentValue {
+    public init?(argument: String) { self.init(argument) }
+    public static var defaultValueName: String { "address" }
+    public static var expectedForm: String? { "an IPv4 or IPv6 address" }
+}
+
+extension ProbeFlow: ArgumentValue {
+    public init?(argument: String) { self.init(parsing: argument) }
+    public static var defaultValueName: String { "ip:port/proto" }
+    public static var expectedForm: String? { "IP:PORT/PROTO such as 198.18.0.1:443/tcp, [2001:db8::1]:53/udp or 198.18.0.1/icmp" }
 }
 
 extension FlowState: ArgumentValue {

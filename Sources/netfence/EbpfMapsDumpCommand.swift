@@ -63,6 +63,7 @@ enum MapDumpArguments {
         let target: DumpTarget
         if let pod = parsed[pod] {
             target = try policyTrie(of: pod, direction: parsed[direction], loader: loader, context: context)
+            decode.hits = try loader?.ruleHits(of: pod, direction: parsed[direction])
         } else {
             target = try MapLayouts.resolve(parsed[map][0], pinRoot: context.pinRoot.path, awsRoot: parsed[AWSRoot.option])
         }

@@ -16,14 +16,41 @@ struct LoaderApplyCommand: PolicyFileCommand {
             it; objects selecting pods not attached here take effect when they attach. The whole input is checked \
             first: one invalid field, or a pod whose policy would not fit the datapath, and nothing is applied. Each \
             pod's policy is replaced atomically.
+
+            An object annotated netfence.io/mode: audit (or every object, with --audit) is stored and compiled like \
+            any other but decides nothing: for each new flow it would decide otherwise, the datapath reports an \
+            audit event (ebpf events --verdict audit). Re-applying it without the mark enforces it.
+
+            --dry-run validates and compiles everything exactly as apply would and prints, per pod and direction, \
+            what would change (states, prefixes and rules added and removed, capacity used) and, for each --probe \
+            IP:PORT/PROTO, the verdict before and after. It changes nothing.
             """)
 
-    let file: String
-    init(parsed: ParsedArguments) { file = parsed[PolicyFileInput.file] }
+    static let dryRun = Flag(long: "dry-run", help: "Say what would change, change nothing.")
+    static let probe = Option<ProbeFlow?>(long: "probe", valueName: "ip:port/proto",
+                                          help: "With --dry-run: a flow (198.18.0.1:443/tcp, 198.18.0.1/icmp) to decide before and after; repeatable.",
+                                          default: nil, showDefault: false)
+    static let audit = Flag(long: "audit", help: "Apply every object in audit mode: it decides nothing, events say what it would.")
+    static let arguments = [PolicyFileInput.file.definition, dryRun.definition, probe.definition, audit.definition, LockWait.timeout.definition]
+
+    let parsed: ParsedArguments
+    init(parsed: ParsedArguments) { self.parsed = parsed }
+
+    func validate() throws {
+        if !parsed.all(Self.probe).isEmpty, !parsed[Self.dryRun] { throw UsageError("--probe goes with --dry-run") }
+    }
 
     func run(_ context: CommandContext) throws {
-        let input = try PolicyFileInput.read(file)
+        var input = try PolicyFileInput.read(parsed[PolicyFileInput.file])
+        if parsed[Self.audit] {
+            do {
+                input.objects = try input.objects.map { (object: PolicyObject) throws(PolicyInputError) in try object.with(mode: .audit) }
+            } catch {
+                throw RuntimeError(error.description, hint: "nothing was applied")
+            }
+        }
         for warning in input.warnings { context.warn(warning) }
+        if parsed[Self.dryRun] { return try printPlan(input, context) }
         let report = input.objects.isEmpty ? Loader.ApplyReport() : try LoaderAccess.openForChanges(context).apply(input)
         switch context.outputFormat {
         case .json:
@@ -32,6 +59,33 @@ struct LoaderApplyCommand: PolicyFileCommand {
             context.print(input.objects.isEmpty ? "Nothing to apply: the input's List has no items" : "Applied \(ObjectList.summary(report.objects))")
             for (pod, revision) in report.pods { context.print(TerminalText.escaped("  \(pod): revision \(revision)")) }
         }
+    }
+}
+
+extension LoaderApplyCommand {
+    func printPlan(_ input: ParsedPolicies, _ context: CommandContext) throws {
+        let plan = try LoaderAccess.open(context).plan(input, probes: parsed.all(Self.probe).compactMap { $0 },
+                                                       waitingUpTo: parsed[LockWait.timeout])
+        if context.outputFormat == .json { return context.print(try JSONOutput.encode(plan)) }
+        var lines = ["Dry run: nothing was applied. \(plan.objects.count) object(s) checked and compiled."]
+        if plan.changes.isEmpty { lines.append("No attached pod is selected by these objects (or by the versions they replace).") }
+        for change in plan.changes {
+            let header = "\(change.pod) \(change.direction): " + (change.stateBefore == change.stateAfter ? change.stateAfter
+                : "\(change.stateBefore) → \(change.stateAfter)")
+                + (change.auditStateAfter.map { "; with audit objects enforced: \($0)" } ?? "")
+            lines.append("")
+            lines.append(header + (change.changes ? "" : " (no change)"))
+            lines.append("  prefixes \(change.prefixesBefore) → \(change.prefixesAfter) of \(change.prefixCapacity); "
+                + "largest rule set \(change.largestRuleSet) of \(change.ruleCapacity)")
+            for (sign, rules) in [("+", change.rulesAdded), ("-", change.rulesRemoved)] {
+                for rule in rules.prefix(20) { lines.append("  \(sign) \(rule)") }
+                if rules.count > 20 { lines.append("  \(sign) … and \(rules.count - 20) more rules") }
+            }
+            for probe in change.probes {
+                lines.append("  probe \(probe.flow): " + (probe.changes ? "\(probe.before) → \(probe.after)" : "\(probe.after) (unchanged)"))
+            }
+        }
+        context.print(TerminalText.escaped(lines.joined(separator: "\n")))
     }
 }
 

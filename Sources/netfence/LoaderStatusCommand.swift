@@ -2,6 +2,7 @@ import CommandTree
 import DatapathModel
 import Foundation
 import Loader
+import PolicyInput
 
 /// `netfence loader status`: the loaded datapath, its pods, objects and drift.
 struct LoaderStatusCommand: Command {
@@ -34,7 +35,8 @@ struct LoaderStatusCommand: Command {
             root: context.pinRoot.path, programIDs: try loader.programIDs(), maps: try loader.mapFill(),
             pods: snapshot.pods.map(PodStatus.init), dnsProxies: try loader.dnsProxies(),
             objects: snapshot.objects.map { ObjectStatus(kind: $0.object.key.kind.rawValue, namespace: $0.object.key.namespace, name: $0.object.key.name,
-                                                         policyRef: $0.object.policyRef, index: $0.index, appliedAt: $0.appliedAt) },
+                                                         policyRef: $0.object.policyRef, mode: $0.object.mode.rawValue, index: $0.index,
+                                                         appliedAt: $0.appliedAt) },
             drift: snapshot.drift, consistent: snapshot.drift.isEmpty)
         switch context.outputFormat {
         case .json:
@@ -59,7 +61,9 @@ struct LoaderStatusCommand: Command {
             }
             context.print(table.render())
         }
-        context.print("\n\(status.objects.count) object(s) applied")
+        let audited = status.objects.filter { $0.mode == PolicyMode.audit.rawValue }
+        context.print("\n\(status.objects.count) object(s) applied" + (audited.isEmpty ? "" : ", \(audited.count) in audit mode (deciding nothing): "
+            + audited.map { TerminalText.escaped($0.namespace.isEmpty ? $0.name : "\($0.namespace)/\($0.name)") }.joined(separator: ", ")))
         var mapTable = Table(headers: ["MAP", "ENTRIES", "MAX", "FILL"])
         for map in status.maps { mapTable.append([map.name, String(map.entries), String(map.maxEntries), String(format: "%.1f%%", map.fillPercent)]) }
         context.print("\n" + mapTable.render())
@@ -110,6 +114,8 @@ struct ObjectStatus: Encodable {
     let namespace: String
     let name: String
     let policyRef: String
+    /// `enforce`, or `audit`: decides nothing, events say what it would decide.
+    let mode: String
     let index: UInt32
     let appliedAt: Date
 }

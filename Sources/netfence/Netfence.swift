@@ -17,7 +17,7 @@ struct Netfence: Command {
 
             Most commands need root (CAP_BPF and CAP_SYS_ADMIN) and bpffs mounted at /sys/fs/bpf.
             """,
-        subcommands: [EbpfCommand.self, LoaderCommand.self, ConntrackCommand.self, DNSCommand.self, FQDNCommand.self, MetricsCommand.self, BenchCommand.self, DemoCommand.self, CompletionsCommand.self, ManCommand.self])
+        subcommands: [EbpfCommand.self, LoaderCommand.self, PolicyCommand.self, ConntrackCommand.self, DNSCommand.self, FQDNCommand.self, MetricsCommand.self, BenchCommand.self, DemoCommand.self, CompletionsCommand.self, ManCommand.self])
 
     /// `-o table|json`, accepted by every command.
     static let output = Option<OutputFormat>(

@@ -9,7 +9,7 @@ function __netfence_path
             continue
         end
         switch $word
-            case '-o' '--output' '--bpffs-root' '--format' '--stats-window' '--aws-root' '--pod' '--direction' '--count' '--namespace' '--verdict' '--ip' '--port' '--proto' '--tier' '--policy' '--color' '--wait-timeout' '--iface' '--netns' '--ingress-default' '--egress-default' '-f' '--filename' '--probe' '--peer' '--peer-port' '--state' '--listen' '--upstream' '--min-ttl' '--max-ttl' '--refuse-with' '--passes' '--pods' '--events' '--entries' '--seconds'
+            case '-o' '--output' '--bpffs-root' '--format' '--stats-window' '--aws-root' '--pod' '--direction' '--count' '--namespace' '--verdict' '--ip' '--port' '--proto' '--tier' '--policy' '--color' '--wait-timeout' '--iface' '--netns' '--ingress-default' '--egress-default' '-f' '--filename' '--probe' '--peer' '--peer-port' '--state' '--listen' '--upstream' '--min-ttl' '--max-ttl' '--refuse-with' '--passes' '--pods' '--events' '--entries' '--seconds' '--prefixes'
                 set skip 1
                 continue
         end
@@ -86,6 +86,8 @@ function __netfence_path
                 set path 'netfence bench conntrack'
             case 'netfence bench dns'
                 set path 'netfence bench dns'
+            case 'netfence bench explain'
+                set path 'netfence bench explain'
             case 'netfence demo'
                 set path 'netfence demo'
             case 'netfence completions'
@@ -282,6 +284,8 @@ complete -c netfence -n 'test (__netfence_path) = "netfence policy explain"' -l 
 complete -c netfence -n 'test (__netfence_path) = "netfence policy explain"' -l proto -x -d 'tcp, udp, sctp, icmp or icmpv6.'
 complete -c netfence -n 'test (__netfence_path) = "netfence policy explain"' -l port -x -d 'The port the rules match (needed for tcp, udp, sctp).'
 complete -c netfence -n 'test (__netfence_path) = "netfence policy explain"' -l peer-port -x -d 'The peer\'s port of an ingress flow.'
+complete -c netfence -n 'test (__netfence_path) = "netfence policy explain"' -l aws -d 'Explain the AWS network-policy agent\'s decision from its maps (read-only).'
+complete -c netfence -n 'test (__netfence_path) = "netfence policy explain"' -l aws-root -x -a '(__fish_complete_directories)' -d 'Where the AWS agent pins its programs and maps.'
 complete -c netfence -n 'test (__netfence_path) = "netfence policy explain"' -s h -l help -d 'Show help information.'
 complete -c netfence -n 'test (__netfence_path) = "netfence policy show"' -s o -l output -x -a 'table json' -d 'Output format: table for people, json for scripts.'
 complete -c netfence -n 'test (__netfence_path) = "netfence policy show"' -l bpffs-root -x -a '(__fish_complete_directories)' -d 'The bpffs folder netfence pins its programs and maps under.'
@@ -363,6 +367,7 @@ complete -c netfence -n 'test (__netfence_path) = "netfence bench"' -a loader -d
 complete -c netfence -n 'test (__netfence_path) = "netfence bench"' -a events -d 'Events per second decoded and written as JSON Lines, beside a raw drain of the ring.'
 complete -c netfence -n 'test (__netfence_path) = "netfence bench"' -a conntrack -d 'Read a conntrack table of 500,000 entries: conntrack list and maps dump beside bpftool and a raw batch read.'
 complete -c netfence -n 'test (__netfence_path) = "netfence bench"' -a dns -d 'Queries per second and latency through netfence dns proxy beside straight to its upstream.'
+complete -c netfence -n 'test (__netfence_path) = "netfence bench"' -a explain -d 'How long policy explain works on a pod with 60,000 prefixes, beside its trie lookup loop.'
 complete -c netfence -n 'test (__netfence_path) = "netfence bench"' -s o -l output -x -a 'table json' -d 'Output format: table for people, json for scripts.'
 complete -c netfence -n 'test (__netfence_path) = "netfence bench"' -l bpffs-root -x -a '(__fish_complete_directories)' -d 'The bpffs folder netfence pins its programs and maps under.'
 complete -c netfence -n 'test (__netfence_path) = "netfence bench"' -l format -x -a 'aws-eks-na-cli aws-eks-na-cli-v6' -d 'Print ebpf progs, maps, loaded-ebpfdata, dump-maps and dump-cp-maps as aws-eks-na-cli (or its -v6) prints them.'
@@ -394,6 +399,11 @@ complete -c netfence -n 'test (__netfence_path) = "netfence bench dns"' -l forma
 complete -c netfence -n 'test (__netfence_path) = "netfence bench dns"' -l seconds -x -d 'Seconds of each dnsperf pass.'
 complete -c netfence -n 'test (__netfence_path) = "netfence bench dns"' -l passes -x -d 'Passes per case; the median is reported.'
 complete -c netfence -n 'test (__netfence_path) = "netfence bench dns"' -s h -l help -d 'Show help information.'
+complete -c netfence -n 'test (__netfence_path) = "netfence bench explain"' -s o -l output -x -a 'table json' -d 'Output format: table for people, json for scripts.'
+complete -c netfence -n 'test (__netfence_path) = "netfence bench explain"' -l bpffs-root -x -a '(__fish_complete_directories)' -d 'The bpffs folder netfence pins its programs and maps under.'
+complete -c netfence -n 'test (__netfence_path) = "netfence bench explain"' -l format -x -a 'aws-eks-na-cli aws-eks-na-cli-v6' -d 'Print ebpf progs, maps, loaded-ebpfdata, dump-maps and dump-cp-maps as aws-eks-na-cli (or its -v6) prints them.'
+complete -c netfence -n 'test (__netfence_path) = "netfence bench explain"' -l prefixes -x -d 'Prefixes in the pod\'s ingress trie.'
+complete -c netfence -n 'test (__netfence_path) = "netfence bench explain"' -s h -l help -d 'Show help information.'
 complete -c netfence -n 'test (__netfence_path) = "netfence demo"' -s o -l output -x -a 'table json' -d 'Output format: table for people, json for scripts.'
 complete -c netfence -n 'test (__netfence_path) = "netfence demo"' -l bpffs-root -x -a '(__fish_complete_directories)' -d 'The bpffs folder netfence pins its programs and maps under.'
 complete -c netfence -n 'test (__netfence_path) = "netfence demo"' -l format -x -a 'aws-eks-na-cli aws-eks-na-cli-v6' -d 'Print ebpf progs, maps, loaded-ebpfdata, dump-maps and dump-cp-maps as aws-eks-na-cli (or its -v6) prints them.'

@@ -41,48 +41,94 @@ public struct DatapathBenchmark {
         let probe = PacketBuilder.frame(from: pod, to: IPAddress("198.19.0.1")!, .tcp(sourcePort: 40000, destinationPort: 443))
         let floorRepeated = { try Double(empty.testRun(packet: probe, repeat: repeatCount, ifindex: ifindex, in: namespace).nanosecondsPerRun) }
         let floorSingle = { try Double(empty.testRun(packet: probe, repeat: 1, ifindex: ifindex, in: namespace).nanosecondsPerRun) }
-        let floor = try interleaved(floorRepeated, floorRepeated, samples: rounds)
+        let floor = try interleaved([floorRepeated], floorRepeated, samples: rounds)[0]
         var results = [Figure("empty tc program (floor)", floor.measured, .nanoseconds)]
 
         for count in prefixCounts {
-            let datapath = try Datapath()
-            try datapath.setEventLevel(.none)
-            let policy = try PolicyCompiler.compile(Self.policy(prefixes: count))
-            try datapath.apply(ifindex: ifindex, podID: 0, states: [.ingress: .defaultAllow, .egress: .policiesApplied],
-                               policies: [.egress: policy])
-            // The peer sits in the last prefix; the rule allows TCP 443 only.
-            let peer = Self.peer(index: count - 1)
-            func frame(_ port: UInt16, _ destinationPort: UInt16) -> [UInt8] {
-                PacketBuilder.frame(from: pod, to: peer, .tcp(sourcePort: port, destinationPort: destinationPort))
-            }
-            func runs(_ frame: [UInt8], repeat count: UInt32) throws -> Double {
-                Double(try datapath.run(frame, direction: .egress, ifindex: ifindex, in: namespace, repeat: count).nanosecondsPerRun)
-            }
+            // At the audit figures' size the pod is measured twice, with and without audit objects, sample by
+            // sample in turn: the ratio between them must not carry the machine's drift between two runs.
+            let variants = count == auditPrefixes ? [false, true] : [false]
+            let measured = try measurePaths(prefixes: count, audit: variants, pod: pod, floorRepeated: floorRepeated,
+                                            floorSingle: floorSingle, namespace: namespace, ifindex: ifindex)
             for path in Path.allCases {
-                let measured: (measured: Double, floor: Double)
-                switch path {
-                case .established:
-                    _ = try runs(frame(40000, 443), repeat: 1)
-                    measured = try interleaved({ try runs(frame(40000, 443), repeat: repeatCount) }, floorRepeated, samples: rounds)
-                case .newDenied:
-                    measured = try interleaved({ try runs(frame(40001, 444), repeat: repeatCount) }, floorRepeated, samples: rounds)
-                case .newAllowed:
-                    // Each sample a distinct flow: a repeated one is established after its first run.
-                    var port: UInt16 = 1024
-                    measured = try interleaved({ port &+= 1; return try runs(frame(port, 443), repeat: 1) }, floorSingle,
-                                               samples: newFlowSamples, passes: 1)
-                }
                 let goal: Goal? = switch (path, count) {
                 case (.established, _): .atMost(100, .over)
                 case (.newDenied, 10_000): .atMost(250, .over)
                 default: nil
                 }
                 // Against the floor measured beside it, not the first one: the machine drifts within a run too.
-                results.append(Figure("\(path.rawValue), \(count.formatted()) prefixes", measured.measured, .nanoseconds,
-                                      baseline: .init("empty tc program, measured alongside", measured.floor), comparison: .over, goal: goal))
+                let plain = measured[path]![0]
+                results.append(Figure("\(path.rawValue), \(count.formatted()) prefixes", plain.measured, .nanoseconds,
+                                      baseline: .init("empty tc program, measured alongside", plain.floor), comparison: .over, goal: goal))
+            }
+            guard variants.count == 2 else { continue }
+            // An audit Admin deny over every peer: each new allowed flow is a would-deny (an audit hit, and an
+            // event at any level but none), the costliest case. What each path costs over its floor, beside the same without.
+            for path in Path.allCases {
+                let plain = measured[path]![0], with = measured[path]![1]
+                results.append(Figure("\(path.rawValue) with audit objects, ns over floor, \(count.formatted()) prefixes",
+                                      with.measured - with.floor, .nanoseconds,
+                                      baseline: .init("the same without audit objects", plain.measured - plain.floor), comparison: .times,
+                                      goal: path == .established ? nil : .atMost(1.15, .times)))
             }
         }
         return results
+    }
+
+    /// Prefixes of the policy the audit cases run with.
+    public var auditPrefixes = 10_000
+
+    /// Each path's median time and its floor's, per variant, on fresh datapaths whose pod has `prefixes` in
+    /// its egress trie (and, for a variant `true`, audit objects too: an audit Admin deny over all of them and
+    /// audit isolation). The variants' samples alternate, each beside its own floor sample.
+    private func measurePaths(prefixes count: Int, audit variants: [Bool], pod: IPAddress, floorRepeated: @escaping () throws -> Double,
+                              floorSingle: @escaping () throws -> Double, namespace: NetworkNamespace, ifindex: UInt32)
+        throws -> [Path: [(measured: Double, floor: Double)]] {
+        // The peer sits in the last prefix; the rule allows TCP 443 only.
+        let peer = Self.peer(index: count - 1)
+        func frame(_ port: UInt16, _ destinationPort: UInt16) -> [UInt8] {
+            PacketBuilder.frame(from: pod, to: peer, .tcp(sourcePort: port, destinationPort: destinationPort))
+        }
+        let datapaths = try variants.map { audit in
+            let datapath = try Datapath()
+            try datapath.setEventLevel(.none)
+            var rules = Self.policy(prefixes: count)
+            if audit {
+                rules.append(PolicyRule(ruleID: 2, peer: IPPrefix(address: Self.peer(index: 0), length: 96 + 15), tier: .admin, priority: 5,
+                                        action: .deny, audit: true))
+            }
+            try datapath.apply(ifindex: ifindex, podID: 0, states: [.ingress: .defaultAllow, .egress: .policiesApplied],
+                               policies: [.egress: try PolicyCompiler.compile(rules)],
+                               auditStates: audit ? [.ingress: .policiesApplied, .egress: .policiesApplied] : nil)
+            _ = try datapath.run(frame(40000, 443), direction: .egress, ifindex: ifindex, in: namespace, repeat: 1)  // established
+            return datapath
+        }
+        func runs(_ frame: [UInt8], repeat count: UInt32) -> [() throws -> Double] {
+            datapaths.map { datapath in
+                { Double(try datapath.run(frame, direction: .egress, ifindex: ifindex, in: namespace, repeat: count).nanosecondsPerRun) }
+            }
+        }
+        var measured: [Path: [(measured: Double, floor: Double)]] = [:]
+        for path in Path.allCases {
+            switch path {
+            case .established:
+                measured[path] = try interleaved(runs(frame(40000, 443), repeat: repeatCount), floorRepeated, samples: rounds)
+            case .newDenied:
+                measured[path] = try interleaved(runs(frame(40001, 444), repeat: repeatCount), floorRepeated, samples: rounds)
+            case .newAllowed:
+                // Each sample a distinct flow: a repeated one is established after its first run.
+                var port: UInt16 = 1024
+                let newFlows = datapaths.map { datapath in
+                    { () throws -> Double in
+                        port &+= 1
+                        let packet = frame(port, 443)
+                        return Double(try datapath.run(packet, direction: .egress, ifindex: ifindex, in: namespace, repeat: 1).nanosecondsPerRun)
+                    }
+                }
+                measured[path] = try interleaved(newFlows, floorSingle, samples: newFlowSamples, passes: 1)
+            }
+        }
+        return measured
     }
 
     /// `count` disjoint /32s in 198.18.0.0/15 and beyond, one rule allowing TCP 443 to all of them.
@@ -95,18 +141,22 @@ public struct DatapathBenchmark {
         IPAddress(ipv4: [198, 18 + UInt8(index >> 16), UInt8(index >> 8 & 0xff), UInt8(index & 0xff)])
     }
 
-    /// `samples` measurements of the case and of the floor, alternating, per
-    /// pass; the minimum over passes of each one's median (noise only adds time).
-    private func interleaved(_ measure: () throws -> Double, _ floor: () throws -> Double, samples: Int,
-                             passes: Int? = nil) throws -> (measured: Double, floor: Double) {
-        var best = (measured: Double.infinity, floor: Double.infinity)
+    /// `samples` measurements of each case, each followed by one of the floor, in
+    /// turn, per pass; the minimum over passes of each one's median (noise only adds time).
+    private func interleaved(_ cases: [() throws -> Double], _ floor: () throws -> Double, samples: Int,
+                             passes: Int? = nil) throws -> [(measured: Double, floor: Double)] {
+        var best = Array(repeating: (measured: Double.infinity, floor: Double.infinity), count: cases.count)
         for _ in 0..<(passes ?? self.passes) {
-            var measured: [Double] = [], floors: [Double] = []
+            var measured = Array(repeating: [Double](), count: cases.count), floors = measured
             for _ in 0..<samples {
-                measured.append(try measure())
-                floors.append(try floor())
+                for (index, measure) in cases.enumerated() {
+                    measured[index].append(try measure())
+                    floors[index].append(try floor())
+                }
             }
-            best = (min(best.measured, Statistics.median(measured)), min(best.floor, Statistics.median(floors)))
+            for index in cases.indices {
+                best[index] = (min(best[index].measured, Statistics.median(measured[index])), min(best[index].floor, Statistics.median(floors[index])))
+            }
         }
         return best
     }

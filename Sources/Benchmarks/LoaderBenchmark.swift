@@ -43,6 +43,8 @@ public struct LoaderBenchmark {
         let document = Self.policy(cidrs: cidrs)
         var parsed = ParsedPolicies()
         let parse = try clock.measure { parsed = try PolicyDocumentParser.parse(document) }
+        // What apply would change, computed as apply computes it and written nowhere (`apply --dry-run`).
+        let dryRun = try clock.measure { _ = try loader.plan(parsed) }
         let apply = try clock.measure { _ = try loader.apply(parsed) }
         let rules = (0..<cidrs).map { PolicyRule(ruleID: 1, peer: IPPrefix(address: Self.address($0), length: 128)) }
         let compiled = try PolicyCompiler.compile(rules)
@@ -57,6 +59,8 @@ public struct LoaderBenchmark {
             Figure("apply \(cidrs) CIDRs (parse JSON)", parse.milliseconds, .milliseconds),
             Figure("apply \(cidrs) CIDRs (validate, store, compile, swap)", apply.milliseconds, .milliseconds, baseline: raw),
             Figure("apply \(cidrs) CIDRs, total", parse.milliseconds + apply.milliseconds, .milliseconds, baseline: raw, goal: .atMost(50)),
+            Figure("dry run of the same \(cidrs) CIDRs (validate, compile, compare)", dryRun.milliseconds, .milliseconds,
+                   baseline: .init("the real apply (validate, store, compile, swap)", apply.milliseconds), goal: .atMost(1.2, .times)),
         ]
     }
 

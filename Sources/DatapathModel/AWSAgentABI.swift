@@ -309,3 +309,75 @@ extension IPAddress {
         self.init(ipv4: withUnsafeBytes(of: field) { Array($0.prefix(4)) })
     }
 }
+
+/// The AWS agent's decision for a new flow (its tc programs' `evaluateFlow`), from
+/// what its maps hold for the pod and the peer: the reference `policy explain --aws`
+/// explains with. Read-only: nothing of the agent's can be run without its effects.
+///
+/// 1. Cluster policy: over the matching slots of the peer's `cp_*_map` entry, the lowest
+///    priority wins and, at equal priority, Deny before Accept before Pass. At or below
+///    priority 1000 (Admin) a Deny or Accept decides.
+/// 2. Network policy (`*_map`): no entry for the peer passes on unless the pod's network-policy
+///    state is `policies-applied` (then deny); with an entry, the slots in order: a RESERVED
+///    one denies, the first matching one allows, none denies, whatever the pod's state.
+/// 3. Baseline (the lowest matching priority above 1000): a Deny or Accept decides.
+/// 4. The pod's network-policy state: default allow or default deny.
+public enum AWSPolicyEvaluator {
+    public struct Outcome: Equatable, Sendable {
+        public let verdict: Verdict
+        /// 1 admin, 2 network policy, 3 baseline, 4 default: the tier the agent's event reports.
+        public let tier: Tier
+        /// The slot that decided, when one did: its index in the cluster-policy or network-policy value.
+        public let slot: Int?
+        public let clusterPolicy: Bool
+    }
+
+    public static func decide(clusterSlots: [AWSPolicySlot]?, policySlots: [AWSPolicySlot]?, networkPolicyState: AWSPodState,
+                              protocolNumber: UInt8, port: UInt16) -> Outcome {
+        var admin: (priority: UInt32, action: UInt32, slot: Int)?
+        var baseline: (priority: UInt32, action: UInt32, slot: Int)?
+        for (index, slot) in (clusterSlots ?? []).enumerated() where slot.matchesClusterPolicy(protocolNumber: protocolNumber, port: port) {
+            let encoded = slot.encodedPriority ?? 0
+            let priority = encoded / AWSAgent.priorityActionBase, action = encoded % AWSAgent.priorityActionBase
+            if admin.map({ priority < $0.priority || (priority == $0.priority && action < $0.action) }) ?? true { admin = (priority, action, index) }
+            if priority > AWSAgent.adminPriorityLimit,
+               baseline.map({ priority < $0.priority || (priority == $0.priority && action < $0.action) }) ?? true {
+                baseline = (priority, action, index)
+            }
+        }
+        if let admin, admin.priority <= AWSAgent.adminPriorityLimit, admin.action != UInt32(RuleAction.pass.rawValue) {
+            return Outcome(verdict: admin.action == UInt32(RuleAction.accept.rawValue) ? .allow : .deny, tier: .admin, slot: admin.slot, clusterPolicy: true)
+        }
+        if let slots = policySlots {
+            for (index, slot) in slots.enumerated() {
+                if slot.isReserved { return Outcome(verdict: .deny, tier: .networkPolicy, slot: index, clusterPolicy: false) }
+                if slot.matchesNetworkPolicy(protocolNumber: protocolNumber, port: port) {
+                    return Outcome(verdict: .allow, tier: .networkPolicy, slot: index, clusterPolicy: false)
+                }
+            }
+            return Outcome(verdict: .deny, tier: .networkPolicy, slot: nil, clusterPolicy: false)
+        }
+        if networkPolicyState == .policiesApplied { return Outcome(verdict: .deny, tier: .networkPolicy, slot: nil, clusterPolicy: false) }
+        if let baseline, baseline.action != UInt32(RuleAction.pass.rawValue) {
+            return Outcome(verdict: baseline.action == UInt32(RuleAction.accept.rawValue) ? .allow : .deny, tier: .baseline, slot: baseline.slot,
+                           clusterPolicy: true)
+        }
+        return Outcome(verdict: networkPolicyState == .defaultDeny ? .deny : .allow, tier: .podDefault, slot: nil, clusterPolicy: false)
+    }
+}
+
+extension AWSPolicySlot {
+    /// A network-policy slot's match as the agent tests it: the protocol (or ANY), then the
+    /// port: any (start 0), the start itself, or above it up to the end.
+    public func matchesNetworkPolicy(protocolNumber: UInt8, port: UInt16) -> Bool {
+        (matchesAnyProtocol || self.protocolNumber == UInt32(protocolNumber))
+            && (startPort == 0 || UInt32(port) == startPort || (UInt32(port) > startPort && UInt32(port) <= endPort))
+    }
+
+    /// A cluster-policy slot's match: ANY ignores ports; else the protocol, then the port
+    /// (any, the start, or within a range whose end is set).
+    public func matchesClusterPolicy(protocolNumber: UInt8, port: UInt16) -> Bool {
+        matchesAnyProtocol || (self.protocolNumber == UInt32(protocolNumber)
+            && (startPort == 0 || UInt32(port) == startPort || (endPort > 0 && UInt32(port) >= startPort && UInt32(port) <= endPort)))
+    }
+}

@@ -98,12 +98,11 @@ public struct IPAddress: Hashable, Comparable, Sendable, CustomStringConvertible
 
     /// The address with every bit after the first `length` cleared.
     func masked(to length: Int) -> IPAddress {
-        var result = bytes
-        for index in 0..<16 {
-            let kept = max(0, min(8, length - index * 8))
-            result[index] &= kept == 8 ? 0xff : ~(0xff >> kept)
-        }
-        return IPAddress(bytes: result)
+        // Each word holds its bytes in network order once byte-swapped to big endian.
+        func mask(_ bits: Int) -> UInt64 { bits <= 0 ? 0 : bits >= 64 ? ~0 : UInt64(bigEndian: ~0 << (64 - bits)) }
+        var result = self
+        result.storage = (storage.0 & mask(length), storage.1 & mask(length - 64))
+        return result
     }
 }
 

@@ -95,7 +95,7 @@ extension Loader {
     /// the same validation, storage indexes and compilation as `apply`, compared with what each
     /// touched pod enforces now; `probes` decided before and after.
     public func plan(_ input: ParsedPolicies, probes: [ProbeFlow] = [], waitingUpTo timeout: Double = defaultLockTimeout) throws -> ApplyPlan {
-        let held = try Self.lock(root, .shared, timeout)
+        let held = try readLock(waitingUpTo: timeout)
         defer { withExtendedLifetime(held) {} }
         let versions = try state.allVersions()
         let current = LoaderState.live(versions)

@@ -68,7 +68,12 @@ public struct Attribution: Sendable {
 extension Loader {
     /// Names for what the datapath reports, as the state is now.
     public func attribution() throws -> Attribution {
-        Attribution(pods: try state.pods(), objects: Dictionary(uniqueKeysWithValues: try state.objects().map { ($0.index, $0.object) }),
+        try attribution(objects: try state.objectSummaries())
+    }
+
+    /// Names as the state is now, with the stored objects (summaries suffice) already read.
+    func attribution(objects: [StoredObject]) throws -> Attribution {
+        Attribution(pods: try state.pods(), objects: Dictionary(uniqueKeysWithValues: objects.map { ($0.index, $0.object) }),
                     retired: try state.retiredPolicies())
     }
 }

@@ -510,8 +510,13 @@ public final class Loader {
     /// Pods with their live state and drift, and interfaces carrying netfence's
     /// programs that no registered pod owns; under the shared lock (unless this
     /// loader holds the exclusive one), so no change is seen half-made.
+    /// The shared lock a reader takes for one consistent view; none for a loader that holds the writer's.
+    func readLock(waitingUpTo timeout: Double) throws -> FileLock? {
+        writeLock == nil ? try Self.lock(root, .shared, timeout) : nil
+    }
+
     public func status(waitingUpTo timeout: Double = defaultLockTimeout) throws -> Status {
-        let held = writeLock == nil ? try Self.lock(root, .shared, timeout) : nil
+        let held = try readLock(waitingUpTo: timeout)
         defer { withExtendedLifetime(held) {} }
         let objects = try state.objects()
         var (pods, _, stray) = try snapshot(objects: objects)

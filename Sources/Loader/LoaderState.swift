@@ -200,6 +200,12 @@ public final class LoaderState {
         Self.live(try allVersions())
     }
 
+    /// The live version of every applied object without its rules: names, selection and
+    /// isolation only, for what names ids or finds a pod's objects.
+    public func objectSummaries() throws -> [StoredObject] {
+        Self.live(try allVersions(rules: false))
+    }
+
     /// The later version of each object among `versions`.
     static func live(_ versions: [StoredObject]) -> [StoredObject] {
         var latest: [ObjectKey: StoredObject] = [:]
@@ -210,7 +216,7 @@ public final class LoaderState {
     }
 
     /// Every stored version, complete ones only (a manifest is written after its chunks).
-    func allVersions() throws -> [StoredObject] {
+    func allVersions(rules: Bool = true) throws -> [StoredObject] {
         var result: [StoredObject] = []
         for key in try manifests.keys() {
             let index = uint32(key)
@@ -222,7 +228,7 @@ public final class LoaderState {
                 }
                 data += part
             }
-            guard data.count == manifest.length, let object = PolicyObjectCodec.decode(data) else {
+            guard data.count == manifest.length, let object = PolicyObjectCodec.decode(data, rules: rules) else {
                 throw LoaderError.corruptState("object \(index) does not decode")
             }
             result.append(StoredObject(index: index, object: object,

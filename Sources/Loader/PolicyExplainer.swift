@@ -124,7 +124,8 @@ extension Loader {
         guard let (podID, registration) = try state.pod(question.pod), let record = try datapath.pod(ifindex: registration.ifindex) else {
             throw LoaderError.unknownPod(question.pod)
         }
-        let attribution = try attribution()
+        let objects = try state.objectSummaries()
+        let attribution = try attribution(objects: objects)
         let direction = question.direction
         let family = question.peer.family
         let entry = try datapath.liveTrieEntry(podID: podID, direction: direction, slot: record.slot, peer: question.peer, family: family)
@@ -164,8 +165,9 @@ extension Loader {
                                              reason: reason.description, policy: named?.policy, rule: named?.rule)
         }
         let proxyAlive = beat != 0 && beat &+ DatapathLimits.dnsHeartbeatTimeoutNanoseconds > now
+        let withRules = grant == nil ? [] : try state.objects()  // the patterns' text is in the rules
         let grants = (grant?.patterns ?? []).map { pattern in
-            PolicyExplanation.Grant(pattern: DomainGrantNames.pattern(pattern.pattern, objects: try? state.objects()),
+            PolicyExplanation.Grant(pattern: DomainGrantNames.pattern(pattern.pattern, objects: withRules),
                                     expiresInSeconds: (Double(pattern.expiresNanoseconds) - Double(now)) / 1e9,
                                     live: proxyAlive && pattern.expiresNanoseconds > now,
                                     rules: (domainRules[pattern.pattern] ?? []).map(words))
@@ -182,7 +184,7 @@ extension Loader {
         var kernel: PolicyExplanation.Kernel?
         if confirm {
             let namespace = try registration.netns.isEmpty ? nil : NetworkNamespace.named(registration.netns)
-            let frame = Self.probeFrame(question, podAddress: try podAddress(question.pod, family: family))
+            let frame = Self.probeFrame(question, podAddress: Self.podAddress(question.pod, family: family, objects: objects))
             let judged = try datapath.explain(frame, direction: direction, ifindex: registration.ifindex, in: namespace)
             let kernelDecision = judged.map { verdict($0.decision, $0.reason) }
             let kernelAudit = judged?.audit.map { verdict($0, .policy) }
@@ -204,8 +206,8 @@ extension Loader {
     }
 
     /// The pod's address of `family` as the objects selecting it give it (podSelectorEndpoints[].podIP), if any.
-    func podAddress(_ pod: PodReference, family: AddressFamily) throws -> IPAddress? {
-        try state.objects().lazy.flatMap(\.object.pods).first { $0.pod == pod && $0.podIP?.family == family }?.podIP
+    static func podAddress(_ pod: PodReference, family: AddressFamily, objects: [StoredObject]) -> IPAddress? {
+        objects.lazy.flatMap(\.object.pods).first { $0.pod == pod && $0.podIP?.family == family }?.podIP
     }
 
     /// The first packet of the flow, as the pod's host veth sees it. The decision reads only the
@@ -249,8 +251,8 @@ extension Loader {
 
 /// Pattern ids back to their text, from the applied objects' domain rules.
 enum DomainGrantNames {
-    static func pattern(_ id: UInt64, objects: [StoredObject]?) -> String {
-        for stored in objects ?? [] {
+    static func pattern(_ id: UInt64, objects: [StoredObject]) -> String {
+        for stored in objects {
             for rule in stored.object.egress { if let pattern = rule.domainName, pattern.id == id { return pattern.description } }
         }
         return "pattern 0x" + String(id, radix: 16)

@@ -7,7 +7,7 @@ import HostKit
 /// namespaces, each joined to it by a veth pair (the node end is the pod's host
 /// veth). Addresses from the test ranges: pod i is the second address of the
 /// i-th /30 from 198.18.`subnet`.0 (64 per third octet) and 2001:db8:`subnet`:i::2. Everything lives in namespaces this type created and
-/// goes with ``remove()`` (also run on deinit).
+/// goes with ``remove()`` (also run on deinit, unless ``keep()`` said to leave it).
 public final class ClusterNetwork: @unchecked Sendable {
     public struct Pod: Sendable {
         public let namespace: NetworkNamespace
@@ -85,7 +85,13 @@ public final class ClusterNetwork: @unchecked Sendable {
     /// Deletes every namespace (and with them the veths and filters).
     public func remove() { names.forEach(IPRoute.deleteNamespace) }
 
-    deinit { remove() }
+    /// Whether deinit leaves the namespaces in place (`demo --keep`).
+    private var kept = false
+
+    /// Leaves the namespaces in place when this value goes: someone wants to look around.
+    public func keep() { kept = true }
+
+    deinit { if !kept { remove() } }
 
     /// Without duplicate address detection, link-local addresses (which neighbour
     /// discovery needs) work at once instead of after about a second.

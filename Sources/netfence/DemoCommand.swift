@@ -39,7 +39,9 @@ struct DemoCommand: Command {
         let servers = try cluster.pods.map { try ProbeServer(in: $0.namespace, port: Self.port) }
         defer {
             servers.forEach { $0.stop() }
-            if !keepResources {
+            if keepResources {
+                cluster.keep()
+            } else {
                 try? Loader.reset(root: root)
                 cluster.remove()
             }

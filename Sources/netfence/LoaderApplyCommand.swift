@@ -85,7 +85,7 @@ extension LoaderApplyCommand {
                 lines.append("  probe \(probe.flow): " + (probe.changes ? "\(probe.before) → \(probe.after)" : "\(probe.after) (unchanged)"))
             }
         }
-        context.print(TerminalText.escaped(lines.joined(separator: "\n")))
+        context.print(lines.map(TerminalText.escaped).joined(separator: "\n"))
     }
 }
 

@@ -1,5 +1,6 @@
 import CommandTree
 import DatapathModel
+import Inspection
 import Loader
 
 /// `netfence policy`: why a flow is decided as it is, and what each pod enforces.
@@ -28,6 +29,12 @@ struct PolicyExplainCommand: Command {
 
             --port is the port the rules match: the pod's for ingress, the peer's for egress. --peer-port is the \
             peer's port of an ingress flow (its source port). ICMP and ICMPv6 take no port.
+
+            --aws explains the AWS network-policy agent's decision on an EKS node instead, read-only, from its pinned \
+            maps for the pod (its pod identifier from NAMESPACE/NAME) and by its own procedure: cluster-policy slots \
+            by lowest priority (Deny before Accept before Pass at a tie; Admin up to 1000), then the network-policy \
+            slots in order (a RESERVED one denies, the first match allows, none denies), then Baseline, then the \
+            pod's state.
             """)
 
     static let pod = Option<PodReference>(long: "pod", help: "The pod, as NAMESPACE/NAME.")
@@ -36,7 +43,8 @@ struct PolicyExplainCommand: Command {
     static let proto = Option<ProtocolArgument>(long: "proto", help: "tcp, udp, sctp, icmp or icmpv6.", default: ProtocolArgument(argument: "tcp")!)
     static let port = Option<UInt16?>(long: "port", help: "The port the rules match (needed for tcp, udp, sctp).", default: nil, showDefault: false)
     static let peerPort = Option<UInt16?>(long: "peer-port", help: "The peer's port of an ingress flow.", default: nil, showDefault: false)
-    static let arguments = ([pod, direction, peer, proto, port, peerPort] as [any ArgumentDefining]).map(\.definition)
+    static let aws = Flag(long: "aws", help: "Explain the AWS network-policy agent's decision from its maps (read-only).")
+    static let arguments = ([pod, direction, peer, proto, port, peerPort, aws, AWSRoot.option] as [any ArgumentDefining]).map(\.definition)
 
     let parsed: ParsedArguments
     init(parsed: ParsedArguments) { self.parsed = parsed }
@@ -58,19 +66,52 @@ struct PolicyExplainCommand: Command {
     }
 
     func run(_ context: CommandContext) throws {
+        if parsed[Self.aws] { return try runAWS(context) }
         let loader = try LoaderAccess.open(context)
         let question = FlowQuestion(pod: parsed[Self.pod], direction: parsed[Self.direction], peer: parsed[Self.peer], protocolNumber: protocolNumber,
                                     port: parsed[Self.port] ?? 0, sourcePort: parsed[Self.direction] == .ingress ? parsed[Self.peerPort] : nil)
         let explanation = try loader.explain(question)
         switch context.outputFormat {
         case .json: context.print(try JSONOutput.encode(explanation))
-        case .table: context.print(TerminalText.escaped(Self.text(explanation)))
+        case .table: context.print(Self.text(explanation).split(separator: "\n", omittingEmptySubsequences: false).map { TerminalText.escaped(String($0)) }
+            .joined(separator: "\n"))
         }
         if let kernel = explanation.kernel, !kernel.agrees {
             throw RuntimeError("netfence bug: the loaded program (\(kernel.program) id \(kernel.programID)) decides "
                 + (kernel.decision.map(Self.words) ?? "nothing") + ", the reference decides " + Self.words(explanation.decision),
                 hint: "please report it with this output")
         }
+    }
+
+    func runAWS(_ context: CommandContext) throws {
+        try NodeAccess.requirePrivileges(context)
+        let pod = parsed[Self.pod]
+        let explanation = try AWSPolicyExplanation.explain(podIdentifier: AWSAgent.podIdentifier(namespace: pod.namespace, name: pod.name),
+                                                           direction: parsed[Self.direction], peer: parsed[Self.peer], protocolNumber: protocolNumber,
+                                                           port: parsed[Self.port] ?? 0, awsRoot: parsed[AWSRoot.option])
+        if context.outputFormat == .json { return context.print(try JSONOutput.encode(explanation)) }
+        var lines = ["AWS agent, pod \(explanation.podIdentifier) \(explanation.direction): network policy \(explanation.networkPolicyState), "
+                     + "cluster policy \(explanation.clusterPolicyState)",
+                     "flow: \(explanation.direction == "ingress" ? "from" : "to") \(explanation.peer)"
+                        + (explanation.port == 0 ? "" : " port \(explanation.port)") + "/\(explanation.proto), a new flow"]
+        for (title, prefix, slots) in [("cluster-policy", explanation.clusterPolicyPrefix, explanation.clusterPolicySlots),
+                                       ("network-policy", explanation.networkPolicyPrefix, explanation.networkPolicySlots)] {
+            lines.append("")
+            guard let prefix else {
+                lines.append("no entry of the pod's \(title) trie holds \(explanation.peer)")
+                continue
+            }
+            lines.append("\(title) entry holding \(explanation.peer): \(prefix)")
+            var table = Table(headers: ["SLOT", "PROTO", "PORTS", "TIER", "PRIO", "ACTION", "MATCHES"])
+            for slot in slots {
+                table.append([String(slot.slot), slot.proto, slot.ports, slot.tier ?? "-", slot.priority.map(String.init) ?? "-", slot.action,
+                              slot.matches ? "yes" : "no"])
+            }
+            lines += table.render().split(separator: "\n").map { "  " + $0 }
+        }
+        lines += ["", "decision: \(explanation.verdict) by \(explanation.tier)" + (explanation.slot.map { " (slot \($0) of \(explanation.map ?? ""))" } ?? ""),
+                  "why: \(explanation.why)"]
+        context.print(lines.map(TerminalText.escaped).joined(separator: "\n"))
     }
 
     static func words(_ verdict: PolicyExplanation.Verdict) -> String {
@@ -157,9 +198,9 @@ struct PolicyShowCommand: Command {
                               Self.last(direction.isolation)])
             }
             table.append(["(default)", "-", "-", "nothing isolates", "", "default", "", "", Self.hits(direction.podDefault), Self.last(direction.podDefault)])
-            lines.append(table.render())
+            lines += table.render().split(separator: "\n").map(String.init)
         }
-        context.print(TerminalText.escaped(lines.joined(separator: "\n")))
+        context.print(lines.map(TerminalText.escaped).joined(separator: "\n"))
     }
 
     static func hits(_ hits: PodRulesView.Hits) -> String { "\(hits.allowed) allowed, \(hits.denied) denied" }

@@ -5,6 +5,19 @@ import Testing
 func prefix(_ text: String) -> IPPrefix { IPPrefix.parse(text)!.prefix }
 
 @Suite struct AddressTests {
+    @Test func prefixesClearEveryHostBit() {
+        // Against a bit-by-bit mask of the 16 bytes, at every length, for an all-ones address.
+        let ones = IPAddress(bytes: [UInt8](repeating: 0xff, count: 16))
+        for length in 0...128 {
+            let expected = (0..<16).map { index -> UInt8 in
+                let kept = max(0, min(8, length - index * 8))
+                return kept == 0 ? 0 : ~(0xff >> kept)
+            }
+            #expect(IPPrefix(address: ones, length: length, family: .ipv6).address.bytes == expected, "length \(length)")
+        }
+        #expect(IPPrefix.parse("198.18.255.255/17")!.prefix.description == "198.18.128.0/17")
+    }
+
     @Test func prefixesParseCanonicalizeAndPrint() {
         let parsed = IPPrefix.parse("10.1.2.3/8")!
         #expect(!parsed.wasCanonical)

@@ -159,6 +159,46 @@ import TestSupport
         #expect(!(try json(["conntrack", "list", "--aws", "--proto", "tcp"])).isEmpty, "only the selected flows went")
     }
 
+    /// `policy explain --aws` decides by the agent's own procedure over its maps: Admin by lowest
+    /// priority first, then the network-policy slots in order (RESERVED denies), then the pod's state.
+    @Test func explainOverTheAgentsMapsFollowsItsProcedure() throws {
+        guard Privileges.require() else { return }
+        let node = try Node()
+        let client = node.agent.pods[0]
+        try client.maps[.ingressMap]!.update(key: AWSAgentNode.trieKey("198.18.0.0/16"),
+                                               value: AWSAgentNode.trieValue([0: [6, 80, 0], 5: [17, 8000, 8100]], clusterPolicy: false))
+        try client.maps[.ingressMap]!.update(key: AWSAgentNode.trieKey("198.18.9.0/24"), value: AWSAgentNode.trieValue([0: [255, 0, 0]], clusterPolicy: false))
+        // Admin priority 10 Deny of TCP 443 (10×10+0); Baseline priority 5 Accept of anything ((2000+5)×10+1).
+        try client.maps[.clusterIngressMap]!.update(key: AWSAgentNode.trieKey("198.18.0.0/15"),
+                                                      value: AWSAgentNode.trieValue([0: [6, 100, 443, 0], 1: [254, 20051, 0, 0]], clusterPolicy: true))
+        let cases: [(peer: String, proto: String, port: Int, verdict: String, tier: String, slot: Int?, map: String?)] = [
+            ("198.18.1.1", "tcp", 443, "deny", "admin", 0, "cp_ingress_map"),
+            ("198.18.1.1", "tcp", 80, "allow", "network-policy", 0, "ingress_map"),
+            ("198.18.1.1", "udp", 8050, "allow", "network-policy", 5, "ingress_map"),
+            ("198.18.1.1", "tcp", 22, "deny", "network-policy", nil, nil),
+            ("198.18.9.9", "tcp", 80, "deny", "network-policy", 0, "ingress_map"),
+            ("198.19.0.1", "tcp", 80, "deny", "network-policy", nil, nil),
+        ]
+        for expected in cases {
+            let result = try NetfenceBinary.run(["policy", "explain", "--aws", "--pod", "default/client-7c79c4bf97-x9k2q", "--direction", "ingress",
+                                                 "--peer", expected.peer, "--proto", expected.proto, "--port", String(expected.port), "-o", "json"])
+            #expect(result.status == 0, "\(result.standardError)")
+            let answer = try jsonObject(result.standardOutput)
+            #expect(answer["verdict"] as? String == expected.verdict && answer["tier"] as? String == expected.tier
+                    && answer["slot"] as? Int == expected.slot && answer["map"] as? String == expected.map, "\(expected): \(answer)")
+        }
+        let wide = try jsonObject(try NetfenceBinary.run(["policy", "explain", "--aws", "--pod", "default/client-7c79c4bf97-x9k2q", "--direction", "ingress",
+                                                          "--peer", "198.18.9.9", "--port", "80", "-o", "json"]).standardOutput)
+        #expect(wide["networkPolicyPrefix"] as? String == "198.18.9.0/24" && wide["clusterPolicyPrefix"] as? String == "198.18.0.0/15")
+        #expect(wide["networkPolicyState"] as? String == "policies-applied" && wide["clusterPolicyState"] as? String == "default-deny")
+        let text = try NetfenceBinary.run(["policy", "explain", "--aws", "--pod", "default/client-7c79c4bf97-x9k2q", "--direction", "ingress",
+                                           "--peer", "198.18.1.1", "--port", "443"]).standardOutput
+        #expect(text.contains("decision: deny by admin (slot 0 of cp_ingress_map)"), "\(text)")
+        let missing = try NetfenceBinary.run(["policy", "explain", "--aws", "--pod", "default/ghost-1", "--direction", "ingress", "--peer", "198.18.1.1",
+                                              "--port", "80"])
+        #expect(missing.status == 1 && missing.standardError.contains("no ingress_pod_state_map of pod ghost@default is pinned"))
+    }
+
     /// `aws-eks-na-cli` as a symlink to netfence, in a folder of its own.
     func naCli(_ name: String = "aws-eks-na-cli") throws -> (path: String, folder: URL) {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("nf-nacli-\(UniqueNames.make("n"))")

@@ -1,40 +1,36 @@
-import CLibBPF
 import CNetfenceShim
 import Glibc
 import HostKit
 
-/// The one consumer of a BPF ring buffer map (libbpf `ring_buffer`): drains
-/// whatever records are ready, at once or after waiting for the first one.
+/// The one consumer of a BPF ring buffer map: visits the records ready in
+/// place (no copy) and gives their space back only after the visit, or, for a
+/// reader that must first make what it read durable, when told (`read`, then
+/// `commit`). The position is the map's own, so the next reader process
+/// continues where this one committed: nothing is read twice or skipped.
 public final class RingBufferReader {
     private let ring: OpaquePointer
-    private let records: UnsafeMutablePointer<nf_ring_records>
-    private let storage: UnsafeMutableRawPointer
+    private let batch: UnsafeMutablePointer<nf_ring_record>
+    private static let batchSize = 4096
+    /// The ring map's id: a position means something only for the same map.
+    public let mapID: UInt32
 
-    /// A reader on `map` (a `ringbuf` map), whose drains can hold everything
-    /// the ring holds at once.
+    /// A reader on `map` (a `ringbuf` map).
     public init(map: BPFMap) throws {
         let info = try map.info()
         guard info.type == .ringbuf else {
             throw SystemError("read ring buffer", "map \(info.name) (a \(info.type) map)", errno: EINVAL)
         }
-        let capacity = Int(info.maxEntries)
-        storage = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 8)
-        records = .allocate(capacity: 1)
-        records.initialize(to: nf_ring_records(data: storage.assumingMemoryBound(to: UInt8.self), capacity: UInt32(capacity),
-                                               used: 0, count: 0, dropped: 0))
-        guard let ring = nf_ring_open(map.descriptor.rawValue, records) else {
-            let error = errno
-            records.deallocate()
-            storage.deallocate()
-            throw SystemError("open ring buffer", "map \(info.name)", errno: error)
+        guard let ring = nf_ring_open(map.descriptor.rawValue, info.maxEntries) else {
+            throw SystemError("open ring buffer", "map \(info.name)", errno: errno)
         }
         self.ring = ring
+        mapID = info.id
+        batch = .allocate(capacity: Self.batchSize)
     }
 
     deinit {
-        ring_buffer__free(ring)
-        records.deallocate()
-        storage.deallocate()
+        nf_ring_close(ring)
+        batch.deallocate()
     }
 
     /// Every record ready now, oldest first, each as its bytes.
@@ -44,8 +40,8 @@ public final class RingBufferReader {
         return result
     }
 
-    /// Visits every record ready now, oldest first, without copying it again:
-    /// `visit` sees the record's bytes, valid only during the call. Returns how many.
+    /// Visits every record ready now, oldest first: `visit` sees the record's
+    /// bytes, valid only during the call. Then gives their space back. Returns how many.
     @discardableResult
     public func drain(_ visit: (UnsafeRawBufferPointer) throws -> Void) throws -> Int {
         try drain(waitingUpTo: nil, visit)
@@ -55,23 +51,47 @@ public final class RingBufferReader {
     /// (nil: not at all) for a record, blocked in the kernel; a signal ends the wait.
     @discardableResult
     public func drain(waitingUpTo timeout: Double?, _ visit: (UnsafeRawBufferPointer) throws -> Void) throws -> Int {
-        records.pointee.used = 0
-        records.pointee.count = 0
-        if let timeout {
-            try check(nf_ring_wait(ring, Int32(min(max(timeout, 0), 3600) * 1000)), "wait on", "ring buffer")
-        } else {
-            try check(nf_ring_drain(ring), "drain", "ring buffer")
-        }
-        var offset = 0
-        let used = Int(records.pointee.used)
-        while offset + 4 <= used {
-            let length = Int(storage.loadUnaligned(fromByteOffset: offset, as: UInt32.self))
-            try visit(UnsafeRawBufferPointer(start: storage + offset + 4, count: length))
-            offset += 4 + length
-        }
-        return Int(records.pointee.count)
+        let count = try read(waitingUpTo: timeout, visit)
+        commit()
+        return count
     }
 
-    /// Records that did not fit a drain's buffer (never, when sized from the ring).
-    public var droppedRecords: Int { Int(records.pointee.dropped) }
+    /// As `drain` without giving the space back: the records stay the ring's
+    /// (a reader killed now leaves them to the next one) until `commit`.
+    @discardableResult
+    public func read(waitingUpTo timeout: Double?, _ visit: (UnsafeRawBufferPointer) throws -> Void) throws -> Int {
+        var total = try visitReady(visit)
+        if total == 0, let timeout {
+            let milliseconds = Int32(min(max(timeout, 0), 3600) * 1000)
+            let status = nf_ring_wait(ring, milliseconds)
+            if status < 0 { throw SystemError("wait on", "ring buffer", errno: -status) }
+            total = try visitReady(visit)
+        }
+        return total
+    }
+
+    private func visitReady(_ visit: (UnsafeRawBufferPointer) throws -> Void) throws -> Int {
+        var total = 0
+        while true {
+            let count = Int(nf_ring_peek(ring, batch, Int32(Self.batchSize)))
+            for index in 0..<count {
+                try visit(UnsafeRawBufferPointer(start: batch[index].data, count: Int(batch[index].length)))
+            }
+            total += count
+            if count < Self.batchSize { return total }
+        }
+    }
+
+    /// Gives back the space of every record read so far.
+    public func commit() { nf_ring_commit(ring) }
+
+    /// The position after the last record read (committed or not).
+    public var position: UInt64 { nf_ring_pending_position(ring) }
+    /// The position committed: where the next reader would start.
+    public var committedPosition: UInt64 { nf_ring_consumer_position(ring) }
+
+    /// Counts everything before `position` as read and committed (a restarted
+    /// reader skipping what it made durable before it died). False when the
+    /// position is not between the committed one and the producer's.
+    public func skip(to position: UInt64) -> Bool { nf_ring_skip_to(ring, position) == 0 }
 }

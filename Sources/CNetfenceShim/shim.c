@@ -9,6 +9,9 @@
 #include <pthread.h>
 #include <sched.h>
 #include <string.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/vfs.h>
 #include <stdarg.h>
@@ -223,37 +226,124 @@ int nf_prog_test_run(int netns_fd, int prog_fd, const void *data, __u32 size, __
 	return 0;
 }
 
-static int take_record(void *opaque, void *data, size_t size)
-{
-	struct nf_ring_records *records = opaque;
+struct nf_ring {
+	int epoll_fd;
+	__u64 mask;
+	size_t page_size;
+	__u64 *consumer_pos; /* the first page, ours to write */
+	void *producer_page; /* the producer position, then the data twice */
+	__u64 data_size;
+	__u64 pending;
+};
 
-	if (records->used + sizeof(__u32) + size > records->capacity) {
-		records->dropped += 1;
-		return 0;
+struct nf_ring *nf_ring_open(int map_fd, __u32 size)
+{
+	struct nf_ring *ring = calloc(1, sizeof(*ring));
+	struct epoll_event event = { .events = EPOLLIN };
+	int err;
+
+	if (!ring)
+		return NULL;
+	if (!size || (size & (size - 1))) {
+		free(ring);
+		errno = EINVAL;
+		return NULL;
 	}
-	__u32 length = size;
-	memcpy(records->data + records->used, &length, sizeof(length));
-	memcpy(records->data + records->used + sizeof(length), data, size);
-	records->used += sizeof(length) + size;
-	records->count += 1;
+	ring->page_size = (size_t)sysconf(_SC_PAGESIZE);
+	ring->mask = size - 1;
+	ring->data_size = size;
+	ring->epoll_fd = -1;
+	ring->consumer_pos = mmap(NULL, ring->page_size, PROT_READ | PROT_WRITE, MAP_SHARED, map_fd, 0);
+	if (ring->consumer_pos == MAP_FAILED)
+		goto fail;
+	ring->producer_page = mmap(NULL, ring->page_size + 2 * (size_t)size, PROT_READ, MAP_SHARED, map_fd, ring->page_size);
+	if (ring->producer_page == MAP_FAILED)
+		goto fail;
+	ring->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+	if (ring->epoll_fd < 0 || epoll_ctl(ring->epoll_fd, EPOLL_CTL_ADD, map_fd, &event) < 0)
+		goto fail;
+	ring->pending = __atomic_load_n(ring->consumer_pos, __ATOMIC_ACQUIRE);
+	return ring;
+fail:
+	err = errno;
+	nf_ring_close(ring);
+	errno = err;
+	return NULL;
+}
+
+void nf_ring_close(struct nf_ring *ring)
+{
+	if (!ring)
+		return;
+	if (ring->consumer_pos && ring->consumer_pos != MAP_FAILED)
+		munmap(ring->consumer_pos, ring->page_size);
+	if (ring->producer_page && ring->producer_page != MAP_FAILED)
+		munmap(ring->producer_page, ring->page_size + 2 * ring->data_size);
+	if (ring->epoll_fd >= 0)
+		close(ring->epoll_fd);
+	free(ring);
+}
+
+__u64 nf_ring_producer_position(const struct nf_ring *ring)
+{
+	return __atomic_load_n((__u64 *)ring->producer_page, __ATOMIC_ACQUIRE);
+}
+
+int nf_ring_peek(struct nf_ring *ring, struct nf_ring_record *records, int max)
+{
+	const __u8 *data = (const __u8 *)ring->producer_page + ring->page_size;
+	__u64 producer = nf_ring_producer_position(ring);
+	int count = 0;
+
+	while (count < max && ring->pending < producer) {
+		const __u8 *header = data + (ring->pending & ring->mask);
+		__u32 length = __atomic_load_n((const __u32 *)header, __ATOMIC_ACQUIRE);
+
+		if (length & BPF_RINGBUF_BUSY_BIT)
+			break;
+		__u32 size = length & ~(__u32)(BPF_RINGBUF_BUSY_BIT | BPF_RINGBUF_DISCARD_BIT);
+
+		if (!(length & BPF_RINGBUF_DISCARD_BIT)) {
+			records[count].data = header + BPF_RINGBUF_HDR_SZ;
+			records[count].length = size;
+			count++;
+		}
+		ring->pending += (size + BPF_RINGBUF_HDR_SZ + 7) & ~7ULL;
+	}
+	return count;
+}
+
+__u64 nf_ring_pending_position(const struct nf_ring *ring)
+{
+	return ring->pending;
+}
+
+__u64 nf_ring_consumer_position(const struct nf_ring *ring)
+{
+	return __atomic_load_n(ring->consumer_pos, __ATOMIC_ACQUIRE);
+}
+
+void nf_ring_commit(struct nf_ring *ring)
+{
+	__atomic_store_n(ring->consumer_pos, ring->pending, __ATOMIC_RELEASE);
+}
+
+int nf_ring_skip_to(struct nf_ring *ring, __u64 position)
+{
+	if (position < nf_ring_consumer_position(ring) || position > nf_ring_producer_position(ring))
+		return -EINVAL;
+	ring->pending = position;
+	nf_ring_commit(ring);
 	return 0;
 }
 
-struct ring_buffer *nf_ring_open(int map_fd, struct nf_ring_records *records)
+int nf_ring_wait(struct nf_ring *ring, int timeout_ms)
 {
-	return ring_buffer__new(map_fd, take_record, records, NULL);
-}
+	struct epoll_event event;
 
-int nf_ring_drain(struct ring_buffer *ring)
-{
-	return ring_buffer__consume(ring);
-}
-
-int nf_ring_wait(struct ring_buffer *ring, int timeout_ms)
-{
-	int taken = ring_buffer__poll(ring, timeout_ms);
-
-	return taken == -EINTR ? 0 : taken;
+	if (epoll_wait(ring->epoll_fd, &event, 1, timeout_ms) < 0 && errno != EINTR)
+		return -errno;
+	return 0;
 }
 
 static _Thread_local char last_warning[512];

@@ -40,7 +40,6 @@ public final class AWSEventStream: VerdictSource {
     private var interfaces: [UInt32: String] = [:]
     private var podsByAddress: [IPAddress: UInt32] = [:]
     private var lastRefresh = Date.distantPast
-    private var droppedReported = 0
     /// Other processes that hold the ring open (the agent reading it), as `pid N (name)`.
     public let otherReaders: [String]
 
@@ -81,10 +80,6 @@ public final class AWSEventStream: VerdictSource {
                 refreshed = true
             }
             try visit(.event(decode(event, at: now)))
-        }
-        if reader.droppedRecords > droppedReported {
-            try visit(.lost(UInt64(reader.droppedRecords - droppedReported)))
-            droppedReported = reader.droppedRecords
         }
     }
 

@@ -23,8 +23,6 @@ public final class EventStream {
     private let clock = HostClock.monotonic.dates()
     private var attribution: Attribution
     private var lastLossCheck = Date.distantPast
-    /// Records the reader could not keep (never, with its buffer sized to the ring).
-    private var droppedReported = 0
 
     public init(loader: Loader) throws {
         self.loader = loader
@@ -51,10 +49,6 @@ public final class EventStream {
                 refreshed = true
             }
             try visit(.event(attribution.decode(event, monotonicToWall: clock.date)))
-        }
-        if reader.droppedRecords > droppedReported {
-            try visit(.lost(UInt64(reader.droppedRecords - droppedReported)))
-            droppedReported = reader.droppedRecords
         }
     }
 }

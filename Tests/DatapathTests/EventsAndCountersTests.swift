@@ -71,6 +71,36 @@ import TestSupport
         #expect(delivered + lost == UInt64(burst), "every event is delivered or counted lost")
     }
 
+    /// A reader gives records back only when it commits: one that stops before leaves them to the
+    /// next reader (the position is the map's), one that commits is never read again.
+    @Test func recordsStayInTheRingUntilAReaderCommits() throws {
+        guard Privileges.require() else { return }
+        let bench = try VerdictBench(pods: 1)
+        try bench.apply(pod: 0, states: [.ingress: .defaultDeny, .egress: .defaultAllow])
+        func deny(_ count: UInt32) throws {
+            _ = try bench.datapath.run(tcp("198.18.2.1", "198.18.1.10", 999, 80), direction: .ingress, ifindex: bench.ifindex(0),
+                                       in: bench.interfaces.namespace, repeat: count)
+        }
+        try deny(3)
+        var first: RingBufferReader? = try bench.datapath.eventReader()
+        #expect(try first!.read(waitingUpTo: nil) { _ in } == 3)
+        #expect(first!.position > first!.committedPosition, "read, not committed")
+        first = nil  // dies without committing
+        let second = try bench.datapath.eventReader()
+        #expect(try second.read(waitingUpTo: nil) { _ in } == 3, "the next reader gets them all")
+        let end = second.position
+        second.commit()
+        try deny(2)
+        #expect(try bench.datapath.eventReader().drain().count == 2, "committed records are not read again")
+        try deny(4)
+        let skipping = try bench.datapath.eventReader()
+        let start = skipping.committedPosition
+        #expect(end < start && !skipping.skip(to: end), "no going back before the committed position")
+        #expect(skipping.skip(to: start + 2 * UInt64((8 + VerdictEvent.size + 7) / 8 * 8)))
+        #expect(try skipping.drain().count == 2, "skipped records count as read")
+        #expect(try bench.datapath.eventReader().read(waitingUpTo: 0.05) { _ in } == 0, "an empty ring waits, then reads nothing")
+    }
+
     @Test func countersSplitByPodDirectionAndVerdict() throws {
         guard Privileges.require() else { return }
         let bench = try VerdictBench(pods: 2)

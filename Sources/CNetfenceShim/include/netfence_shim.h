@@ -78,30 +78,43 @@ int nf_prog_test_run_context(int netns_fd, int prog_fd, const void *data, __u32 
 int nf_prog_test_run(int netns_fd, int prog_fd, const void *data, __u32 size, __u32 repeat,
 		     __u32 ctx_ifindex, __u32 *retval, __u32 *duration_ns);
 
-/* Records drained from a BPF ring buffer, each as a __u32 length then its
- * bytes. With CAPACITY at least the ring's size everything the ring holds
- * fits; a record that does not is counted in DROPPED (libbpf has already
- * consumed it). */
-struct nf_ring_records {
-	__u8 *data;
-	__u32 capacity;
-	__u32 used;
-	__u32 count;
-	__u32 dropped;
+/* The one consumer of a BPF ring buffer map, reading records in place (the
+ * kernel maps the data area twice, so a record is contiguous even where it
+ * wraps) and moving the consumer position only when told: a reader that
+ * dies before committing leaves its records for the next one. The position
+ * lives in the map, so it carries over from one reader process to the next. */
+struct nf_ring;
+
+struct nf_ring_record {
+	const void *data; /* valid until the batch is committed */
+	__u32 length;
 };
 
-/* A libbpf ring buffer consumer on MAP_FD that drains into RECORDS, or NULL
- * with errno set. */
-struct ring_buffer *nf_ring_open(int map_fd, struct nf_ring_records *records);
+/* A consumer of MAP_FD, a ring of SIZE data bytes; NULL with errno set. */
+struct nf_ring *nf_ring_open(int map_fd, __u32 size);
+void nf_ring_close(struct nf_ring *ring);
 
-/* Moves every ready record into the consumer's RECORDS; returns how many
- * were read from the ring, or -errno. */
-int nf_ring_drain(struct ring_buffer *ring);
+/* Up to MAX records ready after the last one handed out (committed or not),
+ * oldest first, into RECORDS; stops at one still being written. Returns how
+ * many. Discarded records are passed over. */
+int nf_ring_peek(struct nf_ring *ring, struct nf_ring_record *records, int max);
 
-/* Waits up to TIMEOUT_MS for records (epoll on the ring), then moves every
- * ready one into RECORDS; returns how many, 0 when the wait timed out or a
- * signal ended it, or -errno. */
-int nf_ring_wait(struct ring_buffer *ring, int timeout_ms);
+/* The position after the last record handed out, and the committed one. */
+__u64 nf_ring_pending_position(const struct nf_ring *ring);
+__u64 nf_ring_consumer_position(const struct nf_ring *ring);
+/* What the producer has written up to (records beyond it are not there yet). */
+__u64 nf_ring_producer_position(const struct nf_ring *ring);
+
+/* Gives back every record handed out: the producer may reuse their space. */
+void nf_ring_commit(struct nf_ring *ring);
+
+/* Moves the consumer to POSITION (between the consumer's and the producer's):
+ * the records before it count as read. Returns 0, or -EINVAL outside that range. */
+int nf_ring_skip_to(struct nf_ring *ring, __u64 position);
+
+/* Waits up to TIMEOUT_MS for the producer to signal data (epoll on the map);
+ * returns 0 (data, a timeout or a signal: peek to know), or -errno. */
+int nf_ring_wait(struct nf_ring *ring, int timeout_ms);
 
 /* libbpf prints warnings (verifier logs among them) to stderr by default;
  * this keeps the last one instead, so a failed load becomes one error line

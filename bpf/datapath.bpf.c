@@ -120,6 +120,29 @@ struct {
 	__type(value, __u64);
 } stats SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, NF_MAX_PODS);
+	__type(key, __u32);
+	__type(value, struct nf_pod_event_level);
+} pod_event_levels SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, NF_EVENT_LIMIT_ENTRIES);
+	__type(key, __u32);
+	__type(value, struct nf_event_limit);
+} event_limits SEC(".maps");
+
+/* Where an event and its capture are assembled (a ring record's size must be known
+ * before it is reserved; this one is written with the captured length). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct nf_event_capture);
+} event_scratch SEC(".maps");
+
 /* New flows per rule and pod (LRU: a full table forgets the coldest, never fails). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
@@ -739,25 +762,70 @@ static __always_inline void count_hit(const struct nf_pod *pod, __u8 direction, 
 	bpf_map_update_elem(&rule_hits, &key, &first, BPF_ANY); /* per CPU: writes this CPU's share only */
 }
 
-/* An event for VERDICT (an audit one at the deny level too: audit is asked for by marking objects). */
+/* Whether one more event fits LIMIT's window at RATE a second (0: no limit). Racing CPUs
+ * may both start a new window; each event still takes exactly one count. */
+static __always_inline int within_rate(struct nf_event_limit *limit, __u32 rate, __u64 now)
+{
+	if (!rate)
+		return 1;
+	if (now - limit->window_start_ns >= 1000000000ULL) {
+		limit->window_start_ns = now;
+		limit->window_events = 0;
+	}
+	return __sync_fetch_and_add(&limit->window_events, 1) < rate;
+}
+
+/* One more event of VERDICT a rate limit kept out of the ring. */
+static __always_inline void count_suppressed(struct nf_event_limit *limit, __u8 verdict)
+{
+	if (verdict <= NF_VERDICT_AUDIT)
+		__sync_fetch_and_add(&limit->suppressed.by_verdict[verdict], 1);
+}
+
+/* An event for VERDICT (an audit one at the deny level too: audit is asked for by
+ * marking objects), if the pod's level (its own, or the node's) asks for it and the
+ * rate limits let it through; otherwise counted as suppressed. It carries the first
+ * snaplen bytes of the packet when the settings capture its verdict. */
 static __always_inline void emit_event(struct __sk_buff *skb, const struct nf_pod *pod, const struct packet *p,
 				       __u8 direction, __u8 verdict, __u8 tier, __u32 rule_id, __u8 reason)
 {
-	__u32 zero = 0;
+	__u32 zero = 0, pod_id = pod->pod_id;
 	struct nf_settings *config = bpf_map_lookup_elem(&settings, &zero);
-	__u32 level = config ? config->event_level : NF_EVENTS_DENY;
+	struct nf_pod_event_level *own = bpf_map_lookup_elem(&pod_event_levels, &pod_id);
+
+	if (!config)
+		return; /* cannot happen: a one-entry array */
+	__u32 level = own && own->overridden ? own->level : config->event_level;
 
 	if (level == NF_EVENTS_NONE || (level == NF_EVENTS_DENY && verdict == NF_VERDICT_ALLOW))
 		return;
-	struct nf_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
-		count_stat(NF_STAT_EVENTS_LOST);
+
+	__u32 index = nf_event_limit_index(pod_id, direction & 1), node_index = NF_NODE_EVENT_LIMIT;
+	struct nf_event_limit *limit = bpf_map_lookup_elem(&event_limits, &index);
+	struct nf_event_limit *node = bpf_map_lookup_elem(&event_limits, &node_index);
+	__u64 now = bpf_ktime_get_ns();
+
+	if (!limit || !node)
+		return;
+	if (!within_rate(limit, config->pod_event_rate, now)) {
+		count_suppressed(limit, verdict);
 		return;
 	}
+	if (!within_rate(node, config->node_event_rate, now)) {
+		count_suppressed(limit, verdict);
+		return;
+	}
+
+	struct nf_event_capture *record = bpf_map_lookup_elem(&event_scratch, &zero);
+
+	if (!record)
+		return;
+	struct nf_event *e = &record->event;
+
 	__builtin_memset(e, 0, sizeof(*e));
-	e->timestamp_ns = bpf_ktime_get_ns();
+	e->timestamp_ns = now;
 	e->ifindex = skb->ifindex;
-	e->pod_id = pod->pod_id;
+	e->pod_id = pod_id;
 	e->rule_id = rule_id;
 	e->length = skb->len;
 	e->revision = pod->revision;
@@ -771,7 +839,21 @@ static __always_inline void emit_event(struct __sk_buff *skb, const struct nf_po
 	e->verdict = verdict;
 	e->tier = tier;
 	e->reason = reason;
-	bpf_ringbuf_submit(e, 0);
+
+	__u32 captured = 0;
+
+	if (config->snaplen && (config->capture_verdicts == NF_CAPTURE_ALL || verdict != NF_VERDICT_ALLOW)) {
+		captured = config->snaplen < skb->len ? config->snaplen : skb->len;
+		if (captured > NF_MAX_SNAPLEN)
+			captured = NF_MAX_SNAPLEN;
+		if (captured == 0 || bpf_skb_load_bytes(skb, 0, record->packet, captured))
+			captured = 0;
+	}
+	e->captured = captured;
+	if (captured > NF_MAX_SNAPLEN) /* for the verifier: the copy stays within the record */
+		return;
+	if (bpf_ringbuf_output(&events, record, sizeof(*e) + captured, 0))
+		count_stat(NF_STAT_EVENTS_LOST);
 }
 
 /* ---- Conntrack and fragments ---- */

@@ -77,4 +77,13 @@ struct {
 	__type(value, __u64);
 } events_reported_lost SEC(".maps");
 
+/* The suppressed events the event reader has already reported, per pod and
+ * direction (nf_event_limit_index): the same, for rate limits. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, NF_NODE_EVENT_LIMIT);
+	__type(key, __u32);
+	__type(value, struct nf_event_counts);
+} events_reported_suppressed SEC(".maps");
+
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -348,8 +348,54 @@ struct nf_hit_value {
 
 /* settings: runtime knobs, one entry, changed without reloading. */
 struct nf_settings {
-	__u32 event_level; /* enum nf_event_level */
+	__u32 event_level;     /* enum nf_event_level, for pods without their own */
+	__u16 snaplen;         /* bytes of an event's packet captured after its record (0: none) */
+	__u8 capture_verdicts; /* enum nf_capture_verdicts: the events that carry their packet */
+	__u8 pad;
+	__u32 pod_event_rate;  /* events a second per pod and direction (0: no limit) */
+	__u32 node_event_rate; /* events a second for the whole node (0: no limit) */
+};
+
+enum nf_capture_verdicts {
+	NF_CAPTURE_DENIED = 0, /* events of denied packets, and audit events */
+	NF_CAPTURE_ALL = 1,
+};
+
+/* Captures go into the event record; what a capture may hold at most. */
+#define NF_MAX_SNAPLEN 512
+#define NF_DEFAULT_SNAPLEN 128
+
+/* pod_event_levels (array, by pod id): a pod's own event level, set for
+ * debugging one workload while the node stays at its level. The loader
+ * clears it when a pod id is given to another pod. */
+struct nf_pod_event_level {
+	__u8 overridden; /* 1: level applies to the pod instead of settings.event_level */
+	__u8 level;      /* enum nf_event_level */
+	__u8 pad[2];
+};
+
+/* event_limits (array): the rate limiter of events, at index
+ * nf_event_limit_index(pod_id, direction) per pod and direction and at
+ * NF_NODE_EVENT_LIMIT for the node. A window of one second starts with the
+ * first event after the last one ended; events beyond the rate within it are
+ * not written but counted in the pod's entry, by verdict (those the node's
+ * limit suppressed too). Shared by all CPUs, updated atomically: every event
+ * is either written or counted. The loader zeroes a pod id's entries when it
+ * gives the id to another pod. */
+struct nf_event_counts {
+	__u64 by_verdict[3]; /* by enum nf_verdict */
+};
+
+struct nf_event_limit {
+	__u64 window_start_ns; /* CLOCK_MONOTONIC */
+	__u32 window_events;   /* events let through in the window */
 	__u32 pad;
+	struct nf_event_counts suppressed;
+};
+#define nf_event_limit_index(pod_id, direction) ((pod_id) * NF_DIRECTION_COUNT + (direction))
+enum nf_event_limit_entries { /* an enum, so that Swift sees the values */
+	NF_NODE_EVENT_LIMIT = NF_MAX_PODS * NF_DIRECTION_COUNT,
+	NF_EVENT_LIMIT_ENTRIES = NF_NODE_EVENT_LIMIT + 1,
 };
 
 /* counters (per CPU array): index nf_counter_index(pod_id, direction, verdict). */
@@ -375,7 +421,14 @@ struct nf_event {
 	__u8 verdict;
 	__u8 tier;
 	__u8 reason; /* enum nf_reason */
-	__u8 pad[10];
+	__u16 captured; /* bytes of the packet (from its Ethernet header) right after the record */
+	__u8 pad[8];
+};
+
+/* What the datapath assembles an event in before it goes into the ring. */
+struct nf_event_capture {
+	struct nf_event event;
+	__u8 packet[NF_MAX_SNAPLEN];
 };
 
 /* ---- Loader state (bpf/loader_state.bpf.c): kept in bpffs so any later
@@ -507,7 +560,11 @@ _Static_assert(__builtin_offsetof(struct nf_conntrack_value, flags) == 22, "nf_c
 _Static_assert(sizeof(struct nf_conntrack_value) == 24, "nf_conntrack_value layout");
 _Static_assert(sizeof(struct nf_fragment_key) == 44, "nf_fragment_key layout");
 _Static_assert(sizeof(struct nf_fragment_value) == 12, "nf_fragment_value layout");
-_Static_assert(sizeof(struct nf_settings) == 8, "nf_settings layout");
+_Static_assert(sizeof(struct nf_settings) == 16, "nf_settings layout");
+_Static_assert(sizeof(struct nf_pod_event_level) == 4, "nf_pod_event_level layout");
+_Static_assert(sizeof(struct nf_event_limit) == 40, "nf_event_limit layout");
+_Static_assert(sizeof(struct nf_event_counts) == 24, "nf_event_counts layout");
+_Static_assert(__builtin_offsetof(struct nf_event, captured) == 70, "nf_event.captured");
 _Static_assert(sizeof(struct nf_domain_rule_key) == 16, "nf_domain_rule_key layout");
 _Static_assert(sizeof(struct nf_domain_grant_key) == 20, "nf_domain_grant_key layout");
 _Static_assert(sizeof(struct nf_domain_grant) == 8 + 16 * NF_MAX_PATTERNS_PER_GRANT, "nf_domain_grant layout");

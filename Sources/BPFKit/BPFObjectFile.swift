@@ -183,9 +183,10 @@ public struct IncompatiblePinError: Error, Equatable, CustomStringConvertible {
 extension BPFObjectFile {
     /// Loads `bytes` with its maps pinned in `folder` (one pin per map name):
     /// a pinned map that matches is reused with its entries; one that does not
-    /// is refused with what differs, unless `migrate` replaces it. `validate`
+    /// is refused with what differs, unless `migrate` replaces it, or it is one of
+    /// `replaceable` (maps whose contents the caller carries over itself). `validate`
     /// sees every map spec first and may refuse the object.
-    public static func load(bytes: [UInt8], name: String, pinningMapsIn folder: String, migrate: Bool,
+    public static func load(bytes: [UInt8], name: String, pinningMapsIn folder: String, migrate: Bool, replaceable: Set<String> = [],
                             validate: (MapSpec) throws -> Void = { _ in }) throws -> (BPFObjectFile, PinReport) {
         try BPFFilesystem.makeDirectories(folder)
         var report = PinReport()
@@ -198,7 +199,7 @@ extension BPFObjectFile {
                 report.reused.append(spec.name)
                 return pinned
             }
-            guard migrate else { throw IncompatiblePinError(path: path, differences: differences) }
+            guard migrate || replaceable.contains(spec.name) else { throw IncompatiblePinError(path: path, differences: differences) }
             unlink(path)
             report.migrated.append(spec.name)
             return nil

@@ -72,6 +72,8 @@ public struct EventsBenchmark {
                         decodedEvents += 1
                     case .lost(let count):
                         writer.appendLost(count)
+                    case .suppressed(let report):
+                        writer.appendSuppressed(report)
                     }
                 }
                 // As the CLI writes it: one write per drain.

@@ -35,6 +35,10 @@ public final class Datapath {
     let dnsHeartbeat: BPFMap
     /// New flows each rule decided, per pod.
     let ruleHits: BPFMap
+    /// Pods' own event levels, by pod id.
+    let podEventLevels: BPFMap
+    /// The event rate limiters and what they suppressed, per pod and direction and for the node.
+    let eventLimits: BPFMap
 
     /// Every map of the datapath object, by name, with the key and value sizes the
     /// ABI header gives it (nil: a size the header does not define).
@@ -46,6 +50,7 @@ public final class Datapath {
         "domain_rules": (ABISizes.domainRuleKey, RuleSetCodec.size), "domain_grants": (ABISizes.domainGrantKey, ABISizes.domainGrant),
         "dns_proxies": (16, ABISizes.dnsProxy), "dns_heartbeat": (4, 8),
         "rule_hits": (RuleHit.keySize, RuleHit.valueSize),
+        "pod_event_levels": (4, ABISizes.podEventLevel), "event_limits": (4, ABISizes.eventLimit), "event_scratch": (4, ABISizes.eventCapture),
     ]
     public static let programNames = ["nf_to_pod", "nf_from_pod"]
 
@@ -82,6 +87,8 @@ public final class Datapath {
         dnsProxies = try map("dns_proxies")
         dnsHeartbeat = try map("dns_heartbeat")
         ruleHits = try map("rule_hits")
+        podEventLevels = try map("pod_event_levels")
+        eventLimits = try map("event_limits")
     }
 
     private convenience init(object: BPFObjectFile) throws {
@@ -112,11 +119,20 @@ public final class Datapath {
     /// `root`/maps (matching pins reused with their entries, an incompatible
     /// one refused unless `migrate`) and its programs pinned under
     /// `root`/programs, each pin replaced by an atomic rename.
+    /// The settings map is replaced without `migrate` when its layout changed, its
+    /// knobs carried over (a settings map made now starts as `DatapathSettings.initial`);
+    /// so are the per-CPU scratch maps, which hold nothing between packets.
     public static func load(pinningUnder root: String, migrate: Bool, sameABI: Bool = false) throws -> (Datapath, PinReport) {
         try checkPinnedTries(mapPin(root, "policies"), migrate: migrate, emptyIsCompatible: sameABI)
-        let (object, report) = try BPFObjectFile.load(bytes: EmbeddedBPFObject.datapath.bytes, name: "datapath",
-                                                      pinningMapsIn: "\(root)/maps", migrate: migrate, validate: checkABI)
+        let earlierSettings = try BPFFilesystem.pinnedMap(at: mapPin(root, "settings"))?.lookup(key: withUnsafeBytes(of: UInt32(0)) { Array($0) })
+        let (object, report) = try BPFObjectFile.load(bytes: EmbeddedBPFObject.datapath.bytes, name: "datapath", pinningMapsIn: "\(root)/maps",
+                                                      migrate: migrate, replaceable: ["settings", "scratch", "event_scratch"], validate: checkABI)
         let datapath = try Datapath(object: object)
+        if report.created.contains("settings") {
+            try datapath.write(.initial)
+        } else if report.migrated.contains("settings") {
+            try datapath.write(earlierSettings.map(DatapathSettings.carriedOver) ?? .initial)
+        }
         try BPFFilesystem.makeDirectories("\(root)/programs")
         for name in programNames {
             let staged = programPin(root, stagedProgramName(name))
@@ -456,14 +472,76 @@ public final class Datapath {
         return id
     }
 
-    /// Which verdicts produce events now (a settings map never written reads as deny, as the datapath does).
-    public func eventLevel() throws -> EventLevel {
-        try settings.lookup(key: key(0)).flatMap(SettingsCodec.eventLevel) ?? .deny
+    /// The runtime knobs now.
+    public func readSettings() throws -> DatapathSettings {
+        guard let bytes = try settings.lookup(key: key(0)), let value = DatapathSettings.decode(bytes) else {
+            throw SystemError("read", "the datapath's settings (a value this netfence does not know)", errno: EINVAL)
+        }
+        return value
     }
 
-    /// Which verdicts produce events, switched without reloading.
+    /// Replaces the runtime knobs (no reload: the next packet sees them).
+    public func write(_ value: DatapathSettings) throws {
+        try settings.update(key: key(0), value: value.encode())
+    }
+
+    /// Which verdicts produce events for pods without their own level.
+    public func eventLevel() throws -> EventLevel { try readSettings().eventLevel }
+
+    /// Switches the node's event level, the other knobs as they are.
     public func setEventLevel(_ level: EventLevel) throws {
-        try settings.update(key: key(0), value: SettingsCodec.encode(eventLevel: level))
+        var value = try readSettings()
+        value.eventLevel = level
+        try write(value)
+    }
+
+    /// The pod's own event level; nil when it follows the node's.
+    public func eventLevel(podID: UInt32) throws -> EventLevel? {
+        try podEventLevels.lookup(key: key(podID)).flatMap { $0.withUnsafeBytes(PodEventLevelCodec.decode) } ?? nil
+    }
+
+    /// Gives the pod its own event level (nil: the node's again).
+    public func setEventLevel(_ level: EventLevel?, podID: UInt32) throws {
+        try podEventLevels.update(key: key(podID), value: PodEventLevelCodec.encode(level))
+    }
+
+    /// Pods with their own event level, by pod id.
+    public func ownEventLevels() throws -> [UInt32: EventLevel] {
+        var levels: [UInt32: EventLevel] = [:]
+        try podEventLevels.forEachBatch { batch in
+            for index in 0..<batch.count {
+                if let level = PodEventLevelCodec.decode(batch.value(index)) ?? nil { levels[batch.key(index).loadUnaligned(as: UInt32.self)] = level }
+            }
+        }
+        return levels
+    }
+
+    /// Events the rate limits kept out of the ring for the pod's direction, by verdict, since the pod was attached.
+    public func suppressedEvents(podID: UInt32, direction: Direction) throws -> EventCounts {
+        try eventLimits.lookup(key: key(EventLimitIndex.of(podID: podID, direction: direction)))
+            .flatMap { $0.withUnsafeBytes(EventCounts.suppressed(inLimit:)) } ?? EventCounts()
+    }
+
+    /// Every pod direction with suppressed events, by its `event_limits` index.
+    public func suppressedEvents() throws -> [(podID: UInt32, direction: Direction, counts: EventCounts)] {
+        var result: [(podID: UInt32, direction: Direction, counts: EventCounts)] = []
+        try eventLimits.forEachBatch { batch in
+            for index in 0..<batch.count {
+                guard let (podID, direction) = EventLimitIndex.podAndDirection(batch.key(index).loadUnaligned(as: UInt32.self)),
+                      let counts = EventCounts.suppressed(inLimit: batch.value(index)), counts.total > 0 else { continue }
+                result.append((podID, direction, counts))
+            }
+        }
+        return result
+    }
+
+    /// Forgets the event state of pod id `podID` (its own level, its limiters' windows and
+    /// counts), before the id goes to another pod or after its pod left.
+    public func resetEventState(podID: UInt32) throws {
+        try setEventLevel(nil, podID: podID)
+        for direction in Direction.allCases {
+            try eventLimits.update(key: key(EventLimitIndex.of(podID: podID, direction: direction)), value: EventCounts.emptyLimit)
+        }
     }
 
     /// Runs one frame through the program for `direction` as if it crossed the

@@ -24,6 +24,9 @@ public enum ABISizes {
     public static let fragmentKey = nf_fragment_key.size
     public static let fragmentValue = nf_fragment_value.size
     public static let settings = nf_settings.size
+    public static let podEventLevel = nf_pod_event_level.size
+    public static let eventLimit = nf_event_limit.size
+    public static let eventCapture = nf_event_capture.size
     public static let packetCounter = nf_packet_counter.size
     public static let domainRuleKey = nf_domain_rule_key.size
     public static let domainGrantKey = nf_domain_grant_key.size
@@ -410,25 +413,125 @@ public func policyIndex(podID: UInt32, direction: Direction, slot: UInt8) -> UIn
     PolicyIndex(podID: podID, direction: direction, slot: slot).rawValue
 }
 
-/// `struct nf_settings`.
-public enum SettingsCodec {
-    public static func encode(eventLevel: EventLevel) -> [UInt8] {
-        var settings = nf_settings()
-        settings.event_level = eventLevel.rawValue
-        return settings.bytes
+/// The events that carry their packet (`enum nf_capture_verdicts`).
+public enum CaptureVerdicts: UInt8, ABIName {
+    case denied = 0, all = 1
+    public var name: StaticString { self == .denied ? "deny" : "all" }
+}
+
+/// `struct nf_settings`: the datapath's runtime knobs, changed without reloading.
+public struct DatapathSettings: Equatable, Sendable {
+    /// Which verdicts produce events, for pods without their own level.
+    public var eventLevel: EventLevel
+    /// Bytes of each captured packet kept in its event (0: no capture; at most `maxSnaplen`).
+    public var snaplen: Int
+    public var captureVerdicts: CaptureVerdicts
+    /// Events a second per pod and direction, and for the node (nil: no limit).
+    public var podEventRate: UInt32?
+    public var nodeEventRate: UInt32?
+
+    public static let maxSnaplen = Int(NF_MAX_SNAPLEN)
+    /// What a new node starts with: denies reported, each with its first 128 bytes, no rate limit.
+    public static let initial = DatapathSettings(eventLevel: .deny, snaplen: Int(NF_DEFAULT_SNAPLEN), captureVerdicts: .denied)
+
+    public init(eventLevel: EventLevel, snaplen: Int, captureVerdicts: CaptureVerdicts, podEventRate: UInt32? = nil, nodeEventRate: UInt32? = nil) {
+        self.eventLevel = eventLevel
+        self.snaplen = snaplen
+        self.captureVerdicts = captureVerdicts
+        self.podEventRate = podEventRate
+        self.nodeEventRate = nodeEventRate
     }
 
-    /// The event level in a settings value; nil for bytes of another size or an unknown level.
-    public static func eventLevel(_ bytes: [UInt8]) -> EventLevel? {
-        bytes.withUnsafeBytes(eventLevel)
+    public func encode() -> [UInt8] {
+        var raw = nf_settings()
+        raw.event_level = eventLevel.rawValue
+        raw.snaplen = UInt16(clamping: min(snaplen, Self.maxSnaplen))
+        raw.capture_verdicts = captureVerdicts.rawValue
+        raw.pod_event_rate = podEventRate ?? 0
+        raw.node_event_rate = nodeEventRate ?? 0
+        return raw.bytes
     }
 
-    public static func eventLevel(_ bytes: UnsafeRawBufferPointer) -> EventLevel? {
-        nf_settings.load(bytes).flatMap { EventLevel(rawValue: $0.event_level) }
+    /// nil for bytes of another size or values this binary does not know.
+    public static func decode(_ bytes: UnsafeRawBufferPointer) -> DatapathSettings? {
+        guard let raw = nf_settings.load(bytes), let level = EventLevel(rawValue: raw.event_level),
+              let capture = CaptureVerdicts(rawValue: raw.capture_verdicts) else { return nil }
+        return DatapathSettings(eventLevel: level, snaplen: Int(raw.snaplen), captureVerdicts: capture,
+                                podEventRate: raw.pod_event_rate == 0 ? nil : raw.pod_event_rate,
+                                nodeEventRate: raw.node_event_rate == 0 ? nil : raw.node_event_rate)
     }
 
-    /// The raw level of a settings value (one this binary may not know), for showing it as it is.
-    public static func rawEventLevel(_ bytes: UnsafeRawBufferPointer) -> UInt32? { nf_settings.load(bytes)?.event_level }
+    public static func decode(_ bytes: [UInt8]) -> DatapathSettings? { bytes.withUnsafeBytes(decode) }
+
+    /// The settings a pinned value of an earlier layout stands for: its event level
+    /// (the first field of every layout so far), the rest as a new node has them.
+    public static func carriedOver(from bytes: [UInt8]) -> DatapathSettings {
+        if let settings = decode(bytes) { return settings }
+        var settings = initial
+        if bytes.count >= 4, let level = EventLevel(rawValue: bytes.withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) }) {
+            settings.eventLevel = level
+        }
+        return settings
+    }
+}
+
+/// `struct nf_pod_event_level`: a pod's own event level, or none (it follows the node's).
+public enum PodEventLevelCodec {
+    public static func encode(_ level: EventLevel?) -> [UInt8] {
+        var raw = nf_pod_event_level()
+        raw.overridden = level == nil ? 0 : 1
+        raw.level = UInt8(level?.rawValue ?? 0)
+        return raw.bytes
+    }
+
+    /// `.some(nil)`: the pod follows the node; nil: bytes this binary does not know.
+    public static func decode(_ bytes: UnsafeRawBufferPointer) -> EventLevel?? {
+        guard let raw = nf_pod_event_level.load(bytes), raw.overridden <= 1 else { return nil }
+        if raw.overridden == 0 { return .some(nil) }
+        return EventLevel(rawValue: UInt32(raw.level)).map { .some($0) }
+    }
+}
+
+/// Where the rate limiter of a pod's direction sits in `event_limits` (`nf_event_limit_index`), and the node's.
+public enum EventLimitIndex {
+    public static func of(podID: UInt32, direction: Direction) -> UInt32 {
+        podID * UInt32(NF_DIRECTION_COUNT.rawValue) + UInt32(direction.rawValue)
+    }
+    public static let node = UInt32(NF_NODE_EVENT_LIMIT.rawValue)
+    public static func podAndDirection(_ index: UInt32) -> (podID: UInt32, direction: Direction)? {
+        guard index < node else { return nil }
+        let directions = UInt32(NF_DIRECTION_COUNT.rawValue)
+        return (index / directions, Direction(rawValue: UInt8(index % directions)) ?? .ingress)
+    }
+}
+
+/// `struct nf_event_counts`: events by verdict (allow, deny, audit).
+public struct EventCounts: Equatable, Sendable {
+    public var byVerdict: [Verdict: UInt64]
+
+    public init(_ byVerdict: [Verdict: UInt64] = [:]) { self.byVerdict = byVerdict }
+
+    public var total: UInt64 { byVerdict.values.reduce(0, +) }
+    public static let size = nf_event_counts.size
+
+    public func encode() -> [UInt8] {
+        var raw = nf_event_counts()
+        ABIArray.set(&raw.by_verdict, to: Verdict.allCases.map { byVerdict[$0] ?? 0 })  // allCases in raw value order: 0, 1, 2
+        return raw.bytes
+    }
+
+    static func from(_ raw: nf_event_counts) -> EventCounts {
+        let values = ABIArray.elements(raw.by_verdict, of: UInt64.self)
+        return EventCounts(Dictionary(uniqueKeysWithValues: Verdict.allCases.map { ($0, values[Int($0.rawValue)]) }))
+    }
+
+    public static func decode(_ bytes: UnsafeRawBufferPointer) -> EventCounts? { nf_event_counts.load(bytes).map(from) }
+
+    /// What `event_limits` holds for one entry: the events suppressed, by verdict.
+    public static func suppressed(inLimit bytes: UnsafeRawBufferPointer) -> EventCounts? { nf_event_limit.load(bytes).map { from($0.suppressed) } }
+    public static let limitSize = nf_event_limit.size
+    /// A limiter entry with nothing in it: a new pod's.
+    public static let emptyLimit = nf_event_limit().bytes
 }
 
 /// Where a pod's packet counter for one direction and verdict sits in the counters array (`nf_counter_index`), both ways.
@@ -492,6 +595,8 @@ public struct VerdictEvent: Equatable, Sendable {
     public let verdict: Verdict
     public let tier: Tier
     public let reason: Reason
+    /// Bytes of the packet the record carries after the event (`packet(in:)`).
+    public let captured: Int
 
     public static let size = nf_event.size
 
@@ -500,15 +605,23 @@ public struct VerdictEvent: Equatable, Sendable {
         bytes.withUnsafeBytes(decode)
     }
 
-    /// Decodes a ring-buffer record where it lies (the reader's hot path).
+    /// Decodes a ring-buffer record where it lies (the reader's hot path): the event,
+    /// then exactly as many bytes of packet as it says it captured.
     public static func decode(_ record: UnsafeRawBufferPointer) -> VerdictEvent? {
-        guard let event = nf_event.load(record), let direction = Direction(rawValue: event.direction), let verdict = Verdict(rawValue: event.verdict),
+        guard record.count >= size, let event = nf_event.load(UnsafeRawBufferPointer(rebasing: record[..<size])),
+              record.count == size + Int(event.captured),
+              let direction = Direction(rawValue: event.direction), let verdict = Verdict(rawValue: event.verdict),
               let tier = Tier(rawValue: event.tier), let reason = Reason(rawValue: event.reason) else { return nil }
         return VerdictEvent(timestampNanoseconds: event.timestamp_ns, ifindex: event.ifindex, podID: event.pod_id, ruleID: event.rule_id,
                             length: event.length, revision: event.revision, source: IPAddress(field: event.saddr),
                             destination: IPAddress(field: event.daddr), sourcePort: event.sport, destinationPort: event.dport,
                             direction: direction, family: event.family, protocolNumber: event.protocol, verdict: verdict, tier: tier,
-                            reason: reason)
+                            reason: reason, captured: Int(event.captured))
+    }
+
+    /// The captured packet in a record `decode` accepted: its first bytes from the Ethernet header on.
+    public static func packet(in record: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(rebasing: record[min(size, record.count)...])
     }
 }
 

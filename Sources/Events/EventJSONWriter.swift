@@ -96,6 +96,33 @@ public final class EventJSONWriter {
         }
     }
 
+    /// Appends the `{"suppressed":{"deny":N,...},"pod":...,"direction":...,"seconds":S}` line.
+    public func appendSuppressed(_ report: SuppressedEvents) {
+        buffer.write(atMost: 160 + 6 * report.pod.utf8.count) { line in
+            line.put(#"{"direction":""#)
+            line.put(report.direction.name)
+            line.put(#"","pod":""#)
+            line.put(escaping: report.pod)
+            line.put(UInt8(ascii: "\""))
+            if let seconds = report.seconds {
+                line.put(#","seconds":"#)
+                line.put(integer: UInt64(seconds.rounded()))
+            }
+            line.put(#","suppressed":{"#)
+            var first = true
+            for verdict in Verdict.allCases {
+                guard let count = report.counts.byVerdict[verdict], count > 0 else { continue }
+                if !first { line.put(UInt8(ascii: ",")) }
+                first = false
+                line.put(UInt8(ascii: "\""))
+                line.put(verdict.name)
+                line.put(#"":"#)
+                line.put(integer: count)
+            }
+            line.put("}}\n")
+        }
+    }
+
     /// `2026-11-23T13:59:01.123Z`.
     private func putTime(_ date: Date, into line: inout OutputCursor) {
         let interval = date.timeIntervalSince1970

@@ -51,6 +51,13 @@ public struct EventLine {
         (colored ? "\u{1b}[33m" : "") + "LOST \(count) events (the ring buffer was full)" + (colored ? "\u{1b}[0m" : "")
     }
 
+    /// `SUPPRESSED 4213 deny events of prod/db-0 ingress in the last 10 s (event rate limit)`.
+    public static func suppressed(_ report: SuppressedEvents, colored: Bool) -> String {
+        let when = report.seconds.map { "in the last \(Int($0.rounded())) s" } ?? "before this reader started"
+        return (colored ? "\u{1b}[33m" : "") + "SUPPRESSED \(report.countsText) events of \(TerminalText.escaped(report.pod)) \(report.direction) "
+            + "\(when) (event rate limit)" + (colored ? "\u{1b}[0m" : "")
+    }
+
     private static func pad(_ text: String, _ width: Int) -> String {
         text.count >= width ? text : text.padding(toLength: width, withPad: " ", startingAt: 0)
     }

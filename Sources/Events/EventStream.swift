@@ -11,6 +11,30 @@ public enum EventItem: Sendable {
     case event(DecodedEvent)
     /// Events the datapath could not write (the ring was full) since the last report.
     case lost(UInt64)
+    /// Events a rate limit kept out of the ring since the last report, for one pod and direction.
+    case suppressed(SuppressedEvents)
+}
+
+/// What the event rate limits suppressed for one pod's direction since the last report.
+public struct SuppressedEvents: Sendable, Equatable {
+    /// `namespace/name`, or `pod-id N` for a pod detached since.
+    public let pod: String
+    public let direction: Direction
+    public let counts: EventCounts
+    /// Over how many seconds: since this reader's last report (nil: since before it started).
+    public let seconds: Double?
+
+    public init(pod: String, direction: Direction, counts: EventCounts, seconds: Double?) {
+        self.pod = pod
+        self.direction = direction
+        self.counts = counts
+        self.seconds = seconds
+    }
+
+    /// `4213 deny, 12 allow`: the verdicts with a count, denies first.
+    public var countsText: String {
+        Verdict.allCases.compactMap { verdict in counts.byVerdict[verdict].flatMap { $0 == 0 ? nil : "\($0) \(verdict)" } }.joined(separator: ", ")
+    }
 }
 
 /// The one consumer of the datapath's event ring: drains records, decodes and
@@ -23,6 +47,9 @@ public final class EventStream {
     private let clock = HostClock.monotonic.dates()
     private var attribution: Attribution
     private var lastLossCheck = Date.distantPast
+    private var lastSuppressionCheck: Date?
+    /// How often what the rate limits suppressed is reported.
+    public var suppressionInterval: TimeInterval = 10
 
     public init(loader: Loader) throws {
         self.loader = loader
@@ -34,12 +61,22 @@ public final class EventStream {
     public var longestPodName: Int { attribution.longestPodName }
 
     /// Everything ready now, item by item: a loss report first (at most once
-    /// per `lossInterval`), then events, oldest first. With `wait`, when nothing
+    /// per `lossInterval`), what rate limits suppressed (at most once per
+    /// `suppressionInterval`, and first at once), then events, oldest first. With `wait`, when nothing
     /// is ready it waits up to that many seconds for the first event.
     public func drain(lossInterval: TimeInterval = 1, waitingUpTo wait: Double? = nil, _ visit: (EventItem) throws -> Void) throws {
-        if Date().timeIntervalSince(lastLossCheck) >= lossInterval {
-            lastLossCheck = Date()
+        let now = Date()
+        if now.timeIntervalSince(lastLossCheck) >= lossInterval {
+            lastLossCheck = now
             try loader.reportLostEvents { try visit(.lost($0)) }
+        }
+        if lastSuppressionCheck.map({ now.timeIntervalSince($0) >= suppressionInterval }) ?? true {
+            let seconds = lastSuppressionCheck.map { now.timeIntervalSince($0) }
+            lastSuppressionCheck = now
+            try loader.reportSuppressedEvents { podID, direction, counts in
+                let pod = attribution.pod(podID)?.pod ?? "pod-id \(podID)"
+                try visit(.suppressed(SuppressedEvents(pod: pod, direction: direction, counts: counts, seconds: seconds)))
+            }
         }
         var refreshed = false
         try reader.drain(waitingUpTo: wait) { record in

@@ -45,6 +45,15 @@ public enum Metrics {
                 }
             }
         }
+        var suppressed: [MetricFamily.Sample] = []
+        for (podID, direction, counts) in try datapath.suppressedEvents() {
+            guard let pod = pods.first(where: { $0.key == podID })?.value else { continue }  // a detached pod's, until its id is reused
+            for verdict in Verdict.allCases {
+                guard let count = counts.byVerdict[verdict], count > 0 else { continue }
+                suppressed.append(.init(["pod": pod.pod.description, "direction": direction.description, "verdict": verdict.description],
+                                        value: count))
+            }
+        }
         var families = [
             MetricFamily(name: "netfence_packets_total", type: "counter",
                          help: "Packets the datapath passed or dropped, by pod, direction and verdict.", samples: packets),
@@ -59,6 +68,8 @@ public enum Metrics {
         ] {
             families.append(MetricFamily(name: name, type: "counter", help: help, samples: [.init(value: try datapath.stat(stat))]))
         }
+        families.append(MetricFamily(name: "netfence_events_suppressed_total", type: "counter",
+                                     help: "Verdict events the rate limits kept out of the ring, by pod, direction and verdict.", samples: suppressed))
         let conntrack = try datapath.fill(ofMap: "conntrack")
         families += [
             MetricFamily(name: "netfence_conntrack_entries", type: "gauge", help: "Flows in the conntrack table.",

@@ -34,6 +34,8 @@ public enum MapLayouts {
         "stats": (.percpuArray, 4, 8),
         "fragments": (.lruHash, ABISizes.fragmentKey, ABISizes.fragmentValue),
         "nf_pod_policy": (.lpmTrie, LPMKeyCodec.size, RuleSetCodec.size),
+        "pod_event_level": (.array, 4, ABISizes.podEventLevel),  // pod_event_levels, cut to 15 by the kernel
+        "event_limits": (.array, 4, ABISizes.eventLimit),
     ]
 
     /// The layout that decodes `target`: netfence's maps by kernel name, the AWS agent's by
@@ -58,6 +60,8 @@ public enum MapLayouts {
             case "counters": return CountersLayout(context: context)
             case "stats": return StatsLayout(context: context)
             case "fragments": return FragmentsLayout(context: context)
+            case "pod_event_level": return PodEventLevelsLayout(context: context)
+            case "event_limits": return EventLimitsLayout(context: context)
             default: return PolicyTrieLayout(context: context)
             }
         }

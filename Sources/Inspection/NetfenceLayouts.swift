@@ -264,11 +264,44 @@ struct PoliciesLayout: MapLayout {
 /// `settings`: the runtime knobs.
 struct SettingsLayout: MapLayout {
     var title: String { "netfence settings" }
-    var columns: [Column] { [Column("eventLevel", "EVENT LEVEL", width: 11)] }
+    var columns: [Column] {
+        [Column("eventLevel", "EVENT LEVEL", width: 11), Column("snaplen", "SNAPLEN", width: 7), Column("captureVerdicts", "CAPTURE", width: 7),
+         Column("podEventRate", "POD RATE/S", width: 10), Column("nodeEventRate", "NODE RATE/S", width: 11)]
+    }
 
     func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, into rows: RecordWriter) {
-        guard let level = SettingsCodec.rawEventLevel(value) else { return }
-        rows.write(EventLevel(rawValue: level).map { .word($0.name) } ?? .text("level \(level)"))
+        guard let settings = DatapathSettings.decode(value) else { return rows.write(.text("unknown: \(HexLayout.hex(value))")) }
+        rows.write(.word(settings.eventLevel.name), .number(UInt64(settings.snaplen)), .word(settings.captureVerdicts.name),
+                   settings.podEventRate.map { .number(UInt64($0)) } ?? .none, settings.nodeEventRate.map { .number(UInt64($0)) } ?? .none)
+    }
+}
+
+/// `pod_event_levels`: pods with their own event level (the rest follow the node's).
+struct PodEventLevelsLayout: MapLayout {
+    let context: DecodeContext
+    var title: String { "netfence pod event levels" }
+    var columns: [Column] { [context.podColumn, Column("eventLevel", "EVENT LEVEL", width: 11)] }
+
+    func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, into rows: RecordWriter) {
+        guard let level = PodEventLevelCodec.decode(value) ?? nil else { return }
+        rows.write(context.pod(key.loadUnaligned(as: UInt32.self)), .word(level.name))
+    }
+}
+
+/// `event_limits`: what the event rate limits suppressed, by pod, direction and verdict (rows with none left out).
+struct EventLimitsLayout: MapLayout {
+    let context: DecodeContext
+    var title: String { "netfence event limits" }
+    var columns: [Column] {
+        [context.podColumn, Column("direction", "DIR", width: 7), Column("suppressedAllow", "SUPPRESSED ALLOW", width: 16),
+         Column("suppressedDeny", "SUPPRESSED DENY", width: 15), Column("suppressedAudit", "SUPPRESSED AUDIT", width: 16)]
+    }
+
+    func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, into rows: RecordWriter) {
+        guard let (podID, direction) = EventLimitIndex.podAndDirection(key.loadUnaligned(as: UInt32.self)),
+              let counts = EventCounts.suppressed(inLimit: value), counts.total > 0 else { return }
+        rows.write(context.pod(podID), .word(direction.name), .number(counts.byVerdict[.allow] ?? 0), .number(counts.byVerdict[.deny] ?? 0),
+                   .number(counts.byVerdict[.audit] ?? 0))
     }
 }
 

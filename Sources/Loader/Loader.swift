@@ -147,10 +147,6 @@ public final class Loader {
         report.maps.created = stateMaps.created + datapathMaps.created
         report.maps.migrated = stateMaps.migrated + datapathMaps.migrated
         let loader = Loader(root: root, datapath: datapath, state: state, lock: lock)
-        // A new node reports denies; a reused settings map keeps the operator's choice.
-        if datapathMaps.created.contains("settings") || datapathMaps.migrated.contains("settings") {
-            try datapath.setEventLevel(.deny)
-        }
         let pods = try state.pods().sorted(by: { $0.key < $1.key })
         // Tries made anew (a first init, or a layout change): each attached pod's
         // policy goes into its live slot before the programs that read it go live.
@@ -218,8 +214,13 @@ public final class Loader {
         // tries, and last the filters.
         try state.beginChange(.attach)
         if moved, let old = existing?.value { try removeFromInterface(old, podID: podID) }
-        // A new pod's id may be a detached pod's whose grants a killed detach left.
-        if existing == nil { try datapath.removeGrants(podID: podID) }
+        // A new pod's id may be a detached pod's: its grants (a killed detach left them), its own event
+        // level, its rate limiters and what they suppressed (kept after a detach until reported) go.
+        if existing == nil {
+            try datapath.removeGrants(podID: podID)
+            try datapath.resetEventState(podID: podID)
+            for direction in Direction.allCases { try state.setReportedSuppressedEvents(EventCounts(), podID: podID, direction: direction) }
+        }
         try state.register(registration, podID: podID)
         try swapPolicy(ifindex: registration.ifindex, podID: podID, policy)
         try attachPrograms(registration)
@@ -238,6 +239,36 @@ public final class Loader {
         try datapath.removeRuleHits { $0.podID == podID }
         try state.unregister(podID: podID)
         try state.finishChange()
+    }
+
+    // MARK: events
+
+    /// Changes the datapath's runtime knobs (read, changed, written under the writer
+    /// lock, so two callers changing different knobs both land); returns them before.
+    @discardableResult
+    public func changeSettings(_ change: (inout DatapathSettings) -> Void) throws -> DatapathSettings {
+        try requireWriter()
+        let before = try datapath.readSettings()
+        var after = before
+        change(&after)
+        if after != before { try datapath.write(after) }
+        return before
+    }
+
+    /// Gives `pod` its own event level (nil: the node's again); returns the one it had.
+    @discardableResult
+    public func setEventLevel(_ level: EventLevel?, for pod: PodReference) throws -> EventLevel? {
+        try requireWriter()
+        guard let (podID, _) = try state.pod(pod) else { throw LoaderError.unknownPod(pod) }
+        let before = try datapath.eventLevel(podID: podID)
+        try datapath.setEventLevel(level, podID: podID)
+        return before
+    }
+
+    /// Pods with their own event level.
+    public func ownEventLevels() throws -> [PodReference: EventLevel] {
+        let pods = try state.pods()
+        return Dictionary(uniqueKeysWithValues: try datapath.ownEventLevels().compactMap { podID, level in pods[podID].map { ($0.pod, level) } })
     }
 
     private func attachPrograms(_ pod: PodRegistration) throws {

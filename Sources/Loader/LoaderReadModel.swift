@@ -88,6 +88,23 @@ extension Loader {
         if total != reported { try state.setReportedLostEvents(total) }  // below: the counter was reset (re-init with --migrate)
     }
 
+    /// Hands `report` the events the rate limits suppressed since a reader last reported
+    /// them, per pod id and direction (only where there are some), then marks them
+    /// reported: as `reportLostEvents`, for the limits.
+    public func reportSuppressedEvents(_ report: (_ podID: UInt32, _ direction: Direction, _ counts: EventCounts) throws -> Void) throws {
+        for (podID, direction, total) in try datapath.suppressedEvents() {
+            let reported = try state.reportedSuppressedEvents(podID: podID, direction: direction)
+            guard total != reported else { continue }
+            var new = EventCounts()
+            for verdict in Verdict.allCases {
+                let now = total.byVerdict[verdict] ?? 0, before = reported.byVerdict[verdict] ?? 0
+                new.byVerdict[verdict] = now >= before ? now - before : now  // below: reset (the id went to another pod), all of it is new
+            }
+            if new.total > 0 { try report(podID, direction, new) }
+            try state.setReportedSuppressedEvents(total, podID: podID, direction: direction)
+        }
+    }
+
     /// The ids of the two programs pinned under the root.
     public func programIDs() throws -> [String: UInt32] { try datapath.programIDs() }
 }

@@ -19,7 +19,8 @@ public struct StoredObject: Sendable {
 public final class LoaderState {
     /// The maps of `bpf/loader_state.bpf.c`, as they are pinned under ROOT/state.
     static let mapNames: Set<String> = ["root_marker", "pending_change", "loader_counters", "pod_registry", "policy_manifests", "policy_chunks",
-                                        "retired_objects", "dns_proxy_stats", "events_reported_lost"]
+                                        "retired_objects", "dns_proxy_stats", "events_reported_lost",
+                                        "events_reported_suppressed"]
     /// The map whose entry makes a folder a netfence root.
     static let markerName = "root_marker"
 
@@ -32,6 +33,7 @@ public final class LoaderState {
     let retired: BPFMap
     let dnsStats: BPFMap
     let reportedLost: BPFMap
+    let reportedSuppressed: BPFMap
 
     private init(object: BPFObjectFile) throws {
         marker = try object.map(named: Self.markerName)
@@ -43,6 +45,7 @@ public final class LoaderState {
         retired = try object.map(named: "retired_objects")
         dnsStats = try object.map(named: "dns_proxy_stats")
         reportedLost = try object.map(named: "events_reported_lost")
+        reportedSuppressed = try object.map(named: "events_reported_suppressed")
     }
 
     private init(pinnedUnder root: String) throws {
@@ -59,6 +62,7 @@ public final class LoaderState {
         retired = try pinned("retired_objects")
         dnsStats = try pinned("dns_proxy_stats")
         reportedLost = try pinned("events_reported_lost")
+        reportedSuppressed = try pinned("events_reported_suppressed")
     }
 
     /// Creates or reuses the state maps under `root`/state.
@@ -191,6 +195,16 @@ public final class LoaderState {
 
     func setReportedLostEvents(_ total: UInt64) throws {
         try reportedLost.update(key: bytes(0), value: withUnsafeBytes(of: total) { Array($0) })
+    }
+
+    /// The suppressed events of a pod's direction already reported to a reader.
+    func reportedSuppressedEvents(podID: UInt32, direction: Direction) throws -> EventCounts {
+        try reportedSuppressed.lookup(key: bytes(EventLimitIndex.of(podID: podID, direction: direction)))
+            .flatMap { $0.withUnsafeBytes(EventCounts.decode) } ?? EventCounts()
+    }
+
+    func setReportedSuppressedEvents(_ counts: EventCounts, podID: UInt32, direction: Direction) throws {
+        try reportedSuppressed.update(key: bytes(EventLimitIndex.of(podID: podID, direction: direction)), value: counts.encode())
     }
 
     // MARK: objects

@@ -135,6 +135,19 @@ extension NetworkNamespace {
         }
     }
 
+    /// Sends `count` UDP datagrams of `size` bytes from this namespace to `address`, back to back
+    /// from one socket (one flow): a flood for what must hold under one (nothing waits for replies).
+    public func sendDatagrams(_ count: Int, to address: String, port: UInt16, size: Int = 32) throws {
+        var target = try SocketAddress.parse(address, port: port)
+        let socket = try self.socket(domain: address.contains(":") ? AF_INET6 : AF_INET, type: Int32(SOCK_DGRAM.rawValue))
+        let payload = [UInt8](repeating: 0x6e, count: size)
+        for _ in 0..<count {
+            let sent = target.withSockaddr { sendto(socket.rawValue, payload, payload.count, 0, $0, $1) }
+            // An ICMP error for an earlier datagram may surface as this send's error; the datagram still went.
+            if sent < 0, ![ECONNREFUSED, EHOSTUNREACH, ENETUNREACH].contains(errno) { throw SystemError("send UDP datagram to", address, errno: errno) }
+        }
+    }
+
     /// A TCP connection to `address` that stays open (nil when it cannot be made within `timeout`).
     public func openConnection(to address: String, port: UInt16, timeout: Double = 0.5) throws -> EchoConnection? {
         var target = try SocketAddress.parse(address, port: port)

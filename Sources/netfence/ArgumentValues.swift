@@ -29,6 +29,43 @@ extension EventLevel: ArgumentValue {
     public static var defaultValueName: String { "level" }
 }
 
+extension CaptureVerdicts: ArgumentValue {
+    public static var defaultValueName: String { "deny|all" }
+}
+
+/// An event level for `events level`, or `node`: a pod follows the node's level again.
+enum LevelArgument: ArgumentValue, Equatable {
+    case level(EventLevel)
+    case node
+
+    init?(argument: String) {
+        if argument == "node" { self = .node } else if let level = EventLevel(name: argument) { self = .level(level) } else { return nil }
+    }
+
+    static var defaultValueName: String { "level" }
+    static var completionChoices: [String]? { EventLevel.names + ["node"] }
+}
+
+/// Events a second, `100/s` or `100`; `none` (or 0) for no limit.
+struct EventRate: ArgumentValue, Equatable {
+    /// nil: no limit.
+    let perSecond: UInt32?
+
+    init?(argument: String) {
+        let number = argument.hasSuffix("/s") ? String(argument.dropLast(2)) : argument
+        if argument == "none" || number == "0" {
+            perSecond = nil
+        } else if let value = UInt32(number), value > 0 {
+            perSecond = value
+        } else {
+            return nil
+        }
+    }
+
+    static var defaultValueName: String { "n/s" }
+    static var expectedForm: String? { "events a second such as 100/s, or none for no limit" }
+}
+
 extension PodReference: ArgumentValue {
     public init?(argument: String) { self.init(parsing: argument) }
     public static var defaultValueName: String { "namespace/name" }

@@ -36,7 +36,7 @@ struct EbpfEventsCommand: Command {
             are on), each event reaches only one of the two readers: netfence says so when another process holds \
             the ring.
             """,
-        subcommands: [EbpfEventsLevelCommand.self])
+        subcommands: [EbpfEventsLevelCommand.self, EbpfEventsCaptureCommand.self])
 
     static let follow = Flag(short: "f", long: "follow", help: "Keep reading until SIGINT or SIGTERM.")
     static let count = Option<Int?>(long: "count", help: "Stop after this many events.", default: nil, showDefault: false)
@@ -121,6 +121,13 @@ struct EbpfEventsCommand: Command {
                     } else {
                         text += EventLine.lost(count, colored: colored) + "\n"
                     }
+                case .suppressed(let report):
+                    if let pod = filter.pod, report.pod != pod { return }
+                    if json {
+                        writer.appendSuppressed(report)
+                    } else {
+                        text += EventLine.suppressed(report, colored: colored) + "\n"
+                    }
                 case .event(let event):
                     guard filter.matches(event) else { return }
                     if json {
@@ -141,40 +148,139 @@ struct EbpfEventsCommand: Command {
     }
 }
 
-/// `netfence ebpf events level [none|deny|all]`.
+/// `netfence ebpf events level [none|deny|all|node] [--pod NS/NAME] [--rate R/s] [--node-rate R/s]`.
 struct EbpfEventsLevelCommand: Command {
     static let configuration = CommandConfiguration(
         name: "level",
-        abstract: "Show or choose which verdicts the datapath reports: none, deny or all (no reload).",
-        discussion: "Without a level, prints the current one.")
+        abstract: "Show or choose which verdicts the datapath reports (none, deny, all), per node or pod, and its event rate limits.",
+        discussion: """
+            Without a level, prints the current ones. With --pod, the level applies to that pod only (debugging one \
+            workload while the node stays at deny); the level node makes the pod follow the node's again. A new pod \
+            follows the node's level.
 
-    static let level = Positionals<EventLevel>(name: "level", help: "none, deny or all; leave out to show the current level.")
-    static let arguments = [level.definition]
+            --rate limits events to R a second per pod and direction; --node-rate limits them for the whole node; \
+            none removes a limit. The limits live in the datapath, before the ring: a flood from one pod cannot fill \
+            the ring and push out the others' events. What a limit holds back is counted per pod, direction and \
+            verdict and reported: SUPPRESSED lines in ebpf events (every 10 s), netfence_events_suppressed_total in \
+            metrics, the SUPPRESSED column of loader status. Nothing is dropped silently.
+            """)
 
-    let levels: [EventLevel]
-    init(parsed: ParsedArguments) { levels = parsed[Self.level] }
+    static let level = Positionals<LevelArgument>(name: "level", help: "none, deny or all (node: with --pod, follow the node's); leave out to show.")
+    static let pod = Option<PodReference?>(long: "pod", help: "Set the level of this pod only (NAMESPACE/NAME).", default: nil, showDefault: false)
+    static let rate = Option<EventRate?>(long: "rate", help: "At most this many events a second per pod and direction (none: no limit).",
+                                         default: nil, showDefault: false)
+    static let nodeRate = Option<EventRate?>(long: "node-rate", help: "At most this many events a second for the node (none: no limit).",
+                                             default: nil, showDefault: false)
+    static let arguments = ([level, pod, rate, nodeRate] as [any ArgumentDefining]).map(\.definition)
+
+    let parsed: ParsedArguments
+    init(parsed: ParsedArguments) { self.parsed = parsed }
 
     func validate() throws {
+        let levels = parsed[Self.level]
         if levels.count > 1 { throw UsageError("give one level: none, deny or all") }
+        if levels.first == .node && parsed[Self.pod] == nil { throw UsageError("the level node needs --pod: the node's own level is none, deny or all") }
+        if parsed[Self.pod] != nil && levels.isEmpty && (parsed[Self.rate] != nil || parsed[Self.nodeRate] != nil) {
+            throw UsageError("--pod sets a pod's level; rates are the node's (leave out --pod)")
+        }
     }
 
-    /// What `-o json` prints: the level now, and the one before when it changed.
+    /// What `-o json` prints: the levels and limits now, and the node's level before when it changed.
     struct Report: Encodable {
         let eventLevel: String
         let previous: String?
+        let pods: [PodLevel]
+        let podEventRate: UInt32?
+        let nodeEventRate: UInt32?
+    }
+
+    struct PodLevel: Encodable {
+        let pod: String
+        let eventLevel: String
     }
 
     func run(_ context: CommandContext) throws {
-        let loader = try LoaderAccess.open(context)
-        let before = try loader.datapath.eventLevel()
-        if let level = levels.first { try loader.datapath.setEventLevel(level) }
-        let now = levels.first ?? before
+        let level = parsed[Self.level].first
+        let changing = level != nil || parsed[Self.rate] != nil || parsed[Self.nodeRate] != nil
+        let loader = try changing ? LoaderAccess.openForChanges(context) : LoaderAccess.open(context)
+        var previous: EventLevel?
+        if let pod = parsed[Self.pod], let level {
+            if case .level(let chosen) = level { try loader.setEventLevel(chosen, for: pod) } else { try loader.setEventLevel(nil, for: pod) }
+        } else if changing {
+            let before = try loader.changeSettings { settings in
+                if case .level(let chosen) = level { settings.eventLevel = chosen }
+                if let rate = parsed[Self.rate] { settings.podEventRate = rate.perSecond }
+                if let rate = parsed[Self.nodeRate] { settings.nodeEventRate = rate.perSecond }
+            }
+            if level != nil { previous = before.eventLevel }
+        }
+        let settings = try loader.datapath.readSettings()
+        let pods = try loader.ownEventLevels().sorted { $0.key < $1.key }
         switch context.outputFormat {
         case .json:
-            context.print(try JSONOutput.encode(Report(eventLevel: now.description, previous: levels.isEmpty ? nil : before.description)))
+            context.print(try JSONOutput.encode(Report(eventLevel: settings.eventLevel.description, previous: previous?.description,
+                                                       pods: pods.map { PodLevel(pod: $0.key.description, eventLevel: $0.value.description) },
+                                                       podEventRate: settings.podEventRate, nodeEventRate: settings.nodeEventRate)))
         case .table:
-            let words = now == .none ? "no verdicts" : now == .deny ? "denies" : "every verdict"
-            context.print(levels.isEmpty ? "The datapath reports \(words) (level \(now))" : "The datapath now reports \(words) (level \(now); was \(before))")
+            func words(_ level: EventLevel) -> String { level == .none ? "no verdicts" : level == .deny ? "denies" : "every verdict" }
+            var lines = ["The datapath \(previous == nil ? "" : "now ")reports \(words(settings.eventLevel)) (level \(settings.eventLevel)"
+                         + (previous.map { "; was \($0)" } ?? "") + ")" + (pods.isEmpty ? "" : " for pods without their own level")]
+            lines += pods.map { "\(TerminalText.escaped($0.key.description)): \(words($0.value)) (level \($0.value))" }
+            func limit(_ rate: UInt32?) -> String { rate.map { "\($0) events/s" } ?? "none" }
+            lines.append("Rate limits: \(limit(settings.podEventRate)) per pod and direction, \(limit(settings.nodeEventRate)) for the node")
+            context.print(lines.joined(separator: "\n"))
+        }
+    }
+}
+
+/// `netfence ebpf events capture [--snaplen N] [--verdict deny|all]`.
+struct EbpfEventsCaptureCommand: Command {
+    static let configuration = CommandConfiguration(
+        name: "capture",
+        abstract: "Show or choose how much of each event's packet the datapath captures (ebpf events --pcap writes them).",
+        discussion: """
+            The datapath copies the first --snaplen bytes of the packet (from its Ethernet header; 0 turns capture off, \
+            at most \(DatapathSettings.maxSnaplen)) into the event of each denied packet (and audit events), or of every \
+            event with --verdict all. A new node captures 128 bytes of denied packets. Which events exist at all is the \
+            event level's choice (ebpf events level). Without options, prints the current settings.
+            """)
+
+    static let snaplen = Option<Int?>(long: "snaplen", valueName: "bytes", help: "Bytes of each packet to capture (0: none).", default: nil,
+                                      showDefault: false)
+    static let verdict = Option<CaptureVerdicts?>(long: "verdict", help: "Capture the packets of denied events (deny) or of every event (all).",
+                                                  default: nil, showDefault: false)
+    static let arguments = ([snaplen, verdict] as [any ArgumentDefining]).map(\.definition)
+
+    let parsed: ParsedArguments
+    init(parsed: ParsedArguments) { self.parsed = parsed }
+
+    func validate() throws {
+        if let snaplen = parsed[Self.snaplen], !(0...DatapathSettings.maxSnaplen).contains(snaplen) {
+            throw UsageError("--snaplen must be from 0 to \(DatapathSettings.maxSnaplen)")
+        }
+    }
+
+    struct Report: Encodable {
+        let snaplen: Int
+        let verdict: String
+    }
+
+    func run(_ context: CommandContext) throws {
+        let changing = parsed[Self.snaplen] != nil || parsed[Self.verdict] != nil
+        let loader = try changing ? LoaderAccess.openForChanges(context) : LoaderAccess.open(context)
+        if changing {
+            try loader.changeSettings { settings in
+                if let snaplen = parsed[Self.snaplen] { settings.snaplen = snaplen }
+                if let verdict = parsed[Self.verdict] { settings.captureVerdicts = verdict }
+            }
+        }
+        let settings = try loader.datapath.readSettings()
+        switch context.outputFormat {
+        case .json: context.print(try JSONOutput.encode(Report(snaplen: settings.snaplen, verdict: settings.captureVerdicts.description)))
+        case .table:
+            context.print(settings.snaplen == 0 ? "The datapath captures no packets (snaplen 0)"
+                : "The datapath captures the first \(settings.snaplen) bytes of "
+                    + (settings.captureVerdicts == .all ? "every event's packet" : "each denied packet (and audit events')"))
         }
     }
 }

@@ -33,7 +33,7 @@ struct LoaderStatusCommand: Command {
         let snapshot = try loader.status(waitingUpTo: timeout)
         let status = LoaderStatus(
             root: context.pinRoot.path, programIDs: try loader.programIDs(), maps: try loader.mapFill(),
-            pods: snapshot.pods.map(PodStatus.init), dnsProxies: try loader.dnsProxies(),
+            pods: try podStatuses(snapshot.pods, loader), dnsProxies: try loader.dnsProxies(),
             objects: snapshot.objects.map { ObjectStatus(kind: $0.object.key.kind.rawValue, namespace: $0.object.key.namespace, name: $0.object.key.name,
                                                          policyRef: $0.object.policyRef, mode: $0.object.mode.rawValue, index: $0.index,
                                                          appliedAt: $0.appliedAt) },
@@ -49,15 +49,29 @@ struct LoaderStatusCommand: Command {
         }
     }
 
+    /// The pods with their own event level and what rate limits suppressed of their events.
+    private func podStatuses(_ pods: [Loader.AttachedPod], _ loader: Loader) throws -> [PodStatus] {
+        let levels = try loader.datapath.ownEventLevels()
+        var suppressed: [UInt32: [String: [String: UInt64]]] = [:]
+        for (podID, direction, counts) in try loader.datapath.suppressedEvents() {
+            suppressed[podID, default: [:]][direction.description] = Dictionary(uniqueKeysWithValues: counts.byVerdict.filter { $0.value > 0 }
+                .map { ($0.key.description, $0.value) })
+        }
+        return pods.map { PodStatus($0, eventLevel: levels[$0.podID], suppressedEvents: suppressed[$0.podID] ?? [:]) }
+    }
+
     private func printTable(_ status: LoaderStatus, _ context: CommandContext) {
         context.print("Datapath under \(status.root): nf_to_pod id \(status.programIDs["nf_to_pod"] ?? 0), nf_from_pod id \(status.programIDs["nf_from_pod"] ?? 0)\n")
         if status.pods.isEmpty {
             context.print("No pods attached.")
         } else {
-            var table = Table(headers: ["POD", "INTERFACE", "NETNS", "IFINDEX", "ID", "REVISION", "INGRESS", "EGRESS", "OBJECTS"])
+            var table = Table(headers: ["POD", "INTERFACE", "NETNS", "IFINDEX", "ID", "REVISION", "INGRESS", "EGRESS", "OBJECTS", "EVENTS",
+                                        "SUPPRESSED"])
             for pod in status.pods {
+                let suppressed = pod.suppressedEvents.values.flatMap(\.values).reduce(0, +)
                 table.append([pod.pod, pod.interface, pod.netns.isEmpty ? "-" : pod.netns, String(pod.ifindex), String(pod.podID),
-                              pod.revision.map(String.init) ?? "-", pod.ingress, pod.egress, String(pod.objects.count)])
+                              pod.revision.map(String.init) ?? "-", pod.ingress, pod.egress, String(pod.objects.count),
+                              pod.eventLevel ?? "node", String(suppressed)])
             }
             context.print(table.render())
         }
@@ -94,8 +108,14 @@ struct PodStatus: Encodable {
     let objects: [String]
     /// How what the pod enforces differs from what the stored objects give it.
     let drift: [String]
+    /// Its own event level; nil: the node's.
+    let eventLevel: String?
+    /// Events the rate limits held back since it was attached: direction → verdict → count.
+    let suppressedEvents: [String: [String: UInt64]]
 
-    init(_ state: Loader.AttachedPod) {
+    init(_ state: Loader.AttachedPod, eventLevel: EventLevel?, suppressedEvents: [String: [String: UInt64]]) {
+        self.eventLevel = eventLevel?.description
+        self.suppressedEvents = suppressedEvents
         pod = state.registration.pod.description
         interface = state.registration.interface
         netns = state.registration.netns

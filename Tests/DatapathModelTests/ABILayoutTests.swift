@@ -16,7 +16,8 @@ import Testing
         #expect(MemoryLayout<nf_conntrack_value>.size == 24)
         #expect(MemoryLayout<nf_conntrack_value>.offset(of: \.pod_id) == 16 && MemoryLayout<nf_conntrack_value>.offset(of: \.flags) == 22)
         #expect(MemoryLayout<nf_event>.size == 80 && VerdictEvent.size == 80)
-        #expect(MemoryLayout<nf_settings>.size == 8)
+        #expect(MemoryLayout<nf_settings>.size == 16 && ABISizes.settings == 16)
+        #expect(MemoryLayout<nf_event>.offset(of: \.captured) == 70 && MemoryLayout<nf_event_limit>.size == 40)
         #expect(MemoryLayout<nf_domain_rule_key>.size == 16 && DomainRuleKey.size == 16)
         #expect(MemoryLayout<nf_domain_grant_key>.size == 20 && DomainGrant.keySize == 20)
         #expect(MemoryLayout<nf_domain_grant>.size == 8 + 16 * DatapathLimits.patternsPerGrant && DomainGrant.valueSize == 136)
@@ -136,8 +137,15 @@ import Testing
         #expect(event == VerdictEvent(timestampNanoseconds: 123_456_789, ifindex: 7, podID: 2, ruleID: 401, length: 74, revision: 5,
                                       source: IPAddress("198.18.1.10")!, destination: IPAddress("198.18.20.1")!,
                                       sourcePort: 5353, destinationPort: 53, direction: .egress, family: 4,
-                                      protocolNumber: 17, verdict: .deny, tier: .networkPolicy, reason: .policy))
+                                      protocolNumber: 17, verdict: .deny, tier: .networkPolicy, reason: .policy, captured: 0))
         #expect(VerdictEvent.decode(Array(golden.prefix(79))) == nil, "a short record is refused, not read past")
+        // A capture: the record is the event and exactly the bytes it says it carries.
+        var captured = golden + [0xaa, 0xbb, 0xcc]
+        captured[70] = 3
+        #expect(VerdictEvent.decode(captured)?.captured == 3)
+        #expect(captured.withUnsafeBytes { Array(VerdictEvent.packet(in: $0)) } == [0xaa, 0xbb, 0xcc])
+        #expect(VerdictEvent.decode(Array(captured.dropLast())) == nil && VerdictEvent.decode(captured + [0]) == nil,
+                "a record whose length disagrees with its capture is refused")
         var unknownTier = golden
         unknownTier[68] = 99
         #expect(VerdictEvent.decode(unknownTier) == nil)

@@ -101,6 +101,103 @@ import TestSupport
         #expect(try bench.datapath.eventReader().read(waitingUpTo: 0.05) { _ in } == 0, "an empty ring waits, then reads nothing")
     }
 
+    /// The first snaplen bytes of a denied packet ride in its event; allowed ones only when the
+    /// settings capture every verdict; no capture at snaplen 0; a short packet is captured whole.
+    @Test func anEventCarriesThePacketsFirstBytes() throws {
+        guard Privileges.require() else { return }
+        let bench = try VerdictBench(pods: 1)
+        try bench.apply(pod: 0, states: [.ingress: .defaultAllow, .egress: .policiesApplied], rules: [.egress: [
+            PolicyRule(ruleID: 5, peer: cidr("198.18.20.0/24"), ports: [PortRange(protocolNumber: UDP, start: 53)]),
+        ]])
+        var settings = DatapathSettings(eventLevel: .all, snaplen: 64, captureVerdicts: .denied)
+        try bench.datapath.write(settings)
+        var port: UInt16 = 20_000
+        func send(_ destinationPort: UInt16, payload: Int) throws -> (frame: [UInt8], event: VerdictEvent, packet: [UInt8]) {
+            port += 1
+            let frame = PacketBuilder.frame(from: ip("198.18.1.10"), to: ip("198.18.20.1"),
+                                            .udp(sourcePort: port, destinationPort: destinationPort, payload: payload))
+            _ = try bench.datapath.run(frame, direction: .egress, ifindex: bench.ifindex(0), in: bench.interfaces.namespace)
+            let records = try bench.events.drain()
+            try #require(records.count == 1)
+            let event = try #require(VerdictEvent.decode(records[0]))
+            return (frame, event, records[0].withUnsafeBytes { Array(VerdictEvent.packet(in: $0)) })
+        }
+        let denied = try send(54, payload: 300)
+        #expect(denied.event.verdict == .deny && denied.event.captured == 64 && denied.packet == Array(denied.frame.prefix(64)))
+        #expect(denied.event.length == UInt32(denied.frame.count), "the original length beside the capture")
+        let allowed = try send(53, payload: 300)
+        #expect(allowed.event.verdict == .allow && allowed.event.captured == 0 && allowed.packet.isEmpty)
+        settings.captureVerdicts = .all
+        settings.snaplen = DatapathSettings.maxSnaplen
+        try bench.datapath.write(settings)
+        let whole = try send(53, payload: 8)
+        #expect(whole.event.captured == whole.frame.count && whole.packet == whole.frame, "a packet shorter than snaplen is captured whole")
+        let long = try send(53, payload: 1200)
+        #expect(long.event.captured == DatapathSettings.maxSnaplen && long.packet == Array(long.frame.prefix(DatapathSettings.maxSnaplen)))
+        settings.snaplen = 0
+        try bench.datapath.write(settings)
+        #expect(try send(54, payload: 300).event.captured == 0)
+    }
+
+    /// A pod's own level decides its events; the others follow the node's.
+    @Test func aPodsOwnLevelOverridesTheNodes() throws {
+        guard Privileges.require() else { return }
+        let bench = try VerdictBench(pods: 2)
+        for pod in 0..<2 { try bench.apply(pod: pod, states: [.ingress: .defaultAllow, .egress: .defaultAllow]) }
+        try bench.datapath.setEventLevel(.deny)
+        func eventsOfAllowedFlows() throws -> [UInt32] {
+            for pod in 0..<2 {
+                _ = try bench.datapath.run(udp("198.18.2.1", "198.18.1.10", UInt16.random(in: 10_000...60_000), 53), direction: .ingress,
+                                           ifindex: bench.ifindex(pod), in: bench.interfaces.namespace)
+            }
+            return try bench.events.drain().compactMap(VerdictEvent.decode).map(\.podID)
+        }
+        #expect(try eventsOfAllowedFlows() == [])
+        try bench.datapath.setEventLevel(.all, podID: 1)
+        #expect(try bench.datapath.eventLevel(podID: 1) == .all && bench.datapath.eventLevel(podID: 0) == nil)
+        #expect(try eventsOfAllowedFlows() == [1], "only the pod with its own level all")
+        try bench.datapath.setEventLevel(.all)
+        try bench.datapath.setEventLevel(EventLevel.none, podID: 1)  // not .none: that is "no level of its own"
+        let silenced = try eventsOfAllowedFlows()
+        #expect(silenced == [0], "a pod's own none silences it under a node at all: \(silenced)")
+        try bench.datapath.resetEventState(podID: 1)
+        #expect(try eventsOfAllowedFlows() == [0, 1] && bench.datapath.ownEventLevels().isEmpty)
+    }
+
+    /// Beyond the rate, events are not written but counted, per pod, direction and verdict:
+    /// every event is written or counted; another pod's events are untouched by one pod's flood.
+    @Test func rateLimitsSuppressEventsAndCountEveryOne() throws {
+        guard Privileges.require() else { return }
+        let bench = try VerdictBench(pods: 2)
+        for pod in 0..<2 { try bench.apply(pod: pod, states: [.ingress: .defaultDeny, .egress: .defaultAllow]) }
+        try bench.datapath.write(DatapathSettings(eventLevel: .all, snaplen: 0, captureVerdicts: .denied, podEventRate: 10))
+        func flood(_ pod: Int, _ count: UInt32) throws {
+            _ = try bench.datapath.run(tcp("198.18.2.1", "198.18.1.10", 999, 80), direction: .ingress, ifindex: bench.ifindex(pod),
+                                       in: bench.interfaces.namespace, repeat: count)
+        }
+        try flood(0, 250)
+        try flood(1, 5)
+        let written = try bench.events.drain().compactMap(VerdictEvent.decode)
+        let pod0 = written.filter { $0.podID == 0 }.count, pod1 = written.filter { $0.podID == 1 }.count
+        let suppressed0 = try bench.datapath.suppressedEvents(podID: 0, direction: .ingress)
+        #expect(UInt64(pod0) + suppressed0.total == 250, "each event written or counted: \(pod0) + \(suppressed0.total)")
+        #expect(pod0 <= 20 && suppressed0.byVerdict[.deny] == suppressed0.total, "at most the rate a window (two, across a window's end)")
+        let suppressed1 = try bench.datapath.suppressedEvents(podID: 1, direction: .ingress)
+        #expect(pod1 == 5 && suppressed1.total == 0, "the other pod loses nothing")
+        #expect(try bench.datapath.suppressedEvents(podID: 0, direction: .egress).total == 0)
+        #expect(try bench.datapath.suppressedEvents().map(\.podID) == [0])
+
+        // The node's limit: what it holds back is counted for the pod whose event it was.
+        try bench.datapath.resetEventState(podID: 0)
+        try bench.datapath.resetEventState(podID: 1)
+        try bench.datapath.write(DatapathSettings(eventLevel: .all, snaplen: 0, captureVerdicts: .denied, nodeEventRate: 30))
+        try flood(0, 100)
+        try flood(1, 100)
+        let total = try bench.events.drain().count
+        let suppressed = try (0..<2).map { try bench.datapath.suppressedEvents(podID: UInt32($0), direction: .ingress).total }
+        #expect(UInt64(total) + suppressed[0] + suppressed[1] == 200 && total <= 60, "\(total) written, \(suppressed) suppressed")
+    }
+
     @Test func countersSplitByPodDirectionAndVerdict() throws {
         guard Privileges.require() else { return }
         let bench = try VerdictBench(pods: 2)

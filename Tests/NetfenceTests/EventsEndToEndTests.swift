@@ -117,7 +117,9 @@ import TestSupport
         let frame = PacketBuilder.frame(from: IPAddress("198.18.9.9")!, to: IPAddress(bench.ip(0))!, .tcp(sourcePort: 1, destinationPort: 80))
         let burst: UInt32 = 20_000
         _ = try datapath.run(frame, direction: .ingress, ifindex: ifindex, in: bench.cluster.node, repeat: burst)
-        let ringHolds = DatapathLimits.eventRingBytes / (8 + VerdictEvent.size)
+        // A record: 8 bytes of header, the event and its capture (a new node captures denied packets), 8-byte aligned.
+        let record = (8 + VerdictEvent.size + min(frame.count, DatapathSettings.initial.snaplen) + 7) / 8 * 8
+        let ringHolds = DatapathLimits.eventRingBytes / record
         let lines = try bench.cli(["ebpf", "events", "-o", "json"]).standardOutput.split(separator: "\n")
         let lost = try #require(lines.first.flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Int] }?["lost"],
                                 "the first line reports the loss: \(lines.first ?? "")")

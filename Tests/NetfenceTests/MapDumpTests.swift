@@ -114,8 +114,9 @@ func jsonRows(_ result: CommandResult) throws -> [[String: Any]] {
         let denied = try #require(counters.first { $0["pod"] as? String == "shop/pod0" && $0["verdict"] as? String == "deny" }, "\(counters)")
         let perCPU = try #require(denied["packetsPerCPU"] as? [Int])
         #expect(perCPU.reduce(0, +) == denied["packets"] as? Int && perCPU.count == BPFMap.possibleCPUs)
-        #expect(try bench.cli(["ebpf", "maps", "dump", "settings"]).standardOutput == "EVENT LEVEL\ndeny\n")
-        #expect(try bench.cli(["ebpf", "maps", "dump", "settings", "--no-headers"]).standardOutput == "deny\n")
+        #expect(try bench.cli(["ebpf", "maps", "dump", "settings"]).standardOutput
+                == "EVENT LEVEL SNAPLEN CAPTURE POD RATE/S NODE RATE/S\ndeny        128     deny    -          -\n")
+        #expect(try bench.cli(["ebpf", "maps", "dump", "settings", "--no-headers"]).standardOutput == "deny        128     deny    -          -\n")
         let stats = try jsonRows(bench.cli(["ebpf", "maps", "dump", "stats", "-o", "json"]))
         #expect(stats.map { $0["stat"] as? String } == ["events-lost", "unparseable-drops", "unknown-interface", "conntrack-full"])
     }

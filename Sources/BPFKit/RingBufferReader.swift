@@ -75,6 +75,7 @@ public final class RingBufferReader {
         while true {
             let count = Int(nf_ring_peek(ring, batch, Int32(Self.batchSize)))
             for index in 0..<count {
+                recordEnd = batch[index].end
                 try visit(UnsafeRawBufferPointer(start: batch[index].data, count: Int(batch[index].length)))
             }
             total += count
@@ -84,6 +85,10 @@ public final class RingBufferReader {
 
     /// Gives back the space of every record read so far.
     public func commit() { nf_ring_commit(ring) }
+
+    /// During a visit, the position after the record visited: what a reader that has
+    /// made the records up to this one durable would resume at (`skip(to:)`).
+    public private(set) var recordEnd: UInt64 = 0
 
     /// The position after the last record read (committed or not).
     public var position: UInt64 { nf_ring_pending_position(ring) }

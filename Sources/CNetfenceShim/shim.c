@@ -303,12 +303,13 @@ int nf_ring_peek(struct nf_ring *ring, struct nf_ring_record *records, int max)
 			break;
 		__u32 size = length & ~(__u32)(BPF_RINGBUF_BUSY_BIT | BPF_RINGBUF_DISCARD_BIT);
 
+		ring->pending += (size + BPF_RINGBUF_HDR_SZ + 7) & ~7ULL;
 		if (!(length & BPF_RINGBUF_DISCARD_BIT)) {
 			records[count].data = header + BPF_RINGBUF_HDR_SZ;
 			records[count].length = size;
+			records[count].end = ring->pending;
 			count++;
 		}
-		ring->pending += (size + BPF_RINGBUF_HDR_SZ + 7) & ~7ULL;
 	}
 	return count;
 }

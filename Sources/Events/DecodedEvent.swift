@@ -33,11 +33,15 @@ public struct DecodedEvent: Sendable, Encodable, Equatable {
     public let reason: Reason
     public let bytes: UInt32
     public let revision: UInt32
+    /// The packet's first bytes (from its Ethernet header) when the datapath captured them; empty
+    /// otherwise. Not part of the JSON (`--pcap` writes packets).
+    public let packet: [UInt8]
 
     public init(time: Date, pod: String, podNamespace: String?, interface: String?, direction: Direction, family: AddressFamily,
                 protocolNumber: UInt8, source: IPAddress, sourcePort: UInt16, destination: IPAddress, destinationPort: UInt16,
                 icmpID: UInt16? = nil, verdict: Verdict, tier: Tier, policy: String, rule: Int?, reason: Reason, bytes: UInt32,
-                revision: UInt32) {
+                revision: UInt32, packet: [UInt8] = []) {
+        self.packet = packet
         self.time = time
         self.pod = pod
         self.podNamespace = podNamespace
@@ -97,8 +101,8 @@ extension Attribution {
         pod(event.podID) != nil && (RuleID(rawValue: event.ruleID).map { policy(ruleID: $0.rawValue) != nil } ?? true)
     }
 
-    /// `event` in words; `monotonicToWall` converts its CLOCK_MONOTONIC stamp.
-    public func decode(_ event: VerdictEvent, monotonicToWall: (UInt64) -> Date) -> DecodedEvent {
+    /// `event` in words, with `packet` (its capture); `monotonicToWall` converts its CLOCK_MONOTONIC stamp.
+    public func decode(_ event: VerdictEvent, packet: [UInt8] = [], monotonicToWall: (UInt64) -> Date) -> DecodedEvent {
         let label = pod(event.podID).flatMap { $0.ifindex == event.ifindex ? $0 : nil }
         let policy: String
         var rule: Int?
@@ -133,7 +137,7 @@ extension Attribution {
             destination: event.destination, destinationPort: echo ? 0 : event.destinationPort,
             icmpID: echo && event.reason != .fragment ? event.sourcePort : nil,
             verdict: event.verdict, tier: event.tier, policy: policy, rule: rule, reason: event.reason, bytes: event.length,
-            revision: event.revision)
+            revision: event.revision, packet: packet)
     }
 }
 

@@ -12,12 +12,16 @@ import Rendering
 /// measures this writer). Lines collect in the writer until ``flush(to:)``.
 public final class EventJSONWriter {
     private let buffer: OutputBuffer
+    /// The fields written, one bit per `EventField` (all by default).
+    private let fields: UInt32
     /// `2026-11-23T13:59:01.` of the last second written: events come in bursts within one second.
     private var cachedSecond = Int.min
     private var cachedSecondText: [UInt8] = []
 
-    public init(capacity: Int = 64 * 1024) {
+    /// A writer of `fields` (all when nil): a shipper that pays per byte keeps what it needs.
+    public init(capacity: Int = 64 * 1024, fields: Set<EventField>? = nil) {
         buffer = OutputBuffer(capacity: capacity)
+        self.fields = (fields ?? Set(EventField.allCases)).reduce(0) { $0 | $1.bit }
     }
 
     /// Hands the lines written since the last flush to `output`; the writer starts empty again.
@@ -25,66 +29,59 @@ public final class EventJSONWriter {
         buffer.flush(to: output)
     }
 
-    /// Appends `event` as one line.
+    /// Starts field `field` (`{"name":` or `,"name":`) when it is selected.
+    @inline(__always)
+    private func key(_ field: EventField, _ line: inout OutputCursor, _ first: inout Bool) -> Bool {
+        guard fields & field.bit != 0 else { return false }
+        line.put(first ? #"{""# : #",""#)
+        line.put(field.name)
+        line.put(#"":"#)
+        first = false
+        return true
+    }
+
+    /// Appends `event` as one line (`{}` when no field is selected that it has).
     public func append(_ event: DecodedEvent) {
         // Bytes the line can take at most: the fixed part, six per string byte (\u00XX), 46 per address.
         let strings = (event.interface?.utf8.count ?? 0) + event.pod.utf8.count + (event.podNamespace?.utf8.count ?? 0) + event.policy.utf8.count
         buffer.write(atMost: 512 + 6 * strings) { line in
-            line.put(#"{"bytes":"#)
-            line.put(integer: event.bytes)
-            line.put(#","destination":""#)
-            line.put(address: event.destination)
-            line.put(#"","destinationPort":"#)
-            line.put(integer: event.destinationPort)
-            line.put(#","direction":""#)
-            line.put(event.direction.name)
-            line.put(#"","family":""#)
-            line.put(event.family.name)
-            line.put(UInt8(ascii: "\""))
-            if let identifier = event.icmpID {
-                line.put(#","icmpID":"#)
-                line.put(integer: identifier)
-            }
-            if let interface = event.interface {
-                line.put(#","interface":""#)
-                line.put(escaping: interface)
+            var first = true
+            if key(.bytes, &line, &first) { line.put(integer: event.bytes) }
+            if key(.destination, &line, &first) { line.put(UInt8(ascii: "\"")); line.put(address: event.destination); line.put(UInt8(ascii: "\"")) }
+            if key(.destinationPort, &line, &first) { line.put(integer: event.destinationPort) }
+            if key(.direction, &line, &first) { line.put(UInt8(ascii: "\"")); line.put(event.direction.name); line.put(UInt8(ascii: "\"")) }
+            if key(.family, &line, &first) { line.put(UInt8(ascii: "\"")); line.put(event.family.name); line.put(UInt8(ascii: "\"")) }
+            if let identifier = event.icmpID, key(.icmpID, &line, &first) { line.put(integer: identifier) }
+            if let interface = event.interface, key(.interface, &line, &first) { quoted(interface, &line) }
+            if key(.pod, &line, &first) { quoted(event.pod, &line) }
+            if let namespace = event.podNamespace, key(.podNamespace, &line, &first) { quoted(namespace, &line) }
+            if key(.policy, &line, &first) { quoted(event.policy, &line) }
+            if key(.proto, &line, &first) {
+                line.put(UInt8(ascii: "\""))
+                if let name = ProtocolName.known(event.protocolNumber) {
+                    line.put(name)
+                } else {
+                    line.put("proto-")
+                    line.put(integer: event.protocolNumber)
+                }
                 line.put(UInt8(ascii: "\""))
             }
-            line.put(#","pod":""#)
-            line.put(escaping: event.pod)
-            if let namespace = event.podNamespace {
-                line.put(#"","podNamespace":""#)
-                line.put(escaping: namespace)
-            }
-            line.put(#"","policy":""#)
-            line.put(escaping: event.policy)
-            line.put(#"","proto":""#)
-            if let name = ProtocolName.known(event.protocolNumber) {
-                line.put(name)
-            } else {
-                line.put("proto-")
-                line.put(integer: event.protocolNumber)
-            }
-            line.put(#"","reason":""#)
-            line.put(event.reason.name)
-            line.put(#"","revision":"#)
-            line.put(integer: event.revision)
-            if let rule = event.rule {
-                line.put(#","rule":"#)
-                line.put(integer: rule)
-            }
-            line.put(#","source":""#)
-            line.put(address: event.source)
-            line.put(#"","sourcePort":"#)
-            line.put(integer: event.sourcePort)
-            line.put(#","tier":""#)
-            line.put(event.tier.name)
-            line.put(#"","time":""#)
-            putTime(event.time, into: &line)
-            line.put(#"","verdict":""#)
-            line.put(event.verdict.name)
-            line.put("\"}\n")
+            if key(.reason, &line, &first) { line.put(UInt8(ascii: "\"")); line.put(event.reason.name); line.put(UInt8(ascii: "\"")) }
+            if key(.revision, &line, &first) { line.put(integer: event.revision) }
+            if let rule = event.rule, key(.rule, &line, &first) { line.put(integer: rule) }
+            if key(.source, &line, &first) { line.put(UInt8(ascii: "\"")); line.put(address: event.source); line.put(UInt8(ascii: "\"")) }
+            if key(.sourcePort, &line, &first) { line.put(integer: event.sourcePort) }
+            if key(.tier, &line, &first) { line.put(UInt8(ascii: "\"")); line.put(event.tier.name); line.put(UInt8(ascii: "\"")) }
+            if key(.time, &line, &first) { line.put(UInt8(ascii: "\"")); putTime(event.time, into: &line); line.put(UInt8(ascii: "\"")) }
+            if key(.verdict, &line, &first) { line.put(UInt8(ascii: "\"")); line.put(event.verdict.name); line.put(UInt8(ascii: "\"")) }
+            line.put(first ? "{}\n" : "}\n")
         }
+    }
+
+    private func quoted(_ text: String, _ line: inout OutputCursor) {
+        line.put(UInt8(ascii: "\""))
+        line.put(escaping: text)
+        line.put(UInt8(ascii: "\""))
     }
 
     /// Appends the `{"lost":N}` line.
@@ -141,5 +138,45 @@ public final class EventJSONWriter {
         line.put(UInt8(ascii: "0") + UInt8(milliseconds / 10 % 10))
         line.put(UInt8(ascii: "0") + UInt8(milliseconds % 10))
         line.put(UInt8(ascii: "Z"))
+    }
+}
+
+/// The fields of an event line, as `-o json` and flow logs name them (`--fields`), in the lines' order.
+public enum EventField: Int, CaseIterable, Sendable, CustomStringConvertible {
+    case bytes, destination, destinationPort, direction, family, icmpID, interface, pod, podNamespace, policy, proto, reason, revision, rule
+    case source, sourcePort, tier, time, verdict
+
+    var bit: UInt32 { 1 << UInt32(rawValue) }
+
+    /// The field's JSON key.
+    public var description: String { "\(name)" }
+
+    public var name: StaticString {
+        switch self {
+        case .bytes: "bytes"
+        case .destination: "destination"
+        case .destinationPort: "destinationPort"
+        case .direction: "direction"
+        case .family: "family"
+        case .icmpID: "icmpID"
+        case .interface: "interface"
+        case .pod: "pod"
+        case .podNamespace: "podNamespace"
+        case .policy: "policy"
+        case .proto: "proto"
+        case .reason: "reason"
+        case .revision: "revision"
+        case .rule: "rule"
+        case .source: "source"
+        case .sourcePort: "sourcePort"
+        case .tier: "tier"
+        case .time: "time"
+        case .verdict: "verdict"
+        }
+    }
+
+    public init?(name: String) {
+        guard let field = Self.allCases.first(where: { $0.description == name }) else { return nil }
+        self = field
     }
 }

@@ -57,6 +57,19 @@ public final class EventStream {
         attribution = try loader.attribution()
     }
 
+    /// Gives the ring back the space of every event read.
+    public func commit() { reader.commit() }
+
+    /// During a visit of an event, the ring position after it; outside one, after the last event read.
+    public var recordEnd: UInt64 { reader.recordEnd }
+    public var position: UInt64 { reader.position }
+    /// The ring's map id: positions mean something only for the same ring.
+    public var ringID: UInt32 { reader.mapID }
+
+    /// Counts the events before `position` as read (a restarted writer skipping what it wrote
+    /// before it died); false when the ring is not there any more.
+    public func skip(to position: UInt64) -> Bool { reader.skip(to: position) }
+
     /// The longest `namespace/name` of the pods attached when the stream began, for table widths.
     public var longestPodName: Int { attribution.longestPodName }
 
@@ -65,6 +78,13 @@ public final class EventStream {
     /// `suppressionInterval`, and first at once), then events, oldest first. With `wait`, when nothing
     /// is ready it waits up to that many seconds for the first event.
     public func drain(lossInterval: TimeInterval = 1, waitingUpTo wait: Double? = nil, _ visit: (EventItem) throws -> Void) throws {
+        try read(lossInterval: lossInterval, waitingUpTo: wait, visit)
+        reader.commit()
+    }
+
+    /// As `drain`, leaving the events read in the ring until `commit` (a reader that must make
+    /// them durable first); during a visit `recordEnd` says where a reader resumes after it.
+    public func read(lossInterval: TimeInterval = 1, waitingUpTo wait: Double? = nil, _ visit: (EventItem) throws -> Void) throws {
         let now = Date()
         if now.timeIntervalSince(lastLossCheck) >= lossInterval {
             lastLossCheck = now
@@ -79,13 +99,14 @@ public final class EventStream {
             }
         }
         var refreshed = false
-        try reader.drain(waitingUpTo: wait) { record in
+        try reader.read(waitingUpTo: wait) { record in
             guard let event = VerdictEvent.decode(record) else { return }
             if !refreshed && !attribution.knows(event) {
                 attribution = try loader.attribution()  // a pod or object newer than our view
                 refreshed = true
             }
-            try visit(.event(attribution.decode(event, monotonicToWall: clock.date)))
+            let packet = event.captured == 0 ? [] : Array(VerdictEvent.packet(in: record))
+            try visit(.event(attribution.decode(event, packet: packet, monotonicToWall: clock.date)))
         }
     }
 }

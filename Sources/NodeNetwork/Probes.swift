@@ -138,9 +138,17 @@ extension NetworkNamespace {
     /// Sends `count` UDP datagrams of `size` bytes from this namespace to `address`, back to back
     /// from one socket (one flow): a flood for what must hold under one (nothing waits for replies).
     public func sendDatagrams(_ count: Int, to address: String, port: UInt16, size: Int = 32) throws {
+        try send([UInt8](repeating: 0x6e, count: size), times: count, to: address, port: port)
+    }
+
+    /// Sends one UDP datagram carrying `payload` from a socket of its own (a flow of its own).
+    public func sendPayload(_ payload: [UInt8], to address: String, port: UInt16) throws {
+        try send(payload, times: 1, to: address, port: port)
+    }
+
+    private func send(_ payload: [UInt8], times count: Int, to address: String, port: UInt16) throws {
         var target = try SocketAddress.parse(address, port: port)
         let socket = try self.socket(domain: address.contains(":") ? AF_INET6 : AF_INET, type: Int32(SOCK_DGRAM.rawValue))
-        let payload = [UInt8](repeating: 0x6e, count: size)
         for _ in 0..<count {
             let sent = target.withSockaddr { sendto(socket.rawValue, payload, payload.count, 0, $0, $1) }
             // An ICMP error for an earlier datagram may surface as this send's error; the datagram still went.

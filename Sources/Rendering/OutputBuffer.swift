@@ -129,6 +129,32 @@ public struct OutputCursor {
         put(spaces: max(1, width - characters + 1))
     }
 
+    /// A fixed-width integer in host byte order, for binary formats (pcapng).
+    @inlinable public mutating func put<T: FixedWidthInteger>(binary value: T) {
+        UnsafeMutableRawPointer(pointer).storeBytes(of: value, as: T.self)
+        pointer += MemoryLayout<T>.size
+    }
+
+    /// Raw bytes, for binary formats.
+    @inlinable public mutating func put(bytes: UnsafeRawBufferPointer) {
+        guard let base = bytes.baseAddress, !bytes.isEmpty else { return }
+        UnsafeMutableRawPointer(pointer).copyMemory(from: base, byteCount: bytes.count)
+        pointer += bytes.count
+    }
+
+    /// Where the next byte goes: for a binary length written after what it measures (`patch`).
+    @inlinable public var position: UnsafeMutablePointer<UInt8> { pointer }
+
+    /// Overwrites the integer at `position` (one this cursor has written past).
+    @inlinable public func patch<T: FixedWidthInteger>(_ value: T, at position: UnsafeMutablePointer<UInt8>) {
+        UnsafeMutableRawPointer(position).storeBytes(of: value, as: T.self)
+    }
+
+    /// Zeros up to the next multiple of `alignment` bytes since `start`.
+    @inlinable public mutating func pad(toMultipleOf alignment: Int, since start: UnsafeMutablePointer<UInt8>) {
+        while (pointer - start) % alignment != 0 { put(UInt8(0)) }
+    }
+
     @inlinable public mutating func put(spaces: Int) {
         pointer.update(repeating: UInt8(ascii: " "), count: spaces)
         pointer += spaces

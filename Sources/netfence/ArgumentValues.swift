@@ -1,6 +1,8 @@
 import BPFKit
 import CommandTree
 import DatapathModel
+import Events
+import Foundation
 import Inspection
 import Loader
 import PolicyInput
@@ -64,6 +66,44 @@ struct EventRate: ArgumentValue, Equatable {
 
     static var defaultValueName: String { "n/s" }
     static var expectedForm: String? { "events a second such as 100/s, or none for no limit" }
+}
+
+/// A size in bytes: `100MB`, `512KB`, `1GB` (powers of 1024) or a plain number.
+struct ByteSize: ArgumentValue, Equatable, CustomStringConvertible {
+    let bytes: Int
+
+    /// `100MB` for a whole number of a unit, else bytes.
+    var description: String {
+        [("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)].first { bytes % $0.1 == 0 }.map { "\(bytes / $0.1)\($0.0)" } ?? "\(bytes)"
+    }
+
+    init?(argument: String) {
+        let units: [(String, Int)] = [("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10), ("B", 1)]
+        let upper = argument.uppercased()
+        let (digits, unit) = units.first { upper.hasSuffix($0.0) }.map { (String(upper.dropLast($0.0.count)), $0.1) } ?? (upper, 1)
+        guard let value = Int(digits), value > 0, case let (product, overflow) = value.multipliedReportingOverflow(by: unit), !overflow else { return nil }
+        bytes = product
+    }
+
+    init(bytes: Int) { self.bytes = bytes }
+
+    static var defaultValueName: String { "size" }
+    static var expectedForm: String? { "a size such as 100MB, 512KB or 1GB" }
+}
+
+/// `--fields`: event fields by their JSON names, comma-separated.
+struct EventFieldList: ArgumentValue, Equatable {
+    let fields: Set<EventField>
+
+    init?(argument: String) {
+        let names = argument.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+        let fields = names.compactMap(EventField.init(name:))
+        guard !names.isEmpty, fields.count == names.count else { return nil }
+        self.fields = Set(fields)
+    }
+
+    static var defaultValueName: String { "field,..." }
+    static var expectedForm: String? { "comma-separated fields of: " + EventField.allCases.map(\.description).joined(separator: ", ") }
 }
 
 extension PodReference: ArgumentValue {

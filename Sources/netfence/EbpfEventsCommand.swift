@@ -4,6 +4,7 @@ import DatapathModel
 import Events
 import Foundation
 import Glibc
+import HostKit
 import Loader
 
 enum ColorChoice: String, CaseIterable, ArgumentValue {
@@ -22,17 +23,33 @@ struct EbpfEventsCommand: Command {
             policyRef or the cluster policy's name, and the rule index; "default" when the pod default decided) and bytes.
 
             By default drains what is there and exits; --follow waits for more until SIGINT or SIGTERM; --count \
-            waits until N events have printed (or SIGINT/SIGTERM). Filters combine with AND. -o json prints JSON Lines.
+            waits until N events have printed (or SIGINT/SIGTERM). Filters combine with AND. -o json prints JSON Lines; \
+            --fields keeps only the named fields of each line.
 
             Events the datapath could not write (the ring was full) are counted; the next reader reports them as \
-            a LOST line (a {"lost": N} object in JSON), at most once a second, never silently.
+            a LOST line (a {"lost": N} object in JSON), at most once a second, never silently. Events the rate limits \
+            held back (ebpf events level --rate) are reported as SUPPRESSED lines ({"suppressed": {...}}) per pod and \
+            direction, every 10 s.
+
+            --pcap FILE writes the captured packets of the events (ebpf events capture) as pcapng, for tcpdump, tshark \
+            or Wireshark: an interface per host veth, each packet with its original length, its time and a comment \
+            naming pod, direction, verdict, tier, policy and rule. --pcap - writes it to standard output (netfence \
+            ebpf events --follow --pcap - | tcpdump -r -); losses and suppressions then go to standard error. The file \
+            is created with mode 0600: packets can hold secrets.
+
+            --output-file PATH appends the events as JSON Lines to PATH instead of standard output, rotated when PATH \
+            would exceed --max-size (PATH.1 the newest rotated file, up to PATH.N for --max-files N) and opened anew \
+            on SIGHUP (logrotate's convention). Each event is written once: a restarted reader continues with the next \
+            event (the ring keeps what no reader confirmed; .PATH.cursor beside the log records what is in it), and what \
+            the datapath could not keep meanwhile is a LOST line. A rotated file is fsync'd; a killed process loses \
+            nothing it wrote, a power loss may lose the current file's lines since its last rotation.
 
             The ring buffer has one consumer at a time: two readers split the events between them.
 
             --aws reads the AWS network-policy agent's ring (global_policy_events under --aws-root) on an EKS node, \
             with the same filters and output; --pod takes NAMESPACE/NAME and matches the agent's pod identifier. \
-            Its records carry no time (netfence shows when it read them), no rule (policy "aws-agent") and no loss \
-            count (the agent counts no ring failures). If the agent itself reads the ring (its policy event logs \
+            Its records carry no time (netfence shows when it read them), no rule (policy "aws-agent"), no packet and no \
+            loss count (the agent counts no ring failures). If the agent itself reads the ring (its policy event logs \
             are on), each event reaches only one of the two readers: netfence says so when another process holds \
             the ring.
             """,
@@ -53,9 +70,18 @@ struct EbpfEventsCommand: Command {
                                         default: nil, showDefault: false)
     static let color = Option<ColorChoice>(long: "color", help: "Color verdicts: auto (on a terminal), always, never.", default: .auto)
     static let noHeaders = Flag(long: "no-headers", help: "Leave out the table's header line.")
+    static let pcap = Option<String?>(long: "pcap", valueName: "file", help: "Write the events' captured packets as pcapng to FILE (-: standard output).",
+                                      default: nil, showDefault: false)
+    static let outputFile = Option<String?>(long: "output-file", valueName: "path", help: "Append the events as JSON Lines to PATH, rotated by size.",
+                                            default: nil, showDefault: false)
+    static let maxSize = Option<ByteSize>(long: "max-size", help: "Rotate the output file before it would exceed this size.",
+                                          default: ByteSize(bytes: 100 << 20))
+    static let maxFiles = Option<Int>(long: "max-files", help: "Rotated output files kept (PATH.1 ... PATH.N).", default: 5)
+    static let fields = Option<EventFieldList?>(long: "fields", help: "Only these fields of each JSON line (comma-separated).", default: nil,
+                                                showDefault: false)
     static let aws = Flag(long: "aws", help: "Read the AWS network-policy agent's event ring instead of netfence's.")
-    static let arguments = ([follow, count, pod, namespace, verdict, direction, ip, port, proto, tier, policy, color, noHeaders, aws,
-                             AWSRoot.option] as [any ArgumentDefining])
+    static let arguments = ([follow, count, pod, namespace, verdict, direction, ip, port, proto, tier, policy, color, noHeaders, pcap, outputFile,
+                             maxSize, maxFiles, fields, aws, AWSRoot.option] as [any ArgumentDefining])
         .map(\.definition)
 
     let parsed: ParsedArguments
@@ -64,6 +90,18 @@ struct EbpfEventsCommand: Command {
     func validate() throws {
         if let count = parsed[Self.count], count < 1 { throw UsageError("--count must be at least 1") }
         if let port = parsed[Self.port], port > 65535 { throw UsageError("--port must be from 0 to 65535") }
+        if parsed[Self.aws] && parsed[Self.pcap] != nil { throw UsageError("--pcap needs captures: the AWS agent's events carry no packet") }
+        if parsed[Self.aws] && parsed[Self.outputFile] != nil { throw UsageError("--output-file writes netfence's events (leave out --aws)") }
+        if parsed[Self.outputFile] != nil && parsed[Self.pcap] == "-" {
+            throw UsageError("--pcap - and --output-file both take over the output: write the pcap to a file")
+        }
+        if !(1...1000).contains(parsed[Self.maxFiles]) { throw UsageError("--max-files must be from 1 to 1000") }
+        if parsed[Self.outputFile] == nil && (!parsed.all(Self.maxSize).isEmpty || !parsed.all(Self.maxFiles).isEmpty) {
+            throw UsageError("--max-size and --max-files rotate the file of --output-file")
+        }
+        for path in [parsed[Self.pcap], parsed[Self.outputFile]].compactMap({ $0 }) where path != "-" && path.isEmpty {
+            throw UsageError("a file path is empty")
+        }
     }
 
     var filter: EventFilter {
@@ -82,7 +120,11 @@ struct EbpfEventsCommand: Command {
     }
 
     func run(_ context: CommandContext) throws {
+        if parsed[Self.fields] != nil, parsed[Self.outputFile] == nil, context.outputFormat != .json {
+            throw UsageError("--fields selects fields of JSON lines: add -o json or --output-file")
+        }
         let stream: VerdictSource
+        var netfence: EventStream?
         if parsed[Self.aws] {
             try NodeAccess.requirePrivileges(context)
             let agent = try AWSEventStream(awsRoot: parsed[AWSRoot.option])
@@ -91,59 +133,187 @@ struct EbpfEventsCommand: Command {
             }
             stream = agent
         } else {
-            stream = try EventStream(loader: LoaderAccess.open(context))
+            let loader = try LoaderAccess.open(context)
+            netfence = try EventStream(loader: loader)
+            stream = netfence!
+            if parsed[Self.pcap] != nil, try loader.datapath.readSettings().snaplen == 0 {
+                context.warn("the datapath captures no packets (snaplen 0): turn capture on with 'netfence ebpf events capture --snaplen 128'")
+            }
         }
-        let json = context.outputFormat == .json
-        let colored = switch parsed[Self.color] {
-        case .always: true
-        case .never: false
-        case .auto: !json && isatty(STDOUT_FILENO) == 1
-        }
+        let output = try EventOutput(parsed: parsed, context: context, stream: netfence, longestPodName: stream.longestPodName)
         let following = parsed[Self.follow]
         let limit = parsed[Self.count]
         let filter = filter
         if following || limit != nil { StopSignals.install() }
+        if output.flowLog != nil { StopSignals.installReopen() }
         var printed = 0
-        let writer = EventJSONWriter()
-        let lines = EventLine(longestPodName: stream.longestPodName)
-        var text = json || parsed[Self.noHeaders] ? "" : lines.header + "\n"
         // Each drain's lines go out in one write: a write per line would cap the log far below the datapath's rate.
         // Following, a drain blocks in the kernel until events come (or a quarter second passes, to notice a stop).
         let waiting = following || limit != nil
         var first = true
+        defer { output.finish() }
         while true {
-            try stream.drain(lossInterval: 1, waitingUpTo: waiting && !first ? 0.25 : nil) { item in
+            if reopenRequested != 0 {
+                reopenRequested = 0
+                try output.flowLog?.reopen()
+            }
+            let visit = { (item: EventItem) throws in
                 if let limit, printed >= limit { return }
                 switch item {
-                case .lost(let count):
-                    if json {
-                        writer.appendLost(count)
-                    } else {
-                        text += EventLine.lost(count, colored: colored) + "\n"
-                    }
+                case .lost(let count): try output.lost(count)
                 case .suppressed(let report):
                     if let pod = filter.pod, report.pod != pod { return }
-                    if json {
-                        writer.appendSuppressed(report)
-                    } else {
-                        text += EventLine.suppressed(report, colored: colored) + "\n"
-                    }
+                    try output.suppressed(report)
                 case .event(let event):
                     guard filter.matches(event) else { return }
-                    if json {
-                        writer.append(event)
-                    } else {
-                        text += lines.text(event, colored: colored) + "\n"
-                    }
+                    try output.event(event, endingAt: netfence?.recordEnd)
                     printed += 1
                 }
             }
-            writer.flush(to: context.write(bytes:))
-            if !text.isEmpty { context.write(text) }
-            text = ""
+            let wait = waiting && !first ? 0.25 : nil
+            if let netfence, output.flowLog != nil {
+                // The ring gives the records back only once the log has them.
+                try netfence.read(lossInterval: 1, waitingUpTo: wait, visit)
+                try output.flush()
+                netfence.commit()
+            } else {
+                try stream.drain(lossInterval: 1, waitingUpTo: wait, visit)
+                try output.flush()
+            }
             first = false
             if let limit, printed >= limit { return }
             if !waiting || stopRequested != 0 || context.outputReaderGone { return }
+        }
+    }
+}
+
+/// Where `ebpf events` writes: lines on standard output (a table or JSON), or a
+/// rotated JSON Lines file; and captured packets as pcapng, to a file or to
+/// standard output (then reports go to standard error).
+final class EventOutput {
+    let context: CommandContext
+    let json: Bool
+    let colored: Bool
+    let lines: EventLine
+    let writer: EventJSONWriter
+    var text = ""
+    /// Lines go to standard output (not when it carries the pcap, or with a flow log).
+    let linesOnStandardOutput: Bool
+    let flowLog: FlowLogFile?
+    let pcap: PcapngWriter?
+    let pcapFile: FileDescriptor?
+    let pcapPath: String?
+
+    /// `stream`: netfence's, whose ring a flow log follows (nil for the AWS agent's).
+    init(parsed: ParsedArguments, context: CommandContext, stream: EventStream?, longestPodName: Int) throws {
+        self.context = context
+        let pcapPath = parsed[EbpfEventsCommand.pcap]
+        let outputPath = parsed[EbpfEventsCommand.outputFile]
+        json = context.outputFormat == .json || outputPath != nil
+        colored = switch parsed[EbpfEventsCommand.color] {
+        case .always: true
+        case .never: false
+        case .auto: !json && isatty(STDOUT_FILENO) == 1
+        }
+        writer = EventJSONWriter(fields: parsed[EbpfEventsCommand.fields]?.fields)
+        lines = EventLine(longestPodName: longestPodName)
+        linesOnStandardOutput = pcapPath != "-" && outputPath == nil
+        if let outputPath, let stream {
+            let log = try FlowLogFile(path: outputPath, maxBytes: parsed[EbpfEventsCommand.maxSize].bytes,
+                                      maxFiles: parsed[EbpfEventsCommand.maxFiles], ringID: stream.ringID)
+            if let resume = log.resumePosition, resume > stream.position { _ = stream.skip(to: resume) }
+            flowLog = log
+        } else {
+            flowLog = nil
+        }
+        if let pcapPath {
+            pcap = PcapngWriter()
+            pcapFile = pcapPath == "-" ? nil : try FileDescriptor(creating: pcapPath, operation: "write the pcap")
+            self.pcapPath = pcapPath
+        } else {
+            pcap = nil
+            pcapFile = nil
+            self.pcapPath = nil
+        }
+        if linesOnStandardOutput && !json && !parsed[EbpfEventsCommand.noHeaders] {
+            text = lines.header + "\n"
+        }
+        try flush()  // the pcap's section header at once: a reader (tcpdump -r -) waits for it
+    }
+
+    func lost(_ count: UInt64) throws {
+        if linesOnStandardOutput {
+            if json { writer.appendLost(count) } else { text += EventLine.lost(count, colored: colored) + "\n" }
+        } else if let flowLog {
+            writer.appendLost(count)
+            try writeReport(to: flowLog)
+        } else {
+            context.warn(EventLine.lost(count, colored: false))
+        }
+    }
+
+    func suppressed(_ report: SuppressedEvents) throws {
+        if linesOnStandardOutput {
+            if json { writer.appendSuppressed(report) } else { text += EventLine.suppressed(report, colored: colored) + "\n" }
+        } else if let flowLog {
+            writer.appendSuppressed(report)
+            try writeReport(to: flowLog)
+        } else {
+            context.warn(EventLine.suppressed(report, colored: false))
+        }
+    }
+
+    /// A report goes into the log at once: its count is marked reported when this returns.
+    private func writeReport(to flowLog: FlowLogFile) throws {
+        var failure: Error?
+        writer.flush { bytes in
+            do { try flowLog.append(bytes, endingAt: nil) } catch { failure = error }
+        }
+        if let failure { throw failure }
+        try flowLog.write()
+    }
+
+    func event(_ event: DecodedEvent, endingAt position: UInt64?) throws {
+        pcap?.append(event)
+        if let flowLog {
+            writer.append(event)
+            var failure: Error?
+            writer.flush { bytes in
+                do { try flowLog.append(bytes, endingAt: position) } catch { failure = error }
+            }
+            if let failure { throw failure }
+        } else if linesOnStandardOutput {
+            if json { writer.append(event) } else { text += lines.text(event, colored: colored) + "\n" }
+        }
+    }
+
+    /// Writes what the last drain produced.
+    func flush() throws {
+        try flowLog?.write()
+        if linesOnStandardOutput {
+            writer.flush(to: context.write(bytes:))
+            if !text.isEmpty { context.write(text) }
+            text = ""
+        }
+        if let pcap {
+            var failure: Error?
+            pcap.flush { bytes in
+                if let pcapFile {
+                    do { try pcapFile.writeAll(bytes, path: pcapPath ?? "") } catch { failure = error }
+                } else {
+                    context.write(bytes: bytes)
+                }
+            }
+            if let failure { throw failure }
+        }
+    }
+
+    /// At the end: what is pending is written, the log made durable, and events without a packet counted.
+    func finish() {
+        try? flowLog?.close()
+        if let pcap, pcap.withoutPacket > 0 {
+            context.warn("\(pcap.withoutPacket) event(s) carried no packet and are not in the pcap "
+                         + "(the datapath captures denied packets; 'netfence ebpf events capture --verdict all' captures every event's)")
         }
     }
 }

@@ -100,4 +100,25 @@ struct EventJSONWriterTests {
         writer.flush { again += String(decoding: $0, as: UTF8.self) }
         #expect(again.isEmpty, "a flush empties the writer")
     }
+
+    /// `--fields`: only the named keys, each with the value the whole line has, in the same order.
+    @Test func selectedFieldsOnly() throws {
+        let event = Self.event(source: "198.18.0.1", destination: "198.18.0.2")
+        let whole = try #require(try JSONSerialization.jsonObject(with: Data(Self.writerLine(event).utf8)) as? [String: Any])
+        for selection: Set<EventField> in [[.time, .pod, .verdict], [.bytes], [.rule, .icmpID], Set(EventField.allCases)] {
+            let writer = EventJSONWriter(fields: selection)
+            writer.append(event)
+            var text = ""
+            writer.flush { text += String(decoding: $0, as: UTF8.self) }
+            let line = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any], "\(text)")
+            let expected = Set(selection.map(\.description)).intersection(whole.keys)  // icmpID: an echo's only
+            #expect(Set(line.keys) == expected, "\(text)")
+            for key in expected { #expect("\(line[key]!)" == "\(whole[key]!)") }
+        }
+        let none = EventJSONWriter(fields: [.icmpID])
+        none.append(event)
+        var text = ""
+        none.flush { text += String(decoding: $0, as: UTF8.self) }
+        #expect(text == "{}\n", "a line still, when the event has none of the fields")
+    }
 }

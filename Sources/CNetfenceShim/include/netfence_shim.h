@@ -88,6 +88,7 @@ struct nf_ring;
 struct nf_ring_record {
 	const void *data; /* valid until the batch is committed */
 	__u32 length;
+	__u64 end; /* the position after it: where a reader that made it durable resumes */
 };
 
 /* A consumer of MAP_FD, a ring of SIZE data bytes; NULL with errno set. */

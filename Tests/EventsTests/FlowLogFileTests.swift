@@ -1,0 +1,93 @@
+import Foundation
+import Glibc
+import Testing
+
+@testable import Events
+
+/// The flow log's files, rotation, reopening and cursor, on a real file system.
+struct FlowLogFileTests {
+    final class Folder {
+        let path: String
+        init() throws {
+            path = FileManager.default.temporaryDirectory.appendingPathComponent("nf-flowlog-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        }
+        deinit { try? FileManager.default.removeItem(atPath: path) }
+        func read(_ name: String) -> String? { FileManager.default.contents(atPath: "\(path)/\(name)").map { String(decoding: $0, as: UTF8.self) } }
+        func size(_ name: String) -> Int? { (try? FileManager.default.attributesOfItem(atPath: "\(path)/\(name)"))?[.size] as? Int }
+    }
+
+    func line(_ number: Int) -> [UInt8] { Array("{\"n\":\(String(format: "%04d", number)),\"pad\":\"\(String(repeating: "x", count: 30))\"}\n".utf8) }
+
+    func append(_ log: FlowLogFile, _ numbers: Range<Int>) throws {
+        for number in numbers {
+            try line(number).withUnsafeBytes { try log.append($0, endingAt: UInt64(number + 1) * 100) }
+        }
+        try log.write()
+    }
+
+    @Test func filesRotateBeforeTheyWouldExceedTheSizeAndKeepEveryLineOnce() throws {
+        let folder = try Folder()
+        let path = "\(folder.path)/flows.jsonl"
+        let lineSize = line(0).count
+        let log = try FlowLogFile(path: path, maxBytes: 5 * lineSize + 3, maxFiles: 10, ringID: 7)
+        try append(log, 0..<23)
+        try log.close()
+        let files = ["flows.jsonl.4", "flows.jsonl.3", "flows.jsonl.2", "flows.jsonl.1", "flows.jsonl"]
+        #expect(files.compactMap(folder.size) == [5, 5, 5, 5, 3].map { $0 * lineSize }, "five lines fit, the sixth rotates")
+        let all = files.compactMap(folder.read).joined()
+        #expect(all == (0..<23).map { String(decoding: line($0), as: UTF8.self) }.joined(), "every line once, in order across files")
+        #expect(folder.size("flows.jsonl.5") == nil)
+    }
+
+    @Test func theOldestFilesGoBeyondMaxFiles() throws {
+        let folder = try Folder()
+        let log = try FlowLogFile(path: "\(folder.path)/f", maxBytes: line(0).count, maxFiles: 2, ringID: 1)
+        try append(log, 0..<6)
+        #expect(folder.read("f") == String(decoding: line(5), as: UTF8.self))
+        #expect(folder.read("f.1") == String(decoding: line(4), as: UTF8.self) && folder.read("f.2") == String(decoding: line(3), as: UTF8.self))
+        #expect(folder.read("f.3") == nil)
+    }
+
+    /// Lines a killed writer wrote after its last cursor are cut (the ring gives their events again);
+    /// the cursor's position is where the next writer resumes.
+    @Test func aRestartCutsWhatTheCursorDoesNotCoverAndResumesAtIt() throws {
+        let folder = try Folder()
+        let path = "\(folder.path)/flows"
+        do {
+            let log = try FlowLogFile(path: path, maxBytes: 1 << 20, maxFiles: 2, ringID: 9)
+            try append(log, 0..<4)
+        }
+        // As if killed after writing two more lines and before replacing the cursor.
+        let handle = try #require(FileHandle(forWritingAtPath: path))
+        handle.seekToEndOfFile()
+        handle.write(Data(line(4) + line(5)))
+        try handle.close()
+        do {
+            let again = try FlowLogFile(path: path, maxBytes: 1 << 20, maxFiles: 2, ringID: 9)
+            #expect(again.resumePosition == 400)
+            #expect(folder.read("flows") == (0..<4).map { String(decoding: line($0), as: UTF8.self) }.joined())
+            try append(again, 4..<5)
+            try again.close()
+        }
+        // A log of another ring (reset, re-created): nothing to resume, nothing cut.
+        let other = try FlowLogFile(path: "\(folder.path)/flows", maxBytes: 1 << 20, maxFiles: 2, ringID: 10)
+        #expect(other.resumePosition == nil && folder.size("flows") == 5 * line(0).count)
+    }
+
+    @Test func reopenFollowsARenameAndOneWriterHoldsTheLog() throws {
+        let folder = try Folder()
+        let path = "\(folder.path)/flows"
+        let log = try FlowLogFile(path: path, maxBytes: 1 << 20, maxFiles: 2, ringID: 1)
+        try append(log, 0..<2)
+        #expect(rename(path, path + ".moved") == 0)  // what logrotate does before its SIGHUP
+        try append(log, 2..<3)
+        try log.reopen()
+        try append(log, 3..<5)
+        #expect(folder.read("flows.moved") == (0..<3).map { String(decoding: line($0), as: UTF8.self) }.joined())
+        #expect(folder.read("flows") == (3..<5).map { String(decoding: line($0), as: UTF8.self) }.joined())
+        #expect(throws: (any Error).self, "a second writer is refused") {
+            _ = try FlowLogFile(path: path, maxBytes: 1 << 20, maxFiles: 2, ringID: 1)
+        }
+    }
+}

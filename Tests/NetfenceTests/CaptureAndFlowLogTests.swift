@@ -1,0 +1,185 @@
+import Foundation
+import Glibc
+import HostKit
+import NodeNetwork
+import Testing
+import TestSupport
+
+/// Denied packets as pcapng, read by tshark and tcpdump; flow logs rotated, reopened and
+/// continued across a killed reader, read back line by line. Real traffic between pods.
+@Suite(.serialized) struct CaptureAndFlowLogTests {
+    final class Folder {
+        let path: String
+        init() throws {
+            path = FileManager.default.temporaryDirectory.appendingPathComponent("nf-capture-\(UniqueNames.make("c"))").path
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        }
+        deinit { try? FileManager.default.removeItem(atPath: path) }
+    }
+
+    /// A tool from Debian's tshark or tcpdump package, or nil (and a recorded issue under CI).
+    static func tool(_ name: String) -> String? {
+        let path = "/usr/bin/\(name)"
+        if FileManager.default.isExecutableFile(atPath: path) { return path }
+        if ProcessInfo.processInfo.environment["CI"] == "true" { Issue.record("\(name) is missing: scripts/install-dependencies installs it") }
+        return nil
+    }
+
+    static func run(_ tool: String, _ arguments: [String]) throws -> (status: Int32, output: String, error: String) {
+        let result = try ChildProcess.run(tool, arguments, output: .separate)
+        return (result.status, result.output, result.errorOutput)
+    }
+
+    /// A payload that says which datagram it is.
+    static func payload(_ index: Int, size: Int) -> [UInt8] {
+        let tag = Array("netfence-capture-\(index)-".utf8)
+        return Array((tag + [UInt8](repeating: UInt8(ascii: "a") + UInt8(index % 26), count: max(0, size - tag.count))).prefix(size))
+    }
+
+    @Test func deniedPacketsAreInThePcapngWithTheirBytesLengthAndWhoDecided() throws {
+        guard Privileges.require(), let tshark = Self.tool("tshark"), let tcpdump = Self.tool("tcpdump") else { return }
+        let bench = try LoaderCluster(pods: 3)
+        try bench.cli(["loader", "apply"], input: policyEndpoint("web", selecting: [0], isolation: ["Ingress"],
+                                                               ingress: rule("\(bench.ip(1))/32", ports: [("TCP", 8080, nil)])))
+        try bench.cli(["ebpf", "events", "capture", "--snaplen", "128", "--verdict", "deny"])
+        _ = try bench.cli(["ebpf", "events"])
+        let sizes = [10, 60, 300]
+        let sender = bench.cluster.pods[2].namespace
+        for (index, size) in sizes.enumerated() {
+            try sender.sendPayload(Self.payload(index, size: size), to: bench.ip(0), port: 9000 + UInt16(index))
+        }
+        #expect(try bench.reaches(1, 0, .tcp), "allowed: an allow event at level deny is not written")
+        usleep(200_000)
+        let folder = try Folder()
+        let file = "\(folder.path)/denied.pcapng"
+        let result = try bench.cli(["ebpf", "events", "--pcap", file, "--proto", "udp", "-o", "json"])
+        let events = result.standardOutput.split(separator: "\n").map { try? jsonObject(String($0)) }.compactMap { $0 }
+        #expect(events.count == sizes.count, "the JSON lines still print: \(result.standardOutput)")
+        var attributes = stat()
+        #expect(stat(file, &attributes) == 0 && attributes.st_mode & 0o777 == 0o600, "packets can hold secrets")
+
+        let fields = try Self.run(tshark, ["-r", file, "-T", "fields", "-E", "separator=|", "-e", "frame.len", "-e", "frame.cap_len", "-e", "ip.src",
+                                           "-e", "ip.dst", "-e", "udp.dstport", "-e", "udp.payload", "-e", "frame.comment", "-e", "frame.interface_name"])
+        #expect(fields.status == 0, "\(fields.error)")
+        let rows = fields.output.split(separator: "\n").map { $0.split(separator: "|", omittingEmptySubsequences: false).map(String.init) }
+        #expect(rows.count == sizes.count, "\(fields.output)")
+        for (index, size) in sizes.enumerated() {
+            let row = try #require(rows.first { $0.count == 8 && $0[4] == String(9000 + index) }, "datagram \(index): \(rows)")
+            let length = 14 + 20 + 8 + size
+            #expect(row[0] == String(length) && row[1] == String(min(length, 128)), "original and captured length: \(row)")
+            #expect(row[2] == bench.ip(2) && row[3] == bench.ip(0))
+            let captured = Array(Self.payload(index, size: size).prefix(128 - 42))
+            #expect(row[5] == captured.map { String(format: "%02x", $0) }.joined(), "the packet's exact bytes up to the snaplen")
+            #expect(row[6] == "shop/pod0 ingress deny by network-policy: isolation by shop/web", "\(row[6])")
+            #expect(row[7] == bench.cluster.pods[0].hostInterface)
+        }
+        let dump = try Self.run(tcpdump, ["-r", file, "-n"])
+        #expect(dump.status == 0 && dump.output.split(separator: "\n").count == sizes.count, "\(dump.output) \(dump.error)")
+    }
+
+    @Test func aFollowedCaptureStreamsIntoTcpdump() throws {
+        guard Privileges.require(), let tcpdump = Self.tool("tcpdump") else { return }
+        let bench = try LoaderCluster(pods: 2, ingressDefault: "deny")
+        _ = try bench.cli(["ebpf", "events"])
+        let shell = Process()
+        shell.executableURL = URL(fileURLWithPath: "/bin/sh")
+        shell.arguments = ["-c", "'\(NetfenceBinary.path)' ebpf events --follow --pcap - --bpffs-root '\(bench.root.path)' | \(tcpdump) -r - -n -c 3 udp"]
+        let output = Pipe(), errors = Pipe()
+        shell.standardOutput = output
+        shell.standardError = errors
+        try shell.run()
+        Thread.sleep(forTimeInterval: 0.5)
+        try bench.cluster.pods[1].namespace.sendDatagrams(5, to: bench.ip(0), port: 9999)
+        var waited = 0.0
+        while shell.isRunning, waited < 10 {
+            Thread.sleep(forTimeInterval: 0.05)
+            waited += 0.05
+        }
+        if shell.isRunning {
+            shell.terminate()
+            Issue.record("tcpdump -c 3 and netfence did not finish within 10 s")
+        }
+        shell.waitUntilExit()
+        let lines = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).split(separator: "\n")
+        #expect(lines.count == 3 && lines.allSatisfy { $0.contains("\(bench.ip(1))") && $0.contains(".9999") }, "\(lines)")
+        #expect(shell.terminationStatus == 0, "\(String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))")
+    }
+
+    /// Rotation by size, a logrotate-style move and SIGHUP, and a reader killed and started again:
+    /// every event exactly once across all the files, a loss while it was down reported.
+    @Test func aFlowLogRotatesReopensAndContinuesAfterAKillWithNothingRepeatedOrLost() throws {
+        guard Privileges.require() else { return }
+        let bench = try LoaderCluster(pods: 2, ingressDefault: "deny")
+        try bench.cli(["ebpf", "events", "capture", "--snaplen", "0"])
+        _ = try bench.cli(["ebpf", "events"])
+        let folder = try Folder()
+        let path = "\(folder.path)/flows.jsonl"
+        func startReader() throws -> Process {
+            let reader = Process()
+            reader.executableURL = URL(fileURLWithPath: NetfenceBinary.path)
+            reader.arguments = ["ebpf", "events", "--follow", "--output-file", path, "--max-size", "8KB", "--max-files", "100",
+                                "--fields", "sourcePort,bytes,verdict,pod", "--bpffs-root", bench.root.path]
+            reader.standardError = FileHandle.nullDevice
+            try reader.run()
+            Thread.sleep(forTimeInterval: 0.4)
+            return reader
+        }
+        var sent = 0
+        /// Datagrams of distinct sizes: each event says which one it was by its length.
+        func send(_ count: Int) throws {
+            for _ in 0..<count {
+                try bench.cluster.pods[1].namespace.sendPayload([UInt8](repeating: 0x6e, count: 1 + sent), to: bench.ip(0), port: 9999)
+                sent += 1
+            }
+        }
+        var reader = try startReader()
+        try send(100)
+        Thread.sleep(forTimeInterval: 0.5)
+        #expect(rename(path, "\(folder.path)/moved.jsonl") == 0)
+        kill(reader.processIdentifier, SIGHUP)
+        Thread.sleep(forTimeInterval: 0.3)
+        try send(100)
+        Thread.sleep(forTimeInterval: 0.3)
+        kill(reader.processIdentifier, SIGKILL)
+        reader.waitUntilExit()
+        try send(100)  // while no reader runs: the ring keeps them
+        reader = try startReader()
+        try send(50)
+        Thread.sleep(forTimeInterval: 0.5)
+        kill(reader.processIdentifier, SIGTERM)
+        reader.waitUntilExit()
+        #expect(reader.terminationStatus == 0)
+
+        let names = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { !$0.hasPrefix(".") }
+        let sizes = names.compactMap { (try? FileManager.default.attributesOfItem(atPath: "\(folder.path)/\($0)"))?[.size] as? Int }
+        #expect(sizes.allSatisfy { $0 <= 8192 } && names.count > 3, "rotated by size: \(zip(names, sizes).map { "\($0) \($1)" })")
+        var lengths: [Int] = []
+        for name in names {
+            let text = try String(contentsOfFile: "\(folder.path)/\(name)", encoding: .utf8)
+            for line in text.split(separator: "\n") {
+                let object = try jsonObject(String(line))
+                #expect(Set(object.keys).isSubset(of: ["sourcePort", "bytes", "verdict", "pod", "lost", "suppressed", "direction", "seconds"]), "\(object)")
+                if object["pod"] as? String == "shop/pod0", let bytes = object["bytes"] as? Int { lengths.append(bytes - 42) }
+            }
+        }
+        #expect(lengths.count == sent, "\(lengths.count) of \(sent) events")
+        #expect(Set(lengths) == Set(1...sent), "each exactly once: missing \(Set(1...sent).subtracting(lengths).sorted().prefix(10))")
+    }
+
+    @Test func badCaptureAndFileOptionsAreOneLineErrors() throws {
+        guard Privileges.require() else { return }
+        let bench = try LoaderCluster(pods: 1)
+        for (words, status) in [(["ebpf", "events", "capture", "--snaplen", "9999"], Int32(64)), (["ebpf", "events", "--max-size", "1MB"], 64),
+                                (["ebpf", "events", "--fields", "time,nope"], 64), (["ebpf", "events", "--fields", "time"], 64),
+                                (["ebpf", "events", "--output-file", "/tmp/x", "--max-size", "lots"], 64),
+                                (["ebpf", "events", "--pcap", "-", "--output-file", "/tmp/x"], 64), (["ebpf", "events", "--aws", "--pcap", "x"], 64),
+                                (["ebpf", "events", "--pcap", "/nonexistent-dir/x.pcapng"], 1),
+                                (["ebpf", "events", "--output-file", "/proc/version"], 1)] {
+            let result = try NetfenceBinary.run(words + ["--bpffs-root", bench.root.path])
+            // A runtime failure is one line; a usage error adds the usage line and where help is.
+            #expect(result.status == status && result.standardError.split(separator: "\n").count <= (status == 1 ? 1 : 3),
+                    "\(words): \(result.status) \(result.standardError)")
+            #expect(!result.standardError.contains("Error Domain") && !result.standardError.contains("Fatal"))
+        }
+    }
+}

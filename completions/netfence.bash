@@ -5,7 +5,7 @@ _netfence() {
     local path="netfence" i
     for ((i = 1; i < COMP_CWORD; i++)); do
         case "${COMP_WORDS[i]}" in
-            -o|--output|--bpffs-root|--format|--stats-window|--aws-root|--pod|--direction|--count|--namespace|--verdict|--ip|--port|--proto|--tier|--policy|--color|--wait-timeout|--iface|--netns|--ingress-default|--egress-default|-f|--filename|--probe|--peer|--peer-port|--state|--listen|--upstream|--min-ttl|--max-ttl|--refuse-with|--passes|--pods|--events|--entries|--seconds|--prefixes) ((i++)); continue ;;
+            -o|--output|--bpffs-root|--format|--stats-window|--aws-root|--pod|--direction|--count|--namespace|--verdict|--ip|--port|--proto|--tier|--policy|--color|--pcap|--output-file|--max-size|--max-files|--fields|--rate|--node-rate|--snaplen|--wait-timeout|--iface|--netns|--ingress-default|--egress-default|-f|--filename|--probe|--peer|--peer-port|--state|--listen|--upstream|--min-ttl|--max-ttl|--refuse-with|--passes|--pods|--events|--entries|--seconds|--prefixes) ((i++)); continue ;;
         esac
         case "$path ${COMP_WORDS[i]}" in
             "netfence ebpf") path="netfence ebpf" ;;
@@ -14,6 +14,7 @@ _netfence() {
             "netfence ebpf maps dump") path="netfence ebpf maps dump" ;;
             "netfence ebpf events") path="netfence ebpf events" ;;
             "netfence ebpf events level") path="netfence ebpf events level" ;;
+            "netfence ebpf events capture") path="netfence ebpf events capture" ;;
             "netfence ebpf dump-maps"|"netfence ebpf d") path="netfence ebpf dump-maps" ;;
             "netfence ebpf dump-cp-maps"|"netfence ebpf dcp") path="netfence ebpf dump-cp-maps" ;;
             "netfence ebpf loaded-ebpfdata"|"netfence ebpf e") path="netfence ebpf loaded-ebpfdata" ;;
@@ -67,6 +68,14 @@ _netfence() {
         --tier) COMPREPLY=($(compgen -W "none admin network-policy baseline default" -- "$cur")); return ;;
         --policy) COMPREPLY=(); return ;;
         --color) COMPREPLY=($(compgen -W "auto always never" -- "$cur")); return ;;
+        --pcap) COMPREPLY=(); return ;;
+        --output-file) COMPREPLY=(); return ;;
+        --max-size) COMPREPLY=(); return ;;
+        --max-files) COMPREPLY=(); return ;;
+        --fields) COMPREPLY=(); return ;;
+        --rate) COMPREPLY=(); return ;;
+        --node-rate) COMPREPLY=(); return ;;
+        --snaplen) COMPREPLY=(); return ;;
         --wait-timeout) COMPREPLY=(); return ;;
         --iface) COMPREPLY=(); return ;;
         --netns) COMPREPLY=(); return ;;
@@ -95,8 +104,9 @@ _netfence() {
         "netfence ebpf progs") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --all --stats --stats-window --aws-root -h --help" -- "$cur")) ;;
         "netfence ebpf maps") COMPREPLY=($(compgen -W "dump -o --output --bpffs-root --format --all --aws-root -h --help" -- "$cur")) ;;
         "netfence ebpf maps dump") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --pod --direction --raw --numeric --per-cpu --no-headers --aws-root -h --help" -- "$cur")) ;;
-        "netfence ebpf events") COMPREPLY=($(compgen -W "level -o --output --bpffs-root --format -f --follow --count --pod --namespace --verdict --direction --ip --port --proto --tier --policy --color --no-headers --aws --aws-root -h --help" -- "$cur")) ;;
-        "netfence ebpf events level") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format -h --help" -- "$cur")) ;;
+        "netfence ebpf events") COMPREPLY=($(compgen -W "level capture -o --output --bpffs-root --format -f --follow --count --pod --namespace --verdict --direction --ip --port --proto --tier --policy --color --no-headers --pcap --output-file --max-size --max-files --fields --aws --aws-root -h --help" -- "$cur")) ;;
+        "netfence ebpf events level") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --pod --rate --node-rate -h --help" -- "$cur")) ;;
+        "netfence ebpf events capture") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --snaplen --verdict -h --help" -- "$cur")) ;;
         "netfence ebpf dump-maps") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --pod --direction --raw --numeric --per-cpu --no-headers --aws-root -h --help" -- "$cur")) ;;
         "netfence ebpf dump-cp-maps") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --pod --direction --raw --numeric --per-cpu --no-headers --aws-root -h --help" -- "$cur")) ;;
         "netfence ebpf loaded-ebpfdata") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --pod --aws-root -h --help" -- "$cur")) ;;

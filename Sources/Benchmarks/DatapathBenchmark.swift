@@ -71,8 +71,43 @@ public struct DatapathBenchmark {
                                       baseline: .init("the same without audit objects", plain.measured - plain.floor), comparison: .times,
                                       goal: path == .established ? nil : .atMost(1.15, .times)))
             }
+            results.append(try measureCapture(prefixes: count, pod: pod, namespace: namespace, ifindex: ifindex))
         }
         return results
+    }
+
+    /// Runs of a new denied flow between two drains of the ring: the ring must have room for every event.
+    public var captureRepeat: UInt32 = 1_000
+
+    /// A new denied flow whose event is written (event level deny), with the first 128 bytes of its
+    /// 242-byte packet captured into it, beside the same event without a capture: two datapaths,
+    /// measured in turn, each beside its floor, the ring drained between samples.
+    private func measureCapture(prefixes count: Int, pod: IPAddress, namespace: NetworkNamespace, ifindex: UInt32) throws -> Figure {
+        let frame = PacketBuilder.frame(from: pod, to: Self.peer(index: count - 1), .udp(sourcePort: 40002, destinationPort: 444, payload: 200))
+        let empty = try BPFObjectFile(bytes: EmbeddedBPFObject.empty.bytes, name: "empty").program(named: "nf_empty")
+        let floor = { try Double(empty.testRun(packet: frame, repeat: captureRepeat, ifindex: ifindex, in: namespace).nanosecondsPerRun) }
+        let variants = try [0, 128].map { snaplen in
+            let datapath = try Datapath()
+            try datapath.write(DatapathSettings(eventLevel: .deny, snaplen: snaplen, captureVerdicts: .denied))
+            try datapath.apply(ifindex: ifindex, podID: 0, states: [.ingress: .defaultAllow, .egress: .policiesApplied],
+                               policies: [.egress: try PolicyCompiler.compile(Self.policy(prefixes: count))])
+            return (datapath, try datapath.eventReader())
+        }
+        let runs = zip([0, 128], variants).map { captured, variant in
+            {
+                let (datapath, ring) = variant
+                let perRun = Double(try datapath.run(frame, direction: .egress, ifindex: ifindex, in: namespace, repeat: captureRepeat).nanosecondsPerRun)
+                var bytes = 0
+                guard try ring.drain({ bytes += $0.count }) == Int(captureRepeat), bytes == Int(captureRepeat) * (ABISizes.event + captured) else {
+                    throw BenchmarkError("an event of the capture case was not written as asked; the figures would be wrong")
+                }
+                return perRun
+            }
+        }
+        let measured = try interleaved(runs, floor, samples: rounds)
+        let without = measured[0].measured - measured[0].floor, with = measured[1].measured - measured[1].floor
+        return Figure("new denied flow, its event with a 128-byte capture, ns over floor, \(count.formatted()) prefixes", with, .nanoseconds,
+                      baseline: .init("the same event without a capture", without), comparison: .times)
     }
 
     /// Prefixes of the policy the audit cases run with.

@@ -233,7 +233,8 @@ struct nf_ring {
 	__u64 *consumer_pos; /* the first page, ours to write */
 	void *producer_page; /* the producer position, then the data twice */
 	__u64 data_size;
-	__u64 pending;
+	__u64 pending;   /* after the last record handed out */
+	__u64 committed; /* what this reader last gave back */
 };
 
 struct nf_ring *nf_ring_open(int map_fd, __u32 size)
@@ -262,7 +263,7 @@ struct nf_ring *nf_ring_open(int map_fd, __u32 size)
 	ring->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
 	if (ring->epoll_fd < 0 || epoll_ctl(ring->epoll_fd, EPOLL_CTL_ADD, map_fd, &event) < 0)
 		goto fail;
-	ring->pending = __atomic_load_n(ring->consumer_pos, __ATOMIC_ACQUIRE);
+	ring->pending = ring->committed = __atomic_load_n(ring->consumer_pos, __ATOMIC_ACQUIRE);
 	return ring;
 fail:
 	err = errno;
@@ -295,6 +296,11 @@ int nf_ring_peek(struct nf_ring *ring, struct nf_ring_record *records, int max)
 	__u64 producer = nf_ring_producer_position(ring);
 	int count = 0;
 
+	/* With nothing handed out, start where the ring's consumer is now: another
+	 * reader (a process, or a second consumer here) may have moved it. */
+	if (ring->pending == ring->committed)
+		ring->pending = ring->committed = nf_ring_consumer_position(ring);
+
 	while (count < max && ring->pending < producer) {
 		const __u8 *header = data + (ring->pending & ring->mask);
 		__u32 length = __atomic_load_n((const __u32 *)header, __ATOMIC_ACQUIRE);
@@ -326,7 +332,13 @@ __u64 nf_ring_consumer_position(const struct nf_ring *ring)
 
 void nf_ring_commit(struct nf_ring *ring)
 {
-	__atomic_store_n(ring->consumer_pos, ring->pending, __ATOMIC_RELEASE);
+	__u64 current = nf_ring_consumer_position(ring);
+
+	/* Never back: another reader may have given back more meanwhile. */
+	while (current < ring->pending &&
+	       !__atomic_compare_exchange_n(ring->consumer_pos, &current, ring->pending, 0, __ATOMIC_RELEASE, __ATOMIC_ACQUIRE))
+		;
+	ring->committed = ring->pending;
 }
 
 int nf_ring_skip_to(struct nf_ring *ring, __u64 position)

@@ -27,6 +27,7 @@ public enum ABISizes {
     public static let podEventLevel = nf_pod_event_level.size
     public static let eventLimit = nf_event_limit.size
     public static let eventCapture = nf_event_capture.size
+    public static let event = nf_event.size
     public static let packetCounter = nf_packet_counter.size
     public static let domainRuleKey = nf_domain_rule_key.size
     public static let domainGrantKey = nf_domain_grant_key.size

@@ -22,6 +22,10 @@ public final class EventJSONWriter {
     public init(capacity: Int = 64 * 1024, fields: Set<EventField>? = nil) {
         buffer = OutputBuffer(capacity: capacity)
         self.fields = (fields ?? Set(EventField.allCases)).reduce(0) { $0 | $1.bit }
+        let keys = EventField.allCases.map { Array(",\"\($0)\":".utf8) }
+        keyBytes = .allocate(capacity: keys.reduce(0) { $0 + $1.count })
+        _ = keyBytes.initialize(from: keys.joined())
+        keyStarts = keys.reduce(into: [0]) { $0.append($0.last! + $1.count) }
     }
 
     /// Hands the lines written since the last flush to `output`; the writer starts empty again.
@@ -29,14 +33,25 @@ public final class EventJSONWriter {
         buffer.flush(to: output)
     }
 
+    /// `,"name":` of every field, back to back, and where each starts (by raw value; one more at the end):
+    /// a key is one copy (a line writes up to 19).
+    private let keyBytes: UnsafeMutableBufferPointer<UInt8>
+    private let keyStarts: [Int]
+
+    deinit { keyBytes.deallocate() }
+
     /// Starts field `field` (`{"name":` or `,"name":`) when it is selected.
     @inline(__always)
     private func key(_ field: EventField, _ line: inout OutputCursor, _ first: inout Bool) -> Bool {
         guard fields & field.bit != 0 else { return false }
-        line.put(first ? #"{""# : #",""#)
-        line.put(field.name)
-        line.put(#"":"#)
-        first = false
+        let start = keyStarts[field.rawValue], end = keyStarts[field.rawValue + 1]
+        if first {
+            line.put(UInt8(ascii: "{"))
+            line.put(UnsafeBufferPointer(rebasing: keyBytes[(start + 1)..<end]))
+            first = false
+        } else {
+            line.put(UnsafeBufferPointer(rebasing: keyBytes[start..<end]))
+        }
         return true
     }
 

@@ -50,6 +50,8 @@ public final class EventStream {
     private var lastSuppressionCheck: Date?
     /// How often what the rate limits suppressed is reported.
     public var suppressionInterval: TimeInterval = 10
+    /// Events carry their captured packet (a copy per event: only for a reader that writes packets).
+    public var keepsPackets = false
 
     public init(loader: Loader) throws {
         self.loader = loader
@@ -105,7 +107,7 @@ public final class EventStream {
                 attribution = try loader.attribution()  // a pod or object newer than our view
                 refreshed = true
             }
-            let packet = event.captured == 0 ? [] : Array(VerdictEvent.packet(in: record))
+            let packet = event.captured == 0 || !keepsPackets ? [] : Array(VerdictEvent.packet(in: record))
             try visit(.event(attribution.decode(event, packet: packet, monotonicToWall: clock.date)))
         }
     }

@@ -26,9 +26,10 @@ public enum ChildProcess {
     }
 
     /// Runs `executable` with `arguments`, standard input from /dev/null, in this
-    /// process's environment or in `environment` when given.
+    /// process's environment or in `environment` when given. Past `timeout` seconds
+    /// the child is killed (SIGKILL: status 137) and what it wrote so far returned.
     public static func run(_ executable: String, _ arguments: [String], output: Output = .captured,
-                           environment: [String: String]? = nil) throws -> Result {
+                           environment: [String: String]? = nil, timeout: Double? = nil) throws -> Result {
         let out = try Pipe(for: executable), err = output == .separate ? try Pipe(for: executable) : nil
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
@@ -50,7 +51,13 @@ public enum ChildProcess {
         err?.closeWriteEnd()
         guard spawned == 0 else { throw SystemError("run", executable, errno: spawned) }
         // Read both to the end first: a child blocked on a full pipe would never exit.
-        let (text, errorText) = readToEnd(out.readEnd, err?.readEnd)
+        let deadline = timeout.map { started + UInt64($0 * 1e9) }
+        var (text, errorText, timedOut) = readToEnd(out.readEnd, err?.readEnd, until: deadline)
+        if timedOut, let timeout {
+            kill(child, SIGKILL)
+            let note = Array("\n[killed: still running after \(timeout) s]\n".utf8)
+            if err == nil { text += note } else { errorText += note }
+        }
         var status: Int32 = 0
         while waitpid(child, &status, 0) < 0, errno == EINTR {}
         let exited = status & 0x7f == 0
@@ -59,20 +66,27 @@ public enum ChildProcess {
                       seconds: Double(HostClock.monotonic.nanoseconds - started) / 1e9, processID: child)
     }
 
-    /// Everything written to `first` and `second` until both are closed, read as it comes (poll).
-    private static func readToEnd(_ first: Int32, _ second: Int32?) -> ([UInt8], [UInt8]) {
+    /// Everything written to `first` and `second` until both are closed (or the monotonic
+    /// `deadline` in nanoseconds passed), read as it comes (poll).
+    private static func readToEnd(_ first: Int32, _ second: Int32?, until deadline: UInt64?) -> ([UInt8], [UInt8], timedOut: Bool) {
         var texts: [[UInt8]] = [[], []]
         var open = [first, second ?? -1]
         var chunk = [UInt8](repeating: 0, count: 16384)
         while open.contains(where: { $0 >= 0 }) {
+            var wait: Int32 = -1
+            if let deadline {
+                let now = HostClock.monotonic.nanoseconds
+                guard now < deadline else { return (texts[0], texts[1], true) }
+                wait = Int32(min((deadline - now) / 1_000_000 + 1, UInt64(Int32.max)))
+            }
             var entries = open.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
-            guard poll(&entries, nfds_t(entries.count), -1) >= 0 || errno == EINTR else { break }
+            guard poll(&entries, nfds_t(entries.count), wait) >= 0 || errno == EINTR else { break }
             for (index, entry) in entries.enumerated() where entry.fd >= 0 && entry.revents != 0 {
                 let count = read(entry.fd, &chunk, chunk.count)
                 if count > 0 { texts[index] += chunk[0..<count] } else if count == 0 || errno != EINTR { open[index] = -1 }
             }
         }
-        return (texts[0], texts[1])
+        return (texts[0], texts[1], false)
     }
 
     /// A pipe a child writes into: close-on-exec both ends, so other children started meanwhile do not hold the write end open.
@@ -108,16 +122,24 @@ extension ChildProcess {
 
         init(processID: pid_t) { self.processID = processID }
 
-        /// Sends `signal` and waits for the exit; returns the status as `run` does. Once only.
+        /// Sends `signal` and waits for the exit, killing it (SIGKILL) past `seconds`;
+        /// returns the status as `run` does. Once only.
         @discardableResult
-        public func stop(signal: Int32 = SIGTERM) -> Int32 {
+        public func stop(signal: Int32 = SIGTERM, within seconds: Double = 30) -> Int32 {
             if let status { return status }
             kill(processID, signal)
-            var raw: Int32 = 0
-            while waitpid(processID, &raw, 0) < 0, errno == EINTR {}
-            let result = raw & 0x7f == 0 ? (raw >> 8) & 0xff : 128 + raw & 0x7f
-            status = result
-            return result
+            let deadline = HostClock.monotonic.nanoseconds + UInt64(seconds * 1e9)
+            while isRunning {
+                guard HostClock.monotonic.nanoseconds < deadline else {
+                    kill(processID, SIGKILL)
+                    var raw: Int32 = 0
+                    while waitpid(processID, &raw, 0) < 0, errno == EINTR {}
+                    status = 128 + SIGKILL
+                    break
+                }
+                usleep(5_000)
+            }
+            return status!
         }
 
         /// Whether it is still running (not exited, or exited and not yet waited for).

@@ -26,7 +26,9 @@ struct BenchDatapathCommand: Command {
             and is read against that adjacent floor (AGAINST BASELINE: ns over it). At 10k prefixes a second pod with audit \
             objects (an audit Admin deny over every peer: each new allowed flow a would-deny) is measured in turn with the \
             first, and each path's ns over the floor is given beside the same without audit objects. Events are off, as on \
-            a node that does not log. Runs inside a throwaway network namespace; takes about a minute.
+            a node that does not log, except in the capture case: a new denied flow whose event carries a 128-byte \
+            capture, beside the same event without one (two datapaths in turn, the ring drained and every record's \
+            size checked between samples). Runs inside a throwaway network namespace; takes about a minute.
             """)
 
     static let passes = Option<Int>(long: "passes", help: "Passes per case; the minimum of their medians is reported.", default: 5)
@@ -82,14 +84,15 @@ struct BenchLoaderCommand: Command {
 struct BenchEventsCommand: Command {
     static let configuration = CommandConfiguration(
         name: "events",
-        abstract: "Events per second decoded and written as JSON Lines, beside a raw drain of the ring.",
+        abstract: "Events per second decoded and written as JSON Lines and as pcapng, beside a raw drain of the ring.",
         discussion: """
             Loads netfence under a throwaway pin root with one pod on a throwaway interface and a policy, \
-            sets the event level to all, and has the datapath fill the event ring with BPF_PROG_TEST_RUN (half \
-            allowed IPv4 TCP, half denied IPv6 UDP). Readers take turns emptying it: one decodes, attributes and \
-            writes every event as JSON Lines to /dev/null (what `ebpf events -o json` does), the other only takes \
-            the records out (the baseline). Only the readers' time counts. Fails if the ring ever overflowed. \
-            Takes about ten seconds; removes everything it made.
+            sets the event level to all with 128-byte captures of every event, and has the datapath fill the event \
+            ring with BPF_PROG_TEST_RUN (half allowed IPv4 UDP, half denied IPv6 UDP). Three readers take turns \
+            emptying it: one only visits the records (the baseline), one decodes, attributes and writes every event \
+            as JSON Lines to /dev/null (what `ebpf events -o json` does), one writes them as pcapng with their \
+            packets (what `ebpf events --pcap` does). Only the readers' time counts. Fails if the ring ever \
+            overflowed or an event came without its capture. Takes about ten seconds; removes everything it made.
             """)
 
     static let events = Option<Int>(long: "events", help: "Events each reader takes.", default: 5_000_000)

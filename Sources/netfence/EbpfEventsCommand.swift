@@ -125,6 +125,7 @@ struct EbpfEventsCommand: Command {
         }
         let stream: VerdictSource
         var netfence: EventStream?
+        var root: PinRoot?
         if parsed[Self.aws] {
             try NodeAccess.requirePrivileges(context)
             let agent = try AWSEventStream(awsRoot: parsed[AWSRoot.option])
@@ -134,7 +135,9 @@ struct EbpfEventsCommand: Command {
             stream = agent
         } else {
             let loader = try LoaderAccess.open(context)
+            root = loader.root
             netfence = try EventStream(loader: loader)
+            netfence?.keepsPackets = parsed[Self.pcap] != nil
             stream = netfence!
             if parsed[Self.pcap] != nil, try loader.datapath.readSettings().snaplen == 0 {
                 context.warn("the datapath captures no packets (snaplen 0): turn capture on with 'netfence ebpf events capture --snaplen 128'")
@@ -183,6 +186,8 @@ struct EbpfEventsCommand: Command {
             first = false
             if let limit, printed >= limit { return }
             if !waiting || stopRequested != 0 || context.outputReaderGone { return }
+            // A reset removes the ring's pin: its map lives on while this reader holds it, but nothing writes it any more.
+            if let root, !root.exists { throw LoaderError.notInitialized(root: root.path) }
         }
     }
 }

@@ -99,6 +99,18 @@ import TestSupport
         #expect(skipping.skip(to: start + 2 * UInt64((8 + VerdictEvent.size + 7) / 8 * 8)))
         #expect(try skipping.drain().count == 2, "skipped records count as read")
         #expect(try bench.datapath.eventReader().read(waitingUpTo: 0.05) { _ in } == 0, "an empty ring waits, then reads nothing")
+        // Two readers take turns (two processes, say): each starts where the other gave back, none reads a record twice.
+        let one = try bench.datapath.eventReader(), other = try bench.datapath.eventReader()
+        try deny(3)
+        #expect(try one.drain().count == 3)
+        try deny(2)
+        #expect(try other.drain().count == 2 && one.drain().isEmpty)
+        try deny(1)
+        #expect(try one.read(waitingUpTo: nil) { _ in } == 1)
+        #expect(try other.drain().count == 1)
+        one.commit()  // behind the other now: the position does not move back
+        try deny(1)
+        #expect(try other.drain().count == 1 && one.drain().isEmpty)
     }
 
     /// The first snaplen bytes of a denied packet ride in its event; allowed ones only when the

@@ -1,22 +1,12 @@
 import Foundation
 import Glibc
 import Testing
+import TestSupport
 
 @testable import Events
 
 /// The flow log's files, rotation, reopening and cursor, on a real file system.
 struct FlowLogFileTests {
-    final class Folder {
-        let path: String
-        init() throws {
-            path = FileManager.default.temporaryDirectory.appendingPathComponent("nf-flowlog-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
-            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        }
-        deinit { try? FileManager.default.removeItem(atPath: path) }
-        func read(_ name: String) -> String? { FileManager.default.contents(atPath: "\(path)/\(name)").map { String(decoding: $0, as: UTF8.self) } }
-        func size(_ name: String) -> Int? { (try? FileManager.default.attributesOfItem(atPath: "\(path)/\(name)"))?[.size] as? Int }
-    }
-
     func line(_ number: Int) -> [UInt8] { Array("{\"n\":\(String(format: "%04d", number)),\"pad\":\"\(String(repeating: "x", count: 30))\"}\n".utf8) }
 
     func append(_ log: FlowLogFile, _ numbers: Range<Int>) throws {
@@ -27,7 +17,7 @@ struct FlowLogFileTests {
     }
 
     @Test func filesRotateBeforeTheyWouldExceedTheSizeAndKeepEveryLineOnce() throws {
-        let folder = try Folder()
+        let folder = try TemporaryFolder("nf-flowlog")
         let path = "\(folder.path)/flows.jsonl"
         let lineSize = line(0).count
         let log = try FlowLogFile(path: path, maxBytes: 5 * lineSize + 3, maxFiles: 10, ringID: 7)
@@ -41,7 +31,7 @@ struct FlowLogFileTests {
     }
 
     @Test func theOldestFilesGoBeyondMaxFiles() throws {
-        let folder = try Folder()
+        let folder = try TemporaryFolder("nf-flowlog")
         let log = try FlowLogFile(path: "\(folder.path)/f", maxBytes: line(0).count, maxFiles: 2, ringID: 1)
         try append(log, 0..<6)
         #expect(folder.read("f") == String(decoding: line(5), as: UTF8.self))
@@ -52,7 +42,7 @@ struct FlowLogFileTests {
     /// Lines a killed writer wrote after its last cursor are cut (the ring gives their events again);
     /// the cursor's position is where the next writer resumes.
     @Test func aRestartCutsWhatTheCursorDoesNotCoverAndResumesAtIt() throws {
-        let folder = try Folder()
+        let folder = try TemporaryFolder("nf-flowlog")
         let path = "\(folder.path)/flows"
         do {
             let log = try FlowLogFile(path: path, maxBytes: 1 << 20, maxFiles: 2, ringID: 9)
@@ -76,7 +66,7 @@ struct FlowLogFileTests {
     }
 
     @Test func reopenFollowsARenameAndOneWriterHoldsTheLog() throws {
-        let folder = try Folder()
+        let folder = try TemporaryFolder("nf-flowlog")
         let path = "\(folder.path)/flows"
         let log = try FlowLogFile(path: path, maxBytes: 1 << 20, maxFiles: 2, ringID: 1)
         try append(log, 0..<2)

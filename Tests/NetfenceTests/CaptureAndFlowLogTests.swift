@@ -8,15 +8,6 @@ import TestSupport
 /// Denied packets as pcapng, read by tshark and tcpdump; flow logs rotated, reopened and
 /// continued across a killed reader, read back line by line. Real traffic between pods.
 @Suite(.serialized) struct CaptureAndFlowLogTests {
-    final class Folder {
-        let path: String
-        init() throws {
-            path = FileManager.default.temporaryDirectory.appendingPathComponent("nf-capture-\(UniqueNames.make("c"))").path
-            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        }
-        deinit { try? FileManager.default.removeItem(atPath: path) }
-    }
-
     /// A tool from Debian's tshark or tcpdump package, or nil (and a recorded issue under CI).
     static func tool(_ name: String) -> String? {
         let path = "/usr/bin/\(name)"
@@ -50,7 +41,7 @@ import TestSupport
         }
         #expect(try bench.reaches(1, 0, .tcp), "allowed: an allow event at level deny is not written")
         usleep(200_000)
-        let folder = try Folder()
+        let folder = try TemporaryFolder("nf-capture")
         let file = "\(folder.path)/denied.pcapng"
         let result = try bench.cli(["ebpf", "events", "--pcap", file, "--proto", "udp", "-o", "json"])
         let events = result.standardOutput.split(separator: "\n").map { try? jsonObject(String($0)) }.compactMap { $0 }
@@ -75,34 +66,41 @@ import TestSupport
         }
         let dump = try Self.run(tcpdump, ["-r", file, "-n"])
         #expect(dump.status == 0 && dump.output.split(separator: "\n").count == sizes.count, "\(dump.output) \(dump.error)")
+
+        // A denied TCP connect and ping: the SYN and the echo request are in the capture too.
+        #expect(try !bench.reaches(2, 0, .tcp) && !bench.reaches(2, 0, .icmp))
+        usleep(200_000)
+        let other = "\(folder.path)/tcp-icmp.pcapng"
+        _ = try bench.cli(["ebpf", "events", "--pcap", other, "--ip", bench.ip(2)])
+        let packets = try Self.run(tshark, ["-r", other, "-T", "fields", "-E", "separator=|", "-e", "frame.len", "-e", "frame.cap_len", "-e", "ip.proto",
+                                            "-e", "tcp.flags.syn", "-e", "tcp.dstport", "-e", "icmp.type", "-e", "frame.comment"])
+        let frames = packets.output.split(separator: "\n").map { $0.split(separator: "|", omittingEmptySubsequences: false).map(String.init) }
+        #expect(frames.contains { $0.count == 7 && $0[2] == "6" && $0[3] == "1" && $0[4] == String(LoaderCluster.port) }, "the SYN: \(frames)")
+        #expect(frames.contains { $0.count == 7 && $0[2] == "1" && $0[5] == "8" }, "the echo request: \(frames)")
+        #expect(frames.allSatisfy { $0.count == 7 && $0[1] == String(min(Int($0[0]) ?? 0, 128)) && $0[6].hasPrefix("shop/pod0 ingress deny") }, "\(frames)")
     }
 
     @Test func aFollowedCaptureStreamsIntoTcpdump() throws {
         guard Privileges.require(), let tcpdump = Self.tool("tcpdump") else { return }
         let bench = try LoaderCluster(pods: 2, ingressDefault: "deny")
         _ = try bench.cli(["ebpf", "events"])
-        let shell = Process()
-        shell.executableURL = URL(fileURLWithPath: "/bin/sh")
-        shell.arguments = ["-c", "'\(NetfenceBinary.path)' ebpf events --follow --pcap - --bpffs-root '\(bench.root.path)' | \(tcpdump) -r - -n -c 3 udp"]
-        let output = Pipe(), errors = Pipe()
-        shell.standardOutput = output
-        shell.standardError = errors
-        try shell.run()
+        let folder = try TemporaryFolder("nf-capture")
+        let printed = "\(folder.path)/tcpdump.txt", errors = "\(folder.path)/errors.txt"
+        // A session of its own, so a failing test can end the whole pipeline.
+        let pipeline = try ChildProcess.start("/usr/bin/setsid", ["/bin/sh", "-c", "'\(NetfenceBinary.path)' ebpf events --follow --pcap - "
+                                                                  + "--bpffs-root '\(bench.root.path)' 2>'\(errors)' | \(tcpdump) -r - -n -c 3 udp >'\(printed)' 2>/dev/null"])
+        defer {
+            kill(-pipeline.processID, SIGKILL)
+            pipeline.stop(signal: SIGKILL)
+        }
         Thread.sleep(forTimeInterval: 0.5)
         try bench.cluster.pods[1].namespace.sendDatagrams(5, to: bench.ip(0), port: 9999)
-        var waited = 0.0
-        while shell.isRunning, waited < 10 {
-            Thread.sleep(forTimeInterval: 0.05)
-            waited += 0.05
-        }
-        if shell.isRunning {
-            shell.terminate()
-            Issue.record("tcpdump -c 3 and netfence did not finish within 10 s")
-        }
-        shell.waitUntilExit()
-        let lines = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).split(separator: "\n")
+        let deadline = Date().addingTimeInterval(10)
+        while pipeline.isRunning, Date() < deadline { usleep(50_000) }
+        #expect(!pipeline.isRunning, "tcpdump -c 3 and netfence finish within 10 s")
+        let lines = try String(contentsOfFile: printed, encoding: .utf8).split(separator: "\n")
         #expect(lines.count == 3 && lines.allSatisfy { $0.contains("\(bench.ip(1))") && $0.contains(".9999") }, "\(lines)")
-        #expect(shell.terminationStatus == 0, "\(String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))")
+        #expect(pipeline.stop() == 0, "\((try? String(contentsOfFile: errors, encoding: .utf8)) ?? "")")
     }
 
     /// Rotation by size, a logrotate-style move and SIGHUP, and a reader killed and started again:
@@ -112,7 +110,7 @@ import TestSupport
         let bench = try LoaderCluster(pods: 2, ingressDefault: "deny")
         try bench.cli(["ebpf", "events", "capture", "--snaplen", "0"])
         _ = try bench.cli(["ebpf", "events"])
-        let folder = try Folder()
+        let folder = try TemporaryFolder("nf-capture")
         let path = "\(folder.path)/flows.jsonl"
         func startReader() throws -> Process {
             let reader = Process()
@@ -140,15 +138,12 @@ import TestSupport
         Thread.sleep(forTimeInterval: 0.3)
         try send(100)
         Thread.sleep(forTimeInterval: 0.3)
-        kill(reader.processIdentifier, SIGKILL)
-        reader.waitUntilExit()
+        reader.stop(signal: SIGKILL, within: 5)
         try send(100)  // while no reader runs: the ring keeps them
         reader = try startReader()
         try send(50)
         Thread.sleep(forTimeInterval: 0.5)
-        kill(reader.processIdentifier, SIGTERM)
-        reader.waitUntilExit()
-        #expect(reader.terminationStatus == 0)
+        #expect(reader.stop(signal: SIGTERM, within: 5) && reader.terminationStatus == 0)
 
         let names = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { !$0.hasPrefix(".") }
         let sizes = names.compactMap { (try? FileManager.default.attributesOfItem(atPath: "\(folder.path)/\($0)"))?[.size] as? Int }

@@ -71,10 +71,8 @@ import TestSupport
         let bench = try LoaderCluster(pods: 2)
         try bench.cli(["ebpf", "events", "level", "all"])
         _ = try events(bench)
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("nf-follow-\(UniqueNames.make("f"))")
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: folder) }
-        let first = folder.appendingPathComponent("first").path
+        let folder = try TemporaryFolder("nf-follow")
+        let first = "\(folder.path)/first"
         // A session of its own, so a failing test can end the whole pipeline.
         let pipeline = try ChildProcess.start("/usr/bin/setsid", ["/bin/sh", "-c", "'\(NetfenceBinary.path)' ebpf events --follow --no-headers "
                                                                   + "--bpffs-root '\(bench.root.path)' | head -1 > '\(first)'"])
@@ -147,17 +145,7 @@ import TestSupport
         Thread.sleep(forTimeInterval: 0.3)
         _ = try bench.reaches(1, 0, .tcp)
         Thread.sleep(forTimeInterval: 0.3)
-        kill(process.processIdentifier, SIGTERM)
-        var waited = 0.0
-        while process.isRunning, waited < 5 {
-            Thread.sleep(forTimeInterval: 0.05)
-            waited += 0.05
-        }
-        if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            Issue.record("--follow did not stop within 5 s of SIGTERM")
-        }
-        process.waitUntilExit()
+        #expect(process.stop(signal: SIGTERM, within: 5), "--follow stops within 5 s of SIGTERM")
         #expect(process.terminationStatus == 0, "a clean exit on SIGTERM")
         let lines = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).split(separator: "\n")
         #expect(!lines.isEmpty && lines.allSatisfy { (try? JSONSerialization.jsonObject(with: Data($0.utf8))) != nil }, "nothing half-printed")

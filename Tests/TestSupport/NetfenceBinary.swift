@@ -36,13 +36,32 @@ public enum NetfenceBinary {
         return try run(arguments, wrappedIn: ["/usr/bin/unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", script, "sh"])
     }
 
+    /// No command of a test runs longer: a hang fails its test (status 137) instead of the whole run.
+    public static let timeout = 180.0
+
     /// Runs `netfence arguments…` with `environment` added, behind `wrapper` (a command
     /// that ends by executing its arguments) when one is given.
     public static func run(_ arguments: [String], environment: [String: String] = [:], wrappedIn wrapper: [String] = []) throws -> CommandResult {
         let command = wrapper + [path] + arguments
         var merged = ProcessInfo.processInfo.environment
         merged.removeValue(forKey: "NETFENCE_BPFFS_ROOT")
-        let result = try ChildProcess.run(command[0], Array(command.dropFirst()), output: .separate, environment: merged.merging(environment) { $1 })
+        let result = try ChildProcess.run(command[0], Array(command.dropFirst()), output: .separate, environment: merged.merging(environment) { $1 },
+                                           timeout: timeout)
         return CommandResult(status: result.status, processID: result.processID, standardOutput: result.output, standardError: result.errorOutput)
+    }
+}
+
+extension Process {
+    /// Sends `signal` and waits up to `seconds` for the exit, then kills it (SIGKILL);
+    /// whether it exited of its own within the time.
+    @discardableResult
+    public func stop(signal: Int32, within seconds: Double) -> Bool {
+        kill(processIdentifier, signal)
+        let deadline = Date().addingTimeInterval(seconds)
+        while isRunning, Date() < deadline { usleep(20_000) }
+        let exited = !isRunning
+        if !exited { kill(processIdentifier, SIGKILL) }
+        waitUntilExit()
+        return exited
     }
 }

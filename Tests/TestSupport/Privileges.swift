@@ -71,6 +71,24 @@ public final class TestPinRoot {
     deinit { try? FileManager.default.removeItem(atPath: path) }
 }
 
+/// A folder under the temporary directory for one test, removed with what it holds on release.
+public final class TemporaryFolder {
+    public let path: String
+
+    public init(_ prefix: String = "nf-test") throws {
+        path = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(UniqueNames.make("t"))").path
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+
+    /// The text of the file `name` in it, nil when there is none.
+    public func read(_ name: String) -> String? { FileManager.default.contents(atPath: "\(path)/\(name)").map { String(decoding: $0, as: UTF8.self) } }
+
+    /// The size of the file `name` in it in bytes, nil when there is none.
+    public func size(_ name: String) -> Int? { (try? FileManager.default.attributesOfItem(atPath: "\(path)/\(name)"))?[.size] as? Int }
+}
+
 /// A /30 in the test range 198.18.0.0/15 for each call: (node, pod) addresses.
 public func testSubnet() -> (node: String, pod: String) {
     let n = UniqueNames.next() % 16_000 + 1

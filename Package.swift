@@ -66,12 +66,14 @@ let package = Package(
         ]),
         // Throwaway node/pod network namespaces joined by veth, for the demo and tests.
         .target(name: "NodeNetwork", dependencies: ["HostKit", "BPFKit"]),
+        // netfence-cni: the CNI spec's contract (environment, stdin, result, errors) over the loader.
+        .target(name: "CNI", dependencies: ["BPFKit", "CommandTree", "DatapathModel", "Loader"]),
         // The hand-written command tree: parsing, help, completions, man page.
         .target(name: "CommandTree"),
         // The binary: one file per command, wiring only.
         .executableTarget(
             name: "netfence",
-            dependencies: ["HostKit", "BPFKit", "BPFObjects", "Benchmarks", "CommandTree", "DNS", "DNSProxy", "Datapath", "DatapathModel", "Events",
+            dependencies: ["HostKit", "BPFKit", "BPFObjects", "Benchmarks", "CNI", "CommandTree", "DNS", "DNSProxy", "Datapath", "DatapathModel", "Events",
                            "Inspection", "Loader", "NodeNetwork", "PolicyInput", "Rendering"]
         ),
         .testTarget(name: "CommandTreeTests", dependencies: ["CommandTree"]),

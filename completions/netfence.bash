@@ -5,7 +5,7 @@ _netfence() {
     local path="netfence" i
     for ((i = 1; i < COMP_CWORD; i++)); do
         case "${COMP_WORDS[i]}" in
-            -o|--output|--bpffs-root|--format|--stats-window|--aws-root|--pod|--direction|--count|--namespace|--verdict|--ip|--port|--proto|--tier|--policy|--color|--pcap|--output-file|--max-size|--max-files|--fields|--rate|--node-rate|--snaplen|--wait-timeout|--iface|--netns|--ingress-default|--egress-default|-f|--filename|--probe|--peer|--peer-port|--state|--listen|--upstream|--min-ttl|--max-ttl|--refuse-with|--passes|--pods|--events|--entries|--seconds|--prefixes) ((i++)); continue ;;
+            -o|--output|--bpffs-root|--format|--stats-window|--aws-root|--pod|--direction|--count|--namespace|--verdict|--ip|--port|--proto|--tier|--policy|--color|--pcap|--output-file|--max-size|--max-files|--fields|--rate|--node-rate|--snaplen|--wait-timeout|--iface|--netns|--ingress-default|--egress-default|-f|--filename|--probe|--timeout|--peer|--peer-port|--state|--listen|--upstream|--min-ttl|--max-ttl|--refuse-with|--passes|--pods|--events|--entries|--seconds|--prefixes) ((i++)); continue ;;
         esac
         case "$path ${COMP_WORDS[i]}" in
             "netfence ebpf") path="netfence ebpf" ;;
@@ -83,6 +83,7 @@ _netfence() {
         --egress-default) COMPREPLY=($(compgen -W "allow deny" -- "$cur")); return ;;
         -f|--filename) COMPREPLY=($(compgen -f -- "$cur")); return ;;
         --probe) COMPREPLY=(); return ;;
+        --timeout) COMPREPLY=(); return ;;
         --peer) COMPREPLY=(); return ;;
         --peer-port) COMPREPLY=(); return ;;
         --state) COMPREPLY=($(compgen -W "current stale orphan" -- "$cur")); return ;;
@@ -116,7 +117,7 @@ _netfence() {
         "netfence loader apply") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format -f --filename --dry-run --probe --audit --wait-timeout -h --help" -- "$cur")) ;;
         "netfence loader delete") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format -f --filename --wait-timeout -h --help" -- "$cur")) ;;
         "netfence loader detach") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --pod --wait-timeout -h --help" -- "$cur")) ;;
-        "netfence loader status") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --check --wait-timeout -h --help" -- "$cur")) ;;
+        "netfence loader status") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --check --pod --wait-applied --timeout --wait-timeout -h --help" -- "$cur")) ;;
         "netfence loader reconcile") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --wait-timeout -h --help" -- "$cur")) ;;
         "netfence loader reset") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --wait-timeout -h --help" -- "$cur")) ;;
         "netfence policy") COMPREPLY=($(compgen -W "explain show -o --output --bpffs-root --format -h --help" -- "$cur")) ;;

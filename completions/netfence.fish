@@ -9,7 +9,7 @@ function __netfence_path
             continue
         end
         switch $word
-            case '-o' '--output' '--bpffs-root' '--format' '--stats-window' '--aws-root' '--pod' '--direction' '--count' '--namespace' '--verdict' '--ip' '--port' '--proto' '--tier' '--policy' '--color' '--pcap' '--output-file' '--max-size' '--max-files' '--fields' '--rate' '--node-rate' '--snaplen' '--wait-timeout' '--iface' '--netns' '--ingress-default' '--egress-default' '-f' '--filename' '--probe' '--peer' '--peer-port' '--state' '--listen' '--upstream' '--min-ttl' '--max-ttl' '--refuse-with' '--passes' '--pods' '--events' '--entries' '--seconds' '--prefixes'
+            case '-o' '--output' '--bpffs-root' '--format' '--stats-window' '--aws-root' '--pod' '--direction' '--count' '--namespace' '--verdict' '--ip' '--port' '--proto' '--tier' '--policy' '--color' '--pcap' '--output-file' '--max-size' '--max-files' '--fields' '--rate' '--node-rate' '--snaplen' '--wait-timeout' '--iface' '--netns' '--ingress-default' '--egress-default' '-f' '--filename' '--probe' '--timeout' '--peer' '--peer-port' '--state' '--listen' '--upstream' '--min-ttl' '--max-ttl' '--refuse-with' '--passes' '--pods' '--events' '--entries' '--seconds' '--prefixes'
                 set skip 1
                 continue
         end
@@ -274,6 +274,9 @@ complete -c netfence -n 'test (__netfence_path) = "netfence loader status"' -s o
 complete -c netfence -n 'test (__netfence_path) = "netfence loader status"' -l bpffs-root -x -a '(__fish_complete_directories)' -d 'The bpffs folder netfence pins its programs and maps under.'
 complete -c netfence -n 'test (__netfence_path) = "netfence loader status"' -l format -x -a 'aws-eks-na-cli aws-eks-na-cli-v6' -d 'Print ebpf progs, maps, loaded-ebpfdata, dump-maps and dump-cp-maps as aws-eks-na-cli (or its -v6) prints them.'
 complete -c netfence -n 'test (__netfence_path) = "netfence loader status"' -l check -d 'Exit 1 when there is drift (after printing it).'
+complete -c netfence -n 'test (__netfence_path) = "netfence loader status"' -l pod -x -d 'Show this pod only (NAMESPACE/NAME).'
+complete -c netfence -n 'test (__netfence_path) = "netfence loader status"' -l wait-applied -d 'With --pod: wait until the pod enforces every stored object selecting it.'
+complete -c netfence -n 'test (__netfence_path) = "netfence loader status"' -l timeout -x -d 'How long --wait-applied waits.'
 complete -c netfence -n 'test (__netfence_path) = "netfence loader status"' -l wait-timeout -x -d 'How long to wait for another netfence command changing this pin root to finish.'
 complete -c netfence -n 'test (__netfence_path) = "netfence loader status"' -s h -l help -d 'Show help information.'
 complete -c netfence -n 'test (__netfence_path) = "netfence loader reconcile"' -s o -l output -x -a 'table json' -d 'Output format: table for people, json for scripts.'

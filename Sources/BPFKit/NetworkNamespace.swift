@@ -75,6 +75,27 @@ extension NetworkNamespace {
         return UInt32(index)
     }
 
+    /// The driver of `interface` in this process's namespace (`veth`, `bridge`), nil when there is no such interface.
+    public static func driver(of interface: String) -> String? {
+        var driver = [CChar](repeating: 0, count: 64)
+        guard nf_interface_driver(interface, &driver, driver.count) == 0 else { return nil }
+        return String(decoding: driver.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// The `ip netns` name of this process's namespace: nil in the host's (the init
+    /// namespace's, or one with no name when the init process's cannot be read, as in
+    /// some containers); throws when it is neither the host's nor named.
+    public static func currentName() throws -> String? {
+        let current = inodeNumber("/proc/self/ns/net"), initial = inodeNumber("/proc/1/ns/net")
+        guard current != initial else { return nil }
+        let named = (try? FileManager.default.contentsOfDirectory(atPath: namedFolder)) ?? []
+        if let name = named.sorted().first(where: { inodeNumber("\(namedFolder)/\($0)") == current }) { return name }
+        guard initial == nil else {
+            throw SystemError("name this process's network namespace", "(not the host's, and not under \(namedFolder))", errno: ENOENT)
+        }
+        return nil
+    }
+
     /// This process's own namespace.
     public static var current: NetworkNamespace {
         NetworkNamespace(name: "host", path: "/proc/self/ns/net", isCurrent: true, inode: inodeNumber("/proc/self/ns/net") ?? 0)

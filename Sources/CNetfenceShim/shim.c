@@ -5,12 +5,15 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <errno.h>
+#include <linux/ethtool.h>
+#include <linux/sockios.h>
 #include <net/if.h>
 #include <pthread.h>
 #include <sched.h>
 #include <string.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/vfs.h>
@@ -157,6 +160,28 @@ static int ifindex_here(void *opaque)
 int nf_ifindex_in_netns(int netns_fd, const char *ifname)
 {
 	return run_in_netns(netns_fd, ifindex_here, (void *)ifname);
+}
+
+int nf_interface_driver(const char *ifname, char *driver, size_t size)
+{
+	struct ethtool_drvinfo info = { .cmd = ETHTOOL_GDRVINFO };
+	struct ifreq request = { 0 };
+	int fd, err = 0;
+
+	if (strlen(ifname) >= IFNAMSIZ || size == 0)
+		return -EINVAL;
+	fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	strcpy(request.ifr_name, ifname);
+	request.ifr_data = (void *)&info;
+	if (ioctl(fd, SIOCETHTOOL, &request) < 0)
+		err = -errno;
+	close(fd);
+	if (err)
+		return err;
+	snprintf(driver, size, "%.*s", (int)sizeof(info.driver), info.driver);
+	return 0;
 }
 
 struct socket_call {

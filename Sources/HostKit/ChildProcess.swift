@@ -25,16 +25,16 @@ public enum ChildProcess {
         public var processID: pid_t = 0
     }
 
-    /// Runs `executable` with `arguments`, standard input from /dev/null, in this
-    /// process's environment or in `environment` when given. Past `timeout` seconds
-    /// the child is killed (SIGKILL: status 137) and what it wrote so far returned.
+    /// Runs `executable` with `arguments`, standard input from the file `input` (default
+    /// /dev/null), in this process's environment or in `environment` when given. Past
+    /// `timeout` seconds the child is killed (SIGKILL: status 137) and what it wrote so far returned.
     public static func run(_ executable: String, _ arguments: [String], output: Output = .captured,
-                           environment: [String: String]? = nil, timeout: Double? = nil) throws -> Result {
+                           environment: [String: String]? = nil, input: String = "/dev/null", timeout: Double? = nil) throws -> Result {
         let out = try Pipe(for: executable), err = output == .separate ? try Pipe(for: executable) : nil
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 0, input, O_RDONLY, 0)
         switch output {
         case .captured, .separate: posix_spawn_file_actions_adddup2(&actions, out.writeEnd, 1)
         case .discarded: posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)

@@ -555,10 +555,22 @@ public final class Loader {
         return Status(pods: pods, objects: objects, stray: stray, interrupted: try state.pendingChange())
     }
 
-    /// Registered pods with their records and filters, and netfence's filters of no pod.
-    private func snapshot(objects: [StoredObject]) throws -> (pods: [AttachedPod], objects: [StoredObject], stray: [ProgramAttachment]) {
+    /// One pod's live state and drift as `status` reads it, nil when it is not attached:
+    /// what a caller waiting for the pod's policy polls (only its namespace is scanned).
+    public func status(of pod: PodReference, waitingUpTo timeout: Double = defaultLockTimeout) throws -> AttachedPod? {
+        let held = try readLock(waitingUpTo: timeout)
+        defer { withExtendedLifetime(held) {} }
+        let objects = try state.objects()
+        guard var attached = try snapshot(objects: objects, only: pod).pods.first else { return nil }
+        attached.enforcementDrift = try enforcementDrift(attached.registration, objects: objects)
+        return attached
+    }
+
+    /// Registered pods (or only `only`) with their records and filters, and netfence's filters of no pod.
+    private func snapshot(objects: [StoredObject], only: PodReference? = nil) throws
+        -> (pods: [AttachedPod], objects: [StoredObject], stray: [ProgramAttachment]) {
         let programs = [TCDirection.ingress: try datapath.program(for: .egress).info().id, .egress: try datapath.program(for: .ingress).info().id]
-        let pods = try state.pods().sorted { $0.key < $1.key }
+        let pods = try state.pods().filter { only == nil || $0.value.pod == only }.sorted { $0.key < $1.key }
         var namespaces: [String: NetworkNamespace] = [:]
         for (_, pod) in pods {
             if pod.netns.isEmpty { namespaces[""] = .current } else if let namespace = try? NetworkNamespace.named(pod.netns) { namespaces[pod.netns] = namespace }
@@ -577,7 +589,8 @@ public final class Loader {
                                    missingHooks: missing))
         }
         let registered = Set(pods.map { "\($0.value.netns.isEmpty ? NetworkNamespace.current.name : $0.value.netns)/\($0.value.interface)" })
-        let stray = ours.filter { !registered.contains("\($0.namespace)/\($0.interface)") }
+        // With one pod asked for, the others' filters are not stray: none are reported.
+        let stray = only != nil ? [] : ours.filter { !registered.contains("\($0.namespace)/\($0.interface)") }
         return (result, objects, stray)
     }
 

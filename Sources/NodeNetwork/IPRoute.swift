@@ -25,7 +25,7 @@ public enum IPRoute {
     }
 
     /// Deletes a network namespace if it is there; cleanup never fails.
-    static func deleteNamespace(_ name: String) {
+    public static func deleteNamespace(_ name: String) {
         _ = try? run(["netns", "delete", name])
     }
 

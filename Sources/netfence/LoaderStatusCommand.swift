@@ -1,6 +1,7 @@
 import CommandTree
 import DatapathModel
 import Foundation
+import HostKit
 import Loader
 import PolicyInput
 
@@ -16,19 +17,39 @@ struct LoaderStatusCommand: Command {
             that did not finish. 'netfence loader reconcile' (or the next change) repairs it. Reads under the pin \
             root's shared lock, so a change another command is making is never seen half-made (waits for it up to \
             --wait-timeout). --check exits 1 when there is drift, after printing.
+
+            --pod NS/NAME shows that pod only. With --wait-applied it waits until the pod is attached and its live \
+            policy is what every stored object selecting it gives it (both filters in place, no drift), then exits 0; \
+            after --timeout seconds it exits 1 saying what is missing. An init container or a readiness gate can call \
+            it to know that the pod's policy is in force.
             """)
 
     static let check = Flag(long: "check", help: "Exit 1 when there is drift (after printing it).")
-    static let arguments = [check.definition, LockWait.timeout.definition]
+    static let pod = Option<PodReference?>(long: "pod", help: "Show this pod only (NAMESPACE/NAME).", default: nil, showDefault: false)
+    static let waitApplied = Flag(long: "wait-applied", help: "With --pod: wait until the pod enforces every stored object selecting it.")
+    static let waitLimit = Option<Double>(long: "timeout", valueName: "seconds", help: "How long --wait-applied waits.", default: 60)
+    static let arguments = [check.definition, pod.definition, waitApplied.definition, waitLimit.definition, LockWait.timeout.definition]
 
     let timeout: Double
     let check: Bool
+    let pod: PodReference?
+    let waitApplied: Bool
+    let waitLimit: Double
     init(parsed: ParsedArguments) {
         timeout = parsed[LockWait.timeout]
         check = parsed[Self.check]
+        pod = parsed[Self.pod]
+        waitApplied = parsed[Self.waitApplied]
+        waitLimit = parsed[Self.waitLimit]
+    }
+
+    func validate() throws {
+        if waitApplied && pod == nil { throw UsageError("--wait-applied needs --pod NAMESPACE/NAME: it waits for one pod") }
+        if !(waitLimit >= 0 && waitLimit <= 86_400) { throw UsageError("--timeout must be between 0 and 86400 seconds") }
     }
 
     func run(_ context: CommandContext) throws {
+        if let pod { return try runForPod(pod, context) }
         let loader = try LoaderAccess.open(context)
         let snapshot = try loader.status(waitingUpTo: timeout)
         let status = LoaderStatus(
@@ -46,6 +67,52 @@ struct LoaderStatusCommand: Command {
         }
         if check, !status.consistent {
             throw RuntimeError("\(status.drift.count) drift finding(s) under \(status.root)", hint: "run 'netfence loader reconcile'")
+        }
+    }
+
+    /// What `--pod -o json` prints.
+    struct PodReport: Encodable {
+        let pod: String
+        let attached: Bool
+        /// Attached, both filters in place, and its live policy is what the stored objects give it.
+        let applied: Bool
+        let revision: UInt32?
+        let objects: [String]
+        /// What keeps it from being applied.
+        let missing: [String]
+        let waitedSeconds: Double?
+    }
+
+    /// One pod; with --wait-applied, polled until it is applied or the time is up.
+    private func runForPod(_ pod: PodReference, _ context: CommandContext) throws {
+        let loader = try LoaderAccess.open(context)
+        let started = HostClock.monotonic.nanoseconds
+        var waited: Double { Double(HostClock.monotonic.nanoseconds - started) / 1e9 }
+        var report: PodReport
+        while true {
+            let attached = try loader.status(of: pod, waitingUpTo: timeout)
+            let missing = attached.map { state in
+                state.missingHooks.map { "\(state.registration.interface) has no netfence \($0.rawValue) filter" } + state.enforcementDrift
+            } ?? ["not attached on this node"]
+            report = PodReport(pod: pod.description, attached: attached != nil, applied: missing.isEmpty, revision: attached?.record?.revision,
+                               objects: attached?.objects.map(\.description) ?? [], missing: missing,
+                               waitedSeconds: waitApplied ? (waited * 1000).rounded() / 1000 : nil)
+            if report.applied || !waitApplied || waited >= waitLimit { break }
+            usleep(50_000)
+        }
+        switch context.outputFormat {
+        case .json:
+            context.print(try JSONOutput.encode(report))
+        case .table:
+            let objects = report.objects.isEmpty ? "no object selects it" : "\(report.objects.count) object(s) select it: \(report.objects.joined(separator: ", "))"
+            context.print(TerminalText.escaped(report.applied
+                ? "\(pod) is applied (revision \(report.revision ?? 0)); \(objects)"
+                : "\(pod) is not applied: \(report.missing.joined(separator: "; "))"))
+        }
+        if waitApplied && !report.applied {
+            throw RuntimeError("\(pod) was not applied within \(waitLimit.formatted()) s: \(report.missing.joined(separator: "; "))",
+                               hint: report.attached ? "see 'netfence loader status'; 'netfence loader reconcile' repairs drift"
+                                   : "the pod is attached by 'netfence loader attach' or the netfence-cni plugin")
         }
     }
 

@@ -1,14 +1,25 @@
+import CNI
 import CommandTree
 import Foundation
 import Glibc
+import HostKit
 
 // A reader that goes away (`netfence … | head`) must not kill the process
 // before it cleans up: writes after that are dropped instead.
 signal(SIGPIPE, SIG_IGN)
 
+let invokedAs = (CommandLine.arguments.first.map { ($0 as NSString).lastPathComponent }) ?? ""
+
+// Installed as netfence-cni (a symlink in the CNI bin folder), netfence is a chained CNI plugin.
+if invokedAs == "netfence-cni" {
+    exit(CNIPlugin.run(environment: ProcessInfo.processInfo.environment,
+                       readInput: { (try? InputFile.read("-", limit: CNIConfiguration.maximumBytes).bytes) ?? [] },
+                       output: { bytes in bytes.withUnsafeBytes { OutputSink.fileDescriptor(STDOUT_FILENO)($0) } },
+                       log: { line in OutputSink.fileDescriptor(STDERR_FILENO).write(line + "\n") }))
+}
+
 // Installed as aws-eks-na-cli (a symlink), netfence prints what that tool prints.
 var arguments = Array(CommandLine.arguments.dropFirst())
-let invokedAs = (CommandLine.arguments.first.map { ($0 as NSString).lastPathComponent }) ?? ""
 if let format = NaCliFormat(rawValue: invokedAs) { arguments = ["--format", format.rawValue] + arguments }
 
 let status = Netfence.tree.run(

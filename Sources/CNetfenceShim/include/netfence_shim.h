@@ -61,6 +61,10 @@ int nf_tc_detach(const struct nf_tc_target *target);
 /* The index of interface IFNAME inside NETNS_FD (-1: this namespace). */
 int nf_ifindex_in_netns(int netns_fd, const char *ifname);
 
+/* The driver of interface `ifname` in this process's namespace ("veth",
+ * "bridge"), written into `driver` (NUL-terminated); 0 or -errno. */
+int nf_interface_driver(const char *ifname, char *driver, size_t size);
+
 /* A socket created inside the network namespace NETNS_FD (-1: this one). A
  * socket stays in the namespace it was created in, so netlink queries made
  * through it describe that namespace. */

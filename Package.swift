@@ -88,7 +88,7 @@ let package = Package(
         .testTarget(
             name: "NetfenceTests",
             dependencies: ["HostKit", "netfence", "BPFKit", "BPFObjects", "CLibBPF", "DNS", "Datapath", "DatapathModel", "Loader", "NodeNetwork",
-                           "PolicyInput", "TestSupport"],
+                           "PolicyInput", "TestSupport", .product(name: "Yams", package: "Yams")],
             exclude: ["Snapshots"]
         ),
         // Helpers shared by the test targets: privilege probes, throwaway netns.

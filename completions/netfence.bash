@@ -5,7 +5,7 @@ _netfence() {
     local path="netfence" i
     for ((i = 1; i < COMP_CWORD; i++)); do
         case "${COMP_WORDS[i]}" in
-            -o|--output|--bpffs-root|--format|--stats-window|--aws-root|--pod|--direction|--count|--namespace|--verdict|--ip|--port|--proto|--tier|--policy|--color|--pcap|--output-file|--max-size|--max-files|--fields|--rate|--node-rate|--snaplen|--wait-timeout|--iface|--netns|--ingress-default|--egress-default|-f|--filename|--probe|--timeout|--peer|--peer-port|--state|--listen|--upstream|--min-ttl|--max-ttl|--refuse-with|--passes|--pods|--events|--entries|--seconds|--prefixes) ((i++)); continue ;;
+            -o|--output|--bpffs-root|--format|--stats-window|--aws-root|--pod|--direction|--count|--namespace|--verdict|--ip|--port|--proto|--tier|--policy|--color|--pcap|--output-file|--max-size|--max-files|--fields|--rate|--node-rate|--snaplen|--wait-timeout|--iface|--netns|--ingress-default|--egress-default|-f|--filename|--probe|--timeout|--peer|--peer-port|--state|--listen|--upstream|--min-ttl|--max-ttl|--refuse-with|--passes|--pods|--events|--entries|--seconds|--prefixes|--samples) ((i++)); continue ;;
         esac
         case "$path ${COMP_WORDS[i]}" in
             "netfence ebpf") path="netfence ebpf" ;;
@@ -46,6 +46,7 @@ _netfence() {
             "netfence bench conntrack") path="netfence bench conntrack" ;;
             "netfence bench dns") path="netfence bench dns" ;;
             "netfence bench explain") path="netfence bench explain" ;;
+            "netfence bench cni") path="netfence bench cni" ;;
             "netfence demo") path="netfence demo" ;;
             "netfence completions") path="netfence completions" ;;
             "netfence man") path="netfence man" ;;
@@ -98,6 +99,7 @@ _netfence() {
         --entries) COMPREPLY=(); return ;;
         --seconds) COMPREPLY=(); return ;;
         --prefixes) COMPREPLY=(); return ;;
+        --samples) COMPREPLY=(); return ;;
     esac
     case "$path" in
         "netfence") COMPREPLY=($(compgen -W "ebpf loader policy conntrack dns fqdn metrics bench demo completions man -o --output --bpffs-root --format -h --help --version" -- "$cur")) ;;
@@ -132,13 +134,14 @@ _netfence() {
         "netfence fqdn") COMPREPLY=($(compgen -W "list -o --output --bpffs-root --format -h --help" -- "$cur")) ;;
         "netfence fqdn list") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --pod -h --help" -- "$cur")) ;;
         "netfence metrics") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --serve --listen -h --help" -- "$cur")) ;;
-        "netfence bench") COMPREPLY=($(compgen -W "datapath loader events conntrack dns explain -o --output --bpffs-root --format -h --help" -- "$cur")) ;;
+        "netfence bench") COMPREPLY=($(compgen -W "datapath loader events conntrack dns explain cni -o --output --bpffs-root --format -h --help" -- "$cur")) ;;
         "netfence bench datapath") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --passes -h --help" -- "$cur")) ;;
         "netfence bench loader") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --pods -h --help" -- "$cur")) ;;
         "netfence bench events") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --events -h --help" -- "$cur")) ;;
         "netfence bench conntrack") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --entries --passes -h --help" -- "$cur")) ;;
         "netfence bench dns") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --seconds --passes -h --help" -- "$cur")) ;;
         "netfence bench explain") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --prefixes -h --help" -- "$cur")) ;;
+        "netfence bench cni") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --samples -h --help" -- "$cur")) ;;
         "netfence demo") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --keep -h --help" -- "$cur")) ;;
         "netfence completions") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format -h --help" -- "$cur")) ;;
         "netfence man") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format -h --help" -- "$cur")) ;;

@@ -9,7 +9,7 @@ function __netfence_path
             continue
         end
         switch $word
-            case '-o' '--output' '--bpffs-root' '--format' '--stats-window' '--aws-root' '--pod' '--direction' '--count' '--namespace' '--verdict' '--ip' '--port' '--proto' '--tier' '--policy' '--color' '--pcap' '--output-file' '--max-size' '--max-files' '--fields' '--rate' '--node-rate' '--snaplen' '--wait-timeout' '--iface' '--netns' '--ingress-default' '--egress-default' '-f' '--filename' '--probe' '--timeout' '--peer' '--peer-port' '--state' '--listen' '--upstream' '--min-ttl' '--max-ttl' '--refuse-with' '--passes' '--pods' '--events' '--entries' '--seconds' '--prefixes'
+            case '-o' '--output' '--bpffs-root' '--format' '--stats-window' '--aws-root' '--pod' '--direction' '--count' '--namespace' '--verdict' '--ip' '--port' '--proto' '--tier' '--policy' '--color' '--pcap' '--output-file' '--max-size' '--max-files' '--fields' '--rate' '--node-rate' '--snaplen' '--wait-timeout' '--iface' '--netns' '--ingress-default' '--egress-default' '-f' '--filename' '--probe' '--timeout' '--peer' '--peer-port' '--state' '--listen' '--upstream' '--min-ttl' '--max-ttl' '--refuse-with' '--passes' '--pods' '--events' '--entries' '--seconds' '--prefixes' '--samples'
                 set skip 1
                 continue
         end
@@ -90,6 +90,8 @@ function __netfence_path
                 set path 'netfence bench dns'
             case 'netfence bench explain'
                 set path 'netfence bench explain'
+            case 'netfence bench cni'
+                set path 'netfence bench cni'
             case 'netfence demo'
                 set path 'netfence demo'
             case 'netfence completions'
@@ -388,6 +390,7 @@ complete -c netfence -n 'test (__netfence_path) = "netfence bench"' -a events -d
 complete -c netfence -n 'test (__netfence_path) = "netfence bench"' -a conntrack -d 'Read a conntrack table of 500,000 entries: conntrack list and maps dump beside bpftool and a raw batch read.'
 complete -c netfence -n 'test (__netfence_path) = "netfence bench"' -a dns -d 'Queries per second and latency through netfence dns proxy beside straight to its upstream.'
 complete -c netfence -n 'test (__netfence_path) = "netfence bench"' -a explain -d 'How long policy explain works on a pod with 60,000 prefixes, beside its trie lookup loop.'
+complete -c netfence -n 'test (__netfence_path) = "netfence bench"' -a cni -d 'ADD latency of Debian\'s ptp + host-local chain with netfence-cni, beside the chain without it.'
 complete -c netfence -n 'test (__netfence_path) = "netfence bench"' -s o -l output -x -a 'table json' -d 'Output format: table for people, json for scripts.'
 complete -c netfence -n 'test (__netfence_path) = "netfence bench"' -l bpffs-root -x -a '(__fish_complete_directories)' -d 'The bpffs folder netfence pins its programs and maps under.'
 complete -c netfence -n 'test (__netfence_path) = "netfence bench"' -l format -x -a 'aws-eks-na-cli aws-eks-na-cli-v6' -d 'Print ebpf progs, maps, loaded-ebpfdata, dump-maps and dump-cp-maps as aws-eks-na-cli (or its -v6) prints them.'
@@ -424,6 +427,11 @@ complete -c netfence -n 'test (__netfence_path) = "netfence bench explain"' -l b
 complete -c netfence -n 'test (__netfence_path) = "netfence bench explain"' -l format -x -a 'aws-eks-na-cli aws-eks-na-cli-v6' -d 'Print ebpf progs, maps, loaded-ebpfdata, dump-maps and dump-cp-maps as aws-eks-na-cli (or its -v6) prints them.'
 complete -c netfence -n 'test (__netfence_path) = "netfence bench explain"' -l prefixes -x -d 'Prefixes in the pod\'s ingress trie.'
 complete -c netfence -n 'test (__netfence_path) = "netfence bench explain"' -s h -l help -d 'Show help information.'
+complete -c netfence -n 'test (__netfence_path) = "netfence bench cni"' -s o -l output -x -a 'table json' -d 'Output format: table for people, json for scripts.'
+complete -c netfence -n 'test (__netfence_path) = "netfence bench cni"' -l bpffs-root -x -a '(__fish_complete_directories)' -d 'The bpffs folder netfence pins its programs and maps under.'
+complete -c netfence -n 'test (__netfence_path) = "netfence bench cni"' -l format -x -a 'aws-eks-na-cli aws-eks-na-cli-v6' -d 'Print ebpf progs, maps, loaded-ebpfdata, dump-maps and dump-cp-maps as aws-eks-na-cli (or its -v6) prints them.'
+complete -c netfence -n 'test (__netfence_path) = "netfence bench cni"' -l samples -x -d 'Pods created through each chain.'
+complete -c netfence -n 'test (__netfence_path) = "netfence bench cni"' -s h -l help -d 'Show help information.'
 complete -c netfence -n 'test (__netfence_path) = "netfence demo"' -s o -l output -x -a 'table json' -d 'Output format: table for people, json for scripts.'
 complete -c netfence -n 'test (__netfence_path) = "netfence demo"' -l bpffs-root -x -a '(__fish_complete_directories)' -d 'The bpffs folder netfence pins its programs and maps under.'
 complete -c netfence -n 'test (__netfence_path) = "netfence demo"' -l format -x -a 'aws-eks-na-cli aws-eks-na-cli-v6' -d 'Print ebpf progs, maps, loaded-ebpfdata, dump-maps and dump-cp-maps as aws-eks-na-cli (or its -v6) prints them.'

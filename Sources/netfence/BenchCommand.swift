@@ -8,7 +8,7 @@ struct BenchCommand: Command {
         name: "bench",
         abstract: "Measure netfence on this machine, each figure beside its baseline from the same run.",
         subcommands: [BenchDatapathCommand.self, BenchLoaderCommand.self, BenchEventsCommand.self, BenchConntrackCommand.self,
-                      BenchDNSCommand.self, BenchExplainCommand.self])
+                      BenchDNSCommand.self, BenchExplainCommand.self, BenchCNICommand.self])
 
     init(parsed: ParsedArguments) {}
 }
@@ -223,6 +223,39 @@ struct BenchExplainCommand: Command {
         try NodeAccess.requirePrivileges(context)
         var benchmark = ExplainBenchmark()
         benchmark.prefixes = prefixes
+        try FigureTable.print(try benchmark.run(), context)
+    }
+}
+
+/// `netfence bench cni`: what netfence-cni adds to a pod's creation.
+struct BenchCNICommand: Command {
+    static let configuration = CommandConfiguration(
+        name: "cni",
+        abstract: "ADD latency of Debian's ptp + host-local chain with netfence-cni, beside the chain without it.",
+        discussion: """
+            Builds a throwaway node namespace and pin root, and creates pods one after another the way a container \
+            runtime does: each plugin executed (inside the node namespace) with the CNI environment and its configuration \
+            on standard input, prevResult passed on; alternately through ptp + host-local alone and through ptp + \
+            host-local + netfence-cni (this binary, as a symlink). Each pod is deleted (DEL) before the next. Reports the \
+            median ADD of both and netfence-cni's own process time. Goal: at most +10 ms for netfence's part. Needs \
+            Debian's containernetworking-plugins; takes a few seconds; removes everything it made.
+            """)
+
+    static let samples = Option<Int>(long: "samples", help: "Pods created through each chain.", default: 30)
+    static let arguments = [samples.definition]
+
+    let samples: Int
+    init(parsed: ParsedArguments) { samples = parsed[Self.samples] }
+
+    func validate() throws {
+        if !(3...1000).contains(samples) { throw UsageError("--samples must be between 3 and 1000") }
+    }
+
+    func run(_ context: CommandContext) throws {
+        try NodeAccess.requirePrivileges(context)
+        let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        var benchmark = CNIBenchmark(executable: executable)
+        benchmark.samples = samples
         try FigureTable.print(try benchmark.run(), context)
     }
 }

@@ -1,5 +1,6 @@
 import BPFKit
 import Foundation
+import NodeNetwork
 import Testing
 import TestSupport
 
@@ -31,6 +32,30 @@ import TestSupport
         let pid = "\(result.processID)"
         #expect(!FileManager.default.fileExists(atPath: "\(NetworkNamespace.namedFolder)/nfbench-\(pid)"), "namespace removed")
         #expect(!FileManager.default.fileExists(atPath: "\(BPFFilesystem.defaultMountPoint)/netfence-bench-\(pid)"), "pins removed")
+    }
+
+    /// A short run of `bench cni`: both chains created and deleted every pod, the plugin's
+    /// part is read against ptp alone, and nothing is left (pins, namespaces).
+    @Test func benchCNIMeasuresTheChainWithAndWithoutNetfence() throws {
+        guard Privileges.require(), FileManager.default.isExecutableFile(atPath: "\(CNIRuntime.debianPluginFolder)/ptp") else {
+            #expect(ProcessInfo.processInfo.environment["CI"] != "true", "containernetworking-plugins is missing: scripts/install-dependencies installs it")
+            return
+        }
+        let result = try NetfenceBinary.run(["bench", "cni", "--samples", "3", "-o", "json"])
+        #expect(result.status == 0, "stderr: \(result.standardError)")
+        let rows = try jsonArray(result.standardOutput)
+        #expect(rows.count == 5 && rows.allSatisfy { $0["value"] is Double && $0["unit"] as? String == "ms" }, "\(rows)")
+        let chain = try #require(rows.dropFirst().first)
+        #expect(chain["comparison"] as? String == "over")
+        let part = try #require(rows.dropFirst(3).first)
+        let value = (chain["value"] as? Double ?? 0) - (rows[0]["value"] as? Double ?? 0) - (rows[2]["value"] as? Double ?? 0)
+        #expect(abs((part["value"] as? Double ?? 0) - value) < 1e-6, "the chain over ptp alone, less the harness")
+        let goal = try #require(part["goal"] as? [String: Any])
+        #expect(goal["bound"] as? String == "atMost" && goal["limit"] as? Double == 10)
+        let pid = "\(result.processID)"
+        #expect(!FileManager.default.fileExists(atPath: "\(BPFFilesystem.defaultMountPoint)/netfence-bench-\(pid)"), "pins removed")
+        let left = (try? FileManager.default.contentsOfDirectory(atPath: NetworkNamespace.namedFolder)) ?? []
+        #expect(!left.contains { $0.hasPrefix("nfbench-\(pid)") }, "namespaces removed: \(left)")
     }
 
     @Test func benchEventsRefusesATooSmallRun() throws {

@@ -5,6 +5,7 @@ import HostKit
 import NodeNetwork
 import Testing
 import TestSupport
+import Yams
 
 /// A node whose pods are created the way a container runtime creates them: Debian's
 /// `ptp` and `host-local` chained with `netfence-cni`, each plugin executed with the
@@ -308,4 +309,57 @@ final class Failures: @unchecked Sendable {
     private var items: [String] = []
     func append(_ item: String) { lock.withLock { items.append(item) } }
     var all: [String] { lock.withLock { items } }
+}
+
+/// docs/deploy.md is what an operator copies: its YAML parses into the objects it shows,
+/// and its conflist, run through the real plugins, makes a strict pod.
+@Suite struct DeployDocumentTests {
+    static func blocks(_ language: String) throws -> [String] {
+        let text = try String(contentsOf: Snapshot.packageRoot().appendingPathComponent("docs/deploy.md"), encoding: .utf8)
+        return text.components(separatedBy: "```\(language)\n").dropFirst().map { $0.components(separatedBy: "\n```").first ?? "" }
+    }
+
+    @Test func theYAMLParsesIntoTheDaemonSetAndTheInitContainer() throws {
+        let documents = try Self.blocks("yaml").map { try Yams.load(yaml: $0) }
+        #expect(documents.count == 2)
+        let daemonSet = try #require(documents.first as? [String: Any])
+        #expect(daemonSet["kind"] as? String == "DaemonSet")
+        let pod = ((daemonSet["spec"] as? [String: Any])?["template"] as? [String: Any])?["spec"] as? [String: Any] ?? [:]
+        #expect(pod["hostNetwork"] as? Bool == true)
+        let containers = (pod["initContainers"] as? [[String: Any]] ?? []) + (pod["containers"] as? [[String: Any]] ?? [])
+        #expect(containers.count == 3 && containers.allSatisfy { ($0["securityContext"] as? [String: Any])?["privileged"] as? Bool == true })
+        let script = (containers.first?["args"] as? [String])?.first ?? ""
+        #expect(script.contains("netfence loader init") && script.contains("mv -f"), "the plugin is installed by a rename: \(script)")
+        let mounts = containers.flatMap { $0["volumeMounts"] as? [[String: Any]] ?? [] }.compactMap { $0["mountPath"] as? String }
+        #expect(mounts.contains("/sys/fs/bpf") && mounts.contains("/host/opt/cni/bin") && mounts.contains("/run/netns"))
+        let waiter = try #require(((documents.last as? [String: Any])?["initContainers"] as? [[String: Any]])?.first)
+        #expect(((waiter["command"] as? [String])?.last ?? "").contains("loader status --pod \"$POD_NAMESPACE/$POD_NAME\" --wait-applied --timeout 60"))
+    }
+
+    @Test func theConflistRunsThroughTheRealPluginsIntoAStrictPod() throws {
+        guard CNIPluginTests.available() else { return }
+        let conflist = try jsonObject(try #require(Self.blocks("json").first))
+        var plugins = try #require(conflist["plugins"] as? [[String: Any]])
+        #expect(conflist["cniVersion"] as? String == "1.0.0" && plugins.map { $0["type"] as? String } == ["ptp", "netfence-cni"])
+        // The test's own addresses, pin root and IPAM folder; masquerading off (no iptables in the test's node).
+        plugins[1].removeValue(forKey: "bpffsRoot")
+        let node = try CNINode(netfence: plugins[1])
+        plugins[1]["bpffsRoot"] = node.root.path
+        plugins[0]["ipMasq"] = false
+        plugins[0]["ipam"] = ["type": "host-local", "ranges": [[["subnet": "198.18.9.0/24"]]], "dataDir": node.ipam.path]
+        let runtime = try CNIRuntime(networkName: conflist["name"] as? String ?? "", plugins: plugins, node: node.node,
+                                     binFolders: node.runtime.binFolders)
+        try node.add("pod1")
+        try IPRoute.run(["netns", "add", "\(node.node.name)-doc"])
+        defer { IPRoute.deleteNamespace("\(node.node.name)-doc") }
+        let outcome = try runtime.add(containerID: "doc", netns: "\(NetworkNamespace.namedFolder)/\(node.node.name)-doc",
+                                      arguments: CNIRuntime.podArguments(namespace: "shop", name: "pod0"))
+        let server = try CNINode.address(outcome.result)
+        let probe = try ProbeServer(in: try NetworkNamespace.named("\(node.node.name)-doc"), port: CNINode.port)
+        defer { probe.stop() }
+        #expect(try !node.reaches("pod1", server), "ingressDefault deny: closed until its object arrives")
+        let status = try jsonObject(node.cli(["loader", "status", "--pod", "shop/pod0", "-o", "json"]).standardOutput)
+        #expect(status["applied"] as? Bool == true && status["attached"] as? Bool == true)
+        try runtime.delete(containerID: "doc", netns: nil, arguments: CNIRuntime.podArguments(namespace: "shop", name: "pod0"), result: outcome.result)
+    }
 }

@@ -90,8 +90,10 @@ import TestSupport
         let port = Int(LoaderCluster.port)
         let web = policyEndpoint("web", selecting: [0], isolation: ["Ingress"], ingress: rule("\(bench.ip(1))/32", ports: [("TCP", port, nil)]))
         let before = try Self.stateMaps(bench)
+        let folder = try TemporaryFolder("nf-dry")
+        try web.write(toFile: "\(folder.path)/web.yaml", atomically: true, encoding: .utf8)
         let plan = try json(bench, ["loader", "apply", "--dry-run", "--probe", "\(bench.ip(1)):\(port)/tcp", "--probe", "\(bench.ip(2)):\(port)/tcp",
-                                    "--probe", "\(bench.ip(1))/icmp", "-f", try Self.file(web)])
+                                    "--probe", "\(bench.ip(1))/icmp", "-f", "\(folder.path)/web.yaml"])
         #expect(try Self.stateMaps(bench) == before, "the state maps are byte-identical after a dry run")
         let changes = try #require(plan["changes"] as? [[String: Any]])
         let ingress = try #require(changes.first { $0["pod"] as? String == "shop/pod0" && $0["direction"] as? String == "ingress" })
@@ -186,11 +188,5 @@ import TestSupport
             }
         }
         return dumps
-    }
-
-    static func file(_ text: String) throws -> String {
-        let file = FileManager.default.temporaryDirectory.appendingPathComponent("nf-\(UniqueNames.make("dry")).yaml")
-        try text.write(to: file, atomically: true, encoding: .utf8)
-        return file.path
     }
 }

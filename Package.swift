@@ -77,6 +77,7 @@ let package = Package(
                            "Inspection", "Loader", "NodeNetwork", "PolicyInput", "Rendering"]
         ),
         .testTarget(name: "CommandTreeTests", dependencies: ["CommandTree"]),
+        .testTarget(name: "CNITests", dependencies: ["CNI"]),
         .testTarget(name: "DNSTests", dependencies: ["DNS"]),
         .testTarget(name: "DatapathModelTests", dependencies: ["DatapathModel", "CNetfenceABI"]),
         .testTarget(name: "PolicyInputTests", dependencies: ["PolicyInput", "DatapathModel", "DNS", "TestSupport"]),

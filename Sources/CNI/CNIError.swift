@@ -33,17 +33,22 @@ public struct CNIError: Error, CustomStringConvertible {
 
     /// `{"cniVersion": …, "code": …, "msg": …, "details": …}`.
     public func json(cniVersion: String) -> [UInt8] {
-        var object: [String: Any] = ["cniVersion": cniVersion, "code": code.rawValue, "msg": message]
-        if let details { object["details"] = details }
-        return CNIJSON.encode(object)
+        struct Report: Encodable {
+            var cniVersion: String
+            var code: Int
+            var msg: String
+            var details: String?
+        }
+        return CNIJSON.encode(Report(cniVersion: cniVersion, code: code.rawValue, msg: message, details: details))
     }
 }
 
-/// JSON as the plugin prints it: slashes unescaped, one trailing newline. Keys are not
-/// sorted: sorting loads ICU's collation data, which would double the plugin's time.
+/// JSON as the plugin prints it: keys in the order the spec lists them, slashes
+/// unescaped, one trailing newline. (Sorted keys would load ICU's collation data.)
 enum CNIJSON {
-    static func encode(_ object: [String: Any]) -> [UInt8] {
-        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .withoutEscapingSlashes])) ?? Data("{}".utf8)
-        return Array(data) + [UInt8(ascii: "\n")]
+    static func encode(_ value: some Encodable) -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .withoutEscapingSlashes]
+        return Array((try? encoder.encode(value)) ?? Data("{}".utf8)) + [UInt8(ascii: "\n")]
     }
 }

@@ -38,16 +38,18 @@ public enum CNIPlugin {
 
     /// `{"cniVersion": …, "supportedVersions": […]}`, in the version asked for when this plugin has it.
     static func versionReport(requested: [UInt8]) -> [UInt8] {
-        let asked = (try? JSONSerialization.jsonObject(with: Data(requested)) as? [String: Any])?["cniVersion"] as? String
+        struct Asked: Decodable { var cniVersion: String? }
+        struct Report: Encodable { var cniVersion: String, supportedVersions: [String] }
+        let asked = (try? JSONDecoder().decode(Asked.self, from: Data(requested)))?.cniVersion
         let version = asked.flatMap { CNIConfiguration.supportedVersions.contains($0) ? $0 : nil } ?? "1.0.0"
-        return CNIJSON.encode(["cniVersion": version, "supportedVersions": CNIConfiguration.supportedVersions])
+        return CNIJSON.encode(Report(cniVersion: version, supportedVersions: CNIConfiguration.supportedVersions))
     }
 
     // MARK: commands
 
     static func add(_ request: CNIRequest) throws(CNIError) -> [UInt8] {
         let configuration = request.configuration
-        guard var result = configuration.previousResult else {
+        guard let result = configuration.previousResult else {
             throw CNIError(.invalidConfiguration, "netfence-cni found no prevResult: it is a chained plugin",
                            details: "list it after an interface plugin (ptp, bridge) in the plugins of a conflist")
         }
@@ -59,8 +61,8 @@ public enum CNIPlugin {
         try withLoader(request, forChanges: true) { loader in
             _ = try loader.attach(pod, interface: interface, netns: netns, defaults: defaults)
         }
-        result["cniVersion"] = configuration.cniVersion
-        return CNIJSON.encode(result)
+        // As it came: the runtime gave it in the configuration's version (libcni converts a cached result).
+        return Array(result.bytes) + [UInt8(ascii: "\n")]
     }
 
     /// Nothing attached, netfence not loaded, the pod attached again by a newer
@@ -115,9 +117,8 @@ public enum CNIPlugin {
 
     /// The pod's host-side veth in the previous result: an interface outside the sandbox
     /// (with bridge, the one of those whose driver is veth).
-    static func hostInterface(in result: [String: Any]) throws(CNIError) -> String {
-        let interfaces = (result["interfaces"] as? [[String: Any]]) ?? []
-        let host = interfaces.filter { ($0["sandbox"] as? String ?? "").isEmpty }.compactMap { $0["name"] as? String }.filter { !$0.isEmpty }
+    static func hostInterface(in result: CNIConfiguration.PreviousResult) throws(CNIError) -> String {
+        let host = result.interfaces.filter { ($0.sandbox ?? "").isEmpty }.compactMap(\.name).filter { !$0.isEmpty }
         if host.count == 1 { return host[0] }
         let veths = host.filter { NetworkNamespace.driver(of: $0) == "veth" }
         if veths.count == 1 { return veths[0] }

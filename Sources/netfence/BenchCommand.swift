@@ -4,11 +4,16 @@ import Foundation
 
 /// `netfence bench`: measurements that print beside their baseline from the same run.
 struct BenchCommand: Command {
+    /// This process's binary: what the benchmarks that time netfence processes run.
+    static var runningExecutable: String {
+        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    }
+
     static let configuration = CommandConfiguration(
         name: "bench",
         abstract: "Measure netfence on this machine, each figure beside its baseline from the same run.",
         subcommands: [BenchDatapathCommand.self, BenchLoaderCommand.self, BenchEventsCommand.self, BenchConntrackCommand.self,
-                      BenchDNSCommand.self, BenchExplainCommand.self, BenchCNICommand.self])
+                      BenchDNSCommand.self, BenchExplainCommand.self, BenchCNICommand.self, BenchCLICommand.self])
 
     init(parsed: ParsedArguments) {}
 }
@@ -253,8 +258,39 @@ struct BenchCNICommand: Command {
 
     func run(_ context: CommandContext) throws {
         try NodeAccess.requirePrivileges(context)
-        let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-        var benchmark = CNIBenchmark(executable: executable)
+        var benchmark = CNIBenchmark(executable: BenchCommand.runningExecutable)
+        benchmark.samples = samples
+        try FigureTable.print(try benchmark.run(), context)
+    }
+}
+
+/// `netfence bench cli`: a loader call as the agent pays it, process start included.
+struct BenchCLICommand: Command {
+    static let configuration = CommandConfiguration(
+        name: "cli",
+        abstract: "The real netfence processes an agent runs (--version, status, attach + detach, a small apply) beside bpftool version.",
+        discussion: """
+            Builds a throwaway node with one pod interface and times whole processes of this binary, start-up \
+            included, beside `bpftool version` started the same way in the same run: --version (goal: at most 3x \
+            bpftool), loader status -o json, loader attach + detach (goal: at most 10 ms for the pair) and loader apply \
+            of one PolicyEndpoint of 10 CIDRs (goal: at most 10 ms). Build with --static-swift-stdlib for the figures \
+            a node sees (a dynamically linked binary spends half its start binding the Swift runtime's symbols). \
+            Takes a few seconds; removes everything it made.
+            """)
+
+    static let samples = Option<Int>(long: "samples", help: "Runs of each command.", default: 30)
+    static let arguments = [samples.definition]
+
+    let samples: Int
+    init(parsed: ParsedArguments) { samples = parsed[Self.samples] }
+
+    func validate() throws {
+        if !(3...1000).contains(samples) { throw UsageError("--samples must be between 3 and 1000") }
+    }
+
+    func run(_ context: CommandContext) throws {
+        try NodeAccess.requirePrivileges(context)
+        var benchmark = CLIBenchmark(executable: BenchCommand.runningExecutable)
         benchmark.samples = samples
         try FigureTable.print(try benchmark.run(), context)
     }

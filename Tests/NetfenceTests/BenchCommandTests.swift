@@ -58,6 +58,23 @@ import TestSupport
         #expect(!left.contains { $0.hasPrefix("nfbench-\(pid)") }, "namespaces removed: \(left)")
     }
 
+    /// A short run of `bench cli`: every command ran as a process (a failing one fails the run),
+    /// each read against bpftool version from the same run, the throwaway node removed.
+    @Test func benchCLITimesTheRealProcessesBesideBpftool() throws {
+        guard Privileges.require() else { return }
+        let result = try NetfenceBinary.run(["bench", "cli", "--samples", "3", "-o", "json"])
+        #expect(result.status == 0, "stderr: \(result.standardError)")
+        let rows = try jsonArray(result.standardOutput)
+        #expect(rows.count == 5 && rows.allSatisfy { ($0["value"] as? Double ?? 0) > 0 && $0["unit"] as? String == "ms" }, "\(rows)")
+        let baseline = rows.first?["value"] as? Double
+        #expect(rows.dropFirst().allSatisfy { ($0["baseline"] as? [String: Any])?["value"] as? Double == baseline })
+        let version = try #require(rows.dropFirst().first?["goal"] as? [String: Any])
+        #expect(version["comparison"] as? String == "times" && version["limit"] as? Double == 3)
+        let pid = "\(result.processID)"
+        #expect(!FileManager.default.fileExists(atPath: "\(BPFFilesystem.defaultMountPoint)/netfence-bench-\(pid)"), "pins removed")
+        #expect(!FileManager.default.fileExists(atPath: "\(NetworkNamespace.namedFolder)/nfbench-\(pid)"), "namespace removed")
+    }
+
     @Test func benchEventsRefusesATooSmallRun() throws {
         let result = try NetfenceBinary.run(["bench", "events", "--events", "10"])
         #expect(result.status == 64)

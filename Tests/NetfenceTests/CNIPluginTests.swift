@@ -27,8 +27,8 @@ final class CNINode: @unchecked Sendable {
 
     static let port: UInt16 = 8080
 
-    /// `netfence` is netfence-cni's configuration beside `type`.
-    init(netfence: [String: Any] = [:]) throws {
+    /// `netfence` is netfence-cni's configuration beside `type`; `bridge` chains Debian's bridge plugin instead of ptp.
+    init(netfence: [String: Any] = [:], bridge: Bool = false) throws {
         root = try TestPinRoot()
         prefix = UniqueNames.make("nfc")
         let nodeName = "\(prefix)-node"
@@ -40,10 +40,12 @@ final class CNINode: @unchecked Sendable {
         ipam = try TemporaryFolder("nf-cni-ipam")
         var plugin: [String: Any] = ["type": "netfence-cni", "bpffsRoot": root.path]
         plugin.merge(netfence) { $1 }
-        runtime = try CNIRuntime(networkName: "netfence-test", plugins: [
-            ["type": "ptp", "ipMasq": false, "ipam": ["type": "host-local", "ranges": [[["subnet": "198.18.7.0/24"]]], "dataDir": ipam.path]],
-            plugin,
-        ], node: node, binFolders: [bin.path, CNIRuntime.debianPluginFolder])
+        let ipamConfiguration: [String: Any] = ["type": "host-local", "ranges": [[["subnet": "198.18.7.0/24"]]], "dataDir": ipam.path]
+        let interfaces: [String: Any] = bridge
+            ? ["type": "bridge", "bridge": "nfcni0", "isGateway": true, "ipMasq": false, "ipam": ipamConfiguration]
+            : ["type": "ptp", "ipMasq": false, "ipam": ipamConfiguration]
+        runtime = try CNIRuntime(networkName: "netfence-test", plugins: [interfaces, plugin], node: node,
+                                 binFolders: [bin.path, CNIRuntime.debianPluginFolder])
         try cli(["loader", "init"])
     }
 
@@ -215,6 +217,30 @@ final class CNINode: @unchecked Sendable {
         let interface = CNINode.hostInterface(node.results["pod0b"] ?? [:])
         #expect(pods.count == 1 && pods.first?["interface"] as? String == interface, "\(pods)")
         try node.check("pod0", sandbox: "b")
+    }
+
+    /// Chained after bridge: the result lists the bridge and the pod's veth outside the sandbox;
+    /// netfence attaches to the veth (its driver says so), and policy holds between pods on the bridge.
+    @Test func afterTheBridgePluginThePodsVethIsAttachedNotTheBridge() throws {
+        guard Self.available() else { return }
+        let node = try CNINode(bridge: true)
+        let client = try node.add("pod1")
+        try node.add("pod2")
+        try node.cli(["loader", "apply"], input: policyEndpoint("web", selecting: [0], isolation: ["Ingress"],
+                                                              ingress: rule("\(client)/32", ports: [("TCP", Int(CNINode.port), nil)])))
+        let server = try node.add("pod0")
+        try node.serve("pod0")
+        let result = try #require(node.results["pod0"])
+        let host = (result["interfaces"] as? [[String: Any]] ?? []).filter { ($0["sandbox"] as? String ?? "").isEmpty }.compactMap { $0["name"] as? String }
+        #expect(host.count == 2 && host.contains("nfcni0"), "bridge and veth outside the sandbox: \(host)")
+        let pods = try node.status()["pods"] as? [[String: Any]] ?? []
+        let attached = pods.first { $0["pod"] as? String == "shop/pod0" }?["interface"] as? String
+        #expect(attached != nil && attached != "nfcni0" && host.contains(attached ?? ""), "\(pods)")
+        #expect(try node.reaches("pod1", server), "the named peer gets in across the bridge")
+        #expect(try !node.reaches("pod2", server), "another pod on the bridge does not")
+        try node.check("pod0")
+        try node.delete("pod0")
+        #expect((try node.status()["pods"] as? [[String: Any]] ?? []).count == 2)
     }
 
     /// CHECK passes while the pod is enforced and fails with the spec's error JSON once a filter is gone.

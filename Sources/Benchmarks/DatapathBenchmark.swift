@@ -71,6 +71,8 @@ public struct DatapathBenchmark {
                                       baseline: .init("the same without audit objects", plain.measured - plain.floor), comparison: .times,
                                       goal: path == .established ? nil : .atMost(1.15, .times)))
             }
+            results += try measureEvents(prefixes: count, pod: pod, floorRepeated: floorRepeated, floorSingle: floorSingle,
+                                         namespace: namespace, ifindex: ifindex)
             results.append(try measureCapture(prefixes: count, pod: pod, namespace: namespace, ifindex: ifindex))
         }
         return results
@@ -108,6 +110,62 @@ public struct DatapathBenchmark {
         let without = measured[0].measured - measured[0].floor, with = measured[1].measured - measured[1].floor
         return Figure("new denied flow, its event with a 128-byte capture, ns over floor, \(count.formatted()) prefixes", with, .nanoseconds,
                       baseline: .init("the same event without a capture", without), comparison: .times)
+    }
+
+    /// New flows with events at the levels deny and all, each beside the same with events off: three
+    /// datapaths measured in turn, each beside its floor, the ring drained after every sample (and
+    /// checked: a case that wrote no event, or an event at level none, fails the run).
+    private func measureEvents(prefixes count: Int, pod: IPAddress, floorRepeated: @escaping () throws -> Double,
+                               floorSingle: @escaping () throws -> Double, namespace: NetworkNamespace, ifindex: UInt32) throws -> [Figure] {
+        let peer = Self.peer(index: count - 1)
+        let levels: [EventLevel] = [.none, .deny, .all]
+        let variants = try levels.map { level in
+            let datapath = try Datapath()
+            try datapath.write(DatapathSettings(eventLevel: level, snaplen: 0, captureVerdicts: .denied))
+            try datapath.apply(ifindex: ifindex, podID: 0, states: [.ingress: .defaultAllow, .egress: .policiesApplied],
+                               policies: [.egress: try PolicyCompiler.compile(Self.policy(prefixes: count))])
+            return (datapath, try datapath.eventReader())
+        }
+        func run(_ index: Int, _ frame: [UInt8], repeat runs: UInt32) throws -> Double {
+            Double(try variants[index].0.run(frame, direction: .egress, ifindex: ifindex, in: namespace, repeat: runs).nanosecondsPerRun)
+        }
+        /// Takes the variant's events, which must be `expected` of them.
+        func drain(_ index: Int, expected: Int) throws {
+            guard try variants[index].1.drain({ _ in }) == expected else {
+                throw BenchmarkError("the events case at level \(levels[index]) wrote other events than its level asks for; the figures would be wrong")
+            }
+        }
+        // A repeated denied flow writes an event per run: the ring is emptied after each sample.
+        let denied = PacketBuilder.frame(from: pod, to: peer, .tcp(sourcePort: 40001, destinationPort: 444))
+        let deniedRuns = levels.indices.map { index in
+            { () throws -> Double in
+                let perRun = try run(index, denied, repeat: captureRepeat)
+                try drain(index, expected: levels[index] == .none ? 0 : Int(captureRepeat))
+                return perRun
+            }
+        }
+        // New allowed flows, one run each, as a busy node writes them: the reader empties the ring after the pass (had it
+        // emptied it after every event, each one would pay for waking the reader, a few µs: see docs/events.md).
+        var port: UInt16 = 20_000
+        let allowedRuns = levels.indices.map { index in
+            { () throws -> Double in
+                port &+= 1
+                return try run(index, PacketBuilder.frame(from: pod, to: peer, .tcp(sourcePort: port, destinationPort: 443)), repeat: 1)
+            }
+        }
+        let deniedTimes = try interleaved(deniedRuns, floorRepeated, samples: rounds)
+        let allowedTimes = try interleaved(allowedRuns, floorSingle, samples: newFlowSamples, passes: 1)
+        for index in levels.indices { try drain(index, expected: levels[index] == .all ? newFlowSamples : 0) }
+        var figures: [Figure] = []
+        for (path, times) in [(Path.newDenied, deniedTimes), (.newAllowed, allowedTimes)] {
+            let off = times[0].measured - times[0].floor
+            for index in 1..<levels.count {
+                figures.append(Figure("\(path.rawValue) with events at level \(levels[index]), ns over floor, \(count.formatted()) prefixes",
+                                      times[index].measured - times[index].floor, .nanoseconds,
+                                      baseline: .init("the same with events off", off), comparison: .times, goal: .atMost(1.15, .times)))
+            }
+        }
+        return figures
     }
 
     /// Prefixes of the policy the audit cases run with.

@@ -3,8 +3,10 @@ import Glibc
 
 /// The host's clocks, read as nanoseconds, and their stamps as wall-clock dates.
 public enum HostClock: Sendable {
-    /// CLOCK_MONOTONIC: what the datapath stamps flows, events and grants with.
+    /// CLOCK_MONOTONIC: what the datapath stamps grants with; the epoch of the coarse one.
     case monotonic
+    /// CLOCK_MONOTONIC_COARSE (the last tick): what the datapath stamps flows, hits and events with.
+    case monotonicCoarse
     /// CLOCK_BOOTTIME: what the kernel stamps a program's load time with.
     case boot
     /// CLOCK_REALTIME: the wall clock.
@@ -13,6 +15,7 @@ public enum HostClock: Sendable {
     var id: clockid_t {
         switch self {
         case .monotonic: CLOCK_MONOTONIC
+        case .monotonicCoarse: CLOCK_MONOTONIC_COARSE
         case .boot: CLOCK_BOOTTIME
         case .realtime: CLOCK_REALTIME
         }

@@ -31,7 +31,9 @@ struct BenchDatapathCommand: Command {
             and is read against that adjacent floor (AGAINST BASELINE: ns over it). At 10k prefixes a second pod with audit \
             objects (an audit Admin deny over every peer: each new allowed flow a would-deny) is measured in turn with the \
             first, and each path's ns over the floor is given beside the same without audit objects. Events are off, as on \
-            a node that does not log, except in the capture case: a new denied flow whose event carries a 128-byte \
+            a node that does not log, except in two groups: new denied and new allowed flows with events at level deny and \
+            at level all, each beside the same with events off (three datapaths in turn, every event counted; goal: at most \
+            1.15x), and the capture case: a new denied flow whose event carries a 128-byte \
             capture, beside the same event without one (two datapaths in turn, the ring drained and every record's \
             size checked between samples). Runs inside a throwaway network namespace; takes about a minute.
             """)

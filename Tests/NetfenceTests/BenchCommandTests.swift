@@ -75,6 +75,27 @@ import TestSupport
         #expect(!FileManager.default.fileExists(atPath: "\(NetworkNamespace.namedFolder)/nfbench-\(pid)"), "namespace removed")
     }
 
+    /// A one-pass run of `bench datapath`: every case ran (an events case whose ring held other
+    /// events than its level asks for, or a capture case without its bytes, fails the run), each
+    /// events case read against the same datapath with events off, and the sandbox removed.
+    @Test func benchDatapathMeasuresEveryPathWithAndWithoutEvents() throws {
+        guard Privileges.require() else { return }
+        let result = try NetfenceBinary.run(["bench", "datapath", "--passes", "1", "-o", "json"])
+        #expect(result.status == 0, "stderr: \(result.standardError)")
+        let rows = try jsonArray(result.standardOutput)
+        let names = rows.compactMap { $0["name"] as? String }
+        for path in ["new denied flow", "new allowed flow"] {
+            for level in ["deny", "all"] {
+                let row = try #require(rows.first { $0["name"] as? String == "\(path) with events at level \(level), ns over floor, 10,000 prefixes" },
+                                       "\(names)")
+                #expect((row["baseline"] as? [String: Any])?["name"] as? String == "the same with events off")
+                #expect((row["goal"] as? [String: Any])?["limit"] as? Double == 1.15)
+            }
+        }
+        #expect(names.contains("new denied flow, its event with a 128-byte capture, ns over floor, 10,000 prefixes"))
+        #expect(!FileManager.default.fileExists(atPath: "\(NetworkNamespace.namedFolder)/nfbench-\(result.processID)"), "namespace removed")
+    }
+
     @Test func benchEventsRefusesATooSmallRun() throws {
         let result = try NetfenceBinary.run(["bench", "events", "--events", "10"])
         #expect(result.status == 64)

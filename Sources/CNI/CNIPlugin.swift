@@ -56,8 +56,7 @@ public enum CNIPlugin {
         let pod = try podReference(request)
         let interface = try hostInterface(in: result)
         let netns = try currentNamespaceName()
-        let defaults: [Direction: PodDefault] = [.ingress: PodDefault(rawValue: configuration.ingressDefault) ?? .allow,
-                                                 .egress: PodDefault(rawValue: configuration.egressDefault) ?? .allow]
+        let defaults: [Direction: PodDefault] = [.ingress: configuration.ingressDefault, .egress: configuration.egressDefault]
         try withLoader(request, forChanges: true) { loader in
             _ = try loader.attach(pod, interface: interface, netns: netns, defaults: defaults)
         }

@@ -1,5 +1,6 @@
 import CommandTree
 import Foundation
+import Loader
 
 /// One invocation of a CNI plugin as the spec (1.0.0) has a runtime make it: the
 /// command and the container in the environment, the network configuration (with
@@ -63,8 +64,8 @@ public struct CNIConfiguration {
     /// The previous plugin's result (nil: netfence-cni is not chained after an interface plugin).
     public let previousResult: PreviousResult?
     /// What a pod enforces in each direction while no object selects it (`"ingressDefault": "deny"` is strict mode).
-    public let ingressDefault: String
-    public let egressDefault: String
+    public let ingressDefault: PodDefault
+    public let egressDefault: PodDefault
     /// The pin root `netfence loader init` used.
     public let bpffsRoot: String?
     /// How long to wait for another netfence command that changes the node.
@@ -149,11 +150,11 @@ public struct CNIConfiguration {
         lockTimeout = keys.lockTimeout ?? 30
     }
 
-    private static func podDefault(_ value: String?, key: String) throws(CNIError) -> String {
-        guard let value else { return "allow" }
-        guard value == "allow" || value == "deny" else {
+    private static func podDefault(_ value: String?, key: String) throws(CNIError) -> PodDefault {
+        guard let value else { return .allow }
+        guard let chosen = PodDefault(rawValue: value) else {
             throw CNIError(.invalidConfiguration, "'\(key)' must be \"allow\" or \"deny\", not \"\(TerminalText.escaped(value))\"")
         }
-        return value
+        return chosen
     }
 }

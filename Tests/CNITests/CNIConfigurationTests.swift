@@ -13,7 +13,7 @@ struct CNIConfigurationTests {
         #expect(String(decoding: previous.bytes, as: UTF8.self) == result)
         #expect(previous.interfaces.map(\.name) == ["veth1", "eth0"] && previous.interfaces.map(\.sandbox) == [nil, "/run/netns/x"])
         #expect(try CNIPlugin.hostInterface(in: previous) == "veth1")
-        #expect(configuration.ingressDefault == "deny" && configuration.egressDefault == "allow" && configuration.lockTimeout == 30)
+        #expect(configuration.ingressDefault == .deny && configuration.egressDefault == .allow && configuration.lockTimeout == 30)
     }
 
     @Test(arguments: [

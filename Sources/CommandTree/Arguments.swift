@@ -88,14 +88,20 @@ public struct ArgumentDefinition: Sendable {
     public let valueName: String
     public let help: String
     /// The default as help shows it, if there is one worth showing.
-    public let defaultText: String?
+    public var defaultText: String? { renderDefault() }
+    /// The default, the completion choices and the expected form are worked out only when help, completion
+    /// or an error asks: describing values at start-up resolved their types' conformances, nearly half of a
+    /// short command's process (the tree is built for every call).
+    let renderDefault: @Sendable () -> String?
     /// An environment variable read when the option is not given.
     public let environment: String?
-    public let completion: CompletionKind
+    public var completion: CompletionKind { resolveCompletion() }
+    let resolveCompletion: @Sendable () -> CompletionKind
     /// Whether a positional or an option must be given.
     public let isRequired: Bool
     /// What a valid value looks like, for usage errors.
-    public var expectedForm: String? = nil
+    public var expectedForm: String? { describeForm() }
+    var describeForm: @Sendable () -> String? = { nil }
     /// Whether one word parses as the value type.
     let check: @Sendable (String) -> Bool
 
@@ -137,8 +143,8 @@ public struct Flag: Sendable, ArgumentDefining {
 
     public init(short: Character? = nil, long: String, help: String) {
         definition = ArgumentDefinition(
-            kind: .flag, short: short, long: long, valueName: "", help: help, defaultText: nil,
-            environment: nil, completion: .none, isRequired: false, check: { _ in true })
+            kind: .flag, short: short, long: long, valueName: "", help: help, renderDefault: { nil },
+            environment: nil, resolveCompletion: { .none }, isRequired: false, check: { _ in true })
     }
 }
 
@@ -153,24 +159,30 @@ public struct Option<Value: ArgumentValue>: Sendable, ArgumentDefining {
     public init(short: Character? = nil, long: String, valueName: String? = nil, help: String,
                 default defaultValue: Value, showDefault: Bool = true, environment: String? = nil,
                 completion: CompletionKind? = nil) {
+        let render: @Sendable () -> String?
+        if showDefault {
+            render = { String(describing: defaultValue) }
+        } else {
+            render = { nil }
+        }
         self.init(short: short, long: long, valueName: valueName, help: help, defaultValue: defaultValue,
-                  defaultText: showDefault ? "\(defaultValue)" : nil, environment: environment, completion: completion)
+                  renderDefault: render, environment: environment, completion: completion)
     }
 
     /// A required option: the command runs only when it is given.
     public init(short: Character? = nil, long: String, valueName: String? = nil, help: String, completion: CompletionKind? = nil) {
-        self.init(short: short, long: long, valueName: valueName, help: help, defaultValue: nil, defaultText: nil, environment: nil,
+        self.init(short: short, long: long, valueName: valueName, help: help, defaultValue: nil, renderDefault: { nil }, environment: nil,
                   completion: completion)
     }
 
-    private init(short: Character?, long: String, valueName: String?, help: String, defaultValue: Value?, defaultText: String?,
-                 environment: String?, completion: CompletionKind?) {
+    private init(short: Character?, long: String, valueName: String?, help: String, defaultValue: Value?,
+                 renderDefault: @escaping @Sendable () -> String?, environment: String?, completion: CompletionKind?) {
         self.defaultValue = defaultValue
         definition = ArgumentDefinition(
             kind: .option, short: short, long: long, valueName: valueName ?? Value.defaultValueName, help: help,
-            defaultText: defaultText?.isEmpty == false ? defaultText : nil, environment: environment,
-            completion: completion ?? Value.completionChoices.map(CompletionKind.choices) ?? .none,
-            isRequired: defaultValue == nil, expectedForm: Value.expectedForm, check: { Value(argument: $0) != nil })
+            renderDefault: { renderDefault().flatMap { $0.isEmpty ? nil : $0 } }, environment: environment,
+            resolveCompletion: { completion ?? Value.completionChoices.map(CompletionKind.choices) ?? .none },
+            isRequired: defaultValue == nil, describeForm: { Value.expectedForm }, check: { Value(argument: $0) != nil })
     }
 }
 
@@ -181,8 +193,8 @@ public struct Positionals<Value: ArgumentValue>: Sendable, ArgumentDefining {
     public init(name: String, help: String, completion: CompletionKind = .none) {
         definition = ArgumentDefinition(
             kind: .positional(repeating: true), short: nil, long: name, valueName: name, help: help,
-            defaultText: nil, environment: nil, completion: completion, isRequired: false,
-            expectedForm: Value.expectedForm, check: { Value(argument: $0) != nil })
+            renderDefault: { nil }, environment: nil, resolveCompletion: { completion }, isRequired: false,
+            describeForm: { Value.expectedForm }, check: { Value(argument: $0) != nil })
     }
 }
 
@@ -193,9 +205,9 @@ public struct Positional<Value: ArgumentValue>: Sendable, ArgumentDefining {
     public init(name: String, help: String, completion: CompletionKind? = nil) {
         definition = ArgumentDefinition(
             kind: .positional(repeating: false), short: nil, long: name, valueName: name, help: help,
-            defaultText: nil, environment: nil,
-            completion: completion ?? Value.completionChoices.map(CompletionKind.choices) ?? .none,
-            isRequired: true, expectedForm: Value.expectedForm, check: { Value(argument: $0) != nil })
+            renderDefault: { nil }, environment: nil,
+            resolveCompletion: { completion ?? Value.completionChoices.map(CompletionKind.choices) ?? .none },
+            isRequired: true, describeForm: { Value.expectedForm }, check: { Value(argument: $0) != nil })
     }
 }
 

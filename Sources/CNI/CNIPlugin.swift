@@ -90,15 +90,15 @@ public enum CNIPlugin {
         let pod = try podReference(request)
         let interface = try hostInterface(in: result)
         try withLoader(request, forChanges: false) { loader in
-            let status = try loader.status(waitingUpTo: request.configuration.lockTimeout)
-            guard let attached = status.pods.first(where: { $0.registration.pod == pod }) else {
+            guard let attached = try loader.status(of: pod, waitingUpTo: request.configuration.lockTimeout) else {
                 throw CNIError(.notEnforced, "pod \(pod) is not attached on this node")
             }
             guard attached.registration.interface == interface else {
                 throw CNIError(.notEnforced, "pod \(pod) is attached on \(attached.registration.interface), not on \(interface)")
             }
-            let problems = attached.missingHooks.map { "\(interface) has no netfence \($0.rawValue) filter" } + attached.enforcementDrift
-            guard problems.isEmpty else { throw CNIError(.notEnforced, "pod \(pod) is not enforced as stored", details: problems.joined(separator: "; ")) }
+            guard attached.problems.isEmpty else {
+                throw CNIError(.notEnforced, "pod \(pod) is not enforced as stored", details: attached.problems.joined(separator: "; "))
+            }
         }
     }
 

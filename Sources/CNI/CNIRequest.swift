@@ -112,7 +112,7 @@ public struct CNIConfiguration {
             throw CNIError(.decodingFailure, "the network configuration on standard input is larger than \(Self.maximumBytes >> 20) MiB")
         }
         guard let members = JSONObjectMembers(bytes) else {
-            throw CNIError(.decodingFailure, "the network configuration on standard input is not valid JSON (one object expected)")
+            throw CNIError(.decodingFailure, "the network configuration on standard input is not valid JSON (one object, each member named once)")
         }
         let keys: Keys
         do {

@@ -5,7 +5,7 @@
 struct JSONObjectMembers {
     private var ranges: [String: Range<Int>] = [:]
 
-    /// nil when `bytes` is not one JSON object.
+    /// nil when `bytes` is not one JSON object, or names a member twice.
     init?(_ bytes: [UInt8]) {
         var index = 0
         func skipSpace() { while index < bytes.count, [0x20, 0x09, 0x0a, 0x0d].contains(bytes[index]) { index += 1 } }
@@ -66,7 +66,8 @@ struct JSONObjectMembers {
                 index += 1
                 skipSpace()
                 let valueStart = index
-                guard skipValue() else { return nil }
+                // A key given twice: which one a decoder takes is its choice, so the configuration is refused.
+                guard skipValue(), ranges[key] == nil else { return nil }
                 ranges[key] = valueStart..<index
                 skipSpace()
                 guard index < bytes.count else { return nil }

@@ -29,8 +29,8 @@ public final class EventJSONWriter {
     }
 
     /// Hands the lines written since the last flush to `output`; the writer starts empty again.
-    public func flush(to output: (UnsafeRawBufferPointer) -> Void) {
-        buffer.flush(to: output)
+    public func flush(to output: (UnsafeRawBufferPointer) throws -> Void) rethrows {
+        try buffer.flush(to: output)
     }
 
     /// `,"name":` of every field, back to back, and where each starts (by raw value; one more at the end):

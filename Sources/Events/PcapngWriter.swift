@@ -32,8 +32,8 @@ public final class PcapngWriter {
     }
 
     /// Hands the blocks written since the last flush to `output`.
-    public func flush(to output: (UnsafeRawBufferPointer) -> Void) {
-        buffer.flush(to: output)
+    public func flush(to output: (UnsafeRawBufferPointer) throws -> Void) rethrows {
+        try buffer.flush(to: output)
     }
 
     /// Appends `event`'s packet (nothing, when it carries none).

@@ -511,6 +511,11 @@ public final class Loader {
         public let missingHooks: [TCDirection]
         /// How what the pod enforces differs from what the stored objects give it.
         public var enforcementDrift: [String] = []
+
+        /// Why the pod does not enforce what is stored, as lines (none: it does): missing filters, then drift.
+        public var problems: [String] {
+            missingHooks.map { "\(registration.interface) has no netfence \($0.rawValue) filter" } + enforcementDrift
+        }
     }
 
     /// What `status` reports: one consistent view, read under the shared lock.
@@ -530,9 +535,7 @@ public final class Loader {
                     + "the next change, or 'netfence loader reconcile', rolls forward to what is stored")
             }
             for pod in pods {
-                let name = pod.registration.pod
-                lines += pod.missingHooks.map { "\(name): \(pod.registration.interface) has no netfence \($0.rawValue) filter" }
-                lines += pod.enforcementDrift.map { "\(name): \($0)" }
+                lines += pod.problems.map { "\(pod.registration.pod): \($0)" }
             }
             return lines + stray.map { "\($0.summary) carries netfence's program but no pod is attached there" }
         }

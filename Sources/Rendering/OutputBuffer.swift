@@ -40,10 +40,10 @@ public final class OutputBuffer {
     }
 
     /// Hands what was written since the last flush to `output`; the buffer starts empty again.
-    public func flush(to output: (UnsafeRawBufferPointer) -> Void) {
+    public func flush(to output: (UnsafeRawBufferPointer) throws -> Void) rethrows {
         guard written > 0 else { return }
-        output(UnsafeRawBufferPointer(start: storage, count: written))
-        written = 0
+        defer { written = 0 }
+        try output(UnsafeRawBufferPointer(start: storage, count: written))
     }
 
     /// Flushes once `threshold` bytes are waiting: output streams in large writes.

@@ -234,6 +234,15 @@ struct BenchExplainCommand: Command {
     }
 }
 
+/// `--samples` of the benchmarks that time whole processes (bench cni, bench cli).
+enum ProcessSamples {
+    static func option(help: String) -> Option<Int> { Option<Int>(long: "samples", help: help, default: 30) }
+
+    static func validate(_ samples: Int) throws {
+        if !(3...1000).contains(samples) { throw UsageError("--samples must be between 3 and 1000") }
+    }
+}
+
 /// `netfence bench cni`: what netfence-cni adds to a pod's creation.
 struct BenchCNICommand: Command {
     static let configuration = CommandConfiguration(
@@ -248,15 +257,13 @@ struct BenchCNICommand: Command {
             Debian's containernetworking-plugins; takes a few seconds; removes everything it made.
             """)
 
-    static let samples = Option<Int>(long: "samples", help: "Pods created through each chain.", default: 30)
+    static let samples = ProcessSamples.option(help: "Pods created through each chain.")
     static let arguments = [samples.definition]
 
     let samples: Int
     init(parsed: ParsedArguments) { samples = parsed[Self.samples] }
 
-    func validate() throws {
-        if !(3...1000).contains(samples) { throw UsageError("--samples must be between 3 and 1000") }
-    }
+    func validate() throws { try ProcessSamples.validate(samples) }
 
     func run(_ context: CommandContext) throws {
         try NodeAccess.requirePrivileges(context)
@@ -280,15 +287,13 @@ struct BenchCLICommand: Command {
             Takes a few seconds; removes everything it made.
             """)
 
-    static let samples = Option<Int>(long: "samples", help: "Runs of each command.", default: 30)
+    static let samples = ProcessSamples.option(help: "Runs of each command.")
     static let arguments = [samples.definition]
 
     let samples: Int
     init(parsed: ParsedArguments) { samples = parsed[Self.samples] }
 
-    func validate() throws {
-        if !(3...1000).contains(samples) { throw UsageError("--samples must be between 3 and 1000") }
-    }
+    func validate() throws { try ProcessSamples.validate(samples) }
 
     func run(_ context: CommandContext) throws {
         try NodeAccess.requirePrivileges(context)

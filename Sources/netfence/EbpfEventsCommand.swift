@@ -247,46 +247,32 @@ final class EventOutput {
     }
 
     func lost(_ count: UInt64) throws {
-        if linesOnStandardOutput {
-            if json { writer.appendLost(count) } else { text += EventLine.lost(count, colored: colored) + "\n" }
-        } else if let flowLog {
-            writer.appendLost(count)
-            try writeReport(to: flowLog)
-        } else {
-            context.warn(EventLine.lost(count, colored: false))
-        }
+        try report(json: { $0.appendLost(count) }, line: { EventLine.lost(count, colored: $0) })
     }
 
     func suppressed(_ report: SuppressedEvents) throws {
-        if linesOnStandardOutput {
-            if json { writer.appendSuppressed(report) } else { text += EventLine.suppressed(report, colored: colored) + "\n" }
-        } else if let flowLog {
-            writer.appendSuppressed(report)
-            try writeReport(to: flowLog)
-        } else {
-            context.warn(EventLine.suppressed(report, colored: false))
-        }
+        try self.report(json: { $0.appendSuppressed(report) }, line: { EventLine.suppressed(report, colored: $0) })
     }
 
-    /// A report goes into the log at once: its count is marked reported when this returns.
-    private func writeReport(to flowLog: FlowLogFile) throws {
-        var failure: Error?
-        writer.flush { bytes in
-            do { try flowLog.append(bytes, endingAt: nil) } catch { failure = error }
+    /// A loss or suppression report: a line with the others, or in the flow log at once (its count is marked
+    /// reported when this returns), or on standard error when standard output carries the pcap.
+    private func report(json: (EventJSONWriter) -> Void, line: (_ colored: Bool) -> String) throws {
+        if linesOnStandardOutput {
+            if self.json { json(writer) } else { text += line(colored) + "\n" }
+        } else if let flowLog {
+            json(writer)
+            try writer.flush { try flowLog.append($0, endingAt: nil) }
+            try flowLog.write()
+        } else {
+            context.warn(line(false))
         }
-        if let failure { throw failure }
-        try flowLog.write()
     }
 
     func event(_ event: DecodedEvent, endingAt position: UInt64?) throws {
         pcap?.append(event)
         if let flowLog {
             writer.append(event)
-            var failure: Error?
-            writer.flush { bytes in
-                do { try flowLog.append(bytes, endingAt: position) } catch { failure = error }
-            }
-            if let failure { throw failure }
+            try writer.flush { try flowLog.append($0, endingAt: position) }
         } else if linesOnStandardOutput {
             if json { writer.append(event) } else { text += lines.text(event, colored: colored) + "\n" }
         }
@@ -300,16 +286,8 @@ final class EventOutput {
             if !text.isEmpty { context.write(text) }
             text = ""
         }
-        if let pcap {
-            var failure: Error?
-            pcap.flush { bytes in
-                if let pcapFile {
-                    do { try pcapFile.writeAll(bytes, path: pcapPath ?? "") } catch { failure = error }
-                } else {
-                    context.write(bytes: bytes)
-                }
-            }
-            if let failure { throw failure }
+        try pcap?.flush { bytes in
+            if let pcapFile { try pcapFile.writeAll(bytes, path: pcapPath ?? "") } else { context.write(bytes: bytes) }
         }
     }
 

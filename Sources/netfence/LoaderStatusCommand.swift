@@ -91,9 +91,7 @@ struct LoaderStatusCommand: Command {
         var report: PodReport
         while true {
             let attached = try loader.status(of: pod, waitingUpTo: timeout)
-            let missing = attached.map { state in
-                state.missingHooks.map { "\(state.registration.interface) has no netfence \($0.rawValue) filter" } + state.enforcementDrift
-            } ?? ["not attached on this node"]
+            let missing = attached?.problems ?? ["not attached on this node"]
             report = PodReport(pod: pod.description, attached: attached != nil, applied: missing.isEmpty, revision: attached?.record?.revision,
                                objects: attached?.objects.map(\.description) ?? [], missing: missing,
                                waitedSeconds: waitApplied ? (waited * 1000).rounded() / 1000 : nil)
@@ -109,8 +107,10 @@ struct LoaderStatusCommand: Command {
                 ? "\(pod) is applied (revision \(report.revision ?? 0)); \(objects)"
                 : "\(pod) is not applied: \(report.missing.joined(separator: "; "))"))
         }
-        if waitApplied && !report.applied {
-            throw RuntimeError("\(pod) was not applied within \(waitLimit.formatted()) s: \(report.missing.joined(separator: "; "))",
+        // --check holds for one pod as for the node: what is not applied is drift.
+        if (waitApplied || check) && !report.applied {
+            throw RuntimeError("\(pod) " + (waitApplied ? "was not applied within \(waitLimit.formatted()) s" : "is not applied")
+                               + ": \(report.missing.joined(separator: "; "))",
                                hint: report.attached ? "see 'netfence loader status'; 'netfence loader reconcile' repairs drift"
                                    : "the pod is attached by 'netfence loader attach' or the netfence-cni plugin")
         }

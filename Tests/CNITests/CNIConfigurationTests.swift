@@ -17,7 +17,7 @@ struct CNIConfigurationTests {
     }
 
     @Test(arguments: [
-        ("", 6), ("[]", 6), ("{", 6), (#"{"cniVersion":"1.0.0"} x"#, 6), (#"{"cniVersion":"1.0.0","prevResult":"#, 6),
+        ("", 6), ("[]", 6), ("{", 6), (#"{"cniVersion":"1.0.0","prevResult":{},"prevResult":{"interfaces":[]}}"#, 6), (#"{"cniVersion":"1.0.0"} x"#, 6), (#"{"cniVersion":"1.0.0","prevResult":"#, 6),
         (#"{"name":"n"}"#, 7), (#"{"cniVersion":"2.0.0"}"#, 1), (#"{"cniVersion":1}"#, 7),
         (#"{"cniVersion":"1.0.0","prevResult":[]}"#, 7), (#"{"cniVersion":"1.0.0","prevResult":"x"}"#, 7),
         (#"{"cniVersion":"1.0.0","lockTimeout":true}"#, 7), (#"{"cniVersion":"1.0.0","lockTimeout":1e9}"#, 7),

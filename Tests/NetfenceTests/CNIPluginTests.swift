@@ -155,6 +155,8 @@ final class CNINode: @unchecked Sendable {
                                               "--bpffs-root", node.root.path])
         #expect(waiting.status == 1 && waiting.standardError.contains("shop/ghost was not applied within 0.3 s: not attached on this node"),
                 "\(waiting.standardError)")
+        let checked = try NetfenceBinary.run(["loader", "status", "--pod", "shop/ghost", "--check", "--bpffs-root", node.root.path])
+        #expect(checked.status == 1 && checked.standardError.contains("shop/ghost is not applied: not attached on this node"), "\(checked.standardError)")
 
         try node.cli(["loader", "apply"], input: policyEndpoint("web", selecting: [0], isolation: ["Ingress"],
                                                               ingress: rule("\(client)/32", ports: [("TCP", Int(CNINode.port), nil)])))

@@ -35,14 +35,14 @@ struct {
 	__type(value, __u32);
 } revisions SEC(".maps");
 
-/* A pod's trie for one direction and slot; the loader builds a new one aside
- * and swaps it in (policies, then pods), so no packet sees half a policy. The
- * template states sizes: its key types would reach BTF only as forward
- * declarations, which libbpf cannot size. */
+/* The tries pods' records name, shared by pods with identical policies; the
+ * loader builds a new one aside and flips records to it (policies, then pods),
+ * so no packet sees half a policy. The template states sizes: its key types
+ * would reach BTF only as forward declarations, which libbpf cannot size. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
 	__uint(max_entries, NF_POLICY_ENTRIES);
-	__type(key, __u32); /* nf_policy_index(pod_id, direction, slot) */
+	__type(key, __u32); /* a record's trie[direction] */
 	__array(values, struct {
 		__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 		__uint(max_entries, NF_MAX_PREFIXES);
@@ -51,6 +51,14 @@ struct {
 		__uint(value_size, sizeof(struct nf_rule_set));
 	});
 } policies SEC(".maps");
+
+/* What each trie in policies holds (the loader's, to share tries; never read here). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, NF_POLICY_ENTRIES);
+	__type(key, __u32);
+	__type(value, struct nf_policy_digest);
+} policy_digests SEC(".maps");
 
 /* The port rules of a pod's domain patterns, per slot (flipped with the pod
  * record like the tries). */
@@ -457,7 +465,7 @@ struct decision {
 
 static __always_inline void *live_trie(const struct nf_pod *pod, __u8 direction)
 {
-	__u32 index = nf_policy_index(pod->pod_id, direction & 1, pod->slot);
+	__u32 index = pod->trie[direction & 1];
 
 	return bpf_map_lookup_elem(&policies, &index);
 }
@@ -569,11 +577,11 @@ static __always_inline __u64 decide_tiers(__u32 admin_score, __u32 admin_rule, _
  * decision with audit objects enforced goes to the scratch's audit_result.
  *   pod:  pod_id | slot << 16 | state << 17 | DECIDE_DOMAINS | DECIDE_AUDIT | audit state << 21 | direction (bit 31)
  *   flow: protocol | DECIDE_ESTABLISHED | DECIDE_IPV6 | port << 16
+ *   policy: the index of the direction's trie (the record's trie[direction])
  *   returns verdict | tier << 8 | reason << 16 | rule_id << 32 */
-__attribute__((noinline)) __u64 nf_decide(__u64 peer_high, __u64 peer_low, __u32 pod, __u32 flow)
+__attribute__((noinline)) __u64 nf_decide(__u64 peer_high, __u64 peer_low, __u32 pod, __u32 flow, __u32 policy)
 {
 	__u32 pod_id = pod & DECIDE_POD_ID_MASK, slot = (pod >> DECIDE_SLOT_SHIFT) & 1;
-	__u32 policy = nf_policy_index(pod_id, pod >> 31, slot);
 	__u8 state = (pod >> DECIDE_STATE_SHIFT) & 3;
 	int audit = (pod & DECIDE_AUDIT) != 0;
 	__u8 protocol = flow & 0xff;
@@ -682,7 +690,7 @@ static __always_inline void evaluate(const struct nf_pod *pod, __u8 direction, _
 		packed_pod |= DECIDE_AUDIT | (__u32)nf_pod_audit_state(pod->flags, direction & 1) << DECIDE_AUDIT_STATE_SHIFT;
 	__u32 packed_flow = protocol | (__u32)port << DECIDE_PORT_SHIFT | (established ? DECIDE_ESTABLISHED : 0) |
 			    (family == NF_FAMILY_IPV6 ? DECIDE_IPV6 : 0);
-	__u64 result = nf_decide(peer_high, peer_low, packed_pod, packed_flow);
+	__u64 result = nf_decide(peer_high, peer_low, packed_pod, packed_flow, pod->trie[direction & 1]);
 
 	d->verdict = result & 1;
 	d->tier = (result >> DECIDE_TIER_SHIFT) & 0xff;

@@ -153,13 +153,15 @@ enum nf_stat {
 /* ---- Maps: keys and values ---- */
 
 /* pods: the pod behind a host veth, by ifindex. The loader replaces the whole
- * value in one update, which flips the live slot, states and revision together. */
+ * value in one update, which flips the tries, domain-rule slot, states and
+ * revision together. */
 struct nf_pod {
 	__u32 pod_id;   /* < NF_MAX_PODS; indexes counters */
 	__u32 revision; /* bumped on every policy change; conntrack entries carry it */
-	__u8 slot;      /* which of the two policy slots is live */
+	__u8 slot;      /* which of the pod's two domain-rule slots is live */
 	__u8 state[NF_DIRECTION_COUNT]; /* enum nf_pod_state, by enum nf_direction */
 	__u8 flags;     /* NF_POD_* */
+	__u16 trie[NF_DIRECTION_COUNT]; /* index in policies of the direction's trie, NF_NO_TRIE: none */
 };
 
 /* The pod has egress rules by domain name: its DNS goes to a DNS proxy only,
@@ -181,11 +183,21 @@ struct nf_pod {
  * conntrack fast path. The loader writes it after the pods record, so a packet
  * in between is judged by the old policy or re-evaluated under the new one. */
 
-/* policies (array of maps): a pod's trie for one direction and slot, at this
- * index. An array lookup is inlined by the verifier; a hash lookup is a call. */
-#define nf_policy_index(pod_id, direction, slot) \
-	((((pod_id) * NF_DIRECTION_COUNT + (direction)) << 1) | ((slot) & 1))
-#define NF_POLICY_ENTRIES (NF_MAX_PODS * NF_DIRECTION_COUNT * 2)
+/* policies (array of maps): the tries pods' records name. Pods whose policy in
+ * a direction is identical share one trie (the loader finds it by digest); a
+ * change builds a trie at a free index and flips records to it, so every pod
+ * direction can hold a live trie and one being built. An array lookup is
+ * inlined by the verifier; a hash lookup is a call. */
+#define NF_POLICY_ENTRIES (NF_MAX_PODS * 4) /* per pod: 2 directions, a live trie and one being built each */
+/* A record's trie index for "no trie": past the array, so its lookup finds nothing. */
+#define NF_NO_TRIE 0xffff
+
+/* policy_digests (array, by policies index): what the trie at that index
+ * holds, so the loader can share it. The loader's alone: programs never read it. */
+struct nf_policy_digest {
+	__u32 map_id;    /* the trie the digest describes: another map at the index makes it stale */
+	__u8 sha256[32]; /* SHA-256 of the trie's entries in canonical order (docs/datapath.md) */
+};
 
 /* Key of a pod's trie: the peer's family, then its prefix. The family byte is
  * the first 8 bits every prefix fixes, so an IPv6 ::/0 (prefixlen 8) covers
@@ -448,7 +460,7 @@ struct nf_event_capture {
 #define NF_ROOT_MAGIC 0x65636e656674656eULL /* "netfence", little-endian */
 /* Bumped when a layout changes that map sizes cannot show (the tries inside
  * policies): an empty pinned policies map of another version is replaced. */
-#define NF_ABI_VERSION 2
+#define NF_ABI_VERSION 3
 struct nf_root_marker {
 	__u64 magic;       /* NF_ROOT_MAGIC */
 	__u64 created_ns;  /* CLOCK_REALTIME of the first init */
@@ -543,8 +555,11 @@ _Static_assert(sizeof(struct nf_demo_counter_key) == 8, "nf_demo_counter_key lay
 _Static_assert(__builtin_offsetof(struct nf_demo_counter_key, direction) == 4, "nf_demo_counter_key.direction");
 _Static_assert(sizeof(struct nf_packet_counter) == 16, "nf_packet_counter layout");
 _Static_assert(__builtin_offsetof(struct nf_packet_counter, bytes) == 8, "nf_packet_counter.bytes");
-_Static_assert(sizeof(struct nf_pod) == 12, "nf_pod layout");
+_Static_assert(sizeof(struct nf_pod) == 16, "nf_pod layout");
 _Static_assert(__builtin_offsetof(struct nf_pod, state) == 9, "nf_pod.state");
+_Static_assert(__builtin_offsetof(struct nf_pod, trie) == 12, "nf_pod.trie");
+_Static_assert(sizeof(struct nf_policy_digest) == 36, "nf_policy_digest layout");
+_Static_assert(NF_POLICY_ENTRIES <= NF_NO_TRIE, "a trie index fits a record's __u16");
 _Static_assert(sizeof(struct nf_lpm_key) == 24, "nf_lpm_key layout");
 _Static_assert(__builtin_offsetof(struct nf_lpm_key, address) == 5, "nf_lpm_key.address");
 _Static_assert(sizeof(struct nf_port_rule) == 16, "nf_port_rule layout");

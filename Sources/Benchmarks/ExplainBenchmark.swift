@@ -42,7 +42,7 @@ public struct ExplainBenchmark {
                 }
                 explain.append(answer.milliseconds)
                 lookups.append(try clock.measure {
-                    _ = try loader.datapath.liveTrieEntry(podID: record.podID, direction: .ingress, slot: record.slot, peer: question.peer, family: .ipv4)
+                    _ = try loader.datapath.liveTrieEntry(record, direction: .ingress, peer: question.peer, family: .ipv4)
                 }.milliseconds)
             }
             let loop = Figure.Baseline("the trie lookup loop alone (prefix length found by binary search)", Statistics.median(lookups))

@@ -7,7 +7,8 @@ import HostKit
 
 /// The enforcement datapath loaded into the kernel: one object serving every
 /// pod. Pods are registered by interface; a pod's policy is replaced by
-/// building tries aside and flipping the pod's live slot in one map update.
+/// building tries aside (shared with pods whose policy is identical) and
+/// flipping the pod's record to them in one map update.
 public final class Datapath {
     /// On the host veth's tc egress hook: what the pod receives.
     let toPod: BPFProgram
@@ -16,7 +17,10 @@ public final class Datapath {
     let pods: BPFMap
     /// Each pod's current revision by pod id, for the conntrack fast path.
     let revisions: BPFMap
+    /// The tries records name, by `TrieIndex`.
     let policies: BPFMap
+    /// What each trie in `policies` holds, so identical policies share one.
+    let policyDigests: BPFMap
     /// Every tracked flow: read in batches by conntrack listings and dumps, and
     /// flushed by them, so the one map callers reach directly.
     public let conntrack: BPFMap
@@ -43,7 +47,7 @@ public final class Datapath {
     /// Every map of the datapath object, by name, with the key and value sizes the
     /// ABI header gives it (nil: a size the header does not define).
     public static let mapLayouts: [String: (key: Int?, value: Int?)] = [
-        "pods": (4, PodRecord.size), "revisions": (4, 4), "policies": (4, 4),
+        "pods": (4, PodRecord.size), "revisions": (4, 4), "policies": (4, 4), "policy_digests": (4, TrieDigestRecord.size),
         "conntrack": (ABISizes.conntrackKey, ABISizes.conntrackValue), "fragments": (ABISizes.fragmentKey, ABISizes.fragmentValue),
         "settings": (4, ABISizes.settings), "counters": (4, ABISizes.packetCounter), "stats": (4, 8),
         "events": (nil, nil), "scratch": (4, nil),
@@ -76,6 +80,7 @@ public final class Datapath {
         pods = try map("pods")
         revisions = try map("revisions")
         policies = try map("policies")
+        policyDigests = try map("policy_digests")
         conntrack = try map("conntrack")
         fragments = try map("fragments")
         settings = try map("settings")
@@ -212,56 +217,56 @@ public final class Datapath {
         try pods.lookup(key: key(ifindex)).flatMap(PodRecord.decode)
     }
 
-    /// Replaces the policy of the pod on `ifindex` atomically: new tries go into
-    /// the slot no packet reads, then one update of the pod record flips the
-    /// slot, the states and the revision together; then the fast path's
-    /// revision follows (a packet in between is judged by the old policy or
-    /// re-evaluated under the new one), and the old slot is cleared. A
-    /// direction without a policy gets no trie. `domainRules` (egress rules by
-    /// domain name, by pattern id) go into the same slot. Registers the pod the first time.
+    /// Replaces the policy of the pod on `ifindex` atomically: its tries come
+    /// from `tries` (shared, or built aside), its domain rules go into the slot no
+    /// packet reads, then one update of the pod record flips the tries, the slot,
+    /// the states and the revision together; then the fast path's revision
+    /// follows (a packet in between is judged by the old policy or re-evaluated
+    /// under the new one), and the old slot's domain rules are cleared (the old
+    /// tries go when `tries` releases what no record names). A direction without
+    /// a policy gets no trie. Registers the pod the first time.
     /// `revision` is the record's new revision (the loader's node-wide counter); nil: the old one plus one.
     /// `auditStates`: the states with audit objects enforced, when any select the pod.
     public func apply(ifindex: UInt32, podID: UInt32, states: [Direction: PodState],
                       policies compiled: [Direction: CompiledPolicy], domainRules: [UInt64: [PortRule]] = [:], revision: UInt32? = nil,
-                      auditStates: [Direction: PodState]? = nil) throws {
+                      auditStates: [Direction: PodState]? = nil, tries: SharedTries) throws {
         let current = try pod(ifindex: ifindex)
         let slot: UInt8 = current.map { $0.slot ^ 1 } ?? 0
-        for direction in Direction.allCases {
-            let slotKey = key(policyIndex(podID: podID, direction: direction, slot: slot))
-            if let policy = compiled[direction] {
-                try policies.setInner(key: slotKey, to: try makeTrie(policy))
-            } else {
-                try policies.delete(key: slotKey)
-            }
-        }
+        var indexes: [Direction: TrieIndex] = [:]
+        for (direction, policy) in compiled { indexes[direction] = try tries.index(for: policy) }
         // The slot may hold patterns a killed apply left: they must not go live.
         try removeDomainRules(podID: podID, slots: [slot])
         for (pattern, rules) in domainRules {
             try self.domainRules.update(key: DomainRuleKey(podID: podID, slot: slot, pattern: pattern).encode(), value: RuleSetCodec.encode(rules))
         }
-        let record = PodRecord(podID: podID, revision: revision ?? (current?.revision ?? 0) &+ 1, slot: slot, states: states,
+        let record = PodRecord(podID: podID, revision: revision ?? (current?.revision ?? 0) &+ 1, slot: slot, states: states, tries: indexes,
                                hasDomainRules: !domainRules.isEmpty, auditStates: auditStates,
                                auditOnlyTries: Set(compiled.filter { _, policy in
                                    !policy.entries.isEmpty && policy.entries.values.allSatisfy { $0.allSatisfy(\.audit) }
                                }.keys))
         try pods.update(key: key(ifindex), value: record.encode())
         try revisions.update(key: key(podID), value: key(record.revision))
-        if let current {
-            for direction in Direction.allCases {
-                try policies.delete(key: key(policyIndex(podID: current.podID, direction: direction, slot: current.slot)))
-            }
-            if current.hasDomainRules { try removeDomainRules(podID: current.podID, slots: [current.slot]) }
+        if let current, current.hasDomainRules { try removeDomainRules(podID: current.podID, slots: [current.slot]) }
+    }
+
+    /// `apply` as a change of its own: the tries it lets go are deleted before it returns.
+    public func apply(ifindex: UInt32, podID: UInt32, states: [Direction: PodState],
+                      policies compiled: [Direction: CompiledPolicy], domainRules: [UInt64: [PortRule]] = [:], revision: UInt32? = nil,
+                      auditStates: [Direction: PodState]? = nil) throws {
+        try withSharedTries { tries in
+            try apply(ifindex: ifindex, podID: podID, states: states, policies: compiled, domainRules: domainRules, revision: revision,
+                      auditStates: auditStates, tries: tries)
         }
     }
 
-    /// Writes the pod's tries and domain rules into its live slot without a
-    /// flip: for a `policies` or `domain_rules` map made anew under pods that are
-    /// attached, before programs that read the new map reach their interfaces.
-    public func restoreLiveSlot(ifindex: UInt32, policies compiled: [Direction: CompiledPolicy], domainRules: [UInt64: [PortRule]]) throws {
+    /// Writes the pod's tries at the indexes its record names and its domain rules
+    /// into its live slot, without a flip: for a `policies` or `domain_rules` map made
+    /// anew under pods that are attached, before programs that read the new map reach their interfaces.
+    public func restoreLivePolicy(ifindex: UInt32, policies compiled: [Direction: CompiledPolicy], domainRules: [UInt64: [PortRule]],
+                                  tries: SharedTries) throws {
         guard let record = try pod(ifindex: ifindex) else { return }
-        for direction in Direction.allCases {
-            let slotKey = key(policyIndex(podID: record.podID, direction: direction, slot: record.slot))
-            if let policy = compiled[direction] { try policies.setInner(key: slotKey, to: try makeTrie(policy)) }
+        for (direction, index) in record.tries {
+            if let policy = compiled[direction] { try tries.restore(policy, at: index) }
         }
         for (pattern, rules) in domainRules {
             try self.domainRules.update(key: DomainRuleKey(podID: record.podID, slot: record.slot, pattern: pattern).encode(),
@@ -352,13 +357,11 @@ public final class Datapath {
     }
 
     /// Forgets the pod on `ifindex`: its record first (its packets pass untouched
-    /// from then on), then its tries, domain rules and grants, and its fast-path revision.
+    /// from then on), then its tries unless another pod shares them, its domain
+    /// rules and grants, and its fast-path revision.
     public func remove(ifindex: UInt32) throws {
         guard let record = try pod(ifindex: ifindex) else { return }
-        try pods.delete(key: key(ifindex))
-        for direction in Direction.allCases {
-            for slot: UInt8 in [0, 1] { try policies.delete(key: key(policyIndex(podID: record.podID, direction: direction, slot: slot))) }
-        }
+        try withSharedTries { _ in _ = try pods.delete(key: key(ifindex)) }
         try removeDomainRules(podID: record.podID, slots: [0, 1])
         try removeGrants(podID: record.podID)
         try revisions.update(key: key(record.podID), value: key(0))
@@ -412,20 +415,37 @@ public final class Datapath {
 
     /// What the pod on `ifindex` enforces now: its record's states, the tries and
     /// domain rules of its live slot, read back from the kernel. nil without a record.
-    public func livePolicy(ifindex: UInt32) throws -> (record: PodRecord, policies: [Direction: CompiledPolicy], domainRules: [UInt64: [PortRule]])? {
+    /// Tries read during one look (`contents`) are read once, however many pods share them.
+    public func livePolicy(ifindex: UInt32, contents: TrieContents = TrieContents())
+        throws -> (record: PodRecord, policies: [Direction: CompiledPolicy], domainRules: [UInt64: [PortRule]])? {
         guard let record = try pod(ifindex: ifindex) else { return nil }
         var compiled: [Direction: CompiledPolicy] = [:]
-        for direction in Direction.allCases {
-            guard let id = try trieID(podID: record.podID, direction: direction, slot: record.slot) else { continue }
+        for (direction, index) in record.tries {
+            guard let id = try trieID(at: index) else { continue }
+            compiled[direction] = try contents.read(id: id)
+        }
+        return (record, compiled, try domainRules(podID: record.podID, slot: record.slot))
+    }
+
+    /// Tries read back from the kernel, by map id: pods that share a trie cost one read.
+    public final class TrieContents {
+        private var read: [UInt32: CompiledPolicy] = [:]
+
+        public init() {}
+
+        /// Every entry of the trie with map id `id`.
+        public func read(id: UInt32) throws -> CompiledPolicy {
+            if let known = read[id] { return known }
             let trie = try BPFMap(id: id)
             var entries: [IPPrefix: [PortRule]] = [:]
             for entry in try trie.keys() {
                 guard let prefix = LPMKeyCodec.decode(entry), let rules = try trie.lookup(key: entry).flatMap(RuleSetCodec.decode) else { continue }
                 entries[prefix] = rules
             }
-            compiled[direction] = CompiledPolicy(entries: entries)
+            let content = CompiledPolicy(entries: entries)
+            read[id] = content
+            return content
         }
-        return (record, compiled, try domainRules(podID: record.podID, slot: record.slot))
     }
 
     /// The entry of the pod's live trie in `direction` that holds `peer` (of `family`): the longest
@@ -437,9 +457,9 @@ public final class Datapath {
     /// entries never hold the same rules (each exists because a rule or an except hole starts there),
     /// so the lengths that find the same entry are exactly those from its own length up: a binary
     /// search, about eight lookups, however large the trie.
-    public func liveTrieEntry(podID: UInt32, direction: Direction, slot: UInt8, peer: IPAddress, family: AddressFamily) throws
+    public func liveTrieEntry(_ record: PodRecord, direction: Direction, peer: IPAddress, family: AddressFamily) throws
         -> (prefix: IPPrefix, rules: [PortRule])? {
-        guard let id = try trieID(podID: podID, direction: direction, slot: slot) else { return nil }
+        guard let id = try trieID(record, direction: direction) else { return nil }
         let trie = try BPFMap(id: id)
         func lookup(_ length: Int) throws -> [UInt8]? {
             try trie.lookup(key: LPMKeyCodec.encode(IPPrefix(address: peer, length: length, family: family)))
@@ -464,12 +484,10 @@ public final class Datapath {
         return result.sorted { $0.ifindex < $1.ifindex }
     }
 
-    /// The id of the trie in `slot` for the pod `podID` in `direction`; nil when there is none
+    /// The id of the trie `record` names in `direction`; nil when there is none
     /// (nothing selects the pod in that direction).
-    public func trieID(podID: UInt32, direction: Direction, slot: UInt8) throws -> UInt32? {
-        guard let value = try policies.lookup(key: key(policyIndex(podID: podID, direction: direction, slot: slot))), value.count >= 4,
-              case let id = value.withUnsafeBytes({ $0.loadUnaligned(as: UInt32.self) }), id != 0 else { return nil }
-        return id
+    public func trieID(_ record: PodRecord, direction: Direction) throws -> UInt32? {
+        try record.tries[direction].flatMap(trieID(at:))
     }
 
     /// The runtime knobs now.

@@ -317,8 +317,11 @@ public enum LPMKeyCodec {
 public struct PodRecord: Equatable, Sendable {
     public var podID: UInt32
     public var revision: UInt32
+    /// Which of the pod's two domain-rule slots is live.
     public var slot: UInt8
     public var states: [Direction: PodState]
+    /// Where each direction's trie sits in `policies` (a direction without one is absent).
+    public var tries: [Direction: TrieIndex]
     /// Egress rules by domain name: DNS only to a DNS proxy, grants consulted (NF_POD_DOMAIN_RULES).
     public var hasDomainRules: Bool
     /// With audit objects enforced, the states per direction; nil when no audit object selects the pod (NF_POD_AUDIT).
@@ -327,12 +330,13 @@ public struct PodRecord: Equatable, Sendable {
     public var auditOnlyTries: Set<Direction>
 
     public init(podID: UInt32, revision: UInt32 = 0, slot: UInt8 = 0,
-                states: [Direction: PodState] = [.ingress: .defaultAllow, .egress: .defaultAllow], hasDomainRules: Bool = false,
-                auditStates: [Direction: PodState]? = nil, auditOnlyTries: Set<Direction> = []) {
+                states: [Direction: PodState] = [.ingress: .defaultAllow, .egress: .defaultAllow], tries: [Direction: TrieIndex] = [:],
+                hasDomainRules: Bool = false, auditStates: [Direction: PodState]? = nil, auditOnlyTries: Set<Direction> = []) {
         self.podID = podID
         self.revision = revision
         self.slot = slot
         self.states = states
+        self.tries = tries
         self.hasDomainRules = hasDomainRules
         self.auditStates = auditStates
         self.auditOnlyTries = auditOnlyTries
@@ -346,6 +350,7 @@ public struct PodRecord: Equatable, Sendable {
         pod.revision = revision
         pod.slot = slot
         ABIArray.set(&pod.state, to: Direction.allCases.map { states[$0, default: .defaultAllow].rawValue })
+        ABIArray.set(&pod.trie, to: Direction.allCases.map { tries[$0]?.rawValue ?? TrieIndex.none })
         pod.flags = hasDomainRules ? UInt8(NF_POD_DOMAIN_RULES) : 0
         if let auditStates {
             pod.flags |= UInt8(NF_POD_AUDIT)
@@ -361,13 +366,18 @@ public struct PodRecord: Equatable, Sendable {
         bytes.withUnsafeBytes(decode)
     }
 
-    /// The record where a batch read put it; nil for bytes of another size or an unknown state.
+    /// The record where a batch read put it; nil for bytes of another size, an unknown state or a trie index past `policies`.
     public static func decode(_ bytes: UnsafeRawBufferPointer) -> PodRecord? {
         guard let pod = nf_pod.load(bytes) else { return nil }
-        var states: [Direction: PodState] = [:]
+        var states: [Direction: PodState] = [:], tries: [Direction: TrieIndex] = [:]
         for direction in Direction.allCases {
-            guard let state = ABIArray.element(pod.state, Int(direction.rawValue), of: UInt8.self).flatMap(PodState.init) else { return nil }
+            guard let state = ABIArray.element(pod.state, Int(direction.rawValue), of: UInt8.self).flatMap(PodState.init),
+                  let trie = ABIArray.element(pod.trie, Int(direction.rawValue), of: UInt16.self) else { return nil }
             states[direction] = state
+            if trie != TrieIndex.none {
+                guard let index = TrieIndex(rawValue: trie) else { return nil }
+                tries[direction] = index
+            }
         }
         var auditStates: [Direction: PodState]?
         if pod.flags & UInt8(NF_POD_AUDIT) != 0 {
@@ -378,40 +388,57 @@ public struct PodRecord: Equatable, Sendable {
                 auditStates?[direction] = state
             }
         }
-        return PodRecord(podID: pod.pod_id, revision: pod.revision, slot: pod.slot, states: states,
+        return PodRecord(podID: pod.pod_id, revision: pod.revision, slot: pod.slot, states: states, tries: tries,
                          hasDomainRules: pod.flags & UInt8(NF_POD_DOMAIN_RULES) != 0, auditStates: auditStates,
                          auditOnlyTries: Set(Direction.allCases.filter { pod.flags & (UInt8(NF_POD_AUDIT_ONLY_TRIE) << $0.rawValue) != 0 }))
     }
 }
 
-/// Where a pod's trie for one direction and slot sits in the policies array (`nf_policy_index`), both ways.
-public struct PolicyIndex: Equatable, Sendable {
-    public let podID: UInt32
-    public let direction: Direction
-    public let slot: UInt8
+/// Where a trie sits in the `policies` array: what pod records name, shared by pods with identical policies.
+public struct TrieIndex: Hashable, Comparable, Sendable, CustomStringConvertible {
+    public let rawValue: UInt16
+    /// A record's value for "no trie" (`NF_NO_TRIE`).
+    static let none = UInt16(NF_NO_TRIE)
+    /// Indexes `policies` has (`NF_POLICY_ENTRIES`).
+    public static let count = Int(NF_POLICY_ENTRIES)
 
-    public init(podID: UInt32, direction: Direction, slot: UInt8) {
-        self.podID = podID
-        self.direction = direction
-        self.slot = slot & 1
+    public init?(rawValue: UInt16) {
+        guard Int(rawValue) < Self.count else { return nil }
+        self.rawValue = rawValue
     }
 
-    /// The pod, direction and slot an index of the policies array stands for.
-    public init(rawValue: UInt32) {
-        let directions = UInt32(NF_DIRECTION_COUNT.rawValue)
-        podID = (rawValue >> 1) / directions
-        direction = Direction(rawValue: UInt8((rawValue >> 1) % directions)) ?? .ingress
-        slot = UInt8(rawValue & 1)
-    }
-
-    public var rawValue: UInt32 {
-        ((podID * UInt32(NF_DIRECTION_COUNT.rawValue) + UInt32(direction.rawValue)) << 1) | UInt32(slot)
-    }
+    /// The index as a key of `policies` and `policy_digests`.
+    public var key: [UInt8] { withUnsafeBytes(of: UInt32(rawValue)) { Array($0) } }
+    public var description: String { "\(rawValue)" }
+    public static func < (lhs: TrieIndex, rhs: TrieIndex) -> Bool { lhs.rawValue < rhs.rawValue }
+    public static var all: [TrieIndex] { (0..<UInt16(count)).compactMap(TrieIndex.init) }
 }
 
-/// Where a pod's trie for one direction and slot sits in the policies array (nf_policy_index).
-public func policyIndex(podID: UInt32, direction: Direction, slot: UInt8) -> UInt32 {
-    PolicyIndex(podID: podID, direction: direction, slot: slot).rawValue
+/// `struct nf_policy_digest`: what the trie at an index holds, valid while that trie (by map id) is there.
+public struct TrieDigestRecord: Equatable, Sendable {
+    public let mapID: UInt32
+    public let digest: PolicyDigest
+
+    public init(mapID: UInt32, digest: PolicyDigest) {
+        self.mapID = mapID
+        self.digest = digest
+    }
+
+    public static let size = nf_policy_digest.size
+
+    public func encode() -> [UInt8] {
+        var value = nf_policy_digest()
+        value.map_id = mapID
+        ABIArray.set(&value.sha256, to: digest.bytes)
+        return value.bytes
+    }
+
+    /// nil for bytes of another size and for an entry never written (map id 0).
+    public static func decode(_ bytes: [UInt8]) -> TrieDigestRecord? {
+        guard let value = nf_policy_digest.load(bytes), value.map_id != 0,
+              let digest = PolicyDigest(bytes: ABIArray.elements(value.sha256, of: UInt8.self)) else { return nil }
+        return TrieDigestRecord(mapID: value.map_id, digest: digest)
+    }
 }
 
 /// The events that carry their packet (`enum nf_capture_verdicts`).

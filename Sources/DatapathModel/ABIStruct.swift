@@ -28,6 +28,7 @@ extension ABIStruct {
 }
 
 extension nf_pod: ABIStruct {}
+extension nf_policy_digest: ABIStruct {}
 extension nf_lpm_key: ABIStruct {}
 extension nf_port_rule: ABIStruct {}
 extension nf_rule_set: ABIStruct {}

@@ -59,9 +59,17 @@ extension PortRule {
 /// A pod's trie for one direction: every prefix with every rule that applies to
 /// peers in it, so the longest match alone decides.
 public struct CompiledPolicy: Equatable, Sendable {
-    public var entries: [IPPrefix: [PortRule]]
+    public let entries: [IPPrefix: [PortRule]]
+    /// What the trie holds, as a content address: pods whose policies have the same digest share one trie.
+    public let digest: PolicyDigest
 
-    public init(entries: [IPPrefix: [PortRule]] = [:]) { self.entries = entries }
+    public init(entries: [IPPrefix: [PortRule]] = [:]) {
+        self.entries = entries
+        digest = PolicyDigest(of: entries)
+    }
+
+    /// Equal digests are equal entries (SHA-256): one comparison instead of a walk.
+    public static func == (lhs: CompiledPolicy, rhs: CompiledPolicy) -> Bool { lhs.digest == rhs.digest }
 
     /// The rules for `address` of `family`: those of the longest prefix of that
     /// family containing it (the LPM lookup). Without a family, the address's own.
@@ -73,6 +81,40 @@ public struct CompiledPolicy: Equatable, Sendable {
         }
         return nil
     }
+}
+
+/// SHA-256 of a trie's entries in canonical order: each prefix by `IPPrefix` order, as its
+/// trie key (`nf_lpm_key`), then its rule count (32 bits, little-endian) and each rule as
+/// `nf_port_rule`. Cryptographic because a pod's own objects decide its entries: a pod must
+/// not be able to make its policy collide with another pod's and be given that pod's trie.
+public struct PolicyDigest: Hashable, Sendable, CustomStringConvertible {
+    public let bytes: [UInt8]
+
+    public init?(bytes: [UInt8]) {
+        guard bytes.count == 32 else { return nil }
+        self.bytes = bytes
+    }
+
+    public init(of entries: [IPPrefix: [PortRule]]) {
+        var hasher = SHA256()
+        var buffer: [UInt8] = []
+        buffer.reserveCapacity(64 * 1024)
+        for prefix in entries.keys.sorted() {
+            let rules = entries[prefix] ?? []
+            buffer += LPMKeyCodec.encode(prefix)
+            withUnsafeBytes(of: UInt32(rules.count).littleEndian) { buffer += $0 }
+            for rule in rules { withUnsafeBytes(of: rule.abi) { buffer += $0 } }
+            if buffer.count >= 60 * 1024 {
+                hasher.update(buffer)
+                buffer.removeAll(keepingCapacity: true)
+            }
+        }
+        hasher.update(buffer)
+        bytes = hasher.finish()
+    }
+
+    /// In hex, as `sha256sum` prints it.
+    public var description: String { bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined() }
 }
 
 /// Why a policy does not fit the datapath. Never truncated silently.

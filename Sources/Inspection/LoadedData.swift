@@ -71,7 +71,7 @@ public enum LoadedData {
 
     private static func netfencePods(_ loader: Loader?, _ attachments: [ProgramAttachment], _ lookups: Lookups) throws -> [PodProgramData] {
         guard let loader else { return [] }
-        let slots = try loader.liveRecords().mapValues(\.slot)
+        let records = try loader.liveRecords()
         // A pod registered without --netns has its interface in this process's namespace, named as the scan names it.
         let ownNamespace = NetworkNamespace.all().first(where: \.isCurrent)?.name
         return try loader.state.pods().sorted { ($0.value.namespace, $0.value.name) < ($1.value.namespace, $1.value.name) }
@@ -85,7 +85,7 @@ public enum LoadedData {
                             && $0.handle == Loader.filterHandle && $0.priority == Loader.filterPriority
                     }
                     let program = attachment.flatMap { lookups.program($0.programID) }
-                    let trie = try slots[podID].flatMap { try loader.datapath.trieID(podID: podID, direction: direction, slot: $0) }
+                    let trie = try records[podID].flatMap { try loader.datapath.trieID($0, direction: direction) }
                     return PodProgramData(owner: "netfence", pod: pod.pod.description, direction: direction.description,
                                           interface: pod.interface, networkNamespace: attachment?.namespace ?? (pod.netns.isEmpty ? nil : pod.netns),
                                           hook: "tc \(hook.rawValue)", programID: program?.id, programName: program?.name, pin: nil,

@@ -29,6 +29,7 @@ public enum MapLayouts {
         "pods": (.hash, 4, PodRecord.size),
         "revisions": (.array, 4, 4),
         "policies": (.arrayOfMaps, 4, 4),
+        "policy_digests": (.array, 4, TrieDigestRecord.size),
         "settings": (.array, 4, ABISizes.settings),
         "counters": (.percpuArray, 4, ABISizes.packetCounter),
         "stats": (.percpuArray, 4, 8),
@@ -56,6 +57,7 @@ public enum MapLayouts {
             case "pods": return PodsLayout(context: context)
             case "revisions": return RevisionsLayout(context: context)
             case "policies": return PoliciesLayout(context: context)
+            case "policy_digests": return PolicyDigestsLayout()
             case "settings": return SettingsLayout()
             case "counters": return CountersLayout(context: context)
             case "stats": return StatsLayout(context: context)

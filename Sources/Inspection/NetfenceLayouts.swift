@@ -18,7 +18,8 @@ public struct DecodeContext {
     public var attribution: Attribution?
     /// Current policy revision by pod id, for conntrack state; live policy slot by pod id (both from `pods`).
     public var revisions: [UInt32: UInt32] = [:]
-    public var liveSlots: [UInt32: UInt8] = [:]
+    /// The pods whose records name each trie of `policies`, with the direction, by index.
+    public var trieReaders: [TrieIndex: (direction: Direction, podIDs: [UInt32])] = [:]
     /// Numbers instead of names (`--numeric`).
     public var numeric = false
     /// Per-CPU values one by one beside their sum (`--per-cpu`).
@@ -42,9 +43,9 @@ public struct DecodeContext {
             return
         }
         self.init(attribution: try loader.attribution())
-        for (podID, record) in try loader.liveRecords() {
+        for (podID, record) in try loader.liveRecords().sorted(by: { $0.key < $1.key }) {
             revisions[podID] = record.revision
-            liveSlots[podID] = record.slot
+            for (direction, index) in record.tries { trieReaders[index, default: (direction, [])].podIDs.append(podID) }
         }
     }
 
@@ -213,21 +214,24 @@ public struct PolicyTrieLayout: MapLayout {
     }
 }
 
-/// `pods`: the pod behind each host veth, its live slot, revision and states.
+/// `pods`: the pod behind each host veth, its revision, states, tries and domain-rule slot.
 struct PodsLayout: MapLayout {
     let context: DecodeContext
     var title: String { "netfence pods" }
     var columns: [Column] {
         [Column("ifindex", "IFINDEX", width: 7), context.podColumn, Column("interface", "IFACE", width: 15),
-         Column("podID", "POD ID", width: 6), Column("revision", "REV", width: 5), Column("slot", "SLOT", width: 4),
-         Column("ingress", "INGRESS", width: 16), Column("egress", "EGRESS", width: 16)]
+         Column("podID", "POD ID", width: 6), Column("revision", "REV", width: 5),
+         Column("ingress", "INGRESS", width: 16), Column("egress", "EGRESS", width: 16),
+         Column("ingressTrie", "IN TRIE", width: 7), Column("egressTrie", "EG TRIE", width: 7), Column("slot", "SLOT", width: 4)]
     }
 
     func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, into rows: RecordWriter) {
         guard key.count == 4, let record = PodRecord.decode(value) else { return }
+        func trie(_ direction: Direction) -> FieldValue { record.tries[direction].map { .number(UInt64($0.rawValue)) } ?? .none }
         rows.write(.number(UInt64(key.loadUnaligned(as: UInt32.self))), context.pod(record.podID), context.interface(record.podID),
-                   .number(UInt64(record.podID)), .number(UInt64(record.revision)), .number(UInt64(record.slot)),
-                   .word((record.states[.ingress] ?? .defaultAllow).name), .word((record.states[.egress] ?? .defaultAllow).name))
+                   .number(UInt64(record.podID)), .number(UInt64(record.revision)),
+                   .word((record.states[.ingress] ?? .defaultAllow).name), .word((record.states[.egress] ?? .defaultAllow).name),
+                   trie(.ingress), trie(.egress), .number(UInt64(record.slot)))
     }
 }
 
@@ -244,20 +248,34 @@ struct RevisionsLayout: MapLayout {
     }
 }
 
-/// `policies`: which trie (map id) sits at each pod, direction and slot.
+/// `policies`: which trie (map id) sits at each index, and which pods read it.
 struct PoliciesLayout: MapLayout {
     let context: DecodeContext
     var title: String { "netfence policies (array of tries)" }
     var columns: [Column] {
-        [Column("index", "INDEX", width: 6), context.podColumn, Column("direction", "DIR", width: 7),
-         Column("slot", "SLOT", width: 4), Column("live", "LIVE", width: 4), Column("mapID", "MAP ID", width: 6)]
+        [Column("index", "INDEX", width: 6), Column("mapID", "MAP ID", width: 6), Column("direction", "DIR", width: 7),
+         Column("pods", "PODS", width: 4), context.podColumn]
     }
 
     func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, into rows: RecordWriter) {
-        let index = PolicyIndex(rawValue: key.loadUnaligned(as: UInt32.self)), mapID = value.loadUnaligned(as: UInt32.self)
+        let raw = key.loadUnaligned(as: UInt32.self), mapID = value.loadUnaligned(as: UInt32.self)
         guard mapID != 0 else { return }
-        rows.write(.number(UInt64(index.rawValue)), context.pod(index.podID), .word(index.direction.name), .number(UInt64(index.slot)),
-                   .text(context.liveSlots[index.podID] == index.slot ? "yes" : "no"), .number(UInt64(mapID)))
+        // No reader: a trie an interrupted change left (reconcile deletes it).
+        let readers = UInt16(exactly: raw).flatMap(TrieIndex.init).flatMap { context.trieReaders[$0] }
+        let first: FieldValue = readers.flatMap(\.podIDs.first).map(context.pod) ?? .none
+        rows.write(.number(UInt64(raw)), .number(UInt64(mapID)), readers.map { .word($0.direction.name) } ?? .none,
+                   .number(UInt64(readers?.podIDs.count ?? 0)), first)
+    }
+}
+
+/// `policy_digests`: what each trie holds, as the loader shares tries by it.
+struct PolicyDigestsLayout: MapLayout {
+    var title: String { "netfence policy digests" }
+    var columns: [Column] { [Column("index", "INDEX", width: 6), Column("mapID", "MAP ID", width: 6), Column("digest", "SHA-256", width: 64)] }
+
+    func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, into rows: RecordWriter) {
+        guard let record = TrieDigestRecord.decode(Array(value)) else { return }  // an index never written, or cleared
+        rows.write(.number(UInt64(key.loadUnaligned(as: UInt32.self))), .number(UInt64(record.mapID)), .text(record.digest.description))
     }
 }
 

@@ -149,13 +149,15 @@ public final class Loader {
         let loader = Loader(root: root, datapath: datapath, state: state, lock: lock)
         let pods = try state.pods().sorted(by: { $0.key < $1.key })
         // Tries made anew (a first init, or a layout change): each attached pod's
-        // policy goes into its live slot before the programs that read it go live.
+        // policy goes where its record points before the programs that read it go live.
         let remade = Set(datapathMaps.created + datapathMaps.migrated)
         if !remade.isDisjoint(with: ["policies", "domain_rules"]) {
-            let objects = try state.objects()
-            for (_, pod) in pods {
-                let policy = try loader.policy(for: pod, objects: objects)
-                try datapath.restoreLiveSlot(ifindex: pod.ifindex, policies: policy.policies, domainRules: policy.domainRules)
+            let objects = try state.objects(), compiled = CompiledTries()
+            try datapath.withSharedTries { tries in
+                for (_, pod) in pods {
+                    let policy = try loader.policy(for: pod, objects: objects, compiled: compiled)
+                    try datapath.restoreLivePolicy(ifindex: pod.ifindex, policies: policy.policies, domainRules: policy.domainRules, tries: tries)
+                }
             }
         }
         for (_, pod) in pods {
@@ -222,7 +224,7 @@ public final class Loader {
             for direction in Direction.allCases { try state.setReportedSuppressedEvents(EventCounts(), podID: podID, direction: direction) }
         }
         try state.register(registration, podID: podID)
-        try swapPolicy(ifindex: registration.ifindex, podID: podID, policy)
+        try datapath.withSharedTries { try swapPolicy(ifindex: registration.ifindex, podID: podID, policy, tries: $0) }
         try attachPrograms(registration)
         try state.finishChange()
         let record = try datapath.pod(ifindex: registration.ifindex)
@@ -371,38 +373,45 @@ public final class Loader {
         Set(objects.flatMap(\.pods).map(\.pod))
     }
 
-    /// The policy of every attached pod in `selected`, compiled against `objects`.
+    /// The policy of every attached pod in `selected`, compiled against `objects`
+    /// (pods selected by the same objects compile once).
     func compile(podsNamed selected: Set<PodReference>, objects: [(index: UInt32, object: PolicyObject)])
         throws -> [(podID: UInt32, pod: PodRegistration, policy: PodPolicy)] {
-        try state.pods().sorted { $0.key < $1.key }.filter { selected.contains($0.value.pod) }.map {
-            ($0.key, $0.value, try policy(for: $0.value, objects: objects))
+        let compiled = CompiledTries()
+        return try state.pods().sorted { $0.key < $1.key }.filter { selected.contains($0.value.pod) }.map {
+            ($0.key, $0.value, try policy(for: $0.value, objects: objects, compiled: compiled))
         }
     }
 
     /// Swaps a pod's policy in under the node's next revision (a value no pod had before).
-    private func swapPolicy(ifindex: UInt32, podID: UInt32, _ policy: PodPolicy) throws {
+    private func swapPolicy(ifindex: UInt32, podID: UInt32, _ policy: PodPolicy, tries: SharedTries) throws {
         let revision = try state.nextRevision { try datapath.registeredPods().map(\.record.revision).max() ?? 0 }
         try datapath.apply(ifindex: ifindex, podID: podID, states: policy.states, policies: policy.policies,
-                           domainRules: policy.domainRules, revision: revision, auditStates: policy.auditStates)
+                           domainRules: policy.domainRules, revision: revision, auditStates: policy.auditStates, tries: tries)
     }
 
+    /// Swaps each pod's policy in, sharing tries among pods (and with pods already enforcing an identical
+    /// policy); the tries no pod reads any more go last.
     private func swap(_ policies: [(podID: UInt32, pod: PodRegistration, policy: PodPolicy)]) throws -> [(pod: PodReference, revision: UInt32)] {
-        try policies.map { podID, pod, policy in
-            try swapPolicy(ifindex: pod.ifindex, podID: podID, policy)
-            return (pod.pod, try datapath.pod(ifindex: pod.ifindex)?.revision ?? 0)
+        try datapath.withSharedTries { tries in
+            try policies.map { podID, pod, policy in
+                try swapPolicy(ifindex: pod.ifindex, podID: podID, policy, tries: tries)
+                return (pod.pod, try datapath.pod(ifindex: pod.ifindex)?.revision ?? 0)
+            }
         }
     }
 
-    private func policy(for pod: PodRegistration, objects: [StoredObject]) throws -> PodPolicy {
-        try policy(for: pod, objects: objects.map { (index: $0.index, object: $0.object) })
+    private func policy(for pod: PodRegistration, objects: [StoredObject], compiled: CompiledTries = CompiledTries()) throws -> PodPolicy {
+        try policy(for: pod, objects: objects.map { (index: $0.index, object: $0.object) }, compiled: compiled)
     }
 
-    private func policy(for pod: PodRegistration, objects: [(index: UInt32, object: PolicyObject)]) throws -> PodPolicy {
+    private func policy(for pod: PodRegistration, objects: [(index: UInt32, object: PolicyObject)],
+                        compiled: CompiledTries = CompiledTries()) throws -> PodPolicy {
         do {
             return try PodPolicyBuilder.build(
                 pod: pod.pod,
                 defaults: [.ingress: pod.denyByDefault[.ingress] == true ? .deny : .allow, .egress: pod.denyByDefault[.egress] == true ? .deny : .allow],
-                objects: objects)
+                objects: objects, compiled: compiled)
         } catch {
             throw LoaderError.policy(error.description)
         }
@@ -412,9 +421,10 @@ public final class Loader {
 
     /// How the pod's live policy differs from what the stored objects give it, in
     /// words (empty: they agree).
-    func enforcementDrift(_ pod: PodRegistration, objects: [StoredObject]) throws -> [String] {
-        let expected = try policy(for: pod, objects: objects)
-        guard let live = try datapath.livePolicy(ifindex: pod.ifindex) else { return ["no datapath record on ifindex \(pod.ifindex)"] }
+    /// Tries compiled and read for one pod are reused for the next (`check`).
+    func enforcementDrift(_ pod: PodRegistration, objects: [StoredObject], check: DriftCheck = DriftCheck()) throws -> [String] {
+        let expected = try policy(for: pod, objects: objects, compiled: check.compiled)
+        guard let live = try datapath.livePolicy(ifindex: pod.ifindex, contents: check.contents) else { return ["no datapath record on ifindex \(pod.ifindex)"] }
         var problems: [String] = []
         for direction in Direction.allCases {
             let want = expected.states[direction, default: .defaultAllow], have = live.record.states[direction, default: .defaultAllow]
@@ -439,6 +449,12 @@ public final class Loader {
         return problems
     }
 
+    /// What a drift check of many pods compiles and reads once.
+    struct DriftCheck {
+        let compiled = CompiledTries()
+        let contents = Datapath.TrieContents()
+    }
+
     /// What `reconcile` repaired.
     public struct ReconcileReport: Sendable {
         /// Pods whose policy was swapped to what is stored, with what was wrong.
@@ -449,6 +465,8 @@ public final class Loader {
         public var strayRemoved: [String] = []
         /// Object versions a killed apply left beside the live one, removed.
         public var supersededVersions = 0
+        /// Tries a killed change built and no pod reads, deleted.
+        public var orphanedTries = 0
         /// The interrupted change that was found, if any.
         public var interrupted: PendingChange?
     }
@@ -470,19 +488,23 @@ public final class Loader {
         try state.collectGarbage()
         report.supersededVersions = superseded.count
         let (pods, _, stray) = try snapshot(objects: live)
-        for pod in pods {
-            let name = pod.registration.pod
-            let problems = try enforcementDrift(pod.registration, objects: live)
-            if !problems.isEmpty {
-                let policy = try policy(for: pod.registration, objects: live)
-                try swapPolicy(ifindex: pod.registration.ifindex, podID: pod.podID, policy)
-                report.repaired.append((name, problems))
-            }
-            if !pod.missingHooks.isEmpty {
-                try attachPrograms(pod.registration)
-                report.reattached.append(name)
+        let check = DriftCheck()
+        try datapath.withSharedTries { tries in
+            for pod in pods {
+                let name = pod.registration.pod
+                let problems = try enforcementDrift(pod.registration, objects: live, check: check)
+                if !problems.isEmpty {
+                    let policy = try policy(for: pod.registration, objects: live, compiled: check.compiled)
+                    try swapPolicy(ifindex: pod.registration.ifindex, podID: pod.podID, policy, tries: tries)
+                    report.repaired.append((name, problems))
+                }
+                if !pod.missingHooks.isEmpty {
+                    try attachPrograms(pod.registration)
+                    report.reattached.append(name)
+                }
             }
         }
+        report.orphanedTries = try datapath.releaseOrphanedTries()
         for attachment in stray {
             let namespace = attachment.namespace == NetworkNamespace.current.name ? nil : try? NetworkNamespace.named(attachment.namespace)
             try? TCAttachments.detach(interface: attachment.interface, direction: attachment.direction, in: namespace,
@@ -554,7 +576,8 @@ public final class Loader {
         defer { withExtendedLifetime(held) {} }
         let objects = try state.objects()
         var (pods, _, stray) = try snapshot(objects: objects)
-        for index in pods.indices { pods[index].enforcementDrift = try enforcementDrift(pods[index].registration, objects: objects) }
+        let check = DriftCheck()
+        for index in pods.indices { pods[index].enforcementDrift = try enforcementDrift(pods[index].registration, objects: objects, check: check) }
         return Status(pods: pods, objects: objects, stray: stray, interrupted: try state.pendingChange())
     }
 

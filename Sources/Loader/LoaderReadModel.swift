@@ -59,7 +59,7 @@ extension Loader {
         }
     }
 
-    /// Every registered pod's datapath record (live slot, revision, states), by pod id.
+    /// Every registered pod's datapath record (tries, live slot, revision, states), by pod id.
     public func liveRecords() throws -> [UInt32: PodRecord] {
         Dictionary(try datapath.registeredPods().map { ($0.record.podID, $0.record) }) { first, _ in first }
     }
@@ -69,7 +69,7 @@ extension Loader {
         guard let (_, registration) = try state.pod(pod), let record = try datapath.pod(ifindex: registration.ifindex) else {
             throw LoaderError.unknownPod(pod)
         }
-        return try datapath.trieID(podID: record.podID, direction: direction, slot: record.slot).map(BPFMap.init(id:))
+        return try datapath.trieID(record, direction: direction).map(BPFMap.init(id:))
     }
 
     /// Hands `report` the events the datapath could not write since a reader last

@@ -21,12 +21,26 @@ public struct PodPolicy: Equatable, Sendable {
     public var auditStates: [Direction: PodState]?
 }
 
+/// Tries compiled for one set of applied objects, by the objects selecting a pod
+/// and the direction: pods selected by the same objects compile once (and, with
+/// identical tries, share one trie in the kernel).
+public final class CompiledTries {
+    struct Key: Hashable {
+        let objects: [UInt32]
+        let direction: Direction
+    }
+    var tries: [Key: CompiledPolicy] = [:]
+
+    public init() {}
+}
+
 /// Turns the objects applied on the node into one pod's policy: the union of
 /// every object that selects it. Rules by domain name become port rules per
 /// pattern; they allow the addresses the DNS proxy grants the pod.
 public enum PodPolicyBuilder {
     public static func build(pod: PodReference, defaults: [Direction: PodDefault],
-                             objects: [(index: UInt32, object: PolicyObject)]) throws(PolicyInputError) -> PodPolicy {
+                             objects: [(index: UInt32, object: PolicyObject)],
+                             compiled: CompiledTries = CompiledTries()) throws(PolicyInputError) -> PodPolicy {
         let selecting = objects.filter { $0.object.selects(pod) }
         let audited = selecting.contains { $0.object.mode == .audit }
         var states: [Direction: PodState] = [:], auditStates: [Direction: PodState] = [:]
@@ -37,6 +51,8 @@ public enum PodPolicyBuilder {
             let isolated = isolating.contains { $0.object.mode == .enforce }
             states[direction] = isolated ? .policiesApplied : defaults[direction, default: .allow].state
             auditStates[direction] = isolating.isEmpty ? defaults[direction, default: .allow].state : .policiesApplied
+            let triesKey = CompiledTries.Key(objects: selecting.map(\.index), direction: direction)
+            let known = compiled.tries[triesKey]
             var rules: [PolicyRule] = []
             for (index, object) in selecting {
                 for (position, rule) in object.rules(direction).enumerated() {
@@ -49,19 +65,22 @@ public enum PodPolicyBuilder {
                     case .baseline: .baseline
                     case nil: .networkPolicy
                     }
-                    let ports = rule.ports.map { PortRange(protocolNumber: $0.protocolNumber, start: $0.port ?? 0, end: $0.endPort ?? $0.port ?? 0) }
+                    var ports: [PortRange] { rule.ports.map { PortRange(protocolNumber: $0.protocolNumber, start: $0.port ?? 0, end: $0.endPort ?? $0.port ?? 0) } }
                     if let pattern = rule.domainName {
                         let portRules = PortRule.expanding(ports, ruleID: id, tier: tier, priority: object.priority, action: rule.action.ruleAction)
                         domainRules[pattern.id, default: (pattern.description, [])].rules += portRules
-                    } else if let peer = rule.cidr {
+                    } else if known == nil, let peer = rule.cidr {
                         rules.append(PolicyRule(ruleID: id, peer: peer, except: rule.except, ports: ports, tier: tier, priority: object.priority,
                                                 action: rule.action.ruleAction, audit: object.mode == .audit))
                     }
                 }
             }
-            if isolated || !rules.isEmpty {
+            if let known {
+                policies[direction] = known
+            } else if isolated || !rules.isEmpty {
                 do {
                     policies[direction] = try PolicyCompiler.compile(rules)
+                    compiled.tries[triesKey] = policies[direction]
                 } catch {
                     throw PolicyInputError("pod \(pod) \(direction)", error.description)
                 }

@@ -128,8 +128,8 @@ extension Loader {
         let attribution = try attribution(objects: objects)
         let direction = question.direction
         let family = question.peer.family
-        let entry = try datapath.liveTrieEntry(podID: podID, direction: direction, slot: record.slot, peer: question.peer, family: family)
-        let hasTrie = try datapath.trieID(podID: podID, direction: direction, slot: record.slot) != nil
+        let entry = try datapath.liveTrieEntry(record, direction: direction, peer: question.peer, family: family)
+        let hasTrie = try datapath.trieID(record, direction: direction) != nil
         let domainRules = direction == .egress && record.hasDomainRules ? try datapath.domainRules(podID: podID, slot: record.slot) : [:]
         let grant = direction == .egress && record.hasDomainRules ? try datapath.grant(podID: podID, address: question.peer) : nil
         let now = HostClock.monotonic.nanoseconds

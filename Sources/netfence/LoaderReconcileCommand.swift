@@ -31,6 +31,7 @@ struct LoaderReconcileCommand: Command {
             for pod in summary.reattached { context.print("Attached the missing filters of \(pod)") }
             for stray in summary.strayRemoved { context.print("Removed netfence's filter from \(stray) (no pod there)") }
             if summary.supersededVersions > 0 { context.print("Dropped \(summary.supersededVersions) superseded object version(s)") }
+            if summary.orphanedTries > 0 { context.print("Deleted \(summary.orphanedTries) trie(s) no pod reads (an interrupted change built them)") }
             if summary.nothingToDo { context.print("Nothing to reconcile: every pod enforces what is stored") }
         }
     }
@@ -48,7 +49,10 @@ struct ReconcileSummary: Encodable {
     let reattached: [PodReference]
     let strayRemoved: [String]
     let supersededVersions: Int
-    var nothingToDo: Bool { interrupted == nil && repaired.isEmpty && reattached.isEmpty && strayRemoved.isEmpty && supersededVersions == 0 }
+    let orphanedTries: Int
+    var nothingToDo: Bool {
+        interrupted == nil && repaired.isEmpty && reattached.isEmpty && strayRemoved.isEmpty && supersededVersions == 0 && orphanedTries == 0
+    }
 
     init(_ report: Loader.ReconcileReport) {
         interrupted = report.interrupted.map { "\($0.operation) by pid \($0.processID)" }
@@ -56,5 +60,6 @@ struct ReconcileSummary: Encodable {
         reattached = report.reattached
         strayRemoved = report.strayRemoved
         supersededVersions = report.supersededVersions
+        orphanedTries = report.orphanedTries
     }
 }

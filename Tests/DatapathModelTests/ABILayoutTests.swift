@@ -7,7 +7,7 @@ import Testing
 /// offsets are pinned here against the structs the BPF programs use.
 @Suite struct ABILayoutTests {
     @Test func structSizesMatchTheHeader() {
-        #expect(MemoryLayout<nf_pod>.size == 12 && PodRecord.size == 12)
+        #expect(MemoryLayout<nf_pod>.size == 16 && PodRecord.size == 16)
         #expect(MemoryLayout<nf_lpm_key>.size == 24 && LPMKeyCodec.size == 24)
         #expect(MemoryLayout<nf_lpm_key>.offset(of: \.family) == 4 && MemoryLayout<nf_lpm_key>.offset(of: \.address) == 5)
         #expect(MemoryLayout<nf_port_rule>.size == 16 && nf_port_rule.size == 16)
@@ -82,11 +82,9 @@ import Testing
         #expect(MemoryLayout<nf_event>.offset(of: \.reason) == 69)
     }
 
-    @Test func policyIndexesMatchTheHeaderMacro() {
-        #expect(policyIndex(podID: 0, direction: .ingress, slot: 0) == 0)
-        #expect(policyIndex(podID: 0, direction: .egress, slot: 1) == 3)
-        #expect(policyIndex(podID: 5, direction: .egress, slot: 0) == 22)
-        #expect(policyIndex(podID: UInt32(DatapathLimits.pods - 1), direction: .egress, slot: 1) == UInt32(DatapathLimits.pods * 4) - 1)
+    @Test func everyPodDirectionHasALiveAndABuildingTrie() {
+        #expect(TrieIndex.count == DatapathLimits.pods * Direction.allCases.count * 2)
+        #expect(MemoryLayout<nf_pod>.offset(of: \.trie) == 12 && MemoryLayout<nf_pod>.size == 16)
     }
 
     @Test func encodedValuesLandWhereTheCStructsReadThem() {
@@ -100,14 +98,23 @@ import Testing
         }
         #expect(RuleSetCodec.decode(bytes) == [rule])
 
-        let record = PodRecord(podID: 9, revision: 3, slot: 1, states: [.ingress: .policiesApplied, .egress: .defaultDeny])
+        let record = PodRecord(podID: 9, revision: 3, slot: 1, states: [.ingress: .policiesApplied, .egress: .defaultDeny],
+                               tries: [.egress: TrieIndex(rawValue: 700)!])
         record.encode().withUnsafeBytes { raw in
             let pod = raw.loadUnaligned(as: nf_pod.self)
             #expect(pod.pod_id == 9 && pod.revision == 3 && pod.slot == 1 && pod.state.0 == 2 && pod.state.1 == 1)
+            #expect(pod.trie.0 == 0xffff && pod.trie.1 == 700, "no ingress trie is NF_NO_TRIE")
         }
         #expect(PodRecord.decode(record.encode()) == record)
+        var pastTheArray = record.encode()
+        pastTheArray[12] = 0x00; pastTheArray[13] = 0x40  // trie index 16384: no such index, and not NF_NO_TRIE
+        #expect(PodRecord.decode(pastTheArray) == nil, "a record naming an index past policies is not a record this ABI writes")
+        #expect(TrieIndex(rawValue: UInt16(TrieIndex.count)) == nil && TrieIndex(rawValue: UInt16(TrieIndex.count - 1)) != nil)
+        let digest = PolicyDigest(of: [prefixForDigest: [rule]])
+        #expect(TrieDigestRecord.decode(TrieDigestRecord(mapID: 77, digest: digest).encode()) == TrieDigestRecord(mapID: 77, digest: digest))
+        #expect(TrieDigestRecord.decode([UInt8](repeating: 0, count: TrieDigestRecord.size)) == nil, "an index never written")
 
-        let prefix = IPPrefix.parse("198.18.0.0/15")!.prefix
+        let prefix = prefixForDigest
         // 8 family bits + 96 mapped bits + 15
         #expect(LPMKeyCodec.encode(prefix) == [119, 0, 0, 0, 4] + [UInt8](repeating: 0, count: 10) + [0xff, 0xff, 198, 18, 0, 0, 0, 0, 0])
         #expect(LPMKeyCodec.decode(LPMKeyCodec.encode(prefix)) == prefix)
@@ -115,6 +122,8 @@ import Testing
         #expect(LPMKeyCodec.encode(any6) == [8, 0, 0, 0, 6] + [UInt8](repeating: 0, count: 19), "IPv6 ::/0 fixes the family byte only")
         #expect(LPMKeyCodec.decode(LPMKeyCodec.encode(any6)) == any6)
     }
+
+    private var prefixForDigest: IPPrefix { IPPrefix.parse("198.18.0.0/15")!.prefix }
 
     /// A ring-buffer record as the datapath writes it, decoded field by field.
     @Test func aGoldenEventDecodes() {

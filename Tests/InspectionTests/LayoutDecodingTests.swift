@@ -29,7 +29,7 @@ import Testing
     static var context: DecodeContext {
         var context = DecodeContext(attribution: Attribution(pods: [3: pod], objects: [5: web]))
         context.revisions = [3: 9]
-        context.liveSlots = [3: 1]
+        context.trieReaders = [TrieIndex(rawValue: 12)!: (.egress, [3, 4])]
         context.monotonicNow = 10_000_000_000
         return context
     }
@@ -67,12 +67,19 @@ import Testing
         #expect(try Self.rows(PolicyTrieLayout(context: Self.context), key: [1, 2, 3], value: []).isEmpty, "bytes of another size make no row")
     }
 
-    @Test func indexesOfArraysReadAsPodDirectionAndSlot() throws {
-        let index = PolicyIndex(podID: 3, direction: .egress, slot: 1)
-        let policy = try #require(try Self.rows(PoliciesLayout(context: Self.context), key: Self.bytes(index.rawValue), value: Self.bytes(UInt32(42))).first)
-        #expect(policy["pod"] as? String == "shop/web-0" && policy["direction"] as? String == "egress" && policy["slot"] as? Int == 1)
-        #expect(policy["live"] as? String == "yes" && policy["mapID"] as? Int == 42)
-        #expect(PolicyIndex(rawValue: index.rawValue) == index && policyIndex(podID: 3, direction: .egress, slot: 1) == index.rawValue)
+    @Test func indexesOfArraysReadAsTheirReadersAndCounters() throws {
+        let policy = try #require(try Self.rows(PoliciesLayout(context: Self.context), key: Self.bytes(UInt32(12)), value: Self.bytes(UInt32(42))).first)
+        #expect(policy["pod"] as? String == "shop/web-0" && policy["pods"] as? Int == 2 && policy["direction"] as? String == "egress")
+        #expect(policy["mapID"] as? Int == 42)
+        let orphan = try #require(try Self.rows(PoliciesLayout(context: Self.context), key: Self.bytes(UInt32(13)), value: Self.bytes(UInt32(43))).first)
+        #expect(orphan["pods"] as? Int == 0 && orphan["pod"] is NSNull, "a trie no record names has no reader")
+        #expect(try Self.rows(PoliciesLayout(context: Self.context), key: Self.bytes(UInt32(14)), value: Self.bytes(UInt32(0))).isEmpty)
+
+        let digest = PolicyDigest(of: [:])
+        let digestRow = try #require(try Self.rows(PolicyDigestsLayout(), key: Self.bytes(UInt32(12)),
+                                                   value: TrieDigestRecord(mapID: 42, digest: digest).encode()).first)
+        #expect(digestRow["mapID"] as? Int == 42 && digestRow["digest"] as? String == digest.description)
+        #expect(try Self.rows(PolicyDigestsLayout(), key: Self.bytes(UInt32(13)), value: [UInt8](repeating: 0, count: TrieDigestRecord.size)).isEmpty)
 
         // Two CPUs: (3 packets, 300 bytes) and (4, 400).
         let counter = CounterIndex(podID: 3, direction: .ingress, verdict: .allow)

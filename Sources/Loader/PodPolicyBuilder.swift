@@ -21,15 +21,20 @@ public struct PodPolicy: Equatable, Sendable {
     public var auditStates: [Direction: PodState]?
 }
 
-/// Tries compiled for one set of applied objects, by the objects selecting a pod
-/// and the direction: pods selected by the same objects compile once (and, with
-/// identical tries, share one trie in the kernel).
+/// What the objects selecting a pod compile to, for one set of applied objects:
+/// pods selected by the same objects compile once (and, with identical tries,
+/// share one trie in the kernel).
 public final class CompiledTries {
+    /// One direction's trie (nil: none) and rules by domain name (port rules by pattern id, with the pattern).
+    struct Compiled {
+        let trie: CompiledPolicy?
+        let domainRules: [UInt64: (pattern: String, rules: [PortRule])]
+    }
     struct Key: Hashable {
         let objects: [UInt32]
         let direction: Direction
     }
-    var tries: [Key: CompiledPolicy] = [:]
+    var compiled: [Key: Compiled] = [:]
 
     public init() {}
 }
@@ -51,40 +56,16 @@ public enum PodPolicyBuilder {
             let isolated = isolating.contains { $0.object.mode == .enforce }
             states[direction] = isolated ? .policiesApplied : defaults[direction, default: .allow].state
             auditStates[direction] = isolating.isEmpty ? defaults[direction, default: .allow].state : .policiesApplied
-            let triesKey = CompiledTries.Key(objects: selecting.map(\.index), direction: direction)
-            let known = compiled.tries[triesKey]
-            var rules: [PolicyRule] = []
-            for (index, object) in selecting {
-                for (position, rule) in object.rules(direction).enumerated() {
-                    guard position < RuleID.rulesPerDirection else {
-                        throw PolicyInputError("\(object.key)", "more than \(RuleID.rulesPerDirection) \(direction) rules")
-                    }
-                    let id = RuleID(objectIndex: index, direction: direction, rule: position).rawValue
-                    let tier: Tier = switch object.tier {
-                    case .admin: .admin
-                    case .baseline: .baseline
-                    case nil: .networkPolicy
-                    }
-                    var ports: [PortRange] { rule.ports.map { PortRange(protocolNumber: $0.protocolNumber, start: $0.port ?? 0, end: $0.endPort ?? $0.port ?? 0) } }
-                    if let pattern = rule.domainName {
-                        let portRules = PortRule.expanding(ports, ruleID: id, tier: tier, priority: object.priority, action: rule.action.ruleAction)
-                        domainRules[pattern.id, default: (pattern.description, [])].rules += portRules
-                    } else if known == nil, let peer = rule.cidr {
-                        rules.append(PolicyRule(ruleID: id, peer: peer, except: rule.except, ports: ports, tier: tier, priority: object.priority,
-                                                action: rule.action.ruleAction, audit: object.mode == .audit))
-                    }
-                }
+            let key = CompiledTries.Key(objects: selecting.map(\.index), direction: direction)
+            let result: CompiledTries.Compiled
+            if let known = compiled.compiled[key] {
+                result = known
+            } else {
+                result = try compile(pod: pod, direction: direction, selecting: selecting, isolated: isolated)
+                compiled.compiled[key] = result
             }
-            if let known {
-                policies[direction] = known
-            } else if isolated || !rules.isEmpty {
-                do {
-                    policies[direction] = try PolicyCompiler.compile(rules)
-                    compiled.tries[triesKey] = policies[direction]
-                } catch {
-                    throw PolicyInputError("pod \(pod) \(direction)", error.description)
-                }
-            }
+            policies[direction] = result.trie
+            domainRules.merge(result.domainRules) { mine, theirs in (mine.pattern, mine.rules + theirs.rules) }
         }
         var compiledDomainRules: [UInt64: [PortRule]] = [:]
         for (id, entry) in domainRules {
@@ -100,5 +81,39 @@ public enum PodPolicyBuilder {
         }
         return PodPolicy(states: states, policies: policies, domainRules: compiledDomainRules, objects: selecting.map(\.object.key).sorted(),
                          auditStates: audited ? auditStates : nil)
+    }
+
+    /// The trie and domain rules the `selecting` objects give one direction.
+    private static func compile(pod: PodReference, direction: Direction, selecting: [(index: UInt32, object: PolicyObject)],
+                                isolated: Bool) throws(PolicyInputError) -> CompiledTries.Compiled {
+        var rules: [PolicyRule] = []
+        var domainRules: [UInt64: (pattern: String, rules: [PortRule])] = [:]
+        for (index, object) in selecting {
+            for (position, rule) in object.rules(direction).enumerated() {
+                guard position < RuleID.rulesPerDirection else {
+                    throw PolicyInputError("\(object.key)", "more than \(RuleID.rulesPerDirection) \(direction) rules")
+                }
+                let id = RuleID(objectIndex: index, direction: direction, rule: position).rawValue
+                let tier: Tier = switch object.tier {
+                case .admin: .admin
+                case .baseline: .baseline
+                case nil: .networkPolicy
+                }
+                let ports = rule.ports.map { PortRange(protocolNumber: $0.protocolNumber, start: $0.port ?? 0, end: $0.endPort ?? $0.port ?? 0) }
+                if let pattern = rule.domainName {
+                    let portRules = PortRule.expanding(ports, ruleID: id, tier: tier, priority: object.priority, action: rule.action.ruleAction)
+                    domainRules[pattern.id, default: (pattern.description, [])].rules += portRules
+                } else if let peer = rule.cidr {
+                    rules.append(PolicyRule(ruleID: id, peer: peer, except: rule.except, ports: ports, tier: tier, priority: object.priority,
+                                            action: rule.action.ruleAction, audit: object.mode == .audit))
+                }
+            }
+        }
+        guard isolated || !rules.isEmpty else { return CompiledTries.Compiled(trie: nil, domainRules: domainRules) }
+        do {
+            return CompiledTries.Compiled(trie: try PolicyCompiler.compile(rules), domainRules: domainRules)
+        } catch {
+            throw PolicyInputError("pod \(pod) \(direction)", error.description)
+        }
     }
 }

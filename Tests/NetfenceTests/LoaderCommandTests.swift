@@ -41,7 +41,7 @@ import TestSupport
         let refused = try NetfenceBinary.run(["loader", "init", "--bpffs-root", root.path])
         #expect(refused.status == 1)
         #expect(refused.standardError == "error: the pinned map \(root.path)/maps/pods does not match this netfence: "
-            + "value size 12 (pinned: 8); rerun with --migrate to replace it (its entries are lost)\n")
+            + "value size 16 (pinned: 8); rerun with --migrate to replace it (its entries are lost)\n")
         #expect(!FileManager.default.fileExists(atPath: root.path + "/programs/nf_to_pod"), "a refused init pins nothing")
 
         let migrated = try NetfenceBinary.run(["loader", "init", "--migrate", "--bpffs-root", root.path])

@@ -106,8 +106,15 @@ func jsonRows(_ result: CommandResult) throws -> [[String: Any]] {
         let pod0 = try #require(pods.first { $0["pod"] as? String == "shop/pod0" })
         #expect(pod0["ingress"] as? String == "policies-applied" && pod0["egress"] as? String == "default-allow")
         #expect(pod0["interface"] as? String == bench.cluster.pods[0].hostInterface)
+        let ingressTrie = try #require(pod0["ingressTrie"] as? Int)
+        #expect(pod0["egressTrie"] is NSNull, "nothing selects pod0's egress: no trie")
         let policies = try jsonRows(bench.cli(["ebpf", "maps", "dump", "policies", "-o", "json"]))
-        #expect(policies.filter { $0["pod"] as? String == "shop/pod0" && $0["live"] as? String == "yes" }.count == 1)
+        #expect(policies.count == 1, "one trie on the node: \(policies)")
+        #expect(policies.first?["index"] as? Int == ingressTrie && policies.first?["pod"] as? String == "shop/pod0")
+        #expect(policies.first?["pods"] as? Int == 1 && policies.first?["direction"] as? String == "ingress")
+        let digests = try jsonRows(bench.cli(["ebpf", "maps", "dump", "policy_digests", "-o", "json"]))
+        #expect(digests.count == 1 && digests.first?["index"] as? Int == ingressTrie && digests.first?["mapID"] as? Int == policies.first?["mapID"] as? Int)
+        #expect((digests.first?["digest"] as? String)?.count == 64)
 
         _ = try bench.reaches(1, 0, .tcp)  // port 8080: denied
         let counters = try jsonRows(bench.cli(["ebpf", "maps", "dump", "counters", "--per-cpu", "-o", "json"]))

@@ -1,0 +1,111 @@
+import BPFKit
+import DatapathModel
+import Foundation
+import Testing
+import TestSupport
+
+/// Pods whose policy in a direction is identical read one trie: real pods, real
+/// packets, and the kernel's own maps as the witness.
+@Suite(.serialized) struct SharedTriesTests {
+    /// Each pod's trie index per direction (nil: none), from the pods map as the datapath reads it.
+    static func tries(_ bench: LoaderCluster) throws -> [String: (ingress: Int?, egress: Int?)] {
+        var result: [String: (ingress: Int?, egress: Int?)] = [:]
+        for row in try jsonRows(bench.cli(["ebpf", "maps", "dump", "pods", "-o", "json"])) {
+            guard let pod = row["pod"] as? String else { continue }
+            result[pod] = (row["ingressTrie"] as? Int, row["egressTrie"] as? Int)
+        }
+        return result
+    }
+
+    /// The tries in `policies`: index → pods reading it.
+    static func policies(_ bench: LoaderCluster) throws -> [Int: Int] {
+        Dictionary(uniqueKeysWithValues: try jsonRows(bench.cli(["ebpf", "maps", "dump", "policies", "-o", "json"])).compactMap { row in
+            (row["index"] as? Int).map { ($0, row["pods"] as? Int ?? 0) }
+        })
+    }
+
+    @Test func podsSelectedByTheSameObjectsShareOneTrieAndEachStillEnforcesItsOwn() throws {
+        guard Privileges.require() else { return }
+        let bench = try LoaderCluster(pods: 3)
+        // pod0 and pod1: ingress from pod2 on TCP only. One trie for both.
+        let shared = policyEndpoint("shared", selecting: [0, 1], isolation: ["Ingress"], ingress: rule("\(bench.ip(2))/32", ports: [("TCP", 8080, nil)]))
+        try bench.cli(["loader", "apply"], input: shared)
+        var tries = try Self.tries(bench)
+        let one = try #require(tries["shop/pod0"]?.ingress)
+        #expect(tries["shop/pod1"]?.ingress == one && tries["shop/pod2"]?.ingress == nil)
+        #expect(try Self.policies(bench) == [one: 2], "one trie, read by two pods")
+        let scope = everyEdge(pods: 3)
+        let base = scope.subtracting(edges("1>0 *", "2>0 *", "0>1 *", "2>1 *"))
+        try bench.expectMatrix(allowed: base.union(edges("2>0 tcp", "2>1 tcp")), scope: scope, "shared")
+
+        // pod1 alone gains UDP: its own trie; pod0 keeps the shared one untouched.
+        let extra = policyEndpoint("extra", selecting: [1], isolation: ["Ingress"], ingress: rule("\(bench.ip(2))/32", ports: [("UDP", 8080, nil)]))
+        try bench.cli(["loader", "apply"], input: extra)
+        tries = try Self.tries(bench)
+        let own = try #require(tries["shop/pod1"]?.ingress)
+        #expect(tries["shop/pod0"]?.ingress == one && own != one)
+        #expect(try Self.policies(bench) == [one: 1, own: 1])
+        try bench.expectMatrix(allowed: base.union(edges("2>0 tcp", "2>1 tcp", "2>1 udp")), scope: scope, "pod1 its own")
+
+        // Without it pod1's policy is the shared one again: it reads pod0's trie, and its own trie is gone.
+        try bench.cli(["loader", "delete"], input: extra)
+        tries = try Self.tries(bench)
+        #expect(tries["shop/pod1"]?.ingress == one)
+        #expect(try Self.policies(bench) == [one: 2], "the trie nobody reads was deleted")
+        try bench.expectMatrix(allowed: base.union(edges("2>0 tcp", "2>1 tcp")), scope: scope, "shared again")
+
+        // Detaching one reader leaves the trie to the other; detaching both deletes it.
+        try bench.cli(["loader", "detach", "--pod", "shop/pod0"])
+        #expect(try Self.policies(bench) == [one: 1])
+        let tcp = try bench.reaches(2, 1, .tcp), udp = try bench.reaches(2, 1, .udp)
+        #expect(tcp && !udp, "pod1 still enforces the shared trie")
+        try bench.cli(["loader", "detach", "--pod", "shop/pod1"])
+        #expect(try Self.policies(bench).isEmpty)
+        let digests = try jsonRows(bench.cli(["ebpf", "maps", "dump", "policy_digests", "-o", "json"]))
+        #expect(digests.isEmpty, "a deleted trie's digest goes with it: \(digests)")
+        #expect(try bench.cli(["loader", "status", "--check"]).status == 0)
+    }
+
+    /// A pod attached after others enforce a policy reads their trie when its policy is
+    /// the same, and gets its own when only its default differs in a direction with no trie.
+    @Test func aPodAttachedLaterReadsTheTrieItsPeersAlreadyShare() throws {
+        guard Privileges.require() else { return }
+        let bench = try LoaderCluster(pods: 3)
+        try bench.cli(["loader", "detach", "--pod", "shop/pod2"])
+        try bench.cli(["loader", "apply"], input: clusterPolicy("admin", tier: "Admin", priority: 10, selecting: [0, 1, 2],
+                                                               ingress: rule("198.19.0.0/16", action: "Deny")))
+        let shared = try #require(try Self.tries(bench)["shop/pod0"]?.ingress)
+        try bench.cli(["loader", "attach", "--pod", "shop/pod2", "--iface", bench.cluster.pods[2].hostInterface,
+                       "--netns", bench.cluster.node.name, "--ingress-default", "deny"])
+        let tries = try Self.tries(bench)
+        #expect(tries["shop/pod2"]?.ingress == shared && tries["shop/pod1"]?.ingress == shared, "one trie for three pods")
+        #expect(try Self.policies(bench) == [shared: 3])
+        // pod2's default (deny) lives in its record, not in the trie: only pod2 is closed.
+        let intoPod2 = try bench.reaches(0, 2, .tcp), intoPod0 = try bench.reaches(2, 0, .tcp)
+        #expect(!intoPod2 && intoPod0)
+    }
+
+    /// A trie no record names (what a change killed after building it leaves) is deleted by reconcile,
+    /// and a change never hands out an index a record names.
+    @Test func reconcileDeletesATrieNoPodReads() throws {
+        guard Privileges.require() else { return }
+        let bench = try LoaderCluster(pods: 2)
+        try bench.cli(["loader", "apply"], input: policyEndpoint("web", selecting: [0], isolation: ["Ingress"], ingress: rule("\(bench.ip(1))/32")))
+        let named = try #require(try Self.tries(bench)["shop/pod0"]?.ingress)
+        let policies = try #require(try BPFFilesystem.pinnedMap(at: bench.root.path + "/maps/policies"))
+        let stray = try BPFMap(type: .lpmTrie, name: "nf_pod_policy", keySize: UInt32(LPMKeyCodec.size), valueSize: UInt32(RuleSetCodec.size),
+                               maxEntries: UInt32(DatapathLimits.prefixesPerPod), flags: MapFlags.noPreallocate)
+        let strayIndex = TrieIndex(rawValue: UInt16(named == 0 ? 1 : 0))!
+        try policies.setInner(key: strayIndex.key, to: stray)
+        #expect(try Self.policies(bench) == [named: 1, Int(strayIndex.rawValue): 0])
+
+        let reconciled = try bench.cli(["loader", "reconcile", "-o", "json"]).standardOutput
+        #expect(reconciled.contains("\"orphanedTries\" : 1"), "\(reconciled)")
+        #expect(try Self.policies(bench) == [named: 1])
+        #expect(try bench.reaches(1, 0, .tcp), "pod0 still enforces its trie")
+        // The next change builds at a free index, never over the one pod0 reads.
+        try bench.cli(["loader", "apply"], input: policyEndpoint("web", selecting: [0], isolation: ["Ingress"], ingress: rule("\(bench.podsCIDR)")))
+        #expect(try Self.tries(bench)["shop/pod0"]?.ingress != named)
+        #expect(try Self.policies(bench).count == 1)
+    }
+}

@@ -1,4 +1,5 @@
 import CLibBPF
+import Foundation
 import Glibc
 import HostKit
 
@@ -60,6 +61,16 @@ public final class BPFMap: @unchecked Sendable {
             flags: info.map_flags, btfID: info.btf_id, btfKeyTypeID: info.btf_key_type_id, btfValueTypeID: info.btf_value_type_id)
         cachedInfo = result
         return result
+    }
+
+    /// The kernel memory the map is charged (`memlock` of its fdinfo: what it uses now on kernels
+    /// that count usage, 6.4 and later; nil when the kernel does not say).
+    public func memoryBytes() -> Int? {
+        guard let text = try? String(contentsOfFile: "/proc/self/fdinfo/\(descriptor.rawValue)", encoding: .utf8) else { return nil }
+        for line in text.split(separator: "\n") where line.hasPrefix("memlock:") {
+            return Int(line.dropFirst("memlock:".count).trimmingCharacters(in: .whitespaces))
+        }
+        return nil
     }
 
     /// Writes one entry (`BPF_MAP_UPDATE_ELEM`); key and value must have the map's sizes.

@@ -5,7 +5,7 @@
 public struct Figure: Sendable, Encodable {
     /// What the value counts.
     public enum Unit: String, Sendable, Encodable {
-        case nanoseconds = "ns", milliseconds = "ms", seconds = "s", perSecond = "/s"
+        case nanoseconds = "ns", milliseconds = "ms", seconds = "s", perSecond = "/s", mebibytes = "MiB"
     }
 
     /// The same-run measurement a figure is read against.

@@ -13,7 +13,7 @@ struct BenchCommand: Command {
         name: "bench",
         abstract: "Measure netfence on this machine, each figure beside its baseline from the same run.",
         subcommands: [BenchDatapathCommand.self, BenchLoaderCommand.self, BenchEventsCommand.self, BenchConntrackCommand.self,
-                      BenchDNSCommand.self, BenchExplainCommand.self, BenchCNICommand.self, BenchCLICommand.self])
+                      BenchDNSCommand.self, BenchExplainCommand.self, BenchCNICommand.self, BenchCLICommand.self, BenchScaleCommand.self])
 
     init(parsed: ParsedArguments) {}
 }
@@ -83,6 +83,50 @@ struct BenchLoaderCommand: Command {
         try NodeAccess.requirePrivileges(context)
         var benchmark = LoaderBenchmark()
         benchmark.pods = pods
+        try FigureTable.print(try benchmark.run(), context)
+    }
+}
+
+/// `netfence bench scale`: one cluster policy over many pods.
+struct BenchScaleCommand: Command {
+    static let configuration = CommandConfiguration(
+        name: "scale",
+        abstract: "Apply 10,000 CIDRs of cluster policy to 250 pods: time and trie memory beside the same for 1 pod.",
+        discussion: """
+            Builds a throwaway namespace with the pods' host veths, loads netfence under a throwaway pin root and \
+            attaches every pod. Then, in rounds, applies Admin ClusterPolicyEndpoints of 10,000 CIDRs (one object per \
+            2,000) selecting one pod, and the same selecting every pod, each removed again before the next. Reports \
+            the median apply time of each and the kernel memory of the tries pods read after each (memlock of the \
+            tries, as the kernel charges them): pods whose policy is identical share one trie (goal: apply at most 2x \
+            one pod's, memory that of one pod's). Takes about a minute; removes everything it made.
+            """)
+
+    static let pods = Option<Int>(long: "pods", help: "How many pods the policy selects.", default: 250)
+    static let cidrs = Option<Int>(long: "cidrs", help: "How many CIDRs the policy has.", default: 10_000)
+    static let rounds = Option<Int>(long: "rounds", help: "Rounds of (1 pod, every pod); medians are reported.", default: 3)
+    static let arguments = [pods.definition, cidrs.definition, rounds.definition]
+
+    let pods: Int
+    let cidrs: Int
+    let rounds: Int
+    init(parsed: ParsedArguments) {
+        pods = parsed[Self.pods]
+        cidrs = parsed[Self.cidrs]
+        rounds = parsed[Self.rounds]
+    }
+
+    func validate() throws {
+        if !(2...1_000).contains(pods) { throw UsageError("--pods must be between 2 and 1000") }
+        if !(1...60_000).contains(cidrs) { throw UsageError("--cidrs must be between 1 and 60000") }
+        if !(1...10).contains(rounds) { throw UsageError("--rounds must be between 1 and 10") }
+    }
+
+    func run(_ context: CommandContext) throws {
+        try NodeAccess.requirePrivileges(context)
+        var benchmark = ScaleBenchmark()
+        benchmark.pods = pods
+        benchmark.cidrs = cidrs
+        benchmark.rounds = rounds
         try FigureTable.print(try benchmark.run(), context)
     }
 }
@@ -322,6 +366,7 @@ enum FigureTable {
         case .milliseconds: String(format: value < 10 ? "%.3f ms" : "%.1f ms", value)
         case .seconds: String(format: "%.3f s", value)
         case .perSecond: "\(Int(value.rounded()).formatted()) /s"
+        case .mebibytes: String(format: "%.1f MiB", value)
         }
     }
 

@@ -9,7 +9,7 @@ function __netfence_path
             continue
         end
         switch $word
-            case '-o' '--output' '--bpffs-root' '--format' '--stats-window' '--aws-root' '--pod' '--direction' '--count' '--namespace' '--verdict' '--ip' '--port' '--proto' '--tier' '--policy' '--color' '--pcap' '--output-file' '--max-size' '--max-files' '--fields' '--rate' '--node-rate' '--snaplen' '--wait-timeout' '--iface' '--netns' '--ingress-default' '--egress-default' '-f' '--filename' '--probe' '--timeout' '--peer' '--peer-port' '--state' '--listen' '--upstream' '--min-ttl' '--max-ttl' '--refuse-with' '--passes' '--pods' '--events' '--entries' '--seconds' '--prefixes' '--samples'
+            case '-o' '--output' '--bpffs-root' '--format' '--stats-window' '--aws-root' '--pod' '--direction' '--count' '--namespace' '--verdict' '--ip' '--port' '--proto' '--tier' '--policy' '--color' '--pcap' '--output-file' '--max-size' '--max-files' '--fields' '--rate' '--node-rate' '--snaplen' '--wait-timeout' '--iface' '--netns' '--ingress-default' '--egress-default' '-f' '--filename' '--probe' '--timeout' '--peer' '--peer-port' '--state' '--listen' '--upstream' '--min-ttl' '--max-ttl' '--refuse-with' '--passes' '--pods' '--events' '--entries' '--seconds' '--prefixes' '--samples' '--cidrs' '--rounds'
                 set skip 1
                 continue
         end
@@ -94,6 +94,8 @@ function __netfence_path
                 set path 'netfence bench cni'
             case 'netfence bench cli'
                 set path 'netfence bench cli'
+            case 'netfence bench scale'
+                set path 'netfence bench scale'
             case 'netfence demo'
                 set path 'netfence demo'
             case 'netfence completions'
@@ -394,6 +396,7 @@ complete -c netfence -n 'test (__netfence_path) = "netfence bench"' -a dns -d 'Q
 complete -c netfence -n 'test (__netfence_path) = "netfence bench"' -a explain -d 'How long policy explain works on a pod with 60,000 prefixes, beside its trie lookup loop.'
 complete -c netfence -n 'test (__netfence_path) = "netfence bench"' -a cni -d 'ADD latency of Debian\'s ptp + host-local chain with netfence-cni, beside the chain without it.'
 complete -c netfence -n 'test (__netfence_path) = "netfence bench"' -a cli -d 'The real netfence processes an agent runs (--version, status, attach + detach, a small apply) beside bpftool version.'
+complete -c netfence -n 'test (__netfence_path) = "netfence bench"' -a scale -d 'Apply 10,000 CIDRs of cluster policy to 250 pods: time and trie memory beside the same for 1 pod.'
 complete -c netfence -n 'test (__netfence_path) = "netfence bench"' -s o -l output -x -a 'table json' -d 'Output format: table for people, json for scripts.'
 complete -c netfence -n 'test (__netfence_path) = "netfence bench"' -l bpffs-root -x -a '(__fish_complete_directories)' -d 'The bpffs folder netfence pins its programs and maps under.'
 complete -c netfence -n 'test (__netfence_path) = "netfence bench"' -l format -x -a 'aws-eks-na-cli aws-eks-na-cli-v6' -d 'Print ebpf progs, maps, loaded-ebpfdata, dump-maps and dump-cp-maps as aws-eks-na-cli (or its -v6) prints them.'
@@ -440,6 +443,13 @@ complete -c netfence -n 'test (__netfence_path) = "netfence bench cli"' -l bpffs
 complete -c netfence -n 'test (__netfence_path) = "netfence bench cli"' -l format -x -a 'aws-eks-na-cli aws-eks-na-cli-v6' -d 'Print ebpf progs, maps, loaded-ebpfdata, dump-maps and dump-cp-maps as aws-eks-na-cli (or its -v6) prints them.'
 complete -c netfence -n 'test (__netfence_path) = "netfence bench cli"' -l samples -x -d 'Runs of each command.'
 complete -c netfence -n 'test (__netfence_path) = "netfence bench cli"' -s h -l help -d 'Show help information.'
+complete -c netfence -n 'test (__netfence_path) = "netfence bench scale"' -s o -l output -x -a 'table json' -d 'Output format: table for people, json for scripts.'
+complete -c netfence -n 'test (__netfence_path) = "netfence bench scale"' -l bpffs-root -x -a '(__fish_complete_directories)' -d 'The bpffs folder netfence pins its programs and maps under.'
+complete -c netfence -n 'test (__netfence_path) = "netfence bench scale"' -l format -x -a 'aws-eks-na-cli aws-eks-na-cli-v6' -d 'Print ebpf progs, maps, loaded-ebpfdata, dump-maps and dump-cp-maps as aws-eks-na-cli (or its -v6) prints them.'
+complete -c netfence -n 'test (__netfence_path) = "netfence bench scale"' -l pods -x -d 'How many pods the policy selects.'
+complete -c netfence -n 'test (__netfence_path) = "netfence bench scale"' -l cidrs -x -d 'How many CIDRs the policy has.'
+complete -c netfence -n 'test (__netfence_path) = "netfence bench scale"' -l rounds -x -d 'Rounds of (1 pod, every pod); medians are reported.'
+complete -c netfence -n 'test (__netfence_path) = "netfence bench scale"' -s h -l help -d 'Show help information.'
 complete -c netfence -n 'test (__netfence_path) = "netfence demo"' -s o -l output -x -a 'table json' -d 'Output format: table for people, json for scripts.'
 complete -c netfence -n 'test (__netfence_path) = "netfence demo"' -l bpffs-root -x -a '(__fish_complete_directories)' -d 'The bpffs folder netfence pins its programs and maps under.'
 complete -c netfence -n 'test (__netfence_path) = "netfence demo"' -l format -x -a 'aws-eks-na-cli aws-eks-na-cli-v6' -d 'Print ebpf progs, maps, loaded-ebpfdata, dump-maps and dump-cp-maps as aws-eks-na-cli (or its -v6) prints them.'

@@ -96,6 +96,23 @@ import TestSupport
         #expect(!FileManager.default.fileExists(atPath: "\(NetworkNamespace.namedFolder)/nfbench-\(result.processID)"), "namespace removed")
     }
 
+    /// A short run of `bench scale`: the policy over every pod is one trie, as large as one pod's,
+    /// and the command removed its namespace and pins.
+    @Test func benchScaleSharesOneTrieAmongEveryPodAndLeavesNothingBehind() throws {
+        guard Privileges.require() else { return }
+        let result = try NetfenceBinary.run(["bench", "scale", "--pods", "6", "--cidrs", "2500", "--rounds", "1", "-o", "json"])
+        #expect(result.status == 0, "stderr: \(result.standardError)")
+        let rows = try jsonArray(result.standardOutput)
+        #expect(rows.map { $0["unit"] as? String } == ["ms", "ms", "MiB", "MiB"], "\(rows)")
+        #expect(rows[3]["name"] as? String == "kernel memory of the tries, 6 pods (1 trie)" && rows[3]["count"] as? Int == 1)
+        #expect(rows[3]["compared"] as? Double == 1.0 && (rows[2]["value"] as? Double ?? 0) > 0, "the same one trie: \(rows)")
+        let goal = try #require(rows[1]["goal"] as? [String: Any])
+        #expect(goal["bound"] as? String == "atMost" && goal["limit"] as? Double == 2 && rows[1]["comparison"] as? String == "times")
+        let pid = "\(result.processID)"
+        #expect(!FileManager.default.fileExists(atPath: "\(NetworkNamespace.namedFolder)/nfbench-\(pid)"), "namespace removed")
+        #expect(!FileManager.default.fileExists(atPath: "\(BPFFilesystem.defaultMountPoint)/netfence-bench-\(pid)"), "pins removed")
+    }
+
     @Test func benchEventsRefusesATooSmallRun() throws {
         let result = try NetfenceBinary.run(["bench", "events", "--events", "10"])
         #expect(result.status == 64)

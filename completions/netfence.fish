@@ -9,7 +9,7 @@ function __netfence_path
             continue
         end
         switch $word
-            case '-o' '--output' '--bpffs-root' '--format' '--stats-window' '--aws-root' '--pod' '--direction' '--count' '--namespace' '--verdict' '--ip' '--port' '--proto' '--tier' '--policy' '--color' '--pcap' '--output-file' '--max-size' '--max-files' '--fields' '--rate' '--node-rate' '--snaplen' '--wait-timeout' '--iface' '--netns' '--ingress-default' '--egress-default' '-f' '--filename' '--probe' '--timeout' '--peer' '--peer-port' '--state' '--listen' '--upstream' '--min-ttl' '--max-ttl' '--refuse-with' '--passes' '--pods' '--events' '--entries' '--seconds' '--prefixes' '--samples' '--cidrs' '--rounds'
+            case '-o' '--output' '--bpffs-root' '--format' '--stats-window' '--aws-root' '--pod' '--direction' '--count' '--namespace' '--verdict' '--ip' '--port' '--proto' '--tier' '--policy' '--color' '--pcap' '--output-file' '--max-size' '--max-files' '--fields' '--rate' '--node-rate' '--snaplen' '--conntrack-entries' '--wait-timeout' '--iface' '--netns' '--ingress-default' '--egress-default' '-f' '--filename' '--probe' '--timeout' '--peer' '--peer-port' '--state' '--listen' '--upstream' '--min-ttl' '--max-ttl' '--refuse-with' '--passes' '--pods' '--events' '--entries' '--seconds' '--prefixes' '--samples' '--cidrs' '--rounds'
                 set skip 1
                 continue
         end
@@ -243,6 +243,7 @@ complete -c netfence -n 'test (__netfence_path) = "netfence loader init"' -s o -
 complete -c netfence -n 'test (__netfence_path) = "netfence loader init"' -l bpffs-root -x -a '(__fish_complete_directories)' -d 'The bpffs folder netfence pins its programs and maps under.'
 complete -c netfence -n 'test (__netfence_path) = "netfence loader init"' -l format -x -a 'aws-eks-na-cli aws-eks-na-cli-v6' -d 'Print ebpf progs, maps, loaded-ebpfdata, dump-maps and dump-cp-maps as aws-eks-na-cli (or its -v6) prints them.'
 complete -c netfence -n 'test (__netfence_path) = "netfence loader init"' -l migrate -d 'Replace pinned maps that do not match this netfence (their entries are lost).'
+complete -c netfence -n 'test (__netfence_path) = "netfence loader init"' -l conntrack-entries -x -d 'Flows the conntrack table holds (4096-4194304; default: as pinned, else 524288).'
 complete -c netfence -n 'test (__netfence_path) = "netfence loader init"' -l wait-timeout -x -d 'How long to wait for another netfence command changing this pin root to finish.'
 complete -c netfence -n 'test (__netfence_path) = "netfence loader init"' -s h -l help -d 'Show help information.'
 complete -c netfence -n 'test (__netfence_path) = "netfence loader attach"' -s o -l output -x -a 'table json' -d 'Output format: table for people, json for scripts.'

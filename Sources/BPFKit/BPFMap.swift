@@ -284,3 +284,11 @@ public enum MapFlags {
     /// Allocate entries on insert; LPM tries require it.
     public static let noPreallocate = UInt32(BPF_F_NO_PREALLOC)
 }
+
+/// How `BPFMap.update` writes an entry.
+public enum UpdateFlags {
+    /// Create or replace.
+    public static let any = UInt64(BPF_ANY)
+    /// Create only: an existing entry fails the update with EEXIST.
+    public static let noExist = UInt64(BPF_NOEXIST)
+}

@@ -18,7 +18,8 @@ public final class BPFObjectFile {
     /// The verifier runs here, once per program. Before loading, `reusing` sees
     /// each map the object defines and may return an existing map to use in its
     /// place (a pinned map whose contents must survive), or throw to refuse.
-    public init(bytes: [UInt8], name: String, reusing: (MapSpec) throws -> BPFMap? = { _ in nil }) throws {
+    /// `resizing` gives maps (by name) another capacity than the object states.
+    public init(bytes: [UInt8], name: String, resizing: [String: UInt32] = [:], reusing: (MapSpec) throws -> BPFMap? = { _ in nil }) throws {
         nf_libbpf_capture_logs()
         let elf = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 8)
         bytes.withUnsafeBytes { elf.copyMemory(from: $0) }
@@ -40,6 +41,10 @@ public final class BPFObjectFile {
         do {
             var map = bpf_object__next_map(opened, nil)
             while let current = map {
+                if let entries = resizing[String(cString: bpf_map__name(current))] {
+                    let resized = bpf_map__set_max_entries(current, entries)
+                    if resized < 0 { throw SystemError("size map", "\(String(cString: bpf_map__name(current))) to \(entries) entries", errno: resized) }
+                }
                 if let existing = try reusing(MapSpec(current)) {
                     let reused = bpf_map__reuse_fd(current, existing.descriptor.rawValue)
                     if reused < 0 { throw SystemError("reuse map", String(cString: bpf_map__name(current)), errno: reused) }
@@ -185,12 +190,12 @@ extension BPFObjectFile {
     /// a pinned map that matches is reused with its entries; one that does not
     /// is refused with what differs, unless `migrate` replaces it, or it is one of
     /// `replaceable` (maps whose contents the caller carries over itself). `validate`
-    /// sees every map spec first and may refuse the object.
+    /// sees every map spec first and may refuse the object; `resizing` as for `init`.
     public static func load(bytes: [UInt8], name: String, pinningMapsIn folder: String, migrate: Bool, replaceable: Set<String> = [],
-                            validate: (MapSpec) throws -> Void = { _ in }) throws -> (BPFObjectFile, PinReport) {
+                            resizing: [String: UInt32] = [:], validate: (MapSpec) throws -> Void = { _ in }) throws -> (BPFObjectFile, PinReport) {
         try BPFFilesystem.makeDirectories(folder)
         var report = PinReport()
-        let object = try BPFObjectFile(bytes: bytes, name: name) { spec in
+        let object = try BPFObjectFile(bytes: bytes, name: name, resizing: resizing) { spec in
             try validate(spec)
             let path = "\(folder)/\(spec.name)"
             guard let pinned = try BPFFilesystem.pinnedMap(at: path) else { return nil }

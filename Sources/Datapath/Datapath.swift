@@ -127,11 +127,24 @@ public final class Datapath {
     /// The settings map is replaced without `migrate` when its layout changed, its
     /// knobs carried over (a settings map made now starts as `DatapathSettings.initial`);
     /// so are the per-CPU scratch maps, which hold nothing between packets.
-    public static func load(pinningUnder root: String, migrate: Bool, sameABI: Bool = false) throws -> (Datapath, PinReport) {
+    ///
+    /// `conntrack` holds `conntrackEntries` flows; nil keeps a pinned table's size (else
+    /// `DatapathLimits.conntrackEntries`). A pinned table of another size is replaced without
+    /// `migrate` (a resize asked for): the returned table is the old one, whose flows the caller
+    /// carries over (`carryOverConntrack`). Another layout still needs `migrate`.
+    public static func load(pinningUnder root: String, migrate: Bool, sameABI: Bool = false, conntrackEntries: Int? = nil) throws
+        -> (datapath: Datapath, report: PinReport, replacedConntrack: BPFMap?) {
         try checkPinnedTries(mapPin(root, "policies"), migrate: migrate, emptyIsCompatible: sameABI)
         let earlierSettings = try BPFFilesystem.pinnedMap(at: mapPin(root, "settings"))?.lookup(key: withUnsafeBytes(of: UInt32(0)) { Array($0) })
+        let earlierConntrack = try BPFFilesystem.pinnedMap(at: mapPin(root, "conntrack"))
+        let earlierInfo = try earlierConntrack?.info()
+        let entries = conntrackEntries.map(UInt32.init) ?? earlierInfo?.maxEntries ?? UInt32(DatapathLimits.conntrackEntries)
+        let resizable = earlierInfo.map { $0.type == .lruHash && Int($0.keySize) == ABISizes.conntrackKey
+            && Int($0.valueSize) == ABISizes.conntrackValue && $0.maxEntries != entries } ?? false
         let (object, report) = try BPFObjectFile.load(bytes: EmbeddedBPFObject.datapath.bytes, name: "datapath", pinningMapsIn: "\(root)/maps",
-                                                      migrate: migrate, replaceable: ["settings", "scratch", "event_scratch"], validate: checkABI)
+                                                      migrate: migrate,
+                                                      replaceable: Set(["settings", "scratch", "event_scratch"] + (resizable ? ["conntrack"] : [])),
+                                                      resizing: ["conntrack": entries], validate: checkABI)
         let datapath = try Datapath(object: object)
         if report.created.contains("settings") {
             try datapath.write(.initial)
@@ -145,7 +158,32 @@ public final class Datapath {
             try object.program(named: name).pin(at: staged)
             if rename(staged, programPin(root, name)) != 0 { throw SystemError("replace program pin", programPin(root, name), errno: errno) }
         }
-        return (datapath, report)
+        return (datapath, report, resizable && report.migrated.contains("conntrack") ? earlierConntrack : nil)
+    }
+
+    /// Copies the flows of `earlier` (a conntrack table this one replaced) into this one: the
+    /// most recently seen that fit, least recent first (the LRU's order). `keepingNewer`:
+    /// flows this table tracks already keep their entry (a second pass after the programs
+    /// that write this table reached every pod). Returns how many were written.
+    @discardableResult
+    public func carryOverConntrack(from earlier: BPFMap, keepingNewer: Bool) throws -> Int {
+        var flows: [(lastSeen: UInt64, key: [UInt8], value: [UInt8])] = []
+        try earlier.forEachBatch { batch in
+            for index in 0..<batch.count {
+                guard let entry = ConntrackEntry.decode(key: batch.key(index), value: batch.value(index)) else { continue }
+                flows.append((entry.lastSeenNanoseconds, Array(batch.key(index)), Array(batch.value(index))))
+            }
+        }
+        var written = 0
+        for flow in flows.sorted(by: { $0.lastSeen < $1.lastSeen }).suffix(Int(try conntrack.info().maxEntries)) {
+            do {
+                try conntrack.update(key: flow.key, value: flow.value, flags: keepingNewer ? UpdateFlags.noExist : UpdateFlags.any)
+                written += 1
+            } catch let error as SystemError where error.errno == EEXIST {
+                continue  // tracked here since: newer than the copy
+            }
+        }
+        return written
     }
 
     /// The sizes `policies` states reach the kernel only as its inner-map template,

@@ -119,13 +119,20 @@ public final class Loader {
         public var reattached: [PodReference] = []
         /// What init's closing reconcile repaired.
         public var reconciled = ReconcileReport()
+        /// Flows the conntrack table holds at most now.
+        public var conntrackEntries = 0
+        /// The conntrack table was resized: from how many entries, and how many tracked flows it carried over.
+        public var conntrackResize: (from: Int, carriedOver: Int)?
     }
 
     /// Loads (or reloads) the state maps, then the datapath, under `root` (the
     /// marker that makes it a netfence root first), then replaces the programs
     /// on every attached pod's interface atomically. Creates `root` if needed;
-    /// waits up to `timeout` seconds for another writer.
-    public static func initialize(root: PinRoot, migrate: Bool, waitingUpTo timeout: Double = defaultLockTimeout) throws -> (Loader, InitReport) {
+    /// waits up to `timeout` seconds for another writer. `conntrackEntries` sizes the
+    /// conntrack table (nil: as pinned, else the default); a resize carries the tracked
+    /// flows over, most recently seen kept when the new table is smaller.
+    public static func initialize(root: PinRoot, migrate: Bool, conntrackEntries: Int? = nil,
+                                  waitingUpTo timeout: Double = defaultLockTimeout) throws -> (Loader, InitReport) {
         try root.requireMounted()
         var held: FileLock?
         for attempt in 1...3 where held == nil {
@@ -140,8 +147,12 @@ public final class Loader {
         var report = InitReport()
         let (state, stateMaps) = try LoaderState.load(pinningUnder: root.path, migrate: migrate)
         let previous = try state.rootMarker()
-        let (datapath, datapathMaps) = try Datapath.load(pinningUnder: root.path, migrate: migrate,
-                                                         sameABI: previous?.abiVersion == RootMarker.currentABIVersion)
+        let (datapath, datapathMaps, replacedConntrack) = try Datapath.load(pinningUnder: root.path, migrate: migrate,
+                                                                            sameABI: previous?.abiVersion == RootMarker.currentABIVersion,
+                                                                            conntrackEntries: conntrackEntries)
+        // The flows the old table tracks go into the new one before any program writes it, and once more
+        // (keeping what the new programs tracked meanwhile) when they have reached every pod.
+        if let replacedConntrack { _ = try datapath.carryOverConntrack(from: replacedConntrack, keepingNewer: false) }
         try state.markRoot()
         report.maps.reused = stateMaps.reused + datapathMaps.reused
         report.maps.created = stateMaps.created + datapathMaps.created
@@ -163,6 +174,11 @@ public final class Loader {
         for (_, pod) in pods {
             try loader.attachPrograms(pod)
             report.reattached.append(pod.pod)
+        }
+        report.conntrackEntries = try datapath.fill(ofMap: "conntrack").maxEntries
+        if let replacedConntrack {
+            _ = try datapath.carryOverConntrack(from: replacedConntrack, keepingNewer: true)
+            report.conntrackResize = (Int(try replacedConntrack.info().maxEntries), try datapath.fill(ofMap: "conntrack").entries)
         }
         report.reconciled = try loader.reconcile()
         return (loader, report)

@@ -10,25 +10,46 @@ struct LoaderInitCommand: Command {
         discussion: """
             Idempotent. Pinned maps that match this netfence are reused with their entries (conntrack and counters \
             survive); a pinned map that does not match is refused with what differs, unless --migrate replaces it \
-            (its entries are lost). Programs are loaded anew and their pins replaced atomically.
+            (its entries are lost). Programs are loaded anew and their pins replaced atomically. \
+            --conntrack-entries sizes the conntrack table (the AWS agent's --conntrack-cache-table-size); \
+            without it a pinned table keeps its size. A resize replaces the table and carries every tracked \
+            flow over, the most recently seen first kept when the new table is smaller (flows it cannot hold \
+            are re-evaluated as new flows). Each entry costs about 150 bytes of kernel memory at the most.
             """)
 
     static let migrate = Flag(long: "migrate", help: "Replace pinned maps that do not match this netfence (their entries are lost).")
-    static let arguments = [migrate.definition, LockWait.timeout.definition]
+    static let conntrackEntries = Option<Int?>(long: "conntrack-entries", valueName: "n",
+                                               help: "Flows the conntrack table holds (\(entriesRange.lowerBound)-\(entriesRange.upperBound); "
+                                                   + "default: as pinned, else \(DatapathLimits.conntrackEntries)).",
+                                               default: nil, showDefault: false)
+    static let arguments = [migrate.definition, conntrackEntries.definition, LockWait.timeout.definition]
+    static let entriesRange = 4_096...4_194_304
 
     let migrate: Bool
+    let conntrackEntries: Int?
     let timeout: Double
     init(parsed: ParsedArguments) {
         migrate = parsed[Self.migrate]
+        conntrackEntries = parsed[Self.conntrackEntries]
         timeout = parsed[LockWait.timeout]
+    }
+
+    func validate() throws {
+        if let conntrackEntries, !Self.entriesRange.contains(conntrackEntries) {
+            throw UsageError("--conntrack-entries must be between \(Self.entriesRange.lowerBound) and \(Self.entriesRange.upperBound)")
+        }
     }
 
     func run(_ context: CommandContext) throws {
         try NodeAccess.requirePrivileges(context)
         try NodeAccess.prepareBPFFilesystem(context)
-        let (loader, report) = try Loader.initialize(root: context.pinRoot, migrate: migrate, waitingUpTo: timeout)
-        let summary = InitSummary(root: context.pinRoot.path, programIDs: try loader.programIDs(), reused: report.maps.reused.sorted(), created: report.maps.created.sorted(), migrated: report.maps.migrated.sorted(),
-           reattached: report.reattached)
+        let (loader, report) = try Loader.initialize(root: context.pinRoot, migrate: migrate, conntrackEntries: conntrackEntries, waitingUpTo: timeout)
+        let resize = report.conntrackResize
+        let summary = InitSummary(root: context.pinRoot.path, programIDs: try loader.programIDs(), reused: report.maps.reused.sorted(),
+                                  created: report.maps.created.sorted(),
+                                  migrated: report.maps.migrated.sorted().filter { !(resize != nil && $0 == "conntrack") },
+                                  reattached: report.reattached, conntrackEntries: report.conntrackEntries,
+                                  conntrackResize: resize.map { InitSummary.Resize(from: $0.from, to: report.conntrackEntries, carriedOver: $0.carriedOver) })
         switch context.outputFormat {
         case .json:
             context.print(try JSONOutput.encode(summary))
@@ -38,6 +59,9 @@ struct LoaderInitCommand: Command {
             if !summary.reused.isEmpty { context.print("Reused pinned maps: \(summary.reused.joined(separator: ", "))") }
             if !summary.created.isEmpty { context.print("Created maps: \(summary.created.joined(separator: ", "))") }
             if !summary.migrated.isEmpty { context.print("Replaced incompatible maps: \(summary.migrated.joined(separator: ", "))") }
+            if let resize = summary.conntrackResize {
+                context.print("Resized conntrack from \(resize.from) to \(resize.to) entries; carried \(resize.carriedOver) tracked flows over")
+            }
             if !summary.reattached.isEmpty { context.print("New programs on the interfaces of: \(summary.reattached.map(\.description).joined(separator: ", "))") }
         }
     }
@@ -51,4 +75,12 @@ struct InitSummary: Encodable {
     let created: [String]
     let migrated: [String]
     let reattached: [PodReference]
+    let conntrackEntries: Int
+    let conntrackResize: Resize?
+
+    struct Resize: Encodable {
+        let from: Int
+        let to: Int
+        let carriedOver: Int
+    }
 }

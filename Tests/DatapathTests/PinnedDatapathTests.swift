@@ -9,13 +9,13 @@ import TestSupport
     @Test func reloadingReusesPinnedMapsAndTheirEntries() throws {
         guard Privileges.require() else { return }
         let root = try TestPinRoot()
-        let (first, created) = try Datapath.load(pinningUnder: root.path, migrate: false)
+        let (first, created, _) = try Datapath.load(pinningUnder: root.path, migrate: false)
         #expect(created.reused.isEmpty && created.migrated.isEmpty)
         #expect(Set(created.created) == Set(Datapath.mapLayouts.keys))
         try first.conntrack.update(key: [UInt8](repeating: 7, count: ABISizes.conntrackKey), value: [UInt8](repeating: 1, count: ABISizes.conntrackValue))
         let firstProgram = try first.program(for: .ingress).info().id
 
-        let (second, reloaded) = try Datapath.load(pinningUnder: root.path, migrate: false, sameABI: true)
+        let (second, reloaded, _) = try Datapath.load(pinningUnder: root.path, migrate: false, sameABI: true)
         #expect(Set(reloaded.reused) == Set(Datapath.mapLayouts.keys) && reloaded.created.isEmpty)
         #expect(try second.conntrack.countEntries() == 1, "conntrack survives a reload")
         #expect(try second.conntrack.info().id == first.conntrack.info().id)
@@ -27,7 +27,7 @@ import TestSupport
         #expect(try opened.conntrack.countEntries() == 1)
 
         // An empty policies map pinned by another ABI version (or none known) is made anew.
-        let (_, unknown) = try Datapath.load(pinningUnder: root.path, migrate: false, sameABI: false)
+        let (_, unknown, _) = try Datapath.load(pinningUnder: root.path, migrate: false, sameABI: false)
         #expect(unknown.created == ["policies"] && unknown.reused.count == Datapath.mapLayouts.count - 1)
     }
 
@@ -43,7 +43,7 @@ import TestSupport
         ])) { try Datapath.load(pinningUnder: root.path, migrate: false) }
         #expect(try BPFFilesystem.pinnedMap(at: path)?.info().id == stale.info().id, "a refused init changes nothing")
 
-        let (_, report) = try Datapath.load(pinningUnder: root.path, migrate: true)
+        let (_, report, _) = try Datapath.load(pinningUnder: root.path, migrate: true)
         #expect(report.migrated == ["conntrack"])
         #expect(try BPFFilesystem.pinnedMap(at: path)?.info().type == .lruHash)
     }

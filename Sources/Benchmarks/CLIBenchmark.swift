@@ -5,7 +5,7 @@ import Loader
 
 /// A loader call as a node agent pays it: the real netfence processes (start-up
 /// included) beside `bpftool version` started the same way in the same run, on a
-/// throwaway node with one pod interface. Samples alternate between the commands.
+/// throwaway node with three pod interfaces. Samples alternate between the commands.
 public struct CLIBenchmark {
     public var samples = 30
     /// The netfence binary whose processes are timed.
@@ -16,13 +16,19 @@ public struct CLIBenchmark {
     public func run() throws -> [Figure] {
         let bpftool = ["/usr/sbin/bpftool", "/usr/bin/bpftool"].first { FileManager.default.isExecutableFile(atPath: $0) }
         guard let bpftool else { throw BenchmarkError("bpftool is missing: install Debian's bpftool (the baseline)") }
-        return try ThrowawayNode.run(interfaces: ["pod0"]) { root, sandbox in
-            _ = try Loader.initialize(root: root, migrate: false)
-            let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("nf-bench-cli-\(getpid()).json").path
-            try LoaderBenchmark.policy(cidrs: 10).write(toFile: scratch, atomically: true, encoding: .utf8)
-            defer { try? FileManager.default.removeItem(atPath: scratch) }
+        // pod0 and pod1 share one object's policy (pod1 stays attached: pod0's trie is shared); pod2 has an object of its own.
+        return try ThrowawayNode.run(interfaces: ["pod0", "pod1", "pod2"]) { root, sandbox in
+            _ = try Loader.initialize(root: root, migrate: false)  // the loader (and its lock) go at once
+            let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("nf-bench-cli-\(getpid())").path
+            let shared = scratch + "-shared.json", own = [scratch + "-a.json", scratch + "-b.json"]
+            try Self.policy(name: "shared", pods: ["pod0", "pod1"], port: 443).write(toFile: shared, atomically: true, encoding: .utf8)
+            for (file, port) in zip(own, [443, 8443]) { try Self.policy(name: "own", pods: ["pod2"], port: port).write(toFile: file, atomically: true, encoding: .utf8) }
+            defer { for file in [shared] + own { try? FileManager.default.removeItem(atPath: file) } }
             let rooted = ["--bpffs-root", root.path]
-            let attach = ["loader", "attach", "--pod", "bench/pod0", "--iface", "pod0", "--netns", sandbox.namespace.name] + rooted
+            func attach(_ pod: String) -> [String] {
+                ["loader", "attach", "--pod", "bench/\(pod)", "--iface", pod, "--netns", sandbox.namespace.name] + rooted
+            }
+            func detach(_ pod: String) -> [String] { ["loader", "detach", "--pod", "bench/\(pod)"] + rooted }
             /// One process's wall time in ms; a failure fails the benchmark (its figure would be of an error path).
             func time(_ command: String, _ arguments: [String]) throws -> Double {
                 let result = try ChildProcess.run(command, arguments, output: .discarded, timeout: 60)
@@ -31,28 +37,47 @@ public struct CLIBenchmark {
                 }
                 return result.seconds * 1000
             }
-            var baseline: [Double] = [], version: [Double] = [], status: [Double] = [], pair: [Double] = [], apply: [Double] = []
-            for _ in 0..<samples {
+            _ = try time(executable, attach("pod1"))
+            _ = try time(executable, ["loader", "apply", "-f", shared] + rooted)
+            var baseline: [Double] = [], version: [Double] = [], status: [Double] = [], sharedPair: [Double] = [], ownPair: [Double] = []
+            var changing: [Double] = [], unchanged: [Double] = []
+            for sample in 0..<samples {
                 baseline.append(try time(bpftool, ["version"]))
                 version.append(try time(executable, ["--version"]))
-                pair.append(try time(executable, attach) + time(executable, ["loader", "detach", "--pod", "bench/pod0"] + rooted))
-                _ = try time(executable, attach)
-                apply.append(try time(executable, ["loader", "apply", "-f", scratch] + rooted))
+                sharedPair.append(try time(executable, attach("pod0")) + time(executable, detach("pod0")))
+                ownPair.append(try time(executable, attach("pod2")) + time(executable, detach("pod2")))
+                _ = try time(executable, attach("pod2"))
+                changing.append(try time(executable, ["loader", "apply", "-f", own[sample % 2]] + rooted))
+                unchanged.append(try time(executable, ["loader", "apply", "-f", own[sample % 2]] + rooted))
                 status.append(try time(executable, ["loader", "status", "-o", "json"] + rooted))
-                _ = try time(executable, ["loader", "detach", "--pod", "bench/pod0"] + rooted)
+                _ = try time(executable, detach("pod2"))
             }
             let tool = Figure.Baseline("bpftool version, as a process", Statistics.median(baseline))
+            func figure(_ name: String, _ samples: [Double], goal: Goal? = .atMost(10)) -> Figure {
+                Figure(name, Statistics.median(samples), .milliseconds, baseline: tool, comparison: .value, goal: goal, count: samples.count)
+            }
             return [
                 Figure("baseline: \(tool.name) (median of \(samples))", tool.value, .milliseconds, count: samples),
                 Figure("netfence --version, as a process", Statistics.median(version), .milliseconds, baseline: tool,
                        goal: .atMost(3, .times), count: samples),
-                Figure("netfence loader status -o json (one pod), as a process", Statistics.median(status), .milliseconds, baseline: tool,
+                Figure("netfence loader status -o json (three pods), as a process", Statistics.median(status), .milliseconds, baseline: tool,
                        count: samples),
-                Figure("netfence loader attach + detach, as two processes", Statistics.median(pair), .milliseconds, baseline: tool,
-                       comparison: .value, goal: .atMost(10), count: samples),
-                Figure("netfence loader apply of one small object (10 CIDRs), as a process", Statistics.median(apply), .milliseconds,
-                       baseline: tool, comparison: .value, goal: .atMost(10), count: samples),
+                figure("netfence loader attach + detach, the pod's policy shared with a running pod", sharedPair),
+                figure("netfence loader attach + detach, a policy of its own (a trie built and deleted)", ownPair),
+                figure("netfence loader apply of one small object (10 CIDRs) that changes a pod's policy", changing),
+                figure("netfence loader apply of the same object again (an agent's re-apply)", unchanged),
             ]
         }
+    }
+
+    /// A PolicyEndpoint selecting `pods` of namespace bench: TCP `port` from 10 host prefixes.
+    static func policy(name: String, pods: [String], port: Int) -> String {
+        let rules = (0..<10).map { "{\"cidr\": \"\(LoaderBenchmark.address($0))/32\", \"ports\": [{\"protocol\": \"TCP\", \"port\": \(port)}]}" }
+        let selected = pods.map { "{\"name\": \"\($0)\", \"namespace\": \"bench\"}" }
+        return """
+        {"apiVersion": "networking.k8s.aws/v1alpha1", "kind": "PolicyEndpoint", "metadata": {"name": "\(name)", "namespace": "bench"},
+         "spec": {"policyRef": {"name": "\(name)", "namespace": "bench"}, "podIsolation": ["Ingress"],
+                  "podSelectorEndpoints": [\(selected.joined(separator: ","))], "ingress": [\(rules.joined(separator: ","))]}}
+        """
     }
 }

@@ -262,7 +262,9 @@ public final class Datapath {
     /// follows (a packet in between is judged by the old policy or re-evaluated
     /// under the new one), and the old slot's domain rules are cleared (the old
     /// tries go when `tries` releases what no record names). A direction without
-    /// a policy gets no trie. Registers the pod the first time.
+    /// a policy gets no trie. Registers the pod the first time. A pod whose record
+    /// would not change (same tries, states and flags; no domain rules before or
+    /// after) is left as it is, its revision too: its conntrack entries stay current.
     /// `revision` is the record's new revision (the loader's node-wide counter); nil: the old one plus one.
     /// `auditStates`: the states with audit objects enforced, when any select the pod.
     public func apply(ifindex: UInt32, podID: UInt32, states: [Direction: PodState],
@@ -282,6 +284,10 @@ public final class Datapath {
                                auditOnlyTries: Set(compiled.filter { _, policy in
                                    !policy.entries.isEmpty && policy.entries.values.allSatisfy { $0.allSatisfy(\.audit) }
                                }.keys))
+        if var unchanged = current, !unchanged.hasDomainRules, domainRules.isEmpty {
+            (unchanged.revision, unchanged.slot) = (record.revision, record.slot)
+            if unchanged == record { return }
+        }
         try pods.update(key: key(ifindex), value: record.encode())
         try revisions.update(key: key(podID), value: key(record.revision))
         if let current, current.hasDomainRules { try removeDomainRules(podID: current.podID, slots: [current.slot]) }

@@ -320,6 +320,8 @@ public final class Loader {
     /// What `apply` or `delete` did.
     public struct ApplyReport: Sendable {
         public var objects: [ObjectKey] = []
+        /// Objects identical to their applied version: nothing was written for them.
+        public var unchanged: [ObjectKey] = []
         /// Pods whose policy was replaced, with their new revision.
         public var pods: [(pod: PodReference, revision: UInt32)] = []
         public var warnings: [String] = []
@@ -332,24 +334,31 @@ public final class Loader {
     /// name). The new policy of every pod the change touches is compiled first;
     /// if any does not fit, nothing is stored or changed. Then the objects are
     /// stored, each pod's policy swapped, and the replaced versions removed.
+    /// An object identical to its applied version changes nothing and is not
+    /// written again (agents re-apply what they hold): it keeps its version and
+    /// its rules' ids, so the pods it selects keep their tries and revisions.
     public func apply(_ input: ParsedPolicies) throws -> ApplyReport {
         try requireWriter()
         try rollForwardIfInterrupted()
         let versions = try state.allVersions()
         let current = LoaderState.live(versions)
-        let replacedKeys = Set(input.objects.map(\.key))
-        let indexes = try state.freeIndexes(count: input.objects.count)
+        let applied = Dictionary(current.map { ($0.object.key, $0.object) }) { first, _ in first }
+        let changed = input.objects.filter { applied[$0.key] != $0 }
+        var report = ApplyReport()
+        report.unchanged = input.objects.filter { applied[$0.key] == $0 }.map(\.key)
+        report.warnings = input.warnings
+        guard !changed.isEmpty else { return report }
+        let replacedKeys = Set(changed.map(\.key))
+        let indexes = try state.freeIndexes(count: changed.count)
         let next = current.filter { !replacedKeys.contains($0.object.key) }.map { (index: $0.index, object: $0.object) }
-            + zip(indexes, input.objects).map { (index: $0.0, object: $0.1) }
-        let touched = selectedPods(input.objects + current.filter { replacedKeys.contains($0.object.key) }.map(\.object))
+            + zip(indexes, changed).map { (index: $0.0, object: $0.1) }
+        let touched = selectedPods(changed + current.filter { replacedKeys.contains($0.object.key) }.map(\.object))
         let policies = try compile(podsNamed: touched, objects: next)
 
         try state.beginChange(.apply)
         try state.collectGarbage()  // chunks a killed apply left behind
-        for (index, object) in zip(indexes, input.objects) { try state.store(object, at: index) }
-        var report = ApplyReport()
-        report.objects = input.objects.map(\.key)
-        report.warnings = input.warnings
+        for (index, object) in zip(indexes, changed) { try state.store(object, at: index) }
+        report.objects = changed.map(\.key)
         report.pods = try swap(policies)
         // Every older version goes, also one a killed apply left beside the live one; their rules' hits with them.
         let replaced = versions.filter { replacedKeys.contains($0.object.key) }

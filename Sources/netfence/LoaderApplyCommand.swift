@@ -54,9 +54,12 @@ struct LoaderApplyCommand: PolicyFileCommand {
         let report = input.objects.isEmpty ? Loader.ApplyReport() : try LoaderAccess.openForChanges(context).apply(input)
         switch context.outputFormat {
         case .json:
-            context.print(try JSONOutput.encode(ChangeSummary(objects: report.objects, pods: report.pods, warnings: input.warnings)))
+            context.print(try JSONOutput.encode(ChangeSummary(objects: report.objects, unchanged: report.unchanged, pods: report.pods,
+                                                              warnings: input.warnings)))
         case .table:
-            context.print(input.objects.isEmpty ? "Nothing to apply: the input's List has no items" : "Applied \(ObjectList.summary(report.objects))")
+            if input.objects.isEmpty { context.print("Nothing to apply: the input's List has no items") }
+            if !report.objects.isEmpty { context.print("Applied \(ObjectList.summary(report.objects))") }
+            if !report.unchanged.isEmpty { context.print("Unchanged (identical to what is applied): \(ObjectList.summary(report.unchanged))") }
             for (pod, revision) in report.pods { context.print(TerminalText.escaped("  \(pod): revision \(revision)")) }
         }
     }
@@ -153,11 +156,14 @@ struct ChangeSummary: Encodable {
     }
 
     let objects: [String]
+    /// Objects identical to their applied version (apply only: absent for delete).
+    let unchanged: [String]?
     let pods: [PodRevision]
     let warnings: [String]
 
-    init(objects: [ObjectKey], pods: [(pod: PodReference, revision: UInt32)], warnings: [String]) {
+    init(objects: [ObjectKey], unchanged: [ObjectKey]? = nil, pods: [(pod: PodReference, revision: UInt32)], warnings: [String]) {
         self.objects = objects.map(\.description)
+        self.unchanged = unchanged?.map(\.description)
         self.pods = pods.map { PodRevision(pod: $0.pod, revision: $0.revision) }
         self.warnings = warnings
     }

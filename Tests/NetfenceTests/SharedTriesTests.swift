@@ -85,6 +85,44 @@ import TestSupport
         #expect(!intoPod2 && intoPod0)
     }
 
+    /// Agents re-apply what they hold and re-attach what runs: an identical object keeps its
+    /// version, and a pod whose record would not change keeps its tries and revision.
+    @Test func reApplyingOrReattachingWhatIsInForceChangesNothing() throws {
+        guard Privileges.require() else { return }
+        let bench = try LoaderCluster(pods: 2)
+        let web = policyEndpoint("web", selecting: [0], isolation: ["Ingress"], ingress: rule("\(bench.ip(1))/32", ports: [("TCP", 8080, nil)]))
+        let api = policyEndpoint("api", selecting: [1], isolation: ["Ingress"], ingress: rule("\(bench.ip(0))/32"))
+        try bench.cli(["loader", "apply"], input: web)
+        func revisions() throws -> [String: Int] {
+            Dictionary(uniqueKeysWithValues: try jsonRows(bench.cli(["ebpf", "maps", "dump", "pods", "-o", "json"])).compactMap { row in
+                (row["pod"] as? String).map { ($0, row["revision"] as? Int ?? -1) }
+            })
+        }
+        let before = try revisions(), trie = try Self.policies(bench)
+        let mapIDs = try jsonRows(bench.cli(["ebpf", "maps", "dump", "policies", "-o", "json"])).map { $0["mapID"] as? Int }
+
+        let again = try jsonObject(try bench.cli(["loader", "apply", "-o", "json"], input: web).standardOutput)
+        #expect((again["objects"] as? [String])?.isEmpty == true && again["unchanged"] as? [String] == ["PolicyEndpoint shop/web"], "\(again)")
+        #expect((again["pods"] as? [Any])?.isEmpty == true)
+        #expect(try bench.cli(["loader", "apply"], input: web).standardOutput
+                == "Unchanged (identical to what is applied): PolicyEndpoint shop/web\n")
+        #expect(try revisions() == before && Self.policies(bench) == trie)
+        #expect(try jsonRows(bench.cli(["ebpf", "maps", "dump", "policies", "-o", "json"])).map { $0["mapID"] as? Int } == mapIDs,
+                "the same trie, not a copy")
+
+        // Re-attaching pod0 where it is: nothing to flip.
+        try bench.cli(["loader", "attach", "--pod", "shop/pod0", "--iface", bench.cluster.pods[0].hostInterface, "--netns", bench.cluster.node.name])
+        #expect(try revisions() == before)
+
+        // One changed and one unchanged object in one input: only the changed one is applied.
+        let both = try jsonObject(try bench.cli(["loader", "apply", "-o", "json"], input: web + "---\n" + api).standardOutput)
+        #expect(both["objects"] as? [String] == ["PolicyEndpoint shop/api"] && both["unchanged"] as? [String] == ["PolicyEndpoint shop/web"])
+        let after = try revisions()
+        #expect(after["shop/pod0"] == before["shop/pod0"] && after["shop/pod1"] != before["shop/pod1"])
+        try bench.expectMatrix(allowed: edges("1>0 tcp", "0>1 tcp", "0>1 udp", "0>1 icmp"), scope: everyEdge(pods: 2), "both in force")
+        #expect(try bench.cli(["loader", "status", "--check"]).status == 0)
+    }
+
     /// A trie no record names (what a change killed after building it leaves) is deleted by reconcile,
     /// and a change never hands out an index a record names.
     @Test func reconcileDeletesATrieNoPodReads() throws {

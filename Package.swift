@@ -51,6 +51,11 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
         ]),
+        // `netfence loader serve`: commands over HTTP/1.1 on a Unix socket, and the blocking client agents hold.
+        .target(name: "LoaderService", dependencies: [
+            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+        ]),
         // The datapath's maps (and the AWS agent's) in words: layouts, conntrack, streamed dumps.
         .target(name: "Inspection", dependencies: ["HostKit", "BPFKit", "DNS", "DatapathModel", "Loader", "PolicyInput", "Rendering"]),
         // DNS as the domain-name policy needs it: messages (compression, CNAME chains, TTLs), names and patterns.
@@ -62,7 +67,8 @@ let package = Package(
         ]),
         // Every `bench`: each figure beside its baseline from the same run, and the goal it is held to.
         .target(name: "Benchmarks", dependencies: [
-            "BPFKit", "BPFObjects", "HostKit", "DNS", "Datapath", "DatapathModel", "Events", "Inspection", "Loader", "NodeNetwork", "PolicyInput",
+            "BPFKit", "BPFObjects", "HostKit", "DNS", "Datapath", "DatapathModel", "Events", "Inspection", "Loader", "LoaderService", "NodeNetwork",
+            "PolicyInput",
         ]),
         // Throwaway node/pod network namespaces joined by veth, for the demo and tests.
         .target(name: "NodeNetwork", dependencies: ["HostKit", "BPFKit"]),
@@ -74,7 +80,7 @@ let package = Package(
         .executableTarget(
             name: "netfence",
             dependencies: ["HostKit", "BPFKit", "BPFObjects", "Benchmarks", "CNI", "CommandTree", "DNS", "DNSProxy", "Datapath", "DatapathModel", "Events",
-                           "Inspection", "Loader", "NodeNetwork", "PolicyInput", "Rendering"]
+                           "Inspection", "Loader", "LoaderService", "NodeNetwork", "PolicyInput", "Rendering"]
         ),
         .testTarget(name: "CommandTreeTests", dependencies: ["CommandTree"]),
         .testTarget(name: "CNITests", dependencies: ["CNI"]),
@@ -88,7 +94,8 @@ let package = Package(
         .testTarget(name: "BPFKitTests", dependencies: ["HostKit", "BPFKit", "BPFObjects", "TestSupport"]),
         .testTarget(
             name: "NetfenceTests",
-            dependencies: ["HostKit", "netfence", "BPFKit", "BPFObjects", "CLibBPF", "DNS", "Datapath", "DatapathModel", "Loader", "NodeNetwork",
+            dependencies: ["HostKit", "netfence", "BPFKit", "BPFObjects", "CLibBPF", "DNS", "Datapath", "DatapathModel", "Loader", "LoaderService",
+                           "NodeNetwork",
                            "PolicyInput", "TestSupport", .product(name: "Yams", package: "Yams")],
             exclude: ["Snapshots"]
         ),

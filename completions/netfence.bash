@@ -5,7 +5,7 @@ _netfence() {
     local path="netfence" i
     for ((i = 1; i < COMP_CWORD; i++)); do
         case "${COMP_WORDS[i]}" in
-            -o|--output|--bpffs-root|--format|--stats-window|--aws-root|--pod|--direction|--count|--namespace|--verdict|--ip|--port|--proto|--tier|--policy|--color|--pcap|--output-file|--max-size|--max-files|--fields|--rate|--node-rate|--snaplen|--conntrack-entries|--wait-timeout|--iface|--netns|--ingress-default|--egress-default|-f|--filename|--probe|--timeout|--peer|--peer-port|--state|--listen|--upstream|--min-ttl|--max-ttl|--refuse-with|--passes|--pods|--events|--entries|--seconds|--prefixes|--samples|--cidrs|--rounds) ((i++)); continue ;;
+            -o|--output|--bpffs-root|--format|--stats-window|--aws-root|--pod|--direction|--count|--namespace|--verdict|--ip|--port|--proto|--tier|--policy|--color|--pcap|--output-file|--max-size|--max-files|--fields|--rate|--node-rate|--snaplen|--conntrack-entries|--wait-timeout|--iface|--netns|--ingress-default|--egress-default|-f|--filename|--probe|--timeout|--socket|--peer|--peer-port|--state|--listen|--upstream|--min-ttl|--max-ttl|--refuse-with|--passes|--pods|--events|--entries|--seconds|--prefixes|--samples|--cidrs|--rounds) ((i++)); continue ;;
         esac
         case "$path ${COMP_WORDS[i]}" in
             "netfence ebpf") path="netfence ebpf" ;;
@@ -27,6 +27,7 @@ _netfence() {
             "netfence loader status") path="netfence loader status" ;;
             "netfence loader reconcile") path="netfence loader reconcile" ;;
             "netfence loader reset") path="netfence loader reset" ;;
+            "netfence loader serve") path="netfence loader serve" ;;
             "netfence policy") path="netfence policy" ;;
             "netfence policy explain") path="netfence policy explain" ;;
             "netfence policy show") path="netfence policy show" ;;
@@ -88,6 +89,7 @@ _netfence() {
         -f|--filename) COMPREPLY=($(compgen -f -- "$cur")); return ;;
         --probe) COMPREPLY=(); return ;;
         --timeout) COMPREPLY=(); return ;;
+        --socket) COMPREPLY=(); return ;;
         --peer) COMPREPLY=(); return ;;
         --peer-port) COMPREPLY=(); return ;;
         --state) COMPREPLY=($(compgen -W "current stale orphan" -- "$cur")); return ;;
@@ -118,7 +120,7 @@ _netfence() {
         "netfence ebpf dump-maps") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --pod --direction --raw --numeric --per-cpu --no-headers --aws-root -h --help" -- "$cur")) ;;
         "netfence ebpf dump-cp-maps") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --pod --direction --raw --numeric --per-cpu --no-headers --aws-root -h --help" -- "$cur")) ;;
         "netfence ebpf loaded-ebpfdata") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --pod --aws-root -h --help" -- "$cur")) ;;
-        "netfence loader") COMPREPLY=($(compgen -W "init attach apply delete detach status reconcile reset -o --output --bpffs-root --format -h --help" -- "$cur")) ;;
+        "netfence loader") COMPREPLY=($(compgen -W "init attach apply delete detach status reconcile reset serve -o --output --bpffs-root --format -h --help" -- "$cur")) ;;
         "netfence loader init") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --migrate --conntrack-entries --wait-timeout -h --help" -- "$cur")) ;;
         "netfence loader attach") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --pod --iface --netns --ingress-default --egress-default --wait-timeout -h --help" -- "$cur")) ;;
         "netfence loader apply") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format -f --filename --dry-run --probe --audit --wait-timeout -h --help" -- "$cur")) ;;
@@ -127,6 +129,7 @@ _netfence() {
         "netfence loader status") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --check --pod --wait-applied --timeout --wait-timeout -h --help" -- "$cur")) ;;
         "netfence loader reconcile") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --wait-timeout -h --help" -- "$cur")) ;;
         "netfence loader reset") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --wait-timeout -h --help" -- "$cur")) ;;
+        "netfence loader serve") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --socket -h --help" -- "$cur")) ;;
         "netfence policy") COMPREPLY=($(compgen -W "explain show -o --output --bpffs-root --format -h --help" -- "$cur")) ;;
         "netfence policy explain") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --pod --direction --peer --proto --port --peer-port --aws --aws-root -h --help" -- "$cur")) ;;
         "netfence policy show") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --pod -h --help" -- "$cur")) ;;

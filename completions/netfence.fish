@@ -9,7 +9,7 @@ function __netfence_path
             continue
         end
         switch $word
-            case '-o' '--output' '--bpffs-root' '--format' '--stats-window' '--aws-root' '--pod' '--direction' '--count' '--namespace' '--verdict' '--ip' '--port' '--proto' '--tier' '--policy' '--color' '--pcap' '--output-file' '--max-size' '--max-files' '--fields' '--rate' '--node-rate' '--snaplen' '--conntrack-entries' '--wait-timeout' '--iface' '--netns' '--ingress-default' '--egress-default' '-f' '--filename' '--probe' '--timeout' '--peer' '--peer-port' '--state' '--listen' '--upstream' '--min-ttl' '--max-ttl' '--refuse-with' '--passes' '--pods' '--events' '--entries' '--seconds' '--prefixes' '--samples' '--cidrs' '--rounds'
+            case '-o' '--output' '--bpffs-root' '--format' '--stats-window' '--aws-root' '--pod' '--direction' '--count' '--namespace' '--verdict' '--ip' '--port' '--proto' '--tier' '--policy' '--color' '--pcap' '--output-file' '--max-size' '--max-files' '--fields' '--rate' '--node-rate' '--snaplen' '--conntrack-entries' '--wait-timeout' '--iface' '--netns' '--ingress-default' '--egress-default' '-f' '--filename' '--probe' '--timeout' '--socket' '--peer' '--peer-port' '--state' '--listen' '--upstream' '--min-ttl' '--max-ttl' '--refuse-with' '--passes' '--pods' '--events' '--entries' '--seconds' '--prefixes' '--samples' '--cidrs' '--rounds'
                 set skip 1
                 continue
         end
@@ -52,6 +52,8 @@ function __netfence_path
                 set path 'netfence loader reconcile'
             case 'netfence loader reset'
                 set path 'netfence loader reset'
+            case 'netfence loader serve'
+                set path 'netfence loader serve'
             case 'netfence policy'
                 set path 'netfence policy'
             case 'netfence policy explain'
@@ -235,6 +237,7 @@ complete -c netfence -n 'test (__netfence_path) = "netfence loader"' -a detach -
 complete -c netfence -n 'test (__netfence_path) = "netfence loader"' -a status -d 'Show pods, interfaces, program ids, applied objects, revisions, drift and map fill.'
 complete -c netfence -n 'test (__netfence_path) = "netfence loader"' -a reconcile -d 'Roll every pod forward to what the stored objects give it, and repair missing or stray filters.'
 complete -c netfence -n 'test (__netfence_path) = "netfence loader"' -a reset -d 'Remove everything netfence put on the node: filters, pods, policies, pins.'
+complete -c netfence -n 'test (__netfence_path) = "netfence loader"' -a serve -d 'Serve the loader\'s commands over HTTP on a Unix socket, for agents that call often.'
 complete -c netfence -n 'test (__netfence_path) = "netfence loader"' -s o -l output -x -a 'table json' -d 'Output format: table for people, json for scripts.'
 complete -c netfence -n 'test (__netfence_path) = "netfence loader"' -l bpffs-root -x -a '(__fish_complete_directories)' -d 'The bpffs folder netfence pins its programs and maps under.'
 complete -c netfence -n 'test (__netfence_path) = "netfence loader"' -l format -x -a 'aws-eks-na-cli aws-eks-na-cli-v6' -d 'Print ebpf progs, maps, loaded-ebpfdata, dump-maps and dump-cp-maps as aws-eks-na-cli (or its -v6) prints them.'
@@ -296,6 +299,11 @@ complete -c netfence -n 'test (__netfence_path) = "netfence loader reset"' -l bp
 complete -c netfence -n 'test (__netfence_path) = "netfence loader reset"' -l format -x -a 'aws-eks-na-cli aws-eks-na-cli-v6' -d 'Print ebpf progs, maps, loaded-ebpfdata, dump-maps and dump-cp-maps as aws-eks-na-cli (or its -v6) prints them.'
 complete -c netfence -n 'test (__netfence_path) = "netfence loader reset"' -l wait-timeout -x -d 'How long to wait for another netfence command changing this pin root to finish.'
 complete -c netfence -n 'test (__netfence_path) = "netfence loader reset"' -s h -l help -d 'Show help information.'
+complete -c netfence -n 'test (__netfence_path) = "netfence loader serve"' -s o -l output -x -a 'table json' -d 'Output format: table for people, json for scripts.'
+complete -c netfence -n 'test (__netfence_path) = "netfence loader serve"' -l bpffs-root -x -a '(__fish_complete_directories)' -d 'The bpffs folder netfence pins its programs and maps under.'
+complete -c netfence -n 'test (__netfence_path) = "netfence loader serve"' -l format -x -a 'aws-eks-na-cli aws-eks-na-cli-v6' -d 'Print ebpf progs, maps, loaded-ebpfdata, dump-maps and dump-cp-maps as aws-eks-na-cli (or its -v6) prints them.'
+complete -c netfence -n 'test (__netfence_path) = "netfence loader serve"' -l socket -x -d 'The Unix socket to listen on.'
+complete -c netfence -n 'test (__netfence_path) = "netfence loader serve"' -s h -l help -d 'Show help information.'
 complete -c netfence -n 'test (__netfence_path) = "netfence policy"' -a explain -d 'Why a pod allows or denies a flow: the live state, tier by tier, confirmed by the loaded program.'
 complete -c netfence -n 'test (__netfence_path) = "netfence policy"' -a show -d 'The rules a pod enforces, by direction and object, with the new flows each decided.'
 complete -c netfence -n 'test (__netfence_path) = "netfence policy"' -s o -l output -x -a 'table json' -d 'Output format: table for people, json for scripts.'

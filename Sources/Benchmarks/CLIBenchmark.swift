@@ -2,6 +2,7 @@ import BPFKit
 import Foundation
 import HostKit
 import Loader
+import LoaderService
 
 /// A loader call as a node agent pays it: the real netfence processes (start-up
 /// included) beside `bpftool version` started the same way in the same run, on a
@@ -52,6 +53,35 @@ public struct CLIBenchmark {
                 status.append(try time(executable, ["loader", "status", "-o", "json"] + rooted))
                 _ = try time(executable, detach("pod2"))
             }
+
+            // The same calls through `loader serve`: one request each on a connection the agent keeps.
+            let socket = "\(NSTemporaryDirectory())/nf-bench-serve-\(getpid()).sock"
+            let server = try ChildProcess.start(executable, ["loader", "serve", "--socket", socket] + rooted)
+            defer { server.stop() }
+            var client: LoaderClient?
+            for _ in 0..<500 where client == nil {
+                client = try? LoaderClient(socketPath: socket)
+                if client == nil { usleep(10_000) }
+            }
+            guard let client else { throw BenchmarkError("loader serve did not listen on \(socket)") }
+            /// One request's wall time in ms, answered and exited 0.
+            func request(_ arguments: [String], input: String? = nil) throws -> Double {
+                let clock = ContinuousClock()
+                var response: LoaderResponse?
+                let elapsed = try clock.measure { response = try client.run(LoaderRequest(args: arguments, input: input)) }
+                guard response?.exitCode == 0 else { throw BenchmarkError("'\(arguments.joined(separator: " "))' through serve: \(response?.stderr ?? "")") }
+                return elapsed.milliseconds
+            }
+            let ownText = try own.map { try String(contentsOfFile: $0, encoding: .utf8) }
+            func served(_ words: [String]) -> [String] { Array(words.prefix { $0 != "--bpffs-root" }) }
+            var servedPair: [Double] = [], servedChanging: [Double] = [], servedUnchanged: [Double] = []
+            for sample in 0..<samples {
+                servedPair.append(try request(served(attach("pod0"))) + request(served(detach("pod0"))))
+                _ = try request(served(attach("pod2")))
+                servedChanging.append(try request(["loader", "apply", "-f", "-"], input: ownText[sample % 2]))
+                servedUnchanged.append(try request(["loader", "apply", "-f", "-"], input: ownText[sample % 2]))
+                _ = try request(served(detach("pod2")))
+            }
             let tool = Figure.Baseline("bpftool version, as a process", Statistics.median(baseline))
             func figure(_ name: String, _ samples: [Double], goal: Goal? = .atMost(10)) -> Figure {
                 Figure(name, Statistics.median(samples), .milliseconds, baseline: tool, comparison: .value, goal: goal, count: samples.count)
@@ -66,6 +96,9 @@ public struct CLIBenchmark {
                 figure("netfence loader attach + detach, a policy of its own (a trie built and deleted)", ownPair),
                 figure("netfence loader apply of one small object (10 CIDRs) that changes a pod's policy", changing),
                 figure("netfence loader apply of the same object again (an agent's re-apply)", unchanged),
+                figure("through loader serve: attach + detach, the pod's policy shared with a running pod", servedPair),
+                figure("through loader serve: apply of one small object that changes a pod's policy", servedChanging),
+                figure("through loader serve: apply of the same object again", servedUnchanged),
             ]
         }
     }

@@ -8,7 +8,8 @@ struct LoaderCommand: Command {
         abstract: "Load the datapath and report its state (what a node agent runs).",
         discussion: "State lives in bpffs under the pin root, so any later process sees it.",
         subcommands: [LoaderInitCommand.self, LoaderAttachCommand.self, LoaderApplyCommand.self, LoaderDeleteCommand.self,
-                      LoaderDetachCommand.self, LoaderStatusCommand.self, LoaderReconcileCommand.self, LoaderResetCommand.self])
+                      LoaderDetachCommand.self, LoaderStatusCommand.self, LoaderReconcileCommand.self, LoaderResetCommand.self,
+                      LoaderServeCommand.self])
 
     init(parsed: ParsedArguments) {}
 }

@@ -1,0 +1,98 @@
+import CommandTree
+import Foundation
+import Glibc
+import LoaderService
+
+/// `netfence loader serve`: the loader's commands on a Unix socket, without a process per call.
+struct LoaderServeCommand: Command {
+    static let configuration = CommandConfiguration(
+        name: "serve",
+        abstract: "Serve the loader's commands over HTTP on a Unix socket, for agents that call often.",
+        discussion: """
+            An agent that attaches, detaches and applies often pays a process start per call with the commands \
+            (most of a small call). serve runs them in this one process: POST /v1/run with a JSON body \
+            {"args": ["loader", "attach", "--pod", "shop/web", "--iface", "veth1", "-o", "json"], "input": null} runs that \
+            command line and answers {"exitCode": 0, "stdout": "...", "stderr": "..."}: what the command's process \
+            would have exited with and written. "input" is what `-f -` reads. Served: loader attach, detach, apply, \
+            delete, status (not --wait-applied: it would hold every request behind it) and reconcile, on this \
+            server's pin root (--bpffs-root is the server's, not the request's). Requests run one at a time, in \
+            arrival order, under the same locks as the commands, so servers, commands and netfence-cni can change the \
+            node together. The socket is created 0600 (only root may connect); a stale one is replaced, one another \
+            server listens on is refused. Runs until SIGINT or SIGTERM.
+            """)
+
+    static let socket = Option<String>(long: "socket", valueName: "path", help: "The Unix socket to listen on.",
+                                       default: "/run/netfence/loader.sock")
+    static let arguments = [socket.definition]
+    /// The loader commands a server runs.
+    static let served: Set<String> = ["attach", "detach", "apply", "delete", "status", "reconcile"]
+
+    let socket: String
+    init(parsed: ParsedArguments) { socket = parsed[Self.socket] }
+
+    func validate() throws {
+        if socket.isEmpty || socket.utf8.count >= 108 { throw UsageError("--socket must be a path of 1 to 107 bytes") }
+    }
+
+    func run(_ context: CommandContext) throws {
+        try NodeAccess.requirePrivileges(context)
+        try NodeAccess.requireBPFFilesystem(context)
+        let folder = (socket as NSString).deletingLastPathComponent
+        if !folder.isEmpty { try? FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) }
+        let root = context.pinRoot.path
+        var environment = context.environment
+        environment["NETFENCE_BPFFS_ROOT"] = root
+        let served = environment
+        StopSignals.install()
+        let server: LoaderServer
+        do {
+            server = try LoaderServer(socketPath: socket) { request in Self.execute(request, environment: served) }
+        } catch let error as ServeError {
+            throw RuntimeError(error.description, hint: "stop the other server, or serve on another --socket")
+        }
+        context.print("Serving loader \(Self.served.sorted().joined(separator: ", ")) for \(root) on \(socket); until SIGINT or SIGTERM")
+        while stopRequested == 0 { usleep(100_000) }
+        server.stop()
+    }
+
+    /// Runs one request's command line in this process, as its own process would have run it.
+    static func execute(_ request: LoaderRequest, environment: [String: String]) -> LoaderResponse {
+        let args = request.args
+        func refused(_ why: String) -> LoaderResponse { LoaderResponse(exitCode: CommandTree.usageExitCode, stdout: "", stderr: "error: \(why)\n") }
+        guard args.count >= 2, args[0] == "loader", served.contains(args[1]) else {
+            return refused("the server runs 'loader \(served.sorted().joined(separator: "|"))' only")
+        }
+        if args.contains(where: { $0 == "--bpffs-root" || $0.hasPrefix("--bpffs-root=") }) {
+            return refused("the server serves \(environment["NETFENCE_BPFFS_ROOT"] ?? "its pin root"): leave --bpffs-root out")
+        }
+        if args.contains("--wait-applied") {
+            return refused("--wait-applied would hold every request behind it: ask 'loader status --pod NS/NAME' again instead")
+        }
+        var words = args
+        var inputDescriptor: Int32 = -1
+        defer { if inputDescriptor >= 0 { close(inputDescriptor) } }
+        if let input = request.input {
+            // What `-f -` reads: a file no one else can open (unlinked at once, 0600), named by its descriptor.
+            var template = Array("\(NSTemporaryDirectory())/netfence-request-XXXXXX".utf8CString)
+            inputDescriptor = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+            if inputDescriptor >= 0 {
+                _ = fcntl(inputDescriptor, F_SETFD, FD_CLOEXEC)
+                template.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) }
+            }
+            guard inputDescriptor >= 0 else { return LoaderResponse(exitCode: 1, stdout: "", stderr: "error: could not hold the request's input\n") }
+            let bytes = Array(input.utf8)
+            var offset = 0
+            while offset < bytes.count {
+                let written = bytes.withUnsafeBytes { write(inputDescriptor, $0.baseAddress! + offset, bytes.count - offset) }
+                guard written > 0 else { return LoaderResponse(exitCode: 1, stdout: "", stderr: "error: could not hold the request's input\n") }
+                offset += written
+            }
+            lseek(inputDescriptor, 0, SEEK_SET)
+            words = words.map { $0 == "-" ? "/proc/self/fd/\(inputDescriptor)" : $0 }
+        }
+        var output: [UInt8] = [], errors: [UInt8] = []
+        let exitCode = Netfence.tree.run(words, environment: environment,
+                                         standardOutput: OutputSink { output += $0 }, standardError: OutputSink { errors += $0 })
+        return LoaderResponse(exitCode: exitCode, stdout: String(decoding: output, as: UTF8.self), stderr: String(decoding: errors, as: UTF8.self))
+    }
+}

@@ -50,6 +50,7 @@ _netfence() {
             "netfence bench cni") path="netfence bench cni" ;;
             "netfence bench cli") path="netfence bench cli" ;;
             "netfence bench scale") path="netfence bench scale" ;;
+            "netfence bench traffic") path="netfence bench traffic" ;;
             "netfence demo") path="netfence demo" ;;
             "netfence completions") path="netfence completions" ;;
             "netfence man") path="netfence man" ;;
@@ -142,7 +143,7 @@ _netfence() {
         "netfence fqdn") COMPREPLY=($(compgen -W "list -o --output --bpffs-root --format -h --help" -- "$cur")) ;;
         "netfence fqdn list") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --pod -h --help" -- "$cur")) ;;
         "netfence metrics") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --serve --listen -h --help" -- "$cur")) ;;
-        "netfence bench") COMPREPLY=($(compgen -W "datapath loader events conntrack dns explain cni cli scale -o --output --bpffs-root --format -h --help" -- "$cur")) ;;
+        "netfence bench") COMPREPLY=($(compgen -W "datapath loader events conntrack dns explain cni cli scale traffic -o --output --bpffs-root --format -h --help" -- "$cur")) ;;
         "netfence bench datapath") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --passes -h --help" -- "$cur")) ;;
         "netfence bench loader") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --pods -h --help" -- "$cur")) ;;
         "netfence bench events") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --events -h --help" -- "$cur")) ;;
@@ -152,6 +153,7 @@ _netfence() {
         "netfence bench cni") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --samples -h --help" -- "$cur")) ;;
         "netfence bench cli") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --samples -h --help" -- "$cur")) ;;
         "netfence bench scale") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --pods --cidrs --rounds -h --help" -- "$cur")) ;;
+        "netfence bench traffic") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --seconds --rounds -h --help" -- "$cur")) ;;
         "netfence demo") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --keep -h --help" -- "$cur")) ;;
         "netfence completions") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format -h --help" -- "$cur")) ;;
         "netfence man") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format -h --help" -- "$cur")) ;;

@@ -5,7 +5,8 @@
 public struct Figure: Sendable, Encodable {
     /// What the value counts.
     public enum Unit: String, Sendable, Encodable {
-        case nanoseconds = "ns", milliseconds = "ms", seconds = "s", perSecond = "/s", mebibytes = "MiB"
+        case nanoseconds = "ns", microseconds = "µs", milliseconds = "ms", seconds = "s", perSecond = "/s", mebibytes = "MiB"
+        case gigabitsPerSecond = "Gbit/s"
     }
 
     /// The same-run measurement a figure is read against.

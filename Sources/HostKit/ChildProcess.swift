@@ -46,7 +46,10 @@ public enum ChildProcess {
         defer { envp?.forEach { free($0) } }
         var child: pid_t = 0
         let started = HostClock.monotonic.nanoseconds
-        let spawned = envp.map { posix_spawn(&child, executable, &actions, nil, argv, $0) } ?? posix_spawn(&child, executable, &actions, nil, argv, environ)
+        var attributes = ChildProcess.cleanSignals()
+        defer { posix_spawnattr_destroy(&attributes) }
+        let spawned = envp.map { posix_spawn(&child, executable, &actions, &attributes, argv, $0) }
+            ?? posix_spawn(&child, executable, &actions, &attributes, argv, environ)
         out.closeWriteEnd()
         err?.closeWriteEnd()
         guard spawned == 0 else { throw SystemError("run", executable, errno: spawned) }
@@ -115,6 +118,21 @@ public enum ChildProcess {
 }
 
 extension ChildProcess {
+    /// Spawn attributes that give the child an empty signal mask and default dispositions: what this
+    /// process blocks or ignores (a test runner's mask, SIGPIPE ignored) must not reach a program that
+    /// counts on its signals (sockperf ends its run with a timer signal; a blocked one hangs it).
+    static func cleanSignals() -> posix_spawnattr_t {
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        var none = sigset_t(), all = sigset_t()
+        sigemptyset(&none)
+        sigfillset(&all)
+        posix_spawnattr_setsigmask(&attributes, &none)
+        posix_spawnattr_setsigdefault(&attributes, &all)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        return attributes
+    }
+
     /// A program started in the background (a server a test or benchmark runs beside it).
     public final class Running: @unchecked Sendable {
         public let processID: pid_t
@@ -165,7 +183,9 @@ extension ChildProcess {
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
         var child: pid_t = 0
-        let spawned = posix_spawn(&child, executable, &actions, nil, argv, environ)
+        var attributes = cleanSignals()
+        defer { posix_spawnattr_destroy(&attributes) }
+        let spawned = posix_spawn(&child, executable, &actions, &attributes, argv, environ)
         guard spawned == 0 else { throw SystemError("start", executable, errno: spawned) }
         return Running(processID: child)
     }

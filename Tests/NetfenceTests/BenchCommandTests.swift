@@ -1,5 +1,6 @@
 import BPFKit
 import Foundation
+import HostKit
 import NodeNetwork
 import Testing
 import TestSupport
@@ -111,6 +112,31 @@ import TestSupport
         let pid = "\(result.processID)"
         #expect(!FileManager.default.fileExists(atPath: "\(NetworkNamespace.namedFolder)/nfbench-\(pid)"), "namespace removed")
         #expect(!FileManager.default.fileExists(atPath: "\(BPFFilesystem.defaultMountPoint)/netfence-bench-\(pid)"), "pins removed")
+    }
+
+    /// A short run of `bench traffic`: every case moved real bytes and round trips between the two pods,
+    /// each netfence case against the baseline of the same run, and nothing is left behind.
+    @Test func benchTrafficMeasuresRealTrafficWithAndWithoutNetfence() throws {
+        guard Privileges.require(), FileManager.default.isExecutableFile(atPath: "/usr/bin/iperf3"),
+              FileManager.default.isExecutableFile(atPath: "/usr/bin/sockperf") else {
+            #expect(ProcessInfo.processInfo.environment["CI"] != "true", "iperf3 or sockperf is missing: scripts/install-dependencies installs them")
+            return
+        }
+        let result = try NetfenceBinary.run(["bench", "traffic", "--seconds", "1", "--rounds", "1", "-o", "json"])
+        #expect(result.status == 0, "stderr: \(result.standardError)")
+        let rows = try jsonArray(result.standardOutput)
+        #expect(rows.count == 20 && rows.allSatisfy { ($0["value"] as? Double ?? 0) > 0 }, "\(rows)")
+        #expect(rows.prefix(4).map { $0["unit"] as? String } == ["Gbit/s", "/s", "µs", "µs"])
+        for row in rows.dropFirst(8) where row["goal"] != nil {
+            let goal = try #require(row["goal"] as? [String: Any])
+            #expect(row["comparison"] as? String == "times" && [0.97, 1.05].contains(goal["limit"] as? Double ?? 0), "\(row)")
+        }
+        #expect(rows.dropFirst(4).prefix(4).allSatisfy { $0["goal"] == nil }, "the control case has no goal")
+        let pid = "\(result.processID)"
+        #expect(!FileManager.default.fileExists(atPath: "\(BPFFilesystem.defaultMountPoint)/netfence-bench-traffic-\(pid)"), "pins removed")
+        let left = (try? FileManager.default.contentsOfDirectory(atPath: NetworkNamespace.namedFolder)) ?? []
+        #expect(!left.contains { $0.hasPrefix("nfbt\(Int(pid)! % 100_000)") }, "namespaces removed: \(left)")
+        #expect(try ChildProcess.run("/usr/bin/pgrep", ["-f", "sockperf server|iperf3 -s"]).status != 0, "servers stopped")
     }
 
     @Test func benchEventsRefusesATooSmallRun() throws {

@@ -137,10 +137,12 @@ public final class Datapath {
         try checkPinnedTries(mapPin(root, "policies"), migrate: migrate, emptyIsCompatible: sameABI)
         let earlierSettings = try BPFFilesystem.pinnedMap(at: mapPin(root, "settings"))?.lookup(key: withUnsafeBytes(of: UInt32(0)) { Array($0) })
         let earlierConntrack = try BPFFilesystem.pinnedMap(at: mapPin(root, "conntrack"))
-        let earlierInfo = try earlierConntrack?.info()
+        // A pinned table of this layout keeps its size unless another is asked for; one of another layout is not ours to size by.
+        var earlierInfo = try earlierConntrack?.info()
+        if let info = earlierInfo, info.type != .lruHash || Int(info.keySize) != ABISizes.conntrackKey
+            || Int(info.valueSize) != ABISizes.conntrackValue { earlierInfo = nil }
         let entries = conntrackEntries.map(UInt32.init) ?? earlierInfo?.maxEntries ?? UInt32(DatapathLimits.conntrackEntries)
-        let resizable = earlierInfo.map { $0.type == .lruHash && Int($0.keySize) == ABISizes.conntrackKey
-            && Int($0.valueSize) == ABISizes.conntrackValue && $0.maxEntries != entries } ?? false
+        let resizable = earlierInfo.map { $0.maxEntries != entries } ?? false
         let (object, report) = try BPFObjectFile.load(bytes: EmbeddedBPFObject.datapath.bytes, name: "datapath", pinningMapsIn: "\(root)/maps",
                                                       migrate: migrate,
                                                       replaceable: Set(["settings", "scratch", "event_scratch"] + (resizable ? ["conntrack"] : [])),

@@ -68,6 +68,9 @@ struct LoaderServeCommand: Command {
         if args.contains("--wait-applied") {
             return refused("--wait-applied would hold every request behind it: ask 'loader status --pod NS/NAME' again instead")
         }
+        if request.input == nil, args.contains("-") {
+            return refused("'-' reads the request's \"input\", and this request has none")  // never the server's own standard input
+        }
         var words = args
         var inputDescriptor: Int32 = -1
         defer { if inputDescriptor >= 0 { close(inputDescriptor) } }

@@ -93,7 +93,8 @@ import TestSupport
         let server = try Server(root: bench.root.path)
         let client = try server.client()
         for args in [["ebpf", "progs"], ["loader", "init"], ["loader", "reset"], ["loader", "serve"], [],
-                     ["loader", "status", "--bpffs-root", "/sys/fs/bpf/other"], ["loader", "status", "--pod", "shop/pod0", "--wait-applied"]] {
+                     ["loader", "status", "--bpffs-root", "/sys/fs/bpf/other"], ["loader", "status", "--pod", "shop/pod0", "--wait-applied"],
+                     ["loader", "apply", "-f", "-"]] {
             let response = try client.run(LoaderRequest(args: args))
             #expect(response.exitCode == 64 && response.stdout.isEmpty && response.stderr.hasPrefix("error: ")
                     && response.stderr.filter { $0 == "\n" }.count == 1, "\(args): \(response)")

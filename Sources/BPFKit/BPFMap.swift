@@ -122,6 +122,16 @@ public final class BPFMap: @unchecked Sendable {
         }
     }
 
+    /// The keys `include` picks, read in batches (a syscall per few thousand entries, where `keys()`
+    /// takes one per entry): what a flush of one pod's entries out of a large table reads.
+    public func keys(where include: (UnsafeRawBufferPointer) -> Bool) throws -> [[UInt8]] {
+        var picked: [[UInt8]] = []
+        try forEachBatch { batch in
+            for index in 0..<batch.count where include(batch.key(index)) { picked.append(Array(batch.key(index))) }
+        }
+        return picked
+    }
+
     /// Stores `inner`'s descriptor under `key` of this map-of-maps: one update
     /// that swaps what every later lookup sees.
     public func setInner(key: [UInt8], to inner: BPFMap) throws {

@@ -322,10 +322,10 @@ public final class Datapath {
 
     /// Deletes the pod's domain rule sets in `slots`.
     private func removeDomainRules(podID: UInt32, slots: Set<UInt8>) throws {
-        for entry in try domainRules.keys() {
-            guard let decoded = DomainRuleKey.decode(entry), decoded.podID == podID, slots.contains(decoded.slot) else { continue }
-            _ = try domainRules.delete(key: entry)
+        let doomed = try domainRules.keys { key in
+            DomainRuleKey.decode(Array(key)).map { $0.podID == podID && slots.contains($0.slot) } ?? false
         }
+        for entry in doomed { _ = try domainRules.delete(key: entry) }
     }
 
     /// The pod's domain rule sets in `slot`, by pattern id.
@@ -373,7 +373,7 @@ public final class Datapath {
     @discardableResult
     public func removeGrants(podID: UInt32) throws -> Int {
         var removed = 0
-        for entry in try domainGrants.keys() where entry.prefix(4) == key(podID)[...] {
+        for entry in try domainGrants.keys(where: { $0.count >= 4 && $0.loadUnaligned(as: UInt32.self) == podID }) {
             if try domainGrants.delete(key: entry) { removed += 1 }
         }
         return removed
@@ -442,7 +442,7 @@ public final class Datapath {
     @discardableResult
     public func flushConntrack(ifindex: UInt32) throws -> Int {
         var removed = 0
-        for entry in try conntrack.keys() where entry.prefix(4) == key(ifindex)[...] {
+        for entry in try conntrack.keys(where: { $0.count >= 4 && $0.loadUnaligned(as: UInt32.self) == ifindex }) {
             if try conntrack.delete(key: entry) { removed += 1 }
         }
         return removed

@@ -22,8 +22,10 @@ public struct CLIBenchmark {
             _ = try Loader.initialize(root: root, migrate: false)  // the loader (and its lock) go at once
             let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("nf-bench-cli-\(getpid())").path
             let shared = scratch + "-shared.json", own = [scratch + "-a.json", scratch + "-b.json"]
-            try Self.policy(name: "shared", pods: ["pod0", "pod1"], port: 443).write(toFile: shared, atomically: true, encoding: .utf8)
-            for (file, port) in zip(own, [443, 8443]) { try Self.policy(name: "own", pods: ["pod2"], port: port).write(toFile: file, atomically: true, encoding: .utf8) }
+            try BenchPolicy(name: "shared", pods: ["pod0", "pod1"], cidrs: BenchPolicy.hosts(10)).json.write(toFile: shared, atomically: true, encoding: .utf8)
+            for (file, port) in zip(own, [443, 8443]) {
+                try BenchPolicy(name: "own", pods: ["pod2"], cidrs: BenchPolicy.hosts(10), ports: [port]).json.write(toFile: file, atomically: true, encoding: .utf8)
+            }
             defer { for file in [shared] + own { try? FileManager.default.removeItem(atPath: file) } }
             let rooted = ["--bpffs-root", root.path]
             func attach(_ pod: String) -> [String] {
@@ -101,16 +103,5 @@ public struct CLIBenchmark {
                 figure("through loader serve: apply of the same object again", servedUnchanged),
             ]
         }
-    }
-
-    /// A PolicyEndpoint selecting `pods` of namespace bench: TCP `port` from 10 host prefixes.
-    static func policy(name: String, pods: [String], port: Int) -> String {
-        let rules = (0..<10).map { "{\"cidr\": \"\(LoaderBenchmark.address($0))/32\", \"ports\": [{\"protocol\": \"TCP\", \"port\": \(port)}]}" }
-        let selected = pods.map { "{\"name\": \"\($0)\", \"namespace\": \"bench\"}" }
-        return """
-        {"apiVersion": "networking.k8s.aws/v1alpha1", "kind": "PolicyEndpoint", "metadata": {"name": "\(name)", "namespace": "bench"},
-         "spec": {"policyRef": {"name": "\(name)", "namespace": "bench"}, "podIsolation": ["Ingress"],
-                  "podSelectorEndpoints": [\(selected.joined(separator: ","))], "ingress": [\(rules.joined(separator: ","))]}}
-        """
     }
 }

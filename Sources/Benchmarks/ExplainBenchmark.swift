@@ -20,16 +20,9 @@ public struct ExplainBenchmark {
             let pod = PodReference(namespace: "bench", name: "pod0")
             _ = try loader.attach(pod, interface: "pod0", netns: sandbox.namespace.name, defaults: [.ingress: .allow, .egress: .allow])
             // As a controller writes a large policy: PolicyEndpoints of at most 1,000 rules each.
-            let objects = stride(from: 0, to: prefixes, by: 1000).map { start in
-                let rules = (start..<min(start + 1000, prefixes)).map { "{\"cidr\": \"\(Self.address($0))/32\", \"ports\": [{\"protocol\": \"TCP\", \"port\": 443}]}" }
-                return """
-                    {"apiVersion": "networking.k8s.aws/v1alpha1", "kind": "PolicyEndpoint", "metadata": {"name": "big-\(start)", "namespace": "bench"},
-                     "spec": {"policyRef": {"name": "big", "namespace": "bench"}, "podIsolation": ["Ingress"],
-                              "podSelectorEndpoints": [{"name": "pod0", "namespace": "bench"}], "ingress": [\(rules.joined(separator: ","))]}}
-                    """
-            }
-            _ = try loader.apply(try PolicyDocumentParser.parse("{\"apiVersion\": \"v1\", \"kind\": \"List\", \"items\": [\(objects.joined(separator: ","))]}"))
-            let question = FlowQuestion(pod: pod, direction: .ingress, peer: Self.address(prefixes - 1), protocolNumber: IPProtocolNumber.tcp, port: 443)
+            _ = try loader.apply(try PolicyDocumentParser.parse(BenchPolicy(name: "big", pods: ["pod0"], cidrs: BenchPolicy.hosts(prefixes),
+                                                                            perObject: 1000).json))
+            let question = FlowQuestion(pod: pod, direction: .ingress, peer: BenchPolicy.address(prefixes - 1), protocolNumber: IPProtocolNumber.tcp, port: 443)
             let record = try require(try loader.liveRecords().values.first, "the pod's record")
             let clock = ContinuousClock()
             var explain: [Double] = [], lookups: [Double] = []
@@ -52,10 +45,6 @@ public struct ExplainBenchmark {
                        baseline: loop, goal: .atMost(20), count: samples),
             ]
         }
-    }
-
-    static func address(_ index: Int) -> IPAddress {
-        IPAddress(ipv4: [198, 18 + UInt8(index >> 16), UInt8(index >> 8 & 0xff), UInt8(index & 0xff)])
     }
 }
 

@@ -40,13 +40,13 @@ public struct LoaderBenchmark {
             baselineTimes.append(try clock.measure { _ = try Datapath() }.milliseconds)
         }
 
-        let document = Self.policy(cidrs: cidrs)
+        let document = BenchPolicy(name: "bench", pods: ["pod0"], cidrs: BenchPolicy.hosts(cidrs)).json
         var parsed = ParsedPolicies()
         let parse = try clock.measure { parsed = try PolicyDocumentParser.parse(document) }
         // What apply would change, computed as apply computes it and written nowhere (`apply --dry-run`).
         let dryRun = try clock.measure { _ = try loader.plan(parsed) }
         let apply = try clock.measure { _ = try loader.apply(parsed) }
-        let rules = (0..<cidrs).map { PolicyRule(ruleID: 1, peer: IPPrefix(address: Self.address($0), length: 128)) }
+        let rules = (0..<cidrs).map { PolicyRule(ruleID: 1, peer: IPPrefix(address: BenchPolicy.address($0), length: 128)) }
         let compiled = try PolicyCompiler.compile(rules)
         let rawWrites = try clock.measure { _ = try loader.datapath.makeTrie(compiled) }
         let perPodLoad = Figure.Baseline("load programs per pod (median of \(baselineLoads))", Statistics.median(baselineTimes))
@@ -62,21 +62,5 @@ public struct LoaderBenchmark {
             Figure("dry run of the same \(cidrs) CIDRs (validate, compile, compare)", dryRun.milliseconds, .milliseconds,
                    baseline: .init("the real apply (validate, store, compile, swap)", apply.milliseconds), goal: .atMost(1.2, .times)),
         ]
-    }
-
-    /// A PolicyEndpoint for `bench/pod0` allowing TCP 443 from `cidrs` host prefixes, as kubectl prints JSON.
-    static func policy(cidrs: Int) -> String {
-        let rules = (0..<cidrs).map { "{\"cidr\": \"\(address($0))/32\", \"ports\": [{\"protocol\": \"TCP\", \"port\": 443}]}" }
-        return """
-        {"apiVersion": "networking.k8s.aws/v1alpha1", "kind": "PolicyEndpoint",
-         "metadata": {"name": "bench", "namespace": "bench"},
-         "spec": {"policyRef": {"name": "bench", "namespace": "bench"}, "podIsolation": ["Ingress"],
-                  "podSelectorEndpoints": [{"name": "pod0", "namespace": "bench"}],
-                  "ingress": [\(rules.joined(separator: ","))]}}
-        """
-    }
-
-    static func address(_ index: Int) -> IPAddress {
-        IPAddress(ipv4: [198, 19, UInt8(index >> 8 & 0xff), UInt8(index & 0xff)])
     }
 }

@@ -28,7 +28,9 @@ public struct ScaleBenchmark {
             for round in 0..<rounds {
                 for selecting in [1, pods] {
                     // A new name each time: every apply builds its trie anew, none replaces another.
-                    let parsed = try PolicyDocumentParser.parse(Self.policy(name: "scale-\(round)-\(selecting)", cidrs: cidrs, pods: selecting))
+                    let policy = BenchPolicy(kind: .admin(action: "Deny"), name: "scale-\(round)-\(selecting)", pods: (0..<selecting).map { "pod\($0)" },
+                                             direction: .egress, cidrs: BenchPolicy.hosts(cidrs))
+                    let parsed = try PolicyDocumentParser.parse(policy.json)
                     let elapsed = try clock.measure { _ = try loader.apply(parsed) }.milliseconds
                     let (bytes, tries) = try Self.trieMemory(loader)
                     if selecting == 1 {
@@ -64,22 +66,5 @@ public struct ScaleBenchmark {
             }
         }
         return (bytes, seen.count)
-    }
-
-    /// Admin ClusterPolicyEndpoints denying TCP 443 to `cidrs` host prefixes from pods bench/pod0 … pod`pods - 1`,
-    /// as kubectl prints a List: one object per 2,000 CIDRs (an object holds at most `RuleID.rulesPerDirection` rules per direction).
-    static func policy(name: String, cidrs: Int, pods: Int) -> String {
-        let selected = (0..<pods).map { "{\"name\": \"pod\($0)\", \"namespace\": \"bench\"}" }.joined(separator: ",")
-        let objects = stride(from: 0, to: cidrs, by: 2_000).map { first in
-            let rules = (first..<min(first + 2_000, cidrs)).map {
-                "{\"cidr\": \"\(LoaderBenchmark.address($0))/32\", \"action\": \"Deny\", \"ports\": [{\"protocol\": \"TCP\", \"port\": 443}]}"
-            }
-            return """
-            {"apiVersion": "networking.k8s.aws/v1alpha1", "kind": "ClusterPolicyEndpoint", "metadata": {"name": "\(name)-\(first / 2_000)"},
-             "spec": {"policyRef": {"name": "\(name)"}, "tier": "Admin", "priority": 10, "podSelectorEndpoints": [\(selected)],
-                      "egress": [\(rules.joined(separator: ","))]}}
-            """
-        }
-        return "{\"apiVersion\": \"v1\", \"kind\": \"List\", \"items\": [\(objects.joined(separator: ","))]}"
     }
 }

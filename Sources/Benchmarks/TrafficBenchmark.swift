@@ -128,24 +128,14 @@ public struct TrafficBenchmark {
         return samples
     }
 
-    /// Each pod isolated both ways by `prefixes` host prefixes, the other pod's among them, on the two servers' ports.
+    /// Each pod isolated by `prefixes` host prefixes, the other pod's among them, on the two servers' ports:
+    /// the client's egress and the server's ingress.
     func policy(client: ClusterNetwork.Pod, server: ClusterNetwork.Pod) -> String {
-        func object(_ pod: String, _ direction: String, peer: String) -> String {
-            let others = (1..<prefixes).map { "\"\(LoaderBenchmark.address($0))/32\"" }
-            let cidrs = ["\"\(peer)/32\""] + others
-            let chunks = stride(from: 0, to: cidrs.count, by: 2_000).map { Array(cidrs[$0..<min($0 + 2_000, cidrs.count)]) }
-            return chunks.enumerated().map { part, chunk in
-                let rules = chunk.map { "{\"cidr\": \($0), \"ports\": [{\"protocol\": \"TCP\", \"port\": \(Self.iperfPort)}, "
-                    + "{\"protocol\": \"TCP\", \"port\": \(Self.sockperfPort)}]}" }
-                return """
-                {"apiVersion": "networking.k8s.aws/v1alpha1", "kind": "PolicyEndpoint", "metadata": {"name": "\(pod)-\(part)", "namespace": "bench"},
-                 "spec": {"policyRef": {"name": "\(pod)", "namespace": "bench"}, "podIsolation": ["\(direction.capitalized)"],
-                          "podSelectorEndpoints": [{"name": "\(pod)", "namespace": "bench"}], "\(direction)": [\(rules.joined(separator: ","))]}}
-                """
-            }.joined(separator: ",")
-        }
-        return "{\"apiVersion\": \"v1\", \"kind\": \"List\", \"items\": [\(object("client", "egress", peer: server.ipv4)),"
-            + "\(object("server", "ingress", peer: client.ipv4))]}"
+        let ports = [Self.iperfPort, Self.sockperfPort], others = BenchPolicy.hosts(prefixes).dropFirst()
+        return BenchPolicy.list([
+            BenchPolicy(name: "client", pods: ["client"], direction: .egress, cidrs: ["\(server.ipv4)/32"] + others, ports: ports),
+            BenchPolicy(name: "server", pods: ["server"], direction: .ingress, cidrs: ["\(client.ipv4)/32"] + others, ports: ports),
+        ])
     }
 
     /// iperf3 from `client` to `server` for `seconds`: the receiver's Gbit/s.

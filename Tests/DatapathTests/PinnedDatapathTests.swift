@@ -1,6 +1,6 @@
 import BPFKit
 import Datapath
-import DatapathModel
+@testable import DatapathModel
 import Foundation
 import Testing
 import TestSupport
@@ -58,4 +58,34 @@ import TestSupport
 
 extension Int {
     var uint32: UInt32 { UInt32(self) }
+}
+
+/// `carryOverConntrack`: a resize's two passes over the replaced table.
+@Suite struct ConntrackCarryOverTests {
+    static func flow(_ port: UInt16, lastSeen seconds: UInt64, revision: UInt32 = 1) -> (key: [UInt8], value: [UInt8]) {
+        ConntrackEntry(ifindex: 7, family: 4, protocolNumber: 6, low: IPAddress("198.18.0.1")!, lowPort: port, high: IPAddress("198.18.0.2")!,
+                       highPort: 80, lastSeenNanoseconds: seconds * 1_000_000_000, revision: revision, ruleID: 0, podID: 0, direction: .egress,
+                       tier: .podDefault, firstFromHigh: false).encode()
+    }
+
+    @Test func theSecondPassKeepsWhatTheNewTableTrackedMeanwhile() throws {
+        guard Privileges.require() else { return }
+        let datapath = try Datapath()
+        let earlier = try BPFMap(type: .lruHash, name: "conntrack", keySize: UInt32(ConntrackEntry.keySize),
+                                 valueSize: UInt32(ConntrackEntry.valueSize), maxEntries: 1024)
+        for (port, seconds) in [(40000, 1), (40001, 2)] {
+            let (key, value) = Self.flow(UInt16(port), lastSeen: UInt64(seconds))
+            try earlier.update(key: key, value: value)
+        }
+        // The new programs tracked 40000 again since the first pass, under revision 9.
+        let newer = Self.flow(40000, lastSeen: 50, revision: 9)
+        try datapath.conntrack.update(key: newer.key, value: newer.value)
+
+        #expect(try datapath.carryOverConntrack(from: earlier, keepingNewer: true) == 1, "only the flow the table lacks")
+        #expect(try datapath.conntrack.lookup(key: newer.key) == newer.value, "the newer entry stays")
+        #expect(try datapath.conntrack.lookup(key: Self.flow(40001, lastSeen: 2).key) == Self.flow(40001, lastSeen: 2).value)
+
+        #expect(try datapath.carryOverConntrack(from: earlier, keepingNewer: false) == 2, "the first pass writes every flow")
+        #expect(try datapath.conntrack.lookup(key: newer.key) == Self.flow(40000, lastSeen: 1).value)
+    }
 }

@@ -60,9 +60,9 @@ public struct DNSBenchmark {
              "address=/bench.test/198.19.10.1"].joined(separator: "\n").write(to: config, atomically: true, encoding: .utf8)
         try (0..<10_000).map { "q\($0).bench.test A" }.joined(separator: "\n").write(to: queries, atomically: true, encoding: .utf8)
 
-        let dnsmasq = try Self.start(in: dnsPod.namespace.name, ["/usr/sbin/dnsmasq", "--keep-in-foreground", "--conf-file=\(config.path)"])
+        let dnsmasq = try InNamespace.start(dnsPod.namespace.name, ["/usr/sbin/dnsmasq", "--keep-in-foreground", "--conf-file=\(config.path)"])
         defer { dnsmasq.stop(signal: SIGKILL) }
-        let proxy = try Self.start(in: cluster.node.name, [netfence, "dns", "proxy", "--bpffs-root", root.path, "--listen", proxyAddress,
+        let proxy = try InNamespace.start(cluster.node.name, [netfence, "dns", "proxy", "--bpffs-root", root.path, "--listen", proxyAddress,
                                                           "--upstream", dnsPod.ipv4])
         defer { proxy.stop() }
         try Self.waitForAnswers(from: dnsPod.ipv4, in: plainClient.namespace)
@@ -95,7 +95,7 @@ public struct DNSBenchmark {
 
     /// dnsperf from `namespace` for `seconds`: the queries per second it reports.
     private func dnsperf(server: String, in namespace: String, queries: String) throws -> Double {
-        let result = try ChildProcess.run("/usr/bin/nsenter", ["--net=\(NetworkNamespace.namedFolder)/\(namespace)", "/usr/bin/dnsperf",
+        let result = try InNamespace.run(namespace, ["/usr/bin/dnsperf",
                                                                "-s", server, "-d", queries, "-l", String(seconds), "-c", "8", "-q", "500"])
         guard result.status == 0,
               let line = result.output.split(separator: "\n").first(where: { $0.contains("Queries per second:") }),
@@ -145,9 +145,5 @@ public struct DNSBenchmark {
             usleep(100_000)
         }
         throw BenchmarkError("\(server) does not answer DNS")
-    }
-
-    static func start(in namespace: String, _ command: [String]) throws -> ChildProcess.Running {
-        try ChildProcess.start("/usr/bin/nsenter", ["--net=\(NetworkNamespace.namedFolder)/\(namespace)"] + command)
     }
 }

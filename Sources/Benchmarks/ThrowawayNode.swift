@@ -1,5 +1,6 @@
 import BPFKit
 import Glibc
+import HostKit
 import Loader
 import NodeNetwork
 
@@ -22,5 +23,16 @@ public enum ThrowawayNode {
             sandbox.remove()
         }
         return try body(root, sandbox)
+    }
+}
+
+/// A program run inside a named network namespace (nsenter), as the pods' own tools run there.
+enum InNamespace {
+    static func start(_ namespace: String, _ command: [String]) throws -> ChildProcess.Running {
+        try ChildProcess.start("/usr/bin/nsenter", ["--net=\(NetworkNamespace.namedFolder)/\(namespace)"] + command)
+    }
+
+    static func run(_ namespace: String, _ command: [String], timeout: Double? = nil) throws -> ChildProcess.Result {
+        try ChildProcess.run("/usr/bin/nsenter", ["--net=\(NetworkNamespace.namedFolder)/\(namespace)"] + command, timeout: timeout)
     }
 }

@@ -63,9 +63,9 @@ public struct TrafficBenchmark {
             cluster.remove()
         }
         let (client, server) = (cluster.pods[0], cluster.pods[1])
-        let iperf = try DNSBenchmark.start(in: server.namespace.name, ["/usr/bin/iperf3", "-s", "-B", server.ipv4, "-p", "\(Self.iperfPort)"])
+        let iperf = try InNamespace.start(server.namespace.name, ["/usr/bin/iperf3", "-s", "-B", server.ipv4, "-p", "\(Self.iperfPort)"])
         defer { iperf.stop(signal: SIGKILL) }
-        let sockperf = try DNSBenchmark.start(in: server.namespace.name, ["/usr/bin/sockperf", "server", "-i", server.ipv4, "--tcp",
+        let sockperf = try InNamespace.start(server.namespace.name, ["/usr/bin/sockperf", "server", "-i", server.ipv4, "--tcp",
                                                                           "-p", "\(Self.sockperfPort)"])
         defer { sockperf.stop(signal: SIGKILL) }
 
@@ -140,7 +140,7 @@ public struct TrafficBenchmark {
 
     /// iperf3 from `client` to `server` for `seconds`: the receiver's Gbit/s.
     func throughput(from client: ClusterNetwork.Pod, to server: ClusterNetwork.Pod) throws -> Double {
-        let result = try ChildProcess.run("/usr/bin/nsenter", ["--net=\(NetworkNamespace.namedFolder)/\(client.namespace.name)", "/usr/bin/iperf3",
+        let result = try InNamespace.run(client.namespace.name, ["/usr/bin/iperf3",
                                                                "-c", server.ipv4, "-p", "\(Self.iperfPort)", "-t", "\(seconds)", "-J"],
                                           timeout: Double(seconds) + 30)
         guard result.status == 0, let report = try? JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any],
@@ -153,7 +153,7 @@ public struct TrafficBenchmark {
 
     /// sockperf's TCP ping-pong from `client` to `server` for `seconds`: round trips per second, p50 and p99 in µs.
     func pingPong(from client: ClusterNetwork.Pod, to server: ClusterNetwork.Pod) throws -> (rate: Double, p50: Double, p99: Double) {
-        let result = try ChildProcess.run("/usr/bin/nsenter", ["--net=\(NetworkNamespace.namedFolder)/\(client.namespace.name)", "/usr/bin/sockperf",
+        let result = try InNamespace.run(client.namespace.name, ["/usr/bin/sockperf",
                                                                "ping-pong", "-i", server.ipv4, "--tcp", "-p", "\(Self.sockperfPort)",
                                                                "-t", "\(seconds)", "--full-rtt"],
                                           timeout: Double(seconds) + 30)

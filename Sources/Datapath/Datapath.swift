@@ -522,10 +522,14 @@ public final class Datapath {
 
     /// Every registered pod: host veth ifindex and record, by ifindex.
     public func registeredPods() throws -> [(ifindex: UInt32, record: PodRecord)] {
+        // In batches: every change reads this twice (the tries records name before and after it).
         var result: [(ifindex: UInt32, record: PodRecord)] = []
-        for key in try pods.keys() {
-            guard key.count == 4, let value = try pods.lookup(key: key), let record = PodRecord.decode(value) else { continue }
-            result.append((key.withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) }, record))
+        try pods.forEachBatch { batch in
+            for index in 0..<batch.count {
+                let key = batch.key(index)
+                guard key.count == 4, let record = PodRecord.decode(batch.value(index)) else { continue }
+                result.append((key.loadUnaligned(as: UInt32.self), record))
+            }
         }
         return result.sorted { $0.ifindex < $1.ifindex }
     }

@@ -86,7 +86,7 @@ public struct ConntrackBenchmark {
         }
         return [
             figure(4, baseline: nil, name: "baseline: \(raw.name)"),
-            figure(0, goal: .atMost(2, .times)),
+            figure(0, goal: .atMost(1.5, .times)),
             figure(0, baseline: bpftoolJSON, goal: .atLeast(15, .faster), name: "netfence conntrack list -o json, against bpftool -j"),
             figure(1), figure(2), figure(3),
         ]

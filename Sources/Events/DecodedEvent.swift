@@ -98,7 +98,7 @@ public struct DecodedEvent: Sendable, Encodable, Equatable {
 extension Attribution {
     /// Whether the pod and the object that decided `event` are known here.
     func knows(_ event: VerdictEvent) -> Bool {
-        pod(event.podID) != nil && (RuleID(rawValue: event.ruleID).map { policy(ruleID: $0.rawValue) != nil } ?? true)
+        pod(event.podID) != nil && knows(ruleID: event.ruleID)
     }
 
     /// `event` in words, with `packet` (its capture); `monotonicToWall` converts its CLOCK_MONOTONIC stamp.
@@ -121,8 +121,7 @@ extension Attribution {
                 rule = named.rule
             } else if event.tier == .networkPolicy && event.ruleID == 0 {
                 // selected by a NetworkPolicy, no rule allowed it: name what isolates the pod
-                let isolating = isolatingPolicies(podID: event.podID, direction: event.direction)
-                policy = isolating.isEmpty ? "isolation" : "isolation by " + isolating.joined(separator: ", ")
+                policy = isolationName(podID: event.podID, direction: event.direction)
             } else {
                 policy = "rule \(event.ruleID)"
             }

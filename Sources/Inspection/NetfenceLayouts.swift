@@ -115,7 +115,7 @@ public enum FlowState: String, CaseIterable, Sendable {
 }
 
 /// `conntrack`: one row per flow, oriented as its first packet went.
-public struct ConntrackLayout: MapLayout {
+public final class ConntrackLayout: MapLayout {
     public let context: DecodeContext
     public var title: String { "netfence conntrack" }
     public var columns: [Column] {
@@ -132,6 +132,9 @@ public struct ConntrackLayout: MapLayout {
         let revision: UInt32?
     }
     private let pods: [UInt32: PodColumns]
+    /// At most how many bytes a row's values take: its names (pod, interface, policy), then
+    /// 12 fields of at most 64 B. Rows repeat their names: each is looked up once per writer.
+    private let valueBytes: Int
 
     public init(context: DecodeContext) {
         self.context = context
@@ -140,6 +143,8 @@ public struct ConntrackLayout: MapLayout {
             let known = context.attribution == nil || context.attribution?.pod(podID) != nil
             pods[podID] = PodColumns(pod: context.pod(podID), interface: context.interface(podID), revision: known ? revision : nil)
         }
+        // Names are escaped (6 bytes per byte at most) and quoted; ids stand in for unknown ones (`rule-id 4294967295`).
+        valueBytes = 3 * (2 + 6 * max(context.attribution?.longestNameBytes ?? 0, 20)) + 12 * 64
     }
 
     public func state(_ entry: ConntrackEntry) -> FlowState { Self.state(entry, of: pods[entry.podID]) }
@@ -154,19 +159,18 @@ public struct ConntrackLayout: MapLayout {
         write(entry, into: rows)
     }
 
+    /// The hottest dump there is: fields go straight in, no row array, and the runs of
+    /// fields a pod or a rule decides (names above all) are written once and copied after.
     public func write(_ entry: ConntrackEntry, into rows: RecordWriter) {
-        let (policy, rule) = context.policy(entry.ruleID)
         let source = entry.source, destination = entry.destination
-        let pod = pods[entry.podID]
-        let podName = pod?.pod ?? context.pod(entry.podID), interface = pod?.interface ?? context.interface(entry.podID)
-        let state = Self.state(entry, of: pod)
-        // The hottest dump there is: fields go straight in, no row array (the bound: names, then 12 fields of at most 64 B).
-        let valueBytes = RecordWriter.maximumBytes(podName) + RecordWriter.maximumBytes(interface) + RecordWriter.maximumBytes(policy) + 12 * 64
         rows.writeRow(valueBytes: valueBytes) { row in
-            row.put(podName)
-            row.put(interface)
-            row.put(.word(entry.direction.name))
-            row.put(context.protocolName(entry.protocolNumber))
+            row.putRepeated(.init(UInt64(entry.podID), UInt64(entry.direction.rawValue) << 8 | UInt64(entry.protocolNumber))) { row in
+                let pod = pods[entry.podID]
+                row.put(pod?.pod ?? context.pod(entry.podID))
+                row.put(pod?.interface ?? context.interface(entry.podID))
+                row.put(.word(entry.direction.name))
+                row.put(context.protocolName(entry.protocolNumber))
+            }
             // ICMP keeps its echo identifier where ports would be: shown as what it is, ports 0.
             let echo = IPProtocolNumber.carriesEchoIdentifier(entry.protocolNumber)
             row.put(.address(source.address))
@@ -174,11 +178,14 @@ public struct ConntrackLayout: MapLayout {
             row.put(.address(destination.address))
             row.put(.number(echo ? 0 : UInt64(destination.port)))
             row.put(echo ? .number(UInt64(source.port)) : .none)
-            row.put(.word(state.name))
-            row.put(.number(UInt64(entry.revision)))
-            row.put(.word(entry.tier.name))
-            row.put(policy)
-            row.put(rule)
+            row.putRepeated(.init(UInt64(entry.podID) << 32 | UInt64(entry.revision), UInt64(entry.ruleID) << 8 | UInt64(entry.tier.rawValue))) { row in
+                let (policy, rule) = context.policy(entry.ruleID)
+                row.put(.word(Self.state(entry, of: pods[entry.podID]).name))
+                row.put(.number(UInt64(entry.revision)))
+                row.put(.word(entry.tier.name))
+                row.put(policy)
+                row.put(rule)
+            }
             row.put(context.age(entry.lastSeenNanoseconds))
         }
     }

@@ -108,9 +108,10 @@ public final class RecordWriter {
     /// Writes one row field by field with `RowCursor.put`, a field per column in order;
     /// `valueBytes` bounds what the values take (``maximumBytes(_:)`` of each).
     func writeRow(valueBytes: Int, _ body: (inout RowCursor) -> Void) {
-        let first = rows == 0
+        let json = format == .json
         buffer.write(atMost: rowOverhead + valueBytes) { cursor in
-            var row = RowCursor(cursor: cursor, json: format == .json, firstRow: first, columns: layout)
+            if json { cursor.put(rows == 0 ? "[\n" : ",\n") }
+            var row = RowCursor(cursor: cursor, json: json, columns: layout, repeated: repeated)
             body(&row)
             precondition(row.column == layout.count, "a row has a field per column")
             cursor = row.cursor
@@ -118,6 +119,9 @@ public final class RecordWriter {
         rows += 1
         buffer.flush(ifOver: 1 << 19, to: output)
     }
+
+    /// The fields rows repeat, as this writer wrote them (see ``RowCursor/putRepeated(_:_:)``).
+    private let repeated = RepeatedFields()
 
     /// Ends the output (closes the JSON array) and writes what is left.
     public func finish() {
@@ -136,6 +140,45 @@ public final class RecordWriter {
         case .structured(let value): value.maximumBytes
         default: 64
         }
+    }
+}
+
+/// Runs of fields a writer rendered once and copies into every row that repeats them,
+/// by the column they start at and the caller's key for their values. A direct-mapped
+/// table of fixed slots: a lookup hashes two words and compares them (a row makes two),
+/// memory stays bounded however many keys a dump meets, and a key that lost its slot
+/// is rendered again. Its storage is raw memory, so reads and writes take no checks.
+final class RepeatedFields {
+    struct Key: Equatable {
+        var column: Int, first: UInt64, second: UInt64
+
+        init(column: Int = 0, _ first: UInt64, _ second: UInt64 = 0) {
+            self.column = column
+            self.first = first
+            self.second = second
+        }
+
+        var slot: Int {
+            Int(truncatingIfNeeded: (first &* 0x9e37_79b9_7f4a_7c15 ^ second &* 0xc2b2_ae3d_27d4_eb4f ^ UInt64(column)) >> 56)
+        }
+    }
+
+    struct Entry {
+        var key: Key
+        /// Bytes in the slot; 0: empty.
+        var count: Int
+        var columns: Int
+    }
+
+    static let slots = 256, slotBytes = 512
+    let entries = UnsafeMutablePointer<Entry>.allocate(capacity: slots)
+    let bytes = UnsafeMutablePointer<UInt8>.allocate(capacity: slots * slotBytes)
+
+    init() { entries.initialize(repeating: Entry(key: Key(0), count: 0, columns: 0), count: Self.slots) }
+
+    deinit {
+        entries.deallocate()
+        bytes.deallocate()
     }
 }
 
@@ -170,16 +213,37 @@ struct RowCursor {
 
     var cursor: OutputCursor
     let json: Bool
-    let firstRow: Bool
     let columns: Columns
+    let repeated: RepeatedFields
     /// The column the next field goes in.
     private(set) var column = 0
 
-    init(cursor: OutputCursor, json: Bool, firstRow: Bool, columns: Columns) {
+    init(cursor: OutputCursor, json: Bool, columns: Columns, repeated: RepeatedFields) {
         self.cursor = cursor
         self.json = json
-        self.firstRow = firstRow
         self.columns = columns
+        self.repeated = repeated
+    }
+
+    /// Fields from this column on whose values `key` determines (a pod's name and interface,
+    /// a rule's policy): `body` puts them the first time, later rows copy what it wrote.
+    /// Their bytes depend on nothing else (the row's JSON separator is written before it);
+    /// the row's reservation counts their values as if they were put.
+    @inline(__always)
+    mutating func putRepeated(_ key: RepeatedFields.Key, _ body: (inout RowCursor) -> Void) {
+        let key = RepeatedFields.Key(column: column, key.first, key.second)
+        let slot = key.slot, entry = repeated.entries + slot, stored = repeated.bytes + slot * RepeatedFields.slotBytes
+        if entry.pointee.count > 0, entry.pointee.key == key {
+            cursor.put(UnsafeBufferPointer(start: stored, count: entry.pointee.count))
+            column += entry.pointee.columns
+            return
+        }
+        let start = cursor.position, firstColumn = column
+        body(&self)
+        let count = cursor.position - start
+        guard count <= RepeatedFields.slotBytes else { return }  // long names: written every time
+        stored.update(from: start, count: count)
+        entry.pointee = RepeatedFields.Entry(key: key, count: count, columns: column - firstColumn)
     }
 
     /// The next field; the row ends (newline, or the object's brace) with its last column.
@@ -187,7 +251,7 @@ struct RowCursor {
     mutating func put(_ value: FieldValue) {
         let isLast = column == columns.count - 1
         if json {
-            if column == 0 { cursor.put(firstRow ? "[\n{" : ",\n{") } else { cursor.put(UInt8(ascii: ",")) }
+            cursor.put(column == 0 ? UInt8(ascii: "{") : UInt8(ascii: ","))
             cursor.put(UnsafeBufferPointer(rebasing: columns.keys[columns.keyOffsets[column]..<columns.keyOffsets[column + 1]]))
             Self.putJSON(value, into: &cursor)
             if isLast { cursor.put(UInt8(ascii: "}")) }

@@ -142,7 +142,8 @@ public struct OutputCursor {
         pointer += bytes.count
     }
 
-    /// Where the next byte goes: for a binary length written after what it measures (`patch`).
+    /// Where the next byte goes: for a binary length written after what it measures (`patch`),
+    /// or to copy what was written since.
     @inlinable public var position: UnsafeMutablePointer<UInt8> { pointer }
 
     /// Overwrites the integer at `position` (one this cursor has written past).

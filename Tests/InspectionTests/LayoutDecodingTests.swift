@@ -55,6 +55,43 @@ import Testing
         #expect(echo["source"] as? String == "198.18.0.2", "the first packet went from the high endpoint")
     }
 
+    /// A dump writes the fields a pod or a rule decides once and copies them into later rows:
+    /// every row of one writer reads byte for byte as the same entry written alone, in both
+    /// formats, across more keys than the copies have slots and with names too long to copy.
+    @Test func rowsThatRepeatFieldsReadAsTheyWouldAlone() throws {
+        let long = PodRegistration(ifindex: 8, denyByDefault: [:], namespace: "shop", name: "caf\u{e9}-" + String(repeating: "x", count: 600),
+                                   interface: "nfveth1", netns: "")
+        var context = DecodeContext(attribution: Attribution(pods: [3: Self.pod, 4: long], objects: [5: Self.web], retired: [6: "shop/old"]))
+        context.revisions = [3: 9, 4: 2]
+        context.monotonicNow = 10_000_000_000
+        let layout = ConntrackLayout(context: context)
+        let entries = (0..<3000).map { index in
+            ConntrackEntry(ifindex: 7, family: index % 3 == 0 ? 6 : 4, protocolNumber: [6, 17, 1, 58][index % 4],
+                           low: IPAddress(index % 3 == 0 ? "2001:db8::\(index % 97)" : "198.18.0.\(index % 200)")!, lowPort: UInt16(index),
+                           high: IPAddress(index % 3 == 0 ? "2001:db8:1::10" : "198.19.0.10")!, highPort: 80,
+                           lastSeenNanoseconds: UInt64(index) * 1_000_000, revision: UInt32(index % 11),
+                           ruleID: index % 7 == 0 ? 0 : RuleID(objectIndex: UInt32(4 + index % 3), direction: .ingress, rule: index % 300).rawValue,
+                           podID: UInt32(index % 5 + 2), direction: index % 2 == 0 ? .ingress : .egress,
+                           tier: index % 7 == 0 ? .podDefault : .networkPolicy, firstFromHigh: index % 4 == 0)
+        }
+        for format in [RecordWriter.Format.json, .table] {
+            func lines(_ entries: [ConntrackEntry]) -> [Substring] {
+                var text = ""
+                let writer = RecordWriter(columns: layout.columns, format: format, headers: false) { text += String(decoding: $0, as: UTF8.self) }
+                for entry in entries { layout.write(entry, into: writer) }
+                writer.finish()
+                let rows = text.split(separator: "\n")
+                return format == .json ? rows.dropFirst().dropLast().map { $0.hasSuffix(",") ? $0.dropLast() : $0 } : rows
+            }
+            let together = lines(entries)
+            #expect(together.count == entries.count)
+            for (index, entry) in entries.enumerated() where together[index] != lines([entry]).first {
+                Issue.record("\(format) row \(index) differs from the entry written alone:\n\(together[index])\n\(lines([entry]).first ?? "")")
+                break
+            }
+        }
+    }
+
     @Test func aTrieEntryReadsAsOneRowPerRule() throws {
         let prefix = try #require(IPPrefix.parse("2001:db8::/32")?.prefix)
         let rules = [PortRule(ruleID: RuleID(objectIndex: 5, direction: .ingress, rule: 0).rawValue, protocolNumber: 6, portStart: 8000, portEnd: 8100),

@@ -156,7 +156,7 @@ import TestSupport
         #expect(rows.count == 6)
         #expect(rows.first?["name"] as? String == "baseline: raw batch read (no formatting)")
         let listing = try #require(rows.first { $0["name"] as? String == "netfence conntrack list -o json > /dev/null" })
-        #expect((listing["goal"] as? [String: Any])?["limit"] as? Double == 2 && listing["comparison"] as? String == "times")
+        #expect((listing["goal"] as? [String: Any])?["limit"] as? Double == 1.5 && listing["comparison"] as? String == "times")
         let againstBpftool = try #require(rows.first { $0["name"] as? String == "netfence conntrack list -o json, against bpftool -j" })
         #expect((againstBpftool["goal"] as? [String: Any])?["limit"] as? Double == 15 && againstBpftool["comparison"] as? String == "faster")
         #expect(((againstBpftool["baseline"] as? [String: Any])?["name"] as? String ?? "").hasPrefix("bpftool -j map dump id "))

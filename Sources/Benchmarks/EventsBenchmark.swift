@@ -21,6 +21,8 @@ public struct EventsBenchmark {
     /// Events each reader takes (the datapath produces this many per reader).
     public var events = 3_000_000
     public static let snaplen = 128
+    /// Twice what this reader took before events shared their names (0.93 M/s, issue 19).
+    public static let jsonLinesGoal = 1_860_000.0
 
     public init() {}
 
@@ -107,7 +109,7 @@ public struct EventsBenchmark {
         return [
             Figure("baseline: \(rawDrain.name)", rawDrain.value, .perSecond, count: taken[0]),
             Figure("decoded + attributed + JSON Lines to /dev/null", rates[1], .perSecond, baseline: rawDrain,
-                   goal: .atLeast(1_000_000), count: taken[1]),
+                   goal: .atLeast(Self.jsonLinesGoal), count: taken[1]),
             Figure("decoded + attributed + pcapng (128-byte captures) to /dev/null", rates[2], .perSecond, baseline: rawDrain,
                    goal: .atLeast(500_000), count: taken[2]),
         ]

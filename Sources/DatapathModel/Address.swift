@@ -58,6 +58,9 @@ public struct IPAddress: Hashable, Comparable, Sendable, CustomStringConvertible
         try withUnsafeBytes(of: storage, body)
     }
 
+    /// The 16 bytes as two words in memory order: a cheap key for tables of addresses.
+    public var words: (UInt64, UInt64) { storage }
+
     /// Whether the bytes are IPv4 mapped: how an IPv4 address is stored.
     public var isIPv4: Bool {
         storage.0 == 0 && withUnsafeBytes(of: storage.1) { $0.load(as: UInt32.self) } == UInt32(bigEndian: 0xffff)

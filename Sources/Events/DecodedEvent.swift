@@ -8,10 +8,12 @@ import PolicyInput
 /// values stay typed and are written by their one name (`network-policy`, `deny`).
 public struct DecodedEvent: Sendable, Encodable, Equatable {
     public let time: Date
+    /// Who the event concerns and what decided it, in words; events of one pod and policy share them.
+    public let names: EventNames
     /// `namespace/name`, or `ifindex N` for an interface no pod owns any more.
-    public let pod: String
-    public let podNamespace: String?
-    public let interface: String?
+    public var pod: String { names.pod }
+    public var podNamespace: String? { names.podNamespace }
+    public var interface: String? { names.interface }
     public let direction: Direction
     public let family: AddressFamily
     /// IANA number; `proto` in JSON, by name where the datapath knows one.
@@ -27,7 +29,7 @@ public struct DecodedEvent: Sendable, Encodable, Equatable {
     /// `namespace/name` of the PolicyEndpoint's policyRef, the cluster policy's
     /// name, `default` when the pod default decided, `conntrack` / `parser`
     /// when no tier did.
-    public let policy: String
+    public var policy: String { names.policy }
     /// The rule's index in the object's ingress or egress list.
     public let rule: Int?
     public let reason: Reason
@@ -41,11 +43,19 @@ public struct DecodedEvent: Sendable, Encodable, Equatable {
                 protocolNumber: UInt8, source: IPAddress, sourcePort: UInt16, destination: IPAddress, destinationPort: UInt16,
                 icmpID: UInt16? = nil, verdict: Verdict, tier: Tier, policy: String, rule: Int?, reason: Reason, bytes: UInt32,
                 revision: UInt32, packet: [UInt8] = []) {
+        self.init(time: time, names: EventNames(pod: pod, podNamespace: podNamespace, interface: interface, policy: policy),
+                  direction: direction, family: family, protocolNumber: protocolNumber, source: source, sourcePort: sourcePort,
+                  destination: destination, destinationPort: destinationPort, icmpID: icmpID, verdict: verdict, tier: tier, rule: rule,
+                  reason: reason, bytes: bytes, revision: revision, packet: packet)
+    }
+
+    public init(time: Date, names: EventNames, direction: Direction, family: AddressFamily,
+                protocolNumber: UInt8, source: IPAddress, sourcePort: UInt16, destination: IPAddress, destinationPort: UInt16,
+                icmpID: UInt16? = nil, verdict: Verdict, tier: Tier, rule: Int?, reason: Reason, bytes: UInt32,
+                revision: UInt32, packet: [UInt8] = []) {
         self.packet = packet
         self.time = time
-        self.pod = pod
-        self.podNamespace = podNamespace
-        self.interface = interface
+        self.names = names
         self.direction = direction
         self.family = family
         self.protocolNumber = protocolNumber
@@ -56,7 +66,6 @@ public struct DecodedEvent: Sendable, Encodable, Equatable {
         self.icmpID = icmpID
         self.verdict = verdict
         self.tier = tier
-        self.policy = policy
         self.rule = rule
         self.reason = reason
         self.bytes = bytes
@@ -95,15 +104,83 @@ public struct DecodedEvent: Sendable, Encodable, Equatable {
     }
 }
 
-extension Attribution {
+/// The words of an event that its pod and the policy that decided it fix: a drain names
+/// few pods and rules many times, so events share one of these (writers key on it).
+public final class EventNames: Sendable, Equatable {
+    /// `namespace/name`, or `ifindex N` for an interface no pod owns any more.
+    public let pod: String
+    public let podNamespace: String?
+    public let interface: String?
+    /// See ``DecodedEvent/policy``.
+    public let policy: String
+
+    public init(pod: String, podNamespace: String?, interface: String?, policy: String) {
+        self.pod = pod
+        self.podNamespace = podNamespace
+        self.interface = interface
+        self.policy = policy
+    }
+
+    public static func == (left: EventNames, right: EventNames) -> Bool {
+        left === right || (left.pod, left.podNamespace, left.interface, left.policy) == (right.pod, right.podNamespace, right.interface, right.policy)
+    }
+}
+
+/// Turns the datapath's events into words with one view of the loader's state, naming
+/// each pod and policy once: a decoded event builds no string and looks up no name
+/// after the first of its kind.
+final class EventDecoder {
+    let attribution: Attribution
+
+    /// Names, and the index of the rule that decided (when one did), by what decides them: the
+    /// event's pod and interface, and its rule id, tier, reason and direction, as two words.
+    /// A direct-mapped table in raw memory (a lookup hashes two words; a kind of event that
+    /// lost its slot is named again).
+    private struct Slot {
+        var key: (UInt64, UInt64)
+        var names: EventNames?
+        var rule: Int?
+    }
+    private static let slots = 256
+    private let table = UnsafeMutablePointer<Slot>.allocate(capacity: slots)
+
+    init(attribution: Attribution) {
+        self.attribution = attribution
+        table.initialize(repeating: Slot(key: (0, 0), names: nil, rule: nil), count: Self.slots)
+    }
+
+    deinit {
+        table.deinitialize(count: Self.slots)
+        table.deallocate()
+    }
+
     /// Whether the pod and the object that decided `event` are known here.
     func knows(_ event: VerdictEvent) -> Bool {
-        pod(event.podID) != nil && knows(ruleID: event.ruleID)
+        attribution.pod(event.podID) != nil && attribution.knows(ruleID: event.ruleID)
     }
 
     /// `event` in words, with `packet` (its capture); `monotonicToWall` converts its CLOCK_MONOTONIC stamp.
-    public func decode(_ event: VerdictEvent, packet: [UInt8] = [], monotonicToWall: (UInt64) -> Date) -> DecodedEvent {
-        let label = pod(event.podID).flatMap { $0.ifindex == event.ifindex ? $0 : nil }
+    func decode(_ event: VerdictEvent, packet: [UInt8] = [], monotonicToWall: (UInt64) -> Date) -> DecodedEvent {
+        let key = (UInt64(event.podID) << 32 | UInt64(event.ifindex),
+                   UInt64(event.ruleID) << 32 | UInt64(event.tier.rawValue) << 16 | UInt64(event.reason.rawValue) << 8 | UInt64(event.direction.rawValue))
+        let slot = table + Int(truncatingIfNeeded: (key.0 &* 0x9e37_79b9_7f4a_7c15 ^ key.1 &* 0xc2b2_ae3d_27d4_eb4f) >> 56)
+        if slot.pointee.names == nil || slot.pointee.key != key {
+            let named = Self.names(of: event, attribution)
+            slot.pointee = Slot(key: key, names: named.names, rule: named.rule)
+        }
+        let named = (names: slot.pointee.names!, rule: slot.pointee.rule)
+        let echo = IPProtocolNumber.carriesEchoIdentifier(event.protocolNumber)
+        return DecodedEvent(
+            time: monotonicToWall(event.timestampNanoseconds), names: named.names,
+            direction: event.direction, family: AddressFamily(rawValue: event.family) ?? .ipv4, protocolNumber: event.protocolNumber,
+            source: event.source, sourcePort: echo ? 0 : event.sourcePort,
+            destination: event.destination, destinationPort: echo ? 0 : event.destinationPort,
+            icmpID: echo && event.reason != .fragment ? event.sourcePort : nil,
+            verdict: event.verdict, tier: event.tier, rule: named.rule, reason: event.reason, bytes: event.length, revision: event.revision, packet: packet)
+    }
+
+    private static func names(of event: VerdictEvent, _ attribution: Attribution) -> (names: EventNames, rule: Int?) {
+        let label = attribution.pod(event.podID).flatMap { $0.ifindex == event.ifindex ? $0 : nil }
         let policy: String
         var rule: Int?
         switch event.tier {
@@ -116,27 +193,18 @@ extension Attribution {
             default: "conntrack"
             }
         default:
-            if let named = self.policy(ruleID: event.ruleID) {
+            if let named = attribution.policy(ruleID: event.ruleID) {
                 policy = named.policy
                 rule = named.rule
             } else if event.tier == .networkPolicy && event.ruleID == 0 {
                 // selected by a NetworkPolicy, no rule allowed it: name what isolates the pod
-                policy = isolationName(podID: event.podID, direction: event.direction)
+                policy = attribution.isolationName(podID: event.podID, direction: event.direction)
             } else {
                 policy = "rule \(event.ruleID)"
             }
         }
-        let echo = IPProtocolNumber.carriesEchoIdentifier(event.protocolNumber)
-        return DecodedEvent(
-            time: monotonicToWall(event.timestampNanoseconds),
-            pod: label?.pod ?? "ifindex \(event.ifindex)",
-            podNamespace: label?.namespace, interface: label?.interface,
-            direction: event.direction, family: AddressFamily(rawValue: event.family) ?? .ipv4, protocolNumber: event.protocolNumber,
-            source: event.source, sourcePort: echo ? 0 : event.sourcePort,
-            destination: event.destination, destinationPort: echo ? 0 : event.destinationPort,
-            icmpID: echo && event.reason != .fragment ? event.sourcePort : nil,
-            verdict: event.verdict, tier: event.tier, policy: policy, rule: rule, reason: event.reason, bytes: event.length,
-            revision: event.revision, packet: packet)
+        return (EventNames(pod: label?.pod ?? "ifindex \(event.ifindex)", podNamespace: label?.namespace, interface: label?.interface,
+                           policy: policy), rule)
     }
 }
 

@@ -26,6 +26,8 @@ public final class EventJSONWriter {
         keyBytes = .allocate(capacity: keys.reduce(0) { $0 + $1.count })
         _ = keyBytes.initialize(from: keys.joined())
         keyStarts = keys.reduce(into: [0]) { $0.append($0.last! + $1.count) }
+        namesInSlot.initialize(repeating: nil, count: Self.namesSlots)
+        namesCount.initialize(repeating: 0, count: Self.namesSlots)
     }
 
     /// Hands the lines written since the last flush to `output`; the writer starts empty again.
@@ -38,7 +40,13 @@ public final class EventJSONWriter {
     private let keyBytes: UnsafeMutableBufferPointer<UInt8>
     private let keyStarts: [Int]
 
-    deinit { keyBytes.deallocate() }
+    deinit {
+        keyBytes.deallocate()
+        namesInSlot.deinitialize(count: Self.namesSlots)
+        namesInSlot.deallocate()
+        namesCount.deallocate()
+        namesBytes.deallocate()
+    }
 
     /// Starts field `field` (`{"name":` or `,"name":`) when it is selected.
     @inline(__always)
@@ -62,15 +70,12 @@ public final class EventJSONWriter {
         buffer.write(atMost: 512 + 6 * strings) { line in
             var first = true
             if key(.bytes, &line, &first) { line.put(integer: event.bytes) }
-            if key(.destination, &line, &first) { line.put(UInt8(ascii: "\"")); line.put(address: event.destination); line.put(UInt8(ascii: "\"")) }
+            if key(.destination, &line, &first) { line.put(UInt8(ascii: "\"")); addresses.put(event.destination, into: &line); line.put(UInt8(ascii: "\"")) }
             if key(.destinationPort, &line, &first) { line.put(integer: event.destinationPort) }
             if key(.direction, &line, &first) { line.put(UInt8(ascii: "\"")); line.put(event.direction.name); line.put(UInt8(ascii: "\"")) }
             if key(.family, &line, &first) { line.put(UInt8(ascii: "\"")); line.put(event.family.name); line.put(UInt8(ascii: "\"")) }
             if let identifier = event.icmpID, key(.icmpID, &line, &first) { line.put(integer: identifier) }
-            if let interface = event.interface, key(.interface, &line, &first) { quoted(interface, &line) }
-            if key(.pod, &line, &first) { quoted(event.pod, &line) }
-            if let namespace = event.podNamespace, key(.podNamespace, &line, &first) { quoted(namespace, &line) }
-            if key(.policy, &line, &first) { quoted(event.policy, &line) }
+            putNames(event.names, &line, &first)
             if key(.proto, &line, &first) {
                 line.put(UInt8(ascii: "\""))
                 if let name = ProtocolName.known(event.protocolNumber) {
@@ -84,7 +89,7 @@ public final class EventJSONWriter {
             if key(.reason, &line, &first) { line.put(UInt8(ascii: "\"")); line.put(event.reason.name); line.put(UInt8(ascii: "\"")) }
             if key(.revision, &line, &first) { line.put(integer: event.revision) }
             if let rule = event.rule, key(.rule, &line, &first) { line.put(integer: rule) }
-            if key(.source, &line, &first) { line.put(UInt8(ascii: "\"")); line.put(address: event.source); line.put(UInt8(ascii: "\"")) }
+            if key(.source, &line, &first) { line.put(UInt8(ascii: "\"")); addresses.put(event.source, into: &line); line.put(UInt8(ascii: "\"")) }
             if key(.sourcePort, &line, &first) { line.put(integer: event.sourcePort) }
             if key(.tier, &line, &first) { line.put(UInt8(ascii: "\"")); line.put(event.tier.name); line.put(UInt8(ascii: "\"")) }
             if key(.time, &line, &first) { line.put(UInt8(ascii: "\"")); putTime(event.time, into: &line); line.put(UInt8(ascii: "\"")) }
@@ -92,6 +97,47 @@ public final class EventJSONWriter {
             line.put(first ? "{}\n" : "}\n")
         }
     }
+
+    /// `interface`, `pod`, `podNamespace` and `policy` (adjacent in the sorted order): events share
+    /// their names, so the members are escaped once per names and copied after, from one of a
+    /// few slots (by the names' address; each slot holds its names, so no other takes that address).
+    @inline(__always)
+    private func putNames(_ names: EventNames, _ line: inout OutputCursor, _ first: inout Bool) {
+        let slot = Int(bitPattern: Unmanaged.passUnretained(names).toOpaque()) >> 4 & (Self.namesSlots - 1)
+        let stored = namesBytes + slot * Self.namesSlotBytes
+        if namesInSlot[slot] !== names {
+            let bound = 64 + 6 * ((names.interface?.utf8.count ?? 0) + names.pod.utf8.count + (names.podNamespace?.utf8.count ?? 0)
+                                  + names.policy.utf8.count)
+            guard bound <= Self.namesSlotBytes else { return putNamesUncached(names, &line, &first) }
+            // Stored as later members (`,"interface":…`); the first member of a line drops the comma.
+            var slotCursor = OutputCursor(at: stored), later = false
+            putNamesUncached(names, &slotCursor, &later)
+            namesCount[slot] = slotCursor.position - stored
+            namesInSlot[slot] = names
+        }
+        let count = namesCount[slot]
+        guard count > 0 else { return }
+        if first {
+            line.put(UInt8(ascii: "{"))
+            line.put(UnsafeBufferPointer(start: stored + 1, count: count - 1))
+            first = false
+        } else {
+            line.put(UnsafeBufferPointer(start: stored, count: count))
+        }
+    }
+
+    private func putNamesUncached(_ names: EventNames, _ line: inout OutputCursor, _ first: inout Bool) {
+        if let interface = names.interface, key(.interface, &line, &first) { quoted(interface, &line) }
+        if key(.pod, &line, &first) { quoted(names.pod, &line) }
+        if let namespace = names.podNamespace, key(.podNamespace, &line, &first) { quoted(namespace, &line) }
+        if key(.policy, &line, &first) { quoted(names.policy, &line) }
+    }
+
+    private let addresses = AddressTexts()
+    private static let namesSlots = 64, namesSlotBytes = 512
+    private let namesInSlot = UnsafeMutablePointer<EventNames?>.allocate(capacity: namesSlots)
+    private let namesCount = UnsafeMutablePointer<Int>.allocate(capacity: namesSlots)
+    private let namesBytes = UnsafeMutablePointer<UInt8>.allocate(capacity: namesSlots * namesSlotBytes)
 
     private func quoted(_ text: String, _ line: inout OutputCursor) {
         line.put(UInt8(ascii: "\""))

@@ -45,7 +45,7 @@ public final class EventStream {
     private let reader: RingBufferReader
     /// The datapath's CLOCK_MONOTONIC stamps as wall-clock dates.
     private let clock = HostClock.monotonic.dates()
-    private var attribution: Attribution
+    private var decoder: EventDecoder
     private var lastLossCheck = Date.distantPast
     private var lastSuppressionCheck: Date?
     /// How often what the rate limits suppressed is reported.
@@ -56,7 +56,7 @@ public final class EventStream {
     public init(loader: Loader) throws {
         self.loader = loader
         reader = try loader.datapath.eventReader()
-        attribution = try loader.attribution()
+        decoder = EventDecoder(attribution: try loader.attribution())
     }
 
     /// Gives the ring back the space of every event read.
@@ -73,7 +73,7 @@ public final class EventStream {
     public func skip(to position: UInt64) -> Bool { reader.skip(to: position) }
 
     /// The longest `namespace/name` of the pods attached when the stream began, for table widths.
-    public var longestPodName: Int { attribution.longestPodName }
+    public var longestPodName: Int { decoder.attribution.longestPodName }
 
     /// Everything ready now, item by item: a loss report first (at most once
     /// per `lossInterval`), what rate limits suppressed (at most once per
@@ -96,19 +96,19 @@ public final class EventStream {
             let seconds = lastSuppressionCheck.map { now.timeIntervalSince($0) }
             lastSuppressionCheck = now
             try loader.reportSuppressedEvents { podID, direction, counts in
-                let pod = attribution.pod(podID)?.pod ?? "pod-id \(podID)"
+                let pod = decoder.attribution.pod(podID)?.pod ?? "pod-id \(podID)"
                 try visit(.suppressed(SuppressedEvents(pod: pod, direction: direction, counts: counts, seconds: seconds)))
             }
         }
         var refreshed = false
         try reader.read(waitingUpTo: wait) { record in
             guard let event = VerdictEvent.decode(record) else { return }
-            if !refreshed && !attribution.knows(event) {
-                attribution = try loader.attribution()  // a pod or object newer than our view
+            if !refreshed && !decoder.knows(event) {
+                decoder = EventDecoder(attribution: try loader.attribution())  // a pod or object newer than our view
                 refreshed = true
             }
             let packet = event.captured == 0 || !keepsPackets ? [] : Array(VerdictEvent.packet(in: record))
-            try visit(.event(attribution.decode(event, packet: packet, monotonicToWall: clock.date)))
+            try visit(.event(decoder.decode(event, packet: packet, monotonicToWall: clock.date)))
         }
     }
 }

@@ -171,6 +171,8 @@ final class RepeatedFields {
     }
 
     static let slots = 256, slotBytes = 512
+    /// And the addresses rows name again and again (a pod's own on each of its flows).
+    let addresses = AddressTexts()
     let entries = UnsafeMutablePointer<Entry>.allocate(capacity: slots)
     let bytes = UnsafeMutablePointer<UInt8>.allocate(capacity: slots * slotBytes)
 
@@ -253,19 +255,20 @@ struct RowCursor {
         if json {
             cursor.put(column == 0 ? UInt8(ascii: "{") : UInt8(ascii: ","))
             cursor.put(UnsafeBufferPointer(rebasing: columns.keys[columns.keyOffsets[column]..<columns.keyOffsets[column + 1]]))
-            Self.putJSON(value, into: &cursor)
+            Self.putJSON(value, addresses: repeated.addresses, into: &cursor)
             if isLast { cursor.put(UInt8(ascii: "}")) }
         } else if isLast {
-            Self.putCell(value, into: &cursor)
+            Self.putCell(value, addresses: repeated.addresses, into: &cursor)
             cursor.put(UInt8(ascii: "\n"))
         } else {
-            cursor.putCell(width: columns.widths[column]) { Self.putCell(value, into: &$0) }
+            let addresses = repeated.addresses
+            cursor.putCell(width: columns.widths[column]) { Self.putCell(value, addresses: addresses, into: &$0) }
         }
         column += 1
     }
 
     @inline(__always)
-    private static func putCell(_ value: FieldValue, into cursor: inout OutputCursor) {
+    private static func putCell(_ value: FieldValue, addresses: AddressTexts, into cursor: inout OutputCursor) {
         switch value {
         case .text(let text): cursor.put(text: text)
         case .word(let word): cursor.put(word)
@@ -273,7 +276,7 @@ struct RowCursor {
         case .age(let seconds):
             cursor.put(decimal: seconds, fractionDigits: 1)
             cursor.put("s ago")
-        case .address(let address): cursor.put(address: address)
+        case .address(let address): addresses.put(address, into: &cursor)
         case .prefix(let prefix): putPrefix(prefix, into: &cursor)
         case .numbers(let numbers): putList(numbers, into: &cursor)
         case .structured(let value): putStructured(value, into: &cursor)
@@ -282,13 +285,13 @@ struct RowCursor {
     }
 
     @inline(__always)
-    private static func putJSON(_ value: FieldValue, into cursor: inout OutputCursor) {
+    private static func putJSON(_ value: FieldValue, addresses: AddressTexts, into cursor: inout OutputCursor) {
         switch value {
         case .text(let text): quoted(&cursor) { $0.put(escaping: text) }
         case .word(let word): quoted(&cursor) { $0.put(word) }
         case .number(let number): cursor.put(integer: number)
         case .age(let seconds): cursor.put(decimal: seconds, fractionDigits: 3)
-        case .address(let address): quoted(&cursor) { $0.put(address: address) }
+        case .address(let address): quoted(&cursor) { addresses.put(address, into: &$0) }
         case .prefix(let prefix): quoted(&cursor) { putPrefix(prefix, into: &$0) }
         case .numbers(let numbers):
             cursor.put(UInt8(ascii: "["))

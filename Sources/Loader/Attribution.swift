@@ -6,7 +6,7 @@ import PolicyInput
 /// builds no string: pods by id, the policy each object index stands for
 /// (live, or replaced and still carried by old rule ids), and the objects
 /// that isolate each pod.
-public struct Attribution: Sendable {
+public final class Attribution: Sendable {
     /// What a row shows of the pod that owns its interface.
     public final class PodLabel: Sendable {
         public let ifindex: UInt32

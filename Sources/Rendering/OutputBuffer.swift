@@ -56,7 +56,8 @@ public final class OutputBuffer {
 public struct OutputCursor {
     @usableFromInline var pointer: UnsafeMutablePointer<UInt8>
 
-    @usableFromInline init(at pointer: UnsafeMutablePointer<UInt8>) { self.pointer = pointer }
+    /// A cursor writing at `pointer`, into room its caller holds (an ``OutputBuffer`` hands out its own).
+    @inlinable public init(at pointer: UnsafeMutablePointer<UInt8>) { self.pointer = pointer }
 
     @inlinable public mutating func put(_ byte: UInt8) {
         pointer.pointee = byte

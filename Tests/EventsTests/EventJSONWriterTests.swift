@@ -49,6 +49,44 @@ struct EventJSONWriterTests {
         #expect(Self.writerLine(event) == (try Self.encoderLine(event)))
     }
 
+    /// One writer copies the names and addresses it wrote before: across more of them than it
+    /// keeps, names too long to keep, and a field selection that starts a line with the names,
+    /// every line reads as a fresh writer writes the same event.
+    @Test func aWriterThatRepeatsNamesAndAddressesWritesWhatAFreshOneWrites() throws {
+        let long = "shop/" + String(repeating: "n\u{1}\"", count: 200)
+        let names = (0..<200).map { index in
+            EventNames(pod: index % 50 == 7 ? long : "shop/web-\(index)", podNamespace: index % 3 == 0 ? nil : "shop",
+                       interface: index % 4 == 0 ? nil : "nf\(index)", policy: index % 5 == 0 ? "default" : "shop/policy-\(index % 9)")
+        }
+        let events = (0..<5000).map { index in
+            let source = index % 2 == 0 ? "198.18.\(index % 7).\(index % 151)" : "2001:db8::\(String(index % 211, radix: 16))"
+            let destination = index % 2 == 0 ? "198.19.0.\(index % 3)" : "2001:db8:1::\(index % 5)"
+            return DecodedEvent(time: Date(timeIntervalSince1970: 1_795_442_341.125 + Double(index)), names: names[(index * 7919) % names.count],
+                                direction: .egress, family: index % 2 == 0 ? .ipv4 : .ipv6, protocolNumber: 17,
+                                source: IPAddress(source)!, sourcePort: UInt16(index), destination: IPAddress(destination)!, destinationPort: 53,
+                                icmpID: index % 3 == 0 ? UInt16(index) : nil, verdict: .deny, tier: .admin, rule: index % 4, reason: .policy,
+                                bytes: 99, revision: 1)
+        }
+        for fields in [nil, Set<EventField>([.icmpID, .pod, .policy, .source]), [.interface, .pod, .podNamespace, .policy]] {
+            let shared = EventJSONWriter(fields: fields)
+            for event in events { shared.append(event) }
+            var text = ""
+            shared.flush { text += String(decoding: $0, as: UTF8.self) }
+            let lines = text.split(separator: "\n", omittingEmptySubsequences: false).dropLast()
+            #expect(lines.count == events.count)
+            for (line, event) in zip(lines, events) {
+                let fresh = EventJSONWriter(fields: fields)
+                fresh.append(event)
+                var alone = ""
+                fresh.flush { alone += String(decoding: $0, as: UTF8.self) }
+                guard line + "\n" == alone else {
+                    Issue.record("with fields \(fields.map { $0.map(\.rawValue).sorted() } ?? []), a shared writer wrote\n\(line)\nfor\n\(alone)")
+                    break
+                }
+            }
+        }
+    }
+
     @Test func optionalFieldsLeftOutWhenAbsent() throws {
         let event = Self.event(source: "198.18.0.1", destination: "198.18.0.2", pod: "ifindex 7", namespace: nil,
                                interface: nil, policy: "default", rule: nil)

@@ -67,7 +67,7 @@ let package = Package(
         ]),
         // Every `bench`: each figure beside its baseline from the same run, and the goal it is held to.
         .target(name: "Benchmarks", dependencies: [
-            "BPFKit", "BPFObjects", "HostKit", "DNS", "Datapath", "DatapathModel", "Events", "Inspection", "Loader", "LoaderService", "NodeNetwork",
+            "BPFKit", "BPFObjects", "CNetfenceShim", "HostKit", "DNS", "Datapath", "DatapathModel", "Events", "Inspection", "Loader", "LoaderService", "NodeNetwork",
             "PolicyInput",
         ]),
         // Throwaway node/pod network namespaces joined by veth, for the demo and tests.

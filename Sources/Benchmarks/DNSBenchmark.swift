@@ -1,4 +1,5 @@
 import BPFKit
+import CNetfenceShim
 import DNS
 import DatapathModel
 import Foundation
@@ -20,8 +21,9 @@ public struct DNSBenchmark {
     public var passes = 3
     /// Sequential queries timed per pass for the latency percentiles.
     public var latencySamples = 2000
-    public static let throughputGoal = 20_000.0
-    public static let addedP50Goal = 0.3
+    /// Issue 19's goals: 80 % of the upstream's own queries/s, at most 0.05 ms more at the median.
+    public static let throughputGoal = 0.8
+    public static let addedP50Goal = 0.05
 
     public init() {}
 
@@ -78,18 +80,31 @@ public struct DNSBenchmark {
                 latencies[index] += try Self.sequentialLatencies(server: server, in: pod.namespace, count: latencySamples)
             }
         }
+        // The same sequential queries with dnsmasq, the proxy and this client on one CPU: what the
+        // proxy adds itself, without the wake-ups across CPUs its two extra hops cost on a small VM.
+        var oneCPU = [[Double]](repeating: [], count: cases.count)
+        try OneCPU.pinning([dnsmasq.processID, proxy.processID]) {
+            for (index, (_, pod, server)) in cases.enumerated() {
+                oneCPU[index] = try Self.sequentialLatencies(server: server, in: pod.namespace, count: latencySamples)
+            }
+        }
         let direct = latencies[0].sorted(), proxied = latencies[1].sorted()
         let queryRate = Figure.Baseline("queries/s \(cases[0].0)", Statistics.median(throughput[0]))
         let p50 = Figure.Baseline("p50 \(cases[0].0)", Statistics.percentile(direct, 0.50))
         let p99 = Figure.Baseline("p99 \(cases[0].0)", Statistics.percentile(direct, 0.99))
+        let pinnedP50 = Figure.Baseline("p50 \(cases[0].0), all on one CPU", Statistics.percentile(oneCPU[0].sorted(), 0.50))
         return [
             Figure("baseline: \(queryRate.name)", queryRate.value, .perSecond),
-            Figure("queries/s \(cases[1].0)", Statistics.median(throughput[1]), .perSecond, baseline: queryRate, goal: .atLeast(Self.throughputGoal)),
+            Figure("queries/s \(cases[1].0)", Statistics.median(throughput[1]), .perSecond, baseline: queryRate,
+                   goal: .atLeast(Self.throughputGoal, .times)),
             Figure("baseline: \(p50.name)", p50.value, .milliseconds, count: direct.count),
             Figure("p50 \(cases[1].0)", Statistics.percentile(proxied, 0.50), .milliseconds, baseline: p50, goal: .atMost(Self.addedP50Goal, .over),
                    count: proxied.count),
             Figure("baseline: \(p99.name)", p99.value, .milliseconds, count: direct.count),
             Figure("p99 \(cases[1].0)", Statistics.percentile(proxied, 0.99), .milliseconds, baseline: p99, comparison: .over, count: proxied.count),
+            Figure("baseline: \(pinnedP50.name)", pinnedP50.value, .milliseconds, count: oneCPU[0].count),
+            Figure("p50 \(cases[1].0), all on one CPU", Statistics.percentile(oneCPU[1].sorted(), 0.50), .milliseconds, baseline: pinnedP50,
+                   goal: .atMost(Self.addedP50Goal, .over), count: oneCPU[1].count),
         ]
     }
 
@@ -145,5 +160,25 @@ public struct DNSBenchmark {
             usleep(100_000)
         }
         throw BenchmarkError("\(server) does not answer DNS")
+    }
+}
+
+/// Runs a measurement with some processes (every thread) and the calling thread on CPU 0, then
+/// gives the calling thread its CPUs back (the processes end with the benchmark).
+enum OneCPU {
+    static func pinning(_ processes: [pid_t], _ body: () throws -> Void) throws {
+        var saved = [UInt8](repeating: 0, count: 128)  // 1,024 CPUs
+        try check(nf_get_affinity(0, &saved, saved.count), "read this thread's CPUs")
+        defer { _ = nf_set_affinity(0, saved, saved.count) }
+        let first = [1] + [UInt8](repeating: 0, count: 127)
+        let threads = processes.flatMap { pid in
+            ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []).compactMap { Int32($0) }
+        }
+        for thread in [0] + threads { try check(nf_set_affinity(thread, first, first.count), "put thread \(thread) on CPU 0") }
+        try body()
+    }
+
+    private static func check(_ result: Int32, _ what: String) throws {
+        guard result == 0 else { throw BenchmarkError("\(what): \(String(cString: strerror(-result)))") }
     }
 }

@@ -43,6 +43,16 @@ int nf_statfs_type(const char *path, long *fs_type)
 	return 0;
 }
 
+int nf_get_affinity(int tid, void *mask, size_t size)
+{
+	return sched_getaffinity(tid, size, (cpu_set_t *)mask) ? -errno : 0;
+}
+
+int nf_set_affinity(int tid, const void *mask, size_t size)
+{
+	return sched_setaffinity(tid, size, (const cpu_set_t *)mask) ? -errno : 0;
+}
+
 /* Runs FN(ARG) on a new thread that first enters NETNS_FD, so the caller's
  * threads never change namespace. */
 struct netns_call {

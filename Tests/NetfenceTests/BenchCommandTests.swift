@@ -139,6 +139,30 @@ import TestSupport
         #expect(try ChildProcess.run("/usr/bin/pgrep", ["-f", "sockperf server|iperf3 -s"]).status != 0, "servers stopped")
     }
 
+    /// A short run of `bench dns`: queries/s and latency through the proxy beside dnsmasq straight,
+    /// the latency once more with every process on one CPU (the proxy's own share), the goals,
+    /// and nothing left behind.
+    @Test func benchDNSMeasuresTheProxyBesideItsUpstream() throws {
+        guard Privileges.require(), FileManager.default.isExecutableFile(atPath: "/usr/bin/dnsperf"),
+              FileManager.default.isExecutableFile(atPath: "/usr/sbin/dnsmasq") else {
+            #expect(ProcessInfo.processInfo.environment["CI"] != "true", "dnsperf or dnsmasq is missing: scripts/install-dependencies installs them")
+            return
+        }
+        let result = try NetfenceBinary.run(["bench", "dns", "--seconds", "1", "--passes", "1", "-o", "json"])
+        #expect(result.status == 0, "stderr: \(result.standardError)")
+        let rows = try jsonArray(result.standardOutput)
+        #expect(rows.count == 8 && rows.allSatisfy { ($0["value"] as? Double ?? 0) > 0 }, "\(rows)")
+        let goals = rows.compactMap { row in (row["goal"] as? [String: Any]).map { (row["name"] as? String ?? "", $0["limit"] as? Double, $0["comparison"] as? String) } }
+        #expect(goals.map(\.0) == ["queries/s through netfence dns proxy", "p50 through netfence dns proxy",
+                                   "p50 through netfence dns proxy, all on one CPU"])
+        #expect(goals.map(\.1) == [0.8, 0.05, 0.05] && goals.map(\.2) == ["times", "over", "over"])
+        let pid = "\(result.processID)"
+        #expect(!FileManager.default.fileExists(atPath: "\(BPFFilesystem.defaultMountPoint)/netfence-bench-dns-\(pid)"), "pins removed")
+        let left = (try? FileManager.default.contentsOfDirectory(atPath: NetworkNamespace.namedFolder)) ?? []
+        #expect(!left.contains { $0.hasPrefix("nfbd\(Int(pid)! % 100_000)") }, "namespaces removed: \(left)")
+        #expect(try ChildProcess.run("/usr/bin/pgrep", ["-f", "dnsmasq --keep-in-foreground|netfence-bench-dns-\(pid)"]).status != 0, "servers stopped")
+    }
+
     @Test func benchEventsRefusesATooSmallRun() throws {
         let result = try NetfenceBinary.run(["bench", "events", "--events", "10"])
         #expect(result.status == 64)

@@ -49,6 +49,11 @@ int nf_prog_load_nameless(const struct bpf_program *program);
 /* The statfs f_type of PATH, to tell whether it lies on bpffs. */
 int nf_statfs_type(const char *path, long *fs_type);
 
+/* The CPUs thread TID (0: the caller) may run on, as a bit mask of SIZE bytes
+ * (sched_getaffinity / sched_setaffinity, which need _GNU_SOURCE). */
+int nf_get_affinity(int tid, void *mask, size_t size);
+int nf_set_affinity(int tid, const void *mask, size_t size);
+
 /* Creates the clsact qdisc when absent and attaches PROG_FD as a direct-action
  * filter, replacing one with the same handle and priority atomically. Writes
  * the interface index, handle and priority the kernel used. */

@@ -2,6 +2,7 @@ import DatapathModel
 import Foundation
 import Loader
 import PolicyInput
+import Rendering
 
 /// A verdict event in words: when, which pod, which flow, what was decided and
 /// by which policy. Its field names are the `-o json` interface; the datapath's
@@ -134,14 +135,13 @@ final class EventDecoder {
 
     /// Names, and the index of the rule that decided (when one did), by what decides them: the
     /// event's pod and interface, and its rule id, tier, reason and direction, as two words.
-    /// A direct-mapped table in raw memory (a lookup hashes two words; a kind of event that
-    /// lost its slot is named again).
+    /// A ``DirectMapped`` table in raw memory (a kind of event that lost its slot is named again).
     private struct Slot {
         var key: (UInt64, UInt64)
         var names: EventNames?
         var rule: Int?
     }
-    private static let slots = 256
+    private static let bits = 8, slots = 1 << bits
     private let table = UnsafeMutablePointer<Slot>.allocate(capacity: slots)
 
     init(attribution: Attribution) {
@@ -163,7 +163,7 @@ final class EventDecoder {
     func decode(_ event: VerdictEvent, packet: [UInt8] = [], monotonicToWall: (UInt64) -> Date) -> DecodedEvent {
         let key = (UInt64(event.podID) << 32 | UInt64(event.ifindex),
                    UInt64(event.ruleID) << 32 | UInt64(event.tier.rawValue) << 16 | UInt64(event.reason.rawValue) << 8 | UInt64(event.direction.rawValue))
-        let slot = table + Int(truncatingIfNeeded: (key.0 &* 0x9e37_79b9_7f4a_7c15 ^ key.1 &* 0xc2b2_ae3d_27d4_eb4f) >> 56)
+        let slot = table + DirectMapped.slot(key.0, key.1, bits: Self.bits)
         if slot.pointee.names == nil || slot.pointee.key != key {
             let named = Self.names(of: event, attribution)
             slot.pointee = Slot(key: key, names: named.names, rule: named.rule)

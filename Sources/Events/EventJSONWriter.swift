@@ -103,7 +103,7 @@ public final class EventJSONWriter {
     /// few slots (by the names' address; each slot holds its names, so no other takes that address).
     @inline(__always)
     private func putNames(_ names: EventNames, _ line: inout OutputCursor, _ first: inout Bool) {
-        let slot = Int(bitPattern: Unmanaged.passUnretained(names).toOpaque()) >> 4 & (Self.namesSlots - 1)
+        let slot = DirectMapped.slot(UInt64(UInt(bitPattern: Unmanaged.passUnretained(names).toOpaque())), 0, bits: Self.namesBits)
         let stored = namesBytes + slot * Self.namesSlotBytes
         if namesInSlot[slot] !== names {
             let bound = 64 + 6 * ((names.interface?.utf8.count ?? 0) + names.pod.utf8.count + (names.podNamespace?.utf8.count ?? 0)
@@ -134,7 +134,7 @@ public final class EventJSONWriter {
     }
 
     private let addresses = AddressTexts()
-    private static let namesSlots = 64, namesSlotBytes = 512
+    private static let namesBits = 6, namesSlots = 1 << namesBits, namesSlotBytes = 512
     private let namesInSlot = UnsafeMutablePointer<EventNames?>.allocate(capacity: namesSlots)
     private let namesCount = UnsafeMutablePointer<Int>.allocate(capacity: namesSlots)
     private let namesBytes = UnsafeMutablePointer<UInt8>.allocate(capacity: namesSlots * namesSlotBytes)

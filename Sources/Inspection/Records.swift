@@ -80,6 +80,7 @@ public final class RecordWriter {
         self.format = format
         self.output = output
         layout = RowCursor.Columns(columns)
+        repeated = RepeatedFields(columns: columns.count)
         rowOverhead = 16 + layout.keyBytes + columns.reduce(0) { $0 + $1.width + 2 }
         if format == .table, headers {
             let line = columns.enumerated().map { index, column in
@@ -121,7 +122,7 @@ public final class RecordWriter {
     }
 
     /// The fields rows repeat, as this writer wrote them (see ``RowCursor/putRepeated(_:_:)``).
-    private let repeated = RepeatedFields()
+    private let repeated: RepeatedFields
 
     /// Ends the output (closes the JSON array) and writes what is left.
     public func finish() {
@@ -144,10 +145,11 @@ public final class RecordWriter {
 }
 
 /// Runs of fields a writer rendered once and copies into every row that repeats them,
-/// by the column they start at and the caller's key for their values. A direct-mapped
-/// table of fixed slots: a lookup hashes two words and compares them (a row makes two),
-/// memory stays bounded however many keys a dump meets, and a key that lost its slot
-/// is rendered again. Its storage is raw memory, so reads and writes take no checks.
+/// by the column they start at and the caller's key for their values. Each starting
+/// column has its own ``DirectMapped`` table of fixed slots (the runs of one row never
+/// evict each other; a key that lost its slot to another of its column is rendered
+/// again), in raw memory, so reads and writes take no checks. Untouched slots cost no
+/// memory: the pages are only mapped.
 final class RepeatedFields {
     struct Key: Equatable {
         var column: Int, first: UInt64, second: UInt64
@@ -158,9 +160,7 @@ final class RepeatedFields {
             self.second = second
         }
 
-        var slot: Int {
-            Int(truncatingIfNeeded: (first &* 0x9e37_79b9_7f4a_7c15 ^ second &* 0xc2b2_ae3d_27d4_eb4f ^ UInt64(column)) >> 56)
-        }
+        var slot: Int { column << RepeatedFields.bits | DirectMapped.slot(first, second, bits: RepeatedFields.bits) }
     }
 
     struct Entry {
@@ -170,13 +170,19 @@ final class RepeatedFields {
         var columns: Int
     }
 
-    static let slots = 256, slotBytes = 512
+    static let bits = 8, slotBytes = 512
     /// And the addresses rows name again and again (a pod's own on each of its flows).
     let addresses = AddressTexts()
-    let entries = UnsafeMutablePointer<Entry>.allocate(capacity: slots)
-    let bytes = UnsafeMutablePointer<UInt8>.allocate(capacity: slots * slotBytes)
+    let slots: Int
+    let entries: UnsafeMutablePointer<Entry>
+    let bytes: UnsafeMutablePointer<UInt8>
 
-    init() { entries.initialize(repeating: Entry(key: Key(0), count: 0, columns: 0), count: Self.slots) }
+    init(columns: Int) {
+        slots = columns << Self.bits
+        entries = .allocate(capacity: slots)
+        entries.initialize(repeating: Entry(key: Key(0), count: 0, columns: 0), count: slots)
+        bytes = .allocate(capacity: slots * Self.slotBytes)
+    }
 
     deinit {
         entries.deallocate()

@@ -94,6 +94,8 @@ import TestSupport
             }
         }
         #expect(names.contains("new denied flow, its event with a 128-byte capture, ns over floor, 10,000 prefixes"))
+        let established = rows.filter { ($0["name"] as? String ?? "").hasPrefix("established flow, ") }
+        #expect(established.count == 3 && established.allSatisfy { ($0["goal"] as? [String: Any])?["limit"] as? Double == 70 }, "\(established)")
         #expect(!FileManager.default.fileExists(atPath: "\(NetworkNamespace.namedFolder)/nfbench-\(result.processID)"), "namespace removed")
     }
 

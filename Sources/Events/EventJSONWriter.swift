@@ -110,8 +110,8 @@ public final class EventJSONWriter {
                                   + names.policy.utf8.count)
             guard bound <= Self.namesSlotBytes else { return putNamesUncached(names, &line, &first) }
             // Stored as later members (`,"interface":…`); the first member of a line drops the comma.
-            var slotCursor = OutputCursor(at: stored), later = false
-            putNamesUncached(names, &slotCursor, &later)
+            var slotCursor = OutputCursor(at: stored), opensLine = false
+            putNamesUncached(names, &slotCursor, &opensLine)
             namesCount[slot] = slotCursor.position - stored
             namesInSlot[slot] = names
         }

@@ -89,7 +89,7 @@ let package = Package(
         .testTarget(name: "PolicyInputTests", dependencies: ["PolicyInput", "DatapathModel", "DNS", "TestSupport"]),
         .testTarget(name: "LoaderTests", dependencies: ["Loader", "PolicyInput", "DatapathModel", "DNS", "TestSupport"]),
         .testTarget(name: "InspectionTests", dependencies: ["Inspection", "Loader", "PolicyInput", "DatapathModel", "CNetfenceABI"]),
-        .testTarget(name: "EventsTests", dependencies: ["Events", "DatapathModel", "TestSupport"]),
+        .testTarget(name: "EventsTests", dependencies: ["Events", "DatapathModel", "Loader", "PolicyInput", "TestSupport"]),
         .testTarget(name: "DatapathTests", dependencies: ["HostKit", "Datapath", "DatapathModel", "BPFKit", "NodeNetwork", "TestSupport"]),
         .testTarget(name: "BPFKitTests", dependencies: ["HostKit", "BPFKit", "BPFObjects", "TestSupport"]),
         .testTarget(

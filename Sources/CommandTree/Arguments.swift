@@ -186,6 +186,15 @@ public struct Option<Value: ArgumentValue>: Sendable, ArgumentDefining {
     }
 }
 
+extension Option where Value: Comparable {
+    /// Refuses `value` outside `range` with the one message bounded options give:
+    /// `--passes must be between 1 and 20`.
+    public func check(_ value: Value, within range: ClosedRange<Value>) throws {
+        guard !range.contains(value) else { return }
+        throw UsageError("--\(definition.long) must be between \(range.lowerBound) and \(range.upperBound)")
+    }
+}
+
 /// Positional arguments: zero or more words of one type, after the options.
 public struct Positionals<Value: ArgumentValue>: Sendable, ArgumentDefining {
     public let definition: ArgumentDefinition

@@ -46,7 +46,7 @@ struct BenchDatapathCommand: Command {
     init(parsed: ParsedArguments) { passes = parsed[Self.passes] }
 
     func validate() throws {
-        if !(1...20).contains(passes) { throw UsageError("--passes must be between 1 and 20") }
+        try Self.passes.check(passes, within: 1...20)
     }
 
     func run(_ context: CommandContext) throws {
@@ -77,7 +77,7 @@ struct BenchLoaderCommand: Command {
     init(parsed: ParsedArguments) { pods = parsed[Self.pods] }
 
     func validate() throws {
-        if !(1...250).contains(pods) { throw UsageError("--pods must be between 1 and 250") }
+        try Self.pods.check(pods, within: 1...250)
     }
 
     func run(_ context: CommandContext) throws {
@@ -117,9 +117,9 @@ struct BenchScaleCommand: Command {
     }
 
     func validate() throws {
-        if !(2...1_000).contains(pods) { throw UsageError("--pods must be between 2 and 1000") }
-        if !(1...60_000).contains(cidrs) { throw UsageError("--cidrs must be between 1 and 60000") }
-        if !(1...10).contains(rounds) { throw UsageError("--rounds must be between 1 and 10") }
+        try Self.pods.check(pods, within: 2...1_000)
+        try Self.cidrs.check(cidrs, within: 1...60_000)
+        try Self.rounds.check(rounds, within: 1...10)
     }
 
     func run(_ context: CommandContext) throws {
@@ -161,8 +161,8 @@ struct BenchTrafficCommand: Command {
     }
 
     func validate() throws {
-        if !(1...60).contains(seconds) { throw UsageError("--seconds must be between 1 and 60") }
-        if !(1...20).contains(rounds) { throw UsageError("--rounds must be between 1 and 20") }
+        try Self.seconds.check(seconds, within: 1...60)
+        try Self.rounds.check(rounds, within: 1...20)
     }
 
     func run(_ context: CommandContext) throws {
@@ -196,7 +196,7 @@ struct BenchEventsCommand: Command {
     init(parsed: ParsedArguments) { events = parsed[Self.events] }
 
     func validate() throws {
-        if !(10_000...100_000_000).contains(events) { throw UsageError("--events must be between 10000 and 100000000") }
+        try Self.events.check(events, within: 10_000...100_000_000)
     }
 
     func run(_ context: CommandContext) throws {
@@ -233,8 +233,8 @@ struct BenchConntrackCommand: Command {
     }
 
     func validate() throws {
-        if !(1_000...500_000).contains(entries) { throw UsageError("--entries must be between 1000 and 500000") }
-        if !(1...20).contains(passes) { throw UsageError("--passes must be between 1 and 20") }
+        try Self.entries.check(entries, within: 1_000...500_000)
+        try Self.passes.check(passes, within: 1...20)
     }
 
     func run(_ context: CommandContext) throws {
@@ -276,8 +276,8 @@ struct BenchDNSCommand: Command {
     }
 
     func validate() throws {
-        if !(1...60).contains(seconds) { throw UsageError("--seconds must be between 1 and 60") }
-        if !(1...20).contains(passes) { throw UsageError("--passes must be between 1 and 20") }
+        try Self.seconds.check(seconds, within: 1...60)
+        try Self.passes.check(passes, within: 1...20)
     }
 
     func run(_ context: CommandContext) throws {
@@ -311,7 +311,7 @@ struct BenchExplainCommand: Command {
     init(parsed: ParsedArguments) { prefixes = parsed[Self.prefixes] }
 
     func validate() throws {
-        if !(1...65_000).contains(prefixes) { throw UsageError("--prefixes must be between 1 and 65000") }
+        try Self.prefixes.check(prefixes, within: 1...65_000)
     }
 
     func run(_ context: CommandContext) throws {
@@ -327,7 +327,7 @@ enum ProcessSamples {
     static func option(help: String) -> Option<Int> { Option<Int>(long: "samples", help: help, default: 30) }
 
     static func validate(_ samples: Int) throws {
-        if !(3...1000).contains(samples) { throw UsageError("--samples must be between 3 and 1000") }
+        try option(help: "").check(samples, within: 3...1000)
     }
 }
 

@@ -140,6 +140,8 @@ final class EventDecoder {
         var key: (UInt64, UInt64)
         var names: EventNames?
         var rule: Int?
+        /// Whether this view knew the pod and the rule when it named them (`knows`).
+        var known = false
     }
     private static let bits = 8, slots = 1 << bits
     private let table = UnsafeMutablePointer<Slot>.allocate(capacity: slots)
@@ -155,18 +157,30 @@ final class EventDecoder {
     }
 
     /// Whether the pod and the object that decided `event` are known here.
+    /// A kind of event named before answers from its slot (no lookup per event).
     func knows(_ event: VerdictEvent) -> Bool {
+        let key = Self.key(event), slot = table + DirectMapped.slot(key.0, key.1, bits: Self.bits)
+        if slot.pointee.names != nil, slot.pointee.key == key { return slot.pointee.known }
+        return looksUp(event)
+    }
+
+    private func looksUp(_ event: VerdictEvent) -> Bool {
         attribution.pod(event.podID) != nil && attribution.knows(ruleID: event.ruleID)
+    }
+
+    /// What decides an event's names, as two words.
+    private static func key(_ event: VerdictEvent) -> (UInt64, UInt64) {
+        (UInt64(event.podID) << 32 | UInt64(event.ifindex),
+         UInt64(event.ruleID) << 32 | UInt64(event.tier.rawValue) << 16 | UInt64(event.reason.rawValue) << 8 | UInt64(event.direction.rawValue))
     }
 
     /// `event` in words, with `packet` (its capture); `monotonicToWall` converts its CLOCK_MONOTONIC stamp.
     func decode(_ event: VerdictEvent, packet: [UInt8] = [], monotonicToWall: (UInt64) -> Date) -> DecodedEvent {
-        let key = (UInt64(event.podID) << 32 | UInt64(event.ifindex),
-                   UInt64(event.ruleID) << 32 | UInt64(event.tier.rawValue) << 16 | UInt64(event.reason.rawValue) << 8 | UInt64(event.direction.rawValue))
-        let slot = table + DirectMapped.slot(key.0, key.1, bits: Self.bits)
+        let key = Self.key(event), slot = table + DirectMapped.slot(key.0, key.1, bits: Self.bits)
         if slot.pointee.names == nil || slot.pointee.key != key {
             let named = Self.names(of: event, attribution)
-            slot.pointee = Slot(key: key, names: named.names, rule: named.rule)
+            slot.pointee = Slot(key: key, names: named.names, rule: named.rule,
+                                known: looksUp(event))
         }
         let named = (names: slot.pointee.names!, rule: slot.pointee.rule)
         let echo = IPProtocolNumber.carriesEchoIdentifier(event.protocolNumber)

@@ -33,8 +33,14 @@ struct EventDecoderTests {
         let date = { (_: UInt64) in Date(timeIntervalSince1970: 1_795_442_341) }
         for index in (0..<4000).map({ $0 * 7919 % 4000 }) {
             let event = Self.event(index)
+            let knownBefore = shared.knows(event)
             let remembered = shared.decode(event, monotonicToWall: date)
-            let fresh = EventDecoder(attribution: Self.attribution).decode(event, monotonicToWall: date)
+            let freshDecoder = EventDecoder(attribution: Self.attribution)
+            let fresh = freshDecoder.decode(event, monotonicToWall: date)
+            let known = freshDecoder.knows(event)
+            // Pods 3 and 4, objects 5 and 6 (or no rule) are known; pod 5 and objects 7 and 8 are not.
+            #expect(known == (event.podID != 5 && (event.ruleID == 0 || [5, 6].contains(event.ruleID >> 12))))
+            #expect(knownBefore == known && shared.knows(event) == known, "event \(index): remembered whether it was known")
             guard remembered == fresh else {
                 Issue.record("event \(index) read \(remembered) instead of \(fresh)")
                 return

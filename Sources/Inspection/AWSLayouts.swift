@@ -48,7 +48,7 @@ struct AWSPodStateLayout: MapLayout {
 
 /// `global_aws_conntrack_map`: v4 key 24 B, v6 60 B; value {u64 state code; u64 last_seen_ns}.
 /// The pod is the one whose program is attached on the entry's ifindex (from the pins).
-public struct AWSConntrackLayout: MapLayout {
+public final class AWSConntrackLayout: MapLayout {
     let context: DecodeContext
     public var title: String { "AWS agent conntrack" }
     public var columns: [Column] {
@@ -56,15 +56,37 @@ public struct AWSConntrackLayout: MapLayout {
                                             Column("npState", "NP STATE", width: 16), Column("cpState", "CP STATE", width: 16),
                                             Column("stateCode", "CODE", width: 4), Column("ageSeconds", "AGE", width: 10)]
     }
+    /// At most how many bytes a row's values take: its pod (escaped, quoted), then 12 fields of at most 64 B.
+    private let valueBytes: Int
 
+    init(context: DecodeContext) {
+        self.context = context
+        valueBytes = 2 + 6 * max(context.awsPods.values.map(\.utf8.count).max() ?? 0, 20) + 12 * 64
+    }
+
+    /// As netfence's conntrack: the pod behind an interface and what a state code reads as are
+    /// written once per dump and copied into the rows that repeat them.
     public func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, into rows: RecordWriter) {
         guard let entry = AWSConntrackEntry.decode(key: key, value: value) else { return }
-        let states = entry.state.states
-        rows.write(context.awsPod(ifindex: entry.ifindex), context.protocolName(entry.protocolNumber),
-                   .address(entry.source), .number(UInt64(entry.sourcePort)), .address(entry.destination), .number(UInt64(entry.destinationPort)),
-                   .address(entry.owner), .number(UInt64(entry.ifindex)),
-                   states.map { .word($0.networkPolicy.podState.name) } ?? .none, states.map { .word($0.clusterPolicy.podState.name) } ?? .none,
-                   .number(entry.state.code), context.age(entry.lastSeenNanoseconds))
+        rows.writeRow(valueBytes: valueBytes) { row in
+            row.putRepeated(.init(UInt64(entry.ifindex), UInt64(entry.protocolNumber))) { row in
+                row.put(context.awsPod(ifindex: entry.ifindex))
+                row.put(context.protocolName(entry.protocolNumber))
+            }
+            row.put(.address(entry.source))
+            row.put(.number(UInt64(entry.sourcePort)))
+            row.put(.address(entry.destination))
+            row.put(.number(UInt64(entry.destinationPort)))
+            row.put(.address(entry.owner))
+            row.put(.number(UInt64(entry.ifindex)))
+            row.putRepeated(.init(entry.state.code)) { row in
+                let states = entry.state.states
+                row.put(states.map { .word($0.networkPolicy.podState.name) } ?? .none)
+                row.put(states.map { .word($0.clusterPolicy.podState.name) } ?? .none)
+                row.put(.number(entry.state.code))
+            }
+            row.put(context.age(entry.lastSeenNanoseconds))
+        }
     }
 }
 

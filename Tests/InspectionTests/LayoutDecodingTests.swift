@@ -74,19 +74,49 @@ import Testing
                            podID: UInt32(index % 5 + 2), direction: index % 2 == 0 ? .ingress : .egress,
                            tier: index % 7 == 0 ? .podDefault : .networkPolicy, firstFromHigh: index % 4 == 0)
         }
+        Self.expectRowsReadAsAlone(layout, entries.map { $0.encode() })
+    }
+
+    /// The AWS agent's conntrack likewise (the pod behind an interface, a state code's words).
+    @Test func theAgentsConntrackRowsThatRepeatFieldsReadAsTheyWouldAlone() throws {
+        var context = DecodeContext()
+        context.awsPods = [7: "shop-web-0-abcde", 8: String(repeating: "p", count: 600)]
+        context.monotonicNow = 10_000_000_000
+        let entries = (0..<3000).map { index in
+            var key = aws_conntrack_key()
+            key.src_ip = UInt32(index % 251) << 24 | 0x12c6  // 198.18.0.x in network order
+            key.src_port = UInt16(index)
+            key.dest_ip = 0x0a_00_13_c6  // 198.19.0.10
+            key.dest_port = 443
+            key.protocol = [6, 17, 1][index % 3]
+            key.owner_ip = key.dest_ip
+            key.ifindex = UInt32(6 + index % 4)
+            var value = aws_conntrack_value()
+            value.val = UInt64(index % 9) | UInt64(index % 5) << 32
+            value.last_seen = UInt64(index) * 1_000_000
+            return (withUnsafeBytes(of: key) { Array($0) }, withUnsafeBytes(of: value) { Array($0) })
+        }
+        Self.expectRowsReadAsAlone(AWSConntrackLayout(context: context), entries)
+    }
+
+    /// Every row `layout` writes for `entries` through one writer reads byte for byte as the
+    /// same entry written alone, in JSON and as a table.
+    static func expectRowsReadAsAlone(_ layout: some MapLayout, _ entries: [(key: [UInt8], value: [UInt8])]) {
         for format in [RecordWriter.Format.json, .table] {
-            func lines(_ entries: [ConntrackEntry]) -> [Substring] {
+            func lines(_ entries: ArraySlice<(key: [UInt8], value: [UInt8])>) -> [Substring] {
                 var text = ""
                 let writer = RecordWriter(columns: layout.columns, format: format, headers: false) { text += String(decoding: $0, as: UTF8.self) }
-                for entry in entries { layout.write(entry, into: writer) }
+                for entry in entries {
+                    entry.key.withUnsafeBytes { key in entry.value.withUnsafeBytes { value in layout.decode(key: key, value: value, into: writer) } }
+                }
                 writer.finish()
                 let rows = text.split(separator: "\n")
                 return format == .json ? rows.dropFirst().dropLast().map { $0.hasSuffix(",") ? $0.dropLast() : $0 } : rows
             }
-            let together = lines(entries)
+            let together = lines(entries[...])
             #expect(together.count == entries.count)
-            for (index, entry) in entries.enumerated() where together[index] != lines([entry]).first {
-                Issue.record("\(format) row \(index) differs from the entry written alone:\n\(together[index])\n\(lines([entry]).first ?? "")")
+            for index in entries.indices where together[index] != lines(entries[index...index]).first {
+                Issue.record("\(format) row \(index) differs from the entry written alone:\n\(together[index])\n\(lines(entries[index...index]).first ?? "")")
                 break
             }
         }

@@ -196,7 +196,18 @@ struct nf_pod {
  * holds, so the loader can share it. The loader's alone: programs never read it. */
 struct nf_policy_digest {
 	__u32 map_id;    /* the trie the digest describes: another map at the index makes it stale */
-	__u8 sha256[32]; /* SHA-256 of the trie's entries in canonical order (docs/datapath.md) */
+	__u8 sha256[32]; /* SHA-256 of the trie's entries in canonical order (docs/datapath.md),
+			  * or a role below: 31 zero bytes, then the role */
+};
+
+/* An index whose trie holds no policy yet: what `loader serve` keeps ready so a
+ * change fills a trie already in policies instead of waiting for a grace period
+ * to insert one (docs/loader.md). */
+enum nf_trie_role {
+	NF_TRIE_SPARE = 1,    /* an empty trie no record names: a change may fill it */
+	NF_TRIE_ARRIVING = 2, /* an empty trie (map_id) the keeper is inserting at this index */
+	NF_TRIE_COOLING = 3,  /* a trie no record names any more, waiting out a grace period
+			       * before the keeper empties it into a spare */
 };
 
 /* Key of a pod's trie: the peer's family, then its prefix. The family byte is

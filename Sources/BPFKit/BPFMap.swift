@@ -122,6 +122,17 @@ public final class BPFMap: @unchecked Sendable {
         }
     }
 
+    /// Whether the map holds no entry (one `BPF_MAP_GET_NEXT_KEY`).
+    public var isEmpty: Bool {
+        get throws {
+            var first = [UInt8](repeating: 0, count: Int(try info().keySize))
+            let result = first.withUnsafeMutableBytes { bpf_map_get_next_key(descriptor.rawValue, nil, $0.baseAddress) }
+            if result == -ENOENT { return true }
+            try check(result, "walk keys of map", "fd \(descriptor.rawValue)")
+            return false
+        }
+    }
+
     /// The keys `include` picks, read in batches (a syscall per few thousand entries, where `keys()`
     /// takes one per entry): what a flush of one pod's entries out of a large table reads.
     public func keys(where include: (UnsafeRawBufferPointer) -> Bool) throws -> [[UInt8]] {
@@ -136,6 +147,21 @@ public final class BPFMap: @unchecked Sendable {
     /// that swaps what every later lookup sees.
     public func setInner(key: [UInt8], to inner: BPFMap) throws {
         try update(key: key, value: withUnsafeBytes(of: UInt32(bitPattern: inner.descriptor.rawValue)) { Array($0) })
+    }
+
+    /// Stores each inner map's descriptor under its key in one `BPF_MAP_UPDATE_BATCH`: the kernel
+    /// waits for one RCU grace period after the batch, where an update per entry waits one each.
+    public func setInners(_ entries: [(key: [UInt8], inner: BPFMap)]) throws {
+        guard let keySize = entries.first?.key.count else { return }
+        let keys = entries.flatMap(\.key)
+        let values = entries.flatMap { withUnsafeBytes(of: UInt32(bitPattern: $0.inner.descriptor.rawValue)) { Array($0) } }
+        precondition(keys.count == keySize * entries.count, "keys of one size")
+        var count = UInt32(entries.count)
+        let result = keys.withUnsafeBytes { k in values.withUnsafeBytes { v in
+            bpf_map_update_batch(descriptor.rawValue, k.baseAddress, v.baseAddress, &count, nil)
+        } }
+        try check(result, "update entries of map", "fd \(descriptor.rawValue) (\(count) of \(entries.count) written)")
+        withExtendedLifetime(entries) {}
     }
 
     /// Pins the map at `path` on bpffs (`BPF_OBJ_PIN`).

@@ -43,6 +43,9 @@ public final class Datapath {
     let podEventLevels: BPFMap
     /// The event rate limiters and what they suppressed, per pod and direction and for the node.
     let eventLimits: BPFMap
+    /// Whether a keeper recycles the tries a change lets go (`loader serve`, docs/loader.md): the
+    /// change leaves them in `policies` instead of deleting each (a grace period each).
+    public var keeperRecycles = false
 
     /// Every map of the datapath object, by name, with the key and value sizes the
     /// ABI header gives it (nil: a size the header does not define).
@@ -450,13 +453,23 @@ public final class Datapath {
 
     /// A new trie holding `policy`, not yet visible to any packet.
     public func makeTrie(_ policy: CompiledPolicy) throws -> BPFMap {
-        let trie = try BPFMap(type: .lpmTrie, name: "nf_pod_policy", keySize: UInt32(LPMKeyCodec.size),
-                              valueSize: UInt32(RuleSetCodec.size), maxEntries: UInt32(DatapathLimits.prefixesPerPod),
-                              flags: MapFlags.noPreallocate)
+        let trie = try Self.makeEmptyTrie()
+        try fill(trie, with: policy)
+        return trie
+    }
+
+    /// A new trie of a pod's policy with nothing in it yet.
+    static func makeEmptyTrie() throws -> BPFMap {
+        try BPFMap(type: .lpmTrie, name: "nf_pod_policy", keySize: UInt32(LPMKeyCodec.size),
+                   valueSize: UInt32(RuleSetCodec.size), maxEntries: UInt32(DatapathLimits.prefixesPerPod),
+                   flags: MapFlags.noPreallocate)
+    }
+
+    /// Writes `policy`'s entries into `trie`.
+    func fill(_ trie: BPFMap, with policy: CompiledPolicy) throws {
         for (prefix, rules) in policy.entries {
             try trie.update(key: LPMKeyCodec.encode(prefix), value: RuleSetCodec.encode(rules))
         }
-        return trie
     }
 
     /// What the pod on `ifindex` enforces now: its record's states, the tries and

@@ -5,14 +5,16 @@ import HostKit
 
 /// The datapath's tries during one change, shared by content: a pod whose
 /// policy in a direction has the digest of a trie some record names reads that
-/// trie; any other policy gets a trie built at a free index. Records flip to
-/// their tries one by one (each pod atomically); `releaseUnnamed` then deletes
-/// the tries no record names any more. The kernel's reference counts keep a
-/// trie alive while a packet still reads it.
+/// trie; any other policy fills a spare (an empty trie `loader serve` keeps in
+/// `policies`) or gets a trie built at a free index. Records flip to their
+/// tries one by one (each pod atomically); `releaseUnnamed` then lets go of the
+/// tries no record names any more. The kernel's reference counts keep a trie
+/// alive while a packet still reads it.
 ///
 /// Every write to `policies` waits for an RCU grace period (milliseconds), so a
-/// change costs one write per distinct new policy and one per trie let go, not
-/// one per pod: 250 pods selected by one object share one trie and one write.
+/// change costs one write per distinct new policy that finds no spare, and one
+/// per trie let go unless a keeper recycles it later; not one per pod: 250 pods
+/// selected by one object share one trie and one write.
 public final class SharedTries {
     private let datapath: Datapath
     /// What the records named when the change began: not reused by it, since a
@@ -23,8 +25,12 @@ public final class SharedTries {
     private var byDigest: [PolicyDigest: TrieIndex] = [:]
     private var built: Set<TrieIndex> = []
     private var searchFrom = 0
-    /// Tries this change built (each one write to `policies`).
+    /// The records that give an index a role (`TrieRole`), read when the change first needs a trie.
+    private var roles: [TrieIndex: TrieDigestRecord]?
+    /// Tries this change built or filled.
     public var builtCount: Int { built.count }
+    /// Of those, the spares it filled (no grace period waited).
+    public private(set) var sparesFilled = 0
 
     init(_ datapath: Datapath) throws {
         self.datapath = datapath
@@ -36,13 +42,15 @@ public final class SharedTries {
         }
     }
 
-    /// Where a trie holding `policy` is: one already there with its content, or one built now.
+    /// Where a trie holding `policy` is: one already there with its content, a spare filled now, or one built now.
     public func index(for policy: CompiledPolicy) throws -> TrieIndex {
         if let index = byDigest[policy.digest] { return index }
+        if let index = try fillSpare(with: policy) { return index }
+        let roles = try rolesRead()
         while searchFrom < TrieIndex.count {
             guard let index = TrieIndex(rawValue: UInt16(searchFrom)) else { break }
             searchFrom += 1
-            guard !namedAtStart.contains(index), !built.contains(index) else { continue }
+            guard !namedAtStart.contains(index), !built.contains(index), roles[index] == nil else { continue }
             try write(policy, at: index)
             return index
         }
@@ -64,11 +72,45 @@ public final class SharedTries {
         byDigest[policy.digest] = index
     }
 
-    /// Deletes the tries, of those named at the start or built since, that no record names now; returns how many.
+    /// Fills a spare with `policy`; nil when there is none. A spare's index left every record at
+    /// least a grace period ago (a keeper inserted it, or emptied it after one), so no packet can
+    /// still read it through an old record: filling it needs no wait. Its record says "no digest"
+    /// while it fills, so one a failure leaves half-filled is an orphan, never a spare.
+    private func fillSpare(with policy: CompiledPolicy) throws -> TrieIndex? {
+        var roles = try rolesRead()
+        defer { self.roles = roles }
+        for (index, record) in roles.sorted(by: { $0.key < $1.key }) where record.role == .spare {
+            roles[index] = nil
+            guard !namedAtStart.contains(index), try datapath.trieID(at: index) == record.mapID,
+                  let trie = try? BPFMap(id: record.mapID) else { continue }
+            try datapath.forgetDigest(at: index)
+            guard try trie.isEmpty else { continue }  // not what a spare is: an orphan now
+            try datapath.fill(trie, with: policy)
+            try datapath.policyDigests.update(key: index.key, value: TrieDigestRecord(mapID: record.mapID, digest: policy.digest).encode())
+            built.insert(index)
+            byDigest[policy.digest] = index
+            sparesFilled += 1
+            return index
+        }
+        return nil
+    }
+
+    private func rolesRead() throws -> [TrieIndex: TrieDigestRecord] {
+        if let roles { return roles }
+        let read = try datapath.trieRoles()
+        roles = read
+        return read
+    }
+
+    /// Lets go of the tries, of those named at the start or built since, that no record names now:
+    /// deletes them, or leaves them to the keeper when one recycles them (`Datapath.keeperRecycles`).
+    /// Returns how many.
     @discardableResult
     public func releaseUnnamed() throws -> Int {
         let unnamed = namedAtStart.union(built).subtracting(try datapath.namedTries())
-        for index in unnamed.sorted() { try datapath.clearTrie(at: index) }
+        if !datapath.keeperRecycles {
+            for index in unnamed.sorted() { try datapath.clearTrie(at: index) }
+        }
         for (digest, index) in byDigest where unnamed.contains(index) { byDigest[digest] = nil }
         built.subtract(unnamed)
         return unnamed.count
@@ -99,16 +141,40 @@ extension Datapath {
     /// Empties `index` of `policies` (and forgets its digest).
     func clearTrie(at index: TrieIndex) throws {
         try policies.delete(key: index.key)
+        try forgetDigest(at: index)
+    }
+
+    /// Writes "nothing known" over the record of `index` (a trie there is an orphan then).
+    func forgetDigest(at index: TrieIndex) throws {
         try policyDigests.update(key: index.key, value: [UInt8](repeating: 0, count: TrieDigestRecord.size))
     }
 
-    /// Deletes every trie no record names: what a change killed half-way left
-    /// (reconcile's sweep; a change itself looks only at the indexes it touched). Returns how many.
+    /// Every record of `policy_digests` written and not cleared, by index (one batch read).
+    func trieRecords() throws -> [TrieIndex: TrieDigestRecord] {
+        var records: [TrieIndex: TrieDigestRecord] = [:]
+        try policyDigests.forEachBatch { batch in
+            for entry in 0..<batch.count where batch.value(entry).loadUnaligned(as: UInt32.self) != 0 {  // map id 0: never written
+                guard let index = UInt16(exactly: batch.key(entry).loadUnaligned(as: UInt32.self)).flatMap(TrieIndex.init),
+                      let record = TrieDigestRecord.decode(Array(batch.value(entry))) else { continue }
+                records[index] = record
+            }
+        }
+        return records
+    }
+
+    /// The records of `policy_digests` that give their index a role (spares and the keeper's marks).
+    func trieRoles() throws -> [TrieIndex: TrieDigestRecord] {
+        try trieRecords().filter { $0.value.role != nil }
+    }
+
+    /// Deletes every trie no record names and no role keeps: what a change killed half-way left,
+    /// and what a change let go for a keeper that did not get to it (reconcile's sweep; a change
+    /// itself looks only at the indexes it touched). Returns how many.
     @discardableResult
     public func releaseOrphanedTries() throws -> Int {
-        let named = try namedTries()
+        let named = try namedTries(), kept = try trieRoles()
         var released = 0
-        for index in TrieIndex.all where !named.contains(index) {
+        for index in TrieIndex.all where !named.contains(index) && kept[index] == nil {
             guard try trieID(at: index) != nil else { continue }
             try clearTrie(at: index)
             released += 1

@@ -414,7 +414,30 @@ public struct TrieIndex: Hashable, Comparable, Sendable, CustomStringConvertible
     public static var all: [TrieIndex] { (0..<UInt16(count)).compactMap(TrieIndex.init) }
 }
 
-/// `struct nf_policy_digest`: what the trie at an index holds, valid while that trie (by map id) is there.
+/// `enum nf_trie_role`: a trie in `policies` that holds no policy yet, kept by `loader serve`
+/// so a change fills a trie already there instead of waiting for a grace period to insert one.
+public enum TrieRole: UInt8, ABIName {
+    /// Empty, named by no record: a change may fill it.
+    case spare = 1
+    /// Empty, being inserted at its index by the keeper.
+    case arriving = 2
+    /// Named by no record any more, waiting out a grace period before the keeper empties it.
+    case cooling = 3
+
+    public var name: StaticString {
+        switch self {
+        case .spare: "spare"
+        case .arriving: "arriving"
+        case .cooling: "cooling"
+        }
+    }
+
+    /// A role's place in a record: 31 zero bytes, then the role (no policy's SHA-256 looks like that).
+    var digest: PolicyDigest { PolicyDigest(bytes: [UInt8](repeating: 0, count: 31) + [rawValue])! }
+}
+
+/// `struct nf_policy_digest`: what the trie at an index holds, valid while that trie (by map id) is there:
+/// a policy's digest, or a role of a trie that holds none yet.
 public struct TrieDigestRecord: Equatable, Sendable {
     public let mapID: UInt32
     public let digest: PolicyDigest
@@ -422,6 +445,16 @@ public struct TrieDigestRecord: Equatable, Sendable {
     public init(mapID: UInt32, digest: PolicyDigest) {
         self.mapID = mapID
         self.digest = digest
+    }
+
+    public init(mapID: UInt32, role: TrieRole) {
+        self.init(mapID: mapID, digest: role.digest)
+    }
+
+    /// The role of a trie that holds no policy; nil for a policy's digest.
+    public var role: TrieRole? {
+        guard digest.bytes.prefix(31).allSatisfy({ $0 == 0 }) else { return nil }
+        return TrieRole(rawValue: digest.bytes[31])
     }
 
     public static let size = nf_policy_digest.size

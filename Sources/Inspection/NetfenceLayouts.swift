@@ -267,7 +267,8 @@ struct PoliciesLayout: MapLayout {
     func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, into rows: RecordWriter) {
         let raw = key.loadUnaligned(as: UInt32.self), mapID = value.loadUnaligned(as: UInt32.self)
         guard mapID != 0 else { return }
-        // No reader: a trie an interrupted change left (reconcile deletes it).
+        // No reader: a spare `loader serve` keeps (see policy_digests), a trie let go for its keeper to
+        // recycle, or one an interrupted change left (reconcile deletes that).
         let readers = UInt16(exactly: raw).flatMap(TrieIndex.init).flatMap { context.trieReaders[$0] }
         let first: FieldValue = readers.flatMap(\.podIDs.first).map(context.pod) ?? .none
         rows.write(.number(UInt64(raw)), .number(UInt64(mapID)), readers.map { .word($0.direction.name) } ?? .none,
@@ -275,14 +276,16 @@ struct PoliciesLayout: MapLayout {
     }
 }
 
-/// `policy_digests`: what each trie holds, as the loader shares tries by it.
+/// `policy_digests`: what each trie holds, as the loader shares tries by it; a trie that holds no
+/// policy yet says its role (`spare`, `arriving`, `cooling`) instead.
 struct PolicyDigestsLayout: MapLayout {
     var title: String { "netfence policy digests" }
     var columns: [Column] { [Column("index", "INDEX", width: 6), Column("mapID", "MAP ID", width: 6), Column("digest", "SHA-256", width: 64)] }
 
     func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, into rows: RecordWriter) {
         guard let record = TrieDigestRecord.decode(Array(value)) else { return }  // an index never written, or cleared
-        rows.write(.number(UInt64(key.loadUnaligned(as: UInt32.self))), .number(UInt64(record.mapID)), .text(record.digest.description))
+        rows.write(.number(UInt64(key.loadUnaligned(as: UInt32.self))), .number(UInt64(record.mapID)),
+                   record.role.map { .word($0.name) } ?? .text(record.digest.description))
     }
 }
 

@@ -71,6 +71,7 @@ public final class Loader {
         }
         state = try LoaderState.open(pinnedUnder: root.path)
         writeLock = lock
+        datapath.keeperRecycles = TrieKeeper.isKeeping(root)
     }
 
     private init(root: PinRoot, datapath: Datapath, state: LoaderState, lock: FileLock) {
@@ -78,6 +79,7 @@ public final class Loader {
         self.datapath = datapath
         self.state = state
         writeLock = lock
+        datapath.keeperRecycles = TrieKeeper.isKeeping(root)
     }
 
     /// Opens what `initialize` loaded under `root` to change it: waits up to
@@ -102,10 +104,10 @@ public final class Loader {
 
     /// Runs `body` while holding the root's exclusive lock: a short change by another
     /// process than the loader's commands (the DNS proxy registering its addresses).
-    public static func whileHoldingLock(root: PinRoot, waitingUpTo timeout: Double = defaultLockTimeout, _ body: () throws -> Void) throws {
+    public static func whileHoldingLock<T>(root: PinRoot, waitingUpTo timeout: Double = defaultLockTimeout, _ body: () throws -> T) throws -> T {
         let held = try lock(root, .exclusive, timeout)
         defer { withExtendedLifetime(held) {} }
-        try body()
+        return try body()
     }
 
     private func requireWriter() throws {
@@ -529,6 +531,7 @@ public final class Loader {
                 }
             }
         }
+        try TrieKeeper.settleMarksUnlessKept(root, datapath)
         report.orphanedTries = try datapath.releaseOrphanedTries()
         for attachment in stray {
             let namespace = attachment.namespace == NetworkNamespace.current.name ? nil : try? NetworkNamespace.named(attachment.namespace)

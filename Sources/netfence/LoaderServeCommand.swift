@@ -1,6 +1,7 @@
 import CommandTree
 import Foundation
 import Glibc
+import Loader
 import LoaderService
 
 /// `netfence loader serve`: the loader's commands on a Unix socket, without a process per call.
@@ -44,9 +45,17 @@ struct LoaderServeCommand: Command {
         environment["NETFENCE_BPFFS_ROOT"] = root
         let served = environment
         StopSignals.install()
+        // Changes served here leave the tries they let go to the keeper, which also keeps spares ready for them.
+        let keeper = TrieKeeper(root: context.pinRoot) { message in
+            FileHandle.standardError.write(Data("warning: \(TerminalText.escaped(message))\n".utf8))
+        }
+        keeper.start()
+        defer { keeper.stop() }
         let server: LoaderServer
         do {
-            server = try LoaderServer(socketPath: socket) { request in Self.execute(request, environment: served) }
+            server = try LoaderServer(socketPath: socket) { request in
+                keeper.inTurn(wakes: request.args.dropFirst().first != "status") { Self.execute(request, environment: served) }
+            }
         } catch let error as ServeError {
             throw RuntimeError(error.description, hint: "stop the other server, or serve on another --socket")
         }

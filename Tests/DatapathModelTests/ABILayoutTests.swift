@@ -113,6 +113,13 @@ import Testing
         let digest = PolicyDigest(of: [prefixForDigest: [rule]])
         #expect(TrieDigestRecord.decode(TrieDigestRecord(mapID: 77, digest: digest).encode()) == TrieDigestRecord(mapID: 77, digest: digest))
         #expect(TrieDigestRecord.decode([UInt8](repeating: 0, count: TrieDigestRecord.size)) == nil, "an index never written")
+        #expect(TrieDigestRecord.decode(TrieDigestRecord(mapID: 77, digest: digest).encode())?.role == nil, "a policy's digest is no role")
+        for (role, value) in [(TrieRole.spare, NF_TRIE_SPARE), (.arriving, NF_TRIE_ARRIVING), (.cooling, NF_TRIE_COOLING)] {
+            #expect(UInt32(role.rawValue) == value.rawValue, "\(role) is the header's value")
+            let bytes = TrieDigestRecord(mapID: 9, role: role).encode()
+            #expect(bytes[4..<35].allSatisfy { $0 == 0 } && bytes[35] == role.rawValue, "31 zero bytes, then the role")
+            #expect(TrieDigestRecord.decode(bytes)?.role == role)
+        }
 
         let prefix = prefixForDigest
         // 8 family bits + 96 mapped bits + 15

@@ -1,0 +1,198 @@
+import BPFKit
+import DatapathModel
+import Foundation
+import Glibc
+import Loader
+import LoaderService
+import Testing
+import TestSupport
+
+/// `loader serve` keeps spare tries: a change fills one already in `policies` (no grace
+/// period on the caller's path) and the keeper turns what changes let go into spares.
+/// Real pods and packets; the kernel's maps are the witness.
+@Suite(.serialized) struct SpareTriesTests {
+    /// The spares `policy_digests` lists: index → map id.
+    static func spares(_ bench: LoaderCluster) throws -> [Int: Int] {
+        var spares: [Int: Int] = [:]
+        for row in try jsonRows(bench.cli(["ebpf", "maps", "dump", "policy_digests", "-o", "json"])) where row["digest"] as? String == "spare" {
+            if let index = row["index"] as? Int, let id = row["mapID"] as? Int { spares[index] = id }
+        }
+        return spares
+    }
+
+    /// The tries in `policies`: index → map id.
+    static func trieIDs(_ bench: LoaderCluster) throws -> [Int: Int] {
+        Dictionary(uniqueKeysWithValues: try jsonRows(bench.cli(["ebpf", "maps", "dump", "policies", "-o", "json"])).compactMap { row in
+            (row["index"] as? Int).flatMap { index in (row["mapID"] as? Int).map { (index, $0) } }
+        })
+    }
+
+    /// Waits (up to 10 s) until `done` holds of the spares; returns them.
+    @discardableResult
+    static func waitForSpares(_ bench: LoaderCluster, _ what: String, sourceLocation: SourceLocation = #_sourceLocation,
+                              until done: ([Int: Int]) -> Bool) throws -> [Int: Int] {
+        var spares = try Self.spares(bench)
+        for _ in 0..<200 where !done(spares) {
+            usleep(50_000)
+            spares = try Self.spares(bench)
+        }
+        #expect(done(spares), "\(what): \(spares)", sourceLocation: sourceLocation)
+        return spares
+    }
+
+    static func apply(_ client: LoaderClient, _ object: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let response = try client.run(LoaderRequest(args: ["loader", "apply", "-f", "-"], input: object))
+        #expect(response.exitCode == 0, "\(response)", sourceLocation: sourceLocation)
+    }
+
+    @Test func aServedChangeFillsASpareAndTheKeeperMakesSparesOfWhatChangesLetGo() throws {
+        guard Privileges.require() else { return }
+        let bench = try LoaderCluster(pods: 2)
+        let server = try LoaderServeTests.Server(root: bench.root.path)
+        let client = try server.client()
+        let ready = try Self.waitForSpares(bench, "the keeper's first round") { $0.count == TrieKeeper.defaultSpares }
+        #expect(try Self.trieIDs(bench) == ready, "spares are tries in policies, and no other trie is there")
+        let scope = everyEdge(pods: 2)
+
+        // pod0's policy fills a spare where it is: the same trie, now holding the policy.
+        try Self.apply(client, policyEndpoint("web", selecting: [0], isolation: ["Ingress"], ingress: rule("\(bench.ip(1))/32", ports: [("TCP", 8080, nil)])))
+        let first = try #require(try SharedTriesTests.tries(bench)["shop/pod0"]?.ingress)
+        let filled = try Self.trieIDs(bench)[first]
+        #expect(ready[first] != nil && filled == ready[first], "pod0 reads a former spare, filled in place")
+        try bench.expectMatrix(allowed: scope.subtracting(edges("1>0 *")).union(edges("1>0 tcp")), scope: scope, "TCP from pod1")
+
+        // A change fills another spare; the keeper empties the trie it let go into a spare again.
+        let before = try Self.waitForSpares(bench, "the keeper's round after the first change") { $0.count == TrieKeeper.defaultSpares }
+        try Self.apply(client, policyEndpoint("web", selecting: [0], isolation: ["Ingress"], ingress: rule("\(bench.ip(1))/32", ports: [("UDP", 8080, nil)])))
+        let second = try #require(try SharedTriesTests.tries(bench)["shop/pod0"]?.ingress)
+        #expect(second != first && before[second] != nil)
+        try bench.expectMatrix(allowed: scope.subtracting(edges("1>0 *")).union(edges("1>0 udp")), scope: scope, "UDP from pod1 only")
+        let recycled = try Self.waitForSpares(bench, "the let-go trie recycled") { $0[first] != nil && $0.count == TrieKeeper.defaultSpares }
+        #expect(recycled[first] == ready[first], "recycled in place: the same trie")
+        #expect(try BPFMap(id: UInt32(try #require(recycled[first]))).isEmpty, "a spare holds nothing")
+
+        // Detached, its trie is let go too; with the spares complete the keeper deletes it. Status and
+        // reconcile find nothing wrong and keep the spares.
+        #expect(try client.run(LoaderRequest(args: ["loader", "detach", "--pod", "shop/pod0"])).exitCode == 0)
+        var left = try Self.trieIDs(bench)
+        for _ in 0..<200 where left[second] != nil {
+            usleep(50_000)
+            left = try Self.trieIDs(bench)
+        }
+        #expect(left[second] == nil, "pod0's last trie deleted: \(left)")
+        #expect(try bench.cli(["loader", "status", "--check"]).status == 0)
+        #expect(try bench.cli(["loader", "reconcile", "-o", "json"]).standardOutput.contains("\"orphanedTries\" : 0"))
+        #expect(try Self.spares(bench).count == TrieKeeper.defaultSpares)
+        #expect(try Self.trieIDs(bench).count == TrieKeeper.defaultSpares, "nothing else left in policies")
+    }
+
+    /// A command (its own process) fills a spare a server left, and deletes what it lets go at once:
+    /// no keeper of its own recycles it.
+    @Test func aCommandFillsASpareAServerLeftAndDeletesWhatItLetsGo() throws {
+        guard Privileges.require() else { return }
+        let bench = try LoaderCluster(pods: 2)
+        var ready: [Int: Int] = [:]
+        do {
+            let server = try LoaderServeTests.Server(root: bench.root.path)
+            ready = try Self.waitForSpares(bench, "the keeper's first round") { $0.count == TrieKeeper.defaultSpares }
+            withExtendedLifetime(server) {}
+        }
+        #expect(try Self.spares(bench) == ready, "spares outlive their server")
+        try bench.cli(["loader", "apply"], input: policyEndpoint("web", selecting: [0], isolation: ["Ingress"], ingress: rule("\(bench.ip(1))/32")))
+        let first = try #require(try SharedTriesTests.tries(bench)["shop/pod0"]?.ingress)
+        #expect(ready[first] != nil)
+        try bench.cli(["loader", "apply"], input: policyEndpoint("web", selecting: [0], isolation: ["Ingress"], ingress: rule("\(bench.ip(1))/32", ports: [("TCP", 8080, nil)])))
+        let second = try #require(try SharedTriesTests.tries(bench)["shop/pod0"]?.ingress)
+        #expect(ready[second] != nil && second != first)
+        let ids = try Self.trieIDs(bench)
+        #expect(ids[first] == nil, "the trie the command let go is deleted")
+        #expect(Set(ids.keys) == Set(ready.keys).subtracting([first]))
+        let scope = everyEdge(pods: 2)
+        try bench.expectMatrix(allowed: scope.subtracting(edges("1>0 *")).union(edges("1>0 tcp")), scope: scope, "TCP from pod1")
+    }
+
+    /// A keeper killed mid-round leaves marks: reconcile settles them (an inserted arriving trie is a
+    /// spare, a cooling trie is deleted, a mark without its trie dropped), and the next server keeps on.
+    @Test func whatAKilledKeeperLeftMarkedIsSettled() throws {
+        guard Privileges.require() else { return }
+        let bench = try LoaderCluster(pods: 1)
+        let policies = try #require(try BPFFilesystem.pinnedMap(at: bench.root.path + "/maps/policies"))
+        let digests = try #require(try BPFFilesystem.pinnedMap(at: bench.root.path + "/maps/policy_digests"))
+        func emptyTrie() throws -> BPFMap {
+            try BPFMap(type: .lpmTrie, name: "nf_pod_policy", keySize: UInt32(LPMKeyCodec.size), valueSize: UInt32(RuleSetCodec.size),
+                       maxEntries: UInt32(DatapathLimits.prefixesPerPod), flags: MapFlags.noPreallocate)
+        }
+        func mark(_ index: UInt16, _ id: UInt32, _ role: TrieRole) throws {
+            try digests.update(key: TrieIndex(rawValue: index)!.key, value: TrieDigestRecord(mapID: id, role: role).encode())
+        }
+        let arrived = try emptyTrie(), cooling = try emptyTrie()
+        try cooling.update(key: LPMKeyCodec.encode(try #require(IPPrefix.parse("198.19.0.0/16")).prefix),
+                          value: RuleSetCodec.encode([PortRule(ruleID: 1, protocolNumber: IPProtocolNumber.any)]))
+        try policies.setInner(key: TrieIndex(rawValue: 40)!.key, to: arrived)
+        try mark(40, try arrived.info().id, .arriving)
+        try mark(41, 4_000_000_000, .arriving)  // the round died before its batch
+        try policies.setInner(key: TrieIndex(rawValue: 42)!.key, to: cooling)
+        try mark(42, try cooling.info().id, .cooling)
+
+        let reconciled = try bench.cli(["loader", "reconcile", "-o", "json"]).standardOutput
+        #expect(reconciled.contains("\"orphanedTries\" : 1"), "the cooling trie goes: \(reconciled)")
+        #expect(try Self.spares(bench) == [40: Int(try arrived.info().id)])
+        #expect(try Self.trieIDs(bench) == [40: Int(try arrived.info().id)])
+
+        let server = try LoaderServeTests.Server(root: bench.root.path)
+        let spares = try Self.waitForSpares(bench, "a new server's round") { $0.count == TrieKeeper.defaultSpares }
+        #expect(spares[40] == Int(try arrived.info().id), "the settled spare is one of the server's")
+        withExtendedLifetime(server) {}
+    }
+
+    /// Served changes and commands of their own processes at once, while the keeper works: every
+    /// pod enforces its last policy, spares hold nothing, nothing is left over.
+    @Test func servedChangesCommandsAndTheKeeperAtOnce() throws {
+        guard Privileges.require() else { return }
+        let bench = try LoaderCluster(pods: 3)
+        let server = try LoaderServeTests.Server(root: bench.root.path)
+        try Self.waitForSpares(bench, "the keeper's first round") { $0.count == TrieKeeper.defaultSpares }
+        let rounds = 12
+        let objects = (0..<3).map { pod in
+            (0..<rounds).map { round in
+                policyEndpoint("p\(pod)", selecting: [pod], isolation: ["Ingress"],
+                               ingress: rule("\(bench.ip((pod + 1) % 3))/32", ports: [(round % 2 == 0 ? "TCP" : "UDP", 8080, nil)]))
+            }
+        }
+        let problems = NSLock(), done = DispatchGroup()
+        nonisolated(unsafe) var failures: [String] = []
+        for pod in 0..<2 {
+            done.enter()
+            Thread.detachNewThread {
+                defer { done.leave() }
+                do {
+                    let client = try server.client()
+                    for round in 0..<rounds {
+                        let response = try client.run(LoaderRequest(args: ["loader", "apply", "-f", "-"], input: objects[pod][round]))
+                        if response.exitCode != 0 { problems.withLock { failures.append(response.stderr) } }
+                    }
+                } catch {
+                    problems.withLock { failures.append("\(error)") }
+                }
+            }
+        }
+        for round in 0..<rounds {
+            let file = FileManager.default.temporaryDirectory.appendingPathComponent("nf-\(UniqueNames.make("spare")).yaml").path
+            try objects[2][round].write(toFile: file, atomically: true, encoding: .utf8)
+            defer { unlink(file) }
+            let result = try NetfenceBinary.run(["loader", "apply", "--bpffs-root", bench.root.path, "-f", file])
+            if result.status != 0 { problems.withLock { failures.append(result.standardError) } }
+        }
+        done.wait()
+        #expect(failures.isEmpty, "\(failures)")
+        let spares = try Self.waitForSpares(bench, "the keeper caught up") { $0.count >= TrieKeeper.defaultSpares }
+        for (_, id) in spares { #expect(try BPFMap(id: UInt32(id)).isEmpty, "spare \(id) holds nothing") }
+        #expect(try bench.cli(["loader", "status", "--check"]).status == 0, "every pod enforces what is stored")
+        let named = Set(try SharedTriesTests.tries(bench).values.compactMap(\.ingress))
+        #expect(Set(try Self.trieIDs(bench).keys) == named.union(spares.keys), "only named tries and spares in policies")
+        // The last round (odd) allows UDP from the next pod, and nothing else from it.
+        let scope = everyEdge(pods: 3)
+        try bench.expectMatrix(allowed: edges("1>0 udp", "2>1 udp", "0>2 udp"), scope: scope, "each pod's last policy")
+        withExtendedLifetime(server) {}
+    }
+}

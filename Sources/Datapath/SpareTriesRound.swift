@@ -57,19 +57,18 @@ public final class SpareTriesRound {
         }
     }
 
-    /// Without the lock: inserts the arriving tries and writes each cooling trie to be recycled
-    /// back at its own index (which changes nothing a packet sees) in one batch, after which the
-    /// kernel waits one grace period: packets that read a record naming a cooling trie are done.
+    /// Without the lock: inserts the arriving tries in one batch (they need no wait: an index is
+    /// free once its trie was deleted, and a delete waits for a grace period). Then writes the
+    /// first cooling trie to be recycled back where it is, which changes nothing a packet sees: the
+    /// kernel waits one grace period after a single update of `policies` (after a batch only from
+    /// 6.8), and then no packet reads a cooling trie through a record from before it was let go.
     /// Then empties those, and deletes the other cooling tries (a grace period each).
     public func waitOut(_ datapath: Datapath) throws {
         let kept = cooling.prefix(recycled)
-        try datapath.policies.setInners((arriving + kept).map { (key: $0.index.key, inner: $0.trie) })
+        try datapath.policies.setInners(arriving.map { (key: $0.index.key, inner: $0.trie) })
+        if let first = kept.first { try datapath.policies.setInner(key: first.index.key, to: first.trie) }
         for (_, trie) in kept {
-            while true {
-                let keys = try trie.keys()
-                if keys.isEmpty { break }
-                for key in keys { try trie.delete(key: key) }
-            }
+            for key in try trie.keys() { try trie.delete(key: key) }  // nothing writes a cooling trie: one pass empties it
         }
         for (index, _) in cooling.dropFirst(recycled) { try datapath.policies.delete(key: index.key) }
     }

@@ -65,6 +65,9 @@ public final class FileLock {
         }
     }
 
+    /// Whether the path still names the directory this lock holds (one removed and made again is another).
+    public var namesItsPath: Bool { Self.sameInode(descriptor.rawValue, path) }
+
     private static func sameInode(_ fd: Int32, _ path: String) -> Bool {
         var opened = stat(), named = stat()
         return fstat(fd, &opened) == 0 && lstat(path, &named) == 0 && opened.st_dev == named.st_dev && opened.st_ino == named.st_ino

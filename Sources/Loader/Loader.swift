@@ -71,7 +71,7 @@ public final class Loader {
         }
         state = try LoaderState.open(pinnedUnder: root.path)
         writeLock = lock
-        datapath.keeperRecycles = TrieKeeper.isKeeping(root)
+        if lock != nil { datapath.keeperRecycles = TrieKeeper.isKeeping(root) }
     }
 
     private init(root: PinRoot, datapath: Datapath, state: LoaderState, lock: FileLock) {

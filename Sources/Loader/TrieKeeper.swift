@@ -2,32 +2,32 @@ import BPFKit
 import Datapath
 import Foundation
 import HostKit
-import Synchronization
 
 /// Keeps spare tries ready under one pin root while it runs (`loader serve`): after the
-/// changes it is woken for, and every few seconds, it runs `SpareTriesRound`s until there is
-/// nothing left to do, on a thread of its own. A change in this process leaves the tries it
-/// lets go to the keeper (`Datapath.keeperRecycles`), so neither of the two grace periods a
-/// change of a pod's policy used to wait is on the caller's path while spares last.
+/// changes it is woken for, and every second, it runs `SpareTriesRound`s until there is
+/// nothing left to do, on a thread of its own. While a keeper runs, a change (served, or a
+/// command's own process) leaves the tries it lets go to it (`Datapath.keeperRecycles`), so
+/// neither of the two grace periods a change of a pod's policy used to wait is on the
+/// caller's path while spares last.
 ///
-/// One keeper works on a root at a time: rounds hold `maps/` of the root with `flock(2)`
-/// (the kernel drops it when the process dies), and take the root's own lock, as every
-/// change does, only to mark and to finish.
+/// One keeper per root: it holds `maps/` of the root with `flock(2)` for as long as it runs
+/// (the kernel drops it when the process dies; a second keeper waits for it), which is also
+/// how a change sees that one runs. Rounds take the root's own lock, as every change does,
+/// only to mark and to finish.
 public final class TrieKeeper: @unchecked Sendable {
     /// Spares kept by default: a burst of this many changes of policy waits no grace period.
     public static let defaultSpares = 8
     /// A round even when not woken: changes by other processes also let tries go.
-    static let idleRound = 5.0
-    private static let keeping = Mutex<[String: Int]>([:])
+    static let idleRound = 1.0
 
     public let root: PinRoot
     public let spares: Int
     private let report: @Sendable (String) -> Void
     private let condition = NSCondition()
+    private var woken = true, stopping = false, running = false
     /// Held by a served change (`inTurn`) and by a round's locked steps: the root's flock is polled
     /// with growing pauses, so a change waiting on it for a round could sleep past the round's end.
     private let turn = NSLock()
-    private var woken = true, stopping = false, running = false
     private let finished = DispatchSemaphore(value: 0)
 
     /// `report` hears a failed round (once per distinct message in a row).
@@ -37,13 +37,18 @@ public final class TrieKeeper: @unchecked Sendable {
         self.report = report
     }
 
-    /// Whether a keeper in this process recycles `root`'s tries.
+    /// Whether a keeper, in this process or another, holds `root`.
     static func isKeeping(_ root: PinRoot) -> Bool {
-        keeping.withLock { ($0[root.path] ?? 0) > 0 }
+        do {
+            _ = try FileLock.acquire(directory: root.appending("maps"), mode: .exclusive, timeout: 0)
+            return false
+        } catch {
+            if case .timedOut = error { return true }
+            return false
+        }
     }
 
     public func start() {
-        Self.keeping.withLock { $0[root.path, default: 0] += 1 }
         running = true
         Thread { [self] in loop() }.start()
     }
@@ -63,11 +68,10 @@ public final class TrieKeeper: @unchecked Sendable {
         condition.unlock()
     }
 
-    /// Stops after the round in flight; changes in this process delete what they let go again.
+    /// Stops after the round in flight and lets the root go.
     public func stop() {
         guard running else { return }
         running = false
-        Self.keeping.withLock { $0[root.path, default: 1] -= 1 }
         condition.lock()
         stopping = true
         condition.signal()
@@ -76,7 +80,7 @@ public final class TrieKeeper: @unchecked Sendable {
     }
 
     private func loop() {
-        var lastFailure: String?
+        var held: FileLock?, lastFailure: String?
         while true {
             condition.lock()
             if !woken && !stopping { _ = condition.wait(until: Date(timeIntervalSinceNow: Self.idleRound)) }
@@ -84,8 +88,11 @@ public final class TrieKeeper: @unchecked Sendable {
             let stop = stopping
             condition.unlock()
             if stop { break }
+            // The root's maps/ made anew (reset, init) is another root to hold; another keeper's is left to it.
+            if held?.namesItsPath != true { held = try? FileLock.acquire(directory: root.appending("maps"), mode: .exclusive, timeout: 0) }
+            guard held != nil else { continue }
             do {
-                while try keepOnce() > 0 && !isStopping {}
+                while try round() > 0 && !isStopping {}
                 lastFailure = nil
             } catch {
                 let message = "keeping spare tries under \(root.path): \(error)"
@@ -93,6 +100,7 @@ public final class TrieKeeper: @unchecked Sendable {
                 lastFailure = message
             }
         }
+        withExtendedLifetime(held) {}
         finished.signal()
     }
 
@@ -102,12 +110,9 @@ public final class TrieKeeper: @unchecked Sendable {
         return stopping
     }
 
-    /// One round now; returns how many tries it worked on (0: nothing to do, or another keeper
-    /// holds the root, or the root is not initialized).
-    @discardableResult
-    public func keepOnce() throws -> Int {
-        guard root.exists, let held = Self.keeperLock(root) else { return 0 }
-        defer { withExtendedLifetime(held) {} }
+    /// One round (the caller holds the keeper's lock); returns how many tries it worked on
+    /// (0: nothing to do, or the root is not initialized).
+    private func round() throws -> Int {
         let begun: (Datapath, SpareTriesRound)
         do {
             begun = try turn.withLock {
@@ -126,15 +131,10 @@ public final class TrieKeeper: @unchecked Sendable {
         return round.arriving.count + round.cooling.count
     }
 
-    /// The keeper's lock on `root`, if no keeper holds it.
-    static func keeperLock(_ root: PinRoot) -> FileLock? {
-        try? FileLock.acquire(directory: root.appending("maps"), mode: .exclusive, timeout: 0)
-    }
-
-    /// Settles what a killed keeper left marked, unless a keeper is at work on `root` (reconcile;
-    /// the caller holds the root's lock).
+    /// Settles what a killed keeper left marked, unless a keeper holds `root` (reconcile; the
+    /// caller holds the root's lock).
     static func settleMarksUnlessKept(_ root: PinRoot, _ datapath: Datapath) throws {
-        guard let held = keeperLock(root) else { return }
+        guard let held = try? FileLock.acquire(directory: root.appending("maps"), mode: .exclusive, timeout: 0) else { return }
         defer { withExtendedLifetime(held) {} }
         try datapath.settleKeeperMarks()
     }

@@ -86,27 +86,36 @@ import TestSupport
         #expect(try Self.trieIDs(bench).count == TrieKeeper.defaultSpares, "nothing else left in policies")
     }
 
-    /// A command (its own process) fills a spare a server left, and deletes what it lets go at once:
-    /// no keeper of its own recycles it.
-    @Test func aCommandFillsASpareAServerLeftAndDeletesWhatItLetsGo() throws {
+    /// A command (its own process) fills spares too. What it lets go it leaves to a keeper that runs
+    /// (a server on the root), and deletes at once when none does.
+    @Test func commandsFillSparesAndLeaveWhatTheyLetGoToARunningKeeperOnly() throws {
         guard Privileges.require() else { return }
         let bench = try LoaderCluster(pods: 2)
-        var ready: [Int: Int] = [:]
+        func web(_ ports: [(String, Int, Int?)]) -> String {
+            policyEndpoint("web", selecting: [0], isolation: ["Ingress"], ingress: rule("\(bench.ip(1))/32", ports: ports))
+        }
+        var second = 0
         do {
             let server = try LoaderServeTests.Server(root: bench.root.path)
-            ready = try Self.waitForSpares(bench, "the keeper's first round") { $0.count == TrieKeeper.defaultSpares }
+            let ready = try Self.waitForSpares(bench, "the keeper's first round") { $0.count == TrieKeeper.defaultSpares }
+            try bench.cli(["loader", "apply"], input: web([]))
+            let first = try #require(try SharedTriesTests.tries(bench)["shop/pod0"]?.ingress)
+            #expect(ready[first] != nil, "a command fills a spare")
+            try Self.waitForSpares(bench, "the keeper refilled") { $0.count == TrieKeeper.defaultSpares }
+            try bench.cli(["loader", "apply"], input: web([("UDP", 8080, nil)]))
+            second = try #require(try SharedTriesTests.tries(bench)["shop/pod0"]?.ingress)
+            let recycled = try Self.waitForSpares(bench, "the trie the command let go, recycled by the server's keeper") { $0[first] != nil }
+            #expect(recycled[first] == ready[first], "the same trie, emptied")
             withExtendedLifetime(server) {}
         }
-        #expect(try Self.spares(bench) == ready, "spares outlive their server")
-        try bench.cli(["loader", "apply"], input: policyEndpoint("web", selecting: [0], isolation: ["Ingress"], ingress: rule("\(bench.ip(1))/32")))
-        let first = try #require(try SharedTriesTests.tries(bench)["shop/pod0"]?.ingress)
-        #expect(ready[first] != nil)
-        try bench.cli(["loader", "apply"], input: policyEndpoint("web", selecting: [0], isolation: ["Ingress"], ingress: rule("\(bench.ip(1))/32", ports: [("TCP", 8080, nil)])))
-        let second = try #require(try SharedTriesTests.tries(bench)["shop/pod0"]?.ingress)
-        #expect(ready[second] != nil && second != first)
+        let left = try Self.spares(bench)
+        #expect(left.count == TrieKeeper.defaultSpares, "spares outlive their server")
+        try bench.cli(["loader", "apply"], input: web([("TCP", 8080, nil)]))
+        let third = try #require(try SharedTriesTests.tries(bench)["shop/pod0"]?.ingress)
+        #expect(left[third] != nil && third != second)
         let ids = try Self.trieIDs(bench)
-        #expect(ids[first] == nil, "the trie the command let go is deleted")
-        #expect(Set(ids.keys) == Set(ready.keys).subtracting([first]))
+        #expect(ids[second] == nil, "with no keeper, the trie the command let go is deleted before it returns")
+        #expect(Set(ids.keys) == Set(left.keys), "the spares left, one of them filled")
         let scope = everyEdge(pods: 2)
         try bench.expectMatrix(allowed: scope.subtracting(edges("1>0 *")).union(edges("1>0 tcp")), scope: scope, "TCP from pod1")
     }

@@ -367,12 +367,14 @@ struct BenchCLICommand: Command {
         name: "cli",
         abstract: "The real netfence processes an agent runs (--version, status, attach + detach, a small apply) beside bpftool version.",
         discussion: """
-            Builds a throwaway node with one pod interface and times whole processes of this binary, start-up \
+            Builds a throwaway node with three pod interfaces and times whole processes of this binary, start-up \
             included, beside `bpftool version` started the same way in the same run: --version (goal: at most 3x \
             bpftool), loader status -o json, loader attach + detach (goal: at most 10 ms for the pair) and loader apply \
-            of one PolicyEndpoint of 10 CIDRs (goal: at most 10 ms). Build with --static-swift-stdlib for the figures \
-            a node sees (a dynamically linked binary spends half its start binding the Swift runtime's symbols). \
-            Takes a few seconds; removes everything it made.
+            of one PolicyEndpoint of 10 CIDRs (goal: at most 10 ms). Then the same calls as requests to loader serve \
+            on one kept connection (its keeper fills spare tries and recycles what changes let go), and the apply as \
+            a process while that server runs. Build with --static-swift-stdlib for the figures a node sees (a \
+            dynamically linked binary spends half its start binding the Swift runtime's symbols). Takes a few \
+            seconds; removes everything it made.
             """)
 
     static let samples = ProcessSamples.option(help: "Runs of each command.")

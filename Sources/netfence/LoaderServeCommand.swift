@@ -18,8 +18,11 @@ struct LoaderServeCommand: Command {
             delete, status (not --wait-applied: it would hold every request behind it) and reconcile, on this \
             server's pin root (--bpffs-root is the server's, not the request's). Requests run one at a time, in \
             arrival order, under the same locks as the commands, so servers, commands and netfence-cni can change the \
-            node together. The socket is created 0600 (only root may connect); a stale one is replaced, one another \
-            server listens on is refused. Runs until SIGINT or SIGTERM.
+            node together. A server also keeps spare tries: empty tries in the policies map that a change of a pod's \
+            policy fills instead of inserting one, and into which it turns the tries changes let go once no packet \
+            can read them; neither waits for the kernel's grace period (milliseconds) on the caller's path. The \
+            socket is created 0600 (only root may connect); a stale one is replaced, one another server listens on is \
+            refused. Runs until SIGINT or SIGTERM.
             """)
 
     static let socket = Option<String>(long: "socket", valueName: "path", help: "The Unix socket to listen on.",

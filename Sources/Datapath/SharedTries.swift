@@ -25,8 +25,8 @@ public final class SharedTries {
     private var byDigest: [PolicyDigest: TrieIndex] = [:]
     private var built: Set<TrieIndex> = []
     private var searchFrom = 0
-    /// The records that give an index a role (`TrieRole`), read when the change first needs a trie.
-    private var roles: [TrieIndex: TrieDigestRecord]?
+    /// The tries in `policies` when the change first needed one (spares among them), by index.
+    private var present: [TrieIndex: (id: UInt32, record: TrieDigestRecord?)]?
     /// Tries this change built or filled.
     public var builtCount: Int { built.count }
     /// Of those, the spares it filled (no grace period waited).
@@ -36,8 +36,7 @@ public final class SharedTries {
         self.datapath = datapath
         namedAtStart = try datapath.namedTries()
         for index in namedAtStart {
-            guard let record = try datapath.policyDigests.lookup(key: index.key).flatMap(TrieDigestRecord.decode),
-                  try datapath.trieID(at: index) == record.mapID else { continue }
+            guard let record = try datapath.record(at: index), try datapath.trieID(at: index) == record.mapID else { continue }
             byDigest[record.digest] = index
         }
     }
@@ -46,11 +45,14 @@ public final class SharedTries {
     public func index(for policy: CompiledPolicy) throws -> TrieIndex {
         if let index = byDigest[policy.digest] { return index }
         if let index = try fillSpare(with: policy) { return index }
-        let roles = try rolesRead()
+        // A free index: no trie there (one a change let go may still be read through an old record)
+        // and no keeper's mark (an arriving one is about to get a trie).
+        let present = try presentRead()
         while searchFrom < TrieIndex.count {
             guard let index = TrieIndex(rawValue: UInt16(searchFrom)) else { break }
             searchFrom += 1
-            guard !namedAtStart.contains(index), !built.contains(index), roles[index] == nil else { continue }
+            guard present[index] == nil, !namedAtStart.contains(index), !built.contains(index),
+                  try datapath.record(at: index)?.role == nil else { continue }
             try write(policy, at: index)
             return index
         }
@@ -67,7 +69,7 @@ public final class SharedTries {
     private func write(_ policy: CompiledPolicy, at index: TrieIndex) throws {
         let trie = try datapath.makeTrie(policy)
         try datapath.policies.setInner(key: index.key, to: trie)
-        try datapath.policyDigests.update(key: index.key, value: TrieDigestRecord(mapID: try trie.info().id, digest: policy.digest).encode())
+        try datapath.writeRecord(TrieDigestRecord(mapID: try trie.info().id, digest: policy.digest), at: index)
         built.insert(index)
         byDigest[policy.digest] = index
     }
@@ -77,16 +79,15 @@ public final class SharedTries {
     /// still read it through an old record: filling it needs no wait. Its record says "no digest"
     /// while it fills, so one a failure leaves half-filled is an orphan, never a spare.
     private func fillSpare(with policy: CompiledPolicy) throws -> TrieIndex? {
-        var roles = try rolesRead()
-        defer { self.roles = roles }
-        for (index, record) in roles.sorted(by: { $0.key < $1.key }) where record.role == .spare {
-            roles[index] = nil
-            guard !namedAtStart.contains(index), try datapath.trieID(at: index) == record.mapID,
-                  let trie = try? BPFMap(id: record.mapID) else { continue }
+        var present = try presentRead()
+        defer { self.present = present }
+        for (index, found) in present.sorted(by: { $0.key < $1.key }) where found.record?.role == .spare && found.record?.mapID == found.id {
+            present[index]?.record = nil  // taken (or found not to be a spare): not offered again
+            guard !namedAtStart.contains(index), let trie = try? BPFMap(id: found.id) else { continue }
             try datapath.forgetDigest(at: index)
             guard try trie.isEmpty else { continue }  // not what a spare is: an orphan now
             try datapath.fill(trie, with: policy)
-            try datapath.policyDigests.update(key: index.key, value: TrieDigestRecord(mapID: record.mapID, digest: policy.digest).encode())
+            try datapath.writeRecord(TrieDigestRecord(mapID: found.id, digest: policy.digest), at: index)
             built.insert(index)
             byDigest[policy.digest] = index
             sparesFilled += 1
@@ -95,10 +96,10 @@ public final class SharedTries {
         return nil
     }
 
-    private func rolesRead() throws -> [TrieIndex: TrieDigestRecord] {
-        if let roles { return roles }
-        let read = try datapath.trieRoles()
-        roles = read
+    private func presentRead() throws -> [TrieIndex: (id: UInt32, record: TrieDigestRecord?)] {
+        if let present { return present }
+        let read = try datapath.presentTries()
+        present = read
         return read
     }
 
@@ -149,33 +150,14 @@ extension Datapath {
         try policyDigests.update(key: index.key, value: [UInt8](repeating: 0, count: TrieDigestRecord.size))
     }
 
-    /// Every record of `policy_digests` written and not cleared, by index (one batch read).
-    func trieRecords() throws -> [TrieIndex: TrieDigestRecord] {
-        var records: [TrieIndex: TrieDigestRecord] = [:]
-        try policyDigests.forEachBatch { batch in
-            for entry in 0..<batch.count where batch.value(entry).loadUnaligned(as: UInt32.self) != 0 {  // map id 0: never written
-                guard let index = UInt16(exactly: batch.key(entry).loadUnaligned(as: UInt32.self)).flatMap(TrieIndex.init),
-                      let record = TrieDigestRecord.decode(Array(batch.value(entry))) else { continue }
-                records[index] = record
-            }
-        }
-        return records
-    }
-
-    /// The records of `policy_digests` that give their index a role (spares and the keeper's marks).
-    func trieRoles() throws -> [TrieIndex: TrieDigestRecord] {
-        try trieRecords().filter { $0.value.role != nil }
-    }
-
     /// Deletes every trie no record names and no role keeps: what a change killed half-way left,
     /// and what a change let go for a keeper that did not get to it (reconcile's sweep; a change
     /// itself looks only at the indexes it touched). Returns how many.
     @discardableResult
     public func releaseOrphanedTries() throws -> Int {
-        let named = try namedTries(), kept = try trieRoles()
+        let named = try namedTries()
         var released = 0
-        for index in TrieIndex.all where !named.contains(index) && kept[index] == nil {
-            guard try trieID(at: index) != nil else { continue }
+        for (index, trie) in try presentTries() where !named.contains(index) && trie.record?.role == nil {
             try clearTrie(at: index)
             released += 1
         }

@@ -26,32 +26,30 @@ public final class SpareTriesRound {
 
     public var isEmpty: Bool { arriving.isEmpty && cooling.isEmpty }
 
-    /// Under the root's lock: settles a killed round's marks, then marks every trie no record
-    /// names (up to `coolingPerRound`) as cooling, and as many free indexes as arriving as it
-    /// takes, with the cooling ones, to have `target` spares. Reads `policy_digests` once and
-    /// looks up in `policies` only the indexes whose records say a trie may be there.
+    /// Under the root's lock: marks every trie no record names and no spare is (up to
+    /// `coolingPerRound`) as cooling, and as many free indexes as arriving as it takes, with the
+    /// cooling ones, to have `target` spares. Marks found are a killed round's: an arriving trie
+    /// that made it into `policies` counts as a spare, a cooling one is cooled again, and one at
+    /// a free index is written over. Reads only the tries in `policies` and their records.
     public init(_ datapath: Datapath, spares target: Int) throws {
-        var records = try datapath.trieRecords()
-        try datapath.settleKeeperMarks(&records)
-        let named = try datapath.namedTries()
+        let present = try datapath.presentTries(), named = try datapath.namedTries()
         var spares = 0
-        for (index, record) in records.sorted(by: { $0.key < $1.key }) where !named.contains(index) {
-            if record.role == .spare { spares += 1; continue }  // settled: a cooling mark left is a killed round's
-            guard cooling.count < Self.coolingPerRound else { continue }
-            guard let id = try datapath.trieID(at: index), let trie = try? BPFMap(id: id) else {
-                try datapath.forgetDigest(at: index)  // its trie is gone
+        for (index, trie) in present.sorted(by: { $0.key < $1.key }) where !named.contains(index) {
+            if let record = trie.record, record.mapID == trie.id, record.role == .spare || record.role == .arriving {
+                if record.role == .arriving { try datapath.writeRecord(TrieDigestRecord(mapID: trie.id, role: .spare), at: index) }
+                spares += 1
                 continue
             }
-            try datapath.policyDigests.update(key: index.key, value: TrieDigestRecord(mapID: id, role: .cooling).encode())
-            cooling.append((index, trie))
+            guard cooling.count < Self.coolingPerRound, let map = try? BPFMap(id: trie.id) else { continue }
+            try datapath.writeRecord(TrieDigestRecord(mapID: trie.id, role: .cooling), at: index)
+            cooling.append((index, map))
         }
         let missing = max(0, target - spares)
         recycled = min(cooling.count, missing)
         var needed = missing - recycled
-        for index in TrieIndex.all.reversed() where needed > 0 && records[index] == nil && !named.contains(index) {
-            guard try datapath.trieID(at: index) == nil else { continue }  // an orphan without a record: reconcile's
+        for index in TrieIndex.all.reversed() where needed > 0 && present[index] == nil && !named.contains(index) {
             let trie = try Datapath.makeEmptyTrie()
-            try datapath.policyDigests.update(key: index.key, value: TrieDigestRecord(mapID: try trie.info().id, role: .arriving).encode())
+            try datapath.writeRecord(TrieDigestRecord(mapID: try trie.info().id, role: .arriving), at: index)
             arriving.append((index, trie))
             needed -= 1
         }
@@ -80,9 +78,8 @@ public final class SpareTriesRound {
         var made = 0
         for (index, trie) in arriving + cooling.prefix(recycled) {
             let id = try trie.info().id
-            guard let record = try datapath.policyDigests.lookup(key: index.key).flatMap(TrieDigestRecord.decode),
-                  record.mapID == id, record.role == .arriving || record.role == .cooling else { continue }
-            try datapath.policyDigests.update(key: index.key, value: TrieDigestRecord(mapID: id, role: .spare).encode())
+            guard let record = try datapath.record(at: index), record.mapID == id, record.role == .arriving || record.role == .cooling else { continue }
+            try datapath.writeRecord(TrieDigestRecord(mapID: id, role: .spare), at: index)
             made += 1
         }
         for (index, _) in cooling.dropFirst(recycled) { try datapath.forgetDigest(at: index) }
@@ -91,37 +88,62 @@ public final class SpareTriesRound {
 }
 
 extension Datapath {
-    /// Settles the marks of a keeper's round that did not finish (only while no round runs: the
-    /// caller holds the keeper's lock and the root's): an arriving trie that made it into
-    /// `policies` is a spare, any other mark, and a spare whose trie is gone, is dropped (a
-    /// cooling trie is then one no record names, which reconcile deletes; `records`, of
-    /// `trieRecords`, keeps its mark, so that a round cools it again). Returns how many it settled.
+    /// Every trie in `policies`, by index, with its record (nil: none written): one batch read of
+    /// `policies` (the kernel skips empty indexes; `policy_digests` is a plain array it would
+    /// copy whole) and a lookup per trie.
+    func presentTries() throws -> [TrieIndex: (id: UInt32, record: TrieDigestRecord?)] {
+        var ids: [(TrieIndex, UInt32)] = []
+        try policies.forEachBatch { batch in
+            for entry in 0..<batch.count {
+                guard let index = UInt16(exactly: batch.key(entry).loadUnaligned(as: UInt32.self)).flatMap(TrieIndex.init),
+                      case let id = batch.value(entry).loadUnaligned(as: UInt32.self), id != 0 else { continue }
+                ids.append((index, id))
+            }
+        }
+        var tries: [TrieIndex: (id: UInt32, record: TrieDigestRecord?)] = [:]
+        for (index, id) in ids { tries[index] = (id, try record(at: index)) }
+        return tries
+    }
+
+    /// The record of `index` in `policy_digests`; nil when none was written or it was cleared.
+    func record(at index: TrieIndex) throws -> TrieDigestRecord? {
+        try policyDigests.lookup(key: index.key).flatMap(TrieDigestRecord.decode)
+    }
+
+    func writeRecord(_ record: TrieDigestRecord, at index: TrieIndex) throws {
+        try policyDigests.update(key: index.key, value: record.encode())
+    }
+
+    /// Every record of `policy_digests` written and not cleared, by index (the whole array: reconcile's).
+    func trieRecords() throws -> [TrieIndex: TrieDigestRecord] {
+        var records: [TrieIndex: TrieDigestRecord] = [:]
+        try policyDigests.forEachBatch { batch in
+            for entry in 0..<batch.count where batch.value(entry).loadUnaligned(as: UInt32.self) != 0 {  // map id 0: never written
+                guard let index = UInt16(exactly: batch.key(entry).loadUnaligned(as: UInt32.self)).flatMap(TrieIndex.init),
+                      let record = TrieDigestRecord.decode(Array(batch.value(entry))) else { continue }
+                records[index] = record
+            }
+        }
+        return records
+    }
+
+    /// Settles the marks a keeper's round left when it was killed (reconcile, while no keeper
+    /// holds the root): an arriving trie that made it into `policies` is a spare; any other mark,
+    /// and a spare whose trie is gone, is dropped (a cooling trie is then one no record names,
+    /// which reconcile deletes). Reads `policy_digests` whole. Returns how many it settled.
     @discardableResult
-    public func settleKeeperMarks(_ records: inout [TrieIndex: TrieDigestRecord]) throws -> Int {
+    public func settleKeeperMarks() throws -> Int {
         var settled = 0
-        for (index, record) in records {
+        for (index, record) in try trieRecords() {
             guard let role = record.role else { continue }
             let present = try trieID(at: index) == record.mapID
             switch role {
             case .spare where present: continue
-            case .arriving where present:
-                records[index] = TrieDigestRecord(mapID: record.mapID, role: .spare)
-                try policyDigests.update(key: index.key, value: TrieDigestRecord(mapID: record.mapID, role: .spare).encode())
-            case .cooling where present:
-                try forgetDigest(at: index)  // an orphan now; `records` keeps the mark for a round to cool it again
-            default:
-                records[index] = nil
-                try forgetDigest(at: index)
+            case .arriving where present: try writeRecord(TrieDigestRecord(mapID: record.mapID, role: .spare), at: index)
+            default: try forgetDigest(at: index)
             }
             settled += 1
         }
         return settled
-    }
-
-    /// `settleKeeperMarks` for a caller that has not read the records (reconcile).
-    @discardableResult
-    public func settleKeeperMarks() throws -> Int {
-        var records = try trieRecords()
-        return try settleKeeperMarks(&records)
     }
 }

@@ -66,7 +66,7 @@ import TestSupport
         let result = try NetfenceBinary.run(["bench", "cli", "--samples", "3", "-o", "json"])
         #expect(result.status == 0, "stderr: \(result.standardError)")
         let rows = try jsonArray(result.standardOutput)
-        #expect(rows.count == 10 && rows.allSatisfy { ($0["value"] as? Double ?? 0) > 0 && $0["unit"] as? String == "ms" }, "\(rows)")
+        #expect(rows.count == 12 && rows.allSatisfy { ($0["value"] as? Double ?? 0) > 0 && $0["unit"] as? String == "ms" }, "\(rows)")
         let baseline = rows.first?["value"] as? Double
         #expect(rows.dropFirst().allSatisfy { ($0["baseline"] as? [String: Any])?["value"] as? Double == baseline })
         let version = try #require(rows.dropFirst().first?["goal"] as? [String: Any])

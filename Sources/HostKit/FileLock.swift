@@ -65,6 +65,15 @@ public final class FileLock {
         }
     }
 
+    /// Whether someone holds the lock on the directory `path` in a mode that excludes `mode` now
+    /// (one try, no wait; false when the directory cannot be opened).
+    public static func isHeld(directory path: String, against mode: Mode = .exclusive) -> Bool {
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        return flock(fd, mode.operation | LOCK_NB) != 0 && errno == EWOULDBLOCK
+    }
+
     /// Whether the path still names the directory this lock holds (one removed and made again is another).
     public var namesItsPath: Bool { Self.sameInode(descriptor.rawValue, path) }
 

@@ -39,13 +39,7 @@ public final class TrieKeeper: @unchecked Sendable {
 
     /// Whether a keeper, in this process or another, holds `root`.
     static func isKeeping(_ root: PinRoot) -> Bool {
-        do {
-            _ = try FileLock.acquire(directory: root.appending("maps"), mode: .exclusive, timeout: 0)
-            return false
-        } catch {
-            if case .timedOut = error { return true }
-            return false
-        }
+        FileLock.isHeld(directory: root.appending("maps"))
     }
 
     public func start() {

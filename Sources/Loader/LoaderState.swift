@@ -116,6 +116,11 @@ public final class LoaderState {
 
     // MARK: what only grows
 
+    /// The counters as stored: what a watcher compares to see that a change took a revision or a pod id.
+    func countersRecord() throws -> [UInt8]? {
+        try counters.lookup(key: bytes(0))
+    }
+
     private func readCounters() throws -> (revision: UInt32, podID: UInt32) {
         let read = LoaderCounters.decode(try counters.lookup(key: bytes(0)) ?? [])
         return (read.lastRevision, read.nextPodID)

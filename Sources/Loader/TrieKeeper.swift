@@ -19,6 +19,12 @@ public final class TrieKeeper: @unchecked Sendable {
     public static let defaultSpares = 8
     /// A round even when not woken: changes by other processes also let tries go.
     static let idleRound = 1.0
+    /// How often a waiting keeper looks whether a change took a revision or a pod id (another
+    /// process's commands cannot wake it): one map lookup.
+    static let watchInterval = 0.02
+    /// A round waits for a pause this long in the served requests (at most `idleRound`): its
+    /// locked steps would hold up a request that arrives meanwhile, and spares last a burst.
+    static let pause: UInt64 = 10_000_000
 
     public let root: PinRoot
     public let spares: Int
@@ -28,6 +34,8 @@ public final class TrieKeeper: @unchecked Sendable {
     /// Held by a served change (`inTurn`) and by a round's locked steps: the root's flock is polled
     /// with growing pauses, so a change waiting on it for a round could sleep past the round's end.
     private let turn = NSLock()
+    /// When the last served request ended (monotonic ns; under `condition`).
+    private var lastTurnEnded: UInt64 = 0
     private let finished = DispatchSemaphore(value: 0)
 
     /// `report` hears a failed round (once per distinct message in a row).
@@ -50,7 +58,13 @@ public final class TrieKeeper: @unchecked Sendable {
     /// Runs `body` (a served command) in turn with the rounds' locked steps, then asks for rounds
     /// if it may have changed a pod's policy (`wakes`).
     public func inTurn<T>(wakes: Bool, _ body: () throws -> T) rethrows -> T {
-        defer { if wakes { wake() } }
+        defer {
+            condition.lock()
+            lastTurnEnded = HostClock.monotonic.nanoseconds
+            woken = woken || wakes
+            condition.signal()
+            condition.unlock()
+        }
         return try turn.withLock(body)
     }
 
@@ -75,16 +89,32 @@ public final class TrieKeeper: @unchecked Sendable {
 
     private func loop() {
         var held: FileLock?, lastFailure: String?
+        var watched: (state: LoaderState, counters: [UInt8]?)?
         while true {
             condition.lock()
-            if !woken && !stopping { _ = condition.wait(until: Date(timeIntervalSinceNow: Self.idleRound)) }
+            let idleUntil = Date(timeIntervalSinceNow: Self.idleRound)
+            while !woken && !stopping && Date() < idleUntil {
+                _ = condition.wait(until: min(idleUntil, Date(timeIntervalSinceNow: Self.watchInterval)))
+                if let seen = watched, let now = try? seen.state.countersRecord(), now != seen.counters { woken = true }
+            }
+            let giveUp = HostClock.monotonic.nanoseconds + UInt64(Self.idleRound * 1e9)
+            while !stopping {
+                let quiet = lastTurnEnded + Self.pause, now = HostClock.monotonic.nanoseconds
+                if now >= quiet || now >= giveUp { break }
+                _ = condition.wait(until: Date(timeIntervalSinceNow: Double(min(quiet, giveUp) - now) / 1e9))
+            }
             woken = false
             let stop = stopping
             condition.unlock()
             if stop { break }
             // The root's maps/ made anew (reset, init) is another root to hold; another keeper's is left to it.
-            if held?.namesItsPath != true { held = try? FileLock.acquire(directory: root.appending("maps"), mode: .exclusive, timeout: 0) }
+            if held?.namesItsPath != true {
+                held = try? FileLock.acquire(directory: root.appending("maps"), mode: .exclusive, timeout: 0)
+                watched = nil
+            }
             guard held != nil else { continue }
+            if watched == nil { watched = (try? LoaderState.open(pinnedUnder: root.path)).map { ($0, nil) } }
+            if let state = watched?.state { watched = (state, try? state.countersRecord()) }
             do {
                 while try round() > 0 && !isStopping {}
                 lastFailure = nil

@@ -149,8 +149,9 @@ public final class BPFMap: @unchecked Sendable {
         try update(key: key, value: withUnsafeBytes(of: UInt32(bitPattern: inner.descriptor.rawValue)) { Array($0) })
     }
 
-    /// Stores each inner map's descriptor under its key in one `BPF_MAP_UPDATE_BATCH`: the kernel
-    /// waits for one RCU grace period after the batch, where an update per entry waits one each.
+    /// Stores each inner map's descriptor under its key in one `BPF_MAP_UPDATE_BATCH`: from 6.8 the
+    /// kernel waits for one RCU grace period after the batch, where an update per entry waits one
+    /// each (before 6.8 it waits for none after a batch).
     public func setInners(_ entries: [(key: [UInt8], inner: BPFMap)]) throws {
         guard let keySize = entries.first?.key.count else { return }
         let keys = entries.flatMap(\.key)

@@ -29,8 +29,6 @@ public final class SharedTries {
     private var present: [TrieIndex: (id: UInt32, record: TrieDigestRecord?)]?
     /// Tries this change built or filled.
     public var builtCount: Int { built.count }
-    /// Of those, the spares it filled (no grace period waited).
-    public private(set) var sparesFilled = 0
 
     init(_ datapath: Datapath) throws {
         self.datapath = datapath
@@ -90,7 +88,6 @@ public final class SharedTries {
             try datapath.writeRecord(TrieDigestRecord(mapID: found.id, digest: policy.digest), at: index)
             built.insert(index)
             byDigest[policy.digest] = index
-            sparesFilled += 1
             return index
         }
         return nil

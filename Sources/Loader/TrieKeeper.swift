@@ -4,8 +4,8 @@ import Foundation
 import HostKit
 
 /// Keeps spare tries ready under one pin root while it runs (`loader serve`): after the
-/// changes it is woken for, and every second, it runs `SpareTriesRound`s until there is
-/// nothing left to do, on a thread of its own. While a keeper runs, a change (served, or a
+/// changes it is woken for or sees in the node's counters, and every second, it runs
+/// `SpareTriesRound`s until there is nothing left to do, on a thread of its own. While a keeper runs, a change (served, or a
 /// command's own process) leaves the tries it lets go to it (`Datapath.keeperRecycles`), so
 /// neither of the two grace periods a change of a pod's policy used to wait is on the
 /// caller's path while spares last.
@@ -66,14 +66,6 @@ public final class TrieKeeper: @unchecked Sendable {
             condition.unlock()
         }
         return try turn.withLock(body)
-    }
-
-    /// Asks for rounds now (after a change).
-    public func wake() {
-        condition.lock()
-        woken = true
-        condition.signal()
-        condition.unlock()
     }
 
     /// Stops after the round in flight and lets the root go.

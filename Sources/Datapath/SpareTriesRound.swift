@@ -105,6 +105,11 @@ extension Datapath {
         return tries
     }
 
+    /// How many spares `policies` holds now.
+    public func spareCount() throws -> Int {
+        try presentTries().values.filter { $0.record?.role == .spare && $0.record?.mapID == $0.id }.count
+    }
+
     /// The record of `index` in `policy_digests`; nil when none was written or it was cleared.
     func record(at index: TrieIndex) throws -> TrieDigestRecord? {
         try policyDigests.lookup(key: index.key).flatMap(TrieDigestRecord.decode)

@@ -67,7 +67,8 @@ struct BenchLoaderCommand: Command {
             pin root, attaches every pod and applies a PolicyEndpoint of 1,000 CIDRs to one of them. Beside them, \
             in the same run: loading the programs once per pod (what attaching costs when each pod gets its own \
             programs, as in the AWS agent) and writing the same 1,000 prefixes into a trie with nothing else. \
-            Takes about half a minute; removes everything it made.
+            Last, a change of that policy applied while a keeper of spare tries runs on the root, as under loader \
+            serve (goal: at most 4x the raw writes). Takes about half a minute; removes everything it made.
             """)
 
     static let pods = Option<Int>(long: "pods", help: "How many pods to attach.", default: 100)

@@ -59,6 +59,21 @@ import TestSupport
         #expect(!left.contains { $0.hasPrefix("nfbench-\(pid)") }, "namespaces removed: \(left)")
     }
 
+    /// A small run of `bench loader`: every row, the last a change applied with a keeper of spare
+    /// tries running (which fails the run if the keeper made none), read against the raw trie writes.
+    @Test func benchLoaderAppliesWithAndWithoutAKeeperOfSpareTries() throws {
+        guard Privileges.require() else { return }
+        let result = try NetfenceBinary.run(["bench", "loader", "--pods", "3", "-o", "json"])
+        #expect(result.status == 0, "stderr: \(result.standardError)")
+        let rows = try jsonArray(result.standardOutput)
+        #expect(rows.count == 8 && rows.allSatisfy { ($0["value"] as? Double ?? 0) > 0 }, "\(rows)")
+        let kept = try #require(rows.last)
+        #expect((kept["name"] as? String)?.contains("keeper of spare tries") == true)
+        #expect((kept["baseline"] as? [String: Any])?["name"] as? String == "1000 raw trie writes")
+        #expect((kept["goal"] as? [String: Any])?["limit"] as? Double == 4)
+        #expect(!FileManager.default.fileExists(atPath: "\(BPFFilesystem.defaultMountPoint)/netfence-bench-\(result.processID)"), "pins removed")
+    }
+
     /// A short run of `bench cli`: every command ran as a process (a failing one fails the run),
     /// each read against bpftool version from the same run, the throwaway node removed.
     @Test func benchCLITimesTheRealProcessesBesideBpftool() throws {

@@ -154,6 +154,35 @@ import TestSupport
         withExtendedLifetime(server) {}
     }
 
+    /// Servers killed (SIGKILL) at random moments while changes keep their keepers busy: reconcile
+    /// settles what they left; every pod enforces its last policy and no mark or stray trie stays.
+    @Test func serversKilledMidRoundLeaveNothingReconcileCannotSettle() throws {
+        guard Privileges.require() else { return }
+        let bench = try LoaderCluster(pods: 2)
+        func web(_ port: Int) -> String {
+            policyEndpoint("web", selecting: [0], isolation: ["Ingress"], ingress: rule("\(bench.ip(1))/32", ports: [("TCP", port, nil)]))
+        }
+        var generator = SystemRandomNumberGenerator()
+        for attempt in 0..<6 {
+            let server = try LoaderServeTests.Server(root: bench.root.path)
+            let client = try server.client()
+            for step in 0..<4 { try Self.apply(client, web(9000 + attempt * 4 + step)) }  // each lets a trie go
+            usleep(UInt32.random(in: 5_000...35_000, using: &generator))  // a round starts after a 10 ms pause, then waits 15-20 ms
+            server.process.stop(signal: SIGKILL)
+        }
+        try bench.cli(["loader", "reconcile"])
+        try bench.cli(["loader", "apply"], input: web(Int(LoaderCluster.port)))
+        #expect(try bench.cli(["loader", "status", "--check"]).status == 0)
+        let roles = try jsonRows(bench.cli(["ebpf", "maps", "dump", "policy_digests", "-o", "json"])).compactMap { $0["digest"] as? String }
+        #expect(!roles.contains("arriving") && !roles.contains("cooling"), "\(roles)")
+        let spares = try Self.spares(bench)
+        for (_, id) in spares { #expect(try BPFMap(id: UInt32(id)).isEmpty, "spare \(id) holds nothing") }
+        let named = Set(try SharedTriesTests.tries(bench).values.compactMap(\.ingress))
+        #expect(Set(try Self.trieIDs(bench).keys) == named.union(spares.keys), "only named tries and spares in policies")
+        let scope = everyEdge(pods: 2)
+        try bench.expectMatrix(allowed: scope.subtracting(edges("1>0 *")).union(edges("1>0 tcp")), scope: scope, "TCP from pod1")
+    }
+
     /// Served changes and commands of their own processes at once, while the keeper works: every
     /// pod enforces its last policy, spares hold nothing, nothing is left over.
     @Test func servedChangesCommandsAndTheKeeperAtOnce() throws {

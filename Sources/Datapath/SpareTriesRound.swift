@@ -14,7 +14,8 @@ import HostKit
 /// indexes the round works on (under the lock), `waitOut` writes `policies` and waits
 /// (without it: changes go on, and skip marked indexes), `finish` makes spares of them
 /// (under the lock again). Only a round marks, and the keeper's own lock lets one round run
-/// per root at a time, so marks found when a round begins are a killed round's: settled first.
+/// per root at a time, so marks found when a round begins are a killed round's (`init` says
+/// what becomes of them).
 public final class SpareTriesRound {
     /// Free indexes marked arriving, each with the empty trie it gets.
     public private(set) var arriving: [(index: TrieIndex, trie: BPFMap)] = []

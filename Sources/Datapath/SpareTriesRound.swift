@@ -106,9 +106,14 @@ extension Datapath {
         return tries
     }
 
+    /// The role of each trie in `policies` that has one (spares, and a keeper's marks), by index.
+    public func trieRoles() throws -> [TrieIndex: TrieRole] {
+        try presentTries().compactMapValues { trie in trie.record?.mapID == trie.id ? trie.record?.role : nil }
+    }
+
     /// How many spares `policies` holds now.
     public func spareCount() throws -> Int {
-        try presentTries().values.filter { $0.record?.role == .spare && $0.record?.mapID == $0.id }.count
+        try trieRoles().values.filter { $0 == .spare }.count
     }
 
     /// The record of `index` in `policy_digests`; nil when none was written or it was cleared.

@@ -20,6 +20,8 @@ public struct DecodeContext {
     public var revisions: [UInt32: UInt32] = [:]
     /// The pods whose records name each trie of `policies`, with the direction, by index.
     public var trieReaders: [TrieIndex: (direction: Direction, podIDs: [UInt32])] = [:]
+    /// Reads the roles of the tries in `policies` that hold no policy (spares; only a dump of `policies` asks).
+    public var readTrieRoles: () throws -> [TrieIndex: TrieRole] = { [:] }
     /// Numbers instead of names (`--numeric`).
     public var numeric = false
     /// Per-CPU values one by one beside their sum (`--per-cpu`).
@@ -43,6 +45,7 @@ public struct DecodeContext {
             return
         }
         self.init(attribution: try loader.attribution())
+        readTrieRoles = { try loader.datapath.trieRoles() }
         for (podID, record) in try loader.liveRecords().sorted(by: { $0.key < $1.key }) {
             revisions[podID] = record.revision
             for (direction, index) in record.tries { trieReaders[index, default: (direction, [])].podIDs.append(podID) }
@@ -255,24 +258,26 @@ struct RevisionsLayout: MapLayout {
     }
 }
 
-/// `policies`: which trie (map id) sits at each index, and which pods read it.
+/// `policies`: which trie (map id) sits at each index, which pods read it, and the role of one
+/// that holds no policy (`spare`, `arriving`, `cooling`: kept by `loader serve`).
 struct PoliciesLayout: MapLayout {
     let context: DecodeContext
+    let roles: [TrieIndex: TrieRole]
     var title: String { "netfence policies (array of tries)" }
     var columns: [Column] {
         [Column("index", "INDEX", width: 6), Column("mapID", "MAP ID", width: 6), Column("direction", "DIR", width: 7),
-         Column("pods", "PODS", width: 4), context.podColumn]
+         Column("pods", "PODS", width: 4), context.podColumn, Column("role", "ROLE", width: 8)]
     }
 
     func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, into rows: RecordWriter) {
         let raw = key.loadUnaligned(as: UInt32.self), mapID = value.loadUnaligned(as: UInt32.self)
         guard mapID != 0 else { return }
-        // No reader: a spare `loader serve` keeps (see policy_digests), a trie let go for its keeper to
-        // recycle, or one an interrupted change left (reconcile deletes that).
-        let readers = UInt16(exactly: raw).flatMap(TrieIndex.init).flatMap { context.trieReaders[$0] }
+        // No reader and no role: a trie let go for a keeper to recycle, or one an interrupted change left (reconcile deletes it).
+        let index = UInt16(exactly: raw).flatMap(TrieIndex.init)
+        let readers = index.flatMap { context.trieReaders[$0] }
         let first: FieldValue = readers.flatMap(\.podIDs.first).map(context.pod) ?? .none
         rows.write(.number(UInt64(raw)), .number(UInt64(mapID)), readers.map { .word($0.direction.name) } ?? .none,
-                   .number(UInt64(readers?.podIDs.count ?? 0)), first)
+                   .number(UInt64(readers?.podIDs.count ?? 0)), first, index.flatMap { roles[$0] }.map { .word($0.name) } ?? .none)
     }
 }
 

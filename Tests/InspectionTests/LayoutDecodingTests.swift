@@ -135,18 +135,24 @@ import Testing
     }
 
     @Test func indexesOfArraysReadAsTheirReadersAndCounters() throws {
-        let policy = try #require(try Self.rows(PoliciesLayout(context: Self.context), key: Self.bytes(UInt32(12)), value: Self.bytes(UInt32(42))).first)
+        let policies = PoliciesLayout(context: Self.context, roles: [TrieIndex(rawValue: 15)!: .spare])
+        let policy = try #require(try Self.rows(policies, key: Self.bytes(UInt32(12)), value: Self.bytes(UInt32(42))).first)
         #expect(policy["pod"] as? String == "shop/web-0" && policy["pods"] as? Int == 2 && policy["direction"] as? String == "egress")
-        #expect(policy["mapID"] as? Int == 42)
-        let orphan = try #require(try Self.rows(PoliciesLayout(context: Self.context), key: Self.bytes(UInt32(13)), value: Self.bytes(UInt32(43))).first)
-        #expect(orphan["pods"] as? Int == 0 && orphan["pod"] is NSNull, "a trie no record names has no reader")
-        #expect(try Self.rows(PoliciesLayout(context: Self.context), key: Self.bytes(UInt32(14)), value: Self.bytes(UInt32(0))).isEmpty)
+        #expect(policy["mapID"] as? Int == 42 && policy["role"] is NSNull)
+        let orphan = try #require(try Self.rows(policies, key: Self.bytes(UInt32(13)), value: Self.bytes(UInt32(43))).first)
+        #expect(orphan["pods"] as? Int == 0 && orphan["pod"] is NSNull && orphan["role"] is NSNull, "a trie no record names has no reader")
+        #expect(try Self.rows(policies, key: Self.bytes(UInt32(14)), value: Self.bytes(UInt32(0))).isEmpty)
+        let spare = try #require(try Self.rows(policies, key: Self.bytes(UInt32(15)), value: Self.bytes(UInt32(44))).first)
+        #expect(spare["pods"] as? Int == 0 && spare["role"] as? String == "spare", "a spare says so")
 
         let digest = PolicyDigest(of: [:])
         let digestRow = try #require(try Self.rows(PolicyDigestsLayout(), key: Self.bytes(UInt32(12)),
                                                    value: TrieDigestRecord(mapID: 42, digest: digest).encode()).first)
         #expect(digestRow["mapID"] as? Int == 42 && digestRow["digest"] as? String == digest.description)
         #expect(try Self.rows(PolicyDigestsLayout(), key: Self.bytes(UInt32(13)), value: [UInt8](repeating: 0, count: TrieDigestRecord.size)).isEmpty)
+        let spareRecord = try #require(try Self.rows(PolicyDigestsLayout(), key: Self.bytes(UInt32(15)),
+                                                     value: TrieDigestRecord(mapID: 44, role: .spare).encode()).first)
+        #expect(spareRecord["digest"] as? String == "spare", "a role, not 64 hex digits of zeros and a one")
 
         // Two CPUs: (3 packets, 300 bytes) and (4, 400).
         let counter = CounterIndex(podID: 3, direction: .ingress, verdict: .allow)

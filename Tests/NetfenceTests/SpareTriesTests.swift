@@ -52,6 +52,8 @@ import TestSupport
         let client = try server.client()
         let ready = try Self.waitForSpares(bench, "the keeper's first round") { $0.count == TrieKeeper.defaultSpares }
         #expect(try Self.trieIDs(bench) == ready, "spares are tries in policies, and no other trie is there")
+        let listed = try jsonRows(bench.cli(["ebpf", "maps", "dump", "policies", "-o", "json"]))
+        #expect(listed.count == ready.count && listed.allSatisfy { $0["role"] as? String == "spare" && $0["pods"] as? Int == 0 }, "\(listed)")
         let scope = everyEdge(pods: 2)
 
         // pod0's policy fills a spare where it is: the same trie, now holding the policy.

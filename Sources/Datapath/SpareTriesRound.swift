@@ -106,9 +106,11 @@ extension Datapath {
         return tries
     }
 
-    /// The role of each trie in `policies` that has one (spares, and a keeper's marks), by index.
-    public func trieRoles() throws -> [TrieIndex: TrieRole] {
-        try presentTries().compactMapValues { trie in trie.record?.mapID == trie.id ? trie.record?.role : nil }
+    /// The role of each trie in `policies` that has one (spares, and a keeper's marks), by index;
+    /// none when `mapID` is given and is not this datapath's `policies` (a dump of another root's).
+    public func trieRoles(ofPoliciesMap mapID: UInt32? = nil) throws -> [TrieIndex: TrieRole] {
+        if let mapID, try policies.info().id != mapID { return [:] }
+        return try presentTries().compactMapValues { trie in trie.record?.mapID == trie.id ? trie.record?.role : nil }
     }
 
     /// How many spares `policies` holds now.

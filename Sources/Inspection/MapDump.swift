@@ -56,7 +56,7 @@ public enum MapLayouts {
             case "conntrack": return ConntrackLayout(context: context)
             case "pods": return PodsLayout(context: context)
             case "revisions": return RevisionsLayout(context: context)
-            case "policies": return PoliciesLayout(context: context, roles: try context.readTrieRoles())
+            case "policies": return PoliciesLayout(context: context, roles: try context.readTrieRoles(info.id))
             case "policy_digests": return PolicyDigestsLayout()
             case "settings": return SettingsLayout()
             case "counters": return CountersLayout(context: context)

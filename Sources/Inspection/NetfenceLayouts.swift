@@ -20,8 +20,9 @@ public struct DecodeContext {
     public var revisions: [UInt32: UInt32] = [:]
     /// The pods whose records name each trie of `policies`, with the direction, by index.
     public var trieReaders: [TrieIndex: (direction: Direction, podIDs: [UInt32])] = [:]
-    /// Reads the roles of the tries in `policies` that hold no policy (spares; only a dump of `policies` asks).
-    public var readTrieRoles: () throws -> [TrieIndex: TrieRole] = { [:] }
+    /// Reads the roles of the tries that hold no policy (spares) in the `policies` map with the given
+    /// id, when it is the loader's (only a dump of `policies` asks).
+    public var readTrieRoles: (UInt32) throws -> [TrieIndex: TrieRole] = { _ in [:] }
     /// Numbers instead of names (`--numeric`).
     public var numeric = false
     /// Per-CPU values one by one beside their sum (`--per-cpu`).
@@ -45,7 +46,7 @@ public struct DecodeContext {
             return
         }
         self.init(attribution: try loader.attribution())
-        readTrieRoles = { try loader.datapath.trieRoles() }
+        readTrieRoles = { try loader.datapath.trieRoles(ofPoliciesMap: $0) }
         for (podID, record) in try loader.liveRecords().sorted(by: { $0.key < $1.key }) {
             revisions[podID] = record.revision
             for (direction, index) in record.tries { trieReaders[index, default: (direction, [])].podIDs.append(podID) }

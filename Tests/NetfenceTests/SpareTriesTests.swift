@@ -54,6 +54,20 @@ import TestSupport
         #expect(try Self.trieIDs(bench) == ready, "spares are tries in policies, and no other trie is there")
         let listed = try jsonRows(bench.cli(["ebpf", "maps", "dump", "policies", "-o", "json"]))
         #expect(listed.count == ready.count && listed.allSatisfy { $0["role"] as? String == "spare" && $0["pods"] as? Int == 0 }, "\(listed)")
+        // The same map dumped by id against another root: that root's roles (a cooling trie at an index where
+        // this map has a spare) are not this map's.
+        let other = try TestPinRoot()
+        try runNetfence(["loader", "init"], root: other)
+        defer { _ = try? NetfenceBinary.run(["loader", "reset", "--bpffs-root", other.path]) }
+        let index = try #require(ready.keys.max().flatMap { TrieIndex(rawValue: UInt16($0)) })
+        let foreign = try BPFMap(type: .lpmTrie, name: "nf_pod_policy", keySize: UInt32(LPMKeyCodec.size), valueSize: UInt32(RuleSetCodec.size),
+                                 maxEntries: UInt32(DatapathLimits.prefixesPerPod), flags: MapFlags.noPreallocate)
+        try #require(try BPFFilesystem.pinnedMap(at: other.path + "/maps/policies")).setInner(key: index.key, to: foreign)
+        try #require(try BPFFilesystem.pinnedMap(at: other.path + "/maps/policy_digests"))
+            .update(key: index.key, value: TrieDigestRecord(mapID: try foreign.info().id, role: .cooling).encode())
+        let outer = try #require(try BPFFilesystem.pinnedMap(at: bench.root.path + "/maps/policies")).info().id
+        let elsewhere = try jsonRows(runNetfence(["ebpf", "maps", "dump", "\(outer)", "-o", "json"], root: other))
+        #expect(elsewhere.count == ready.count && elsewhere.allSatisfy { $0["role"] is NSNull }, "\(elsewhere)")
         let scope = everyEdge(pods: 2)
 
         // pod0's policy fills a spare where it is: the same trie, now holding the policy.

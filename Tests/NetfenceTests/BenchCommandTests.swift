@@ -38,10 +38,7 @@ import TestSupport
     /// A short run of `bench cni`: both chains created and deleted every pod, the plugin's
     /// part is read against ptp alone, and nothing is left (pins, namespaces).
     @Test func benchCNIMeasuresTheChainWithAndWithoutNetfence() throws {
-        guard Privileges.require(), FileManager.default.isExecutableFile(atPath: "\(CNIRuntime.debianPluginFolder)/ptp") else {
-            #expect(ProcessInfo.processInfo.environment["CI"] != "true", "containernetworking-plugins is missing: scripts/install-dependencies installs it")
-            return
-        }
+        guard Privileges.require(), Privileges.tools(["\(CNIRuntime.debianPluginFolder)/ptp"], from: "containernetworking-plugins") else { return }
         let result = try NetfenceBinary.run(["bench", "cni", "--samples", "3", "-o", "json"])
         #expect(result.status == 0, "stderr: \(result.standardError)")
         let rows = try jsonArray(result.standardOutput)
@@ -134,11 +131,7 @@ import TestSupport
     /// A short run of `bench traffic`: every case moved real bytes and round trips between the two pods,
     /// each netfence case against the baseline of the same run, and nothing is left behind.
     @Test func benchTrafficMeasuresRealTrafficWithAndWithoutNetfence() throws {
-        guard Privileges.require(), FileManager.default.isExecutableFile(atPath: "/usr/bin/iperf3"),
-              FileManager.default.isExecutableFile(atPath: "/usr/bin/sockperf") else {
-            #expect(ProcessInfo.processInfo.environment["CI"] != "true", "iperf3 or sockperf is missing: scripts/install-dependencies installs them")
-            return
-        }
+        guard Privileges.require(), Privileges.tools(["/usr/bin/iperf3", "/usr/bin/sockperf"], from: "iperf3 or sockperf") else { return }
         let result = try NetfenceBinary.run(["bench", "traffic", "--seconds", "1", "--rounds", "1", "-o", "json"])
         #expect(result.status == 0, "stderr: \(result.standardError)")
         let rows = try jsonArray(result.standardOutput)
@@ -160,11 +153,7 @@ import TestSupport
     /// the latency once more with every process on one CPU (the proxy's own share), the goals,
     /// and nothing left behind.
     @Test func benchDNSMeasuresTheProxyBesideItsUpstream() throws {
-        guard Privileges.require(), FileManager.default.isExecutableFile(atPath: "/usr/bin/dnsperf"),
-              FileManager.default.isExecutableFile(atPath: "/usr/sbin/dnsmasq") else {
-            #expect(ProcessInfo.processInfo.environment["CI"] != "true", "dnsperf or dnsmasq is missing: scripts/install-dependencies installs them")
-            return
-        }
+        guard Privileges.require(), Privileges.tools(["/usr/bin/dnsperf", "/usr/sbin/dnsmasq"], from: "dnsperf or dnsmasq") else { return }
         let result = try NetfenceBinary.run(["bench", "dns", "--seconds", "1", "--passes", "1", "-o", "json"])
         #expect(result.status == 0, "stderr: \(result.standardError)")
         let rows = try jsonArray(result.standardOutput)

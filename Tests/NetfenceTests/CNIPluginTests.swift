@@ -115,12 +115,7 @@ final class CNINode: @unchecked Sendable {
 
 @Suite(.serialized) struct CNIPluginTests {
     static func available() -> Bool {
-        guard Privileges.require() else { return false }
-        if FileManager.default.isExecutableFile(atPath: "\(CNIRuntime.debianPluginFolder)/ptp") { return true }
-        if ProcessInfo.processInfo.environment["CI"] == "true" {
-            Issue.record("containernetworking-plugins is missing: scripts/install-dependencies installs it")
-        }
-        return false
+        Privileges.require() && Privileges.tools(["\(CNIRuntime.debianPluginFolder)/ptp"], from: "containernetworking-plugins")
     }
 
     /// The controller wrote the PolicyEndpoint before the pod existed: at ADD it is in force,

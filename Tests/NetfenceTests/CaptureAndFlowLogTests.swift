@@ -11,9 +11,7 @@ import TestSupport
     /// A tool from Debian's tshark or tcpdump package, or nil (and a recorded issue under CI).
     static func tool(_ name: String) -> String? {
         let path = "/usr/bin/\(name)"
-        if FileManager.default.isExecutableFile(atPath: path) { return path }
-        if ProcessInfo.processInfo.environment["CI"] == "true" { Issue.record("\(name) is missing: scripts/install-dependencies installs it") }
-        return nil
+        return Privileges.tools([path], from: name) ? path : nil
     }
 
     static func run(_ tool: String, _ arguments: [String]) throws -> (status: Int32, output: String, error: String) {

@@ -21,6 +21,20 @@ public enum Privileges {
         return false
     }
 
+    /// Whether the Debian tools at `paths` are installed (`package` names them in the message). Where
+    /// one is missing: a failure under CI=true (scripts/install-dependencies installs them), else a skip.
+    public static func tools(_ paths: [String], from package: String, _ sourceLocation: SourceLocation = #_sourceLocation) -> Bool {
+        guard paths.allSatisfy(FileManager.default.isExecutableFile(atPath:)) else {
+            if ProcessInfo.processInfo.environment["CI"] == "true" {
+                Issue.record("\(package) is missing: scripts/install-dependencies installs it", sourceLocation: sourceLocation)
+            } else {
+                print("skipping: \(package) is missing")
+            }
+            return false
+        }
+        return true
+    }
+
     private static func probe() -> String? {
         guard geteuid() == 0 else { return "needs root (CAP_BPF, CAP_SYS_ADMIN, CAP_NET_ADMIN)" }
         do {

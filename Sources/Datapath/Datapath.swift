@@ -459,7 +459,7 @@ public final class Datapath {
     }
 
     /// A new trie of a pod's policy with nothing in it yet.
-    static func makeEmptyTrie() throws -> BPFMap {
+    public static func makeEmptyTrie() throws -> BPFMap {
         try BPFMap(type: .lpmTrie, name: "nf_pod_policy", keySize: UInt32(LPMKeyCodec.size),
                    valueSize: UInt32(RuleSetCodec.size), maxEntries: UInt32(DatapathLimits.prefixesPerPod),
                    flags: MapFlags.noPreallocate)

@@ -26,7 +26,7 @@ public final class SharedTries {
     private var built: Set<TrieIndex> = []
     private var searchFrom = 0
     /// The tries in `policies` when the change first needed one (spares among them), by index.
-    private var present: [TrieIndex: (id: UInt32, record: TrieDigestRecord?)]?
+    private var present: [TrieIndex: Datapath.PresentTrie]?
     /// Tries this change built or filled.
     public var builtCount: Int { built.count }
 
@@ -93,7 +93,7 @@ public final class SharedTries {
         return nil
     }
 
-    private func presentRead() throws -> [TrieIndex: (id: UInt32, record: TrieDigestRecord?)] {
+    private func presentRead() throws -> [TrieIndex: Datapath.PresentTrie] {
         if let present { return present }
         let read = try datapath.presentTries()
         present = read

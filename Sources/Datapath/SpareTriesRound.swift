@@ -89,10 +89,13 @@ public final class SpareTriesRound {
 }
 
 extension Datapath {
+    /// A trie in `policies`: its map id, and its index's record (nil: none written).
+    typealias PresentTrie = (id: UInt32, record: TrieDigestRecord?)
+
     /// Every trie in `policies`, by index, with its record (nil: none written): one batch read of
     /// `policies` (the kernel skips empty indexes; `policy_digests` is a plain array it would
     /// copy whole) and a lookup per trie.
-    func presentTries() throws -> [TrieIndex: (id: UInt32, record: TrieDigestRecord?)] {
+    func presentTries() throws -> [TrieIndex: Datapath.PresentTrie] {
         var ids: [(TrieIndex, UInt32)] = []
         try policies.forEachBatch { batch in
             for entry in 0..<batch.count {
@@ -101,7 +104,7 @@ extension Datapath {
                 ids.append((index, id))
             }
         }
-        var tries: [TrieIndex: (id: UInt32, record: TrieDigestRecord?)] = [:]
+        var tries: [TrieIndex: Datapath.PresentTrie] = [:]
         for (index, id) in ids { tries[index] = (id, try record(at: index)) }
         return tries
     }

@@ -1,4 +1,5 @@
 import BPFKit
+import Datapath
 import DatapathModel
 import Foundation
 import Testing
@@ -131,8 +132,7 @@ import TestSupport
         try bench.cli(["loader", "apply"], input: policyEndpoint("web", selecting: [0], isolation: ["Ingress"], ingress: rule("\(bench.ip(1))/32")))
         let named = try #require(try Self.tries(bench)["shop/pod0"]?.ingress)
         let policies = try #require(try BPFFilesystem.pinnedMap(at: bench.root.path + "/maps/policies"))
-        let stray = try BPFMap(type: .lpmTrie, name: "nf_pod_policy", keySize: UInt32(LPMKeyCodec.size), valueSize: UInt32(RuleSetCodec.size),
-                               maxEntries: UInt32(DatapathLimits.prefixesPerPod), flags: MapFlags.noPreallocate)
+        let stray = try Datapath.makeEmptyTrie()
         let strayIndex = TrieIndex(rawValue: UInt16(named == 0 ? 1 : 0))!
         try policies.setInner(key: strayIndex.key, to: stray)
         #expect(try Self.policies(bench) == [named: 1, Int(strayIndex.rawValue): 0])

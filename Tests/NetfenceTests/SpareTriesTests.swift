@@ -1,4 +1,5 @@
 import BPFKit
+import Datapath
 import DatapathModel
 import Foundation
 import Glibc
@@ -60,8 +61,7 @@ import TestSupport
         try runNetfence(["loader", "init"], root: other)
         defer { _ = try? NetfenceBinary.run(["loader", "reset", "--bpffs-root", other.path]) }
         let index = try #require(ready.keys.max().flatMap { TrieIndex(rawValue: UInt16($0)) })
-        let foreign = try BPFMap(type: .lpmTrie, name: "nf_pod_policy", keySize: UInt32(LPMKeyCodec.size), valueSize: UInt32(RuleSetCodec.size),
-                                 maxEntries: UInt32(DatapathLimits.prefixesPerPod), flags: MapFlags.noPreallocate)
+        let foreign = try Datapath.makeEmptyTrie()
         try #require(try BPFFilesystem.pinnedMap(at: other.path + "/maps/policies")).setInner(key: index.key, to: foreign)
         try #require(try BPFFilesystem.pinnedMap(at: other.path + "/maps/policy_digests"))
             .update(key: index.key, value: TrieDigestRecord(mapID: try foreign.info().id, role: .cooling).encode())
@@ -143,14 +143,10 @@ import TestSupport
         let bench = try LoaderCluster(pods: 1)
         let policies = try #require(try BPFFilesystem.pinnedMap(at: bench.root.path + "/maps/policies"))
         let digests = try #require(try BPFFilesystem.pinnedMap(at: bench.root.path + "/maps/policy_digests"))
-        func emptyTrie() throws -> BPFMap {
-            try BPFMap(type: .lpmTrie, name: "nf_pod_policy", keySize: UInt32(LPMKeyCodec.size), valueSize: UInt32(RuleSetCodec.size),
-                       maxEntries: UInt32(DatapathLimits.prefixesPerPod), flags: MapFlags.noPreallocate)
-        }
         func mark(_ index: UInt16, _ id: UInt32, _ role: TrieRole) throws {
             try digests.update(key: TrieIndex(rawValue: index)!.key, value: TrieDigestRecord(mapID: id, role: role).encode())
         }
-        let arrived = try emptyTrie(), cooling = try emptyTrie()
+        let arrived = try Datapath.makeEmptyTrie(), cooling = try Datapath.makeEmptyTrie()
         try cooling.update(key: LPMKeyCodec.encode(try #require(IPPrefix.parse("198.19.0.0/16")).prefix),
                           value: RuleSetCodec.encode([PortRule(ruleID: 1, protocolNumber: IPProtocolNumber.any)]))
         try policies.setInner(key: TrieIndex(rawValue: 40)!.key, to: arrived)
@@ -168,6 +164,30 @@ import TestSupport
         let spares = try Self.waitForSpares(bench, "a new server's round") { $0.count == TrieKeeper.defaultSpares }
         #expect(spares[40] == Int(try arrived.info().id), "the settled spare is one of the server's")
         withExtendedLifetime(server) {}
+    }
+
+    /// A trie marked spare that holds entries (a killed fill, a hand-made mark) is never filled: the
+    /// change that meets it forgets the mark and builds elsewhere; reconcile deletes it.
+    @Test func aSpareThatHoldsSomethingIsNeverFilled() throws {
+        guard Privileges.require() else { return }
+        let bench = try LoaderCluster(pods: 2)
+        let index = try #require(TrieIndex(rawValue: 30))
+        let full = try Datapath.makeEmptyTrie()
+        try full.update(key: LPMKeyCodec.encode(try #require(IPPrefix.parse("198.19.0.0/16")).prefix),
+                        value: RuleSetCodec.encode([PortRule(ruleID: 1, protocolNumber: IPProtocolNumber.any)]))
+        try #require(try BPFFilesystem.pinnedMap(at: bench.root.path + "/maps/policies")).setInner(key: index.key, to: full)
+        try #require(try BPFFilesystem.pinnedMap(at: bench.root.path + "/maps/policy_digests"))
+            .update(key: index.key, value: TrieDigestRecord(mapID: try full.info().id, role: .spare).encode())
+        #expect(try Self.spares(bench) == [30: Int(try full.info().id)])
+
+        try bench.cli(["loader", "apply"], input: policyEndpoint("web", selecting: [0], isolation: ["Ingress"],
+                                                                ingress: rule("\(bench.ip(1))/32", ports: [("TCP", 8080, nil)])))
+        #expect(try SharedTriesTests.tries(bench)["shop/pod0"]?.ingress != 30, "not filled: it was not empty")
+        #expect(try Self.spares(bench).isEmpty, "its mark is forgotten")
+        let scope = everyEdge(pods: 2)
+        try bench.expectMatrix(allowed: scope.subtracting(edges("1>0 *")).union(edges("1>0 tcp")), scope: scope, "TCP from pod1 only")
+        #expect(try bench.cli(["loader", "reconcile", "-o", "json"]).standardOutput.contains("\"orphanedTries\" : 1"))
+        #expect(try Self.trieIDs(bench)[30] == nil)
     }
 
     /// Servers killed (SIGKILL) at random moments while changes keep their keepers busy: reconcile

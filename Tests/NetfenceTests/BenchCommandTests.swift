@@ -6,14 +6,20 @@ import Testing
 import TestSupport
 
 @Suite struct BenchCommandTests {
+    /// `netfence bench WORDS -o json`: its rows, and the run (its process id names what it made);
+    /// a failing run fails the test with its stderr.
+    static func bench(_ words: [String], sourceLocation: SourceLocation = #_sourceLocation) throws -> ([[String: Any]], CommandResult) {
+        let result = try NetfenceBinary.run(["bench"] + words + ["-o", "json"])
+        #expect(result.status == 0, "stderr: \(result.standardError)", sourceLocation: sourceLocation)
+        return (try jsonArray(result.standardOutput), result)
+    }
+
     /// A short run of `bench events`: every reader took every event, in JSON for
     /// scripts, each against the raw drain of the same run, and the command removed
     /// its namespace and pins.
     @Test func benchEventsMeasuresEveryReaderAndLeavesNothingBehind() throws {
         guard Privileges.require() else { return }
-        let result = try NetfenceBinary.run(["bench", "events", "--events", "20000", "-o", "json"])
-        #expect(result.status == 0, "stderr: \(result.standardError)")
-        let rows = try jsonArray(result.standardOutput)
+        let (rows, result) = try Self.bench(["events", "--events", "20000"])
         #expect(rows.map { $0["name"] as? String } == ["baseline: raw drain (no decoding)", "decoded + attributed + JSON Lines to /dev/null",
                                                        "decoded + attributed + pcapng (128-byte captures) to /dev/null"])
         for row in rows {
@@ -39,9 +45,7 @@ import TestSupport
     /// part is read against ptp alone, and nothing is left (pins, namespaces).
     @Test func benchCNIMeasuresTheChainWithAndWithoutNetfence() throws {
         guard Privileges.require(), Privileges.tools(["\(CNIRuntime.debianPluginFolder)/ptp"], from: "containernetworking-plugins") else { return }
-        let result = try NetfenceBinary.run(["bench", "cni", "--samples", "3", "-o", "json"])
-        #expect(result.status == 0, "stderr: \(result.standardError)")
-        let rows = try jsonArray(result.standardOutput)
+        let (rows, result) = try Self.bench(["cni", "--samples", "3"])
         #expect(rows.count == 5 && rows.allSatisfy { $0["value"] is Double && $0["unit"] as? String == "ms" }, "\(rows)")
         let chain = try #require(rows.dropFirst().first)
         #expect(chain["comparison"] as? String == "over")
@@ -60,9 +64,7 @@ import TestSupport
     /// tries running (which fails the run if the keeper made none), read against the raw trie writes.
     @Test func benchLoaderAppliesWithAndWithoutAKeeperOfSpareTries() throws {
         guard Privileges.require() else { return }
-        let result = try NetfenceBinary.run(["bench", "loader", "--pods", "3", "-o", "json"])
-        #expect(result.status == 0, "stderr: \(result.standardError)")
-        let rows = try jsonArray(result.standardOutput)
+        let (rows, result) = try Self.bench(["loader", "--pods", "3"])
         #expect(rows.count == 8 && rows.allSatisfy { ($0["value"] as? Double ?? 0) > 0 }, "\(rows)")
         let kept = try #require(rows.last)
         #expect((kept["name"] as? String)?.contains("keeper of spare tries") == true)
@@ -75,9 +77,7 @@ import TestSupport
     /// each read against bpftool version from the same run, the throwaway node removed.
     @Test func benchCLITimesTheRealProcessesBesideBpftool() throws {
         guard Privileges.require() else { return }
-        let result = try NetfenceBinary.run(["bench", "cli", "--samples", "3", "-o", "json"])
-        #expect(result.status == 0, "stderr: \(result.standardError)")
-        let rows = try jsonArray(result.standardOutput)
+        let (rows, result) = try Self.bench(["cli", "--samples", "3"])
         #expect(rows.count == 12 && rows.allSatisfy { ($0["value"] as? Double ?? 0) > 0 && $0["unit"] as? String == "ms" }, "\(rows)")
         let baseline = rows.first?["value"] as? Double
         #expect(rows.dropFirst().allSatisfy { ($0["baseline"] as? [String: Any])?["value"] as? Double == baseline })
@@ -93,9 +93,7 @@ import TestSupport
     /// events case read against the same datapath with events off, and the sandbox removed.
     @Test func benchDatapathMeasuresEveryPathWithAndWithoutEvents() throws {
         guard Privileges.require() else { return }
-        let result = try NetfenceBinary.run(["bench", "datapath", "--passes", "1", "-o", "json"])
-        #expect(result.status == 0, "stderr: \(result.standardError)")
-        let rows = try jsonArray(result.standardOutput)
+        let (rows, result) = try Self.bench(["datapath", "--passes", "1"])
         let names = rows.compactMap { $0["name"] as? String }
         for path in ["new denied flow", "new allowed flow"] {
             for level in ["deny", "all"] {
@@ -115,9 +113,7 @@ import TestSupport
     /// and the command removed its namespace and pins.
     @Test func benchScaleSharesOneTrieAmongEveryPodAndLeavesNothingBehind() throws {
         guard Privileges.require() else { return }
-        let result = try NetfenceBinary.run(["bench", "scale", "--pods", "6", "--cidrs", "2500", "--rounds", "1", "-o", "json"])
-        #expect(result.status == 0, "stderr: \(result.standardError)")
-        let rows = try jsonArray(result.standardOutput)
+        let (rows, result) = try Self.bench(["scale", "--pods", "6", "--cidrs", "2500", "--rounds", "1"])
         #expect(rows.map { $0["unit"] as? String } == ["ms", "ms", "MiB", "MiB"], "\(rows)")
         #expect(rows[3]["name"] as? String == "kernel memory of the tries, 6 pods (1 trie)" && rows[3]["count"] as? Int == 1)
         #expect(rows[3]["compared"] as? Double == 1.0 && (rows[2]["value"] as? Double ?? 0) > 0, "the same one trie: \(rows)")
@@ -132,9 +128,7 @@ import TestSupport
     /// each netfence case against the baseline of the same run, and nothing is left behind.
     @Test func benchTrafficMeasuresRealTrafficWithAndWithoutNetfence() throws {
         guard Privileges.require(), Privileges.tools(["/usr/bin/iperf3", "/usr/bin/sockperf"], from: "iperf3 or sockperf") else { return }
-        let result = try NetfenceBinary.run(["bench", "traffic", "--seconds", "1", "--rounds", "1", "-o", "json"])
-        #expect(result.status == 0, "stderr: \(result.standardError)")
-        let rows = try jsonArray(result.standardOutput)
+        let (rows, result) = try Self.bench(["traffic", "--seconds", "1", "--rounds", "1"])
         #expect(rows.count == 20 && rows.allSatisfy { ($0["value"] as? Double ?? 0) > 0 }, "\(rows)")
         #expect(rows.prefix(4).map { $0["unit"] as? String } == ["Gbit/s", "/s", "µs", "µs"])
         for row in rows.dropFirst(8) where row["goal"] != nil {
@@ -154,9 +148,7 @@ import TestSupport
     /// and nothing left behind.
     @Test func benchDNSMeasuresTheProxyBesideItsUpstream() throws {
         guard Privileges.require(), Privileges.tools(["/usr/bin/dnsperf", "/usr/sbin/dnsmasq"], from: "dnsperf or dnsmasq") else { return }
-        let result = try NetfenceBinary.run(["bench", "dns", "--seconds", "1", "--passes", "1", "-o", "json"])
-        #expect(result.status == 0, "stderr: \(result.standardError)")
-        let rows = try jsonArray(result.standardOutput)
+        let (rows, result) = try Self.bench(["dns", "--seconds", "1", "--passes", "1"])
         #expect(rows.count == 8 && rows.allSatisfy { ($0["value"] as? Double ?? 0) > 0 }, "\(rows)")
         let goals = rows.compactMap { row in (row["goal"] as? [String: Any]).map { (row["name"] as? String ?? "", $0["limit"] as? Double, $0["comparison"] as? String) } }
         #expect(goals.map(\.0) == ["queries/s through netfence dns proxy", "p50 through netfence dns proxy",
@@ -180,9 +172,7 @@ import TestSupport
     /// the raw read and bpftool's JSON, and nothing left behind.
     @Test func benchConntrackTimesEveryReaderAndLeavesNothingBehind() throws {
         guard Privileges.require() else { return }
-        let result = try NetfenceBinary.run(["bench", "conntrack", "--entries", "5000", "--passes", "1", "-o", "json"])
-        #expect(result.status == 0, "stderr: \(result.standardError)")
-        let rows = try jsonArray(result.standardOutput)
+        let (rows, result) = try Self.bench(["conntrack", "--entries", "5000", "--passes", "1"])
         #expect(rows.count == 6)
         #expect(rows.first?["name"] as? String == "baseline: raw batch read (no formatting)")
         let listing = try #require(rows.first { $0["name"] as? String == "netfence conntrack list -o json > /dev/null" })

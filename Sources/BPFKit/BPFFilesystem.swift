@@ -157,10 +157,10 @@ public enum BPFFilesystem {
 
     /// The anon-inode name behind a BPF descriptor tells what it is.
     static func kind(of descriptor: FileDescriptor) -> PinnedObjectKind? {
-        guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(descriptor.rawValue)") else {
-            return nil
-        }
-        switch target {
+        var buffer = [CChar](repeating: 0, count: 64)
+        let length = readlink("/proc/self/fd/\(descriptor.rawValue)", &buffer, buffer.count)
+        guard length > 0 else { return nil }
+        switch String(decoding: buffer[..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self) {
         case "anon_inode:bpf-prog": return .program
         case "anon_inode:bpf-map": return .map
         case "anon_inode:bpf_link": return .link

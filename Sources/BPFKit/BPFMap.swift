@@ -224,33 +224,31 @@ public final class BPFMap: @unchecked Sendable {
     public static let possibleCPUs = Int(max(1, libbpf_num_possible_cpus()))
 
     /// false when this map type has no batch support (ENOTSUPP/EINVAL on the first call).
+    /// The key and value buffers are left uninitialized: the kernel writes only the entries it
+    /// returns, so a walk of a large, nearly empty table touches a page or two instead of zeroing
+    /// megabytes (thousands of page faults in a short-lived process).
     private func forEachBatchByLookups(_ info: MapInfo, batchSize initialSize: Int, _ body: (Batch) throws -> Void) throws -> Bool {
         let tokenSize = max(Int(info.keySize), 8)
         var inToken = [UInt8](repeating: 0, count: tokenSize)
         var outToken = [UInt8](repeating: 0, count: tokenSize)
+        let keySize = Int(info.keySize), stride = valueStride(info)
         var batchSize = initialSize
-        var keys = [UInt8](repeating: 0, count: batchSize * Int(info.keySize))
-        var values = [UInt8](repeating: 0, count: batchSize * valueStride(info))
+        var keys = UnsafeMutableRawBufferPointer.allocate(byteCount: batchSize * keySize, alignment: 8)
+        var values = UnsafeMutableRawBufferPointer.allocate(byteCount: batchSize * stride, alignment: 8)
+        defer { keys.deallocate(); values.deallocate() }
         var first = true
         while true {
             var count = UInt32(batchSize)
             let result = inToken.withUnsafeMutableBytes { inBytes in
                 outToken.withUnsafeMutableBytes { outBytes in
-                    keys.withUnsafeMutableBytes { k in
-                        values.withUnsafeMutableBytes { v in
-                            bpf_map_lookup_batch(descriptor.rawValue, first ? nil : inBytes.baseAddress,
-                                                 outBytes.baseAddress, k.baseAddress, v.baseAddress, &count, nil)
-                        }
-                    }
+                    bpf_map_lookup_batch(descriptor.rawValue, first ? nil : inBytes.baseAddress,
+                                         outBytes.baseAddress, keys.baseAddress, values.baseAddress, &count, nil)
                 }
             }
             let error = -result
             if error == 0 || error == ENOENT, count > 0 {  // the last batch (ENOENT) may still hold entries
-                try keys.withUnsafeBytes { k in
-                    try values.withUnsafeBytes { v in
-                        try body(Batch(count: Int(count), keys: k, values: v, keySize: Int(info.keySize), valueStride: valueStride(info)))
-                    }
-                }
+                try body(Batch(count: Int(count), keys: UnsafeRawBufferPointer(rebasing: keys[..<(Int(count) * keySize)]),
+                               values: UnsafeRawBufferPointer(rebasing: values[..<(Int(count) * stride)]), keySize: keySize, valueStride: stride))
             }
             switch error {
             case 0:
@@ -260,8 +258,10 @@ public final class BPFMap: @unchecked Sendable {
                 return true
             case ENOSPC where batchSize < 1 << 20:
                 batchSize *= 2  // a hash bucket was larger than the batch
-                keys = [UInt8](repeating: 0, count: batchSize * Int(info.keySize))
-                values = [UInt8](repeating: 0, count: batchSize * valueStride(info))
+                keys.deallocate()
+                values.deallocate()
+                keys = UnsafeMutableRawBufferPointer.allocate(byteCount: batchSize * keySize, alignment: 8)
+                values = UnsafeMutableRawBufferPointer.allocate(byteCount: batchSize * stride, alignment: 8)
             case Errno.kernelNotSupported where first, EOPNOTSUPP where first, EINVAL where first:
                 return false
             default:

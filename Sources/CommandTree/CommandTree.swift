@@ -69,7 +69,7 @@ public struct CommandTree: Sendable {
 
     /// Parses `arguments` (without the program name) and runs the chosen command,
     /// writing through the two closures. Returns the exit status.
-    public func run(_ arguments: [String], environment: [String: String] = ProcessInfo.processInfo.environment,
+    public func run(_ arguments: [String], environment: [String: String] = ProcessEnvironment.variables,
                     standardOutput: OutputSink, standardError: OutputSink) -> Int32 {
         let invocation: Invocation
         let json = wantsJSON(arguments)

@@ -279,8 +279,9 @@ public final class Datapath {
         let slot: UInt8 = current.map { $0.slot ^ 1 } ?? 0
         var indexes: [Direction: TrieIndex] = [:]
         for (direction, policy) in compiled { indexes[direction] = try tries.index(for: policy) }
-        // The slot may hold patterns a killed apply left: they must not go live.
-        try removeDomainRules(podID: podID, slots: [slot])
+        // The slot may hold patterns a killed apply left: they must not go live with these. Without
+        // domain rules the record's flag keeps the slot unread (and reconcile deletes what was left).
+        if !domainRules.isEmpty { try removeDomainRules(podID: podID, slots: [slot]) }
         for (pattern, rules) in domainRules {
             try self.domainRules.update(key: DomainRuleKey(podID: podID, slot: slot, pattern: pattern).encode(), value: RuleSetCodec.encode(rules))
         }
@@ -321,6 +322,17 @@ public final class Datapath {
             try self.domainRules.update(key: DomainRuleKey(podID: record.podID, slot: record.slot, pattern: pattern).encode(),
                                         value: RuleSetCodec.encode(rules))
         }
+    }
+
+    /// Deletes every domain rule set outside the live slot of a pod whose record has domain rules:
+    /// what a change killed half-way left (reconcile's sweep). Returns how many.
+    @discardableResult
+    public func releaseStrayDomainRules() throws -> Int {
+        let live = Set(try registeredPods().filter(\.record.hasDomainRules).map { [$0.record.podID, UInt32($0.record.slot)] })
+        let stray = try domainRules.keys { key in
+            DomainRuleKey.decode(Array(key)).map { !live.contains([$0.podID, UInt32($0.slot)]) } ?? true
+        }
+        return try stray.filter { try domainRules.delete(key: $0) }.count
     }
 
     /// Deletes the pod's domain rule sets in `slots`.
@@ -407,11 +419,12 @@ public final class Datapath {
 
     /// Forgets the pod on `ifindex`: its record first (its packets pass untouched
     /// from then on), then its tries unless another pod shares them, its domain
-    /// rules and grants, and its fast-path revision.
+    /// rules (a walk of the table, only when its record has some) and grants, and
+    /// its fast-path revision.
     public func remove(ifindex: UInt32) throws {
         guard let record = try pod(ifindex: ifindex) else { return }
         try withSharedTries { _ in _ = try pods.delete(key: key(ifindex)) }
-        try removeDomainRules(podID: record.podID, slots: [0, 1])
+        if record.hasDomainRules { try removeDomainRules(podID: record.podID, slots: [0, 1]) }
         try removeGrants(podID: record.podID)
         try revisions.update(key: key(record.podID), value: key(0))
     }
@@ -483,7 +496,7 @@ public final class Datapath {
             guard let id = try trieID(at: index) else { continue }
             compiled[direction] = try contents.read(id: id)
         }
-        return (record, compiled, try domainRules(podID: record.podID, slot: record.slot))
+        return (record, compiled, record.hasDomainRules ? try domainRules(podID: record.podID, slot: record.slot) : [:])
     }
 
     /// Tries read back from the kernel, by map id: pods that share a trie cost one read.

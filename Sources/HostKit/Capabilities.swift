@@ -1,15 +1,27 @@
-import Foundation
-
 /// The effective capabilities of this process, read from /proc/self/status.
 public struct Capabilities: Sendable {
     public let effective: UInt64
 
-    /// The capabilities this process has now.
+    /// The capabilities this process has now (none when the status cannot be read).
     public static func current() -> Capabilities {
-        let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
-        let line = status.split(separator: "\n").first { $0.hasPrefix("CapEff:") }
-        let hex = line.map { $0.dropFirst("CapEff:".count).trimmingCharacters(in: .whitespaces) } ?? "0"
-        return Capabilities(effective: UInt64(hex, radix: 16) ?? 0)
+        // Bytes, not Foundation strings: every privileged command asks this first, in a process that starts anew.
+        let status = (try? InputFile.read("/proc/self/status", limit: 1 << 16).bytes) ?? []
+        return Capabilities(effective: hexField("CapEff:", in: status) ?? 0)
+    }
+
+    /// The hexadecimal number after `name` at the start of a line of `text`.
+    static func hexField(_ name: String, in text: [UInt8]) -> UInt64? {
+        let label = Array(name.utf8)
+        var lineStart = 0
+        while lineStart < text.count {
+            let lineEnd = text[lineStart...].firstIndex(of: UInt8(ascii: "\n")) ?? text.count
+            if text[lineStart..<lineEnd].starts(with: label) {
+                let digits = text[(lineStart + label.count)..<lineEnd].drop { $0 == UInt8(ascii: "\t") || $0 == UInt8(ascii: " ") }
+                return UInt64(String(decoding: digits, as: UTF8.self), radix: 16)
+            }
+            lineStart = lineEnd + 1
+        }
+        return nil
     }
 
     private func has(_ bit: UInt64) -> Bool { effective & (1 << bit) != 0 }

@@ -494,6 +494,8 @@ public final class Loader {
         public var supersededVersions = 0
         /// Tries a killed change built and no pod reads, deleted.
         public var orphanedTries = 0
+        /// Domain rule sets a killed change left outside every pod's live slot, deleted.
+        public var strayDomainRules = 0
         /// The interrupted change that was found, if any.
         public var interrupted: PendingChange?
     }
@@ -533,6 +535,7 @@ public final class Loader {
         }
         try TrieKeeper.settleMarksUnlessKept(root, datapath)
         report.orphanedTries = try datapath.releaseOrphanedTries()
+        report.strayDomainRules = try datapath.releaseStrayDomainRules()
         for attachment in stray {
             let namespace = attachment.namespace == NetworkNamespace.current.name ? nil : try? NetworkNamespace.named(attachment.namespace)
             try? TCAttachments.detach(interface: attachment.interface, direction: attachment.direction, in: namespace,

@@ -32,6 +32,9 @@ struct LoaderReconcileCommand: Command {
             for stray in summary.strayRemoved { context.print("Removed netfence's filter from \(stray) (no pod there)") }
             if summary.supersededVersions > 0 { context.print("Dropped \(summary.supersededVersions) superseded object version(s)") }
             if summary.orphanedTries > 0 { context.print("Deleted \(summary.orphanedTries) trie(s) no pod reads (an interrupted change built them)") }
+            if summary.strayDomainRules > 0 {
+                context.print("Deleted \(summary.strayDomainRules) domain rule set(s) no pod reads (an interrupted change wrote them)")
+            }
             if summary.nothingToDo { context.print("Nothing to reconcile: every pod enforces what is stored") }
         }
     }
@@ -50,8 +53,10 @@ struct ReconcileSummary: Encodable {
     let strayRemoved: [String]
     let supersededVersions: Int
     let orphanedTries: Int
+    let strayDomainRules: Int
     var nothingToDo: Bool {
         interrupted == nil && repaired.isEmpty && reattached.isEmpty && strayRemoved.isEmpty && supersededVersions == 0 && orphanedTries == 0
+            && strayDomainRules == 0
     }
 
     init(_ report: Loader.ReconcileReport) {
@@ -61,5 +66,6 @@ struct ReconcileSummary: Encodable {
         strayRemoved = report.strayRemoved
         supersededVersions = report.supersededVersions
         orphanedTries = report.orphanedTries
+        strayDomainRules = report.strayDomainRules
     }
 }

@@ -8,11 +8,11 @@ import HostKit
 // before it cleans up: writes after that are dropped instead.
 signal(SIGPIPE, SIG_IGN)
 
-let invokedAs = (CommandLine.arguments.first.map { ($0 as NSString).lastPathComponent }) ?? ""
+let invokedAs = CommandLine.arguments.first.map { String($0.split(separator: "/").last ?? "") } ?? ""
 
 // Installed as netfence-cni (a symlink in the CNI bin folder), netfence is a chained CNI plugin.
 if invokedAs == "netfence-cni" {
-    exit(CNIPlugin.run(environment: ProcessInfo.processInfo.environment,
+    exit(CNIPlugin.run(environment: ProcessEnvironment.variables,
                        readInput: { (try? InputFile.read("-", limit: CNIConfiguration.maximumBytes).bytes) ?? [] },
                        output: { bytes in bytes.withUnsafeBytes { OutputSink.fileDescriptor(STDOUT_FILENO)($0) } },
                        log: { line in OutputSink.fileDescriptor(STDERR_FILENO).write(line + "\n") }))

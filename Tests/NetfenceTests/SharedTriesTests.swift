@@ -147,3 +147,43 @@ import TestSupport
         #expect(try Self.policies(bench).count == 1)
     }
 }
+
+/// Domain rule sets outside a pod's live slot (what an apply killed after writing them leaves) are never
+/// read, and reconcile deletes them; a detach of a pod without domain rules does not walk the table for them.
+@Suite(.serialized) struct StrayDomainRulesTests {
+    @Test func reconcileDeletesDomainRulesNoPodReadsAndKeepsTheLiveOnes() throws {
+        guard Privileges.require() else { return }
+        let bench = try LoaderCluster(pods: 2)
+        try bench.cli(["loader", "apply"], input: policyEndpoint("names", selecting: [0], isolation: ["Egress"],
+                                                                  egress: "  - domainName: allowed.test\n    ports: [{protocol: TCP, port: 8080}]"))
+        try bench.cli(["loader", "apply"], input: policyEndpoint("plain", selecting: [1], isolation: ["Ingress"], ingress: rule(bench.podsCIDR)))
+        let datapath = try Datapath.open(pinnedUnder: bench.root.path)
+        let pods = try datapath.registeredPods().map(\.record)
+        let named = try #require(pods.first { $0.hasDomainRules }), plain = try #require(pods.first { !$0.hasDomainRules })
+        let live = try datapath.domainRules(podID: named.podID, slot: named.slot)
+        #expect(live.count == 1)
+        func rows() throws -> Int { try jsonRows(bench.cli(["ebpf", "maps", "dump", "domain_rules", "-o", "json"])).count }
+        #expect(try rows() == 1)
+
+        // What killed applies leave: a set in the other slot of the pod with domain rules, and one of the pod without.
+        let table = try #require(try BPFFilesystem.pinnedMap(at: bench.root.path + "/maps/domain_rules"))
+        let rules = RuleSetCodec.encode([PortRule(ruleID: 7, protocolNumber: 6, portStart: 22)])
+        try table.update(key: DomainRuleKey(podID: named.podID, slot: named.slot ^ 1, pattern: 1).encode(), value: rules)
+        try table.update(key: DomainRuleKey(podID: plain.podID, slot: plain.slot, pattern: 1).encode(), value: rules)
+        #expect(try rows() == 3)
+        #expect(try bench.cli(["loader", "status", "--check"]).status == 0, "sets outside a live slot with domain rules are not enforced")
+
+        let reconciled = try bench.cli(["loader", "reconcile", "-o", "json"]).standardOutput
+        #expect(reconciled.contains("\"strayDomainRules\" : 2"), "\(reconciled)")
+        #expect(try rows() == 1)
+        #expect(try datapath.domainRules(podID: named.podID, slot: named.slot) == live, "the live set stays")
+        #expect(try bench.cli(["loader", "reconcile", "-o", "json"]).standardOutput.contains("\"strayDomainRules\" : 0"))
+
+        // Detach forgets the sets of a pod with domain rules (both slots), and touches nothing of a pod without.
+        try table.update(key: DomainRuleKey(podID: named.podID, slot: named.slot ^ 1, pattern: 1).encode(), value: rules)
+        try bench.cli(["loader", "detach", "--pod", "shop/pod0"])
+        #expect(try rows() == 0)
+        try bench.cli(["loader", "detach", "--pod", "shop/pod1"])
+        #expect(try bench.cli(["loader", "reconcile", "-o", "json"]).standardOutput.contains("\"strayDomainRules\" : 0"))
+    }
+}

@@ -588,8 +588,12 @@ public struct EventCounts: Equatable, Sendable {
 
     public static func decode(_ bytes: UnsafeRawBufferPointer) -> EventCounts? { nf_event_counts.load(bytes).map(from) }
 
-    /// What `event_limits` holds for one entry: the events suppressed, by verdict.
-    public static func suppressed(inLimit bytes: UnsafeRawBufferPointer) -> EventCounts? { nf_event_limit.load(bytes).map { from($0.suppressed) } }
+    /// What `event_limits` holds for one entry: the events suppressed, by verdict. Nil for an entry
+    /// that suppressed none (most of the 8,193: a walk skips them without building counts) or is short.
+    public static func suppressed(inLimit bytes: UnsafeRawBufferPointer) -> EventCounts? {
+        guard let limit = nf_event_limit.load(bytes), withUnsafeBytes(of: limit.suppressed, { $0.contains { $0 != 0 } }) else { return nil }
+        return from(limit.suppressed)
+    }
     public static let limitSize = nf_event_limit.size
     /// A limiter entry with nothing in it: a new pod's.
     public static let emptyLimit = nf_event_limit().bytes

@@ -86,11 +86,11 @@ public final class BPFProgram: @unchecked Sendable {
     /// must name an interface in `namespace` (nil: this process's; 0: the kernel uses 1).
     public func testRun(packet: [UInt8], repeat count: UInt32 = 1, ifindex: UInt32 = 0,
                         in namespace: NetworkNamespace? = nil) throws -> TestRunResult {
-        let nsfd = try namespace?.open()
         var verdict: UInt32 = 0, duration: UInt32 = 0
-        let result = packet.withUnsafeBytes {
-            nf_prog_test_run(nsfd?.rawValue ?? -1, descriptor.rawValue, $0.baseAddress, UInt32($0.count), count, ifindex,
-                             &verdict, &duration)
+        let result = try NetworkNamespace.withDescriptor(of: namespace) { nsfd in
+            packet.withUnsafeBytes {
+                nf_prog_test_run(nsfd, descriptor.rawValue, $0.baseAddress, UInt32($0.count), count, ifindex, &verdict, &duration)
+            }
         }
         try check(result, "test-run program", "fd \(descriptor.rawValue)")
         return TestRunResult(verdict: verdict, nanosecondsPerRun: duration)
@@ -100,13 +100,14 @@ public final class BPFProgram: @unchecked Sendable {
     /// the TC action it returned and the five `cb` words as it left them.
     public func testRun(packet: [UInt8], ifindex: UInt32, mark: UInt32, cb: [UInt32], in namespace: NetworkNamespace? = nil) throws
         -> (verdict: UInt32, cb: [UInt32]) {
-        let nsfd = try namespace?.open()
         var verdict: UInt32 = 0
         var words = (cb + [UInt32](repeating: 0, count: 5)).prefix(5).map { $0 }
-        let result = packet.withUnsafeBytes { bytes in
-            words.withUnsafeMutableBufferPointer {
-                nf_prog_test_run_context(nsfd?.rawValue ?? -1, descriptor.rawValue, bytes.baseAddress, UInt32(bytes.count), ifindex, mark,
-                                         $0.baseAddress, &verdict)
+        let result = try NetworkNamespace.withDescriptor(of: namespace) { nsfd in
+            packet.withUnsafeBytes { bytes in
+                words.withUnsafeMutableBufferPointer {
+                    nf_prog_test_run_context(nsfd, descriptor.rawValue, bytes.baseAddress, UInt32(bytes.count), ifindex, mark, $0.baseAddress,
+                                             &verdict)
+                }
             }
         }
         try check(result, "test-run program", "fd \(descriptor.rawValue)")

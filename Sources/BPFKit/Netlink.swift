@@ -10,8 +10,7 @@ struct RouteNetlink {
 
     /// A socket in `namespace` (its queries describe that namespace).
     init(in namespace: NetworkNamespace) throws {
-        let nsfd = try namespace.open()
-        let fd = nf_socket_in_netns(nsfd?.rawValue ?? -1, AF_NETLINK, Int32(SOCK_RAW.rawValue), NETLINK_ROUTE)
+        let fd = try NetworkNamespace.withDescriptor(of: namespace) { nf_socket_in_netns($0, AF_NETLINK, Int32(SOCK_RAW.rawValue), NETLINK_ROUTE) }
         try check(fd, "open netlink socket in network namespace", namespace.name)
         socket = FileDescriptor(owning: fd)
         namespaceName = namespace.name

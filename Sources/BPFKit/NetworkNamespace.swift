@@ -50,6 +50,14 @@ public struct NetworkNamespace: Sendable, Hashable {
         isCurrent ? nil : try FileDescriptor(opening: path, operation: "open network namespace")
     }
 
+    /// Runs `body` with the raw descriptor of `namespace` (-1: nil, or the one this process lives in),
+    /// open until `body` returns: a descriptor object may otherwise be released, and its number closed
+    /// (and reused), right after its last use in Swift — before the C call that was handed the number.
+    public static func withDescriptor<T>(of namespace: NetworkNamespace?, _ body: (Int32) throws -> T) throws -> T {
+        let descriptor = try namespace?.open()
+        return try withExtendedLifetime(descriptor) { try body(descriptor?.rawValue ?? -1) }
+    }
+
     static func inodeNumber(_ path: String) -> UInt64? {
         var info = stat()
         return stat(path, &info) == 0 ? UInt64(info.st_ino) : nil
@@ -59,8 +67,7 @@ public struct NetworkNamespace: Sendable, Hashable {
 extension NetworkNamespace {
     /// A socket created inside this namespace (it stays there whichever thread uses it).
     public func socket(domain: Int32, type: Int32, protocol: Int32 = 0) throws -> FileDescriptor {
-        let nsfd = try open()
-        let fd = nf_socket_in_netns(nsfd?.rawValue ?? -1, domain, type, `protocol`)
+        let fd = try Self.withDescriptor(of: self) { nf_socket_in_netns($0, domain, type, `protocol`) }
         try check(fd, "open socket in network namespace", name)
         return FileDescriptor(owning: fd)
     }
@@ -69,8 +76,7 @@ extension NetworkNamespace {
 extension NetworkNamespace {
     /// The index of `interface` inside this namespace.
     public func interfaceIndex(_ interface: String) throws -> UInt32 {
-        let nsfd = try open()
-        let index = interface.withCString { nf_ifindex_in_netns(nsfd?.rawValue ?? -1, $0) }
+        let index = try Self.withDescriptor(of: self) { nsfd in interface.withCString { nf_ifindex_in_netns(nsfd, $0) } }
         try check(index, "find interface", "\(interface) in network namespace \(name)")
         return UInt32(index)
     }

@@ -40,12 +40,12 @@ public enum TCAttachments {
                               in namespace: NetworkNamespace? = nil, handle: UInt32 = 0, priority: UInt32 = 0) throws
         -> (ifindex: UInt32, handle: UInt32, priority: UInt32) {
         nf_libbpf_capture_logs()  // libbpf would print netlink notices to stderr
-        let nsfd = try namespace?.open()
         var ifindex: UInt32 = 0, usedHandle: UInt32 = 0, usedPriority: UInt32 = 0
-        let result = interface.withCString { name in
-            var target = nf_tc_target(netns_fd: nsfd?.rawValue ?? -1, ifname: name, hook: direction.hook,
-                                      handle: handle, priority: priority)
-            return nf_tc_attach(&target, program.descriptor.rawValue, &ifindex, &usedHandle, &usedPriority)
+        let result = try NetworkNamespace.withDescriptor(of: namespace) { nsfd in
+            interface.withCString { name in
+                var target = nf_tc_target(netns_fd: nsfd, ifname: name, hook: direction.hook, handle: handle, priority: priority)
+                return nf_tc_attach(&target, program.descriptor.rawValue, &ifindex, &usedHandle, &usedPriority)
+            }
         }
         try check(result, "attach tc \(direction.rawValue) program to", describe(interface, namespace))
         return (ifindex, usedHandle, usedPriority)
@@ -55,11 +55,11 @@ public enum TCAttachments {
     public static func detach(interface: String, direction: TCDirection, in namespace: NetworkNamespace? = nil,
                               handle: UInt32, priority: UInt32) throws {
         nf_libbpf_capture_logs()
-        let nsfd = try namespace?.open()
-        let result = interface.withCString { name in
-            var target = nf_tc_target(netns_fd: nsfd?.rawValue ?? -1, ifname: name, hook: direction.hook,
-                                      handle: handle, priority: priority)
-            return nf_tc_detach(&target)
+        let result = try NetworkNamespace.withDescriptor(of: namespace) { nsfd in
+            interface.withCString { name in
+                var target = nf_tc_target(netns_fd: nsfd, ifname: name, hook: direction.hook, handle: handle, priority: priority)
+                return nf_tc_detach(&target)
+            }
         }
         try check(result, "detach tc \(direction.rawValue) program from", describe(interface, namespace))
     }

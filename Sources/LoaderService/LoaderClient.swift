@@ -6,6 +6,9 @@ import Glibc
 public final class LoaderClient {
     private let socket: Int32
 
+    /// Connects to the server on `socketPath`. A throw after `socket` is set still runs `deinit`,
+    /// which closes it: the failure paths must not close it too (a second close would close
+    /// whatever the caller's other threads opened under the same number meanwhile).
     public init(socketPath: String) throws {
         socket = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard socket >= 0 else { throw ServeError("socket: \(String(cString: strerror(errno)))") }
@@ -13,7 +16,6 @@ public final class LoaderClient {
         address.sun_family = sa_family_t(AF_UNIX)
         let bytes = Array(socketPath.utf8)
         guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
-            close(socket)
             throw ServeError("\(socketPath) is longer than a Unix socket path may be")
         }
         withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes) }
@@ -22,12 +24,11 @@ public final class LoaderClient {
         }
         guard connected == 0 else {
             let error = errno
-            close(socket)
             throw ServeError("connect to \(socketPath): \(String(cString: strerror(error)))")
         }
     }
 
-    deinit { close(socket) }
+    deinit { if socket >= 0 { close(socket) } }
 
     /// Runs `request` on the server; the HTTP status and the body (a `LoaderResponse` when 200).
     public func send(_ request: LoaderRequest) throws -> (status: Int, body: [UInt8]) {

@@ -43,9 +43,11 @@ public final class Datapath {
     let podEventLevels: BPFMap
     /// The event rate limiters and what they suppressed, per pod and direction and for the node.
     let eventLimits: BPFMap
-    /// Whether a keeper recycles the tries a change lets go (`loader serve`, docs/loader.md): the
-    /// change leaves them in `policies` instead of deleting each (a grace period each).
-    public var keeperRecycles = false
+    /// What a change does with the tries it lets go (docs/loader.md).
+    public var recycling = TrieRecycling.delete
+    /// Spares kept, by a keeper or by commands recycling on their next wait: a burst of this many
+    /// changes of policy waits no grace period.
+    public static let sparesKept = 8
 
     /// Every map of the datapath object, by name, with the key and value sizes the
     /// ABI header gives it (nil: a size the header does not define).
@@ -299,7 +301,7 @@ public final class Datapath {
         if let current, current.hasDomainRules { try removeDomainRules(podID: current.podID, slots: [current.slot]) }
     }
 
-    /// `apply` as a change of its own: the tries it lets go are deleted before it returns.
+    /// `apply` as a change of its own: the tries it lets go are deleted or marked for recycling (`recycling`) before it returns.
     public func apply(ifindex: UInt32, podID: UInt32, states: [Direction: PodState],
                       policies compiled: [Direction: CompiledPolicy], domainRules: [UInt64: [PortRule]] = [:], revision: UInt32? = nil,
                       auditStates: [Direction: PodState]? = nil) throws {

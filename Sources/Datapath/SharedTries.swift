@@ -5,16 +5,17 @@ import HostKit
 
 /// The datapath's tries during one change, shared by content: a pod whose
 /// policy in a direction has the digest of a trie some record names reads that
-/// trie; any other policy fills a spare (an empty trie `loader serve` keeps in
-/// `policies`) or gets a trie built at a free index. Records flip to their
+/// trie; any other policy fills a spare (an empty trie kept in `policies` by
+/// `loader serve`'s keeper or recycled by earlier commands) or gets a trie built
+/// at a free index. Records flip to their
 /// tries one by one (each pod atomically); `releaseUnnamed` then lets go of the
 /// tries no record names any more. The kernel's reference counts keep a trie
 /// alive while a packet still reads it.
 ///
 /// Every write to `policies` waits for an RCU grace period (milliseconds), so a
 /// change costs one write per distinct new policy that finds no spare, and one
-/// per trie let go unless a keeper recycles it later; not one per pod: 250 pods
-/// selected by one object share one trie and one write.
+/// per trie let go unless it is recycled (`TrieRecycling`); not one per pod: 250
+/// pods selected by one object share one trie and one write.
 public final class SharedTries {
     private let datapath: Datapath
     /// What the records named when the change began: not reused by it, since a
@@ -70,6 +71,23 @@ public final class SharedTries {
         try datapath.writeRecord(TrieDigestRecord(mapID: try trie.info().id, digest: policy.digest), at: index)
         built.insert(index)
         byDigest[policy.digest] = index
+        if datapath.recycling == .onNextWait { try recycleCooling() }
+    }
+
+    /// After a write to `policies` (the kernel waited a grace period in it): the cooling tries found
+    /// when this change began, let go by earlier ones, are read through no record any more; they are
+    /// emptied and become spares. Only while no keeper runs: a keeper's round empties its cooling
+    /// tries without the root's lock, and a command sees a keeper before any round of it begins.
+    private func recycleCooling() throws {
+        var present = try presentRead()
+        defer { self.present = present }
+        for (index, found) in present where found.record?.role == .cooling && found.record?.mapID == found.id {
+            guard !namedAtStart.contains(index), let trie = try? BPFMap(id: found.id) else { continue }
+            for key in try trie.keys() { try trie.delete(key: key) }  // nothing writes a cooling trie: one pass empties it
+            let spare = TrieDigestRecord(mapID: found.id, role: .spare)
+            try datapath.writeRecord(spare, at: index)
+            present[index]?.record = spare
+        }
     }
 
     /// Fills a spare with `policy`; nil when there is none. A spare's index left every record at
@@ -100,14 +118,26 @@ public final class SharedTries {
         return read
     }
 
-    /// Lets go of the tries, of those named at the start or built since, that no record names now:
-    /// deletes them, or leaves them to the keeper when one recycles them (`Datapath.keeperRecycles`).
-    /// Returns how many.
+    /// Lets go of the tries, of those named at the start or built since, that no record names now,
+    /// as `Datapath.recycling` says. Returns how many.
     @discardableResult
     public func releaseUnnamed() throws -> Int {
         let unnamed = namedAtStart.union(built).subtracting(try datapath.namedTries())
-        if !datapath.keeperRecycles {
+        switch datapath.recycling {
+        case .keeper:
+            break
+        case .delete:
             for index in unnamed.sorted() { try datapath.clearTrie(at: index) }
+        case .onNextWait:
+            var kept = try datapath.trieRoles().count
+            for index in unnamed.sorted() {
+                if kept < Datapath.sparesKept, let id = try datapath.trieID(at: index) {
+                    try datapath.writeRecord(TrieDigestRecord(mapID: id, role: .cooling), at: index)
+                    kept += 1
+                } else {
+                    try datapath.clearTrie(at: index)
+                }
+            }
         }
         for (digest, index) in byDigest where unnamed.contains(index) { byDigest[digest] = nil }
         built.subtract(unnamed)
@@ -116,8 +146,8 @@ public final class SharedTries {
 }
 
 extension Datapath {
-    /// Runs a change that swaps pods' policies, then deletes the tries it left unnamed
-    /// (also when it fails half-way: what it built and flipped no record to goes).
+    /// Runs a change that swaps pods' policies, then lets go of the tries it left unnamed
+    /// as `recycling` says (also when it fails half-way: what it built and flipped no record to).
     public func withSharedTries<T>(_ change: (SharedTries) throws -> T) throws -> T {
         let tries = try SharedTries(self)
         let result: T

@@ -13,9 +13,9 @@ import HostKit
 /// Three steps, so the grace period is waited without the root's lock: `init` marks the
 /// indexes the round works on (under the lock), `waitOut` writes `policies` and waits
 /// (without it: changes go on, and skip marked indexes), `finish` makes spares of them
-/// (under the lock again). Only a round marks, and the keeper's own lock lets one round run
-/// per root at a time, so marks found when a round begins are a killed round's (`init` says
-/// what becomes of them).
+/// (under the lock again). The keeper's own lock lets one round run per root at a time, so
+/// marks found when a round begins are a killed round's, or cooling tries commands marked while
+/// no keeper ran (`TrieRecycling.onNextWait`); `init` says what becomes of them.
 public final class SpareTriesRound {
     /// Free indexes marked arriving, each with the empty trie it gets.
     public private(set) var arriving: [(index: TrieIndex, trie: BPFMap)] = []
@@ -29,9 +29,9 @@ public final class SpareTriesRound {
 
     /// Under the root's lock: marks every trie no record names and no spare is (up to
     /// `coolingPerRound`) as cooling, and as many free indexes as arriving as it takes, with the
-    /// cooling ones, to have `target` spares. Marks found are a killed round's: an arriving trie
-    /// that made it into `policies` counts as a spare, a cooling one is cooled again, and one at
-    /// a free index is written over. Reads only the tries in `policies` and their records.
+    /// cooling ones, to have `target` spares. Of the marks found, an arriving trie that made it
+    /// into `policies` counts as a spare, a cooling one is cooled again, and one at a free index
+    /// is written over. Reads only the tries in `policies` and their records.
     public init(_ datapath: Datapath, spares target: Int) throws {
         let present = try datapath.presentTries(), named = try datapath.namedTries()
         var spares = 0
@@ -86,6 +86,20 @@ public final class SpareTriesRound {
         for (index, _) in cooling.dropFirst(recycled) { try datapath.forgetDigest(at: index) }
         return made
     }
+}
+
+/// What a change does with the tries it lets go (no record names them any more): each may still
+/// be read through a record from before the change until an RCU grace period has passed.
+public enum TrieRecycling: Sendable {
+    /// Deletes them, a grace period each (a datapath used on its own).
+    case delete
+    /// Leaves them where they are for the keeper of `loader serve` (it holds the root's `maps/`),
+    /// which recycles them without the root's lock.
+    case keeper
+    /// Marks them cooling, up to `Datapath.sparesKept` with the spares (deletes the rest); the
+    /// next change that waits a grace period anyway (it inserts a trie) empties them and makes
+    /// them spares: commands while no keeper runs.
+    case onNextWait
 }
 
 extension Datapath {

@@ -71,7 +71,7 @@ public final class Loader {
         }
         state = try LoaderState.open(pinnedUnder: root.path)
         writeLock = lock
-        if lock != nil { datapath.keeperRecycles = TrieKeeper.isKeeping(root) }
+        if lock != nil { datapath.recycling = Self.recycling(root) }
     }
 
     private init(root: PinRoot, datapath: Datapath, state: LoaderState, lock: FileLock) {
@@ -79,7 +79,12 @@ public final class Loader {
         self.datapath = datapath
         self.state = state
         writeLock = lock
-        datapath.keeperRecycles = TrieKeeper.isKeeping(root)
+        datapath.recycling = Self.recycling(root)
+    }
+
+    /// How a change under `root` recycles the tries it lets go: a keeper's, or its own on its next wait.
+    private static func recycling(_ root: PinRoot) -> TrieRecycling {
+        TrieKeeper.isKeeping(root) ? .keeper : .onNextWait
     }
 
     /// Opens what `initialize` loaded under `root` to change it: waits up to

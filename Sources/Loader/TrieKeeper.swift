@@ -6,7 +6,7 @@ import HostKit
 /// Keeps spare tries ready under one pin root while it runs (`loader serve`): after the
 /// changes it is woken for or sees in the node's counters, and every second, it runs
 /// `SpareTriesRound`s until there is nothing left to do, on a thread of its own. While a keeper runs, a change (served, or a
-/// command's own process) leaves the tries it lets go to it (`Datapath.keeperRecycles`), so
+/// command's own process) leaves the tries it lets go to it (`TrieRecycling.keeper`), so
 /// neither of the two grace periods a change of a pod's policy used to wait is on the
 /// caller's path while spares last.
 ///
@@ -16,7 +16,7 @@ import HostKit
 /// only to mark and to finish.
 public final class TrieKeeper: @unchecked Sendable {
     /// Spares kept by default: a burst of this many changes of policy waits no grace period.
-    public static let defaultSpares = 8
+    public static let defaultSpares = Datapath.sparesKept
     /// A round even when not woken: changes by other processes also let tries go.
     static let idleRound = 1.0
     /// How often a waiting keeper looks whether a change took a revision or a pod id (another

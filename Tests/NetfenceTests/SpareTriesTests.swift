@@ -103,8 +103,8 @@ import TestSupport
     }
 
     /// A command (its own process) fills spares too. What it lets go it leaves to a keeper that runs
-    /// (a server on the root), and deletes at once when none does.
-    @Test func commandsFillSparesAndLeaveWhatTheyLetGoToARunningKeeperOnly() throws {
+    /// (a server on the root); when none does, it marks it cooling (`TrieRecycling.onNextWait`).
+    @Test func commandsFillSparesAndLeaveWhatTheyLetGoToAKeeperOrTheirNextWait() throws {
         guard Privileges.require() else { return }
         let bench = try LoaderCluster(pods: 2)
         func web(_ ports: [(String, Int, Int?)]) -> String {
@@ -130,10 +130,47 @@ import TestSupport
         let third = try #require(try SharedTriesTests.tries(bench)["shop/pod0"]?.ingress)
         #expect(left[third] != nil && third != second)
         let ids = try Self.trieIDs(bench)
-        #expect(ids[second] == nil, "with no keeper, the trie the command let go is deleted before it returns")
-        #expect(Set(ids.keys) == Set(left.keys), "the spares left, one of them filled")
+        #expect(try SharedTriesTests.roles(bench)[second] == "cooling", "with no keeper, the trie the command let go waits to be recycled")
+        #expect(Set(ids.keys) == Set(left.keys).union([second]), "the spares left (one of them filled) and the cooling trie")
         let scope = everyEdge(pods: 2)
         try bench.expectMatrix(allowed: scope.subtracting(edges("1>0 *")).union(edges("1>0 tcp")), scope: scope, "TCP from pod1")
+    }
+
+    /// With no keeper, commands recycle on their next wait: a trie let go is marked cooling (its
+    /// entries kept: a packet may read it through an old record until a grace period has passed);
+    /// the next change that inserts a trie waits a grace period there, then empties it and makes it
+    /// a spare, which a later change fills in place. At most `Datapath.sparesKept` tries wait so.
+    @Test func withoutAKeeperCommandsRecycleOnTheirNextWait() throws {
+        guard Privileges.require() else { return }
+        let bench = try LoaderCluster(pods: 2)
+        func web(_ port: Int) -> String {
+            policyEndpoint("web", selecting: [0], isolation: ["Ingress"], ingress: rule("\(bench.ip(1))/32", ports: [("TCP", port, nil)]))
+        }
+        func trie() throws -> Int { try #require(try SharedTriesTests.tries(bench)["shop/pod0"]?.ingress) }
+        try bench.cli(["loader", "apply"], input: web(8001))
+        let a = try trie(), aID = try #require(try Self.trieIDs(bench)[a])
+        try bench.cli(["loader", "apply"], input: web(8002))  // no spare: a trie inserted, a let go
+        let b = try trie()
+        #expect(try SharedTriesTests.roles(bench) == [a: "cooling"])
+        #expect(try !BPFMap(id: UInt32(aID)).isEmpty, "a cooling trie keeps its entries until a grace period is proven")
+        try bench.cli(["loader", "apply"], input: web(8003))  // no spare: inserted, and that wait recycles a
+        let c = try trie()
+        #expect(try SharedTriesTests.roles(bench) == [a: "spare", b: "cooling"])
+        #expect(try Self.trieIDs(bench)[a] == aID && BPFMap(id: UInt32(aID)).isEmpty, "the same trie, emptied")
+        try bench.cli(["loader", "apply"], input: web(Int(LoaderCluster.port)))  // the spare filled in place
+        #expect(try trie() == a && Self.trieIDs(bench)[a] == aID)
+        #expect(try SharedTriesTests.roles(bench) == [b: "cooling", c: "cooling"])
+        let scope = everyEdge(pods: 2)
+        try bench.expectMatrix(allowed: scope.subtracting(edges("1>0 *")).union(edges("1>0 tcp")), scope: scope, "TCP from pod1")
+
+        for port in 9000..<9020 { try bench.cli(["loader", "apply"], input: web(port)) }
+        let roles = try SharedTriesTests.roles(bench)
+        #expect(roles.count <= Datapath.sparesKept, "\(roles)")
+        #expect(try SharedTriesTests.policies(bench).count == 1, "pod0's trie, and nothing without a role")
+        for (_, id) in try Self.spares(bench) { #expect(try BPFMap(id: UInt32(id)).isEmpty, "spare \(id) holds nothing") }
+        #expect(try bench.cli(["loader", "status", "--check"]).status == 0)
+        try bench.cli(["loader", "detach", "--pod", "shop/pod0"])
+        #expect(try SharedTriesTests.policies(bench).isEmpty)
     }
 
     /// A keeper killed mid-round leaves marks: reconcile settles them (an inserted arriving trie is a
@@ -207,14 +244,16 @@ import TestSupport
             server.process.stop(signal: SIGKILL)
         }
         try bench.cli(["loader", "reconcile"])
-        try bench.cli(["loader", "apply"], input: web(Int(LoaderCluster.port)))
-        #expect(try bench.cli(["loader", "status", "--check"]).status == 0)
         let roles = try jsonRows(bench.cli(["ebpf", "maps", "dump", "policy_digests", "-o", "json"])).compactMap { $0["digest"] as? String }
         #expect(!roles.contains("arriving") && !roles.contains("cooling"), "\(roles)")
+        try bench.cli(["loader", "apply"], input: web(Int(LoaderCluster.port)))
+        #expect(try bench.cli(["loader", "status", "--check"]).status == 0)
         let spares = try Self.spares(bench)
         for (_, id) in spares { #expect(try BPFMap(id: UInt32(id)).isEmpty, "spare \(id) holds nothing") }
         let named = Set(try SharedTriesTests.tries(bench).values.compactMap(\.ingress))
-        #expect(Set(try Self.trieIDs(bench).keys) == named.union(spares.keys), "only named tries and spares in policies")
+        let cooling = Set(try SharedTriesTests.roles(bench).filter { $0.value == "cooling" }.keys)
+        #expect(cooling.count <= 1, "the apply let one trie go")
+        #expect(Set(try Self.trieIDs(bench).keys) == named.union(spares.keys).union(cooling), "only named tries, spares and the trie let go")
         let scope = everyEdge(pods: 2)
         try bench.expectMatrix(allowed: scope.subtracting(edges("1>0 *")).union(edges("1>0 tcp")), scope: scope, "TCP from pod1")
     }

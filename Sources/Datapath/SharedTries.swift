@@ -129,7 +129,8 @@ public final class SharedTries {
         case .delete:
             for index in unnamed.sorted() { try datapath.clearTrie(at: index) }
         case .onNextWait:
-            var kept = try datapath.trieRoles().count
+            // The roles as this change left them (spares it filled have none now, tries it recycled are spares).
+            var kept = try presentRead().values.filter { $0.record?.role != nil && $0.record?.mapID == $0.id }.count
             for index in unnamed.sorted() {
                 if kept < Datapath.sparesKept, let id = try datapath.trieID(at: index) {
                     try datapath.writeRecord(TrieDigestRecord(mapID: id, role: .cooling), at: index)

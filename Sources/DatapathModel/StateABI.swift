@@ -75,6 +75,11 @@ public enum ObjectStoreCodec {
         return key.bytes
     }
 
+    /// (object index, chunk number) of a chunk key; nil when the bytes are not one.
+    public static func decodeChunkKey(_ bytes: [UInt8]) -> (object: UInt32, chunk: Int)? {
+        nf_object_chunk_key.load(bytes).map { ($0.object_index, Int($0.chunk)) }
+    }
+
     /// `data` split into chunk values.
     public static func chunks(_ data: [UInt8]) -> [[UInt8]] {
         stride(from: 0, to: max(data.count, 1), by: chunkBytes).map { start in

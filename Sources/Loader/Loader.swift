@@ -363,7 +363,6 @@ public final class Loader {
         let policies = try compile(podsNamed: touched, objects: next)
 
         try state.beginChange(.apply)
-        try state.collectGarbage()  // chunks a killed apply left behind
         for (index, object) in zip(indexes, changed) { try state.store(object, at: index) }
         report.objects = changed.map(\.key)
         report.pods = try swap(policies)

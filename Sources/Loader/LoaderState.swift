@@ -264,8 +264,9 @@ public final class LoaderState {
         return Array(free)
     }
 
-    /// Stores a version under `index`: chunks first, then the manifest that makes it visible.
-    /// Call `collectGarbage()` first, so no chunk a killed apply left at this index remains.
+    /// Stores a version under `index`: chunks first, then the manifest that makes it visible (and
+    /// says how many chunks are read: a chunk beyond them that a killed apply left is never read,
+    /// and the reconcile that rolls the next change forward deletes it).
     func store(_ object: PolicyObject, at index: UInt32) throws {
         let data = PolicyObjectCodec.encode(object)
         let parts = ObjectStoreCodec.chunks(data)
@@ -277,15 +278,18 @@ public final class LoaderState {
         try manifests.update(key: bytes(index), value: ObjectStoreCodec.manifest(length: data.count, chunks: parts.count, appliedNanoseconds: now))
     }
 
-    /// Removes versions: their manifests first (they stop counting), then their
-    /// chunks in one walk; each index keeps its policy's name among the retired,
-    /// for the rule ids conntrack and events still carry.
+    /// Removes versions: their manifests first (they stop counting), then the
+    /// chunks each manifest counted, by key (no walk of the table); each index
+    /// keeps its policy's name among the retired, for the rule ids conntrack and
+    /// events still carry.
     func remove(_ versions: [StoredObject]) throws {
         for version in versions {
-            try manifests.delete(key: bytes(version.index))
-            try retired.update(key: bytes(version.index), value: RetiredObjectCodec.encode(policyRef: version.object.policyRef))
+            let key = bytes(version.index)
+            let counted = try manifests.lookup(key: key).flatMap(ObjectStoreCodec.decodeManifest)?.chunks ?? 0
+            try manifests.delete(key: key)
+            try retired.update(key: key, value: RetiredObjectCodec.encode(policyRef: version.object.policyRef))
+            for chunk in 0..<counted { try chunks.delete(key: ObjectStoreCodec.chunkKey(object: version.index, chunk: chunk)) }
         }
-        try removeChunks(of: Set(versions.map(\.index)))
     }
 
     /// The policy each replaced or deleted version named, by object index (the most recent few thousand).
@@ -297,14 +301,16 @@ public final class LoaderState {
         return result
     }
 
-    /// Deletes chunks no manifest names (left by an apply that was killed).
+    /// Deletes chunks no manifest counts (left by an apply that was killed): one walk of the table.
     func collectGarbage() throws {
-        let live = Set(try manifests.keys().map(uint32))
-        try removeChunks(of: Set(try chunks.keys().map(uint32)).subtracting(live))
-    }
-
-    private func removeChunks(of indexes: Set<UInt32>) throws {
-        for key in try chunks.keys() where indexes.contains(uint32(key)) { try chunks.delete(key: key) }
+        var counted: [UInt32: Int] = [:]
+        for key in try manifests.keys() {
+            counted[uint32(key)] = try manifests.lookup(key: key).flatMap(ObjectStoreCodec.decodeManifest)?.chunks ?? 0
+        }
+        for key in try chunks.keys() {
+            guard let chunk = ObjectStoreCodec.decodeChunkKey(key) else { continue }
+            if chunk.chunk >= counted[chunk.object, default: 0] { try chunks.delete(key: key) }
+        }
     }
 
     private func bytes(_ value: UInt32) -> [UInt8] { withUnsafeBytes(of: value) { Array($0) } }

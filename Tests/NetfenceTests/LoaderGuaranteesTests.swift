@@ -101,6 +101,40 @@ final class ContinuousProbe: @unchecked Sendable {
         #expect(try chunks.countEntries() == live.first?.chunks)
     }
 
+    /// An apply or delete removes exactly the chunks its replaced versions' manifests counted (no walk
+    /// of the table); chunks no manifest counts (what killed applies leave, also beyond the count at a
+    /// live index) go at the next reconcile, and the live version reads as before.
+    @Test func removalsDeleteTheChunksTheyCountedAndReconcileTheRest() throws {
+        guard Privileges.require() else { return }
+        let bench = try LoaderCluster(pods: 2)
+        let open = policyEndpoint("web", selecting: [0], isolation: ["Ingress"], ingress: rule("\(bench.ip(1))/32"))
+        try bench.cli(["loader", "apply"], input: open)
+        let manifests = try #require(try BPFFilesystem.pinnedMap(at: bench.root.path + "/state/policy_manifests"))
+        let chunks = try #require(try BPFFilesystem.pinnedMap(at: bench.root.path + "/state/policy_chunks"))
+        func counted() throws -> [UInt32: Int] {
+            Dictionary(uniqueKeysWithValues: try manifests.keys().compactMap { key in
+                try manifests.lookup(key: key).flatMap(ObjectStoreCodec.decodeManifest).map { (key.withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) }, $0.chunks) }
+            })
+        }
+        let (index, count) = try #require(try counted().first)
+        let stray = ObjectStoreCodec.chunks([1, 2, 3])[0]
+        try chunks.update(key: ObjectStoreCodec.chunkKey(object: index, chunk: count + 2), value: stray)
+        try chunks.update(key: ObjectStoreCodec.chunkKey(object: 999, chunk: 0), value: stray)
+        #expect(try chunks.countEntries() == count + 2)
+        try bench.cli(["loader", "reconcile"])
+        #expect(try chunks.countEntries() == count, "only the live version's chunks")
+        #expect(try bench.cli(["loader", "status", "--check"]).status == 0)
+
+        try bench.cli(["loader", "apply"], input: policyEndpoint("web", selecting: [0], isolation: ["Ingress"],
+                                                                 ingress: rule("\(bench.ip(1))/32", ports: [("TCP", 8080, nil)])))
+        let live = try counted()
+        #expect(live.count == 1 && live[index] == nil, "a new version at another index")
+        #expect(try chunks.countEntries() == live.values.reduce(0, +), "the replaced version's chunks went")
+        #expect(try bench.reaches(1, 0, .tcp) && !bench.reaches(1, 0, .udp))
+        try bench.cli(["loader", "delete"], input: open)
+        #expect(try chunks.countEntries() == 0 && manifests.countEntries() == 0)
+    }
+
     @Test func reinitKeepsConntrackAndNeverLeavesAnInterfaceUnfiltered() throws {
         guard Privileges.require() else { return }
         let bench = try LoaderCluster(pods: 3)

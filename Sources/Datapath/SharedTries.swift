@@ -74,6 +74,21 @@ public final class SharedTries {
         if datapath.recycling == .onNextWait { try recycleCooling() }
     }
 
+    /// Marks `unnamed` cooling while the tries with a role stay at most `Datapath.sparesKept`; deletes the rest.
+    private func markCooling(_ unnamed: Set<TrieIndex>) throws {
+        guard !unnamed.isEmpty else { return }
+        // The roles as this change left them (spares it filled have none now, tries it recycled are spares).
+        var kept = try presentRead().values.filter { $0.record?.role != nil && $0.record?.mapID == $0.id }.count
+        for index in unnamed.sorted() {
+            if kept < Datapath.sparesKept, let id = try datapath.trieID(at: index) {
+                try datapath.writeRecord(TrieDigestRecord(mapID: id, role: .cooling), at: index)
+                kept += 1
+            } else {
+                try datapath.clearTrie(at: index)
+            }
+        }
+    }
+
     /// After a write to `policies` (the kernel waited a grace period in it): the cooling tries found
     /// when this change began, let go by earlier ones, are read through no record any more; they are
     /// emptied and become spares. Only while no keeper runs: a keeper's round empties its cooling
@@ -129,16 +144,7 @@ public final class SharedTries {
         case .delete:
             for index in unnamed.sorted() { try datapath.clearTrie(at: index) }
         case .onNextWait:
-            // The roles as this change left them (spares it filled have none now, tries it recycled are spares).
-            var kept = try presentRead().values.filter { $0.record?.role != nil && $0.record?.mapID == $0.id }.count
-            for index in unnamed.sorted() {
-                if kept < Datapath.sparesKept, let id = try datapath.trieID(at: index) {
-                    try datapath.writeRecord(TrieDigestRecord(mapID: id, role: .cooling), at: index)
-                    kept += 1
-                } else {
-                    try datapath.clearTrie(at: index)
-                }
-            }
+            try markCooling(unnamed)
         }
         for (digest, index) in byDigest where unnamed.contains(index) { byDigest[digest] = nil }
         built.subtract(unnamed)

@@ -169,6 +169,16 @@ import TestSupport
         #expect(try SharedTriesTests.policies(bench).count == 1, "pod0's trie, and nothing without a role")
         for (_, id) in try Self.spares(bench) { #expect(try BPFMap(id: UInt32(id)).isEmpty, "spare \(id) holds nothing") }
         #expect(try bench.cli(["loader", "status", "--check"]).status == 0)
+
+        // A server started now takes the commands' cooling tries over: spares complete, none cooling.
+        do {
+            let server = try LoaderServeTests.Server(root: bench.root.path)
+            try Self.waitForSpares(bench, "the keeper made spares of what commands left cooling") { $0.count == TrieKeeper.defaultSpares }
+            #expect(try !SharedTriesTests.roles(bench).values.contains("cooling"))
+            withExtendedLifetime(server) {}
+        }
+        for (_, id) in try Self.spares(bench) { #expect(try BPFMap(id: UInt32(id)).isEmpty, "spare \(id) holds nothing") }
+        try bench.expectMatrix(allowed: scope.subtracting(edges("1>0 *")), scope: scope, "port 9019 from pod1: nothing it serves")
         try bench.cli(["loader", "detach", "--pod", "shop/pod0"])
         #expect(try SharedTriesTests.policies(bench).isEmpty)
     }

@@ -200,14 +200,14 @@ struct nf_policy_digest {
 			  * or a role below: 31 zero bytes, then the role */
 };
 
-/* An index whose trie holds no policy yet: what `loader serve` keeps ready so a
- * change fills a trie already in policies instead of waiting for a grace period
- * to insert one (docs/loader.md). */
+/* An index whose trie holds no policy yet: what `loader serve`'s keeper, or
+ * commands on their next wait, keep ready so a change fills a trie already in
+ * policies instead of waiting for a grace period to insert one (docs/loader.md). */
 enum nf_trie_role {
 	NF_TRIE_SPARE = 1,    /* an empty trie no record names: a change may fill it */
 	NF_TRIE_ARRIVING = 2, /* an empty trie (map_id) the keeper is inserting at this index */
 	NF_TRIE_COOLING = 3,  /* a trie no record names any more, waiting out a grace period
-			       * before the keeper empties it into a spare */
+			       * before it is emptied into a spare */
 };
 
 /* Key of a pod's trie: the peer's family, then its prefix. The family byte is

@@ -101,7 +101,7 @@ public struct CLIBenchmark {
                 Figure("netfence loader status -o json (three pods), as a process", Statistics.median(status), .milliseconds, baseline: tool,
                        count: samples),
                 figure("netfence loader attach + detach, the pod's policy shared with a running pod", sharedPair),
-                figure("netfence loader attach + detach, a policy of its own (a trie built and deleted)", ownPair),
+                figure("netfence loader attach + detach, a policy of its own (a spare filled or a trie built, then let go)", ownPair),
                 figure("netfence loader apply of one small object (10 CIDRs) that changes a pod's policy", changing),
                 figure("netfence loader apply of the same object again (an agent's re-apply)", unchanged),
                 figure("through loader serve: attach + detach, the pod's policy shared with a running pod", servedPair),

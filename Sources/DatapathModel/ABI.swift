@@ -414,14 +414,15 @@ public struct TrieIndex: Hashable, Comparable, Sendable, CustomStringConvertible
     public static var all: [TrieIndex] { (0..<UInt16(count)).compactMap(TrieIndex.init) }
 }
 
-/// `enum nf_trie_role`: a trie in `policies` that holds no policy yet, kept by `loader serve`
-/// so a change fills a trie already there instead of waiting for a grace period to insert one.
+/// `enum nf_trie_role`: a trie in `policies` that holds no policy yet, kept by `loader serve`'s
+/// keeper or by commands recycling on their next wait (`TrieRecycling`), so a change fills a trie
+/// already there instead of waiting for a grace period to insert one.
 public enum TrieRole: UInt8, ABIName {
     /// Empty, named by no record: a change may fill it.
     case spare = 1
     /// Empty, being inserted at its index by the keeper.
     case arriving = 2
-    /// Named by no record any more, waiting out a grace period before the keeper empties it.
+    /// Named by no record any more, waiting out a grace period before it is emptied into a spare.
     case cooling = 3
 
     public var name: StaticString {

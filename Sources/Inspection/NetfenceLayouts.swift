@@ -260,7 +260,7 @@ struct RevisionsLayout: MapLayout {
 }
 
 /// `policies`: which trie (map id) sits at each index, which pods read it, and the role of one
-/// that holds no policy (`spare`, `arriving`, `cooling`: kept by `loader serve`).
+/// that holds no policy (`spare`, `arriving`, `cooling`: kept by `loader serve`'s keeper or by commands).
 struct PoliciesLayout: MapLayout {
     let context: DecodeContext
     let roles: [TrieIndex: TrieRole]

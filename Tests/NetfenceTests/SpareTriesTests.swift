@@ -163,7 +163,17 @@ import TestSupport
         let scope = everyEdge(pods: 2)
         try bench.expectMatrix(allowed: scope.subtracting(edges("1>0 *")).union(edges("1>0 tcp")), scope: scope, "TCP from pod1")
 
-        for port in 9000..<9020 { try bench.cli(["loader", "apply"], input: web(port)) }
+        // A burst of 20 changes: a trie is inserted (a map id policies did not hold) only when no spare
+        // is left, and each insert recycles what is cooling: 5 inserts while the pool grows to 8, then
+        // one per eight changes — against 20 inserts and 20 deletions, one grace period each, before.
+        var present = Set(try Self.trieIDs(bench).values), inserts = 0
+        for port in 9000..<9020 {
+            try bench.cli(["loader", "apply"], input: web(port))
+            let ids = try Self.trieIDs(bench)
+            if let id = ids[try trie()], !present.contains(id) { inserts += 1 }
+            present = Set(ids.values)
+        }
+        #expect(inserts == 5, "tries inserted in the burst")
         let roles = try SharedTriesTests.roles(bench)
         #expect(roles.count <= Datapath.sparesKept, "\(roles)")
         #expect(try SharedTriesTests.policies(bench).count == 1, "pod0's trie, and nothing without a role")

@@ -970,13 +970,14 @@ static __always_inline void conntrack_insert(struct __sk_buff *skb, const struct
 		count_stat(NF_STAT_CONNTRACK_FULL);
 }
 
-/* An ICMP error about a tracked flow, in either of its directions. */
-static __always_inline int related_to_tracked_flow(struct __sk_buff *skb, const struct packet *p)
+/* An ICMP error about a flow of the pod, in either of its directions. */
+static __always_inline int related_to_tracked_flow(struct __sk_buff *skb, const struct nf_pod *pod, const struct packet *p)
 {
 	struct nf_conntrack_key key;
 
 	conntrack_key(&key, skb->ifindex, p->family, &p->inner);
-	return bpf_map_lookup_elem(&conntrack, &key) != NULL;
+	struct nf_conntrack_value *entry = bpf_map_lookup_elem(&conntrack, &key);
+	return entry && entry->pod_id == pod->pod_id;
 }
 
 static __always_inline void fragment_key(struct nf_fragment_key *key, __u32 ifindex, const struct packet *p)
@@ -1105,11 +1106,17 @@ static __always_inline int enforce(struct __sk_buff *skb, __u8 direction)
 		return finish(skb, pod, &p, direction, &d, NF_REASON_NO_FIRST_FRAGMENT, now);
 	}
 
+	/* An entry naming another pod was left by one detached from this interface
+	 * (swept later, see NF_REGISTRATION_DETACHED): this pod's packets never use it,
+	 * and a new flow of the same tuple replaces it. */
+	if (tracked && tracked->pod_id != pod->pod_id)
+		tracked = NULL;
+
 	/* A flow of an older revision: still allowed, or judged anew below. */
 	if (tracked && revalidate(pod, &flow_key, tracked, &d))
 		return finish(skb, pod, &p, direction, &d, NF_REASON_REEVALUATED, now);
 
-	if (p.icmp_error && related_to_tracked_flow(skb, &p)) {
+	if (p.icmp_error && related_to_tracked_flow(skb, pod, &p)) {
 		d.verdict = NF_VERDICT_ALLOW;
 		return finish(skb, pod, &p, direction, &d, NF_REASON_RELATED, now);
 	}

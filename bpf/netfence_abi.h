@@ -527,12 +527,18 @@ struct nf_dns_proxy_stats {
 struct nf_pod_registration {
 	__u32 ifindex;        /* of the host veth, in its namespace */
 	__u8 defaults[NF_DIRECTION_COUNT]; /* 0 allow, 1 deny, by enum nf_direction */
-	__u16 pad;
+	__u16 flags;          /* NF_REGISTRATION_* */
 	char pod_namespace[NF_POD_NAMESPACE_BYTES];
 	char pod_name[NF_POD_NAME_BYTES];
 	char interface[NF_INTERFACE_BYTES];
 	char netns[NF_NETNS_NAME_BYTES]; /* ip netns name; empty: the loader's namespace */
 };
+
+/* The pod is detached, but conntrack entries, domain grants and rule hits may
+ * still name its id: the id is not handed out again until a sweep (one walk of
+ * each table for many such pods at once) deleted them and then the registration,
+ * so neither detach nor attach walks a table. */
+#define NF_REGISTRATION_DETACHED 0x1
 
 /* retired_objects (LRU): the policy an object index named before its version
  * was replaced or deleted, so rule ids that conntrack entries and events still

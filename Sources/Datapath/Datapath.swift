@@ -386,15 +386,6 @@ public final class Datapath {
         return result
     }
 
-    /// Deletes every grant of the pod (detached: its id may go to another pod).
-    @discardableResult
-    public func removeGrants(podID: UInt32) throws -> Int {
-        var removed = 0
-        for entry in try domainGrants.keys(where: { $0.count >= 4 && $0.loadUnaligned(as: UInt32.self) == podID }) {
-            if try domainGrants.delete(key: entry) { removed += 1 }
-        }
-        return removed
-    }
 
     /// Registers (or updates) a DNS proxy serving `address`.
     public func registerDNSProxy(address: IPAddress, _ record: DNSProxyRecord) throws {
@@ -421,14 +412,44 @@ public final class Datapath {
 
     /// Forgets the pod on `ifindex`: its record first (its packets pass untouched
     /// from then on), then its tries unless another pod shares them, its domain
-    /// rules (a walk of the table, only when its record has some) and grants, and
-    /// its fast-path revision.
+    /// rules (a walk of the table, only when its record has some) and its fast-path
+    /// revision. Its conntrack entries, grants and rule hits stay, read by no
+    /// packet (a flow's entry counts only for the pod its id names, under that
+    /// pod's current revision), until `sweep` deletes them: the caller keeps the
+    /// pod id from every other pod until then.
     public func remove(ifindex: UInt32) throws {
         guard let record = try pod(ifindex: ifindex) else { return }
         try withSharedTries { _ in _ = try pods.delete(key: key(ifindex)) }
         if record.hasDomainRules { try removeDomainRules(podID: record.podID, slots: [0, 1]) }
-        try removeGrants(podID: record.podID)
         try revisions.update(key: key(record.podID), value: key(0))
+    }
+
+    /// What `sweep` deleted.
+    public struct Sweep: Equatable, Sendable, Encodable {
+        public var flows = 0, grants = 0, ruleHits = 0, domainRules = 0
+        public init() {}
+    }
+
+    /// Deletes every conntrack entry, domain grant, rule hit and domain rule set whose
+    /// pod id `isGone` picks: one walk of each table for all the pods removed since the
+    /// last sweep. Keys are deleted after each walk (deleting under a batch walk can
+    /// make it skip entries).
+    @discardableResult
+    public func sweep(podIDs isGone: (UInt32) -> Bool) throws -> Sweep {
+        var swept = Sweep()
+        var flows: [[UInt8]] = []
+        try conntrack.forEachBatch { batch in
+            for index in 0..<batch.count {
+                guard let entry = ConntrackEntry.decode(key: batch.key(index), value: batch.value(index)), isGone(entry.podID) else { continue }
+                flows.append(Array(batch.key(index)))
+            }
+        }
+        swept.flows = try flows.filter { try conntrack.delete(key: $0) }.count
+        swept.grants = try domainGrants.keys { DomainGrant.podID(ofKey: $0).map(isGone) ?? false }.filter { try domainGrants.delete(key: $0) }.count
+        swept.ruleHits = try removeRuleHits { isGone($0.podID) }
+        swept.domainRules = try domainRules.keys { DomainRuleKey.decode(Array($0)).map { isGone($0.podID) } ?? false }
+            .filter { try domainRules.delete(key: $0) }.count
+        return swept
     }
 
     // MARK: rule hits

@@ -67,6 +67,11 @@ public struct DomainGrant: Equatable, Sendable {
 
     public var key: [UInt8] { Self.key(podID: podID, address: address) }
 
+    /// The pod id of a grant's key where a batch read put it; nil for bytes of another layout.
+    public static func podID(ofKey key: UnsafeRawBufferPointer) -> UInt32? {
+        nf_domain_grant_key.load(key)?.pod_id
+    }
+
     /// The value; the caller keeps `patterns.count <= patternsPerGrant`.
     public func encodeValue() -> [UInt8] {
         var grant = nf_domain_grant()

@@ -28,6 +28,8 @@ public struct ReferenceDatapath: Sendable {
     }
 
     struct ConntrackEntry {
+        /// The pod whose flow it is: an entry a pod detached from the interface left is no other pod's.
+        let podID: UInt32
         var revision: UInt32
         var decision: Decision
         let direction: Direction
@@ -115,7 +117,7 @@ public struct ReferenceDatapath: Sendable {
 
         for flow in [packet.flow, packet.flow.reversed] {
             let key = ConntrackKey(ifindex: ifindex, family: packet.family, flow: flow)
-            guard var entry = conntrack[key] else { continue }
+            guard var entry = conntrack[key], entry.podID == pod.record.podID else { continue }
             if entry.revision == pod.record.revision {
                 if packet.firstFragment { remember(packet, .trackedFlow, ifindex: ifindex) }
                 return Outcome(passed: true, decision: nil, reason: nil)
@@ -133,7 +135,7 @@ public struct ReferenceDatapath: Sendable {
         }
 
         if let quoted = packet.quoted,
-           [quoted, quoted.reversed].contains(where: { conntrack[ConntrackKey(ifindex: ifindex, family: packet.family, flow: $0)] != nil }) {
+           [quoted, quoted.reversed].contains(where: { conntrack[ConntrackKey(ifindex: ifindex, family: packet.family, flow: $0)]?.podID == pod.record.podID }) {
             return finish(packet, Decision(verdict: .allow, tier: .none, ruleID: 0), .related, ifindex: ifindex)
         }
 
@@ -141,7 +143,7 @@ public struct ReferenceDatapath: Sendable {
                                                protocolNumber: packet.flow.protocolNumber, port: packet.flow.destinationPort, established: false)
         if decision.verdict == .allow {
             conntrack[ConntrackKey(ifindex: ifindex, family: packet.family, flow: packet.flow)] =
-                ConntrackEntry(revision: pod.record.revision, decision: decision, direction: direction)
+                ConntrackEntry(podID: pod.record.podID, revision: pod.record.revision, decision: decision, direction: direction)
         }
         let outcome = finish(packet, decision, reason, ifindex: ifindex)
         guard let audit, audit.verdict != decision.verdict else { return outcome }

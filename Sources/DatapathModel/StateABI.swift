@@ -10,6 +10,8 @@ public struct PodRegistration: Equatable, Sendable {
     public var interface: String
     /// `ip netns` name of the interface's namespace; empty: the loader's own.
     public var netns: String
+    /// Detached, its id kept until a sweep deletes what still names it (`NF_REGISTRATION_DETACHED`).
+    public var detached = false
 
     public init(ifindex: UInt32, denyByDefault: [Direction: Bool], namespace: String, name: String, interface: String, netns: String) {
         self.ifindex = ifindex
@@ -32,6 +34,7 @@ public struct PodRegistration: Equatable, Sendable {
     public func encode() -> [UInt8] {
         var raw = nf_pod_registration()
         raw.ifindex = ifindex
+        raw.flags = detached ? UInt16(NF_REGISTRATION_DETACHED) : 0
         ABIArray.set(&raw.defaults, to: Direction.allCases.map { UInt8(denyByDefault[$0] == true ? 1 : 0) })
         ABIArray.setText(&raw.pod_namespace, to: namespace)
         ABIArray.setText(&raw.pod_name, to: name)
@@ -43,9 +46,11 @@ public struct PodRegistration: Equatable, Sendable {
     public static func decode(_ bytes: [UInt8]) -> PodRegistration? {
         guard let raw = nf_pod_registration.load(bytes) else { return nil }
         let defaults = ABIArray.elements(raw.defaults, of: UInt8.self)
-        return PodRegistration(ifindex: raw.ifindex, denyByDefault: [.ingress: defaults[0] != 0, .egress: defaults[1] != 0],
-                               namespace: ABIArray.text(raw.pod_namespace), name: ABIArray.text(raw.pod_name),
-                               interface: ABIArray.text(raw.interface), netns: ABIArray.text(raw.netns))
+        var registration = PodRegistration(ifindex: raw.ifindex, denyByDefault: [.ingress: defaults[0] != 0, .egress: defaults[1] != 0],
+                                           namespace: ABIArray.text(raw.pod_namespace), name: ABIArray.text(raw.pod_name),
+                                           interface: ABIArray.text(raw.interface), netns: ABIArray.text(raw.netns))
+        registration.detached = raw.flags & UInt16(NF_REGISTRATION_DETACHED) != 0
+        return registration
     }
 }
 

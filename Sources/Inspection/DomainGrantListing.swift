@@ -45,15 +45,16 @@ public enum DomainGrantListing {
             }
         }
         var rows: [DomainGrantRow] = []
+        // Grants of a detached pod are read by no packet and wait for a sweep: not listed.
         for grant in try loader.datapath.grants() {
-            let registration = pods[grant.podID]
+            guard let registration = pods[grant.podID] else { continue }
             for entry in grant.patterns {
                 rows.append(DomainGrantRow(
-                    namespace: registration?.namespace ?? "-", pod: registration?.name ?? "pod-id \(grant.podID)",
+                    namespace: registration.namespace, pod: registration.name,
                     name: names[entry.pattern] ?? "pattern 0x" + String(entry.pattern, radix: 16),
                     address: grant.address.description,
                     expiresIn: (Double(entry.expiresNanoseconds) - Double(now)) / 1e9,
-                    rule: registration.flatMap { rules[$0.pod]?[entry.pattern] }?.joined(separator: ", ") ?? "-"))
+                    rule: rules[registration.pod]?[entry.pattern]?.joined(separator: ", ") ?? "-"))
             }
         }
         return rows.sorted { ($0.namespace, $0.pod, $0.name, $0.address) < ($1.namespace, $1.pod, $1.name, $1.address) }

@@ -215,13 +215,18 @@ public final class Loader {
         guard registration.fitsTheABI else { throw LoaderError.invalidPod("pod \(pod): a name is longer than netfence stores") }
         registration.ifindex = try networkNamespace.interfaceIndex(interface)
 
-        let pods = try state.pods()
+        var registrations = try state.registrations()
+        if registrations.count >= DatapathLimits.pods, registrations.values.contains(where: \.detached) {
+            try sweepDetachedPods(registrations)
+            registrations = try state.registrations()
+        }
+        let pods = registrations.filter { !$0.value.detached }
         let existing = pods.first { $0.value.pod == pod }
         let podID: UInt32
         if let existing {
             podID = existing.key
         } else {
-            guard let free = try state.nextPodID(free: { pods[$0] == nil }) else {
+            guard let free = try state.nextPodID(free: { registrations[$0] == nil }) else {
                 throw LoaderError.full("\(DatapathLimits.pods) pods are attached already")
             }
             podID = free
@@ -238,11 +243,14 @@ public final class Loader {
         // leaves a pod that status reports as drift), the pod's record and
         // tries, and last the filters.
         try state.beginChange(.attach)
-        if moved, let old = existing?.value { try removeFromInterface(old, podID: podID) }
-        // A new pod's id may be a detached pod's: its grants (a killed detach left them), its own event
+        if moved, let old = existing?.value {
+            // The pod keeps its id: its flows on the old interface go now (a sweep takes only ids of pods gone).
+            try removeFromInterface(old, podID: podID)
+            try datapath.flushConntrack(ifindex: old.ifindex)
+        }
+        // A new pod's id may be a swept pod's (no flows, grants or hits name it any more): its own event
         // level, its rate limiters and what they suppressed (kept after a detach until reported) go.
         if existing == nil {
-            try datapath.removeGrants(podID: podID)
             try datapath.resetEventState(podID: podID)
             for direction in Direction.allCases { try state.setReportedSuppressedEvents(EventCounts(), podID: podID, direction: direction) }
         }
@@ -254,16 +262,39 @@ public final class Loader {
         return AttachReport(podID: podID, ifindex: registration.ifindex, revision: record?.revision ?? 0, objects: policy.objects, moved: moved)
     }
 
-    /// Removes the filters, the pod's record, tries and conntrack entries, and forgets the pod.
+    /// Removes the filters, the pod's record and tries, and marks the pod detached: its
+    /// id stays taken (its conntrack entries, grants and rule hits read by no packet)
+    /// until a sweep, one per `sweepEvery` detaches, deletes them all for many pods at once.
     public func detach(_ pod: PodReference) throws {
         try requireWriter()
         try rollForwardIfInterrupted()
-        guard let (podID, registration) = try state.pod(pod) else { throw LoaderError.unknownPod(pod) }
+        let registrations = try state.registrations()
+        guard var (podID, registration) = registrations.first(where: { !$0.value.detached && $0.value.pod == pod }).map({ ($0.key, $0.value) }) else {
+            throw LoaderError.unknownPod(pod)
+        }
         try state.beginChange(.detach)
         try removeFromInterface(registration, podID: podID)
-        try datapath.removeRuleHits { $0.podID == podID }
-        try state.unregister(podID: podID)
+        registration.detached = true
+        try state.register(registration, podID: podID)
         try state.finishChange()
+        if registrations.values.count(where: \.detached) + 1 >= Self.sweepEvery {
+            try sweepDetachedPods(try state.registrations())
+        }
+    }
+
+    /// Detaches between sweeps: each sweep walks conntrack, grants, rule hits and domain
+    /// rules once for all of them (`loader reconcile` sweeps whatever is left).
+    public static let sweepEvery = 64
+
+    /// Deletes what every pod id no attached pod holds still names (detached pods', and
+    /// any a killed change left), then frees the detached pods' ids. A kill in between
+    /// leaves them detached for the next sweep.
+    @discardableResult
+    private func sweepDetachedPods(_ registrations: [UInt32: PodRegistration]) throws -> Datapath.Sweep {
+        let attached = Set(registrations.filter { !$0.value.detached }.keys)
+        let swept = try datapath.sweep { !attached.contains($0) }
+        for (podID, registration) in registrations where registration.detached { try state.unregister(podID: podID) }
+        return swept
     }
 
     // MARK: events
@@ -319,7 +350,6 @@ public final class Loader {
             }
         }
         try datapath.remove(ifindex: pod.ifindex)
-        try datapath.flushConntrack(ifindex: pod.ifindex)
     }
 
     // MARK: objects
@@ -500,6 +530,9 @@ public final class Loader {
         public var orphanedTries = 0
         /// Domain rule sets a killed change left outside every pod's live slot, deleted.
         public var strayDomainRules = 0
+        /// Detached pods whose ids the sweep freed, and what it deleted that named ids of no attached pod.
+        public var sweptPods = 0
+        public var swept = Datapath.Sweep()
         /// The interrupted change that was found, if any.
         public var interrupted: PendingChange?
     }
@@ -540,6 +573,9 @@ public final class Loader {
         try TrieKeeper.settleMarksUnlessKept(root, datapath)
         report.orphanedTries = try datapath.releaseOrphanedTries()
         report.strayDomainRules = try datapath.releaseStrayDomainRules()
+        let registrations = try state.registrations()
+        report.sweptPods = registrations.values.count(where: \.detached)
+        report.swept = try sweepDetachedPods(registrations)
         for attachment in stray {
             let namespace = attachment.namespace == NetworkNamespace.current.name ? nil : try? NetworkNamespace.named(attachment.namespace)
             try? TCAttachments.detach(interface: attachment.interface, direction: attachment.direction, in: namespace,

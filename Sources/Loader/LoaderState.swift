@@ -158,9 +158,16 @@ public final class LoaderState {
 
     /// Every attached pod by pod id.
     public func pods() throws -> [UInt32: PodRegistration] {
+        try registrations(detached: false)
+    }
+
+    /// Every registration by pod id; `detached` false: attached pods only, true: detached ones too
+    /// (their ids stay taken until a sweep).
+    public func registrations(detached: Bool = true) throws -> [UInt32: PodRegistration] {
         var result: [UInt32: PodRegistration] = [:]
         for key in try registry.keys() {
-            guard let value = try registry.lookup(key: key), let registration = PodRegistration.decode(value) else { continue }
+            guard let value = try registry.lookup(key: key), let registration = PodRegistration.decode(value),
+                  detached || !registration.detached else { continue }
             result[uint32(key)] = registration
         }
         return result

@@ -1,4 +1,5 @@
 import CommandTree
+import Datapath
 import DatapathModel
 import Loader
 
@@ -11,8 +12,9 @@ struct LoaderReconcileCommand: Command {
             Compares each attached pod's live policy (its states, tries and domain rules, read back from the kernel) \
             with what the stored objects compile to, and swaps in the stored one where they differ, atomically as \
             apply does; attaches missing filters; removes netfence's filters from interfaces of no pod; drops object \
-            versions a killed apply left behind. Idempotent. Every change command does this first when it finds a \
-            change a kill interrupted.
+            versions a killed apply left behind; sweeps what detached pods left (their conntrack entries, domain \
+            grants and rule hits, which detach leaves for one sweep every 64 detaches) and frees their pod ids. \
+            Idempotent. Every change command does this first when it finds a change a kill interrupted.
             """)
 
     static let arguments = [LockWait.timeout.definition]
@@ -35,6 +37,11 @@ struct LoaderReconcileCommand: Command {
             if summary.strayDomainRules > 0 {
                 context.print("Deleted \(summary.strayDomainRules) domain rule set(s) no pod reads (an interrupted change wrote them)")
             }
+            if summary.sweptPods > 0 || summary.swept != Datapath.Sweep() {
+                let swept = summary.swept
+                context.print("Swept \(summary.sweptPods) detached pod(s): \(swept.flows) flow(s), \(swept.grants) domain grant(s), "
+                    + "\(swept.ruleHits) rule hit(s) and \(swept.domainRules) domain rule set(s) named a pod id no attached pod holds")
+            }
             if summary.nothingToDo { context.print("Nothing to reconcile: every pod enforces what is stored") }
         }
     }
@@ -54,9 +61,12 @@ struct ReconcileSummary: Encodable {
     let supersededVersions: Int
     let orphanedTries: Int
     let strayDomainRules: Int
+    /// Detached pods whose ids were freed, and what named ids of no attached pod.
+    let sweptPods: Int
+    let swept: Datapath.Sweep
     var nothingToDo: Bool {
         interrupted == nil && repaired.isEmpty && reattached.isEmpty && strayRemoved.isEmpty && supersededVersions == 0 && orphanedTries == 0
-            && strayDomainRules == 0
+            && strayDomainRules == 0 && sweptPods == 0 && swept == Datapath.Sweep()
     }
 
     init(_ report: Loader.ReconcileReport) {
@@ -67,5 +77,7 @@ struct ReconcileSummary: Encodable {
         supersededVersions = report.supersededVersions
         orphanedTries = report.orphanedTries
         strayDomainRules = report.strayDomainRules
+        sweptPods = report.sweptPods
+        swept = report.swept
     }
 }

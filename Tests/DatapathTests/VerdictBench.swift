@@ -48,6 +48,8 @@ final class VerdictBench {
     let events: RingBufferReader
     var reference = ReferenceDatapath()
     private(set) var cases = 0
+    /// Pod ids other than the pod's number, given by `apply`.
+    private var podIDs: [Int: UInt32] = [:]
 
     /// Pods `pod0` … `pod{count-1}`, pod ids 0 …, nothing applied yet.
     init(pods count: Int) throws {
@@ -61,14 +63,22 @@ final class VerdictBench {
 
     /// Compiles `rules` per direction and applies them, with egress `domainRules`
     /// by pattern id, to the kernel and the reference.
-    func apply(pod: Int, states: [Direction: PodState], rules: [Direction: [PolicyRule]] = [:],
+    /// `podID`: another id than the pod's number (a successor on the same interface).
+    func apply(pod: Int, podID: UInt32? = nil, states: [Direction: PodState], rules: [Direction: [PolicyRule]] = [:],
                domainRules: [UInt64: [PortRule]] = [:], auditStates: [Direction: PodState]? = nil) throws {
         var compiled: [Direction: CompiledPolicy] = [:]
         for (direction, list) in rules { compiled[direction] = try PolicyCompiler.compile(list) }
-        try datapath.apply(ifindex: ifindex(pod), podID: UInt32(pod), states: states, policies: compiled, domainRules: domainRules,
+        podIDs[pod] = podID
+        try datapath.apply(ifindex: ifindex(pod), podID: podID ?? UInt32(pod), states: states, policies: compiled, domainRules: domainRules,
                            auditStates: auditStates)
         let record = try #require(try datapath.pod(ifindex: ifindex(pod)))
         reference.pods[ifindex(pod)] = ReferenceDatapath.Pod(record: record, policies: compiled, domainRules: domainRules)
+    }
+
+    /// Removes pod `pod`'s record from the kernel and the reference (its flows stay until a sweep).
+    func remove(pod: Int) throws {
+        try datapath.remove(ifindex: ifindex(pod))
+        reference.pods[ifindex(pod)] = nil
     }
 
     /// What the DNS proxy does: grants `address` to pod `pod` under `patterns` (id, expiry).
@@ -135,7 +145,7 @@ final class VerdictBench {
         #expect(kernelOutcome == model, "\(label)kernel \(kernelOutcome) vs reference \(model)", sourceLocation: sourceLocation)
         #expect(kernelOutcome == expected.outcome, "\(label)kernel \(kernelOutcome), expected \(expected)", sourceLocation: sourceLocation)
         if let event = decided.first {
-            #expect(event.ifindex == ifindex(pod) && event.podID == UInt32(pod) && event.direction == direction,
+            #expect(event.ifindex == ifindex(pod) && event.podID == podIDs[pod] ?? UInt32(pod) && event.direction == direction,
                     "\(label)event names the pod and direction", sourceLocation: sourceLocation)
         }
     }

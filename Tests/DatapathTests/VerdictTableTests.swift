@@ -1,3 +1,4 @@
+import Datapath
 import DatapathModel
 import Testing
 import TestSupport
@@ -154,6 +155,40 @@ import TestSupport
         try bench.send(tcp("2001:db8:20::1", pod6, 443, 40003), pod: 0, .ingress, expect: .pass(.networkPolicy, rule: 411, reason: .reevaluated),
                        "a reply re-evaluates its flow's first direction")
         #expect(bench.cases == 21)
+    }
+
+    /// A removed pod's flows stay until a sweep: a successor on its interface (another pod id)
+    /// never takes them for its own, neither on the fast path, nor re-evaluated, nor as a
+    /// flow an ICMP error relates to; its own flow of the same tuple replaces the entry.
+    @Test func aSuccessorOnTheSameInterfaceNeverUsesItsPredecessorsFlows() throws {
+        guard Privileges.require() else { return }
+        let bench = try VerdictBench(pods: 1)
+        let pod = Self.pod0
+        let isolated: [Direction: PodState] = [.ingress: .policiesApplied, .egress: .defaultAllow]
+        try bench.apply(pod: 0, states: isolated, rules: [.ingress: []])
+        try bench.send(udp(pod, "198.18.20.1", 5353, 53), pod: 0, .egress, expect: .pass(.podDefault), "the predecessor's flow")
+        try bench.send(udp("198.18.20.1", pod, 53, 5353), pod: 0, .ingress, expect: .tracked, "its reply")
+
+        try bench.remove(pod: 0)
+        #expect(try bench.datapath.conntrack.countEntries() == 1, "the entry waits for a sweep")
+        try bench.apply(pod: 0, podID: 9, states: isolated, rules: [.ingress: []])
+        try bench.send(udp("198.18.20.1", pod, 53, 5353), pod: 0, .ingress, expect: .drop(.networkPolicy),
+                       "not the successor's reply (its egress would allow the flow's first packet)")
+        let quoted = PacketBuilder.ipv4(from: ip(pod), to: ip("198.18.20.1"), .udp(sourcePort: 5353, destinationPort: 53))
+        try bench.send(PacketBuilder.frame(from: ip("198.18.20.1"), to: ip(pod), .icmpError(type: 3, code: 3, quoted: quoted)),
+                       pod: 0, .ingress, expect: .drop(.networkPolicy), "nor an error of the successor's flow")
+        try bench.send(udp(pod, "198.18.20.1", 5353, 53), pod: 0, .egress, expect: .pass(.podDefault), "the successor's own flow")
+        try bench.send(udp("198.18.20.1", pod, 53, 5353), pod: 0, .ingress, expect: .tracked, "and its reply")
+        let predecessor = try bench.datapath.sweep { $0 == 0 }
+        #expect(predecessor.flows == 0 && predecessor.ruleHits == 1, "the successor's flow replaced the entry; the hits go: \(predecessor)")
+        #expect(try bench.datapath.ruleHits().allSatisfy { $0.podID == 9 })
+
+        try bench.remove(pod: 0)
+        try bench.apply(pod: 0, podID: 10, states: isolated, rules: [.ingress: []])
+        let successor = try bench.datapath.sweep { $0 == 9 }
+        #expect(successor.flows == 1 && successor.grants == 0 && successor.domainRules == 0, "\(successor)")
+        #expect(try bench.datapath.conntrack.countEntries() == 0 && bench.datapath.ruleHits().isEmpty)
+        #expect(bench.cases == 6)
     }
 
     @Test func parsingFragmentsOptionsExtensionsAndMalformedHeaders() throws {

@@ -89,6 +89,26 @@ let udpFrame: [UInt8] = [
         #expect(!BPFFilesystem.isBPFFilesystem("/tmp"))
     }
 
+    @Test func aPinnedMapOfAnyKindOpensAsAMapAndAProgramNeverDoes() throws {
+        guard Privileges.require() else { return }
+        let root = try TestPinRoot()
+        let object = try BPFObjectFile(bytes: EmbeddedBPFObject.demo.bytes, name: "demo")
+        try object.program(named: "demo_ingress").pin(at: root.path + "/prog")
+        let maps = [try BPFMap(type: .hash, name: "nf_test_hash", keySize: 4, valueSize: 8, maxEntries: 8),
+                    try BPFMap(type: .ringbuf, name: "nf_test_ring", keySize: 0, valueSize: 0, maxEntries: 4096),
+                    try BPFMap(type: .queue, name: "nf_test_queue", keySize: 0, valueSize: 8, maxEntries: 8),
+                    try BPFMap(type: .percpuArray, name: "nf_test_arr", keySize: 4, valueSize: 8, maxEntries: 8)]
+        for (index, map) in maps.enumerated() {
+            try map.pin(at: root.path + "/map\(index)")
+            let type = try map.info().type
+            #expect(try BPFFilesystem.pinnedMap(at: root.path + "/map\(index)")?.info().id == map.info().id, "\(type)")
+            #expect(throws: SystemError.self) { try BPFFilesystem.pinnedProgram(at: root.path + "/map\(index)") }
+        }
+        #expect(throws: SystemError.self) { try BPFFilesystem.pinnedMap(at: root.path + "/prog") }
+        #expect(try BPFFilesystem.pinnedProgram(at: root.path + "/prog") != nil)
+        #expect(try BPFFilesystem.pinnedMap(at: root.path + "/absent") == nil)
+    }
+
     @Test func tcAttachmentsAreFoundInTheirNamespaceAndRemoved() throws {
         guard Privileges.require() else { return }
         let name = UniqueNames.make("nfk")

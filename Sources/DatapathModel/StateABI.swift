@@ -88,19 +88,23 @@ public enum ObjectStoreCodec {
     /// `data` split into chunk values.
     public static func chunks(_ data: [UInt8]) -> [[UInt8]] {
         stride(from: 0, to: max(data.count, 1), by: chunkBytes).map { start in
-            let part = Array(data[start..<min(start + chunkBytes, data.count)])
+            let part = data[start..<min(start + chunkBytes, data.count)]
             var chunk = nf_object_chunk()
             chunk.length = UInt32(part.count)
-            ABIArray.setBytes(&chunk.data, to: part)
-            return chunk.bytes
+            var value = chunk.bytes
+            value.replaceSubrange(dataOffset..<dataOffset + part.count, with: part)
+            return value
         }
     }
 
     /// The bytes a chunk value carries, or nil for a malformed one.
     public static func chunkData(_ bytes: [UInt8]) -> [UInt8]? {
         guard let chunk = nf_object_chunk.load(bytes), Int(chunk.length) <= chunkBytes else { return nil }
-        return ABIArray.bytes(chunk.data, count: Int(chunk.length))
+        return Array(bytes[dataOffset..<dataOffset + Int(chunk.length)])
     }
+
+    /// Where `data` starts in a chunk value (never read as a field: see `nf_object_chunk_data_offset`).
+    private static let dataOffset = nf_object_chunk_data_offset()
 }
 
 /// `struct nf_root_marker`: what makes a folder a netfence pin root.

@@ -2,3 +2,13 @@
 #include "../../../bpf/netfence_abi.h"
 /* The AWS network-policy agent's layouts, which netfence reads on an EKS node. */
 #include "../../../bpf/aws_agent_abi.h"
+
+#include <stddef.h>
+
+/* Where a chunk's bytes start in struct nf_object_chunk. Swift reads and writes
+ * them through this offset: as a field, the 4,088-byte array is a tuple type
+ * whose metadata every process would build at run time (a millisecond). */
+static inline size_t nf_object_chunk_data_offset(void)
+{
+	return offsetof(struct nf_object_chunk, data);
+}

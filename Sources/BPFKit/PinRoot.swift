@@ -30,7 +30,14 @@ public struct PinRoot: Hashable, Sendable, CustomStringConvertible {
             throw Invalid(description: "the pin root must not contain '..'; name the folder directly")
         }
         guard !components.isEmpty else { throw Invalid(description: "the pin root cannot be /; give a folder on bpffs such as /sys/fs/bpf/netfence") }
-        path = "/" + components.joined(separator: "/")
+        // Appended one by one: `joined` over substrings runs unspecialized, a fifth of a millisecond
+        // of witness lookups in every new process.
+        var normalized = ""
+        for component in components {
+            normalized += "/"
+            normalized += component
+        }
+        path = normalized
     }
 
     public var description: String { path }

@@ -103,3 +103,12 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["HostKit", "BPFKit", "BPFObjects", "DNS", "DatapathModel", "NodeNetwork"], path: "Tests/TestSupport"),
     ]
 )
+
+// Concrete generic types are instantiated through their metadata accessors, not by mangled name:
+// a name is demangled at run time, and each generic requirement it carries (a dictionary's
+// `Key: Hashable`) is found by scanning all of the binary's 7,000 protocol conformances, about
+// 0.2 ms per type in a new process (half of a loader attach). Every loader call and CNI ADD is one.
+for target in package.targets where [.regular, .executable, .test].contains(target.type) {
+    target.swiftSettings = (target.swiftSettings ?? [])
+        + [.unsafeFlags(["-Xfrontend", "-disable-concrete-type-metadata-mangled-name-accessors"])]
+}

@@ -386,7 +386,6 @@ public final class Datapath {
         return result
     }
 
-
     /// Registers (or updates) a DNS proxy serving `address`.
     public func registerDNSProxy(address: IPAddress, _ record: DNSProxyRecord) throws {
         try dnsProxies.update(key: address.bytes, value: record.encode())
@@ -426,14 +425,15 @@ public final class Datapath {
 
     /// What `sweep` deleted.
     public struct Sweep: Equatable, Sendable, Encodable {
-        public var flows = 0, grants = 0, ruleHits = 0, domainRules = 0
+        public var flows = 0, grants = 0, ruleHits = 0
         public init() {}
     }
 
-    /// Deletes every conntrack entry, domain grant, rule hit and domain rule set whose
-    /// pod id `isGone` picks: one walk of each table for all the pods removed since the
-    /// last sweep. Keys are deleted after each walk (deleting under a batch walk can
-    /// make it skip entries).
+    /// Deletes every conntrack entry, domain grant and rule hit whose pod id `isGone`
+    /// picks: one walk of each table for all the pods removed since the last sweep.
+    /// (Domain rule sets go with `remove`, or `releaseStrayDomainRules` for what a
+    /// killed change left: a slot is read only through a record that names it.) Keys
+    /// are deleted after each walk (deleting under a batch walk can make it skip entries).
     @discardableResult
     public func sweep(podIDs isGone: (UInt32) -> Bool) throws -> Sweep {
         var swept = Sweep()
@@ -447,8 +447,6 @@ public final class Datapath {
         swept.flows = try flows.filter { try conntrack.delete(key: $0) }.count
         swept.grants = try domainGrants.keys { DomainGrant.podID(ofKey: $0).map(isGone) ?? false }.filter { try domainGrants.delete(key: $0) }.count
         swept.ruleHits = try removeRuleHits { isGone($0.podID) }
-        swept.domainRules = try domainRules.keys { DomainRuleKey.decode(Array($0)).map { isGone($0.podID) } ?? false }
-            .filter { try domainRules.delete(key: $0) }.count
         return swept
     }
 

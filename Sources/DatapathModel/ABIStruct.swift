@@ -106,15 +106,6 @@ public enum ABIArray {
         text.utf8.count < MemoryLayout<Array>.size
     }
 
-    /// The first `count` bytes of a `__u8` field.
-    public static func bytes<Array>(_ array: Array, count: Int) -> [UInt8] {
-        withUnsafeBytes(of: array) { Swift.Array($0.prefix(count)) }
-    }
-
-    /// Writes `bytes` from the start of a `__u8` field; the rest keeps its bytes. Bytes past its end are dropped.
-    public static func setBytes<Array>(_ array: inout Array, to bytes: [UInt8]) {
-        withUnsafeMutableBytes(of: &array) { raw in raw.copyBytes(from: bytes.prefix(raw.count)) }
-    }
 }
 
 extension IPAddress {

@@ -269,21 +269,22 @@ public final class Loader {
         try requireWriter()
         try rollForwardIfInterrupted()
         let registrations = try state.registrations()
-        guard var (podID, registration) = registrations.first(where: { !$0.value.detached && $0.value.pod == pod }).map({ ($0.key, $0.value) }) else {
+        guard let (podID, registration) = registrations.first(where: { !$0.value.detached && $0.value.pod == pod }) else {
             throw LoaderError.unknownPod(pod)
         }
         try state.beginChange(.detach)
         try removeFromInterface(registration, podID: podID)
-        registration.detached = true
-        try state.register(registration, podID: podID)
+        var detached = registration
+        detached.detached = true
+        try state.register(detached, podID: podID)
         try state.finishChange()
         if registrations.values.count(where: \.detached) + 1 >= Self.sweepEvery {
             try sweepDetachedPods(try state.registrations())
         }
     }
 
-    /// Detaches between sweeps: each sweep walks conntrack, grants, rule hits and domain
-    /// rules once for all of them (`loader reconcile` sweeps whatever is left).
+    /// Detaches between sweeps: each sweep walks conntrack, grants and rule hits once for
+    /// all of them (`loader reconcile` sweeps whatever is left).
     public static let sweepEvery = 64
 
     /// Deletes what every pod id no attached pod holds still names (detached pods', and

@@ -39,8 +39,8 @@ struct LoaderReconcileCommand: Command {
             }
             if summary.sweptPods > 0 || summary.swept != Datapath.Sweep() {
                 let swept = summary.swept
-                context.print("Swept \(summary.sweptPods) detached pod(s): \(swept.flows) flow(s), \(swept.grants) domain grant(s), "
-                    + "\(swept.ruleHits) rule hit(s) and \(swept.domainRules) domain rule set(s) named a pod id no attached pod holds")
+                context.print("Swept \(summary.sweptPods) detached pod(s): \(swept.flows) flow(s), \(swept.grants) domain grant(s) "
+                    + "and \(swept.ruleHits) rule hit(s) named a pod id no attached pod holds")
             }
             if summary.nothingToDo { context.print("Nothing to reconcile: every pod enforces what is stored") }
         }

@@ -23,6 +23,12 @@ import TestSupport
         let before = try podIDs()
         let old = try #require(before["shop/pod0"])
         #expect(try !flows(of: "shop/pod0").isEmpty)
+        // A grant the DNS proxy wrote for pod0 (an address it resolved).
+        let datapath = try Datapath.open(pinnedUnder: bench.root.path)
+        try datapath.write(DomainGrant(podID: UInt32(old), address: IPAddress("198.18.0.77")!,
+                                       patterns: [.init(pattern: 1, expiresNanoseconds: UInt64.max)]))
+        func listedGrants() throws -> [[String: Any]] { try jsonArray(bench.cli(["fqdn", "list", "-o", "json"]).standardOutput) }
+        #expect(try listedGrants().count == 1)
 
         let started = ContinuousClock.now
         try bench.cli(["loader", "detach", "--pod", "shop/pod0"])
@@ -31,6 +37,7 @@ import TestSupport
         #expect(!orphans.isEmpty && orphans.allSatisfy { $0["state"] as? String == "orphan" }, "\(orphans)")
         #expect(try bench.cli(["loader", "status", "--check"]).status == 0, "a detached pod's leftovers are no drift")
         #expect(try podIDs()["shop/pod0"] == nil)
+        #expect(try datapath.grants(podID: UInt32(old)).count == 1 && listedGrants().isEmpty, "kept for the sweep, listed for no pod")
 
         // A successor on the same interface gets another id, and its own verdicts: isolated, it is not reached.
         try bench.cli(["loader", "apply"], input: policyEndpoint("iso", selecting: [0], isolation: ["Ingress"])
@@ -43,10 +50,11 @@ import TestSupport
 
         let reconciled = try jsonObject(bench.cli(["loader", "reconcile", "-o", "json"]).standardOutput)
         let swept = reconciled["swept"] as? [String: Int] ?? [:]
-        #expect(reconciled["sweptPods"] as? Int == 1 && (swept["flows"] ?? 0) >= orphans.count && (swept["ruleHits"] ?? 0) >= 1, "\(reconciled)")
-        #expect(try flows(of: "pod-id \(old)").isEmpty)
+        #expect(reconciled["sweptPods"] as? Int == 1 && (swept["flows"] ?? 0) >= orphans.count && (swept["ruleHits"] ?? 0) >= 1
+                && swept["grants"] == 1, "\(reconciled)")
+        #expect(try flows(of: "pod-id \(old)").isEmpty && datapath.grants().isEmpty)
         let again = try jsonObject(bench.cli(["loader", "reconcile", "-o", "json"]).standardOutput)
-        #expect(again["sweptPods"] as? Int == 0 && again["swept"] as? [String: Int] == ["flows": 0, "grants": 0, "ruleHits": 0, "domainRules": 0])
+        #expect(again["sweptPods"] as? Int == 0 && again["swept"] as? [String: Int] == ["flows": 0, "grants": 0, "ruleHits": 0])
         #expect(try bench.cli(["loader", "reconcile"]).standardOutput.contains("Nothing to reconcile"))
     }
 

@@ -116,7 +116,13 @@ public struct CommandTree: Sendable {
 
     /// `netfence ebpf progs`.
     public func commandPath(_ path: [any Command.Type]) -> String {
-        path.map { $0.configuration.name }.joined(separator: " ")
+        // Not `joined`: every run needs the path, and the generic `joined` looks its witnesses up by name.
+        var text = ""
+        for command in path {
+            if !text.isEmpty { text.append(" ") }
+            text.append(contentsOf: command.configuration.name)
+        }
+        return text
     }
 
     /// The definitions the command at the end of `path` accepts: the globals, its own, and help

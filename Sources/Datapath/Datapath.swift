@@ -45,9 +45,15 @@ public final class Datapath {
     let eventLimits: BPFMap
     /// What a change does with the tries it lets go (docs/loader.md).
     public var recycling = TrieRecycling.delete
-    /// Spares kept, by a keeper or by commands recycling on their next wait: a burst of this many
-    /// changes of policy waits no grace period.
-    public static let sparesKept = 8
+    /// Tries with a role kept, by a keeper or by commands recycling on their next wait: a burst of
+    /// this many changes of policy waits no grace period. A keeper's round refills at most what was
+    /// taken before it began, and waits a grace period (15-20 ms here) to do so: with 8, an agent
+    /// applying as fast as processes run (a change every 3-4 ms) emptied them within a round and
+    /// then waited two grace periods per change. An empty trie charges no memory (memlock 0 B).
+    public static let sparesKept = 64
+    /// Of those, the cooling tries commands keep while no keeper runs: unlike a spare, a cooling
+    /// trie holds its entries until a grace period lets it be emptied.
+    public static let coolingKept = 8
 
     /// Every map of the datapath object, by name, with the key and value sizes the
     /// ABI header gives it (nil: a size the header does not define).

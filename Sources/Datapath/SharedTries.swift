@@ -74,15 +74,25 @@ public final class SharedTries {
         if datapath.recycling == .onNextWait { try recycleCooling() }
     }
 
-    /// Marks `unnamed` cooling while the tries with a role stay at most `Datapath.sparesKept`; deletes the rest.
+    /// Marks `unnamed` cooling while the tries with a role stay at most `Datapath.sparesKept`; deletes
+    /// the rest. When `Datapath.coolingKept` already cool, it first waits the grace period a delete
+    /// would (writing one of them back where it is, as a keeper's round does) and makes spares of them.
     private func markCooling(_ unnamed: Set<TrieIndex>) throws {
         guard !unnamed.isEmpty else { return }
-        // The roles as this change left them (spares it filled have none now, tries it recycled are spares).
-        var kept = try presentRead().values.filter { $0.record?.role != nil && $0.record?.mapID == $0.id }.count
         for index in unnamed.sorted() {
-            if kept < Datapath.sparesKept, let id = try datapath.trieID(at: index) {
-                try datapath.writeRecord(TrieDigestRecord(mapID: id, role: .cooling), at: index)
-                kept += 1
+            // The roles as this change left them (spares it filled have none now, tries it recycled are spares).
+            var roles = try presentRead().filter { $0.value.record?.mapID == $0.value.id }.compactMapValues { $0.record?.role }
+            if roles.count < Datapath.sparesKept, case let cooling = roles.filter({ $0.value == .cooling && !namedAtStart.contains($0.key) }),
+               cooling.count >= Datapath.coolingKept, let waitIndex = cooling.keys.min(), let id = try datapath.trieID(at: waitIndex) {
+                try datapath.policies.setInner(key: waitIndex.key, to: try BPFMap(id: id))
+                try recycleCooling()
+                roles = try presentRead().filter { $0.value.record?.mapID == $0.value.id }.compactMapValues { $0.record?.role }
+            }
+            if roles.count < Datapath.sparesKept, roles.values.filter({ $0 == .cooling }).count < Datapath.coolingKept,
+               let id = try datapath.trieID(at: index) {
+                let record = TrieDigestRecord(mapID: id, role: .cooling)
+                try datapath.writeRecord(record, at: index)
+                present?[index] = (id, record)
             } else {
                 try datapath.clearTrie(at: index)
             }

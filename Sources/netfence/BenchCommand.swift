@@ -373,9 +373,9 @@ struct BenchCLICommand: Command {
             bpftool), loader status -o json, loader attach + detach (goal: at most 10 ms for the pair) and loader apply \
             of one PolicyEndpoint of 10 CIDRs (goal: at most 10 ms). Then the same calls as requests to loader serve \
             on one kept connection (its keeper fills spare tries and recycles what changes let go), and the apply as \
-            a process while that server runs. Build with scripts/build-node for the figures a node sees (the Swift \
-            runtime linked in, position-dependent: a dynamically linked binary spends half its start binding the \
-            runtime's symbols, a position-independent one applying relocations). Takes a few seconds; removes \
+            a process while that server runs. Build with scripts/build-node for the figures a node sees (linked \
+            statically: a dynamically linked binary spends half its start mapping libraries and binding their \
+            symbols). Takes a few seconds; removes \
             everything it made.
             """)
 

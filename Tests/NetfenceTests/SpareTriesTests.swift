@@ -139,7 +139,7 @@ import TestSupport
     /// With no keeper, commands recycle on their next wait: a trie let go is marked cooling (its
     /// entries kept: a packet may read it through an old record until a grace period has passed);
     /// the next change that inserts a trie waits a grace period there, then empties it and makes it
-    /// a spare, which a later change fills in place. At most `Datapath.sparesKept` tries wait so.
+    /// a spare, which a later change fills in place. At most `Datapath.coolingKept` tries wait so.
     @Test func withoutAKeeperCommandsRecycleOnTheirNextWait() throws {
         guard Privileges.require() else { return }
         let bench = try LoaderCluster(pods: 2)
@@ -163,17 +163,21 @@ import TestSupport
         let scope = everyEdge(pods: 2)
         try bench.expectMatrix(allowed: scope.subtracting(edges("1>0 *")).union(edges("1>0 tcp")), scope: scope, "TCP from pod1")
 
-        // A burst of 20 changes: a trie is inserted (a map id policies did not hold) only when no spare
-        // is left, and each insert recycles what is cooling: 5 inserts while the pool grows to 8, then
-        // one per eight changes — against 20 inserts and 20 deletions, one grace period each, before.
-        var present = Set(try Self.trieIDs(bench).values), inserts = 0
-        for port in 9000..<9020 {
+        // A burst of 60 changes: a trie is inserted (a map id policies did not hold) only when no spare
+        // is left, and each insert recycles what is cooling, one more each time (2, 3, …, 7). Once 8
+        // cool, the next change waits the grace period a delete would and recycles them instead: 7
+        // inserts and 3 such waits — against 60 inserts and 60 deletions, one grace period each, before
+        // spares, and 9 inserts and 3 deletions had it deleted what it could not keep cooling.
+        var present = Set(try Self.trieIDs(bench).values), inserts = 0, mostCooling = 0
+        for port in 9000..<9060 {
             try bench.cli(["loader", "apply"], input: web(port))
             let ids = try Self.trieIDs(bench)
             if let id = ids[try trie()], !present.contains(id) { inserts += 1 }
             present = Set(ids.values)
+            mostCooling = max(mostCooling, try SharedTriesTests.roles(bench).values.filter { $0 == "cooling" }.count)
         }
-        #expect(inserts == 5, "tries inserted in the burst")
+        #expect(inserts == 7, "tries inserted in the burst")
+        #expect(mostCooling == Datapath.coolingKept, "cooling tries hold entries: never more than \(Datapath.coolingKept)")
         let roles = try SharedTriesTests.roles(bench)
         #expect(roles.count <= Datapath.sparesKept, "\(roles)")
         #expect(try SharedTriesTests.policies(bench).count == 1, "pod0's trie, and nothing without a role")
@@ -188,7 +192,7 @@ import TestSupport
             withExtendedLifetime(server) {}
         }
         for (_, id) in try Self.spares(bench) { #expect(try BPFMap(id: UInt32(id)).isEmpty, "spare \(id) holds nothing") }
-        try bench.expectMatrix(allowed: scope.subtracting(edges("1>0 *")), scope: scope, "port 9019 from pod1: nothing it serves")
+        try bench.expectMatrix(allowed: scope.subtracting(edges("1>0 *")), scope: scope, "port 9059 from pod1: nothing it serves")
         try bench.cli(["loader", "detach", "--pod", "shop/pod0"])
         #expect(try SharedTriesTests.policies(bench).isEmpty)
     }

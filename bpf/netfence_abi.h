@@ -48,6 +48,9 @@ struct nf_packet_counter {
 #define NF_FRAGMENT_ENTRIES 16384
 /* Bytes of the verdict event ring buffer. */
 #define NF_EVENT_RING_BYTES (512 * 1024)
+/* A reader waiting on the events ring reads it at least this often: the datapath wakes it only
+ * once a quarter of the ring is waiting. */
+#define NF_EVENT_READER_POLL_MS 250
 /* IPv6 extension headers walked before giving up on a packet. */
 #define NF_MAX_IPV6_EXTENSIONS 8
 /* (pod, address) pairs the DNS proxy granted (docs/dns.md). */

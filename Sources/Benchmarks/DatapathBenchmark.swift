@@ -144,8 +144,7 @@ public struct DatapathBenchmark {
                 return perRun
             }
         }
-        // New allowed flows, one run each, as a busy node writes them: the reader empties the ring after the pass (had it
-        // emptied it after every event, each one would pay for waking the reader, a few µs: see docs/events.md).
+        // New allowed flows, one run each, as a busy node writes them: the reader empties the ring after the pass.
         var port: UInt16 = 20_000
         let allowedRuns = levels.indices.map { index in
             { () throws -> Double in

@@ -7,6 +7,9 @@ public enum DatapathLimits {
     public static let pods = Int(NF_MAX_PODS)
     public static let conntrackEntries = Int(NF_CONNTRACK_ENTRIES)
     public static let eventRingBytes = Int(NF_EVENT_RING_BYTES)
+    /// How long a reader waiting on the events ring may wait at most: the datapath wakes it only
+    /// once a quarter of the ring waits.
+    public static let eventReaderPollSeconds = Double(NF_EVENT_READER_POLL_MS) / 1000
     public static let ipv6ExtensionHeaders = Int(NF_MAX_IPV6_EXTENSIONS)
     public static let maxObjects = Int(NF_MAX_OBJECTS)
     public static let domainGrants = Int(NF_DOMAIN_GRANT_ENTRIES)

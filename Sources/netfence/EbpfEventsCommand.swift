@@ -151,7 +151,8 @@ struct EbpfEventsCommand: Command {
         if output.flowLog != nil { StopSignals.installReopen() }
         var printed = 0
         // Each drain's lines go out in one write: a write per line would cap the log far below the datapath's rate.
-        // Following, a drain blocks in the kernel until events come (or a quarter second passes, to notice a stop).
+        // Following, a drain blocks in the kernel until a quarter of the ring waits or a quarter second passes (the
+        // datapath wakes no reader for each event; the wait also notices a stop).
         let waiting = following || limit != nil
         var first = true
         defer { output.finish() }
@@ -173,7 +174,7 @@ struct EbpfEventsCommand: Command {
                     printed += 1
                 }
             }
-            let wait = waiting && !first ? 0.25 : nil
+            let wait = waiting && !first ? DatapathLimits.eventReaderPollSeconds : nil
             if let netfence, output.flowLog != nil {
                 // The ring gives the records back only once the log has them.
                 try netfence.read(lossInterval: 1, waitingUpTo: wait, visit)

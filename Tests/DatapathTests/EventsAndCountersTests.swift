@@ -1,6 +1,7 @@
 import BPFKit
 import Datapath
 import DatapathModel
+import Foundation
 import Glibc
 import HostKit
 import Testing
@@ -111,6 +112,37 @@ import TestSupport
         one.commit()  // behind the other now: the position does not move back
         try deny(1)
         #expect(try other.drain().count == 1 && one.drain().isEmpty)
+    }
+
+    /// A reader waiting on the ring is not woken by each event that finds it caught up (its wait ends
+    /// on `eventReaderPollSeconds` anyway), only by the event that fills a quarter of the ring.
+    @Test func aWaitingReaderIsWokenByAQuarterOfTheRingNotByEachEvent() throws {
+        guard Privileges.require() else { return }
+        let bench = try VerdictBench(pods: 1)
+        try bench.apply(pod: 0, states: [.ingress: .defaultDeny, .egress: .defaultAllow])
+        func deny(_ count: UInt32) throws {
+            _ = try bench.datapath.run(tcp("198.18.2.1", "198.18.1.10", 999, 80), direction: .ingress, ifindex: bench.ifindex(0),
+                                       in: bench.interfaces.namespace, repeat: count)
+        }
+        let reader = try bench.datapath.eventReader()
+        let quarter = UInt32(DatapathLimits.eventRingBytes / 4 / (8 + VerdictEvent.size))
+        /// How long `read(waitingUpTo: 2)` waits while `events` are written 0.2 s into its wait, and what it read.
+        func waitWhile(writing events: UInt32) throws -> (seconds: Double, read: Int) {
+            nonisolated(unsafe) let write = { try? deny(events) }
+            let writer = Thread { usleep(200_000); write() }
+            let clock = ContinuousClock(), start = clock.now
+            writer.start()
+            let read = try reader.read(waitingUpTo: 2) { _ in }
+            let waited = start.duration(to: clock.now)
+            usleep(300_000)  // the writer is done
+            let rest = try reader.read(waitingUpTo: nil) { _ in }
+            reader.commit()
+            return (Double(waited.components.seconds) + Double(waited.components.attoseconds) / 1e18, read + rest)
+        }
+        let few = try waitWhile(writing: 3)
+        #expect(few.read == 3 && few.seconds >= 1.9, "three events do not end a 2 s wait: \(few)")
+        let many = try waitWhile(writing: quarter + 10)
+        #expect(many.read == Int(quarter) + 10 && many.seconds < 1.5, "a quarter of the ring ends it: \(many)")
     }
 
     /// The first snaplen bytes of a denied packet ride in its event; allowed ones only when the

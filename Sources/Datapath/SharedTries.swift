@@ -79,14 +79,17 @@ public final class SharedTries {
     /// would (writing one of them back where it is, as a keeper's round does) and makes spares of them.
     private func markCooling(_ unnamed: Set<TrieIndex>) throws {
         guard !unnamed.isEmpty else { return }
+        // The roles as this change left them (spares it filled have none now, tries it recycled are spares).
+        func currentRoles() throws -> [TrieIndex: TrieRole] {
+            try presentRead().filter { $0.value.record?.mapID == $0.value.id }.compactMapValues { $0.record?.role }
+        }
         for index in unnamed.sorted() {
-            // The roles as this change left them (spares it filled have none now, tries it recycled are spares).
-            var roles = try presentRead().filter { $0.value.record?.mapID == $0.value.id }.compactMapValues { $0.record?.role }
+            var roles = try currentRoles()
             if roles.count < Datapath.sparesKept, case let cooling = roles.filter({ $0.value == .cooling && !namedAtStart.contains($0.key) }),
                cooling.count >= Datapath.coolingKept, let waitIndex = cooling.keys.min(), let id = try datapath.trieID(at: waitIndex) {
                 try datapath.policies.setInner(key: waitIndex.key, to: try BPFMap(id: id))
                 try recycleCooling()
-                roles = try presentRead().filter { $0.value.record?.mapID == $0.value.id }.compactMapValues { $0.record?.role }
+                roles = try currentRoles()
             }
             if roles.count < Datapath.sparesKept, roles.values.filter({ $0 == .cooling }).count < Datapath.coolingKept,
                let id = try datapath.trieID(at: index) {

@@ -620,6 +620,9 @@ public final class Loader {
         public var stray: [ProgramAttachment]
         /// A change a killed process began and did not finish.
         public var interrupted: PendingChange?
+        /// Detached pods whose ids, flows, grants and rule hits wait for a sweep (every `sweepEvery`
+        /// detaches, or reconcile); not drift: no packet reads them.
+        public var awaitingSweep: Int
 
         /// Every disagreement, as lines: what status calls drift.
         public var drift: [String] {
@@ -650,7 +653,8 @@ public final class Loader {
         var (pods, _, stray) = try snapshot(objects: objects)
         let check = DriftCheck()
         for index in pods.indices { pods[index].enforcementDrift = try enforcementDrift(pods[index].registration, objects: objects, check: check) }
-        return Status(pods: pods, objects: objects, stray: stray, interrupted: try state.pendingChange())
+        return Status(pods: pods, objects: objects, stray: stray, interrupted: try state.pendingChange(),
+                      awaitingSweep: try state.registrations().values.count(where: \.detached))
     }
 
     /// One pod's live state and drift as `status` reads it, nil when it is not attached:

@@ -58,7 +58,7 @@ struct LoaderStatusCommand: Command {
             objects: snapshot.objects.map { ObjectStatus(kind: $0.object.key.kind.rawValue, namespace: $0.object.key.namespace, name: $0.object.key.name,
                                                          policyRef: $0.object.policyRef, mode: $0.object.mode.rawValue, index: $0.index,
                                                          appliedAt: $0.appliedAt) },
-            drift: snapshot.drift, consistent: snapshot.drift.isEmpty)
+            detachedAwaitingSweep: snapshot.awaitingSweep, drift: snapshot.drift, consistent: snapshot.drift.isEmpty)
         switch context.outputFormat {
         case .json:
             context.print(try JSONOutput.encode(status))
@@ -142,6 +142,10 @@ struct LoaderStatusCommand: Command {
             }
             context.print(table.render())
         }
+        if status.detachedAwaitingSweep > 0 {
+            context.print("\n\(status.detachedAwaitingSweep) detached pod(s) keep their ids until a sweep (every \(Loader.sweepEvery)th detach, "
+                          + "or 'netfence loader reconcile'); 'netfence conntrack list' shows their flows as orphan.")
+        }
         let audited = status.objects.filter { $0.mode == PolicyMode.audit.rawValue }
         context.print("\n\(status.objects.count) object(s) applied" + (audited.isEmpty ? "" : ", \(audited.count) in audit mode (deciding nothing): "
             + audited.map { TerminalText.escaped($0.namespace.isEmpty ? $0.name : "\($0.namespace)/\($0.name)") }.joined(separator: ", ")))
@@ -214,6 +218,8 @@ struct LoaderStatus: Encodable {
     let pods: [PodStatus]
     let dnsProxies: [DNSProxyState]
     let objects: [ObjectStatus]
+    /// Detached pods whose ids and flows wait for a sweep (conntrack list shows the flows as orphan).
+    let detachedAwaitingSweep: Int
     let drift: [String]
     /// What is stored and what each pod enforces agree (no drift of any kind).
     let consistent: Bool

@@ -72,16 +72,19 @@ import TestSupport
         #expect(delivered + lost == UInt64(burst), "every event is delivered or counted lost")
     }
 
+    /// `count` runs of one TCP packet that pod 0's ingress denies (an event each).
+    private static func deny(_ bench: VerdictBench, _ count: UInt32) throws {
+        _ = try bench.datapath.run(tcp("198.18.2.1", "198.18.1.10", 999, 80), direction: .ingress, ifindex: bench.ifindex(0),
+                                   in: bench.interfaces.namespace, repeat: count)
+    }
+
     /// A reader gives records back only when it commits: one that stops before leaves them to the
     /// next reader (the position is the map's), one that commits is never read again.
     @Test func recordsStayInTheRingUntilAReaderCommits() throws {
         guard Privileges.require() else { return }
         let bench = try VerdictBench(pods: 1)
         try bench.apply(pod: 0, states: [.ingress: .defaultDeny, .egress: .defaultAllow])
-        func deny(_ count: UInt32) throws {
-            _ = try bench.datapath.run(tcp("198.18.2.1", "198.18.1.10", 999, 80), direction: .ingress, ifindex: bench.ifindex(0),
-                                       in: bench.interfaces.namespace, repeat: count)
-        }
+        func deny(_ count: UInt32) throws { try Self.deny(bench, count) }
         try deny(3)
         var first: RingBufferReader? = try bench.datapath.eventReader()
         #expect(try first!.read(waitingUpTo: nil) { _ in } == 3)
@@ -120,21 +123,18 @@ import TestSupport
         guard Privileges.require() else { return }
         let bench = try VerdictBench(pods: 1)
         try bench.apply(pod: 0, states: [.ingress: .defaultDeny, .egress: .defaultAllow])
-        func deny(_ count: UInt32) throws {
-            _ = try bench.datapath.run(tcp("198.18.2.1", "198.18.1.10", 999, 80), direction: .ingress, ifindex: bench.ifindex(0),
-                                       in: bench.interfaces.namespace, repeat: count)
-        }
         let reader = try bench.datapath.eventReader()
         let quarter = UInt32(DatapathLimits.eventRingBytes / 4 / (8 + VerdictEvent.size))
         /// How long `read(waitingUpTo: 2)` waits while `events` are written 0.2 s into its wait, and what it read.
         func waitWhile(writing events: UInt32) throws -> (seconds: Double, read: Int) {
-            nonisolated(unsafe) let write = { try? deny(events) }
-            let writer = Thread { usleep(200_000); write() }
+            nonisolated(unsafe) let bench = bench
+            let written = DispatchSemaphore(value: 0)
+            let writer = Thread { usleep(200_000); try? Self.deny(bench, events); written.signal() }
             let clock = ContinuousClock(), start = clock.now
             writer.start()
             let read = try reader.read(waitingUpTo: 2) { _ in }
             let waited = start.duration(to: clock.now)
-            usleep(300_000)  // the writer is done
+            written.wait()
             let rest = try reader.read(waitingUpTo: nil) { _ in }
             reader.commit()
             return (Double(waited.components.seconds) + Double(waited.components.attoseconds) / 1e18, read + rest)

@@ -36,6 +36,11 @@ import TestSupport
         let orphans = try flows(of: "pod-id \(old)")
         #expect(!orphans.isEmpty && orphans.allSatisfy { $0["state"] as? String == "orphan" }, "\(orphans)")
         #expect(try bench.cli(["loader", "status", "--check"]).status == 0, "a detached pod's leftovers are no drift")
+        func awaitingSweep() throws -> Int? {
+            try jsonObject(bench.cli(["loader", "status", "-o", "json"]).standardOutput)["detachedAwaitingSweep"] as? Int
+        }
+        #expect(try awaitingSweep() == 1)
+        #expect(try bench.cli(["loader", "status"]).standardOutput.contains("1 detached pod(s) keep their ids until a sweep"))
         #expect(try podIDs()["shop/pod0"] == nil)
         #expect(try datapath.grants(podID: UInt32(old)).count == 1 && listedGrants().isEmpty, "kept for the sweep, listed for no pod")
 
@@ -52,7 +57,7 @@ import TestSupport
         let swept = reconciled["swept"] as? [String: Int] ?? [:]
         #expect(reconciled["sweptPods"] as? Int == 1 && (swept["flows"] ?? 0) >= orphans.count && (swept["ruleHits"] ?? 0) >= 1
                 && swept["grants"] == 1, "\(reconciled)")
-        #expect(try flows(of: "pod-id \(old)").isEmpty && datapath.grants().isEmpty)
+        #expect(try flows(of: "pod-id \(old)").isEmpty && datapath.grants().isEmpty && awaitingSweep() == 0)
         let again = try jsonObject(bench.cli(["loader", "reconcile", "-o", "json"]).standardOutput)
         #expect(again["sweptPods"] as? Int == 0 && again["swept"] as? [String: Int] == ["flows": 0, "grants": 0, "ruleHits": 0])
         #expect(try bench.cli(["loader", "reconcile"]).standardOutput.contains("Nothing to reconcile"))

@@ -122,6 +122,16 @@ public final class BPFMap: @unchecked Sendable {
         }
     }
 
+    /// Every entry, read in batches: a syscall per few thousand entries, where `keys()` and a lookup
+    /// take two per entry (and each next-key step of a sparse hash scans its buckets from the last key).
+    public func entries() throws -> [(key: [UInt8], value: [UInt8])] {
+        var result: [(key: [UInt8], value: [UInt8])] = []
+        try forEachBatch { batch in
+            for entry in 0..<batch.count { result.append((Array(batch.key(entry)), Array(batch.value(entry)))) }
+        }
+        return result
+    }
+
     /// Whether the map holds no entry (one `BPF_MAP_GET_NEXT_KEY`).
     public var isEmpty: Bool {
         get throws {

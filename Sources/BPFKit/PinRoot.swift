@@ -54,12 +54,13 @@ public struct PinRoot: Hashable, Sendable, CustomStringConvertible {
     /// Checks that the root is a folder on a mounted bpffs, or, when it does not
     /// exist yet, that the nearest folder above it that exists is. Creates nothing.
     public func requireMounted() throws(Invalid) {
-        var components = path.split(separator: "/").map(String.init)
+        // The root, then each folder above it: cut at the last slash (`joined` runs unspecialized,
+        // witness lookups in every new process).
+        var candidate = path
         while true {
-            let candidate = "/" + components.joined(separator: "/")
             var info = stat()
             if lstat(candidate, &info) == 0 {
-                if components.count == path.split(separator: "/").count {
+                if candidate == path {
                     guard info.st_mode & S_IFMT == S_IFDIR else {
                         throw Invalid(description: "\(path) is not a folder (netfence never follows a symlink at its pin root)")
                     }
@@ -69,8 +70,10 @@ public struct PinRoot: Hashable, Sendable, CustomStringConvertible {
                 }
                 return
             }
-            guard !components.isEmpty else { throw Invalid(description: "\(path) is not on a mounted bpffs") }
-            components.removeLast()
+            guard candidate != "/", let slash = candidate.utf8.lastIndex(of: UInt8(ascii: "/")) else {
+                throw Invalid(description: "\(path) is not on a mounted bpffs")
+            }
+            candidate = slash == candidate.utf8.startIndex ? "/" : String(candidate[..<slash])
         }
     }
 }

@@ -165,9 +165,8 @@ public final class LoaderState {
     /// (their ids stay taken until a sweep).
     public func registrations(detached: Bool = true) throws -> [UInt32: PodRegistration] {
         var result: [UInt32: PodRegistration] = [:]
-        for key in try registry.keys() {
-            guard let value = try registry.lookup(key: key), let registration = PodRegistration.decode(value),
-                  detached || !registration.detached else { continue }
+        for (key, value) in try registry.entries() {
+            guard let registration = PodRegistration.decode(value), detached || !registration.detached else { continue }
             result[uint32(key)] = registration
         }
         return result
@@ -244,9 +243,9 @@ public final class LoaderState {
     /// Every stored version, complete ones only (a manifest is written after its chunks).
     func allVersions(rules: Bool = true) throws -> [StoredObject] {
         var result: [StoredObject] = []
-        for key in try manifests.keys() {
+        for (key, value) in try manifests.entries() {
             let index = uint32(key)
-            guard let value = try manifests.lookup(key: key), let manifest = ObjectStoreCodec.decodeManifest(value) else { continue }
+            guard let manifest = ObjectStoreCodec.decodeManifest(value) else { continue }
             var data: [UInt8] = []
             for chunk in 0..<manifest.chunks {
                 guard let part = try chunks.lookup(key: ObjectStoreCodec.chunkKey(object: index, chunk: chunk)).flatMap(ObjectStoreCodec.chunkData) else {

@@ -301,8 +301,8 @@ public final class LoaderState {
     /// The policy each replaced or deleted version named, by object index (the most recent few thousand).
     public func retiredPolicies() throws -> [UInt32: String] {
         var result: [UInt32: String] = [:]
-        for key in try retired.keys() where key.count == 4 {
-            if let value = try retired.lookup(key: key), let name = RetiredObjectCodec.decode(value) { result[uint32(key)] = name }
+        for (key, value) in try retired.entries() where key.count == 4 {
+            if let name = RetiredObjectCodec.decode(value) { result[uint32(key)] = name }
         }
         return result
     }
@@ -310,9 +310,7 @@ public final class LoaderState {
     /// Deletes chunks no manifest counts (left by an apply that was killed): one walk of the table.
     func collectGarbage() throws {
         var counted: [UInt32: Int] = [:]
-        for key in try manifests.keys() {
-            counted[uint32(key)] = try manifests.lookup(key: key).flatMap(ObjectStoreCodec.decodeManifest)?.chunks ?? 0
-        }
+        for (key, value) in try manifests.entries() { counted[uint32(key)] = ObjectStoreCodec.decodeManifest(value)?.chunks ?? 0 }
         for key in try chunks.keys() {
             guard let chunk = ObjectStoreCodec.decodeChunkKey(key) else { continue }
             if chunk.chunk >= counted[chunk.object, default: 0] { try chunks.delete(key: key) }

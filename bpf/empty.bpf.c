@@ -1,13 +1,33 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
-/* The floor for benchmarks: a tc program that does nothing, measured beside
- * the datapath in the same run. */
+/* Floors for benchmarks, measured beside the datapath in the same run: a tc
+ * program that does nothing, and one that only writes an event-size record to a
+ * ring buffer the way the datapath writes its events (the kernel ring's share of
+ * an event). */
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
 #include <bpf/bpf_helpers.h>
 
+#include "netfence_abi.h"
+
 SEC("tc")
 int nf_empty(struct __sk_buff *skb)
 {
+	return TC_ACT_OK;
+}
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, NF_EVENT_RING_BYTES);
+} floor_events SEC(".maps");
+
+SEC("tc")
+int nf_ring_floor(struct __sk_buff *skb)
+{
+	struct nf_event e = { .length = skb->len };
+	__u64 wake = bpf_ringbuf_query(&floor_events, BPF_RB_AVAIL_DATA) >= NF_EVENT_RING_BYTES / 4 ? BPF_RB_FORCE_WAKEUP
+												     : BPF_RB_NO_WAKEUP;
+
+	bpf_ringbuf_output(&floor_events, &e, sizeof(e), wake);
 	return TC_ACT_OK;
 }
 

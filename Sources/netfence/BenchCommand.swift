@@ -34,7 +34,8 @@ struct BenchDatapathCommand: Command {
             first, and each path's ns over the floor is given beside the same without audit objects. Events are off, as on \
             a node that does not log, except in two groups: new denied and new allowed flows with events at level deny and \
             at level all, each beside the same with events off (three datapaths in turn, every event counted; goal: at most \
-            1.15x), and the capture case: a new denied flow whose event carries a 128-byte \
+            1.15x), with the kernel ring's share beside what an event adds (a program that only writes an event-size \
+            record, as the datapath does), and the capture case: a new denied flow whose event carries a 128-byte \
             capture, beside the same event without one (two datapaths in turn, the ring drained and every record's \
             size checked between samples). Runs inside a throwaway network namespace; takes about a minute.
             """)

@@ -17,6 +17,7 @@
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
+#include "event_ring.h"
 #include "netfence_abi.h"
 
 /* ---- Maps ---- */
@@ -861,15 +862,7 @@ static __always_inline void emit_event(struct __sk_buff *skb, const struct nf_po
 	e->captured = captured;
 	if (captured > NF_MAX_SNAPLEN) /* for the verifier: the copy stays within the record */
 		return;
-	/* A waiting reader is woken by the event that fills a quarter of the ring, not by every event
-	 * that finds it caught up: its wait ends every NF_EVENT_READER_POLL_MS anyway, and the default
-	 * cost a wakeup (µs) per event at moderate rates, ~10 ns per event even when none waited.
-	 * Only the crossing wakes: a wakeup per event past it would send an interrupt for each. */
-	__u64 size = sizeof(*e) + captured, waiting = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
-	__u64 wake = waiting < NF_EVENT_RING_BYTES / 4 && waiting + size >= NF_EVENT_RING_BYTES / 4 ? BPF_RB_FORCE_WAKEUP
-												      : BPF_RB_NO_WAKEUP;
-
-	if (bpf_ringbuf_output(&events, record, size, wake))
+	if (nf_ring_write(&events, record, sizeof(*e) + captured))
 		count_stat(NF_STAT_EVENTS_LOST);
 }
 

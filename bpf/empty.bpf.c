@@ -7,7 +7,7 @@
 #include <linux/pkt_cls.h>
 #include <bpf/bpf_helpers.h>
 
-#include "netfence_abi.h"
+#include "event_ring.h"
 
 SEC("tc")
 int nf_empty(struct __sk_buff *skb)
@@ -24,10 +24,8 @@ SEC("tc")
 int nf_ring_floor(struct __sk_buff *skb)
 {
 	struct nf_event e = { .length = skb->len };
-	__u64 wake = bpf_ringbuf_query(&floor_events, BPF_RB_AVAIL_DATA) >= NF_EVENT_RING_BYTES / 4 ? BPF_RB_FORCE_WAKEUP
-												     : BPF_RB_NO_WAKEUP;
 
-	bpf_ringbuf_output(&floor_events, &e, sizeof(e), wake);
+	nf_ring_write(&floor_events, &e, sizeof(e));
 	return TC_ACT_OK;
 }
 

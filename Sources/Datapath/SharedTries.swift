@@ -79,12 +79,14 @@ public final class SharedTries {
     /// would (writing one of them back where it is, as a keeper's round does) and makes spares of them.
     private func markCooling(_ unnamed: Set<TrieIndex>) throws {
         guard !unnamed.isEmpty else { return }
-        // The roles as this change left them (spares it filled have none now, tries it recycled are spares).
+        // The roles as this change left them (spares it filled have none now, tries it recycled are spares):
+        // read from every present trie once and after a recycling, kept up to date as it marks, so a change
+        // that lets thousands of tries go does not filter every present trie for each.
         func currentRoles() throws -> [TrieIndex: TrieRole] {
             try presentRead().filter { $0.value.record?.mapID == $0.value.id }.compactMapValues { $0.record?.role }
         }
+        var roles = try currentRoles()
         for index in unnamed.sorted() {
-            var roles = try currentRoles()
             if roles.count < Datapath.sparesKept, case let cooling = roles.filter({ $0.value == .cooling && !namedAtStart.contains($0.key) }),
                cooling.count >= Datapath.coolingKept, let waitIndex = cooling.keys.min(), let id = try datapath.trieID(at: waitIndex) {
                 try datapath.policies.setInner(key: waitIndex.key, to: try BPFMap(id: id))
@@ -96,6 +98,7 @@ public final class SharedTries {
                 let record = TrieDigestRecord(mapID: id, role: .cooling)
                 try datapath.writeRecord(record, at: index)
                 present?[index] = (id, record)
+                roles[index] = .cooling
             } else {
                 try datapath.clearTrie(at: index)
             }

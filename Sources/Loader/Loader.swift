@@ -649,12 +649,12 @@ public final class Loader {
     public func status(waitingUpTo timeout: Double = defaultLockTimeout) throws -> Status {
         let held = try readLock(waitingUpTo: timeout)
         defer { withExtendedLifetime(held) {} }
-        let objects = try state.objects()
-        var (pods, _, stray) = try snapshot(objects: objects)
+        let objects = try state.objects(), registrations = try state.registrations()
+        var (pods, _, stray) = try snapshot(objects: objects, registrations: registrations)
         let check = DriftCheck()
         for index in pods.indices { pods[index].enforcementDrift = try enforcementDrift(pods[index].registration, objects: objects, check: check) }
         return Status(pods: pods, objects: objects, stray: stray, interrupted: try state.pendingChange(),
-                      awaitingSweep: try state.registrations().values.count(where: \.detached))
+                      awaitingSweep: registrations.values.count(where: \.detached))
     }
 
     /// One pod's live state and drift as `status` reads it, nil when it is not attached:
@@ -668,11 +668,13 @@ public final class Loader {
         return attached
     }
 
-    /// Registered pods (or only `only`) with their records and filters, and netfence's filters of no pod.
-    private func snapshot(objects: [StoredObject], only: PodReference? = nil) throws
+    /// Attached pods (or only `only`) with their records and filters, and netfence's filters of no pod;
+    /// `registrations` when the caller read them already.
+    private func snapshot(objects: [StoredObject], only: PodReference? = nil, registrations: [UInt32: PodRegistration]? = nil) throws
         -> (pods: [AttachedPod], objects: [StoredObject], stray: [ProgramAttachment]) {
         let programs = [TCDirection.ingress: try datapath.program(for: .egress).info().id, .egress: try datapath.program(for: .ingress).info().id]
-        let pods = try state.pods().filter { only == nil || $0.value.pod == only }.sorted { $0.key < $1.key }
+        let pods = try (registrations ?? state.registrations()).filter { !$0.value.detached && (only == nil || $0.value.pod == only) }
+            .sorted { $0.key < $1.key }
         var namespaces: [String: NetworkNamespace] = [:]
         for (_, pod) in pods {
             if pod.netns.isEmpty { namespaces[""] = .current } else if let namespace = try? NetworkNamespace.named(pod.netns) { namespaces[pod.netns] = namespace }

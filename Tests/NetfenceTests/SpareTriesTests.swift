@@ -168,15 +168,17 @@ import TestSupport
         // cool, the next change waits the grace period a delete would and recycles them instead: 7
         // inserts and 3 such waits — against 60 inserts and 60 deletions, one grace period each, before
         // spares, and 9 inserts and 3 deletions had it deleted what it could not keep cooling.
-        var present = Set(try Self.trieIDs(bench).values), inserts = 0, mostCooling = 0
+        var present = Set(try Self.trieIDs(bench).values), inserts = 0, deletions = 0, mostCooling = 0
         for port in 9000..<9060 {
             try bench.cli(["loader", "apply"], input: web(port))
             let ids = try Self.trieIDs(bench)
             if let id = ids[try trie()], !present.contains(id) { inserts += 1 }
+            deletions += present.subtracting(ids.values).count
             present = Set(ids.values)
             mostCooling = max(mostCooling, try SharedTriesTests.roles(bench).values.filter { $0 == "cooling" }.count)
         }
         #expect(inserts == 7, "tries inserted in the burst")
+        #expect(deletions == 0, "what cannot cool is recycled, not deleted")
         #expect(mostCooling == Datapath.coolingKept, "cooling tries hold entries: never more than \(Datapath.coolingKept)")
         let roles = try SharedTriesTests.roles(bench)
         #expect(roles.count <= Datapath.sparesKept, "\(roles)")

@@ -40,7 +40,7 @@ let package = Package(
         // PolicyEndpoint / ClusterPolicyEndpoint documents: parsing, validation, per-pod rules.
         .target(name: "PolicyInput", dependencies: ["DatapathModel", "DNS", .product(name: "Yams", package: "Yams")]),
         // The loaded datapath: programs, maps, pods, atomic policy swaps, events.
-        .target(name: "Datapath", dependencies: ["HostKit", "BPFKit", "BPFObjects", "DatapathModel"]),
+        .target(name: "Datapath", dependencies: ["HostKit", "BPFKit", "BPFObjects", "CNetfenceShim", "DatapathModel"]),
         // The loader a node agent drives: pods, applied objects, state in bpffs.
         .target(name: "Loader", dependencies: ["HostKit", "BPFKit", "BPFObjects", "Datapath", "DatapathModel", "PolicyInput"]),
         // Output built as bytes: a growing buffer and a cursor that writes JSON, addresses, table cells.
@@ -89,8 +89,8 @@ let package = Package(
         .testTarget(name: "PolicyInputTests", dependencies: ["PolicyInput", "DatapathModel", "DNS", "TestSupport"]),
         .testTarget(name: "LoaderTests", dependencies: ["Loader", "PolicyInput", "DatapathModel", "DNS", "TestSupport"]),
         .testTarget(name: "InspectionTests", dependencies: ["Inspection", "Loader", "PolicyInput", "DatapathModel", "CNetfenceABI"]),
-        .testTarget(name: "EventsTests", dependencies: ["Events", "DatapathModel", "Loader", "PolicyInput", "TestSupport"]),
-        .testTarget(name: "DatapathTests", dependencies: ["HostKit", "Datapath", "DatapathModel", "BPFKit", "NodeNetwork", "TestSupport"]),
+        .testTarget(name: "EventsTests", dependencies: ["Events", "Datapath", "DatapathModel", "Loader", "PolicyInput", "TestSupport"]),
+        .testTarget(name: "DatapathTests", dependencies: ["HostKit", "Datapath", "DatapathModel", "BPFKit", "CNetfenceShim", "NodeNetwork", "TestSupport"]),
         .testTarget(name: "BPFKitTests", dependencies: ["HostKit", "BPFKit", "BPFObjects", "TestSupport"]),
         .testTarget(
             name: "NetfenceTests",

@@ -143,15 +143,6 @@ struct {
 	__type(value, struct nf_event_limit);
 } event_limits SEC(".maps");
 
-/* Where an event and its capture are assembled (a ring record's size must be known
- * before it is reserved; this one is written with the captured length). */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct nf_event_capture);
-} event_scratch SEC(".maps");
-
 /* New flows per rule and pod (LRU: a full table forgets the coldest, never fails). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
@@ -191,10 +182,7 @@ struct {
 	__type(value, struct decide_scratch);
 } scratch SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, NF_EVENT_RING_BYTES);
-} events SEC(".maps");
+NF_EVENT_RING_MAPS(event_rings, event_doorbell);
 
 /* ---- Parsing ---- */
 
@@ -826,13 +814,21 @@ static __always_inline void emit_event(struct __sk_buff *skb, const struct nf_po
 		return;
 	}
 
-	struct nf_event_capture *record = bpf_map_lookup_elem(&event_scratch, &zero);
+	__u32 captured = 0;
 
-	if (!record)
+	if (config->snaplen && (config->capture_verdicts == NF_CAPTURE_ALL || verdict != NF_VERDICT_ALLOW)) {
+		captured = config->snaplen < skb->len ? config->snaplen : skb->len;
+		if (captured > NF_MAX_SNAPLEN)
+			captured = NF_MAX_SNAPLEN;
+	}
+	struct nf_event_ring *ring;
+	struct nf_event *e = nf_event_reserve(&event_rings, nf_event_record_bytes(captured), &ring);
+
+	if (!e) {
+		count_stat(NF_STAT_EVENTS_LOST);
 		return;
-	struct nf_event *e = &record->event;
-
-	__builtin_memset(e, 0, sizeof(*e));
+	}
+	/* Written in place, every byte: the ring's memory holds an older record. */
 	e->timestamp_ns = now;
 	e->ifindex = skb->ifindex;
 	e->pod_id = pod_id;
@@ -849,21 +845,13 @@ static __always_inline void emit_event(struct __sk_buff *skb, const struct nf_po
 	e->verdict = verdict;
 	e->tier = tier;
 	e->reason = reason;
-
-	__u32 captured = 0;
-
-	if (config->snaplen && (config->capture_verdicts == NF_CAPTURE_ALL || verdict != NF_VERDICT_ALLOW)) {
-		captured = config->snaplen < skb->len ? config->snaplen : skb->len;
-		if (captured > NF_MAX_SNAPLEN)
-			captured = NF_MAX_SNAPLEN;
-		if (captured == 0 || bpf_skb_load_bytes(skb, 0, record->packet, captured))
-			captured = 0;
-	}
-	e->captured = captured;
-	if (captured > NF_MAX_SNAPLEN) /* for the verifier: the copy stays within the record */
+	*(__u64 *)e->pad = 0;
+	if (captured > NF_MAX_SNAPLEN) /* for the verifier: the copy stays within the overflow */
 		return;
-	if (nf_ring_write(&events, record, sizeof(*e) + captured))
-		count_stat(NF_STAT_EVENTS_LOST);
+	if (captured && bpf_skb_load_bytes(skb, 0, e + 1, captured))
+		captured = 0;
+	e->captured = captured;
+	nf_event_publish(&event_doorbell, ring, nf_event_record_bytes(captured));
 }
 
 /* ---- Conntrack and fragments ---- */

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /* Floors for benchmarks, measured beside the datapath in the same run: a tc
- * program that does nothing, and one that only writes an event-size record to a
- * ring buffer the way the datapath writes its events (the kernel ring's share of
- * an event). */
+ * program that does nothing, and one that only writes an event-size record into
+ * its CPU's ring the way the datapath writes its events (the ring's share of an
+ * event). */
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
 #include <bpf/bpf_helpers.h>
@@ -15,17 +15,19 @@ int nf_empty(struct __sk_buff *skb)
 	return TC_ACT_OK;
 }
 
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, NF_EVENT_RING_BYTES);
-} floor_events SEC(".maps");
+NF_EVENT_RING_MAPS(floor_rings, floor_doorbell);
 
 SEC("tc")
 int nf_ring_floor(struct __sk_buff *skb)
 {
-	struct nf_event e = { .length = skb->len };
+	struct nf_event_ring *ring;
+	struct nf_event *e = nf_event_reserve(&floor_rings, nf_event_record_bytes(0), &ring);
 
-	nf_ring_write(&floor_events, &e, sizeof(e));
+	if (!e)
+		return TC_ACT_OK;
+	__builtin_memset(e, 0, sizeof(*e));
+	e->length = skb->len;
+	nf_event_publish(&floor_doorbell, ring, nf_event_record_bytes(0));
 	return TC_ACT_OK;
 }
 

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* How an event goes into its ring buffer: shared by the datapath and the floor that
- * benchmarks measure it against (empty.bpf.c), so both write the same way. */
+/* How an event goes into its CPU's ring (struct nf_event_ring): shared by the datapath and the
+ * floor that benchmarks measure it against (empty.bpf.c), so both write the same way. */
 #ifndef NETFENCE_EVENT_RING_H
 #define NETFENCE_EVENT_RING_H
 
@@ -9,18 +9,60 @@
 
 #include "netfence_abi.h"
 
-/* Writes SIZE bytes of RECORD to RING (NF_EVENT_RING_BYTES long); returns the helper's result.
- * A waiting reader is woken by the record that fills a quarter of the ring, not by every record
- * that finds it caught up: its wait ends every NF_EVENT_READER_POLL_MS anyway, and the default
- * cost a wakeup (µs) per event at moderate rates, ~10 ns per event even when none waited. Only
- * the crossing wakes: a wakeup per record past it would send an interrupt for each. */
-static __always_inline long nf_ring_write(void *ring, void *record, __u64 size)
-{
-	__u64 waiting = bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA);
-	__u64 wake = waiting < NF_EVENT_RING_BYTES / 4 && waiting + size >= NF_EVENT_RING_BYTES / 4 ? BPF_RB_FORCE_WAKEUP
-											      : BPF_RB_NO_WAKEUP;
+/* The maps an event writer needs: NAME_rings, one ring per CPU (the loader sizes it to the
+ * possible CPUs), and NAME_doorbell, which only wakes the reader. */
+#define NF_EVENT_RING_MAPS(rings, doorbell)                                   \
+	struct {                                                              \
+		__uint(type, BPF_MAP_TYPE_ARRAY);                             \
+		__uint(map_flags, BPF_F_MMAPABLE);                            \
+		__uint(max_entries, 1);                                       \
+		__type(key, __u32);                                           \
+		__type(value, struct nf_event_ring);                          \
+	} rings SEC(".maps");                                                 \
+	struct {                                                              \
+		__uint(type, BPF_MAP_TYPE_RINGBUF);                           \
+		__uint(max_entries, NF_EVENT_DOORBELL_BYTES);                 \
+	} doorbell SEC(".maps")
 
-	return bpf_ringbuf_output(ring, record, size, wake);
+/* Where this CPU's next record of up to SIZE bytes goes (its ring in *RING), or NULL when the
+ * ring has no room for it. Nothing is visible to the reader before nf_event_publish. */
+static __always_inline struct nf_event *nf_event_reserve(void *rings, __u32 size, struct nf_event_ring **ring)
+{
+	__u32 cpu = bpf_get_smp_processor_id();
+	struct nf_event_ring *own = bpf_map_lookup_elem(rings, &cpu);
+
+	if (!own)
+		return NULL;
+	__u64 head = own->head;
+
+	if (head + size - *(volatile __u64 *)&own->tail > NF_EVENT_CPU_RING_BYTES)
+		return NULL;
+	*ring = own;
+	return (struct nf_event *)&own->data[head & (NF_EVENT_CPU_RING_BYTES - 1)];
+}
+
+/* Publishes the record nf_event_reserve handed out, SIZE bytes now. A sleeping reader is woken
+ * by the record that fills a quarter of the ring, not by every record: its sleep ends every
+ * NF_EVENT_READER_POLL_MS anyway. No wakeup when none sleeps: each is an interrupt (µs in a VM),
+ * which a quarter of the ring every ~800 events would otherwise pay at any rate. */
+static __always_inline void nf_event_publish(void *doorbell, struct nf_event_ring *ring, __u32 size)
+{
+	__u64 head = ring->head, waiting = head - *(volatile __u64 *)&ring->tail;
+
+#if defined(__TARGET_ARCH_x86)
+	/* x86 keeps stores in order: once the compiler keeps them so, a plain store publishes. */
+	asm volatile("" ::: "memory");
+	*(volatile __u64 *)&ring->head = head + size;
+#else
+	/* Elsewhere stores may pass each other: an exchange is a full barrier in every JIT. */
+	__atomic_exchange_n(&ring->head, head + size, __ATOMIC_SEQ_CST);
+#endif
+	if (waiting < NF_EVENT_CPU_RING_BYTES / 4 && waiting + size >= NF_EVENT_CPU_RING_BYTES / 4 &&
+	    *(volatile __u64 *)&ring->reader_waiting) {
+		__u64 wake = 1;
+
+		bpf_ringbuf_output(doorbell, &wake, sizeof(wake), BPF_RB_FORCE_WAKEUP);
+	}
 }
 
 #endif

@@ -46,10 +46,12 @@ struct nf_packet_counter {
 #define NF_CONNTRACK_ENTRIES (512 * 1024)
 /* Fragmented datagrams whose first fragment's verdict is remembered (LRU). */
 #define NF_FRAGMENT_ENTRIES 16384
-/* Bytes of the verdict event ring buffer. */
-#define NF_EVENT_RING_BYTES (512 * 1024)
-/* A reader waiting on the events ring reads it at least this often: the datapath wakes it only
- * once a quarter of the ring is waiting. */
+/* Bytes of each CPU's verdict event ring (a power of two; struct nf_event_ring). */
+#define NF_EVENT_CPU_RING_BYTES (256 * 1024)
+/* Bytes of the ring buffer that only wakes the event reader (event_doorbell). */
+#define NF_EVENT_DOORBELL_BYTES (64 * 1024)
+/* A reader waiting for events reads the rings at least this often: the datapath wakes it only
+ * once a quarter of a CPU's ring is waiting. */
 #define NF_EVENT_READER_POLL_MS 250
 /* IPv6 extension headers walked before giving up on a packet. */
 #define NF_MAX_IPV6_EXTENSIONS 8
@@ -429,7 +431,7 @@ enum nf_event_limit_entries { /* an enum, so that Swift sees the values */
 	(((pod_id) * NF_DIRECTION_COUNT + (direction)) * 2 + (verdict))
 #define NF_COUNTER_ENTRIES (NF_MAX_PODS * NF_DIRECTION_COUNT * 2)
 
-/* events (ring buffer): one decision that did not take the conntrack fast path. */
+/* An event (in event_rings): one decision that did not take the conntrack fast path. */
 struct nf_event {
 	__u64 timestamp_ns; /* CLOCK_MONOTONIC */
 	__u32 ifindex;
@@ -451,10 +453,32 @@ struct nf_event {
 	__u8 pad[8];
 };
 
-/* What the datapath assembles an event in before it goes into the ring. */
-struct nf_event_capture {
-	struct nf_event event;
-	__u8 packet[NF_MAX_SNAPLEN];
+/* Bytes an event with CAPTURED bytes of its packet takes in a ring: records stay 8-byte aligned. */
+static inline __u32 nf_event_record_bytes(__u32 captured)
+{
+	return (sizeof(struct nf_event) + captured + 7) & ~7u;
+}
+
+/* Room after a ring's data for the longest record, which never wraps: one that starts near
+ * the end goes on into it, and the next starts at its position modulo the ring. */
+#define NF_EVENT_RING_OVERFLOW_BYTES 640
+
+/* event_rings (array, BPF_F_MMAPABLE, one entry per possible CPU, indexed by CPU): where the
+ * datapath writes its events, each CPU into its own ring. tc programs do not nest on a CPU, so
+ * each ring has one writer and needs no lock: the writer stores a record at `head` (a byte
+ * position, modulo NF_EVENT_CPU_RING_BYTES), then publishes it by storing the new `head`; the
+ * reader (it maps every ring) reads up to `head` and gives the space back by storing `tail`.
+ * A record is a struct nf_event and its `captured` bytes, nf_event_record_bytes long. When a
+ * ring has no room, the event is counted as NF_STAT_EVENTS_LOST. The record that fills a quarter
+ * of a ring wakes a sleeping reader through event_doorbell (a ring buffer of wakeups only): a
+ * wakeup is an interrupt, so none is sent while the reader is awake. */
+struct nf_event_ring {
+	__u64 head; /* bytes written by this CPU's programs */
+	__u8 pad0[56];
+	__u64 tail;           /* bytes the reader gave back, on a line of its own */
+	__u64 reader_waiting; /* nonzero while the reader sleeps: only then does a quarter ring the doorbell */
+	__u8 pad1[48];
+	__u8 data[NF_EVENT_CPU_RING_BYTES + NF_EVENT_RING_OVERFLOW_BYTES];
 };
 
 /* ---- Loader state (bpf/loader_state.bpf.c): kept in bpffs so any later
@@ -608,6 +632,10 @@ _Static_assert(sizeof(struct nf_dns_proxy) == 16, "nf_dns_proxy layout");
 _Static_assert(sizeof(struct nf_event) == 80, "nf_event layout");
 _Static_assert(__builtin_offsetof(struct nf_event, saddr) == 28, "nf_event.saddr");
 _Static_assert(__builtin_offsetof(struct nf_event, direction) == 64, "nf_event.direction");
+_Static_assert(sizeof(struct nf_event) + NF_MAX_SNAPLEN <= NF_EVENT_RING_OVERFLOW_BYTES, "the longest event fits the overflow");
+_Static_assert(__builtin_offsetof(struct nf_event_ring, tail) == 64, "nf_event_ring.tail");
+_Static_assert(__builtin_offsetof(struct nf_event_ring, data) == 128, "nf_event_ring.data");
+_Static_assert((NF_EVENT_CPU_RING_BYTES & (NF_EVENT_CPU_RING_BYTES - 1)) == 0, "a ring's bytes are a power of two");
 _Static_assert(sizeof(struct nf_pod_registration) == 408, "nf_pod_registration layout");
 _Static_assert(__builtin_offsetof(struct nf_pod_registration, pod_name) == 72, "nf_pod_registration.pod_name");
 _Static_assert(sizeof(struct nf_root_marker) == 24, "nf_root_marker layout");

@@ -155,11 +155,11 @@ public struct DatapathBenchmark {
         let deniedTimes = try interleaved(deniedRuns, floorRepeated, samples: rounds)
         let allowedTimes = try interleaved(allowedRuns, floorSingle, samples: newFlowSamples, passes: 1)
         for index in levels.indices { try drain(index, expected: levels[index] == .all ? newFlowSamples : 0) }
-        // The kernel ring's own share: an event-size record written as the datapath writes one, by a program
+        // The ring's own share: an event-size record written as the datapath writes one, by a program
         // that does nothing else, against what an event adds to a new denied flow.
-        let floors = try BPFObjectFile(bytes: EmbeddedBPFObject.empty.bytes, name: "empty")
+        let floors = try BPFObjectFile(bytes: EmbeddedBPFObject.empty.bytes, name: "empty", resizing: ["floor_rings": UInt32(BPFMap.possibleCPUs)])
         let ringOnly = try floors.program(named: "nf_ring_floor"), empty = try floors.program(named: "nf_empty")
-        let ring = try RingBufferReader(map: try floors.map(named: "floor_events"))
+        let ring = try EventRingReader(rings: try floors.map(named: "floor_rings"), doorbell: try floors.map(named: "floor_doorbell"))
         let ringTimes = try interleaved([{
             let perRun = Double(try ringOnly.testRun(packet: denied, repeat: captureRepeat, ifindex: ifindex, in: namespace).nanosecondsPerRun)
             guard try ring.drain({ _ in }) == Int(captureRepeat) else { throw BenchmarkError("the ring floor wrote other records than runs") }
@@ -167,7 +167,7 @@ public struct DatapathBenchmark {
         }], { Double(try empty.testRun(packet: denied, repeat: captureRepeat, ifindex: ifindex, in: namespace).nanosecondsPerRun) },
             samples: rounds)[0]
         let eventCost = (deniedTimes[1].measured - deniedTimes[1].floor) - (deniedTimes[0].measured - deniedTimes[0].floor)
-        var figures = [Figure("the kernel ring's write of one event alone (a program that does nothing else), ns over the empty program",
+        var figures = [Figure("the ring's write of one event alone (a program that does nothing else), ns over the empty program",
                               ringTimes.measured - ringTimes.floor, .nanoseconds,
                               baseline: .init("what an event adds to a new denied flow (level deny over events off)", eventCost), comparison: .times)]
         for (path, times) in [(Path.newDenied, deniedTimes), (.newAllowed, allowedTimes)] {

@@ -51,9 +51,9 @@ public struct EventsBenchmark {
         let allowed = PacketBuilder.frame(from: IPAddress("198.18.0.1")!, to: pod, .udp(sourcePort: 40000, destinationPort: 80, payload: 200))
         let denied = PacketBuilder.frame(from: IPAddress("2001:db8::1")!, to: IPAddress("2001:db8::10")!,
                                          .udp(sourcePort: 40001, destinationPort: 53, payload: 200))
-        // A batch fills most of the ring: a record is its 8-byte header, the event and the capture.
-        let record = 8 + VerdictEvent.size + Self.snaplen
-        let batch = UInt32(DatapathLimits.eventRingBytes / record * 4 / 5 / 2)
+        // A batch fills most of a CPU's ring (a test run stays on one CPU): a record is the event and the capture.
+        let record = ABISizes.eventRecord(captured: Self.snaplen)
+        let batch = UInt32(DatapathLimits.eventCPURingBytes / record * 4 / 5 / 2)
         let produce = {
             _ = try loader.datapath.run(allowed, direction: .ingress, ifindex: ifindex, in: namespace, repeat: batch)
             _ = try loader.datapath.run(denied, direction: .ingress, ifindex: ifindex, in: namespace, repeat: batch)

@@ -394,6 +394,206 @@ int nf_ring_wait(struct nf_ring *ring, int timeout_ms)
 	return 0;
 }
 
+struct nf_event_rings {
+	__u8 *base;
+	size_t mapped;
+	__u32 cpus;
+	struct nf_ring *doorbell;
+	__u64 *pending;   /* per CPU: after the last record handed out */
+	__u64 *committed; /* per CPU: what this reader last gave back */
+	__u32 *ready;     /* scratch of peek: the CPUs with records */
+};
+
+static struct nf_event_ring *event_ring(const struct nf_event_rings *rings, __u32 cpu)
+{
+	return (struct nf_event_ring *)(rings->base + (size_t)cpu * ((sizeof(struct nf_event_ring) + 7) & ~(size_t)7));
+}
+
+struct nf_event_rings *nf_event_rings_open(int rings_fd, __u32 cpus, int doorbell_fd)
+{
+	struct nf_event_rings *rings = calloc(1, sizeof(*rings));
+	int err;
+
+	if (!rings)
+		return NULL;
+	rings->cpus = cpus;
+	rings->mapped = (size_t)cpus * ((sizeof(struct nf_event_ring) + 7) & ~(size_t)7);
+	rings->base = MAP_FAILED;
+	rings->pending = calloc(cpus ? cpus : 1, sizeof(__u64));
+	rings->committed = calloc(cpus ? cpus : 1, sizeof(__u64));
+	rings->ready = calloc(cpus ? cpus : 1, sizeof(__u32));
+	if (!cpus || !rings->pending || !rings->committed || !rings->ready) {
+		errno = cpus ? ENOMEM : EINVAL;
+		goto fail;
+	}
+	rings->base = mmap(NULL, rings->mapped, PROT_READ | PROT_WRITE, MAP_SHARED, rings_fd, 0);
+	if (rings->base == MAP_FAILED)
+		goto fail;
+	rings->doorbell = nf_ring_open(doorbell_fd, NF_EVENT_DOORBELL_BYTES);
+	if (!rings->doorbell)
+		goto fail;
+	for (__u32 cpu = 0; cpu < cpus; cpu++)
+		rings->pending[cpu] = rings->committed[cpu] = nf_event_rings_committed(rings, cpu);
+	return rings;
+fail:
+	err = errno;
+	nf_event_rings_close(rings);
+	errno = err;
+	return NULL;
+}
+
+void nf_event_rings_close(struct nf_event_rings *rings)
+{
+	if (!rings)
+		return;
+	if (rings->base != MAP_FAILED)
+		munmap(rings->base, rings->mapped);
+	nf_ring_close(rings->doorbell);
+	free(rings->pending);
+	free(rings->committed);
+	free(rings->ready);
+	free(rings);
+}
+
+__u64 nf_event_rings_head(const struct nf_event_rings *rings, __u32 cpu)
+{
+	return __atomic_load_n(&event_ring(rings, cpu)->head, __ATOMIC_ACQUIRE);
+}
+
+__u64 nf_event_rings_committed(const struct nf_event_rings *rings, __u32 cpu)
+{
+	return __atomic_load_n(&event_ring(rings, cpu)->tail, __ATOMIC_ACQUIRE);
+}
+
+__u64 nf_event_rings_pending(const struct nf_event_rings *rings, __u32 cpu)
+{
+	return rings->pending[cpu];
+}
+
+/* The record at CPU's pending position, or NULL past HEAD or where the ring makes no sense. */
+static const struct nf_event *event_at(const struct nf_event_rings *rings, __u32 cpu, __u64 head)
+{
+	__u64 position = rings->pending[cpu];
+
+	if (position >= head || head - position > NF_EVENT_CPU_RING_BYTES)
+		return NULL;
+	const struct nf_event *event =
+		(const struct nf_event *)&event_ring(rings, cpu)->data[position & (NF_EVENT_CPU_RING_BYTES - 1)];
+	if (event->captured > NF_MAX_SNAPLEN || position + nf_event_record_bytes(event->captured) > head)
+		return NULL;
+	return event;
+}
+
+int nf_event_rings_peek(struct nf_event_rings *rings, struct nf_event_record *records, int max)
+{
+	__u32 ready = 0;
+	int count = 0;
+
+	for (__u32 cpu = 0; cpu < rings->cpus; cpu++) {
+		/* With nothing handed out, start where the ring's consumer is now: another reader may have moved it. */
+		if (rings->pending[cpu] == rings->committed[cpu])
+			rings->pending[cpu] = rings->committed[cpu] = nf_event_rings_committed(rings, cpu);
+		__u64 head = nf_event_rings_head(rings, cpu);
+
+		if (head - rings->pending[cpu] > NF_EVENT_CPU_RING_BYTES) /* not positions a writer leaves: start over at its head */
+			rings->pending[cpu] = head;
+		if (rings->pending[cpu] < head)
+			rings->ready[ready++] = cpu;
+	}
+	/* Heads read once per CPU and batch: what a CPU writes meanwhile waits for the next peek. */
+	__u64 heads[ready ? ready : 1];
+
+	for (__u32 index = 0; index < ready; index++)
+		heads[index] = nf_event_rings_head(rings, rings->ready[index]);
+	while (count < max && ready) {
+		__u32 oldest = 0;
+		const struct nf_event *first = NULL;
+
+		for (__u32 index = 0; index < ready;) {
+			const struct nf_event *event = event_at(rings, rings->ready[index], heads[index]);
+
+			if (!event) { /* drained (or torn): off the list */
+				rings->ready[index] = rings->ready[--ready];
+				heads[index] = heads[ready];
+				continue;
+			}
+			if (!first || event->timestamp_ns < first->timestamp_ns) {
+				first = event;
+				oldest = index;
+			}
+			index++;
+		}
+		if (!first)
+			break;
+		__u32 cpu = rings->ready[oldest], length = nf_event_record_bytes(first->captured);
+
+		rings->pending[cpu] += length;
+		records[count].event = first;
+		records[count].length = sizeof(*first) + first->captured;
+		records[count].cpu = cpu;
+		records[count].end = rings->pending[cpu];
+		count++;
+	}
+	return count;
+}
+
+static void commit_ring(struct nf_event_rings *rings, __u32 cpu)
+{
+	__u64 *tail = &event_ring(rings, cpu)->tail;
+	__u64 current = __atomic_load_n(tail, __ATOMIC_ACQUIRE);
+
+	/* Never back: another reader may have given back more meanwhile. */
+	while (current < rings->pending[cpu] &&
+	       !__atomic_compare_exchange_n(tail, &current, rings->pending[cpu], 0, __ATOMIC_RELEASE, __ATOMIC_ACQUIRE))
+		;
+	rings->committed[cpu] = rings->pending[cpu];
+}
+
+void nf_event_rings_commit(struct nf_event_rings *rings)
+{
+	for (__u32 cpu = 0; cpu < rings->cpus; cpu++)
+		commit_ring(rings, cpu);
+}
+
+int nf_event_rings_skip_to(struct nf_event_rings *rings, __u32 cpu, __u64 position)
+{
+	if (cpu >= rings->cpus || position < nf_event_rings_committed(rings, cpu) || position > nf_event_rings_head(rings, cpu))
+		return -EINVAL;
+	rings->pending[cpu] = position;
+	commit_ring(rings, cpu);
+	return 0;
+}
+
+static void set_reader_waiting(struct nf_event_rings *rings, __u64 waiting)
+{
+	for (__u32 cpu = 0; cpu < rings->cpus; cpu++)
+		__atomic_store_n(&event_ring(rings, cpu)->reader_waiting, waiting, __ATOMIC_RELAXED);
+}
+
+int nf_event_rings_wait(struct nf_event_rings *rings, int timeout_ms)
+{
+	struct nf_ring_record bells[64];
+	int status = 0;
+
+	/* Asleep first, then look once more: a quarter filled in between rang no doorbell (the
+	 * writer saw no sleeper) and must not wait for the timeout. */
+	set_reader_waiting(rings, 1);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	__u32 cpu = 0;
+
+	while (cpu < rings->cpus && nf_event_rings_head(rings, cpu) - rings->pending[cpu] < NF_EVENT_CPU_RING_BYTES / 4)
+		cpu++;
+	if (cpu == rings->cpus)
+		status = nf_ring_wait(rings->doorbell, timeout_ms);
+	set_reader_waiting(rings, 0);
+
+	/* The doorbell's records say only "look": drop them. */
+	while (nf_ring_peek(rings->doorbell, bells, 64) == 64)
+		;
+	nf_ring_commit(rings->doorbell);
+	return status;
+}
+
 static _Thread_local char last_warning[512];
 
 static int capture_print(enum libbpf_print_level level, const char *format, va_list args)

@@ -28,7 +28,9 @@ public final class Datapath {
     let settings: BPFMap
     let counters: BPFMap
     let stats: BPFMap
-    let events: BPFMap
+    /// Each CPU's ring of events, and the ring buffer that wakes their reader.
+    let eventRings: BPFMap
+    let eventDoorbell: BPFMap
     /// The port rules of each pod's domain patterns, per slot.
     let domainRules: BPFMap
     /// Addresses pods resolved through the DNS proxy (written by the proxy).
@@ -61,17 +63,22 @@ public final class Datapath {
         "pods": (4, PodRecord.size), "revisions": (4, 4), "policies": (4, 4), "policy_digests": (4, TrieDigestRecord.size),
         "conntrack": (ABISizes.conntrackKey, ABISizes.conntrackValue), "fragments": (ABISizes.fragmentKey, ABISizes.fragmentValue),
         "settings": (4, ABISizes.settings), "counters": (4, ABISizes.packetCounter), "stats": (4, 8),
-        "events": (nil, nil), "scratch": (4, nil),
+        "event_rings": (4, ABISizes.eventRing), "event_doorbell": (nil, nil), "scratch": (4, nil),
         "domain_rules": (ABISizes.domainRuleKey, RuleSetCodec.size), "domain_grants": (ABISizes.domainGrantKey, ABISizes.domainGrant),
         "dns_proxies": (16, ABISizes.dnsProxy), "dns_heartbeat": (4, 8),
         "rule_hits": (RuleHit.keySize, RuleHit.valueSize),
-        "pod_event_levels": (4, ABISizes.podEventLevel), "event_limits": (4, ABISizes.eventLimit), "event_scratch": (4, ABISizes.eventCapture),
+        "pod_event_levels": (4, ABISizes.podEventLevel), "event_limits": (4, ABISizes.eventLimit),
     ]
     public static let programNames = ["nf_to_pod", "nf_from_pod"]
+    /// Maps earlier netfence versions pinned and nothing reads now (the one event ring buffer and
+    /// its per-CPU scratch, before each CPU had a ring): `load` removes their pins.
+    static let retiredMapNames = ["events", "event_scratch"]
+    /// One event ring per CPU the kernel may run a program on.
+    static let eventRingCount = UInt32(BPFMap.possibleCPUs)
 
     /// Loads a fresh datapath that nothing else shares (tests, benchmarks).
     public convenience init() throws {
-        let object = try BPFObjectFile(bytes: EmbeddedBPFObject.datapath.bytes, name: "datapath") { spec in
+        let object = try BPFObjectFile(bytes: EmbeddedBPFObject.datapath.bytes, name: "datapath", resizing: ["event_rings": Self.eventRingCount]) { spec in
             try Self.checkABI(spec)
             return nil
         }
@@ -97,7 +104,8 @@ public final class Datapath {
         settings = try map("settings")
         counters = try map("counters")
         stats = try map("stats")
-        events = try map("events")
+        eventRings = try map("event_rings")
+        eventDoorbell = try map("event_doorbell")
         domainRules = try map("domain_rules")
         domainGrants = try map("domain_grants")
         dnsProxies = try map("dns_proxies")
@@ -156,9 +164,10 @@ public final class Datapath {
         let resizable = earlierInfo.map { $0.maxEntries != entries } ?? false
         let (object, report) = try BPFObjectFile.load(bytes: EmbeddedBPFObject.datapath.bytes, name: "datapath", pinningMapsIn: "\(root)/maps",
                                                       migrate: migrate,
-                                                      replaceable: Set(["settings", "scratch", "event_scratch"] + (resizable ? ["conntrack"] : [])),
-                                                      resizing: ["conntrack": entries], validate: checkABI)
+                                                      replaceable: Set(["settings", "scratch"] + (resizable ? ["conntrack"] : [])),
+                                                      resizing: ["conntrack": entries, "event_rings": Self.eventRingCount], validate: checkABI)
         let datapath = try Datapath(object: object)
+        for name in retiredMapNames { unlink(mapPin(root, name)) }
         if report.created.contains("settings") {
             try datapath.write(.initial)
         } else if report.migrated.contains("settings") {
@@ -258,10 +267,11 @@ public final class Datapath {
         return (try map.countEntries() ?? 0, Int(try map.info().maxEntries))
     }
 
-    /// A reader of the verdict ring (one consumer at a time: two readers split the events).
-    public func eventReader() throws -> RingBufferReader {
-        try RingBufferReader(map: events)
+    /// A reader of the event rings (one consumer at a time: two readers split the events).
+    public func eventReader() throws -> EventRingReader {
+        try EventRingReader(rings: eventRings, doorbell: eventDoorbell)
     }
+
 
     /// The pod registered on `ifindex`, if any.
     public func pod(ifindex: UInt32) throws -> PodRecord? {

@@ -6,9 +6,11 @@ public enum DatapathLimits {
     public static let prefixesPerPod = Int(NF_MAX_PREFIXES)
     public static let pods = Int(NF_MAX_PODS)
     public static let conntrackEntries = Int(NF_CONNTRACK_ENTRIES)
-    public static let eventRingBytes = Int(NF_EVENT_RING_BYTES)
-    /// How long a reader waiting on the events ring may wait at most: the datapath wakes it only
-    /// once a quarter of the ring waits.
+    /// Bytes of each CPU's event ring.
+    public static let eventCPURingBytes = Int(NF_EVENT_CPU_RING_BYTES)
+    public static let eventDoorbellBytes = Int(NF_EVENT_DOORBELL_BYTES)
+    /// How long a reader waiting for events may wait at most: the datapath wakes it only
+    /// once a quarter of a CPU's ring waits.
     public static let eventReaderPollSeconds = Double(NF_EVENT_READER_POLL_MS) / 1000
     public static let ipv6ExtensionHeaders = Int(NF_MAX_IPV6_EXTENSIONS)
     public static let maxObjects = Int(NF_MAX_OBJECTS)
@@ -29,7 +31,10 @@ public enum ABISizes {
     public static let settings = nf_settings.size
     public static let podEventLevel = nf_pod_event_level.size
     public static let eventLimit = nf_event_limit.size
-    public static let eventCapture = nf_event_capture.size
+    /// One CPU's event ring (its data is too long an array to import as a Swift tuple).
+    public static let eventRing = Int(nf_event_ring_size())
+    /// Bytes an event with `captured` bytes of its packet takes in its ring.
+    public static func eventRecord(captured: Int) -> Int { Int(nf_event_record_bytes(UInt32(captured))) }
     public static let event = nf_event.size
     public static let packetCounter = nf_packet_counter.size
     public static let domainRuleKey = nf_domain_rule_key.size
@@ -646,7 +651,25 @@ public enum PacketCounterCodec {
     }
 }
 
-/// `struct nf_event`: one decision, as the ring buffer carries it.
+/// The positions at the start of a CPU's `struct nf_event_ring` (records follow them).
+public struct EventRingHeader: Equatable, Sendable {
+    /// Bytes the CPU's programs wrote, and bytes the reader gave back.
+    public let written: UInt64
+    public let read: UInt64
+    /// Whether the reader sleeps (a quarter of the ring then rings the doorbell).
+    public let readerSleeps: Bool
+
+    /// Bytes written and not read yet.
+    public var waiting: UInt64 { written &- read }
+
+    public static func decode(_ value: UnsafeRawBufferPointer) -> EventRingHeader? {
+        guard value.count == ABISizes.eventRing else { return nil }
+        return EventRingHeader(written: value.loadUnaligned(as: UInt64.self), read: value.loadUnaligned(fromByteOffset: nf_event_ring_tail_offset(), as: UInt64.self),
+                               readerSleeps: value.loadUnaligned(fromByteOffset: nf_event_ring_reader_waiting_offset(), as: UInt64.self) != 0)
+    }
+}
+
+/// `struct nf_event`: one decision, as its CPU's event ring carries it.
 public struct VerdictEvent: Equatable, Sendable {
     public let timestampNanoseconds: UInt64
     public let ifindex: UInt32

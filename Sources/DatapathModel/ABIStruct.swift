@@ -45,7 +45,6 @@ extension nf_settings: ABIStruct {}
 extension nf_pod_event_level: ABIStruct {}
 extension nf_event_counts: ABIStruct {}
 extension nf_event_limit: ABIStruct {}
-extension nf_event_capture: ABIStruct {}
 extension nf_packet_counter: ABIStruct {}
 extension nf_event: ABIStruct {}
 extension nf_root_marker: ABIStruct {}

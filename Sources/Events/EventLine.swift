@@ -48,7 +48,7 @@ public struct EventLine {
     }
 
     public static func lost(_ count: UInt64, colored: Bool) -> String {
-        (colored ? "\u{1b}[33m" : "") + "LOST \(count) events (the ring buffer was full)" + (colored ? "\u{1b}[0m" : "")
+        (colored ? "\u{1b}[33m" : "") + "LOST \(count) events (their CPU's event ring was full)" + (colored ? "\u{1b}[0m" : "")
     }
 
     /// `SUPPRESSED 4213 deny events of prod/db-0 ingress in the last 10 s (event rate limit)`.

@@ -9,7 +9,7 @@ import PolicyInput
 /// What a reader of the verdict log gets: events, and losses it must not hide.
 public enum EventItem: Sendable {
     case event(DecodedEvent)
-    /// Events the datapath could not write (the ring was full) since the last report.
+    /// Events the datapath could not write (their CPU's ring was full) since the last report.
     case lost(UInt64)
     /// Events a rate limit kept out of the ring since the last report, for one pod and direction.
     case suppressed(SuppressedEvents)
@@ -37,12 +37,12 @@ public struct SuppressedEvents: Sendable, Equatable {
     }
 }
 
-/// The one consumer of the datapath's event ring: drains records, decodes and
+/// The one consumer of the datapath's event rings: drains records, decodes and
 /// attributes them, and reports lost events (the datapath's counter, minus what
 /// was reported before, kept in bpffs so no loss goes unreported).
 public final class EventStream {
     private let loader: Loader
-    private let reader: RingBufferReader
+    private let reader: EventRingReader
     /// The datapath's CLOCK_MONOTONIC stamps as wall-clock dates.
     private let clock = HostClock.monotonic.dates()
     private var decoder: EventDecoder
@@ -59,18 +59,19 @@ public final class EventStream {
         decoder = EventDecoder(attribution: try loader.attribution())
     }
 
-    /// Gives the ring back the space of every event read.
+    /// Gives the rings back the space of every event read.
     public func commit() { reader.commit() }
 
-    /// During a visit of an event, the ring position after it; outside one, after the last event read.
-    public var recordEnd: UInt64 { reader.recordEnd }
-    public var position: UInt64 { reader.position }
-    /// The ring's map id: positions mean something only for the same ring.
+    /// During a visit of an event, its place in its CPU's ring.
+    public var recordEnd: EventRingMark { reader.recordEnd }
+    /// Where the next reader would start now.
+    public var committedPosition: EventRingPosition { reader.committedPosition }
+    /// The rings' map id: positions mean something only for the same rings.
     public var ringID: UInt32 { reader.mapID }
 
     /// Counts the events before `position` as read (a restarted writer skipping what it wrote
-    /// before it died); false when the ring is not there any more.
-    public func skip(to position: UInt64) -> Bool { reader.skip(to: position) }
+    /// before it died); false when the position is not of these rings.
+    public func skip(to position: EventRingPosition) -> Bool { reader.skip(to: position) }
 
     /// The longest `namespace/name` of the pods attached when the stream began, for table widths.
     public var longestPodName: Int { decoder.attribution.longestPodName }
@@ -84,7 +85,7 @@ public final class EventStream {
         reader.commit()
     }
 
-    /// As `drain`, leaving the events read in the ring until `commit` (a reader that must make
+    /// As `drain`, leaving the events read in the rings until `commit` (a reader that must make
     /// them durable first); during a visit `recordEnd` says where a reader resumes after it.
     public func read(lossInterval: TimeInterval = 1, waitingUpTo wait: Double? = nil, _ visit: (EventItem) throws -> Void) throws {
         let now = Date()

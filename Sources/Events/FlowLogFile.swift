@@ -1,3 +1,4 @@
+import Datapath
 import Foundation
 import Glibc
 import HostKit
@@ -6,8 +7,8 @@ import HostKit
 /// the newest full file, PATH.N the oldest kept), reopened on request (SIGHUP,
 /// after logrotate moved it), and written exactly once across restarts.
 ///
-/// Exactly once: beside the log, `.NAME.cursor` says up to which ring position
-/// the events are in the log and how long PATH was then. It is replaced (write,
+/// Exactly once: beside the log, `.NAME.cursor` says up to which position of each
+/// CPU's ring the events are in the log and how long PATH was then. It is replaced (write,
 /// rename) after each write to PATH, and the ring's records are given back only
 /// after that. A writer killed after writing lines but before the cursor leaves
 /// lines the cursor does not cover: the next one cuts PATH back to the cursor's
@@ -25,18 +26,19 @@ public final class FlowLogFile {
     private var file: FileDescriptor
     private var inode: UInt64
     private(set) var size: Int
-    /// Lines not written yet, and the ring position after the last event among them.
+    /// Lines not written yet, and the rings' positions after the events among them.
     private var pending: [UInt8] = []
-    private var pendingPosition: UInt64?
-    private var position: UInt64?
-    /// The ring position the last writer reached, when it wrote for this ring.
-    public let resumePosition: UInt64?
+    private var pendingPosition: EventRingPosition
+    /// The rings' positions after the events in the file.
+    private var position: EventRingPosition
+    /// The positions the last writer reached, when it wrote for these rings.
+    public let resumePosition: EventRingPosition?
     /// Held while this writer lives: two writers of one log would split and repeat its lines.
     private let lock: FileDescriptor
 
-    /// Opens (or creates) `path` to append events of the ring `ringID`; a file reaching
-    /// `maxBytes` is rotated, keeping `maxFiles` rotated files.
-    public init(path: String, maxBytes: Int, maxFiles: Int, ringID: UInt32) throws {
+    /// Opens (or creates) `path` to append events of the rings `ringID`, whose reader starts at
+    /// `start`; a file reaching `maxBytes` is rotated, keeping `maxFiles` rotated files.
+    public init(path: String, maxBytes: Int, maxFiles: Int, ringID: UInt32, start: EventRingPosition) throws {
         self.path = path
         self.maxBytes = maxBytes
         self.maxFiles = maxFiles
@@ -48,9 +50,9 @@ public final class FlowLogFile {
         }
         (file, inode, size) = try Self.open(path)
         let cursor = Cursor.read(Self.cursorPath(path))
-        if let cursor, cursor.ringID == ringID {
+        if let cursor, cursor.ringID == ringID, cursor.position.cpus.count == start.cpus.count {
             resumePosition = cursor.position
-            position = cursor.position
+            position = EventRingPosition(zip(cursor.position.cpus, start.cpus).map { max($0, $1) })
             if cursor.inode == inode && size > cursor.size {
                 // Lines written after the cursor: their events are still in the ring, read again.
                 if ftruncate(file.rawValue, off_t(cursor.size)) != 0 { throw SystemError("cut back to the last confirmed line", path, errno: errno) }
@@ -58,19 +60,21 @@ public final class FlowLogFile {
             }
         } else {
             resumePosition = nil
+            position = start
         }
+        pendingPosition = position
         try writeCursor()
     }
 
-    /// Adds one line (its newline included); `position` is the ring position after its
-    /// event (nil: a line of no event, a loss or suppression report).
-    public func append(_ line: UnsafeRawBufferPointer, endingAt position: UInt64?) throws {
+    /// Adds one line (its newline included); `mark` is its event's place in the rings
+    /// (nil: a line of no event, a loss or suppression report).
+    public func append(_ line: UnsafeRawBufferPointer, endingAt mark: EventRingMark?) throws {
         if size > 0 || !pending.isEmpty, size + pending.count + line.count > maxBytes {
             try write()
             try rotate()
         }
         pending.append(contentsOf: line)
-        if let position { pendingPosition = position }
+        if let mark { pendingPosition.advance(to: mark) }
     }
 
     /// Writes what was added, then the cursor: afterwards the ring may be given the records back.
@@ -79,8 +83,7 @@ public final class FlowLogFile {
         try pending.withUnsafeBytes { try file.writeAll($0, path: path) }
         size += pending.count
         pending.removeAll(keepingCapacity: true)
-        if let pendingPosition { position = pendingPosition }
-        pendingPosition = nil
+        position = pendingPosition
         try writeCursor()
     }
 
@@ -112,7 +115,7 @@ public final class FlowLogFile {
     }
 
     private func writeCursor() throws {
-        let cursor = Cursor(ringID: ringID, position: position ?? 0, inode: inode, size: size)
+        let cursor = Cursor(ringID: ringID, position: position, inode: inode, size: size)
         try cursor.write(to: Self.cursorPath(path))
     }
 
@@ -135,23 +138,23 @@ public final class FlowLogFile {
 
     /// What the cursor file holds, one line of text.
     struct Cursor: Equatable {
-        static let magic = "netfence-flow-log-cursor 1"
+        static let magic = "netfence-flow-log-cursor 2"
         let ringID: UInt32
-        let position: UInt64
+        let position: EventRingPosition
         let inode: UInt64
         let size: Int
 
-        var text: String { "\(Self.magic) ring=\(ringID) position=\(position) inode=\(inode) size=\(size)\n" }
+        var text: String { "\(Self.magic) ring=\(ringID) positions=\(position) inode=\(inode) size=\(size)\n" }
 
         static func read(_ path: String) -> Cursor? {
-            guard let data = FileManager.default.contents(atPath: path), data.count < 256,
+            guard let data = FileManager.default.contents(atPath: path), data.count < 1 << 16,
                   let text = String(data: data, encoding: .utf8), text.hasPrefix(magic + " ") else { return nil }
             var fields: [String: String] = [:]
             for part in text.dropFirst(magic.count).split(whereSeparator: \.isWhitespace) {
                 let pair = part.split(separator: "=", maxSplits: 1)
                 if pair.count == 2 { fields[String(pair[0])] = String(pair[1]) }
             }
-            guard let ring = fields["ring"].flatMap({ UInt32($0) }), let position = fields["position"].flatMap({ UInt64($0) }),
+            guard let ring = fields["ring"].flatMap({ UInt32($0) }), let position = fields["positions"].flatMap({ EventRingPosition($0) }),
                   let inode = fields["inode"].flatMap({ UInt64($0) }), let size = fields["size"].flatMap({ Int($0) }) else { return nil }
             return Cursor(ringID: ring, position: position, inode: inode, size: size)
         }

@@ -61,7 +61,7 @@ public enum Metrics {
                          help: "Bytes the datapath passed or dropped, by pod, direction and verdict.", samples: bytes),
         ]
         for (stat, name, help) in [
-            (DatapathStat.eventsLost, "netfence_events_lost_total", "Verdict events not written because the ring buffer was full."),
+            (DatapathStat.eventsLost, "netfence_events_lost_total", "Verdict events not written because their CPU's event ring was full."),
             (.unparseableDrops, "netfence_unparseable_drops_total", "Packets dropped because their headers could not be parsed."),
             (.unknownInterface, "netfence_unknown_interface_packets_total", "Packets on an interface with no registered pod."),
             (.conntrackFull, "netfence_conntrack_insert_failures_total", "Allowed flows that could not be entered in conntrack."),

@@ -37,6 +37,7 @@ public enum MapLayouts {
         "nf_pod_policy": (.lpmTrie, LPMKeyCodec.size, RuleSetCodec.size),
         "pod_event_level": (.array, 4, ABISizes.podEventLevel),  // pod_event_levels, cut to 15 by the kernel
         "event_limits": (.array, 4, ABISizes.eventLimit),
+        "event_rings": (.array, 4, ABISizes.eventRing),
     ]
 
     /// The layout that decodes `target`: netfence's maps by kernel name, the AWS agent's by
@@ -64,6 +65,7 @@ public enum MapLayouts {
             case "fragments": return FragmentsLayout(context: context)
             case "pod_event_level": return PodEventLevelsLayout(context: context)
             case "event_limits": return EventLimitsLayout(context: context)
+            case "event_rings": return EventRingsLayout()
             default: return PolicyTrieLayout(context: context)
             }
         }

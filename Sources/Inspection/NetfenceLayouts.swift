@@ -339,6 +339,21 @@ struct EventLimitsLayout: MapLayout {
     }
 }
 
+/// `event_rings`: each CPU's ring of events, by its positions (the events themselves: `ebpf events`).
+struct EventRingsLayout: MapLayout {
+    var title: String { "netfence event rings (\(DatapathLimits.eventCPURingBytes / 1024) KiB a CPU)" }
+    var columns: [Column] {
+        [Column("cpu", "CPU", width: 4), Column("writtenBytes", "WRITTEN B", width: 12), Column("readBytes", "READ B", width: 12),
+         Column("waitingBytes", "WAITING B", width: 10), Column("readerAsleep", "READER ASLEEP", width: 13)]
+    }
+
+    func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, into rows: RecordWriter) {
+        guard let ring = EventRingHeader.decode(value) else { return }
+        rows.write(.number(UInt64(key.loadUnaligned(as: UInt32.self))), .number(ring.written), .number(ring.read), .number(ring.waiting),
+                   .word(ring.readerSleeps ? "yes" : "no"))
+    }
+}
+
 /// `counters`: packets and bytes by pod, direction and verdict (per-CPU, summed); rows with nothing counted are left out.
 struct CountersLayout: MapLayout {
     let context: DecodeContext

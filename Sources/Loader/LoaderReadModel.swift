@@ -77,10 +77,10 @@ extension Loader {
     /// that dies before reporting leaves them for the next one.
     ///
     /// The one place a reader writes state: how many losses were reported is the
-    /// event ring's consumer position for losses, and like the ring's own consumer
-    /// position (which the kernel lets every reader advance) it belongs to whoever
-    /// consumes the ring, not to a change of policy. So it takes no writer lock: the
-    /// ring has one consumer at a time, and a second one would split events anyway.
+    /// event rings' consumer position for losses, and like the rings' own consumer
+    /// positions (which every reader may advance) it belongs to whoever consumes the
+    /// rings, not to a change of policy. So it takes no writer lock: the rings have
+    /// one consumer at a time, and a second one would split events anyway.
     public func reportLostEvents(_ report: (UInt64) throws -> Void) throws {
         let total = try datapath.stat(.eventsLost)
         let reported = try state.reportedLostEvents()

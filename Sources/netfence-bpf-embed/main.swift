@@ -21,13 +21,26 @@ func findClang() -> String {
     fail("no clang found on PATH; install Swift's toolchain clang (it has the bpf target) or set NETFENCE_CLANG")
 }
 
-/// The multiarch include folder that holds <asm/types.h> on Debian.
-func multiarchIncludes() -> [String] {
+/// The machine the programs will run on: this one (netfence is not cross-built).
+func hostMachine() -> String {
     var system = utsname()
     uname(&system)
-    let machine = withUnsafeBytes(of: &system.machine) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+    return withUnsafeBytes(of: &system.machine) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+}
+
+/// The multiarch include folder that holds <asm/types.h> on Debian.
+func multiarchIncludes(_ machine: String) -> [String] {
     let folder = "/usr/include/\(machine)-linux-gnu"
     return FileManager.default.fileExists(atPath: folder) ? ["-I\(folder)"] : []
+}
+
+/// libbpf's convention for the target architecture (bpf/event_ring.h orders its stores by it).
+func targetArchitecture(_ machine: String) -> [String] {
+    switch machine {
+    case "x86_64": ["-D__TARGET_ARCH_x86"]
+    case "aarch64": ["-D__TARGET_ARCH_arm64"]
+    default: []
+    }
 }
 
 let arguments = CommandLine.arguments
@@ -38,7 +51,7 @@ let object = output + ".o"
 let clang = Process()
 clang.executableURL = URL(fileURLWithPath: findClang())
 clang.arguments = ["-O2", "-g", "-target", "bpf", "-Wall", "-Werror", "-I\(includeDirectory)"]
-    + multiarchIncludes() + ["-c", source, "-o", object]
+    + multiarchIncludes(hostMachine()) + targetArchitecture(hostMachine()) + ["-c", source, "-o", object]
 do { try clang.run() } catch { fail("cannot run \(clang.executableURL!.path): \(error)") }
 clang.waitUntilExit()
 guard clang.terminationStatus == 0 else {

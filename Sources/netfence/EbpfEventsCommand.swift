@@ -1,5 +1,6 @@
 import BPFKit
 import CommandTree
+import Datapath
 import DatapathModel
 import Events
 import Foundation
@@ -18,7 +19,7 @@ struct EbpfEventsCommand: Command {
         name: "events",
         abstract: "Show the datapath's verdict events: who, what, which policy decided.",
         discussion: """
-            Reads the pinned event ring buffer. Each event: wall-clock time, pod and interface, direction, \
+            Reads the pinned event rings (one per CPU, merged by time). Each event: wall-clock time, pod and interface, direction, \
             source → destination with protocol, verdict, tier, the policy that decided (the PolicyEndpoint's \
             policyRef or the cluster policy's name, and the rule index; "default" when the pod default decided) and bytes.
 
@@ -26,7 +27,7 @@ struct EbpfEventsCommand: Command {
             waits until N events have printed (or SIGINT/SIGTERM). Filters combine with AND. -o json prints JSON Lines; \
             --fields keeps only the named fields of each line.
 
-            Events the datapath could not write (the ring was full) are counted; the next reader reports them as \
+            Events the datapath could not write (their CPU's ring was full) are counted; the next reader reports them as \
             a LOST line (a {"lost": N} object in JSON), at most once a second, never silently. Events the rate limits \
             held back (ebpf events level --rate) are reported as SUPPRESSED lines ({"suppressed": {...}}) per pod and \
             direction, every 10 s.
@@ -40,11 +41,11 @@ struct EbpfEventsCommand: Command {
             --output-file PATH appends the events as JSON Lines to PATH instead of standard output, rotated when PATH \
             would exceed --max-size (PATH.1 the newest rotated file, up to PATH.N for --max-files N) and opened anew \
             on SIGHUP (logrotate's convention). Each event is written once: a restarted reader continues with the next \
-            event (the ring keeps what no reader confirmed; .PATH.cursor beside the log records what is in it), and what \
+            event (the rings keep what no reader confirmed; .PATH.cursor beside the log records what is in it), and what \
             the datapath could not keep meanwhile is a LOST line. A rotated file is fsync'd; a killed process loses \
             nothing it wrote, a power loss may lose the current file's lines since its last rotation.
 
-            The ring buffer has one consumer at a time: two readers split the events between them.
+            The rings have one consumer at a time: two readers split the events between them.
 
             --aws reads the AWS network-policy agent's ring (global_policy_events under --aws-root) on an EKS node, \
             with the same filters and output; --pod takes NAMESPACE/NAME and matches the agent's pod identifier. \
@@ -151,7 +152,7 @@ struct EbpfEventsCommand: Command {
         if output.flowLog != nil { StopSignals.installReopen() }
         var printed = 0
         // Each drain's lines go out in one write: a write per line would cap the log far below the datapath's rate.
-        // Following, a drain blocks in the kernel until a quarter of the ring waits or a quarter second passes (the
+        // Following, a drain blocks in the kernel until a quarter of a CPU's ring waits or a quarter second passes (the
         // datapath wakes no reader for each event; the wait also notices a stop).
         let waiting = following || limit != nil
         var first = true
@@ -176,7 +177,7 @@ struct EbpfEventsCommand: Command {
             }
             let wait = waiting && !first ? DatapathLimits.eventReaderPollSeconds : nil
             if let netfence, output.flowLog != nil {
-                // The ring gives the records back only once the log has them.
+                // The rings give the records back only once the log has them.
                 try netfence.read(lossInterval: 1, waitingUpTo: wait, visit)
                 try output.flush()
                 netfence.commit()
@@ -187,7 +188,7 @@ struct EbpfEventsCommand: Command {
             first = false
             if let limit, printed >= limit { return }
             if !waiting || stopRequested != 0 || context.outputReaderGone { return }
-            // A reset removes the ring's pin: its map lives on while this reader holds it, but nothing writes it any more.
+            // A reset removes the rings' pin: the map lives on while this reader holds it, but nothing writes it any more.
             if let root, !root.exists { throw LoaderError.notInitialized(root: root.path) }
         }
     }
@@ -210,7 +211,7 @@ final class EventOutput {
     let pcapFile: FileDescriptor?
     let pcapPath: String?
 
-    /// `stream`: netfence's, whose ring a flow log follows (nil for the AWS agent's).
+    /// `stream`: netfence's, whose rings a flow log follows (nil for the AWS agent's).
     init(parsed: ParsedArguments, context: CommandContext, stream: EventStream?, longestPodName: Int) throws {
         self.context = context
         let pcapPath = parsed[EbpfEventsCommand.pcap]
@@ -226,8 +227,8 @@ final class EventOutput {
         linesOnStandardOutput = pcapPath != "-" && outputPath == nil
         if let outputPath, let stream {
             let log = try FlowLogFile(path: outputPath, maxBytes: parsed[EbpfEventsCommand.maxSize].bytes,
-                                      maxFiles: parsed[EbpfEventsCommand.maxFiles], ringID: stream.ringID)
-            if let resume = log.resumePosition, resume > stream.position { _ = stream.skip(to: resume) }
+                                      maxFiles: parsed[EbpfEventsCommand.maxFiles], ringID: stream.ringID, start: stream.committedPosition)
+            if let resume = log.resumePosition { _ = stream.skip(to: resume) }
             flowLog = log
         } else {
             flowLog = nil
@@ -269,11 +270,11 @@ final class EventOutput {
         }
     }
 
-    func event(_ event: DecodedEvent, endingAt position: UInt64?) throws {
+    func event(_ event: DecodedEvent, endingAt mark: EventRingMark?) throws {
         pcap?.append(event)
         if let flowLog {
             writer.append(event)
-            try writer.flush { try flowLog.append($0, endingAt: position) }
+            try writer.flush { try flowLog.append($0, endingAt: mark) }
         } else if linesOnStandardOutput {
             if json { writer.append(event) } else { text += lines.text(event, colored: colored) + "\n" }
         }

@@ -1,4 +1,5 @@
 import BPFKit
+import CNetfenceShim
 import Datapath
 import DatapathModel
 import Foundation
@@ -60,8 +61,8 @@ import TestSupport
         let bench = try VerdictBench(pods: 1)
         try bench.apply(pod: 0, states: [.ingress: .defaultDeny, .egress: .defaultAllow])
         let burst: UInt32 = 20_000
-        // Each record takes 8 bytes of header plus the 80-byte event in the ring.
-        let ringHolds = UInt64(DatapathLimits.eventRingBytes / (8 + VerdictEvent.size))
+        // A test run stays on one CPU: the burst fills that CPU's ring, 80 bytes an event.
+        let ringHolds = UInt64(DatapathLimits.eventCPURingBytes / ABISizes.eventRecord(captured: 0))
         let lostBefore = try bench.datapath.stat(.eventsLost)
         _ = try bench.datapath.run(tcp("198.18.2.1", "198.18.1.10", 999, 80), direction: .ingress, ifindex: bench.ifindex(0),
                                    in: bench.interfaces.namespace, repeat: burst)
@@ -86,9 +87,9 @@ import TestSupport
         try bench.apply(pod: 0, states: [.ingress: .defaultDeny, .egress: .defaultAllow])
         func deny(_ count: UInt32) throws { try Self.deny(bench, count) }
         try deny(3)
-        var first: RingBufferReader? = try bench.datapath.eventReader()
+        var first: EventRingReader? = try bench.datapath.eventReader()
         #expect(try first!.read(waitingUpTo: nil) { _ in } == 3)
-        #expect(first!.position > first!.committedPosition, "read, not committed")
+        #expect(first!.position != first!.committedPosition, "read, not committed")
         first = nil  // dies without committing
         let second = try bench.datapath.eventReader()
         #expect(try second.read(waitingUpTo: nil) { _ in } == 3, "the next reader gets them all")
@@ -99,8 +100,17 @@ import TestSupport
         try deny(4)
         let skipping = try bench.datapath.eventReader()
         let start = skipping.committedPosition
-        #expect(end < start && !skipping.skip(to: end), "no going back before the committed position")
-        #expect(skipping.skip(to: start + 2 * UInt64((8 + VerdictEvent.size + 7) / 8 * 8)))
+        #expect(skipping.skip(to: end) && skipping.committedPosition == start, "no going back before the committed position")
+        // Where the four went: a reader that reads and does not commit says.
+        var cpu = 0
+        let probe = try bench.datapath.eventReader()
+        _ = try probe.read(waitingUpTo: nil) { _ in cpu = probe.recordEnd.cpu }
+        var twoIn = start, beyond = start
+        twoIn.cpus[cpu] += 2 * UInt64(ABISizes.eventRecord(captured: 0))
+        beyond.cpus[cpu] += 5 * UInt64(ABISizes.eventRecord(captured: 0))
+        #expect(!skipping.skip(to: beyond), "not beyond what the CPU wrote")
+        #expect(!skipping.skip(to: EventRingPosition(start.cpus + [0])), "not a position of other rings")
+        #expect(skipping.skip(to: twoIn))
         #expect(try skipping.drain().count == 2, "skipped records count as read")
         #expect(try bench.datapath.eventReader().read(waitingUpTo: 0.05) { _ in } == 0, "an empty ring waits, then reads nothing")
         // Two readers take turns (two processes, say): each starts where the other gave back, none reads a record twice.
@@ -117,14 +127,14 @@ import TestSupport
         #expect(try other.drain().count == 1 && one.drain().isEmpty)
     }
 
-    /// A reader waiting on the ring is not woken by each event that finds it caught up (its wait ends
-    /// on `eventReaderPollSeconds` anyway), only by the event that fills a quarter of the ring.
+    /// A reader waiting on the rings is not woken by each event that finds it caught up (its wait ends
+    /// on `eventReaderPollSeconds` anyway), only by the event that fills a quarter of a CPU's ring.
     @Test func aWaitingReaderIsWokenByAQuarterOfTheRingNotByEachEvent() throws {
         guard Privileges.require() else { return }
         let bench = try VerdictBench(pods: 1)
         try bench.apply(pod: 0, states: [.ingress: .defaultDeny, .egress: .defaultAllow])
         let reader = try bench.datapath.eventReader()
-        let quarter = UInt32(DatapathLimits.eventRingBytes / 4 / (8 + VerdictEvent.size))
+        let quarter = UInt32(DatapathLimits.eventCPURingBytes / 4 / ABISizes.eventRecord(captured: 0))
         /// How long `read(waitingUpTo: 2)` waits while `events` are written 0.2 s into its wait, and what it read.
         func waitWhile(writing events: UInt32) throws -> (seconds: Double, read: Int) {
             nonisolated(unsafe) let bench = bench
@@ -143,6 +153,42 @@ import TestSupport
         #expect(few.read == 3 && few.seconds >= 1.9, "three events do not end a 2 s wait: \(few)")
         let many = try waitWhile(writing: quarter + 10)
         #expect(many.read == Int(quarter) + 10 && many.seconds < 1.5, "a quarter of the ring ends it: \(many)")
+    }
+
+    /// Each CPU writes its own ring; the reader hands their events out oldest first across CPUs,
+    /// and each record's place names the CPU it came from.
+    @Test func eventsOfTwoCPUsAreReadInTheOrderTheyHappened() throws {
+        guard Privileges.require() else { return }
+        guard BPFMap.possibleCPUs >= 2, sysconf(Int32(_SC_NPROCESSORS_ONLN)) >= 2 else {
+            print("skipped: one CPU online; the rings of two CPUs need two")
+            return
+        }
+        let bench = try VerdictBench(pods: 1)
+        try bench.apply(pod: 0, states: [.ingress: .defaultDeny, .egress: .defaultAllow])
+        _ = try bench.events.drain()
+        /// Denies `count` packets from `source` on `cpu` (a test run stays on the CPU it starts on; the thread that
+        /// enters the namespace for it inherits the CPU).
+        func deny(on cpu: Int, from source: String, _ count: UInt32) throws {
+            var before = [UInt8](repeating: 0, count: 128), only = [UInt8](repeating: 0, count: 128)
+            #expect(nf_get_affinity(0, &before, before.count) == 0)
+            defer { _ = nf_set_affinity(0, before, before.count) }
+            only[cpu / 8] = 1 << (cpu % 8)
+            try #require(nf_set_affinity(0, only, only.count) == 0, "this thread may run on CPU \(cpu)")
+            _ = try bench.datapath.run(tcp(source, "198.18.1.10", 999, 80), direction: .ingress, ifindex: bench.ifindex(0),
+                                       in: bench.interfaces.namespace, repeat: count)
+        }
+        // The coarse clock's tick is at most 4 ms: 20 ms apart, the three batches' stamps differ.
+        try deny(on: 1, from: "198.18.2.1", 2)
+        usleep(20_000)
+        try deny(on: 0, from: "198.18.2.2", 3)
+        usleep(20_000)
+        try deny(on: 1, from: "198.18.2.3", 1)
+        var read: [(source: String, cpu: Int)] = []
+        try bench.events.drain { record in
+            read.append((VerdictEvent.decode(Array(record))!.source.description, bench.events.recordEnd.cpu))
+        }
+        #expect(read.map(\.source) == ["198.18.2.1", "198.18.2.1", "198.18.2.2", "198.18.2.2", "198.18.2.2", "198.18.2.3"])
+        #expect(read.map(\.cpu) == [1, 1, 0, 0, 0, 1])
     }
 
     /// The first snaplen bytes of a denied packet ride in its event; allowed ones only when the

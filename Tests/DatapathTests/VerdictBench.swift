@@ -45,7 +45,7 @@ enum Expect: CustomStringConvertible {
 final class VerdictBench {
     let datapath: Datapath
     let interfaces: SandboxInterfaces
-    let events: RingBufferReader
+    let events: EventRingReader
     var reference = ReferenceDatapath()
     private(set) var cases = 0
     /// Pod ids other than the pod's number, given by `apply`.

@@ -34,7 +34,7 @@ import TestSupport
         #expect(ingress["hook"] as? String == "tc egress" && ingress["programName"] as? String == "nf_to_pod")
         #expect(ours[1]["hook"] as? String == "tc ingress" && ours[1]["programName"] as? String == "nf_from_pod")
         let mapNames = Set(((ingress["maps"] as? [[String: Any]]) ?? []).compactMap { $0["name"] as? String })
-        #expect(mapNames.isSuperset(of: ["conntrack", "pods", "policies", "events"]), "\(mapNames)")
+        #expect(mapNames.isSuperset(of: ["conntrack", "pods", "policies", "event_rings", "event_doorbell"]), "\(mapNames)")
         // The live trie is the one dump-maps --pod reads; no trie where nothing selects the pod.
         let trieID = try #require(ingress["policyTrieID"] as? Int)
         let trie = try jsonRows(bench.cli(["ebpf", "d", "\(trieID)", "-o", "json"]))

@@ -136,7 +136,7 @@ func jsonRows(_ result: CommandResult) throws -> [[String: Any]] {
         #expect(unknown.status == 1 && unknown.standardError.hasPrefix("error: no map named 'no_such_map' is pinned under"))
         let noID = try run(["ebpf", "d", "4294967295"])
         #expect(noID.status == 1 && noID.standardError == "error: no map with id 4294967295 is loaded; list ids with 'netfence ebpf maps --all'\n")
-        let ring = try run(["ebpf", "d", "events"])
+        let ring = try run(["ebpf", "d", "event_doorbell"])
         #expect(ring.status == 1 && ring.standardError.contains("is a ringbuf map: it has no entries to dump; read events with 'netfence ebpf events'"))
         let usage = try run(["ebpf", "d"])
         #expect(usage.status == 64 && usage.standardError.hasPrefix("Error: name a map (id, pin path or name) or a pod with --pod"))

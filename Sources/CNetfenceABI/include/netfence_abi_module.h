@@ -12,3 +12,20 @@ static inline size_t nf_object_chunk_data_offset(void)
 {
 	return offsetof(struct nf_object_chunk, data);
 }
+
+/* The size of one CPU's event ring and where its positions are: Swift must not import its
+ * data array as a tuple. */
+static inline size_t nf_event_ring_size(void)
+{
+	return sizeof(struct nf_event_ring);
+}
+
+static inline size_t nf_event_ring_tail_offset(void)
+{
+	return offsetof(struct nf_event_ring, tail);
+}
+
+static inline size_t nf_event_ring_reader_waiting_offset(void)
+{
+	return offsetof(struct nf_event_ring, reader_waiting);
+}

@@ -126,6 +126,42 @@ int nf_ring_skip_to(struct nf_ring *ring, __u64 position);
  * returns 0 (data, a timeout or a signal: peek to know), or -errno. */
 int nf_ring_wait(struct nf_ring *ring, int timeout_ms);
 
+/* The one consumer of netfence's event rings (event_rings: struct nf_event_ring, one per
+ * CPU), reading records in place, merged across CPUs by their timestamps, and giving
+ * space back only when told, as nf_ring does; each CPU's position lives in its ring. */
+struct nf_event_rings;
+
+struct nf_event_record {
+	const struct nf_event *event; /* and its captured bytes after it; valid until committed */
+	__u32 length;
+	__u32 cpu;
+	__u64 end; /* the CPU's position after it */
+};
+
+/* A consumer of RINGS_FD (CPUS rings) woken through DOORBELL_FD; NULL with errno set. */
+struct nf_event_rings *nf_event_rings_open(int rings_fd, __u32 cpus, int doorbell_fd);
+void nf_event_rings_close(struct nf_event_rings *rings);
+
+/* Up to MAX records ready after the last ones handed out, the oldest of every CPU's
+ * first, into RECORDS. Returns how many. */
+int nf_event_rings_peek(struct nf_event_rings *rings, struct nf_event_record *records, int max);
+
+/* A CPU's position after the last record handed out, its committed one, and its producer's. */
+__u64 nf_event_rings_pending(const struct nf_event_rings *rings, __u32 cpu);
+__u64 nf_event_rings_committed(const struct nf_event_rings *rings, __u32 cpu);
+__u64 nf_event_rings_head(const struct nf_event_rings *rings, __u32 cpu);
+
+/* Gives back every record handed out. */
+void nf_event_rings_commit(struct nf_event_rings *rings);
+
+/* Moves CPU's consumer to POSITION (between its committed position and its producer's).
+ * Returns 0, or -EINVAL outside that range. */
+int nf_event_rings_skip_to(struct nf_event_rings *rings, __u32 cpu, __u64 position);
+
+/* Waits up to TIMEOUT_MS for a ring to fill a quarter (the doorbell); returns 0 (ready, a
+ * timeout or a signal: peek to know), or -errno. */
+int nf_event_rings_wait(struct nf_event_rings *rings, int timeout_ms);
+
 /* libbpf prints warnings (verifier logs among them) to stderr by default;
  * this keeps the last one instead, so a failed load becomes one error line
  * that names the cause. */

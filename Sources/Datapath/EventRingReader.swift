@@ -1,0 +1,154 @@
+import BPFKit
+import CNetfenceShim
+import DatapathModel
+import Glibc
+import HostKit
+
+/// Where a reader of the event rings stands: each CPU ring's byte position.
+public struct EventRingPosition: Equatable, Sendable, CustomStringConvertible {
+    public var cpus: [UInt64]
+
+    public init(_ cpus: [UInt64]) { self.cpus = cpus }
+
+    /// Moves the position of `mark`'s CPU past its record.
+    public mutating func advance(to mark: EventRingMark) {
+        if mark.cpu < cpus.count { cpus[mark.cpu] = mark.end }
+    }
+
+    /// `4096,0,88`: the CPUs' positions in order.
+    public var description: String { cpus.map(String.init).joined(separator: ",") }
+
+    public init?(_ text: some StringProtocol) {
+        var cpus: [UInt64] = []
+        for part in text.split(separator: ",", omittingEmptySubsequences: false) {
+            guard let position = UInt64(part) else { return nil }
+            cpus.append(position)
+        }
+        self.cpus = cpus
+    }
+}
+
+/// One record's place: its CPU's ring, and the position after it there.
+public struct EventRingMark: Equatable, Sendable {
+    public let cpu: Int
+    public let end: UInt64
+
+    public init(cpu: Int, end: UInt64) {
+        self.cpu = cpu
+        self.end = end
+    }
+}
+
+/// The one consumer of the datapath's event rings (bpf/netfence_abi.h, struct nf_event_ring):
+/// visits the records ready in place (no copy), oldest first across CPUs, and gives their space
+/// back only after the visit, or, for a reader that must first make what it read durable, when
+/// told (`read`, then `commit`). The positions are the rings' own, so the next reader process
+/// continues where this one committed: nothing is read twice or skipped.
+public final class EventRingReader {
+    private let rings: OpaquePointer
+    private let batch: UnsafeMutablePointer<nf_event_record>
+    private static let batchSize = 4096
+    /// The rings' map id: a position means something only for the same map.
+    public let mapID: UInt32
+    /// Rings, one per CPU the kernel may run programs on.
+    public let cpus: Int
+
+    /// A reader of `rings` (the per-CPU rings), woken through `doorbell` (a ring buffer).
+    public init(rings map: BPFMap, doorbell: BPFMap) throws {
+        let info = try map.info(), doorbellInfo = try doorbell.info()
+        guard info.type == .array, Int(info.valueSize) == ABISizes.eventRing, doorbellInfo.type == .ringbuf,
+              doorbellInfo.maxEntries == UInt32(DatapathLimits.eventDoorbellBytes) else {
+            throw SystemError("read event rings", "map \(info.name) (a \(info.type) map of \(info.valueSize)-byte values)", errno: EINVAL)
+        }
+        guard let rings = nf_event_rings_open(map.descriptor.rawValue, info.maxEntries, doorbell.descriptor.rawValue) else {
+            throw SystemError("map event rings", "map \(info.name)", errno: errno)
+        }
+        self.rings = rings
+        mapID = info.id
+        cpus = Int(info.maxEntries)
+        batch = .allocate(capacity: Self.batchSize)
+    }
+
+    deinit {
+        nf_event_rings_close(rings)
+        batch.deallocate()
+    }
+
+    /// Every record ready now, oldest first, each as its bytes.
+    public func drain() throws -> [[UInt8]] {
+        var result: [[UInt8]] = []
+        try drain { result.append(Array($0)) }
+        return result
+    }
+
+    /// Visits every record ready now, oldest first: `visit` sees the record's
+    /// bytes, valid only during the call. Then gives their space back. Returns how many.
+    @discardableResult
+    public func drain(_ visit: (UnsafeRawBufferPointer) throws -> Void) throws -> Int {
+        try drain(waitingUpTo: nil, visit)
+    }
+
+    /// As `drain`, but when nothing is ready waits up to `timeout` seconds (nil: not at all)
+    /// for a quarter of a ring to fill, blocked in the kernel; a signal ends the wait.
+    @discardableResult
+    public func drain(waitingUpTo timeout: Double?, _ visit: (UnsafeRawBufferPointer) throws -> Void) throws -> Int {
+        let count = try read(waitingUpTo: timeout, visit)
+        commit()
+        return count
+    }
+
+    /// As `drain` without giving the space back: the records stay the rings' (a reader
+    /// killed now leaves them to the next one) until `commit`.
+    @discardableResult
+    public func read(waitingUpTo timeout: Double?, _ visit: (UnsafeRawBufferPointer) throws -> Void) throws -> Int {
+        var total = try visitReady(visit)
+        if total == 0, let timeout {
+            let milliseconds = Int32(min(max(timeout, 0), 3600) * 1000)
+            let status = nf_event_rings_wait(rings, milliseconds)
+            if status < 0 { throw SystemError("wait on", "event rings", errno: -status) }
+            total = try visitReady(visit)
+        }
+        return total
+    }
+
+    private func visitReady(_ visit: (UnsafeRawBufferPointer) throws -> Void) throws -> Int {
+        var total = 0
+        while true {
+            let count = Int(nf_event_rings_peek(rings, batch, Int32(Self.batchSize)))
+            for index in 0..<count {
+                let record = batch[index]
+                recordEnd = EventRingMark(cpu: Int(record.cpu), end: record.end)
+                try visit(UnsafeRawBufferPointer(start: record.event, count: Int(record.length)))
+            }
+            total += count
+            if count < Self.batchSize { return total }
+        }
+    }
+
+    /// Gives back the space of every record read so far.
+    public func commit() { nf_event_rings_commit(rings) }
+
+    /// During a visit, the record's place: what a reader that has made the records up to
+    /// this one durable would resume after (`EventRingPosition.advance`, `skip(to:)`).
+    public private(set) var recordEnd = EventRingMark(cpu: 0, end: 0)
+
+    /// The positions after the last records read (committed or not).
+    public var position: EventRingPosition { EventRingPosition((0..<cpus).map { nf_event_rings_pending(rings, UInt32($0)) }) }
+    /// The positions committed: where the next reader would start.
+    public var committedPosition: EventRingPosition {
+        EventRingPosition((0..<cpus).map { nf_event_rings_committed(rings, UInt32($0)) })
+    }
+
+    /// Counts everything before `position` as read and committed, on each CPU where it is
+    /// ahead of the committed position (a restarted reader skipping what it made durable
+    /// before it died). False when a position is beyond what its CPU wrote, or the
+    /// position is of other rings (another CPU count).
+    public func skip(to position: EventRingPosition) -> Bool {
+        guard position.cpus.count == cpus else { return false }
+        var skipped = true
+        for (cpu, target) in position.cpus.enumerated() where target > nf_event_rings_committed(rings, UInt32(cpu)) {
+            if nf_event_rings_skip_to(rings, UInt32(cpu), target) != 0 { skipped = false }
+        }
+        return skipped
+    }
+}

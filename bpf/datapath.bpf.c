@@ -799,19 +799,17 @@ static __always_inline void emit_event(struct __sk_buff *skb, const struct nf_po
 	if (level == NF_EVENTS_NONE || (level == NF_EVENTS_DENY && verdict == NF_VERDICT_ALLOW))
 		return;
 
-	__u32 index = nf_event_limit_index(pod_id, direction & 1), node_index = NF_NODE_EVENT_LIMIT;
-	struct nf_event_limit *limit = bpf_map_lookup_elem(&event_limits, &index);
-	struct nf_event_limit *node = bpf_map_lookup_elem(&event_limits, &node_index);
+	if (config->pod_event_rate || config->node_event_rate) { /* no limit set: nothing to look up */
+		__u32 index = nf_event_limit_index(pod_id, direction & 1), node_index = NF_NODE_EVENT_LIMIT;
+		struct nf_event_limit *limit = bpf_map_lookup_elem(&event_limits, &index);
+		struct nf_event_limit *node = bpf_map_lookup_elem(&event_limits, &node_index);
 
-	if (!limit || !node)
-		return;
-	if (!within_rate(limit, config->pod_event_rate, now)) {
-		count_suppressed(limit, verdict);
-		return;
-	}
-	if (!within_rate(node, config->node_event_rate, now)) {
-		count_suppressed(limit, verdict);
-		return;
+		if (!limit || !node)
+			return;
+		if (!within_rate(limit, config->pod_event_rate, now) || !within_rate(node, config->node_event_rate, now)) {
+			count_suppressed(limit, verdict);
+			return;
+		}
 	}
 
 	__u32 captured = 0;

@@ -849,7 +849,7 @@ static __always_inline void emit_event(struct __sk_buff *skb, const struct nf_po
 	if (captured && bpf_skb_load_bytes(skb, 0, e + 1, captured))
 		captured = 0;
 	e->captured = captured;
-	nf_event_publish(&event_doorbell, ring, nf_event_record_bytes(captured));
+	nf_event_publish(&event_doorbell, ring, nf_event_record_bytes(captured), now);
 }
 
 /* ---- Conntrack and fragments ---- */

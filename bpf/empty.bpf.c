@@ -27,7 +27,7 @@ int nf_ring_floor(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	__builtin_memset(e, 0, sizeof(*e));
 	e->length = skb->len;
-	nf_event_publish(&floor_doorbell, ring, nf_event_record_bytes(0));
+	nf_event_publish(&floor_doorbell, ring, nf_event_record_bytes(0), 0); /* no reader sleeps on the floor */
 	return TC_ACT_OK;
 }
 

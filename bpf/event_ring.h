@@ -41,11 +41,12 @@ static __always_inline struct nf_event *nf_event_reserve(void *rings, __u32 size
 	return (struct nf_event *)&own->data[head & (NF_EVENT_CPU_RING_BYTES - 1)];
 }
 
-/* Publishes the record nf_event_reserve handed out, SIZE bytes now. A sleeping reader is woken
+/* Publishes the record nf_event_reserve handed out, SIZE bytes now, at NOW (CLOCK_MONOTONIC,
+ * the coarse clock the event carries; 0 wakes no reader). A sleeping reader is woken
  * by the record that fills a quarter of the ring, not by every record: its sleep ends every
  * NF_EVENT_READER_POLL_MS anyway. No wakeup when none sleeps: each is an interrupt (µs in a VM),
  * which a quarter of the ring every ~800 events would otherwise pay at any rate. */
-static __always_inline void nf_event_publish(void *doorbell, struct nf_event_ring *ring, __u32 size)
+static __always_inline void nf_event_publish(void *doorbell, struct nf_event_ring *ring, __u32 size, __u64 now)
 {
 	__u64 head = ring->head, waiting = head - *(volatile __u64 *)&ring->tail;
 
@@ -58,7 +59,7 @@ static __always_inline void nf_event_publish(void *doorbell, struct nf_event_rin
 	__atomic_exchange_n(&ring->head, head + size, __ATOMIC_SEQ_CST);
 #endif
 	if (waiting < NF_EVENT_CPU_RING_BYTES / 4 && waiting + size >= NF_EVENT_CPU_RING_BYTES / 4 &&
-	    *(volatile __u64 *)&ring->reader_waiting) {
+	    now < *(volatile __u64 *)&ring->reader_sleeps_until) {
 		__u64 wake = 1;
 
 		bpf_ringbuf_output(doorbell, &wake, sizeof(wake), BPF_RB_FORCE_WAKEUP);

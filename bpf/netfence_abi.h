@@ -471,12 +471,13 @@ static inline __u32 nf_event_record_bytes(__u32 captured)
  * A record is a struct nf_event and its `captured` bytes, nf_event_record_bytes long. When a
  * ring has no room, the event is counted as NF_STAT_EVENTS_LOST. The record that fills a quarter
  * of a ring wakes a sleeping reader through event_doorbell (a ring buffer of wakeups only): a
- * wakeup is an interrupt, so none is sent while the reader is awake. */
+ * wakeup is an interrupt, so none is sent while the reader is awake, nor after the end of its
+ * sleep (a reader killed asleep leaves no doorbell ringing). */
 struct nf_event_ring {
 	__u64 head; /* bytes written by this CPU's programs */
 	__u8 pad0[56];
 	__u64 tail;           /* bytes the reader gave back, on a line of its own */
-	__u64 reader_waiting; /* nonzero while the reader sleeps: only then does a quarter ring the doorbell */
+	__u64 reader_sleeps_until; /* CLOCK_MONOTONIC ns: until then a quarter rings the doorbell (0: awake) */
 	__u8 pad1[48];
 	__u8 data[NF_EVENT_CPU_RING_BYTES + NF_EVENT_RING_OVERFLOW_BYTES];
 };

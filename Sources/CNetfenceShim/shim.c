@@ -17,6 +17,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/vfs.h>
+#include <time.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -564,28 +565,31 @@ int nf_event_rings_skip_to(struct nf_event_rings *rings, __u32 cpu, __u64 positi
 	return 0;
 }
 
-static void set_reader_waiting(struct nf_event_rings *rings, __u64 waiting)
+static void set_reader_sleeps_until(struct nf_event_rings *rings, __u64 until)
 {
 	for (__u32 cpu = 0; cpu < rings->cpus; cpu++)
-		__atomic_store_n(&event_ring(rings, cpu)->reader_waiting, waiting, __ATOMIC_RELAXED);
+		__atomic_store_n(&event_ring(rings, cpu)->reader_sleeps_until, until, __ATOMIC_RELAXED);
 }
 
 int nf_event_rings_wait(struct nf_event_rings *rings, int timeout_ms)
 {
 	struct nf_ring_record bells[64];
+	struct timespec now;
 	int status = 0;
+	__u32 cpu = 0;
 
 	/* Asleep first, then look once more: a quarter filled in between rang no doorbell (the
-	 * writer saw no sleeper) and must not wait for the timeout. */
-	set_reader_waiting(rings, 1);
+	 * writer saw no sleeper) and must not wait for the timeout. The datapath compares the
+	 * end of the sleep with its coarse clock, a tick behind at most: 10 ms more covers it. */
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	set_reader_sleeps_until(rings, (__u64)now.tv_sec * 1000000000ULL + (__u64)now.tv_nsec + ((__u64)timeout_ms + 10) * 1000000ULL);
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	__u32 cpu = 0;
 
 	while (cpu < rings->cpus && nf_event_rings_head(rings, cpu) - rings->pending[cpu] < NF_EVENT_CPU_RING_BYTES / 4)
 		cpu++;
 	if (cpu == rings->cpus)
 		status = nf_ring_wait(rings->doorbell, timeout_ms);
-	set_reader_waiting(rings, 0);
+	set_reader_sleeps_until(rings, 0);
 
 	/* The doorbell's records say only "look": drop them. */
 	while (nf_ring_peek(rings->doorbell, bells, 64) == 64)

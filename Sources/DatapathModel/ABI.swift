@@ -656,8 +656,9 @@ public struct EventRingHeader: Equatable, Sendable {
     /// Bytes the CPU's programs wrote, and bytes the reader gave back.
     public let written: UInt64
     public let read: UInt64
-    /// Whether the reader sleeps (a quarter of the ring then rings the doorbell).
-    public let readerSleeps: Bool
+    /// Until when the reader sleeps (CLOCK_MONOTONIC ns; a quarter of the ring rings the doorbell
+    /// until then), 0 when it is awake.
+    public let readerSleepsUntil: UInt64
 
     /// Bytes written and not read yet.
     public var waiting: UInt64 { written &- read }
@@ -665,7 +666,7 @@ public struct EventRingHeader: Equatable, Sendable {
     public static func decode(_ value: UnsafeRawBufferPointer) -> EventRingHeader? {
         guard value.count == ABISizes.eventRing else { return nil }
         return EventRingHeader(written: value.loadUnaligned(as: UInt64.self), read: value.loadUnaligned(fromByteOffset: nf_event_ring_tail_offset(), as: UInt64.self),
-                               readerSleeps: value.loadUnaligned(fromByteOffset: nf_event_ring_reader_waiting_offset(), as: UInt64.self) != 0)
+                               readerSleepsUntil: value.loadUnaligned(fromByteOffset: nf_event_ring_reader_sleeps_until_offset(), as: UInt64.self))
     }
 }
 

@@ -349,8 +349,9 @@ struct EventRingsLayout: MapLayout {
 
     func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, into rows: RecordWriter) {
         guard let ring = EventRingHeader.decode(value) else { return }
+        let asleep = ring.readerSleepsUntil > HostClock.monotonic.nanoseconds
         rows.write(.number(UInt64(key.loadUnaligned(as: UInt32.self))), .number(ring.written), .number(ring.read), .number(ring.waiting),
-                   .word(ring.readerSleeps ? "yes" : "no"))
+                   .word(asleep ? "yes" : "no"))
     }
 }
 

@@ -161,4 +161,26 @@ import TestSupport
         let counted = try bench.cli(["ebpf", "events", "--count", "1", "-o", "json"]).standardOutput
         #expect(counted.split(separator: "\n").count == 1, "--count returns once N events printed")
     }
+
+    /// A follower says on the rings when it sleeps, so that only then a quarter of a ring rings
+    /// the doorbell; killed asleep, its sleep still ends (no doorbell rings for nobody afterwards).
+    @Test func aFollowerKilledAsleepLeavesNoDoorbellRinging() throws {
+        guard Privileges.require() else { return }
+        let bench = try LoaderCluster(pods: 1)
+        _ = try events(bench)
+        func asleep() throws -> [String] {
+            try jsonRows(bench.cli(["ebpf", "maps", "dump", "event_rings", "-o", "json"])).compactMap { $0["readerAsleep"] as? String }
+        }
+        #expect(try asleep().allSatisfy { $0 == "no" }, "no reader yet")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: NetfenceBinary.path)
+        process.arguments = ["ebpf", "events", "--follow", "--bpffs-root", bench.root.path]
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        Thread.sleep(forTimeInterval: 0.6)
+        #expect(try asleep().allSatisfy { $0 == "yes" }, "a follower with nothing to read sleeps")
+        #expect(process.stop(signal: SIGKILL, within: 5))
+        Thread.sleep(forTimeInterval: DatapathLimits.eventReaderPollSeconds + 0.1)
+        #expect(try asleep().allSatisfy { $0 == "no" }, "its sleep ended with the poll interval")
+    }
 }

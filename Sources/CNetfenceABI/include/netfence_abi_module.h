@@ -25,7 +25,7 @@ static inline size_t nf_event_ring_tail_offset(void)
 	return offsetof(struct nf_event_ring, tail);
 }
 
-static inline size_t nf_event_ring_reader_waiting_offset(void)
+static inline size_t nf_event_ring_reader_sleeps_until_offset(void)
 {
-	return offsetof(struct nf_event_ring, reader_waiting);
+	return offsetof(struct nf_event_ring, reader_sleeps_until);
 }

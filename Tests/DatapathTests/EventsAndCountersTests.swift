@@ -166,16 +166,12 @@ import TestSupport
         let bench = try VerdictBench(pods: 1)
         try bench.apply(pod: 0, states: [.ingress: .defaultDeny, .egress: .defaultAllow])
         _ = try bench.events.drain()
-        /// Denies `count` packets from `source` on `cpu` (a test run stays on the CPU it starts on; the thread that
-        /// enters the namespace for it inherits the CPU).
+        /// Denies `count` packets from `source` on `cpu`.
         func deny(on cpu: Int, from source: String, _ count: UInt32) throws {
-            var before = [UInt8](repeating: 0, count: 128), only = [UInt8](repeating: 0, count: 128)
-            #expect(nf_get_affinity(0, &before, before.count) == 0)
-            defer { _ = nf_set_affinity(0, before, before.count) }
-            only[cpu / 8] = 1 << (cpu % 8)
-            try #require(nf_set_affinity(0, only, only.count) == 0, "this thread may run on CPU \(cpu)")
-            _ = try bench.datapath.run(tcp(source, "198.18.1.10", 999, 80), direction: .ingress, ifindex: bench.ifindex(0),
-                                       in: bench.interfaces.namespace, repeat: count)
+            try Self.onCPU(cpu) {
+                _ = try bench.datapath.run(tcp(source, "198.18.1.10", 999, 80), direction: .ingress, ifindex: bench.ifindex(0),
+                                           in: bench.interfaces.namespace, repeat: count)
+            }
         }
         // The coarse clock's tick is at most 4 ms: 20 ms apart, the three batches' stamps differ.
         try deny(on: 1, from: "198.18.2.1", 2)
@@ -189,6 +185,49 @@ import TestSupport
         }
         #expect(read.map(\.source) == ["198.18.2.1", "198.18.2.1", "198.18.2.2", "198.18.2.2", "198.18.2.2", "198.18.2.3"])
         #expect(read.map(\.cpu) == [1, 1, 0, 0, 0, 1])
+    }
+
+    /// Runs `body` with this thread on `cpu` only: a test run stays on the CPU it starts on, and the
+    /// thread that enters the namespace for it inherits the CPU.
+    private static func onCPU(_ cpu: Int, _ body: () throws -> Void) throws {
+        var before = [UInt8](repeating: 0, count: 128), only = [UInt8](repeating: 0, count: 128)
+        try #require(nf_get_affinity(0, &before, before.count) == 0)
+        defer { _ = nf_set_affinity(0, before, before.count) }
+        only[cpu / 8] = 1 << (cpu % 8)
+        try #require(nf_set_affinity(0, only, only.count) == 0, "this thread may run on CPU \(cpu)")
+        try body()
+    }
+
+    /// Records of every size go round a CPU's ring several times, the ones at its end running on
+    /// into the overflow: each comes back whole, its capture byte for byte, none lost or repeated.
+    @Test func recordsOfEverySizeGoRoundTheRingWhole() throws {
+        guard Privileges.require() else { return }
+        let bench = try VerdictBench(pods: 1)
+        try bench.apply(pod: 0, states: [.ingress: .defaultDeny, .egress: .defaultAllow])
+        try bench.datapath.write(DatapathSettings(eventLevel: .all, snaplen: DatapathSettings.maxSnaplen, captureVerdicts: .denied))
+        _ = try bench.events.drain()
+        var written = 0, batches = 0, port: UInt16 = 1000
+        // Payloads whose records (event, capture, 8-byte alignment) do not divide the ring: 3 laps of CPU 0's.
+        try Self.onCPU(0) { while written < 3 * DatapathLimits.eventCPURingBytes {
+            batches += 1
+            var frames: [(port: UInt16, bytes: [UInt8])] = []
+            for size in stride(from: 0, to: 560, by: 37) {
+                port &+= 1
+                let frame = PacketBuilder.frame(from: ip("198.18.2.1"), to: ip("198.18.1.10"), .udp(sourcePort: port, destinationPort: 80, payload: size))
+                _ = try bench.datapath.run(frame, direction: .ingress, ifindex: bench.ifindex(0), in: bench.interfaces.namespace)
+                frames.append((port, frame))
+                written += ABISizes.eventRecord(captured: min(frame.count, DatapathSettings.maxSnaplen))
+            }
+            let records = try bench.events.drain()
+            try #require(records.count == frames.count, "batch \(batches): \(records.count) of \(frames.count) events")
+            for (record, frame) in zip(records, frames) {
+                let event = try #require(VerdictEvent.decode(record))
+                let packet = record.withUnsafeBytes { Array(VerdictEvent.packet(in: $0)) }
+                #expect(event.sourcePort == frame.port && packet == Array(frame.bytes.prefix(DatapathSettings.maxSnaplen)),
+                        "batch \(batches): an event and its capture come back in order, as written")
+            }
+        } }
+        #expect(try bench.datapath.stat(.eventsLost) == 0)
     }
 
     /// The first snaplen bytes of a denied packet ride in its event; allowed ones only when the

@@ -272,7 +272,6 @@ public final class Datapath {
         try EventRingReader(rings: eventRings, doorbell: eventDoorbell)
     }
 
-
     /// The pod registered on `ifindex`, if any.
     public func pod(ifindex: UInt32) throws -> PodRecord? {
         try pods.lookup(key: key(ifindex)).flatMap(PodRecord.decode)

@@ -9,6 +9,8 @@ import LoaderService
 /// throwaway node with three pod interfaces. Samples alternate between the commands.
 public struct CLIBenchmark {
     public var samples = 30
+    /// Changing applies back to back beside a server (the median and the slowest are printed).
+    static let burst = 150
     /// The netfence binary whose processes are timed.
     public let executable: String
 
@@ -88,7 +90,8 @@ public struct CLIBenchmark {
             // Commands as processes while the server's keeper runs: they fill its spares and leave it what they let go.
             var keptChanging: [Double] = []
             _ = try request(served(attach("pod2")))
-            for sample in 0..<samples { keptChanging.append(try time(executable, ["loader", "apply", "-f", own[sample % 2]] + rooted)) }
+            // Back to back, as an agent's burst: enough changes to empty spares a keeper could not refill in time.
+            for sample in 0..<max(samples, Self.burst) { keptChanging.append(try time(executable, ["loader", "apply", "-f", own[sample % 2]] + rooted)) }
             _ = try request(served(detach("pod2")))
             let tool = Figure.Baseline("bpftool version, as a process", Statistics.median(baseline))
             func figure(_ name: String, _ samples: [Double], goal: Goal? = .atMost(10)) -> Figure {
@@ -109,6 +112,8 @@ public struct CLIBenchmark {
                 figure("through loader serve: apply of one small object that changes a pod's policy", servedChanging),
                 figure("through loader serve: apply of the same object again", servedUnchanged),
                 figure("netfence loader apply that changes a pod's policy, as a process while loader serve keeps spare tries", keptChanging),
+                Figure("the slowest of those \(keptChanging.count) changing applies back to back", keptChanging.max() ?? 0, .milliseconds, baseline: tool,
+                       comparison: .value, goal: .atMost(10), count: 1),
             ]
         }
     }

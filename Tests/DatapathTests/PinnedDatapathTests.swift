@@ -31,6 +31,22 @@ import TestSupport
         #expect(unknown.created == ["policies"] && unknown.reused.count == Datapath.mapLayouts.count - 1)
     }
 
+    /// A node that ran a netfence with one event ring buffer keeps no pin of it after a load:
+    /// nothing would read it again.
+    @Test func aLoadRemovesThePinsOfRetiredMaps() throws {
+        guard Privileges.require() else { return }
+        let root = try TestPinRoot()
+        try FileManager.default.createDirectory(atPath: root.path + "/maps", withIntermediateDirectories: true)
+        let ring = try BPFMap(type: .ringbuf, name: "events", keySize: 0, valueSize: 0, maxEntries: 512 * 1024)
+        try ring.pin(at: Datapath.mapPin(root.path, "events"))
+        let scratch = try BPFMap(type: .percpuArray, name: "event_scratch", keySize: 4, valueSize: 600, maxEntries: 1)
+        try scratch.pin(at: Datapath.mapPin(root.path, "event_scratch"))
+        _ = try Datapath.load(pinningUnder: root.path, migrate: false)
+        #expect(try BPFFilesystem.pinnedMap(at: Datapath.mapPin(root.path, "events")) == nil)
+        #expect(try BPFFilesystem.pinnedMap(at: Datapath.mapPin(root.path, "event_scratch")) == nil)
+        #expect(try BPFFilesystem.pinnedMap(at: Datapath.mapPin(root.path, "event_rings")) != nil)
+    }
+
     @Test func anIncompatiblePinIsRefusedUnlessMigrated() throws {
         guard Privileges.require() else { return }
         let root = try TestPinRoot()

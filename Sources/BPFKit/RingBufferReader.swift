@@ -2,12 +2,8 @@ import CNetfenceShim
 import Glibc
 import HostKit
 
-/// The one consumer of a BPF ring buffer map: visits the records ready in
-/// place (no copy) and gives their space back only after the visit, or, for a
-/// reader that must first make what it read durable, when told (`read`, then
-/// `commit`). The position is the map's own, so the next reader process
-/// continues where this one committed: nothing is read twice or skipped.
-public final class RingBufferReader {
+/// The one consumer of a BPF ring buffer map (a `RecordRing`): its position is the map's consumer position.
+public final class RingBufferReader: RecordRing {
     private let ring: OpaquePointer
     private let batch: UnsafeMutablePointer<nf_ring_record>
     private static let batchSize = 4096
@@ -33,44 +29,7 @@ public final class RingBufferReader {
         batch.deallocate()
     }
 
-    /// Every record ready now, oldest first, each as its bytes.
-    public func drain() throws -> [[UInt8]] {
-        var result: [[UInt8]] = []
-        try drain { result.append(Array($0)) }
-        return result
-    }
-
-    /// Visits every record ready now, oldest first: `visit` sees the record's
-    /// bytes, valid only during the call. Then gives their space back. Returns how many.
-    @discardableResult
-    public func drain(_ visit: (UnsafeRawBufferPointer) throws -> Void) throws -> Int {
-        try drain(waitingUpTo: nil, visit)
-    }
-
-    /// As `drain`, but when nothing is ready waits up to `timeout` seconds
-    /// (nil: not at all) for a record, blocked in the kernel; a signal ends the wait.
-    @discardableResult
-    public func drain(waitingUpTo timeout: Double?, _ visit: (UnsafeRawBufferPointer) throws -> Void) throws -> Int {
-        let count = try read(waitingUpTo: timeout, visit)
-        commit()
-        return count
-    }
-
-    /// As `drain` without giving the space back: the records stay the ring's
-    /// (a reader killed now leaves them to the next one) until `commit`.
-    @discardableResult
-    public func read(waitingUpTo timeout: Double?, _ visit: (UnsafeRawBufferPointer) throws -> Void) throws -> Int {
-        var total = try visitReady(visit)
-        if total == 0, let timeout {
-            let milliseconds = Int32(min(max(timeout, 0), 3600) * 1000)
-            let status = nf_ring_wait(ring, milliseconds)
-            if status < 0 { throw SystemError("wait on", "ring buffer", errno: -status) }
-            total = try visitReady(visit)
-        }
-        return total
-    }
-
-    private func visitReady(_ visit: (UnsafeRawBufferPointer) throws -> Void) throws -> Int {
+    public func visitReady(_ visit: (UnsafeRawBufferPointer) throws -> Void) throws -> Int {
         var total = 0
         while true {
             let count = Int(nf_ring_peek(ring, batch, Int32(Self.batchSize)))
@@ -82,6 +41,8 @@ public final class RingBufferReader {
             if count < Self.batchSize { return total }
         }
     }
+
+    public func waitForRecords(milliseconds: Int32) -> Int32 { nf_ring_wait(ring, milliseconds) }
 
     /// Gives back the space of every record read so far.
     public func commit() { nf_ring_commit(ring) }

@@ -39,12 +39,9 @@ public struct EventRingMark: Equatable, Sendable {
     }
 }
 
-/// The one consumer of the datapath's event rings (bpf/netfence_abi.h, struct nf_event_ring):
-/// visits the records ready in place (no copy), oldest first across CPUs, and gives their space
-/// back only after the visit, or, for a reader that must first make what it read durable, when
-/// told (`read`, then `commit`). The positions are the rings' own, so the next reader process
-/// continues where this one committed: nothing is read twice or skipped.
-public final class EventRingReader {
+/// The one consumer of the datapath's event rings (bpf/netfence_abi.h, struct nf_event_ring), a
+/// `RecordRing` whose records come oldest first across CPUs and whose positions are the rings' own.
+public final class EventRingReader: RecordRing {
     private let rings: OpaquePointer
     private let batch: UnsafeMutablePointer<nf_event_record>
     private static let batchSize = 4096
@@ -74,44 +71,7 @@ public final class EventRingReader {
         batch.deallocate()
     }
 
-    /// Every record ready now, oldest first, each as its bytes.
-    public func drain() throws -> [[UInt8]] {
-        var result: [[UInt8]] = []
-        try drain { result.append(Array($0)) }
-        return result
-    }
-
-    /// Visits every record ready now, oldest first: `visit` sees the record's
-    /// bytes, valid only during the call. Then gives their space back. Returns how many.
-    @discardableResult
-    public func drain(_ visit: (UnsafeRawBufferPointer) throws -> Void) throws -> Int {
-        try drain(waitingUpTo: nil, visit)
-    }
-
-    /// As `drain`, but when nothing is ready waits up to `timeout` seconds (nil: not at all)
-    /// for a quarter of a ring to fill, blocked in the kernel; a signal ends the wait.
-    @discardableResult
-    public func drain(waitingUpTo timeout: Double?, _ visit: (UnsafeRawBufferPointer) throws -> Void) throws -> Int {
-        let count = try read(waitingUpTo: timeout, visit)
-        commit()
-        return count
-    }
-
-    /// As `drain` without giving the space back: the records stay the rings' (a reader
-    /// killed now leaves them to the next one) until `commit`.
-    @discardableResult
-    public func read(waitingUpTo timeout: Double?, _ visit: (UnsafeRawBufferPointer) throws -> Void) throws -> Int {
-        var total = try visitReady(visit)
-        if total == 0, let timeout {
-            let milliseconds = Int32(min(max(timeout, 0), 3600) * 1000)
-            let status = nf_event_rings_wait(rings, milliseconds)
-            if status < 0 { throw SystemError("wait on", "event rings", errno: -status) }
-            total = try visitReady(visit)
-        }
-        return total
-    }
-
-    private func visitReady(_ visit: (UnsafeRawBufferPointer) throws -> Void) throws -> Int {
+    public func visitReady(_ visit: (UnsafeRawBufferPointer) throws -> Void) throws -> Int {
         var total = 0
         while true {
             let count = Int(nf_event_rings_peek(rings, batch, Int32(Self.batchSize)))
@@ -124,6 +84,9 @@ public final class EventRingReader {
             if count < Self.batchSize { return total }
         }
     }
+
+    /// Sleeps until a quarter of a ring fills (the doorbell) or `milliseconds` pass.
+    public func waitForRecords(milliseconds: Int32) -> Int32 { nf_event_rings_wait(rings, milliseconds) }
 
     /// Gives back the space of every record read so far.
     public func commit() { nf_event_rings_commit(rings) }

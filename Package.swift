@@ -90,7 +90,7 @@ let package = Package(
         .testTarget(name: "LoaderTests", dependencies: ["Loader", "PolicyInput", "DatapathModel", "DNS", "TestSupport"]),
         .testTarget(name: "InspectionTests", dependencies: ["Inspection", "Loader", "PolicyInput", "DatapathModel", "CNetfenceABI"]),
         .testTarget(name: "EventsTests", dependencies: ["Events", "Datapath", "DatapathModel", "Loader", "PolicyInput", "TestSupport"]),
-        .testTarget(name: "DatapathTests", dependencies: ["HostKit", "Datapath", "DatapathModel", "BPFKit", "CNetfenceShim", "NodeNetwork", "TestSupport"]),
+        .testTarget(name: "DatapathTests", dependencies: ["HostKit", "Datapath", "DatapathModel", "BPFKit", "CNetfenceABI", "CNetfenceShim", "NodeNetwork", "TestSupport"]),
         .testTarget(name: "BPFKitTests", dependencies: ["HostKit", "BPFKit", "BPFObjects", "TestSupport"]),
         .testTarget(
             name: "NetfenceTests",

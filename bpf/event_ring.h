@@ -33,9 +33,14 @@ static __always_inline struct nf_event *nf_event_reserve(void *rings, __u32 size
 
 	if (!own)
 		return NULL;
-	__u64 head = own->head;
+	__u64 head = own->head, tail = *(volatile __u64 *)&own->tail;
 
-	if (head + size - *(volatile __u64 *)&own->tail > NF_EVENT_CPU_RING_BYTES)
+	/* Never behind what the reader gave back. Only two writers at once leave it so (a test
+	 * run, which BPF_PROG_TEST_RUN lets be preempted, and a packet on its CPU): head may go
+	 * back then, and the ring would count as full for good. */
+	if ((__s64)(tail - head) > 0)
+		own->head = head = tail;
+	if (head + size - tail > NF_EVENT_CPU_RING_BYTES)
 		return NULL;
 	*ring = own;
 	return (struct nf_event *)&own->data[head & (NF_EVENT_CPU_RING_BYTES - 1)];

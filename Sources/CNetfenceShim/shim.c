@@ -496,8 +496,13 @@ int nf_event_rings_peek(struct nf_event_rings *rings, struct nf_event_record *re
 			rings->pending[cpu] = rings->committed[cpu] = nf_event_rings_committed(rings, cpu);
 		__u64 head = nf_event_rings_head(rings, cpu);
 
-		if (head - rings->pending[cpu] > NF_EVENT_CPU_RING_BYTES) /* not positions a writer leaves: start over at its head */
-			rings->pending[cpu] = head;
+		/* Not positions one writer leaves (two at once can, see nf_event_reserve): start over where
+		 * the writer will go on, at its head, or at the tail when the head went back behind it. */
+		if (head - rings->pending[cpu] > NF_EVENT_CPU_RING_BYTES) {
+			__u64 tail = nf_event_rings_committed(rings, cpu);
+
+			rings->pending[cpu] = (__s64)(head - tail) > 0 ? head : tail;
+		}
 		if (rings->pending[cpu] < head)
 			rings->ready[ready++] = cpu;
 	}
@@ -513,7 +518,11 @@ int nf_event_rings_peek(struct nf_event_rings *rings, struct nf_event_record *re
 		for (__u32 index = 0; index < ready;) {
 			const struct nf_event *event = event_at(rings, rings->ready[index], heads[index]);
 
-			if (!event) { /* drained (or torn): off the list */
+			if (!event) {
+				/* Drained, or what two writers at once left (a record running past what was
+				 * published): its rest is dropped, the next record starts at the head. */
+				if (rings->pending[rings->ready[index]] < heads[index])
+					rings->pending[rings->ready[index]] = heads[index];
 				rings->ready[index] = rings->ready[--ready];
 				heads[index] = heads[ready];
 				continue;

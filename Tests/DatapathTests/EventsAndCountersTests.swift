@@ -1,4 +1,5 @@
 import BPFKit
+import CNetfenceABI
 import CNetfenceShim
 import Datapath
 import DatapathModel
@@ -228,6 +229,38 @@ import TestSupport
                         "batch \(batches): an event and its capture come back in order, as written")
             }
         } }
+        #expect(try bench.datapath.stat(.eventsLost) == 0)
+    }
+
+    /// Two writers at once on a CPU (a test run, which may be preempted, and a packet) can leave a
+    /// ring's head behind its tail, or a record running past the head. Neither stops the ring: the
+    /// writer goes on at the tail, the reader drops what was torn, and the next event comes whole.
+    @Test func aRingThatTwoWritersLeftInDisorderGoesOn() throws {
+        guard Privileges.require() else { return }
+        let bench = try VerdictBench(pods: 1)
+        try bench.apply(pod: 0, states: [.ingress: .defaultDeny, .egress: .defaultAllow])
+        let rings = try BPFMap(id: bench.events.mapID), cpu0 = [UInt8](repeating: 0, count: 4)
+        func place(head: UInt64, tail: UInt64) throws {
+            var ring = try #require(try rings.lookup(key: cpu0))
+            ring.withUnsafeMutableBytes {
+                $0.storeBytes(of: head, as: UInt64.self)
+                $0.storeBytes(of: tail, toByteOffset: nf_event_ring_tail_offset(), as: UInt64.self)
+            }
+            try rings.update(key: cpu0, value: ring)
+        }
+        func denyOnCPU0() throws -> [VerdictEvent] {
+            try Self.onCPU(0) {
+                _ = try bench.datapath.run(tcp("198.18.2.1", "198.18.1.10", 999, 80), direction: .ingress, ifindex: bench.ifindex(0),
+                                           in: bench.interfaces.namespace)
+            }
+            return try bench.events.drain().compactMap(VerdictEvent.decode)
+        }
+        _ = try bench.events.drain()
+        try place(head: 1_000, tail: 5_000)
+        #expect(try denyOnCPU0().map(\.sourcePort) == [999], "the head behind the tail: the writer goes on at the tail")
+        try place(head: 8_040, tail: 8_000)
+        #expect(try bench.events.drain().isEmpty, "half a record before the head: dropped")
+        #expect(try denyOnCPU0().map(\.sourcePort) == [999], "the next one whole")
         #expect(try bench.datapath.stat(.eventsLost) == 0)
     }
 

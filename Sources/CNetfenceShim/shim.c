@@ -466,6 +466,11 @@ __u64 nf_event_rings_committed(const struct nf_event_rings *rings, __u32 cpu)
 	return __atomic_load_n(&event_ring(rings, cpu)->tail, __ATOMIC_ACQUIRE);
 }
 
+__u64 nf_event_rings_sleeps_until(const struct nf_event_rings *rings, __u32 cpu)
+{
+	return __atomic_load_n(&event_ring(rings, cpu)->reader_sleeps_until, __ATOMIC_RELAXED);
+}
+
 __u64 nf_event_rings_pending(const struct nf_event_rings *rings, __u32 cpu)
 {
 	return rings->pending[cpu];

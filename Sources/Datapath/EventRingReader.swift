@@ -95,6 +95,14 @@ public final class EventRingReader: RecordRing {
     /// this one durable would resume after (`EventRingPosition.advance`, `skip(to:)`).
     public private(set) var recordEnd = EventRingMark(cpu: 0, end: 0)
 
+    /// Each CPU's ring as it is now: its positions and its reader's sleep (read in place, not copied).
+    public var headers: [EventRingHeader] {
+        (0..<UInt32(cpus)).map {
+            EventRingHeader(written: nf_event_rings_head(rings, $0), read: nf_event_rings_committed(rings, $0),
+                            readerSleepsUntil: nf_event_rings_sleeps_until(rings, $0))
+        }
+    }
+
     /// The positions after the last records read (committed or not).
     public var position: EventRingPosition { EventRingPosition((0..<cpus).map { nf_event_rings_pending(rings, UInt32($0)) }) }
     /// The positions committed: where the next reader would start.

@@ -663,6 +663,12 @@ public struct EventRingHeader: Equatable, Sendable {
     /// Bytes written and not read yet.
     public var waiting: UInt64 { written &- read }
 
+    public init(written: UInt64, read: UInt64, readerSleepsUntil: UInt64) {
+        self.written = written
+        self.read = read
+        self.readerSleepsUntil = readerSleepsUntil
+    }
+
     public static func decode(_ value: UnsafeRawBufferPointer) -> EventRingHeader? {
         guard value.count == ABISizes.eventRing else { return nil }
         return EventRingHeader(written: value.loadUnaligned(as: UInt64.self), read: value.loadUnaligned(fromByteOffset: nf_event_ring_tail_offset(), as: UInt64.self),

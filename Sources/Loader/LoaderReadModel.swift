@@ -34,7 +34,39 @@ public struct DNSProxyState: Encodable, Sendable {
     public let counters: [String: UInt64]
 }
 
+/// The datapath's events as an operator asks after them: which are written, whether the rings
+/// fill, whether a reader sleeps on them, what was lost.
+public struct EventsState: Encodable, Sendable {
+    /// The node's level (`none`, `deny`, `all`) and what is captured (`snaplen` 0: nothing).
+    public let level: String
+    public let snaplen: Int
+    public let captureVerdicts: String
+    /// One ring per CPU, `ringBytes` each.
+    public let rings: Int
+    public let ringBytes: Int
+    /// Bytes written and not read yet, in all rings, and the fullest ring's share of its bytes.
+    public let waitingBytes: UInt64
+    public let fullestPercent: Double
+    /// A reader (`ebpf events --follow`, a flow log) sleeps on the rings now.
+    public let readerAsleep: Bool
+    /// Events the datapath could not write since it was loaded, and of those, what no reader reported yet.
+    public let lost: UInt64
+    public let lostUnreported: UInt64
+}
+
 extension Loader {
+    /// The state of the datapath's events (`EventsState`); reads the rings in place and takes nothing from them.
+    public func eventsState() throws -> EventsState {
+        let settings = try datapath.readSettings(), rings = try datapath.eventReader().headers
+        let lost = try datapath.stat(.eventsLost), reported = try state.reportedLostEvents()
+        let now = HostClock.monotonic.nanoseconds
+        let fullest = rings.map(\.waiting).max() ?? 0
+        return EventsState(level: settings.eventLevel.description, snaplen: settings.snaplen, captureVerdicts: settings.captureVerdicts.description,
+                           rings: rings.count, ringBytes: DatapathLimits.eventCPURingBytes, waitingBytes: rings.map(\.waiting).reduce(0, +),
+                           fullestPercent: (Double(fullest) * 1000 / Double(DatapathLimits.eventCPURingBytes)).rounded() / 10,
+                           readerAsleep: rings.contains { $0.readerSleepsUntil > now }, lost: lost, lostUnreported: lost > reported ? lost - reported : 0)
+    }
+
     /// The fill of the maps that grow with the node: pods, conntrack, fragments, domain grants.
     public func mapFill() throws -> [MapFill] {
         try Datapath.growingMaps.map { name in

@@ -9,7 +9,7 @@ import PolicyInput
 struct LoaderStatusCommand: Command {
     static let configuration = CommandConfiguration(
         name: "status",
-        abstract: "Show pods, interfaces, program ids, applied objects, revisions, drift and map fill.",
+        abstract: "Show pods, interfaces, program ids, applied objects, revisions, drift, map fill and the events' state.",
         discussion: """
             Drift is any disagreement between what is stored and what is enforced: a pod whose live policy is not \
             what the stored objects give it (a change was killed half-way, or a map was written by hand), an \
@@ -17,6 +17,10 @@ struct LoaderStatusCommand: Command {
             that did not finish. 'netfence loader reconcile' (or the next change) repairs it. Reads under the pin \
             root's shared lock, so a change another command is making is never seen half-made (waits for it up to \
             --wait-timeout). --check exits 1 when there is drift, after printing.
+
+            The events line says which verdicts the datapath reports and what it captures, how full the per-CPU \
+            event rings are, whether a reader (ebpf events --follow, a flow log) sleeps on them, and how many events \
+            were lost and not yet reported.
 
             --pod NS/NAME shows that pod only. With --wait-applied it waits until the pod is attached and its live \
             policy is what every stored object selecting it gives it (both filters in place, no drift), then exits 0; \
@@ -54,7 +58,7 @@ struct LoaderStatusCommand: Command {
         let snapshot = try loader.status(waitingUpTo: timeout)
         let status = LoaderStatus(
             root: context.pinRoot.path, programIDs: try loader.programIDs(), maps: try loader.mapFill(),
-            pods: try podStatuses(snapshot.pods, loader), dnsProxies: try loader.dnsProxies(),
+            pods: try podStatuses(snapshot.pods, loader), dnsProxies: try loader.dnsProxies(), events: try loader.eventsState(),
             objects: snapshot.objects.map { ObjectStatus(kind: $0.object.key.kind.rawValue, namespace: $0.object.key.namespace, name: $0.object.key.name,
                                                          policyRef: $0.object.policyRef, mode: $0.object.mode.rawValue, index: $0.index,
                                                          appliedAt: $0.appliedAt) },
@@ -156,6 +160,12 @@ struct LoaderStatusCommand: Command {
         var mapTable = Table(headers: ["MAP", "ENTRIES", "MAX", "FILL"])
         for map in status.maps { mapTable.append([map.name, String(map.entries), String(map.maxEntries), String(format: "%.1f%%", map.fillPercent)]) }
         context.print("\n" + mapTable.render())
+        let events = status.events
+        let captured = events.snaplen == 0 ? "no capture" : "\(events.snaplen)-byte captures of \(events.captureVerdicts == "all" ? "every event" : "denied packets")"
+        context.print("\nEvents: level \(events.level), \(captured); \(events.rings) ring(s) of \(events.ringBytes / 1024) KiB, "
+                      + "\(events.waitingBytes) B waiting (fullest \(String(format: "%.1f", events.fullestPercent))%), "
+                      + (events.readerAsleep ? "a reader asleep on them" : "no reader asleep on them") + "; \(events.lost) lost"
+                      + (events.lostUnreported > 0 ? " (\(events.lostUnreported) not yet reported: 'netfence ebpf events' does)" : ""))
         if status.dnsProxies.isEmpty {
             context.print("\nNo DNS proxy has run (pods with domain rules can resolve nothing).")
         } else {
@@ -221,6 +231,7 @@ struct LoaderStatus: Encodable {
     let maps: [MapFill]
     let pods: [PodStatus]
     let dnsProxies: [DNSProxyState]
+    let events: EventsState
     let objects: [ObjectStatus]
     /// Detached pods whose ids and flows wait for a sweep (conntrack list shows the flows as orphan).
     let detachedAwaitingSweep: Int

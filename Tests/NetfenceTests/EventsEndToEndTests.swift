@@ -123,6 +123,13 @@ import TestSupport
         let rings = try jsonRows(bench.cli(["ebpf", "maps", "dump", "event_rings", "-o", "json"]))
         #expect(rings.count == BPFMap.possibleCPUs && rings.allSatisfy { $0["readerAsleep"] as? String == "no" })
         #expect(rings.contains { ($0["waitingBytes"] as? Int ?? 0) > DatapathLimits.eventCPURingBytes - record }, "\(rings)")
+        func statusEvents() throws -> [String: Any] {
+            try #require(try JSONSerialization.jsonObject(with: Data(bench.cli(["loader", "status", "-o", "json"]).standardOutput.utf8)) as? [String: Any])["events"]
+                as? [String: Any] ?? [:]
+        }
+        let before = try statusEvents()
+        #expect(before["lostUnreported"] as? Int == before["lost"] as? Int && (before["lost"] as? Int ?? 0) >= Int(burst) - ringHolds
+                && (before["fullestPercent"] as? Double ?? 0) >= 99 && before["readerAsleep"] as? Bool == false, "loader status: \(before)")
         let lines = try bench.cli(["ebpf", "events", "-o", "json"]).standardOutput.split(separator: "\n")
         let lost = try #require(lines.first.flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Int] }?["lost"],
                                 "the first line reports the loss: \(lines.first ?? "")")
@@ -136,6 +143,9 @@ import TestSupport
         #expect(!again.contains("LOST"), "a loss is reported once")
         #expect(try jsonRows(bench.cli(["ebpf", "maps", "dump", "event_rings", "-o", "json"])).allSatisfy { $0["waitingBytes"] as? Int == 0 },
                 "what was read was given back")
+        let after = try statusEvents()
+        #expect(after["lostUnreported"] as? Int == 0 && after["waitingBytes"] as? Int == 0 && after["lost"] as? Int == before["lost"] as? Int,
+                "loader status after the read: \(after)")
     }
 
     @Test func countAndFollowStopCleanlyOnSignals() throws {
@@ -179,6 +189,8 @@ import TestSupport
         try process.run()
         Thread.sleep(forTimeInterval: 0.6)
         #expect(try asleep().allSatisfy { $0 == "yes" }, "a follower with nothing to read sleeps")
+        let status = try JSONSerialization.jsonObject(with: Data(bench.cli(["loader", "status", "-o", "json"]).standardOutput.utf8)) as? [String: Any]
+        #expect((status?["events"] as? [String: Any])?["readerAsleep"] as? Bool == true, "loader status says so")
         #expect(process.stop(signal: SIGKILL, within: 5))
         Thread.sleep(forTimeInterval: DatapathLimits.eventReaderPollSeconds + 0.1)
         #expect(try asleep().allSatisfy { $0 == "no" }, "its sleep ended with the poll interval")

@@ -150,6 +150,8 @@ int nf_event_rings_peek(struct nf_event_rings *rings, struct nf_event_record *re
 __u64 nf_event_rings_pending(const struct nf_event_rings *rings, __u32 cpu);
 __u64 nf_event_rings_committed(const struct nf_event_rings *rings, __u32 cpu);
 __u64 nf_event_rings_head(const struct nf_event_rings *rings, __u32 cpu);
+/* Until when (CLOCK_MONOTONIC ns) a reader sleeps on CPU's ring (0: none). */
+__u64 nf_event_rings_sleeps_until(const struct nf_event_rings *rings, __u32 cpu);
 
 /* Gives back every record handed out. */
 void nf_event_rings_commit(struct nf_event_rings *rings);

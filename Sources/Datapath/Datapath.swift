@@ -237,8 +237,9 @@ public final class Datapath {
             programs[name] = program
         }
         var maps: [String: BPFMap] = [:]
-        for name in mapLayouts.keys {
-            guard let map = try BPFFilesystem.pinnedMap(at: mapPin(root, name)) else { throw DatapathError.notInitialized(root: root) }
+        for name in mapLayouts.keys.sorted() {
+            // Programs without this map: loaded by a netfence with other maps (an upgrade not yet initialized).
+            guard let map = try BPFFilesystem.pinnedMap(at: mapPin(root, name)) else { throw DatapathError.otherVersion(root: root, missingMap: name) }
             maps[name] = map
         }
         return try Datapath(programs: programs, maps: maps)
@@ -720,6 +721,8 @@ public final class Datapath {
 public enum DatapathError: Error, Equatable, CustomStringConvertible {
     case staleObject(map: String, differences: [String])
     case notInitialized(root: String)
+    /// The programs are pinned but not a map this netfence has: another version loaded them.
+    case otherVersion(root: String, missingMap: String)
 
     public var description: String {
         switch self {
@@ -727,6 +730,9 @@ public enum DatapathError: Error, Equatable, CustomStringConvertible {
             "the embedded datapath does not match this binary's ABI: map \(map) has \(differences.joined(separator: ", ")); rebuild netfence"
         case .notInitialized(let root):
             "the datapath is not loaded under \(root); run 'netfence loader init' first"
+        case .otherVersion(let root, let missingMap):
+            "the datapath under \(root) was loaded by another netfence version (it has no map '\(missingMap)'); "
+                + "run 'netfence loader init' to load this one (pods, objects and tracked flows are kept)"
         }
     }
 }

@@ -69,6 +69,12 @@ import TestSupport
         let root = try TestPinRoot()
         #expect(throws: DatapathError.notInitialized(root: root.path)) { try Datapath.open(pinnedUnder: root.path) }
         #expect(DatapathError.notInitialized(root: root.path).description.hasSuffix("run 'netfence loader init' first"))
+        // Programs pinned without a map this netfence has: another version loaded them (an upgrade before its init).
+        _ = try Datapath.load(pinningUnder: root.path, migrate: false)
+        unlink(Datapath.mapPin(root.path, "event_rings"))
+        #expect(throws: DatapathError.otherVersion(root: root.path, missingMap: "event_rings")) { try Datapath.open(pinnedUnder: root.path) }
+        _ = try Datapath.load(pinningUnder: root.path, migrate: false)
+        #expect(throws: Never.self) { try Datapath.open(pinnedUnder: root.path) }
     }
 }
 

@@ -73,6 +73,10 @@ public final class Datapath {
     /// Maps earlier netfence versions pinned and nothing reads now (the one event ring buffer and
     /// its per-CPU scratch, before each CPU had a ring): `load` removes their pins.
     static let retiredMapNames = ["events", "event_scratch"]
+    /// Maps a load replaces without `migrate` when their layout changed: the settings (their knobs
+    /// carried over), what holds nothing between packets, and the event rings (events not read yet
+    /// are lost with them, and counted nowhere: a reader reads them before an upgrade, or not at all).
+    static let transientMaps = ["settings", "scratch", "event_rings", "event_doorbell"]
     /// One event ring per CPU the kernel may run a program on.
     static let eventRingCount = UInt32(BPFMap.possibleCPUs)
 
@@ -164,7 +168,7 @@ public final class Datapath {
         let resizable = earlierInfo.map { $0.maxEntries != entries } ?? false
         let (object, report) = try BPFObjectFile.load(bytes: EmbeddedBPFObject.datapath.bytes, name: "datapath", pinningMapsIn: "\(root)/maps",
                                                       migrate: migrate,
-                                                      replaceable: Set(["settings", "scratch"] + (resizable ? ["conntrack"] : [])),
+                                                      replaceable: Set(Self.transientMaps + (resizable ? ["conntrack"] : [])),
                                                       resizing: ["conntrack": entries, "event_rings": Self.eventRingCount], validate: checkABI)
         let datapath = try Datapath(object: object)
         for name in retiredMapNames { unlink(mapPin(root, name)) }

@@ -1,4 +1,5 @@
 import BPFKit
+import CNetfenceShim
 import Datapath
 @testable import DatapathModel
 import Foundation
@@ -45,6 +46,19 @@ import TestSupport
         #expect(try BPFFilesystem.pinnedMap(at: Datapath.mapPin(root.path, "events")) == nil)
         #expect(try BPFFilesystem.pinnedMap(at: Datapath.mapPin(root.path, "event_scratch")) == nil)
         #expect(try BPFFilesystem.pinnedMap(at: Datapath.mapPin(root.path, "event_rings")) != nil)
+    }
+
+    /// Event rings of another layout (another ring size, another CPU count) are replaced without
+    /// --migrate: they hold only events in flight.
+    @Test func eventRingsOfAnotherLayoutAreReplaced() throws {
+        guard Privileges.require() else { return }
+        let root = try TestPinRoot()
+        try FileManager.default.createDirectory(atPath: root.path + "/maps", withIntermediateDirectories: true)
+        let older = try BPFMap(type: .array, name: "event_rings", keySize: 4, valueSize: 4096, maxEntries: 1, flags: UInt32(BPF_F_MMAPABLE))
+        try older.pin(at: Datapath.mapPin(root.path, "event_rings"))
+        let (datapath, report, _) = try Datapath.load(pinningUnder: root.path, migrate: false)
+        #expect(report.migrated == ["event_rings"])
+        #expect(try datapath.eventReader().cpus == BPFMap.possibleCPUs)
     }
 
     @Test func anIncompatiblePinIsRefusedUnlessMigrated() throws {

@@ -9,7 +9,7 @@ import HostKit
 ///
 /// Exactly once: beside the log, `.NAME.cursor` says up to which position of each
 /// CPU's ring the events are in the log and how long PATH was then. It is replaced (write,
-/// rename) after each write to PATH, and the ring's records are given back only
+/// rename) after each write to PATH, and the rings' records are given back only
 /// after that. A writer killed after writing lines but before the cursor leaves
 /// lines the cursor does not cover: the next one cuts PATH back to the cursor's
 /// length and reads those events again. One killed after the cursor but before
@@ -54,7 +54,7 @@ public final class FlowLogFile {
             resumePosition = cursor.position
             position = EventRingPosition(zip(cursor.position.cpus, start.cpus).map { max($0, $1) })
             if cursor.inode == inode && size > cursor.size {
-                // Lines written after the cursor: their events are still in the ring, read again.
+                // Lines written after the cursor: their events are still in the rings, read again.
                 if ftruncate(file.rawValue, off_t(cursor.size)) != 0 { throw SystemError("cut back to the last confirmed line", path, errno: errno) }
                 size = cursor.size
             }
@@ -77,7 +77,7 @@ public final class FlowLogFile {
         if let mark { pendingPosition.advance(to: mark) }
     }
 
-    /// Writes what was added, then the cursor: afterwards the ring may be given the records back.
+    /// Writes what was added, then the cursor: afterwards the rings may be given the records back.
     public func write() throws {
         guard !pending.isEmpty else { return }
         try pending.withUnsafeBytes { try file.writeAll($0, path: path) }

@@ -9,8 +9,8 @@
 
 #include "netfence_abi.h"
 
-/* The maps an event writer needs: NAME_rings, one ring per CPU (the loader sizes it to the
- * possible CPUs), and NAME_doorbell, which only wakes the reader. */
+/* The maps an event writer needs: RINGS, one ring per CPU (the loader sizes it to the
+ * possible CPUs), and DOORBELL, which only wakes the reader. */
 #define NF_EVENT_RING_MAPS(rings, doorbell)                                   \
 	struct {                                                              \
 		__uint(type, BPF_MAP_TYPE_ARRAY);                             \

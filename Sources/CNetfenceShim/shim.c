@@ -403,11 +403,15 @@ struct nf_event_rings {
 	__u64 *pending;   /* per CPU: after the last record handed out */
 	__u64 *committed; /* per CPU: what this reader last gave back */
 	__u32 *ready;     /* scratch of peek: the CPUs with records */
+	__u64 *heads;     /* scratch of peek: their producers' positions */
 };
+
+/* Bytes from one CPU's ring to the next in the array (the kernel rounds values to 8). */
+#define EVENT_RING_STRIDE ((sizeof(struct nf_event_ring) + 7) & ~(size_t)7)
 
 static struct nf_event_ring *event_ring(const struct nf_event_rings *rings, __u32 cpu)
 {
-	return (struct nf_event_ring *)(rings->base + (size_t)cpu * ((sizeof(struct nf_event_ring) + 7) & ~(size_t)7));
+	return (struct nf_event_ring *)(rings->base + (size_t)cpu * EVENT_RING_STRIDE);
 }
 
 struct nf_event_rings *nf_event_rings_open(int rings_fd, __u32 cpus, int doorbell_fd)
@@ -418,12 +422,13 @@ struct nf_event_rings *nf_event_rings_open(int rings_fd, __u32 cpus, int doorbel
 	if (!rings)
 		return NULL;
 	rings->cpus = cpus;
-	rings->mapped = (size_t)cpus * ((sizeof(struct nf_event_ring) + 7) & ~(size_t)7);
+	rings->mapped = (size_t)cpus * EVENT_RING_STRIDE;
 	rings->base = MAP_FAILED;
 	rings->pending = calloc(cpus ? cpus : 1, sizeof(__u64));
 	rings->committed = calloc(cpus ? cpus : 1, sizeof(__u64));
 	rings->ready = calloc(cpus ? cpus : 1, sizeof(__u32));
-	if (!cpus || !rings->pending || !rings->committed || !rings->ready) {
+	rings->heads = calloc(cpus ? cpus : 1, sizeof(__u64));
+	if (!cpus || !rings->pending || !rings->committed || !rings->ready || !rings->heads) {
 		errno = cpus ? ENOMEM : EINVAL;
 		goto fail;
 	}
@@ -453,6 +458,7 @@ void nf_event_rings_close(struct nf_event_rings *rings)
 	free(rings->pending);
 	free(rings->committed);
 	free(rings->ready);
+	free(rings->heads);
 	free(rings);
 }
 
@@ -508,14 +514,14 @@ int nf_event_rings_peek(struct nf_event_rings *rings, struct nf_event_record *re
 
 			rings->pending[cpu] = (__s64)(head - tail) > 0 ? head : tail;
 		}
-		if (rings->pending[cpu] < head)
+		/* Each head read once per peek: what a CPU writes meanwhile waits for the next one. */
+		if (rings->pending[cpu] < head) {
+			rings->heads[ready] = head;
 			rings->ready[ready++] = cpu;
+		}
 	}
-	/* Heads read once per CPU and batch: what a CPU writes meanwhile waits for the next peek. */
-	__u64 heads[ready ? ready : 1];
+	__u64 *heads = rings->heads;
 
-	for (__u32 index = 0; index < ready; index++)
-		heads[index] = nf_event_rings_head(rings, rings->ready[index]);
 	while (count < max && ready) {
 		__u32 oldest = 0;
 		const struct nf_event *first = NULL;

@@ -663,6 +663,9 @@ public struct EventRingHeader: Equatable, Sendable {
     /// Bytes written and not read yet.
     public var waiting: UInt64 { written &- read }
 
+    /// Whether a reader sleeps on the ring at `now` (CLOCK_MONOTONIC ns).
+    public func readerAsleep(at now: UInt64) -> Bool { readerSleepsUntil > now }
+
     public init(written: UInt64, read: UInt64, readerSleepsUntil: UInt64) {
         self.written = written
         self.read = read

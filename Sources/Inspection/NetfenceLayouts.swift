@@ -349,9 +349,8 @@ struct EventRingsLayout: MapLayout {
 
     func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, into rows: RecordWriter) {
         guard let ring = EventRingHeader.decode(value) else { return }
-        let asleep = ring.readerSleepsUntil > HostClock.monotonic.nanoseconds
         rows.write(.number(UInt64(key.loadUnaligned(as: UInt32.self))), .number(ring.written), .number(ring.read), .number(ring.waiting),
-                   .word(asleep ? "yes" : "no"))
+                   .word(ring.readerAsleep(at: HostClock.monotonic.nanoseconds) ? "yes" : "no"))
     }
 }
 

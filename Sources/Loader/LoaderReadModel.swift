@@ -10,7 +10,10 @@ public struct MapFill: Encodable, Sendable {
     public let entries: Int
     public let maxEntries: Int
     /// Percent of `maxEntries` in use, one decimal.
-    public var fillPercent: Double { maxEntries == 0 ? 0 : (Double(entries) * 1000 / Double(maxEntries)).rounded() / 10 }
+    public var fillPercent: Double { Self.percent(entries, of: maxEntries) }
+
+    /// `part` as a percent of `whole`, one decimal (0 of nothing).
+    static func percent(_ part: Int, of whole: Int) -> Double { whole == 0 ? 0 : (Double(part) * 1000 / Double(whole)).rounded() / 10 }
 
     enum CodingKeys: String, CodingKey { case name, entries, maxEntries, fillPercent }
     public func encode(to encoder: Encoder) throws {
@@ -60,11 +63,11 @@ extension Loader {
         let settings = try datapath.readSettings(), rings = try datapath.eventReader().headers
         let lost = try datapath.stat(.eventsLost), reported = try state.reportedLostEvents()
         let now = HostClock.monotonic.nanoseconds
-        let fullest = rings.map(\.waiting).max() ?? 0
+        let fullest = Int(rings.map(\.waiting).max() ?? 0)
         return EventsState(level: settings.eventLevel.description, snaplen: settings.snaplen, captureVerdicts: settings.captureVerdicts.description,
                            rings: rings.count, ringBytes: DatapathLimits.eventCPURingBytes, waitingBytes: rings.map(\.waiting).reduce(0, +),
-                           fullestPercent: (Double(fullest) * 1000 / Double(DatapathLimits.eventCPURingBytes)).rounded() / 10,
-                           readerAsleep: rings.contains { $0.readerSleepsUntil > now }, lost: lost, lostUnreported: lost > reported ? lost - reported : 0)
+                           fullestPercent: MapFill.percent(fullest, of: DatapathLimits.eventCPURingBytes),
+                           readerAsleep: rings.contains { $0.readerAsleep(at: now) }, lost: lost, lostUnreported: lost > reported ? lost - reported : 0)
     }
 
     /// The fill of the maps that grow with the node: pods, conntrack, fragments, domain grants.

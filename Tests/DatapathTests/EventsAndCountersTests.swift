@@ -155,6 +155,13 @@ import TestSupport
         #expect(few.read == 3 && few.seconds >= 1.9, "three events do not end a 2 s wait: \(few)")
         let many = try waitWhile(writing: quarter + 10)
         #expect(many.read == Int(quarter) + 10 && many.seconds < 1.5, "a quarter of the ring ends it: \(many)")
+        // With no reader asleep, a quarter rings no doorbell (an interrupt for nobody): a bell left
+        // ringing would end the next sleep at once.
+        try Self.deny(bench, quarter + 10)
+        #expect(try reader.drain().count == Int(quarter) + 10)
+        let clock = ContinuousClock(), start = clock.now
+        #expect(try reader.read(waitingUpTo: 1) { _ in } == 0)
+        #expect(start.duration(to: clock.now) >= .milliseconds(900), "a quarter crossed while no reader slept rang no doorbell")
     }
 
     /// Each CPU writes its own ring; the reader hands their events out oldest first across CPUs,

@@ -14,6 +14,9 @@ import PolicyInput
 /// node. dnsmasq answers a test zone in its own namespace; the proxy runs in the node
 /// namespace as the node would run it; the client pod is attached with a domain rule
 /// for the zone, so every proxied answer writes a grant before it is released.
+/// dnsdist, a C++ DNS forwarder (recvmmsg/sendmmsg, no cache here), forwards the
+/// same queries from the same node namespace: what any forwarder reaches on this
+/// machine, beside which the proxy's own cost reads.
 public struct DNSBenchmark {
     /// Seconds each dnsperf pass runs.
     public var seconds = 5
@@ -29,6 +32,9 @@ public struct DNSBenchmark {
 
     /// Runs both cases; `netfence` is this binary (the proxy runs as its own process).
     public func run(netfence: String) throws -> [Figure] {
+        for tool in ["/usr/sbin/dnsmasq", Self.dnsperf, Self.dnsdist] where access(tool, X_OK) != 0 {
+            throw BenchmarkError("bench dns needs \(tool); install it with scripts/install-dependencies (Debian's dnsmasq, dnsperf, dnsdist)")
+        }
         let pid = getpid()
         let root = try PinRoot("\(BPFFilesystem.defaultMountPoint)/netfence-bench-dns-\(pid)")
         try BPFFilesystem.mountIfNeeded()
@@ -38,8 +44,10 @@ public struct DNSBenchmark {
             cluster.remove()
         }
         let (client, dnsPod, plainClient) = (cluster.pods[0], cluster.pods[1], cluster.pods[2])
-        let proxyAddress = "198.18.250.253"
-        try IPRoute.run(["-n", cluster.node.name, "addr", "add", "\(proxyAddress)/32", "dev", "lo"])
+        let proxyAddress = "198.18.250.253", peerAddress = "198.18.250.252"
+        for address in [proxyAddress, peerAddress] {
+            try IPRoute.run(["-n", cluster.node.name, "addr", "add", "\(address)/32", "dev", "lo"])
+        }
 
         // The writer lets go of the root's lock before the proxy (another process) registers itself.
         do {
@@ -58,8 +66,12 @@ public struct DNSBenchmark {
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: folder) }
         let config = folder.appendingPathComponent("dnsmasq.conf"), queries = folder.appendingPathComponent("queries")
+        let peerConfig = folder.appendingPathComponent("dnsdist.conf")
         try ["port=53", "bind-interfaces", "listen-address=\(dnsPod.ipv4)", "no-resolv", "no-hosts", "pid-file=",
              "address=/bench.test/198.19.10.1"].joined(separator: "\n").write(to: config, atomically: true, encoding: .utf8)
+        // No packet cache (dnsdist has none unless one is set), no security poll (a DNS lookup of its own).
+        try ["setLocal('\(peerAddress):53')", "setACL({'0.0.0.0/0'})", "setSecurityPollSuffix('')",
+             "newServer({address='\(dnsPod.ipv4):53'})"].joined(separator: "\n").write(to: peerConfig, atomically: true, encoding: .utf8)
         try (0..<10_000).map { "q\($0).bench.test A" }.joined(separator: "\n").write(to: queries, atomically: true, encoding: .utf8)
 
         let dnsmasq = try InNamespace.start(dnsPod.namespace.name, ["/usr/sbin/dnsmasq", "--keep-in-foreground", "--conf-file=\(config.path)"])
@@ -67,11 +79,15 @@ public struct DNSBenchmark {
         let proxy = try InNamespace.start(cluster.node.name, [netfence, "dns", "proxy", "--bpffs-root", root.path, "--listen", proxyAddress,
                                                           "--upstream", dnsPod.ipv4])
         defer { proxy.stop() }
+        let peer = try InNamespace.start(cluster.node.name, [Self.dnsdist, "--supervised", "--disable-syslog", "-C", peerConfig.path])
+        defer { peer.stop(signal: SIGKILL) }
         try Self.waitForAnswers(from: dnsPod.ipv4, in: plainClient.namespace)
+        try Self.waitForAnswers(from: peerAddress, in: plainClient.namespace)
         try Self.waitForAnswers(from: proxyAddress, in: client.namespace)
 
         // The baseline client has no domain rules (one that has may not reach dnsmasq at all).
-        let cases = [("straight to dnsmasq", plainClient, dnsPod.ipv4), ("through netfence dns proxy", client, proxyAddress)]
+        let cases = [("straight to dnsmasq", plainClient, dnsPod.ipv4), ("through netfence dns proxy", client, proxyAddress),
+                     ("through dnsdist", plainClient, peerAddress)]
         var throughput = [[Double]](repeating: [], count: cases.count)
         var latencies = [[Double]](repeating: [], count: cases.count)
         for _ in 0..<passes {
@@ -84,7 +100,7 @@ public struct DNSBenchmark {
         // proxy adds itself, without the wake-ups across CPUs its two extra hops cost on a small VM.
         var oneCPU = [[Double]](repeating: [], count: cases.count)
         try OneCPU.pinning([dnsmasq.processID, proxy.processID]) {
-            for (index, (_, pod, server)) in cases.enumerated() {
+            for (index, (_, pod, server)) in cases.enumerated().prefix(2) {
                 oneCPU[index] = try Self.sequentialLatencies(server: server, in: pod.namespace, count: latencySamples)
             }
         }
@@ -93,6 +109,8 @@ public struct DNSBenchmark {
         let p50 = Figure.Baseline("p50 \(cases[0].0)", Statistics.percentile(direct, 0.50))
         let p99 = Figure.Baseline("p99 \(cases[0].0)", Statistics.percentile(direct, 0.99))
         let pinnedP50 = Figure.Baseline("p50 \(cases[0].0), all on one CPU", Statistics.percentile(oneCPU[0].sorted(), 0.50))
+        let peerRate = Figure.Baseline("queries/s \(cases[2].0)", Statistics.median(throughput[2]))
+        let peerP50 = Figure.Baseline("p50 \(cases[2].0)", Statistics.percentile(latencies[2].sorted(), 0.50))
         return [
             Figure("baseline: \(queryRate.name)", queryRate.value, .perSecond),
             Figure("queries/s \(cases[1].0)", Statistics.median(throughput[1]), .perSecond, baseline: queryRate,
@@ -105,12 +123,20 @@ public struct DNSBenchmark {
             Figure("baseline: \(pinnedP50.name)", pinnedP50.value, .milliseconds, count: oneCPU[0].count),
             Figure("p50 \(cases[1].0), all on one CPU", Statistics.percentile(oneCPU[1].sorted(), 0.50), .milliseconds, baseline: pinnedP50,
                    goal: .atMost(Self.addedP50Goal, .over), count: oneCPU[1].count),
+            // A peer forwarder on the same hops: the share of dnsmasq's rate that forwarding itself leaves on this machine.
+            Figure(peerRate.name, peerRate.value, .perSecond, baseline: queryRate),
+            Figure("queries/s \(cases[1].0)", Statistics.median(throughput[1]), .perSecond, baseline: peerRate),
+            Figure(peerP50.name, peerP50.value, .milliseconds, baseline: p50, comparison: .over, count: latencies[2].count),
         ]
     }
 
+    /// PowerDNS's forwarder (Debian's dnsdist), the peer the proxy is read beside.
+    static let dnsdist = "/usr/bin/dnsdist"
+    static let dnsperf = "/usr/bin/dnsperf"
+
     /// dnsperf from `namespace` for `seconds`: the queries per second it reports.
     private func dnsperf(server: String, in namespace: String, queries: String) throws -> Double {
-        let result = try InNamespace.run(namespace, ["/usr/bin/dnsperf",
+        let result = try InNamespace.run(namespace, [Self.dnsperf,
                                                                "-s", server, "-d", queries, "-l", String(seconds), "-c", "8", "-q", "500"])
         guard result.status == 0,
               let line = result.output.split(separator: "\n").first(where: { $0.contains("Queries per second:") }),

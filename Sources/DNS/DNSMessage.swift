@@ -95,11 +95,14 @@ public struct DNSMessage: Sendable {
         }
     }
 
-    /// The bytes of a recursive query for `name` (class IN), as a stub resolver sends it.
-    public static func query(id: UInt16, name: String, type: UInt16 = RecordType.a) -> [UInt8] {
-        var bytes: [UInt8] = [UInt8(id >> 8), UInt8(id & 0xff), 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]
+    /// The bytes of a recursive query for `name` (class IN), as a stub resolver sends it; with
+    /// an EDNS OPT record offering UDP answers of `ednsPayloadSize` bytes when one is given.
+    public static func query(id: UInt16, name: String, type: UInt16 = RecordType.a, ednsPayloadSize: UInt16? = nil) -> [UInt8] {
+        var bytes: [UInt8] = [UInt8(id >> 8), UInt8(id & 0xff), 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, ednsPayloadSize == nil ? 0 : 1]
         for label in name.split(separator: ".") { bytes += [UInt8(label.utf8.count)] + Array(label.utf8) }
-        return bytes + [0, UInt8(type >> 8), UInt8(type & 0xff), 0, 1]
+        bytes += [0, UInt8(type >> 8), UInt8(type & 0xff), 0, 1]
+        if let size = ednsPayloadSize { bytes += [0, 0, UInt8(RecordType.opt), UInt8(size >> 8), UInt8(size & 0xff), 0, 0, 0, 0, 0, 0] }
+        return bytes
     }
 
     /// A reply to this query with `responseCode` and its question, nothing else (REFUSED, SERVFAIL).

@@ -24,8 +24,8 @@ public final class DNSProxy: @unchecked Sendable {
     /// A query waiting for the upstream.
     struct PendingQuery: Sendable {
         let client: Client
-        /// Who asked: its interface (a pod's host veth) or its address; bounds are per client.
-        let clientKey: String
+        /// Who asked; bounds are per client.
+        let clientKey: ClientKey
         let query: DNSMessage
         let question: DNSMessage.Question
         /// The question section as sent upstream (name with its randomized case, type, class).
@@ -40,6 +40,17 @@ public final class DNSProxy: @unchecked Sendable {
         let sizeLimit: Int
         /// The truncated UDP answer that sent this query over TCP (relayed if the full one does not fit).
         var truncated: DNSMessage?
+    }
+
+    /// Who a client is for its bounds: the interface its packets come through (a pod's
+    /// host veth, which the pod cannot forge), else its address.
+    enum ClientKey: Hashable, Sendable {
+        case interface(UInt32)
+        case address(String)
+
+        init(ifindex: UInt32?, address: SocketAddress?) {
+            if let ifindex { self = .interface(ifindex) } else { self = .address(address?.ipAddress ?? "unknown") }
+        }
     }
 
     /// Where an answer goes back to.
@@ -76,13 +87,19 @@ public final class DNSProxy: @unchecked Sendable {
     private var servers: [Channel] = []
     private var routes: RouteLookup
     private var counters = DNSProxyStats()
-    private var pendingByClient: [String: Int] = [:]
-    private var connectionsByClient: [String: Int] = [:]
+    private var pendingByClient: [ClientKey: Int] = [:]
+    private var connectionsByClient: [ClientKey: Int] = [:]
     private var connections = 0
     private var stopping = false
     /// UDP channels written to since their last flush: flushed when a read burst ends, so a
     /// burst of datagrams leaves in one sendmmsg.
     private var unflushed: Set<ObjectIdentifier> = []
+    /// The upstream socket this read burst's queries leave on (drawn at random for each burst),
+    /// so they too leave in one sendmmsg.
+    private var burstUpstream: UpstreamSocket?
+    /// The pod records this read burst looked up, by interface: a burst of a pod's queries (and
+    /// their answers) reads its record once.
+    private var burstPods: [UInt32: PodRecord?] = [:]
 
     public init(configuration: ProxyConfiguration, datapath: Datapath, state: LoaderState) throws {
         self.configuration = configuration
@@ -110,7 +127,10 @@ public final class DNSProxy: @unchecked Sendable {
                 bound.append(try DatagramBootstrap(group: loop)
                     .channelOption(.socketOption(.so_reuseaddr), value: 1)
                     .channelOption(.receivePacketInfo, value: true)
-                    .channelOption(.maxMessagesPerRead, value: 16)
+                    // Queries arrive 16 to a recvmmsg, each in 4 KiB (a longer one is cut and dropped as malformed).
+                    .channelOption(.datagramVectorReadMessageCount, value: 16)
+                    .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 16 * 4096))
+                    .channelOption(.maxMessagesPerRead, value: 4)
                     .channelInitializer { [self] channel in
                         channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(ClientDatagramHandler(proxy: self)) }
                     }
@@ -217,16 +237,9 @@ public final class DNSProxy: @unchecked Sendable {
 
     // MARK: clients (on the loop)
 
-    /// Who a client is for its bounds: the interface its packets come through (a
-    /// pod's host veth, which the pod cannot forge), else its address.
-    private func clientKey(ifindex: UInt32?, address: SocketAddress?) -> String {
-        if let ifindex { return "if\(ifindex)" }
-        return address?.ipAddress ?? "unknown"
-    }
-
     /// A new TCP client connection: its key, or nil when the client or the proxy holds as many as allowed.
-    func admitConnection(_ channel: Channel) -> String? {
-        let key = clientKey(ifindex: interface(of: channel.remoteAddress), address: channel.remoteAddress)
+    func admitConnection(_ channel: Channel) -> ClientKey? {
+        let key = ClientKey(ifindex: interface(of: channel.remoteAddress), address: channel.remoteAddress)
         guard connections < tcpConnectionLimit, connectionsByClient[key, default: 0] < configuration.tcpConnectionsPerClient else {
             counters[.clientLimited] += 1
             return nil
@@ -236,7 +249,7 @@ public final class DNSProxy: @unchecked Sendable {
         return key
     }
 
-    func connectionClosed(clientKey: String, idle: Bool) {
+    func connectionClosed(clientKey: ClientKey, idle: Bool) {
         connections -= 1
         connectionsByClient[clientKey, default: 1] -= 1
         if connectionsByClient[clientKey] == 0 { connectionsByClient[clientKey] = nil }
@@ -246,7 +259,7 @@ public final class DNSProxy: @unchecked Sendable {
     // MARK: queries (on the loop)
 
     /// A query from a pod (or any client): refused, or forwarded upstream.
-    func received(query bytes: [UInt8], from client: Client, ifindex: UInt32?, clientKey givenKey: String? = nil) {
+    func received(query bytes: [UInt8], from client: Client, ifindex: UInt32?, clientKey givenKey: ClientKey? = nil) {
         guard let query = try? DNSMessage(parsing: bytes), !query.isResponse else { return }  // not a DNS query: nothing to answer
         counters[.queries] += 1
         guard query.questions.count == 1, let question = query.questions.first, let sent = Self.questionSection(of: bytes) else {
@@ -254,7 +267,7 @@ public final class DNSProxy: @unchecked Sendable {
         }
         var admission: GrantKeeper.Admission
         do {
-            admission = try keeper.admit(ifindex: ifindex, name: question.name)
+            admission = try keeper.admit(pod: ifindex.flatMap(pod), name: question.name)
         } catch {
             counters[.failed] += 1
             return respond(to: client, query.reply(responseCode: DNSMessage.ResponseCode.serverFailure))
@@ -266,10 +279,10 @@ public final class DNSProxy: @unchecked Sendable {
             }
             admission = .unrestricted  // not filtering DNS: answered, granted nothing
         }
-        let key: String
+        let key: ClientKey
         switch client {
-        case .udp(_, let address): key = clientKey(ifindex: ifindex, address: address)
-        case .tcp: key = givenKey ?? clientKey(ifindex: ifindex, address: nil)
+        case .udp(_, let address): key = ClientKey(ifindex: ifindex, address: address)
+        case .tcp: key = givenKey ?? ClientKey(ifindex: ifindex, address: nil)
         }
         guard pendingByClient[key, default: 0] < configuration.pendingPerClient else {
             counters[.clientLimited] += 1
@@ -336,7 +349,8 @@ public final class DNSProxy: @unchecked Sendable {
 
     private func forwardOverUDP(_ waiting: PendingQuery) {
         guard !upstreams.isEmpty else { return fail(waiting) }
-        let socket = upstreams[Int(waiting.socketChoice) % upstreams.count]
+        let socket = burstUpstream.flatMap { $0.retiring ? nil : $0 } ?? upstreams[Int(waiting.socketChoice) % upstreams.count]
+        burstUpstream = socket
         var waiting = waiting
         // A fresh random ID when this socket has the drawn one waiting already.
         while socket.pending[waiting.upstreamID] != nil {
@@ -389,7 +403,7 @@ public final class DNSProxy: @unchecked Sendable {
             switch result {
             case .failure:
                 fail(waiting)
-                flushDatagrams()
+                readBurstEnded()
             case .success(let channel):
                 channel.writeAndFlush(channel.allocator.buffer(bytes: Self.framed(upstreamBytes(waiting))), promise: nil)
                 channel.eventLoop.scheduleTask(deadline: waiting.deadline) { channel.close(promise: nil) }
@@ -427,7 +441,7 @@ public final class DNSProxy: @unchecked Sendable {
 
     /// An upstream TCP answer to `waiting` (nil: the connection ended without one).
     func receivedUpstream(stream bytes: [UInt8]?, for waiting: PendingQuery) {
-        defer { flushDatagrams() }  // a UDP client's answer, outside any UDP read burst
+        defer { readBurstEnded() }  // a UDP client's answer, outside any UDP read burst
         guard let bytes else { return fail(waiting) }
         guard let answer = answers(bytes, waiting) else {
             counters[.spoofed] += 1
@@ -445,7 +459,7 @@ public final class DNSProxy: @unchecked Sendable {
             if !resolved.isEmpty {
                 do {
                     // The pod behind the interface must still be the one that asked (never grant a successor).
-                    guard let ifindex = waiting.ifindex, try keeper.datapath.pod(ifindex: ifindex)?.podID == podID else { return fail(waiting) }
+                    guard let ifindex = waiting.ifindex, try pod(ifindex)?.podID == podID else { return fail(waiting) }
                     cap = try keeper.grant(podID: podID, patterns: patterns, resolved: resolved)
                     counters[.granted] += UInt64(resolved.count)
                 } catch {
@@ -487,7 +501,7 @@ public final class DNSProxy: @unchecked Sendable {
             }
             closeIfDone(socket)
         }
-        flushDatagrams()
+        readBurstEnded()
     }
 
     private func respond(to client: Client, _ bytes: [UInt8]) {
@@ -500,8 +514,19 @@ public final class DNSProxy: @unchecked Sendable {
         }
     }
 
-    /// A read burst ended: what it wrote over UDP leaves now.
-    func flushDatagrams() {
+    /// The record of the pod on host interface `ifindex` (nil: none), read once per read burst.
+    private func pod(_ ifindex: UInt32) throws -> PodRecord? {
+        if let known = burstPods[ifindex] { return known }
+        let record = try keeper.datapath.pod(ifindex: ifindex)
+        burstPods[ifindex] = record
+        return record
+    }
+
+    /// A read burst ended: what it wrote over UDP leaves now; the next burst reads pods anew
+    /// and draws its own upstream socket.
+    func readBurstEnded() {
+        burstPods.removeAll(keepingCapacity: true)
+        burstUpstream = nil
         guard !unflushed.isEmpty else { return }
         for channel in servers where unflushed.contains(ObjectIdentifier(channel)) { channel.flush() }
         for identifier in unflushed { socketsByChannel[identifier]?.channel.flush() }
@@ -556,18 +581,18 @@ final class ClientDatagramHandler: ChannelInboundHandler {
                        ifindex: ifindex)
     }
 
-    func channelReadComplete(context: ChannelHandlerContext) { proxy.flushDatagrams() }
+    func channelReadComplete(context: ChannelHandlerContext) { proxy.readBurstEnded() }
 }
 
 /// Queries over TCP; the route back to the client names the pod. Closed when idle.
 final class ClientStreamHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     private let proxy: DNSProxy
-    private let clientKey: String
+    private let clientKey: DNSProxy.ClientKey
     private var ifindex: UInt32?
     private var idled = false
 
-    init(proxy: DNSProxy, clientKey: String) {
+    init(proxy: DNSProxy, clientKey: DNSProxy.ClientKey) {
         self.proxy = proxy
         self.clientKey = clientKey
     }
@@ -581,6 +606,8 @@ final class ClientStreamHandler: ChannelInboundHandler {
         proxy.received(query: Array(Self.unwrapInboundIn(data).readableBytesView), from: .tcp(channel: context.channel), ifindex: ifindex,
                        clientKey: clientKey)
     }
+
+    func channelReadComplete(context: ChannelHandlerContext) { proxy.readBurstEnded() }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         guard event is IdleStateHandler.IdleStateEvent else { return context.fireUserInboundEventTriggered(event) }
@@ -608,7 +635,7 @@ final class UpstreamDatagramHandler: ChannelInboundHandler {
         proxy.receivedUpstream(datagram: Array(envelope.data.readableBytesView), from: envelope.remoteAddress, on: context.channel)
     }
 
-    func channelReadComplete(context: ChannelHandlerContext) { proxy.flushDatagrams() }
+    func channelReadComplete(context: ChannelHandlerContext) { proxy.readBurstEnded() }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {}  // ICMP errors of a dead upstream: the query times out
 }

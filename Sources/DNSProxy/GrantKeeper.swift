@@ -5,9 +5,9 @@ import DNS
 import Glibc
 import HostKit
 
-/// The policy side of the proxy: which pod asks, which of its domain patterns
-/// allow a name, and the grants it writes before an answer is released. Every
-/// query reads the pod's record; the patterns of its live slot are read again
+/// The policy side of the proxy: which of a pod's domain patterns allow a name, and
+/// the grants it writes before an answer is released. Every read burst of queries
+/// reads the pod's record (the proxy passes it in); the patterns of its live slot are read again
 /// whenever the record's revision moved (an apply writes the new slot's rules
 /// before it flips the record), so a policy change counts from the next query on.
 public final class GrantKeeper {
@@ -36,9 +36,10 @@ public final class GrantKeeper {
         self.retentionNanoseconds = retentionNanoseconds
     }
 
-    /// Decides a query for `name` that arrived through the host interface `ifindex`.
-    public func admit(ifindex: UInt32?, name: DomainName) throws -> Admission {
-        guard let ifindex, let pod = try datapath.pod(ifindex: ifindex), pod.hasDomainRules else { return .unrestricted }
+    /// Decides a query for `name` from `pod`, the record of the host interface it arrived
+    /// through (nil: not a pod's interface).
+    public func admit(pod: PodRecord?, name: DomainName) throws -> Admission {
+        guard let pod, pod.hasDomainRules else { return .unrestricted }
         let live: Set<UInt64>
         if let known = patternsByPod[pod.podID], known.revision == pod.revision {
             live = known.patterns

@@ -213,6 +213,9 @@ final class DomainCluster {
             unreachable.append("198.19.11.\(host)")
         }
         #expect(unreachable.isEmpty, "every one of the 150 addresses connects")
+        // A client that takes 4 KiB over UDP gets the 2.4 KiB answer in one datagram, whole.
+        let large = try #require(try node.client(a, server: node.proxy4).query("many.test", ednsPayloadSize: 4096))
+        #expect(!large.retriedOverTCP && large.addresses.count == 150, "\(large.addresses.count) addresses, retried: \(large.retriedOverTCP)")
 
         #expect(try node.client(a, server: node.upstream).query("allowed.test", timeout: 0.5) == nil, "another resolver: dropped (UDP)")
         #expect(try node.client(a, server: node.upstream).query("allowed.test", overTCP: true, timeout: 0.5) == nil, "and over TCP")

@@ -26,9 +26,10 @@ public struct DNSTestClient: Sendable {
     }
 
     /// Asks for `name` (type A, or AAAA); nil when no answer came within `timeout` seconds.
-    public func query(_ name: String, type: UInt16 = DNSMessage.RecordType.a, overTCP: Bool = false, timeout: Double = 1) throws -> Answer? {
+    public func query(_ name: String, type: UInt16 = DNSMessage.RecordType.a, overTCP: Bool = false, ednsPayloadSize: UInt16? = nil,
+                      timeout: Double = 1) throws -> Answer? {
         let id = UInt16.random(in: 1...UInt16.max)
-        let query = DNSMessage.query(id: id, name: name, type: type)
+        let query = DNSMessage.query(id: id, name: name, type: type, ednsPayloadSize: ednsPayloadSize)
         var retried = false
         var bytes = overTCP ? try exchangeOverTCP(query, timeout: timeout) : try exchangeOverUDP(query, id: id, timeout: timeout)
         if !overTCP, let udp = bytes, let message = try? DNSMessage(parsing: udp), message.isTruncated {

@@ -2,6 +2,7 @@ import CLibBPF
 import Foundation
 import Glibc
 import HostKit
+import Synchronization
 
 /// What the kernel reports about a map (`bpf_map_info`).
 public struct MapInfo: Sendable, Equatable {
@@ -23,8 +24,8 @@ public struct MapInfo: Sendable, Equatable {
 public final class BPFMap: @unchecked Sendable {
     /// The descriptor that keeps the map alive while this object lives.
     public let descriptor: FileDescriptor
-    /// A map's info never changes: read once, not on every lookup.
-    private var cachedInfo: MapInfo?
+    /// A map's info never changes: read once, not on every lookup (by whichever thread is first).
+    private let cachedInfo = Mutex<MapInfo?>(nil)
 
     /// Wraps a descriptor the caller hands over.
     public init(descriptor: FileDescriptor) {
@@ -51,7 +52,7 @@ public final class BPFMap: @unchecked Sendable {
 
     /// Reads `bpf_map_info` (once; it is fixed for the map's life).
     public func info() throws -> MapInfo {
-        if let cachedInfo { return cachedInfo }
+        if let known = cachedInfo.withLock({ $0 }) { return known }
         var info = zeroed(bpf_map_info.self)
         var length = UInt32(MemoryLayout<bpf_map_info>.size)
         try check(bpf_obj_get_info_by_fd(descriptor.rawValue, &info, &length), "read map info", "fd \(descriptor.rawValue)")
@@ -59,7 +60,7 @@ public final class BPFMap: @unchecked Sendable {
             id: info.id, type: MapType(rawValue: info.type), name: string(fromCArray: info.name),
             keySize: info.key_size, valueSize: info.value_size, maxEntries: info.max_entries,
             flags: info.map_flags, btfID: info.btf_id, btfKeyTypeID: info.btf_key_type_id, btfValueTypeID: info.btf_value_type_id)
-        cachedInfo = result
+        cachedInfo.withLock { $0 = result }
         return result
     }
 

@@ -7,158 +7,67 @@ import HostKit
 import Loader
 import NIOCore
 import NIOPosix
+import Synchronization
 
 /// `netfence dns proxy`: pods with domain rules send DNS here. A name their live
 /// policy allows is forwarded upstream; every address of the answer is granted to
 /// the pod (`GrantKeeper`) before the answer goes back, with TTLs no longer than
-/// the grant. Everything runs on one event loop: the pending queries, the grant
-/// writes and the counters are confined to it, so nothing locks.
-///
-/// What a pod must not be able to do to it (docs/dns.md, "Threat model"): forge an
-/// upstream answer (each query leaves from one of many connected sockets on random
-/// ports with a CSPRNG ID and a case-randomized name; only the upstream's address,
-/// that socket, that ID and exactly that question are accepted), exhaust it (idle
-/// TCP closed, connections and waiting queries bounded per client and in all), or
-/// inherit another pod's decisions (caches key on values that never repeat).
+/// the grant. The queries are served by shards, one per event loop (`ProxyShard`);
+/// what they share is here: the grants (the keeper), each client's bound of waiting
+/// queries, the heartbeat and the counters' sum.
 public final class DNSProxy: @unchecked Sendable {
-    /// A query waiting for the upstream.
-    struct PendingQuery: Sendable {
-        let client: Client
-        /// Who asked; bounds are per client.
-        let clientKey: ClientKey
-        let query: DNSMessage
-        let question: DNSMessage.Question
-        /// The question section as sent upstream (name with its randomized case, type, class).
-        let sentQuestion: [UInt8]
-        let upstreamID: UInt16
-        /// Which upstream socket the query leaves from (drawn with the ID).
-        let socketChoice: UInt16
-        let ifindex: UInt32?
-        let admission: GrantKeeper.Admission
-        let deadline: NIODeadline
-        /// The largest UDP answer the client takes (512, or its EDNS payload size).
-        let sizeLimit: Int
-        /// The truncated UDP answer that sent this query over TCP (relayed if the full one does not fit).
-        var truncated: DNSMessage?
-    }
-
-    /// Who a client is for its bounds: the interface its packets come through (a pod's
-    /// host veth, which the pod cannot forge), else its address.
-    enum ClientKey: Hashable, Sendable {
-        case interface(UInt32)
-        case address(String)
-
-        init(ifindex: UInt32?, address: SocketAddress?) {
-            if let ifindex { self = .interface(ifindex) } else { self = .address(address?.ipAddress ?? "unknown") }
-        }
-    }
-
-    /// Where an answer goes back to.
-    enum Client: Sendable {
-        case udp(channel: Channel, address: SocketAddress)
-        case tcp(channel: Channel)
-    }
-
-    /// One connected upstream socket: its queries by ID; replaced after a number of them.
-    final class UpstreamSocket {
-        let channel: Channel
-        var pending: [UInt16: PendingQuery] = [:]
-        var sent = 0
-        var retiring = false
-        init(channel: Channel) { self.channel = channel }
-    }
-
     public let configuration: ProxyConfiguration
     public let keeper: GrantKeeper
     private let state: LoaderState
-    private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-    private let loop: EventLoop
-    private let upstreamAddress: SocketAddress
-    private let upstreamTimeout: TimeAmount
-    /// How many TCP client connections may be open at once (bounded by the descriptors this process may hold).
-    private let tcpConnectionLimit: Int
-    private var random = SystemRandomNumberGenerator()
-    // Confined to `loop`:
-    /// The sockets new queries go out on; retiring ones wait in `retired` for their last answers.
-    private var upstreams: [UpstreamSocket] = []
-    private var retired: [UpstreamSocket] = []
-    /// Every upstream socket by its channel, for the answers that arrive on it.
-    private var socketsByChannel: [ObjectIdentifier: UpstreamSocket] = [:]
-    private var servers: [Channel] = []
-    private var routes: RouteLookup
-    private var counters = DNSProxyStats()
-    private var pendingByClient: [ClientKey: Int] = [:]
-    private var connectionsByClient: [ClientKey: Int] = [:]
-    private var connections = 0
-    private var stopping = false
-    /// UDP channels written to since their last flush: flushed when a read burst ends, so a
-    /// burst of datagrams leaves in one sendmmsg.
-    private var unflushed: Set<ObjectIdentifier> = []
-    /// The upstream socket this read burst's queries leave on (drawn at random for each burst),
-    /// so they too leave in one sendmmsg.
-    private var burstUpstream: UpstreamSocket?
-    /// The pod records this read burst looked up, by interface: a burst of a pod's queries (and
-    /// their answers) reads its record once.
-    private var burstPods: [UInt32: PodRecord?] = [:]
+    private let group: MultiThreadedEventLoopGroup
+    /// One per event loop; the first serves TCP and beats the heartbeat.
+    private var shards: [ProxyShard] = []
+    /// Queries each client has waiting for the upstream, on every loop together.
+    private let waiting = Mutex<[ProxyShard.ClientKey: Int]>([:])
+    /// Each shard's counters as of its last beat (its own are confined to its loop).
+    private let beaten: Mutex<[DNSProxyStats]>
 
-    public init(configuration: ProxyConfiguration, datapath: Datapath, state: LoaderState) throws {
+    /// `eventLoops`: how many shards serve queries (default: the CPUs this process may use, at most 4).
+    public init(configuration: ProxyConfiguration, datapath: Datapath, state: LoaderState, eventLoops: Int? = nil) throws {
         self.configuration = configuration
         self.state = state
         keeper = GrantKeeper(datapath: datapath, ttlBounds: configuration.ttlBounds,
                              retentionNanoseconds: UInt64(configuration.retention.components.seconds) * 1_000_000_000)
-        loop = group.next()
-        upstreamAddress = try SocketAddress(ipAddress: configuration.upstream.host, port: configuration.upstream.port)
-        let (seconds, attoseconds) = configuration.upstreamTimeout.components
-        upstreamTimeout = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
-        routes = try RouteLookup()
+        let count = max(1, eventLoops ?? min(4, System.coreCount))
+        group = MultiThreadedEventLoopGroup(numberOfThreads: count)
+        beaten = Mutex([DNSProxyStats](repeating: DNSProxyStats(), count: count))
         // Every socket is a descriptor: the proxy keeps half of what it may open for client connections, at most the configured bound.
         let descriptors = DescriptorLimit.raiseToMaximum()
-        tcpConnectionLimit = max(16, min(configuration.tcpConnections, (descriptors - 256 - 4 * configuration.upstreamSockets) / 2))
+        let tcpConnectionLimit = max(16, min(configuration.tcpConnections, (descriptors - 256 - 4 * count * configuration.upstreamSockets) / 2))
+        do {
+            shards = try group.makeIterator().map { try ProxyShard(proxy: self, loop: $0, tcpConnectionLimit: tcpConnectionLimit) }
+        } catch {
+            try? group.syncShutdownGracefully()
+            throw error
+        }
     }
 
-    /// Binds every listen address (UDP and TCP) and the upstream sockets, registers the
-    /// addresses with the datapath (through `register`, which holds the loader's lock)
-    /// and starts the heartbeat.
+    /// Binds every listen address (UDP on each shard, TCP on the first) and each shard's
+    /// upstream sockets, registers the addresses with the datapath (through `register`,
+    /// which holds the loader's lock) and starts the heartbeat.
     public func start(register: (() throws -> Void) throws -> Void) throws {
         var bound: [Channel] = []
         do {
-            for _ in 0..<max(1, configuration.upstreamSockets) { bound.append(try openUpstream().wait()) }
-            for endpoint in configuration.listen {
-                bound.append(try DatagramBootstrap(group: loop)
-                    .channelOption(.socketOption(.so_reuseaddr), value: 1)
-                    .channelOption(.receivePacketInfo, value: true)
-                    // Queries arrive 16 to a recvmmsg, each in 4 KiB (a longer one is cut and dropped as malformed).
-                    .channelOption(.datagramVectorReadMessageCount, value: 16)
-                    .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 16 * 4096))
-                    .channelOption(.maxMessagesPerRead, value: 4)
-                    .channelInitializer { [self] channel in
-                        channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(ClientDatagramHandler(proxy: self)) }
-                    }
-                    .bind(host: endpoint.host, port: endpoint.port).wait())
-                let idle = configuration.tcpIdleTimeout.components
-                let idleTimeout = TimeAmount.nanoseconds(idle.seconds * 1_000_000_000 + idle.attoseconds / 1_000_000_000)
-                bound.append(try ServerBootstrap(group: loop)
-                    .serverChannelOption(.backlog, value: 256)
-                    .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                    .childChannelInitializer { [self] channel in
-                        channel.eventLoop.makeCompletedFuture {
-                            guard let key = admitConnection(channel) else {
-                                channel.close(promise: nil)
-                                return
-                            }
-                            try channel.pipeline.syncOperations.addHandlers([
-                                IdleStateHandler(readTimeout: idleTimeout),
-                                ByteToMessageHandler(DNSStreamFrameDecoder()), ClientStreamHandler(proxy: self, clientKey: key),
-                            ])
-                        }
-                    }
-                    .bind(host: endpoint.host, port: endpoint.port).wait())
+            for shard in shards {
+                let first = bound.count
+                for _ in 0..<max(1, configuration.upstreamSockets) { bound.append(try shard.openUpstream().wait()) }
+                let upstreamsEnd = bound.count
+                for endpoint in configuration.listen {
+                    bound.append(try shard.bindDatagrams(endpoint).wait())
+                    if shard === shards[0] { bound.append(try shard.bindStreams(endpoint).wait()) }
+                }
+                let upstreams = Array(bound[first..<upstreamsEnd]), servers = Array(bound[upstreamsEnd...])
+                try shard.loop.submit { shard.serve(upstreams: upstreams, servers: servers) }.wait()
             }
         } catch {
             for channel in bound { try? channel.close().wait() }
             throw error
         }
-        let upstreamCount = max(1, configuration.upstreamSockets)
         let started = HostClock.realtime.nanoseconds
         try register {
             for endpoint in configuration.listen {
@@ -167,17 +76,16 @@ public final class DNSProxy: @unchecked Sendable {
                                                                                      startedNanoseconds: started))
             }
         }
-        try loop.submit { [self] in
-            upstreams = bound.prefix(upstreamCount).map(UpstreamSocket.init)
-            for socket in upstreams { socketsByChannel[ObjectIdentifier(socket.channel)] = socket }
-            servers = Array(bound.dropFirst(upstreamCount))
-        }.wait()
         try beat()
-        loop.scheduleRepeatedTask(initialDelay: .milliseconds(500), delay: .milliseconds(500)) { [self] _ in
-            try? beat()
-            expirePending()
+        for (index, shard) in shards.enumerated() {
+            shard.loop.scheduleRepeatedTask(initialDelay: .milliseconds(500), delay: .milliseconds(500)) { [self] _ in
+                let counted = shard.counters
+                beaten.withLock { $0[index] = counted }
+                if index == 0 { try? beat() }
+                shard.expirePending()
+            }
         }
-        loop.scheduleRepeatedTask(initialDelay: .seconds(60), delay: .seconds(60)) { [self] _ in
+        shards[0].loop.scheduleRepeatedTask(initialDelay: .seconds(60), delay: .seconds(60)) { [self] _ in
             _ = try? keeper.collectExpired()
         }
     }
@@ -186,16 +94,12 @@ public final class DNSProxy: @unchecked Sendable {
     /// the listen addresses stay registered (pods keep sending DNS nowhere else), and
     /// the sockets close. Returns what was counted.
     public func stop(register: (() throws -> Void) throws -> Void) -> DNSProxyStats {
-        let result = try? loop.submit { [self] in
-            stopping = true
-            let channels = servers + (upstreams + retired).map(\.channel)
-            servers = []
-            upstreams = []
-            retired = []
-            socketsByChannel = [:]
-            return (channels, counters)
-        }.wait()
-        for channel in result?.0 ?? [] { try? channel.close().wait() }
+        var total = DNSProxyStats()
+        for shard in shards {
+            guard let (channels, counted) = try? shard.loop.submit({ shard.stop() }).wait() else { continue }
+            for channel in channels { try? channel.close().wait() }
+            total.add(counted)
+        }
         try? keeper.datapath.beatDNSHeartbeat(monotonicNanoseconds: 0)
         try? register {
             for endpoint in configuration.listen {
@@ -203,19 +107,37 @@ public final class DNSProxy: @unchecked Sendable {
                 try keeper.datapath.registerDNSProxy(address: address, DNSProxyRecord(pid: 0, port: UInt16(endpoint.port), startedNanoseconds: 0))
             }
         }
-        if let stats = result?.1 { publish(stats) }
+        publish(total)
         try? group.syncShutdownGracefully()
-        return result?.1 ?? DNSProxyStats()
+        return total
     }
 
-    /// What was counted so far (from any thread).
+    /// What was counted so far, on every loop (from any thread).
     public func statistics() -> DNSProxyStats {
-        (try? loop.submit { [self] in counters }.wait()) ?? DNSProxyStats()
+        var total = DNSProxyStats()
+        for shard in shards { total.add((try? shard.loop.submit { shard.counters }.wait()) ?? DNSProxyStats()) }
+        return total
+    }
+
+    /// Whether `client` may have one more query waiting; if so it is counted (`releaseWaiting` when answered).
+    func claimWaiting(for client: ProxyShard.ClientKey) -> Bool {
+        waiting.withLock { counts in
+            guard counts[client, default: 0] < configuration.pendingPerClient else { return false }
+            counts[client, default: 0] += 1
+            return true
+        }
+    }
+
+    func releaseWaiting(for client: ProxyShard.ClientKey) {
+        waiting.withLock { counts in
+            counts[client, default: 1] -= 1
+            if counts[client] == 0 { counts[client] = nil }
+        }
     }
 
     private func beat() throws {
         try keeper.datapath.beatDNSHeartbeat(monotonicNanoseconds: HostClock.monotonic.nanoseconds)
-        publish(counters)
+        publish(beaten.withLock { $0.reduce(into: DNSProxyStats()) { $0.add($1) } })
     }
 
     /// The counters, where `loader status` and `metrics` read them.
@@ -223,448 +145,4 @@ public final class DNSProxy: @unchecked Sendable {
         guard let first = configuration.listen.first.flatMap({ IPAddress($0.host) }) else { return }
         try? state.publishDNSProxyStats(stats, address: first)
     }
-
-    /// A UDP socket connected to the upstream from a port the kernel picks at random:
-    /// datagrams from any other address or port never reach it.
-    private func openUpstream() -> EventLoopFuture<Channel> {
-        DatagramBootstrap(group: loop)
-            .channelOption(.maxMessagesPerRead, value: 16)
-            .channelInitializer { [self] channel in
-                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(UpstreamDatagramHandler(proxy: self)) }
-            }
-            .connect(to: upstreamAddress)
-    }
-
-    // MARK: clients (on the loop)
-
-    /// A new TCP client connection: its key, or nil when the client or the proxy holds as many as allowed.
-    func admitConnection(_ channel: Channel) -> ClientKey? {
-        let key = ClientKey(ifindex: interface(of: channel.remoteAddress), address: channel.remoteAddress)
-        guard connections < tcpConnectionLimit, connectionsByClient[key, default: 0] < configuration.tcpConnectionsPerClient else {
-            counters[.clientLimited] += 1
-            return nil
-        }
-        connections += 1
-        connectionsByClient[key, default: 0] += 1
-        return key
-    }
-
-    func connectionClosed(clientKey: ClientKey, idle: Bool) {
-        connections -= 1
-        connectionsByClient[clientKey, default: 1] -= 1
-        if connectionsByClient[clientKey] == 0 { connectionsByClient[clientKey] = nil }
-        if idle { counters[.idleClosed] += 1 }
-    }
-
-    // MARK: queries (on the loop)
-
-    /// A query from a pod (or any client): refused, or forwarded upstream.
-    func received(query bytes: [UInt8], from client: Client, ifindex: UInt32?, clientKey givenKey: ClientKey? = nil) {
-        guard let query = try? DNSMessage(parsing: bytes), !query.isResponse else { return }  // not a DNS query: nothing to answer
-        counters[.queries] += 1
-        guard query.questions.count == 1, let question = query.questions.first, let sent = Self.questionSection(of: bytes) else {
-            return respond(to: client, query.reply(responseCode: DNSMessage.ResponseCode.formatError))
-        }
-        var admission: GrantKeeper.Admission
-        do {
-            admission = try keeper.admit(pod: ifindex.flatMap(pod), name: question.name)
-        } catch {
-            counters[.failed] += 1
-            return respond(to: client, query.reply(responseCode: DNSMessage.ResponseCode.serverFailure))
-        }
-        if case .refused = admission {
-            guard configuration.refusalCode == nil else {
-                counters[.refused] += 1
-                return respond(to: client, query.reply(responseCode: configuration.refusalCode!))
-            }
-            admission = .unrestricted  // not filtering DNS: answered, granted nothing
-        }
-        let key: ClientKey
-        switch client {
-        case .udp(_, let address): key = ClientKey(ifindex: ifindex, address: address)
-        case .tcp: key = givenKey ?? ClientKey(ifindex: ifindex, address: nil)
-        }
-        guard pendingByClient[key, default: 0] < configuration.pendingPerClient else {
-            counters[.clientLimited] += 1
-            counters[.failed] += 1
-            return respond(to: client, query.reply(responseCode: DNSMessage.ResponseCode.serverFailure))
-        }
-        counters[.forwarded] += 1
-        let sizeLimit = query.additionals.first { $0.type == DNSMessage.RecordType.opt }.map { max(512, Int($0.recordClass)) } ?? 512
-        // One draw of the CSPRNG (a getrandom call) per query: 16 bits of ID, 16 to pick the socket, 32 of letter case.
-        let draw: UInt64 = random.next()
-        let asked = configuration.caseRandomization ? randomizingCase(sent, bits: draw >> 32) : sent
-        let waiting = PendingQuery(client: client, clientKey: key, query: query, question: question, sentQuestion: asked,
-                                   upstreamID: UInt16(truncatingIfNeeded: draw), socketChoice: UInt16(truncatingIfNeeded: draw >> 16), ifindex: ifindex,
-                                   admission: admission, deadline: .now() + upstreamTimeout, sizeLimit: sizeLimit)
-        pendingByClient[key, default: 0] += 1
-        switch client {
-        case .udp: forwardOverUDP(waiting)
-        case .tcp: forwardOverTCP(waiting)
-        }
-    }
-
-    /// The question section of a message (its name, type and class), as bytes; the
-    /// first name of a message cannot be compressed, so it is the bytes at offset 12.
-    static func questionSection(of bytes: [UInt8]) -> [UInt8]? {
-        var offset = 12
-        while offset < bytes.count {
-            let length = Int(bytes[offset])
-            if length == 0 { break }
-            guard length < 64 else { return nil }
-            offset += 1 + length
-        }
-        guard offset + 5 <= bytes.count else { return nil }
-        return Array(bytes[12..<offset + 5])
-    }
-
-    /// `question` with the case of each letter of its name set at random (0x20 bits): the first 32 letters
-    /// from `bits`, any further ones from fresh draws.
-    private func randomizingCase(_ question: [UInt8], bits first: UInt64) -> [UInt8] {
-        var result = question
-        var offset = 0
-        var bits = first
-        var used = 32
-        while offset < result.count, result[offset] != 0 {
-            let length = Int(result[offset])
-            for index in offset + 1..<min(offset + 1 + length, result.count) where result[index] | 0x20 >= 0x61 && result[index] | 0x20 <= 0x7a {
-                if used == 64 { bits = random.next(); used = 0 }
-                result[index] = bits & 1 == 0 ? result[index] | 0x20 : result[index] & ~0x20
-                bits >>= 1
-                used += 1
-            }
-            offset += 1 + length
-        }
-        return result
-    }
-
-    /// The query as it goes upstream: its upstream ID and question.
-    private func upstreamBytes(_ waiting: PendingQuery) -> [UInt8] {
-        var bytes = waiting.query.bytes
-        bytes[0] = UInt8(waiting.upstreamID >> 8)
-        bytes[1] = UInt8(waiting.upstreamID & 0xff)
-        bytes.replaceSubrange(12..<12 + waiting.sentQuestion.count, with: waiting.sentQuestion)
-        return bytes
-    }
-
-    private func forwardOverUDP(_ waiting: PendingQuery) {
-        guard !upstreams.isEmpty else { return fail(waiting) }
-        let socket = burstUpstream.flatMap { $0.retiring ? nil : $0 } ?? upstreams[Int(waiting.socketChoice) % upstreams.count]
-        burstUpstream = socket
-        var waiting = waiting
-        // A fresh random ID when this socket has the drawn one waiting already.
-        while socket.pending[waiting.upstreamID] != nil {
-            waiting = PendingQuery(client: waiting.client, clientKey: waiting.clientKey, query: waiting.query, question: waiting.question,
-                                   sentQuestion: waiting.sentQuestion, upstreamID: UInt16.random(in: 0...UInt16.max, using: &random),
-                                   socketChoice: waiting.socketChoice, ifindex: waiting.ifindex, admission: waiting.admission, deadline: waiting.deadline, sizeLimit: waiting.sizeLimit)
-        }
-        socket.pending[waiting.upstreamID] = waiting
-        socket.sent += 1
-        socket.channel.write(socket.channel.allocator.buffer(bytes: upstreamBytes(waiting)), promise: nil)
-        unflushed.insert(ObjectIdentifier(socket.channel))
-        if socket.sent >= configuration.queriesPerSocket { retire(socket) }
-    }
-
-    /// Takes `socket` out of use (it stays open for the answers it waits for) and opens a replacement on a fresh port.
-    private func retire(_ socket: UpstreamSocket) {
-        socket.retiring = true
-        upstreams.removeAll { $0 === socket }
-        retired.append(socket)
-        closeIfDone(socket)
-        openUpstream().whenSuccess { [self] channel in
-            guard !stopping else { return channel.close(promise: nil) }
-            let fresh = UpstreamSocket(channel: channel)
-            upstreams.append(fresh)
-            socketsByChannel[ObjectIdentifier(channel)] = fresh
-        }
-    }
-
-    private func closeIfDone(_ socket: UpstreamSocket) {
-        guard socket.retiring, socket.pending.isEmpty else { return }
-        retired.removeAll { $0 === socket }
-        socketsByChannel[ObjectIdentifier(socket.channel)] = nil
-        socket.channel.close(promise: nil)
-    }
-
-    /// One TCP connection upstream per query: DNS over TCP is the exception (TCP
-    /// clients, truncated answers), so no connection is kept.
-    private func forwardOverTCP(_ waiting: PendingQuery) {
-        let connecting = ClientBootstrap(group: loop)
-            .connectTimeout(max(.zero, waiting.deadline - .now()))
-            .channelInitializer { [self] channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandlers([
-                        ByteToMessageHandler(DNSStreamFrameDecoder()), UpstreamStreamHandler(proxy: self, waiting: waiting),
-                    ])
-                }
-            }
-            .connect(to: upstreamAddress)
-        connecting.whenComplete { [self] result in
-            switch result {
-            case .failure:
-                fail(waiting)
-                readBurstEnded()
-            case .success(let channel):
-                channel.writeAndFlush(channel.allocator.buffer(bytes: Self.framed(upstreamBytes(waiting))), promise: nil)
-                channel.eventLoop.scheduleTask(deadline: waiting.deadline) { channel.close(promise: nil) }
-            }
-        }
-    }
-
-    /// Whether `bytes` answer `waiting`: from the upstream, a response with its upstream ID and exactly its question.
-    private func answers(_ bytes: [UInt8], _ waiting: PendingQuery) -> DNSMessage? {
-        guard bytes.count >= 12, UInt16(bytes[0]) << 8 | UInt16(bytes[1]) == waiting.upstreamID,
-              UInt16(bytes[4]) << 8 | UInt16(bytes[5]) == 1, Self.questionSection(of: bytes) == waiting.sentQuestion,
-              let answer = try? DNSMessage(parsing: bytes), answer.isResponse else { return nil }
-        return answer
-    }
-
-    /// An upstream datagram on `channel`: the answer to one of its pending queries, or
-    /// a forgery, dropped and counted. The pending query stays for the real answer.
-    func receivedUpstream(datagram bytes: [UInt8], from source: SocketAddress, on channel: Channel) {
-        guard let socket = socketsByChannel[ObjectIdentifier(channel)] else { return }
-        let id = bytes.count >= 2 ? UInt16(bytes[0]) << 8 | UInt16(bytes[1]) : 0
-        guard source == upstreamAddress, let waiting = socket.pending[id], let answer = answers(bytes, waiting) else {
-            counters[.spoofed] += 1
-            return
-        }
-        socket.pending[id] = nil
-        closeIfDone(socket)
-        if answer.isTruncated {
-            counters[.retriedOverTCP] += 1
-            var again = waiting
-            again.truncated = answer
-            return forwardOverTCP(again)
-        }
-        deliver(answer, for: waiting)
-    }
-
-    /// An upstream TCP answer to `waiting` (nil: the connection ended without one).
-    func receivedUpstream(stream bytes: [UInt8]?, for waiting: PendingQuery) {
-        defer { readBurstEnded() }  // a UDP client's answer, outside any UDP read burst
-        guard let bytes else { return fail(waiting) }
-        guard let answer = answers(bytes, waiting) else {
-            counters[.spoofed] += 1
-            return fail(waiting)
-        }
-        deliver(answer, for: waiting)
-    }
-
-    /// Grants what the answer resolved, then releases it with its TTLs capped, the
-    /// client's ID and the client's spelling of the name.
-    private func deliver(_ answer: DNSMessage, for waiting: PendingQuery) {
-        var cap: UInt32?
-        if case .allowed(let podID, let patterns) = waiting.admission {
-            let resolved = answer.resolved(for: waiting.question.name)
-            if !resolved.isEmpty {
-                do {
-                    // The pod behind the interface must still be the one that asked (never grant a successor).
-                    guard let ifindex = waiting.ifindex, try pod(ifindex)?.podID == podID else { return fail(waiting) }
-                    cap = try keeper.grant(podID: podID, patterns: patterns, resolved: resolved)
-                    counters[.granted] += UInt64(resolved.count)
-                } catch {
-                    return fail(waiting)  // never an answer the datapath would not honour
-                }
-            }
-        }
-        var message = answer
-        if case .udp = waiting.client, answer.bytes.count > waiting.sizeLimit, let truncated = waiting.truncated {
-            message = truncated  // the client asks again over TCP
-        }
-        var bytes = cap.map { message.cappingTTLs(at: $0) } ?? message.bytes
-        bytes[0] = UInt8(waiting.query.id >> 8)
-        bytes[1] = UInt8(waiting.query.id & 0xff)
-        if let original = Self.questionSection(of: waiting.query.bytes), original.count == waiting.sentQuestion.count, bytes.count >= 12 + original.count {
-            bytes.replaceSubrange(12..<12 + original.count, with: original)
-        }
-        finished(waiting)
-        respond(to: waiting.client, bytes)
-    }
-
-    private func fail(_ waiting: PendingQuery) {
-        counters[.failed] += 1
-        finished(waiting)
-        respond(to: waiting.client, waiting.query.reply(responseCode: DNSMessage.ResponseCode.serverFailure))
-    }
-
-    private func finished(_ waiting: PendingQuery) {
-        pendingByClient[waiting.clientKey, default: 1] -= 1
-        if pendingByClient[waiting.clientKey] == 0 { pendingByClient[waiting.clientKey] = nil }
-    }
-
-    private func expirePending() {
-        let now = NIODeadline.now()
-        for socket in upstreams + retired {
-            for (id, waiting) in socket.pending where waiting.deadline < now {
-                socket.pending[id] = nil
-                fail(waiting)
-            }
-            closeIfDone(socket)
-        }
-        readBurstEnded()
-    }
-
-    private func respond(to client: Client, _ bytes: [UInt8]) {
-        switch client {
-        case .udp(let channel, let address):
-            channel.write(AddressedEnvelope(remoteAddress: address, data: channel.allocator.buffer(bytes: bytes)), promise: nil)
-            unflushed.insert(ObjectIdentifier(channel))
-        case .tcp(let channel):
-            channel.writeAndFlush(channel.allocator.buffer(bytes: Self.framed(bytes)), promise: nil)
-        }
-    }
-
-    /// The record of the pod on host interface `ifindex` (nil: none), read once per read burst.
-    private func pod(_ ifindex: UInt32) throws -> PodRecord? {
-        if let known = burstPods[ifindex] { return known }
-        let record = try keeper.datapath.pod(ifindex: ifindex)
-        burstPods[ifindex] = record
-        return record
-    }
-
-    /// A read burst ended: what it wrote over UDP leaves now; the next burst reads pods anew
-    /// and draws its own upstream socket.
-    func readBurstEnded() {
-        burstPods.removeAll(keepingCapacity: true)
-        burstUpstream = nil
-        guard !unflushed.isEmpty else { return }
-        for channel in servers where unflushed.contains(ObjectIdentifier(channel)) { channel.flush() }
-        for identifier in unflushed { socketsByChannel[identifier]?.channel.flush() }
-        unflushed.removeAll(keepingCapacity: true)
-    }
-
-    /// The host interface a TCP client's packets come through (its pod's host veth).
-    func interface(of address: SocketAddress?) -> UInt32? {
-        guard let bytes = address.flatMap(Self.addressBytes) else { return nil }
-        return try? routes.outputInterface(to: bytes)
-    }
-
-    static func addressBytes(_ address: SocketAddress) -> [UInt8]? {
-        switch address {
-        case .v4(let v4): withUnsafeBytes(of: v4.address.sin_addr) { Array($0) }
-        case .v6(let v6): withUnsafeBytes(of: v6.address.sin6_addr) { Array($0) }
-        default: nil
-        }
-    }
-
-    /// DNS over TCP: each message after its two-byte length.
-    static func framed(_ bytes: [UInt8]) -> [UInt8] { [UInt8(bytes.count >> 8), UInt8(bytes.count & 0xff)] + bytes }
-}
-
-// MARK: channel handlers
-
-/// Splits a DNS-over-TCP stream into messages.
-struct DNSStreamFrameDecoder: ByteToMessageDecoder {
-    typealias InboundOut = ByteBuffer
-
-    mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
-        guard let length = buffer.getInteger(at: buffer.readerIndex, as: UInt16.self), buffer.readableBytes >= 2 + Int(length) else {
-            return .needMoreData
-        }
-        buffer.moveReaderIndex(forwardBy: 2)
-        context.fireChannelRead(Self.wrapInboundOut(buffer.readSlice(length: Int(length))!))
-        return .continue
-    }
-}
-
-/// Queries over UDP; the interface they came in through names the pod.
-final class ClientDatagramHandler: ChannelInboundHandler {
-    typealias InboundIn = AddressedEnvelope<ByteBuffer>
-    private let proxy: DNSProxy
-
-    init(proxy: DNSProxy) { self.proxy = proxy }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let envelope = Self.unwrapInboundIn(data)
-        let ifindex = envelope.metadata?.packetInfo.map { UInt32(truncatingIfNeeded: $0.interfaceIndex) }
-        proxy.received(query: Array(envelope.data.readableBytesView), from: .udp(channel: context.channel, address: envelope.remoteAddress),
-                       ifindex: ifindex)
-    }
-
-    func channelReadComplete(context: ChannelHandlerContext) { proxy.readBurstEnded() }
-}
-
-/// Queries over TCP; the route back to the client names the pod. Closed when idle.
-final class ClientStreamHandler: ChannelInboundHandler {
-    typealias InboundIn = ByteBuffer
-    private let proxy: DNSProxy
-    private let clientKey: DNSProxy.ClientKey
-    private var ifindex: UInt32?
-    private var idled = false
-
-    init(proxy: DNSProxy, clientKey: DNSProxy.ClientKey) {
-        self.proxy = proxy
-        self.clientKey = clientKey
-    }
-
-    func channelActive(context: ChannelHandlerContext) {
-        ifindex = proxy.interface(of: context.channel.remoteAddress)
-        context.fireChannelActive()
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        proxy.received(query: Array(Self.unwrapInboundIn(data).readableBytesView), from: .tcp(channel: context.channel), ifindex: ifindex,
-                       clientKey: clientKey)
-    }
-
-    func channelReadComplete(context: ChannelHandlerContext) { proxy.readBurstEnded() }
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        guard event is IdleStateHandler.IdleStateEvent else { return context.fireUserInboundEventTriggered(event) }
-        idled = true
-        context.close(promise: nil)
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        proxy.connectionClosed(clientKey: clientKey, idle: idled)
-        context.fireChannelInactive()
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: Error) { context.close(promise: nil) }
-}
-
-/// Answers on one connected upstream socket (the kernel delivers the upstream's only; checked again).
-final class UpstreamDatagramHandler: ChannelInboundHandler {
-    typealias InboundIn = AddressedEnvelope<ByteBuffer>
-    private let proxy: DNSProxy
-
-    init(proxy: DNSProxy) { self.proxy = proxy }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let envelope = Self.unwrapInboundIn(data)
-        proxy.receivedUpstream(datagram: Array(envelope.data.readableBytesView), from: envelope.remoteAddress, on: context.channel)
-    }
-
-    func channelReadComplete(context: ChannelHandlerContext) { proxy.readBurstEnded() }
-
-    func errorCaught(context: ChannelHandlerContext, error: Error) {}  // ICMP errors of a dead upstream: the query times out
-}
-
-/// One query's TCP connection upstream: the first message answers it.
-final class UpstreamStreamHandler: ChannelInboundHandler {
-    typealias InboundIn = ByteBuffer
-    private let proxy: DNSProxy
-    private let waiting: DNSProxy.PendingQuery
-    private var answered = false
-
-    init(proxy: DNSProxy, waiting: DNSProxy.PendingQuery) {
-        self.proxy = proxy
-        self.waiting = waiting
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard !answered else { return }
-        answered = true
-        proxy.receivedUpstream(stream: Array(Self.unwrapInboundIn(data).readableBytesView), for: waiting)
-        context.close(promise: nil)
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        if !answered {
-            answered = true
-            proxy.receivedUpstream(stream: nil, for: waiting)
-        }
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: Error) { context.close(promise: nil) }
 }

@@ -4,13 +4,17 @@ import DatapathModel
 import DNS
 import Glibc
 import HostKit
+import Synchronization
 
 /// The policy side of the proxy: which of a pod's domain patterns allow a name, and
 /// the grants it writes before an answer is released. Every read burst of queries
 /// reads the pod's record (the proxy passes it in); the patterns of its live slot are read again
 /// whenever the record's revision moved (an apply writes the new slot's rules
 /// before it flips the record), so a policy change counts from the next query on.
-public final class GrantKeeper {
+/// The proxy's event loops share one keeper: its cache and every read-modify-write
+/// of a grant hold a lock (two loops extending one grant must not drop each other's pattern).
+/// (`@unchecked`: of the datapath it calls only map lookups and writes, which the kernel serializes.)
+public final class GrantKeeper: @unchecked Sendable {
     /// What a query may do.
     public enum Admission: Equatable, Sendable {
         /// Not a pod with domain rules (the node, a pod without them): forwarded, nothing granted.
@@ -28,7 +32,9 @@ public final class GrantKeeper {
     /// survive a policy change (re-evaluated) only while it is there.
     public let retentionNanoseconds: UInt64
     /// The pattern ids of each pod's live slot, as of a revision.
-    private var patternsByPod: [UInt32: (revision: UInt32, patterns: Set<UInt64>)] = [:]
+    private let patternsByPod = Mutex<[UInt32: (revision: UInt32, patterns: Set<UInt64>)]>([:])
+    /// Held while a grant is read, changed and written back.
+    private let grantWrites = Mutex(())
 
     public init(datapath: Datapath, ttlBounds: ClosedRange<UInt32>, retentionNanoseconds: UInt64) {
         self.datapath = datapath
@@ -41,11 +47,11 @@ public final class GrantKeeper {
     public func admit(pod: PodRecord?, name: DomainName) throws -> Admission {
         guard let pod, pod.hasDomainRules else { return .unrestricted }
         let live: Set<UInt64>
-        if let known = patternsByPod[pod.podID], known.revision == pod.revision {
+        if let known = patternsByPod.withLock({ $0[pod.podID] }), known.revision == pod.revision {
             live = known.patterns
         } else {
             live = Set(try datapath.domainRules(podID: pod.podID, slot: pod.slot).keys)
-            patternsByPod[pod.podID] = (pod.revision, live)
+            patternsByPod.withLock { $0[pod.podID] = (pod.revision, live) }
         }
         let patterns = name.matchingPatterns.map(\.id).filter(live.contains)
         return patterns.isEmpty ? .refused(podID: pod.podID) : .allowed(podID: pod.podID, patterns: patterns)
@@ -57,6 +63,10 @@ public final class GrantKeeper {
     /// write fewer per repeated answer) and the answer's TTL is cut to what it has left.
     /// Throws when a grant cannot be written.
     public func grant(podID: UInt32, patterns: [UInt64], resolved: [DNSMessage.Resolved]) throws -> UInt32 {
+        try grantWrites.withLock { _ in try grantHoldingLock(podID: podID, patterns: patterns, resolved: resolved) }
+    }
+
+    private func grantHoldingLock(podID: UInt32, patterns: [UInt64], resolved: [DNSMessage.Resolved]) throws -> UInt32 {
         let now = HostClock.monotonic.nanoseconds
         var answerTTL = ttlBounds.upperBound
         for entry in resolved {
@@ -99,13 +109,17 @@ public final class GrantKeeper {
     public func collectExpired() throws -> Int {
         let now = HostClock.monotonic.nanoseconds
         var removed = 0
-        for grant in try datapath.grants() {
-            let kept = grant.patterns.filter { $0.expiresNanoseconds &+ retentionNanoseconds > now }
-            guard kept.count != grant.patterns.count else { continue }
-            if kept.isEmpty {
-                if try datapath.removeGrant(podID: grant.podID, address: grant.address) { removed += 1 }
-            } else {
-                try datapath.write(DomainGrant(podID: grant.podID, address: grant.address, patterns: kept))
+        for listed in try datapath.grants() where listed.patterns.contains(where: { $0.expiresNanoseconds &+ retentionNanoseconds <= now }) {
+            // Read again under the lock: a loop may have extended it since the listing.
+            try grantWrites.withLock { _ in
+                guard let grant = try datapath.grant(podID: listed.podID, address: listed.address) else { return }
+                let kept = grant.patterns.filter { $0.expiresNanoseconds &+ retentionNanoseconds > now }
+                guard kept.count != grant.patterns.count else { return }
+                if kept.isEmpty {
+                    if try datapath.removeGrant(podID: grant.podID, address: grant.address) { removed += 1 }
+                } else {
+                    try datapath.write(DomainGrant(podID: grant.podID, address: grant.address, patterns: kept))
+                }
             }
         }
         return removed

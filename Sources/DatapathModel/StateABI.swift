@@ -256,6 +256,11 @@ public struct DNSProxyStats: Equatable, Sendable {
         set { counts[counter.rawValue] = newValue }
     }
 
+    /// Adds what `other` counted (another event loop of the same proxy).
+    public mutating func add(_ other: DNSProxyStats) {
+        for index in counts.indices { counts[index] += other.counts[index] }
+    }
+
     public func encode() -> [UInt8] {
         var stats = nf_dns_proxy_stats()
         ABIArray.set(&stats.counts, to: counts)

@@ -52,12 +52,21 @@ extension DomainPattern {
     /// The id the datapath keys this pattern's rules and grants by: FNV-1a 64 of its text
     /// (lower case, no trailing dot), the same in every process.
     public var id: UInt64 {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in description.utf8 {
-            hash ^= UInt64(byte)
-            hash &*= 0x0000_0100_0000_01b3
+        var hash = PatternHash()
+        hash.add(description.utf8)
+        return hash.value
+    }
+}
+
+/// FNV-1a 64, the hash of a pattern's text that is its id.
+struct PatternHash {
+    private(set) var value: UInt64 = 0xcbf2_9ce4_8422_2325
+
+    mutating func add<Bytes: Sequence<UInt8>>(_ bytes: Bytes) {
+        for byte in bytes {
+            value ^= UInt64(byte)
+            value &*= 0x0000_0100_0000_01b3
         }
-        return hash
     }
 }
 
@@ -67,5 +76,22 @@ extension DomainName {
     public var matchingPatterns: [DomainPattern] {
         [DomainPattern(name: self, isWildcard: false)]
             + (1..<labels.count).map { DomainPattern(name: DomainName(labels: Array(labels[$0...])), isWildcard: true) }
+    }
+
+    /// The ids of `matchingPatterns`, in its order, hashed from the labels without building
+    /// the patterns' text (the DNS proxy asks this of every query).
+    public var matchingPatternIDs: [UInt64] {
+        var ids: [UInt64] = []
+        ids.reserveCapacity(labels.count)
+        for start in labels.indices {
+            var hash = PatternHash()
+            if start > 0 { hash.add("*.".utf8) }
+            for index in start..<labels.count {
+                if index > start { hash.add(CollectionOfOne(UInt8(ascii: "."))) }
+                hash.add(labels[index].utf8)
+            }
+            ids.append(hash.value)
+        }
+        return ids
     }
 }

@@ -53,7 +53,7 @@ public final class GrantKeeper: @unchecked Sendable {
             live = Set(try datapath.domainRules(podID: pod.podID, slot: pod.slot).keys)
             patternsByPod.withLock { $0[pod.podID] = (pod.revision, live) }
         }
-        let patterns = name.matchingPatterns.map(\.id).filter(live.contains)
+        let patterns = name.matchingPatternIDs.filter(live.contains)
         return patterns.isEmpty ? .refused(podID: pod.podID) : .allowed(podID: pod.podID, patterns: patterns)
     }
 

@@ -21,8 +21,8 @@ import NIOPosix
 /// inherit another pod's decisions (caches key on values that never repeat).
 /// (`@unchecked Sendable`: handed to its loop's tasks; touched only on that loop.)
 final class ProxyShard: @unchecked Sendable {
-    /// A query waiting for the upstream.
-    struct PendingQuery: Sendable {
+    /// A query waiting for the upstream (a class: it moves between tables and handlers, copied by reference).
+    final class PendingQuery: @unchecked Sendable {
         let client: Client
         /// Who asked; bounds are per client.
         let clientKey: ClientKey
@@ -30,7 +30,7 @@ final class ProxyShard: @unchecked Sendable {
         let question: DNSMessage.Question
         /// The question section as sent upstream (name with its randomized case, type, class).
         let sentQuestion: [UInt8]
-        let upstreamID: UInt16
+        var upstreamID: UInt16
         /// Which upstream socket the query leaves from (drawn with the ID).
         let socketChoice: UInt16
         let ifindex: UInt32?
@@ -40,6 +40,21 @@ final class ProxyShard: @unchecked Sendable {
         let sizeLimit: Int
         /// The truncated UDP answer that sent this query over TCP (relayed if the full one does not fit).
         var truncated: DNSMessage?
+
+        init(client: Client, clientKey: ClientKey, query: DNSMessage, question: DNSMessage.Question, sentQuestion: [UInt8], upstreamID: UInt16,
+             socketChoice: UInt16, ifindex: UInt32?, admission: GrantKeeper.Admission, deadline: NIODeadline, sizeLimit: Int) {
+            self.client = client
+            self.clientKey = clientKey
+            self.query = query
+            self.question = question
+            self.sentQuestion = sentQuestion
+            self.upstreamID = upstreamID
+            self.socketChoice = socketChoice
+            self.ifindex = ifindex
+            self.admission = admission
+            self.deadline = deadline
+            self.sizeLimit = sizeLimit
+        }
     }
 
     /// Who a client is for its bounds: the interface its packets come through (a pod's
@@ -294,13 +309,8 @@ final class ProxyShard: @unchecked Sendable {
         guard !upstreams.isEmpty else { return fail(waiting) }
         let socket = burstUpstream.flatMap { $0.retiring ? nil : $0 } ?? upstreams[Int(waiting.socketChoice) % upstreams.count]
         burstUpstream = socket
-        var waiting = waiting
         // A fresh random ID when this socket has the drawn one waiting already.
-        while socket.pending[waiting.upstreamID] != nil {
-            waiting = PendingQuery(client: waiting.client, clientKey: waiting.clientKey, query: waiting.query, question: waiting.question,
-                                   sentQuestion: waiting.sentQuestion, upstreamID: UInt16.random(in: 0...UInt16.max, using: &random),
-                                   socketChoice: waiting.socketChoice, ifindex: waiting.ifindex, admission: waiting.admission, deadline: waiting.deadline, sizeLimit: waiting.sizeLimit)
-        }
+        while socket.pending[waiting.upstreamID] != nil { waiting.upstreamID = UInt16.random(in: 0...UInt16.max, using: &random) }
         socket.pending[waiting.upstreamID] = waiting
         socket.sent += 1
         socket.channel.write(socket.channel.allocator.buffer(bytes: upstreamBytes(waiting)), promise: nil)
@@ -375,9 +385,8 @@ final class ProxyShard: @unchecked Sendable {
         closeIfDone(socket)
         if answer.isTruncated {
             counters[.retriedOverTCP] += 1
-            var again = waiting
-            again.truncated = answer
-            return forwardOverTCP(again)
+            waiting.truncated = answer
+            return forwardOverTCP(waiting)
         }
         deliver(answer, for: waiting)
     }

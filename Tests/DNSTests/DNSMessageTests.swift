@@ -119,5 +119,9 @@ import Testing
         #expect(name.matchingPatterns.map(\.description) == ["a.b.example.com", "*.b.example.com", "*.example.com", "*.com"])
         for pattern in name.matchingPatterns { #expect(pattern.matches(name)) }
         #expect(try #require(DomainName("com")).matchingPatterns.map(\.description) == ["com"])
+        for text in ["a.b.Example.com", "com", "x.y.z.w.example.org", "Ünïcode.example"] {
+            let candidate = try #require(DomainName(text))
+            #expect(candidate.matchingPatternIDs == candidate.matchingPatterns.map(\.id), "\(text): the fast ids are the patterns' ids")
+        }
     }
 }

@@ -259,11 +259,12 @@ struct BenchDNSCommand: Command {
         discussion: """
             Builds a throwaway node: dnsmasq serving a test zone in its own namespace, a client pod attached with a \
             domain rule for the zone, netfence dns proxy in the node namespace, and a pod without domain rules for the \
-            baseline. In turns, dnsperf runs against dnsmasq directly and through the proxy (every proxied answer \
-            writes a grant before it is released), and the same client times queries one after another for p50 and \
-            p99, then once more with dnsmasq, the proxy and itself on one CPU (what the proxy adds without wake-ups \
-            across CPUs). Reports medians and what the proxy adds; goals: 80% of the upstream's queries/s, at most \
-            0.05 ms added at p50. Needs dnsmasq and dnsperf; removes everything it made.
+            baseline. In turns, dnsperf runs against dnsmasq directly, through the proxy (every proxied answer \
+            writes a grant before it is released) and through dnsdist (a C++ forwarder on the same hops: what \
+            forwarding alone reaches on this machine), and the same client times queries one after another for p50 \
+            and p99, then once more with dnsmasq, the proxy and itself on one CPU (what the proxy adds without \
+            wake-ups across CPUs). Reports medians and what the proxy adds; goals: 80% of the upstream's queries/s, \
+            at most 0.05 ms added at p50. Needs dnsmasq, dnsperf and dnsdist; removes everything it made.
             """)
 
     static let seconds = Option<Int>(long: "seconds", help: "Seconds of each dnsperf pass.", default: 5)

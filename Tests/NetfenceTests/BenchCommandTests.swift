@@ -143,13 +143,18 @@ import TestSupport
         #expect(try ChildProcess.run("/usr/bin/pgrep", ["-f", "sockperf server|iperf3 -s"]).status != 0, "servers stopped")
     }
 
-    /// A short run of `bench dns`: queries/s and latency through the proxy beside dnsmasq straight,
-    /// the latency once more with every process on one CPU (the proxy's own share), the goals,
-    /// and nothing left behind.
+    /// A short run of `bench dns`: queries/s and latency through the proxy beside dnsmasq straight
+    /// and beside dnsdist, the latency once more with every process on one CPU (the proxy's own
+    /// share), the goals, and nothing left behind.
     @Test func benchDNSMeasuresTheProxyBesideItsUpstream() throws {
-        guard Privileges.require(), Privileges.tools(["/usr/bin/dnsperf", "/usr/sbin/dnsmasq"], from: "dnsperf or dnsmasq") else { return }
+        guard Privileges.require(), Privileges.tools(["/usr/bin/dnsperf", "/usr/sbin/dnsmasq", "/usr/bin/dnsdist"], from: "dnsperf, dnsmasq or dnsdist") else {
+            return
+        }
         let (rows, result) = try Self.bench(["dns", "--seconds", "1", "--passes", "1"])
-        #expect(rows.count == 8 && rows.allSatisfy { ($0["value"] as? Double ?? 0) > 0 }, "\(rows)")
+        #expect(rows.count == 11 && rows.allSatisfy { ($0["value"] as? Double ?? 0) > 0 }, "\(rows)")
+        let peer = rows.suffix(3).map { ($0["name"] as? String ?? "", ($0["baseline"] as? [String: Any])?["name"] as? String ?? "") }
+        #expect(peer.map(\.0) == ["queries/s through dnsdist", "queries/s through netfence dns proxy", "p50 through dnsdist"], "\(peer)")
+        #expect(peer.map(\.1) == ["queries/s straight to dnsmasq", "queries/s through dnsdist", "p50 straight to dnsmasq"], "\(peer)")
         let goals = rows.compactMap { row in (row["goal"] as? [String: Any]).map { (row["name"] as? String ?? "", $0["limit"] as? Double, $0["comparison"] as? String) } }
         #expect(goals.map(\.0) == ["queries/s through netfence dns proxy", "p50 through netfence dns proxy",
                                    "p50 through netfence dns proxy, all on one CPU"])

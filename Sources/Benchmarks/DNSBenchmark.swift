@@ -30,7 +30,7 @@ public struct DNSBenchmark {
 
     public init() {}
 
-    /// Runs both cases; `netfence` is this binary (the proxy runs as its own process).
+    /// Runs the three cases; `netfence` is this binary (the proxy runs as its own process).
     public func run(netfence: String) throws -> [Figure] {
         for tool in ["/usr/sbin/dnsmasq", Self.dnsperf, Self.dnsdist] where access(tool, X_OK) != 0 {
             throw BenchmarkError("bench dns needs \(tool); install it with scripts/install-dependencies (Debian's dnsmasq, dnsperf, dnsdist)")

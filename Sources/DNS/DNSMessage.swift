@@ -162,13 +162,13 @@ public struct DNSMessage: Sendable {
                 guard byte & 0xc0 == 0 else { throw DNSParseError("label type \(byte >> 6) is not supported") }
                 if byte == 0 {
                     if !jumped { offset = position + 1 }
-                    return DomainName(labels: labels)
+                    return DomainName(lowercasedLabels: labels)
                 }
                 let count = Int(byte)
                 guard position + 1 + count <= bytes.count else { throw DNSParseError("label runs past the message") }
                 length += count + 1
                 guard length <= 255 else { throw DNSParseError("name longer than 255 bytes") }
-                labels.append(String(decoding: bytes[(position + 1)..<(position + 1 + count)], as: UTF8.self))
+                labels.append(DomainName.lowercasedLabel(bytes[(position + 1)..<(position + 1 + count)]))
                 position += 1 + count
             }
         }

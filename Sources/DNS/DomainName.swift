@@ -14,7 +14,18 @@ public struct DomainName: Hashable, Sendable, CustomStringConvertible {
         self.labels = labels
     }
 
-    init(labels: [String]) { self.labels = labels.map { $0.lowercased() } }
+    /// Labels already in lower case (a name read off the wire, or a suffix of one).
+    init(lowercasedLabels labels: [String]) { self.labels = labels }
+
+    /// One label read off the wire, in lower case: ASCII letters folded byte by byte (DNS names
+    /// are ASCII; IDNs travel as punycode), anything else through `lowercased()`.
+    static func lowercasedLabel(_ bytes: ArraySlice<UInt8>) -> String {
+        guard bytes.allSatisfy({ $0 < 0x80 }) else { return String(decoding: bytes, as: UTF8.self).lowercased() }
+        return String(unsafeUninitializedCapacity: bytes.count) { buffer in
+            for (index, byte) in zip(buffer.indices, bytes) { buffer[index] = byte &- 0x41 < 26 ? byte | 0x20 : byte }
+            return bytes.count
+        }
+    }
 
     public var description: String { labels.joined(separator: ".") }
 }
@@ -75,7 +86,7 @@ extension DomainName {
     /// proper suffix (`a.b.example.com` → `*.b.example.com`, `*.example.com`, `*.com`).
     public var matchingPatterns: [DomainPattern] {
         [DomainPattern(name: self, isWildcard: false)]
-            + (1..<labels.count).map { DomainPattern(name: DomainName(labels: Array(labels[$0...])), isWildcard: true) }
+            + (1..<labels.count).map { DomainPattern(name: DomainName(lowercasedLabels: Array(labels[$0...])), isWildcard: true) }
     }
 
     /// The ids of `matchingPatterns`, in its order, hashed from the labels without building

@@ -31,7 +31,7 @@ final class ProxyShard: @unchecked Sendable {
         /// The question section as sent upstream (name with its randomized case, type, class).
         let sentQuestion: [UInt8]
         var upstreamID: UInt16
-        /// Which upstream socket the query leaves from (drawn with the ID).
+        /// Which upstream socket its read burst's queries leave on, when it is the burst's first (drawn with the ID).
         let socketChoice: UInt16
         let ifindex: UInt32?
         let admission: GrantKeeper.Admission

@@ -106,6 +106,11 @@ import Testing
         let query = try DNSMessage(parsing: DNSMessage.query(id: 0x1234, name: "a.Example.com", type: DNSMessage.RecordType.aaaa))
         #expect(query.id == 0x1234 && !query.isResponse && query.flags & 0x0100 != 0, "recursion desired")
         #expect(query.questions == [DNSMessage.Question(name: try #require(DomainName("a.example.com")), type: DNSMessage.RecordType.aaaa)])
+        // Names off the wire fold case as typed names do: ASCII letters only among the ASCII bytes, Unicode beyond.
+        for name in ["MiXeD-09_@[`{.Z", "Ünïcode.ÉXAMPLE"] {
+            let parsed = try DNSMessage(parsing: DNSMessage.query(id: 1, name: name))
+            #expect(parsed.questions.first?.name == DomainName(name), "\(name) → \(String(describing: parsed.questions.first?.name))")
+        }
     }
 
     @Test func patternIdsAreFNV1aOfTheNormalisedText() throws {

@@ -14,9 +14,9 @@ import PolicyInput
 /// node. dnsmasq answers a test zone in its own namespace; the proxy runs in the node
 /// namespace as the node would run it; the client pod is attached with a domain rule
 /// for the zone, so every proxied answer writes a grant before it is released.
-/// dnsdist, a C++ DNS forwarder (recvmmsg/sendmmsg, no cache here), forwards the
-/// same queries from the same node namespace: what any forwarder reaches on this
-/// machine, beside which the proxy's own cost reads.
+/// When dnsdist is installed (a C++ DNS forwarder: recvmmsg/sendmmsg, no cache here),
+/// it forwards the same queries from the same node namespace: what a forwarder that
+/// only forwards reaches on this machine, beside which the proxy's own cost reads.
 public struct DNSBenchmark {
     /// Seconds each dnsperf pass runs.
     public var seconds = 5
@@ -27,13 +27,17 @@ public struct DNSBenchmark {
     /// Issue 19's goals: 80 % of the upstream's own queries/s, at most 0.05 ms more at the median.
     public static let throughputGoal = 0.8
     public static let addedP50Goal = 0.05
+    /// PowerDNS's forwarder (Debian's dnsdist), the peer the proxy is read beside; nil: left out.
+    public var peer: String? = "/usr/bin/dnsdist"
+    /// What the benchmark cannot run without.
+    public static let requiredTools = ["/usr/sbin/dnsmasq", "/usr/bin/dnsperf"]
 
     public init() {}
 
-    /// Runs the three cases; `netfence` is this binary (the proxy runs as its own process).
+    /// Runs the cases; `netfence` is this binary (the proxy runs as its own process).
     public func run(netfence: String) throws -> [Figure] {
-        for tool in ["/usr/sbin/dnsmasq", Self.dnsperf, Self.dnsdist] where access(tool, X_OK) != 0 {
-            throw BenchmarkError("bench dns needs \(tool); install it with scripts/install-dependencies (Debian's dnsmasq, dnsperf, dnsdist)")
+        for tool in Self.requiredTools + [peer].compactMap({ $0 }) where access(tool, X_OK) != 0 {
+            throw BenchmarkError("bench dns needs \(tool); install it with scripts/install-dependencies")
         }
         let pid = getpid()
         let root = try PinRoot("\(BPFFilesystem.defaultMountPoint)/netfence-bench-dns-\(pid)")
@@ -79,15 +83,15 @@ public struct DNSBenchmark {
         let proxy = try InNamespace.start(cluster.node.name, [netfence, "dns", "proxy", "--bpffs-root", root.path, "--listen", proxyAddress,
                                                           "--upstream", dnsPod.ipv4])
         defer { proxy.stop() }
-        let peer = try InNamespace.start(cluster.node.name, [Self.dnsdist, "--supervised", "--disable-syslog", "-C", peerConfig.path])
-        defer { peer.stop(signal: SIGKILL) }
+        let forwarder = try peer.map { try InNamespace.start(cluster.node.name, [$0, "--supervised", "--disable-syslog", "-C", peerConfig.path]) }
+        defer { forwarder?.stop(signal: SIGKILL) }
         try Self.waitForAnswers(from: dnsPod.ipv4, in: plainClient.namespace)
-        try Self.waitForAnswers(from: peerAddress, in: plainClient.namespace)
+        if forwarder != nil { try Self.waitForAnswers(from: peerAddress, in: plainClient.namespace) }
         try Self.waitForAnswers(from: proxyAddress, in: client.namespace)
 
         // The baseline client has no domain rules (one that has may not reach dnsmasq at all).
-        let cases = [("straight to dnsmasq", plainClient, dnsPod.ipv4), ("through netfence dns proxy", client, proxyAddress),
-                     ("through dnsdist", plainClient, peerAddress)]
+        let cases = [("straight to dnsmasq", plainClient, dnsPod.ipv4), ("through netfence dns proxy", client, proxyAddress)]
+            + (forwarder == nil ? [] : [("through dnsdist", plainClient, peerAddress)])
         var throughput = [[Double]](repeating: [], count: cases.count)
         var latencies = [[Double]](repeating: [], count: cases.count)
         for _ in 0..<passes {
@@ -109,9 +113,7 @@ public struct DNSBenchmark {
         let p50 = Figure.Baseline("p50 \(cases[0].0)", Statistics.percentile(direct, 0.50))
         let p99 = Figure.Baseline("p99 \(cases[0].0)", Statistics.percentile(direct, 0.99))
         let pinnedP50 = Figure.Baseline("p50 \(cases[0].0), all on one CPU", Statistics.percentile(oneCPU[0].sorted(), 0.50))
-        let peerRate = Figure.Baseline("queries/s \(cases[2].0)", Statistics.median(throughput[2]))
-        let peerP50 = Figure.Baseline("p50 \(cases[2].0)", Statistics.percentile(latencies[2].sorted(), 0.50))
-        return [
+        let figures = [
             Figure("baseline: \(queryRate.name)", queryRate.value, .perSecond),
             Figure("queries/s \(cases[1].0)", Statistics.median(throughput[1]), .perSecond, baseline: queryRate,
                    goal: .atLeast(Self.throughputGoal, .times)),
@@ -123,20 +125,21 @@ public struct DNSBenchmark {
             Figure("baseline: \(pinnedP50.name)", pinnedP50.value, .milliseconds, count: oneCPU[0].count),
             Figure("p50 \(cases[1].0), all on one CPU", Statistics.percentile(oneCPU[1].sorted(), 0.50), .milliseconds, baseline: pinnedP50,
                    goal: .atMost(Self.addedP50Goal, .over), count: oneCPU[1].count),
-            // A peer forwarder on the same hops: the share of dnsmasq's rate that forwarding itself leaves on this machine.
+        ]
+        guard cases.count == 3 else { return figures }
+        // A peer forwarder on the same hops: the share of dnsmasq's rate that forwarding itself leaves on this machine.
+        let peerRate = Figure.Baseline("queries/s \(cases[2].0)", Statistics.median(throughput[2]))
+        return figures + [
             Figure(peerRate.name, peerRate.value, .perSecond, baseline: queryRate),
             Figure("queries/s \(cases[1].0)", Statistics.median(throughput[1]), .perSecond, baseline: peerRate),
-            Figure(peerP50.name, peerP50.value, .milliseconds, baseline: p50, comparison: .over, count: latencies[2].count),
+            Figure("p50 \(cases[2].0)", Statistics.percentile(latencies[2].sorted(), 0.50), .milliseconds, baseline: p50, comparison: .over,
+                   count: latencies[2].count),
         ]
     }
 
-    /// PowerDNS's forwarder (Debian's dnsdist), the peer the proxy is read beside.
-    static let dnsdist = "/usr/bin/dnsdist"
-    static let dnsperf = "/usr/bin/dnsperf"
-
     /// dnsperf from `namespace` for `seconds`: the queries per second it reports.
     private func dnsperf(server: String, in namespace: String, queries: String) throws -> Double {
-        let result = try InNamespace.run(namespace, [Self.dnsperf,
+        let result = try InNamespace.run(namespace, ["/usr/bin/dnsperf",
                                                                "-s", server, "-d", queries, "-l", String(seconds), "-c", "8", "-q", "500"])
         guard result.status == 0,
               let line = result.output.split(separator: "\n").first(where: { $0.contains("Queries per second:") }),

@@ -145,7 +145,8 @@ import TestSupport
 
     /// A short run of `bench dns`: queries/s and latency through the proxy beside dnsmasq straight
     /// and beside dnsdist, the latency once more with every process on one CPU (the proxy's own
-    /// share), the goals, and nothing left behind.
+    /// share), the goals, and nothing left behind. (Without dnsdist, the bench leaves its
+    /// rows out with a warning; scripts/install-dependencies installs it.)
     @Test func benchDNSMeasuresTheProxyBesideItsUpstream() throws {
         guard Privileges.require(), Privileges.tools(["/usr/bin/dnsperf", "/usr/sbin/dnsmasq", "/usr/bin/dnsdist"], from: "dnsperf, dnsmasq or dnsdist") else {
             return

@@ -34,11 +34,9 @@ public struct DNSBenchmark {
 
     public init() {}
 
-    /// Runs the cases; `netfence` is this binary (the proxy runs as its own process).
+    /// Runs the cases; `netfence` is this binary (the proxy runs as its own process). The caller
+    /// checks `requiredTools` and `peer` are installed.
     public func run(netfence: String) throws -> [Figure] {
-        for tool in Self.requiredTools + [peer].compactMap({ $0 }) where access(tool, X_OK) != 0 {
-            throw BenchmarkError("bench dns needs \(tool); install it with scripts/install-dependencies")
-        }
         let pid = getpid()
         let root = try PinRoot("\(BPFFilesystem.defaultMountPoint)/netfence-bench-dns-\(pid)")
         try BPFFilesystem.mountIfNeeded()

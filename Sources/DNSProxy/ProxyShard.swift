@@ -188,6 +188,8 @@ final class ProxyShard: @unchecked Sendable {
     func openUpstream() -> EventLoopFuture<Channel> {
         DatagramBootstrap(group: loop)
             .channelOption(.maxMessagesPerRead, value: 16)
+            // An answer may be as large as the client's EDNS size, up to a whole datagram: NIO's 2 KiB default cut larger ones.
+            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65_536))
             .channelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(UpstreamDatagramHandler(shard: self)) }
             }

@@ -123,6 +123,57 @@ final class Background<Value: Sendable>: @unchecked Sendable {
         #expect(metrics.contains("netfence_dns_spoofed_total{proxy=\"\(node.proxy4)\"}"), "spoofed answers in metrics")
     }
 
+    /// A pod's queries waiting for the upstream are bounded (128) across all of the proxy's event loops:
+    /// 300 queries from 300 ports (the kernel spreads them over the loops) leave 128 waiting and get
+    /// SERVFAIL for the other 172 at once; another pod's query still goes upstream.
+    @Test func waitingQueriesAreBoundedPerPodAcrossTheProxysLoops() throws {
+        guard Privileges.require() else { return }
+        let node = try DomainCluster()
+        let silent = try ScriptedDNSServer(in: node.cluster.pods[DomainCluster.dnsPod].namespace, address: node.upstream, port: 5300) { _ in [] }
+        defer { silent.stop() }
+        try node.restartProxy(upstream: "\(node.upstream):5300")
+        let namespace = node.cluster.pods[DomainCluster.clientA].namespace
+        var target = try DNSTestClient.socketAddress(node.proxy4, port: 53)
+        var sockets: [FileDescriptor] = []
+        for index in 0..<300 {
+            let socket = try namespace.socket(domain: AF_INET, type: Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue))
+            let query = DNSMessage.query(id: UInt16(index), name: "w\(index).race.test")
+            _ = withUnsafePointer(to: &target.storage) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(socket.rawValue, query, query.count, 0, $0, target.length) }
+            }
+            sockets.append(socket)
+        }
+        usleep(800_000)  // well within the upstream timeout (2 s): only refusals have come back
+        var refused = 0
+        var buffer = [UInt8](repeating: 0, count: 512)
+        for socket in sockets where recv(socket.rawValue, &buffer, buffer.count, 0) >= 4 && buffer[3] & 0x0f == DNSMessage.ResponseCode.serverFailure {
+            refused += 1
+        }
+        #expect(refused == 300 - 128, "\(refused) refused at once")
+        let otherClient = node.client(DomainCluster.clientB, server: node.proxy4)
+        let other = Background { try otherClient.query("other.race.test", timeout: 3) }
+        try node.waitUntil("the other pod's query reached the upstream") { silent.queries.contains { $0.name.lowercased() == "other.race.test" } }
+        _ = try other.result()
+        try node.waitUntil("the proxy published its counters") { (try node.proxyCounters()["client_limited"] ?? 0) >= 172 }
+    }
+
+    /// An upstream answer as large as a client takes over UDP (400 records, 6.4 KiB, to a client that
+    /// offers 8 KiB) passes whole: no receive buffer of the proxy cuts it (a cut answer would not parse,
+    /// be dropped as forged, and end in SERVFAIL).
+    @Test func aLargeUDPAnswerFromTheUpstreamPassesWhole() throws {
+        guard Privileges.require() else { return }
+        let node = try DomainCluster()
+        let addresses: [[UInt8]] = (0..<400).map { [198, 19, 12 + UInt8($0 / 200), UInt8($0 % 200 + 1)] }
+        let scripted = try ScriptedDNSServer(in: node.cluster.pods[DomainCluster.dnsPod].namespace, address: node.upstream, port: 5300) { query in
+            [ScriptedDNSServer.answer(query.bytes, addresses: addresses)]
+        }
+        defer { scripted.stop() }
+        try node.restartProxy(upstream: "\(node.upstream):5300")
+        let answer = try #require(try node.client(DomainCluster.clientA, server: node.proxy4).query("big.race.test", ednsPayloadSize: 8192, timeout: 3))
+        #expect(!answer.retriedOverTCP && answer.addresses.count == 400, "\(answer.addresses.count) addresses, code \(answer.responseCode)")
+        #expect(try node.granted(DomainCluster.clientA, "198.19.13.200"), "the last address is granted")
+    }
+
     @Test func idleTCPConnectionsAreClosedAndBoundedWhileOtherPodsAreAnswered() throws {
         guard Privileges.require() else { return }
         DescriptorLimit.raiseToMaximum()

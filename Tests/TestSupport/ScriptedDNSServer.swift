@@ -84,15 +84,20 @@ public final class ScriptedDNSServer: @unchecked Sendable {
     /// An answer to `query`: its header and question, one A record (TTL 60) for `address`;
     /// `id` and `name` replace the query's own (a forger's guess, a wrong case).
     public static func answer(_ query: [UInt8], address: [UInt8], id: UInt16? = nil, lowercasingName: Bool = false) -> [UInt8] {
+        answer(query, addresses: [address], id: id, lowercasingName: lowercasingName)
+    }
+
+    /// The same with an A record for each of `addresses`.
+    public static func answer(_ query: [UInt8], addresses: [[UInt8]], id: UInt16? = nil, lowercasingName: Bool = false) -> [UInt8] {
         var offset = 12
         while offset < query.count, query[offset] != 0 { offset += 1 + Int(query[offset]) }
         var bytes = Array(query.prefix(offset + 5))
         if let id { bytes[0] = UInt8(id >> 8); bytes[1] = UInt8(id & 0xff) }
         bytes[2] = 0x81; bytes[3] = 0x80  // response, recursion desired and available, NOERROR
-        bytes[6] = 0; bytes[7] = 1; bytes[8] = 0; bytes[9] = 0; bytes[10] = 0; bytes[11] = 0
+        bytes[6] = UInt8(addresses.count >> 8); bytes[7] = UInt8(addresses.count & 0xff); bytes[8] = 0; bytes[9] = 0; bytes[10] = 0; bytes[11] = 0
         if lowercasingName {
             for index in 12..<offset where (0x41...0x5a).contains(bytes[index]) { bytes[index] |= 0x20 }
         }
-        return bytes + [0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4] + address
+        return bytes + addresses.flatMap { [0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4] + $0 }
     }
 }

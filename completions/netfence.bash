@@ -5,7 +5,7 @@ _netfence() {
     local path="netfence" i
     for ((i = 1; i < COMP_CWORD; i++)); do
         case "${COMP_WORDS[i]}" in
-            -o|--output|--bpffs-root|--format|--stats-window|--aws-root|--pod|--direction|--count|--namespace|--verdict|--ip|--port|--proto|--tier|--policy|--color|--pcap|--output-file|--max-size|--max-files|--fields|--rate|--node-rate|--snaplen|--conntrack-entries|--wait-timeout|--iface|--netns|--ingress-default|--egress-default|-f|--filename|--probe|--timeout|--socket|--peer|--peer-port|--state|--listen|--upstream|--min-ttl|--max-ttl|--refuse-with|--passes|--pods|--events|--entries|--seconds|--prefixes|--samples|--cidrs|--rounds) ((i++)); continue ;;
+            -o|--output|--bpffs-root|--format|--stats-window|--aws-root|--pod|--direction|--count|--namespace|--verdict|--ip|--port|--proto|--tier|--policy|--color|--pcap|--output-file|--max-size|--max-files|--fields|--rate|--node-rate|--snaplen|--conntrack-entries|--wait-timeout|--iface|--netns|--ingress-default|--egress-default|-f|--filename|--probe|--timeout|--socket|--peer|--peer-port|--state|--listen|--upstream|--min-ttl|--max-ttl|--refuse-with|--passes|--pods|--events|--entries|--seconds|--outstanding|--prefixes|--samples|--cidrs|--rounds) ((i++)); continue ;;
         esac
         case "$path ${COMP_WORDS[i]}" in
             "netfence ebpf") path="netfence ebpf" ;;
@@ -104,6 +104,7 @@ _netfence() {
         --events) COMPREPLY=(); return ;;
         --entries) COMPREPLY=(); return ;;
         --seconds) COMPREPLY=(); return ;;
+        --outstanding) COMPREPLY=(); return ;;
         --prefixes) COMPREPLY=(); return ;;
         --samples) COMPREPLY=(); return ;;
         --cidrs) COMPREPLY=(); return ;;
@@ -148,7 +149,7 @@ _netfence() {
         "netfence bench loader") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --pods -h --help" -- "$cur")) ;;
         "netfence bench events") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --events -h --help" -- "$cur")) ;;
         "netfence bench conntrack") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --entries --passes -h --help" -- "$cur")) ;;
-        "netfence bench dns") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --seconds --passes -h --help" -- "$cur")) ;;
+        "netfence bench dns") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --seconds --passes --outstanding -h --help" -- "$cur")) ;;
         "netfence bench explain") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --prefixes -h --help" -- "$cur")) ;;
         "netfence bench cni") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --samples -h --help" -- "$cur")) ;;
         "netfence bench cli") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --samples -h --help" -- "$cur")) ;;

@@ -9,7 +9,7 @@ function __netfence_path
             continue
         end
         switch $word
-            case '-o' '--output' '--bpffs-root' '--format' '--stats-window' '--aws-root' '--pod' '--direction' '--count' '--namespace' '--verdict' '--ip' '--port' '--proto' '--tier' '--policy' '--color' '--pcap' '--output-file' '--max-size' '--max-files' '--fields' '--rate' '--node-rate' '--snaplen' '--conntrack-entries' '--wait-timeout' '--iface' '--netns' '--ingress-default' '--egress-default' '-f' '--filename' '--probe' '--timeout' '--socket' '--peer' '--peer-port' '--state' '--listen' '--upstream' '--min-ttl' '--max-ttl' '--refuse-with' '--passes' '--pods' '--events' '--entries' '--seconds' '--prefixes' '--samples' '--cidrs' '--rounds'
+            case '-o' '--output' '--bpffs-root' '--format' '--stats-window' '--aws-root' '--pod' '--direction' '--count' '--namespace' '--verdict' '--ip' '--port' '--proto' '--tier' '--policy' '--color' '--pcap' '--output-file' '--max-size' '--max-files' '--fields' '--rate' '--node-rate' '--snaplen' '--conntrack-entries' '--wait-timeout' '--iface' '--netns' '--ingress-default' '--egress-default' '-f' '--filename' '--probe' '--timeout' '--socket' '--peer' '--peer-port' '--state' '--listen' '--upstream' '--min-ttl' '--max-ttl' '--refuse-with' '--passes' '--pods' '--events' '--entries' '--seconds' '--outstanding' '--prefixes' '--samples' '--cidrs' '--rounds'
                 set skip 1
                 continue
         end
@@ -403,7 +403,7 @@ complete -c netfence -n 'test (__netfence_path) = "netfence bench"' -a datapath 
 complete -c netfence -n 'test (__netfence_path) = "netfence bench"' -a loader -d 'Attach 100 pods and apply 1,000 CIDRs to one; per-pod attach and apply times beside baselines.'
 complete -c netfence -n 'test (__netfence_path) = "netfence bench"' -a events -d 'Events per second decoded and written as JSON Lines and as pcapng, beside a raw drain of the ring.'
 complete -c netfence -n 'test (__netfence_path) = "netfence bench"' -a conntrack -d 'Read a conntrack table of 500,000 entries: conntrack list and maps dump beside bpftool and a raw batch read.'
-complete -c netfence -n 'test (__netfence_path) = "netfence bench"' -a dns -d 'Queries per second and latency through netfence dns proxy beside straight to its upstream.'
+complete -c netfence -n 'test (__netfence_path) = "netfence bench"' -a dns -d 'Answers per second and latency through netfence dns proxy beside straight to its upstream.'
 complete -c netfence -n 'test (__netfence_path) = "netfence bench"' -a explain -d 'How long policy explain works on a pod with 60,000 prefixes, beside its trie lookup loop.'
 complete -c netfence -n 'test (__netfence_path) = "netfence bench"' -a cni -d 'ADD latency of Debian\'s ptp + host-local chain with netfence-cni, beside the chain without it.'
 complete -c netfence -n 'test (__netfence_path) = "netfence bench"' -a cli -d 'The real netfence processes an agent runs (--version, status, attach + detach, a small apply) beside bpftool version.'
@@ -439,6 +439,7 @@ complete -c netfence -n 'test (__netfence_path) = "netfence bench dns"' -l bpffs
 complete -c netfence -n 'test (__netfence_path) = "netfence bench dns"' -l format -x -a 'aws-eks-na-cli aws-eks-na-cli-v6' -d 'Print ebpf progs, maps, loaded-ebpfdata, dump-maps and dump-cp-maps as aws-eks-na-cli (or its -v6) prints them.'
 complete -c netfence -n 'test (__netfence_path) = "netfence bench dns"' -l seconds -x -d 'Seconds of each dnsperf pass.'
 complete -c netfence -n 'test (__netfence_path) = "netfence bench dns"' -l passes -x -d 'Passes per case; the median is reported.'
+complete -c netfence -n 'test (__netfence_path) = "netfence bench dns"' -l outstanding -x -d 'Queries dnsperf keeps outstanding (from the one client pod).'
 complete -c netfence -n 'test (__netfence_path) = "netfence bench dns"' -s h -l help -d 'Show help information.'
 complete -c netfence -n 'test (__netfence_path) = "netfence bench explain"' -s o -l output -x -a 'table json' -d 'Output format: table for people, json for scripts.'
 complete -c netfence -n 'test (__netfence_path) = "netfence bench explain"' -l bpffs-root -x -a '(__fish_complete_directories)' -d 'The bpffs folder netfence pins its programs and maps under.'

@@ -93,13 +93,19 @@ public struct DNSBenchmark {
         // The baseline client has no domain rules (one that has may not reach dnsmasq at all).
         let cases = [("straight to dnsmasq", plainClient, dnsPod.ipv4), ("through netfence dns proxy", client, proxyAddress)]
             + (forwarder == nil ? [] : [("through dnsdist", plainClient, peerAddress)])
-        var throughput = [[Double]](repeating: [], count: cases.count), otherShares = [[Double]](repeating: [], count: cases.count)
+        // The process each case measures the CPU of (per NOERROR answer): what answering, or forwarding, costs it.
+        let servers = [dnsmasq.processID, proxy.processID] + (forwarder.map { [$0.processID] } ?? [])
+        var throughput = [[Double]](repeating: [], count: cases.count), otherShares = throughput, cpuPerAnswer = throughput
         var latencies = [[Double]](repeating: [], count: cases.count)
         for _ in 0..<passes {
             for (index, (_, pod, server)) in cases.enumerated() {
-                let (answers, otherShare) = try dnsperf(server: server, in: pod.namespace.name, queries: queries.path)
-                throughput[index].append(answers)
-                otherShares[index].append(otherShare)
+                let cpuBefore = ProcessStatus.cpuSeconds(servers[index])
+                let run = try dnsperf(server: server, in: pod.namespace.name, queries: queries.path)
+                throughput[index].append(run.rate)
+                otherShares[index].append(run.otherShare)
+                if let cpuBefore, let cpuAfter = ProcessStatus.cpuSeconds(servers[index]), run.answers > 0 {
+                    cpuPerAnswer[index].append((cpuAfter - cpuBefore) * 1e6 / run.answers)
+                }
                 latencies[index] += try Self.sequentialLatencies(server: server, in: pod.namespace, count: latencySamples)
             }
         }
@@ -131,21 +137,27 @@ public struct DNSBenchmark {
         ] + cases.indices.map { index in
             // dnsperf counts a SERVFAIL as a completed query, so the rates count NOERROR answers only; the rest, for the record.
             Figure("answers not NOERROR \(cases[index].0)", 100 * Statistics.median(otherShares[index]), .percent)
-        }
+        } + [
+            // What each answer costs the process that gives it, steadier than the rates on a VM whose CPUs are shared.
+            Figure("CPU per answer in dnsmasq, answering", Statistics.median(cpuPerAnswer[0]), .microseconds),
+        ] + (cases.count == 3 ? [] : [Figure("CPU per answer in netfence dns proxy, forwarding", Statistics.median(cpuPerAnswer[1]), .microseconds)])
         guard cases.count == 3 else { return figures }
         // A peer forwarder on the same hops: the share of dnsmasq's rate that forwarding itself leaves on this machine.
         let peerRate = Figure.Baseline("answers/s \(cases[2].0)", Statistics.median(throughput[2]))
+        let peerCPU = Figure.Baseline("CPU per answer in dnsdist, forwarding", Statistics.median(cpuPerAnswer[2]))
         return figures + [
             Figure(peerRate.name, peerRate.value, .perSecond, baseline: answerRate),
             Figure("answers/s \(cases[1].0)", Statistics.median(throughput[1]), .perSecond, baseline: peerRate),
             Figure("p50 \(cases[2].0)", Statistics.percentile(latencies[2].sorted(), 0.50), .milliseconds, baseline: p50, comparison: .over,
                    count: latencies[2].count),
+            Figure("baseline: \(peerCPU.name)", peerCPU.value, .microseconds),
+            Figure("CPU per answer in netfence dns proxy, forwarding", Statistics.median(cpuPerAnswer[1]), .microseconds, baseline: peerCPU),
         ]
     }
 
-    /// dnsperf from `namespace` for `seconds`: the NOERROR answers per second it counted (a
-    /// SERVFAIL or a lost query is no answer a pod can use) and the share of answers that had another code.
-    private func dnsperf(server: String, in namespace: String, queries: String) throws -> (answers: Double, otherShare: Double) {
+    /// dnsperf from `namespace` for `seconds`: the NOERROR answers it counted (a SERVFAIL or a lost
+    /// query is no answer a pod can use), per second, and the share of answers that had another code.
+    private func dnsperf(server: String, in namespace: String, queries: String) throws -> (answers: Double, rate: Double, otherShare: Double) {
         let result = try InNamespace.run(namespace, ["/usr/bin/dnsperf", "-s", server, "-d", queries, "-l", String(seconds),
                                                      "-c", "8", "-q", String(outstanding)])
         let fields = Dictionary(result.output.split(separator: "\n").compactMap { line -> (String, String)? in
@@ -160,7 +172,7 @@ public struct DNSBenchmark {
               let runTime = leadingNumber(fields["Run time (s)"]), runTime > 0 else {
             throw BenchmarkError("dnsperf against \(server) failed: \(result.output.suffix(400))")
         }
-        return (noError / runTime, 1 - noError / completed)
+        return (noError, noError / runTime, 1 - noError / completed)
     }
 
     /// Round trips of `count` queries one after another (no load), in milliseconds.

@@ -146,7 +146,8 @@ import TestSupport
     /// A short run of `bench dns`: NOERROR answers/s and latency through the proxy beside dnsmasq
     /// straight and beside dnsdist, the latency once more with every process on one CPU (the proxy's
     /// own share), the share of other answers (none through the proxy: the load stays within its
-    /// per-pod bound of waiting queries), the goals, and nothing left behind. (Without
+    /// per-pod bound of waiting queries), the CPU each answer costs dnsmasq, the proxy and dnsdist,
+    /// the goals, and nothing left behind. (Without
     /// dnsdist, the bench leaves its rows out with a warning; scripts/install-dependencies installs it.)
     @Test func benchDNSMeasuresTheProxyBesideItsUpstream() throws {
         guard Privileges.require(), Privileges.tools(["/usr/bin/dnsperf", "/usr/sbin/dnsmasq", "/usr/bin/dnsdist"], from: "dnsperf, dnsmasq or dnsdist") else {
@@ -154,13 +155,15 @@ import TestSupport
         }
         let (rows, result) = try Self.bench(["dns", "--seconds", "1", "--passes", "1"])
         let shares = rows.filter { ($0["unit"] as? String) == "%" }, measured = rows.filter { ($0["unit"] as? String) != "%" }
-        #expect(rows.count == 14 && measured.allSatisfy { ($0["value"] as? Double ?? 0) > 0 }, "\(rows)")
+        #expect(rows.count == 17 && measured.allSatisfy { ($0["value"] as? Double ?? 0) > 0 }, "\(rows)")
         #expect(shares.map { $0["name"] as? String ?? "" } == ["answers not NOERROR straight to dnsmasq", "answers not NOERROR through netfence dns proxy",
                                                               "answers not NOERROR through dnsdist"])
         #expect(shares.allSatisfy { ($0["value"] as? Double ?? 100) < 1 }, "\(shares)")
-        let peer = rows.suffix(3).map { ($0["name"] as? String ?? "", ($0["baseline"] as? [String: Any])?["name"] as? String ?? "") }
-        #expect(peer.map(\.0) == ["answers/s through dnsdist", "answers/s through netfence dns proxy", "p50 through dnsdist"], "\(peer)")
-        #expect(peer.map(\.1) == ["answers/s straight to dnsmasq", "answers/s through dnsdist", "p50 straight to dnsmasq"], "\(peer)")
+        let peer = rows.suffix(5).map { ($0["name"] as? String ?? "", ($0["baseline"] as? [String: Any])?["name"] as? String ?? "") }
+        #expect(peer.map(\.0) == ["answers/s through dnsdist", "answers/s through netfence dns proxy", "p50 through dnsdist",
+                                  "baseline: CPU per answer in dnsdist, forwarding", "CPU per answer in netfence dns proxy, forwarding"], "\(peer)")
+        #expect(peer.map(\.1) == ["answers/s straight to dnsmasq", "answers/s through dnsdist", "p50 straight to dnsmasq", "",
+                                  "CPU per answer in dnsdist, forwarding"], "\(peer)")
         let goals = rows.compactMap { row in (row["goal"] as? [String: Any]).map { (row["name"] as? String ?? "", $0["limit"] as? Double, $0["comparison"] as? String) } }
         #expect(goals.map(\.0) == ["answers/s through netfence dns proxy", "p50 through netfence dns proxy",
                                    "p50 through netfence dns proxy, all on one CPU"])

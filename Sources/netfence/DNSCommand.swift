@@ -45,7 +45,10 @@ struct DNSProxyCommand: Command {
         default: .refused)
     static let noCaseRandomization = Flag(long: "no-case-randomization",
                                           help: "Send names upstream as the pod spelled them (for a resolver that does not echo 0x20 case).")
-    static let arguments = ([listen, upstream, minTTL, maxTTL, refuseWith, noCaseRandomization, LockWait.timeout] as [any ArgumentDefining])
+    static let eventLoops = Option<Int>(long: "event-loops", valueName: "count",
+                                        help: "Threads serving queries, each with its own socket on every listen address (default: one per 4 CPUs, at most 4).",
+                                        default: DNSProxy.defaultEventLoops, showDefault: false)
+    static let arguments = ([listen, upstream, minTTL, maxTTL, refuseWith, noCaseRandomization, eventLoops, LockWait.timeout] as [any ArgumentDefining])
         .map(\.definition)
 
     let listen: [ProxyEndpoint?]
@@ -54,6 +57,7 @@ struct DNSProxyCommand: Command {
     let ttlBounds: (UInt32, UInt32)
     let refusal: RefusalCode
     let caseRandomization: Bool
+    let eventLoops: Int
 
     init(parsed: ParsedArguments) {
         listenText = parsed[Self.listen]
@@ -62,6 +66,7 @@ struct DNSProxyCommand: Command {
         ttlBounds = (parsed[Self.minTTL], parsed[Self.maxTTL])
         refusal = parsed[Self.refuseWith]
         caseRandomization = !parsed[Self.noCaseRandomization]
+        eventLoops = parsed[Self.eventLoops]
     }
 
     func validate() throws {
@@ -71,6 +76,7 @@ struct DNSProxyCommand: Command {
         }
         if let upstream, ProxyEndpoint(upstream) == nil { throw UsageError("--upstream: '\(upstream)' is not an address or address:port") }
         if ttlBounds.0 > ttlBounds.1 { throw UsageError("--min-ttl \(ttlBounds.0) is above --max-ttl \(ttlBounds.1)") }
+        try Self.eventLoops.check(eventLoops, within: 1...64)
     }
 
     func run(_ context: CommandContext) throws {
@@ -89,7 +95,7 @@ struct DNSProxyCommand: Command {
         configuration.ttlBounds = ttlBounds.0...ttlBounds.1
         configuration.refusalCode = refusal.code
         configuration.caseRandomization = caseRandomization
-        let proxy = try DNSProxy(configuration: configuration, datapath: loader.datapath, state: loader.state)
+        let proxy = try DNSProxy(configuration: configuration, datapath: loader.datapath, state: loader.state, eventLoops: eventLoops)
         // Registering its addresses is a change of the node: one writer at a time, briefly.
         let root = context.pinRoot, timeout = context.parsed[LockWait.timeout]
         let register = { (body: () throws -> Void) throws in try Loader.whileHoldingLock(root: root, waitingUpTo: timeout, body) }

@@ -131,7 +131,8 @@ final class Background<Value: Sendable>: @unchecked Sendable {
         let node = try DomainCluster()
         let silent = try ScriptedDNSServer(in: node.cluster.pods[DomainCluster.dnsPod].namespace, address: node.upstream, port: 5300) { _ in [] }
         defer { silent.stop() }
-        try node.restartProxy(upstream: "\(node.upstream):5300")
+        // Four loops, whatever the CPUs: 300 sockets spread over them, and a bound each loop kept alone would let 300 wait.
+        try node.restartProxy(upstream: "\(node.upstream):5300", ["--event-loops", "4"])
         let namespace = node.cluster.pods[DomainCluster.clientA].namespace
         var target = try DNSTestClient.socketAddress(node.proxy4, port: 53)
         var sockets: [FileDescriptor] = []

@@ -83,9 +83,10 @@ public struct DNSMessage: Sendable {
     /// The A and AAAA records the answer section gives for `name`, following CNAMEs within
     /// the answer (at most 16 hops; a loop ends the chain).
     public func resolved(for name: DomainName) -> [Resolved] {
-        var current = name, chainTTL = UInt32.max, seen: Set<DomainName> = [name]
-        while seen.count <= 16, let alias = answers.first(where: { $0.type == RecordType.cname && $0.name == current }),
-              let target = alias.canonicalName, seen.insert(target).inserted {
+        var current = name, chainTTL = UInt32.max, aliases: [DomainName] = []  // most answers have none: nothing allocated
+        while aliases.count < 16, let alias = answers.first(where: { $0.type == RecordType.cname && $0.name == current }),
+              let target = alias.canonicalName, target != name, !aliases.contains(target) {
+            aliases.append(target)
             chainTTL = min(chainTTL, alias.ttl)
             current = target
         }
@@ -121,9 +122,15 @@ public struct DNSMessage: Sendable {
     /// (OPT records are left alone: their TTL field holds EDNS flags).
     public func cappingTTLs(at maximum: UInt32) -> [UInt8] {
         var capped = bytes
-        for record in answers + authorities + additionals where record.type != RecordType.opt && record.ttl > maximum {
-            capped.replaceSubrange(record.ttlOffset..<(record.ttlOffset + 4),
-                                   with: [UInt8(maximum >> 24), UInt8(maximum >> 16 & 0xff), UInt8(maximum >> 8 & 0xff), UInt8(maximum & 0xff)])
+        capped.withUnsafeMutableBytes { message in
+            func cap(_ section: [Record]) {
+                for record in section where record.type != RecordType.opt && record.ttl > maximum {
+                    message.storeBytes(of: maximum.bigEndian, toByteOffset: record.ttlOffset, as: UInt32.self)
+                }
+            }
+            cap(answers)
+            cap(authorities)
+            cap(additionals)
         }
         return capped
     }

@@ -57,32 +57,53 @@ public final class GrantKeeper: @unchecked Sendable {
         return patterns.isEmpty ? .refused(podID: pod.podID) : .allowed(podID: pod.podID, patterns: patterns)
     }
 
+    /// Grants as one read burst of a proxy loop read or wrote them: the burst's repeated answers for
+    /// one address of one pod read its grant once. The burst's owner empties it when the burst ends,
+    /// so the next burst reads every grant anew (one deleted behind the proxy's back is written again).
+    public struct BurstGrants {
+        struct Key: Hashable {
+            let podID: UInt32
+            let address: IPAddress
+        }
+
+        var grants: [Key: DomainGrant] = [:]
+
+        public init() {}
+
+        public mutating func removeAll() { grants.removeAll(keepingCapacity: true) }
+    }
+
     /// Grants the pod every address of `resolved` under `patterns` until now plus its TTL
     /// (clamped); returns the TTL the answer may carry: no record the pod sees outlives its
     /// grant. A grant that already runs within a second of that is left as it is (one
-    /// write fewer per repeated answer) and the answer's TTL is cut to what it has left.
-    /// Throws when a grant cannot be written.
-    public func grant(podID: UInt32, patterns: [UInt64], resolved: [DNSMessage.Resolved]) throws -> UInt32 {
-        try grantWrites.withLock { _ in try grantHoldingLock(podID: podID, patterns: patterns, resolved: resolved) }
-    }
-
-    private func grantHoldingLock(podID: UInt32, patterns: [UInt64], resolved: [DNSMessage.Resolved]) throws -> UInt32 {
+    /// write fewer per repeated answer; no read either when `burst` read it already) and the
+    /// answer's TTL is cut to what it has left. Throws when a grant cannot be written.
+    public func grant(podID: UInt32, patterns: [UInt64], resolved: [DNSMessage.Resolved], burst: inout BurstGrants) throws -> UInt32 {
         let now = HostClock.monotonic.nanoseconds
         var answerTTL = ttlBounds.upperBound
         for entry in resolved {
             let ttl = min(max(entry.ttl, ttlBounds.lowerBound), ttlBounds.upperBound)
-            let address = entry.address.count == 4 ? IPAddress(bytes: [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff] + entry.address)
-                                                   : IPAddress(bytes: entry.address)
+            let address = entry.address.count == 4 ? IPAddress(ipv4: entry.address) : IPAddress(bytes: entry.address)
             let expires = now + UInt64(ttl) * 1_000_000_000
-            var grant = try datapath.grant(podID: podID, address: address) ?? DomainGrant(podID: podID, address: address, patterns: [])
-            let held = patterns.map { pattern in grant.patterns.first { $0.pattern == pattern }?.expiresNanoseconds ?? 0 }.min() ?? 0
-            if held + 1_000_000_000 >= expires, held > now + 1_000_000_000 {
+            /// Until when `grant` holds every one of `patterns`, if long enough that the answer needs no write.
+            func runningLongEnough(_ grant: DomainGrant) -> UInt64? {
+                let held = patterns.map { pattern in grant.patterns.first { $0.pattern == pattern }?.expiresNanoseconds ?? 0 }.min() ?? 0
+                return held + 1_000_000_000 >= expires && held > now + 1_000_000_000 ? held : nil
+            }
+            let key = BurstGrants.Key(podID: podID, address: address)
+            if let seen = burst.grants[key], let held = runningLongEnough(seen) {
                 answerTTL = min(answerTTL, UInt32((held - now) / 1_000_000_000))
                 continue
             }
-            answerTTL = min(answerTTL, ttl)
-            grant.patterns = merged(grant.patterns, adding: patterns, until: expires, now: now)
-            try datapath.write(grant)
+            let (grant, held) = try grantWrites.withLock { _ in
+                var grant = try datapath.grant(podID: podID, address: address) ?? DomainGrant(podID: podID, address: address, patterns: [])
+                if let held = runningLongEnough(grant) { return (grant, Optional(held)) }
+                grant.patterns = merged(grant.patterns, adding: patterns, until: expires, now: now)
+                try datapath.write(grant)
+                return (grant, nil)
+            }
+            answerTTL = min(answerTTL, held.map { UInt32(($0 - now) / 1_000_000_000) } ?? ttl)
+            burst.grants[key] = grant
         }
         return answerTTL
     }

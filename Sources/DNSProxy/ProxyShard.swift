@@ -91,7 +91,7 @@ final class ProxyShard: @unchecked Sendable {
     private let upstreamTimeout: TimeAmount
     /// How many TCP client connections may be open at once (bounded by the descriptors this process may hold).
     private let tcpConnectionLimit: Int
-    private var random = SystemRandomNumberGenerator()
+    private var random = BufferedRandom()
     /// The sockets new queries go out on; retiring ones wait in `retired` for their last answers.
     private var upstreams: [UpstreamSocket] = []
     private var retired: [UpstreamSocket] = []
@@ -112,6 +112,8 @@ final class ProxyShard: @unchecked Sendable {
     /// The pod records this read burst looked up, by interface: a burst of a pod's queries (and
     /// their answers) reads its record once.
     private var burstPods: [UInt32: PodRecord?] = [:]
+    /// The grants this read burst read or wrote: its repeated answers for one address read the grant once.
+    private var burstGrants = GrantKeeper.BurstGrants()
 
     init(proxy: DNSProxy, loop: EventLoop, tcpConnectionLimit: Int) throws {
         self.proxy = proxy
@@ -223,7 +225,7 @@ final class ProxyShard: @unchecked Sendable {
     func received(query bytes: [UInt8], from client: Client, ifindex: UInt32?, clientKey givenKey: ClientKey? = nil) {
         guard let query = try? DNSMessage(parsing: bytes), !query.isResponse else { return }  // not a DNS query: nothing to answer
         counters[.queries] += 1
-        guard query.questions.count == 1, let question = query.questions.first, let sent = Self.questionSection(of: bytes) else {
+        guard query.questions.count == 1, let question = query.questions.first, let sent = Self.questionSection(of: bytes).map(Array.init) else {
             return respond(to: client, query.reply(responseCode: DNSMessage.ResponseCode.formatError))
         }
         var admission: GrantKeeper.Admission
@@ -252,7 +254,7 @@ final class ProxyShard: @unchecked Sendable {
         }
         counters[.forwarded] += 1
         let sizeLimit = query.additionals.first { $0.type == DNSMessage.RecordType.opt }.map { max(512, Int($0.recordClass)) } ?? 512
-        // One draw of the CSPRNG (a getrandom call) per query: 16 bits of ID, 16 to pick the socket, 32 of letter case.
+        // One draw of the CSPRNG per query: 16 bits of ID, 16 to pick the socket, 32 of letter case.
         let draw: UInt64 = random.next()
         let asked = configuration.caseRandomization ? randomizingCase(sent, bits: draw >> 32) : sent
         let waiting = PendingQuery(client: client, clientKey: key, query: query, question: question, sentQuestion: asked,
@@ -266,7 +268,7 @@ final class ProxyShard: @unchecked Sendable {
 
     /// The question section of a message (its name, type and class), as bytes; the
     /// first name of a message cannot be compressed, so it is the bytes at offset 12.
-    static func questionSection(of bytes: [UInt8]) -> [UInt8]? {
+    static func questionSection(of bytes: [UInt8]) -> ArraySlice<UInt8>? {
         var offset = 12
         while offset < bytes.count {
             let length = Int(bytes[offset])
@@ -275,7 +277,7 @@ final class ProxyShard: @unchecked Sendable {
             offset += 1 + length
         }
         guard offset + 5 <= bytes.count else { return nil }
-        return Array(bytes[12..<offset + 5])
+        return bytes[12..<offset + 5]
     }
 
     /// `question` with the case of each letter of its name set at random (0x20 bits): the first 32 letters
@@ -369,7 +371,7 @@ final class ProxyShard: @unchecked Sendable {
     /// Whether `bytes` answer `waiting`: from the upstream, a response with its upstream ID and exactly its question.
     private func answers(_ bytes: [UInt8], _ waiting: PendingQuery) -> DNSMessage? {
         guard bytes.count >= 12, UInt16(bytes[0]) << 8 | UInt16(bytes[1]) == waiting.upstreamID,
-              UInt16(bytes[4]) << 8 | UInt16(bytes[5]) == 1, Self.questionSection(of: bytes) == waiting.sentQuestion,
+              UInt16(bytes[4]) << 8 | UInt16(bytes[5]) == 1, Self.questionSection(of: bytes)?.elementsEqual(waiting.sentQuestion) == true,
               let answer = try? DNSMessage(parsing: bytes), answer.isResponse else { return nil }
         return answer
     }
@@ -414,7 +416,7 @@ final class ProxyShard: @unchecked Sendable {
                 do {
                     // The pod behind the interface must still be the one that asked (never grant a successor).
                     guard let ifindex = waiting.ifindex, try pod(ifindex)?.podID == podID else { return fail(waiting) }
-                    cap = try keeper.grant(podID: podID, patterns: patterns, resolved: resolved)
+                    cap = try keeper.grant(podID: podID, patterns: patterns, resolved: resolved, burst: &burstGrants)
                     counters[.granted] += UInt64(resolved.count)
                 } catch {
                     return fail(waiting)  // never an answer the datapath would not honour
@@ -428,8 +430,10 @@ final class ProxyShard: @unchecked Sendable {
         var bytes = cap.map { message.cappingTTLs(at: $0) } ?? message.bytes
         bytes[0] = UInt8(waiting.query.id >> 8)
         bytes[1] = UInt8(waiting.query.id & 0xff)
-        if let original = Self.questionSection(of: waiting.query.bytes), original.count == waiting.sentQuestion.count, bytes.count >= 12 + original.count {
-            bytes.replaceSubrange(12..<12 + original.count, with: original)
+        // The client's spelling: its question is as long as the one sent (only the case of letters differs).
+        let questionEnd = 12 + waiting.sentQuestion.count
+        if waiting.query.bytes.count >= questionEnd, bytes.count >= questionEnd {
+            bytes.replaceSubrange(12..<questionEnd, with: waiting.query.bytes[12..<questionEnd])
         }
         finished(waiting)
         respond(to: waiting.client, bytes)
@@ -475,10 +479,11 @@ final class ProxyShard: @unchecked Sendable {
         return record
     }
 
-    /// A read burst ended: what it wrote over UDP leaves now; the next burst reads pods anew
-    /// and draws its own upstream socket.
+    /// A read burst ended: what it wrote over UDP leaves now; the next burst reads pods and
+    /// grants anew and draws its own upstream socket.
     func readBurstEnded() {
         burstPods.removeAll(keepingCapacity: true)
+        burstGrants.removeAll()
         burstUpstream = nil
         guard !unflushed.isEmpty else { return }
         for channel in servers where unflushed.contains(ObjectIdentifier(channel)) { channel.flush() }

@@ -264,11 +264,13 @@ struct BenchDNSCommand: Command {
             forwarding alone reaches on this machine), and the same client times queries one after another for p50 \
             and p99, then once more with dnsmasq, the proxy and itself on one CPU (what the proxy adds without \
             wake-ups across CPUs). Rates count NOERROR answers only (dnsperf counts a SERVFAIL as a completed \
-            query); the share of other answers is printed, and the CPU time each answer costs dnsmasq, the proxy \
-            and dnsdist (steadier than the rates on a machine whose CPUs are shared). The default load, 100 queries \
+            query); the share of other answers is printed, the share of the machine's CPU left idle in each case \
+            (client, upstream and forwarder share it), and the CPU time each answer costs dnsmasq, the proxy and \
+            dnsdist (steadier than the rates on a machine whose CPUs are shared). The default load, 100 queries \
             outstanding from the one client pod, stays within the proxy's bound of 128 waiting queries per pod. \
-            Reports medians and what the proxy adds; goals: 80% of the upstream's answers/s, at most 0.05 ms added \
-            at p50. Needs dnsmasq and dnsperf (dnsdist for its rows); removes everything it made.
+            Reports medians and what the proxy adds; goals: 80% of dnsdist's answers/s (what forwarding alone \
+            leaves of the upstream's rate is the machine's, not the proxy's), at most 0.05 ms added at p50. Needs \
+            dnsmasq and dnsperf (dnsdist for its rows and the rate's goal); removes everything it made.
             """)
 
     static let seconds = Option<Int>(long: "seconds", help: "Seconds of each dnsperf pass.", default: 5)
@@ -299,7 +301,7 @@ struct BenchDNSCommand: Command {
         }
         var benchmark = DNSBenchmark()
         if let peer = benchmark.peer, !FileManager.default.isExecutableFile(atPath: peer) {
-            context.warn("\(peer) is not installed: the rows beside dnsdist are left out ('apt-get install dnsdist' adds them)")
+            context.warn("\(peer) is not installed: the rows beside dnsdist, and the rate's goal, are left out ('apt-get install dnsdist' adds them)")
             benchmark.peer = nil
         }
         benchmark.seconds = seconds

@@ -2,9 +2,11 @@ import BPFKit
 import Datapath
 import DatapathModel
 import DNS
+import DNSProxy
 import Foundation
 import Glibc
 import HostKit
+import Loader
 import NodeNetwork
 import Testing
 import TestSupport
@@ -156,6 +158,32 @@ final class Background<Value: Sendable>: @unchecked Sendable {
         try node.waitUntil("the other pod's query reached the upstream") { silent.queries.contains { $0.name.lowercased() == "other.race.test" } }
         _ = try other.result()
         try node.waitUntil("the proxy published its counters") { (try node.proxyCounters()["client_limited"] ?? 0) >= 172 }
+    }
+
+    /// A read burst reads each grant once: a repeated answer in the burst takes the grant as the burst
+    /// read it (no bpf call), and the next burst reads it anew, so a grant deleted in between is written
+    /// again. The TTL each answer may carry is the grant's remaining time either way.
+    @Test func aReadBurstReadsAGrantOnceAndTheNextReadsItAnew() throws {
+        guard Privileges.require() else { return }
+        let root = try TestPinRoot()
+        _ = try Loader.initialize(root: root.pinRoot, migrate: false)
+        defer { try? Loader.reset(root: root.pinRoot) }
+        let datapath = try Datapath.open(pinnedUnder: root.path)
+        let keeper = GrantKeeper(datapath: datapath, ttlBounds: 5...3600, retentionNanoseconds: 0)
+        let address = try #require(IPAddress("198.19.12.7")), pattern: UInt64 = 0x4444
+        let resolved = [DNSMessage.Resolved(address: [198, 19, 12, 7], ttl: 60)]
+        var burst = GrantKeeper.BurstGrants()
+        #expect(try keeper.grant(podID: 3, patterns: [pattern], resolved: resolved, burst: &burst) == 60)
+        #expect(try datapath.grant(podID: 3, address: address)?.patterns.map(\.pattern) == [pattern], "written")
+        try datapath.removeGrant(podID: 3, address: address)
+        #expect(try (58...60).contains(keeper.grant(podID: 3, patterns: [pattern], resolved: resolved, burst: &burst)))
+        #expect(try datapath.grant(podID: 3, address: address) == nil, "the burst took the grant as it read it")
+        burst.removeAll()
+        #expect(try keeper.grant(podID: 3, patterns: [pattern], resolved: resolved, burst: &burst) == 60)
+        #expect(try datapath.grant(podID: 3, address: address)?.patterns.map(\.pattern) == [pattern], "the next burst wrote it again")
+        // Another pattern for the same address in the same burst is a write: read under the lock, merged, written.
+        #expect(try keeper.grant(podID: 3, patterns: [0x5555], resolved: resolved, burst: &burst) == 60)
+        #expect(try Set(datapath.grant(podID: 3, address: address)?.patterns.map(\.pattern) ?? []) == [pattern, 0x5555])
     }
 
     /// An upstream answer as large as a client takes over UDP (400 records, 6.4 KiB, to a client that

@@ -17,6 +17,8 @@ public struct MachineCPU: Sendable {
     /// The share of the machine's CPU time that was idle since `earlier` (0...1; nil when no tick passed).
     public func idleShare(since earlier: MachineCPU) -> Double? {
         guard totalTicks > earlier.totalTicks else { return nil }
-        return Double(idleTicks &- earlier.idleTicks) / Double(totalTicks - earlier.totalTicks)
+        // iowait may step back (the kernel estimates it per CPU), so the idle ticks may too.
+        let idle = idleTicks > earlier.idleTicks ? idleTicks - earlier.idleTicks : 0
+        return min(1, Double(idle) / Double(totalTicks - earlier.totalTicks))
     }
 }

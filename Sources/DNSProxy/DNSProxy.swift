@@ -33,6 +33,13 @@ public final class DNSProxy: @unchecked Sendable {
     /// 16.6 µs of CPU each rather than 18.1 (docs/dns.md). One loop answers some 60,000 a second there.
     public static var defaultEventLoops: Int { max(1, min(4, System.coreCount / 4)) }
 
+    /// The file descriptors the proxy holds before any client connects: each loop's upstream sockets
+    /// (up to four times as many while retiring ones wait for their last answers and fresh ones open,
+    /// to be safe), its listen sockets, and some to spare for the process itself.
+    public static func descriptorsNeeded(configuration: ProxyConfiguration, eventLoops: Int) -> Int {
+        256 + eventLoops * (4 * configuration.upstreamSockets + 2 * configuration.listen.count)
+    }
+
     /// `eventLoops`: how many shards serve queries.
     public init(configuration: ProxyConfiguration, datapath: Datapath, state: LoaderState, eventLoops: Int = DNSProxy.defaultEventLoops) throws {
         self.configuration = configuration
@@ -42,9 +49,10 @@ public final class DNSProxy: @unchecked Sendable {
         let count = max(1, eventLoops)
         group = MultiThreadedEventLoopGroup(numberOfThreads: count)
         beaten = Mutex([DNSProxyStats](repeating: DNSProxyStats(), count: count))
-        // Every socket is a descriptor: the proxy keeps half of what it may open for client connections, at most the configured bound.
+        // Every socket is a descriptor: the proxy keeps half of what it may open beyond its own for client connections, at most the configured bound.
         let descriptors = DescriptorLimit.raiseToMaximum()
-        let tcpConnectionLimit = max(16, min(configuration.tcpConnections, (descriptors - 256 - 4 * count * configuration.upstreamSockets) / 2))
+        let spare = descriptors - Self.descriptorsNeeded(configuration: configuration, eventLoops: count)
+        let tcpConnectionLimit = max(16, min(configuration.tcpConnections, spare / 2))
         do {
             shards = try group.makeIterator().map { try ProxyShard(proxy: self, loop: $0, tcpConnectionLimit: tcpConnectionLimit) }
         } catch {

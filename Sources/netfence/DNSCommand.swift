@@ -6,6 +6,7 @@ import DatapathModel
 import Foundation
 import Loader
 import Glibc
+import HostKit
 
 /// `netfence dns`: the DNS side of egress by domain name.
 struct DNSCommand: Command {
@@ -95,6 +96,11 @@ struct DNSProxyCommand: Command {
         configuration.ttlBounds = ttlBounds.0...ttlBounds.1
         configuration.refusalCode = refusal.code
         configuration.caseRandomization = caseRandomization
+        let needed = DNSProxy.descriptorsNeeded(configuration: configuration, eventLoops: eventLoops), limit = DescriptorLimit.raiseToMaximum()
+        if needed > limit {
+            throw RuntimeError("--event-loops \(eventLoops) needs about \(needed) file descriptors, and this process may hold \(limit)",
+                               hint: "give fewer event loops, or raise the limit (ulimit -n, LimitNOFILE=)")
+        }
         let proxy = try DNSProxy(configuration: configuration, datapath: loader.datapath, state: loader.state, eventLoops: eventLoops)
         // Registering its addresses is a change of the node: one writer at a time, briefly.
         let root = context.pinRoot, timeout = context.parsed[LockWait.timeout]

@@ -186,6 +186,21 @@ final class Background<Value: Sendable>: @unchecked Sendable {
         #expect(try Set(datapath.grant(podID: 3, address: address)?.patterns.map(\.pattern) ?? []) == [pattern, 0x5555])
     }
 
+    /// More event loops than the process may hold sockets for are refused at start, with what to do
+    /// (not the "another DNS server bound there?" hint of a failed bind, which they used to get).
+    @Test func moreEventLoopsThanTheDescriptorLimitAllowsAreRefusedAtStart() throws {
+        guard Privileges.require(), Privileges.tools(["/usr/bin/prlimit"], from: "util-linux") else { return }
+        let root = try TestPinRoot()
+        _ = try Loader.initialize(root: root.pinRoot, migrate: false)
+        defer { try? Loader.reset(root: root.pinRoot) }
+        let result = try NetfenceBinary.run(["dns", "proxy", "--listen", "198.18.0.53", "--upstream", "198.18.0.1", "--event-loops", "64",
+                                             "--bpffs-root", root.path], wrappedIn: ["/usr/bin/prlimit", "--nofile=1024:1024", "--"])
+        #expect(result.status == 1, "\(result.standardError)")
+        #expect(result.standardError.contains("--event-loops 64 needs about") && result.standardError.contains("this process may hold 1024"),
+                "\(result.standardError)")
+        #expect(result.standardError.contains("ulimit -n") && !result.standardError.contains("another DNS server"))
+    }
+
     /// An upstream answer as large as a client takes over UDP (400 records, 6.4 KiB, to a client that
     /// offers 8 KiB) passes whole: no receive buffer of the proxy cuts it (a cut answer would not parse,
     /// be dropped as forged, and end in SERVFAIL).

@@ -5,7 +5,7 @@ _netfence() {
     local path="netfence" i
     for ((i = 1; i < COMP_CWORD; i++)); do
         case "${COMP_WORDS[i]}" in
-            -o|--output|--bpffs-root|--format|--stats-window|--aws-root|--pod|--direction|--count|--namespace|--verdict|--ip|--port|--proto|--tier|--policy|--color|--pcap|--output-file|--max-size|--max-files|--fields|--rate|--node-rate|--snaplen|--conntrack-entries|--wait-timeout|--iface|--netns|--ingress-default|--egress-default|-f|--filename|--probe|--timeout|--socket|--peer|--peer-port|--state|--listen|--upstream|--min-ttl|--max-ttl|--refuse-with|--event-loops|--passes|--pods|--events|--entries|--seconds|--outstanding|--prefixes|--samples|--cidrs|--rounds) ((i++)); continue ;;
+            -o|--output|--bpffs-root|--format|--stats-window|--aws-root|--pod|--direction|--count|--namespace|--verdict|--ip|--port|--proto|--tier|--policy|--color|--pcap|--output-file|--max-size|--max-files|--fields|--rate|--node-rate|--snaplen|--conntrack-entries|--wait-timeout|--iface|--netns|--ingress-default|--egress-default|-f|--filename|--probe|--timeout|--socket|--peer|--peer-port|--state|--listen|--upstream|--min-ttl|--max-ttl|--refuse-with|--event-loops|--queries-per-socket|--passes|--pods|--events|--entries|--seconds|--outstanding|--prefixes|--samples|--cidrs|--rounds) ((i++)); continue ;;
         esac
         case "$path ${COMP_WORDS[i]}" in
             "netfence ebpf") path="netfence ebpf" ;;
@@ -100,6 +100,7 @@ _netfence() {
         --max-ttl) COMPREPLY=(); return ;;
         --refuse-with) COMPREPLY=($(compgen -W "refused nxdomain forward" -- "$cur")); return ;;
         --event-loops) COMPREPLY=(); return ;;
+        --queries-per-socket) COMPREPLY=(); return ;;
         --passes) COMPREPLY=(); return ;;
         --pods) COMPREPLY=(); return ;;
         --events) COMPREPLY=(); return ;;
@@ -141,7 +142,7 @@ _netfence() {
         "netfence conntrack flush") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --pod --ip --port --proto --state --aws --aws-root --yes-change-the-agent -h --help" -- "$cur")) ;;
         "netfence conntrack stats") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --aws --aws-root -h --help" -- "$cur")) ;;
         "netfence dns") COMPREPLY=($(compgen -W "proxy -o --output --bpffs-root --format -h --help" -- "$cur")) ;;
-        "netfence dns proxy") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --listen --upstream --min-ttl --max-ttl --refuse-with --no-case-randomization --event-loops --wait-timeout -h --help" -- "$cur")) ;;
+        "netfence dns proxy") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --listen --upstream --min-ttl --max-ttl --refuse-with --no-case-randomization --event-loops --queries-per-socket --wait-timeout -h --help" -- "$cur")) ;;
         "netfence fqdn") COMPREPLY=($(compgen -W "list -o --output --bpffs-root --format -h --help" -- "$cur")) ;;
         "netfence fqdn list") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --pod -h --help" -- "$cur")) ;;
         "netfence metrics") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --serve --listen -h --help" -- "$cur")) ;;

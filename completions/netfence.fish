@@ -9,7 +9,7 @@ function __netfence_path
             continue
         end
         switch $word
-            case '-o' '--output' '--bpffs-root' '--format' '--stats-window' '--aws-root' '--pod' '--direction' '--count' '--namespace' '--verdict' '--ip' '--port' '--proto' '--tier' '--policy' '--color' '--pcap' '--output-file' '--max-size' '--max-files' '--fields' '--rate' '--node-rate' '--snaplen' '--conntrack-entries' '--wait-timeout' '--iface' '--netns' '--ingress-default' '--egress-default' '-f' '--filename' '--probe' '--timeout' '--socket' '--peer' '--peer-port' '--state' '--listen' '--upstream' '--min-ttl' '--max-ttl' '--refuse-with' '--event-loops' '--passes' '--pods' '--events' '--entries' '--seconds' '--outstanding' '--prefixes' '--samples' '--cidrs' '--rounds'
+            case '-o' '--output' '--bpffs-root' '--format' '--stats-window' '--aws-root' '--pod' '--direction' '--count' '--namespace' '--verdict' '--ip' '--port' '--proto' '--tier' '--policy' '--color' '--pcap' '--output-file' '--max-size' '--max-files' '--fields' '--rate' '--node-rate' '--snaplen' '--conntrack-entries' '--wait-timeout' '--iface' '--netns' '--ingress-default' '--egress-default' '-f' '--filename' '--probe' '--timeout' '--socket' '--peer' '--peer-port' '--state' '--listen' '--upstream' '--min-ttl' '--max-ttl' '--refuse-with' '--event-loops' '--queries-per-socket' '--passes' '--pods' '--events' '--entries' '--seconds' '--outstanding' '--prefixes' '--samples' '--cidrs' '--rounds'
                 set skip 1
                 continue
         end
@@ -382,6 +382,7 @@ complete -c netfence -n 'test (__netfence_path) = "netfence dns proxy"' -l max-t
 complete -c netfence -n 'test (__netfence_path) = "netfence dns proxy"' -l refuse-with -x -a 'refused nxdomain forward' -d 'The answer to a name no rule allows; forward: answered as asked, granting nothing (NPEP-133).'
 complete -c netfence -n 'test (__netfence_path) = "netfence dns proxy"' -l no-case-randomization -d 'Send names upstream as the pod spelled them (for a resolver that does not echo 0x20 case).'
 complete -c netfence -n 'test (__netfence_path) = "netfence dns proxy"' -l event-loops -x -d 'Threads serving queries, each with its own socket on every listen address (default: one per 4 CPUs, at most 4).'
+complete -c netfence -n 'test (__netfence_path) = "netfence dns proxy"' -l queries-per-socket -x -d 'Queries an upstream socket carries before one on a fresh random port replaces it.'
 complete -c netfence -n 'test (__netfence_path) = "netfence dns proxy"' -l wait-timeout -x -d 'How long to wait for another netfence command changing this pin root to finish.'
 complete -c netfence -n 'test (__netfence_path) = "netfence dns proxy"' -s h -l help -d 'Show help information.'
 complete -c netfence -n 'test (__netfence_path) = "netfence fqdn"' -a list -d 'List each pod\'s granted addresses: the domain rule\'s name, the address, when it expires, the rule.'

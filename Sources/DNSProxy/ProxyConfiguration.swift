@@ -68,7 +68,8 @@ public struct ProxyConfiguration: Sendable {
     /// goes out on one chosen at random (RFC 5452: port and ID both unguessable).
     public var upstreamSockets = 32
     /// Queries a socket carries before it is replaced by one on a fresh random port.
-    public var queriesPerSocket = 1024
+    public var queriesPerSocket = ProxyConfiguration.defaultQueriesPerSocket
+    public static let defaultQueriesPerSocket = 1024
     /// Random upper/lower case in each name sent upstream (the "0x20" bits), echoed
     /// back exactly by a real answer: more bits a forger must guess.
     public var caseRandomization = true

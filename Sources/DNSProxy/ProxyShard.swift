@@ -340,7 +340,10 @@ final class ProxyShard: @unchecked Sendable {
         guard socket.retiring, socket.pending.isEmpty else { return }
         retired.removeAll { $0 === socket }
         socketsByChannel[ObjectIdentifier(socket.channel)] = nil
-        socket.channel.close(promise: nil)
+        // Closed once the loop is done with this event: a channel closed inside its own read ends the read
+        // burst without channelReadComplete, and the answer just written would wait for the next burst to leave.
+        let channel = socket.channel
+        loop.execute { channel.close(promise: nil) }
     }
 
     /// One TCP connection upstream per query: DNS over TCP is the exception (TCP

@@ -49,7 +49,11 @@ struct DNSProxyCommand: Command {
     static let eventLoops = Option<Int>(long: "event-loops", valueName: "count",
                                         help: "Threads serving queries, each with its own socket on every listen address (default: one per 4 CPUs, at most 4).",
                                         default: DNSProxy.defaultEventLoops, showDefault: false)
-    static let arguments = ([listen, upstream, minTTL, maxTTL, refuseWith, noCaseRandomization, eventLoops, LockWait.timeout] as [any ArgumentDefining])
+    static let queriesPerSocket = Option<Int>(long: "queries-per-socket", valueName: "count",
+                                              help: "Queries an upstream socket carries before one on a fresh random port replaces it.",
+                                              default: ProxyConfiguration.defaultQueriesPerSocket)
+    static let arguments = ([listen, upstream, minTTL, maxTTL, refuseWith, noCaseRandomization, eventLoops, queriesPerSocket, LockWait.timeout]
+        as [any ArgumentDefining])
         .map(\.definition)
 
     let listen: [ProxyEndpoint?]
@@ -59,6 +63,7 @@ struct DNSProxyCommand: Command {
     let refusal: RefusalCode
     let caseRandomization: Bool
     let eventLoops: Int
+    let queriesPerSocket: Int
 
     init(parsed: ParsedArguments) {
         listenText = parsed[Self.listen]
@@ -68,6 +73,7 @@ struct DNSProxyCommand: Command {
         refusal = parsed[Self.refuseWith]
         caseRandomization = !parsed[Self.noCaseRandomization]
         eventLoops = parsed[Self.eventLoops]
+        queriesPerSocket = parsed[Self.queriesPerSocket]
     }
 
     func validate() throws {
@@ -78,6 +84,7 @@ struct DNSProxyCommand: Command {
         if let upstream, ProxyEndpoint(upstream) == nil { throw UsageError("--upstream: '\(upstream)' is not an address or address:port") }
         if ttlBounds.0 > ttlBounds.1 { throw UsageError("--min-ttl \(ttlBounds.0) is above --max-ttl \(ttlBounds.1)") }
         try Self.eventLoops.check(eventLoops, within: 1...64)
+        try Self.queriesPerSocket.check(queriesPerSocket, within: 1...65_536)
     }
 
     func run(_ context: CommandContext) throws {
@@ -96,6 +103,7 @@ struct DNSProxyCommand: Command {
         configuration.ttlBounds = ttlBounds.0...ttlBounds.1
         configuration.refusalCode = refusal.code
         configuration.caseRandomization = caseRandomization
+        configuration.queriesPerSocket = queriesPerSocket
         let needed = DNSProxy.descriptorsNeeded(configuration: configuration, eventLoops: eventLoops), limit = DescriptorLimit.raiseToMaximum()
         if needed > limit {
             throw RuntimeError("--event-loops \(eventLoops) needs about \(needed) file descriptors, and this process may hold \(limit)",

@@ -186,6 +186,25 @@ final class Background<Value: Sendable>: @unchecked Sendable {
         #expect(try Set(datapath.grant(podID: 3, address: address)?.patterns.map(\.pattern) ?? []) == [pattern, 0x5555])
     }
 
+    /// Every answer leaves at once, also the last one a retiring upstream socket waited for (the
+    /// socket closes as the answer goes out). Each socket here carries two queries: 300 queries one
+    /// after another retire one every other query. Until 2026-12-04 such an answer waited for the
+    /// proxy's next read or its half-second tick, up to 500 ms, once every 1,024 queries of a socket.
+    @Test func theLastAnswerOfARetiringUpstreamSocketLeavesAtOnce() throws {
+        guard Privileges.require() else { return }
+        let node = try DomainCluster(proxyArguments: ["--queries-per-socket", "2"])
+        var slow: [Double] = []
+        for round in 0..<300 {
+            let started = Date()
+            let answer = try node.resolve(DomainCluster.clientA, "s\(round).race.test", timeout: 2)
+            let took = Date().timeIntervalSince(started)
+            #expect(answer?.addresses == [DomainCluster.zoneAddress(6)], "round \(round)")
+            if took > 0.2 { slow.append(took) }
+            if slow.count >= 5 { break }  // broken for sure: fail now rather than after 300 slow rounds
+        }
+        #expect(slow.isEmpty, "answers that took over 200 ms: \(slow.map { Int($0 * 1000) }) ms")
+    }
+
     /// More event loops than the process may hold sockets for are refused at start, with what to do
     /// (not the "another DNS server bound there?" hint of a failed bind, which they used to get).
     @Test func moreEventLoopsThanTheDescriptorLimitAllowsAreRefusedAtStart() throws {

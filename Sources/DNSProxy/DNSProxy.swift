@@ -36,8 +36,16 @@ public final class DNSProxy: @unchecked Sendable {
     /// The file descriptors the proxy holds before any client connects: each loop's upstream sockets
     /// (up to four times as many while retiring ones wait for their last answers and fresh ones open,
     /// to be safe), its listen sockets, and some to spare for the process itself.
-    public static func descriptorsNeeded(configuration: ProxyConfiguration, eventLoops: Int) -> Int {
+    static func descriptorsNeeded(configuration: ProxyConfiguration, eventLoops: Int) -> Int {
         256 + eventLoops * (4 * configuration.upstreamSockets + 2 * configuration.listen.count)
+    }
+
+    /// The process may hold fewer file descriptors than the proxy's loops need before any client connects.
+    public struct TooFewDescriptors: Error, CustomStringConvertible {
+        public let eventLoops: Int, needed: Int, limit: Int
+        public var description: String {
+            "\(eventLoops) event loops need about \(needed) file descriptors, and this process may hold \(limit)"
+        }
     }
 
     /// `eventLoops`: how many shards serve queries.
@@ -47,12 +55,12 @@ public final class DNSProxy: @unchecked Sendable {
         keeper = GrantKeeper(datapath: datapath, ttlBounds: configuration.ttlBounds,
                              retentionNanoseconds: UInt64(configuration.retention.components.seconds) * 1_000_000_000)
         let count = max(1, eventLoops)
+        // Every socket is a descriptor: the proxy keeps half of what it may open beyond its own for client connections, at most the configured bound.
+        let descriptors = DescriptorLimit.raiseToMaximum(), needed = Self.descriptorsNeeded(configuration: configuration, eventLoops: count)
+        guard needed <= descriptors else { throw TooFewDescriptors(eventLoops: count, needed: needed, limit: descriptors) }
+        let tcpConnectionLimit = max(16, min(configuration.tcpConnections, (descriptors - needed) / 2))
         group = MultiThreadedEventLoopGroup(numberOfThreads: count)
         beaten = Mutex([DNSProxyStats](repeating: DNSProxyStats(), count: count))
-        // Every socket is a descriptor: the proxy keeps half of what it may open beyond its own for client connections, at most the configured bound.
-        let descriptors = DescriptorLimit.raiseToMaximum()
-        let spare = descriptors - Self.descriptorsNeeded(configuration: configuration, eventLoops: count)
-        let tcpConnectionLimit = max(16, min(configuration.tcpConnections, spare / 2))
         do {
             shards = try group.makeIterator().map { try ProxyShard(proxy: self, loop: $0, tcpConnectionLimit: tcpConnectionLimit) }
         } catch {

@@ -319,7 +319,9 @@ final class ProxyShard: @unchecked Sendable {
         socket.sent += 1
         socket.channel.write(socket.channel.allocator.buffer(bytes: upstreamBytes(waiting)), promise: nil)
         unflushed.insert(ObjectIdentifier(socket.channel))
-        if socket.sent >= configuration.queriesPerSocket { retire(socket) }
+        // Retiring sockets wait for their answers (a silent upstream: its timeout): at most three sets of them, the
+        // descriptors DNSProxy budgets for; past that a socket carries more queries than its share until some close.
+        if socket.sent >= configuration.queriesPerSocket, retired.count < 3 * configuration.upstreamSockets { retire(socket) }
     }
 
     /// Takes `socket` out of use (it stays open for the answers it waits for) and opens a replacement on a fresh port.

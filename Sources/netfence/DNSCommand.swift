@@ -6,7 +6,6 @@ import DatapathModel
 import Foundation
 import Loader
 import Glibc
-import HostKit
 
 /// `netfence dns`: the DNS side of egress by domain name.
 struct DNSCommand: Command {
@@ -104,12 +103,13 @@ struct DNSProxyCommand: Command {
         configuration.refusalCode = refusal.code
         configuration.caseRandomization = caseRandomization
         configuration.queriesPerSocket = queriesPerSocket
-        let needed = DNSProxy.descriptorsNeeded(configuration: configuration, eventLoops: eventLoops), limit = DescriptorLimit.raiseToMaximum()
-        if needed > limit {
-            throw RuntimeError("--event-loops \(eventLoops) needs about \(needed) file descriptors, and this process may hold \(limit)",
+        let proxy: DNSProxy
+        do {
+            proxy = try DNSProxy(configuration: configuration, datapath: loader.datapath, state: loader.state, eventLoops: eventLoops)
+        } catch let error as DNSProxy.TooFewDescriptors {
+            throw RuntimeError("--event-loops \(error.eventLoops) needs about \(error.needed) file descriptors, and this process may hold \(error.limit)",
                                hint: "give fewer event loops, or raise the limit (ulimit -n, LimitNOFILE=)")
         }
-        let proxy = try DNSProxy(configuration: configuration, datapath: loader.datapath, state: loader.state, eventLoops: eventLoops)
         // Registering its addresses is a change of the node: one writer at a time, briefly.
         let root = context.pinRoot, timeout = context.parsed[LockWait.timeout]
         let register = { (body: () throws -> Void) throws in try Loader.whileHoldingLock(root: root, waitingUpTo: timeout, body) }

@@ -41,6 +41,26 @@ import Testing
         #expect(message.resolved(for: DomainName("other.example.com")!).isEmpty)
     }
 
+    /// A CNAME loop (a → b → a) ends the chain with no address, and a chain of more than 16 aliases is
+    /// followed no further than 16 hops, whatever an upstream (or a forger) puts in the answer.
+    @Test func aCNAMELoopOrAChainOver16HopsResolvesNothing() throws {
+        func answer(_ records: [[UInt8]]) throws -> DNSMessage {
+            try DNSMessage(parsing: Self.u16(1) + Self.u16(0x8180) + Self.u16(1) + Self.u16(records.count) + Self.u16(0) + Self.u16(0)
+                + Self.name("a.example") + Self.u16(1) + Self.u16(1) + records.flatMap { $0 })
+        }
+        let loop = try answer([Self.record(Self.name("a.example"), type: 5, ttl: 60, data: Self.name("b.example")),
+                               Self.record(Self.name("b.example"), type: 5, ttl: 60, data: Self.name("a.example"))])
+        #expect(loop.resolved(for: DomainName("a.example")!).isEmpty)
+        func chain(_ hops: Int) throws -> [DNSMessage.Resolved] {
+            let names = ["a.example"] + (1...hops).map { "h\($0).example" }
+            let aliases = (0..<hops).map { Self.record(Self.name(names[$0]), type: 5, ttl: 60, data: Self.name(names[$0 + 1])) }
+            return try answer(aliases + [Self.record(Self.name(names[hops]), type: 1, ttl: 60, data: [198, 18, 0, 9])])
+                .resolved(for: DomainName("a.example")!)
+        }
+        #expect(try chain(16) == [.init(address: [198, 18, 0, 9], ttl: 60)], "16 hops are followed")
+        #expect(try chain(17).isEmpty, "the 17th is not")
+    }
+
     @Test func ttlsAreCappedInPlaceButNotTheOPTFlags() throws {
         let message = try DNSMessage(parsing: Self.chain)
         let capped = try DNSMessage(parsing: message.cappingTTLs(at: 20))

@@ -205,6 +205,42 @@ final class Background<Value: Sendable>: @unchecked Sendable {
         #expect(slow.isEmpty, "answers that took over 200 ms: \(slow.map { Int($0 * 1000) }) ms")
     }
 
+    /// Sockets retired while the upstream is silent wait for answers that never come: at most three
+    /// sets of 32 stay open (what the proxy budgets descriptors for), however low --queries-per-socket.
+    /// 256 queries from two pods would otherwise leave 256 sockets open for the upstream's timeout.
+    @Test func retiredUpstreamSocketsStayWithinTheDescriptorBudget() throws {
+        guard Privileges.require() else { return }
+        let node = try DomainCluster()
+        let silent = try ScriptedDNSServer(in: node.cluster.pods[DomainCluster.dnsPod].namespace, address: node.upstream, port: 5300) { _ in [] }
+        defer { silent.stop() }
+        try node.restartProxy(upstream: "\(node.upstream):5300", ["--queries-per-socket", "1"])
+        let proxyPID = try #require(node.proxy?.processID)
+        /// The proxy's open sockets (listen, upstream and retired ones).
+        func openSockets() -> Int {
+            ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(proxyPID)/fd")) ?? []).count { fd in
+                (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(proxyPID)/fd/\(fd)"))?.hasPrefix("socket:") == true
+            }
+        }
+        let before = openSockets()
+        var target = try DNSTestClient.socketAddress(node.proxy4, port: 53)
+        var sockets: [FileDescriptor] = []
+        for pod in [DomainCluster.clientA, DomainCluster.clientB] {
+            let namespace = node.cluster.pods[pod].namespace
+            for index in 0..<128 {
+                let socket = try namespace.socket(domain: AF_INET, type: Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue))
+                let query = DNSMessage.query(id: UInt16(index), name: "f\(pod)-\(index).race.test")
+                _ = withUnsafePointer(to: &target.storage) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(socket.rawValue, query, query.count, 0, $0, target.length) }
+                }
+                sockets.append(socket)
+            }
+        }
+        try node.waitUntil("the upstream saw the queries") { silent.queries.count >= 250 }
+        let during = openSockets()
+        #expect(during - before <= 3 * 32 + 32, "\(before) sockets before, \(during) with 256 queries waiting")
+        #expect(during - before >= 64, "sockets were retired: \(before) before, \(during) during")
+    }
+
     /// More event loops than the process may hold sockets for are refused at start, with what to do
     /// (not the "another DNS server bound there?" hint of a failed bind, which they used to get).
     @Test func moreEventLoopsThanTheDescriptorLimitAllowsAreRefusedAtStart() throws {

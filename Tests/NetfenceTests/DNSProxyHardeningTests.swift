@@ -31,6 +31,21 @@ extension DomainCluster {
         return (proxies.first { $0["running"] as? Bool == true }?["counters"] as? [String: Int]) ?? [:]
     }
 
+    /// Sends one A query for each of `names` from pod `pod` to the proxy, each from a socket of its own
+    /// (non-blocking, not waited on); the sockets, for reading what came back.
+    func sendQueries(from pod: Int, names: [String]) throws -> [FileDescriptor] {
+        let namespace = cluster.pods[pod].namespace
+        var target = try DNSTestClient.socketAddress(proxy4, port: 53)
+        return try names.enumerated().map { index, name in
+            let socket = try namespace.socket(domain: AF_INET, type: Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue))
+            let query = DNSMessage.query(id: UInt16(truncatingIfNeeded: index), name: name)
+            _ = withUnsafePointer(to: &target.storage) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(socket.rawValue, query, query.count, 0, $0, target.length) }
+            }
+            return socket
+        }
+    }
+
     /// Whether pod `pod` holds a grant for `address`.
     func granted(_ pod: Int, _ address: String) throws -> Bool {
         try Datapath.open(pinnedUnder: root.path).grants().contains { $0.podID == UInt32(pod) && $0.address == IPAddress(address) }
@@ -135,17 +150,7 @@ final class Background<Value: Sendable>: @unchecked Sendable {
         defer { silent.stop() }
         // Four loops, whatever the CPUs: 300 sockets spread over them, and a bound each loop kept alone would let 300 wait.
         try node.restartProxy(upstream: "\(node.upstream):5300", ["--event-loops", "4"])
-        let namespace = node.cluster.pods[DomainCluster.clientA].namespace
-        var target = try DNSTestClient.socketAddress(node.proxy4, port: 53)
-        var sockets: [FileDescriptor] = []
-        for index in 0..<300 {
-            let socket = try namespace.socket(domain: AF_INET, type: Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue))
-            let query = DNSMessage.query(id: UInt16(index), name: "w\(index).race.test")
-            _ = withUnsafePointer(to: &target.storage) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(socket.rawValue, query, query.count, 0, $0, target.length) }
-            }
-            sockets.append(socket)
-        }
+        let sockets = try node.sendQueries(from: DomainCluster.clientA, names: (0..<300).map { "w\($0).race.test" })
         usleep(800_000)  // well within the upstream timeout (2 s): only refusals have come back
         var refused = 0
         var buffer = [UInt8](repeating: 0, count: 512)
@@ -222,21 +227,13 @@ final class Background<Value: Sendable>: @unchecked Sendable {
             }
         }
         let before = openSockets()
-        var target = try DNSTestClient.socketAddress(node.proxy4, port: 53)
-        var sockets: [FileDescriptor] = []
-        for pod in [DomainCluster.clientA, DomainCluster.clientB] {
-            let namespace = node.cluster.pods[pod].namespace
-            for index in 0..<128 {
-                let socket = try namespace.socket(domain: AF_INET, type: Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue))
-                let query = DNSMessage.query(id: UInt16(index), name: "f\(pod)-\(index).race.test")
-                _ = withUnsafePointer(to: &target.storage) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(socket.rawValue, query, query.count, 0, $0, target.length) }
-                }
-                sockets.append(socket)
-            }
+        let sockets = try [DomainCluster.clientA, DomainCluster.clientB].flatMap { pod in
+            try node.sendQueries(from: pod, names: (0..<128).map { "f\(pod)-\($0).race.test" })
         }
-        try node.waitUntil("the upstream saw the queries") { silent.queries.count >= 250 }
-        let during = openSockets()
+        let during = try withExtendedLifetime(sockets) {  // the pods' sockets stay open while their queries wait
+            try node.waitUntil("the upstream saw the queries") { silent.queries.count >= 250 }
+            return openSockets()
+        }
         #expect(during - before <= 3 * 32 + 32, "\(before) sockets before, \(during) with 256 queries waiting")
         #expect(during - before >= 64, "sockets were retired: \(before) before, \(during) during")
     }

@@ -79,6 +79,8 @@ final class ProxyShard: @unchecked Sendable {
         let channel: Channel
         var pending: [UInt16: PendingQuery] = [:]
         var sent = 0
+        /// Its replacement is opening; it carries queries until that one is open.
+        var replacing = false
         var retiring = false
         init(channel: Channel) { self.channel = channel }
     }
@@ -95,6 +97,8 @@ final class ProxyShard: @unchecked Sendable {
     /// The sockets new queries go out on; retiring ones wait in `retired` for their last answers.
     private var upstreams: [UpstreamSocket] = []
     private var retired: [UpstreamSocket] = []
+    /// No replacement opens before this after one failed to (out of descriptors, say): the old sockets serve meanwhile.
+    private var replacementsResume = NIODeadline.uptimeNanoseconds(0)
     /// Every upstream socket by its channel, for the answers that arrive on it.
     private var socketsByChannel: [ObjectIdentifier: UpstreamSocket] = [:]
     private var servers: [Channel] = []
@@ -321,20 +325,30 @@ final class ProxyShard: @unchecked Sendable {
         unflushed.insert(ObjectIdentifier(socket.channel))
         // Retiring sockets wait for their answers (a silent upstream: its timeout): at most three sets of them, the
         // descriptors DNSProxy budgets for; past that a socket carries more queries than its share until some close.
-        if socket.sent >= configuration.queriesPerSocket, retired.count < 3 * configuration.upstreamSockets { retire(socket) }
+        if socket.sent >= configuration.queriesPerSocket, !socket.replacing, retired.count < 3 * configuration.upstreamSockets,
+           NIODeadline.now() >= replacementsResume {
+            replace(socket)
+        }
     }
 
-    /// Takes `socket` out of use (it stays open for the answers it waits for) and opens a replacement on a fresh port.
-    private func retire(_ socket: UpstreamSocket) {
-        socket.retiring = true
-        upstreams.removeAll { $0 === socket }
-        retired.append(socket)
-        closeIfDone(socket)
-        openUpstream().whenSuccess { [self] channel in
-            guard !stopping else { return channel.close(promise: nil) }
+    /// Opens a replacement for `socket` on a fresh port; once it is open, `socket` is taken out of use (it stays
+    /// open for the answers it waits for). When none opens, `socket` serves on and the next try waits half a second:
+    /// a loop never runs out of upstream sockets, and a failing open is not retried for every query.
+    private func replace(_ socket: UpstreamSocket) {
+        socket.replacing = true
+        openUpstream().whenComplete { [self] result in
+            socket.replacing = false
+            guard case .success(let channel) = result else {
+                replacementsResume = .now() + .milliseconds(500)
+                return
+            }
+            guard !stopping, let index = upstreams.firstIndex(where: { $0 === socket }) else { return channel.close(promise: nil) }
             let fresh = UpstreamSocket(channel: channel)
-            upstreams.append(fresh)
             socketsByChannel[ObjectIdentifier(channel)] = fresh
+            upstreams[index] = fresh
+            socket.retiring = true
+            retired.append(socket)
+            closeIfDone(socket)
         }
     }
 

@@ -46,6 +46,14 @@ extension DomainCluster {
         }
     }
 
+    /// The running proxy's open sockets (listen, upstream and retired ones), by their inode.
+    func proxySockets() -> Set<String> {
+        guard let pid = proxy?.processID, let fds = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd") else { return [] }
+        return Set(fds.compactMap { fd in
+            (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\(fd)")).flatMap { $0.hasPrefix("socket:") ? $0 : nil }
+        })
+    }
+
     /// Whether pod `pod` holds a grant for `address`.
     func granted(_ pod: Int, _ address: String) throws -> Bool {
         try Datapath.open(pinnedUnder: root.path).grants().contains { $0.podID == UInt32(pod) && $0.address == IPAddress(address) }
@@ -219,23 +227,49 @@ final class Background<Value: Sendable>: @unchecked Sendable {
         let silent = try ScriptedDNSServer(in: node.cluster.pods[DomainCluster.dnsPod].namespace, address: node.upstream, port: 5300) { _ in [] }
         defer { silent.stop() }
         try node.restartProxy(upstream: "\(node.upstream):5300", ["--queries-per-socket", "1"])
-        let proxyPID = try #require(node.proxy?.processID)
-        /// The proxy's open sockets (listen, upstream and retired ones).
-        func openSockets() -> Int {
-            ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(proxyPID)/fd")) ?? []).count { fd in
-                (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(proxyPID)/fd/\(fd)"))?.hasPrefix("socket:") == true
-            }
-        }
-        let before = openSockets()
+        let before = node.proxySockets().count
         let sockets = try [DomainCluster.clientA, DomainCluster.clientB].flatMap { pod in
             try node.sendQueries(from: pod, names: (0..<128).map { "f\(pod)-\($0).race.test" })
         }
         let during = try withExtendedLifetime(sockets) {  // the pods' sockets stay open while their queries wait
             try node.waitUntil("the upstream saw the queries") { silent.queries.count >= 250 }
-            return openSockets()
+            return node.proxySockets().count
         }
         #expect(during - before <= 3 * 32 + 32, "\(before) sockets before, \(during) with 256 queries waiting")
         #expect(during - before >= 64, "sockets were retired: \(before) before, \(during) during")
+    }
+
+    /// An upstream socket whose replacement cannot open (the proxy out of descriptors) serves on, and
+    /// replacements resume once descriptors are free. Until 2026-12-05 the socket was retired before its
+    /// replacement opened: each failed open cost a loop one of its 32, and with none left every query failed.
+    @Test func anUpstreamSocketServesOnWhileItsReplacementCannotOpen() throws {
+        guard Privileges.require(), Privileges.tools(["/usr/bin/prlimit"], from: "util-linux") else { return }
+        let node = try DomainCluster(proxyArguments: ["--queries-per-socket", "1"])
+        let pid = try #require(node.proxy?.processID)
+        func limit(_ arguments: [String]) throws -> String {
+            let result = try ChildProcess.run("/usr/bin/prlimit", ["--pid", "\(pid)"] + arguments)
+            try #require(result.status == 0, "prlimit \(arguments): \(result.output)")
+            return result.output.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        let saved = try limit(["--nofile", "--raw", "--noheadings", "--output", "SOFT,HARD"]).split(separator: " ", omittingEmptySubsequences: true)
+        try #require(saved.count == 2)
+        // A soft limit below every descriptor the proxy holds: no socket opens until it is back (the hard
+        // limit stays: raising it again needs CAP_SYS_RESOURCE, which a container may not have).
+        _ = try limit(["--nofile=16:\(saved[1])"])
+        let before = node.proxySockets()
+        for round in 0..<100 {
+            let answer = try node.resolve(DomainCluster.clientA, "e\(round).race.test")
+            #expect(answer?.addresses == [DomainCluster.zoneAddress(6)], "round \(round) without descriptors: code \(answer.map { "\($0.responseCode)" } ?? "none")")
+        }
+        #expect(node.proxySockets() == before, "no socket opened or closed while none could open")
+        _ = try limit(["--nofile=\(saved[0]):\(saved[1])"])
+        var round = 0
+        try node.waitUntil("upstream sockets are replaced again") {
+            round += 1
+            let answer = try node.resolve(DomainCluster.clientA, "f\(round).race.test")
+            #expect(answer?.addresses == [DomainCluster.zoneAddress(6)], "round \(round) with descriptors back")
+            return node.proxySockets().subtracting(before).count >= 8
+        }
     }
 
     /// More event loops than the process may hold sockets for are refused at start, with what to do

@@ -262,8 +262,8 @@ struct BenchDNSCommand: Command {
             baseline. In turns, dnsperf runs against dnsmasq directly, through the proxy (every proxied answer \
             writes a grant before it is released) and through dnsdist (a C++ forwarder on the same hops: what \
             forwarding alone reaches on this machine), and the same client times queries one after another for p50 \
-            and p99, then once more with dnsmasq, the proxy and itself on one CPU (what the proxy adds without \
-            wake-ups across CPUs). Rates count NOERROR answers only (dnsperf counts a SERVFAIL as a completed \
+            and p99, then once more with dnsmasq, the proxy, dnsdist and itself on one CPU (what each forwarder adds \
+            without wake-ups across CPUs). Rates count NOERROR answers only (dnsperf counts a SERVFAIL as a completed \
             query); the share of other answers is printed, the share of the machine's CPU left idle in each case \
             (client, upstream and forwarder share it), and the CPU time each answer costs dnsmasq, the proxy and \
             dnsdist (steadier than the rates on a machine whose CPUs are shared). The default load, 100 queries \

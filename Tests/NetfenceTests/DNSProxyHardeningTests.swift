@@ -240,7 +240,7 @@ final class Background<Value: Sendable>: @unchecked Sendable {
     }
 
     /// An upstream socket whose replacement cannot open (the proxy out of descriptors) serves on, and
-    /// replacements resume once descriptors are free. Until 2026-12-05 the socket was retired before its
+    /// replacements resume once descriptors are free. Until 2026-12-04 a socket was retired before its
     /// replacement opened: each failed open cost a loop one of its 32, and with none left every query failed.
     @Test func anUpstreamSocketServesOnWhileItsReplacementCannotOpen() throws {
         guard Privileges.require(), Privileges.tools(["/usr/bin/prlimit"], from: "util-linux") else { return }

@@ -7,16 +7,26 @@ import Loader
 import NodeNetwork
 import PolicyInput
 
-/// `netfence bench traffic`: real traffic between two pods (network namespaces behind
-/// host veths on a throwaway node): iperf3's TCP throughput and sockperf's TCP ping-pong
-/// (transactions per second, p50 and p99 round trips), with no program on the veths,
-/// then with netfence enforcing a 10,000-prefix policy on both pods, with events off,
-/// at deny and at all. Cases take turns round by round, each round in another order;
-/// medians are reported, and the baseline is measured a second time as a case of its
-/// own: how far two identical cases of this run lie apart.
+/// `netfence bench traffic`: real traffic between pods (network namespaces behind host
+/// veths on a throwaway node): iperf3's TCP throughput and sockperf's TCP ping-pong
+/// (transactions per second, p50 and p99 round trips), with no program on the veths and
+/// with netfence enforcing a 10,000-prefix policy, with events off, at deny and at all.
+///
+/// Two ways, because this kind of machine drifts more between two runs of the same case
+/// (a 3-second iperf3 round varies by 15–30 %) than netfence could cost:
+/// - **one pair alone**: each case in turn, round by round, each round in another order;
+///   medians, and the baseline measured a second time as a case of its own (the spread).
+///   These give the absolute figures and carry no goal.
+/// - **side by side**: two pairs of pods at the same time, one with netfence and one
+///   without (which one alternates by round), so both meet the same machine; each round
+///   gives a ratio, and the round with the median ratio is reported, its two flows beside
+///   each other. The control has no program on either pair. The goals are held here.
 public struct TrafficBenchmark {
     public var seconds = 3
-    public var rounds = 5
+    /// Rounds of one pair alone.
+    public var rounds = 3
+    /// Rounds side by side (the goals' rows).
+    public var pairedRounds = 7
     public var prefixes = 10_000
     static let iperfPort = 5201, sockperfPort = 11111
 
@@ -44,10 +54,38 @@ public struct TrafficBenchmark {
             case .eventsAll: .all
             }
         }
+
+        /// The cases side by side: the control (no program on either pair) and netfence's.
+        static let sideBySide: [Case] = [.noProgramAgain, .eventsOff, .eventsDeny, .eventsAll]
+    }
+
+    /// One client pod and the server pod it sends to.
+    struct Pair {
+        let index: Int
+        let client: ClusterNetwork.Pod, server: ClusterNetwork.Pod
+        var pods: [(PodReference, ClusterNetwork.Pod)] {
+            [(PodReference(namespace: "bench", name: "client\(index)"), client), (PodReference(namespace: "bench", name: "server\(index)"), server)]
+        }
+    }
+
+    struct Measured {
+        var gigabits: Double, transactions: Double, p50: Double, p99: Double
     }
 
     struct Sample {
         var gigabits: [Double] = [], transactions: [Double] = [], p50: [Double] = [], p99: [Double] = []
+
+        mutating func append(_ measured: Measured) {
+            gigabits.append(measured.gigabits)
+            transactions.append(measured.transactions)
+            p50.append(measured.p50)
+            p99.append(measured.p99)
+        }
+    }
+
+    /// Side by side, each round: the measured pair's flows (netfence's, or the control's) and the other pair's.
+    struct PairedRound {
+        let measured: Measured, other: Measured
     }
 
     public func run() throws -> [Figure] {
@@ -57,20 +95,48 @@ public struct TrafficBenchmark {
         let pid = getpid()
         try BPFFilesystem.mountIfNeeded()
         let root = try PinRoot("\(BPFFilesystem.defaultMountPoint)/netfence-bench-traffic-\(pid)")
-        let cluster = try ClusterNetwork(prefix: "nfbt\(pid % 100_000)", pods: 2, subnet: 246)
+        let cluster = try ClusterNetwork(prefix: "nfbt\(pid % 100_000)", pods: 4, subnet: 246)
         defer {
-            try? Loader.reset(root: root)
+            _ = try? Loader.reset(root: root)
             cluster.remove()
         }
-        let (client, server) = (cluster.pods[0], cluster.pods[1])
-        let iperf = try InNamespace.start(server.namespace.name, ["/usr/bin/iperf3", "-s", "-B", server.ipv4, "-p", "\(Self.iperfPort)"])
-        defer { iperf.stop(signal: SIGKILL) }
-        let sockperf = try InNamespace.start(server.namespace.name, ["/usr/bin/sockperf", "server", "-i", server.ipv4, "--tcp",
-                                                                          "-p", "\(Self.sockperfPort)"])
-        defer { sockperf.stop(signal: SIGKILL) }
+        let pairs = [Pair(index: 0, client: cluster.pods[0], server: cluster.pods[1]), Pair(index: 1, client: cluster.pods[2], server: cluster.pods[3])]
+        var servers: [ChildProcess.Running] = []
+        defer { for server in servers { server.stop(signal: SIGKILL) } }
+        for pair in pairs {
+            let (namespace, address) = (pair.server.namespace.name, pair.server.ipv4)
+            servers.append(try InNamespace.start(namespace, ["/usr/bin/iperf3", "-s", "-B", address, "-p", "\(Self.iperfPort)"]))
+            servers.append(try InNamespace.start(namespace, ["/usr/bin/sockperf", "server", "-i", address, "--tcp", "-p", "\(Self.sockperfPort)"]))
+        }
 
         usleep(300_000)  // the servers listen
-        let samples = try measure(client: client, server: server, root: root, node: cluster.node.name)
+        let (alone, sideBySide) = try measure(pairs, root: root, node: cluster.node.name)
+        return figuresAlone(alone) + figuresSideBySide(sideBySide)
+    }
+
+    /// Both ways in turn; the loader (and its lock) go before the caller resets the root.
+    private func measure(_ pairs: [Pair], root: PinRoot, node: String) throws -> ([Sample], [[PairedRound]]) {
+        let (loader, _) = try Loader.initialize(root: root, migrate: false)
+        _ = try loader.apply(PolicyDocumentParser.parse(policy(pairs)))
+        return (try measureAlone(pairs[0], loader: loader, node: node), try measureSideBySide(pairs, loader: loader, node: node))
+    }
+
+    // MARK: one pair alone
+
+    /// Every case `rounds` times in turn.
+    private func measureAlone(_ pair: Pair, loader: Loader, node: String) throws -> [Sample] {
+        var samples = [Sample](repeating: Sample(), count: Case.allCases.count)
+        for round in 0..<rounds {
+            let count = Case.allCases.count
+            for index in (0..<count).map({ ($0 + round) % count }) {
+                try enforce(Case.allCases[index].eventLevel, on: [pair], loader: loader, node: node)
+                samples[index].append(try measure(pair))
+            }
+        }
+        return samples
+    }
+
+    private func figuresAlone(_ samples: [Sample]) -> [Figure] {
         let baseline = samples[0], name = Case.noProgram.name
         let gigabits = Figure.Baseline("TCP throughput, \(name)", Statistics.median(baseline.gigabits))
         let transactions = Figure.Baseline("TCP transactions/s, \(name)", Statistics.median(baseline.transactions))
@@ -83,79 +149,118 @@ public struct TrafficBenchmark {
             Figure("baseline: \(p99.name)", p99.value, .microseconds, count: rounds),
         ]
         for (index, trafficCase) in Case.allCases.enumerated().dropFirst() {
-            let sample = samples[index], control = trafficCase == .noProgramAgain
+            let sample = samples[index]
             figures += [
-                Figure("TCP throughput, \(trafficCase.name)", Statistics.median(sample.gigabits), .gigabitsPerSecond, baseline: gigabits,
-                       goal: control ? nil : .atLeast(0.97, .times), count: rounds),
+                Figure("TCP throughput, \(trafficCase.name)", Statistics.median(sample.gigabits), .gigabitsPerSecond, baseline: gigabits, count: rounds),
                 Figure("TCP transactions/s, \(trafficCase.name)", Statistics.median(sample.transactions), .perSecond, baseline: transactions,
-                       goal: control ? nil : .atLeast(0.97, .times), count: rounds),
+                       count: rounds),
                 Figure("p50 round trip, \(trafficCase.name)", Statistics.median(sample.p50), .microseconds, baseline: p50, count: rounds),
-                Figure("p99 round trip, \(trafficCase.name)", Statistics.median(sample.p99), .microseconds, baseline: p99,
-                       goal: control ? nil : .atMost(1.05, .times), count: rounds),
+                Figure("p99 round trip, \(trafficCase.name)", Statistics.median(sample.p99), .microseconds, baseline: p99, count: rounds),
             ]
         }
         return figures
     }
 
-    /// Every case `rounds` times in turn; the loader (and its lock) go before the caller resets the root.
-    private func measure(client: ClusterNetwork.Pod, server: ClusterNetwork.Pod, root: PinRoot, node: String) throws -> [Sample] {
-        let (loader, _) = try Loader.initialize(root: root, migrate: false)
-        _ = try loader.apply(PolicyDocumentParser.parse(policy(client: client, server: server)))
-        let pods = [("client", client), ("server", server)]
-        var samples = [Sample](repeating: Sample(), count: Case.allCases.count)
-        for round in 0..<rounds {
-            let count = Case.allCases.count
+    // MARK: two pairs side by side
+
+    /// Every side-by-side case `pairedRounds` times in turn; the measured pair alternates by round
+    /// (what separates the two pairs themselves cancels out).
+    private func measureSideBySide(_ pairs: [Pair], loader: Loader, node: String) throws -> [[PairedRound]] {
+        var rounds = [[PairedRound]](repeating: [], count: Case.sideBySide.count)
+        for round in 0..<pairedRounds {
+            let (measuredPair, otherPair) = round % 2 == 0 ? (pairs[0], pairs[1]) : (pairs[1], pairs[0])
+            let count = Case.sideBySide.count
             for index in (0..<count).map({ ($0 + round) % count }) {
-                let trafficCase = Case.allCases[index]
-                if let level = trafficCase.eventLevel {
-                    for (name, pod) in pods where try loader.state.pod(PodReference(namespace: "bench", name: name)) == nil {
-                        _ = try loader.attach(PodReference(namespace: "bench", name: name), interface: pod.hostInterface, netns: node,
-                                              defaults: [:])
-                    }
-                    _ = try loader.changeSettings { $0.eventLevel = level }
-                } else {
-                    for (name, _) in pods where try loader.state.pod(PodReference(namespace: "bench", name: name)) != nil {
-                        try loader.detach(PodReference(namespace: "bench", name: name))
-                    }
-                }
-                samples[index].gigabits.append(try throughput(from: client, to: server))
-                let (rate, p50, p99) = try pingPong(from: client, to: server)
-                samples[index].transactions.append(rate)
-                samples[index].p50.append(p50)
-                samples[index].p99.append(p99)
+                try enforce(nil, on: [otherPair], loader: loader, node: node)
+                try enforce(Case.sideBySide[index].eventLevel, on: [measuredPair], loader: loader, node: node)
+                let (gigabits, otherGigabits) = try Self.atOnce({ try throughput(measuredPair) }, { try throughput(otherPair) })
+                let (pingPong, otherPingPong) = try Self.atOnce({ try self.pingPong(measuredPair) }, { try self.pingPong(otherPair) })
+                rounds[index].append(PairedRound(
+                    measured: Measured(gigabits: gigabits, transactions: pingPong.rate, p50: pingPong.p50, p99: pingPong.p99),
+                    other: Measured(gigabits: otherGigabits, transactions: otherPingPong.rate, p50: otherPingPong.p50, p99: otherPingPong.p99)))
             }
         }
-        return samples
+        return rounds
     }
 
-    /// Each pod isolated by `prefixes` host prefixes, the other pod's among them, on the two servers' ports:
-    /// the client's egress and the server's ingress.
-    func policy(client: ClusterNetwork.Pod, server: ClusterNetwork.Pod) -> String {
+    private func figuresSideBySide(_ rounds: [[PairedRound]]) -> [Figure] {
+        Case.sideBySide.enumerated().flatMap { index, trafficCase -> [Figure] in
+            let control = trafficCase == .noProgramAgain
+            let name = control ? "no program on either pair (this run's spread)" : trafficCase.name
+            /// The round whose ratio of `metric` is the median: its measured flow beside the other pair's, at the same time.
+            func medianRound(_ title: String, _ metric: KeyPath<Measured, Double>, _ unit: Figure.Unit, goal: Goal?) -> Figure {
+                let sorted = rounds[index].sorted { $0.measured[keyPath: metric] / $0.other[keyPath: metric] < $1.measured[keyPath: metric] / $1.other[keyPath: metric] }
+                let median = sorted[sorted.count / 2]
+                return Figure("\(title) side by side, \(name)", median.measured[keyPath: metric], unit,
+                              baseline: Figure.Baseline("\(title) side by side, the other pair at the same time", median.other[keyPath: metric]),
+                              goal: control ? nil : goal, count: sorted.count)
+            }
+            return [
+                medianRound("TCP throughput", \.gigabits, .gigabitsPerSecond, goal: .atLeast(0.97, .times)),
+                medianRound("TCP transactions/s", \.transactions, .perSecond, goal: .atLeast(0.97, .times)),
+                medianRound("p99 round trip", \.p99, .microseconds, goal: .atMost(1.05, .times)),
+            ]
+        }
+    }
+
+    /// Runs `first` and `second` at the same time; both results, or the first error (once both ended).
+    static func atOnce<Value>(_ first: @escaping () throws -> Value, _ second: @escaping () throws -> Value) throws -> (Value, Value) {
+        let other = Background(second)
+        let mine = Result { try first() }
+        let theirs = Result { try other.result() }
+        return (try mine.get(), try theirs.get())
+    }
+
+    // MARK: both ways
+
+    /// Netfence on `pairs` at event level `level`, or no program on them (nil).
+    private func enforce(_ level: EventLevel?, on pairs: [Pair], loader: Loader, node: String) throws {
+        for (pod, interface) in pairs.flatMap(\.pods) {
+            let attached = try loader.state.pod(pod) != nil
+            if level != nil, !attached {
+                _ = try loader.attach(pod, interface: interface.hostInterface, netns: node, defaults: [:])
+            } else if level == nil, attached {
+                try loader.detach(pod)
+            }
+        }
+        if let level { _ = try loader.changeSettings { $0.eventLevel = level } }
+    }
+
+    /// Each pair's two pods isolated by `prefixes` host prefixes, the other pod of the pair among them,
+    /// on the two servers' ports: the client's egress and the server's ingress.
+    func policy(_ pairs: [Pair]) -> String {
         let ports = [Self.iperfPort, Self.sockperfPort], others = BenchPolicy.hosts(prefixes).dropFirst()
-        return BenchPolicy.list([
-            BenchPolicy(name: "client", pods: ["client"], direction: .egress, cidrs: ["\(server.ipv4)/32"] + others, ports: ports),
-            BenchPolicy(name: "server", pods: ["server"], direction: .ingress, cidrs: ["\(client.ipv4)/32"] + others, ports: ports),
-        ])
+        return BenchPolicy.list(pairs.flatMap { pair in [
+            BenchPolicy(name: "client\(pair.index)", pods: ["client\(pair.index)"], direction: .egress, cidrs: ["\(pair.server.ipv4)/32"] + others,
+                        ports: ports),
+            BenchPolicy(name: "server\(pair.index)", pods: ["server\(pair.index)"], direction: .ingress, cidrs: ["\(pair.client.ipv4)/32"] + others,
+                        ports: ports),
+        ] })
     }
 
-    /// iperf3 from `client` to `server` for `seconds`: the receiver's Gbit/s.
-    func throughput(from client: ClusterNetwork.Pod, to server: ClusterNetwork.Pod) throws -> Double {
-        let result = try InNamespace.run(client.namespace.name, ["/usr/bin/iperf3",
-                                                               "-c", server.ipv4, "-p", "\(Self.iperfPort)", "-t", "\(seconds)", "-J"],
+    private func measure(_ pair: Pair) throws -> Measured {
+        let gigabits = try throughput(pair), (rate, p50, p99) = try pingPong(pair)
+        return Measured(gigabits: gigabits, transactions: rate, p50: p50, p99: p99)
+    }
+
+    /// iperf3 from the pair's client to its server for `seconds`: the receiver's Gbit/s.
+    func throughput(_ pair: Pair) throws -> Double {
+        let result = try InNamespace.run(pair.client.namespace.name, ["/usr/bin/iperf3",
+                                                                    "-c", pair.server.ipv4, "-p", "\(Self.iperfPort)", "-t", "\(seconds)", "-J"],
                                           timeout: Double(seconds) + 30)
         guard result.status == 0, let report = try? JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any],
               let end = report["end"] as? [String: Any], let received = end["sum_received"] as? [String: Any],
               let bits = received["bits_per_second"] as? Double else {
-            throw BenchmarkError("iperf3 to \(server.ipv4) failed: \(result.output.suffix(400))")
+            throw BenchmarkError("iperf3 to \(pair.server.ipv4) failed: \(result.output.suffix(400))")
         }
         return bits / 1e9
     }
 
-    /// sockperf's TCP ping-pong from `client` to `server` for `seconds`: round trips per second, p50 and p99 in µs.
-    func pingPong(from client: ClusterNetwork.Pod, to server: ClusterNetwork.Pod) throws -> (rate: Double, p50: Double, p99: Double) {
-        let result = try InNamespace.run(client.namespace.name, ["/usr/bin/sockperf",
-                                                               "ping-pong", "-i", server.ipv4, "--tcp", "-p", "\(Self.sockperfPort)",
-                                                               "-t", "\(seconds)", "--full-rtt"],
+    /// sockperf's TCP ping-pong from the pair's client to its server for `seconds`: round trips per second, p50 and p99 in µs.
+    func pingPong(_ pair: Pair) throws -> (rate: Double, p50: Double, p99: Double) {
+        let result = try InNamespace.run(pair.client.namespace.name, ["/usr/bin/sockperf",
+                                                                    "ping-pong", "-i", pair.server.ipv4, "--tcp", "-p", "\(Self.sockperfPort)",
+                                                                    "-t", "\(seconds)", "--full-rtt"],
                                           timeout: Double(seconds) + 30)
         let lines = result.output.split(separator: "\n")
         func number(after marker: String, in line: Substring) -> Double? {
@@ -170,7 +275,7 @@ public struct TrafficBenchmark {
         guard result.status == 0, let valid = lines.first(where: { $0.contains("[Valid Duration]") }),
               let runTime = number(after: "RunTime=", in: valid), let received = number(after: "ReceivedMessages=", in: valid), runTime > 0,
               let p50 = percentile("50.000"), let p99 = percentile("99.000") else {
-            throw BenchmarkError("sockperf to \(server.ipv4) failed: \(result.output.suffix(400))")
+            throw BenchmarkError("sockperf to \(pair.server.ipv4) failed: \(result.output.suffix(400))")
         }
         return (received / runTime, p50, p99)
     }

@@ -75,7 +75,8 @@ final class ProxyShard: @unchecked Sendable {
     }
 
     /// One connected upstream socket: its queries by ID; replaced after a number of them.
-    final class UpstreamSocket {
+    /// (`@unchecked Sendable`: handed to its loop's callbacks; touched only on that loop.)
+    final class UpstreamSocket: @unchecked Sendable {
         let channel: Channel
         var pending: [UInt16: PendingQuery] = [:]
         var sent = 0

@@ -124,18 +124,23 @@ import TestSupport
         #expect(!FileManager.default.fileExists(atPath: "\(BPFFilesystem.defaultMountPoint)/netfence-bench-\(pid)"), "pins removed")
     }
 
-    /// A short run of `bench traffic`: every case moved real bytes and round trips between the two pods,
-    /// each netfence case against the baseline of the same run, and nothing is left behind.
+    /// A short run of `bench traffic`: every case moved real bytes and round trips between the pods, one pair
+    /// alone (no goals) and two pairs side by side (the goals, on the netfence cases: the median round's
+    /// flow beside the other pair's at the same time), and nothing is left behind.
     @Test func benchTrafficMeasuresRealTrafficWithAndWithoutNetfence() throws {
         guard Privileges.require(), Privileges.tools(["/usr/bin/iperf3", "/usr/bin/sockperf"], from: "iperf3 or sockperf") else { return }
-        let (rows, result) = try Self.bench(["traffic", "--seconds", "1", "--rounds", "1"])
-        #expect(rows.count == 20 && rows.allSatisfy { ($0["value"] as? Double ?? 0) > 0 }, "\(rows)")
+        let (rows, result) = try Self.bench(["traffic", "--seconds", "1", "--rounds", "1", "--side-by-side-rounds", "2"])
+        #expect(rows.count == 32 && rows.allSatisfy { ($0["value"] as? Double ?? 0) > 0 }, "\(rows)")
         #expect(rows.prefix(4).map { $0["unit"] as? String } == ["Gbit/s", "/s", "µs", "µs"])
-        for row in rows.dropFirst(8) where row["goal"] != nil {
+        #expect(rows.prefix(20).allSatisfy { $0["goal"] == nil }, "one pair alone carries no goal")
+        let sideBySide = Array(rows.suffix(12))
+        #expect(sideBySide.allSatisfy { ($0["name"] as? String ?? "").contains("side by side") && ($0["baseline"] as? [String: Any])?["value"] as? Double ?? 0 > 0 },
+                "\(sideBySide)")
+        #expect(sideBySide.prefix(3).allSatisfy { $0["goal"] == nil }, "the control (no program on either pair) has no goal")
+        for row in sideBySide.dropFirst(3) {
             let goal = try #require(row["goal"] as? [String: Any])
-            #expect(row["comparison"] as? String == "times" && [0.97, 1.05].contains(goal["limit"] as? Double ?? 0), "\(row)")
+            #expect(row["comparison"] as? String == "times" && [0.97, 1.05].contains(goal["limit"] as? Double ?? 0) && row["count"] as? Int == 2, "\(row)")
         }
-        #expect(rows.dropFirst(4).prefix(4).allSatisfy { $0["goal"] == nil }, "the control case has no goal")
         let pid = "\(result.processID)"
         #expect(!FileManager.default.fileExists(atPath: "\(BPFFilesystem.defaultMountPoint)/netfence-bench-traffic-\(pid)"), "pins removed")
         let left = (try? FileManager.default.contentsOfDirectory(atPath: NetworkNamespace.namedFolder)) ?? []

@@ -60,24 +60,6 @@ extension DomainCluster {
     }
 }
 
-/// Runs `body` on a thread of its own; the result is read once it finished.
-final class Background<Value: Sendable>: @unchecked Sendable {
-    private let done = DispatchSemaphore(value: 0)
-    private var value: Result<Value, Error>?
-
-    init(_ body: @escaping @Sendable () throws -> Value) {
-        Thread { [self] in
-            value = Result { try body() }
-            done.signal()
-        }.start()
-    }
-
-    func result() throws -> Value {
-        done.wait()
-        return try value!.get()
-    }
-}
-
 /// Issue 14: what a pod can try against the DNS proxy, tried.
 @Suite(.serialized) struct DNSProxyHardeningTests {
     @Test func forgedAnswersFromAPodGrantNothingWhileTheRealQueryWaits() throws {

@@ -98,6 +98,8 @@ final class ProxyShard: @unchecked Sendable {
     /// The sockets new queries go out on; retiring ones wait in `retired` for their last answers.
     private var upstreams: [UpstreamSocket] = []
     private var retired: [UpstreamSocket] = []
+    /// Replacements opening now: each holds a descriptor too, counted with the retired ones against their bound.
+    private var replacementsOpening = 0
     /// No replacement opens before this after one failed to (out of descriptors, say): the old sockets serve meanwhile.
     private var replacementsResume = NIODeadline.uptimeNanoseconds(0)
     /// Every upstream socket by its channel, for the answers that arrive on it.
@@ -324,10 +326,11 @@ final class ProxyShard: @unchecked Sendable {
         socket.sent += 1
         socket.channel.write(socket.channel.allocator.buffer(bytes: upstreamBytes(waiting)), promise: nil)
         unflushed.insert(ObjectIdentifier(socket.channel))
-        // Retiring sockets wait for their answers (a silent upstream: its timeout): at most three sets of them, the
-        // descriptors DNSProxy budgets for; past that a socket carries more queries than its share until some close.
-        if socket.sent >= configuration.queriesPerSocket, !socket.replacing, retired.count < 3 * configuration.upstreamSockets,
-           NIODeadline.now() >= replacementsResume {
+        // Retiring sockets wait for their answers (a silent upstream: its timeout): they and the replacements opening
+        // stay within three sets, the descriptors DNSProxy budgets for beside the live set; past that a socket carries
+        // more queries than its share until some close.
+        if socket.sent >= configuration.queriesPerSocket, !socket.replacing,
+           retired.count + replacementsOpening < 3 * configuration.upstreamSockets, NIODeadline.now() >= replacementsResume {
             replace(socket)
         }
     }
@@ -337,8 +340,10 @@ final class ProxyShard: @unchecked Sendable {
     /// a loop never runs out of upstream sockets, and a failing open is not retried for every query.
     private func replace(_ socket: UpstreamSocket) {
         socket.replacing = true
+        replacementsOpening += 1
         openUpstream().whenComplete { [self] result in
             socket.replacing = false
+            replacementsOpening -= 1
             guard case .success(let channel) = result else {
                 replacementsResume = .now() + .milliseconds(500)
                 return

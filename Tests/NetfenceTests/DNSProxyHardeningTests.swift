@@ -18,10 +18,20 @@ extension DomainCluster {
         return "\(parts[0]).\(parts[1]).\(parts[2]).\(parts[3] - 1)"
     }
 
-    /// Restarts the proxy with `upstream` (a scripted server) instead of dnsmasq.
-    func restartProxy(upstream: String, _ extra: [String] = []) throws {
-        stopProxy()
-        try startProxy(["--upstream", upstream] + extra)
+    /// Starts a scripted upstream in the DNS pod (port 5300) that answers each query with what `respond`
+    /// returns (nothing: a silent upstream), and restarts the proxy with `extra` to forward there instead of
+    /// dnsmasq. The caller stops the server.
+    func restartProxyBehindScriptedUpstream(_ extra: [String] = [], respond: @escaping @Sendable (ScriptedDNSServer.Query) -> [[UInt8]])
+        throws -> ScriptedDNSServer {
+        let server = try ScriptedDNSServer(in: cluster.pods[Self.dnsPod].namespace, address: upstream, port: 5300, respond: respond)
+        do {
+            stopProxy()
+            try startProxy(["--upstream", "\(upstream):5300"] + extra)
+        } catch {
+            server.stop()
+            throw error
+        }
+        return server
     }
 
     /// What the running proxy published: its counters by name, from `loader status -o json`.
@@ -68,9 +78,8 @@ extension DomainCluster {
         let victim = DomainCluster.clientA, attacker = DomainCluster.webPod  // the attacker's egress is open
         let forged = DomainCluster.zoneAddress(8)
         // The upstream holds every answer back: the victim's query stays pending.
-        let silent = try ScriptedDNSServer(in: node.cluster.pods[DomainCluster.dnsPod].namespace, address: node.upstream, port: 5300) { _ in [] }
+        let silent = try node.restartProxyBehindScriptedUpstream { _ in [] }
         defer { silent.stop() }
-        try node.restartProxy(upstream: "\(node.upstream):5300")
 
         let victimClient = node.client(victim, server: node.proxy4)
         let pending = Background { try victimClient.query("v1.race.test", timeout: 3) }
@@ -103,13 +112,12 @@ extension DomainCluster {
         let a = DomainCluster.clientA
         // Each query is answered twice: first a forgery (wrong ID, then the right ID with the name's case lost),
         // then the real answer. Only the real one may be granted.
-        let scripted = try ScriptedDNSServer(in: node.cluster.pods[DomainCluster.dnsPod].namespace, address: node.upstream, port: 5300) { query in
+        let scripted = try node.restartProxyBehindScriptedUpstream { query in
             [ScriptedDNSServer.answer(query.bytes, address: [198, 19, 10, 8], id: query.id &+ 1),
              ScriptedDNSServer.answer(query.bytes, address: [198, 19, 10, 9], lowercasingName: true),
              ScriptedDNSServer.answer(query.bytes, address: [198, 19, 10, 6])]
         }
         defer { scripted.stop() }
-        try node.restartProxy(upstream: "\(node.upstream):5300")
         for round in 0..<50 {
             let answer = try #require(try node.resolve(a, "MixedCase\(round).race.test"))
             #expect(answer.addresses == [DomainCluster.zoneAddress(6)], "round \(round): the real answer, \(answer.addresses)")
@@ -136,10 +144,9 @@ extension DomainCluster {
     @Test func waitingQueriesAreBoundedPerPodAcrossTheProxysLoops() throws {
         guard Privileges.require() else { return }
         let node = try DomainCluster()
-        let silent = try ScriptedDNSServer(in: node.cluster.pods[DomainCluster.dnsPod].namespace, address: node.upstream, port: 5300) { _ in [] }
-        defer { silent.stop() }
         // Four loops, whatever the CPUs: 300 sockets spread over them, and a bound each loop kept alone would let 300 wait.
-        try node.restartProxy(upstream: "\(node.upstream):5300", ["--event-loops", "4"])
+        let silent = try node.restartProxyBehindScriptedUpstream(["--event-loops", "4"]) { _ in [] }
+        defer { silent.stop() }
         let sockets = try node.sendQueries(from: DomainCluster.clientA, names: (0..<300).map { "w\($0).race.test" })
         usleep(800_000)  // well within the upstream timeout (2 s): only refusals have come back
         var refused = 0
@@ -162,7 +169,7 @@ extension DomainCluster {
         guard Privileges.require() else { return }
         let root = try TestPinRoot()
         _ = try Loader.initialize(root: root.pinRoot, migrate: false)
-        defer { try? Loader.reset(root: root.pinRoot) }
+        defer { _ = try? Loader.reset(root: root.pinRoot) }
         let datapath = try Datapath.open(pinnedUnder: root.path)
         let keeper = GrantKeeper(datapath: datapath, ttlBounds: 5...3600, retentionNanoseconds: 0)
         let address = try #require(IPAddress("198.19.12.7")), pattern: UInt64 = 0x4444
@@ -206,9 +213,8 @@ extension DomainCluster {
     @Test func retiredUpstreamSocketsStayWithinTheDescriptorBudget() throws {
         guard Privileges.require() else { return }
         let node = try DomainCluster()
-        let silent = try ScriptedDNSServer(in: node.cluster.pods[DomainCluster.dnsPod].namespace, address: node.upstream, port: 5300) { _ in [] }
+        let silent = try node.restartProxyBehindScriptedUpstream(["--queries-per-socket", "1"]) { _ in [] }
         defer { silent.stop() }
-        try node.restartProxy(upstream: "\(node.upstream):5300", ["--queries-per-socket", "1"])
         let before = node.proxySockets().count
         let sockets = try [DomainCluster.clientA, DomainCluster.clientB].flatMap { pod in
             try node.sendQueries(from: pod, names: (0..<128).map { "f\(pod)-\($0).race.test" })
@@ -260,7 +266,7 @@ extension DomainCluster {
         guard Privileges.require(), Privileges.tools(["/usr/bin/prlimit"], from: "util-linux") else { return }
         let root = try TestPinRoot()
         _ = try Loader.initialize(root: root.pinRoot, migrate: false)
-        defer { try? Loader.reset(root: root.pinRoot) }
+        defer { _ = try? Loader.reset(root: root.pinRoot) }
         let result = try NetfenceBinary.run(["dns", "proxy", "--listen", "198.18.0.53", "--upstream", "198.18.0.1", "--event-loops", "64",
                                              "--bpffs-root", root.path], wrappedIn: ["/usr/bin/prlimit", "--nofile=1024:1024", "--"])
         #expect(result.status == 1, "\(result.standardError)")
@@ -276,11 +282,10 @@ extension DomainCluster {
         guard Privileges.require() else { return }
         let node = try DomainCluster()
         let addresses: [[UInt8]] = (0..<400).map { [198, 19, 12 + UInt8($0 / 200), UInt8($0 % 200 + 1)] }
-        let scripted = try ScriptedDNSServer(in: node.cluster.pods[DomainCluster.dnsPod].namespace, address: node.upstream, port: 5300) { query in
+        let scripted = try node.restartProxyBehindScriptedUpstream { query in
             [ScriptedDNSServer.answer(query.bytes, addresses: addresses)]
         }
         defer { scripted.stop() }
-        try node.restartProxy(upstream: "\(node.upstream):5300")
         let answer = try #require(try node.client(DomainCluster.clientA, server: node.proxy4).query("big.race.test", ednsPayloadSize: 8192, timeout: 3))
         #expect(!answer.retriedOverTCP && answer.addresses.count == 400, "\(answer.addresses.count) addresses, code \(answer.responseCode)")
         #expect(try node.granted(DomainCluster.clientA, "198.19.13.200"), "the last address is granted")

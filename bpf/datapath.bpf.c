@@ -182,7 +182,39 @@ struct {
 	__type(value, struct decide_scratch);
 } scratch SEC(".maps");
 
+/* The coarse clock as this CPU last read it, and jiffies then. The coarse
+ * clock moves only when jiffies does, and jiffies is a load (the verifier
+ * inlines bpf_jiffies64) where the clock is a helper call: a tenth of the
+ * established path. Lost on a reload, which only costs one read. */
+struct coarse_clock {
+	__u64 jiffies;
+	__u64 now_ns;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct coarse_clock);
+} coarse_clock SEC(".maps");
+
 NF_EVENT_RING_MAPS(event_rings, event_doorbell);
+
+/* CLOCK_MONOTONIC, coarse (bpf_ktime_get_coarse_ns), read once per jiffy on each CPU. */
+static __always_inline __u64 coarse_now(void)
+{
+	__u32 zero = 0;
+	struct coarse_clock *clock = bpf_map_lookup_elem(&coarse_clock, &zero);
+	__u64 jiffies = bpf_jiffies64();
+
+	if (!clock)
+		return bpf_ktime_get_coarse_ns(); /* cannot happen: a one-entry array */
+	if (clock->jiffies != jiffies) {
+		clock->jiffies = jiffies;
+		clock->now_ns = bpf_ktime_get_coarse_ns();
+	}
+	return clock->now_ns;
+}
 
 /* ---- Parsing ---- */
 
@@ -921,7 +953,7 @@ static __always_inline struct nf_conntrack_value *conntrack_lookup(struct __sk_b
 	if (entry) {
 		/* the coarse clock moves every few ms: store only then, so busy
 		 * flows do not bounce the entry's cache line between CPUs */
-		__u64 now = bpf_ktime_get_coarse_ns();
+		__u64 now = coarse_now();
 
 		if (entry->last_seen_ns != now)
 			entry->last_seen_ns = now;
@@ -1064,7 +1096,7 @@ static __always_inline int enforce(struct __sk_buff *skb, __u8 direction)
 		return TC_ACT_OK;
 	}
 	/* The slow path reads the clock once: conntrack, hits and events share it. */
-	__u64 now = bpf_ktime_get_coarse_ns();
+	__u64 now = coarse_now();
 
 	if (parsed == PARSE_BAD) {
 		if (!enforced(pod, direction))

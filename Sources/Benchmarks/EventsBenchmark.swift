@@ -60,7 +60,7 @@ public struct EventsBenchmark {
         }
 
         let raw = try loader.datapath.eventReader()
-        let stream = try EventStream(loader: loader), capturing = try EventStream(loader: loader)
+        let stream = try EventStream(loader: loader, watching: false), capturing = try EventStream(loader: loader, watching: false)
         capturing.keepsPackets = true
         let writer = EventJSONWriter()
         let pcap = PcapngWriter()

@@ -404,7 +404,17 @@ struct nf_event_rings {
 	__u64 *committed; /* per CPU: what this reader last gave back */
 	__u32 *ready;     /* scratch of peek: the CPUs with records */
 	__u64 *heads;     /* scratch of peek: their producers' positions */
+	/* A watcher reads beside the consumer, who may give records back under it: it copies each
+	 * record out (copies, NF_EVENT_WATCH_BATCH of them) and keeps it only if its bytes cannot have been
+	 * written again meanwhile; skipped counts the bytes of the records it fell behind on. */
+	int watching;
+	__u8 *copies;
+	__u64 skipped;
 };
+
+/* How often a watcher looks for records when there were none. */
+#define WATCH_POLL_MS 50
+#define EVENT_RECORD_MAX_BYTES (sizeof(struct nf_event) + NF_MAX_SNAPLEN)
 
 /* Bytes from one CPU's ring to the next in the array (the kernel rounds values to 8). */
 #define EVENT_RING_STRIDE ((sizeof(struct nf_event_ring) + 7) & ~(size_t)7)
@@ -414,7 +424,7 @@ static struct nf_event_ring *event_ring(const struct nf_event_rings *rings, __u3
 	return (struct nf_event_ring *)(rings->base + (size_t)cpu * EVENT_RING_STRIDE);
 }
 
-struct nf_event_rings *nf_event_rings_open(int rings_fd, __u32 cpus, int doorbell_fd)
+struct nf_event_rings *nf_event_rings_open(int rings_fd, __u32 cpus, int doorbell_fd, int watching)
 {
 	struct nf_event_rings *rings = calloc(1, sizeof(*rings));
 	int err;
@@ -422,6 +432,11 @@ struct nf_event_rings *nf_event_rings_open(int rings_fd, __u32 cpus, int doorbel
 	if (!rings)
 		return NULL;
 	rings->cpus = cpus;
+	rings->watching = watching;
+	if (watching && !(rings->copies = malloc(NF_EVENT_WATCH_BATCH * EVENT_RECORD_MAX_BYTES))) {
+		free(rings);
+		return NULL;
+	}
 	rings->mapped = (size_t)cpus * EVENT_RING_STRIDE;
 	rings->base = MAP_FAILED;
 	rings->pending = calloc(cpus ? cpus : 1, sizeof(__u64));
@@ -459,7 +474,13 @@ void nf_event_rings_close(struct nf_event_rings *rings)
 	free(rings->committed);
 	free(rings->ready);
 	free(rings->heads);
+	free(rings->copies);
 	free(rings);
+}
+
+__u64 nf_event_rings_skipped(const struct nf_event_rings *rings)
+{
+	return rings->skipped;
 }
 
 __u64 nf_event_rings_head(const struct nf_event_rings *rings, __u32 cpu)
@@ -496,23 +517,53 @@ static const struct nf_event *event_at(const struct nf_event_rings *rings, __u32
 	return event;
 }
 
+/* Whether a watcher's copy of the record at CPU's pending position is whole. A writer writes
+ * again only bytes a consumer gave back: while the tail is not past the record, or the head is
+ * still a ring (less the longest record, which may be half written) short of it, none were. */
+static int copy_is_whole(const struct nf_event_rings *rings, __u32 cpu)
+{
+	__u64 position = rings->pending[cpu];
+
+	__atomic_thread_fence(__ATOMIC_ACQUIRE); /* the copy is read before the positions */
+	return nf_event_rings_committed(rings, cpu) <= position ||
+	       nf_event_rings_head(rings, cpu) + EVENT_RECORD_MAX_BYTES <= position + NF_EVENT_CPU_RING_BYTES;
+}
+
+/* A watcher that fell a ring behind: it goes on where the consumer is, counting what it skips. */
+static void watcher_skips(struct nf_event_rings *rings, __u32 cpu)
+{
+	__u64 tail = nf_event_rings_committed(rings, cpu);
+
+	if (tail > rings->pending[cpu]) {
+		rings->skipped += tail - rings->pending[cpu];
+		rings->pending[cpu] = tail;
+	}
+}
+
 int nf_event_rings_peek(struct nf_event_rings *rings, struct nf_event_record *records, int max)
 {
 	__u32 ready = 0;
 	int count = 0;
 
+	if (rings->watching && max > NF_EVENT_WATCH_BATCH)
+		max = NF_EVENT_WATCH_BATCH;
 	for (__u32 cpu = 0; cpu < rings->cpus; cpu++) {
-		/* With nothing handed out, start where the ring's consumer is now: another reader may have moved it. */
-		if (rings->pending[cpu] == rings->committed[cpu])
+		/* With nothing handed out, start where the ring's consumer is now: another reader may have
+		 * moved it. A watcher reads on from its own place, behind the consumer if need be. */
+		if (!rings->watching && rings->pending[cpu] == rings->committed[cpu])
 			rings->pending[cpu] = rings->committed[cpu] = nf_event_rings_committed(rings, cpu);
 		__u64 head = nf_event_rings_head(rings, cpu);
 
 		/* Not positions one writer leaves (two at once can, see nf_event_reserve): start over where
-		 * the writer will go on, at its head, or at the tail when the head went back behind it. */
+		 * the writer will go on, at its head, or at the tail when the head went back behind it. A
+		 * watcher a whole ring behind goes on at the tail. */
 		if (head - rings->pending[cpu] > NF_EVENT_CPU_RING_BYTES) {
 			__u64 tail = nf_event_rings_committed(rings, cpu);
 
-			rings->pending[cpu] = (__s64)(head - tail) > 0 ? head : tail;
+			if (rings->watching && (__s64)(head - tail) >= 0 && (__s64)(tail - rings->pending[cpu]) > 0)
+				watcher_skips(rings, cpu);
+			else
+				rings->pending[cpu] = (__s64)(head - tail) > 0 ? head : tail;
 		}
 		/* Each head read once per peek: what a CPU writes meanwhile waits for the next one. */
 		if (rings->pending[cpu] < head) {
@@ -531,9 +582,14 @@ int nf_event_rings_peek(struct nf_event_rings *rings, struct nf_event_record *re
 
 			if (!event) {
 				/* Drained, or what two writers at once left (a record running past what was
-				 * published): its rest is dropped, the next record starts at the head. */
-				if (rings->pending[rings->ready[index]] < heads[index])
-					rings->pending[rings->ready[index]] = heads[index];
+				 * published): its rest is dropped, the next record starts at the head. A
+				 * watcher behind the consumer may be reading a record written anew. */
+				__u32 cpu = rings->ready[index];
+
+				if (rings->watching && nf_event_rings_committed(rings, cpu) > rings->pending[cpu])
+					watcher_skips(rings, cpu);
+				else if (rings->pending[cpu] < heads[index])
+					rings->pending[cpu] = heads[index];
 				rings->ready[index] = rings->ready[--ready];
 				heads[index] = heads[ready];
 				continue;
@@ -547,10 +603,26 @@ int nf_event_rings_peek(struct nf_event_rings *rings, struct nf_event_record *re
 		if (!first)
 			break;
 		__u32 cpu = rings->ready[oldest], length = nf_event_record_bytes(first->captured);
+		__u32 captured = first->captured;
 
+		if (rings->watching) {
+			__u8 *copy = rings->copies + (size_t)count * EVENT_RECORD_MAX_BYTES;
+
+			/* Read once: the writer may be writing it again, and its length must not grow. */
+			captured = ((const volatile struct nf_event *)first)->captured;
+			if (captured > NF_MAX_SNAPLEN)
+				captured = NF_MAX_SNAPLEN;
+			length = nf_event_record_bytes(captured);
+			memcpy(copy, first, sizeof(*first) + captured);
+			if (!copy_is_whole(rings, cpu)) {
+				watcher_skips(rings, cpu);
+				continue;
+			}
+			first = (const struct nf_event *)copy;
+		}
 		rings->pending[cpu] += length;
 		records[count].event = first;
-		records[count].length = sizeof(*first) + first->captured;
+		records[count].length = sizeof(*first) + captured;
 		records[count].cpu = cpu;
 		records[count].end = rings->pending[cpu];
 		count++;
@@ -597,6 +669,20 @@ int nf_event_rings_wait(struct nf_event_rings *rings, int timeout_ms)
 	struct timespec now;
 	int status = 0;
 	__u32 cpu = 0;
+
+	/* A watcher polls: the doorbell and the sleep it announces are the consumer's. */
+	if (rings->watching) {
+		while (cpu < rings->cpus && nf_event_rings_head(rings, cpu) == rings->pending[cpu])
+			cpu++;
+		if (cpu == rings->cpus) {
+			int ms = timeout_ms < WATCH_POLL_MS ? timeout_ms : WATCH_POLL_MS;
+			struct timespec pause = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
+
+			if (nanosleep(&pause, NULL) && errno != EINTR)
+				return -errno;
+		}
+		return 0;
+	}
 
 	/* Asleep first, then look once more: a quarter filled in between rang no doorbell (the
 	 * writer saw no sleeper) and must not wait for the timeout. The datapath compares the

@@ -273,9 +273,10 @@ public final class Datapath {
         return (try map.countEntries() ?? 0, Int(try map.info().maxEntries))
     }
 
-    /// A reader of the event rings (one consumer at a time: two readers split the events).
-    public func eventReader() throws -> EventRingReader {
-        try EventRingReader(rings: eventRings, doorbell: eventDoorbell)
+    /// A reader of the event rings: their consumer (one at a time: two consumers split the events), or
+    /// with `watching` one of any number of watchers beside it (`EventRingReader.watching`).
+    public func eventReader(watching: Bool = false) throws -> EventRingReader {
+        try EventRingReader(rings: eventRings, doorbell: eventDoorbell, watching: watching)
     }
 
     /// The pod registered on `ifindex`, if any.

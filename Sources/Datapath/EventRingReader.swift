@@ -39,31 +39,39 @@ public struct EventRingMark: Equatable, Sendable {
     }
 }
 
-/// The one consumer of the datapath's event rings (bpf/netfence_abi.h, struct nf_event_ring), a
-/// `RecordRing` whose records come oldest first across CPUs and whose positions are the rings' own.
+/// A reader of the datapath's event rings (bpf/netfence_abi.h, struct nf_event_ring), a
+/// `RecordRing` whose records come oldest first across CPUs. The consumer's positions are the
+/// rings' own; a watcher reads beside it from positions of its own (`watching`).
 public final class EventRingReader: RecordRing {
     private let rings: OpaquePointer
     private let batch: UnsafeMutablePointer<nf_event_record>
-    private static let batchSize = 4096
+    /// Records one peek hands out at most.
+    private let batchSize: Int
     /// The rings' map id: a position means something only for the same map.
     public let mapID: UInt32
     /// Rings, one per CPU the kernel may run programs on.
     public let cpus: Int
 
-    /// A reader of `rings` (the per-CPU rings), woken through `doorbell` (a ring buffer).
-    public init(rings map: BPFMap, doorbell: BPFMap) throws {
+    /// Reads beside the consumer: gives nothing back unless told (`commit`), sleeps on no doorbell,
+    /// copies each record out and keeps it only if the consumer left its bytes alone meanwhile.
+    public let watching: Bool
+
+    /// A reader of `rings` (the per-CPU rings), woken through `doorbell` (a ring buffer); a watcher with `watching`.
+    public init(rings map: BPFMap, doorbell: BPFMap, watching: Bool = false) throws {
         let info = try map.info(), doorbellInfo = try doorbell.info()
         guard info.type == .array, Int(info.valueSize) == ABISizes.eventRing, doorbellInfo.type == .ringbuf,
               doorbellInfo.maxEntries == UInt32(DatapathLimits.eventDoorbellBytes) else {
             throw SystemError("read event rings", "map \(info.name) (a \(info.type) map of \(info.valueSize)-byte values)", errno: EINVAL)
         }
-        guard let rings = nf_event_rings_open(map.descriptor.rawValue, info.maxEntries, doorbell.descriptor.rawValue) else {
+        guard let rings = nf_event_rings_open(map.descriptor.rawValue, info.maxEntries, doorbell.descriptor.rawValue, watching ? 1 : 0) else {
             throw SystemError("map event rings", "map \(info.name)", errno: errno)
         }
         self.rings = rings
+        self.watching = watching
         mapID = info.id
         cpus = Int(info.maxEntries)
-        batch = .allocate(capacity: Self.batchSize)
+        batchSize = watching ? Int(NF_EVENT_WATCH_BATCH) : 4096
+        batch = .allocate(capacity: batchSize)
     }
 
     deinit {
@@ -74,14 +82,14 @@ public final class EventRingReader: RecordRing {
     public func visitReady(_ visit: (UnsafeRawBufferPointer) throws -> Void) throws -> Int {
         var total = 0
         while true {
-            let count = Int(nf_event_rings_peek(rings, batch, Int32(Self.batchSize)))
+            let count = Int(nf_event_rings_peek(rings, batch, Int32(batchSize)))
             for index in 0..<count {
                 let record = batch[index]
                 recordEnd = EventRingMark(cpu: Int(record.cpu), end: record.end)
                 try visit(UnsafeRawBufferPointer(start: record.event, count: Int(record.length)))
             }
             total += count
-            if count < Self.batchSize { return total }
+            if count < batchSize { return total }
         }
     }
 
@@ -90,6 +98,10 @@ public final class EventRingReader: RecordRing {
 
     /// Gives back the space of every record read so far.
     public func commit() { nf_event_rings_commit(rings) }
+
+    /// A watcher's bytes of records it fell a whole ring behind on, and skipped: the consumer had
+    /// given them back and the datapath was writing there again.
+    public var skippedBytes: UInt64 { nf_event_rings_skipped(rings) }
 
     /// During a visit, the record's place: what a reader that has made the records up to
     /// this one durable would resume after (`EventRingPosition.advance`, `skip(to:)`).

@@ -37,12 +37,22 @@ public struct SuppressedEvents: Sendable, Equatable {
     }
 }
 
-/// The one consumer of the datapath's event rings: drains records, decodes and
-/// attributes them, and reports lost events (the datapath's counter, minus what
-/// was reported before, kept in bpffs so no loss goes unreported).
+/// A reader of the datapath's event rings: drains records, decodes and attributes
+/// them, and reports lost events (the datapath's counter, minus what was reported
+/// before, kept in bpffs so no loss goes unreported).
+///
+/// Its rings' consumer, or a watcher beside it (`watching`): a watcher sees every
+/// event the consumer sees and takes none from it. It reports losses and rate-limited
+/// events from its own marks; only when nobody holds the consumer lock
+/// (`Loader.lockEventConsumer`: no flow log runs) does it give back what it read and
+/// mark what it reported, as a consumer would.
 public final class EventStream {
     private let loader: Loader
     private let reader: EventRingReader
+    /// A watcher's marks of what it reported (nil: the consumer's, in bpffs).
+    private let watcherReports: Loader.WatcherReports?
+    /// A watcher's bytes skipped (`EventRingReader.skippedBytes`) as of its last loss report.
+    private var skippedReported: UInt64 = 0
     /// The datapath's CLOCK_MONOTONIC stamps as wall-clock dates.
     private let clock = HostClock.monotonic.dates()
     private var decoder: EventDecoder
@@ -53,14 +63,25 @@ public final class EventStream {
     /// Events carry their captured packet (a copy per event: only for a reader that writes packets).
     public var keepsPackets = false
 
-    public init(loader: Loader) throws {
+    /// The rings' consumer (its caller holds the consumer lock where other readers may run), or with
+    /// `watching` a watcher.
+    public init(loader: Loader, watching: Bool) throws {
         self.loader = loader
-        reader = try loader.datapath.eventReader()
+        reader = try loader.datapath.eventReader(watching: watching)
+        watcherReports = watching ? Loader.WatcherReports() : nil
         decoder = EventDecoder(attribution: try loader.attribution())
     }
 
-    /// Gives the rings back the space of every event read.
-    public func commit() { reader.commit() }
+    /// Gives the rings back the space of every event read: a watcher only while nobody holds the consumer
+    /// lock, and then it marks what it reported too.
+    public func commit() throws {
+        guard let watcherReports else { return reader.commit() }
+        guard let lock = try? loader.lockEventConsumer(timeout: 0) else { return }
+        try withExtendedLifetime(lock) {
+            reader.commit()
+            try loader.markReported(watcherReports)
+        }
+    }
 
     /// During a visit of an event, its place in its CPU's ring.
     public var recordEnd: EventRingMark { reader.recordEnd }
@@ -82,7 +103,7 @@ public final class EventStream {
     /// is ready it waits up to that many seconds for the first event.
     public func drain(lossInterval: TimeInterval = 1, waitingUpTo wait: Double? = nil, _ visit: (EventItem) throws -> Void) throws {
         try read(lossInterval: lossInterval, waitingUpTo: wait, visit)
-        reader.commit()
+        try commit()
     }
 
     /// As `drain`, leaving the events read in the rings until `commit` (a reader that must make
@@ -91,12 +112,18 @@ public final class EventStream {
         let now = Date()
         if now.timeIntervalSince(lastLossCheck) >= lossInterval {
             lastLossCheck = now
-            try loader.reportLostEvents { try visit(.lost($0)) }
+            try loader.reportLostEvents(watcher: watcherReports) { try visit(.lost($0)) }
+            // A watcher that fell a ring behind skipped records it cannot count: at most this many (the shortest record's).
+            let skipped = reader.skippedBytes
+            if skipped > skippedReported {
+                try visit(.lost(max(1, (skipped - skippedReported) / UInt64(ABISizes.eventRecord(captured: 0)))))
+                skippedReported = skipped
+            }
         }
         if lastSuppressionCheck.map({ now.timeIntervalSince($0) >= suppressionInterval }) ?? true {
             let seconds = lastSuppressionCheck.map { now.timeIntervalSince($0) }
             lastSuppressionCheck = now
-            try loader.reportSuppressedEvents { podID, direction, counts in
+            try loader.reportSuppressedEvents(watcher: watcherReports) { podID, direction, counts in
                 let pod = decoder.attribution.pod(podID)?.pod ?? "pod-id \(podID)"
                 try visit(.suppressed(SuppressedEvents(pod: pod, direction: direction, counts: counts, seconds: seconds)))
             }

@@ -1,7 +1,7 @@
 import Foundation
 import Glibc
 
-/// An advisory lock on a directory (`flock(2)`): held while this object lives,
+/// An advisory lock on a directory or a file (`flock(2)`): held while this object lives,
 /// dropped by the kernel when the holder exits, however it exits.
 public final class FileLock {
     public enum Mode: Sendable {
@@ -47,10 +47,19 @@ public final class FileLock {
     /// names once the lock is held: one removed and made again meanwhile is
     /// locked anew, so two callers never hold "the" lock on different inodes.
     public static func acquire(directory path: String, mode: Mode, timeout: Double) throws(Failure) -> FileLock {
+        try acquire(path, opening: O_DIRECTORY, mode: mode, timeout: timeout)
+    }
+
+    /// Locks the file `path` (a pinned BPF map, say) as `acquire(directory:)` locks a directory.
+    public static func acquire(file path: String, mode: Mode, timeout: Double) throws(Failure) -> FileLock {
+        try acquire(path, opening: 0, mode: mode, timeout: timeout)
+    }
+
+    private static func acquire(_ path: String, opening flags: Int32, mode: Mode, timeout: Double) throws(Failure) -> FileLock {
         let deadline = HostClock.monotonic.nanoseconds + UInt64(max(0, timeout) * 1e9)
         var pause: useconds_t = 1_000
         while true {
-            let fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            let fd = open(path, O_RDONLY | flags | O_NOFOLLOW | O_CLOEXEC)
             if fd < 0 { throw .system(SystemError("open for locking", path, errno: errno)) }
             let descriptor = FileDescriptor(owning: fd)
             if flock(fd, mode.operation | LOCK_NB) == 0 {

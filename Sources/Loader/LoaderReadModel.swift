@@ -107,28 +107,58 @@ extension Loader {
         return try datapath.trieID(record, direction: direction).map(BPFMap.init(id:))
     }
 
+    /// The event rings' consumer lock (flock on their pin). The consumer that must give back only
+    /// what it made durable (a flow log) holds it while it reads; a watcher takes it only to give
+    /// back what it read, when nobody holds it.
+    public func lockEventConsumer(timeout: Double) throws(FileLock.Failure) -> FileLock {
+        try FileLock.acquire(file: Datapath.mapPin(root.path, "event_rings"), mode: .exclusive, timeout: timeout)
+    }
+
+    /// What a watcher reported of the datapath's losses and rate-limited events: its own marks, which
+    /// start where the consumer's (in bpffs) stood, so every watcher reports what it saw happen and
+    /// the consumer still reports everything. Written to bpffs only by `markReported`.
+    public final class WatcherReports {
+        fileprivate var lost: UInt64?
+        fileprivate var suppressed: [UInt64: (podID: UInt32, direction: Direction, counts: EventCounts)] = [:]
+        public init() {}
+        fileprivate static func key(_ podID: UInt32, _ direction: Direction) -> UInt64 { UInt64(podID) << 8 | UInt64(direction.rawValue) }
+    }
+
+    /// Marks in bpffs what `watcher` reported, as the consumer would: for a watcher that holds the
+    /// consumer lock (nobody else consumes), so a later reader does not report it again.
+    public func markReported(_ watcher: WatcherReports) throws {
+        if let lost = watcher.lost, lost != (try state.reportedLostEvents()) { try state.setReportedLostEvents(lost) }
+        for (podID, direction, counts) in watcher.suppressed.values
+        where counts != (try state.reportedSuppressedEvents(podID: podID, direction: direction)) {
+            try state.setReportedSuppressedEvents(counts, podID: podID, direction: direction)
+        }
+    }
+
     /// Hands `report` the events the datapath could not write since a reader last
     /// reported them (only when there are some), then marks them reported: a reader
-    /// that dies before reporting leaves them for the next one.
+    /// that dies before reporting leaves them for the next one. A watcher (`watcher`)
+    /// marks them in its own marks only.
     ///
     /// The one place a reader writes state: how many losses were reported is the
     /// event rings' consumer position for losses, and like the rings' own consumer
-    /// positions (which every reader may advance) it belongs to whoever consumes the
-    /// rings, not to a change of policy. So it takes no writer lock: the rings have
-    /// one consumer at a time, and a second one would split events anyway.
-    public func reportLostEvents(_ report: (UInt64) throws -> Void) throws {
+    /// positions it belongs to whoever consumes the rings, not to a change of policy.
+    /// So it takes no writer lock.
+    public func reportLostEvents(watcher: WatcherReports? = nil, _ report: (UInt64) throws -> Void) throws {
         let total = try datapath.stat(.eventsLost)
-        let reported = try state.reportedLostEvents()
+        let reported = try watcher?.lost ?? state.reportedLostEvents()
         if total > reported { try report(total - reported) }
-        if total != reported { try state.setReportedLostEvents(total) }  // below: the counter was reset (re-init with --migrate)
+        guard total != reported else { return }  // below: the counter was reset (re-init with --migrate)
+        if let watcher { watcher.lost = total } else { try state.setReportedLostEvents(total) }
     }
 
     /// Hands `report` the events the rate limits suppressed since a reader last reported
     /// them, per pod id and direction (only where there are some), then marks them
     /// reported: as `reportLostEvents`, for the limits.
-    public func reportSuppressedEvents(_ report: (_ podID: UInt32, _ direction: Direction, _ counts: EventCounts) throws -> Void) throws {
+    public func reportSuppressedEvents(watcher: WatcherReports? = nil,
+                                       _ report: (_ podID: UInt32, _ direction: Direction, _ counts: EventCounts) throws -> Void) throws {
         for (podID, direction, total) in try datapath.suppressedEvents() {
-            let reported = try state.reportedSuppressedEvents(podID: podID, direction: direction)
+            let key = WatcherReports.key(podID, direction)
+            let reported = try watcher?.suppressed[key]?.counts ?? state.reportedSuppressedEvents(podID: podID, direction: direction)
             guard total != reported else { continue }
             var new = EventCounts()
             for verdict in Verdict.allCases {
@@ -136,7 +166,7 @@ extension Loader {
                 new.byVerdict[verdict] = now >= before ? now - before : now  // below: reset (the id went to another pod), all of it is new
             }
             if new.total > 0 { try report(podID, direction, new) }
-            try state.setReportedSuppressedEvents(total, podID: podID, direction: direction)
+            if let watcher { watcher.suppressed[key] = (podID, direction, total) } else { try state.setReportedSuppressedEvents(total, podID: podID, direction: direction) }
         }
     }
 

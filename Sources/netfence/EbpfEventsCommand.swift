@@ -45,7 +45,10 @@ struct EbpfEventsCommand: Command {
             the datapath could not keep meanwhile is a LOST line. A rotated file is fsync'd; a killed process loses \
             nothing it wrote, a power loss may lose the current file's lines since its last rotation.
 
-            The rings have one consumer at a time: two readers split the events between them.
+            Readers do not split the events: a flow log (--output-file) is the rings' one \
+            consumer (a second one is refused), and every other reader watches beside it, \
+            seeing every event and taking none. With no flow log running, a reader gives \
+            back what it read, and the next reader starts after it.
 
             --aws reads the AWS network-policy agent's ring (global_policy_events under --aws-root) on an EKS node, \
             with the same filters and output; --pod takes NAMESPACE/NAME and matches the agent's pod identifier. \
@@ -127,6 +130,8 @@ struct EbpfEventsCommand: Command {
         let stream: VerdictSource
         var netfence: EventStream?
         var root: PinRoot?
+        var consumerLock: FileLock?
+        defer { withExtendedLifetime(consumerLock) {} }
         if parsed[Self.aws] {
             try NodeAccess.requirePrivileges(context)
             let agent = try AWSEventStream(awsRoot: parsed[AWSRoot.option])
@@ -137,7 +142,17 @@ struct EbpfEventsCommand: Command {
         } else {
             let loader = try LoaderAccess.open(context)
             root = loader.root
-            netfence = try EventStream(loader: loader)
+            // A flow log gives back only what it made durable: it is the rings' one consumer, and every
+            // other reader watches beside it (sees every event, takes none).
+            if parsed[Self.outputFile] != nil {
+                do {
+                    consumerLock = try loader.lockEventConsumer(timeout: 2)
+                } catch {
+                    throw RuntimeError("another reader consumes the events under \(loader.root.path): \(error)",
+                                       hint: "one --output-file reader per node; 'netfence ebpf events' without it watches beside that one")
+                }
+            }
+            netfence = try EventStream(loader: loader, watching: parsed[Self.outputFile] == nil)
             netfence?.keepsPackets = parsed[Self.pcap] != nil
             stream = netfence!
             if parsed[Self.pcap] != nil, try loader.datapath.readSettings().snaplen == 0 {
@@ -152,8 +167,8 @@ struct EbpfEventsCommand: Command {
         if output.flowLog != nil { StopSignals.installReopen() }
         var printed = 0
         // Each drain's lines go out in one write: a write per line would cap the log far below the datapath's rate.
-        // Following, a drain blocks in the kernel until a quarter of a CPU's ring waits or a quarter second passes (the
-        // datapath wakes no reader for each event; the wait also notices a stop).
+        // Following, a flow log's drain blocks in the kernel until a quarter of a CPU's ring waits or a quarter second
+        // passes (the datapath wakes no reader for each event; the wait also notices a stop); a watcher's looks every 50 ms.
         let waiting = following || limit != nil
         var first = true
         defer { output.finish() }
@@ -180,7 +195,7 @@ struct EbpfEventsCommand: Command {
                 // The rings give the records back only once the log has them.
                 try netfence.read(lossInterval: 1, waitingUpTo: wait, visit)
                 try output.flush()
-                netfence.commit()
+                try netfence.commit()
             } else {
                 try stream.drain(lossInterval: 1, waitingUpTo: wait, visit)
                 try output.flush()

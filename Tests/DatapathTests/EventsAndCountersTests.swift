@@ -129,6 +129,46 @@ import TestSupport
         #expect(try other.drain().count == 1 && one.drain().isEmpty)
     }
 
+    /// A watcher reads beside the consumer: what the consumer read and gave back is still there for it
+    /// while the datapath has not written over it; once it has, the watcher skips to where the consumer
+    /// is and counts the bytes, returning no record written over.
+    @Test func aWatcherReadsBesideTheConsumerAndSkipsWhatWasWrittenOver() throws {
+        guard Privileges.require() else { return }
+        let bench = try VerdictBench(pods: 1)
+        try bench.apply(pod: 0, states: [.ingress: .defaultDeny, .egress: .defaultAllow])
+        // Every event on one CPU's ring: the lap below is that ring's.
+        var saved = [UInt8](repeating: 0, count: 128), one = [UInt8](repeating: 0, count: 128)
+        #expect(nf_get_affinity(0, &saved, saved.count) == 0)
+        defer { _ = nf_set_affinity(0, saved, saved.count) }
+        let cpu = try #require(saved.indices.first { saved[$0] != 0 })
+        one[cpu] = saved[cpu] & (~saved[cpu] &+ 1)
+        #expect(nf_set_affinity(0, one, one.count) == 0)
+
+        let consumer = try bench.datapath.eventReader(), watcher = try bench.datapath.eventReader(watching: true)
+        try Self.deny(bench, 10)
+        #expect(try consumer.drain().count == 10)
+        let seen = try watcher.drain()
+        #expect(seen.count == 10 && seen.allSatisfy { VerdictEvent.decode($0)?.verdict == .deny }, "given back, not yet written over")
+        #expect(try consumer.read(waitingUpTo: nil) { _ in } == 0, "a watcher takes nothing from the consumer")
+
+        // Behind by as many records as the ring holds (the first one's bytes written over by the last),
+        // then by more than a ring: each time nothing written over comes back, and the skip is counted.
+        let record = ABISizes.eventRecord(captured: 0), fits = DatapathLimits.eventCPURingBytes / record
+        var skipped = 0
+        for lag in [fits, fits + 100] {
+            for half in [lag / 2, lag - lag / 2] {
+                try Self.deny(bench, UInt32(half))
+                #expect(try consumer.drain().count == half)
+            }
+            skipped += lag * record
+            #expect(try watcher.drain().isEmpty && watcher.skippedBytes == UInt64(skipped), "\(lag) behind: skipped, counted")
+            try Self.deny(bench, 5)
+            #expect(try consumer.drain().count == 5)
+            let after = try watcher.drain()
+            #expect(after.count == 5 && after.allSatisfy { VerdictEvent.decode($0) != nil }, "and on from where the consumer is")
+        }
+    }
+
     /// A reader waiting on the rings is not woken by each event that finds it caught up (its wait ends
     /// on `eventReaderPollSeconds` anyway), only by the event that fills a quarter of a CPU's ring.
     @Test func aWaitingReaderIsWokenByAQuarterOfTheRingNotByEachEvent() throws {

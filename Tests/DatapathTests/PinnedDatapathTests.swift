@@ -32,6 +32,21 @@ import TestSupport
         #expect(unknown.created == ["policies"] && unknown.reused.count == Datapath.mapLayouts.count - 1)
     }
 
+    /// A node upgraded from a netfence without a map (here coarse_clock, new on 2026-12-05) gets it
+    /// beside the maps it reuses, tracked flows included.
+    @Test func aMapAnUpgradeAddsIsCreatedBesideTheReusedOnes() throws {
+        guard Privileges.require() else { return }
+        let root = try TestPinRoot()
+        let (first, _, _) = try Datapath.load(pinningUnder: root.path, migrate: false)
+        try first.conntrack.update(key: [UInt8](repeating: 7, count: ABISizes.conntrackKey), value: [UInt8](repeating: 1, count: ABISizes.conntrackValue))
+        #expect(unlink(Datapath.mapPin(root.path, "coarse_clock")) == 0)
+
+        let (second, report, _) = try Datapath.load(pinningUnder: root.path, migrate: false, sameABI: true)
+        #expect(report.created == ["coarse_clock"] && report.reused.count == Datapath.mapLayouts.count - 1)
+        #expect(try second.conntrack.countEntries() == 1, "tracked flows survive the upgrade")
+        #expect(try BPFFilesystem.pinnedMap(at: Datapath.mapPin(root.path, "coarse_clock")) != nil)
+    }
+
     /// A node that ran a netfence with one event ring buffer keeps no pin of it after a load:
     /// nothing would read it again.
     @Test func aLoadRemovesThePinsOfRetiredMaps() throws {

@@ -159,6 +159,71 @@ import TestSupport
         #expect(Set(lengths) == Set(1...sent), "each exactly once: missing \(Set(1...sent).subtracting(lengths).sorted().prefix(10))")
     }
 
+    /// Readers beside each other: two watchers see every event, with no flow log (they give the
+    /// rings back between them) and beside one (which keeps every event exactly once); a second
+    /// flow log is refused in one line.
+    @Test func watchersSeeEveryEventAndTakeNoneFromTheFlowLog() throws {
+        guard Privileges.require() else { return }
+        let bench = try LoaderCluster(pods: 2, ingressDefault: "deny")
+        try bench.cli(["ebpf", "events", "capture", "--snaplen", "0"])
+        _ = try bench.cli(["ebpf", "events"])
+        let folder = try TemporaryFolder("nf-watch")
+        func start(_ arguments: [String], output: String) throws -> Process {
+            FileManager.default.createFile(atPath: output, contents: nil)
+            let reader = Process()
+            reader.executableURL = URL(fileURLWithPath: NetfenceBinary.path)
+            reader.arguments = ["ebpf", "events", "--follow", "--fields", "bytes,pod", "--bpffs-root", bench.root.path] + arguments
+            reader.standardOutput = FileHandle(forWritingAtPath: output)
+            reader.standardError = FileHandle(forWritingAtPath: output + ".err")
+            try reader.run()
+            return reader
+        }
+        /// The payload lengths of pod0's events in a file of JSON lines.
+        func lengths(_ path: String) throws -> [Int] {
+            try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").compactMap { line in
+                let object = try jsonObject(String(line))
+                return object["pod"] as? String == "shop/pod0" ? (object["bytes"] as? Int).map { $0 - 42 } : nil
+            }
+        }
+        var sent = 0
+        func send(_ count: Int) throws -> Set<Int> {
+            let first = sent + 1
+            for _ in 0..<count {
+                sent += 1
+                try bench.cluster.pods[1].namespace.sendPayload([UInt8](repeating: 0x6e, count: sent), to: bench.ip(0), port: 9999)
+            }
+            return Set(first...sent)
+        }
+
+        var watchers = try (0..<2).map { try start(["-o", "json"], output: "\(folder.path)/alone\($0).jsonl") }
+        Thread.sleep(forTimeInterval: 0.4)
+        let alone = try send(150)
+        Thread.sleep(forTimeInterval: 0.8)
+        for (index, watcher) in watchers.enumerated() {
+            #expect(watcher.stop(signal: SIGTERM, within: 5) && watcher.terminationStatus == 0)
+            let seen = try lengths("\(folder.path)/alone\(index).jsonl")
+            #expect(seen.count == alone.count && Set(seen) == alone, "watcher \(index) without a flow log: \(seen.count) of \(alone.count)")
+        }
+
+        let log = "\(folder.path)/flows.jsonl"
+        let flowLog = try start(["--output-file", log], output: "\(folder.path)/flowlog.out")
+        watchers = try (0..<2).map { try start(["-o", "json"], output: "\(folder.path)/beside\($0).jsonl") }
+        Thread.sleep(forTimeInterval: 0.4)
+        let second = try NetfenceBinary.run(["ebpf", "events", "--output-file", "\(folder.path)/other.jsonl", "--bpffs-root", bench.root.path])
+        #expect(second.status == 1 && second.standardError.hasPrefix("error: another reader consumes the events under \(bench.root.path)")
+                && second.standardError.split(separator: "\n").count == 1, "\(second.standardError)")
+        let beside = try send(150)
+        Thread.sleep(forTimeInterval: 0.8)
+        for (index, watcher) in watchers.enumerated() {
+            #expect(watcher.stop(signal: SIGTERM, within: 5) && watcher.terminationStatus == 0)
+            let seen = try lengths("\(folder.path)/beside\(index).jsonl")
+            #expect(seen.count == beside.count && Set(seen) == beside, "watcher \(index) beside the flow log: \(seen.count) of \(beside.count)")
+        }
+        #expect(flowLog.stop(signal: SIGTERM, within: 5) && flowLog.terminationStatus == 0)
+        let logged = try lengths(log)
+        #expect(logged.count == beside.count && Set(logged) == beside, "the flow log: \(logged.count) of \(beside.count)")
+    }
+
     @Test func badCaptureAndFileOptionsAreOneLineErrors() throws {
         guard Privileges.require() else { return }
         let bench = try LoaderCluster(pods: 1)

@@ -172,9 +172,10 @@ import TestSupport
         #expect(counted.split(separator: "\n").count == 1, "--count returns once N events printed")
     }
 
-    /// A follower says on the rings when it sleeps, so that only then a quarter of a ring rings
-    /// the doorbell; killed asleep, its sleep still ends (no doorbell rings for nobody afterwards).
-    @Test func aFollowerKilledAsleepLeavesNoDoorbellRinging() throws {
+    /// The rings' consumer (a flow log; a watcher polls) says on the rings when it sleeps, so that only
+    /// then a quarter of a ring rings the doorbell; killed asleep, its sleep still ends (no doorbell
+    /// rings for nobody afterwards).
+    @Test func aConsumerKilledAsleepLeavesNoDoorbellRinging() throws {
         guard Privileges.require() else { return }
         let bench = try LoaderCluster(pods: 1)
         _ = try events(bench)
@@ -184,11 +185,12 @@ import TestSupport
         #expect(try asleep().allSatisfy { $0 == "no" }, "no reader yet")
         let process = Process()
         process.executableURL = URL(fileURLWithPath: NetfenceBinary.path)
-        process.arguments = ["ebpf", "events", "--follow", "--bpffs-root", bench.root.path]
+        let folder = try TemporaryFolder("nf-asleep")
+        process.arguments = ["ebpf", "events", "--follow", "--output-file", "\(folder.path)/flows.jsonl", "--bpffs-root", bench.root.path]
         process.standardOutput = FileHandle.nullDevice
         try process.run()
         Thread.sleep(forTimeInterval: 0.6)
-        #expect(try asleep().allSatisfy { $0 == "yes" }, "a follower with nothing to read sleeps")
+        #expect(try asleep().allSatisfy { $0 == "yes" }, "a consumer with nothing to read sleeps")
         let status = try JSONSerialization.jsonObject(with: Data(bench.cli(["loader", "status", "-o", "json"]).standardOutput.utf8)) as? [String: Any]
         #expect((status?["events"] as? [String: Any])?["readerAsleep"] as? Bool == true, "loader status says so")
         #expect(process.stop(signal: SIGKILL, within: 5))

@@ -126,24 +126,32 @@ int nf_ring_skip_to(struct nf_ring *ring, __u64 position);
  * returns 0 (data, a timeout or a signal: peek to know), or -errno. */
 int nf_ring_wait(struct nf_ring *ring, int timeout_ms);
 
-/* The one consumer of netfence's event rings (event_rings: struct nf_event_ring, one per
- * CPU), reading records in place, merged across CPUs by their timestamps, and giving
- * space back only when told, as nf_ring does; each CPU's position lives in its ring. */
+/* A reader of netfence's event rings (event_rings: struct nf_event_ring, one per CPU),
+ * merged across CPUs by their timestamps. The consumer reads records in place and gives
+ * space back only when told, as nf_ring does; each CPU's position lives in its ring. A
+ * watcher reads beside it from its own positions: it copies each record out and keeps
+ * it only if no writer can have reused its bytes, and never sleeps on the doorbell. */
 struct nf_event_rings;
 
 struct nf_event_record {
-	const struct nf_event *event; /* and its captured bytes after it; valid until committed */
+	const struct nf_event *event; /* and its captured bytes after it; valid until committed (a watcher's: until its next peek) */
 	__u32 length;
 	__u32 cpu;
 	__u64 end; /* the CPU's position after it */
 };
 
-/* A consumer of RINGS_FD (CPUS rings) woken through DOORBELL_FD; NULL with errno set. */
-struct nf_event_rings *nf_event_rings_open(int rings_fd, __u32 cpus, int doorbell_fd);
+/* A consumer (WATCHING 0) of RINGS_FD (CPUS rings) woken through DOORBELL_FD, or a watcher;
+ * NULL with errno set. */
+struct nf_event_rings *nf_event_rings_open(int rings_fd, __u32 cpus, int doorbell_fd, int watching);
 void nf_event_rings_close(struct nf_event_rings *rings);
+/* A watcher's bytes of records it fell a ring behind on and skipped (the consumer had given them back). */
+__u64 nf_event_rings_skipped(const struct nf_event_rings *rings);
+
+/* Records a watcher copies out per peek at most (its copies hold this many of the longest). */
+#define NF_EVENT_WATCH_BATCH 256
 
 /* Up to MAX records ready after the last ones handed out, the oldest of every CPU's
- * first, into RECORDS. Returns how many. */
+ * first, into RECORDS (a watcher: up to NF_EVENT_WATCH_BATCH). Returns how many. */
 int nf_event_rings_peek(struct nf_event_rings *rings, struct nf_event_record *records, int max);
 
 /* A CPU's position after the last record handed out, its committed one, and its producer's. */
@@ -160,8 +168,8 @@ void nf_event_rings_commit(struct nf_event_rings *rings);
  * Returns 0, or -EINVAL outside that range. */
 int nf_event_rings_skip_to(struct nf_event_rings *rings, __u32 cpu, __u64 position);
 
-/* Waits up to TIMEOUT_MS for a ring to fill a quarter (the doorbell); returns 0 (ready, a
- * timeout or a signal: peek to know), or -errno. */
+/* Waits up to TIMEOUT_MS for a ring to fill a quarter (the doorbell; a watcher: for any record,
+ * looking every 50 ms); returns 0 (ready, a timeout or a signal: peek to know), or -errno. */
 int nf_event_rings_wait(struct nf_event_rings *rings, int timeout_ms);
 
 /* libbpf prints warnings (verifier logs among them) to stderr by default;

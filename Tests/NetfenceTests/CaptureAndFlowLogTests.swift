@@ -25,6 +25,52 @@ import TestSupport
         return Array((tag + [UInt8](repeating: UInt8(ascii: "a") + UInt8(index % 26), count: max(0, size - tag.count))).prefix(size))
     }
 
+    /// Two pods, pod0 denying what arrives, events without captures, the rings drained.
+    static func denyingCluster() throws -> LoaderCluster {
+        let bench = try LoaderCluster(pods: 2, ingressDefault: "deny")
+        try bench.cli(["ebpf", "events", "capture", "--snaplen", "0"])
+        _ = try bench.cli(["ebpf", "events"])
+        return bench
+    }
+
+    /// Datagrams from pod1 to pod0 of distinct payload lengths (1, 2, …): each event says which one it was.
+    struct NumberedDatagrams {
+        let bench: LoaderCluster
+        private(set) var sent = 0
+        init(_ bench: LoaderCluster) { self.bench = bench }
+
+        /// Sends `count` more; returns their lengths.
+        @discardableResult
+        mutating func send(_ count: Int) throws -> Set<Int> {
+            let first = sent + 1
+            for _ in 0..<count {
+                sent += 1
+                try bench.cluster.pods[1].namespace.sendPayload([UInt8](repeating: 0x6e, count: sent), to: bench.ip(0), port: 9999)
+            }
+            return Set(first...sent)
+        }
+
+        /// The payload lengths of pod0's events in JSON lines (`check` sees every line's object).
+        static func lengths(inLines text: String, check: ([String: Any]) -> Void = { _ in }) throws -> [Int] {
+            try text.split(separator: "\n").compactMap { line in
+                let object = try jsonObject(String(line))
+                check(object)
+                return object["pod"] as? String == "shop/pod0" ? (object["bytes"] as? Int).map { $0 - 42 } : nil
+            }
+        }
+    }
+
+    /// `netfence ebpf events --follow … --bpffs-root` of `bench` as a process, its standard error to `errors`.
+    static func startReader(_ bench: LoaderCluster, _ arguments: [String], output: FileHandle? = nil, errors: FileHandle? = nil) throws -> Process {
+        let reader = Process()
+        reader.executableURL = URL(fileURLWithPath: NetfenceBinary.path)
+        reader.arguments = ["ebpf", "events", "--follow"] + arguments + ["--bpffs-root", bench.root.path]
+        reader.standardOutput = output ?? FileHandle.nullDevice
+        reader.standardError = errors ?? FileHandle.nullDevice
+        try reader.run()
+        return reader
+    }
+
     @Test func deniedPacketsAreInThePcapngWithTheirBytesLengthAndWhoDecided() throws {
         guard Privileges.require(), let tshark = Self.tool("tshark"), let tcpdump = Self.tool("tcpdump") else { return }
         let bench = try LoaderCluster(pods: 3)
@@ -105,29 +151,17 @@ import TestSupport
     /// every event exactly once across all the files, a loss while it was down reported.
     @Test func aFlowLogRotatesReopensAndContinuesAfterAKillWithNothingRepeatedOrLost() throws {
         guard Privileges.require() else { return }
-        let bench = try LoaderCluster(pods: 2, ingressDefault: "deny")
-        try bench.cli(["ebpf", "events", "capture", "--snaplen", "0"])
-        _ = try bench.cli(["ebpf", "events"])
+        let bench = try Self.denyingCluster()
         let folder = try TemporaryFolder("nf-capture")
         let path = "\(folder.path)/flows.jsonl"
         func startReader() throws -> Process {
-            let reader = Process()
-            reader.executableURL = URL(fileURLWithPath: NetfenceBinary.path)
-            reader.arguments = ["ebpf", "events", "--follow", "--output-file", path, "--max-size", "8KB", "--max-files", "100",
-                                "--fields", "sourcePort,bytes,verdict,pod", "--bpffs-root", bench.root.path]
-            reader.standardError = FileHandle.nullDevice
-            try reader.run()
+            let reader = try Self.startReader(bench, ["--output-file", path, "--max-size", "8KB", "--max-files", "100",
+                                                      "--fields", "sourcePort,bytes,verdict,pod"])
             Thread.sleep(forTimeInterval: 0.4)
             return reader
         }
-        var sent = 0
-        /// Datagrams of distinct sizes: each event says which one it was by its length.
-        func send(_ count: Int) throws {
-            for _ in 0..<count {
-                try bench.cluster.pods[1].namespace.sendPayload([UInt8](repeating: 0x6e, count: 1 + sent), to: bench.ip(0), port: 9999)
-                sent += 1
-            }
-        }
+        var datagrams = NumberedDatagrams(bench)
+        func send(_ count: Int) throws { try datagrams.send(count) }
         var reader = try startReader()
         try send(100)
         Thread.sleep(forTimeInterval: 0.5)
@@ -148,13 +182,11 @@ import TestSupport
         #expect(sizes.allSatisfy { $0 <= 8192 } && names.count > 3, "rotated by size: \(zip(names, sizes).map { "\($0) \($1)" })")
         var lengths: [Int] = []
         for name in names {
-            let text = try String(contentsOfFile: "\(folder.path)/\(name)", encoding: .utf8)
-            for line in text.split(separator: "\n") {
-                let object = try jsonObject(String(line))
+            lengths += try NumberedDatagrams.lengths(inLines: String(contentsOfFile: "\(folder.path)/\(name)", encoding: .utf8)) { object in
                 #expect(Set(object.keys).isSubset(of: ["sourcePort", "bytes", "verdict", "pod", "lost", "suppressed", "direction", "seconds"]), "\(object)")
-                if object["pod"] as? String == "shop/pod0", let bytes = object["bytes"] as? Int { lengths.append(bytes - 42) }
             }
         }
+        let sent = datagrams.sent
         #expect(lengths.count == sent, "\(lengths.count) of \(sent) events")
         #expect(Set(lengths) == Set(1...sent), "each exactly once: missing \(Set(1...sent).subtracting(lengths).sorted().prefix(10))")
     }
@@ -164,60 +196,43 @@ import TestSupport
     /// flow log is refused in one line.
     @Test func watchersSeeEveryEventAndTakeNoneFromTheFlowLog() throws {
         guard Privileges.require() else { return }
-        let bench = try LoaderCluster(pods: 2, ingressDefault: "deny")
-        try bench.cli(["ebpf", "events", "capture", "--snaplen", "0"])
-        _ = try bench.cli(["ebpf", "events"])
+        let bench = try Self.denyingCluster()
         let folder = try TemporaryFolder("nf-watch")
         func start(_ arguments: [String], output: String) throws -> Process {
-            FileManager.default.createFile(atPath: output, contents: nil)
-            let reader = Process()
-            reader.executableURL = URL(fileURLWithPath: NetfenceBinary.path)
-            reader.arguments = ["ebpf", "events", "--follow", "--fields", "bytes,pod", "--bpffs-root", bench.root.path] + arguments
-            reader.standardOutput = FileHandle(forWritingAtPath: output)
-            reader.standardError = FileHandle(forWritingAtPath: output + ".err")
-            try reader.run()
-            return reader
-        }
-        /// The payload lengths of pod0's events in a file of JSON lines.
-        func lengths(_ path: String) throws -> [Int] {
-            try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").compactMap { line in
-                let object = try jsonObject(String(line))
-                return object["pod"] as? String == "shop/pod0" ? (object["bytes"] as? Int).map { $0 - 42 } : nil
+            let files = try [output, output + ".err"].map { path in
+                guard FileManager.default.createFile(atPath: path, contents: nil), let file = FileHandle(forWritingAtPath: path) else {
+                    throw SystemError("create", path, errno: EIO)
+                }
+                return file
             }
+            return try Self.startReader(bench, ["--fields", "bytes,pod"] + arguments, output: files[0], errors: files[1])
         }
-        var sent = 0
-        func send(_ count: Int) throws -> Set<Int> {
-            let first = sent + 1
-            for _ in 0..<count {
-                sent += 1
-                try bench.cluster.pods[1].namespace.sendPayload([UInt8](repeating: 0x6e, count: sent), to: bench.ip(0), port: 9999)
-            }
-            return Set(first...sent)
-        }
+        func lengths(_ path: String) throws -> [Int] { try NumberedDatagrams.lengths(inLines: String(contentsOfFile: path, encoding: .utf8)) }
+        var datagrams = NumberedDatagrams(bench)
+        func send(_ count: Int) throws -> Set<Int> { try datagrams.send(count) }
 
-        var watchers = try (0..<2).map { try start(["-o", "json"], output: "\(folder.path)/alone\($0).jsonl") }
-        Thread.sleep(forTimeInterval: 0.4)
-        let alone = try send(150)
-        Thread.sleep(forTimeInterval: 0.8)
-        for (index, watcher) in watchers.enumerated() {
-            #expect(watcher.stop(signal: SIGTERM, within: 5) && watcher.terminationStatus == 0)
-            let seen = try lengths("\(folder.path)/alone\(index).jsonl")
-            #expect(seen.count == alone.count && Set(seen) == alone, "watcher \(index) without a flow log: \(seen.count) of \(alone.count)")
+        /// Two watchers (their files named `name`), started before `during` runs, see each of the next 150 datagrams.
+        func twoWatchersSeeEveryEvent(_ name: String, during: () throws -> Void = {}) throws -> Set<Int> {
+            let watchers = try (0..<2).map { try start(["-o", "json"], output: "\(folder.path)/\(name)\($0).jsonl") }
+            Thread.sleep(forTimeInterval: 0.4)
+            try during()
+            let sent = try send(150)
+            Thread.sleep(forTimeInterval: 0.8)
+            for (index, watcher) in watchers.enumerated() {
+                #expect(watcher.stop(signal: SIGTERM, within: 5) && watcher.terminationStatus == 0)
+                let seen = try lengths("\(folder.path)/\(name)\(index).jsonl")
+                #expect(seen.count == sent.count && Set(seen) == sent, "watcher \(index) \(name): \(seen.count) of \(sent.count)")
+            }
+            return sent
         }
+        _ = try twoWatchersSeeEveryEvent("alone")
 
         let log = "\(folder.path)/flows.jsonl"
         let flowLog = try start(["--output-file", log], output: "\(folder.path)/flowlog.out")
-        watchers = try (0..<2).map { try start(["-o", "json"], output: "\(folder.path)/beside\($0).jsonl") }
-        Thread.sleep(forTimeInterval: 0.4)
-        let second = try NetfenceBinary.run(["ebpf", "events", "--output-file", "\(folder.path)/other.jsonl", "--bpffs-root", bench.root.path])
-        #expect(second.status == 1 && second.standardError.hasPrefix("error: another reader consumes the events under \(bench.root.path)")
-                && second.standardError.split(separator: "\n").count == 1, "\(second.standardError)")
-        let beside = try send(150)
-        Thread.sleep(forTimeInterval: 0.8)
-        for (index, watcher) in watchers.enumerated() {
-            #expect(watcher.stop(signal: SIGTERM, within: 5) && watcher.terminationStatus == 0)
-            let seen = try lengths("\(folder.path)/beside\(index).jsonl")
-            #expect(seen.count == beside.count && Set(seen) == beside, "watcher \(index) beside the flow log: \(seen.count) of \(beside.count)")
+        let beside = try twoWatchersSeeEveryEvent("beside the flow log") {
+            let second = try NetfenceBinary.run(["ebpf", "events", "--output-file", "\(folder.path)/other.jsonl", "--bpffs-root", bench.root.path])
+            #expect(second.status == 1 && second.standardError.hasPrefix("error: another reader consumes the events under \(bench.root.path)")
+                    && second.standardError.split(separator: "\n").count == 1, "\(second.standardError)")
         }
         #expect(flowLog.stop(signal: SIGTERM, within: 5) && flowLog.terminationStatus == 0)
         let logged = try lengths(log)

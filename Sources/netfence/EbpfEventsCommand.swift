@@ -148,6 +148,7 @@ struct EbpfEventsCommand: Command {
                 do {
                     consumerLock = try loader.lockEventConsumer(timeout: 2)
                 } catch {
+                    guard case .timedOut = error else { throw error }
                     throw RuntimeError("another reader consumes the events under \(loader.root.path): \(error)",
                                        hint: "one --output-file reader per node; 'netfence ebpf events' without it watches beside that one")
                 }

@@ -210,8 +210,15 @@ static __always_inline __u64 coarse_now(void)
 	if (!clock)
 		return bpf_ktime_get_coarse_ns(); /* cannot happen: a one-entry array */
 	if (clock->jiffies != jiffies) {
-		clock->jiffies = jiffies;
-		clock->now_ns = bpf_ktime_get_coarse_ns();
+		__u64 now = bpf_ktime_get_coarse_ns();
+
+		/* A tick moves jiffies just before the clock: read between the two, the
+		 * clock has not moved yet, and the next packet reads it again. */
+		if (now != clock->now_ns) {
+			clock->jiffies = jiffies;
+			clock->now_ns = now;
+		}
+		return now;
 	}
 	return clock->now_ns;
 }

@@ -71,6 +71,8 @@ public struct EventsBenchmark {
                 return 1
             case .lost(let count):
                 writer.appendLost(count)
+            case .skipped(let count):
+                writer.appendSkipped(count)
             case .suppressed(let report):
                 writer.appendSuppressed(report)
             }

@@ -154,6 +154,15 @@ public final class EventJSONWriter {
         }
     }
 
+    /// Appends the `{"skipped":N}` line: a watcher fell a ring behind (at most N events).
+    public func appendSkipped(_ skipped: UInt64) {
+        buffer.write(atMost: 64) { line in
+            line.put(#"{"skipped":"#)
+            line.put(integer: skipped)
+            line.put("}\n")
+        }
+    }
+
     /// Appends the `{"suppressed":{"deny":N,...},"pod":...,"direction":...,"seconds":S}` line.
     public func appendSuppressed(_ report: SuppressedEvents) {
         buffer.write(atMost: 160 + 6 * report.pod.utf8.count) { line in

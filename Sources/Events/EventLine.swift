@@ -51,6 +51,11 @@ public struct EventLine {
         (colored ? "\u{1b}[33m" : "") + "LOST \(count) events (their CPU's event ring was full)" + (colored ? "\u{1b}[0m" : "")
     }
 
+    public static func skipped(atMost count: UInt64, colored: Bool) -> String {
+        (colored ? "\u{1b}[33m" : "") + "SKIPPED up to \(count) events (this reader fell a ring behind; the flow log has them)"
+            + (colored ? "\u{1b}[0m" : "")
+    }
+
     /// `SUPPRESSED 4213 deny events of prod/db-0 ingress in the last 10 s (event rate limit)`.
     public static func suppressed(_ report: SuppressedEvents, colored: Bool) -> String {
         let when = report.seconds.map { "in the last \(Int($0.rounded())) s" } ?? "before this reader started"

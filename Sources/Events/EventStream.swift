@@ -13,6 +13,9 @@ public enum EventItem: Sendable {
     case lost(UInt64)
     /// Events a rate limit kept out of the ring since the last report, for one pod and direction.
     case suppressed(SuppressedEvents)
+    /// Events a watcher fell a ring behind on, at most this many: the consumer gave them back and
+    /// the datapath wrote over them before the watcher read them (the consumer had them all).
+    case skipped(atMost: UInt64)
 }
 
 /// What the event rate limits suppressed for one pod's direction since the last report.
@@ -116,7 +119,7 @@ public final class EventStream {
             // A watcher that fell a ring behind skipped records it cannot count: at most this many (the shortest record's).
             let skipped = reader.skippedBytes
             if skipped > skippedReported {
-                try visit(.lost(max(1, (skipped - skippedReported) / UInt64(ABISizes.eventRecord(captured: 0)))))
+                try visit(.skipped(atMost: max(1, (skipped - skippedReported) / UInt64(ABISizes.eventRecord(captured: 0)))))
                 skippedReported = skipped
             }
         }

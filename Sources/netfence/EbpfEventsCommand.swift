@@ -47,7 +47,8 @@ struct EbpfEventsCommand: Command {
 
             Readers do not split the events: a flow log (--output-file) is the rings' one \
             consumer (a second one is refused), and every other reader watches beside it, \
-            seeing every event and taking none. With no flow log running, a reader gives \
+            seeing every event and taking none (one that falls a whole ring behind says \
+            SKIPPED, {"skipped": N} in JSON). With no flow log running, a reader gives \
             back what it read, and the next reader starts after it.
 
             --aws reads the AWS network-policy agent's ring (global_policy_events under --aws-root) on an EKS node, \
@@ -182,6 +183,7 @@ struct EbpfEventsCommand: Command {
                 if let limit, printed >= limit { return }
                 switch item {
                 case .lost(let count): try output.lost(count)
+                case .skipped(let count): try output.skipped(atMost: count)
                 case .suppressed(let report):
                     if let pod = filter.pod, report.pod != pod { return }
                     try output.suppressed(report)
@@ -266,6 +268,10 @@ final class EventOutput {
 
     func lost(_ count: UInt64) throws {
         try report(json: { $0.appendLost(count) }, line: { EventLine.lost(count, colored: $0) })
+    }
+
+    func skipped(atMost count: UInt64) throws {
+        try report(json: { $0.appendSkipped(count) }, line: { EventLine.skipped(atMost: count, colored: $0) })
     }
 
     func suppressed(_ report: SuppressedEvents) throws {

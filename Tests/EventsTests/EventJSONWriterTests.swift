@@ -131,9 +131,10 @@ struct EventJSONWriterTests {
         let events = [0.1, 0.2, 1.3, 0.4].map { Self.event(source: "198.18.0.1", destination: "198.18.0.2", seconds: 1_795_442_341 + $0) }
         events.forEach(writer.append)
         writer.appendLost(42)
+        writer.appendSkipped(7)
         var text = ""
         writer.flush { text += String(decoding: $0, as: UTF8.self) }
-        #expect(text == (try events.map(Self.encoderLine).joined()) + "{\"lost\":42}\n")
+        #expect(text == (try events.map(Self.encoderLine).joined()) + "{\"lost\":42}\n{\"skipped\":7}\n")
         var again = ""
         writer.flush { again += String(decoding: $0, as: UTF8.self) }
         #expect(again.isEmpty, "a flush empties the writer")

@@ -63,7 +63,7 @@ public final class Datapath {
         "pods": (4, PodRecord.size), "revisions": (4, 4), "policies": (4, 4), "policy_digests": (4, TrieDigestRecord.size),
         "conntrack": (ABISizes.conntrackKey, ABISizes.conntrackValue), "fragments": (ABISizes.fragmentKey, ABISizes.fragmentValue),
         "settings": (4, ABISizes.settings), "counters": (4, ABISizes.packetCounter), "stats": (4, 8),
-        "event_rings": (4, ABISizes.eventRing), "event_doorbell": (nil, nil), "scratch": (4, nil), "coarse_clock": (4, 16),
+        "event_rings": (4, ABISizes.eventRing), "event_doorbell": (nil, nil), "scratch": (4, nil), "coarse_clock": (4, nil),
         "domain_rules": (ABISizes.domainRuleKey, RuleSetCodec.size), "domain_grants": (ABISizes.domainGrantKey, ABISizes.domainGrant),
         "dns_proxies": (16, ABISizes.dnsProxy), "dns_heartbeat": (4, 8),
         "rule_hits": (RuleHit.keySize, RuleHit.valueSize),

@@ -91,6 +91,14 @@ public final class FileLock {
         return fstat(fd, &opened) == 0 && lstat(path, &named) == 0 && opened.st_dev == named.st_dev && opened.st_ino == named.st_ino
     }
 
+    /// Who holds a lock on the file or directory `path` now (`holder(of:)`), or nil: nobody, or it cannot be opened.
+    public static func holder(of path: String) -> String? {
+        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        return holder(of: fd)
+    }
+
     /// `pid 4242 (netfence loader apply -f big.yaml)`: who holds a lock on fd's inode, from /proc/locks.
     static func holder(of fd: Int32) -> String? {
         var info = stat()

@@ -50,8 +50,10 @@ public struct EventsState: Encodable, Sendable {
     /// Bytes written and not read yet, in all rings, and the fullest ring's share of its bytes.
     public let waitingBytes: UInt64
     public let fullestPercent: Double
-    /// A reader (`ebpf events --follow`, a flow log) sleeps on the rings now.
+    /// The consumer (a flow log) sleeps on the rings now.
     public let readerAsleep: Bool
+    /// The process holding the consumer lock (`pid N (netfence ebpf events … --output-file …)`), nil: no flow log runs.
+    public let consumer: String?
     /// Events the datapath could not write since it was loaded, and of those, what no reader reported yet.
     public let lost: UInt64
     public let lostUnreported: UInt64
@@ -67,7 +69,9 @@ extension Loader {
         return EventsState(level: settings.eventLevel.description, snaplen: settings.snaplen, captureVerdicts: settings.captureVerdicts.description,
                            rings: rings.count, ringBytes: DatapathLimits.eventCPURingBytes, waitingBytes: rings.map(\.waiting).reduce(0, +),
                            fullestPercent: MapFill.percent(fullest, of: DatapathLimits.eventCPURingBytes),
-                           readerAsleep: rings.contains { $0.readerAsleep(at: now) }, lost: lost, lostUnreported: lost > reported ? lost - reported : 0)
+                           readerAsleep: rings.contains { $0.readerAsleep(at: now) },
+                           consumer: FileLock.holder(of: Datapath.mapPin(root.path, Self.eventConsumerLockPin)),
+                           lost: lost, lostUnreported: lost > reported ? lost - reported : 0)
     }
 
     /// The fill of the maps that grow with the node: pods, conntrack, fragments, domain grants.
@@ -111,8 +115,11 @@ extension Loader {
     /// what it made durable (a flow log) holds it while it reads; a watcher takes it only to give
     /// back what it read, when nobody holds it.
     public func lockEventConsumer(timeout: Double) throws(FileLock.Failure) -> FileLock {
-        try FileLock.acquire(file: Datapath.mapPin(root.path, "event_rings"), mode: .exclusive, timeout: timeout)
+        try FileLock.acquire(file: Datapath.mapPin(root.path, Self.eventConsumerLockPin), mode: .exclusive, timeout: timeout)
     }
+
+    /// The map whose pin carries the consumer lock: the rings themselves.
+    static let eventConsumerLockPin = "event_rings"
 
     /// What a watcher reported of the datapath's losses and rate-limited events: its own marks, which
     /// start where the consumer's (in bpffs) stood, so every watcher reports what it saw happen and

@@ -164,7 +164,8 @@ struct LoaderStatusCommand: Command {
         let captured = events.snaplen == 0 ? "no capture" : "\(events.snaplen)-byte captures of \(events.captureVerdicts == "all" ? "every event" : "denied packets")"
         context.print("\nEvents: level \(events.level), \(captured); \(events.rings) ring(s) of \(events.ringBytes / 1024) KiB, "
                       + "\(events.waitingBytes) B waiting (fullest \(String(format: "%.1f", events.fullestPercent))%), "
-                      + (events.readerAsleep ? "a reader asleep on them" : "no reader asleep on them") + "; \(events.lost) lost"
+                      + (events.consumer.map { "consumed by \(TerminalText.escaped($0))" + (events.readerAsleep ? ", asleep" : "") } ?? "no flow log consuming them")
+                      + "; \(events.lost) lost"
                       + (events.lostUnreported > 0 ? " (\(events.lostUnreported) not yet reported: 'netfence ebpf events' does)" : ""))
         if status.dnsProxies.isEmpty {
             context.print("\nNo DNS proxy has run (pods with domain rules can resolve nothing).")

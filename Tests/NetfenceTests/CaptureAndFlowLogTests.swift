@@ -212,7 +212,7 @@ import TestSupport
         func send(_ count: Int) throws -> Set<Int> { try datagrams.send(count) }
 
         /// Two watchers (their files named `name`), started before `during` runs, see each of the next 150 datagrams.
-        func twoWatchersSeeEveryEvent(_ name: String, during: () throws -> Void = {}) throws -> Set<Int> {
+        func twoWatchersSeeEveryEvent(_ name: String, during: () throws -> Void) throws -> Set<Int> {
             let watchers = try (0..<2).map { try start(["-o", "json"], output: "\(folder.path)/\(name)\($0).jsonl") }
             Thread.sleep(forTimeInterval: 0.4)
             try during()
@@ -225,7 +225,15 @@ import TestSupport
             }
             return sent
         }
-        _ = try twoWatchersSeeEveryEvent("alone")
+        /// `loader status`'s word on who consumes the rings.
+        func consumer() throws -> String? {
+            let status = try jsonObject(bench.cli(["loader", "status", "-o", "json"]).standardOutput)
+            return (status["events"] as? [String: Any])?["consumer"] as? String
+        }
+        _ = try twoWatchersSeeEveryEvent("alone") {
+            let named = try consumer()
+            #expect(named == nil, "watchers consume nothing: \(named ?? "")")
+        }
 
         let log = "\(folder.path)/flows.jsonl"
         let flowLog = try start(["--output-file", log], output: "\(folder.path)/flowlog.out")
@@ -233,6 +241,10 @@ import TestSupport
             let second = try NetfenceBinary.run(["ebpf", "events", "--output-file", "\(folder.path)/other.jsonl", "--bpffs-root", bench.root.path])
             #expect(second.status == 1 && second.standardError.hasPrefix("error: another reader consumes the events under \(bench.root.path)")
                     && second.standardError.split(separator: "\n").count == 1, "\(second.standardError)")
+            let named = try consumer()
+            #expect(named?.hasPrefix("pid \(flowLog.processIdentifier) (netfence ebpf events --follow") == true, "\(named ?? "none")")
+            let text = try bench.cli(["loader", "status"]).standardOutput
+            #expect(text.contains("consumed by pid \(flowLog.processIdentifier) (netfence ebpf events"), "\(text)")
         }
         #expect(flowLog.stop(signal: SIGTERM, within: 5) && flowLog.terminationStatus == 0)
         let logged = try lengths(log)

@@ -9,9 +9,11 @@ import Loader
 import PolicyInput
 
 /// How fast the verdict log is read: events decoded, attributed and written
-/// as JSON Lines (what `ebpf events -o json` does), and decoded and written as
-/// pcapng with their 128-byte captures (`ebpf events --pcap`), beside a raw
-/// drain that only takes the records out of the ring, in the same run.
+/// as JSON Lines by the rings' consumer (what a flow log does), the same by a
+/// watcher (`ebpf events -o json` beside a flow log: each record copied out and
+/// checked), and decoded and written as pcapng with their 128-byte captures
+/// (`ebpf events --pcap`), beside a raw drain that only takes the records out of
+/// the ring, in the same run.
 ///
 /// The datapath fills the ring with BPF_PROG_TEST_RUN (repeat) on a pod's
 /// interface, a batch that fits the ring, then a reader empties it; only the
@@ -61,6 +63,7 @@ public struct EventsBenchmark {
 
         let raw = try loader.datapath.eventReader()
         let stream = try EventStream(loader: loader, watching: false), capturing = try EventStream(loader: loader, watching: false)
+        let watcher = try EventStream(loader: loader, watching: true)
         capturing.keepsPackets = true
         let writer = EventJSONWriter()
         let pcap = PcapngWriter()
@@ -78,7 +81,7 @@ public struct EventsBenchmark {
             }
             return 0
         }
-        /// One drain by reader `index` (raw, JSON Lines, pcapng); returns the events it took.
+        /// One drain by reader `index` (raw, JSON Lines, pcapng, a watcher's JSON Lines); returns the events it took.
         func drain(_ index: Int) throws -> Int {
             var taken = 0
             switch index {
@@ -86,6 +89,9 @@ public struct EventsBenchmark {
             case 1:
                 try stream.drain { taken += decode($0, into: writer.append) }
                 writer.flush(to: output)  // as the CLI writes it: one write per drain
+            case 3:
+                try watcher.drain { taken += decode($0, into: writer.append) }  // no flow log holds the lock: it gives back
+                writer.flush(to: output)
             default:
                 try capturing.drain { taken += decode($0, into: pcap.append) }
                 pcap.flush(to: output)
@@ -93,10 +99,10 @@ public struct EventsBenchmark {
             return taken
         }
         let clock = ContinuousClock()
-        var times = Array(repeating: Duration.zero, count: 3), taken = Array(repeating: 0, count: 3)
+        var times = Array(repeating: Duration.zero, count: 4), taken = Array(repeating: 0, count: 4)
         let lostBefore = try loader.datapath.stat(.eventsLost)
         while taken.contains(where: { $0 < events }) {
-            for index in 0..<3 {
+            for index in 0..<4 {
                 try produce()
                 times[index] += try clock.measure { taken[index] += try drain(index) }
             }
@@ -108,12 +114,15 @@ public struct EventsBenchmark {
         }
         let rates = zip(taken, times).map { Double($0) / $1.seconds }
         let rawDrain = Figure.Baseline("raw drain (no decoding)", rates[0])
+        let consumerLines = Figure.Baseline("decoded + attributed + JSON Lines, the rings' consumer", rates[1])
         return [
             Figure("baseline: \(rawDrain.name)", rawDrain.value, .perSecond, count: taken[0]),
             Figure("decoded + attributed + JSON Lines to /dev/null", rates[1], .perSecond, baseline: rawDrain,
                    goal: .atLeast(Self.jsonLinesGoal), count: taken[1]),
             Figure("decoded + attributed + pcapng (128-byte captures) to /dev/null", rates[2], .perSecond, baseline: rawDrain,
                    goal: .atLeast(500_000), count: taken[2]),
+            Figure("a watcher: decoded + attributed + JSON Lines (each record copied and checked)", rates[3], .perSecond,
+                   baseline: consumerLines, count: taken[3]),
         ]
     }
 

@@ -194,10 +194,12 @@ struct BenchEventsCommand: Command {
         discussion: """
             Loads netfence under a throwaway pin root with one pod on a throwaway interface and a policy, \
             sets the event level to all with 128-byte captures of every event, and has the datapath fill the event \
-            ring with BPF_PROG_TEST_RUN (half allowed IPv4 UDP, half denied IPv6 UDP). Three readers take turns \
+            ring with BPF_PROG_TEST_RUN (half allowed IPv4 UDP, half denied IPv6 UDP). Four readers take turns \
             emptying it: one only visits the records (the baseline), one decodes, attributes and writes every event \
-            as JSON Lines to /dev/null (what `ebpf events -o json` does), one writes them as pcapng with their \
-            packets (what `ebpf events --pcap` does). Only the readers' time counts. Fails if the ring ever \
+            as JSON Lines to /dev/null as the rings' consumer (what a flow log does), one writes them as pcapng \
+            with their packets (what `ebpf events --pcap` does), and a watcher writes JSON Lines as `ebpf events \
+            -o json` does beside a flow log (each record copied out and checked), read beside the consumer's. \
+            Only the readers' time counts. Fails if the ring ever \
             overflowed or an event came without its capture. Takes about ten seconds; removes everything it made.
             """)
 

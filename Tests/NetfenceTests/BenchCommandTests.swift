@@ -15,17 +15,20 @@ import TestSupport
     }
 
     /// A short run of `bench events`: every reader took every event, in JSON for
-    /// scripts, each against the raw drain of the same run, and the command removed
-    /// its namespace and pins.
+    /// scripts, each against the raw drain of the same run (the watcher against the
+    /// consumer's JSON Lines), and the command removed its namespace and pins.
     @Test func benchEventsMeasuresEveryReaderAndLeavesNothingBehind() throws {
         guard Privileges.require() else { return }
         let (rows, result) = try Self.bench(["events", "--events", "20000"])
         #expect(rows.map { $0["name"] as? String } == ["baseline: raw drain (no decoding)", "decoded + attributed + JSON Lines to /dev/null",
-                                                       "decoded + attributed + pcapng (128-byte captures) to /dev/null"])
+                                                       "decoded + attributed + pcapng (128-byte captures) to /dev/null",
+                                                       "a watcher: decoded + attributed + JSON Lines (each record copied and checked)"])
         for row in rows {
             #expect((row["count"] as? Int ?? 0) >= 20_000)
             #expect((row["value"] as? Double ?? 0) > 0 && row["unit"] as? String == "/s")
         }
+        let watcher = try #require(rows.last?["baseline"] as? [String: Any])
+        #expect(watcher["value"] as? Double == rows[1]["value"] as? Double && rows.last?["goal"] == nil, "a watcher beside the consumer, no goal")
         for (decoded, limit) in zip(rows.dropFirst(), [1_860_000.0, 500_000]) {
             let baseline = try #require(decoded["baseline"] as? [String: Any])
             #expect(baseline["value"] as? Double == rows.first?["value"] as? Double, "read against the raw drain of the same run")

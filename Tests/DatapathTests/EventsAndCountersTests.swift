@@ -137,13 +137,10 @@ import TestSupport
         let bench = try VerdictBench(pods: 1)
         try bench.apply(pod: 0, states: [.ingress: .defaultDeny, .egress: .defaultAllow])
         // Every event on one CPU's ring: the lap below is that ring's.
-        var saved = [UInt8](repeating: 0, count: 128), one = [UInt8](repeating: 0, count: 128)
-        #expect(nf_get_affinity(0, &saved, saved.count) == 0)
-        defer { _ = nf_set_affinity(0, saved, saved.count) }
-        let cpu = try #require(saved.indices.first { saved[$0] != 0 })
-        one[cpu] = saved[cpu] & (~saved[cpu] &+ 1)
-        #expect(nf_set_affinity(0, one, one.count) == 0)
+        try OneCPU.pinning { try watcherBesideTheConsumer(bench) }
+    }
 
+    private func watcherBesideTheConsumer(_ bench: VerdictBench) throws {
         let consumer = try bench.datapath.eventReader(), watcher = try bench.datapath.eventReader(watching: true)
         try Self.deny(bench, 10)
         #expect(try consumer.drain().count == 10)

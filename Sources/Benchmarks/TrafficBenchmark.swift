@@ -70,6 +70,10 @@ public struct TrafficBenchmark {
 
     struct Measured {
         var gigabits: Double, transactions: Double, p50: Double, p99: Double
+
+        init(gigabits: Double, pingPong: (rate: Double, p50: Double, p99: Double)) {
+            (self.gigabits, transactions, p50, p99) = (gigabits, pingPong.rate, pingPong.p50, pingPong.p99)
+        }
     }
 
     struct Sample {
@@ -175,9 +179,8 @@ public struct TrafficBenchmark {
                 try enforce(Case.sideBySide[index].eventLevel, on: [measuredPair], loader: loader, node: node)
                 let (gigabits, otherGigabits) = try Self.atOnce({ try throughput(measuredPair) }, { try throughput(otherPair) })
                 let (pingPong, otherPingPong) = try Self.atOnce({ try self.pingPong(measuredPair) }, { try self.pingPong(otherPair) })
-                rounds[index].append(PairedRound(
-                    measured: Measured(gigabits: gigabits, transactions: pingPong.rate, p50: pingPong.p50, p99: pingPong.p99),
-                    other: Measured(gigabits: otherGigabits, transactions: otherPingPong.rate, p50: otherPingPong.p50, p99: otherPingPong.p99)))
+                rounds[index].append(PairedRound(measured: Measured(gigabits: gigabits, pingPong: pingPong),
+                                                 other: Measured(gigabits: otherGigabits, pingPong: otherPingPong)))
             }
         }
         return rounds
@@ -239,8 +242,8 @@ public struct TrafficBenchmark {
     }
 
     private func measure(_ pair: Pair) throws -> Measured {
-        let gigabits = try throughput(pair), (rate, p50, p99) = try pingPong(pair)
-        return Measured(gigabits: gigabits, transactions: rate, p50: p50, p99: p99)
+        let gigabits = try throughput(pair)
+        return Measured(gigabits: gigabits, pingPong: try pingPong(pair))
     }
 
     /// iperf3 from the pair's client to its server for `seconds`: the receiver's Gbit/s.

@@ -15,9 +15,10 @@ public final class Background<Value>: @unchecked Sendable {
         }.start()
     }
 
-    /// What `body` returned or threw, once it finished.
+    /// What `body` returned or threw, once it finished (asked again, the same).
     public func result() throws -> Value {
         done.wait()
+        done.signal()  // the next call does not wait for a second signal that never comes
         return try value!.get()
     }
 }

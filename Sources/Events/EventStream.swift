@@ -79,6 +79,10 @@ public final class EventStream {
     /// lock, and then it marks what it reported too.
     public func commit() throws {
         guard let watcherReports else { return reader.commit() }
+        // Nothing read past what the rings gave back, nothing reported since: no lock to try (a watcher
+        // beside a flow log that keeps up would otherwise try it every 50 ms, for nothing).
+        let ahead = zip(reader.position.cpus, reader.committedPosition.cpus).contains { $0 > $1 }
+        guard ahead || watcherReports.unmarked else { return }
         guard let lock = try? loader.lockEventConsumer(timeout: 0) else { return }
         try withExtendedLifetime(lock) {
             reader.commit()

@@ -127,6 +127,8 @@ extension Loader {
     public final class WatcherReports {
         fileprivate var lost: UInt64?
         fileprivate var suppressed: [UInt64: (podID: UInt32, direction: Direction, counts: EventCounts)] = [:]
+        /// A report since the last `markReported`: only then is there something to mark.
+        public fileprivate(set) var unmarked = false
         public init() {}
         fileprivate static func key(_ podID: UInt32, _ direction: Direction) -> UInt64 { UInt64(podID) << 8 | UInt64(direction.rawValue) }
     }
@@ -134,6 +136,8 @@ extension Loader {
     /// Marks in bpffs what `watcher` reported, as the consumer would: for a watcher that holds the
     /// consumer lock (nobody else consumes), so a later reader does not report it again.
     public func markReported(_ watcher: WatcherReports) throws {
+        guard watcher.unmarked else { return }
+        defer { watcher.unmarked = false }
         if let lost = watcher.lost, lost != (try state.reportedLostEvents()) { try state.setReportedLostEvents(lost) }
         for (podID, direction, counts) in watcher.suppressed.values
         where counts != (try state.reportedSuppressedEvents(podID: podID, direction: direction)) {
@@ -155,7 +159,7 @@ extension Loader {
         let reported = try watcher?.lost ?? state.reportedLostEvents()
         if total > reported { try report(total - reported) }
         guard total != reported else { return }  // below: the counter was reset (re-init with --migrate)
-        if let watcher { watcher.lost = total } else { try state.setReportedLostEvents(total) }
+        if let watcher { (watcher.lost, watcher.unmarked) = (total, true) } else { try state.setReportedLostEvents(total) }
     }
 
     /// Hands `report` the events the rate limits suppressed since a reader last reported
@@ -173,7 +177,7 @@ extension Loader {
                 new.byVerdict[verdict] = now >= before ? now - before : now  // below: reset (the id went to another pod), all of it is new
             }
             if new.total > 0 { try report(podID, direction, new) }
-            if let watcher { watcher.suppressed[key] = (podID, direction, total) } else { try state.setReportedSuppressedEvents(total, podID: podID, direction: direction) }
+            if let watcher { (watcher.suppressed[key], watcher.unmarked) = ((podID, direction, total), true) } else { try state.setReportedSuppressedEvents(total, podID: podID, direction: direction) }
         }
     }
 

@@ -1,3 +1,5 @@
+import BPFKit
+import DatapathModel
 import Foundation
 import Glibc
 import HostKit
@@ -249,6 +251,66 @@ import TestSupport
         #expect(flowLog.stop(signal: SIGTERM, within: 5) && flowLog.terminationStatus == 0)
         let logged = try lengths(log)
         #expect(logged.count == beside.count && Set(logged) == beside, "the flow log: \(logged.count) of \(beside.count)")
+    }
+
+    /// A watcher stopped while the datapath writes more than a CPU's ring beside a flow log that keeps
+    /// up says so when it resumes: one `{"skipped":N}` line where the gap is, N the events it did not
+    /// see of those the flow log has, and every event after it.
+    @Test func aWatcherLappedWhileStoppedSaysWhatItSkippedAndReadsOn() throws {
+        guard Privileges.require() else { return }
+        let bench = try Self.denyingCluster()
+        let folder = try TemporaryFolder("nf-skip")
+        let (log, watched) = ("\(folder.path)/flows.jsonl", "\(folder.path)/watcher.jsonl")
+        guard FileManager.default.createFile(atPath: watched, contents: nil), let output = FileHandle(forWritingAtPath: watched) else {
+            throw SystemError("create", watched, errno: EIO)
+        }
+        let flowLog = try Self.startReader(bench, ["--output-file", log, "--fields", "bytes,pod"])
+        let watcher = try Self.startReader(bench, ["-o", "json", "--fields", "bytes,pod"], output: output)
+        Thread.sleep(forTimeInterval: 0.4)
+        var datagrams = NumberedDatagrams(bench)
+        let before = try datagrams.send(20)
+        Thread.sleep(forTimeInterval: 0.3)
+        kill(watcher.processIdentifier, SIGSTOP)
+        // More than a ring's worth on one CPU, in bursts the flow log keeps up with; 1,000-byte payloads,
+        // longer than any numbered one.
+        let ringHolds = DatapathLimits.eventCPURingBytes / ABISizes.eventRecord(captured: 0)
+        try OneCPU.pinning {
+            for _ in 0..<(ringHolds / 400 + 2) {
+                try bench.cluster.pods[1].namespace.sendDatagrams(400, to: bench.ip(0), port: 9999, size: 1_000)
+                usleep(30_000)
+            }
+        }
+        kill(watcher.processIdentifier, SIGCONT)
+        Thread.sleep(forTimeInterval: 0.3)
+        let after = try datagrams.send(20)
+        Thread.sleep(forTimeInterval: 0.8)
+        #expect(watcher.stop(signal: SIGTERM, within: 5) && watcher.terminationStatus == 0)
+        #expect(flowLog.stop(signal: SIGTERM, within: 5) && flowLog.terminationStatus == 0)
+
+        /// The lines of a JSON Lines file, split where the numbered datagrams of `before` end and those of `after` begin.
+        func gap(_ path: String) throws -> (events: Int, skipped: [Int], ahead: Set<Int>, behind: Set<Int>) {
+            var (events, skipped, ahead, behind) = (0, [Int](), Set<Int>(), Set<Int>())
+            for line in try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n") {
+                let object = try jsonObject(String(line))
+                if let count = object["skipped"] as? Int {
+                    #expect(ahead == before && behind.isEmpty, "the gap comes where the datagrams the watcher missed were")
+                    skipped.append(count)
+                } else if object["pod"] as? String == "shop/pod0", let length = (object["bytes"] as? Int).map({ $0 - 42 }) {
+                    if before.contains(length) { ahead.insert(length) } else if after.contains(length) { behind.insert(length) } else {
+                        #expect(ahead == before && behind.isEmpty, "the burst lies between the numbered datagrams")
+                        events += 1
+                    }
+                }
+            }
+            return (events, skipped, ahead, behind)
+        }
+        let logged = try gap(log), seen = try gap(watched)
+        #expect(logged.events >= ringHolds && logged.skipped.isEmpty && logged.ahead == before && logged.behind == after,
+                "the flow log has every event: \(logged.events) of the burst")
+        #expect(seen.skipped.count == 1 && seen.ahead == before && seen.behind == after, "\(seen.skipped)")
+        let skipped = seen.skipped.first ?? 0
+        #expect(skipped > 0 && skipped + seen.events == logged.events,
+                "\(skipped) skipped and \(seen.events) seen of the \(logged.events) the flow log has")
     }
 
     @Test func badCaptureAndFileOptionsAreOneLineErrors() throws {

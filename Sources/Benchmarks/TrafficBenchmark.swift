@@ -1,4 +1,5 @@
 import BPFKit
+import BPFObjects
 import DatapathModel
 import Foundation
 import Glibc
@@ -32,6 +33,14 @@ public struct TrafficBenchmark {
 
     public init() {}
 
+    /// What runs on a pair's four hooks (both host veths, both directions).
+    enum Hooks: Equatable {
+        case none
+        /// A tc program that only returns: what the hook itself costs.
+        case emptyProgram
+        case netfence(EventLevel)
+    }
+
     enum Case: CaseIterable {
         /// `noProgramAgain` is the baseline measured as a case: what separates two identical cases in this run.
         case noProgram, noProgramAgain, eventsOff, eventsDeny, eventsAll
@@ -46,17 +55,33 @@ public struct TrafficBenchmark {
             }
         }
 
-        var eventLevel: EventLevel? {
+        var hooks: Hooks {
             switch self {
-            case .noProgram, .noProgramAgain: nil
-            case .eventsOff: EventLevel.none
-            case .eventsDeny: .deny
-            case .eventsAll: .all
+            case .noProgram, .noProgramAgain: .none
+            case .eventsOff: .netfence(.none)
+            case .eventsDeny: .netfence(.deny)
+            case .eventsAll: .netfence(.all)
             }
         }
+    }
 
-        /// The cases side by side: the control (no program on either pair) and netfence's.
-        static let sideBySide: [Case] = [.noProgramAgain, .eventsOff, .eventsDeny, .eventsAll]
+    /// A case side by side: what runs on the measured pair's hooks and on the other pair's. The goals hold
+    /// netfence beside no program; the control and the empty program's two rows say what that is made of.
+    struct SideBySideCase {
+        let name: String
+        let measured: Hooks, other: Hooks
+
+        var holdsGoals: Bool { other == .none && measured != .none && measured != .emptyProgram }
+
+        static let all = [
+            SideBySideCase(name: "no program on either pair (this run's spread)", measured: .none, other: .none),
+            SideBySideCase(name: "an empty tc program (the hook's own cost)", measured: .emptyProgram, other: .none),
+            SideBySideCase(name: Case.eventsOff.name, measured: Case.eventsOff.hooks, other: .none),
+            SideBySideCase(name: Case.eventsDeny.name, measured: Case.eventsDeny.hooks, other: .none),
+            SideBySideCase(name: Case.eventsAll.name, measured: Case.eventsAll.hooks, other: .none),
+            SideBySideCase(name: "\(Case.eventsOff.name), beside an empty tc program (what its programs add to the hook)",
+                           measured: Case.eventsOff.hooks, other: .emptyProgram),
+        ]
     }
 
     /// One client pod and the server pod it sends to.
@@ -114,26 +139,28 @@ public struct TrafficBenchmark {
         }
 
         usleep(300_000)  // the servers listen
-        let (alone, sideBySide) = try measure(pairs, root: root, node: cluster.node.name)
+        let (alone, sideBySide) = try measure(pairs, root: root, node: cluster.node)
         return figuresAlone(alone) + figuresSideBySide(sideBySide)
     }
 
     /// Both ways in turn; the loader (and its lock) go before the caller resets the root.
-    private func measure(_ pairs: [Pair], root: PinRoot, node: String) throws -> ([Sample], [[PairedRound]]) {
+    private func measure(_ pairs: [Pair], root: PinRoot, node: NetworkNamespace) throws -> ([Sample], [[PairedRound]]) {
         let (loader, _) = try Loader.initialize(root: root, migrate: false)
         _ = try loader.apply(PolicyDocumentParser.parse(policy(pairs)))
-        return (try measureAlone(pairs[0], loader: loader, node: node), try measureSideBySide(pairs, loader: loader, node: node))
+        let empty = try BPFObjectFile(bytes: EmbeddedBPFObject.empty.bytes, name: "empty").program(named: "nf_empty")
+        let hooks = HookSetter(loader: loader, node: node, emptyProgram: empty)
+        return (try measureAlone(pairs[0], hooks: hooks), try measureSideBySide(pairs, hooks: hooks))
     }
 
     // MARK: one pair alone
 
     /// Every case `rounds` times in turn.
-    private func measureAlone(_ pair: Pair, loader: Loader, node: String) throws -> [Sample] {
+    private func measureAlone(_ pair: Pair, hooks: HookSetter) throws -> [Sample] {
         var samples = [Sample](repeating: Sample(), count: Case.allCases.count)
         for round in 0..<rounds {
             let count = Case.allCases.count
             for index in (0..<count).map({ ($0 + round) % count }) {
-                try enforce(Case.allCases[index].eventLevel, on: [pair], loader: loader, node: node)
+                try hooks.put(Case.allCases[index].hooks, on: pair)
                 samples[index].append(try measure(pair))
             }
         }
@@ -169,14 +196,14 @@ public struct TrafficBenchmark {
 
     /// Every side-by-side case `pairedRounds` times in turn; the measured pair alternates by round
     /// (what separates the two pairs themselves cancels out).
-    private func measureSideBySide(_ pairs: [Pair], loader: Loader, node: String) throws -> [[PairedRound]] {
-        var rounds = [[PairedRound]](repeating: [], count: Case.sideBySide.count)
+    private func measureSideBySide(_ pairs: [Pair], hooks: HookSetter) throws -> [[PairedRound]] {
+        let cases = SideBySideCase.all
+        var rounds = [[PairedRound]](repeating: [], count: cases.count)
         for round in 0..<pairedRounds {
             let (measuredPair, otherPair) = round % 2 == 0 ? (pairs[0], pairs[1]) : (pairs[1], pairs[0])
-            let count = Case.sideBySide.count
-            for index in (0..<count).map({ ($0 + round) % count }) {
-                try enforce(nil, on: [otherPair], loader: loader, node: node)
-                try enforce(Case.sideBySide[index].eventLevel, on: [measuredPair], loader: loader, node: node)
+            for index in (0..<cases.count).map({ ($0 + round) % cases.count }) {
+                try hooks.put(cases[index].other, on: otherPair)
+                try hooks.put(cases[index].measured, on: measuredPair)
                 let (gigabits, otherGigabits) = try Self.atOnce({ try throughput(measuredPair) }, { try throughput(otherPair) })
                 let (pingPong, otherPingPong) = try Self.atOnce({ try self.pingPong(measuredPair) }, { try self.pingPong(otherPair) })
                 rounds[index].append(PairedRound(measured: Measured(gigabits: gigabits, pingPong: pingPong),
@@ -187,16 +214,15 @@ public struct TrafficBenchmark {
     }
 
     private func figuresSideBySide(_ rounds: [[PairedRound]]) -> [Figure] {
-        Case.sideBySide.enumerated().flatMap { index, trafficCase -> [Figure] in
-            let control = trafficCase == .noProgramAgain
-            let name = control ? "no program on either pair (this run's spread)" : trafficCase.name
+        SideBySideCase.all.enumerated().flatMap { index, sideBySide -> [Figure] in
+            let other = sideBySide.other == .emptyProgram ? "the other pair (an empty tc program on its hooks)" : "the other pair"
             /// The round whose ratio of `metric` is the median: its measured flow beside the other pair's, at the same time.
             func medianRound(_ title: String, _ metric: KeyPath<Measured, Double>, _ unit: Figure.Unit, goal: Goal?) -> Figure {
                 let sorted = rounds[index].sorted { $0.measured[keyPath: metric] / $0.other[keyPath: metric] < $1.measured[keyPath: metric] / $1.other[keyPath: metric] }
                 let median = sorted[sorted.count / 2]
-                return Figure("\(title) side by side, \(name)", median.measured[keyPath: metric], unit,
-                              baseline: Figure.Baseline("\(title) side by side, the other pair at the same time", median.other[keyPath: metric]),
-                              goal: control ? nil : goal, count: sorted.count)
+                return Figure("\(title) side by side, \(sideBySide.name)", median.measured[keyPath: metric], unit,
+                              baseline: Figure.Baseline("\(title) side by side, \(other) at the same time", median.other[keyPath: metric]),
+                              goal: sideBySide.holdsGoals ? goal : nil, count: sorted.count)
             }
             return [
                 medianRound("TCP throughput", \.gigabits, .gigabitsPerSecond, goal: .atLeast(0.97, .times)),
@@ -216,17 +242,45 @@ public struct TrafficBenchmark {
 
     // MARK: both ways
 
-    /// Netfence on `pairs` at event level `level`, or no program on them (nil).
-    private func enforce(_ level: EventLevel?, on pairs: [Pair], loader: Loader, node: String) throws {
-        for (pod, interface) in pairs.flatMap(\.pods) {
-            let attached = try loader.state.pod(pod) != nil
-            if level != nil, !attached {
-                _ = try loader.attach(pod, interface: interface.hostInterface, netns: node, defaults: [:])
-            } else if level == nil, attached {
-                try loader.detach(pod)
-            }
+    /// Puts what a case asks for on a pair's hooks, changing only what differs from what is there.
+    final class HookSetter {
+        let loader: Loader, node: NetworkNamespace, emptyProgram: BPFProgram
+        private var current: [Int: Hooks] = [:]
+        /// The empty program's filters on each pair's host veths, to remove again.
+        private var emptyFilters: [Int: [(interface: String, direction: TCDirection, handle: UInt32, priority: UInt32)]] = [:]
+
+        init(loader: Loader, node: NetworkNamespace, emptyProgram: BPFProgram) {
+            (self.loader, self.node, self.emptyProgram) = (loader, node, emptyProgram)
         }
-        if let level { _ = try loader.changeSettings { $0.eventLevel = level } }
+
+        func put(_ hooks: Hooks, on pair: Pair) throws {
+            let was = current[pair.index] ?? .none
+            if was == .emptyProgram, hooks != .emptyProgram {
+                for filter in emptyFilters.removeValue(forKey: pair.index) ?? [] {
+                    try TCAttachments.detach(interface: filter.interface, direction: filter.direction, in: node,
+                                             handle: filter.handle, priority: filter.priority)
+                }
+            }
+            let netfence = if case .netfence = hooks { true } else { false }
+            for (pod, interface) in pair.pods {
+                let attached = try loader.state.pod(pod) != nil
+                if netfence, !attached {
+                    _ = try loader.attach(pod, interface: interface.hostInterface, netns: node.name, defaults: [:])
+                } else if !netfence, attached {
+                    try loader.detach(pod)
+                }
+            }
+            if hooks == .emptyProgram, was != .emptyProgram {
+                emptyFilters[pair.index] = try pair.pods.flatMap { _, pod in
+                    try TCDirection.allCases.map { direction in
+                        let filter = try TCAttachments.attach(emptyProgram, interface: pod.hostInterface, direction: direction, in: node)
+                        return (pod.hostInterface, direction, filter.handle, filter.priority)
+                    }
+                }
+            }
+            if case .netfence(let level) = hooks { _ = try loader.changeSettings { $0.eventLevel = level } }
+            current[pair.index] = hooks
+        }
     }
 
     /// Each pair's two pods isolated by `prefixes` host prefixes, the other pod of the pair among them,

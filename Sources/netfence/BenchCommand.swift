@@ -151,8 +151,10 @@ struct BenchTrafficCommand: Command {
             without (which one alternates by round), so both meet the same machine: each round gives a ratio, and \
             the round with the median ratio is reported, its two flows beside each other; the control has no program \
             on either pair. Goals, side by side: at least 97 % of the other pair's throughput and transactions, p99 \
-            within 5 %. Needs Debian's iperf3 and sockperf. Takes about six minutes with the defaults; removes \
-            everything it made.
+            within 5 %. Two more rows say what that is made of: an empty tc program on the four hooks beside no \
+            program (the hook's own cost), and netfence beside an empty program on the other pair (what its \
+            programs add). Needs Debian's iperf3 and sockperf. Takes about ten minutes with the defaults; \
+            removes everything it made.
             """)
 
     static let seconds = Option<Int>(long: "seconds", help: "Seconds each iperf3 and sockperf run lasts.", default: 3)

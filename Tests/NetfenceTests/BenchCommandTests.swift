@@ -133,14 +133,19 @@ import TestSupport
     @Test func benchTrafficMeasuresRealTrafficWithAndWithoutNetfence() throws {
         guard Privileges.require(), Privileges.tools(["/usr/bin/iperf3", "/usr/bin/sockperf"], from: "iperf3 or sockperf") else { return }
         let (rows, result) = try Self.bench(["traffic", "--seconds", "1", "--rounds", "1", "--side-by-side-rounds", "2"])
-        #expect(rows.count == 32 && rows.allSatisfy { ($0["value"] as? Double ?? 0) > 0 }, "\(rows)")
+        #expect(rows.count == 38 && rows.allSatisfy { ($0["value"] as? Double ?? 0) > 0 }, "\(rows)")
         #expect(rows.prefix(4).map { $0["unit"] as? String } == ["Gbit/s", "/s", "µs", "µs"])
         #expect(rows.prefix(20).allSatisfy { $0["goal"] == nil }, "one pair alone carries no goal")
-        let sideBySide = Array(rows.suffix(12))
+        let sideBySide = Array(rows.suffix(18))
         #expect(sideBySide.allSatisfy { ($0["name"] as? String ?? "").contains("side by side") && ($0["baseline"] as? [String: Any])?["value"] as? Double ?? 0 > 0 },
                 "\(sideBySide)")
         #expect(sideBySide.prefix(3).allSatisfy { $0["goal"] == nil }, "the control (no program on either pair) has no goal")
-        for row in sideBySide.dropFirst(3) {
+        let (emptyHook, overEmptyHook) = (sideBySide[3..<6], sideBySide.suffix(3))
+        #expect(emptyHook.allSatisfy { ($0["name"] as? String ?? "").contains("an empty tc program") && $0["goal"] == nil }, "\(emptyHook)")
+        #expect(overEmptyHook.allSatisfy { $0["goal"] == nil
+            && (($0["baseline"] as? [String: Any])?["name"] as? String ?? "").contains("an empty tc program on its hooks") },
+                "netfence's programs beside the hook's own cost: \(overEmptyHook)")
+        for row in sideBySide.dropFirst(6).dropLast(3) {
             let goal = try #require(row["goal"] as? [String: Any])
             #expect(row["comparison"] as? String == "times" && [0.97, 1.05].contains(goal["limit"] as? Double ?? 0) && row["count"] as? Int == 2, "\(row)")
         }

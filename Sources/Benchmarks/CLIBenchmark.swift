@@ -24,11 +24,12 @@ public struct CLIBenchmark {
             _ = try Loader.initialize(root: root, migrate: false)  // the loader (and its lock) go at once
             let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("nf-bench-cli-\(getpid())").path
             let shared = scratch + "-shared.json", own = [scratch + "-a.json", scratch + "-b.json"]
+            let removal = Interruption.register(removingFiles: [shared] + own)
+            defer { removal.run() }
             try BenchPolicy(name: "shared", pods: ["pod0", "pod1"], cidrs: BenchPolicy.hosts(10)).json.write(toFile: shared, atomically: true, encoding: .utf8)
             for (file, port) in zip(own, [443, 8443]) {
                 try BenchPolicy(name: "own", pods: ["pod2"], cidrs: BenchPolicy.hosts(10), ports: [port]).json.write(toFile: file, atomically: true, encoding: .utf8)
             }
-            defer { for file in [shared] + own { try? FileManager.default.removeItem(atPath: file) } }
             let rooted = ["--bpffs-root", root.path]
             func attach(_ pod: String) -> [String] {
                 ["loader", "attach", "--pod", "bench/\(pod)", "--iface", pod, "--netns", sandbox.namespace.name] + rooted

@@ -20,14 +20,20 @@ public struct CNIBenchmark {
             throw BenchmarkError("\(CNIRuntime.debianPluginFolder)/ptp is missing: install Debian's containernetworking-plugins")
         }
         try BPFFilesystem.mountIfNeeded()
-        let root = try PinRoot(ThrowawayNode.pinRoot)
+        let throwaway = try ThrowawayRoot(ThrowawayNode.pinRoot), root = throwaway.root
         let nodeName = "\(ThrowawayNode.namespace)-cni"
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("nf-bench-cni-\(getpid())").path
-        var namespaces = [nodeName]
+        // The pods' namespaces and the node's, and the plugins' folder; also if a stop signal ends the run.
+        let namespaces = Interruption.register {
+            let named = (try? FileManager.default.contentsOfDirectory(atPath: NetworkNamespace.namedFolder)) ?? []
+            named.filter { $0.hasPrefix("\(nodeName)-p") }.forEach(IPRoute.deleteNamespace)
+            IPRoute.deleteNamespace(nodeName)
+        }
+        let files = Interruption.register(removingFiles: [scratch])
         defer {
-            try? Loader.reset(root: root)
-            namespaces.reversed().forEach(IPRoute.deleteNamespace)
-            try? FileManager.default.removeItem(atPath: scratch)
+            throwaway.remove()
+            namespaces.run()
+            files.run()
         }
         try IPRoute.run(["netns", "add", nodeName])
         try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
@@ -49,7 +55,6 @@ public struct CNIBenchmark {
             for (index, chain) in chains.enumerated() {
                 let name = "\(nodeName)-p\(sample)-\(index)"
                 try IPRoute.run(["netns", "add", name])
-                namespaces.append(name)
                 let arguments = CNIRuntime.podArguments(namespace: "bench", name: "pod\(sample)")
                 var outcome: CNIRuntime.Outcome?
                 let took = try clock.measure {
@@ -59,7 +64,6 @@ public struct CNIBenchmark {
                 if let seconds = outcome?.seconds["netfence-cni"] { plugin.append(seconds * 1000) }
                 try chain.delete(containerID: name, netns: "\(NetworkNamespace.namedFolder)/\(name)", arguments: arguments, result: outcome?.result)
                 IPRoute.deleteNamespace(name)
-                namespaces.removeLast()
             }
         }
         guard try Loader(root: root).status().pods.isEmpty else {

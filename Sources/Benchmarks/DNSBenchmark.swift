@@ -44,11 +44,11 @@ public struct DNSBenchmark {
     /// checks `requiredTools` and `peer` are installed.
     public func run(netfence: String) throws -> [Figure] {
         let pid = getpid()
-        let root = try PinRoot("\(BPFFilesystem.defaultMountPoint)/netfence-bench-dns-\(pid)")
+        let throwaway = try ThrowawayRoot("\(BPFFilesystem.defaultMountPoint)/netfence-bench-dns-\(pid)"), root = throwaway.root
         try BPFFilesystem.mountIfNeeded()
         let cluster = try ClusterNetwork(prefix: "nfbd\(pid % 100_000)", pods: 3, subnet: 250)
         defer {
-            try? Loader.reset(root: root)
+            throwaway.remove()
             cluster.remove()
         }
         let (client, dnsPod, plainClient) = (cluster.pods[0], cluster.pods[1], cluster.pods[2])
@@ -71,8 +71,9 @@ public struct DNSBenchmark {
         }
 
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("netfence-bench-dns-\(pid)")
+        let removal = Interruption.register(removingFiles: [folder.path])
+        defer { removal.run() }
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: folder) }
         let config = folder.appendingPathComponent("dnsmasq.conf"), queries = folder.appendingPathComponent("queries")
         let peerConfig = folder.appendingPathComponent("dnsdist.conf")
         try ["port=53", "bind-interfaces", "listen-address=\(dnsPod.ipv4)", "no-resolv", "no-hosts", "pid-file=",

@@ -6,7 +6,7 @@ import NodeNetwork
 
 /// Where a benchmark runs: a pin root of its own and host interfaces in a
 /// namespace of its own, named after the process; both removed afterwards,
-/// also when the benchmark fails.
+/// also when the benchmark fails or a stop signal ends it.
 public enum ThrowawayNode {
     /// The pin root a benchmark of this process uses (`…/netfence-bench-PID`).
     public static var pinRoot: String { "\(BPFFilesystem.defaultMountPoint)/netfence-bench-\(getpid())" }
@@ -17,12 +17,12 @@ public enum ThrowawayNode {
     public static func run<Result>(interfaces: [String], _ body: (_ root: PinRoot, _ sandbox: SandboxInterfaces) throws -> Result) throws -> Result {
         try BPFFilesystem.mountIfNeeded()
         let sandbox = try SandboxInterfaces(name: namespace, interfaces: interfaces)
-        let root = try PinRoot(pinRoot)
+        let root = try ThrowawayRoot(pinRoot)
         defer {
-            try? Loader.reset(root: root)
+            root.remove()
             sandbox.remove()
         }
-        return try body(root, sandbox)
+        return try body(root.root, sandbox)
     }
 }
 

@@ -123,10 +123,10 @@ public struct TrafficBenchmark {
         }
         let pid = getpid()
         try BPFFilesystem.mountIfNeeded()
-        let root = try PinRoot("\(BPFFilesystem.defaultMountPoint)/netfence-bench-traffic-\(pid)")
+        let root = try ThrowawayRoot("\(BPFFilesystem.defaultMountPoint)/netfence-bench-traffic-\(pid)")
         let cluster = try ClusterNetwork(prefix: "nfbt\(pid % 100_000)", pods: 4, subnet: 246)
         defer {
-            _ = try? Loader.reset(root: root)
+            root.remove()
             cluster.remove()
         }
         let pairs = [Pair(index: 0, client: cluster.pods[0], server: cluster.pods[1]), Pair(index: 1, client: cluster.pods[2], server: cluster.pods[3])]
@@ -139,7 +139,7 @@ public struct TrafficBenchmark {
         }
 
         usleep(300_000)  // the servers listen
-        let (alone, sideBySide) = try measure(pairs, root: root, node: cluster.node)
+        let (alone, sideBySide) = try measure(pairs, root: root.root, node: cluster.node)
         return figuresAlone(alone) + figuresSideBySide(sideBySide)
     }
 

@@ -106,6 +106,12 @@ public final class CommandContext {
     public func write(bytes: UnsafeRawBufferPointer) { standardOutput(bytes) }
     /// The reader of standard output went away (`… | head -1` has what it wanted): a follow loop ends.
     public var outputReaderGone: Bool { standardOutput.isReaderGone }
+    /// Writes `error: text` to standard error (`{"error":…,"exitCode":…}` when diagnostics are JSON), as
+    /// the tree reports a failed command: for a command that ends the process itself.
+    public func reportError(_ text: String, exitCode: Int32) {
+        standardError.write(jsonDiagnostics ? CommandTree.jsonError(text, exitCode: exitCode) : "error: \(TerminalText.escaped(text))\n")
+    }
+
     /// Writes `warning: text` to standard error; the command goes on.
     public func warn(_ text: String) {
         standardError.write(jsonDiagnostics ? "{\"warning\":\(CommandTree.quoted(text))}\n" : "warning: \(TerminalText.escaped(text))\n")

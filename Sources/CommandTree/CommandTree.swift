@@ -41,7 +41,7 @@ public struct CommandTree: Sendable {
     }
 
     /// `{"error":"…","exitCode":1}`: an error as a script reads it.
-    func jsonError(_ message: String, exitCode: Int32, usage: String? = nil) -> String {
+    static func jsonError(_ message: String, exitCode: Int32, usage: String? = nil) -> String {
         var text = "{\"error\":\(Self.quoted(message)),\"exitCode\":\(exitCode)"
         if let usage { text += ",\"usage\":\(Self.quoted(usage))" }
         return text + "}\n"
@@ -74,7 +74,7 @@ public struct CommandTree: Sendable {
         let invocation: Invocation
         let json = wantsJSON(arguments)
         func usageFailure(_ error: UsageError, _ path: [any Command.Type]) -> Int32 {
-            standardError.write(json ? jsonError(error.message, exitCode: Self.usageExitCode, usage: usageLine(path.isEmpty ? [root] : path))
+            standardError.write(json ? Self.jsonError(error.message, exitCode: Self.usageExitCode, usage: usageLine(path.isEmpty ? [root] : path))
                                      : usageErrorText(error, path: path))
             return Self.usageExitCode
         }
@@ -102,7 +102,7 @@ public struct CommandTree: Sendable {
                 return usageFailure(error, path)
             } catch {
                 let message = oneLine(String(describing: error))
-                standardError.write(json ? jsonError(message, exitCode: Self.failureExitCode) : "error: \(TerminalText.escaped(message))\n")
+                standardError.write(json ? Self.jsonError(message, exitCode: Self.failureExitCode) : "error: \(TerminalText.escaped(message))\n")
                 return Self.failureExitCode
             }
         }

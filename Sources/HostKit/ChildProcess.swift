@@ -53,6 +53,9 @@ public enum ChildProcess {
         out.closeWriteEnd()
         err?.closeWriteEnd()
         guard spawned == 0 else { throw SystemError("run", executable, errno: spawned) }
+        let pid = child
+        let removal = Interruption.register { kill(pid, SIGKILL) }  // a stop does not wait for it to end by itself
+        defer { removal.forget() }
         // Read both to the end first: a child blocked on a full pipe would never exit.
         let deadline = timeout.map { started + UInt64($0 * 1e9) }
         var (text, errorText, timedOut) = readToEnd(out.readEnd, err?.readEnd, until: deadline)
@@ -137,8 +140,17 @@ extension ChildProcess {
     public final class Running: @unchecked Sendable {
         public let processID: pid_t
         private var status: Int32?
+        /// Killed if a stop ends this process first (``Interruption``).
+        private let removal: Interruption.Removal
 
-        init(processID: pid_t) { self.processID = processID }
+        init(processID: pid_t) {
+            self.processID = processID
+            removal = Interruption.register {
+                kill(processID, SIGKILL)
+                var raw: Int32 = 0
+                while waitpid(processID, &raw, 0) < 0, errno == EINTR {}
+            }
+        }
 
         /// Sends `signal` and waits for the exit, killing it (SIGKILL) past `seconds`;
         /// returns the status as `run` does. Once only.
@@ -157,6 +169,7 @@ extension ChildProcess {
                 }
                 usleep(5_000)
             }
+            removal.forget()
             return status!
         }
 

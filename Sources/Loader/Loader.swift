@@ -729,6 +729,21 @@ public final class Loader {
                 report.pods.append(pod.pod)
             }
         }
+        (report.removed, report.kept) = try removePins(of: root)
+        withExtendedLifetime(held) {}
+        return report
+    }
+
+    /// Removes every pin of a root this process made for itself and no one else uses, without the
+    /// root's lock (this process may hold it): what a stop signal leaves of a benchmark's or the
+    /// demo's root. Its pods' filters go with their namespaces.
+    public static func discardThrowaway(root: PinRoot) {
+        _ = try? removePins(of: root)
+    }
+
+    /// Unpins the programs, maps and state (the marker last) and removes the root's folder when nothing else is in it.
+    private static func removePins(of root: PinRoot) throws -> (removed: [String], kept: [String]) {
+        var (removed, kept) = ([String](), [String]())
         let layout: [(folder: String, names: Set<String>)] = [
             ("programs", Set(Datapath.programNames.flatMap { [$0, Datapath.stagedProgramName($0)] })),
             ("maps", Set(Datapath.mapLayouts.keys)),
@@ -737,13 +752,12 @@ public final class Loader {
         ]
         for (folder, names) in layout {
             let removal = try BPFFilesystem.removePins(names, in: folder, under: root.path)
-            report.removed += removal.removed
-            if names.contains(LoaderState.markerName) || folder != "state" { report.kept += removal.kept }
+            removed += removal.removed
+            if names.contains(LoaderState.markerName) || folder != "state" { kept += removal.kept }
         }
-        if report.kept.isEmpty, rmdir(root.path) != 0, errno != ENOENT {
-            report.kept.append(contentsOf: (try? FileManager.default.contentsOfDirectory(atPath: root.path))?.map { root.appending($0) } ?? [])
+        if kept.isEmpty, rmdir(root.path) != 0, errno != ENOENT {
+            kept.append(contentsOf: (try? FileManager.default.contentsOfDirectory(atPath: root.path))?.map { root.appending($0) } ?? [])
         }
-        withExtendedLifetime(held) {}
-        return report
+        return (removed, kept)
     }
 }

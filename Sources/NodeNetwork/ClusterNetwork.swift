@@ -25,6 +25,9 @@ public final class ClusterNetwork: @unchecked Sendable {
     public init(prefix: String, pods count: Int, subnet: Int) throws {
         let nodeName = "\(prefix)-node"
         var created = [nodeName]
+        // Registered before the first namespace is made: a stop half-way through removes what was.
+        let every = [nodeName] + (0..<count).map { "\(prefix)-p\($0)" }
+        let removal = Interruption.register { every.forEach(IPRoute.deleteNamespace) }
         IPRoute.deleteNamespace(nodeName)
         do {
             try IPRoute.run(["netns", "add", nodeName])
@@ -58,8 +61,9 @@ public final class ClusterNetwork: @unchecked Sendable {
             node = try NetworkNamespace.named(nodeName)
             self.pods = pods
             names = created
+            self.removal = removal
         } catch {
-            created.forEach(IPRoute.deleteNamespace)
+            removal.run()
             throw error
         }
     }
@@ -82,16 +86,16 @@ public final class ClusterNetwork: @unchecked Sendable {
         }
     }
 
-    /// Deletes every namespace (and with them the veths and filters).
-    public func remove() { names.forEach(IPRoute.deleteNamespace) }
+    /// Deletes every namespace (and with them the veths and filters), also when a stop signal
+    /// ends the process first (``Interruption``). Once.
+    public func remove() { removal.run() }
 
-    /// Whether deinit leaves the namespaces in place (`demo --keep`).
-    private var kept = false
+    private let removal: Interruption.Removal
 
     /// Leaves the namespaces in place when this value goes: someone wants to look around.
-    public func keep() { kept = true }
+    public func keep() { removal.forget() }
 
-    deinit { if !kept { remove() } }
+    deinit { remove() }
 
     /// Without duplicate address detection, link-local addresses (which neighbour
     /// discovery needs) work at once instead of after about a second.

@@ -12,6 +12,11 @@ struct BenchCommand: Command {
     static let configuration = CommandConfiguration(
         name: "bench",
         abstract: "Measure netfence on this machine, each figure beside its baseline from the same run.",
+        discussion: """
+            Each benchmark builds throwaway namespaces, a pin root and servers named after its process id, and removes \
+            them when it is done, also when it is stopped half-way (SIGINT, SIGTERM, SIGHUP): then it says so in one \
+            line on stderr and exits with 128 + the signal.
+            """,
         subcommands: [BenchDatapathCommand.self, BenchLoaderCommand.self, BenchEventsCommand.self, BenchConntrackCommand.self,
                       BenchDNSCommand.self, BenchExplainCommand.self, BenchCNICommand.self, BenchCLICommand.self, BenchScaleCommand.self,
                       BenchTrafficCommand.self])
@@ -54,7 +59,7 @@ struct BenchDatapathCommand: Command {
         try NodeAccess.requirePrivileges(context)
         var benchmark = DatapathBenchmark()
         benchmark.passes = passes
-        try FigureTable.print(try benchmark.run(), context)
+        try FigureTable.print(try StopSignals.removingWhatItMakes(context) { try benchmark.run() }, context)
     }
 }
 
@@ -86,7 +91,7 @@ struct BenchLoaderCommand: Command {
         try NodeAccess.requirePrivileges(context)
         var benchmark = LoaderBenchmark()
         benchmark.pods = pods
-        try FigureTable.print(try benchmark.run(), context)
+        try FigureTable.print(try StopSignals.removingWhatItMakes(context) { try benchmark.run() }, context)
     }
 }
 
@@ -130,7 +135,7 @@ struct BenchScaleCommand: Command {
         benchmark.pods = pods
         benchmark.cidrs = cidrs
         benchmark.rounds = rounds
-        try FigureTable.print(try benchmark.run(), context)
+        try FigureTable.print(try StopSignals.removingWhatItMakes(context) { try benchmark.run() }, context)
     }
 }
 
@@ -184,7 +189,7 @@ struct BenchTrafficCommand: Command {
         benchmark.seconds = seconds
         benchmark.rounds = rounds
         benchmark.pairedRounds = sideBySideRounds
-        try FigureTable.print(try benchmark.run(), context)
+        try FigureTable.print(try StopSignals.removingWhatItMakes(context) { try benchmark.run() }, context)
     }
 }
 
@@ -219,7 +224,7 @@ struct BenchEventsCommand: Command {
         try NodeAccess.requirePrivileges(context)
         var benchmark = EventsBenchmark()
         benchmark.events = events
-        try FigureTable.print(try benchmark.run(), context)
+        try FigureTable.print(try StopSignals.removingWhatItMakes(context) { try benchmark.run() }, context)
     }
 }
 
@@ -261,7 +266,7 @@ struct BenchConntrackCommand: Command {
         var benchmark = ConntrackBenchmark()
         benchmark.entries = entries
         benchmark.passes = passes
-        try FigureTable.print(try benchmark.run(netfence: try NodeAccess.executablePath(), bpftool: bpftool), context)
+        try FigureTable.print(try StopSignals.removingWhatItMakes(context) { try benchmark.run(netfence: try NodeAccess.executablePath(), bpftool: bpftool) }, context)
     }
 }
 
@@ -321,7 +326,7 @@ struct BenchDNSCommand: Command {
         benchmark.seconds = seconds
         benchmark.passes = passes
         benchmark.outstanding = outstanding
-        try FigureTable.print(try benchmark.run(netfence: try NodeAccess.executablePath()), context)
+        try FigureTable.print(try StopSignals.removingWhatItMakes(context) { try benchmark.run(netfence: try NodeAccess.executablePath()) }, context)
     }
 }
 
@@ -351,7 +356,7 @@ struct BenchExplainCommand: Command {
         try NodeAccess.requirePrivileges(context)
         var benchmark = ExplainBenchmark()
         benchmark.prefixes = prefixes
-        try FigureTable.print(try benchmark.run(), context)
+        try FigureTable.print(try StopSignals.removingWhatItMakes(context) { try benchmark.run() }, context)
     }
 }
 
@@ -390,7 +395,7 @@ struct BenchCNICommand: Command {
         try NodeAccess.requirePrivileges(context)
         var benchmark = CNIBenchmark(executable: BenchCommand.runningExecutable)
         benchmark.samples = samples
-        try FigureTable.print(try benchmark.run(), context)
+        try FigureTable.print(try StopSignals.removingWhatItMakes(context) { try benchmark.run() }, context)
     }
 }
 
@@ -423,7 +428,7 @@ struct BenchCLICommand: Command {
         try NodeAccess.requirePrivileges(context)
         var benchmark = CLIBenchmark(executable: BenchCommand.runningExecutable)
         benchmark.samples = samples
-        try FigureTable.print(try benchmark.run(), context)
+        try FigureTable.print(try StopSignals.removingWhatItMakes(context) { try benchmark.run() }, context)
     }
 }
 

@@ -17,7 +17,7 @@ struct DemoCommand: Command {
             ranges), loads netfence under BPFFS_ROOT/demo-PID, attaches the pods, and probes TCP, UDP and ICMP between \
             them before and after applying a PolicyEndpoint that lets only pod1 reach pod0, on TCP. Then prints \
             'loader status', 'ebpf progs' and 'ebpf maps' for the demo, and removes everything it created, also on \
-            failure.
+            failure and when stopped half-way (SIGINT, SIGTERM, SIGHUP: one line on stderr, exit 128 + the signal).
             """)
 
     static let keep = Flag(long: "keep", help: "Leave the namespaces, filters and pins in place for a look around.")
@@ -31,18 +31,23 @@ struct DemoCommand: Command {
     func run(_ context: CommandContext) throws {
         try NodeAccess.requirePrivileges(context)
         try NodeAccess.prepareBPFFilesystem(context)
+        try StopSignals.removingWhatItMakes(context) { try demonstrate(context) }
+    }
+
+    private func demonstrate(_ context: CommandContext) throws {
 
         let pid = getpid()
-        let root = try PinRoot(context.pinRoot.appending("demo-\(pid)"))
+        let throwaway = try ThrowawayRoot(context.pinRoot.appending("demo-\(pid)")), root = throwaway.root
         context.print("==> Creating a node and three pods (network namespaces joined by veth pairs)")
         let cluster = try ClusterNetwork(prefix: "nfdemo\(pid % 10_000)", pods: 3, subnet: 42)
         let servers = try cluster.pods.map { try ProbeServer(in: $0.namespace, port: Self.port) }
         defer {
             servers.forEach { $0.stop() }
             if keepResources {
+                throwaway.keep()
                 cluster.keep()
             } else {
-                try? Loader.reset(root: root)
+                throwaway.remove()
                 cluster.remove()
             }
         }

@@ -1,4 +1,6 @@
+import CommandTree
 import Glibc
+import HostKit
 
 /// Set by SIGINT/SIGTERM: long-running commands finish what they are doing and exit 0.
 nonisolated(unsafe) var stopRequested: sig_atomic_t = 0
@@ -26,5 +28,24 @@ enum StopSignals {
         sigemptyset(&hangup)
         sigaddset(&hangup, SIGHUP)
         pthread_sigmask(SIG_UNBLOCK, &hangup, nil)
+    }
+
+    /// For a command that makes throwaway namespaces, pins or servers (the benchmarks, the demo):
+    /// SIGINT, SIGTERM and SIGHUP remove them (``Interruption``), say so in one line and end the
+    /// process with 128 + the signal. What fails meanwhile because of the stop (the terminal's SIGINT
+    /// reaches the children too) leaves the word to it.
+    static func removingWhatItMakes<T>(_ context: CommandContext, _ body: () throws -> T) throws -> T {
+        nonisolated(unsafe) let context = context
+        try Interruption.handleStops { signal in
+            let name = [SIGINT: "SIGINT", SIGTERM: "SIGTERM", SIGHUP: "SIGHUP"][signal] ?? "signal \(signal)"
+            context.reportError("stopped by \(name); removed the namespaces, pins and processes '\(context.commandPath)' had made",
+                                exitCode: 128 + signal)
+        }
+        do {
+            return try body()
+        } catch {
+            if Interruption.stopping { Interruption.awaitStop() }
+            throw error
+        }
     }
 }

@@ -156,6 +156,44 @@ import TestSupport
         #expect(try ChildProcess.run("/usr/bin/pgrep", ["-f", "sockperf server|iperf3 -s"]).status != 0, "servers stopped")
     }
 
+    /// A benchmark stopped half-way (SIGINT as Ctrl-C sends it, SIGTERM as `kill` does) removes what
+    /// it made before it ends: its pods' namespaces, its pin root and the servers in the pods. One
+    /// line on stderr says so (JSON under `-o json`); the status is 128 + the signal.
+    @Test(arguments: [SIGINT, SIGTERM]) func aBenchStoppedHalfWayRemovesWhatItMade(signal: Int32) throws {
+        guard Privileges.require(), Privileges.tools(["/usr/bin/iperf3", "/usr/bin/sockperf"], from: "iperf3 or sockperf") else { return }
+        let json = signal == SIGTERM
+        let bench = Process(), errors = Pipe()
+        bench.executableURL = URL(fileURLWithPath: NetfenceBinary.path)
+        bench.arguments = ["bench", "traffic", "--seconds", "2"] + (json ? ["-o", "json"] : [])
+        (bench.standardOutput, bench.standardError) = (FileHandle.nullDevice, errors)
+        try bench.run()
+        let pid = bench.processIdentifier
+        let (prefix, root) = ("nfbt\(pid % 100_000)", "\(BPFFilesystem.defaultMountPoint)/netfence-bench-traffic-\(pid)")
+        // Under way: both servers listening in each pair's server pod, the datapath loaded.
+        var servers: [pid_t] = []
+        let clock = ContinuousClock(), deadline = clock.now + .seconds(60)
+        while servers.count < 4 || !FileManager.default.fileExists(atPath: root), clock.now < deadline {
+            Thread.sleep(forTimeInterval: 0.2)
+            servers = ["p1", "p3"].flatMap { pod in
+                ((try? IPRoute.run(["netns", "pids", "\(prefix)-\(pod)"])) ?? "").split(separator: "\n").compactMap { pid_t($0) }
+            }
+        }
+        #expect(servers.count == 4 && FileManager.default.fileExists(atPath: root), "the bench made its node: \(servers)")
+        Thread.sleep(forTimeInterval: 1)
+        kill(pid, signal)
+        while bench.isRunning, clock.now < deadline { Thread.sleep(forTimeInterval: 0.1) }
+        if bench.isRunning { kill(pid, SIGKILL) }
+        bench.waitUntilExit()
+        let stderr = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(bench.terminationStatus == 128 + signal, "\(stderr)")
+        let said = "stopped by \(json ? "SIGTERM" : "SIGINT"); removed the namespaces, pins and processes 'netfence bench traffic' had made"
+        #expect(stderr == (json ? "{\"error\":\"\(said)\",\"exitCode\":\(128 + signal)}\n" : "error: \(said)\n"), "\(stderr)")
+        let left = (try? FileManager.default.contentsOfDirectory(atPath: NetworkNamespace.namedFolder)) ?? []
+        #expect(!left.contains { $0.hasPrefix("\(prefix)-") }, "namespaces removed: \(left)")
+        #expect(!FileManager.default.fileExists(atPath: root), "pins removed")
+        #expect(servers.allSatisfy { kill($0, 0) != 0 }, "servers stopped")
+    }
+
     /// A short run of `bench dns`: NOERROR answers/s and latency through the proxy beside dnsmasq
     /// straight and beside dnsdist, the latency once more with every process on one CPU (each forwarder's
     /// own share), the share of other answers (none through the proxy: the load stays within its

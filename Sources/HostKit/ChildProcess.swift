@@ -55,7 +55,6 @@ public enum ChildProcess {
         guard spawned == 0 else { throw SystemError("run", executable, errno: spawned) }
         let pid = child
         let removal = Interruption.register { kill(pid, SIGKILL) }  // a stop does not wait for it to end by itself
-        defer { removal.forget() }
         // Read both to the end first: a child blocked on a full pipe would never exit.
         let deadline = timeout.map { started + UInt64($0 * 1e9) }
         var (text, errorText, timedOut) = readToEnd(out.readEnd, err?.readEnd, until: deadline)
@@ -64,8 +63,7 @@ public enum ChildProcess {
             let note = Array("\n[killed: still running after \(timeout) s]\n".utf8)
             if err == nil { text += note } else { errorText += note }
         }
-        var status: Int32 = 0
-        while waitpid(child, &status, 0) < 0, errno == EINTR {}
+        let status = reap(child, blocking: true, unregistering: removal) ?? 0
         let exited = status & 0x7f == 0
         return Result(status: exited ? (status >> 8) & 0xff : 128 + status & 0x7f, output: String(decoding: text, as: UTF8.self),
                       errorOutput: String(decoding: errorText, as: UTF8.self),
@@ -124,6 +122,21 @@ extension ChildProcess {
     /// Spawn attributes that give the child an empty signal mask and default dispositions: what this
     /// process blocks or ignores (a test runner's mask, SIGPIPE ignored) must not reach a program that
     /// counts on its signals (sockperf ends its run with a timer signal; a blocked one hangs it).
+    /// Reaps the child `pid` once it exited (waiting for that when `blocking`; nil while it runs),
+    /// unregistering its stop's kill first: a stop never kills a pid that was reaped and may be
+    /// another process's by then. The raw wait status, or nil.
+    static func reap(_ pid: pid_t, blocking: Bool, unregistering removal: Interruption.Removal) -> Int32? {
+        var exited = siginfo_t()
+        while waitid(P_PID, id_t(pid), &exited, WEXITED | WNOWAIT | (blocking ? 0 : WNOHANG)) < 0 {
+            guard errno == EINTR else { removal.forget(); return nil }  // not our child (reaped already)
+        }
+        guard exited._sifields._sigchld.si_pid == pid else { return nil }
+        removal.forget()
+        var raw: Int32 = 0
+        while waitpid(pid, &raw, 0) < 0, errno == EINTR {}
+        return raw
+    }
+
     static func cleanSignals() -> posix_spawnattr_t {
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
@@ -140,14 +153,14 @@ extension ChildProcess {
     public final class Running: @unchecked Sendable {
         public let processID: pid_t
         private var status: Int32?
-        /// Killed if a stop ends this process first (``Interruption``).
-        private let removal: Interruption.Removal
+        /// Killed if a stop ends this process first (``Interruption``), until it is reaped.
+        let removal: Interruption.Removal
 
         init(processID: pid_t) {
             self.processID = processID
             removal = Interruption.register {
                 kill(processID, SIGKILL)
-                var raw: Int32 = 0
+                var raw: Int32 = 0  // reaped: this process is ending, and an orphaned zombie may find no reaper
                 while waitpid(processID, &raw, 0) < 0, errno == EINTR {}
             }
         }
@@ -162,23 +175,21 @@ extension ChildProcess {
             while isRunning {
                 guard HostClock.monotonic.nanoseconds < deadline else {
                     kill(processID, SIGKILL)
-                    var raw: Int32 = 0
-                    while waitpid(processID, &raw, 0) < 0, errno == EINTR {}
+                    _ = ChildProcess.reap(processID, blocking: true, unregistering: removal)
                     status = 128 + SIGKILL
                     break
                 }
                 usleep(5_000)
             }
-            removal.forget()
             return status!
         }
 
         /// Whether it is still running (not exited, or exited and not yet waited for).
         public var isRunning: Bool {
             guard status == nil else { return false }
-            var raw: Int32 = 0
-            let reaped = waitpid(processID, &raw, WNOHANG)
-            if reaped == processID { status = raw & 0x7f == 0 ? (raw >> 8) & 0xff : 128 + raw & 0x7f }
+            if let raw = ChildProcess.reap(processID, blocking: false, unregistering: removal) {
+                status = raw & 0x7f == 0 ? (raw >> 8) & 0xff : 128 + raw & 0x7f
+            }
             return status == nil
         }
 

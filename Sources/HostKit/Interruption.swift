@@ -19,6 +19,9 @@ public enum Interruption {
 
         /// Forgets the removal without running it: what it would remove stays on purpose.
         public func forget() { _ = Interruption.registered.withLock { $0.actions.removeValue(forKey: id) } }
+
+        /// Whether a stop would still run it.
+        var isRegistered: Bool { Interruption.registered.withLock { $0.actions[id] != nil } }
     }
 
     private struct Registry {

@@ -177,7 +177,11 @@ extension Loader {
                 new.byVerdict[verdict] = now >= before ? now - before : now  // below: reset (the id went to another pod), all of it is new
             }
             if new.total > 0 { try report(podID, direction, new) }
-            if let watcher { (watcher.suppressed[key], watcher.unmarked) = ((podID, direction, total), true) } else { try state.setReportedSuppressedEvents(total, podID: podID, direction: direction) }
+            if let watcher {
+                (watcher.suppressed[key], watcher.unmarked) = ((podID, direction, total), true)
+            } else {
+                try state.setReportedSuppressedEvents(total, podID: podID, direction: direction)
+            }
         }
     }
 

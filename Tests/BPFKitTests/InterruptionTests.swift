@@ -1,4 +1,5 @@
-import HostKit
+import Glibc
+@testable import HostKit
 import Synchronization
 import Testing
 
@@ -20,5 +21,18 @@ import Testing
         forgotten.run()
         spawning.run()
         #expect(runs.withLock { $0 } == ["first", "spawning 0"])
+    }
+
+    /// A child process is unregistered once reaped, before its pid can go to another process: a stop
+    /// kills only children still running (or not yet reaped).
+    @Test func aChildIsUnregisteredOnceReaped() throws {
+        let quick = try ChildProcess.start("/bin/true", [])
+        #expect(quick.removal.isRegistered)
+        let clock = ContinuousClock(), deadline = clock.now + .seconds(10)
+        while quick.isRunning, clock.now < deadline { usleep(5_000) }
+        #expect(!quick.isRunning && !quick.removal.isRegistered, "reaped by isRunning")
+        let slow = try ChildProcess.start("/bin/sleep", ["30"])
+        #expect(slow.isRunning && slow.removal.isRegistered)
+        #expect(slow.stop(signal: SIGTERM) == 128 + SIGTERM && !slow.removal.isRegistered, "reaped by stop")
     }
 }

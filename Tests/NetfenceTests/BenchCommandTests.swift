@@ -156,10 +156,11 @@ import TestSupport
         #expect(try ChildProcess.run("/usr/bin/pgrep", ["-f", "sockperf server|iperf3 -s"]).status != 0, "servers stopped")
     }
 
-    /// A benchmark stopped half-way (SIGINT as Ctrl-C sends it, SIGTERM as `kill` does) removes what
+    /// A benchmark stopped half-way (SIGINT as Ctrl-C sends it, SIGTERM as `kill` does, SIGHUP as a
+    /// closed terminal does) removes what
     /// it made before it ends: its pods' namespaces, its pin root and the servers in the pods. One
     /// line on stderr says so (JSON under `-o json`); the status is 128 + the signal.
-    @Test(arguments: [SIGINT, SIGTERM]) func aBenchStoppedHalfWayRemovesWhatItMade(signal: Int32) throws {
+    @Test(arguments: [SIGINT, SIGTERM, SIGHUP]) func aBenchStoppedHalfWayRemovesWhatItMade(signal: Int32) throws {
         guard Privileges.require(), Privileges.tools(["/usr/bin/iperf3", "/usr/bin/sockperf"], from: "iperf3 or sockperf") else { return }
         let json = signal == SIGTERM
         let bench = Process(), errors = Pipe()
@@ -186,7 +187,8 @@ import TestSupport
         bench.waitUntilExit()
         let stderr = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         #expect(bench.terminationStatus == 128 + signal, "\(stderr)")
-        let said = "stopped by \(json ? "SIGTERM" : "SIGINT"); removed the namespaces, pins and processes 'netfence bench traffic' had made"
+        let name = [SIGINT: "SIGINT", SIGTERM: "SIGTERM", SIGHUP: "SIGHUP"][signal]!
+        let said = "stopped by \(name); removed the namespaces, pins and processes 'netfence bench traffic' had made"
         #expect(stderr == (json ? "{\"error\":\"\(said)\",\"exitCode\":\(128 + signal)}\n" : "error: \(said)\n"), "\(stderr)")
         let left = (try? FileManager.default.contentsOfDirectory(atPath: NetworkNamespace.namedFolder)) ?? []
         #expect(!left.contains { $0.hasPrefix("\(prefix)-") }, "namespaces removed: \(left)")

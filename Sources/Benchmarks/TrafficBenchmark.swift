@@ -23,7 +23,8 @@ import PolicyInput
 ///   gives a ratio, and the round with the median ratio is reported, its two flows beside
 ///   each other. The control has no program on either pair. The goals are held here, and two
 ///   more cases say what netfence's share is made of: an empty tc program beside no program
-///   (the hook's own cost), and netfence beside an empty program (what its programs add).
+///   (the hook's own cost), and netfence beside an empty program (what its programs add; there
+///   the kernel also times each program's runs, per packet in real traffic).
 public struct TrafficBenchmark {
     public var seconds = 3
     /// Rounds of one pair alone.
@@ -78,6 +79,10 @@ public struct TrafficBenchmark {
             return other == .none
         }
 
+        /// Netfence on one pair and the empty program on the other: the kernel times both programs
+        /// during the ping-pong (run-time statistics), per packet in real traffic.
+        var timesPrograms: Bool { measured == .netfence(.none) && other == .emptyProgram }
+
         static let all = [
             SideBySideCase(name: "no program on either pair (this run's spread)", measured: .none, other: .none),
             SideBySideCase(name: "an empty tc program (the hook's own cost)", measured: .emptyProgram, other: .none),
@@ -122,6 +127,38 @@ public struct TrafficBenchmark {
         let measured: Measured, other: Measured
     }
 
+    /// What the kernel's run-time statistics counted for some programs: runs and ns, summed.
+    struct ProgramTime {
+        var runs: UInt64 = 0, nanoseconds: UInt64 = 0
+
+        init() {}
+
+        init(_ programs: [BPFProgram]) throws {
+            for program in programs {
+                let info = try program.info()
+                runs += info.runCount
+                nanoseconds += info.runTimeNanoseconds
+            }
+        }
+
+        var perRun: Double { runs == 0 ? 0 : Double(nanoseconds) / Double(runs) }
+
+        static func - (after: ProgramTime, before: ProgramTime) -> ProgramTime {
+            var time = ProgramTime()
+            (time.runs, time.nanoseconds) = (after.runs &- before.runs, after.nanoseconds &- before.nanoseconds)
+            return time
+        }
+
+        static func += (total: inout ProgramTime, more: ProgramTime) {
+            (total.runs, total.nanoseconds) = (total.runs &+ more.runs, total.nanoseconds &+ more.nanoseconds)
+        }
+    }
+
+    /// Netfence's programs and the empty program, timed over the same ping-pongs side by side.
+    struct ProgramTimes {
+        var netfence = ProgramTime(), empty = ProgramTime()
+    }
+
     public func run() throws -> [Figure] {
         for tool in ["/usr/bin/iperf3", "/usr/bin/sockperf"] where !FileManager.default.isExecutableFile(atPath: tool) {
             throw BenchmarkError("\(tool) is missing: install Debian's iperf3 and sockperf (scripts/install-dependencies does)")
@@ -144,17 +181,19 @@ public struct TrafficBenchmark {
         }
 
         usleep(300_000)  // the servers listen
-        let (alone, sideBySide) = try measure(pairs, root: root.root, node: cluster.node)
-        return figuresAlone(alone) + figuresSideBySide(sideBySide)
+        let (alone, sideBySide, programTimes) = try measure(pairs, root: root.root, node: cluster.node)
+        return figuresAlone(alone) + figuresSideBySide(sideBySide) + (try figures(programTimes))
     }
 
     /// Both ways in turn; the loader (and its lock) go before the caller resets the root.
-    private func measure(_ pairs: [Pair], root: PinRoot, node: NetworkNamespace) throws -> ([Sample], [[PairedRound]]) {
+    private func measure(_ pairs: [Pair], root: PinRoot, node: NetworkNamespace) throws -> ([Sample], [[PairedRound]], ProgramTimes) {
         let (loader, _) = try Loader.initialize(root: root, migrate: false)
         _ = try loader.apply(PolicyDocumentParser.parse(policy(pairs)))
         let empty = try BPFObjectFile(bytes: EmbeddedBPFObject.empty.bytes, name: "empty").program(named: "nf_empty")
         let hooks = HookSetter(loader: loader, node: node, emptyProgram: empty)
-        return (try measureAlone(pairs[0], hooks: hooks), try measureSideBySide(pairs, hooks: hooks))
+        let alone = try measureAlone(pairs[0], hooks: hooks)
+        let (sideBySide, programTimes) = try measureSideBySide(pairs, hooks: hooks)
+        return (alone, sideBySide, programTimes)
     }
 
     // MARK: one pair alone
@@ -201,21 +240,42 @@ public struct TrafficBenchmark {
 
     /// Every side-by-side case `pairedRounds` times in turn; the measured pair alternates by round
     /// (what separates the two pairs themselves cancels out).
-    private func measureSideBySide(_ pairs: [Pair], hooks: HookSetter) throws -> [[PairedRound]] {
+    private func measureSideBySide(_ pairs: [Pair], hooks: HookSetter) throws -> ([[PairedRound]], ProgramTimes) {
         let cases = SideBySideCase.all
         var rounds = [[PairedRound]](repeating: [], count: cases.count)
+        var times = ProgramTimes()
+        let netfence = [hooks.loader.datapath.program(for: .ingress), hooks.loader.datapath.program(for: .egress)]
         for round in 0..<pairedRounds {
             let (measuredPair, otherPair) = round % 2 == 0 ? (pairs[0], pairs[1]) : (pairs[1], pairs[0])
             for index in (0..<cases.count).map({ ($0 + round) % cases.count }) {
                 try hooks.put(cases[index].other, on: otherPair)
                 try hooks.put(cases[index].measured, on: measuredPair)
                 let (gigabits, otherGigabits) = try Self.atOnce({ try throughput(measuredPair) }, { try throughput(otherPair) })
+                // Statistics only here: they add two clock reads to every run of every program.
+                let statistics = cases[index].timesPrograms ? try StatisticsSession() : nil
+                let before = try statistics.map { _ in (try ProgramTime(netfence), try ProgramTime([hooks.emptyProgram])) }
                 let (pingPong, otherPingPong) = try Self.atOnce({ try self.pingPong(measuredPair) }, { try self.pingPong(otherPair) })
+                if let before {
+                    times.netfence += try ProgramTime(netfence) - before.0
+                    times.empty += try ProgramTime([hooks.emptyProgram]) - before.1
+                }
+                withExtendedLifetime(statistics) {}
                 rounds[index].append(PairedRound(measured: Measured(gigabits: gigabits, pingPong: pingPong),
                                                  other: Measured(gigabits: otherGigabits, pingPong: otherPingPong)))
             }
         }
-        return rounds
+        return (rounds, times)
+    }
+
+    /// ns per packet in netfence's programs beside the empty program's, from the same ping-pongs: what
+    /// the kernel timed in each program, not what the flows felt (the hook around it is in neither).
+    private func figures(_ times: ProgramTimes) throws -> [Figure] {
+        guard times.netfence.runs > 0, times.empty.runs > 0 else {
+            throw BenchmarkError("the kernel timed no run of netfence's programs or the empty one: run-time statistics did not count")
+        }
+        return [Figure("ns per packet in netfence's programs, events off, in the ping-pong side by side", times.netfence.perRun, .nanoseconds,
+                baseline: Figure.Baseline("the empty tc program on the other pair's hooks, at the same time", times.empty.perRun),
+                comparison: .over, count: pairedRounds)]
     }
 
     private func figuresSideBySide(_ rounds: [[PairedRound]]) -> [Figure] {

@@ -63,7 +63,7 @@ public final class Datapath {
         "pods": (4, PodRecord.size), "revisions": (4, 4), "policies": (4, 4), "policy_digests": (4, TrieDigestRecord.size),
         "conntrack": (ABISizes.conntrackKey, ABISizes.conntrackValue), "fragments": (ABISizes.fragmentKey, ABISizes.fragmentValue),
         "settings": (4, ABISizes.settings), "counters": (4, ABISizes.packetCounter), "stats": (4, 8),
-        "event_rings": (4, ABISizes.eventRing), "event_doorbell": (nil, nil), "scratch": (4, nil), "coarse_clock": (4, nil),
+        "event_rings": (4, ABISizes.eventRing), "event_doorbell": (nil, nil), "scratch": (4, nil), "coarse_clock": (4, nil), "flow_cache": (4, nil),
         "domain_rules": (ABISizes.domainRuleKey, RuleSetCodec.size), "domain_grants": (ABISizes.domainGrantKey, ABISizes.domainGrant),
         "dns_proxies": (16, ABISizes.dnsProxy), "dns_heartbeat": (4, 8),
         "rule_hits": (RuleHit.keySize, RuleHit.valueSize),
@@ -74,10 +74,10 @@ public final class Datapath {
     /// its per-CPU scratch, before each CPU had a ring): `load` removes their pins.
     static let retiredMapNames = ["events", "event_scratch"]
     /// Maps a load replaces without `migrate` when their layout changed: the settings (their knobs
-    /// carried over), what holds nothing a later packet needs (the scratch, the clock's last reading),
-    /// and the event rings (events not read yet are lost with them, and counted nowhere: a reader reads
-    /// them before an upgrade, or not at all).
-    static let transientMaps = ["settings", "scratch", "coarse_clock", "event_rings", "event_doorbell"]
+    /// carried over), what holds nothing a later packet needs (the scratch, the clock's last reading,
+    /// the flow cache's copies), and the event rings (events not read yet are lost with them, and
+    /// counted nowhere: a reader reads them before an upgrade, or not at all).
+    static let transientMaps = ["settings", "scratch", "coarse_clock", "flow_cache", "event_rings", "event_doorbell"]
     /// One event ring per CPU the kernel may run a program on.
     static let eventRingCount = UInt32(BPFMap.possibleCPUs)
 

@@ -96,6 +96,11 @@ public struct ReferenceDatapath: Sendable {
     }
 
     /// One packet on the host veth `ifindex` in `direction` (pod's view).
+    /// What `conntrack flush` does on the interface `ifindex`: forgets its flows.
+    public mutating func flushConntrack(ifindex: UInt32) {
+        conntrack = conntrack.filter { $0.key.ifindex != ifindex }
+    }
+
     public mutating func process(_ frame: [UInt8], ifindex: UInt32, direction: Direction) -> Outcome {
         guard let pod = pods[ifindex] else { return .untouched }
         let packet: ParsedPacket

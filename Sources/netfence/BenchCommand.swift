@@ -158,7 +158,9 @@ struct BenchTrafficCommand: Command {
             on either pair. Goals, side by side: at least 97 % of the other pair's throughput and transactions, p99 \
             within 5 %. Two more rows say what that is made of: an empty tc program on the four hooks beside no \
             program (the hook's own cost), and netfence beside an empty program on the other pair (what its \
-            programs add). Needs Debian's iperf3 and sockperf. Takes about ten minutes with the defaults; \
+            programs add); during that case's ping-pong the kernel times every program run (run-time \
+            statistics), and a last row gives the ns per packet in netfence's programs beside the empty \
+            program's. Needs Debian's iperf3 and sockperf. Takes about ten minutes with the defaults; \
             removes everything it made.
             """)
 

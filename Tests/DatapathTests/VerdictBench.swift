@@ -81,6 +81,12 @@ final class VerdictBench {
         reference.pods[ifindex(pod)] = nil
     }
 
+    /// Flushes pod `pod`'s interface's flows in the kernel and the reference; returns how many the kernel had.
+    func flushConntrack(pod: Int) throws -> Int {
+        reference.flushConntrack(ifindex: ifindex(pod))
+        return try datapath.flushConntrack(ifindex: ifindex(pod))
+    }
+
     /// What the DNS proxy does: grants `address` to pod `pod` under `patterns` (id, expiry).
     func grant(pod: Int, _ address: String, _ patterns: [(UInt64, expires: UInt64)]) throws {
         let grant = DomainGrant(podID: UInt32(pod), address: ip(address),

@@ -1,5 +1,8 @@
+import BPFKit
 import Datapath
 import DatapathModel
+import Glibc
+import HostKit
 import Testing
 import TestSupport
 
@@ -155,6 +158,69 @@ import TestSupport
         try bench.send(tcp("2001:db8:20::1", pod6, 443, 40003), pod: 0, .ingress, expect: .pass(.networkPolicy, rule: 411, reason: .reevaluated),
                        "a reply re-evaluates its flow's first direction")
         #expect(bench.cases == 21)
+    }
+
+    /// Each CPU copies the flows it passes (flow_cache): a new revision ends a copy at once,
+    /// and a flushed flow's next packet a tick later is judged anew, not passed from the copy.
+    @Test func aCPUsCopyOfAFlowEndsWithItsRevisionAndOutlivesAFlushByOneTickAtMost() throws {
+        guard Privileges.require() else { return }
+        try OneCPU.pinning {  // every packet on one CPU: the copy one packet makes is the one the next finds
+            let bench = try VerdictBench(pods: 1)
+            let pod = Self.pod0, allow443: [Direction: [PolicyRule]] = [
+                .ingress: [], .egress: [PolicyRule(ruleID: 420, peer: cidr("198.18.20.0/24"), ports: [PortRange(protocolNumber: TCP, start: 443)])],
+            ]
+            let isolated: [Direction: PodState] = [.ingress: .policiesApplied, .egress: .policiesApplied]
+            try bench.apply(pod: 0, states: isolated, rules: allow443)
+            try bench.send(tcp(pod, "198.18.20.1", 40001, 443), pod: 0, .egress, expect: .pass(.networkPolicy, rule: 420), "new flow")
+            for _ in 0..<3 {
+                try bench.send(tcp(pod, "198.18.20.1", 40001, 443), pod: 0, .egress, expect: .tracked, "established: copied, then from the copy")
+                try bench.send(tcp("198.18.20.1", pod, 443, 40001), pod: 0, .ingress, expect: .tracked, "its replies too")
+            }
+            #expect(try bench.flushConntrack(pod: 0) == 1)
+            usleep(25_000)  // past the tick the copy was made in (a jiffy is 1-10 ms)
+            try bench.send(tcp(pod, "198.18.20.1", 40001, 443), pod: 0, .egress, expect: .pass(.networkPolicy, rule: 420),
+                           "a tick after the flush: judged anew")
+            #expect(try bench.datapath.conntrack.countEntries() == 1, "and tracked again")
+            try bench.send(tcp(pod, "198.18.20.1", 40001, 443), pod: 0, .egress, expect: .tracked, "copied again")
+            try bench.send(tcp(pod, "198.18.20.1", 40001, 443), pod: 0, .egress, expect: .tracked, "from the copy")
+            try bench.apply(pod: 0, states: isolated, rules: [.ingress: [], .egress: []])
+            try bench.send(tcp(pod, "198.18.20.1", 40001, 443), pod: 0, .egress, expect: .drop(.networkPolicy), "a new revision ends the copy")
+            try bench.send(tcp("198.18.20.1", pod, 443, 40001), pod: 0, .ingress, expect: .drop(.networkPolicy), "for its replies too")
+            #expect(bench.cases == 12)
+        }
+    }
+
+    /// What copies must never weaken: a flow's next packet after a change of policy is judged
+    /// under the new policy, also within the tick its copy was made in. The coarse clock moves
+    /// with jiffies: unchanged from before the copy to after the packet, both fell in one tick.
+    @Test func aChangeOfPolicyEndsACopyWithinItsTick() throws {
+        guard Privileges.require() else { return }
+        try OneCPU.pinning {
+            let bench = try VerdictBench(pods: 1)
+            let datapath = bench.datapath, ifindex = bench.ifindex(0), namespace = bench.interfaces.namespace
+            let isolated: [Direction: PodState] = [.ingress: .policiesApplied, .egress: .policiesApplied]
+            let allow = try PolicyCompiler.compile([
+                PolicyRule(ruleID: 420, peer: cidr("198.18.20.0/24"), ports: [PortRange(protocolNumber: TCP, start: 443)]),
+            ])
+            let denyAll = try PolicyCompiler.compile([]), flow = tcp(Self.pod0, "198.18.20.1", 40001, 443)
+            func verdict() throws -> UInt32 { try datapath.run(flow, direction: .egress, ifindex: ifindex, in: namespace).verdict }
+            var withinOneTick = 0
+            // One set of shared tries: after the first round a change only flips the pod's record
+            // and revision (microseconds), where a new trie waits for a grace period (milliseconds).
+            try datapath.withSharedTries { tries in
+                for _ in 0..<20 {
+                    try datapath.apply(ifindex: ifindex, podID: 0, states: isolated, policies: [.egress: allow], tries: tries)
+                    #expect(try verdict() == 0, "allowed: a new flow")
+                    let tick = HostClock.monotonicCoarse.nanoseconds
+                    #expect(try verdict() == 0, "established: copied")
+                    try datapath.apply(ifindex: ifindex, podID: 0, states: isolated, policies: [.egress: denyAll], tries: tries)
+                    let cut = try verdict()
+                    if HostClock.monotonicCoarse.nanoseconds == tick { withinOneTick += 1 }
+                    #expect(cut == 2, "the next packet after the change is dropped")
+                }
+            }
+            #expect(withinOneTick > 0, "no change fell within its copy's tick: the copy's revision check went untested")
+        }
     }
 
     /// A removed pod's flows stay until a sweep: a successor on its interface (another pod id)

@@ -133,10 +133,16 @@ import TestSupport
     @Test func benchTrafficMeasuresRealTrafficWithAndWithoutNetfence() throws {
         guard Privileges.require(), Privileges.tools(["/usr/bin/iperf3", "/usr/bin/sockperf"], from: "iperf3 or sockperf") else { return }
         let (rows, result) = try Self.bench(["traffic", "--seconds", "1", "--rounds", "1", "--side-by-side-rounds", "2"])
-        #expect(rows.count == 38 && rows.allSatisfy { ($0["value"] as? Double ?? 0) > 0 }, "\(rows)")
+        #expect(rows.count == 39 && rows.allSatisfy { ($0["value"] as? Double ?? 0) > 0 }, "\(rows)")
         #expect(rows.prefix(4).map { $0["unit"] as? String } == ["Gbit/s", "/s", "µs", "µs"])
         #expect(rows.prefix(20).allSatisfy { $0["goal"] == nil }, "one pair alone carries no goal")
-        let sideBySide = Array(rows.suffix(18))
+        let sideBySide = Array(rows.dropLast().suffix(18)), programs = try #require(rows.last)
+        let emptyProgram = try #require(programs["baseline"] as? [String: Any])
+        let name = programs["name"] as? String ?? "", unit = programs["unit"] as? String, comparison = programs["comparison"] as? String
+        let netfenceNanoseconds = programs["value"] as? Double ?? 0, emptyNanoseconds = emptyProgram["value"] as? Double ?? .infinity
+        #expect(name.hasPrefix("ns per packet in netfence's programs") && unit == "ns" && comparison == "over"
+                    && netfenceNanoseconds > emptyNanoseconds,
+                "the kernel timed netfence's programs beside the empty one, in the same traffic: \(programs)")
         #expect(sideBySide.allSatisfy { ($0["name"] as? String ?? "").contains("side by side") && ($0["baseline"] as? [String: Any])?["value"] as? Double ?? 0 > 0 },
                 "\(sideBySide)")
         #expect(sideBySide.prefix(3).allSatisfy { $0["goal"] == nil }, "the control (no program on either pair) has no goal")

@@ -120,7 +120,8 @@ struct ConntrackFlushCommand: Command {
     static let configuration = CommandConfiguration(
         name: "flush", abstract: "Remove tracked connections (all, or those the filters select); prints how many.",
         discussion: """
-            A removed flow's next packet is decided again by the pod's current policy, as a new flow. With --aws the \
+            A removed flow's next packet is decided again by the pod's current policy, as a new flow (within the \
+            kernel tick of the flush, a few ms, a CPU's copy of the flow may still pass it: docs/datapath.md). With --aws the \
             entries go from the AWS agent's table: that changes the agent's state, and needs --yes-change-the-agent.
             """)
     static let confirm = Flag(long: "yes-change-the-agent", help: "With --aws: remove entries from the AWS agent's table.")

@@ -199,6 +199,34 @@ func jsonArray(_ text: String) throws -> [[String: Any]] {
         #expect(namespacesAfter.subtracting(namespacesBefore).filter { $0.hasPrefix("nfdemo") }.isEmpty, "namespaces removed")
     }
 
+    /// Stopped half-way (here once its pods are attached and probed), the demo removes its
+    /// namespaces and pins, says so in one line and exits with 128 + the signal.
+    @Test func theDemoStoppedHalfWayRemovesWhatItMade() throws {
+        guard Privileges.require() else { return }
+        let root = try TestPinRoot()
+        let demo = Process(), output = Pipe(), errors = Pipe()
+        demo.executableURL = URL(fileURLWithPath: NetfenceBinary.path)
+        demo.arguments = ["demo", "--bpffs-root", root.path]
+        (demo.standardOutput, demo.standardError) = (output, errors)
+        try demo.run()
+        let prefix = "nfdemo\(demo.processIdentifier % 10_000)-"
+        // Under way: the first matrix printed (pods attached, servers up, nothing applied yet).
+        var printed = ""
+        while !printed.contains("==> Before any policy"), let chunk = try output.fileHandleForReading.read(upToCount: 4096), !chunk.isEmpty {
+            printed += String(decoding: chunk, as: UTF8.self)
+        }
+        let pins = try FileManager.default.contentsOfDirectory(atPath: root.path)
+        #expect(pins.count == 1 && FileManager.default.fileExists(atPath: "\(NetworkNamespace.namedFolder)/\(prefix)node"), "the demo made its node: \(pins)")
+        kill(demo.processIdentifier, SIGINT)
+        demo.waitUntilExit()
+        let stderr = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(demo.terminationStatus == 130)
+        #expect(stderr == "error: stopped by SIGINT; removed the namespaces, pins and processes 'netfence demo' had made\n", "\(stderr)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: root.path).isEmpty, "pins removed")
+        let left = (try? FileManager.default.contentsOfDirectory(atPath: NetworkNamespace.namedFolder)) ?? []
+        #expect(!left.contains { $0.hasPrefix(prefix) }, "namespaces removed: \(left)")
+    }
+
     @Test func aReaderThatGoesAwayDoesNotStopTheCleanup() throws {
         guard Privileges.require() else { return }
         let root = try TestPinRoot()

@@ -258,7 +258,8 @@ import TestSupport
         #expect((listing["goal"] as? [String: Any])?["limit"] as? Double == 1.5 && listing["comparison"] as? String == "times")
         let againstBpftool = try #require(rows.first { $0["name"] as? String == "netfence conntrack list -o json, against bpftool -j" })
         #expect((againstBpftool["goal"] as? [String: Any])?["limit"] as? Double == 15 && againstBpftool["comparison"] as? String == "faster")
-        #expect(((againstBpftool["baseline"] as? [String: Any])?["name"] as? String ?? "").hasPrefix("bpftool -j map dump id "))
+        let bpftoolRow = againstBpftool["baseline"] as? [String: Any], bpftoolName = bpftoolRow?["name"] as? String ?? ""
+        #expect(bpftoolName.hasPrefix("bpftool -j map dump id "))
         for row in rows { #expect((row["value"] as? Double ?? 0) > 0 && row["unit"] as? String == "s" && row["count"] as? Int == 5000) }
         let pid = "\(result.processID)"
         #expect(!FileManager.default.fileExists(atPath: "\(NetworkNamespace.namedFolder)/nfbench-\(pid)"), "namespace removed")

@@ -33,7 +33,9 @@ struct BenchDatapathCommand: Command {
             Loads the datapath with 10, 10k and 60k prefixes in a pod's egress trie and runs crafted TCP packets \
             through it with BPF_PROG_TEST_RUN, beside an empty tc program measured in the same run (the floor). \
             Repeated cases report the minimum over passes of the median of rounds; new allowed flows are sampled \
-            one run each, on distinct flows. Every case is interleaved with the empty program measured the same way, \
+            one run each, on distinct flows. An established flow's repeated runs find their CPU's copy of the flow \
+            (flow_cache), as a busy flow's packets do within a kernel tick; a flow's first packet in a tick looks its \
+            conntrack entry up instead ('bench traffic' times both kinds in real traffic). Every case is interleaved with the empty program measured the same way, \
             and is read against that adjacent floor (AGAINST BASELINE: ns over it). At 10k prefixes a second pod with audit \
             objects (an audit Admin deny over every peer: each new allowed flow a would-deny) is measured in turn with the \
             first, and each path's ns over the floor is given beside the same without audit objects. Events are off, as on \

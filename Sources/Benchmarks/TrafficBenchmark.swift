@@ -163,6 +163,8 @@ public struct TrafficBenchmark {
         for tool in ["/usr/bin/iperf3", "/usr/bin/sockperf"] where !FileManager.default.isExecutableFile(atPath: tool) {
             throw BenchmarkError("\(tool) is missing: install Debian's iperf3 and sockperf (scripts/install-dependencies does)")
         }
+        // The last row needs the kernel's run-time statistics: say so now, not after ten minutes.
+        _ = try StatisticsSession()
         let pid = getpid()
         try BPFFilesystem.mountIfNeeded()
         let root = try ThrowawayRoot("\(BPFFilesystem.defaultMountPoint)/netfence-bench-traffic-\(pid)")

@@ -275,9 +275,9 @@ public struct TrafficBenchmark {
         guard times.netfence.runs > 0, times.empty.runs > 0 else {
             throw BenchmarkError("the kernel timed no run of netfence's programs or the empty one: run-time statistics did not count")
         }
+        let empty = Figure.Baseline("the empty tc program on the other pair's hooks, at the same time", times.empty.perRun)
         return [Figure("ns per packet in netfence's programs, events off, in the ping-pong side by side", times.netfence.perRun, .nanoseconds,
-                baseline: Figure.Baseline("the empty tc program on the other pair's hooks, at the same time", times.empty.perRun),
-                comparison: .over, count: pairedRounds)]
+                       baseline: empty, comparison: .over, count: pairedRounds)]
     }
 
     private func figuresSideBySide(_ rounds: [[PairedRound]]) -> [Figure] {

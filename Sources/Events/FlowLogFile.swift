@@ -36,6 +36,8 @@ public final class FlowLogFile {
     /// Held while this writer lives: two writers of one log would split and repeat its lines.
     private let lock: FileDescriptor
 
+    static let lockWaitNanoseconds: UInt64 = 1_000_000_000
+
     /// Opens (or creates) `path` to append events of the rings `ringID`, whose reader starts at
     /// `start`; a file reaching `maxBytes` is rotated, keeping `maxFiles` rotated files.
     public init(path: String, maxBytes: Int, maxFiles: Int, ringID: UInt32, start: EventRingPosition) throws {
@@ -45,8 +47,16 @@ public final class FlowLogFile {
         self.ringID = ringID
         let lockPath = Self.sidePath(path, "lock")
         lock = try FileDescriptor(creating: lockPath, flags: O_WRONLY | O_CREAT, operation: "create the flow log's lock")
-        if flock(lock.rawValue, LOCK_EX | LOCK_NB) != 0 {
-            throw SystemError("lock the flow log", "\(path) (another netfence writes it)", errno: errno)
+        // A writer lets go when its descriptor closes, but the lock stays held while any copy of it
+        // lives: a child this process is spawning (another thread's) holds one until its exec closes
+        // it. So a second's wait before "another netfence writes it".
+        let deadline = HostClock.monotonic.nanoseconds + Self.lockWaitNanoseconds
+        while flock(lock.rawValue, LOCK_EX | LOCK_NB) != 0 {
+            let failure = errno
+            guard failure == EWOULDBLOCK || failure == EINTR, HostClock.monotonic.nanoseconds < deadline else {
+                throw SystemError("lock the flow log", "\(path) (another netfence writes it)", errno: failure)
+            }
+            usleep(10_000)
         }
         (file, inode, size) = try Self.open(path)
         let cursor = Cursor.read(Self.cursorPath(path))

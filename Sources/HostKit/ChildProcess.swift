@@ -64,8 +64,7 @@ public enum ChildProcess {
             if err == nil { text += note } else { errorText += note }
         }
         let status = reap(child, blocking: true, unregistering: removal) ?? 0
-        let exited = status & 0x7f == 0
-        return Result(status: exited ? (status >> 8) & 0xff : 128 + status & 0x7f, output: String(decoding: text, as: UTF8.self),
+        return Result(status: exitCode(status), output: String(decoding: text, as: UTF8.self),
                       errorOutput: String(decoding: errorText, as: UTF8.self),
                       seconds: Double(HostClock.monotonic.nanoseconds - started) / 1e9, processID: child)
     }
@@ -119,9 +118,6 @@ public enum ChildProcess {
 }
 
 extension ChildProcess {
-    /// Spawn attributes that give the child an empty signal mask and default dispositions: what this
-    /// process blocks or ignores (a test runner's mask, SIGPIPE ignored) must not reach a program that
-    /// counts on its signals (sockperf ends its run with a timer signal; a blocked one hangs it).
     /// Reaps the child `pid` once it exited (waiting for that when `blocking`; nil while it runs),
     /// unregistering its stop's kill first: a stop never kills a pid that was reaped and may be
     /// another process's by then. The raw wait status, or nil.
@@ -137,6 +133,12 @@ extension ChildProcess {
         return raw
     }
 
+    /// A raw wait status as a shell gives it: the exit code, or 128 + the signal that ended the child.
+    static func exitCode(_ raw: Int32) -> Int32 { raw & 0x7f == 0 ? (raw >> 8) & 0xff : 128 + raw & 0x7f }
+
+    /// Spawn attributes that give the child an empty signal mask and default dispositions: what this
+    /// process blocks or ignores (a test runner's mask, SIGPIPE ignored) must not reach a program that
+    /// counts on its signals (sockperf ends its run with a timer signal; a blocked one hangs it).
     static func cleanSignals() -> posix_spawnattr_t {
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
@@ -188,7 +190,7 @@ extension ChildProcess {
         public var isRunning: Bool {
             guard status == nil else { return false }
             if let raw = ChildProcess.reap(processID, blocking: false, unregistering: removal) {
-                status = raw & 0x7f == 0 ? (raw >> 8) & 0xff : 128 + raw & 0x7f
+                status = ChildProcess.exitCode(raw)
             }
             return status == nil
         }

@@ -19,12 +19,10 @@ public final class ClusterNetwork: @unchecked Sendable {
 
     public let node: NetworkNamespace
     public let pods: [Pod]
-    private let names: [String]
 
     /// `prefix` at most 10 characters (interface names are prefix + "h" + index).
     public init(prefix: String, pods count: Int, subnet: Int) throws {
         let nodeName = "\(prefix)-node"
-        var created = [nodeName]
         // Registered before the first namespace is made: a stop half-way through removes what was.
         let every = [nodeName] + (0..<count).map { "\(prefix)-p\($0)" }
         let removal = Interruption.register { every.forEach(IPRoute.deleteNamespace) }
@@ -37,7 +35,6 @@ public final class ClusterNetwork: @unchecked Sendable {
                 let podName = "\(prefix)-p\(index)", host = "\(prefix)h\(index)"
                 IPRoute.deleteNamespace(podName)
                 try IPRoute.run(["netns", "add", podName])
-                created.append(podName)
                 try Self.sysctl(podName, Self.noDAD)
                 let (octet, base) = (subnet + index / 64, index % 64 * 4)
                 let (node4, pod4) = ("198.18.\(octet).\(base + 1)", "198.18.\(octet).\(base + 2)")
@@ -60,7 +57,6 @@ public final class ClusterNetwork: @unchecked Sendable {
             try Self.waitForIPv6(pods.indices.flatMap { [(nodeName, "\(prefix)h\($0)"), ("\(prefix)-p\($0)", "eth0")] })
             node = try NetworkNamespace.named(nodeName)
             self.pods = pods
-            names = created
             self.removal = removal
         } catch {
             removal.run()

@@ -22,6 +22,11 @@ struct BenchCommand: Command {
                       BenchTrafficCommand.self])
 
     init(parsed: ParsedArguments) {}
+
+    /// Runs a benchmark, removing what it makes also when stopped half-way, and prints its figures.
+    static func measure(_ context: CommandContext, _ benchmark: () throws -> [Figure]) throws {
+        try FigureTable.print(try StopSignals.removingWhatItMakes(context, benchmark), context)
+    }
 }
 
 /// `netfence bench datapath`: ns per packet for the datapath's paths.
@@ -35,8 +40,8 @@ struct BenchDatapathCommand: Command {
             Repeated cases report the minimum over passes of the median of rounds; new allowed flows are sampled \
             one run each, on distinct flows. An established flow's repeated runs find their CPU's copy of the flow \
             (flow_cache), as a busy flow's packets do within a kernel tick; a flow's first packet in a tick looks its \
-            conntrack entry up instead ('bench traffic' times both kinds in real traffic). Every case is interleaved with the empty program measured the same way, \
-            and is read against that adjacent floor (AGAINST BASELINE: ns over it). At 10k prefixes a second pod with audit \
+            conntrack entry up instead ('bench traffic' times both kinds in real traffic). Every case is interleaved \
+            with the empty program measured the same way, and is read against that adjacent floor (AGAINST BASELINE: ns over it). At 10k prefixes a second pod with audit \
             objects (an audit Admin deny over every peer: each new allowed flow a would-deny) is measured in turn with the \
             first, and each path's ns over the floor is given beside the same without audit objects. Events are off, as on \
             a node that does not log, except in two groups: new denied and new allowed flows with events at level deny and \
@@ -61,7 +66,7 @@ struct BenchDatapathCommand: Command {
         try NodeAccess.requirePrivileges(context)
         var benchmark = DatapathBenchmark()
         benchmark.passes = passes
-        try FigureTable.print(try StopSignals.removingWhatItMakes(context) { try benchmark.run() }, context)
+        try BenchCommand.measure(context) { try benchmark.run() }
     }
 }
 
@@ -93,7 +98,7 @@ struct BenchLoaderCommand: Command {
         try NodeAccess.requirePrivileges(context)
         var benchmark = LoaderBenchmark()
         benchmark.pods = pods
-        try FigureTable.print(try StopSignals.removingWhatItMakes(context) { try benchmark.run() }, context)
+        try BenchCommand.measure(context) { try benchmark.run() }
     }
 }
 
@@ -137,7 +142,7 @@ struct BenchScaleCommand: Command {
         benchmark.pods = pods
         benchmark.cidrs = cidrs
         benchmark.rounds = rounds
-        try FigureTable.print(try StopSignals.removingWhatItMakes(context) { try benchmark.run() }, context)
+        try BenchCommand.measure(context) { try benchmark.run() }
     }
 }
 
@@ -193,7 +198,7 @@ struct BenchTrafficCommand: Command {
         benchmark.seconds = seconds
         benchmark.rounds = rounds
         benchmark.pairedRounds = sideBySideRounds
-        try FigureTable.print(try StopSignals.removingWhatItMakes(context) { try benchmark.run() }, context)
+        try BenchCommand.measure(context) { try benchmark.run() }
     }
 }
 
@@ -228,7 +233,7 @@ struct BenchEventsCommand: Command {
         try NodeAccess.requirePrivileges(context)
         var benchmark = EventsBenchmark()
         benchmark.events = events
-        try FigureTable.print(try StopSignals.removingWhatItMakes(context) { try benchmark.run() }, context)
+        try BenchCommand.measure(context) { try benchmark.run() }
     }
 }
 
@@ -270,7 +275,7 @@ struct BenchConntrackCommand: Command {
         var benchmark = ConntrackBenchmark()
         benchmark.entries = entries
         benchmark.passes = passes
-        try FigureTable.print(try StopSignals.removingWhatItMakes(context) { try benchmark.run(netfence: try NodeAccess.executablePath(), bpftool: bpftool) }, context)
+        try BenchCommand.measure(context) { try benchmark.run(netfence: try NodeAccess.executablePath(), bpftool: bpftool) }
     }
 }
 
@@ -330,7 +335,7 @@ struct BenchDNSCommand: Command {
         benchmark.seconds = seconds
         benchmark.passes = passes
         benchmark.outstanding = outstanding
-        try FigureTable.print(try StopSignals.removingWhatItMakes(context) { try benchmark.run(netfence: try NodeAccess.executablePath()) }, context)
+        try BenchCommand.measure(context) { try benchmark.run(netfence: try NodeAccess.executablePath()) }
     }
 }
 
@@ -360,7 +365,7 @@ struct BenchExplainCommand: Command {
         try NodeAccess.requirePrivileges(context)
         var benchmark = ExplainBenchmark()
         benchmark.prefixes = prefixes
-        try FigureTable.print(try StopSignals.removingWhatItMakes(context) { try benchmark.run() }, context)
+        try BenchCommand.measure(context) { try benchmark.run() }
     }
 }
 
@@ -399,7 +404,7 @@ struct BenchCNICommand: Command {
         try NodeAccess.requirePrivileges(context)
         var benchmark = CNIBenchmark(executable: BenchCommand.runningExecutable)
         benchmark.samples = samples
-        try FigureTable.print(try StopSignals.removingWhatItMakes(context) { try benchmark.run() }, context)
+        try BenchCommand.measure(context) { try benchmark.run() }
     }
 }
 
@@ -432,7 +437,7 @@ struct BenchCLICommand: Command {
         try NodeAccess.requirePrivileges(context)
         var benchmark = CLIBenchmark(executable: BenchCommand.runningExecutable)
         benchmark.samples = samples
-        try FigureTable.print(try StopSignals.removingWhatItMakes(context) { try benchmark.run() }, context)
+        try BenchCommand.measure(context) { try benchmark.run() }
     }
 }
 

@@ -35,7 +35,6 @@ struct DemoCommand: Command {
     }
 
     private func demonstrate(_ context: CommandContext) throws {
-
         let pid = getpid()
         let throwaway = try ThrowawayRoot(context.pinRoot.appending("demo-\(pid)")), root = throwaway.root
         context.print("==> Creating a node and three pods (network namespaces joined by veth pairs)")

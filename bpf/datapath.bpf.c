@@ -95,6 +95,14 @@ struct {
 } dns_heartbeat SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, NF_GENERATION_COUNT);
+	__type(key, __u32);
+	__type(value, __u64);
+} generations SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, NF_CONNTRACK_ENTRIES);
 	__type(key, struct nf_conntrack_key);

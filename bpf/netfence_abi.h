@@ -340,6 +340,17 @@ struct nf_dns_proxy {
  * heartbeat. Older than NF_DNS_HEARTBEAT_TIMEOUT_NS, no grant allows a new flow:
  * domain rules fail closed while no proxy runs. */
 
+/* generations (array, BPF_F_MMAPABLE, one __u64 per enum nf_generation): how many
+ * times netfence changed the pods map (a record written or deleted) and the
+ * domain_grants map, each bumped after its change. No program reads them: a
+ * process that keeps what it read of those maps (the DNS proxy) maps this one and
+ * reads again only when the count it read at has moved, with no call. */
+enum nf_generation {
+	NF_GENERATION_PODS = 0,
+	NF_GENERATION_GRANTS = 1,
+	NF_GENERATION_COUNT = 2,
+};
+
 /* rule_hits (LRU per-CPU hash): the new flows each rule decided, per pod. A rule
  * id of 0 stands for what has no rule: the pod's isolation (NETWORK_POLICY tier)
  * or its default (DEFAULT tier) in that direction. With AUDIT set: the new flows

@@ -262,6 +262,36 @@ int nf_prog_test_run(int netns_fd, int prog_fd, const void *data, __u32 size, __
 	return 0;
 }
 
+static size_t counters_bytes(__u32 count)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+
+	return ((size_t)count * sizeof(__u64) + page - 1) / page * page;
+}
+
+__u64 *nf_counters_map(int map_fd, __u32 count)
+{
+	void *counters = mmap(NULL, counters_bytes(count), PROT_READ | PROT_WRITE, MAP_SHARED, map_fd, 0);
+
+	return counters == MAP_FAILED ? NULL : counters;
+}
+
+void nf_counters_unmap(__u64 *counters, __u32 count)
+{
+	if (counters)
+		munmap(counters, counters_bytes(count));
+}
+
+__u64 nf_counter_read(const __u64 *counters, __u32 index)
+{
+	return __atomic_load_n(&counters[index], __ATOMIC_ACQUIRE);
+}
+
+__u64 nf_counter_bump(__u64 *counters, __u32 index)
+{
+	return __atomic_fetch_add(&counters[index], 1, __ATOMIC_ACQ_REL);
+}
+
 struct nf_ring {
 	int epoll_fd;
 	__u64 mask;

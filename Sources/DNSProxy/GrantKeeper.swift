@@ -7,11 +7,12 @@ import HostKit
 import Synchronization
 
 /// The policy side of the proxy: which of a pod's domain patterns allow a name, and
-/// the grants it writes before an answer is released. Every read burst of queries
-/// reads the pod's record (the proxy passes it in); the patterns of its live slot are read again
+/// the grants it writes before an answer is released. The proxy passes in the pod's record
+/// as of netfence's last change of pods; the patterns of its live slot are read again
 /// whenever the record's revision moved (an apply writes the new slot's rules
-/// before it flips the record), so a policy change counts from the next query on.
-/// The proxy's event loops share one keeper: its cache and every read-modify-write
+/// before it flips the record), so a policy change counts from the next query on. Grants it
+/// read or wrote are kept while netfence changed no grant (`generations`): a repeated answer
+/// reads none. The proxy's event loops share one keeper: its caches and every read-modify-write
 /// of a grant hold a lock (two loops extending one grant must not drop each other's pattern).
 /// (`@unchecked`: of the datapath it calls only map lookups and writes, which the kernel serializes.)
 public final class GrantKeeper: @unchecked Sendable {
@@ -33,8 +34,29 @@ public final class GrantKeeper: @unchecked Sendable {
     public let retentionNanoseconds: UInt64
     /// The pattern ids of each pod's live slot, as of a revision.
     private let patternsByPod = Mutex<[UInt32: (revision: UInt32, patterns: Set<UInt64>)]>([:])
-    /// Held while a grant is read, changed and written back.
-    private let grantWrites = Mutex(())
+    /// The grants read or written since netfence last changed one, held while a grant is read, changed
+    /// and written back.
+    private let knownGrants = Mutex(KnownGrants())
+
+    struct KnownGrants {
+        struct Key: Hashable {
+            let podID: UInt32
+            let address: IPAddress
+        }
+
+        /// The count of grant changes `grants` were read at (nil: none kept).
+        var generation: UInt64?
+        var grants: [Key: DomainGrant] = [:]
+        /// Kept at most: a node's grants, each read once per change of any grant, would not need more.
+        static let limit = 4096
+
+        /// The grants as of `generation`: emptied when netfence changed a grant since they were read.
+        mutating func current(at generation: UInt64) {
+            guard self.generation != generation || grants.count >= Self.limit else { return }
+            grants.removeAll(keepingCapacity: true)
+            self.generation = generation
+        }
+    }
 
     public init(datapath: Datapath, ttlBounds: ClosedRange<UInt32>, retentionNanoseconds: UInt64) {
         self.datapath = datapath
@@ -57,28 +79,12 @@ public final class GrantKeeper: @unchecked Sendable {
         return patterns.isEmpty ? .refused(podID: pod.podID) : .allowed(podID: pod.podID, patterns: patterns)
     }
 
-    /// Grants as one read burst of a proxy loop read or wrote them: the burst's repeated answers for
-    /// one address of one pod read its grant once. The burst's owner empties it when the burst ends,
-    /// so the next burst reads every grant anew (one deleted behind the proxy's back is written again).
-    public struct BurstGrants {
-        struct Key: Hashable {
-            let podID: UInt32
-            let address: IPAddress
-        }
-
-        var grants: [Key: DomainGrant] = [:]
-
-        public init() {}
-
-        public mutating func removeAll() { grants.removeAll(keepingCapacity: true) }
-    }
-
     /// Grants the pod every address of `resolved` under `patterns` until now plus its TTL
     /// (clamped); returns the TTL the answer may carry: no record the pod sees outlives its
     /// grant. A grant that already runs within a second of that is left as it is (one
-    /// write fewer per repeated answer; no read either when `burst` read it already) and the
-    /// answer's TTL is cut to what it has left. Throws when a grant cannot be written.
-    public func grant(podID: UInt32, patterns: [UInt64], resolved: [DNSMessage.Resolved], burst: inout BurstGrants) throws -> UInt32 {
+    /// write fewer per repeated answer; no read either while no grant changed since it was read) and
+    /// the answer's TTL is cut to what it has left. Throws when a grant cannot be written.
+    public func grant(podID: UInt32, patterns: [UInt64], resolved: [DNSMessage.Resolved]) throws -> UInt32 {
         let now = HostClock.monotonic.nanoseconds
         var answerTTL = ttlBounds.upperBound
         for entry in resolved {
@@ -90,20 +96,27 @@ public final class GrantKeeper: @unchecked Sendable {
                 let held = patterns.map { pattern in grant.patterns.first { $0.pattern == pattern }?.expiresNanoseconds ?? 0 }.min() ?? 0
                 return held + 1_000_000_000 >= expires && held > now + 1_000_000_000 ? held : nil
             }
-            let key = BurstGrants.Key(podID: podID, address: address)
-            if let seen = burst.grants[key], let held = runningLongEnough(seen) {
-                answerTTL = min(answerTTL, UInt32((held - now) / 1_000_000_000))
-                continue
-            }
-            let (grant, held) = try grantWrites.withLock { _ in
+            let key = KnownGrants.Key(podID: podID, address: address)
+            let held = try knownGrants.withLock { known -> UInt64? in
+                // The count first: a change after it is read moves it again, and the grant is read anew next time.
+                let generation = datapath.generations[DatapathGeneration.grants.rawValue]
+                known.current(at: generation)
+                if let seen = known.grants[key], let held = runningLongEnough(seen) { return held }
                 var grant = try datapath.grant(podID: podID, address: address) ?? DomainGrant(podID: podID, address: address, patterns: [])
-                if let held = runningLongEnough(grant) { return (grant, Optional(held)) }
+                if let held = runningLongEnough(grant) {
+                    known.grants[key] = grant
+                    return held
+                }
                 grant.patterns = merged(grant.patterns, adding: patterns, until: expires, now: now)
                 try datapath.write(grant)
-                return (grant, nil)
+                // Kept only if this write was the one change since the count was read.
+                if datapath.generations[DatapathGeneration.grants.rawValue] == generation &+ 1 {
+                    known.generation = generation &+ 1
+                    known.grants[key] = grant
+                }
+                return nil
             }
             answerTTL = min(answerTTL, held.map { UInt32(($0 - now) / 1_000_000_000) } ?? ttl)
-            burst.grants[key] = grant
         }
         return answerTTL
     }
@@ -132,7 +145,7 @@ public final class GrantKeeper: @unchecked Sendable {
         var removed = 0
         for listed in try datapath.grants() where listed.patterns.contains(where: { $0.expiresNanoseconds &+ retentionNanoseconds <= now }) {
             // Read again under the lock: a loop may have extended it since the listing.
-            try grantWrites.withLock { _ in
+            try knownGrants.withLock { _ in
                 guard let grant = try datapath.grant(podID: listed.podID, address: listed.address) else { return }
                 let kept = grant.patterns.filter { $0.expiresNanoseconds &+ retentionNanoseconds > now }
                 guard kept.count != grant.patterns.count else { return }

@@ -116,11 +116,10 @@ final class ProxyShard: @unchecked Sendable {
     /// The upstream socket this read burst's queries leave on (drawn at random for each burst),
     /// so they too leave in one sendmmsg.
     private var burstUpstream: UpstreamSocket?
-    /// The pod records this read burst looked up, by interface: a burst of a pod's queries (and
-    /// their answers) reads its record once.
-    private var burstPods: [UInt32: PodRecord?] = [:]
-    /// The grants this read burst read or wrote: its repeated answers for one address read the grant once.
-    private var burstGrants = GrantKeeper.BurstGrants()
+    /// The pod records looked up, by interface, since netfence last changed pods (`podsGeneration`):
+    /// a pod's queries and their answers read its record once per change of pods, not once each.
+    private var knownPods: [UInt32: PodRecord?] = [:]
+    private var podsGeneration: UInt64?
 
     init(proxy: DNSProxy, loop: EventLoop, tcpConnectionLimit: Int) throws {
         self.proxy = proxy
@@ -441,7 +440,7 @@ final class ProxyShard: @unchecked Sendable {
                 do {
                     // The pod behind the interface must still be the one that asked (never grant a successor).
                     guard let ifindex = waiting.ifindex, try pod(ifindex)?.podID == podID else { return fail(waiting) }
-                    cap = try keeper.grant(podID: podID, patterns: patterns, resolved: resolved, burst: &burstGrants)
+                    cap = try keeper.grant(podID: podID, patterns: patterns, resolved: resolved)
                     counters[.granted] += UInt64(resolved.count)
                 } catch {
                     return fail(waiting)  // never an answer the datapath would not honour
@@ -496,19 +495,22 @@ final class ProxyShard: @unchecked Sendable {
         }
     }
 
-    /// The record of the pod on host interface `ifindex` (nil: none), read once per read burst.
+    /// The record of the pod on host interface `ifindex` (nil: none), read again once netfence changed pods.
     private func pod(_ ifindex: UInt32) throws -> PodRecord? {
-        if let known = burstPods[ifindex] { return known }
+        // The count first: a change after it is read moves it again, and the record is read anew next time.
+        let generation = keeper.datapath.generations[DatapathGeneration.pods.rawValue]
+        if generation != podsGeneration {
+            knownPods.removeAll(keepingCapacity: true)
+            podsGeneration = generation
+        }
+        if let known = knownPods[ifindex] { return known }
         let record = try keeper.datapath.pod(ifindex: ifindex)
-        burstPods[ifindex] = record
+        knownPods[ifindex] = .some(record)
         return record
     }
 
-    /// A read burst ended: what it wrote over UDP leaves now; the next burst reads pods and
-    /// grants anew and draws its own upstream socket.
+    /// A read burst ended: what it wrote over UDP leaves now; the next burst draws its own upstream socket.
     func readBurstEnded() {
-        burstPods.removeAll(keepingCapacity: true)
-        burstGrants.removeAll()
         burstUpstream = nil
         guard !unflushed.isEmpty else { return }
         for channel in servers where unflushed.contains(ObjectIdentifier(channel)) { channel.flush() }

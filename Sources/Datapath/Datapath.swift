@@ -39,6 +39,9 @@ public final class Datapath {
     let dnsProxies: BPFMap
     /// When a DNS proxy last said it is alive; grants allow new flows only while it is recent.
     let dnsHeartbeat: BPFMap
+    /// How often this netfence changed `pods` and `domain_grants` (`generations`, mapped): a process
+    /// that keeps records of theirs reads them again only when the count moved.
+    public let generations: MappedCounters
     /// New flows each rule decided, per pod.
     let ruleHits: BPFMap
     /// Pods' own event levels, by pod id.
@@ -65,7 +68,7 @@ public final class Datapath {
         "settings": (4, ABISizes.settings), "counters": (4, ABISizes.packetCounter), "stats": (4, 8),
         "event_rings": (4, ABISizes.eventRing), "event_doorbell": (nil, nil), "scratch": (4, nil), "coarse_clock": (4, nil), "flow_cache": (4, nil),
         "domain_rules": (ABISizes.domainRuleKey, RuleSetCodec.size), "domain_grants": (ABISizes.domainGrantKey, ABISizes.domainGrant),
-        "dns_proxies": (16, ABISizes.dnsProxy), "dns_heartbeat": (4, 8),
+        "dns_proxies": (16, ABISizes.dnsProxy), "dns_heartbeat": (4, 8), "generations": (4, 8),
         "rule_hits": (RuleHit.keySize, RuleHit.valueSize),
         "pod_event_levels": (4, ABISizes.podEventLevel), "event_limits": (4, ABISizes.eventLimit),
     ]
@@ -115,6 +118,7 @@ public final class Datapath {
         domainGrants = try map("domain_grants")
         dnsProxies = try map("dns_proxies")
         dnsHeartbeat = try map("dns_heartbeat")
+        generations = try MappedCounters(try map("generations"))
         ruleHits = try map("rule_hits")
         podEventLevels = try map("pod_event_levels")
         eventLimits = try map("event_limits")
@@ -319,6 +323,7 @@ public final class Datapath {
             if unchanged == record { return }
         }
         try pods.update(key: key(ifindex), value: record.encode())
+        generations.bump(DatapathGeneration.pods.rawValue)
         try revisions.update(key: key(podID), value: key(record.revision))
         if let current, current.hasDomainRules { try removeDomainRules(podID: current.podID, slots: [current.slot]) }
     }
@@ -389,12 +394,20 @@ public final class Datapath {
     /// Writes (replaces) a grant: the address is allowed for the pod under its patterns until they expire.
     public func write(_ grant: DomainGrant) throws {
         try domainGrants.update(key: grant.key, value: grant.encodeValue())
+        generations.bump(DatapathGeneration.grants.rawValue)
     }
 
     /// Deletes the pod's grant for `address`; false when there was none.
     @discardableResult
     public func removeGrant(podID: UInt32, address: IPAddress) throws -> Bool {
-        try domainGrants.delete(key: DomainGrant.key(podID: podID, address: address))
+        defer { generations.bump(DatapathGeneration.grants.rawValue) }
+        return try domainGrants.delete(key: DomainGrant.key(podID: podID, address: address))
+    }
+
+    /// Moves every count in `generations`: what a change killed between its write and its count
+    /// wrote is read again by every process that keeps what it read (reconcile rolls such a change forward).
+    public func countUnseenChanges() {
+        for generation in DatapathGeneration.allCases { generations.bump(generation.rawValue) }
     }
 
     /// Every grant, or those of one pod.
@@ -441,6 +454,7 @@ public final class Datapath {
     public func remove(ifindex: UInt32) throws {
         guard let record = try pod(ifindex: ifindex) else { return }
         try withSharedTries { _ in _ = try pods.delete(key: key(ifindex)) }
+        generations.bump(DatapathGeneration.pods.rawValue)
         if record.hasDomainRules { try removeDomainRules(podID: record.podID, slots: [0, 1]) }
         try revisions.update(key: key(record.podID), value: key(0))
     }
@@ -468,6 +482,7 @@ public final class Datapath {
         }
         swept.flows = try flows.filter { try conntrack.delete(key: $0) }.count
         swept.grants = try domainGrants.keys { DomainGrant.podID(ofKey: $0).map(isGone) ?? false }.filter { try domainGrants.delete(key: $0) }.count
+        if swept.grants > 0 { generations.bump(DatapathGeneration.grants.rawValue) }
         swept.ruleHits = try removeRuleHits { isGone($0.podID) }
         return swept
     }

@@ -175,6 +175,19 @@ public enum DatapathStat: UInt32, ABIName {
     }
 }
 
+/// The counts of netfence's changes to a map (`generations`, one per value): a process that keeps
+/// what it read of the map reads again when the count moved.
+public enum DatapathGeneration: UInt32, ABIName {
+    case pods = 0, grants = 1
+
+    public var name: StaticString {
+        switch self {
+        case .pods: "pods"
+        case .grants: "grants"
+        }
+    }
+}
+
 /// IANA protocol numbers the datapath names, plus "any" for rules.
 public enum IPProtocolNumber {
     public static let icmp = UInt8(NF_PROTOCOL_ICMP.rawValue)

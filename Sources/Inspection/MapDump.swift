@@ -38,6 +38,7 @@ public enum MapLayouts {
         "pod_event_level": (.array, 4, ABISizes.podEventLevel),  // pod_event_levels, cut to 15 by the kernel
         "event_limits": (.array, 4, ABISizes.eventLimit),
         "event_rings": (.array, 4, ABISizes.eventRing),
+        "generations": (.array, 4, 8),
     ]
 
     /// The layout that decodes `target`: netfence's maps by kernel name, the AWS agent's by
@@ -66,6 +67,7 @@ public enum MapLayouts {
             case "pod_event_level": return PodEventLevelsLayout(context: context)
             case "event_limits": return EventLimitsLayout(context: context)
             case "event_rings": return EventRingsLayout()
+            case "generations": return GenerationsLayout()
             default: return PolicyTrieLayout(context: context)
             }
         }

@@ -387,6 +387,18 @@ struct StatsLayout: MapLayout {
     }
 }
 
+/// `generations`: how many times netfence changed pods and grants (readers keep what they read until it moves).
+struct GenerationsLayout: MapLayout {
+    var title: String { "netfence generations" }
+    var columns: [Column] { [Column("map", "MAP", width: 8), Column("changes", "CHANGES", width: 12)] }
+
+    func decode(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, into rows: RecordWriter) {
+        let index = key.loadUnaligned(as: UInt32.self)
+        rows.write(DatapathGeneration(rawValue: index).map { .word($0.name) } ?? .text("generation \(index)"),
+                   .number(value.loadUnaligned(as: UInt64.self)))
+    }
+}
+
 /// `fragments`: first-fragment verdicts kept for later fragments.
 struct FragmentsLayout: MapLayout {
     let context: DecodeContext

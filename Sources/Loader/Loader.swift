@@ -547,6 +547,7 @@ public final class Loader {
         try requireWriter()
         var report = ReconcileReport(interrupted: try state.pendingChange())
         try state.beginChange(.reconcile)
+        datapath.countUnseenChanges()
         let versions = try state.allVersions()
         let live = LoaderState.live(versions)
         let liveIndexes = Set(live.map(\.index))

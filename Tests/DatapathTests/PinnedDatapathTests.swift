@@ -1,4 +1,5 @@
 import BPFKit
+import CNetfenceABI
 import CNetfenceShim
 import Datapath
 @testable import DatapathModel
@@ -45,6 +46,43 @@ import TestSupport
         #expect(report.created == ["coarse_clock"] && report.reused.count == Datapath.mapLayouts.count - 1)
         #expect(try second.conntrack.countEntries() == 1, "tracked flows survive the upgrade")
         #expect(try BPFFilesystem.pinnedMap(at: Datapath.mapPin(root.path, "coarse_clock")) != nil)
+    }
+
+    /// Every change netfence makes to pods and to grants moves its count in `generations`, as
+    /// another process that mapped the pinned map sees it (the DNS proxy keeps what it read
+    /// until then); an apply that changes nothing moves nothing.
+    @Test func everyChangeOfPodsAndGrantsMovesItsCountWhereverTheMapIsMapped() throws {
+        guard Privileges.require() else { return }
+        #expect(DatapathGeneration.allCases.count == Int(NF_GENERATION_COUNT.rawValue))
+        #expect(DatapathGeneration.pods.rawValue == NF_GENERATION_PODS.rawValue && DatapathGeneration.grants.rawValue == NF_GENERATION_GRANTS.rawValue)
+        let root = try TestPinRoot()
+        let (datapath, _, _) = try Datapath.load(pinningUnder: root.path, migrate: false)
+        let elsewhere = try Datapath.open(pinnedUnder: root.path)
+        func counts() -> [UInt64] { DatapathGeneration.allCases.map { elsewhere.generations[$0.rawValue] } }
+        #expect(counts() == [0, 0], "a new node")
+
+        let states: [Direction: PodState] = [.ingress: .defaultAllow, .egress: .defaultAllow]
+        try datapath.apply(ifindex: 70, podID: 7, states: states, policies: [:])
+        #expect(counts() == [1, 0], "a pod registered")
+        try datapath.apply(ifindex: 70, podID: 7, states: states, policies: [:])
+        #expect(counts() == [1, 0], "nothing changed: no count moves")
+        try datapath.apply(ifindex: 70, podID: 7, states: [.ingress: .defaultDeny, .egress: .defaultAllow], policies: [:])
+        #expect(counts() == [2, 0], "its record flipped")
+
+        let address = try #require(IPAddress("198.19.12.7"))
+        try datapath.write(DomainGrant(podID: 7, address: address, patterns: [DomainGrant.Pattern(pattern: 1, expiresNanoseconds: 1)]))
+        #expect(counts() == [2, 1], "a grant written")
+        #expect(try datapath.removeGrant(podID: 7, address: address))
+        #expect(counts() == [2, 2], "a grant deleted")
+        try datapath.write(DomainGrant(podID: 7, address: address, patterns: [DomainGrant.Pattern(pattern: 1, expiresNanoseconds: 1)]))
+        try datapath.remove(ifindex: 70)
+        #expect(counts() == [3, 3], "the pod removed")
+        #expect(try datapath.sweep { $0 == 7 }.grants == 1)
+        #expect(counts() == [3, 4], "its grant swept")
+        #expect(try datapath.sweep { $0 == 7 }.grants == 0)
+        #expect(counts() == [3, 4], "a sweep that deletes no grant")
+        datapath.countUnseenChanges()
+        #expect(counts() == [4, 5], "what a killed change wrote without counting is read again")
     }
 
     /// A node that ran a netfence with one event ring buffer keeps no pin of it after a load:

@@ -167,6 +167,9 @@ import Testing
         let stat = try #require(try Self.rows(StatsLayout(context: Self.context), key: Self.bytes(DatapathStat.conntrackFull.rawValue),
                                               value: Self.bytes(UInt64(2)) + Self.bytes(UInt64(5))).first)
         #expect(stat["stat"] as? String == "conntrack-full" && stat["count"] as? Int == 7)
+
+        let generation = try #require(try Self.rows(GenerationsLayout(), key: Self.bytes(DatapathGeneration.grants.rawValue), value: Self.bytes(UInt64(12))).first)
+        #expect(generation["map"] as? String == "grants" && generation["changes"] as? Int == 12)
     }
 
     @Test func aFragmentVerdictReadsAsItsFlow() throws {

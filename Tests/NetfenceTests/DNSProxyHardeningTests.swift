@@ -162,29 +162,31 @@ extension DomainCluster {
         try node.waitUntil("the proxy published its counters") { (try node.proxyCounters()["client_limited"] ?? 0) >= 172 }
     }
 
-    /// A read burst reads each grant once: a repeated answer in the burst takes the grant as the burst
-    /// read it (no bpf call), and the next burst reads it anew, so a grant deleted in between is written
-    /// again. The TTL each answer may carry is the grant's remaining time either way.
-    @Test func aReadBurstReadsAGrantOnceAndTheNextReadsItAnew() throws {
+    /// A grant read or written is kept while netfence changes no grant (`generations`): a repeated answer
+    /// reads none, so a grant deleted behind netfence's back (straight from the map here) is not seen.
+    /// Any change of grants through netfence makes the next answer read it anew and write it again.
+    /// The TTL each answer may carry is the grant's remaining time either way.
+    @Test func aGrantIsReadAgainOnlyOnceNetfenceChangedGrants() throws {
         guard Privileges.require() else { return }
         let root = try TestPinRoot()
         _ = try Loader.initialize(root: root.pinRoot, migrate: false)
         defer { _ = try? Loader.reset(root: root.pinRoot) }
         let datapath = try Datapath.open(pinnedUnder: root.path)
+        let grantsMap = try #require(try BPFFilesystem.pinnedMap(at: Datapath.mapPin(root.path, "domain_grants")))
         let keeper = GrantKeeper(datapath: datapath, ttlBounds: 5...3600, retentionNanoseconds: 0)
         let address = try #require(IPAddress("198.19.12.7")), pattern: UInt64 = 0x4444
         let resolved = [DNSMessage.Resolved(address: [198, 19, 12, 7], ttl: 60)]
-        var burst = GrantKeeper.BurstGrants()
-        #expect(try keeper.grant(podID: 3, patterns: [pattern], resolved: resolved, burst: &burst) == 60)
+        #expect(try keeper.grant(podID: 3, patterns: [pattern], resolved: resolved) == 60)
         #expect(try datapath.grant(podID: 3, address: address)?.patterns.map(\.pattern) == [pattern], "written")
-        try datapath.removeGrant(podID: 3, address: address)
-        #expect(try (58...60).contains(keeper.grant(podID: 3, patterns: [pattern], resolved: resolved, burst: &burst)))
-        #expect(try datapath.grant(podID: 3, address: address) == nil, "the burst took the grant as it read it")
-        burst.removeAll()
-        #expect(try keeper.grant(podID: 3, patterns: [pattern], resolved: resolved, burst: &burst) == 60)
-        #expect(try datapath.grant(podID: 3, address: address)?.patterns.map(\.pattern) == [pattern], "the next burst wrote it again")
-        // Another pattern for the same address in the same burst is a write: read under the lock, merged, written.
-        #expect(try keeper.grant(podID: 3, patterns: [0x5555], resolved: resolved, burst: &burst) == 60)
+        #expect(try grantsMap.delete(key: DomainGrant.key(podID: 3, address: address)))
+        #expect(try (58...60).contains(keeper.grant(podID: 3, patterns: [pattern], resolved: resolved)))
+        #expect(try datapath.grant(podID: 3, address: address) == nil, "kept as written: not read again")
+        // A change of another pod's grant through netfence: every grant is read anew.
+        try datapath.write(DomainGrant(podID: 4, address: address, patterns: [DomainGrant.Pattern(pattern: pattern, expiresNanoseconds: 1)]))
+        #expect(try keeper.grant(podID: 3, patterns: [pattern], resolved: resolved) == 60)
+        #expect(try datapath.grant(podID: 3, address: address)?.patterns.map(\.pattern) == [pattern], "read anew and written again")
+        // Another pattern for the same address is a write: read under the lock, merged, written.
+        #expect(try keeper.grant(podID: 3, patterns: [0x5555], resolved: resolved) == 60)
         #expect(try Set(datapath.grant(podID: 3, address: address)?.patterns.map(\.pattern) ?? []) == [pattern, 0x5555])
     }
 

@@ -185,8 +185,11 @@ import TestSupport
         #expect(try rows() == 3)
         #expect(try bench.cli(["loader", "status", "--check"]).status == 0, "sets outside a live slot with domain rules are not enforced")
 
+        let counted = DatapathGeneration.allCases.map { datapath.generations[$0.rawValue] }
         let reconciled = try bench.cli(["loader", "reconcile", "-o", "json"]).standardOutput
         #expect(reconciled.contains("\"strayDomainRules\" : 2"), "\(reconciled)")
+        #expect(zip(counted, DatapathGeneration.allCases).allSatisfy { $0.0 < datapath.generations[$0.1.rawValue] },
+                "a roll forward makes whoever keeps pods or grants read them again (a kill may have come between a write and its count)")
         #expect(try rows() == 1)
         #expect(try datapath.domainRules(podID: named.podID, slot: named.slot) == live, "the live set stays")
         #expect(try bench.cli(["loader", "reconcile", "-o", "json"]).standardOutput.contains("\"strayDomainRules\" : 0"))

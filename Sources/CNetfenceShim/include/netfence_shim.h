@@ -87,6 +87,15 @@ int nf_prog_test_run_context(int netns_fd, int prog_fd, const void *data, __u32 
 int nf_prog_test_run(int netns_fd, int prog_fd, const void *data, __u32 size, __u32 repeat,
 		     __u32 ctx_ifindex, __u32 *retval, __u32 *duration_ns);
 
+/* The COUNT __u64 values of MAP_FD, a BPF_F_MMAPABLE array, mapped into this process:
+ * read and bumped with no call. NULL with errno set. */
+__u64 *nf_counters_map(int map_fd, __u32 count);
+void nf_counters_unmap(__u64 *counters, __u32 count);
+/* COUNTERS[INDEX]; what was written before the bump that made it is seen after it. */
+__u64 nf_counter_read(const __u64 *counters, __u32 index);
+/* Adds one to COUNTERS[INDEX] once every write before it is seen; returns the value it had. */
+__u64 nf_counter_bump(__u64 *counters, __u32 index);
+
 /* The one consumer of a BPF ring buffer map, reading records in place (the
  * kernel maps the data area twice, so a record is contiguous even where it
  * wraps) and moving the consumer position only when told: a reader that

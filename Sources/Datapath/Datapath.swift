@@ -400,8 +400,9 @@ public final class Datapath {
     /// Deletes the pod's grant for `address`; false when there was none.
     @discardableResult
     public func removeGrant(podID: UInt32, address: IPAddress) throws -> Bool {
-        defer { generations.bump(DatapathGeneration.grants.rawValue) }
-        return try domainGrants.delete(key: DomainGrant.key(podID: podID, address: address))
+        let removed = try domainGrants.delete(key: DomainGrant.key(podID: podID, address: address))
+        if removed { generations.bump(DatapathGeneration.grants.rawValue) }
+        return removed
     }
 
     /// Moves every count in `generations`: what a change killed between its write and its count

@@ -74,6 +74,8 @@ import TestSupport
         #expect(counts() == [2, 1], "a grant written")
         #expect(try datapath.removeGrant(podID: 7, address: address))
         #expect(counts() == [2, 2], "a grant deleted")
+        #expect(try !datapath.removeGrant(podID: 7, address: address))
+        #expect(counts() == [2, 2], "none to delete")
         try datapath.write(DomainGrant(podID: 7, address: address, patterns: [DomainGrant.Pattern(pattern: 1, expiresNanoseconds: 1)]))
         try datapath.remove(ifindex: 70)
         #expect(counts() == [3, 3], "the pod removed")

@@ -200,7 +200,8 @@ func jsonArray(_ text: String) throws -> [[String: Any]] {
     }
 
     /// Stopped half-way (here once its pods are attached and probed), the demo removes its
-    /// namespaces and pins, says so in one line and exits with 128 + the signal.
+    /// namespaces and pins, says so in one line and exits with 128 + the first signal: an impatient
+    /// second Ctrl-C, and a SIGTERM, while it removes them change nothing.
     @Test func theDemoStoppedHalfWayRemovesWhatItMade() throws {
         guard Privileges.require() else { return }
         let root = try TestPinRoot()
@@ -218,6 +219,10 @@ func jsonArray(_ text: String) throws -> [[String: Any]] {
         let pins = try FileManager.default.contentsOfDirectory(atPath: root.path)
         #expect(pins.count == 1 && FileManager.default.fileExists(atPath: "\(NetworkNamespace.namedFolder)/\(prefix)node"), "the demo made its node: \(pins)")
         kill(demo.processIdentifier, SIGINT)
+        for again in [SIGINT, SIGTERM, SIGINT] {
+            usleep(3_000)
+            kill(demo.processIdentifier, again)  // the process may have ended already: then nothing
+        }
         demo.waitUntilExit()
         let stderr = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         #expect(demo.terminationStatus == 130)

@@ -1,5 +1,6 @@
 import CNetfenceShim
 import Glibc
+import HostKit
 
 /// The clsact hook a tc program sits on.
 public enum TCDirection: String, Sendable, Codable, CaseIterable {
@@ -12,16 +13,17 @@ public enum TCDirection: String, Sendable, Codable, CaseIterable {
     }
 }
 
-/// Where a program is attached: an interface's tc hook or XDP, in some namespace.
+/// Where a program is attached: an interface's tc hook (a cls_bpf filter on clsact, or a tcx
+/// link) or XDP, in some namespace.
 public struct ProgramAttachment: Sendable, Equatable, Codable {
-    /// `tc` or `xdp`.
+    /// `tc` (cls_bpf), `tcx` or `xdp`.
     public let kind: String
     public let namespace: String
     public let interface: String
     public let ifindex: UInt32
     /// For tc: the hook. XDP sees ingress only.
     public let direction: TCDirection
-    /// For tc: the filter's priority and handle.
+    /// For tc: the filter's priority and handle (tcx has neither).
     public let priority: UInt32?
     public let handle: UInt32?
     public let programID: UInt32
@@ -51,6 +53,22 @@ public enum TCAttachments {
         return (ifindex, usedHandle, usedPriority)
     }
 
+    /// Attaches `program` to `interface`'s `direction` hook inside `namespace` through tcx (kernel 6.6
+    /// on): a BPF link, run before any cls_bpf filter of the hook, attached while the returned link
+    /// lives. Throws EINVAL on an older kernel.
+    public static func attachLink(_ program: BPFProgram, interface: String, direction: TCDirection,
+                                  in namespace: NetworkNamespace? = nil) throws -> TCXLink {
+        var ifindex: UInt32 = 0
+        let result = try NetworkNamespace.withDescriptor(of: namespace) { nsfd in
+            interface.withCString { name in
+                var target = nf_tc_target(netns_fd: nsfd, ifname: name, hook: direction.hook, handle: 0, priority: 0)
+                return nf_tcx_attach(&target, program.descriptor.rawValue, &ifindex)
+            }
+        }
+        try check(result, "attach tcx \(direction.rawValue) program to", describe(interface, namespace))
+        return TCXLink(descriptor: FileDescriptor(owning: result), ifindex: ifindex, direction: direction)
+    }
+
     /// Removes the filter with `handle` and `priority` from `interface`'s hook.
     public static func detach(interface: String, direction: TCDirection, in namespace: NetworkNamespace? = nil,
                               handle: UInt32, priority: UInt32) throws {
@@ -68,8 +86,8 @@ public enum TCAttachments {
         namespace.map { "\(interface) in network namespace \($0.name)" } ?? interface
     }
 
-    /// Every tc (clsact) and XDP program attachment in `namespaces`, found through
-    /// netlink. Namespaces that cannot be entered are skipped.
+    /// Every tc (clsact filters and tcx links) and XDP program attachment in `namespaces`, found
+    /// through netlink and BPF_PROG_QUERY. Namespaces that cannot be entered are skipped.
     public static func scan(_ namespaces: [NetworkNamespace] = NetworkNamespace.all()) -> [ProgramAttachment] {
         namespaces.flatMap { namespace in (try? scan(namespace)) ?? [] }
     }
@@ -79,10 +97,12 @@ public enum TCAttachments {
         var header = [UInt8](repeating: 0, count: 16)  // struct ifinfomsg
         header[0] = UInt8(AF_UNSPEC)
         var result: [ProgramAttachment] = []
+        var interfaces: [(ifindex: UInt32, name: String)] = []
         for link in try netlink.dump(type: UInt16(RTM_GETLINK), header: header) where link.count >= 16 {
             let ifindex = UInt32(bitPattern: link.hostOrder(Int32.self, at: 4))
             let attributes = NetlinkAttribute.parse(link[16...])
             let name = attributes.attribute(IFLA_IFNAME)?.string ?? "if\(ifindex)"
+            interfaces.append((ifindex, name))
             if let xdp = attributes.attribute(IFLA_XDP)?.nested, let id = xdp.attribute(IFLA_XDP_PROG_ID)?.uint32, id != 0 {
                 result.append(ProgramAttachment(kind: "xdp", namespace: namespace.name, interface: name, ifindex: ifindex,
                                                 direction: .ingress, priority: nil, handle: nil, programID: id))
@@ -94,7 +114,24 @@ public enum TCAttachments {
                 } ?? []
             }
         }
+        for direction in TCDirection.allCases {
+            for (interface, ids) in zip(interfaces, try tcxPrograms(on: interfaces.map(\.ifindex), direction: direction, in: namespace)) {
+                result += ids.map { ProgramAttachment(kind: "tcx", namespace: namespace.name, interface: interface.name, ifindex: interface.ifindex,
+                                                      direction: direction, priority: nil, handle: nil, programID: $0) }
+            }
+        }
         return result
+    }
+
+    /// The ids of the programs tcx runs on `direction` of each interface, in order (none before kernel 6.6).
+    private static func tcxPrograms(on ifindexes: [UInt32], direction: TCDirection, in namespace: NetworkNamespace) throws -> [[UInt32]] {
+        let perInterface = 16
+        var ids = [UInt32](repeating: 0, count: ifindexes.count * perInterface), found = [UInt32](repeating: 0, count: ifindexes.count)
+        let result = try NetworkNamespace.withDescriptor(of: namespace) { nsfd in
+            nf_tcx_query(nsfd, ifindexes, UInt32(ifindexes.count), direction.hook, &ids, UInt32(perInterface), &found)
+        }
+        try check(result, "query tcx programs in network namespace", namespace.name)
+        return found.enumerated().map { index, count in Array(ids[(index * perInterface)..<(index * perInterface + Int(count))]) }
     }
 
     /// The cls_bpf filters on one clsact hook; throws when the interface has no clsact.
@@ -115,5 +152,16 @@ public enum TCAttachments {
             let info = filter.hostOrder(UInt32.self, at: 16)
             return (id, info >> 16, handle)
         }
+    }
+}
+
+/// A program attached to an interface's hook through tcx: attached while this link (its descriptor) lives.
+public final class TCXLink {
+    public let descriptor: FileDescriptor
+    public let ifindex: UInt32
+    public let direction: TCDirection
+
+    init(descriptor: FileDescriptor, ifindex: UInt32, direction: TCDirection) {
+        (self.descriptor, self.ifindex, self.direction) = (descriptor, ifindex, direction)
     }
 }

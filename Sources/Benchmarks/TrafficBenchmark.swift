@@ -24,7 +24,9 @@ import PolicyInput
 ///   each other. The control has no program on either pair. The goals are held here, and two
 ///   more cases say what netfence's share is made of: an empty tc program beside no program
 ///   (the hook's own cost), and netfence beside an empty program (what its programs add; there
-///   the kernel also times each program's runs, per packet in real traffic).
+///   the kernel also times each program's runs, per packet in real traffic). Two more measure
+///   what tcx links (kernel 6.6 on) would change: the empty program, and netfence's programs,
+///   attached through tcx instead of clsact's cls_bpf filters.
 public struct TrafficBenchmark {
     public var seconds = 3
     /// Rounds of one pair alone.
@@ -42,6 +44,16 @@ public struct TrafficBenchmark {
         /// A tc program that only returns: what the hook itself costs.
         case emptyProgram
         case netfence(EventLevel)
+        /// The empty program, and netfence's programs (events off), through tcx links instead of cls_bpf filters.
+        case emptyProgramThroughTCX, netfenceThroughTCX
+
+        /// Whether the pair's pods are registered with the loader (their programs read their records).
+        var registersPods: Bool {
+            switch self {
+            case .netfence, .netfenceThroughTCX: true
+            default: false
+            }
+        }
     }
 
     enum Case: CaseIterable {
@@ -91,6 +103,10 @@ public struct TrafficBenchmark {
             SideBySideCase(name: Case.eventsAll.name, measured: Case.eventsAll.hooks, other: .none),
             SideBySideCase(name: "\(Case.eventsOff.name), beside an empty tc program (what its programs add to the hook)",
                            measured: Case.eventsOff.hooks, other: .emptyProgram),
+            SideBySideCase(name: "an empty tc program through tcx links (the hook's own cost, through tcx)", measured: .emptyProgramThroughTCX,
+                           other: .none),
+            SideBySideCase(name: "\(Case.eventsOff.name), its programs through tcx links (what tcx would change)", measured: .netfenceThroughTCX,
+                           other: .none),
         ]
     }
 
@@ -315,6 +331,8 @@ public struct TrafficBenchmark {
         private var current: [Int: Hooks] = [:]
         /// The empty program's filters on each pair's host veths, to remove again.
         private var emptyFilters: [Int: [(interface: String, direction: TCDirection, handle: UInt32, priority: UInt32)]] = [:]
+        /// Each pair's tcx links: attached while held.
+        private var links: [Int: [TCXLink]] = [:]
 
         init(loader: Loader, node: NetworkNamespace, emptyProgram: BPFProgram) {
             (self.loader, self.node, self.emptyProgram) = (loader, node, emptyProgram)
@@ -328,12 +346,15 @@ public struct TrafficBenchmark {
                                              handle: filter.handle, priority: filter.priority)
                 }
             }
-            let netfence = if case .netfence = hooks { true } else { false }
+            if was != hooks { links[pair.index] = nil }  // released: detached
             for (pod, interface) in pair.pods {
                 let attached = try loader.state.pod(pod) != nil
-                if netfence, !attached {
+                // Pods whose filters made way for links are attached anew (their filters with them) or detached.
+                if attached, was == .netfenceThroughTCX, hooks != was { try loader.detach(pod) }
+                let registered = try loader.state.pod(pod) != nil
+                if hooks.registersPods, !registered {
                     _ = try loader.attach(pod, interface: interface.hostInterface, netns: node.name, defaults: [:])
-                } else if !netfence, attached {
+                } else if !hooks.registersPods, registered {
                     try loader.detach(pod)
                 }
             }
@@ -344,6 +365,23 @@ public struct TrafficBenchmark {
                         return (pod.hostInterface, direction, filter.handle, filter.priority)
                     }
                 }
+            }
+            if hooks == .emptyProgramThroughTCX, was != hooks {
+                links[pair.index] = try pair.pods.flatMap { _, pod in
+                    try TCDirection.allCases.map { try TCAttachments.attachLink(emptyProgram, interface: pod.hostInterface, direction: $0, in: node) }
+                }
+            }
+            if hooks == .netfenceThroughTCX, was != hooks {
+                // The loader's filters make way for links to the same programs: the host veth's ingress sees what the pod sends.
+                links[pair.index] = try pair.pods.flatMap { _, pod in
+                    try TCDirection.allCases.map { direction in
+                        try TCAttachments.detach(interface: pod.hostInterface, direction: direction, in: node,
+                                                 handle: Loader.filterHandle, priority: Loader.filterPriority)
+                        let program = loader.datapath.program(for: direction == .ingress ? .egress : .ingress)
+                        return try TCAttachments.attachLink(program, interface: pod.hostInterface, direction: direction, in: node)
+                    }
+                }
+                _ = try loader.changeSettings { $0.eventLevel = .none }
             }
             if case .netfence(let level) = hooks { _ = try loader.changeSettings { $0.eventLevel = level } }
             current[pair.index] = hooks

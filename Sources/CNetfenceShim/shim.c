@@ -16,6 +16,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/vfs.h>
 #include <time.h>
 #include <stdarg.h>
@@ -159,6 +160,85 @@ int nf_tc_detach(const struct nf_tc_target *target)
 	struct tc_call call = { .target = target };
 
 	return run_in_netns(target->netns_fd, tc_detach_here, &call);
+}
+
+/* tcx's attach types (kernel 6.6), which the 6.1 UAPI headers lack. */
+enum { NF_BPF_TCX_INGRESS = 46, NF_BPF_TCX_EGRESS = 47 };
+
+static __u32 tcx_attach_type(enum nf_tc_hook hook)
+{
+	return hook == NF_TC_HOOK_INGRESS ? NF_BPF_TCX_INGRESS : NF_BPF_TCX_EGRESS;
+}
+
+struct tcx_call {
+	const struct nf_tc_target *target;
+	int prog_fd;
+	__u32 ifindex;
+};
+
+static int tcx_attach_here(void *opaque)
+{
+	struct tcx_call *call = opaque;
+	unsigned int ifindex = if_nametoindex(call->target->ifname);
+	union bpf_attr attr;
+	int fd;
+
+	if (!ifindex)
+		return -errno;
+	memset(&attr, 0, sizeof(attr));
+	attr.link_create.prog_fd = call->prog_fd;
+	attr.link_create.target_ifindex = ifindex;
+	attr.link_create.attach_type = tcx_attach_type(call->target->hook);
+	fd = syscall(__NR_bpf, BPF_LINK_CREATE, &attr, sizeof(attr));
+	if (fd < 0)
+		return -errno;
+	call->ifindex = ifindex;
+	return fd;
+}
+
+int nf_tcx_attach(const struct nf_tc_target *target, int prog_fd, __u32 *ifindex)
+{
+	struct tcx_call call = { .target = target, .prog_fd = prog_fd };
+	int fd = run_in_netns(target->netns_fd, tcx_attach_here, &call);
+
+	if (fd >= 0)
+		*ifindex = call.ifindex;
+	return fd;
+}
+
+struct tcx_query_call {
+	const __u32 *ifindexes;
+	__u32 count, per_interface;
+	enum nf_tc_hook hook;
+	__u32 *ids, *found;
+};
+
+static int tcx_query_here(void *opaque)
+{
+	struct tcx_query_call *call = opaque;
+	union bpf_attr attr;
+
+	for (__u32 i = 0; i < call->count; i++) {
+		memset(&attr, 0, sizeof(attr));
+		attr.query.target_fd = call->ifindexes[i]; /* tcx reads it as target_ifindex */
+		attr.query.attach_type = tcx_attach_type(call->hook);
+		attr.query.prog_ids = (__u64)(unsigned long)(call->ids + (size_t)i * call->per_interface);
+		attr.query.prog_cnt = call->per_interface;
+		if (syscall(__NR_bpf, BPF_PROG_QUERY, &attr, sizeof(attr)) == 0 || errno == ENOSPC)
+			call->found[i] = attr.query.prog_cnt < call->per_interface ? attr.query.prog_cnt : call->per_interface;
+		else
+			call->found[i] = 0; /* no tcx in this kernel, or the interface went */
+	}
+	return 0;
+}
+
+int nf_tcx_query(int netns_fd, const __u32 *ifindexes, __u32 count, enum nf_tc_hook hook, __u32 *ids,
+		 __u32 per_interface, __u32 *found)
+{
+	struct tcx_query_call call = { .ifindexes = ifindexes, .count = count, .per_interface = per_interface,
+				       .hook = hook, .ids = ids, .found = found };
+
+	return run_in_netns(netns_fd, tcx_query_here, &call);
 }
 
 static int ifindex_here(void *opaque)

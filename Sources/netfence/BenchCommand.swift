@@ -167,8 +167,9 @@ struct BenchTrafficCommand: Command {
             program (the hook's own cost), and netfence beside an empty program on the other pair (what its \
             programs add); during that case's ping-pong the kernel times every program run (run-time \
             statistics), and a last row gives the ns per packet in netfence's programs beside the empty \
-            program's. Needs Debian's iperf3 and sockperf. Takes about ten minutes with the defaults; \
-            removes everything it made.
+            program's. Two rows without goals measure what tcx links (kernel 6.6 on) would change: the empty \
+            program, and netfence's programs, attached through tcx instead of cls_bpf filters. Needs Debian's \
+            iperf3 and sockperf. Takes about twelve minutes with the defaults; removes everything it made.
             """)
 
     static let seconds = Option<Int>(long: "seconds", help: "Seconds each iperf3 and sockperf run lasts.", default: 3)

@@ -130,6 +130,42 @@ let udpFrame: [UInt8] = [
         #expect(TCAttachments.scan([network.node]).filter { $0.programID == id }.isEmpty)
     }
 
+    /// A program attached through tcx runs on the hook's packets while its link lives, ahead of a cls_bpf
+    /// filter on the same hook (whose run its verdict ends), and the scan finds it as tcx beside the filter.
+    @Test func tcxLinksRunWhileTheyLiveAheadOfFiltersAndAreFound() throws {
+        guard Privileges.require() else { return }
+        let name = UniqueNames.make("nfx")
+        let subnet = testSubnet()
+        let network = try PodNetwork(name: name, hostInterface: name, nodeAddress: subnet.node, podAddress: subnet.pod)
+        defer { network.remove() }
+        let object = try BPFObjectFile(bytes: EmbeddedBPFObject.demo.bytes, name: "demo")
+        let program = try object.program(named: "demo_ingress"), counters = try object.map(named: "demo_packets")
+        let id = try program.info().id
+        func counted() throws -> UInt64 { try counters.entries().map { $0.value.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) } }.reduce(0, +) }
+
+        var link: TCXLink? = try TCAttachments.attachLink(program, interface: name, direction: .ingress, in: network.node)
+        let placed = try TCAttachments.attach(program, interface: name, direction: .ingress, in: network.node, handle: 1, priority: 7)
+        #expect(link?.ifindex == placed.ifindex)
+        let found = TCAttachments.scan([network.node]).filter { $0.programID == id }
+        #expect(found.map(\.kind).sorted() == ["tc", "tcx"], "\(found)")
+        #expect(found.first { $0.kind == "tcx" } == ProgramAttachment(kind: "tcx", namespace: network.node.name, interface: name,
+                                                                     ifindex: placed.ifindex, direction: .ingress, priority: nil, handle: nil,
+                                                                     programID: id))
+        try network.sendUDPFromPod(count: 1)  // the pod resolves the node's address first
+        var before = try counted()
+        try network.sendUDPFromPod(count: 5)
+        let both = try counted() - before
+        #expect(both >= 5 && both < 10, "each packet counted by the link only, not by the filter behind it too: \(both)")
+
+        link = nil  // its last descriptor closed: detached
+        #expect(TCAttachments.scan([network.node]).filter { $0.programID == id }.map(\.kind) == ["tc"])
+        before = try counted()
+        try network.sendUDPFromPod(count: 5)
+        #expect(try counted() - before >= 5, "the filter runs again")
+        try TCAttachments.detach(interface: name, direction: .ingress, in: network.node, handle: 1, priority: 7)
+        withExtendedLifetime(link) {}
+    }
+
     @Test func attachingToAMissingInterfaceNamesIt() throws {
         guard Privileges.require() else { return }
         let object = try BPFObjectFile(bytes: EmbeddedBPFObject.demo.bytes, name: "demo")

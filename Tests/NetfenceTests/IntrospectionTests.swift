@@ -90,6 +90,22 @@ func jsonArray(_ text: String) throws -> [[String: Any]] {
         #expect(row.hasSuffix("\(demo.network.hostInterface)@\(demo.network.node.name) tc/egress"))
     }
 
+    /// A program another agent attached through tcx (a BPF link, no filter) shows where it runs, beside its filter.
+    @Test func progsShowProgramsAttachedThroughTCXLinks() throws {
+        guard Privileges.require() else { return }
+        let demo = try AttachedDemo()
+        let program = try #require(try BPFFilesystem.pinnedProgram(at: demo.root.path + "/demo_ingress"))
+        let link = try TCAttachments.attachLink(program, interface: demo.network.hostInterface, direction: .ingress, in: demo.network.node)
+        let place = "\(demo.network.hostInterface)@\(demo.network.node.name)"
+        let row = try #require(try NetfenceBinary.run(["ebpf", "progs", "--bpffs-root", demo.root.path]).standardOutput
+            .split(separator: "\n").first { $0.contains("demo_ingress") })
+        #expect(row.hasSuffix("\(place) tc/ingress, \(place) tcx/ingress"), "\(row)")
+        let programs = try jsonArray(try NetfenceBinary.run(["ebpf", "progs", "-o", "json", "--bpffs-root", demo.root.path]).standardOutput)
+        let attachments = try #require(programs.first { $0["name"] as? String == "demo_ingress" }?["attachments"] as? [[String: Any]])
+        #expect(attachments.map { $0["kind"] as? String } == ["tc", "tcx"] && attachments.last?["priority"] == nil, "\(attachments)")
+        withExtendedLifetime(link) {}
+    }
+
     @Test func statsCountRunsDuringTheWindow() throws {
         guard Privileges.require() else { return }
         let demo = try AttachedDemo()

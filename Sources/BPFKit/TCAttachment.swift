@@ -125,6 +125,7 @@ public enum TCAttachments {
 
     /// The ids of the programs tcx runs on `direction` of each interface, in order (none before kernel 6.6).
     private static func tcxPrograms(on ifindexes: [UInt32], direction: TCDirection, in namespace: NetworkNamespace) throws -> [[UInt32]] {
+        guard !ifindexes.isEmpty else { return [] }
         let perInterface = 16
         var ids = [UInt32](repeating: 0, count: ifindexes.count * perInterface), found = [UInt32](repeating: 0, count: ifindexes.count)
         let result = try NetworkNamespace.withDescriptor(of: namespace) { nsfd in

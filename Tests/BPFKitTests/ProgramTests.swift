@@ -109,14 +109,18 @@ let udpFrame: [UInt8] = [
         #expect(try BPFFilesystem.pinnedMap(at: root.path + "/absent") == nil)
     }
 
+    /// A throwaway pod (its host veth named `name`) and the demo object, whose `demo_ingress` counts packets.
+    static func demoOnAPod(_ prefix: String) throws -> (name: String, network: PodNetwork, object: BPFObjectFile, program: BPFProgram) {
+        let name = UniqueNames.make(prefix), subnet = testSubnet()
+        let network = try PodNetwork(name: name, hostInterface: name, nodeAddress: subnet.node, podAddress: subnet.pod)
+        let object = try BPFObjectFile(bytes: EmbeddedBPFObject.demo.bytes, name: "demo")
+        return (name, network, object, try object.program(named: "demo_ingress"))
+    }
+
     @Test func tcAttachmentsAreFoundInTheirNamespaceAndRemoved() throws {
         guard Privileges.require() else { return }
-        let name = UniqueNames.make("nfk")
-        let subnet = testSubnet()
-        let network = try PodNetwork(name: name, hostInterface: name, nodeAddress: subnet.node, podAddress: subnet.pod)
+        let (name, network, _, program) = try Self.demoOnAPod("nfk")
         defer { network.remove() }
-        let object = try BPFObjectFile(bytes: EmbeddedBPFObject.demo.bytes, name: "demo")
-        let program = try object.program(named: "demo_ingress")
         let id = try program.info().id
         let placed = try TCAttachments.attach(program, interface: name, direction: .egress, in: network.node, handle: 1, priority: 7)
         #expect(placed.handle == 1 && placed.priority == 7)
@@ -134,13 +138,9 @@ let udpFrame: [UInt8] = [
     /// filter on the same hook (whose run its verdict ends), and the scan finds it as tcx beside the filter.
     @Test func tcxLinksRunWhileTheyLiveAheadOfFiltersAndAreFound() throws {
         guard Privileges.require() else { return }
-        let name = UniqueNames.make("nfx")
-        let subnet = testSubnet()
-        let network = try PodNetwork(name: name, hostInterface: name, nodeAddress: subnet.node, podAddress: subnet.pod)
+        let (name, network, object, program) = try Self.demoOnAPod("nfx")
         defer { network.remove() }
-        let object = try BPFObjectFile(bytes: EmbeddedBPFObject.demo.bytes, name: "demo")
-        let program = try object.program(named: "demo_ingress"), counters = try object.map(named: "demo_packets")
-        let id = try program.info().id
+        let counters = try object.map(named: "demo_packets"), id = try program.info().id
         func counted() throws -> UInt64 { try counters.entries().map { $0.value.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) } }.reduce(0, +) }
 
         var link: TCXLink? = try TCAttachments.attachLink(program, interface: name, direction: .ingress, in: network.node)

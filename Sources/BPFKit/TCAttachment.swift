@@ -114,25 +114,28 @@ public enum TCAttachments {
                 } ?? []
             }
         }
-        for direction in TCDirection.allCases {
-            for (interface, ids) in zip(interfaces, try tcxPrograms(on: interfaces.map(\.ifindex), direction: direction, in: namespace)) {
-                result += ids.map { ProgramAttachment(kind: "tcx", namespace: namespace.name, interface: interface.name, ifindex: interface.ifindex,
-                                                      direction: direction, priority: nil, handle: nil, programID: $0) }
+        // A namespace whose tcx cannot be queried still shows its filters and XDP programs.
+        for (interface, ids) in zip(interfaces, (try? tcxPrograms(on: interfaces.map(\.ifindex), in: namespace)) ?? []) {
+            for (direction, programs) in zip(TCDirection.allCases, [ids.ingress, ids.egress]) {
+                result += programs.map { ProgramAttachment(kind: "tcx", namespace: namespace.name, interface: interface.name,
+                                                           ifindex: interface.ifindex, direction: direction, priority: nil, handle: nil, programID: $0) }
             }
         }
         return result
     }
 
-    /// The ids of the programs tcx runs on `direction` of each interface, in order (none before kernel 6.6).
-    private static func tcxPrograms(on ifindexes: [UInt32], direction: TCDirection, in namespace: NetworkNamespace) throws -> [[UInt32]] {
+    /// The ids of the programs tcx runs on each interface's two hooks, in order (none before kernel 6.6):
+    /// one entry into the namespace for all of them.
+    private static func tcxPrograms(on ifindexes: [UInt32], in namespace: NetworkNamespace) throws -> [(ingress: [UInt32], egress: [UInt32])] {
         guard !ifindexes.isEmpty else { return [] }
-        let perInterface = 16
-        var ids = [UInt32](repeating: 0, count: ifindexes.count * perInterface), found = [UInt32](repeating: 0, count: ifindexes.count)
+        let perSlot = 16, slots = ifindexes.count * 2
+        var ids = [UInt32](repeating: 0, count: slots * perSlot), found = [UInt32](repeating: 0, count: slots)
         let result = try NetworkNamespace.withDescriptor(of: namespace) { nsfd in
-            nf_tcx_query(nsfd, ifindexes, UInt32(ifindexes.count), direction.hook, &ids, UInt32(perInterface), &found)
+            nf_tcx_query(nsfd, ifindexes, UInt32(ifindexes.count), &ids, UInt32(perSlot), &found)
         }
         try check(result, "query tcx programs in network namespace", namespace.name)
-        return found.enumerated().map { index, count in Array(ids[(index * perInterface)..<(index * perInterface + Int(count))]) }
+        func slot(_ index: Int) -> [UInt32] { Array(ids[(index * perSlot)..<(index * perSlot + Int(found[index]))]) }
+        return ifindexes.indices.map { (slot($0 * 2), slot($0 * 2 + 1)) }
     }
 
     /// The cls_bpf filters on one clsact hook; throws when the interface has no clsact.

@@ -348,10 +348,12 @@ public struct TrafficBenchmark {
             }
             if was != hooks { links[pair.index] = nil }  // released: detached
             for (pod, interface) in pair.pods {
-                let attached = try loader.state.pod(pod) != nil
+                var registered = try loader.state.pod(pod) != nil
                 // Pods whose filters made way for links are attached anew (their filters with them) or detached.
-                if attached, was == .netfenceThroughTCX, hooks != was { try loader.detach(pod) }
-                let registered = try loader.state.pod(pod) != nil
+                if registered, was == .netfenceThroughTCX, hooks != was {
+                    try loader.detach(pod)
+                    registered = false
+                }
                 if hooks.registersPods, !registered {
                     _ = try loader.attach(pod, interface: interface.hostInterface, netns: node.name, defaults: [:])
                 } else if !hooks.registersPods, registered {

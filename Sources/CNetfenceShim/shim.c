@@ -208,8 +208,7 @@ int nf_tcx_attach(const struct nf_tc_target *target, int prog_fd, __u32 *ifindex
 
 struct tcx_query_call {
 	const __u32 *ifindexes;
-	__u32 count, per_interface;
-	enum nf_tc_hook hook;
+	__u32 count, per_slot;
 	__u32 *ids, *found;
 };
 
@@ -218,25 +217,23 @@ static int tcx_query_here(void *opaque)
 	struct tcx_query_call *call = opaque;
 	union bpf_attr attr;
 
-	for (__u32 i = 0; i < call->count; i++) {
+	for (__u32 slot = 0; slot < call->count * 2; slot++) {
 		memset(&attr, 0, sizeof(attr));
-		attr.query.target_fd = call->ifindexes[i]; /* tcx reads it as target_ifindex */
-		attr.query.attach_type = tcx_attach_type(call->hook);
-		attr.query.prog_ids = (__u64)(unsigned long)(call->ids + (size_t)i * call->per_interface);
-		attr.query.prog_cnt = call->per_interface;
+		attr.query.target_fd = call->ifindexes[slot / 2]; /* tcx reads it as target_ifindex */
+		attr.query.attach_type = tcx_attach_type(slot % 2 ? NF_TC_HOOK_EGRESS : NF_TC_HOOK_INGRESS);
+		attr.query.prog_ids = (__u64)(unsigned long)(call->ids + (size_t)slot * call->per_slot);
+		attr.query.prog_cnt = call->per_slot;
 		if (syscall(__NR_bpf, BPF_PROG_QUERY, &attr, sizeof(attr)) == 0 || errno == ENOSPC)
-			call->found[i] = attr.query.prog_cnt < call->per_interface ? attr.query.prog_cnt : call->per_interface;
+			call->found[slot] = attr.query.prog_cnt < call->per_slot ? attr.query.prog_cnt : call->per_slot;
 		else
-			call->found[i] = 0; /* no tcx in this kernel, or the interface went */
+			call->found[slot] = 0; /* no tcx in this kernel, or the interface went */
 	}
 	return 0;
 }
 
-int nf_tcx_query(int netns_fd, const __u32 *ifindexes, __u32 count, enum nf_tc_hook hook, __u32 *ids,
-		 __u32 per_interface, __u32 *found)
+int nf_tcx_query(int netns_fd, const __u32 *ifindexes, __u32 count, __u32 *ids, __u32 per_slot, __u32 *found)
 {
-	struct tcx_query_call call = { .ifindexes = ifindexes, .count = count, .per_interface = per_interface,
-				       .hook = hook, .ids = ids, .found = found };
+	struct tcx_query_call call = { .ifindexes = ifindexes, .count = count, .per_slot = per_slot, .ids = ids, .found = found };
 
 	return run_in_netns(netns_fd, tcx_query_here, &call);
 }

@@ -101,8 +101,9 @@ public final class GrantKeeper: @unchecked Sendable {
                 // The count first: a change after it is read moves it again, and the grant is read anew next time.
                 let generation = datapath.generations[DatapathGeneration.grants.rawValue]
                 known.current(at: generation)
-                if let seen = known.grants[key], let held = runningLongEnough(seen) { return held }
-                var grant = try datapath.grant(podID: podID, address: address) ?? DomainGrant(podID: podID, address: address, patterns: [])
+                // What is known is what the map holds: read only what is not.
+                var grant = try known.grants[key] ?? datapath.grant(podID: podID, address: address)
+                    ?? DomainGrant(podID: podID, address: address, patterns: [])
                 if let held = runningLongEnough(grant) {
                     known.grants[key] = grant
                     return held

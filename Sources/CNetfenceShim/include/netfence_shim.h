@@ -68,11 +68,10 @@ int nf_tc_detach(const struct nf_tc_target *target);
  * descriptor, when unpinned, detaches it) or -errno (EINVAL before 6.6); writes the ifindex. */
 int nf_tcx_attach(const struct nf_tc_target *target, int prog_fd, __u32 *ifindex);
 
-/* The ids of the programs tcx runs on HOOK of each of COUNT interfaces (IFINDEXES, inside
- * NETNS_FD), in order: up to PER_INTERFACE ids for interface i at IDS[i * PER_INTERFACE],
- * how many in FOUND[i] (0 where the kernel has no tcx). 0 or -errno. */
-int nf_tcx_query(int netns_fd, const __u32 *ifindexes, __u32 count, enum nf_tc_hook hook, __u32 *ids,
-		 __u32 per_interface, __u32 *found);
+/* The ids of the programs tcx runs on both hooks of each of COUNT interfaces (IFINDEXES, inside
+ * NETNS_FD), in one entry of the namespace: slot (i * 2 + hook) holds up to PER_SLOT ids at
+ * IDS[slot * PER_SLOT] and how many in FOUND[slot] (0 where the kernel has no tcx). 0 or -errno. */
+int nf_tcx_query(int netns_fd, const __u32 *ifindexes, __u32 count, __u32 *ids, __u32 per_slot, __u32 *found);
 
 /* The index of interface IFNAME inside NETNS_FD (-1: this namespace). */
 int nf_ifindex_in_netns(int netns_fd, const char *ifname);

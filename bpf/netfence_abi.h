@@ -511,11 +511,17 @@ struct nf_event_ring {
 /* Bumped when a layout changes that map sizes cannot show (the tries inside
  * policies): an empty pinned policies map of another version is replaced. */
 #define NF_ABI_VERSION 3
+/* How pods' programs sit on their host veth's hooks (chosen by init, kept by later inits). */
+enum nf_attachment {
+	NF_ATTACH_TC = 0,  /* a cls_bpf filter on clsact (what `tc filter show` lists) */
+	NF_ATTACH_TCX = 1, /* a tcx link pinned under ROOT/links (kernel 6.6 on) */
+};
+
 struct nf_root_marker {
 	__u64 magic;       /* NF_ROOT_MAGIC */
 	__u64 created_ns;  /* CLOCK_REALTIME of the first init */
 	__u32 abi_version; /* NF_ABI_VERSION of the last init */
-	__u32 pad;
+	__u32 attachment;  /* enum nf_attachment */
 };
 
 /* pending_change (array, one entry): written before a change's first write and

@@ -5,7 +5,7 @@ _netfence() {
     local path="netfence" i
     for ((i = 1; i < COMP_CWORD; i++)); do
         case "${COMP_WORDS[i]}" in
-            -o|--output|--bpffs-root|--format|--stats-window|--aws-root|--pod|--direction|--count|--namespace|--verdict|--ip|--port|--proto|--tier|--policy|--color|--pcap|--output-file|--max-size|--max-files|--fields|--rate|--node-rate|--snaplen|--conntrack-entries|--wait-timeout|--iface|--netns|--ingress-default|--egress-default|-f|--filename|--probe|--timeout|--socket|--peer|--peer-port|--state|--listen|--upstream|--min-ttl|--max-ttl|--refuse-with|--event-loops|--queries-per-socket|--passes|--pods|--events|--entries|--seconds|--outstanding|--prefixes|--samples|--cidrs|--rounds|--side-by-side-rounds) ((i++)); continue ;;
+            -o|--output|--bpffs-root|--format|--stats-window|--aws-root|--pod|--direction|--count|--namespace|--verdict|--ip|--port|--proto|--tier|--policy|--color|--pcap|--output-file|--max-size|--max-files|--fields|--rate|--node-rate|--snaplen|--conntrack-entries|--attach|--wait-timeout|--iface|--netns|--ingress-default|--egress-default|-f|--filename|--probe|--timeout|--socket|--peer|--peer-port|--state|--listen|--upstream|--min-ttl|--max-ttl|--refuse-with|--event-loops|--queries-per-socket|--passes|--pods|--events|--entries|--seconds|--outstanding|--prefixes|--samples|--cidrs|--rounds|--side-by-side-rounds) ((i++)); continue ;;
         esac
         case "$path ${COMP_WORDS[i]}" in
             "netfence ebpf") path="netfence ebpf" ;;
@@ -82,6 +82,7 @@ _netfence() {
         --node-rate) COMPREPLY=(); return ;;
         --snaplen) COMPREPLY=(); return ;;
         --conntrack-entries) COMPREPLY=(); return ;;
+        --attach) COMPREPLY=($(compgen -W "tc tcx" -- "$cur")); return ;;
         --wait-timeout) COMPREPLY=(); return ;;
         --iface) COMPREPLY=(); return ;;
         --netns) COMPREPLY=(); return ;;
@@ -126,7 +127,7 @@ _netfence() {
         "netfence ebpf dump-cp-maps") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --pod --direction --raw --numeric --per-cpu --no-headers --aws-root -h --help" -- "$cur")) ;;
         "netfence ebpf loaded-ebpfdata") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --pod --aws-root -h --help" -- "$cur")) ;;
         "netfence loader") COMPREPLY=($(compgen -W "init attach apply delete detach status reconcile reset serve -o --output --bpffs-root --format -h --help" -- "$cur")) ;;
-        "netfence loader init") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --migrate --conntrack-entries --wait-timeout -h --help" -- "$cur")) ;;
+        "netfence loader init") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --migrate --conntrack-entries --attach --wait-timeout -h --help" -- "$cur")) ;;
         "netfence loader attach") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --pod --iface --netns --ingress-default --egress-default --wait-timeout -h --help" -- "$cur")) ;;
         "netfence loader apply") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format -f --filename --dry-run --probe --audit --wait-timeout -h --help" -- "$cur")) ;;
         "netfence loader delete") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format -f --filename --wait-timeout -h --help" -- "$cur")) ;;

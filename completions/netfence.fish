@@ -9,7 +9,7 @@ function __netfence_path
             continue
         end
         switch $word
-            case '-o' '--output' '--bpffs-root' '--format' '--stats-window' '--aws-root' '--pod' '--direction' '--count' '--namespace' '--verdict' '--ip' '--port' '--proto' '--tier' '--policy' '--color' '--pcap' '--output-file' '--max-size' '--max-files' '--fields' '--rate' '--node-rate' '--snaplen' '--conntrack-entries' '--wait-timeout' '--iface' '--netns' '--ingress-default' '--egress-default' '-f' '--filename' '--probe' '--timeout' '--socket' '--peer' '--peer-port' '--state' '--listen' '--upstream' '--min-ttl' '--max-ttl' '--refuse-with' '--event-loops' '--queries-per-socket' '--passes' '--pods' '--events' '--entries' '--seconds' '--outstanding' '--prefixes' '--samples' '--cidrs' '--rounds' '--side-by-side-rounds'
+            case '-o' '--output' '--bpffs-root' '--format' '--stats-window' '--aws-root' '--pod' '--direction' '--count' '--namespace' '--verdict' '--ip' '--port' '--proto' '--tier' '--policy' '--color' '--pcap' '--output-file' '--max-size' '--max-files' '--fields' '--rate' '--node-rate' '--snaplen' '--conntrack-entries' '--attach' '--wait-timeout' '--iface' '--netns' '--ingress-default' '--egress-default' '-f' '--filename' '--probe' '--timeout' '--socket' '--peer' '--peer-port' '--state' '--listen' '--upstream' '--min-ttl' '--max-ttl' '--refuse-with' '--event-loops' '--queries-per-socket' '--passes' '--pods' '--events' '--entries' '--seconds' '--outstanding' '--prefixes' '--samples' '--cidrs' '--rounds' '--side-by-side-rounds'
                 set skip 1
                 continue
         end
@@ -249,6 +249,7 @@ complete -c netfence -n 'test (__netfence_path) = "netfence loader init"' -l bpf
 complete -c netfence -n 'test (__netfence_path) = "netfence loader init"' -l format -x -a 'aws-eks-na-cli aws-eks-na-cli-v6' -d 'Print ebpf progs, maps, loaded-ebpfdata, dump-maps and dump-cp-maps as aws-eks-na-cli (or its -v6) prints them.'
 complete -c netfence -n 'test (__netfence_path) = "netfence loader init"' -l migrate -d 'Replace pinned maps that do not match this netfence (their entries are lost).'
 complete -c netfence -n 'test (__netfence_path) = "netfence loader init"' -l conntrack-entries -x -d 'Flows the conntrack table holds (4096-4194304; default: as pinned, else 524288).'
+complete -c netfence -n 'test (__netfence_path) = "netfence loader init"' -l attach -x -a 'tc tcx' -d 'How pods\' programs sit on their hooks (default: as the last init chose, else tc).'
 complete -c netfence -n 'test (__netfence_path) = "netfence loader init"' -l wait-timeout -x -d 'How long to wait for another netfence command changing this pin root to finish.'
 complete -c netfence -n 'test (__netfence_path) = "netfence loader init"' -s h -l help -d 'Show help information.'
 complete -c netfence -n 'test (__netfence_path) = "netfence loader attach"' -s o -l output -x -a 'table json' -d 'Output format: table for people, json for scripts.'

@@ -1,3 +1,4 @@
+import CLibBPF
 import CNetfenceShim
 import Glibc
 import HostKit
@@ -68,6 +69,9 @@ public enum TCAttachments {
         try check(result, "attach tcx \(direction.rawValue) program to", describe(interface, namespace))
         return TCXLink(descriptor: FileDescriptor(owning: result), ifindex: ifindex, direction: direction)
     }
+
+    /// Whether this kernel attaches through tcx (6.6 on).
+    public static var tcxAvailable: Bool { nf_tcx_available() == 1 }
 
     /// Removes the filter with `handle` and `priority` from `interface`'s hook.
     public static func detach(interface: String, direction: TCDirection, in namespace: NetworkNamespace? = nil,
@@ -159,13 +163,41 @@ public enum TCAttachments {
     }
 }
 
-/// A program attached to an interface's hook through tcx: attached while this link (its descriptor) lives.
+/// A program attached to an interface's hook through tcx: attached while this link lives (its
+/// descriptor, or a pin of it on bpffs).
 public final class TCXLink {
     public let descriptor: FileDescriptor
+    /// 0 for a pinned link whose interface is gone (the kernel detached it).
     public let ifindex: UInt32
     public let direction: TCDirection
 
     init(descriptor: FileDescriptor, ifindex: UInt32, direction: TCDirection) {
         (self.descriptor, self.ifindex, self.direction) = (descriptor, ifindex, direction)
+    }
+
+    /// The tcx link pinned at `path`, nil when nothing is pinned there; throws for another kind of pin.
+    public static func pinned(at path: String) throws -> TCXLink? {
+        let fd = bpf_obj_get(path)
+        if fd == -ENOENT { return nil }
+        try check(fd, "open pinned link", path)
+        let descriptor = FileDescriptor(owning: fd)
+        var ifindex: UInt32 = 0, hook = NF_TC_HOOK_INGRESS
+        try check(nf_tcx_link_info(descriptor.rawValue, &ifindex, &hook), "read tcx link pinned at", path)
+        return TCXLink(descriptor: descriptor, ifindex: ifindex, direction: hook == NF_TC_HOOK_INGRESS ? .ingress : .egress)
+    }
+
+    /// Pins the link at `path`, replacing what was pinned there in one step (a staged pin
+    /// renamed over it): a link pinned there before is released, so detached unless held elsewhere.
+    public func pin(at path: String) throws {
+        let staged = "\(path)_next"
+        if unlink(staged) != 0, errno != ENOENT { throw SystemError("remove staged link pin", staged, errno: errno) }
+        try check(bpf_obj_pin(descriptor.rawValue, staged), "pin link to", staged)
+        if rename(staged, path) != 0 { throw SystemError("replace link pin", path, errno: errno) }
+    }
+
+    /// Runs `program` from now on instead of the one it ran: one atomic switch on its hook.
+    public func update(_ program: BPFProgram) throws {
+        try check(bpf_link_update(descriptor.rawValue, program.descriptor.rawValue, nil), "replace the program of a tcx link on interface",
+                  "\(ifindex)")
     }
 }

@@ -10,6 +10,7 @@
 #include <net/if.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stddef.h>
 #include <string.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
@@ -236,6 +237,36 @@ int nf_tcx_query(int netns_fd, const __u32 *ifindexes, __u32 count, __u32 *ids, 
 	struct tcx_query_call call = { .ifindexes = ifindexes, .count = count, .per_slot = per_slot, .ids = ids, .found = found };
 
 	return run_in_netns(netns_fd, tcx_query_here, &call);
+}
+
+int nf_tcx_available(void)
+{
+	union bpf_attr attr;
+
+	memset(&attr, 0, sizeof(attr));
+	attr.query.target_fd = 1; /* loopback's ifindex in every namespace */
+	attr.query.attach_type = NF_BPF_TCX_INGRESS;
+	return syscall(__NR_bpf, BPF_PROG_QUERY, &attr, sizeof(attr)) == 0 ? 1 : 0;
+}
+
+/* BPF_LINK_TYPE_TCX (kernel 6.6), which the 6.1 UAPI headers lack. */
+enum { NF_BPF_LINK_TYPE_TCX = 11 };
+
+int nf_tcx_link_info(int link_fd, __u32 *ifindex, enum nf_tc_hook *hook)
+{
+	struct bpf_link_info info;
+	__u32 length = sizeof(info);
+	/* tcx's member of the union (ifindex, attach_type) is two __u32 where every member starts */
+	const __u32 *tcx = (const __u32 *)((const char *)&info + offsetof(struct bpf_link_info, raw_tracepoint));
+
+	memset(&info, 0, sizeof(info));
+	if (bpf_obj_get_info_by_fd(link_fd, &info, &length))
+		return -errno;
+	if (info.type != NF_BPF_LINK_TYPE_TCX || (tcx[1] != NF_BPF_TCX_INGRESS && tcx[1] != NF_BPF_TCX_EGRESS))
+		return -EINVAL;
+	*ifindex = tcx[0]; /* 0: its interface is gone */
+	*hook = tcx[1] == NF_BPF_TCX_INGRESS ? NF_TC_HOOK_INGRESS : NF_TC_HOOK_EGRESS;
+	return 0;
 }
 
 static int ifindex_here(void *opaque)

@@ -188,6 +188,19 @@ public enum DatapathGeneration: UInt32, ABIName {
     }
 }
 
+/// How pods' programs sit on their host veth's hooks (`enum nf_attachment`): a cls_bpf filter
+/// on clsact, or a tcx link (kernel 6.6 on), which runs without the classifier's layers.
+public enum Attachment: UInt32, ABIName {
+    case tc = 0, tcx = 1
+
+    public var name: StaticString {
+        switch self {
+        case .tc: "tc"
+        case .tcx: "tcx"
+        }
+    }
+}
+
 /// IANA protocol numbers the datapath names, plus "any" for rules.
 public enum IPProtocolNumber {
     public static let icmp = UInt8(NF_PROTOCOL_ICMP.rawValue)

@@ -116,10 +116,13 @@ public struct RootMarker: Equatable, Sendable {
 
     public var createdNanoseconds: UInt64
     public var abiVersion: UInt32
+    /// How the pods' programs are attached (what every attach and init does).
+    public var attachment: Attachment
 
-    public init(createdNanoseconds: UInt64, abiVersion: UInt32 = currentABIVersion) {
+    public init(createdNanoseconds: UInt64, abiVersion: UInt32 = currentABIVersion, attachment: Attachment = .tc) {
         self.createdNanoseconds = createdNanoseconds
         self.abiVersion = abiVersion
+        self.attachment = attachment
     }
 
     public func encode() -> [UInt8] {
@@ -127,13 +130,16 @@ public struct RootMarker: Equatable, Sendable {
         marker.magic = Self.magic
         marker.created_ns = createdNanoseconds
         marker.abi_version = abiVersion
+        marker.attachment = attachment.rawValue
         return marker.bytes
     }
 
-    /// nil when the bytes are not a marker (an init killed before writing it leaves zeros).
+    /// nil when the bytes are not a marker (an init killed before writing it leaves zeros). An
+    /// attachment this binary does not know (a newer one's) reads as a filter's.
     public static func decode(_ bytes: [UInt8]) -> RootMarker? {
         guard let marker = nf_root_marker.load(bytes), marker.magic == magic else { return nil }
-        return RootMarker(createdNanoseconds: marker.created_ns, abiVersion: marker.abi_version)
+        return RootMarker(createdNanoseconds: marker.created_ns, abiVersion: marker.abi_version,
+                          attachment: Attachment(rawValue: marker.attachment) ?? .tc)
     }
 }
 

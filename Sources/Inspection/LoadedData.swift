@@ -74,21 +74,27 @@ public enum LoadedData {
         let records = try loader.liveRecords()
         // A pod registered without --netns has its interface in this process's namespace, named as the scan names it.
         let ownNamespace = NetworkNamespace.all().first(where: \.isCurrent)?.name
+        let attachedBy = try loader.attachment()
+        let programIDs = [TCDirection.ingress: try loader.datapath.program(for: .egress).info().id,
+                          .egress: try loader.datapath.program(for: .ingress).info().id]
         return try loader.state.pods().sorted { ($0.value.namespace, $0.value.name) < ($1.value.namespace, $1.value.name) }
             .flatMap { podID, pod in
                 try Direction.allCases.map { direction in
                     // The host veth's tc ingress sees what the pod sends (its egress), tc egress what it receives.
                     let hook: TCDirection = direction == .egress ? .ingress : .egress
-                    let attachment = attachments.first {
-                        $0.kind == "tc" && $0.interface == pod.interface && $0.ifindex == pod.ifindex && $0.direction == hook
+                    // Midway through an init that moved pods to links, both may be there: the link runs (first).
+                    let matches = attachments.filter {
+                        $0.interface == pod.interface && $0.ifindex == pod.ifindex && $0.direction == hook
                             && $0.namespace == (pod.netns.isEmpty ? ownNamespace : pod.netns)
-                            && $0.handle == Loader.filterHandle && $0.priority == Loader.filterPriority
+                            && ($0.kind == "tc" ? $0.handle == Loader.filterHandle && $0.priority == Loader.filterPriority
+                                : $0.kind == "tcx" && $0.programID == programIDs[hook])
                     }
+                    let attachment = matches.first { $0.kind == "tcx" } ?? matches.first
                     let program = attachment.flatMap { lookups.program($0.programID) }
                     let trie = try records[podID].flatMap { try loader.datapath.trieID($0, direction: direction) }
                     return PodProgramData(owner: "netfence", pod: pod.pod.description, direction: direction.description,
                                           interface: pod.interface, networkNamespace: attachment?.namespace ?? (pod.netns.isEmpty ? nil : pod.netns),
-                                          hook: "tc \(hook.rawValue)", programID: program?.id, programName: program?.name, pin: nil,
+                                          hook: "\(attachment?.kind ?? attachedBy.description) \(hook.rawValue)", programID: program?.id, programName: program?.name, pin: nil,
                                           maps: lookups.maps(program?.mapIDs ?? []), policyTrieID: trie)
                 }
             }

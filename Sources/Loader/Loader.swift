@@ -17,6 +17,7 @@ public enum LoaderError: Error, Equatable, CustomStringConvertible {
     case invalidPod(String)
     case unknownPod(PodReference)
     case policy(String)
+    case unsupported(String)
 
     public var description: String {
         switch self {
@@ -31,6 +32,7 @@ public enum LoaderError: Error, Equatable, CustomStringConvertible {
         case .invalidPod(let what): what
         case .unknownPod(let pod): "pod \(pod) is not attached on this node; see 'netfence loader status'"
         case .policy(let what): what
+        case .unsupported(let what): what
         }
     }
 }
@@ -124,6 +126,8 @@ public final class Loader {
         public var maps = PinReport()
         /// Pods whose interfaces got the new programs (atomic replace).
         public var reattached: [PodReference] = []
+        /// How the pods' programs are attached now.
+        public var attachment = Attachment.tc
         /// What init's closing reconcile repaired.
         public var reconciled = ReconcileReport()
         /// Flows the conntrack table holds at most now.
@@ -137,10 +141,13 @@ public final class Loader {
     /// on every attached pod's interface atomically. Creates `root` if needed;
     /// waits up to `timeout` seconds for another writer. `conntrackEntries` sizes the
     /// conntrack table (nil: as pinned, else the default); a resize carries the tracked
-    /// flows over, most recently seen kept when the new table is smaller.
-    public static func initialize(root: PinRoot, migrate: Bool, conntrackEntries: Int? = nil,
+    /// flows over, most recently seen kept when the new table is smaller. `attachment` says how
+    /// pods' programs sit on their hooks from now on (nil: as the last init chose, else filters);
+    /// a change moves every attached pod, each hook never without netfence's program.
+    public static func initialize(root: PinRoot, migrate: Bool, conntrackEntries: Int? = nil, attachment: Attachment? = nil,
                                   waitingUpTo timeout: Double = defaultLockTimeout) throws -> (Loader, InitReport) {
         try root.requireMounted()
+        if let attachment { try requireAvailable(attachment) }
         var held: FileLock?
         for attempt in 1...3 where held == nil {
             try BPFFilesystem.makeDirectories(root.path)
@@ -160,7 +167,8 @@ public final class Loader {
         // The flows the old table tracks go into the new one before any program writes it, and once more
         // (keeping what the new programs tracked meanwhile) when they have reached every pod.
         if let replacedConntrack { _ = try datapath.carryOverConntrack(from: replacedConntrack, keepingNewer: false) }
-        try state.markRoot()
+        try state.markRoot(attachment: attachment)
+        report.attachment = try state.rootMarker()?.attachment ?? .tc
         report.maps.reused = stateMaps.reused + datapathMaps.reused
         report.maps.created = stateMaps.created + datapathMaps.created
         report.maps.migrated = stateMaps.migrated + datapathMaps.migrated
@@ -178,10 +186,7 @@ public final class Loader {
                 }
             }
         }
-        for (_, pod) in pods {
-            try loader.attachPrograms(pod)
-            report.reattached.append(pod.pod)
-        }
+        report.reattached = try loader.reattachPods()
         report.conntrackEntries = try datapath.fill(ofMap: "conntrack").maxEntries
         if let replacedConntrack {
             _ = try datapath.carryOverConntrack(from: replacedConntrack, keepingNewer: true)
@@ -256,7 +261,7 @@ public final class Loader {
         }
         try state.register(registration, podID: podID)
         try datapath.withSharedTries { try swapPolicy(ifindex: registration.ifindex, podID: podID, policy, tries: $0) }
-        try attachPrograms(registration)
+        try attachPrograms(registration, podID: podID)
         try state.finishChange()
         let record = try datapath.pod(ifindex: registration.ifindex)
         return AttachReport(podID: podID, ifindex: registration.ifindex, revision: record?.revision ?? 0, objects: policy.objects, moved: moved)
@@ -328,27 +333,96 @@ public final class Loader {
         return Dictionary(uniqueKeysWithValues: try datapath.ownEventLevels().compactMap { podID, level in pods[podID].map { ($0.pod, level) } })
     }
 
-    private func attachPrograms(_ pod: PodRegistration) throws {
-        let namespace = try pod.netns.isEmpty ? nil : NetworkNamespace.named(pod.netns)
-        // The host veth's ingress hook sees what the pod sends.
-        try TCAttachments.attach(datapath.program(for: .egress), interface: pod.interface, direction: .ingress, in: namespace,
-                                 handle: Self.filterHandle, priority: Self.filterPriority)
-        try TCAttachments.attach(datapath.program(for: .ingress), interface: pod.interface, direction: .egress, in: namespace,
-                                 handle: Self.filterHandle, priority: Self.filterPriority)
+    /// Attaches every pod's programs `attachment`'s way from now on (what `init --attach` does), each
+    /// hook never without them; returns the pods moved.
+    @discardableResult
+    public func changeAttachment(to attachment: Attachment) throws -> [PodReference] {
+        try requireWriter()
+        try Self.requireAvailable(attachment)
+        try state.markRoot(attachment: attachment)
+        return try reattachPods()
     }
 
-    /// Undoes a pod's presence on an interface; an interface already gone is fine.
+    private static func requireAvailable(_ attachment: Attachment) throws {
+        if attachment == .tcx, !TCAttachments.tcxAvailable {
+            throw LoaderError.unsupported("this kernel has no tcx (Linux 6.6 on); attach through filters (--attach tc)")
+        }
+    }
+
+    /// Puts the current programs on every attached pod's hooks the root's way.
+    private func reattachPods() throws -> [PodReference] {
+        try state.pods().sorted(by: { $0.key < $1.key }).map { podID, pod in
+            try attachPrograms(pod, podID: podID)
+            return pod.pod
+        }
+    }
+
+    /// How the pods' programs sit on their hooks, as the last init chose.
+    public func attachment() throws -> Attachment {
+        try state.rootMarker()?.attachment ?? .tc
+    }
+
+    /// Puts the shared programs on both hooks of the pod's interface the way the root says, replacing
+    /// what is there atomically, then takes away the other way's (which ran until then, or never).
+    private func attachPrograms(_ pod: PodRegistration, podID: UInt32) throws {
+        let namespace = try pod.netns.isEmpty ? nil : NetworkNamespace.named(pod.netns)
+        let attachment = try attachment()
+        for hook in TCDirection.allCases {
+            // The host veth's ingress hook sees what the pod sends.
+            let program = datapath.program(for: hook == .ingress ? .egress : .ingress)
+            switch attachment {
+            case .tc:
+                try TCAttachments.attach(program, interface: pod.interface, direction: hook, in: namespace,
+                                         handle: Self.filterHandle, priority: Self.filterPriority)
+                try unpinLink(podID: podID, hook: hook)  // a link ran ahead of the filter until now
+            case .tcx:
+                try attachLink(program, pod, podID: podID, hook: hook, in: namespace)
+                try removeFilter(pod, hook: hook, in: namespace)  // the link runs ahead of it already
+            }
+        }
+    }
+
+    /// Where a pod's tcx link on `hook` of its host veth is pinned (the pin keeps it attached).
+    func linkPin(podID: UInt32, hook: TCDirection) -> String {
+        root.appending("\(Self.linksFolder)/\(podID)-\(hook.rawValue)")
+    }
+
+    static let linksFolder = "links"
+
+    /// Points the pod's pinned link at `program` (atomically), or attaches and pins a new one when
+    /// none is pinned for this interface (a first attach, a moved pod, an interface made anew).
+    private func attachLink(_ program: BPFProgram, _ pod: PodRegistration, podID: UInt32, hook: TCDirection, in namespace: NetworkNamespace?) throws {
+        let path = linkPin(podID: podID, hook: hook)
+        if let pinned = try TCXLink.pinned(at: path), pinned.ifindex == pod.ifindex, pinned.direction == hook {
+            return try pinned.update(program)
+        }
+        try BPFFilesystem.makeDirectories(root.appending(Self.linksFolder))
+        try TCAttachments.attachLink(program, interface: pod.interface, direction: hook, in: namespace).pin(at: path)
+    }
+
+    /// Unpins the pod's link on `hook`, which detaches it; none pinned is fine. The links folder goes with its last pin.
+    private func unpinLink(podID: UInt32, hook: TCDirection) throws {
+        let path = linkPin(podID: podID, hook: hook)
+        if unlink(path) == 0 {
+            _ = rmdir(root.appending(Self.linksFolder))  // ENOTEMPTY while other pods' links are pinned
+        } else if errno != ENOENT {
+            throw SystemError("unpin tcx link", path, errno: errno)
+        }
+    }
+
+    /// Removes netfence's filter from the pod's `hook`; the interface or the filter gone already is fine.
+    private func removeFilter(_ pod: PodRegistration, hook: TCDirection, in namespace: NetworkNamespace?) throws {
+        do {
+            try TCAttachments.detach(interface: pod.interface, direction: hook, in: namespace, handle: Self.filterHandle, priority: Self.filterPriority)
+        } catch let error as SystemError where [ENOENT, ENODEV, EINVAL].contains(error.errno) {}
+    }
+
+    /// Undoes a pod's presence on an interface (filters and links); an interface already gone is fine.
     private func removeFromInterface(_ pod: PodRegistration, podID: UInt32) throws {
         let namespace = pod.netns.isEmpty ? nil : try? NetworkNamespace.named(pod.netns)
-        if pod.netns.isEmpty || namespace != nil {
-            for direction in TCDirection.allCases {
-                do {
-                    try TCAttachments.detach(interface: pod.interface, direction: direction, in: namespace,
-                                             handle: Self.filterHandle, priority: Self.filterPriority)
-                } catch let error as SystemError where [ENOENT, ENODEV, EINVAL].contains(error.errno) {
-                    continue  // the interface or its filter is gone already
-                }
-            }
+        for hook in TCDirection.allCases {
+            if pod.netns.isEmpty || namespace != nil { try removeFilter(pod, hook: hook, in: namespace) }
+            try unpinLink(podID: podID, hook: hook)
         }
         try datapath.remove(ifindex: pod.ifindex)
     }
@@ -567,7 +641,7 @@ public final class Loader {
                     report.repaired.append((name, problems))
                 }
                 if !pod.missingHooks.isEmpty {
-                    try attachPrograms(pod.registration)
+                    try attachPrograms(pod.registration, podID: pod.podID)
                     report.reattached.append(name)
                 }
             }
@@ -578,14 +652,34 @@ public final class Loader {
         let registrations = try state.registrations()
         report.sweptPods = registrations.values.count(where: \.detached)
         report.swept = try sweepDetachedPods(registrations)
-        for attachment in stray {
+        for attachment in stray where attachment.kind == "tc" {
             let namespace = attachment.namespace == NetworkNamespace.current.name ? nil : try? NetworkNamespace.named(attachment.namespace)
             try? TCAttachments.detach(interface: attachment.interface, direction: attachment.direction, in: namespace,
                                       handle: Self.filterHandle, priority: Self.filterPriority)
             report.strayRemoved.append(attachment.summary)
         }
+        // Links pinned for no attached pod (a detach or a move killed before it unpinned them) go with their pins.
+        let attached = Set(try state.registrations().filter { !$0.value.detached }.keys)
+        for (name, podID, hook) in try linkPins() where !attached.contains(podID) {
+            try unpinLink(podID: podID, hook: hook)
+            report.strayRemoved.append(root.appending("\(Self.linksFolder)/\(name)"))
+        }
         try state.finishChange()
         return report
+    }
+
+    /// The links pinned under the root, by the pod id and hook their names carry.
+    private func linkPins() throws -> [(name: String, podID: UInt32, hook: TCDirection)] {
+        Self.linkPinNames(root).compactMap { name in
+            let parts = name.split(separator: "-")
+            guard parts.count == 2, let podID = UInt32(parts[0]), let hook = TCDirection(rawValue: String(parts[1])) else { return nil }
+            return (name, podID, hook)
+        }
+    }
+
+    /// The names in the root's links folder (none when it is absent).
+    private static func linkPinNames(_ root: PinRoot) -> [String] {
+        (try? FileManager.default.contentsOfDirectory(atPath: root.appending(linksFolder))) ?? []
     }
 
     /// A kill left a change half-done: roll forward before the next one.
@@ -602,14 +696,17 @@ public final class Loader {
         /// The live record, nil when the pod's record is missing (drift).
         public let record: PodRecord?
         public let objects: [ObjectKey]
-        /// The hooks of its interface that do not carry netfence's current programs.
+        /// The hooks of its interface that do not carry netfence's current programs the way the root attaches them.
         public let missingHooks: [TCDirection]
+        /// How the root attaches programs.
+        public let attachment: Attachment
         /// How what the pod enforces differs from what the stored objects give it.
         public var enforcementDrift: [String] = []
 
-        /// Why the pod does not enforce what is stored, as lines (none: it does): missing filters, then drift.
+        /// Why the pod does not enforce what is stored, as lines (none: it does): missing filters or links, then drift.
         public var problems: [String] {
-            missingHooks.map { "\(registration.interface) has no netfence \($0.rawValue) filter" } + enforcementDrift
+            missingHooks.map { "\(registration.interface) has no netfence \($0.rawValue) \(attachment == .tc ? "filter" : "tcx link")" }
+                + enforcementDrift
         }
     }
 
@@ -619,6 +716,8 @@ public final class Loader {
         public var objects: [StoredObject]
         /// Interfaces carrying netfence's programs that no registered pod owns.
         public var stray: [ProgramAttachment]
+        /// How the root attaches pods' programs.
+        public var attachment: Attachment
         /// A change a killed process began and did not finish.
         public var interrupted: PendingChange?
         /// Detached pods whose ids, flows, grants and rule hits wait for a sweep (every `sweepEvery`
@@ -654,7 +753,7 @@ public final class Loader {
         var (pods, _, stray) = try snapshot(objects: objects, registrations: registrations)
         let check = DriftCheck()
         for index in pods.indices { pods[index].enforcementDrift = try enforcementDrift(pods[index].registration, objects: objects, check: check) }
-        return Status(pods: pods, objects: objects, stray: stray, interrupted: try state.pendingChange(),
+        return Status(pods: pods, objects: objects, stray: stray, attachment: try attachment(), interrupted: try state.pendingChange(),
                       awaitingSweep: registrations.values.count(where: \.detached))
     }
 
@@ -682,16 +781,18 @@ public final class Loader {
         }
         let attachments = TCAttachments.scan(Array(namespaces.values))
         let ours = attachments.filter { programs.values.contains($0.programID) }
+        let attachment = try attachment()
         var result: [AttachedPod] = []
         for (podID, pod) in pods {
             let namespaceName = pod.netns.isEmpty ? NetworkNamespace.current.name : pod.netns
+            // Attached the other way counts as missing: an init that changed the way was killed before it moved this pod.
             let missing = TCDirection.allCases.filter { direction in
                 !ours.contains { $0.namespace == namespaceName && $0.interface == pod.interface && $0.direction == direction
-                    && $0.programID == programs[direction] }
+                    && $0.programID == programs[direction] && $0.kind == attachment.description }
             }
             result.append(AttachedPod(podID: podID, registration: pod, record: try datapath.pod(ifindex: pod.ifindex),
                                    objects: objects.filter { $0.object.selects(pod.pod) }.map(\.object.key),
-                                   missingHooks: missing))
+                                   missingHooks: missing, attachment: attachment))
         }
         let registered = Set(pods.map { "\($0.value.netns.isEmpty ? NetworkNamespace.current.name : $0.value.netns)/\($0.value.interface)" })
         // With one pod asked for, the others' filters are not stray: none are reported.
@@ -745,7 +846,10 @@ public final class Loader {
     /// Unpins the programs, maps and state (the marker last) and removes the root's folder when nothing else is in it.
     private static func removePins(of root: PinRoot) throws -> (removed: [String], kept: [String]) {
         var (removed, kept) = ([String](), [String]())
+        // Only links named as netfence names them: `<pod id>-<hook>`, and a pin staged for one.
+        let links = linkPinNames(root).filter { $0.wholeMatch(of: /[0-9]+-(ingress|egress)(_next)?/) != nil }
         let layout: [(folder: String, names: Set<String>)] = [
+            (linksFolder, Set(links)),
             ("programs", Set(Datapath.programNames.flatMap { [$0, Datapath.stagedProgramName($0)] })),
             ("maps", Set(Datapath.mapLayouts.keys)),
             ("state", LoaderState.mapNames.subtracting([LoaderState.markerName])),

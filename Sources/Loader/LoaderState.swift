@@ -83,10 +83,13 @@ public final class LoaderState {
         try marker.lookup(key: bytes(0)).flatMap(RootMarker.decode)
     }
 
-    /// Marks the root as initialized by this binary's ABI (its creation time kept).
-    func markRoot() throws {
-        let created = try rootMarker()?.createdNanoseconds ?? HostClock.realtime.nanoseconds
-        try marker.update(key: bytes(0), value: RootMarker(createdNanoseconds: created).encode())
+    /// Marks the root as initialized by this binary's ABI (its creation time kept) attaching pods by
+    /// `attachment` (nil: as before).
+    func markRoot(attachment: Attachment?) throws {
+        let previous = try rootMarker()
+        let marker = RootMarker(createdNanoseconds: previous?.createdNanoseconds ?? HostClock.realtime.nanoseconds,
+                                attachment: attachment ?? previous?.attachment ?? .tc)
+        try self.marker.update(key: bytes(0), value: marker.encode())
     }
 
     /// Whether `root` holds netfence's marker: the pinned map, written or (an init

@@ -31,6 +31,10 @@ extension EventLevel: ArgumentValue {
     public static var defaultValueName: String { "level" }
 }
 
+extension Attachment: ArgumentValue {
+    public static var defaultValueName: String { "tc|tcx" }
+}
+
 extension CaptureVerdicts: ArgumentValue {
     public static var defaultValueName: String { "deny|all" }
 }

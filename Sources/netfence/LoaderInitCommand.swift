@@ -14,7 +14,12 @@ struct LoaderInitCommand: Command {
             --conntrack-entries sizes the conntrack table (the AWS agent's --conntrack-cache-table-size); \
             without it a pinned table keeps its size. A resize replaces the table and carries every tracked \
             flow over, the most recently seen first kept when the new table is smaller (flows it cannot hold \
-            are re-evaluated as new flows). Each entry costs about 150 bytes of kernel memory at the most.
+            are re-evaluated as new flows). Each entry costs about 150 bytes of kernel memory at the most. \
+            --attach says how pods' programs sit on their host veth's hooks: tc, a cls_bpf filter on clsact \
+            (what 'tc filter show' lists, as the AWS agent attaches), or tcx, a BPF link pinned under the root's \
+            links folder (Linux 6.6 on; runs ahead of any filter and saves the classifier's layers on every \
+            packet). Later inits keep the choice; a change moves every attached pod, each hook never without \
+            netfence's program.
             """)
 
     static let migrate = Flag(long: "migrate", help: "Replace pinned maps that do not match this netfence (their entries are lost).")
@@ -22,15 +27,19 @@ struct LoaderInitCommand: Command {
                                                help: "Flows the conntrack table holds (\(entriesRange.lowerBound)-\(entriesRange.upperBound); "
                                                    + "default: as pinned, else \(DatapathLimits.conntrackEntries)).",
                                                default: nil, showDefault: false)
-    static let arguments = [migrate.definition, conntrackEntries.definition, LockWait.timeout.definition]
+    static let attach = Option<Attachment?>(long: "attach", help: "How pods' programs sit on their hooks (default: as the last init chose, else tc).",
+                                            default: nil, showDefault: false)
+    static let arguments = [migrate.definition, conntrackEntries.definition, attach.definition, LockWait.timeout.definition]
     static let entriesRange = 4_096...4_194_304
 
     let migrate: Bool
     let conntrackEntries: Int?
+    let attachment: Attachment?
     let timeout: Double
     init(parsed: ParsedArguments) {
         migrate = parsed[Self.migrate]
         conntrackEntries = parsed[Self.conntrackEntries]
+        attachment = parsed[Self.attach]
         timeout = parsed[LockWait.timeout]
     }
 
@@ -43,12 +52,13 @@ struct LoaderInitCommand: Command {
     func run(_ context: CommandContext) throws {
         try NodeAccess.requirePrivileges(context)
         try NodeAccess.prepareBPFFilesystem(context)
-        let (loader, report) = try Loader.initialize(root: context.pinRoot, migrate: migrate, conntrackEntries: conntrackEntries, waitingUpTo: timeout)
+        let (loader, report) = try Loader.initialize(root: context.pinRoot, migrate: migrate, conntrackEntries: conntrackEntries,
+                                                     attachment: attachment, waitingUpTo: timeout)
         let resize = report.conntrackResize
         let summary = InitSummary(root: context.pinRoot.path, programIDs: try loader.programIDs(), reused: report.maps.reused.sorted(),
                                   created: report.maps.created.sorted(),
                                   migrated: report.maps.migrated.sorted().filter { !(resize != nil && $0 == "conntrack") },
-                                  reattached: report.reattached, conntrackEntries: report.conntrackEntries,
+                                  attachment: report.attachment.description, reattached: report.reattached, conntrackEntries: report.conntrackEntries,
                                   conntrackResize: resize.map { InitSummary.Resize(from: $0.from, to: report.conntrackEntries, carriedOver: $0.carriedOver) })
         switch context.outputFormat {
         case .json:
@@ -56,6 +66,7 @@ struct LoaderInitCommand: Command {
         case .table:
             context.print("Loaded the datapath under \(summary.root): nf_to_pod id \(summary.programIDs["nf_to_pod"]!), "
                 + "nf_from_pod id \(summary.programIDs["nf_from_pod"]!)")
+            context.print("Pods attach through \(summary.attachment == "tc" ? "tc filters (cls_bpf on clsact)" : "tcx links pinned under \(summary.root)/links")")
             if !summary.reused.isEmpty { context.print("Reused pinned maps: \(summary.reused.joined(separator: ", "))") }
             if !summary.created.isEmpty { context.print("Created maps: \(summary.created.joined(separator: ", "))") }
             if !summary.migrated.isEmpty { context.print("Replaced incompatible maps: \(summary.migrated.joined(separator: ", "))") }
@@ -74,6 +85,8 @@ struct InitSummary: Encodable {
     let reused: [String]
     let created: [String]
     let migrated: [String]
+    /// How pods' programs are attached: `tc` or `tcx`.
+    let attachment: String
     let reattached: [PodReference]
     let conntrackEntries: Int
     let conntrackResize: Resize?

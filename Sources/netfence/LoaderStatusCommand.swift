@@ -13,7 +13,7 @@ struct LoaderStatusCommand: Command {
         discussion: """
             Drift is any disagreement between what is stored and what is enforced: a pod whose live policy is not \
             what the stored objects give it (a change was killed half-way, or a map was written by hand), an \
-            interface missing one of netfence's filters, netfence's program on an interface of no pod, a change \
+            interface missing one of netfence's filters (or links, attached through tcx), netfence's program on an interface of no pod, a change \
             that did not finish. 'netfence loader reconcile' (or the next change) repairs it. Reads under the pin \
             root's shared lock, so a change another command is making is never seen half-made (waits for it up to \
             --wait-timeout). --check exits 1 when there is drift, after printing.
@@ -57,7 +57,7 @@ struct LoaderStatusCommand: Command {
         let loader = try LoaderAccess.open(context)
         let snapshot = try loader.status(waitingUpTo: timeout)
         let status = LoaderStatus(
-            root: context.pinRoot.path, programIDs: try loader.programIDs(), maps: try loader.mapFill(),
+            root: context.pinRoot.path, programIDs: try loader.programIDs(), attachment: snapshot.attachment.description, maps: try loader.mapFill(),
             pods: try podStatuses(snapshot.pods, loader), dnsProxies: try loader.dnsProxies(), events: try loader.eventsState(),
             objects: snapshot.objects.map { ObjectStatus(kind: $0.object.key.kind.rawValue, namespace: $0.object.key.namespace, name: $0.object.key.name,
                                                          policyRef: $0.object.policyRef, mode: $0.object.mode.rawValue, index: $0.index,
@@ -136,7 +136,8 @@ struct LoaderStatusCommand: Command {
     }
 
     private func printTable(_ status: LoaderStatus, _ context: CommandContext) {
-        context.print("Datapath under \(status.root): nf_to_pod id \(status.programIDs["nf_to_pod"] ?? 0), nf_from_pod id \(status.programIDs["nf_from_pod"] ?? 0)\n")
+        context.print("Datapath under \(status.root): nf_to_pod id \(status.programIDs["nf_to_pod"] ?? 0), nf_from_pod id \(status.programIDs["nf_from_pod"] ?? 0), "
+                      + "attached through \(status.attachment == "tc" ? "tc filters" : "tcx links")\n")
         if status.pods.isEmpty {
             context.print("No pods attached.")
         } else {
@@ -229,6 +230,8 @@ struct ObjectStatus: Encodable {
 struct LoaderStatus: Encodable {
     let root: String
     let programIDs: [String: UInt32]
+    /// How pods' programs sit on their hooks: `tc` (cls_bpf filters) or `tcx` (links).
+    let attachment: String
     let maps: [MapFill]
     let pods: [PodStatus]
     let dnsProxies: [DNSProxyState]

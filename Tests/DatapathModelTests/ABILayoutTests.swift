@@ -26,12 +26,16 @@ import Testing
     }
 
     @Test func theRootMarkerLandsWhereTheCStructReadsIt() {
-        let marker = RootMarker(createdNanoseconds: 1_234_567)
+        let marker = RootMarker(createdNanoseconds: 1_234_567, attachment: .tcx)
         marker.encode().withUnsafeBytes { raw in
             let c = raw.loadUnaligned(as: nf_root_marker.self)
-            #expect(c.magic == NF_ROOT_MAGIC && c.created_ns == 1_234_567 && c.abi_version == NF_ABI_VERSION)
+            #expect(c.magic == NF_ROOT_MAGIC && c.created_ns == 1_234_567 && c.abi_version == NF_ABI_VERSION && c.attachment == NF_ATTACH_TCX.rawValue)
         }
         #expect(RootMarker.decode(marker.encode()) == marker)
+        #expect(Attachment.tc.rawValue == NF_ATTACH_TC.rawValue && Attachment.tcx.rawValue == NF_ATTACH_TCX.rawValue && Attachment.allCases.count == 2)
+        var unknown = marker.encode()
+        unknown[20] = 9  // a newer binary's way of attaching: read as filters, the way every netfence knows
+        #expect(RootMarker.decode(unknown)?.attachment == .tc)
         #expect(RootMarker.decode([UInt8](repeating: 0, count: RootMarker.size)) == nil, "an unwritten marker is none")
     }
 

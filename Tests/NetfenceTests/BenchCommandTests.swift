@@ -129,8 +129,8 @@ import TestSupport
 
     /// A short run of `bench traffic`: every case moved real bytes and round trips between the pods, one pair
     /// alone (no goals) and two pairs side by side (the goals, on the netfence cases: the median round's
-    /// flow beside the other pair's at the same time; the cases through tcx links carry none), and nothing
-    /// is left behind.
+    /// flow beside the other pair's at the same time, netfence attached through filters or, as `loader init
+    /// --attach tcx` attaches it, through tcx links), and nothing is left behind.
     @Test func benchTrafficMeasuresRealTrafficWithAndWithoutNetfence() throws {
         guard Privileges.require(), Privileges.tools(["/usr/bin/iperf3", "/usr/bin/sockperf"], from: "iperf3 or sockperf") else { return }
         let (rows, result) = try Self.bench(["traffic", "--seconds", "1", "--rounds", "1", "--side-by-side-rounds", "2"])
@@ -152,8 +152,9 @@ import TestSupport
         #expect(overEmptyHook.allSatisfy { $0["goal"] == nil
             && (($0["baseline"] as? [String: Any])?["name"] as? String ?? "").contains("an empty tc program on its hooks") },
                 "netfence's programs beside the hook's own cost: \(overEmptyHook)")
-        #expect(throughTCX.allSatisfy { ($0["name"] as? String ?? "").contains("through tcx links") && $0["goal"] == nil }, "\(throughTCX)")
-        for row in sideBySide[6..<15] {
+        #expect(throughTCX.allSatisfy { ($0["name"] as? String ?? "").contains("through tcx links") }, "\(throughTCX)")
+        #expect(throughTCX.prefix(3).allSatisfy { $0["goal"] == nil }, "the empty program through tcx: the hook's own cost")
+        for row in sideBySide[6..<15] + throughTCX.suffix(3) {
             let goal = try #require(row["goal"] as? [String: Any])
             #expect(row["comparison"] as? String == "times" && [0.97, 1.05].contains(goal["limit"] as? Double ?? 0) && row["count"] as? Int == 2, "\(row)")
         }

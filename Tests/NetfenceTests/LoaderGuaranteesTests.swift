@@ -161,3 +161,67 @@ final class ContinuousProbe: @unchecked Sendable {
         #expect(status.contains("\"drift\" : [\n\n  ]"))
     }
 }
+
+@Suite(.serialized) struct TCXAttachmentTests {
+    /// `loader init --attach tcx` moves every pod from filters to pinned tcx links, later inits point the
+    /// links at their new programs, `--attach tc` moves them back: under a probe that never sees a hook
+    /// without netfence's program, the choice kept by plain inits, every view naming the links.
+    @Test func podsMoveBetweenFiltersAndTCXLinksNeverUnenforced() throws {
+        guard Privileges.require() else { return }
+        let bench = try LoaderCluster(pods: 3)
+        guard TCAttachments.tcxAvailable else {
+            // Kernels before 6.6: refused in words, nothing changed.
+            let refused = try NetfenceBinary.run(["loader", "init", "--attach", "tcx", "--bpffs-root", bench.root.path])
+            #expect(refused.status == 1 && refused.standardError.contains("this kernel has no tcx"))
+            return
+        }
+        try bench.cli(["loader", "apply"], input: policyEndpoint("web", selecting: [0], isolation: ["Ingress"],
+                                                               ingress: rule("\(bench.ip(1))/32", ports: [("TCP", 8080, nil)])))
+        let links = bench.root.path + "/links"
+        func hooks() -> [ProgramAttachment] {
+            TCAttachments.scan([bench.cluster.node]).filter { attachment in bench.cluster.pods.contains { $0.hostInterface == attachment.interface } }
+        }
+        func programIDs() throws -> Set<UInt32> {
+            Set(try ["nf_to_pod", "nf_from_pod"].map { try #require(try BPFFilesystem.pinnedProgram(at: "\(bench.root.path)/programs/\($0)")).info().id })
+        }
+        func status() throws -> [String: Any] {
+            try #require(try JSONSerialization.jsonObject(with: Data(try bench.cli(["loader", "status", "-o", "json"]).standardOutput.utf8)) as? [String: Any])
+        }
+
+        let probe = ContinuousProbe(bench, mustConnect: Array(edges("1>0 tcp")), mustNotConnect: Array(edges("2>0 tcp")))
+        #expect(try bench.cli(["loader", "init", "--attach", "tcx"]).standardOutput.contains("Pods attach through tcx links"))
+        var current = try programIDs()
+        #expect(hooks().count == 6 && hooks().allSatisfy { $0.kind == "tcx" && current.contains($0.programID) },
+                "each pod's two hooks carry a link to the current program, no filter: \(hooks().map(\.summary))")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: links).count == 6)
+        for _ in 0..<2 { try bench.cli(["loader", "init"]) }  // the choice is kept; the links run the new programs
+        current = try programIDs()
+        #expect(hooks().count == 6 && hooks().allSatisfy { $0.kind == "tcx" && current.contains($0.programID) })
+        try bench.cli(["loader", "init", "--attach", "tc"])
+        current = try programIDs()
+        #expect(hooks().count == 6 && hooks().allSatisfy { $0.kind == "tc" && current.contains($0.programID) && $0.handle == 0x4e46 })
+        #expect(!FileManager.default.fileExists(atPath: links), "no link pinned while pods attach through filters")
+        try bench.cli(["loader", "init", "--attach", "tcx"])
+        let (rounds, wrong) = probe.stop()
+        #expect(rounds > 0 && wrong.isEmpty, "no moment without netfence's program: \(wrong.prefix(5))")
+        #expect(try bench.reaches(1, 0, .tcp) && !bench.reaches(2, 0, .tcp))
+
+        // Every view names the links.
+        #expect(try status()["attachment"] as? String == "tcx" && status()["consistent"] as? Bool == true)
+        let progs = try bench.cli(["ebpf", "progs"]).standardOutput
+        #expect(progs.contains("\(bench.cluster.pods[0].hostInterface)@\(bench.cluster.node.name) tcx/ingress"), "\(progs)")
+        // A link unpinned by hand is drift, and reconcile attaches it again.
+        try FileManager.default.removeItem(atPath: links + "/0-ingress")
+        #expect(try (status()["drift"] as? [String] ?? []).contains("shop/pod0: \(bench.cluster.pods[0].hostInterface) has no netfence ingress tcx link"))
+        try bench.cli(["loader", "reconcile"])
+        #expect(try status()["consistent"] as? Bool == true && FileManager.default.fileExists(atPath: links + "/0-ingress"))
+        // A pod attached again keeps its links; one detached takes them with it.
+        try bench.cli(["loader", "attach", "--pod", "shop/pod0", "--iface", bench.cluster.pods[0].hostInterface, "--netns", bench.cluster.node.name])
+        #expect(try bench.reaches(1, 0, .tcp) && !bench.reaches(2, 0, .tcp))
+        try bench.cli(["loader", "detach", "--pod", "shop/pod2"])
+        #expect(hooks().count == 4 && !hooks().contains { $0.interface == bench.cluster.pods[2].hostInterface })
+        #expect(try FileManager.default.contentsOfDirectory(atPath: links).count == 4)
+        try bench.cli(["loader", "reset"])
+        #expect(hooks().isEmpty && !FileManager.default.fileExists(atPath: bench.root.path), "reset takes the links with their pins")
+    }
+}

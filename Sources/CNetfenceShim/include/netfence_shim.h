@@ -73,6 +73,13 @@ int nf_tcx_attach(const struct nf_tc_target *target, int prog_fd, __u32 *ifindex
  * IDS[slot * PER_SLOT] and how many in FOUND[slot] (0 where the kernel has no tcx). 0 or -errno. */
 int nf_tcx_query(int netns_fd, const __u32 *ifindexes, __u32 count, __u32 *ids, __u32 per_slot, __u32 *found);
 
+/* 1 when the kernel has tcx (asks what tcx runs on loopback: older kernels refuse the attach type). */
+int nf_tcx_available(void);
+
+/* Where the tcx link LINK_FD attaches its program: *IFINDEX (0 once the interface is gone) and
+ * *HOOK. -EINVAL for a link of another kind; 0 or -errno. */
+int nf_tcx_link_info(int link_fd, __u32 *ifindex, enum nf_tc_hook *hook);
+
 /* The index of interface IFNAME inside NETNS_FD (-1: this namespace). */
 int nf_ifindex_in_netns(int netns_fd, const char *ifname);
 

@@ -660,7 +660,7 @@ public final class Loader {
         }
         // Links pinned for no attached pod (a detach or a move killed before it unpinned them) go with their pins.
         let attached = Set(try state.registrations().filter { !$0.value.detached }.keys)
-        for (name, podID, hook) in try linkPins() where !attached.contains(podID) {
+        for (name, podID, hook) in linkPins() where !attached.contains(podID) {
             try unpinLink(podID: podID, hook: hook)
             report.strayRemoved.append(root.appending("\(Self.linksFolder)/\(name)"))
         }
@@ -669,7 +669,7 @@ public final class Loader {
     }
 
     /// The links pinned under the root, by the pod id and hook their names carry.
-    private func linkPins() throws -> [(name: String, podID: UInt32, hook: TCDirection)] {
+    private func linkPins() -> [(name: String, podID: UInt32, hook: TCDirection)] {
         Self.linkPinNames(root).compactMap { name in
             let parts = name.split(separator: "-")
             guard parts.count == 2, let podID = UInt32(parts[0]), let hook = TCDirection(rawValue: String(parts[1])) else { return nil }

@@ -595,10 +595,12 @@ public final class Loader {
     public struct ReconcileReport: Sendable {
         /// Pods whose policy was swapped to what is stored, with what was wrong.
         public var repaired: [(pod: PodReference, problems: [String])] = []
-        /// Pods whose missing filters were attached again.
+        /// Pods whose missing filters (or links) were attached again.
         public var reattached: [PodReference] = []
         /// Interfaces that carried netfence's programs without a pod: filters removed.
         public var strayRemoved: [String] = []
+        /// Links pinned for no attached pod (a detach or a move killed half-way), unpinned: their paths.
+        public var strayLinksUnpinned: [String] = []
         /// Object versions a killed apply left beside the live one, removed.
         public var supersededVersions = 0
         /// Tries a killed change built and no pod reads, deleted.
@@ -662,7 +664,7 @@ public final class Loader {
         let attached = Set(try state.registrations().filter { !$0.value.detached }.keys)
         for (name, podID, hook) in linkPins() where !attached.contains(podID) {
             try unpinLink(podID: podID, hook: hook)
-            report.strayRemoved.append(root.appending("\(Self.linksFolder)/\(name)"))
+            report.strayLinksUnpinned.append(root.appending("\(Self.linksFolder)/\(name)"))
         }
         try state.finishChange()
         return report

@@ -32,6 +32,7 @@ struct LoaderReconcileCommand: Command {
             for pod in summary.repaired { context.print("Rolled \(pod.pod) forward: \(pod.problems.joined(separator: "; "))") }
             for pod in summary.reattached { context.print("Attached the missing filters of \(pod)") }
             for stray in summary.strayRemoved { context.print("Removed netfence's filter from \(stray) (no pod there)") }
+            for link in summary.strayLinksUnpinned { context.print("Unpinned \(link), which attached netfence's program for no pod") }
             if summary.supersededVersions > 0 { context.print("Dropped \(summary.supersededVersions) superseded object version(s)") }
             if summary.orphanedTries > 0 { context.print("Deleted \(summary.orphanedTries) trie(s) no pod reads (an interrupted change built them)") }
             if summary.strayDomainRules > 0 {
@@ -58,6 +59,8 @@ struct ReconcileSummary: Encodable {
     let repaired: [Repaired]
     let reattached: [PodReference]
     let strayRemoved: [String]
+    /// tcx links pinned for no attached pod, unpinned (which detached them).
+    let strayLinksUnpinned: [String]
     let supersededVersions: Int
     let orphanedTries: Int
     let strayDomainRules: Int
@@ -65,7 +68,7 @@ struct ReconcileSummary: Encodable {
     let sweptPods: Int
     let swept: Datapath.Sweep
     var nothingToDo: Bool {
-        interrupted == nil && repaired.isEmpty && reattached.isEmpty && strayRemoved.isEmpty && supersededVersions == 0 && orphanedTries == 0
+        interrupted == nil && repaired.isEmpty && reattached.isEmpty && strayRemoved.isEmpty && strayLinksUnpinned.isEmpty && supersededVersions == 0 && orphanedTries == 0
             && strayDomainRules == 0 && sweptPods == 0 && swept == Datapath.Sweep()
     }
 
@@ -74,6 +77,7 @@ struct ReconcileSummary: Encodable {
         repaired = report.repaired.map { Repaired(pod: $0.pod, problems: $0.problems) }
         reattached = report.reattached
         strayRemoved = report.strayRemoved
+        strayLinksUnpinned = report.strayLinksUnpinned
         supersededVersions = report.supersededVersions
         orphanedTries = report.orphanedTries
         strayDomainRules = report.strayDomainRules

@@ -224,4 +224,35 @@ final class ContinuousProbe: @unchecked Sendable {
         try bench.cli(["loader", "reset"])
         #expect(hooks().isEmpty && !FileManager.default.fileExists(atPath: bench.root.path), "reset takes the links with their pins")
     }
+
+    /// What a kill or an operator leaves: a link pinned for no pod (reconcile unpins it, which detaches it), a
+    /// pod's interface deleted and made anew under its name (the next attach pins a link on the new one), and
+    /// a way of attaching no netfence knows (refused before anything changes).
+    @Test func strayAndDeadLinksAreFoundAndReplaced() throws {
+        guard Privileges.require(), TCAttachments.tcxAvailable else { return }  // the refusal on older kernels: the test above
+        let bench = try LoaderCluster(pods: 2)
+        let refused = try NetfenceBinary.run(["loader", "init", "--attach", "xdp", "--bpffs-root", bench.root.path])
+        #expect(refused.status == 64 && refused.standardError.contains("--attach"), "\(refused.standardError)")
+        try bench.cli(["loader", "init", "--attach", "tcx"])
+        let (pod1, node) = (bench.cluster.pods[1], bench.cluster.node)
+        // Pod 1's links as a detach killed before its registry write would leave them, under an id no pod holds.
+        try bench.cli(["loader", "detach", "--pod", "shop/pod1"])
+        let program = try #require(try BPFFilesystem.pinnedProgram(at: bench.root.path + "/programs/nf_to_pod"))
+        try TCAttachments.attachLink(program, interface: pod1.hostInterface, direction: .egress, in: node).pin(at: bench.root.path + "/links/77-egress")
+        let status = try bench.cli(["loader", "status"]).standardOutput
+        #expect(status.contains("\(pod1.hostInterface)@\(node.name) tcx/egress carries netfence's program but no pod is attached there"), "\(status)")
+        let reconciled = try bench.cli(["loader", "reconcile", "-o", "json"]).standardOutput
+        #expect(reconciled.contains("\(bench.root.path)/links/77-egress"), "\(reconciled)")
+        #expect(!TCAttachments.scan([node]).contains { $0.interface == pod1.hostInterface }, "unpinned, the link let go of the hook")
+
+        // Pod 0's interface deleted and made anew: its pinned links are dead (the kernel detached them).
+        let pod0 = bench.cluster.pods[0]
+        try IPRoute.run(["-n", node.name, "link", "del", pod0.hostInterface])
+        try IPRoute.run(["-n", node.name, "link", "add", pod0.hostInterface, "type", "veth", "peer", "name", "eth0", "netns", pod0.namespace.name])
+        #expect(try (TCXLink.pinned(at: bench.root.path + "/links/0-ingress")?.ifindex) == 0, "a link whose interface went reads ifindex 0")
+        try bench.cli(["loader", "attach", "--pod", "shop/pod0", "--iface", pod0.hostInterface, "--netns", node.name])
+        let attached = TCAttachments.scan([node]).filter { $0.interface == pod0.hostInterface }
+        #expect(attached.count == 2 && attached.allSatisfy { $0.kind == "tcx" }, "\(attached.map(\.summary))")
+        #expect(try bench.cli(["loader", "status", "-o", "json"]).standardOutput.contains("\"consistent\" : true"))
+    }
 }

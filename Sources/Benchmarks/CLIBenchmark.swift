@@ -94,6 +94,13 @@ public struct CLIBenchmark {
             // Back to back, as an agent's burst: enough changes to empty spares a keeper could not refill in time.
             for sample in 0..<max(samples, Self.burst) { keptChanging.append(try time(executable, ["loader", "apply", "-f", own[sample % 2]] + rooted)) }
             _ = try request(served(detach("pod2")))
+            // The price of tcx links (what `init --attach tcx` saves each packet, docs/loader.md): a link's
+            // creation waits for an RCU grace period in the kernel, two per attach. No goal: the choice is the operator's.
+            var tcxPair: [Double] = []
+            if TCAttachments.tcxAvailable {
+                _ = try time(executable, ["loader", "init", "--attach", "tcx"] + rooted)
+                for _ in 0..<samples { tcxPair.append(try time(executable, attach("pod0")) + time(executable, detach("pod0"))) }
+            }
             let tool = Figure.Baseline("bpftool version, as a process", Statistics.median(baseline))
             func figure(_ name: String, _ samples: [Double], goal: Goal? = .atMost(10)) -> Figure {
                 Figure(name, Statistics.median(samples), .milliseconds, baseline: tool, comparison: .value, goal: goal, count: samples.count)
@@ -115,7 +122,9 @@ public struct CLIBenchmark {
                 figure("netfence loader apply that changes a pod's policy, as a process while loader serve keeps spare tries", keptChanging),
                 Figure("the slowest of those \(keptChanging.count) changing applies back to back", keptChanging.max() ?? 0, .milliseconds, baseline: tool,
                        comparison: .value, goal: .atMost(10), count: 1),
-            ]
+            ] + (tcxPair.isEmpty ? [] : [
+                figure("netfence loader attach + detach through tcx links (after loader init --attach tcx), the pod's policy shared", tcxPair, goal: nil),
+            ])
         }
     }
 }

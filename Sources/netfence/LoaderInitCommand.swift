@@ -18,7 +18,8 @@ struct LoaderInitCommand: Command {
             --attach says how pods' programs sit on their host veth's hooks: tc, a cls_bpf filter on clsact \
             (what 'tc filter show' lists, as the AWS agent attaches), or tcx, a BPF link pinned under the root's \
             links folder (Linux 6.6 on; runs ahead of any filter and saves the classifier's layers on every \
-            packet). Later inits keep the choice; a change moves every attached pod, each hook never without \
+            packet, but a new pod's links take some 70 ms to attach: the kernel waits for an RCU grace period \
+            per link). Later inits keep the choice; a change moves every attached pod, each hook never without \
             netfence's program.
             """)
 

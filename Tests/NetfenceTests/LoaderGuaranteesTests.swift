@@ -210,6 +210,12 @@ final class ContinuousProbe: @unchecked Sendable {
         #expect(try status()["attachment"] as? String == "tcx" && status()["consistent"] as? Bool == true)
         let progs = try bench.cli(["ebpf", "progs"]).standardOutput
         #expect(progs.contains("\(bench.cluster.pods[0].hostInterface)@\(bench.cluster.node.name) tcx/ingress"), "\(progs)")
+        let loaded = try #require(try JSONSerialization.jsonObject(with: Data(try bench.cli(["ebpf", "loaded-ebpfdata", "-o", "json"]).standardOutput.utf8))
+            as? [[String: Any]])
+        let pod0 = loaded.filter { $0["pod"] as? String == "shop/pod0" }
+        current = try programIDs()
+        #expect(pod0.count == 2 && pod0.allSatisfy { ($0["hook"] as? String ?? "").hasPrefix("tcx ")
+            && current.contains(UInt32($0["programID"] as? Int ?? 0)) }, "each direction's program read from its link: \(pod0)")
         // A link unpinned by hand is drift, and reconcile attaches it again.
         try FileManager.default.removeItem(atPath: links + "/0-ingress")
         #expect(try (status()["drift"] as? [String] ?? []).contains("shop/pod0: \(bench.cluster.pods[0].hostInterface) has no netfence ingress tcx link"))

@@ -257,6 +257,14 @@ public final class Datapath {
     /// The program for traffic in `direction` (pod's view).
     public func program(for direction: Direction) -> BPFProgram { direction == .ingress ? toPod : fromPod }
 
+    /// The program on the host veth's `hook`: its ingress sees what the pod sends, its egress what it receives.
+    public func program(onHook hook: TCDirection) -> BPFProgram { hook == .ingress ? fromPod : toPod }
+
+    /// The id of the program each hook of a pod's host veth carries.
+    public func programIDsByHook() throws -> [TCDirection: UInt32] {
+        [.ingress: try fromPod.info().id, .egress: try toPod.info().id]
+    }
+
     /// The ids of the two programs, by name (`nf_to_pod`, `nf_from_pod`).
     public func programIDs() throws -> [String: UInt32] {
         ["nf_to_pod": try toPod.info().id, "nf_from_pod": try fromPod.info().id]

@@ -75,8 +75,7 @@ public enum LoadedData {
         // A pod registered without --netns has its interface in this process's namespace, named as the scan names it.
         let ownNamespace = NetworkNamespace.all().first(where: \.isCurrent)?.name
         let attachedBy = try loader.attachment()
-        let programIDs = [TCDirection.ingress: try loader.datapath.program(for: .egress).info().id,
-                          .egress: try loader.datapath.program(for: .ingress).info().id]
+        let programIDs = try loader.datapath.programIDsByHook()
         return try loader.state.pods().sorted { ($0.value.namespace, $0.value.name) < ($1.value.namespace, $1.value.name) }
             .flatMap { podID, pod in
                 try Direction.allCases.map { direction in

@@ -168,7 +168,6 @@ public final class Loader {
         // (keeping what the new programs tracked meanwhile) when they have reached every pod.
         if let replacedConntrack { _ = try datapath.carryOverConntrack(from: replacedConntrack, keepingNewer: false) }
         try state.markRoot(attachment: attachment)
-        report.attachment = try state.rootMarker()?.attachment ?? .tc
         report.maps.reused = stateMaps.reused + datapathMaps.reused
         report.maps.created = stateMaps.created + datapathMaps.created
         report.maps.migrated = stateMaps.migrated + datapathMaps.migrated
@@ -186,7 +185,8 @@ public final class Loader {
                 }
             }
         }
-        report.reattached = try loader.reattachPods()
+        report.attachment = try loader.attachment()
+        report.reattached = try loader.reattachPods(report.attachment)
         report.conntrackEntries = try datapath.fill(ofMap: "conntrack").maxEntries
         if let replacedConntrack {
             _ = try datapath.carryOverConntrack(from: replacedConntrack, keepingNewer: true)
@@ -340,7 +340,7 @@ public final class Loader {
         try requireWriter()
         try Self.requireAvailable(attachment)
         try state.markRoot(attachment: attachment)
-        return try reattachPods()
+        return try reattachPods(attachment)
     }
 
     private static func requireAvailable(_ attachment: Attachment) throws {
@@ -349,10 +349,10 @@ public final class Loader {
         }
     }
 
-    /// Puts the current programs on every attached pod's hooks the root's way.
-    private func reattachPods() throws -> [PodReference] {
+    /// Puts the current programs on every attached pod's hooks `attachment`'s way (the root's).
+    private func reattachPods(_ attachment: Attachment) throws -> [PodReference] {
         try state.pods().sorted(by: { $0.key < $1.key }).map { podID, pod in
-            try attachPrograms(pod, podID: podID)
+            try attachPrograms(pod, podID: podID, attachment)
             return pod.pod
         }
     }
@@ -362,14 +362,13 @@ public final class Loader {
         try state.rootMarker()?.attachment ?? .tc
     }
 
-    /// Puts the shared programs on both hooks of the pod's interface the way the root says, replacing
-    /// what is there atomically, then takes away the other way's (which ran until then, or never).
-    private func attachPrograms(_ pod: PodRegistration, podID: UInt32) throws {
+    /// Puts the shared programs on both hooks of the pod's interface `attachment`'s way (nil: the root's),
+    /// replacing what is there atomically, then takes away the other way's (which ran until then, or never).
+    private func attachPrograms(_ pod: PodRegistration, podID: UInt32, _ attachment: Attachment? = nil) throws {
         let namespace = try pod.netns.isEmpty ? nil : NetworkNamespace.named(pod.netns)
-        let attachment = try attachment()
+        let attachment = try attachment ?? self.attachment()
         for hook in TCDirection.allCases {
-            // The host veth's ingress hook sees what the pod sends.
-            let program = datapath.program(for: hook == .ingress ? .egress : .ingress)
+            let program = datapath.program(onHook: hook)
             switch attachment {
             case .tc:
                 try TCAttachments.attach(program, interface: pod.interface, direction: hook, in: namespace,
@@ -402,7 +401,11 @@ public final class Loader {
 
     /// Unpins the pod's link on `hook`, which detaches it; none pinned is fine. The links folder goes with its last pin.
     private func unpinLink(podID: UInt32, hook: TCDirection) throws {
-        let path = linkPin(podID: podID, hook: hook)
+        try unpinLink(at: linkPin(podID: podID, hook: hook))
+    }
+
+    /// Unpins the link pinned at `path` (below the links folder), as `unpinLink(podID:hook:)`.
+    private func unpinLink(at path: String) throws {
         if unlink(path) == 0 {
             _ = rmdir(root.appending(Self.linksFolder))  // ENOTEMPTY while other pods' links are pinned
         } else if errno != ENOENT {
@@ -643,7 +646,7 @@ public final class Loader {
                     report.repaired.append((name, problems))
                 }
                 if !pod.missingHooks.isEmpty {
-                    try attachPrograms(pod.registration, podID: pod.podID)
+                    try attachPrograms(pod.registration, podID: pod.podID, pod.attachment)
                     report.reattached.append(name)
                 }
             }
@@ -660,28 +663,26 @@ public final class Loader {
                                       handle: Self.filterHandle, priority: Self.filterPriority)
             report.strayRemoved.append(attachment.summary)
         }
-        // Links pinned for no attached pod (a detach or a move killed before it unpinned them) go with their pins.
+        // Links pinned for no attached pod (a detach or a move killed before it unpinned them), and pins
+        // staged for a rename a kill prevented, go with their pins.
         let attached = Set(try state.registrations().filter { !$0.value.detached }.keys)
-        for (name, podID, hook) in linkPins() where !attached.contains(podID) {
-            try unpinLink(podID: podID, hook: hook)
-            report.strayLinksUnpinned.append(root.appending("\(Self.linksFolder)/\(name)"))
+        for pin in Self.linkPins(root) where pin.staged || !attached.contains(pin.podID) {
+            let path = root.appending("\(Self.linksFolder)/\(pin.name)")
+            try unpinLink(at: path)
+            report.strayLinksUnpinned.append(path)
         }
         try state.finishChange()
         return report
     }
 
-    /// The links pinned under the root, by the pod id and hook their names carry.
-    private func linkPins() -> [(name: String, podID: UInt32, hook: TCDirection)] {
-        Self.linkPinNames(root).compactMap { name in
-            let parts = name.split(separator: "-")
-            guard parts.count == 2, let podID = UInt32(parts[0]), let hook = TCDirection(rawValue: String(parts[1])) else { return nil }
-            return (name, podID, hook)
+    /// The links pinned under the root as netfence names them (`<pod id>-<hook>`, and `…_next` for one
+    /// staged by `TCXLink.pin`); other entries are not netfence's.
+    private static func linkPins(_ root: PinRoot) -> [(name: String, podID: UInt32, staged: Bool)] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: root.appending(linksFolder))) ?? []
+        return names.compactMap { name in
+            guard let match = name.wholeMatch(of: /([0-9]+)-(?:ingress|egress)(_next)?/), let podID = UInt32(match.1) else { return nil }
+            return (name, podID, match.2 != nil)
         }
-    }
-
-    /// The names in the root's links folder (none when it is absent).
-    private static func linkPinNames(_ root: PinRoot) -> [String] {
-        (try? FileManager.default.contentsOfDirectory(atPath: root.appending(linksFolder))) ?? []
     }
 
     /// A kill left a change half-done: roll forward before the next one.
@@ -752,10 +753,10 @@ public final class Loader {
         let held = try readLock(waitingUpTo: timeout)
         defer { withExtendedLifetime(held) {} }
         let objects = try state.objects(), registrations = try state.registrations()
-        var (pods, _, stray) = try snapshot(objects: objects, registrations: registrations)
+        var (pods, attachment, stray) = try snapshot(objects: objects, registrations: registrations)
         let check = DriftCheck()
         for index in pods.indices { pods[index].enforcementDrift = try enforcementDrift(pods[index].registration, objects: objects, check: check) }
-        return Status(pods: pods, objects: objects, stray: stray, attachment: try attachment(), interrupted: try state.pendingChange(),
+        return Status(pods: pods, objects: objects, stray: stray, attachment: attachment, interrupted: try state.pendingChange(),
                       awaitingSweep: registrations.values.count(where: \.detached))
     }
 
@@ -770,11 +771,11 @@ public final class Loader {
         return attached
     }
 
-    /// Attached pods (or only `only`) with their records and filters, and netfence's filters of no pod;
-    /// `registrations` when the caller read them already.
+    /// Attached pods (or only `only`) with their records and filters or links, how the root attaches them, and
+    /// netfence's programs on interfaces of no pod; `registrations` when the caller read them already.
     private func snapshot(objects: [StoredObject], only: PodReference? = nil, registrations: [UInt32: PodRegistration]? = nil) throws
-        -> (pods: [AttachedPod], objects: [StoredObject], stray: [ProgramAttachment]) {
-        let programs = [TCDirection.ingress: try datapath.program(for: .egress).info().id, .egress: try datapath.program(for: .ingress).info().id]
+        -> (pods: [AttachedPod], attachment: Attachment, stray: [ProgramAttachment]) {
+        let programs = try datapath.programIDsByHook()
         let pods = try (registrations ?? state.registrations()).filter { !$0.value.detached && (only == nil || $0.value.pod == only) }
             .sorted { $0.key < $1.key }
         var namespaces: [String: NetworkNamespace] = [:]
@@ -799,7 +800,7 @@ public final class Loader {
         let registered = Set(pods.map { "\($0.value.netns.isEmpty ? NetworkNamespace.current.name : $0.value.netns)/\($0.value.interface)" })
         // With one pod asked for, the others' filters are not stray: none are reported.
         let stray = only != nil ? [] : ours.filter { !registered.contains("\($0.namespace)/\($0.interface)") }
-        return (result, objects, stray)
+        return (result, attachment, stray)
     }
 
     // MARK: reset
@@ -848,10 +849,8 @@ public final class Loader {
     /// Unpins the programs, maps and state (the marker last) and removes the root's folder when nothing else is in it.
     private static func removePins(of root: PinRoot) throws -> (removed: [String], kept: [String]) {
         var (removed, kept) = ([String](), [String]())
-        // Only links named as netfence names them: `<pod id>-<hook>`, and a pin staged for one.
-        let links = linkPinNames(root).filter { $0.wholeMatch(of: /[0-9]+-(ingress|egress)(_next)?/) != nil }
         let layout: [(folder: String, names: Set<String>)] = [
-            (linksFolder, Set(links)),
+            (linksFolder, Set(linkPins(root).map(\.name))),
             ("programs", Set(Datapath.programNames.flatMap { [$0, Datapath.stagedProgramName($0)] })),
             ("maps", Set(Datapath.mapLayouts.keys)),
             ("state", LoaderState.mapNames.subtracting([LoaderState.markerName])),

@@ -260,5 +260,39 @@ final class ContinuousProbe: @unchecked Sendable {
         let attached = TCAttachments.scan([node]).filter { $0.interface == pod0.hostInterface }
         #expect(attached.count == 2 && attached.allSatisfy { $0.kind == "tcx" }, "\(attached.map(\.summary))")
         #expect(try bench.cli(["loader", "status", "-o", "json"]).standardOutput.contains("\"consistent\" : true"))
+
+        // A kill between a link's staged pin and its rename leaves `…_next`: reconcile unpins it. (Another
+        // program than the one the hook runs: tcx attaches a program once per hook.)
+        let other = try #require(try BPFFilesystem.pinnedProgram(at: bench.root.path + "/programs/nf_from_pod"))
+        try TCAttachments.attachLink(other, interface: pod0.hostInterface, direction: .egress, in: node).pin(at: bench.root.path + "/links/0-egress_next")
+        try bench.cli(["loader", "reconcile"])
+        #expect(!FileManager.default.fileExists(atPath: bench.root.path + "/links/0-egress_next"))
+        #expect(TCAttachments.scan([node]).filter { $0.interface == pod0.hostInterface }.count == 2, "the staged link let go of the hook")
+    }
+
+    /// An init that changed the way of attaching and was killed before it moved the pods: the marker says
+    /// tcx, the pods still carry filters. Every pod is drift, and reconcile moves them, enforcing throughout.
+    @Test func aSwitchKilledBeforeItMovedThePodsIsDriftAndReconciled() throws {
+        guard Privileges.require(), TCAttachments.tcxAvailable else { return }  // the refusal on older kernels: the test above
+        let bench = try LoaderCluster(pods: 2)
+        try bench.cli(["loader", "apply"], input: policyEndpoint("web", selecting: [0], isolation: ["Ingress"],
+                                                               ingress: rule("\(bench.ip(1))/32", ports: [("TCP", 8080, nil)])))
+        let markerMap = try #require(try BPFFilesystem.pinnedMap(at: bench.root.path + "/state/root_marker"))
+        let key = withUnsafeBytes(of: UInt32(0)) { Array($0) }
+        let stored = try #require(try markerMap.lookup(key: key))
+        var marker = try #require(RootMarker.decode(stored))
+        marker.attachment = .tcx
+        try markerMap.update(key: key, value: marker.encode())
+
+        let status = try bench.cli(["loader", "status"]).standardOutput
+        for pod in bench.cluster.pods {
+            #expect(status.contains("\(pod.hostInterface) has no netfence ingress tcx link"), "\(status)")
+        }
+        #expect(try bench.reaches(1, 0, .tcp), "the filters still enforce meanwhile")
+        try bench.cli(["loader", "reconcile"])
+        let hooks = TCAttachments.scan([bench.cluster.node])
+        #expect(hooks.count == 4 && hooks.allSatisfy { $0.kind == "tcx" }, "\(hooks.map(\.summary))")
+        #expect(try bench.cli(["loader", "status", "-o", "json"]).standardOutput.contains("\"consistent\" : true"))
+        #expect(try bench.reaches(1, 0, .tcp))
     }
 }

@@ -5,7 +5,7 @@ _netfence() {
     local path="netfence" i
     for ((i = 1; i < COMP_CWORD; i++)); do
         case "${COMP_WORDS[i]}" in
-            -o|--output|--bpffs-root|--format|--stats-window|--aws-root|--pod|--direction|--count|--namespace|--verdict|--ip|--port|--proto|--tier|--policy|--color|--pcap|--output-file|--max-size|--max-files|--fields|--rate|--node-rate|--snaplen|--conntrack-entries|--attach|--wait-timeout|--iface|--netns|--ingress-default|--egress-default|-f|--filename|--probe|--timeout|--socket|--peer|--peer-port|--state|--listen|--upstream|--min-ttl|--max-ttl|--refuse-with|--event-loops|--queries-per-socket|--passes|--pods|--events|--entries|--seconds|--outstanding|--prefixes|--samples|--cidrs|--rounds|--side-by-side-rounds) ((i++)); continue ;;
+            -o|--output|--bpffs-root|--format|--stats-window|--aws-root|--pod|--direction|--count|--namespace|--verdict|--ip|--port|--proto|--tier|--policy|--color|--pcap|--output-file|--max-size|--max-files|--fields|--rate|--node-rate|--snaplen|--conntrack-entries|--attach|--wait-timeout|--iface|--netns|--ingress-default|--egress-default|-f|--filename|--probe|--timeout|--socket|--peer|--peer-port|--state|--listen|--upstream|--min-ttl|--max-ttl|--refuse-with|--event-loops|--queries-per-socket|--passes|--pods|--events|--entries|--seconds|--outstanding|--prefixes|--samples|--cidrs|--rounds|--side-by-side-seconds|--side-by-side-rounds) ((i++)); continue ;;
         esac
         case "$path ${COMP_WORDS[i]}" in
             "netfence ebpf") path="netfence ebpf" ;;
@@ -112,6 +112,7 @@ _netfence() {
         --samples) COMPREPLY=(); return ;;
         --cidrs) COMPREPLY=(); return ;;
         --rounds) COMPREPLY=(); return ;;
+        --side-by-side-seconds) COMPREPLY=(); return ;;
         --side-by-side-rounds) COMPREPLY=(); return ;;
     esac
     case "$path" in
@@ -158,7 +159,7 @@ _netfence() {
         "netfence bench cni") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --samples -h --help" -- "$cur")) ;;
         "netfence bench cli") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --samples -h --help" -- "$cur")) ;;
         "netfence bench scale") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --pods --cidrs --rounds -h --help" -- "$cur")) ;;
-        "netfence bench traffic") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --seconds --rounds --side-by-side-rounds -h --help" -- "$cur")) ;;
+        "netfence bench traffic") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --seconds --rounds --side-by-side-seconds --side-by-side-rounds -h --help" -- "$cur")) ;;
         "netfence demo") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --keep -h --help" -- "$cur")) ;;
         "netfence completions") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format -h --help" -- "$cur")) ;;
         "netfence man") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format -h --help" -- "$cur")) ;;

@@ -9,7 +9,7 @@ function __netfence_path
             continue
         end
         switch $word
-            case '-o' '--output' '--bpffs-root' '--format' '--stats-window' '--aws-root' '--pod' '--direction' '--count' '--namespace' '--verdict' '--ip' '--port' '--proto' '--tier' '--policy' '--color' '--pcap' '--output-file' '--max-size' '--max-files' '--fields' '--rate' '--node-rate' '--snaplen' '--conntrack-entries' '--attach' '--wait-timeout' '--iface' '--netns' '--ingress-default' '--egress-default' '-f' '--filename' '--probe' '--timeout' '--socket' '--peer' '--peer-port' '--state' '--listen' '--upstream' '--min-ttl' '--max-ttl' '--refuse-with' '--event-loops' '--queries-per-socket' '--passes' '--pods' '--events' '--entries' '--seconds' '--outstanding' '--prefixes' '--samples' '--cidrs' '--rounds' '--side-by-side-rounds'
+            case '-o' '--output' '--bpffs-root' '--format' '--stats-window' '--aws-root' '--pod' '--direction' '--count' '--namespace' '--verdict' '--ip' '--port' '--proto' '--tier' '--policy' '--color' '--pcap' '--output-file' '--max-size' '--max-files' '--fields' '--rate' '--node-rate' '--snaplen' '--conntrack-entries' '--attach' '--wait-timeout' '--iface' '--netns' '--ingress-default' '--egress-default' '-f' '--filename' '--probe' '--timeout' '--socket' '--peer' '--peer-port' '--state' '--listen' '--upstream' '--min-ttl' '--max-ttl' '--refuse-with' '--event-loops' '--queries-per-socket' '--passes' '--pods' '--events' '--entries' '--seconds' '--outstanding' '--prefixes' '--samples' '--cidrs' '--rounds' '--side-by-side-seconds' '--side-by-side-rounds'
                 set skip 1
                 continue
         end
@@ -469,8 +469,9 @@ complete -c netfence -n 'test (__netfence_path) = "netfence bench scale"' -s h -
 complete -c netfence -n 'test (__netfence_path) = "netfence bench traffic"' -s o -l output -x -a 'table json' -d 'Output format: table for people, json for scripts.'
 complete -c netfence -n 'test (__netfence_path) = "netfence bench traffic"' -l bpffs-root -x -a '(__fish_complete_directories)' -d 'The bpffs folder netfence pins its programs and maps under.'
 complete -c netfence -n 'test (__netfence_path) = "netfence bench traffic"' -l format -x -a 'aws-eks-na-cli aws-eks-na-cli-v6' -d 'Print ebpf progs, maps, loaded-ebpfdata, dump-maps and dump-cp-maps as aws-eks-na-cli (or its -v6) prints them.'
-complete -c netfence -n 'test (__netfence_path) = "netfence bench traffic"' -l seconds -x -d 'Seconds each iperf3 and sockperf run lasts.'
+complete -c netfence -n 'test (__netfence_path) = "netfence bench traffic"' -l seconds -x -d 'Seconds each iperf3 and sockperf run of one pair alone lasts.'
 complete -c netfence -n 'test (__netfence_path) = "netfence bench traffic"' -l rounds -x -d 'Rounds of one pair alone; medians are reported.'
+complete -c netfence -n 'test (__netfence_path) = "netfence bench traffic"' -l side-by-side-seconds -x -d 'Seconds each iperf3 and sockperf run side by side lasts.'
 complete -c netfence -n 'test (__netfence_path) = "netfence bench traffic"' -l side-by-side-rounds -x -d 'Rounds of the two pairs side by side; the median round is reported.'
 complete -c netfence -n 'test (__netfence_path) = "netfence bench traffic"' -s h -l help -d 'Show help information.'
 complete -c netfence -n 'test (__netfence_path) = "netfence demo"' -s o -l output -x -a 'table json' -d 'Output format: table for people, json for scripts.'

@@ -21,18 +21,22 @@ import PolicyInput
 /// - **side by side**: two pairs of pods at the same time, one with netfence and one
 ///   without (which one alternates by round), so both meet the same machine; each round
 ///   gives a ratio, and the round with the median ratio is reported, its two flows beside
-///   each other. The control has no program on either pair. The goals are held here, and two
+///   each other. The control has no program on either pair. A round's ratio moves by about
+///   2 % here however long it lasts (1 s and 3 s alike), so the rounds are many and short:
+///   the median of 20 resolves some 0.5 %. The goals are held here, and two
 ///   more cases say what netfence's share is made of: an empty tc program beside no program
 ///   (the hook's own cost), and netfence beside an empty program (what its programs add; there
 ///   the kernel also times each program's runs, per packet in real traffic). Two more measure
 ///   what tcx links (kernel 6.6 on) change: the empty program, and netfence as `loader init --attach tcx`
 ///   attaches it, through tcx instead of clsact's cls_bpf filters (the goals hold there too).
 public struct TrafficBenchmark {
+    /// Seconds of each run of one pair alone.
     public var seconds = 3
     /// Rounds of one pair alone.
     public var rounds = 3
-    /// Rounds side by side (the goals' rows).
-    public var pairedRounds = 7
+    /// Rounds side by side (the goals' rows), and the seconds each of their runs lasts.
+    public var pairedRounds = 20
+    public var pairedSeconds = 1
     public var prefixes = 10_000
     static let iperfPort = 5201, sockperfPort = 11111
 
@@ -267,11 +271,13 @@ public struct TrafficBenchmark {
             for index in (0..<cases.count).map({ ($0 + round) % cases.count }) {
                 try hooks.put(cases[index].other, on: otherPair)
                 try hooks.put(cases[index].measured, on: measuredPair)
-                let (gigabits, otherGigabits) = try Self.atOnce({ try throughput(measuredPair) }, { try throughput(otherPair) })
+                let (gigabits, otherGigabits) = try Self.atOnce({ try throughput(measuredPair, seconds: pairedSeconds) },
+                                                                { try throughput(otherPair, seconds: pairedSeconds) })
                 // Statistics only here: they add two clock reads to every run of every program.
                 let statistics = cases[index].timesPrograms ? try StatisticsSession() : nil
                 let before = try statistics.map { _ in (try ProgramTime(netfence), try ProgramTime([hooks.emptyProgram])) }
-                let (pingPong, otherPingPong) = try Self.atOnce({ try self.pingPong(measuredPair) }, { try self.pingPong(otherPair) })
+                let (pingPong, otherPingPong) = try Self.atOnce({ try self.pingPong(measuredPair, seconds: pairedSeconds) },
+                                                                { try self.pingPong(otherPair, seconds: pairedSeconds) })
                 if let before {
                     times.netfence += try ProgramTime(netfence) - before.0
                     times.empty += try ProgramTime([hooks.emptyProgram]) - before.1
@@ -392,12 +398,12 @@ public struct TrafficBenchmark {
     }
 
     private func measure(_ pair: Pair) throws -> Measured {
-        let gigabits = try throughput(pair)
-        return Measured(gigabits: gigabits, pingPong: try pingPong(pair))
+        let gigabits = try throughput(pair, seconds: seconds)
+        return Measured(gigabits: gigabits, pingPong: try pingPong(pair, seconds: seconds))
     }
 
     /// iperf3 from the pair's client to its server for `seconds`: the receiver's Gbit/s.
-    func throughput(_ pair: Pair) throws -> Double {
+    func throughput(_ pair: Pair, seconds: Int) throws -> Double {
         let result = try InNamespace.run(pair.client.namespace.name, ["/usr/bin/iperf3",
                                                                     "-c", pair.server.ipv4, "-p", "\(Self.iperfPort)", "-t", "\(seconds)", "-J"],
                                           timeout: Double(seconds) + 30)
@@ -410,7 +416,7 @@ public struct TrafficBenchmark {
     }
 
     /// sockperf's TCP ping-pong from the pair's client to its server for `seconds`: round trips per second, p50 and p99 in µs.
-    func pingPong(_ pair: Pair) throws -> (rate: Double, p50: Double, p99: Double) {
+    func pingPong(_ pair: Pair, seconds: Int) throws -> (rate: Double, p50: Double, p99: Double) {
         let result = try InNamespace.run(pair.client.namespace.name, ["/usr/bin/sockperf",
                                                                     "ping-pong", "-i", pair.server.ipv4, "--tcp", "-p", "\(Self.sockperfPort)",
                                                                     "-t", "\(seconds)", "--full-rtt"],

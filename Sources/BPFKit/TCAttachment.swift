@@ -17,8 +17,12 @@ public enum TCDirection: String, Sendable, Codable, CaseIterable {
 /// Where a program is attached: an interface's tc hook (a cls_bpf filter on clsact, or a tcx
 /// link) or XDP, in some namespace.
 public struct ProgramAttachment: Sendable, Equatable, Codable {
-    /// `tc` (cls_bpf), `tcx` or `xdp`.
-    public let kind: String
+    /// How the program sits on the interface: a cls_bpf filter on clsact, a tcx link, or XDP.
+    public enum Kind: String, Sendable, Codable {
+        case tc, tcx, xdp
+    }
+
+    public let kind: Kind
     public let namespace: String
     public let interface: String
     public let ifindex: UInt32
@@ -30,7 +34,7 @@ public struct ProgramAttachment: Sendable, Equatable, Codable {
     public let programID: UInt32
 
     /// `veth0@node-ns tc/ingress`.
-    public var summary: String { "\(interface)@\(namespace) \(kind)/\(direction.rawValue)" }
+    public var summary: String { "\(interface)@\(namespace) \(kind.rawValue)/\(direction.rawValue)" }
 }
 
 /// Attaching tc programs and finding every program attached to interfaces.
@@ -108,12 +112,12 @@ public enum TCAttachments {
             let name = attributes.attribute(IFLA_IFNAME)?.string ?? "if\(ifindex)"
             interfaces.append((ifindex, name))
             if let xdp = attributes.attribute(IFLA_XDP)?.nested, let id = xdp.attribute(IFLA_XDP_PROG_ID)?.uint32, id != 0 {
-                result.append(ProgramAttachment(kind: "xdp", namespace: namespace.name, interface: name, ifindex: ifindex,
+                result.append(ProgramAttachment(kind: .xdp, namespace: namespace.name, interface: name, ifindex: ifindex,
                                                 direction: .ingress, priority: nil, handle: nil, programID: id))
             }
             for direction in TCDirection.allCases {
                 result += (try? filters(&netlink, ifindex: ifindex, direction: direction)).map { found in
-                    found.map { ProgramAttachment(kind: "tc", namespace: namespace.name, interface: name, ifindex: ifindex,
+                    found.map { ProgramAttachment(kind: .tc, namespace: namespace.name, interface: name, ifindex: ifindex,
                                                   direction: direction, priority: $0.priority, handle: $0.handle, programID: $0.id) }
                 } ?? []
             }
@@ -121,7 +125,7 @@ public enum TCAttachments {
         // A namespace whose tcx cannot be queried still shows its filters and XDP programs.
         for (interface, ids) in zip(interfaces, (try? tcxPrograms(on: interfaces.map(\.ifindex), in: namespace)) ?? []) {
             for (direction, programs) in zip(TCDirection.allCases, [ids.ingress, ids.egress]) {
-                result += programs.map { ProgramAttachment(kind: "tcx", namespace: namespace.name, interface: interface.name,
+                result += programs.map { ProgramAttachment(kind: .tcx, namespace: namespace.name, interface: interface.name,
                                                            ifindex: interface.ifindex, direction: direction, priority: nil, handle: nil, programID: $0) }
             }
         }

@@ -85,15 +85,15 @@ public enum LoadedData {
                     let matches = attachments.filter {
                         $0.interface == pod.interface && $0.ifindex == pod.ifindex && $0.direction == hook
                             && $0.namespace == (pod.netns.isEmpty ? ownNamespace : pod.netns)
-                            && ($0.kind == "tc" ? $0.handle == Loader.filterHandle && $0.priority == Loader.filterPriority
-                                : $0.kind == "tcx" && $0.programID == programIDs[hook])
+                            && ($0.kind == .tc ? $0.handle == Loader.filterHandle && $0.priority == Loader.filterPriority
+                                : $0.kind == .tcx && $0.programID == programIDs[hook])
                     }
-                    let attachment = matches.first { $0.kind == "tcx" } ?? matches.first
+                    let attachment = matches.first { $0.kind == .tcx } ?? matches.first
                     let program = attachment.flatMap { lookups.program($0.programID) }
                     let trie = try records[podID].flatMap { try loader.datapath.trieID($0, direction: direction) }
                     return PodProgramData(owner: "netfence", pod: pod.pod.description, direction: direction.description,
                                           interface: pod.interface, networkNamespace: attachment?.namespace ?? (pod.netns.isEmpty ? nil : pod.netns),
-                                          hook: "\(attachment?.kind ?? attachedBy.description) \(hook.rawValue)", programID: program?.id, programName: program?.name, pin: nil,
+                                          hook: "\(attachment?.kind.rawValue ?? attachedBy.description) \(hook.rawValue)", programID: program?.id, programName: program?.name, pin: nil,
                                           maps: lookups.maps(program?.mapIDs ?? []), policyTrieID: trie)
                 }
             }
@@ -109,7 +109,7 @@ public enum LoadedData {
             let attachment = attachments.first { $0.programID == info.id }
             return PodProgramData(owner: "aws", pod: pin?.podIdentifier ?? file,
                                   direction: pin?.direction?.description ?? "-", interface: attachment?.interface, networkNamespace: attachment?.namespace,
-                                  hook: attachment.map { "\($0.kind) \($0.direction.rawValue)" }, programID: info.id,
+                                  hook: attachment.map { "\($0.kind.rawValue) \($0.direction.rawValue)" }, programID: info.id,
                                   programName: info.name.isEmpty ? pin?.object.rawValue : info.name,
                                   pin: pinned.path, maps: lookups.maps(info.mapIDs), policyTrieID: nil)
         }

@@ -657,7 +657,7 @@ public final class Loader {
         let registrations = try state.registrations()
         report.sweptPods = registrations.values.count(where: \.detached)
         report.swept = try sweepDetachedPods(registrations)
-        for attachment in stray where attachment.kind == "tc" {
+        for attachment in stray where attachment.kind == .tc {
             let namespace = attachment.namespace == NetworkNamespace.current.name ? nil : try? NetworkNamespace.named(attachment.namespace)
             try? TCAttachments.detach(interface: attachment.interface, direction: attachment.direction, in: namespace,
                                       handle: Self.filterHandle, priority: Self.filterPriority)
@@ -791,7 +791,7 @@ public final class Loader {
             // Attached the other way counts as missing: an init that changed the way was killed before it moved this pod.
             let missing = TCDirection.allCases.filter { direction in
                 !ours.contains { $0.namespace == namespaceName && $0.interface == pod.interface && $0.direction == direction
-                    && $0.programID == programs[direction] && $0.kind == attachment.description }
+                    && $0.programID == programs[direction] && $0.kind == attachment.hookKind }
             }
             result.append(AttachedPod(podID: podID, registration: pod, record: try datapath.pod(ifindex: pod.ifindex),
                                    objects: objects.filter { $0.object.selects(pod.pod) }.map(\.object.key),
@@ -865,5 +865,15 @@ public final class Loader {
             kept.append(contentsOf: (try? FileManager.default.contentsOfDirectory(atPath: root.path))?.map { root.appending($0) } ?? [])
         }
         return (removed, kept)
+    }
+}
+
+extension Attachment {
+    /// How a pod's programs attached this way show in a scan of the interfaces' hooks.
+    var hookKind: ProgramAttachment.Kind {
+        switch self {
+        case .tc: .tc
+        case .tcx: .tcx
+        }
     }
 }

@@ -170,7 +170,7 @@ struct BenchTrafficCommand: Command {
             statistics), and a last row gives the ns per packet in netfence's programs beside the empty \
             program's. Two rows without goals measure what tcx links (kernel 6.6 on) would change: the empty \
             program, and netfence's programs, attached through tcx instead of cls_bpf filters. Needs Debian's \
-            iperf3 and sockperf. Takes about ten minutes with the defaults; removes everything it made.
+            iperf3 and sockperf. Takes about a quarter of an hour with the defaults; removes everything it made.
             """)
 
     static let seconds = Option<Int>(long: "seconds", help: "Seconds each iperf3 and sockperf run of one pair alone lasts.", default: 3)

@@ -67,7 +67,7 @@ struct LoaderInitCommand: Command {
         case .table:
             context.print("Loaded the datapath under \(summary.root): nf_to_pod id \(summary.programIDs["nf_to_pod"]!), "
                 + "nf_from_pod id \(summary.programIDs["nf_from_pod"]!)")
-            context.print("Pods attach through \(summary.attachment == "tc" ? "tc filters (cls_bpf on clsact)" : "tcx links pinned under \(summary.root)/links")")
+            context.print("Pods attach through \(summary.attachment == Attachment.tc.description ? "tc filters (cls_bpf on clsact)" : "tcx links pinned under \(summary.root)/links")")
             if !summary.reused.isEmpty { context.print("Reused pinned maps: \(summary.reused.joined(separator: ", "))") }
             if !summary.created.isEmpty { context.print("Created maps: \(summary.created.joined(separator: ", "))") }
             if !summary.migrated.isEmpty { context.print("Replaced incompatible maps: \(summary.migrated.joined(separator: ", "))") }

@@ -126,7 +126,7 @@ let udpFrame: [UInt8] = [
         #expect(placed.handle == 1 && placed.priority == 7)
 
         let found = TCAttachments.scan([network.node]).filter { $0.programID == id }
-        #expect(found == [ProgramAttachment(kind: "tc", namespace: network.node.name, interface: name, ifindex: placed.ifindex,
+        #expect(found == [ProgramAttachment(kind: .tc, namespace: network.node.name, interface: name, ifindex: placed.ifindex,
                                             direction: .egress, priority: 7, handle: 1, programID: id)])
         #expect(found.first?.summary == "\(name)@\(network.node.name) tc/egress")
 
@@ -147,8 +147,8 @@ let udpFrame: [UInt8] = [
         let placed = try TCAttachments.attach(program, interface: name, direction: .ingress, in: network.node, handle: 1, priority: 7)
         #expect(link?.ifindex == placed.ifindex)
         let found = TCAttachments.scan([network.node]).filter { $0.programID == id }
-        #expect(found.map(\.kind).sorted() == ["tc", "tcx"], "\(found)")
-        #expect(found.first { $0.kind == "tcx" } == ProgramAttachment(kind: "tcx", namespace: network.node.name, interface: name,
+        #expect(found.map(\.kind.rawValue).sorted() == ["tc", "tcx"], "\(found)")
+        #expect(found.first { $0.kind == .tcx } == ProgramAttachment(kind: .tcx, namespace: network.node.name, interface: name,
                                                                      ifindex: placed.ifindex, direction: .ingress, priority: nil, handle: nil,
                                                                      programID: id))
         try network.sendUDPFromPod(count: 1)  // the pod resolves the node's address first
@@ -158,7 +158,7 @@ let udpFrame: [UInt8] = [
         #expect(both >= 5 && both < 10, "each packet counted by the link only, not by the filter behind it too: \(both)")
 
         link = nil  // its last descriptor closed: detached
-        #expect(TCAttachments.scan([network.node]).filter { $0.programID == id }.map(\.kind) == ["tc"])
+        #expect(TCAttachments.scan([network.node]).filter { $0.programID == id }.map(\.kind) == [.tc])
         before = try counted()
         try network.sendUDPFromPod(count: 5)
         #expect(try counted() - before >= 5, "the filter runs again")

@@ -191,15 +191,15 @@ final class ContinuousProbe: @unchecked Sendable {
         let probe = ContinuousProbe(bench, mustConnect: Array(edges("1>0 tcp")), mustNotConnect: Array(edges("2>0 tcp")))
         #expect(try bench.cli(["loader", "init", "--attach", "tcx"]).standardOutput.contains("Pods attach through tcx links"))
         var current = try programIDs()
-        #expect(hooks().count == 6 && hooks().allSatisfy { $0.kind == "tcx" && current.contains($0.programID) },
+        #expect(hooks().count == 6 && hooks().allSatisfy { $0.kind == .tcx && current.contains($0.programID) },
                 "each pod's two hooks carry a link to the current program, no filter: \(hooks().map(\.summary))")
         #expect(try FileManager.default.contentsOfDirectory(atPath: links).count == 6)
         for _ in 0..<2 { try bench.cli(["loader", "init"]) }  // the choice is kept; the links run the new programs
         current = try programIDs()
-        #expect(hooks().count == 6 && hooks().allSatisfy { $0.kind == "tcx" && current.contains($0.programID) })
+        #expect(hooks().count == 6 && hooks().allSatisfy { $0.kind == .tcx && current.contains($0.programID) })
         try bench.cli(["loader", "init", "--attach", "tc"])
         current = try programIDs()
-        #expect(hooks().count == 6 && hooks().allSatisfy { $0.kind == "tc" && current.contains($0.programID) && $0.handle == 0x4e46 })
+        #expect(hooks().count == 6 && hooks().allSatisfy { $0.kind == .tc && current.contains($0.programID) && $0.handle == 0x4e46 })
         #expect(!FileManager.default.fileExists(atPath: links), "no link pinned while pods attach through filters")
         try bench.cli(["loader", "init", "--attach", "tcx"])
         let (rounds, wrong) = probe.stop()
@@ -258,7 +258,7 @@ final class ContinuousProbe: @unchecked Sendable {
         #expect(try (TCXLink.pinned(at: bench.root.path + "/links/0-ingress")?.ifindex) == 0, "a link whose interface went reads ifindex 0")
         try bench.cli(["loader", "attach", "--pod", "shop/pod0", "--iface", pod0.hostInterface, "--netns", node.name])
         let attached = TCAttachments.scan([node]).filter { $0.interface == pod0.hostInterface }
-        #expect(attached.count == 2 && attached.allSatisfy { $0.kind == "tcx" }, "\(attached.map(\.summary))")
+        #expect(attached.count == 2 && attached.allSatisfy { $0.kind == .tcx }, "\(attached.map(\.summary))")
         #expect(try bench.cli(["loader", "status", "-o", "json"]).standardOutput.contains("\"consistent\" : true"))
 
         // A kill between a link's staged pin and its rename leaves `…_next`: reconcile unpins it. (Another
@@ -291,7 +291,7 @@ final class ContinuousProbe: @unchecked Sendable {
         #expect(try bench.reaches(1, 0, .tcp), "the filters still enforce meanwhile")
         try bench.cli(["loader", "reconcile"])
         let hooks = TCAttachments.scan([bench.cluster.node])
-        #expect(hooks.count == 4 && hooks.allSatisfy { $0.kind == "tcx" }, "\(hooks.map(\.summary))")
+        #expect(hooks.count == 4 && hooks.allSatisfy { $0.kind == .tcx }, "\(hooks.map(\.summary))")
         #expect(try bench.cli(["loader", "status", "-o", "json"]).standardOutput.contains("\"consistent\" : true"))
         #expect(try bench.reaches(1, 0, .tcp))
     }

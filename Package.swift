@@ -94,7 +94,7 @@ let package = Package(
         .testTarget(name: "BPFKitTests", dependencies: ["HostKit", "BPFKit", "BPFObjects", "TestSupport"]),
         .testTarget(
             name: "NetfenceTests",
-            dependencies: ["HostKit", "netfence", "BPFKit", "BPFObjects", "CLibBPF", "DNS", "DNSProxy", "Datapath", "DatapathModel", "Loader", "LoaderService",
+            dependencies: ["HostKit", "netfence", "Benchmarks", "BPFKit", "BPFObjects", "CLibBPF", "DNS", "DNSProxy", "Datapath", "DatapathModel", "Loader", "LoaderService",
                            "NodeNetwork",
                            "PolicyInput", "TestSupport", .product(name: "Yams", package: "Yams")],
             exclude: ["Snapshots"]

@@ -479,7 +479,10 @@ enum FigureTable {
         switch figure.comparison {
         case .value: text(value, figure.unit)
         case .over: (value >= 0 ? "+" : "-") + text(abs(value), figure.unit)
-        case .times: String(format: value < 0.1 ? "%.4f×" : "%.2f×", value)
+        case .times:
+            // Within half a hundredth of its goal's limit a ratio gets a third decimal: "0.97× ≥ 0.97× (missed)" reads as a contradiction.
+            String(format: value < 0.1 ? "%.4f×" : figure.goal.map { $0.comparison == .times && abs(value - $0.limit) < 0.005 } == true ? "%.3f×" : "%.2f×",
+                   value)
         case .faster: String(format: "%.1f× faster", value)
         }
     }

@@ -1,9 +1,12 @@
+import Benchmarks
 import BPFKit
 import Foundation
 import HostKit
 import NodeNetwork
 import Testing
 import TestSupport
+
+@testable import netfence
 
 @Suite struct BenchCommandTests {
     /// `netfence bench WORDS -o json`: its rows, and the run (its process id names what it made);
@@ -241,6 +244,17 @@ import TestSupport
         // The run's dnsmasq reads its configuration from, and its proxy pins under, netfence-bench-dns-PID: any
         // dnsmasq would also match the DNS proxy tests' own, which run beside this suite.
         #expect(try ChildProcess.run("/usr/bin/pgrep", ["-f", "netfence-bench-dns-\(pid)\\b"]).status != 0, "servers stopped")
+    }
+
+    /// A ratio within half a hundredth of its goal's limit shows the third decimal that decides it: a row never
+    /// reads "0.97× ≥ 0.97× (missed)". Further away, two decimals.
+    @Test func aRatioNearItsGoalShowsTheDecimalThatDecidesIt() throws {
+        let near = Figure("transactions", 57_273, .perSecond, baseline: .init("beside", 59_209), goal: .atLeast(0.97, .times))
+        let far = Figure("transactions", 58_295, .perSecond, baseline: .init("beside", 59_005), goal: .atLeast(0.97, .times))
+        let noGoal = Figure("transactions", 57_273, .perSecond, baseline: .init("beside", 59_209))
+        #expect(FigureTable.compared(try #require(near.compared(.times)), near) == "0.967×" && FigureTable.goal(near) == "≥ 0.97× (missed)")
+        #expect(FigureTable.compared(try #require(far.compared(.times)), far) == "0.99×" && FigureTable.goal(far) == "≥ 0.97× (met)")
+        #expect(FigureTable.compared(try #require(noGoal.compared(.times)), noGoal) == "0.97×")
     }
 
     @Test func benchEventsRefusesATooSmallRun() throws {

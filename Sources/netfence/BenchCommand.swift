@@ -163,8 +163,8 @@ struct BenchTrafficCommand: Command {
             without (which one alternates by round), so both meet the same machine: each round gives a ratio, and \
             the round with the median ratio is reported, its two flows beside each other; the control has no program \
             on either pair. A round's ratio moves by about 2 % on a small VM however long the round lasts, so these \
-            rounds are many and short (20 of 1 s: the median resolves some 0.5 %). Goals, side by side: at least 97 % of the other pair's throughput and transactions, p99 \
-            within 5 %. Two more rows say what that is made of: an empty tc program on the four hooks beside no \
+            rounds are many and short (20 of 1 s: the median resolves some 0.5 %). Goals, side by side: at least \
+            97 % of the other pair's throughput and transactions, p99 within 5 %. Two more rows say what that is made of: an empty tc program on the four hooks beside no \
             program (the hook's own cost), and netfence beside an empty program on the other pair (what its \
             programs add); during that case's ping-pong the kernel times every program run (run-time \
             statistics), and a last row gives the ns per packet in netfence's programs beside the empty \
@@ -476,13 +476,12 @@ enum FigureTable {
     }
 
     static func compared(_ value: Double, _ figure: Figure) -> String {
-        switch figure.comparison {
+        // Within half a hundredth of its goal's limit a ratio gets a third decimal: "0.97× ≥ 0.97× (missed)" reads as a contradiction.
+        let nearGoal = figure.goal.map { $0.comparison == .times && abs(value - $0.limit) < 0.005 } ?? false
+        return switch figure.comparison {
         case .value: text(value, figure.unit)
         case .over: (value >= 0 ? "+" : "-") + text(abs(value), figure.unit)
-        case .times:
-            // Within half a hundredth of its goal's limit a ratio gets a third decimal: "0.97× ≥ 0.97× (missed)" reads as a contradiction.
-            String(format: value < 0.1 ? "%.4f×" : figure.goal.map { $0.comparison == .times && abs(value - $0.limit) < 0.005 } == true ? "%.3f×" : "%.2f×",
-                   value)
+        case .times: String(format: value < 0.1 ? "%.4f×" : nearGoal ? "%.3f×" : "%.2f×", value)
         case .faster: String(format: "%.1f× faster", value)
         }
     }

@@ -190,7 +190,7 @@ public enum DatapathGeneration: UInt32, ABIName {
 
 /// How pods' programs sit on their host veth's hooks (`enum nf_attachment`): a cls_bpf filter
 /// on clsact, or a tcx link (kernel 6.6 on), which runs without the classifier's layers.
-public enum Attachment: UInt32, ABIName {
+public enum Attachment: UInt32, ABIName, Encodable {
     case tc = 0, tcx = 1
 
     public var name: StaticString {
@@ -198,6 +198,12 @@ public enum Attachment: UInt32, ABIName {
         case .tc: "tc"
         case .tcx: "tcx"
         }
+    }
+
+    /// As its name (`"tc"`, `"tcx"`), as `loader status` and `loader init` print it, not its ABI number.
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(description)
     }
 }
 

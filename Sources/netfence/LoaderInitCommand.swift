@@ -59,7 +59,7 @@ struct LoaderInitCommand: Command {
         let summary = InitSummary(root: context.pinRoot.path, programIDs: try loader.programIDs(), reused: report.maps.reused.sorted(),
                                   created: report.maps.created.sorted(),
                                   migrated: report.maps.migrated.sorted().filter { !(resize != nil && $0 == "conntrack") },
-                                  attachment: report.attachment.description, reattached: report.reattached, conntrackEntries: report.conntrackEntries,
+                                  attachment: report.attachment, reattached: report.reattached, conntrackEntries: report.conntrackEntries,
                                   conntrackResize: resize.map { InitSummary.Resize(from: $0.from, to: report.conntrackEntries, carriedOver: $0.carriedOver) })
         switch context.outputFormat {
         case .json:
@@ -67,7 +67,7 @@ struct LoaderInitCommand: Command {
         case .table:
             context.print("Loaded the datapath under \(summary.root): nf_to_pod id \(summary.programIDs["nf_to_pod"]!), "
                 + "nf_from_pod id \(summary.programIDs["nf_from_pod"]!)")
-            context.print("Pods attach through \(summary.attachment == Attachment.tc.description ? "tc filters (cls_bpf on clsact)" : "tcx links pinned under \(summary.root)/links")")
+            context.print("Pods attach through \(summary.attachment == .tc ? "tc filters (cls_bpf on clsact)" : "tcx links pinned under \(summary.root)/links")")
             if !summary.reused.isEmpty { context.print("Reused pinned maps: \(summary.reused.joined(separator: ", "))") }
             if !summary.created.isEmpty { context.print("Created maps: \(summary.created.joined(separator: ", "))") }
             if !summary.migrated.isEmpty { context.print("Replaced incompatible maps: \(summary.migrated.joined(separator: ", "))") }
@@ -87,7 +87,7 @@ struct InitSummary: Encodable {
     let created: [String]
     let migrated: [String]
     /// How pods' programs are attached: `tc` or `tcx`.
-    let attachment: String
+    let attachment: Attachment
     let reattached: [PodReference]
     let conntrackEntries: Int
     let conntrackResize: Resize?

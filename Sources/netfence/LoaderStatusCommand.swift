@@ -57,7 +57,7 @@ struct LoaderStatusCommand: Command {
         let loader = try LoaderAccess.open(context)
         let snapshot = try loader.status(waitingUpTo: timeout)
         let status = LoaderStatus(
-            root: context.pinRoot.path, programIDs: try loader.programIDs(), attachment: snapshot.attachment.description, maps: try loader.mapFill(),
+            root: context.pinRoot.path, programIDs: try loader.programIDs(), attachment: snapshot.attachment, maps: try loader.mapFill(),
             pods: try podStatuses(snapshot.pods, loader), dnsProxies: try loader.dnsProxies(), events: try loader.eventsState(),
             objects: snapshot.objects.map { ObjectStatus(kind: $0.object.key.kind.rawValue, namespace: $0.object.key.namespace, name: $0.object.key.name,
                                                          policyRef: $0.object.policyRef, mode: $0.object.mode.rawValue, index: $0.index,
@@ -137,7 +137,7 @@ struct LoaderStatusCommand: Command {
 
     private func printTable(_ status: LoaderStatus, _ context: CommandContext) {
         context.print("Datapath under \(status.root): nf_to_pod id \(status.programIDs["nf_to_pod"] ?? 0), nf_from_pod id \(status.programIDs["nf_from_pod"] ?? 0), "
-                      + "attached through \(status.attachment == Attachment.tc.description ? "tc filters" : "tcx links")\n")
+                      + "attached through \(status.attachment == .tc ? "tc filters" : "tcx links")\n")
         if status.pods.isEmpty {
             context.print("No pods attached.")
         } else {
@@ -231,7 +231,7 @@ struct LoaderStatus: Encodable {
     let root: String
     let programIDs: [String: UInt32]
     /// How pods' programs sit on their hooks: `tc` (cls_bpf filters) or `tcx` (links).
-    let attachment: String
+    let attachment: Attachment
     let maps: [MapFill]
     let pods: [PodStatus]
     let dnsProxies: [DNSProxyState]

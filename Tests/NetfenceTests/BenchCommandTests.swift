@@ -257,6 +257,14 @@ import TestSupport
         #expect(FigureTable.compared(try #require(noGoal.compared(.times)), noGoal) == "0.97×")
     }
 
+    /// Side-by-side runs of no length, or a thousand of them, are refused before anything is built.
+    @Test(arguments: [["--side-by-side-seconds", "0"], ["--side-by-side-rounds", "1000"]])
+    func benchTrafficRefusesRoundsOutOfRange(words: [String]) throws {
+        let result = try NetfenceBinary.run(["bench", "traffic"] + words)
+        #expect(result.status == 64)
+        #expect(result.standardError.contains("\(words[0]) must be between 1 and"), "\(result.standardError)")
+    }
+
     @Test func benchEventsRefusesATooSmallRun() throws {
         let result = try NetfenceBinary.run(["bench", "events", "--events", "10"])
         #expect(result.status == 64)

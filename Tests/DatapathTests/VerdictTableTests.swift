@@ -190,6 +190,35 @@ import TestSupport
         }
     }
 
+    /// The established path reads the common packet straight from the frame, ahead of the parser:
+    /// it must find exactly the flows the parser copied. A pod that sends IPv6 carrying an IPv4
+    /// flow's addresses (`::ffff:a.b.c.d`, the same ports) gets no share of that flow; IPv6 flows
+    /// and their replies are copied and found like IPv4 ones.
+    @Test func aCopyIsFoundOnlyByItsOwnFamily() throws {
+        guard Privileges.require() else { return }
+        try OneCPU.pinning {
+            let bench = try VerdictBench(pods: 1)
+            let pod = Self.pod0, pod6 = Self.pod0v6
+            try bench.apply(pod: 0, states: [.ingress: .policiesApplied, .egress: .policiesApplied], rules: [
+                .ingress: [],
+                .egress: [
+                    PolicyRule(ruleID: 430, peer: cidr("198.18.20.0/24"), ports: [PortRange(protocolNumber: TCP, start: 443)]),
+                    PolicyRule(ruleID: 431, peer: cidr("2001:db8:20::/48"), ports: [PortRange(protocolNumber: TCP, start: 443)]),
+                ],
+            ])
+            try bench.send(tcp(pod, "198.18.20.1", 40001, 443), pod: 0, .egress, expect: .pass(.networkPolicy, rule: 430), "new flow")
+            try bench.send(tcp(pod, "198.18.20.1", 40001, 443), pod: 0, .egress, expect: .tracked, "copied, then from the copy")
+            let lying = PacketBuilder.frame(from: ip(pod), to: ip("198.18.20.1"), .tcp(sourcePort: 40001, destinationPort: 443), family: .ipv6)
+            try bench.send(lying, pod: 0, .egress, expect: .drop(.networkPolicy), "its words as IPv6: another flow, and no IPv6 rule allows it")
+            try bench.send(tcp(pod6, "2001:db8:20::1", 40002, 443), pod: 0, .egress, expect: .pass(.networkPolicy, rule: 431), "an IPv6 flow")
+            for _ in 0..<2 {
+                try bench.send(tcp(pod6, "2001:db8:20::1", 40002, 443), pod: 0, .egress, expect: .tracked, "copied, then from the copy")
+                try bench.send(tcp("2001:db8:20::1", pod6, 443, 40002), pod: 0, .ingress, expect: .tracked, "its replies too")
+            }
+            #expect(bench.cases == 8)
+        }
+    }
+
     /// What copies must never weaken: a flow's next packet after a change of policy is judged
     /// under the new policy, also within the tick its copy was made in. The coarse clock moves
     /// with jiffies: unchanged from before the copy to after the packet, both fell in one tick.

@@ -1098,19 +1098,12 @@ static __always_inline __u8 common_flow(struct __sk_buff *skb, __u64 *flow)
 }
 
 /* Whether P's flow on IFINDEX is tracked and was allowed under its pod's current
- * revision (*POD_ID), by this CPU's copy or by the flow's entry, which is then
- * copied. KEY is the flow's key; *TRACKED its entry, when looked up. */
+ * revision (*POD_ID), by the flow's entry, which is then copied into this CPU's
+ * flow cache for the search ahead of everything (enforce); that search already
+ * missed, or could not read the packet. KEY is the flow's key; *TRACKED its entry. */
 static __always_inline int tracked_and_current(const struct packet *p, __u32 ifindex, struct nf_conntrack_key *key,
 					       struct nf_conntrack_value **tracked, __u32 *pod_id)
 {
-	const __u64 *flow = (const __u64 *)&p->flow;
-	struct flow_copy *copy = flow_cache_slot(flow, ifindex);
-	__u64 jiffies = bpf_jiffies64();
-
-	if (copy && flow_copy_holds(copy, flow, p->family, ifindex, jiffies)) {
-		*pod_id = copy->pod_id;
-		return 1;
-	}
 	conntrack_key(key, ifindex, p->family, &p->flow);
 	struct nf_conntrack_value *entry = conntrack_lookup(key);
 
@@ -1118,13 +1111,15 @@ static __always_inline int tracked_and_current(const struct packet *p, __u32 ifi
 	if (!entry || !conntrack_current(entry))
 		return 0;
 	*pod_id = entry->pod_id;
+	struct flow_copy *copy = flow_cache_slot((const __u64 *)&p->flow, ifindex);
+
 	if (copy) {
 		copy->flow = p->flow;
 		copy->ifindex = ifindex;
 		copy->family = p->family;
 		copy->pod_id = entry->pod_id;
 		copy->revision = entry->revision;
-		copy->jiffies = jiffies;
+		copy->jiffies = bpf_jiffies64();
 	}
 	return 1;
 }

@@ -164,11 +164,11 @@ struct BenchTrafficCommand: Command {
             the round with the median ratio is reported, its two flows beside each other; the control has no program \
             on either pair. A round's ratio moves by about 2 % on a small VM however long the round lasts, so these \
             rounds are many and short (20 of 1 s: the median resolves some 0.5 %). Goals, side by side: at least \
-            97 % of the other pair's throughput and transactions, p99 within 5 %. Two more rows say what that is made of: an empty tc program on the four hooks beside no \
-            program (the hook's own cost), and netfence beside an empty program on the other pair (what its \
-            programs add); during that case's ping-pong the kernel times every program run (run-time \
-            statistics), and a last row gives the ns per packet in netfence's programs beside the empty \
-            program's. Two rows without goals measure what tcx links (kernel 6.6 on) would change: the empty \
+            97 % of the other pair's throughput and transactions, p99 within 5 %. Two more rows say what that is \
+            made of: an empty tc program on the four hooks beside no program (the hook's own cost), and netfence \
+            beside an empty program on the other pair (what its programs add); during that case's ping-pong the \
+            kernel times every program run (run-time statistics), and a last row gives the ns per packet in \
+            netfence's programs beside the empty program's. Two rows without goals measure what tcx links (kernel 6.6 on) would change: the empty \
             program, and netfence's programs, attached through tcx instead of cls_bpf filters. Needs Debian's \
             iperf3 and sockperf. Takes about a quarter of an hour with the defaults; removes everything it made.
             """)

@@ -190,10 +190,10 @@ import TestSupport
         }
     }
 
-    /// The established path reads the common packet straight from the frame, ahead of the parser:
-    /// it must find exactly the flows the parser copied. A pod that sends IPv6 carrying an IPv4
-    /// flow's addresses (`::ffff:a.b.c.d`, the same ports) gets no share of that flow; IPv6 flows
-    /// and their replies are copied and found like IPv4 ones.
+    /// The established path reads the common packet straight from the frame, ahead of the parser,
+    /// and finds the flows the full path copied. A pod that sends IPv6 carrying an IPv4 flow's
+    /// addresses (`::ffff:a.b.c.d`, the same ports) within the copy's tick gets no share of that
+    /// flow; an IPv6 flow and its replies pass as tracked through the same search.
     @Test func aCopyIsFoundOnlyByItsOwnFamily() throws {
         guard Privileges.require() else { return }
         try OneCPU.pinning {

@@ -18,10 +18,16 @@ public struct ProgramInfo: Sendable, Equatable {
     public let btfID: UInt32
     public let translatedBytes: UInt32
     public let jitedBytes: UInt32
+    /// Instructions the verifier processed loading it, of its budget (`verifierBudget`); 0 from kernels before 5.16.
+    public let verifiedInstructions: UInt32
     /// Runs counted while run-time statistics were enabled (see ``StatisticsSession``).
     public let runCount: UInt64
     /// Total ns spent in those runs.
     public let runTimeNanoseconds: UInt64
+
+    /// Instructions the verifier processes at most loading a program with CAP_BPF
+    /// (`BPF_COMPLEXITY_LIMIT_INSNS`): a program that needs more fails to load.
+    public static let verifierBudget = 1_000_000
 }
 
 /// A loaded BPF program, owning one file descriptor to it.
@@ -70,7 +76,7 @@ public final class BPFProgram: @unchecked Sendable {
             id: info.id, type: ProgramType(rawValue: info.type), name: string(fromCArray: info.name),
             tag: tag, loadTimeNanoseconds: info.load_time, ownerUID: info.created_by_uid,
             mapIDs: mapIDs, btfID: info.btf_id, translatedBytes: info.xlated_prog_len,
-            jitedBytes: info.jited_prog_len, runCount: info.run_cnt, runTimeNanoseconds: info.run_time_ns)
+            jitedBytes: info.jited_prog_len, verifiedInstructions: info.verified_insns, runCount: info.run_cnt, runTimeNanoseconds: info.run_time_ns)
     }
 
     /// What one `BPF_PROG_TEST_RUN` returned.

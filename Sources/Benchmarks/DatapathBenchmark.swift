@@ -75,7 +75,19 @@ public struct DatapathBenchmark {
                                          namespace: namespace, ifindex: ifindex)
             results.append(try measureCapture(prefixes: count, pod: pod, namespace: namespace, ifindex: ifindex))
         }
-        return results
+        return results + (try verifierFigures())
+    }
+
+    /// What the verifier walked loading each program, of its budget: a datapath change that
+    /// multiplies the paths it explores shows here before it fails to load on some kernel.
+    func verifierFigures() throws -> [Figure] {
+        let datapath = try Datapath()
+        return try [Direction.ingress, .egress].compactMap { direction in
+            let info = try datapath.program(for: direction).info()
+            guard info.verifiedInstructions > 0 else { return nil }  // a kernel before 5.16 does not say
+            return Figure("instructions the verifier processed loading \(info.name)", Double(info.verifiedInstructions), .instructions,
+                          baseline: .init("the verifier's budget per program", Double(ProgramInfo.verifierBudget)), comparison: .times)
+        }
     }
 
     /// Runs of a new denied flow between two drains of the ring: the ring must have room for every event.

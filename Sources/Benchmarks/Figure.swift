@@ -6,7 +6,7 @@ public struct Figure: Sendable, Encodable {
     /// What the value counts.
     public enum Unit: String, Sendable, Encodable {
         case nanoseconds = "ns", microseconds = "µs", milliseconds = "ms", seconds = "s", perSecond = "/s", mebibytes = "MiB"
-        case gigabitsPerSecond = "Gbit/s", percent = "%"
+        case gigabitsPerSecond = "Gbit/s", percent = "%", instructions = "insns"
     }
 
     /// The same-run measurement a figure is read against.

@@ -80,6 +80,10 @@ struct ProgramRow: Encodable {
     let loadedAt: Date
     let ownerUID: UInt32
     let mapIDs: [UInt32]
+    /// Instructions the verifier processed loading it (nil: a kernel before 5.16 does not say).
+    let verifiedInstructions: UInt32?
+    let translatedBytes: UInt32
+    let jitedBytes: UInt32
     let pinned: [String]
     let attachments: [ProgramAttachment]
     let runCount: UInt64?
@@ -100,6 +104,9 @@ struct ProgramRow: Encodable {
         loadedAt = HostClock.boot.date(info.loadTimeNanoseconds)
         ownerUID = info.ownerUID
         mapIDs = info.mapIDs
+        verifiedInstructions = info.verifiedInstructions > 0 ? info.verifiedInstructions : nil
+        translatedBytes = info.translatedBytes
+        jitedBytes = info.jitedBytes
         pinned = record.pins
         attachments = record.attachments
         runCount = withStats ? info.runCount : nil

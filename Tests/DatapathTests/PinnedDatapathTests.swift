@@ -33,6 +33,20 @@ import TestSupport
         #expect(unknown.created == ["policies"] && unknown.reused.count == Datapath.mapLayouts.count - 1)
     }
 
+    /// The verifier's walk of each program leaves a tenth of its budget: other kernels walk the same
+    /// program differently (older ones prune fewer states), so a change that grows the walk toward
+    /// the limit must be caught here, not by a node whose kernel refuses to load it.
+    @Test func eachProgramLeavesTheVerifierATenthOfItsBudget() throws {
+        guard Privileges.require() else { return }
+        let datapath = try Datapath()
+        for direction in [Direction.ingress, .egress] {
+            let info = try datapath.program(for: direction).info()
+            try #require(info.verifiedInstructions > 0, "this kernel reports what the verifier walked (5.16 on)")
+            #expect(Int(info.verifiedInstructions) <= ProgramInfo.verifierBudget * 9 / 10,
+                    "\(info.name): \(info.verifiedInstructions) instructions walked of \(ProgramInfo.verifierBudget)")
+        }
+    }
+
     /// A node upgraded from a netfence without a map (here coarse_clock, new on 2026-12-05) gets it
     /// beside the maps it reuses, tracked flows included.
     @Test func aMapAnUpgradeAddsIsCreatedBesideTheReusedOnes() throws {

@@ -112,6 +112,9 @@ import TestSupport
         #expect(names.contains("new denied flow, its event with a 128-byte capture, ns over floor, 10,000 prefixes"))
         let established = rows.filter { ($0["name"] as? String ?? "").hasPrefix("established flow, ") }
         #expect(established.count == 3 && established.allSatisfy { ($0["goal"] as? [String: Any])?["limit"] as? Double == 70 }, "\(established)")
+        let walks = rows.filter { $0["unit"] as? String == "insns" }
+        #expect(walks.compactMap { $0["name"] as? String } == ["nf_to_pod", "nf_from_pod"].map { "instructions the verifier processed loading \($0)" })
+        #expect(walks.allSatisfy { ($0["value"] as? Double ?? 0) > 0 && ($0["baseline"] as? [String: Any])?["value"] as? Double == 1_000_000 }, "\(walks)")
         #expect(!FileManager.default.fileExists(atPath: "\(NetworkNamespace.namedFolder)/nfbench-\(result.processID)"), "namespace removed")
     }
 

@@ -57,6 +57,8 @@ func jsonArray(_ text: String) throws -> [[String: Any]] {
             #expect(program["mapIDs"] as? [Int] == [Int(demo.mapID)])
             #expect(program["pinned"] as? [String] == ["\(demo.root.path)/demo_\(direction.rawValue)"])
             #expect(program["loadedAt"] is String)
+            #expect((program["verifiedInstructions"] as? Int ?? 0) > 0 && (program["jitedBytes"] as? Int ?? 0) > 0)
+            #expect((program["translatedBytes"] as? Int ?? 0) > 0)
             let attachments = try #require(program["attachments"] as? [[String: Any]])
             #expect(attachments.count == 1)
             #expect(attachments.first?["kind"] as? String == "tc")

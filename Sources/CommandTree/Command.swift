@@ -98,8 +98,9 @@ public final class CommandContext {
                        standardOutput: standardOutput, standardError: standardError, jsonDiagnostics: jsonDiagnostics)
     }
 
-    /// Writes `text` and a newline to standard output.
-    public func print(_ text: String) { standardOutput.write(text + "\n") }
+    /// Writes `text` and a newline to standard output, control characters other than line
+    /// breaks escaped (`TerminalText`): no name a command quotes acts on the terminal.
+    public func print(_ text: String) { standardOutput.write(TerminalText.escapedKeepingLines(text) + "\n") }
     /// Writes `text` as it is to standard output.
     public func write(_ text: String) { standardOutput.write(text) }
     /// Writes bytes as they are to standard output (output built as bytes need not become a String).

@@ -30,6 +30,22 @@ public enum TerminalText {
         }
         return result
     }
+
+    /// `text` with its line breaks kept and every other control character escaped: what a
+    /// command prints for people, whose lines may quote names from outside. A scan of the
+    /// bytes finds nothing to escape in nearly every text; only then is it rebuilt.
+    public static func escapedKeepingLines(_ text: String) -> String {
+        var text = text
+        let clean = text.withUTF8 { bytes in
+            !bytes.indices.contains { index in
+                let byte = bytes[index]
+                return (byte < 0x20 && byte != 0x0a) || byte == 0x7f
+                    || (byte == 0xc2 && index + 1 < bytes.count && (0x80...0x9f).contains(bytes[index + 1]))  // C1, in UTF-8
+            }
+        }
+        if clean { return text }
+        return text.split(separator: "\n", omittingEmptySubsequences: false).map { escaped(String($0)) }.joined(separator: "\n")
+    }
 }
 
 /// An aligned text table: a header row and left-aligned columns two spaces apart.

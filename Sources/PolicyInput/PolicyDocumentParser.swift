@@ -83,9 +83,9 @@ public enum PolicyDocumentParser {
             guard given == apiVersion else { throw PolicyInputError(join(path, "apiVersion"), "\(given) is not \(apiVersion)") }
         }
         let metadata = try dictionary(object["metadata"], join(path, "metadata"))
-        let name = try string(metadata["name"], join(path, "metadata.name"))
+        let name = try kubernetesName(metadata["name"], join(path, "metadata.name"))
         let clusterScoped = policyKind == .clusterPolicyEndpoint
-        let namespace = clusterScoped ? "" : try string(metadata["namespace"], join(path, "metadata.namespace"))
+        let namespace = clusterScoped ? "" : try kubernetesName(metadata["namespace"], join(path, "metadata.namespace"), namespace: true)
         var mode = PolicyMode.enforce
         if let annotations = metadata["annotations"] {
             let annotationsPath = join(path, "metadata.annotations")
@@ -101,8 +101,10 @@ public enum PolicyDocumentParser {
 
         // Required, as the CRD says: it is what events and status name as the policy.
         let ref = try dictionary(spec["policyRef"], join(specPath, "policyRef"))
-        let refName = try string(ref["name"], join(specPath, "policyRef.name"))
-        let refNamespace = try ref["namespace"].map { (value: InputValue) throws(PolicyInputError) in try string(value, join(specPath, "policyRef.namespace")) }
+        let refName = try kubernetesName(ref["name"], join(specPath, "policyRef.name"))
+        let refNamespace = try ref["namespace"].map { (value: InputValue) throws(PolicyInputError) in
+            try kubernetesName(value, join(specPath, "policyRef.namespace"), namespace: true)
+        }
         let policyRef = refNamespace.map { "\($0)/\(refName)" } ?? refName
 
         var isolation = Set<Direction>()
@@ -121,8 +123,8 @@ public enum PolicyDocumentParser {
             let endpoint = try dictionary(value, field)
             let podIP = try endpoint["podIP"].map { (value: InputValue) throws(PolicyInputError) in try address(value, join(field, "podIP")) }
             let hostIP = try endpoint["hostIP"].map { (value: InputValue) throws(PolicyInputError) in try address(value, join(field, "hostIP")) }
-            pods.append(SelectedPod(pod: PodReference(namespace: try string(endpoint["namespace"], join(field, "namespace")),
-                                                      name: try string(endpoint["name"], join(field, "name"))),
+            pods.append(SelectedPod(pod: PodReference(namespace: try kubernetesName(endpoint["namespace"], join(field, "namespace"), namespace: true),
+                                                      name: try kubernetesName(endpoint["name"], join(field, "name"))),
                                     podIP: podIP, hostIP: hostIP))
         }
 
@@ -269,6 +271,28 @@ public enum PolicyDocumentParser {
             throw PolicyInputError(path(), "\(describe(value)), expected a string")
         }
         return string
+    }
+
+    /// A name as the API server admits it: objects and pods a DNS-1123 subdomain (at most 253
+    /// characters), namespaces a DNS-1123 label (at most 63, no dots). Anything else never came from
+    /// a cluster, and a slash in it would make `namespace/name` mean two things.
+    private static func kubernetesName(_ value: InputValue?, _ path: @autoclosure () -> String, namespace: Bool = false)
+        throws(PolicyInputError) -> String {
+        let name = try string(value, path())
+        let limit = namespace ? 63 : 253
+        let labels = name.split(separator: ".", omittingEmptySubsequences: false)
+        let valid = name.utf8.count <= limit && (!namespace || labels.count == 1) && labels.allSatisfy { label in
+            let bytes = Array(label.utf8)
+            func alphanumeric(_ byte: UInt8) -> Bool { (0x61...0x7a).contains(byte) || (0x30...0x39).contains(byte) }
+            return bytes.first.map(alphanumeric) == true && bytes.last.map(alphanumeric) == true
+                && bytes.allSatisfy { alphanumeric($0) || $0 == UInt8(ascii: "-") }
+        }
+        guard valid else {
+            throw PolicyInputError(path(), namespace
+                ? "\"\(name)\" is not a Kubernetes namespace (at most 63 lowercase letters, digits and '-', a letter or digit first and last)"
+                : "\"\(name)\" is not a Kubernetes name (at most 253 lowercase letters, digits, '-' and '.', a letter or digit first and last)")
+        }
+        return name
     }
 
     private static func integer(_ value: InputValue?, _ path: @autoclosure () -> String) throws(PolicyInputError) -> Int {

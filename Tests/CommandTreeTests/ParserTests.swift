@@ -86,6 +86,13 @@ func run(_ words: [String], environment: [String: String] = [:]) -> (Int32, Stri
         #expect(run(["group", "leaf", "--level=y"]).1.hasSuffix("level=y\n"))
     }
 
+    /// A value from outside quoted in a command's output cannot act on the terminal: C0, DEL and C1
+    /// controls print as escapes; the output's own line breaks stay.
+    @Test func whatACommandPrintsCarriesNoControlCharacters() {
+        #expect(run(["g", "l", "--level", "a\u{1b}[31mb\tc\u{7f}\u{9b}d\ne"]).1.hasSuffix("level=a\\x1b[31mb\\tc\\x7f\\x9bd\ne\n"))
+        #expect(TerminalText.escapedKeepingLines("one\ntwo é ✓\n") == "one\ntwo é ✓\n", "a clean text is left as it is")
+    }
+
     @Test func aRepeatedOptionKeepsTheLastValue() {
         #expect(run(["g", "l", "-n", "1", "-n", "2"]).1.contains("count=2"))
     }

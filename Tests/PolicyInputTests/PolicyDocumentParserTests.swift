@@ -64,6 +64,16 @@ import TestSupport
         ("spec.egress[1].domainName", "\"localhost\"", "spec.egress[1].domainName: localhost has one label; a domain rule names at least two (example.com, *.example.com)"),
         ("spec.egress[1].domainName", "\"*.test\"", "spec.egress[1].domainName: *.test has one label; a domain rule names at least two (example.com, *.example.com)"),
         ("spec.ingress[1].domainName", "\"github.com\"", "spec.ingress[1].domainName: domain names apply to egress only"),
+        // Names as the API server admits them: anything else never came from a cluster.
+        ("metadata.name", "\"Allow_Web\"", "metadata.name: \"Allow_Web\" is not a Kubernetes name (at most 253 lowercase letters, digits, '-' and '.', a letter or digit first and last)"),
+        ("metadata.name", "\"a\\u001b[31mred\"", "metadata.name: \"a\u{1b}[31mred\" is not a Kubernetes name (at most 253 lowercase letters, digits, '-' and '.', a letter or digit first and last)"),
+        ("metadata.name", "\"allow.-web\"", "metadata.name: \"allow.-web\" is not a Kubernetes name (at most 253 lowercase letters, digits, '-' and '.', a letter or digit first and last)"),
+        ("metadata.name", "\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"", "metadata.name: \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\" is not a Kubernetes name (at most 253 lowercase letters, digits, '-' and '.', a letter or digit first and last)"),
+        ("metadata.namespace", "\"shop.eu\"", "metadata.namespace: \"shop.eu\" is not a Kubernetes namespace (at most 63 lowercase letters, digits and '-', a letter or digit first and last)"),
+        ("spec.policyRef.name", "\"allow web\"", "spec.policyRef.name: \"allow web\" is not a Kubernetes name (at most 253 lowercase letters, digits, '-' and '.', a letter or digit first and last)"),
+        ("spec.policyRef.namespace", "\"-shop\"", "spec.policyRef.namespace: \"-shop\" is not a Kubernetes namespace (at most 63 lowercase letters, digits and '-', a letter or digit first and last)"),
+        ("spec.podSelectorEndpoints[0].name", "\"shop/web\"", "spec.podSelectorEndpoints[0].name: \"shop/web\" is not a Kubernetes name (at most 253 lowercase letters, digits, '-' and '.', a letter or digit first and last)"),
+        ("spec.podSelectorEndpoints[0].namespace", "\"ssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssss\"", "spec.podSelectorEndpoints[0].namespace: \"ssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssss\" is not a Kubernetes namespace (at most 63 lowercase letters, digits and '-', a letter or digit first and last)"),
     ])
     func invalidFieldsAreNamedByPath(path: String, value: String, message: String) throws {
         let broken = try replace(path, with: value, in: kubectlJSON)
@@ -73,6 +83,15 @@ import TestSupport
         } catch {
             #expect(error.description == message)
         }
+    }
+
+    /// The longest names the API server admits parse, dots and dashes inside.
+    @Test func namesAtTheirLimitsParse() throws {
+        let name = String(repeating: "a", count: 120) + ".b-" + String(repeating: "c", count: 130)
+        var json = try replace("metadata.name", with: "\"\(name)\"", in: kubectlJSON)
+        json = try replace("metadata.namespace", with: "\"\(String(repeating: "s", count: 63))\"", in: json)
+        let object = try #require(try PolicyDocumentParser.parse(json).objects.first)
+        #expect(name.count == 253 && object.key.name == name && object.key.namespace.count == 63)
     }
 
     @Test func clusterFieldsAreChecked() {
@@ -151,8 +170,8 @@ import TestSupport
         #expect(message("{\"a\": 1} junk") == "not valid JSON: unexpected text after the JSON value at line 1, column 10")
         #expect(message("{\"a\": 1, \"a\": 2}") == "not valid JSON: the key a appears twice at line 1, column 10")
         #expect(message(String(repeating: "[", count: 600)) == "not valid JSON: more than 512 nested lists or objects at line 1, column 513")
-        #expect(message("{\"kind\": \"PolicyEndpoint\", \"metadata\": {\"name\": \"a\\u00e9\\ud83d\\ude00\"}}")?.hasPrefix("metadata.namespace") == true,
-                "escapes decode, and the next fault is reported")
+        #expect(message("{\"kind\": \"PolicyEndpoint\", \"metadata\": {\"name\": \"a\\u00e9\\ud83d\\ude00\"}}")?.hasPrefix("metadata.name: \"aé😀\" is not") == true,
+                "escapes decode (into a name no cluster admits)")
     }
 
     @Test func binaryAndNonUTF8InputIsNamedNotEchoed() throws {

@@ -111,6 +111,10 @@ public enum CNIPlugin {
             throw CNIError(.invalidEnvironment, "CNI_ARGS names no pod: netfence-cni needs K8S_POD_NAMESPACE and K8S_POD_NAME",
                            details: "kubelet's container runtime passes them; another runtime can add them to CNI_ARGS")
         }
+        for (variable, value, kind) in [("K8S_POD_NAMESPACE", namespace, KubernetesName.Kind.namespace), ("K8S_POD_NAME", name, .object)]
+        where !KubernetesName.admits(value, kind) {
+            throw CNIError(.invalidEnvironment, "\(variable) '\(TerminalText.escaped(value))' is not \(KubernetesName.rule(kind))")
+        }
         return PodReference(namespace: namespace, name: name)
     }
 

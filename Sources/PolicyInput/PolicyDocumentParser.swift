@@ -273,25 +273,12 @@ public enum PolicyDocumentParser {
         return string
     }
 
-    /// A name as the API server admits it: objects and pods a DNS-1123 subdomain (at most 253
-    /// characters), namespaces a DNS-1123 label (at most 63, no dots). Anything else never came from
-    /// a cluster, and a slash in it would make `namespace/name` mean two things.
+    /// A name as the API server admits it (``KubernetesName``).
     private static func kubernetesName(_ value: InputValue?, _ path: @autoclosure () -> String, namespace: Bool = false)
         throws(PolicyInputError) -> String {
         let name = try string(value, path())
-        let limit = namespace ? 63 : 253
-        let labels = name.split(separator: ".", omittingEmptySubsequences: false)
-        let valid = name.utf8.count <= limit && (!namespace || labels.count == 1) && labels.allSatisfy { label in
-            let bytes = Array(label.utf8)
-            func alphanumeric(_ byte: UInt8) -> Bool { (0x61...0x7a).contains(byte) || (0x30...0x39).contains(byte) }
-            return bytes.first.map(alphanumeric) == true && bytes.last.map(alphanumeric) == true
-                && bytes.allSatisfy { alphanumeric($0) || $0 == UInt8(ascii: "-") }
-        }
-        guard valid else {
-            throw PolicyInputError(path(), namespace
-                ? "\"\(name)\" is not a Kubernetes namespace (at most 63 lowercase letters, digits and '-', a letter or digit first and last)"
-                : "\"\(name)\" is not a Kubernetes name (at most 253 lowercase letters, digits, '-' and '.', a letter or digit first and last)")
-        }
+        let kind: KubernetesName.Kind = namespace ? .namespace : .object
+        guard KubernetesName.admits(name, kind) else { throw PolicyInputError(path(), "\"\(name)\" is not \(KubernetesName.rule(kind))") }
         return name
     }
 

@@ -113,7 +113,7 @@ struct EventFieldList: ArgumentValue, Equatable {
 extension PodReference: ArgumentValue {
     public init?(argument: String) { self.init(parsing: argument) }
     public static var defaultValueName: String { "namespace/name" }
-    public static var expectedForm: String? { "NAMESPACE/NAME" }
+    public static var expectedForm: String? { "NAMESPACE/NAME as Kubernetes names them: lowercase letters, digits and '-', and '.' in NAME" }
 }
 
 /// A protocol by name (`tcp`, `udp`, `sctp`, `icmp`, `icmpv6`) or number.

@@ -38,4 +38,18 @@ struct CNIConfigurationTests {
         #expect(try CNIRequest.parseArguments("A=b=c") == ["A": "b=c"])
         #expect(throws: CNIError.self) { try CNIRequest.parseArguments("novalue") }
     }
+
+    /// ADD and CHECK name the pod as kubelet does; a name no cluster admits is refused, naming the variable.
+    @Test func podNamesInCNIArgsAreKubernetesNames() throws {
+        func request(_ arguments: String) throws -> CNIRequest {
+            try CNIRequest(environment: ["CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c", "CNI_NETNS": "/run/netns/x", "CNI_IFNAME": "eth0",
+                                         "CNI_ARGS": arguments],
+                           standardInput: Array(#"{"cniVersion":"1.0.0","name":"n","type":"netfence-cni"}"#.utf8))
+        }
+        #expect(try CNIPlugin.podReference(request("K8S_POD_NAMESPACE=shop;K8S_POD_NAME=web-0")).description == "shop/web-0")
+        #expect(throws: CNIError.self) { try CNIPlugin.podReference(request("K8S_POD_NAMESPACE=shop;K8S_POD_NAME=Web_0")) }
+        let hostile = try request("K8S_POD_NAMESPACE=sh\u{1b}op;K8S_POD_NAME=web-0")
+        let error = #expect(throws: CNIError.self) { try CNIPlugin.podReference(hostile) }
+        #expect(error?.description.hasPrefix("K8S_POD_NAMESPACE 'sh\\x1bop' is not a Kubernetes namespace") == true, "\(String(describing: error))")
+    }
 }

@@ -82,6 +82,7 @@ func runTree(_ words: [String]) -> (status: Int32, out: String, err: String) {
         (["ebpf"], "missing-subcommand"),
         (["ebpf", "progs", "--all", "7"], "all-and-ids"),
         (["completions", "tcsh"], "bad-shell"),
+        (["loader", "attach", "--pod", "Shop/web_0", "--iface", "veth0"], "pod-not-a-kubernetes-name"),
     ])
     func usageErrorsMatchTheirSnapshots(words: [String], name: String) {
         let result = runTree(words)

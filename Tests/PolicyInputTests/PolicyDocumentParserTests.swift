@@ -94,6 +94,14 @@ import TestSupport
         #expect(name.count == 253 && object.key.name == name && object.key.namespace.count == 63)
     }
 
+    /// A pod on the command line is named as a cluster names it, by the same rule as in objects.
+    @Test func podReferencesAreKubernetesNames() {
+        #expect(PodReference(parsing: "shop/web-5d9f-abc.x") == PodReference(namespace: "shop", name: "web-5d9f-abc.x"))
+        for text in ["shop/Web", "shop/web_0", "shop.eu/web", "shop/web/0", "shop/", "/web", "shop/a\u{1b}[31m", "-shop/web", "shop/web-"] {
+            #expect(PodReference(parsing: text) == nil, "\(text)")
+        }
+    }
+
     @Test func clusterFieldsAreChecked() {
         let badTier = kubectlYAMLDocuments.replacingOccurrences(of: "tier: Admin", with: "tier: Developer")
         #expect(throws: PolicyInputError("document[1].spec.tier", "Developer is not Admin or Baseline")) { try PolicyDocumentParser.parse(badTier) }

@@ -60,6 +60,21 @@ import TestSupport
         try FileManager.default.removeItem(atPath: aws.path + "/programs")
     }
 
+    /// A pin's name is whatever bytes its maker chose: in aws-eks-na-cli's words (PinPath) its control
+    /// characters print escaped, as in netfence's own tables.
+    @Test func aPinsControlCharactersPrintEscapedInTheAgentsWords() throws {
+        guard Privileges.require() else { return }
+        let aws = try TestPinRoot()
+        try FileManager.default.createDirectory(atPath: aws.path + "/programs", withIntermediateDirectories: true)
+        let pin = aws.path + "/programs/web\u{1b}[2J-shop_handle_ingress"
+        try BPFObjectFile(bytes: EmbeddedBPFObject.demo.bytes, name: "demo").program(named: "demo_ingress").pin(at: pin)
+        defer { try? FileManager.default.removeItem(atPath: aws.path + "/programs") }
+        let result = try NetfenceBinary.run(["ebpf", "loaded-ebpfdata", "--format", "aws-eks-na-cli", "--aws-root", aws.path])
+        #expect(result.status == 0, "\(result.standardError)")
+        #expect(result.standardOutput.contains("PinPath:  \(aws.path)/programs/web\\x1b[2J-shop_handle_ingress"), "\(result.standardOutput)")
+        #expect(!result.standardOutput.contains("\u{1b}"))
+    }
+
     @Test func nothingLoadedIsAWarningNotAnError() throws {
         guard Privileges.require() else { return }
         let empty = try TestPinRoot()

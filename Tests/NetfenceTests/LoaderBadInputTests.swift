@@ -78,7 +78,7 @@ import TestSupport
         (["ebpf", "events", "level", "--pod", "a/b", "--rate", "10/s"], "Error: --pod sets a pod's level; rates are the node's (leave out --pod)"),
         (["loader", "status", "--wait-applied"], "Error: --wait-applied needs --pod NAMESPACE/NAME: it waits for one pod"),
         (["loader", "status", "--pod", "a/b", "--timeout", "-1"], "Error: --timeout must be between 0 and 86400 seconds"),
-        (["loader", "attach", "--pod", "nonamespace", "--iface", "eth0"], "Error: 'nonamespace' is not a valid value for '--pod' (expected NAMESPACE/NAME)"),
+        (["loader", "attach", "--pod", "nonamespace", "--iface", "eth0"], "Error: 'nonamespace' is not a valid value for '--pod' (expected NAMESPACE/NAME as Kubernetes names them: lowercase letters, digits and '-', and '.' in NAME)"),
         (["loader", "attach", "--pod", "a/b", "--iface", "eth0", "--ingress-default", "maybe"],
          "Error: 'maybe' is not a valid value for '--ingress-default' (one of: allow, deny)"),
     ])

@@ -25,6 +25,19 @@ struct LoaderAttachCommand: Command {
     let parsed: ParsedArguments
     init(parsed: ParsedArguments) { self.parsed = parsed }
 
+    /// Names Linux could have given: an interface 1 to 15 bytes without '/', ':' or white space
+    /// (`dev_valid_name`), a namespace a file name under /run/netns.
+    func validate() throws {
+        let interface = parsed[Self.interface]
+        if interface.isEmpty || interface.utf8.count > 15 || interface == "." || interface == ".."
+            || interface.unicodeScalars.contains(where: { "/:".unicodeScalars.contains($0) || $0.properties.isWhitespace }) {
+            throw UsageError("--iface '\(interface)' is no interface name: Linux names them with 1 to 15 bytes, no '/', ':' or space")
+        }
+        if let netns = parsed[Self.netns], netns.isEmpty || netns == "." || netns == ".." || netns.contains("/") {
+            throw UsageError("--netns '\(netns)' is no ip-netns name (a file name under /run/netns); leave it out for this namespace")
+        }
+    }
+
     func run(_ context: CommandContext) throws {
         let loader = try LoaderAccess.openForChanges(context)
         let pod = parsed[Self.pod], interface = parsed[Self.interface]

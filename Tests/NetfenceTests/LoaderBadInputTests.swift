@@ -79,6 +79,12 @@ import TestSupport
         (["loader", "status", "--wait-applied"], "Error: --wait-applied needs --pod NAMESPACE/NAME: it waits for one pod"),
         (["loader", "status", "--pod", "a/b", "--timeout", "-1"], "Error: --timeout must be between 0 and 86400 seconds"),
         (["loader", "attach", "--pod", "nonamespace", "--iface", "eth0"], "Error: 'nonamespace' is not a valid value for '--pod' (expected NAMESPACE/NAME as Kubernetes names them: lowercase letters, digits and '-', and '.' in NAME)"),
+        (["loader", "attach", "--pod", "a/b", "--iface", "veth-with-a-long-name"],
+         "Error: --iface 'veth-with-a-long-name' is no interface name: Linux names them with 1 to 15 bytes, no '/', ':' or space"),
+        (["loader", "attach", "--pod", "a/b", "--iface", "eth0", "--netns", "../../proc/1/ns/net"],
+         "Error: --netns '../../proc/1/ns/net' is no ip-netns name (a file name under /run/netns); leave it out for this namespace"),
+        (["loader", "attach", "--pod", "a/b", "--iface", "eth0", "--netns", ""],
+         "Error: --netns '' is no ip-netns name (a file name under /run/netns); leave it out for this namespace"),
         (["loader", "attach", "--pod", "a/b", "--iface", "eth0", "--ingress-default", "maybe"],
          "Error: 'maybe' is not a valid value for '--ingress-default' (one of: allow, deny)"),
     ])

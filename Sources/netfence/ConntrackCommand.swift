@@ -31,7 +31,7 @@ struct ConntrackCommand: Command {
 enum ConntrackArguments {
     static let pod = Option<PodReference?>(long: "pod", help: "Only this pod's flows (NAMESPACE/NAME).", default: nil, showDefault: false)
     static let ip = Option<IPPrefix?>(long: "ip", help: "Only flows with either end in this CIDR.", default: nil, showDefault: false)
-    static let port = Option<UInt32?>(long: "port", help: "Only flows with either port equal to this.", default: nil, showDefault: false)
+    static let port = Option<UInt16?>(long: "port", help: "Only flows with either port equal to this.", default: nil, showDefault: false)
     static let proto = Option<ProtocolArgument?>(long: "proto", help: "Only this protocol (tcp, udp, sctp, icmp, icmpv6, or a number).",
                                                  default: nil, showDefault: false)
     static let state = Option<FlowState?>(long: "state", help: "Only flows in this state.", default: nil, showDefault: false)
@@ -40,7 +40,6 @@ enum ConntrackArguments {
 
     static func validate(_ parsed: ParsedArguments) throws {
         if parsed[aws], parsed[state] != nil { throw UsageError("--state describes netfence's flows; the agent's have no revisions") }
-        if let port = parsed[port], port > 65535 { throw UsageError("--port must be from 0 to 65535") }
     }
 
     /// The AWS agent's table and the filter the options describe.
@@ -59,7 +58,7 @@ enum ConntrackArguments {
             }
         }
         filter.prefix = parsed[ip]
-        filter.port = parsed[port].map { UInt16($0) }
+        filter.port = parsed[port]
         filter.protocolNumber = parsed[proto]?.number
         return (table, filter)
     }
@@ -77,7 +76,7 @@ enum ConntrackArguments {
             filter.podID = id
         }
         filter.prefix = parsed[ip]
-        filter.port = parsed[port].map { UInt16($0) }
+        filter.port = parsed[port]
         filter.protocolNumber = parsed[proto]?.number
         filter.state = parsed[state]
         return (try ConntrackTable(map: loader.datapath.conntrack, context: decode), filter)

@@ -67,7 +67,7 @@ struct EbpfEventsCommand: Command {
     static let verdict = Option<Verdict?>(long: "verdict", help: "Only allows or denies.", default: nil, showDefault: false)
     static let direction = Option<Direction?>(long: "direction", help: "Only ingress or egress.", default: nil, showDefault: false)
     static let ip = Option<IPPrefix?>(long: "ip", help: "Only events with either end in this CIDR.", default: nil, showDefault: false)
-    static let port = Option<UInt32?>(long: "port", help: "Only events with either port equal to this.", default: nil, showDefault: false)
+    static let port = Option<UInt16?>(long: "port", help: "Only events with either port equal to this.", default: nil, showDefault: false)
     static let proto = Option<ProtocolArgument?>(long: "proto", help: "Only this protocol (tcp, udp, sctp, icmp, icmpv6, or a number).",
                                                  default: nil, showDefault: false)
     static let tier = Option<Tier?>(long: "tier", help: "Only decisions of this tier.", default: nil, showDefault: false)
@@ -94,7 +94,6 @@ struct EbpfEventsCommand: Command {
 
     func validate() throws {
         if let count = parsed[Self.count], count < 1 { throw UsageError("--count must be at least 1") }
-        if let port = parsed[Self.port], port > 65535 { throw UsageError("--port must be from 0 to 65535") }
         if parsed[Self.aws] && parsed[Self.pcap] != nil { throw UsageError("--pcap needs captures: the AWS agent's events carry no packet") }
         if parsed[Self.aws] && parsed[Self.outputFile] != nil { throw UsageError("--output-file writes netfence's events (leave out --aws)") }
         if parsed[Self.outputFile] != nil && parsed[Self.pcap] == "-" {
@@ -117,7 +116,7 @@ struct EbpfEventsCommand: Command {
         filter.verdict = parsed[Self.verdict]
         filter.direction = parsed[Self.direction]
         filter.prefix = parsed[Self.ip]
-        filter.port = parsed[Self.port].map { UInt16($0) }
+        filter.port = parsed[Self.port]
         filter.protocolNumber = parsed[Self.proto]?.number
         filter.tier = parsed[Self.tier]
         filter.policy = parsed[Self.policy]

@@ -85,6 +85,8 @@ import TestSupport
          "Error: --netns '../../proc/1/ns/net' is no ip-netns name (a file name under /run/netns); leave it out for this namespace"),
         (["loader", "attach", "--pod", "a/b", "--iface", "eth0", "--netns", ""],
          "Error: --netns '' is no ip-netns name (a file name under /run/netns); leave it out for this namespace"),
+        (["conntrack", "list", "--port", "70000"], "Error: '70000' is not a valid value for '--port' (expected a whole number from 0 to 65535)"),
+        (["ebpf", "events", "--port", "-1"], "Error: '-1' is not a valid value for '--port' (expected a whole number from 0 to 65535)"),
         (["loader", "attach", "--pod", "a/b", "--iface", "eth0", "--ingress-default", "maybe"],
          "Error: 'maybe' is not a valid value for '--ingress-default' (one of: allow, deny)"),
     ])

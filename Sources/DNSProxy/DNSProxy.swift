@@ -72,16 +72,27 @@ public final class DNSProxy: @unchecked Sendable {
     /// Binds every listen address (UDP on each shard, TCP on the first) and each shard's
     /// upstream sockets, registers the addresses with the datapath (through `register`,
     /// which holds the loader's lock) and starts the heartbeat.
+    /// The channel `future` opens; a socket the system refuses is a `SystemError` naming `operation` on `object`.
+    private func opened(_ future: EventLoopFuture<Channel>, _ operation: String, _ object: String) throws -> Channel {
+        do {
+            return try future.wait()
+        } catch let error as IOError {
+            throw SystemError(operation, object, errno: error.errnoCode)
+        }
+    }
+
     public func start(register: (() throws -> Void) throws -> Void) throws {
         var bound: [Channel] = []
         do {
             for shard in shards {
                 let first = bound.count
-                for _ in 0..<max(1, configuration.upstreamSockets) { bound.append(try shard.openUpstream().wait()) }
+                for _ in 0..<max(1, configuration.upstreamSockets) {
+                    bound.append(try opened(shard.openUpstream(), "connect a socket to the upstream", "\(configuration.upstream)"))
+                }
                 let upstreamsEnd = bound.count
                 for endpoint in configuration.listen {
-                    bound.append(try shard.bindDatagrams(endpoint).wait())
-                    if shard === shards[0] { bound.append(try shard.bindStreams(endpoint).wait()) }
+                    bound.append(try opened(shard.bindDatagrams(endpoint), "listen (UDP) on", endpoint.description))
+                    if shard === shards[0] { bound.append(try opened(shard.bindStreams(endpoint), "listen (TCP) on", endpoint.description)) }
                 }
                 let upstreams = Array(bound[first..<upstreamsEnd]), servers = Array(bound[upstreamsEnd...])
                 try shard.loop.submit { shard.serve(upstreams: upstreams, servers: servers) }.wait()

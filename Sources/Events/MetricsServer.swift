@@ -1,3 +1,4 @@
+import HostKit
 import Loader
 import NIOCore
 import NIOHTTP1
@@ -38,7 +39,8 @@ public final class MetricsServer: @unchecked Sendable {
         try self.init(host: host, port: port, idleTimeout: idleTimeout) { try Metrics.render(source.loader) }
     }
 
-    /// Binds `host:port` and serves `render()`'s text at GET /metrics until `stop`.
+    /// Binds `host:port` and serves `render()`'s text at GET /metrics until `stop`; a socket the
+    /// system refuses is a `SystemError` with its errno.
     public init(host: String, port: Int, idleTimeout: TimeAmount = .seconds(5), render: @escaping @Sendable () throws -> String) throws {
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 128)
@@ -54,7 +56,7 @@ public final class MetricsServer: @unchecked Sendable {
             channel = try bootstrap.bind(host: host, port: port).wait()
         } catch {
             try? group.syncShutdownGracefully()
-            throw error
+            throw (error as? IOError).map { SystemError("listen on", host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)", errno: $0.errnoCode) } ?? error
         }
     }
 

@@ -67,6 +67,8 @@ public enum Errno {
         case ENOSYS: "ENOSYS"
         case EOPNOTSUPP: "EOPNOTSUPP"
         case ELOOP: "ELOOP"
+        case EADDRINUSE: "EADDRINUSE"
+        case EADDRNOTAVAIL: "EADDRNOTAVAIL"
         case kernelNotSupported: "ENOTSUPP"
         default: nil
         }

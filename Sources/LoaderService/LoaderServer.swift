@@ -67,7 +67,7 @@ public final class LoaderServer: @unchecked Sendable {
         } catch {
             try? worker.syncShutdownGracefully()
             try? group.syncShutdownGracefully()
-            throw ServeError("could not listen on \(socketPath): \(error)")
+            throw ServeError("could not listen on \(socketPath): " + ((error as? IOError).map { String(cString: strerror($0.errnoCode)) } ?? "\(error)"))
         }
     }
 

@@ -6,6 +6,7 @@ import DatapathModel
 import Foundation
 import Loader
 import Glibc
+import HostKit
 
 /// `netfence dns`: the DNS side of egress by domain name.
 struct DNSCommand: Command {
@@ -119,6 +120,9 @@ struct DNSProxyCommand: Command {
         } catch let error as LoaderError {
             _ = proxy.stop(register: register)
             throw error
+        } catch let error as SystemError {
+            _ = proxy.stop(register: register)
+            throw RuntimeError("\(error)", hint: error.errno == EADDRINUSE ? "another DNS server is bound there" : "check --listen and --upstream")
         } catch {
             _ = proxy.stop(register: register)
             throw RuntimeError("could not listen on \(listenText): \(error)", hint: "is another DNS server bound there?")

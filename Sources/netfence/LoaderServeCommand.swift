@@ -60,7 +60,7 @@ struct LoaderServeCommand: Command {
                 keeper.inTurn(wakes: request.args.dropFirst().first != "status") { Self.execute(request, environment: served) }
             }
         } catch let error as ServeError {
-            throw RuntimeError(error.description, hint: "stop the other server, or serve on another --socket")
+            throw RuntimeError(error.description, hint: "serve on another --socket, or stop the server already serving this one")
         }
         context.print("Serving loader \(Self.served.sorted().joined(separator: ", ")) for \(root) on \(socket); until SIGINT or SIGTERM")
         while stopRequested == 0 { usleep(100_000) }

@@ -3,6 +3,7 @@ import CommandTree
 import Events
 import Foundation
 import Glibc
+import HostKit
 import Loader
 
 /// `netfence metrics`: the datapath's counters for Prometheus.
@@ -49,8 +50,10 @@ struct MetricsCommand: Command {
         let server: MetricsServer
         do {
             server = try MetricsServer(host: host, port: port, loader: loader)
+        } catch let error as SystemError {
+            throw RuntimeError("\(error)", hint: "choose an address of this node and a free port with --listen")
         } catch {
-            throw RuntimeError("listen on \(listen): \(error)", hint: "choose a free port with --listen")
+            throw RuntimeError("listen on \(listen): \(error)", hint: "choose an address of this node and a free port with --listen")
         }
         context.print("Serving http://\(listen)/metrics until SIGINT or SIGTERM")
         StopSignals.install()

@@ -277,6 +277,18 @@ extension DomainCluster {
         #expect(result.standardError.contains("ulimit -n") && !result.standardError.contains("another DNS server"))
     }
 
+    /// A listening address this node does not have is named, with its socket and its errno in words.
+    @Test func anAddressThisNodeDoesNotHaveIsRefusedInWords() throws {
+        guard Privileges.require() else { return }
+        let root = try TestPinRoot()
+        _ = try Loader.initialize(root: root.pinRoot, migrate: false)
+        defer { _ = try? Loader.reset(root: root.pinRoot) }
+        let result = try NetfenceBinary.run(["dns", "proxy", "--listen", "198.19.255.254", "--upstream", "198.18.0.1", "--bpffs-root", root.path])
+        #expect(result.status == 1)
+        #expect(result.standardError == "error: listen (UDP) on 198.19.255.254:53: Cannot assign requested address (EADDRNOTAVAIL); "
+            + "check --listen and --upstream\n")
+    }
+
     /// An upstream answer as large as a client takes over UDP (400 records, 6.4 KiB, to a client that
     /// offers 8 KiB) passes whole: no receive buffer of the proxy cuts it (a cut answer would not parse,
     /// be dropped as forged, and end in SERVFAIL).

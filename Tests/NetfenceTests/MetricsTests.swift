@@ -103,6 +103,16 @@ func parsePrometheus(_ text: String) throws -> [String: Double] {
                                                               "--bpffs-root", bench.root.path])
         #expect(result.output.contains("warning: serving on every address of the node"), "\(result.output)")
     }
+
+    /// An address the system refuses is named with its errno in words, not as the socket library spells its call.
+    @Test func anAddressThisNodeDoesNotHaveIsRefusedInWords() throws {
+        guard Privileges.require() else { return }
+        let bench = try LoaderCluster(pods: 1)
+        let result = try NetfenceBinary.run(["metrics", "--listen", "198.19.255.254:9464", "--bpffs-root", bench.root.path])
+        #expect(result.status == 1)
+        #expect(result.standardError == "error: listen on 198.19.255.254:9464: Cannot assign requested address (EADDRNOTAVAIL); "
+            + "choose an address of this node and a free port with --listen\n")
+    }
 }
 
 /// What an HTTP server answered.

@@ -69,9 +69,6 @@ public final class DNSProxy: @unchecked Sendable {
         }
     }
 
-    /// Binds every listen address (UDP on each shard, TCP on the first) and each shard's
-    /// upstream sockets, registers the addresses with the datapath (through `register`,
-    /// which holds the loader's lock) and starts the heartbeat.
     /// The channel `future` opens; a socket the system refuses is a `SystemError` naming `operation` on `object`.
     private func opened(_ future: EventLoopFuture<Channel>, _ operation: String, _ object: String) throws -> Channel {
         do {
@@ -81,6 +78,9 @@ public final class DNSProxy: @unchecked Sendable {
         }
     }
 
+    /// Binds every listen address (UDP on each shard, TCP on the first) and each shard's
+    /// upstream sockets, registers the addresses with the datapath (through `register`,
+    /// which holds the loader's lock) and starts the heartbeat.
     public func start(register: (() throws -> Void) throws -> Void) throws {
         var bound: [Channel] = []
         do {

@@ -56,7 +56,8 @@ public final class MetricsServer: @unchecked Sendable {
             channel = try bootstrap.bind(host: host, port: port).wait()
         } catch {
             try? group.syncShutdownGracefully()
-            throw (error as? IOError).map { SystemError("listen on", host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)", errno: $0.errnoCode) } ?? error
+            guard let error = error as? IOError else { throw error }
+            throw SystemError("listen on", host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)", errno: error.errnoCode)
         }
     }
 

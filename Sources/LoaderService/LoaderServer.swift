@@ -67,7 +67,8 @@ public final class LoaderServer: @unchecked Sendable {
         } catch {
             try? worker.syncShutdownGracefully()
             try? group.syncShutdownGracefully()
-            throw ServeError("could not listen on \(socketPath): " + ((error as? IOError).map { String(cString: strerror($0.errnoCode)) } ?? "\(error)"))
+            let reason = (error as? IOError).map { String(cString: strerror($0.errnoCode)) } ?? "\(error)"
+            throw ServeError("could not listen on \(socketPath): \(reason)")
         }
     }
 

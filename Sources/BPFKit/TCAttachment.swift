@@ -199,6 +199,12 @@ public final class TCXLink {
         if rename(staged, path) != 0 { throw SystemError("replace link pin", path, errno: errno) }
     }
 
+    /// Takes the program off its hook now (`BPF_LINK_DETACH`). Unpinning alone leaves that to a
+    /// kernel worker, after the last holder let go: the hook would still run it when the caller returns.
+    public func detach() throws {
+        try check(bpf_link_detach(descriptor.rawValue), "detach tcx link from interface", "\(ifindex)")
+    }
+
     /// Runs `program` from now on instead of the one it ran: one atomic switch on its hook.
     public func update(_ program: BPFProgram) throws {
         try check(bpf_link_update(descriptor.rawValue, program.descriptor.rawValue, nil), "replace the program of a tcx link on interface",

@@ -404,8 +404,10 @@ public final class Loader {
         try unpinLink(at: linkPin(podID: podID, hook: hook))
     }
 
-    /// Unpins the link pinned at `path` (below the links folder), as `unpinLink(podID:hook:)`.
+    /// Unpins the link pinned at `path` (below the links folder), as `unpinLink(podID:hook:)`, having
+    /// taken its program off the hook first: when the command returns, the hook runs it no more.
     private func unpinLink(at path: String) throws {
+        try? TCXLink.pinned(at: path)?.detach()  // a link whose interface is gone is off its hook already
         if unlink(path) == 0 {
             _ = rmdir(root.appending(Self.linksFolder))  // ENOTEMPTY while other pods' links are pinned
         } else if errno != ENOENT {

@@ -100,7 +100,7 @@ public final class CommandContext {
 
     /// Writes `text` and a newline to standard output, control characters other than line
     /// breaks escaped (`TerminalText`): no name a command quotes acts on the terminal.
-    public func print(_ text: String) { standardOutput.write(TerminalText.escapedKeepingLines(text) + "\n") }
+    public func print(_ text: String) { standardOutput.write(TerminalText.escaped(text, keepingLineBreaks: true) + "\n") }
     /// Writes `text` as it is to standard output.
     public func write(_ text: String) { standardOutput.write(text) }
     /// Writes bytes as they are to standard output (output built as bytes need not become a String).

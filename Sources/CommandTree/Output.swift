@@ -16,12 +16,17 @@ public enum TerminalText {
     }
 
     /// `a\x1b[31mb` for `a<ESC>[31mb`; `\n`, `\t`, `\r` for those three.
-    public static func escaped(_ text: String) -> String {
-        guard text.unicodeScalars.contains(where: isControl) else { return text }
+    public static func escaped(_ text: String) -> String { escaped(text, keepingLineBreaks: false) }
+
+    /// As `escaped(_:)`; with `keepingLineBreaks` line breaks stay as they are (a command's own
+    /// lines, which may quote names from outside).
+    public static func escaped(_ text: String, keepingLineBreaks: Bool) -> String {
+        var text = text
+        guard text.withUTF8({ mayHoldControls($0, exceptLineBreaks: keepingLineBreaks) }) else { return text }
         var result = ""
         for scalar in text.unicodeScalars {
             switch scalar {
-            case "\n": result += "\\n"
+            case "\n": result += keepingLineBreaks ? "\n" : "\\n"
             case "\t": result += "\\t"
             case "\r": result += "\\r"
             case _ where isControl(scalar): result += "\\x" + (scalar.value < 0x10 ? "0" : "") + String(scalar.value, radix: 16)
@@ -31,20 +36,14 @@ public enum TerminalText {
         return result
     }
 
-    /// `text` with its line breaks kept and every other control character escaped: what a
-    /// command prints for people, whose lines may quote names from outside. A scan of the
-    /// bytes finds nothing to escape in nearly every text; only then is it rebuilt.
-    public static func escapedKeepingLines(_ text: String) -> String {
-        var text = text
-        let clean = text.withUTF8 { bytes in
-            !bytes.indices.contains { index in
-                let byte = bytes[index]
-                return (byte < 0x20 && byte != 0x0a) || byte == 0x7f
-                    || (byte == 0xc2 && index + 1 < bytes.count && (0x80...0x9f).contains(bytes[index + 1]))  // C1, in UTF-8
-            }
+    /// Whether UTF-8 `bytes` hold a control character: C0 and DEL are single bytes, C1 is 0xc2 and a
+    /// byte below 0xa0. One pass over the bytes lets nearly every text through untouched.
+    @inlinable public static func mayHoldControls(_ bytes: UnsafeBufferPointer<UInt8>, exceptLineBreaks: Bool = false) -> Bool {
+        bytes.indices.contains { index in
+            let byte = bytes[index]
+            return (byte < 0x20 && !(exceptLineBreaks && byte == 0x0a)) || byte == 0x7f
+                || (byte == 0xc2 && index + 1 < bytes.endIndex && bytes[index + 1] < 0xa0)
         }
-        if clean { return text }
-        return text.split(separator: "\n", omittingEmptySubsequences: false).map { escaped(String($0)) }.joined(separator: "\n")
     }
 }
 

@@ -113,10 +113,7 @@ public struct OutputCursor {
     /// terminal (``TerminalText``; JSON strings go through ``put(escaping:)``).
     @inlinable public mutating func put(text: String) {
         var text = text
-        let plain = text.withUTF8 { bytes in
-            // C0 and DEL are single bytes; C1 is 0xc2 0x80...0x9f in UTF-8.
-            !bytes.contains { $0 < 0x20 || $0 == 0x7f || $0 == 0xc2 }
-        }
+        let plain = text.withUTF8 { !TerminalText.mayHoldControls($0) }
         if !plain { text = TerminalText.escaped(text) }
         text.withUTF8 { if !$0.isEmpty { put($0) } }
     }

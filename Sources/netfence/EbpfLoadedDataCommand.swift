@@ -31,7 +31,9 @@ struct EbpfLoadedDataCommand: Command {
 
     func run(_ context: CommandContext) throws {
         try NodeAccess.requirePrivileges(context)
-        if context.naCli != nil { return context.write(TerminalText.escapedKeepingLines(try NaCliText.loadedData(awsRoot: awsRoot))) }
+        if context.naCli != nil {
+            return context.write(TerminalText.escaped(try NaCliText.loadedData(awsRoot: awsRoot), keepingLineBreaks: true))
+        }
         try NodeAccess.requireBPFFilesystem(context)
         let loader = try? Loader(root: context.pinRoot)
         let rows = try LoadedData.collect(loader: loader, awsRoot: awsRoot).filter { pod == nil || $0.pod == pod }

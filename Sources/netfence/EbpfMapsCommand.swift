@@ -38,7 +38,7 @@ struct EbpfMapsCommand: Command {
     func run(_ context: CommandContext) throws {
         if context.naCli != nil {
             try NodeAccess.requirePrivileges(context)
-            return context.write(TerminalText.escapedKeepingLines(try NaCliText.maps()))
+            return context.write(TerminalText.escaped(try NaCliText.maps(), keepingLineBreaks: true))
         }
         let selection = try Listing.selection(context, listAll: listAll, ids: mapIDs)
         let records = try Listing.load("map", context) {

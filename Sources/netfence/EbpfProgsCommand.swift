@@ -48,7 +48,7 @@ struct EbpfProgsCommand: Command {
     func run(_ context: CommandContext) throws {
         if context.naCli != nil {
             try NodeAccess.requirePrivileges(context)
-            return context.write(TerminalText.escapedKeepingLines(try NaCliText.programs()))
+            return context.write(TerminalText.escaped(try NaCliText.programs(), keepingLineBreaks: true))
         }
         let selection = try Listing.selection(context, listAll: listAll, ids: programIDs)
         var session: StatisticsSession?

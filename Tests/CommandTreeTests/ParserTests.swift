@@ -90,7 +90,7 @@ func run(_ words: [String], environment: [String: String] = [:]) -> (Int32, Stri
     /// controls print as escapes; the output's own line breaks stay.
     @Test func whatACommandPrintsCarriesNoControlCharacters() {
         #expect(run(["g", "l", "--level", "a\u{1b}[31mb\tc\u{7f}\u{9b}d\ne"]).1.hasSuffix("level=a\\x1b[31mb\\tc\\x7f\\x9bd\ne\n"))
-        #expect(TerminalText.escapedKeepingLines("one\ntwo é ✓\n") == "one\ntwo é ✓\n", "a clean text is left as it is")
+        #expect(TerminalText.escaped("one\ntwo é ✓\n", keepingLineBreaks: true) == "one\ntwo é ✓\n", "a clean text is left as it is")
     }
 
     @Test func aRepeatedOptionKeepsTheLastValue() {

@@ -85,7 +85,7 @@ public enum PolicyDocumentParser {
         let metadata = try dictionary(object["metadata"], join(path, "metadata"))
         let name = try kubernetesName(metadata["name"], join(path, "metadata.name"))
         let clusterScoped = policyKind == .clusterPolicyEndpoint
-        let namespace = clusterScoped ? "" : try kubernetesName(metadata["namespace"], join(path, "metadata.namespace"), namespace: true)
+        let namespace = clusterScoped ? "" : try kubernetesName(metadata["namespace"], join(path, "metadata.namespace"), .namespace)
         var mode = PolicyMode.enforce
         if let annotations = metadata["annotations"] {
             let annotationsPath = join(path, "metadata.annotations")
@@ -103,7 +103,7 @@ public enum PolicyDocumentParser {
         let ref = try dictionary(spec["policyRef"], join(specPath, "policyRef"))
         let refName = try kubernetesName(ref["name"], join(specPath, "policyRef.name"))
         let refNamespace = try ref["namespace"].map { (value: InputValue) throws(PolicyInputError) in
-            try kubernetesName(value, join(specPath, "policyRef.namespace"), namespace: true)
+            try kubernetesName(value, join(specPath, "policyRef.namespace"), .namespace)
         }
         let policyRef = refNamespace.map { "\($0)/\(refName)" } ?? refName
 
@@ -123,7 +123,7 @@ public enum PolicyDocumentParser {
             let endpoint = try dictionary(value, field)
             let podIP = try endpoint["podIP"].map { (value: InputValue) throws(PolicyInputError) in try address(value, join(field, "podIP")) }
             let hostIP = try endpoint["hostIP"].map { (value: InputValue) throws(PolicyInputError) in try address(value, join(field, "hostIP")) }
-            pods.append(SelectedPod(pod: PodReference(namespace: try kubernetesName(endpoint["namespace"], join(field, "namespace"), namespace: true),
+            pods.append(SelectedPod(pod: PodReference(namespace: try kubernetesName(endpoint["namespace"], join(field, "namespace"), .namespace),
                                                       name: try kubernetesName(endpoint["name"], join(field, "name"))),
                                     podIP: podIP, hostIP: hostIP))
         }
@@ -274,10 +274,9 @@ public enum PolicyDocumentParser {
     }
 
     /// A name as the API server admits it (``KubernetesName``).
-    private static func kubernetesName(_ value: InputValue?, _ path: @autoclosure () -> String, namespace: Bool = false)
+    private static func kubernetesName(_ value: InputValue?, _ path: @autoclosure () -> String, _ kind: KubernetesName.Kind = .object)
         throws(PolicyInputError) -> String {
         let name = try string(value, path())
-        let kind: KubernetesName.Kind = namespace ? .namespace : .object
         guard KubernetesName.admits(name, kind) else { throw PolicyInputError(path(), "\"\(name)\" is not \(KubernetesName.rule(kind))") }
         return name
     }

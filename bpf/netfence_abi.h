@@ -515,6 +515,7 @@ struct nf_event_ring {
 enum nf_attachment {
 	NF_ATTACH_TC = 0,  /* a cls_bpf filter on clsact (what `tc filter show` lists) */
 	NF_ATTACH_TCX = 1, /* a tcx link pinned under ROOT/links (kernel 6.6 on) */
+	NF_ATTACH_TC_THEN_TCX = 2, /* a filter first; `loader serve` moves a pod that stayed onto tcx links */
 };
 
 struct nf_root_marker {

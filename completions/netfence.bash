@@ -5,7 +5,7 @@ _netfence() {
     local path="netfence" i
     for ((i = 1; i < COMP_CWORD; i++)); do
         case "${COMP_WORDS[i]}" in
-            -o|--output|--bpffs-root|--format|--stats-window|--aws-root|--pod|--direction|--count|--namespace|--verdict|--ip|--port|--proto|--tier|--policy|--color|--pcap|--output-file|--max-size|--max-files|--fields|--rate|--node-rate|--snaplen|--conntrack-entries|--attach|--wait-timeout|--iface|--netns|--ingress-default|--egress-default|-f|--filename|--probe|--timeout|--socket|--peer|--peer-port|--state|--listen|--upstream|--min-ttl|--max-ttl|--refuse-with|--event-loops|--queries-per-socket|--passes|--pods|--events|--entries|--seconds|--outstanding|--prefixes|--samples|--cidrs|--rounds|--side-by-side-seconds|--side-by-side-rounds) ((i++)); continue ;;
+            -o|--output|--bpffs-root|--format|--stats-window|--aws-root|--pod|--direction|--count|--namespace|--verdict|--ip|--port|--proto|--tier|--policy|--color|--pcap|--output-file|--max-size|--max-files|--fields|--rate|--node-rate|--snaplen|--conntrack-entries|--attach|--wait-timeout|--iface|--netns|--ingress-default|--egress-default|-f|--filename|--probe|--timeout|--socket|--tcx-after|--peer|--peer-port|--state|--listen|--upstream|--min-ttl|--max-ttl|--refuse-with|--event-loops|--queries-per-socket|--passes|--pods|--events|--entries|--seconds|--outstanding|--prefixes|--samples|--cidrs|--rounds|--side-by-side-seconds|--side-by-side-rounds) ((i++)); continue ;;
         esac
         case "$path ${COMP_WORDS[i]}" in
             "netfence ebpf") path="netfence ebpf" ;;
@@ -82,7 +82,7 @@ _netfence() {
         --node-rate) COMPREPLY=(); return ;;
         --snaplen) COMPREPLY=(); return ;;
         --conntrack-entries) COMPREPLY=(); return ;;
-        --attach) COMPREPLY=($(compgen -W "tc tcx" -- "$cur")); return ;;
+        --attach) COMPREPLY=($(compgen -W "tc tcx tc-then-tcx" -- "$cur")); return ;;
         --wait-timeout) COMPREPLY=(); return ;;
         --iface) COMPREPLY=(); return ;;
         --netns) COMPREPLY=(); return ;;
@@ -92,6 +92,7 @@ _netfence() {
         --probe) COMPREPLY=(); return ;;
         --timeout) COMPREPLY=(); return ;;
         --socket) COMPREPLY=(); return ;;
+        --tcx-after) COMPREPLY=(); return ;;
         --peer) COMPREPLY=(); return ;;
         --peer-port) COMPREPLY=(); return ;;
         --state) COMPREPLY=($(compgen -W "current stale orphan" -- "$cur")); return ;;
@@ -136,7 +137,7 @@ _netfence() {
         "netfence loader status") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --check --pod --wait-applied --timeout --wait-timeout -h --help" -- "$cur")) ;;
         "netfence loader reconcile") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --wait-timeout -h --help" -- "$cur")) ;;
         "netfence loader reset") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --wait-timeout -h --help" -- "$cur")) ;;
-        "netfence loader serve") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --socket -h --help" -- "$cur")) ;;
+        "netfence loader serve") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --socket --tcx-after -h --help" -- "$cur")) ;;
         "netfence policy") COMPREPLY=($(compgen -W "explain show -o --output --bpffs-root --format -h --help" -- "$cur")) ;;
         "netfence policy explain") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --pod --direction --peer --proto --port --peer-port --aws --aws-root -h --help" -- "$cur")) ;;
         "netfence policy show") COMPREPLY=($(compgen -W "-o --output --bpffs-root --format --pod -h --help" -- "$cur")) ;;

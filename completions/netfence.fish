@@ -9,7 +9,7 @@ function __netfence_path
             continue
         end
         switch $word
-            case '-o' '--output' '--bpffs-root' '--format' '--stats-window' '--aws-root' '--pod' '--direction' '--count' '--namespace' '--verdict' '--ip' '--port' '--proto' '--tier' '--policy' '--color' '--pcap' '--output-file' '--max-size' '--max-files' '--fields' '--rate' '--node-rate' '--snaplen' '--conntrack-entries' '--attach' '--wait-timeout' '--iface' '--netns' '--ingress-default' '--egress-default' '-f' '--filename' '--probe' '--timeout' '--socket' '--peer' '--peer-port' '--state' '--listen' '--upstream' '--min-ttl' '--max-ttl' '--refuse-with' '--event-loops' '--queries-per-socket' '--passes' '--pods' '--events' '--entries' '--seconds' '--outstanding' '--prefixes' '--samples' '--cidrs' '--rounds' '--side-by-side-seconds' '--side-by-side-rounds'
+            case '-o' '--output' '--bpffs-root' '--format' '--stats-window' '--aws-root' '--pod' '--direction' '--count' '--namespace' '--verdict' '--ip' '--port' '--proto' '--tier' '--policy' '--color' '--pcap' '--output-file' '--max-size' '--max-files' '--fields' '--rate' '--node-rate' '--snaplen' '--conntrack-entries' '--attach' '--wait-timeout' '--iface' '--netns' '--ingress-default' '--egress-default' '-f' '--filename' '--probe' '--timeout' '--socket' '--tcx-after' '--peer' '--peer-port' '--state' '--listen' '--upstream' '--min-ttl' '--max-ttl' '--refuse-with' '--event-loops' '--queries-per-socket' '--passes' '--pods' '--events' '--entries' '--seconds' '--outstanding' '--prefixes' '--samples' '--cidrs' '--rounds' '--side-by-side-seconds' '--side-by-side-rounds'
                 set skip 1
                 continue
         end
@@ -249,7 +249,7 @@ complete -c netfence -n 'test (__netfence_path) = "netfence loader init"' -l bpf
 complete -c netfence -n 'test (__netfence_path) = "netfence loader init"' -l format -x -a 'aws-eks-na-cli aws-eks-na-cli-v6' -d 'Print ebpf progs, maps, loaded-ebpfdata, dump-maps and dump-cp-maps as aws-eks-na-cli (or its -v6) prints them.'
 complete -c netfence -n 'test (__netfence_path) = "netfence loader init"' -l migrate -d 'Replace pinned maps that do not match this netfence (their entries are lost).'
 complete -c netfence -n 'test (__netfence_path) = "netfence loader init"' -l conntrack-entries -x -d 'Flows the conntrack table holds (4096-4194304; default: as pinned, else 524288).'
-complete -c netfence -n 'test (__netfence_path) = "netfence loader init"' -l attach -x -a 'tc tcx' -d 'How pods\' programs sit on their hooks (default: as the last init chose, else tc).'
+complete -c netfence -n 'test (__netfence_path) = "netfence loader init"' -l attach -x -a 'tc tcx tc-then-tcx' -d 'How pods\' programs sit on their hooks (default: as the last init chose, else tc).'
 complete -c netfence -n 'test (__netfence_path) = "netfence loader init"' -l wait-timeout -x -d 'How long to wait for another netfence command changing this pin root to finish.'
 complete -c netfence -n 'test (__netfence_path) = "netfence loader init"' -s h -l help -d 'Show help information.'
 complete -c netfence -n 'test (__netfence_path) = "netfence loader attach"' -s o -l output -x -a 'table json' -d 'Output format: table for people, json for scripts.'
@@ -306,6 +306,7 @@ complete -c netfence -n 'test (__netfence_path) = "netfence loader serve"' -s o 
 complete -c netfence -n 'test (__netfence_path) = "netfence loader serve"' -l bpffs-root -x -a '(__fish_complete_directories)' -d 'The bpffs folder netfence pins its programs and maps under.'
 complete -c netfence -n 'test (__netfence_path) = "netfence loader serve"' -l format -x -a 'aws-eks-na-cli aws-eks-na-cli-v6' -d 'Print ebpf progs, maps, loaded-ebpfdata, dump-maps and dump-cp-maps as aws-eks-na-cli (or its -v6) prints them.'
 complete -c netfence -n 'test (__netfence_path) = "netfence loader serve"' -l socket -x -d 'The Unix socket to listen on.'
+complete -c netfence -n 'test (__netfence_path) = "netfence loader serve"' -l tcx-after -x -d 'How long a pod stays on filters before it moves onto tcx links (roots attached tc-then-tcx).'
 complete -c netfence -n 'test (__netfence_path) = "netfence loader serve"' -s h -l help -d 'Show help information.'
 complete -c netfence -n 'test (__netfence_path) = "netfence policy"' -a explain -d 'Why a pod allows or denies a flow: the live state, tier by tier, confirmed by the loaded program.'
 complete -c netfence -n 'test (__netfence_path) = "netfence policy"' -a show -d 'The rules a pod enforces, by direction and object, with the new flows each decided.'

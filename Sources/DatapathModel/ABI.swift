@@ -189,18 +189,21 @@ public enum DatapathGeneration: UInt32, ABIName {
 }
 
 /// How pods' programs sit on their host veth's hooks (`enum nf_attachment`): a cls_bpf filter
-/// on clsact, or a tcx link (kernel 6.6 on), which runs without the classifier's layers.
+/// on clsact, a tcx link (kernel 6.6 on), which runs without the classifier's layers, or a filter
+/// that `loader serve` replaces with links once the pod has stayed (attached as cheaply as a
+/// filter, run as cheaply as a link).
 public enum Attachment: UInt32, ABIName, Encodable {
-    case tc = 0, tcx = 1
+    case tc = 0, tcx = 1, tcThenTCX = 2
 
     public var name: StaticString {
         switch self {
         case .tc: "tc"
         case .tcx: "tcx"
+        case .tcThenTCX: "tc-then-tcx"
         }
     }
 
-    /// As its name (`"tc"`, `"tcx"`), as `loader status` and `loader init` print it, not its ABI number.
+    /// As its name (`"tc"`, `"tcx"`, `"tc-then-tcx"`), as `loader status` and `loader init` print it, not its ABI number.
     public func encode(to encoder: Encoder) throws {
         var container = encoder.singleValueContainer()
         try container.encode(description)

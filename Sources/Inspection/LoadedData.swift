@@ -93,7 +93,7 @@ public enum LoadedData {
                     let trie = try records[podID].flatMap { try loader.datapath.trieID($0, direction: direction) }
                     return PodProgramData(owner: "netfence", pod: pod.pod.description, direction: direction.description,
                                           interface: pod.interface, networkNamespace: attachment?.namespace ?? (pod.netns.isEmpty ? nil : pod.netns),
-                                          hook: "\(attachment?.kind.rawValue ?? attachedBy.description) \(hook.rawValue)", programID: program?.id, programName: program?.name, pin: nil,
+                                          hook: "\(attachment?.kind.rawValue ?? attachedBy.newPodHookKind.rawValue) \(hook.rawValue)", programID: program?.id, programName: program?.name, pin: nil,
                                           maps: lookups.maps(program?.mapIDs ?? []), policyTrieID: trie)
                 }
             }

@@ -344,7 +344,7 @@ public final class Loader {
     }
 
     private static func requireAvailable(_ attachment: Attachment) throws {
-        if attachment == .tcx, !TCAttachments.tcxAvailable {
+        if attachment != .tc, !TCAttachments.tcxAvailable {
             throw LoaderError.unsupported("this kernel has no tcx (Linux 6.6 on); attach through filters (--attach tc)")
         }
     }
@@ -362,41 +362,117 @@ public final class Loader {
         try state.rootMarker()?.attachment ?? .tc
     }
 
+    // MARK: tc-then-tcx
+
+    /// Attached pods with a hook still on its filter that `loader serve` is to move onto a tcx link
+    /// (none unless the root attaches tc-then-tcx), by pod id.
+    public func podsOnFilters() throws -> [UInt32: PodRegistration] {
+        guard try attachment() == .tcThenTCX else { return [:] }
+        let linked = Set(Self.linkPins(root).filter { !$0.staged }.map(\.name))
+        return try state.pods().filter { podID, _ in
+            TCDirection.allCases.contains { !linked.contains(Self.linkName(podID: podID, hook: $0)) }
+        }
+    }
+
+    /// Attaches a tcx link to each hook of the pod's interface that has none pinned yet, running the
+    /// programs its filters run (the link runs ahead of them, so nothing changes for a packet), and
+    /// pins none: `adoptLinks` does, under the root's lock. Each link waits for an RCU grace period
+    /// (~15–20 ms) inside the kernel; made here, without the root's lock, no other caller waits for it.
+    /// Throws, having detached what it made, when the interface is another than the pod's now (made anew).
+    public func makeLinks(podID: UInt32, for pod: PodRegistration) throws -> [TCXLink] {
+        let namespace = try pod.netns.isEmpty ? nil : NetworkNamespace.named(pod.netns)
+        var links: [TCXLink] = []
+        do {
+            for hook in TCDirection.allCases where try TCXLink.pinned(at: linkPin(podID: podID, hook: hook)) == nil {
+                let link = try TCAttachments.attachLink(datapath.program(onHook: hook), interface: pod.interface, direction: hook, in: namespace)
+                links.append(link)
+                if link.ifindex != pod.ifindex { throw LoaderError.invalidPod("\(pod.interface) is not pod \(pod.pod)'s interface any more (index \(link.ifindex), not \(pod.ifindex)); 'netfence loader reconcile' repairs it") }
+            }
+        } catch {
+            for link in links { try? link.detach() }
+            throw error
+        }
+        return links
+    }
+
+    /// Pins links `makeLinks` made for the pod and removes the filters they run ahead of, hook by hook (a
+    /// kill in between leaves a hook with both, the link running: what the next change or reconcile finishes).
+    /// When the pod was detached or moved meanwhile, the root attaches another way now, or a change is
+    /// unfinished, the links are detached instead and nothing changes: returns whether they were kept.
+    /// Each link runs the current programs first (an init may have replaced them since it was made).
+    @discardableResult
+    public func adoptLinks(_ links: [TCXLink], podID: UInt32, for pod: PodRegistration) throws -> Bool {
+        try requireWriter()
+        var pending = links
+        defer { for link in pending { try? link.detach() } }
+        guard try state.pendingChange() == nil, try attachment() == .tcThenTCX, try state.registrations()[podID] == pod else { return false }
+        let namespace = try pod.netns.isEmpty ? nil : NetworkNamespace.named(pod.netns)
+        try BPFFilesystem.makeDirectories(root.appending(Self.linksFolder))
+        while let link = pending.first {
+            try link.update(datapath.program(onHook: link.direction))
+            try link.pin(at: linkPin(podID: podID, hook: link.direction))
+            pending.removeFirst()
+            try removeFilter(pod, hook: link.direction, in: namespace)
+        }
+        return true
+    }
+
+    /// Moves `pod` onto tcx links now, holding the root's lock throughout (`LinkMover` makes the links
+    /// without it); returns whether it moved (false: the root does not attach tc-then-tcx).
+    @discardableResult
+    public func moveOntoLinks(_ pod: PodReference) throws -> Bool {
+        try requireWriter()
+        guard let (podID, registration) = try state.pod(pod) else { throw LoaderError.unknownPod(pod) }
+        guard try attachment() == .tcThenTCX else { return false }
+        return try adoptLinks(try makeLinks(podID: podID, for: registration), podID: podID, for: registration)
+    }
+
     /// Puts the shared programs on both hooks of the pod's interface `attachment`'s way (nil: the root's),
     /// replacing what is there atomically, then takes away the other way's (which ran until then, or never).
+    /// Under tc-then-tcx a hook that `loader serve` moved onto a link keeps it; the others get filters.
     private func attachPrograms(_ pod: PodRegistration, podID: UInt32, _ attachment: Attachment? = nil) throws {
         let namespace = try pod.netns.isEmpty ? nil : NetworkNamespace.named(pod.netns)
         let attachment = try attachment ?? self.attachment()
         for hook in TCDirection.allCases {
             let program = datapath.program(onHook: hook)
             switch attachment {
-            case .tc:
-                try TCAttachments.attach(program, interface: pod.interface, direction: hook, in: namespace,
-                                         handle: Self.filterHandle, priority: Self.filterPriority)
-                try unpinLink(podID: podID, hook: hook)  // a link ran ahead of the filter until now
             case .tcx:
                 try attachLink(program, pod, podID: podID, hook: hook, in: namespace)
                 try removeFilter(pod, hook: hook, in: namespace)  // the link runs ahead of it already
+            case .tcThenTCX where try updateLink(program, pod, podID: podID, hook: hook):
+                try removeFilter(pod, hook: hook, in: namespace)
+            case .tc, .tcThenTCX:
+                try TCAttachments.attach(program, interface: pod.interface, direction: hook, in: namespace,
+                                         handle: Self.filterHandle, priority: Self.filterPriority)
+                try unpinLink(podID: podID, hook: hook)  // a link ran ahead of the filter until now
             }
         }
     }
 
     /// Where a pod's tcx link on `hook` of its host veth is pinned (the pin keeps it attached).
     func linkPin(podID: UInt32, hook: TCDirection) -> String {
-        root.appending("\(Self.linksFolder)/\(podID)-\(hook.rawValue)")
+        root.appending("\(Self.linksFolder)/\(Self.linkName(podID: podID, hook: hook))")
     }
+
+    static func linkName(podID: UInt32, hook: TCDirection) -> String { "\(podID)-\(hook.rawValue)" }
 
     static let linksFolder = "links"
 
     /// Points the pod's pinned link at `program` (atomically), or attaches and pins a new one when
     /// none is pinned for this interface (a first attach, a moved pod, an interface made anew).
     private func attachLink(_ program: BPFProgram, _ pod: PodRegistration, podID: UInt32, hook: TCDirection, in namespace: NetworkNamespace?) throws {
-        let path = linkPin(podID: podID, hook: hook)
-        if let pinned = try TCXLink.pinned(at: path), pinned.ifindex == pod.ifindex, pinned.direction == hook {
-            return try pinned.update(program)
-        }
+        if try updateLink(program, pod, podID: podID, hook: hook) { return }
         try BPFFilesystem.makeDirectories(root.appending(Self.linksFolder))
-        try TCAttachments.attachLink(program, interface: pod.interface, direction: hook, in: namespace).pin(at: path)
+        try TCAttachments.attachLink(program, interface: pod.interface, direction: hook, in: namespace).pin(at: linkPin(podID: podID, hook: hook))
+    }
+
+    /// Points the pod's link on `hook` at `program` when one is pinned for its interface; false when none is.
+    private func updateLink(_ program: BPFProgram, _ pod: PodRegistration, podID: UInt32, hook: TCDirection) throws -> Bool {
+        guard let pinned = try TCXLink.pinned(at: linkPin(podID: podID, hook: hook)), pinned.ifindex == pod.ifindex, pinned.direction == hook else {
+            return false
+        }
+        try pinned.update(program)
+        return true
     }
 
     /// Unpins the pod's link on `hook`, which detaches it; none pinned is fine. The links folder goes with its last pin.
@@ -636,7 +712,7 @@ public final class Loader {
         try state.remove(superseded)
         try state.collectGarbage()
         report.supersededVersions = superseded.count
-        let (pods, _, stray) = try snapshot(objects: live)
+        let (pods, attachment, stray) = try snapshot(objects: live)
         let check = DriftCheck()
         try datapath.withSharedTries { tries in
             for pod in pods {
@@ -647,8 +723,8 @@ public final class Loader {
                     try swapPolicy(ifindex: pod.registration.ifindex, podID: pod.podID, policy, tries: tries)
                     report.repaired.append((name, problems))
                 }
-                if !pod.missingHooks.isEmpty {
-                    try attachPrograms(pod.registration, podID: pod.podID, pod.attachment)
+                if !pod.missingHooks.isEmpty || !pod.shadowedFilters.isEmpty {
+                    try attachPrograms(pod.registration, podID: pod.podID, attachment)
                     report.reattached.append(name)
                 }
             }
@@ -703,14 +779,16 @@ public final class Loader {
         public let objects: [ObjectKey]
         /// The hooks of its interface that do not carry netfence's current programs the way the root attaches them.
         public let missingHooks: [TCDirection]
-        /// How the root attaches programs.
-        public let attachment: Attachment
+        /// How each hook should carry them: as the root attaches programs (under tc-then-tcx, a link once serve moved it).
+        public let hookKinds: [TCDirection: ProgramAttachment.Kind]
+        /// Hooks whose link runs ahead of a filter of netfence's that a kill left there (it never runs; reconcile removes it).
+        let shadowedFilters: [TCDirection]
         /// How what the pod enforces differs from what the stored objects give it.
         public var enforcementDrift: [String] = []
 
         /// Why the pod does not enforce what is stored, as lines (none: it does): missing filters or links, then drift.
         public var problems: [String] {
-            missingHooks.map { "\(registration.interface) has no netfence \($0.rawValue) \(attachment == .tc ? "filter" : "tcx link")" }
+            missingHooks.map { "\(registration.interface) has no netfence \($0.rawValue) \(hookKinds[$0] == .tcx ? "tcx link" : "filter")" }
                 + enforcementDrift
         }
     }
@@ -787,17 +865,24 @@ public final class Loader {
         let attachments = TCAttachments.scan(Array(namespaces.values))
         let ours = attachments.filter { programs.values.contains($0.programID) }
         let attachment = try attachment()
+        let linked = attachment == .tcThenTCX ? Set(Self.linkPins(root).filter { !$0.staged }.map(\.name)) : []
         var result: [AttachedPod] = []
         for (podID, pod) in pods {
             let namespaceName = pod.netns.isEmpty ? NetworkNamespace.current.name : pod.netns
+            let kinds = Dictionary(uniqueKeysWithValues: TCDirection.allCases.map { hook in
+                (hook, linked.contains(Self.linkName(podID: podID, hook: hook)) ? ProgramAttachment.Kind.tcx : attachment.newPodHookKind)
+            })
             // Attached the other way counts as missing: an init that changed the way was killed before it moved this pod.
+            let onPod = ours.filter { $0.namespace == namespaceName && $0.interface == pod.interface }
             let missing = TCDirection.allCases.filter { direction in
-                !ours.contains { $0.namespace == namespaceName && $0.interface == pod.interface && $0.direction == direction
-                    && $0.programID == programs[direction] && $0.kind == attachment.hookKind }
+                !onPod.contains { $0.direction == direction && $0.programID == programs[direction] && $0.kind == kinds[direction] }
+            }
+            let shadowed = TCDirection.allCases.filter { direction in
+                kinds[direction] == .tcx && onPod.contains { $0.direction == direction && $0.kind == .tc }
             }
             result.append(AttachedPod(podID: podID, registration: pod, record: try datapath.pod(ifindex: pod.ifindex),
                                    objects: objects.filter { $0.object.selects(pod.pod) }.map(\.object.key),
-                                   missingHooks: missing, attachment: attachment))
+                                   missingHooks: missing, hookKinds: kinds, shadowedFilters: shadowed))
         }
         let registered = Set(pods.map { "\($0.value.netns.isEmpty ? NetworkNamespace.current.name : $0.value.netns)/\($0.value.interface)" })
         // With one pod asked for, the others' filters are not stray: none are reported.
@@ -871,11 +956,15 @@ public final class Loader {
 }
 
 extension Attachment {
-    /// How a pod's programs attached this way show in a scan of the interfaces' hooks.
-    var hookKind: ProgramAttachment.Kind {
+    /// How a pod attached now carries its programs in a scan of its hooks (tc-then-tcx: a filter, until serve moves it).
+    public var newPodHookKind: ProgramAttachment.Kind { self == .tcx ? .tcx : .tc }
+
+    /// As `loader init` and `loader status` say it.
+    public var summary: String {
         switch self {
-        case .tc: .tc
-        case .tcx: .tcx
+        case .tc: "tc filters (cls_bpf on clsact)"
+        case .tcx: "tcx links"
+        case .tcThenTCX: "tc filters, moved onto tcx links by 'loader serve' once a pod has stayed"
         }
     }
 }

@@ -32,7 +32,7 @@ extension EventLevel: ArgumentValue {
 }
 
 extension Attachment: ArgumentValue {
-    public static var defaultValueName: String { "tc|tcx" }
+    public static var defaultValueName: String { "tc|tcx|tc-then-tcx" }
 }
 
 extension CaptureVerdicts: ArgumentValue {

@@ -16,10 +16,12 @@ struct LoaderInitCommand: Command {
             flow over, the most recently seen first kept when the new table is smaller (flows it cannot hold \
             are re-evaluated as new flows). Each entry costs about 150 bytes of kernel memory at the most. \
             --attach says how pods' programs sit on their host veth's hooks: tc, a cls_bpf filter on clsact \
-            (what 'tc filter show' lists, as the AWS agent attaches), or tcx, a BPF link pinned under the root's \
+            (what 'tc filter show' lists, as the AWS agent attaches), tcx, a BPF link pinned under the root's \
             links folder (Linux 6.6 on; runs ahead of any filter and saves the classifier's layers on every \
             packet, but a new pod's links take some 70 ms to attach: the kernel waits for an RCU grace period \
-            per link). Later inits keep the choice; a change moves every attached pod, each hook never without \
+            per link), or tc-then-tcx: a filter at attach, which a 'loader serve' on this root replaces with \
+            links once the pod has stayed (its --tcx-after), so an attach costs a filter's price and a pod that \
+            stays a link's per packet (detaching a pod on links waits for the grace periods). Later inits keep the choice; a change moves every attached pod, each hook never without \
             netfence's program.
             """)
 
@@ -67,7 +69,7 @@ struct LoaderInitCommand: Command {
         case .table:
             context.print("Loaded the datapath under \(summary.root): nf_to_pod id \(summary.programIDs["nf_to_pod"]!), "
                 + "nf_from_pod id \(summary.programIDs["nf_from_pod"]!)")
-            context.print("Pods attach through \(summary.attachment == .tc ? "tc filters (cls_bpf on clsact)" : "tcx links pinned under \(summary.root)/links")")
+            context.print("Pods attach through \(summary.attachment.summary)\(summary.attachment == .tc ? "" : "; links are pinned under \(summary.root)/links")")
             if !summary.reused.isEmpty { context.print("Reused pinned maps: \(summary.reused.joined(separator: ", "))") }
             if !summary.created.isEmpty { context.print("Created maps: \(summary.created.joined(separator: ", "))") }
             if !summary.migrated.isEmpty { context.print("Replaced incompatible maps: \(summary.migrated.joined(separator: ", "))") }

@@ -20,22 +20,34 @@ struct LoaderServeCommand: Command {
             arrival order, under the same locks as the commands, so servers, commands and netfence-cni can change the \
             node together. A server also keeps spare tries: empty tries in the policies map that a change of a pod's \
             policy fills instead of inserting one, and into which it turns the tries changes let go once no packet \
-            can read them; neither waits for the kernel's grace period (milliseconds) on the caller's path. The \
+            can read them; neither waits for the kernel's grace period (milliseconds) on the caller's path. On a root \
+            initialized with --attach tc-then-tcx, a server also moves each pod that has stayed --tcx-after seconds \
+            from its tc filters onto tcx links (what every packet of it then saves: the classifier's layers), making \
+            the links before it takes the root's lock (each waits for a grace period in the kernel), so an attach \
+            costs a filter's price and no caller waits for the move. The \
             socket is created 0600 (only root may connect); a stale one is replaced, one another server listens on is \
             refused. Runs until SIGINT or SIGTERM.
             """)
 
     static let socket = Option<String>(long: "socket", valueName: "path", help: "The Unix socket to listen on.",
                                        default: "/run/netfence/loader.sock")
-    static let arguments = [socket.definition]
+    static let tcxAfter = Option<Double>(long: "tcx-after", valueName: "seconds",
+                                         help: "How long a pod stays on filters before it moves onto tcx links (roots attached tc-then-tcx).",
+                                         default: LinkMover.defaultAfter)
+    static let arguments = [socket.definition, tcxAfter.definition]
     /// The loader commands a server runs.
     static let served: Set<String> = ["attach", "detach", "apply", "delete", "status", "reconcile"]
 
     let socket: String
-    init(parsed: ParsedArguments) { socket = parsed[Self.socket] }
+    let tcxAfter: Double
+    init(parsed: ParsedArguments) {
+        socket = parsed[Self.socket]
+        tcxAfter = parsed[Self.tcxAfter]
+    }
 
     func validate() throws {
         if socket.isEmpty || socket.utf8.count >= 108 { throw UsageError("--socket must be a path of 1 to 107 bytes") }
+        if !(0...86_400).contains(tcxAfter) { throw UsageError("--tcx-after must be between 0 and 86400 seconds") }
     }
 
     func run(_ context: CommandContext) throws {
@@ -54,6 +66,11 @@ struct LoaderServeCommand: Command {
         }
         keeper.start()
         defer { keeper.stop() }
+        let mover = LinkMover(root: context.pinRoot, after: tcxAfter, keeper: keeper) { message in
+            FileHandle.standardError.write(Data("warning: \(TerminalText.escaped(message))\n".utf8))
+        }
+        mover.start()
+        defer { mover.stop() }
         let server: LoaderServer
         do {
             server = try LoaderServer(socketPath: socket) { request in
@@ -63,6 +80,9 @@ struct LoaderServeCommand: Command {
             throw RuntimeError(error.description, hint: "serve on another --socket, or stop the server already serving this one")
         }
         context.print("Serving loader \(Self.served.sorted().joined(separator: ", ")) for \(root) on \(socket); until SIGINT or SIGTERM")
+        if (try? Loader(root: context.pinRoot).attachment()) == .tcThenTCX {
+            context.print("Pods that stay \(tcxAfter.formatted()) s on their filters move onto tcx links (the root attaches tc-then-tcx)")
+        }
         while stopRequested == 0 { usleep(100_000) }
         server.stop()
     }

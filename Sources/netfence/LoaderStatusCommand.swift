@@ -137,7 +137,7 @@ struct LoaderStatusCommand: Command {
 
     private func printTable(_ status: LoaderStatus, _ context: CommandContext) {
         context.print("Datapath under \(status.root): nf_to_pod id \(status.programIDs["nf_to_pod"] ?? 0), nf_from_pod id \(status.programIDs["nf_from_pod"] ?? 0), "
-                      + "attached through \(status.attachment == .tc ? "tc filters" : "tcx links")\n")
+                      + "attached through \(status.attachment.summary)\n")
         if status.pods.isEmpty {
             context.print("No pods attached.")
         } else {

@@ -32,7 +32,8 @@ import Testing
             #expect(c.magic == NF_ROOT_MAGIC && c.created_ns == 1_234_567 && c.abi_version == NF_ABI_VERSION && c.attachment == NF_ATTACH_TCX.rawValue)
         }
         #expect(RootMarker.decode(marker.encode()) == marker)
-        #expect(Attachment.tc.rawValue == NF_ATTACH_TC.rawValue && Attachment.tcx.rawValue == NF_ATTACH_TCX.rawValue && Attachment.allCases.count == 2)
+        #expect(Attachment.tc.rawValue == NF_ATTACH_TC.rawValue && Attachment.tcx.rawValue == NF_ATTACH_TCX.rawValue
+            && Attachment.tcThenTCX.rawValue == NF_ATTACH_TC_THEN_TCX.rawValue && Attachment.allCases.count == 3)
         var unknown = marker.encode()
         unknown[20] = 9  // a newer binary's way of attaching: read as filters, the way every netfence knows
         #expect(RootMarker.decode(unknown)?.attachment == .tc)

@@ -12,9 +12,9 @@ import TestSupport
         let socket: String
         let process: ChildProcess.Running
 
-        init(root: String, socket: String = "\(NSTemporaryDirectory())/nf-serve-\(UniqueNames.make("s")).sock") throws {
+        init(root: String, socket: String = "\(NSTemporaryDirectory())/nf-serve-\(UniqueNames.make("s")).sock", options: [String] = []) throws {
             self.socket = socket
-            process = try ChildProcess.start(NetfenceBinary.path, ["loader", "serve", "--socket", socket, "--bpffs-root", root])
+            process = try ChildProcess.start(NetfenceBinary.path, ["loader", "serve", "--socket", socket, "--bpffs-root", root] + options)
             for _ in 0..<1000 where (try? LoaderClient(socketPath: socket)) == nil { usleep(10_000) }
         }
 

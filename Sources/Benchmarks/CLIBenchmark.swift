@@ -1,4 +1,5 @@
 import BPFKit
+import DatapathModel
 import Foundation
 import HostKit
 import Loader
@@ -97,9 +98,28 @@ public struct CLIBenchmark {
             // The price of tcx links (what `init --attach tcx` saves each packet, docs/loader.md): a link's
             // creation waits for an RCU grace period in the kernel, two per attach. No goal: the choice is the operator's.
             var tcxPair: [Double] = []
+            // tc-then-tcx: an attach through filters, and what loader serve's mover does once the pod stayed
+            // (links made without the root's lock, then pinned under it), then a detach of the pod on links.
+            var thenPair: [Double] = [], making: [Double] = [], adopting: [Double] = [], linkedDetach: [Double] = []
             if TCAttachments.tcxAvailable {
                 _ = try time(executable, ["loader", "init", "--attach", "tcx"] + rooted)
                 for _ in 0..<samples { tcxPair.append(try time(executable, attach("pod0")) + time(executable, detach("pod0"))) }
+                _ = try time(executable, ["loader", "init", "--attach", "tc-then-tcx"] + rooted)
+                let clock = ContinuousClock(), pod0 = PodReference(namespace: "bench", name: "pod0")
+                for _ in 0..<samples { thenPair.append(try time(executable, attach("pod0")) + time(executable, detach("pod0"))) }
+                for _ in 0..<samples {
+                    _ = try time(executable, attach("pod0"))
+                    let reader = try Loader(root: root)
+                    guard let (podID, registration) = try reader.state.pod(pod0) else { throw BenchmarkError("pod0 is not attached") }
+                    var links: [TCXLink] = []
+                    making.append(try clock.measure { links = try reader.makeLinks(podID: podID, for: registration) }.milliseconds)
+                    adopting.append(try clock.measure {
+                        guard try Loader.openForChanges(root: root).adoptLinks(links, podID: podID, for: registration) else {
+                            throw BenchmarkError("pod0's links were not adopted")
+                        }
+                    }.milliseconds)
+                    linkedDetach.append(try time(executable, detach("pod0")))
+                }
             }
             let tool = Figure.Baseline("bpftool version, as a process", Statistics.median(baseline))
             func figure(_ name: String, _ samples: [Double], goal: Goal? = .atMost(10)) -> Figure {
@@ -124,6 +144,11 @@ public struct CLIBenchmark {
                        comparison: .value, goal: .atMost(10), count: 1),
             ] + (tcxPair.isEmpty ? [] : [
                 figure("netfence loader attach + detach through tcx links (after loader init --attach tcx), the pod's policy shared", tcxPair, goal: nil),
+                figure("netfence loader attach + detach after loader init --attach tc-then-tcx (a filter until loader serve moves the pod)", thenPair),
+                figure("loader serve moving a pod that stayed onto tcx links: its two links made, without the root's lock", making, goal: nil),
+                figure("loader serve moving a pod that stayed onto tcx links: pinned and the filters removed, the root's lock held", adopting),
+                figure("netfence loader detach of a pod serve moved onto tcx links (two links detached, a grace period each)", linkedDetach,
+                       goal: nil),
             ])
         }
     }

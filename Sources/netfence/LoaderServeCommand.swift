@@ -24,7 +24,7 @@ struct LoaderServeCommand: Command {
             initialized with --attach tc-then-tcx, a server also moves each pod that has stayed --tcx-after seconds \
             from its tc filters onto tcx links (what every packet of it then saves: the classifier's layers), making \
             the links before it takes the root's lock (each waits for a grace period in the kernel), so an attach \
-            costs a filter's price and no caller waits for the move. The \
+            costs a filter's price and a move holds the lock only to pin the links and remove the filters. The \
             socket is created 0600 (only root may connect); a stale one is replaced, one another server listens on is \
             refused. Runs until SIGINT or SIGTERM.
             """)

@@ -27,8 +27,9 @@ import PolicyInput
 ///   more cases say what netfence's share is made of: an empty tc program beside no program
 ///   (the hook's own cost), and netfence beside an empty program (what its programs add; there
 ///   the kernel also times each program's runs, per packet in real traffic). Two more measure
-///   what tcx links (kernel 6.6 on) change: the empty program, and netfence as `loader init --attach tcx`
-///   attaches it, through tcx instead of clsact's cls_bpf filters (the goals hold there too).
+///   what tcx links (kernel 6.6 on) change: the empty program through tcx instead of clsact's cls_bpf
+///   filters, and netfence on the links `loader serve` moves a pod onto once it stayed under
+///   `loader init --attach tc-then-tcx` (the goals hold there too).
 public struct TrafficBenchmark {
     /// Seconds of each run of one pair alone.
     public var seconds = 3
@@ -48,16 +49,21 @@ public struct TrafficBenchmark {
         /// A tc program that only returns: what the hook itself costs.
         case emptyProgram
         case netfence(EventLevel)
-        /// The empty program, and netfence's programs (events off, `loader init --attach tcx`), through tcx links
-        /// instead of cls_bpf filters.
-        case emptyProgramThroughTCX, netfenceThroughTCX
+        /// The empty program through tcx links instead of cls_bpf filters.
+        case emptyProgramThroughTCX
+        /// netfence's programs on the links `loader serve` moves pods onto under `loader init --attach tc-then-tcx`.
+        case netfenceOnLinks(EventLevel)
 
         /// Whether the pair's pods are registered with the loader (their programs read their records).
         var registersPods: Bool {
             switch self {
-            case .netfence, .netfenceThroughTCX: true
+            case .netfence, .netfenceOnLinks: true
             default: false
             }
+        }
+
+        var onLinks: Bool {
+            if case .netfenceOnLinks = self { true } else { false }
         }
     }
 
@@ -75,14 +81,17 @@ public struct TrafficBenchmark {
             }
         }
 
-        var hooks: Hooks {
+        /// The event level netfence runs at in this case; nil: no netfence.
+        var level: EventLevel? {
             switch self {
-            case .noProgram, .noProgramAgain: .none
-            case .eventsOff: .netfence(.none)
-            case .eventsDeny: .netfence(.deny)
-            case .eventsAll: .netfence(.all)
+            case .noProgram, .noProgramAgain: nil
+            case .eventsOff: EventLevel.none
+            case .eventsDeny: .deny
+            case .eventsAll: .all
             }
         }
+
+        var hooks: Hooks { level.map { .netfence($0) } ?? .none }
     }
 
     /// A case side by side: what runs on the measured pair's hooks and on the other pair's. The goals hold
@@ -108,9 +117,10 @@ public struct TrafficBenchmark {
                            measured: Case.eventsOff.hooks, other: .emptyProgram),
             SideBySideCase(name: "an empty tc program through tcx links (the hook's own cost, through tcx)", measured: .emptyProgramThroughTCX,
                            other: .none),
-            SideBySideCase(name: "\(Case.eventsOff.name), attached through tcx links (loader init --attach tcx)", measured: .netfenceThroughTCX,
-                           other: .none),
-        ]
+        ] + Case.allCases.compactMap { onFilters in
+            onFilters.level.map { SideBySideCase(name: "\(onFilters.name), moved onto tcx links (--attach tc-then-tcx, as loader serve moves pods that stay)",
+                                                 measured: .netfenceOnLinks($0), other: .none) }
+        }
     }
 
     /// One client pod and the server pod it sends to.
@@ -373,14 +383,19 @@ public struct TrafficBenchmark {
                     try TCDirection.allCases.map { try TCAttachments.attachLink(emptyProgram, interface: pod.hostInterface, direction: $0, in: node) }
                 }
             }
-            // As `loader init --attach tcx|tc` moves them (only this pair's pods are attached then).
-            if hooks == .netfenceThroughTCX, was != hooks {
-                try loader.changeAttachment(to: .tcx)
-                _ = try loader.changeSettings { $0.eventLevel = .none }
-            } else if was == .netfenceThroughTCX, hooks != was {
+            // As `loader init --attach tc-then-tcx` and then `loader serve` move them (only this pair's pods are attached then).
+            if hooks.onLinks, !was.onLinks {
+                try loader.changeAttachment(to: .tcThenTCX)
+                for (pod, _) in pair.pods {
+                    guard try loader.moveOntoLinks(pod) else { throw BenchmarkError("\(pod) did not move onto tcx links") }
+                }
+            } else if was.onLinks, !hooks.onLinks {
                 try loader.changeAttachment(to: .tc)
             }
-            if case .netfence(let level) = hooks { _ = try loader.changeSettings { $0.eventLevel = level } }
+            switch hooks {
+            case .netfence(let level), .netfenceOnLinks(let level): _ = try loader.changeSettings { $0.eventLevel = level }
+            default: break
+            }
             current[pair.index] = hooks
         }
     }

@@ -170,8 +170,9 @@ struct BenchTrafficCommand: Command {
             made of: an empty tc program on the four hooks beside no program (the hook's own cost), and netfence \
             beside an empty program on the other pair (what its programs add); during that case's ping-pong the \
             kernel times every program run (run-time statistics), and a last row gives the ns per packet in \
-            netfence's programs beside the empty program's. Two rows without goals measure what tcx links (kernel 6.6 on) would change: the empty \
-            program, and netfence's programs, attached through tcx instead of cls_bpf filters. Needs Debian's \
+            netfence's programs beside the empty program's. Two more measure what tcx links (kernel 6.6 on) change: the \
+            empty program through tcx instead of cls_bpf filters, and netfence on the links 'loader serve' moves a \
+            pod onto once it stayed, under 'loader init --attach tc-then-tcx' (the goals hold there too). Needs Debian's \
             iperf3 and sockperf. Takes about a quarter of an hour with the defaults; removes everything it made.
             """)
 

@@ -135,15 +135,15 @@ import TestSupport
 
     /// A short run of `bench traffic`: every case moved real bytes and round trips between the pods, one pair
     /// alone (no goals) and two pairs side by side (the goals, on the netfence cases: the median round's
-    /// flow beside the other pair's at the same time, netfence attached through filters or, as `loader init
-    /// --attach tcx` attaches it, through tcx links), and nothing is left behind.
+    /// flow beside the other pair's at the same time, netfence attached through filters or on the tcx links
+    /// `loader serve` moves pods onto under `loader init --attach tc-then-tcx`), and nothing is left behind.
     @Test func benchTrafficMeasuresRealTrafficWithAndWithoutNetfence() throws {
         guard Privileges.require(), Privileges.tools(["/usr/bin/iperf3", "/usr/bin/sockperf"], from: "iperf3 or sockperf") else { return }
         let (rows, result) = try Self.bench(["traffic", "--seconds", "1", "--rounds", "1", "--side-by-side-rounds", "2"])
-        #expect(rows.count == 45 && rows.allSatisfy { ($0["value"] as? Double ?? 0) > 0 }, "\(rows)")
+        #expect(rows.count == 51 && rows.allSatisfy { ($0["value"] as? Double ?? 0) > 0 }, "\(rows)")
         #expect(rows.prefix(4).map { $0["unit"] as? String } == ["Gbit/s", "/s", "µs", "µs"])
         #expect(rows.prefix(20).allSatisfy { $0["goal"] == nil }, "one pair alone carries no goal")
-        let sideBySide = Array(rows.dropLast().suffix(24)), programs = try #require(rows.last)
+        let sideBySide = Array(rows.dropLast().suffix(30)), programs = try #require(rows.last)
         let emptyProgram = try #require(programs["baseline"] as? [String: Any])
         let name = programs["name"] as? String ?? "", unit = programs["unit"] as? String, comparison = programs["comparison"] as? String
         let netfenceNanoseconds = programs["value"] as? Double ?? 0, emptyNanoseconds = emptyProgram["value"] as? Double ?? .infinity
@@ -153,14 +153,15 @@ import TestSupport
         #expect(sideBySide.allSatisfy { ($0["name"] as? String ?? "").contains("side by side") && ($0["baseline"] as? [String: Any])?["value"] as? Double ?? 0 > 0 },
                 "\(sideBySide)")
         #expect(sideBySide.prefix(3).allSatisfy { $0["goal"] == nil }, "the control (no program on either pair) has no goal")
-        let (emptyHook, overEmptyHook, throughTCX) = (sideBySide[3..<6], sideBySide[15..<18], sideBySide.suffix(6))
+        let (emptyHook, overEmptyHook, emptyThroughTCX, onLinks) = (sideBySide[3..<6], sideBySide[15..<18], sideBySide[18..<21], sideBySide.suffix(9))
         #expect(emptyHook.allSatisfy { ($0["name"] as? String ?? "").contains("an empty tc program") && $0["goal"] == nil }, "\(emptyHook)")
         #expect(overEmptyHook.allSatisfy { $0["goal"] == nil
             && (($0["baseline"] as? [String: Any])?["name"] as? String ?? "").contains("an empty tc program on its hooks") },
                 "netfence's programs beside the hook's own cost: \(overEmptyHook)")
-        #expect(throughTCX.allSatisfy { ($0["name"] as? String ?? "").contains("through tcx links") }, "\(throughTCX)")
-        #expect(throughTCX.prefix(3).allSatisfy { $0["goal"] == nil }, "the empty program through tcx: the hook's own cost")
-        for row in sideBySide[6..<15] + throughTCX.suffix(3) {
+        #expect(emptyThroughTCX.allSatisfy { ($0["name"] as? String ?? "").contains("through tcx links") && $0["goal"] == nil },
+                "the empty program through tcx: the hook's own cost: \(emptyThroughTCX)")
+        #expect(onLinks.allSatisfy { ($0["name"] as? String ?? "").contains("moved onto tcx links") }, "\(onLinks)")
+        for row in sideBySide[6..<15] + onLinks {
             let goal = try #require(row["goal"] as? [String: Any])
             #expect(row["comparison"] as? String == "times" && [0.97, 1.05].contains(goal["limit"] as? Double ?? 0) && row["count"] as? Int == 2, "\(row)")
         }

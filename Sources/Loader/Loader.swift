@@ -386,7 +386,9 @@ public final class Loader {
             for hook in TCDirection.allCases where try TCXLink.pinned(at: linkPin(podID: podID, hook: hook)) == nil {
                 let link = try TCAttachments.attachLink(datapath.program(onHook: hook), interface: pod.interface, direction: hook, in: namespace)
                 links.append(link)
-                if link.ifindex != pod.ifindex { throw LoaderError.invalidPod("\(pod.interface) is not pod \(pod.pod)'s interface any more (index \(link.ifindex), not \(pod.ifindex)); 'netfence loader reconcile' repairs it") }
+                if link.ifindex != pod.ifindex {
+                    throw LoaderError.invalidPod("\(pod.interface) is not pod \(pod.pod)'s interface any more (index \(link.ifindex), not \(pod.ifindex))")
+                }
             }
         } catch {
             for link in links { try? link.detach() }

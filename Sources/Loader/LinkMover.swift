@@ -66,7 +66,8 @@ public final class LinkMover: @unchecked Sendable {
     }
 
     /// One look: moves every pod that has stayed on filters `after` seconds; returns the pods moved.
-    /// A pod whose move fails is reported and tried again `after` seconds later.
+    /// A pod that did not move (it failed, reported, or a change under the lock decided otherwise) is
+    /// tried again `after` seconds later.
     @discardableResult
     public func pass() throws -> [PodReference] {
         let loader: Loader
@@ -80,21 +81,29 @@ public final class LinkMover: @unchecked Sendable {
         seen = seen.filter { onFilters[$0.key] == $0.value.registration }
         failures = failures.filter { seen[$0.key] != nil }
         var moved: [PodReference] = []
-        for (podID, registration) in onFilters.sorted(by: { $0.key < $1.key }) {
+        for (podID, registration) in onFilters.sorted(by: { $0.key < $1.key }) where !isStopping {
             let since = seen[podID]?.since ?? now
             seen[podID] = (registration, since)
             guard Double(now - since) >= after * 1e9 else { continue }
+            // Not moved (something decided otherwise under the lock, or it failed): the wait starts over.
+            seen[podID] = (registration, now)
             do {
                 if try move(podID: podID, registration, loader) { moved.append(registration.pod) }
                 failures[podID] = nil
             } catch {
-                seen[podID] = (registration, now)
                 let message = "moving pod \(registration.pod) onto tcx links: \(error)"
                 if failures[podID] != message { report(message) }
                 failures[podID] = message
             }
         }
         return moved
+    }
+
+    /// A server stopping waits for the move in flight only, not for the pods after it.
+    private var isStopping: Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return stopping
     }
 
     private func move(podID: UInt32, _ registration: PodRegistration, _ loader: Loader) throws -> Bool {

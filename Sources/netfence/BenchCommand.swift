@@ -430,7 +430,10 @@ struct BenchCLICommand: Command {
             bpftool), loader status -o json, loader attach + detach (goal: at most 10 ms for the pair) and loader apply \
             of one PolicyEndpoint of 10 CIDRs (goal: at most 10 ms). Then the same calls as requests to loader serve \
             on one kept connection (its keeper fills spare tries and recycles what changes let go), and the apply as \
-            a process while that server runs. Build with scripts/build-node for the figures a node sees (linked \
+            a process while that server runs. Where the kernel has tcx: attach + detach through tcx links (no goal) \
+            and under --attach tc-then-tcx (goal: at most 10 ms), what a server's move of a pod that stayed costs \
+            (its links made without the root's lock; then pinned, the lock held: goal at most 10 ms), and the detach \
+            of a pod on links. Build with scripts/build-node for the figures a node sees (linked \
             statically: a dynamically linked binary spends half its start mapping libraries and binding their \
             symbols). Takes a few seconds; removes \
             everything it made.

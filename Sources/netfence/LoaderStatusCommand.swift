@@ -193,6 +193,9 @@ struct PodStatus: Encodable {
     let ingress: String
     let egress: String
     let objects: [String]
+    /// How each hook of its host veth carries netfence's program (`tc` or `tcx`), by hook: its ingress
+    /// sees what the pod sends. Under tc-then-tcx, `tcx` once `loader serve` moved the pod.
+    let hostVethHooks: [String: String]
     /// How what the pod enforces differs from what the stored objects give it.
     let drift: [String]
     /// Its own event level; nil: the node's.
@@ -212,6 +215,7 @@ struct PodStatus: Encodable {
         ingress = state.record?.states[.ingress].map(\.description) ?? "-"
         egress = state.record?.states[.egress].map(\.description) ?? "-"
         objects = state.objects.map(\.description)
+        hostVethHooks = Dictionary(uniqueKeysWithValues: state.hookKinds.map { ($0.key.rawValue, $0.value.rawValue) })
         drift = state.enforcementDrift
     }
 }

@@ -23,6 +23,14 @@ import TestSupport
         try bench.cli(["loader", "status", "-o", "json"]).standardOutput.contains("\"consistent\" : true")
     }
 
+    /// `loader status`'s word for how each hook of the pod's host veth carries the program.
+    static func statusHooks(_ bench: LoaderCluster, pod: Int) throws -> [String: String]? {
+        let status = try #require(try JSONSerialization.jsonObject(with: Data(try bench.cli(["loader", "status", "-o", "json"]).standardOutput.utf8))
+            as? [String: Any])
+        let pods = status["pods"] as? [[String: Any]] ?? []
+        return pods.first { $0["pod"] as? String == "shop/pod\(pod)" }?["hostVethHooks"] as? [String: String]
+    }
+
     /// Waits up to 20 s for `condition`.
     static func eventually(_ condition: () throws -> Bool) rethrows -> Bool {
         for _ in 0..<200 {
@@ -56,7 +64,7 @@ import TestSupport
         #expect(try Self.eventually { Self.hooks(bench).count == 6 && Self.hooks(bench).allSatisfy { $0.kind == .tcx } },
                 "the pods that stayed moved: \(Self.hooks(bench).map(\.summary))")
         #expect(try FileManager.default.contentsOfDirectory(atPath: links).count == 6)
-        #expect(try Self.consistent(bench))
+        #expect(try Self.consistent(bench) && Self.statusHooks(bench, pod: 0) == ["ingress": "tcx", "egress": "tcx"])
 
         // Attached while the server runs: a filter first (what the call costs), a link once it stayed.
         let client = try server.client()
@@ -68,6 +76,7 @@ import TestSupport
         #expect(Self.hooks(bench, pods: [2]).count == 2 && Self.hooks(bench, pods: [2]).allSatisfy { $0.kind == .tc },
                 "\(Self.hooks(bench, pods: [2]).map(\.summary))")
         #expect(try Self.consistent(bench), "filters on one pod, links on the others: both what the root asks")
+        #expect(try Self.statusHooks(bench, pod: 2) == ["ingress": "tc", "egress": "tc"])
         #expect(try Self.eventually { Self.hooks(bench, pods: [2]).count == 2 && Self.hooks(bench, pods: [2]).allSatisfy { $0.kind == .tcx } })
 
         // New programs reach the links; the choice is kept.

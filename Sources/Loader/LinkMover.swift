@@ -24,9 +24,10 @@ public final class LinkMover: @unchecked Sendable {
     /// Pods on filters by id, as first seen, with when (monotonic ns); the failure last reported for each.
     private var seen: [UInt32: (registration: PodRegistration, since: UInt64)] = [:]
     private var failures: [UInt32: String] = [:]
-    private let condition = NSCondition()
-    private var stopping = false, running = false
-    private let finished = DispatchSemaphore(value: 0)
+    private var running = false
+    /// Set by `stop` (under `stopLock`), which also wakes the mover from its wait between passes.
+    private var stopping = false
+    private let stopLock = NSLock(), wake = DispatchSemaphore(value: 0), finished = DispatchSemaphore(value: 0)
 
     /// Locked steps take turns with `keeper`'s served requests when given; `report` hears a failed
     /// move (once per pod and message).
@@ -46,22 +47,13 @@ public final class LinkMover: @unchecked Sendable {
     public func stop() {
         guard running else { return }
         running = false
-        condition.lock()
-        stopping = true
-        condition.signal()
-        condition.unlock()
+        stopLock.withLock { stopping = true }
+        wake.signal()
         finished.wait()
     }
 
     private func loop() {
-        while true {
-            condition.lock()
-            if !stopping { _ = condition.wait(until: Date(timeIntervalSinceNow: Self.interval)) }
-            let stop = stopping
-            condition.unlock()
-            if stop { break }
-            _ = try? pass()
-        }
+        while wake.wait(timeout: .now() + Self.interval) == .timedOut { _ = try? pass() }
         finished.signal()
     }
 
@@ -100,11 +92,7 @@ public final class LinkMover: @unchecked Sendable {
     }
 
     /// A server stopping waits for the move in flight only, not for the pods after it.
-    private var isStopping: Bool {
-        condition.lock()
-        defer { condition.unlock() }
-        return stopping
-    }
+    private var isStopping: Bool { stopLock.withLock { stopping } }
 
     private func move(podID: UInt32, _ registration: PodRegistration, _ loader: Loader) throws -> Bool {
         let links = try loader.makeLinks(podID: podID, for: registration)

@@ -167,16 +167,7 @@ final class ContinuousProbe: @unchecked Sendable {
     /// links at their new programs, `--attach tc` moves them back: under a probe that never sees a hook
     /// without netfence's program, the choice kept by plain inits, every view naming the links.
     @Test func podsMoveBetweenFiltersAndTCXLinksNeverUnenforced() throws {
-        guard Privileges.require() else { return }
-        let bench = try LoaderCluster(pods: 3)
-        guard TCAttachments.tcxAvailable else {
-            // Kernels before 6.6: refused in words, nothing changed.
-            let refused = try NetfenceBinary.run(["loader", "init", "--attach", "tcx", "--bpffs-root", bench.root.path])
-            #expect(refused.status == 1 && refused.standardError.contains("this kernel has no tcx"))
-            return
-        }
-        try bench.cli(["loader", "apply"], input: policyEndpoint("web", selecting: [0], isolation: ["Ingress"],
-                                                               ingress: rule("\(bench.ip(1))/32", ports: [("TCP", 8080, nil)])))
+        guard Privileges.require(), let bench = try LoaderCluster.forLinks(pods: 3, refusing: "tcx") else { return }
         let links = bench.root.path + "/links"
         func hooks() -> [ProgramAttachment] {
             TCAttachments.scan([bench.cluster.node]).filter { attachment in bench.cluster.pods.contains { $0.hostInterface == attachment.interface } }
@@ -273,10 +264,7 @@ final class ContinuousProbe: @unchecked Sendable {
     /// An init that changed the way of attaching and was killed before it moved the pods: the marker says
     /// tcx, the pods still carry filters. Every pod is drift, and reconcile moves them, enforcing throughout.
     @Test func aSwitchKilledBeforeItMovedThePodsIsDriftAndReconciled() throws {
-        guard Privileges.require(), TCAttachments.tcxAvailable else { return }  // the refusal on older kernels: the test above
-        let bench = try LoaderCluster(pods: 2)
-        try bench.cli(["loader", "apply"], input: policyEndpoint("web", selecting: [0], isolation: ["Ingress"],
-                                                               ingress: rule("\(bench.ip(1))/32", ports: [("TCP", 8080, nil)])))
+        guard Privileges.require(), let bench = try LoaderCluster.forLinks(pods: 2, refusing: "tcx") else { return }
         let markerMap = try #require(try BPFFilesystem.pinnedMap(at: bench.root.path + "/state/root_marker"))
         let key = withUnsafeBytes(of: UInt32(0)) { Array($0) }
         let stored = try #require(try markerMap.lookup(key: key))
@@ -294,5 +282,21 @@ final class ContinuousProbe: @unchecked Sendable {
         #expect(hooks.count == 4 && hooks.allSatisfy { $0.kind == .tcx }, "\(hooks.map(\.summary))")
         #expect(try bench.cli(["loader", "status", "-o", "json"]).standardOutput.contains("\"consistent\" : true"))
         #expect(try bench.reaches(1, 0, .tcp))
+    }
+}
+
+extension LoaderCluster {
+    /// A cluster whose pod0 admits pod1 on TCP 8080 only, for the tests of tcx links; nil on a kernel
+    /// before 6.6, having checked that `loader init --attach <attachment>` is refused there in words.
+    static func forLinks(pods: Int, refusing attachment: String) throws -> LoaderCluster? {
+        let bench = try LoaderCluster(pods: pods)
+        guard TCAttachments.tcxAvailable else {
+            let refused = try NetfenceBinary.run(["loader", "init", "--attach", attachment, "--bpffs-root", bench.root.path])
+            #expect(refused.status == 1 && refused.standardError.contains("this kernel has no tcx"), "\(refused.standardError)")
+            return nil
+        }
+        try bench.cli(["loader", "apply"], input: policyEndpoint("web", selecting: [0], isolation: ["Ingress"],
+                                                               ingress: rule("\(bench.ip(1))/32", ports: [("TCP", 8080, nil)])))
+        return bench
     }
 }

@@ -44,15 +44,7 @@ import TestSupport
     /// attached while it serves attaches through filters and moves later; inits keep the links on the
     /// current programs; a detach takes its links; `--attach tc` puts every pod back on filters.
     @Test func aServerMovesPodsThatStayOntoLinksNeverUnenforced() throws {
-        guard Privileges.require() else { return }
-        let bench = try LoaderCluster(pods: 3)
-        guard TCAttachments.tcxAvailable else {
-            let refused = try NetfenceBinary.run(["loader", "init", "--attach", "tc-then-tcx", "--bpffs-root", bench.root.path])
-            #expect(refused.status == 1 && refused.standardError.contains("this kernel has no tcx"))
-            return
-        }
-        try bench.cli(["loader", "apply"], input: policyEndpoint("web", selecting: [0], isolation: ["Ingress"],
-                                                               ingress: rule("\(bench.ip(1))/32", ports: [("TCP", 8080, nil)])))
+        guard Privileges.require(), let bench = try LoaderCluster.forLinks(pods: 3, refusing: "tc-then-tcx") else { return }
         let links = bench.root.path + "/links"
         let probe = ContinuousProbe(bench, mustConnect: Array(edges("1>0 tcp")), mustNotConnect: Array(edges("2>0 tcp")))
         let initialized = try bench.cli(["loader", "init", "--attach", "tc-then-tcx"]).standardOutput
@@ -98,10 +90,7 @@ import TestSupport
     /// detached meanwhile keeps no link; new programs loaded meanwhile are what the adopted links run; a kill
     /// between a link's pin and its filter's removal leaves a filter no packet reaches, which reconcile removes.
     @Test func aMoveRacingADetachOrAnInitLeavesEveryHookRight() throws {
-        guard Privileges.require(), TCAttachments.tcxAvailable else { return }  // the refusal on older kernels: the test above
-        let bench = try LoaderCluster(pods: 2)
-        try bench.cli(["loader", "apply"], input: policyEndpoint("web", selecting: [0], isolation: ["Ingress"],
-                                                               ingress: rule("\(bench.ip(1))/32", ports: [("TCP", 8080, nil)])))
+        guard Privileges.require(), let bench = try LoaderCluster.forLinks(pods: 2, refusing: "tc-then-tcx") else { return }
         try bench.cli(["loader", "init", "--attach", "tc-then-tcx"])
         let root = bench.root.pinRoot
         let onFilters = try Loader(root: root).podsOnFilters()

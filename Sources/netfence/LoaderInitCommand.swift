@@ -21,8 +21,8 @@ struct LoaderInitCommand: Command {
             packet, but a new pod's links take some 70 ms to attach: the kernel waits for an RCU grace period \
             per link), or tc-then-tcx: a filter at attach, which a 'loader serve' on this root replaces with \
             links once the pod has stayed (its --tcx-after), so an attach costs a filter's price and a pod that \
-            stays a link's per packet (detaching a pod on links waits for the grace periods). Later inits keep the choice; a change moves every attached pod, each hook never without \
-            netfence's program.
+            stays a link's per packet (detaching a pod on links waits for the grace periods). Later inits keep \
+            the choice; a change moves every attached pod, each hook never without netfence's program.
             """)
 
     static let migrate = Flag(long: "migrate", help: "Replace pinned maps that do not match this netfence (their entries are lost).")

@@ -1,6 +1,7 @@
 import BPFKit
 import DatapathModel
 import Foundation
+import Glibc
 import HostKit
 
 /// Moves the pods of a root that attaches tc-then-tcx from their filters onto tcx links once they have
@@ -83,7 +84,11 @@ public final class LinkMover: @unchecked Sendable {
                 if try move(podID: podID, registration, loader) { moved.append(registration.pod) }
                 failures[podID] = nil
             } catch {
-                let message = "moving pod \(registration.pod) onto tcx links: \(error)"
+                // tcx takes a program once per hook: another process made this pod's link meanwhile.
+                let why = (error as? SystemError)?.errno == EEXIST
+                    ? "its hook runs netfence's program through a link another process made (is a second 'loader serve' moving pods on this root?)"
+                    : "\(error)"
+                let message = "moving pod \(registration.pod) onto tcx links: \(why)"
                 if failures[podID] != message { report(message) }
                 failures[podID] = message
             }

@@ -63,14 +63,16 @@ public final class LinkMover: @unchecked Sendable {
     /// tried again `after` seconds later.
     @discardableResult
     public func pass() throws -> [PodReference] {
-        let loader: Loader
+        // The state maps alone, every second; the datapath's programs only once a pod is due.
+        let onFilters: [UInt32: PodRegistration]
         do {
-            loader = try Loader(root: root)
+            onFilters = try Loader.podsOnFilters(root, LoaderState.open(pinnedUnder: root.path))
         } catch LoaderError.notInitialized {
             seen = [:]
             return []
         }
-        let onFilters = try loader.podsOnFilters(), now = HostClock.monotonic.nanoseconds
+        let now = HostClock.monotonic.nanoseconds
+        var loader: Loader?
         seen = seen.filter { onFilters[$0.key] == $0.value.registration }
         failures = failures.filter { seen[$0.key] != nil }
         var moved: [PodReference] = []
@@ -81,7 +83,9 @@ public final class LinkMover: @unchecked Sendable {
             // Not moved (something decided otherwise under the lock, or it failed): the wait starts over.
             seen[podID] = (registration, now)
             do {
-                if try move(podID: podID, registration, loader) { moved.append(registration.pod) }
+                let opened = try loader ?? Loader(root: root)
+                loader = opened
+                if try move(podID: podID, registration, opened) { moved.append(registration.pod) }
                 failures[podID] = nil
             } catch {
                 // tcx takes a program once per hook: another process made this pod's link meanwhile.

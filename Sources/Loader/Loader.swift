@@ -367,10 +367,15 @@ public final class Loader {
     /// Attached pods with a hook still on its filter that `loader serve` is to move onto a tcx link
     /// (none unless the root attaches tc-then-tcx), by pod id.
     public func podsOnFilters() throws -> [UInt32: PodRegistration] {
-        guard try attachment() == .tcThenTCX else { return [:] }
-        let linked = Set(Self.linkPins(root).filter { !$0.staged }.map(\.name))
+        try Self.podsOnFilters(root, state)
+    }
+
+    /// As `podsOnFilters()`, read from the root's state alone (what the mover reads every second).
+    static func podsOnFilters(_ root: PinRoot, _ state: LoaderState) throws -> [UInt32: PodRegistration] {
+        guard try state.rootMarker()?.attachment == .tcThenTCX else { return [:] }
+        let linked = Set(linkPins(root).filter { !$0.staged }.map(\.name))
         return try state.pods().filter { podID, _ in
-            TCDirection.allCases.contains { !linked.contains(Self.linkName(podID: podID, hook: $0)) }
+            TCDirection.allCases.contains { !linked.contains(linkName(podID: podID, hook: $0)) }
         }
     }
 

@@ -193,8 +193,9 @@ struct PodStatus: Encodable {
     let ingress: String
     let egress: String
     let objects: [String]
-    /// How each hook of its host veth carries netfence's program (`tc` or `tcx`), by hook: its ingress
-    /// sees what the pod sends. Under tc-then-tcx, `tcx` once `loader serve` moved the pod.
+    /// How each hook of its host veth is to carry netfence's program (`tc` or `tcx`), by hook: its ingress
+    /// sees what the pod sends. Under tc-then-tcx, `tcx` once `loader serve` moved the pod. A hook that
+    /// does not carry it so is in `drift`.
     let hostVethHooks: [String: String]
     /// How what the pod enforces differs from what the stored objects give it.
     let drift: [String]

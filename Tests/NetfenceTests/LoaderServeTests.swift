@@ -108,6 +108,11 @@ import TestSupport
         // A second server on the same socket is refused; what is not a socket is never replaced.
         let second = try NetfenceBinary.run(["loader", "serve", "--socket", server.socket, "--bpffs-root", bench.root.path])
         #expect(second.status == 1 && second.standardError.contains("another server listens on \(server.socket)"), "\(second.standardError)")
+        for wait in ["-1", "nan", "86401"] {
+            let refused = try NetfenceBinary.run(["loader", "serve", "--socket", server.socket + "-x", "--tcx-after", wait, "--bpffs-root", bench.root.path])
+            #expect(refused.status == 64 && refused.standardError.hasPrefix("Error: ") && refused.standardError.contains("--tcx-after"),
+                    "\(wait): \(refused.standardError)")
+        }
         let file = "\(NSTemporaryDirectory())/nf-serve-file-\(getpid())"
         try "keep me".write(toFile: file, atomically: true, encoding: .utf8)
         defer { unlink(file) }
